@@ -1,0 +1,127 @@
+//! Durations as admins write them: `90`, `30s`, `10m`, `1h`, `2d`, `1w`, or
+//! a sum like `1h30m`. A bare number is seconds, as in fail2ban.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A duration read from config or the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+/// Parse `1h30m`, `10m`, `45` (seconds) and the like.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let s = text.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total: u64 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("`{text}` is not a duration (use e.g. 90s, 10m, 1h, 1d, 1w)"));
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| format!("`{text}`: number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let mult = match unit {
+            "ms" => {
+                total = total.saturating_add(n / 1000);
+                continue;
+            }
+            "s" | "sec" | "secs" => 1,
+            "m" | "min" | "mins" => 60,
+            "h" | "hour" | "hours" => 3600,
+            "d" | "day" | "days" => 86_400,
+            "w" | "week" | "weeks" => 604_800,
+            "" => return Err(format!("`{text}`: a number inside a duration needs a unit (s, m, h, d, w)")),
+            other => return Err(format!("`{text}`: unknown unit `{other}` (use s, m, h, d or w)")),
+        };
+        total = total
+            .checked_add(n.checked_mul(mult).ok_or_else(|| format!("`{text}` is too long"))?)
+            .ok_or_else(|| format!("`{text}` is too long"))?;
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Print a duration the way it is written in config: `1h30m`, `45s`.
+pub fn format_duration(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, len) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= len {
+            out.push_str(&format!("{}{unit}", secs / len));
+            secs %= len;
+        }
+    }
+    out
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(Dur(Duration::from_secs(s))),
+            Raw::Text(t) => parse_duration(&t).map(Dur).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    macro_rules! dur {
+        ($name:ident, $text:expr, $secs:expr) => {
+            #[test]
+            fn $name() {
+                assert_eq!(parse_duration($text), Ok(Duration::from_secs($secs)));
+            }
+        };
+    }
+    dur!(bare_seconds, "90", 90);
+    dur!(seconds, "30s", 30);
+    dur!(minutes, "10m", 600);
+    dur!(hours, "1h", 3600);
+    dur!(days, "2d", 172_800);
+    dur!(weeks, "1w", 604_800);
+    dur!(sum, "1h30m", 5400);
+    dur!(spaces_trimmed, " 5m ", 300);
+
+    #[test]
+    fn rejects_garbage_with_reason() {
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("h").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("10x").unwrap_err().contains("unknown unit `x`"));
+        assert!(parse_duration("1h30").unwrap_err().contains("needs a unit"));
+        assert!(parse_duration("99999999999999999999w").is_err());
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        for text in ["45s", "10m", "1h30m", "2d", "1d1h1m1s"] {
+            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Finds where a key sits in a YAML text, so that errors found after
+//! parsing (a jail naming an unknown ruleset, a top-level typo that the YAML
+//! library reports without a position) can still name a line and column.
+//!
+//! It understands block-style YAML, which is how configs are written; for
+//! anything else it returns `None` and the error goes out without a line.
+
+/// Line and column (both 1-based) of the key at `path`, e.g.
+/// `["jails", "sshd", "ruleset"]`.
+pub fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut start = 0;
+    let mut parent_indent: Option<usize> = None;
+    let mut found = None;
+    for key in path {
+        let mut hit = None;
+        for (i, line) in lines.iter().enumerate().skip(start) {
+            let trimmed = line.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let indent = line.len() - trimmed.len();
+            if let Some(p) = parent_indent {
+                if indent <= p {
+                    break; // left the parent's block
+                }
+            }
+            if key_of(trimmed) == Some(key) {
+                hit = Some((i, indent));
+                break;
+            }
+        }
+        let (i, indent) = hit?;
+        found = Some((i + 1, indent + 1));
+        start = i + 1;
+        parent_indent = Some(indent);
+    }
+    found
+}
+
+/// The key of a `key: value` line, unquoted.
+fn key_of(line: &str) -> Option<&str> {
+    let line = line.strip_prefix("- ").unwrap_or(line);
+    let colon = line.find(':')?;
+    let key = line[..colon].trim();
+    Some(key.trim_matches(|c| c == '"' || c == '\''))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YAML: &str = "socket: /run/x\n# comment\njails:\n  sshd:\n    ruleset: sshd\n  asterisk:\n    files: [a]\n    ruleset: astrisk\n";
+
+    #[test]
+    fn finds_nested_keys() {
+        assert_eq!(locate(YAML, &["socket"]), Some((1, 1)));
+        assert_eq!(locate(YAML, &["jails", "asterisk", "ruleset"]), Some((8, 5)));
+        assert_eq!(locate(YAML, &["jails", "sshd", "ruleset"]), Some((5, 5)));
+    }
+
+    #[test]
+    fn does_not_leave_the_parent_block() {
+        assert_eq!(locate(YAML, &["jails", "sshd", "files"]), None);
+        assert_eq!(locate(YAML, &["nope"]), None);
+    }
+}

@@ -1,0 +1,154 @@
+//! The firewall stage: turns ban decisions into nftables state in the kernel.
+//!
+//! nftban owns exactly one table (`table inet nftban` by default) and never
+//! touches another. Per jail it keeps two sets, `<jail>_v4` and `<jail>_v6`,
+//! each with the `interval` and `timeout` flags, so one set holds single
+//! addresses and prefixes alike and every element carries its own timeout: a
+//! ban expires in the kernel even when nftban is stopped. One base chain,
+//! `input`, hooks in before the usual filter chains and has one rule per set:
+//! `ip saddr @<jail>_v4 counter drop` (or `reject`).
+//!
+//! The [`Firewall`] trait is what the daemon talks to. [`netlink::Netlink`]
+//! speaks nf_tables over netlink (see docs/firewall.md for why this stack),
+//! [`memory::Memory`] keeps the same state in memory for tests and dry runs.
+//! [`render_ruleset`] prints, in `nft` syntax, what [`Firewall::setup`]
+//! creates, for `nftban ruleset` and for the docs.
+
+pub mod memory;
+pub mod netlink;
+mod ruleset;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+pub use ruleset::render_ruleset;
+
+/// What to do with a packet from a banned source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Drop silently (the default): an attacker learns nothing.
+    #[default]
+    Drop,
+    /// Reject with an ICMP administratively-prohibited (TCP: reset is not
+    /// used, to keep one rule per set).
+    Reject,
+}
+
+/// Address family of a set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    /// The family of an address or prefix.
+    pub fn of(net: &IpNet) -> Family {
+        match net {
+            IpNet::V4(_) => Family::V4,
+            IpNet::V6(_) => Family::V6,
+        }
+    }
+
+    /// Suffix of the set names: `v4` or `v6`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Family::V4 => "v4",
+            Family::V6 => "v6",
+        }
+    }
+}
+
+/// Everything [`Firewall::setup`] needs to build the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    /// Name of the `inet` table nftban owns.
+    pub table: String,
+    /// Verdict for banned sources.
+    pub action: Action,
+    /// Jail names, in config order; each gets `<jail>_v4` and `<jail>_v6`.
+    pub jails: Vec<String>,
+}
+
+/// Name of the set that holds a jail's bans of one family.
+pub fn set_name(jail: &str, family: Family) -> String {
+    format!("{jail}_{}", family.suffix())
+}
+
+/// Name of the base chain hooked at input.
+pub const INPUT_CHAIN: &str = "input";
+
+/// Priority of the input chain: before the usual `filter` chains (0), so a
+/// banned source is dropped before anything else accepts it.
+pub const INPUT_PRIORITY: i32 = -10;
+
+/// One ban to put into the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    pub jail: String,
+    /// A single address is a /32 or /128.
+    pub net: IpNet,
+    /// The element's own timeout: when the kernel drops it by itself.
+    pub timeout: Duration,
+}
+
+/// An element found in one of nftban's sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    pub net: IpNet,
+    /// Time left before the kernel drops it; `None` if it has no timeout.
+    pub expires_in: Option<Duration>,
+}
+
+/// What can go wrong talking to the kernel.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The kernel has no nf_tables (module missing or not built in).
+    #[error("nf_tables is not available in this kernel (is the nf_tables module loaded?): {0}")]
+    NotSupported(#[source] std::io::Error),
+    /// The process lacks CAP_NET_ADMIN in its network namespace.
+    #[error("permission denied talking to nf_tables: nftban needs CAP_NET_ADMIN (run as root or grant the capability)")]
+    PermissionDenied,
+    /// The kernel refused a request; `what` says which.
+    #[error("kernel refused to {what}: {source}")]
+    Kernel {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The netlink socket itself failed.
+    #[error("netlink socket error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The kernel side of nftban. Implemented over netlink for real use and in
+/// memory for tests.
+pub trait Firewall: Send {
+    /// Create the table, sets, chain and rules, or adopt them if they exist.
+    /// Existing set elements (bans from an earlier run) are kept. Sets of
+    /// jails that are no longer in `spec` are removed. Rules are replaced
+    /// atomically, so repeated calls never duplicate them.
+    fn setup(&mut self, spec: &TableSpec) -> Result<()>;
+
+    /// Add bans; each element gets its own timeout. Adding an element that
+    /// already exists refreshes its timeout and is not an error.
+    fn add(&mut self, bans: &[Ban]) -> Result<()>;
+
+    /// Remove elements from a jail's sets. An element that is not there
+    /// (already expired) is not an error.
+    fn delete(&mut self, jail: &str, nets: &[IpNet]) -> Result<()>;
+
+    /// List a jail's elements with their remaining time. Only used at start
+    /// to learn the bans an earlier run left in the kernel.
+    fn list(&mut self, jail: &str) -> Result<Vec<Element>>;
+}
+
+/// The prefix that stands for a single address: /32 or /128.
+pub fn host_net(addr: IpAddr) -> IpNet {
+    IpNet::from(addr)
+}
