@@ -2,3 +2,5 @@
 pub mod config;
 pub mod firewall;
 pub mod matcher;
+pub mod sources;
+pub mod tracker;

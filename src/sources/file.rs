@@ -1,0 +1,291 @@
+//! Follow a log file like `tail -F`, driven by inotify.
+//!
+//! The file's folder is watched, not the file: that way a file that does
+//! not exist yet, one that is rotated by rename-and-create, deleted and
+//! recreated, or truncated in place is picked up without special cases.
+//! Every wake-up (an event, or a one-second tick so nothing depends on
+//! inotify alone) does the same two steps: see whether the path now names
+//! another file or a shorter one, then read what was appended.
+//!
+//! Bytes are cut into lines here. Invalid UTF-8 is read lossily, a line
+//! longer than the limit is cut (its head is still matched) and counted, and
+//! a partial last line waits for its newline.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use inotify::{Inotify, WatchMask};
+
+use super::{SourceState, SourceStats};
+
+/// Lines longer than this are cut; the rest of the line is skipped.
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// How often the file is checked even without an inotify event.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Where reading starts when the daemon first opens a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// At the end: only lines written from now on count.
+    End,
+    /// At the beginning (a file that appears, or a rotated-in file).
+    Beginning,
+}
+
+/// The reading state of one followed file.
+pub struct FileTail {
+    path: PathBuf,
+    file: Option<File>,
+    /// (device, inode) of the open file, to notice rotation.
+    id: (u64, u64),
+    offset: u64,
+    pending: Vec<u8>,
+    /// Inside an over-long line: skip bytes until the next newline.
+    skipping: bool,
+    max_line: usize,
+    stats: Arc<SourceStats>,
+}
+
+impl FileTail {
+    pub fn new(path: &Path, stats: Arc<SourceStats>) -> FileTail {
+        FileTail {
+            path: path.to_path_buf(),
+            file: None,
+            id: (0, 0),
+            offset: 0,
+            pending: Vec::new(),
+            skipping: false,
+            max_line: MAX_LINE,
+            stats,
+        }
+    }
+
+    /// Set the line length limit (tests use a small one).
+    pub fn with_max_line(mut self, max: usize) -> FileTail {
+        self.max_line = max;
+        self
+    }
+
+    /// Open the file if it is not open, or reopen it if the path now names
+    /// another file (rotation) or the file got shorter (truncation). Reading
+    /// of the old file is finished first so its last lines are not lost.
+    fn check(&mut self, start: StartAt, on_line: &mut dyn FnMut(&str)) {
+        let meta = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) => {
+                if self.file.is_some() {
+                    // Deleted or renamed away: finish what was written.
+                    let _ = self.read_available(on_line);
+                    self.file = None;
+                    tracing::info!(file = %self.path.display(), "log file is gone; waiting for it to come back");
+                }
+                self.set_state(if e.kind() == io::ErrorKind::NotFound {
+                    SourceState::Missing
+                } else {
+                    SourceState::Unreadable(e.to_string())
+                });
+                return;
+            }
+        };
+        if meta.is_dir() {
+            self.set_state(SourceState::Unreadable("is a directory, not a file".into()));
+            return;
+        }
+        let id = (meta.dev(), meta.ino());
+        if self.file.is_some() && id != self.id {
+            let _ = self.read_available(on_line);
+            self.file = None;
+            tracing::info!(file = %self.path.display(), "log file was rotated; reading the new one from its start");
+            return self.open(StartAt::Beginning, meta.len(), id);
+        }
+        if self.file.is_some() && meta.len() < self.offset {
+            tracing::info!(file = %self.path.display(), "log file was truncated; reading from its start");
+            self.offset = 0;
+            self.pending.clear();
+            self.skipping = false;
+            if let Some(f) = self.file.as_mut() {
+                let _ = f.seek(SeekFrom::Start(0));
+            }
+        }
+        if self.file.is_none() {
+            self.open(start, meta.len(), id);
+        }
+    }
+
+    fn open(&mut self, start: StartAt, len: u64, id: (u64, u64)) {
+        match File::open(&self.path) {
+            Ok(mut f) => {
+                let offset = if start == StartAt::End { len } else { 0 };
+                if let Err(e) = f.seek(SeekFrom::Start(offset)) {
+                    self.set_state(SourceState::Unreadable(e.to_string()));
+                    return;
+                }
+                self.file = Some(f);
+                self.id = id;
+                self.offset = offset;
+                self.pending.clear();
+                self.skipping = false;
+                self.set_state(SourceState::Reading);
+                tracing::debug!(file = %self.path.display(), offset, "opened log file");
+            }
+            Err(e) => {
+                let state = SourceState::Unreadable(e.to_string());
+                if self.stats.state() != state {
+                    tracing::warn!(file = %self.path.display(), error = %e, "cannot open log file; will retry");
+                }
+                self.set_state(state);
+            }
+        }
+    }
+
+    fn set_state(&self, state: SourceState) {
+        self.stats.set_state(state);
+    }
+
+    /// Read everything appended since the last call and hand out complete lines.
+    pub fn read_available(&mut self, on_line: &mut dyn FnMut(&str)) -> io::Result<()> {
+        let Some(file) = self.file.as_mut() else { return Ok(()) };
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!(file = %self.path.display(), error = %e, "read failed; will retry");
+                    self.stats.set_state(SourceState::Unreadable(e.to_string()));
+                    return Err(e);
+                }
+            };
+            self.offset += n as u64;
+            let mut chunk = &buf[..n];
+            while let Some(nl) = chunk.iter().position(|&b| b == b'\n') {
+                let (head, rest) = chunk.split_at(nl);
+                chunk = &rest[1..];
+                if self.skipping {
+                    self.skipping = false;
+                    continue;
+                }
+                if self.pending.is_empty() {
+                    let take = head.len().min(self.max_line);
+                    if head.len() > self.max_line {
+                        note_cut(&self.path, &self.stats, self.max_line);
+                    }
+                    emit(&self.path, &head[..take], &self.stats, on_line);
+                } else {
+                    let room = self.max_line.saturating_sub(self.pending.len());
+                    if head.len() > room {
+                        note_cut(&self.path, &self.stats, self.max_line);
+                    }
+                    self.pending.extend_from_slice(&head[..head.len().min(room)]);
+                    let line = std::mem::take(&mut self.pending);
+                    emit(&self.path, &line, &self.stats, on_line);
+                }
+            }
+            if !chunk.is_empty() && !self.skipping {
+                let room = self.max_line.saturating_sub(self.pending.len());
+                if chunk.len() > room {
+                    // The line is over the limit: match its head now, skip the rest.
+                    self.pending.extend_from_slice(&chunk[..room]);
+                    let line = std::mem::take(&mut self.pending);
+                    note_cut(&self.path, &self.stats, self.max_line);
+                    emit(&self.path, &line, &self.stats, on_line);
+                    self.skipping = true;
+                } else {
+                    self.pending.extend_from_slice(chunk);
+                }
+            }
+        }
+    }
+
+}
+
+fn note_cut(path: &Path, stats: &SourceStats, max_line: usize) {
+    stats.truncated.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(
+        file = %path.display(),
+        "line longer than {max_line} bytes: its first {max_line} bytes are matched, the rest is skipped"
+    );
+}
+
+fn emit(path: &Path, bytes: &[u8], stats: &SourceStats, on_line: &mut dyn FnMut(&str)) {
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    stats.lines.fetch_add(1, Ordering::Relaxed);
+    match std::str::from_utf8(bytes) {
+        Ok(line) => on_line(line),
+        Err(_) => {
+            stats.invalid_utf8.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(file = %path.display(), "line is not valid UTF-8; matched with the bad bytes replaced");
+            on_line(&String::from_utf8_lossy(bytes));
+        }
+    }
+}
+
+/// Follow `path` until `stop` is set, calling `on_line` for each new line.
+/// Runs on the caller's thread; never returns an error: problems are put in
+/// `stats` (for `nftban status`) and logged, and reading is retried.
+pub fn follow(path: &Path, stats: Arc<SourceStats>, stop: Arc<AtomicBool>, mut on_line: impl FnMut(&str)) {
+    let mut tail = FileTail::new(path, stats);
+    let mut inotify = watch_dir(path);
+    tail.check(StartAt::End, &mut on_line);
+    let _ = tail.read_available(&mut on_line);
+    let name = path.file_name().map(|n| n.to_os_string());
+    let mut buf = [0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        let mut relevant = true;
+        if let Some(ino) = inotify.as_mut() {
+            let mut pfd = libc::pollfd { fd: ino.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd for the duration of the call.
+            let ready = unsafe { libc::poll(&mut pfd, 1, TICK.as_millis() as i32) };
+            if ready > 0 {
+                relevant = false;
+                if let Ok(events) = ino.read_events(&mut buf) {
+                    for ev in events {
+                        if ev.name.is_none() || ev.name.map(|n| n.to_os_string()) == name {
+                            relevant = true;
+                        }
+                    }
+                }
+            }
+        } else {
+            std::thread::sleep(TICK);
+        }
+        // A tick with no event checks too: a folder created after start, or
+        // a change inotify did not report, is caught within a second.
+        if relevant {
+            tail.check(StartAt::Beginning, &mut on_line);
+            let _ = tail.read_available(&mut on_line);
+        }
+    }
+}
+
+/// An inotify watch on the file's folder, or `None` (then ticks alone drive
+/// reading) if the folder is missing or inotify is unavailable.
+fn watch_dir(path: &Path) -> Option<Inotify> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let inotify = Inotify::init().ok()?;
+    let mask = WatchMask::MODIFY
+        | WatchMask::CREATE
+        | WatchMask::MOVED_TO
+        | WatchMask::MOVED_FROM
+        | WatchMask::DELETE
+        | WatchMask::CLOSE_WRITE
+        | WatchMask::ATTRIB;
+    match inotify.watches().add(dir, mask) {
+        Ok(_) => Some(inotify),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch folder with inotify; checking every second instead");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

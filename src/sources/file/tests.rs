@@ -1,0 +1,160 @@
+use super::*;
+use std::io::Write;
+
+fn setup(dir: &Path) -> (PathBuf, Arc<SourceStats>) {
+    let path = dir.join("app.log");
+    (path.clone(), Arc::new(SourceStats::new(path)))
+}
+
+fn append(path: &Path, bytes: &[u8]) {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+/// Drive one wake-up by hand, as `follow` does.
+fn step(tail: &mut FileTail, start: StartAt) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut push = |l: &str| out.push(l.to_string());
+    tail.check(start, &mut push);
+    tail.read_available(&mut push).unwrap();
+    out
+}
+
+#[test]
+fn starts_at_the_end_and_reads_appended_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, stats) = setup(dir.path());
+    append(&path, b"old line\n");
+    let mut tail = FileTail::new(&path, stats.clone());
+    assert!(step(&mut tail, StartAt::End).is_empty());
+    append(&path, b"one\ntwo\n");
+    assert_eq!(step(&mut tail, StartAt::Beginning), ["one", "two"]);
+    assert_eq!(stats.lines.load(Ordering::Relaxed), 2);
+    assert_eq!(stats.state(), SourceState::Reading);
+}
+
+#[test]
+fn partial_last_line_waits_for_its_newline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, stats) = setup(dir.path());
+    let mut tail = FileTail::new(&path, stats);
+    append(&path, b"");
+    step(&mut tail, StartAt::End);
+    append(&path, b"hal");
+    assert!(step(&mut tail, StartAt::Beginning).is_empty());
+    append(&path, b"f\r\nnext");
+    assert_eq!(step(&mut tail, StartAt::Beginning), ["half"]);
+}
+
+#[test]
+fn invalid_utf8_is_read_lossily_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, stats) = setup(dir.path());
+    append(&path, b"");
+    let mut tail = FileTail::new(&path, stats.clone());
+    step(&mut tail, StartAt::End);
+    append(&path, b"bad \xff\xfe from 192.0.2.1\nok\n");
+    assert_eq!(step(&mut tail, StartAt::Beginning), ["bad \u{fffd}\u{fffd} from 192.0.2.1", "ok"]);
+    assert_eq!(stats.invalid_utf8.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn long_lines_are_cut_and_the_next_line_is_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, stats) = setup(dir.path());
+    append(&path, b"");
+    let mut tail = FileTail::new(&path, stats.clone()).with_max_line(10);
+    step(&mut tail, StartAt::End);
+    // One long line in a single write, one split across writes.
+    append(&path, b"0123456789abcdef\nshort\n01234");
+    let got = step(&mut tail, StartAt::Beginning);
+    assert_eq!(got, ["0123456789", "short"]);
+    append(&path, b"56789XYZ");
+    assert_eq!(step(&mut tail, StartAt::Beginning), ["0123456789"]);
+    append(&path, b"more tail\nafter\n");
+    assert_eq!(step(&mut tail, StartAt::Beginning), ["after"]);
+    assert_eq!(stats.truncated.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn one_megabyte_line_is_cut_at_the_default_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, stats) = setup(dir.path());
+    append(&path, b"");
+    let mut tail = FileTail::new(&path, stats.clone());
+    step(&mut tail, StartAt::End);
+    let mut big = vec![b'x'; 1 << 20];
+    big.push(b'\n');
+    append(&path, &big);
+    append(&path, b"next\n");
+    let got = step(&mut tail, StartAt::Beginning);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].len(), MAX_LINE);
+    assert_eq!(got[1], "next");
+}
+
+#[test]
+fn rotation_by_rename_finishes_old_file_then_reads_new_from_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, stats) = setup(dir.path());
+    append(&path, b"");
+    let mut tail = FileTail::new(&path, stats);
+    step(&mut tail, StartAt::End);
+    append(&path, b"last of old\n");
+    std::fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+    append(&path, b"first of new\n");
+    assert_eq!(step(&mut tail, StartAt::Beginning), ["last of old", "first of new"]);
+}
+
+#[test]
+fn truncation_reads_from_the_start_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, stats) = setup(dir.path());
+    append(&path, b"");
+    let mut tail = FileTail::new(&path, stats);
+    step(&mut tail, StartAt::End);
+    append(&path, b"a long first line\n");
+    assert_eq!(step(&mut tail, StartAt::Beginning).len(), 1);
+    std::fs::write(&path, b"new\n").unwrap();
+    assert_eq!(step(&mut tail, StartAt::Beginning), ["new"]);
+}
+
+#[test]
+fn missing_then_created_file_is_read_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, stats) = setup(dir.path());
+    let mut tail = FileTail::new(&path, stats.clone());
+    assert!(step(&mut tail, StartAt::End).is_empty());
+    assert_eq!(stats.state(), SourceState::Missing);
+    append(&path, b"hello\n");
+    assert_eq!(step(&mut tail, StartAt::Beginning), ["hello"]);
+}
+
+#[test]
+fn a_directory_is_reported_unreadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let stats = Arc::new(SourceStats::new(dir.path().to_path_buf()));
+    let mut tail = FileTail::new(dir.path(), stats.clone());
+    step(&mut tail, StartAt::End);
+    assert!(matches!(stats.state(), SourceState::Unreadable(e) if e.contains("directory")));
+}
+
+#[test]
+fn follow_delivers_lines_written_after_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, stats) = setup(dir.path());
+    append(&path, b"before\n");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = {
+        let (path, stats, stop) = (path.clone(), stats.clone(), stop.clone());
+        std::thread::spawn(move || follow(&path, stats, stop, move |l| tx.send(l.to_string()).unwrap()))
+    };
+    while stats.state() != SourceState::Reading {
+        std::thread::yield_now();
+    }
+    append(&path, b"after\n");
+    assert_eq!(rx.recv().unwrap(), "after");
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap();
+}
