@@ -32,8 +32,8 @@ pub enum Action {
     /// Drop silently (the default): an attacker learns nothing.
     #[default]
     Drop,
-    /// Reject with an ICMP administratively-prohibited (TCP: reset is not
-    /// used, to keep one rule per set).
+    /// Reject: what plain `reject` is in an inet table, an ICMP (ICMPv6)
+    /// port-unreachable, so the sender learns at once that it is refused.
     Reject,
 }
 
@@ -110,15 +110,13 @@ pub enum Error {
     #[error("nf_tables is not available in this kernel (is the nf_tables module loaded?): {0}")]
     NotSupported(#[source] std::io::Error),
     /// The process lacks CAP_NET_ADMIN in its network namespace.
-    #[error("permission denied talking to nf_tables: nftban needs CAP_NET_ADMIN (run as root or grant the capability)")]
+    #[error(
+        "permission denied talking to nf_tables: nftban needs CAP_NET_ADMIN (run as root or grant the capability)"
+    )]
     PermissionDenied,
     /// The kernel refused a request; `what` says which.
-    #[error("kernel refused to {what}: {source}")]
-    Kernel {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("kernel refused to {what}: {error}")]
+    Kernel { what: String, error: std::io::Error },
     /// The netlink socket itself failed.
     #[error("netlink socket error: {0}")]
     Io(#[from] std::io::Error),
@@ -151,4 +149,10 @@ pub trait Firewall: Send {
 /// The prefix that stands for a single address: /32 or /128.
 pub fn host_net(addr: IpAddr) -> IpNet {
     IpNet::from(addr)
+}
+
+/// The kernel backend, over netlink. Errors say whether nf_tables is
+/// missing or the process lacks CAP_NET_ADMIN (seed FAQ row 2).
+pub fn open_kernel() -> Result<Box<dyn Firewall>> {
+    Ok(Box::new(netlink::Netlink::open()?))
 }

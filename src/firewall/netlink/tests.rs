@@ -1,0 +1,490 @@
+//! Kernel tests for [`super::Netlink`]: each runs in a private network
+//! namespace of its own (so the host's ruleset is never touched) and reads
+//! the kernel state back with `nft`, which the test thread's children
+//! inherit the namespace from. Skipped with a message when not root.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::Netlink;
+use crate::firewall::{render_ruleset, Action, Ban, Error, Firewall, TableSpec};
+
+/// Move this test's thread into a new network namespace and open the
+/// firewall there; `None` (after saying so) when that needs root we lack.
+fn private_netns() -> Option<Netlink> {
+    // SAFETY: unshare(2) takes no pointers; CLONE_NEWNET only changes the
+    // network namespace of the calling thread (libtest runs each test on a
+    // thread of its own), which nothing else in the test relies on.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
+            println!("skipped: needs root to create a private network namespace");
+            return None;
+        }
+        panic!("unshare(CLONE_NEWNET): {e}");
+    }
+    Some(Netlink::open().expect("open nf_tables in the new namespace"))
+}
+
+fn nft_command() -> Command {
+    Command::new(if std::path::Path::new("/usr/sbin/nft").exists() {
+        "/usr/sbin/nft"
+    } else {
+        "nft"
+    })
+}
+
+fn nft(args: &[&str]) -> String {
+    let out = nft_command().args(args).output().expect("run nft");
+    assert!(
+        out.status.success(),
+        "nft {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("nft prints UTF-8")
+}
+
+fn spec(jails: &[&str], action: Action) -> TableSpec {
+    TableSpec {
+        table: "nftban".into(),
+        action,
+        jails: jails.iter().map(|j| j.to_string()).collect(),
+    }
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .expect("address or prefix")
+}
+
+fn ban(jail: &str, addr: &str, timeout: Duration) -> Ban {
+    Ban {
+        jail: jail.into(),
+        net: net(addr),
+        timeout,
+    }
+}
+
+const MIN: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// The elements of one set as nft lists them: element text → its timeout.
+fn nft_elements(set: &str) -> BTreeMap<String, String> {
+    let text = nft(&["list", "set", "inet", "nftban", set]);
+    let Some(start) = text.find("elements = {") else {
+        return BTreeMap::new();
+    };
+    let body = &text[start + "elements = {".len()..];
+    let body = &body[..body.find('}').expect("closing brace")];
+    body.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            let words: Vec<&str> = item.split_whitespace().collect();
+            let timeout = words
+                .iter()
+                .position(|w| *w == "timeout")
+                .map(|i| words[i + 1].to_string())
+                .unwrap_or_default();
+            (words[0].to_string(), timeout)
+        })
+        .collect()
+}
+
+fn rule_lines() -> Vec<String> {
+    nft(&["list", "chain", "inet", "nftban", "input"])
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.contains(" saddr @"))
+        .map(String::from)
+        .collect()
+}
+
+fn set_names() -> Vec<String> {
+    nft(&["list", "sets", "table", "inet", "nftban"])
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("set ")?.strip_suffix(" {").map(String::from))
+        .collect()
+}
+
+fn golden(action: Action) {
+    let Some(mut fw) = private_netns() else { return };
+    let spec = spec(&["sshd", "manual"], action);
+    fw.setup(&spec).unwrap();
+    assert_eq!(nft(&["list", "table", "inet", "nftban"]), render_ruleset(&spec));
+}
+
+#[test]
+fn setup_creates_what_render_ruleset_says_drop() {
+    golden(Action::Drop);
+}
+
+#[test]
+fn setup_creates_what_render_ruleset_says_reject() {
+    golden(Action::Reject);
+}
+
+#[test]
+fn elements_keep_their_own_timeouts() {
+    let Some(mut fw) = private_netns() else { return };
+    fw.setup(&spec(&["sshd"], Action::Drop)).unwrap();
+    fw.add(&[
+        ban("sshd", "192.0.2.1", MIN),
+        ban("sshd", "192.0.2.2", HOUR),
+        ban("sshd", "198.51.100.0/24", 5 * MIN),
+        ban("sshd", "2001:db8::1", MIN),
+        ban("sshd", "2001:db8::2", HOUR),
+        ban("sshd", "2001:db8:1::/48", 2 * HOUR),
+    ])
+    .unwrap();
+    let v4 = nft_elements("sshd_v4");
+    let v6 = nft_elements("sshd_v6");
+    let want = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    };
+    assert_eq!(
+        v4,
+        want(&[("192.0.2.1", "1m"), ("192.0.2.2", "1h"), ("198.51.100.0/24", "5m")])
+    );
+    assert_eq!(
+        v6,
+        want(&[("2001:db8::1", "1m"), ("2001:db8::2", "1h"), ("2001:db8:1::/48", "2h")])
+    );
+
+    // Adding an element again refreshes its timeout (kernels from about
+    // 6.10 on; older ones keep the old timeout, see docs/firewall.md).
+    fw.add(&[ban("sshd", "192.0.2.1", 2 * HOUR)]).unwrap();
+    assert_eq!(nft_elements("sshd_v4")["192.0.2.1"], "2h");
+}
+
+#[test]
+fn setup_again_keeps_elements_and_replaces_rules() {
+    let Some(mut fw) = private_netns() else { return };
+    let two = spec(&["sshd", "manual"], Action::Drop);
+    fw.setup(&two).unwrap();
+    fw.setup(&two).unwrap();
+    assert_eq!(rule_lines().len(), 4, "setup twice must not duplicate rules");
+    fw.add(&[ban("sshd", "192.0.2.1", HOUR), ban("manual", "2001:db8::/64", HOUR)])
+        .unwrap();
+    fw.setup(&two).unwrap();
+    assert_eq!(rule_lines().len(), 4);
+    assert_eq!(nft_elements("sshd_v4").keys().collect::<Vec<_>>(), ["192.0.2.1"]);
+    assert_eq!(nft_elements("manual_v6").keys().collect::<Vec<_>>(), ["2001:db8::/64"]);
+
+    // The manual jail goes, and the action changes: its sets are deleted,
+    // sshd's are kept with their elements, the rules follow the new spec.
+    let one = spec(&["sshd"], Action::Reject);
+    fw.setup(&one).unwrap();
+    assert_eq!(set_names(), ["sshd_v4", "sshd_v6"]);
+    assert_eq!(
+        rule_lines(),
+        [
+            "ip saddr @sshd_v4 counter packets 0 bytes 0 reject with icmp port-unreachable",
+            "ip6 saddr @sshd_v6 counter packets 0 bytes 0 reject with icmpv6 port-unreachable",
+        ]
+    );
+    assert_eq!(nft_elements("sshd_v4").keys().collect::<Vec<_>>(), ["192.0.2.1"]);
+
+    // No jails at all: every set goes, the chain stays, empty.
+    let none = spec(&[], Action::Drop);
+    fw.setup(&none).unwrap();
+    assert_eq!(nft(&["list", "table", "inet", "nftban"]), render_ruleset(&none));
+}
+
+#[test]
+fn setup_adopts_a_table_of_another_shape() {
+    let Some(mut fw) = private_netns() else { return };
+    // What another tool (or an older nftban) might have left: the input
+    // chain at another priority with a rule of its own that uses a set no
+    // jail owns, sshd_v4 as a plain hash set, and a well-formed sshd_v6
+    // with a ban in it.
+    let mut child = nft_command()
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"table inet nftban {
+                set stray { type ipv4_addr; }
+                set sshd_v4 { type ipv4_addr; elements = { 192.0.2.1 } }
+                set sshd_v6 { type ipv6_addr; flags interval,timeout; elements = { 2001:db8::1 timeout 1h } }
+                chain input {
+                    type filter hook input priority 0; policy drop;
+                    ip saddr @stray accept
+                }
+            }",
+        )
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+
+    let spec = spec(&["sshd"], Action::Drop);
+    fw.setup(&spec).unwrap();
+    // (sshd_v4 is listed last now: nft lists sets in creation order.)
+    let mut names = set_names();
+    names.sort();
+    assert_eq!(names, ["sshd_v4", "sshd_v6"]);
+    assert!(
+        nft_elements("sshd_v4").is_empty(),
+        "sshd_v4 was recreated with the right type"
+    );
+    assert_eq!(nft_elements("sshd_v6").keys().collect::<Vec<_>>(), ["2001:db8::1"]);
+    let rendered = render_ruleset(&spec);
+    let chain = &rendered[rendered.find("\tchain").unwrap()..rendered.rfind('}').unwrap()];
+    assert_eq!(
+        nft(&["list", "chain", "inet", "nftban", "input"]),
+        format!("table inet nftban {{\n{chain}}}\n")
+    );
+    // And from there, a second setup changes nothing (without the
+    // element, whose expiry would tick between the two listings).
+    fw.delete("sshd", &[net("2001:db8::1")]).unwrap();
+    let before = nft(&["list", "table", "inet", "nftban"]);
+    fw.setup(&spec).unwrap();
+    assert_eq!(nft(&["list", "table", "inet", "nftban"]), before);
+}
+
+#[test]
+fn delete_removes_elements_and_ignores_absent_ones() {
+    let Some(mut fw) = private_netns() else { return };
+    fw.setup(&spec(&["sshd"], Action::Drop)).unwrap();
+    fw.add(&[
+        ban("sshd", "192.0.2.1", HOUR),
+        ban("sshd", "192.0.2.7", HOUR),
+        ban("sshd", "198.51.100.0/24", HOUR),
+        ban("sshd", "2001:db8::1", HOUR),
+        ban("sshd", "2001:db8:1::/48", HOUR),
+    ])
+    .unwrap();
+    fw.delete(
+        "sshd",
+        &[net("192.0.2.1"), net("198.51.100.0/24"), net("2001:db8:1::/48")],
+    )
+    .unwrap();
+    assert_eq!(nft_elements("sshd_v4").keys().collect::<Vec<_>>(), ["192.0.2.7"]);
+    assert_eq!(nft_elements("sshd_v6").keys().collect::<Vec<_>>(), ["2001:db8::1"]);
+
+    // Absent elements (one never added, one just deleted) mixed with a
+    // present one: Ok, and the present one is gone.
+    fw.delete("sshd", &[net("203.0.113.9"), net("192.0.2.1"), net("192.0.2.7")])
+        .unwrap();
+    assert!(nft_elements("sshd_v4").is_empty());
+    assert_eq!(nft_elements("sshd_v6").keys().collect::<Vec<_>>(), ["2001:db8::1"]);
+    // A jail without sets has nothing to delete either.
+    fw.delete("nosuchjail", &[net("192.0.2.1")]).unwrap();
+}
+
+#[test]
+fn list_returns_what_was_added() {
+    let Some(mut fw) = private_netns() else { return };
+    fw.setup(&spec(&["sshd", "manual"], Action::Drop)).unwrap();
+    let bans = [
+        ban("sshd", "192.0.2.1", MIN),
+        ban("sshd", "192.0.2.2", HOUR),
+        ban("sshd", "198.51.100.0/24", HOUR),
+        ban("sshd", "255.255.255.255", HOUR),
+        ban("sshd", "2001:db8::1", MIN),
+        ban("sshd", "2001:db8:1::/48", HOUR),
+        ban("sshd", "ffff::/16", HOUR),
+        ban("manual", "203.0.113.5", HOUR),
+    ];
+    fw.add(&bans).unwrap();
+    let listed = fw.list("sshd").unwrap();
+    let got: BTreeMap<IpNet, Duration> = listed
+        .iter()
+        .map(|e| (e.net, e.expires_in.expect("every element has a timeout")))
+        .collect();
+    let want: BTreeMap<IpNet, Duration> = bans
+        .iter()
+        .filter(|b| b.jail == "sshd")
+        .map(|b| (b.net, b.timeout))
+        .collect();
+    assert_eq!(listed.len(), want.len(), "{listed:?}");
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    for (net, left) in &got {
+        assert!(
+            *left <= want[net] && *left > Duration::ZERO,
+            "{net}: {left:?} left of {:?}",
+            want[net]
+        );
+    }
+    // nft sees the top-of-range elements as the same prefixes.
+    assert!(nft_elements("sshd_v4").contains_key("255.255.255.255"));
+    assert!(nft_elements("sshd_v6").contains_key("ffff::/16"));
+    assert_eq!(
+        fw.list("manual").unwrap().iter().map(|e| e.net).collect::<Vec<_>>(),
+        [net("203.0.113.5")]
+    );
+    assert!(fw.list("nosuchjail").unwrap().is_empty());
+}
+
+#[test]
+fn expired_element_is_gone() {
+    let Some(mut fw) = private_netns() else { return };
+    fw.setup(&spec(&["sshd"], Action::Drop)).unwrap();
+    fw.add(&[
+        ban("sshd", "192.0.2.1", Duration::from_secs(1)),
+        ban("sshd", "192.0.2.2", HOUR),
+    ])
+    .unwrap();
+    assert_eq!(fw.list("sshd").unwrap().len(), 2);
+    std::thread::sleep(Duration::from_millis(2500));
+    let nets: Vec<IpNet> = fw.list("sshd").unwrap().iter().map(|e| e.net).collect();
+    assert_eq!(nets, [net("192.0.2.2")]);
+    // Deleting the expired element is not an error.
+    fw.delete("sshd", &[net("192.0.2.1")]).unwrap();
+}
+
+/// 7,000 prefixes: several NEWSETELEM messages in one batch (one holds at
+/// most 64 KiB of elements) and a dump of many chunks.
+#[test]
+fn many_elements_span_messages_and_dump_chunks() {
+    let Some(mut fw) = private_netns() else { return };
+    fw.setup(&spec(&["sshd"], Action::Drop)).unwrap();
+    let mut bans = Vec::new();
+    for i in 0..5000u32 {
+        // Every other address, so no two intervals touch.
+        let v4 = std::net::Ipv4Addr::from(0x0a00_0000 + 2 * i);
+        bans.push(Ban {
+            jail: "sshd".into(),
+            net: IpNet::from(std::net::IpAddr::V4(v4)),
+            timeout: HOUR,
+        });
+        if i < 2000 {
+            let v6 = std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | (2 * i as u128) << 64);
+            bans.push(Ban {
+                jail: "sshd".into(),
+                net: IpNet::new(v6.into(), 64).unwrap(),
+                timeout: HOUR,
+            });
+        }
+    }
+    fw.add(&bans).unwrap();
+    // Again: re-adding existing elements is not an error.
+    fw.add(&bans).unwrap();
+    let listed = fw.list("sshd").unwrap();
+    assert_eq!(listed.len(), 7000);
+    let mut got: Vec<IpNet> = listed.iter().map(|e| e.net).collect();
+    let mut want: Vec<IpNet> = bans.iter().map(|b| b.net).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    fw.delete("sshd", &want).unwrap();
+    assert!(fw.list("sshd").unwrap().is_empty());
+}
+
+#[test]
+fn small_send_buffer_splits_batches() {
+    let Some(mut fw) = private_netns() else { return };
+    fw.setup(&spec(&["sshd"], Action::Drop)).unwrap();
+    // About 400 KB of socket buffer (the kernel doubles it) against a batch
+    // of about 1 MB: the first send fails with EMSGSIZE and is retried in
+    // smaller batches.
+    fw.sock.set_send_buffer(200_000).unwrap();
+    let bans: Vec<Ban> = (0..20_000u32)
+        .map(|i| Ban {
+            jail: "sshd".into(),
+            net: IpNet::from(std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + 4 * i))),
+            timeout: HOUR,
+        })
+        .collect();
+    fw.add(&bans).unwrap();
+    assert!(
+        fw.sock.max_batch() < 400_000,
+        "batches were split: {}",
+        fw.sock.max_batch()
+    );
+    assert_eq!(fw.list("sshd").unwrap().len(), 20_000);
+}
+
+#[test]
+fn kernel_errors_name_the_request() {
+    let Some(mut fw) = private_netns() else { return };
+    fw.setup(&spec(&["sshd"], Action::Drop)).unwrap();
+    match fw.add(&[ban("nosuchjail", "192.0.2.1", MIN)]) {
+        Err(Error::Kernel { what, error }) => {
+            assert_eq!(what, "add 1 element to set nosuchjail_v4 in table inet nftban");
+            assert_eq!(error.raw_os_error(), Some(libc::ENOENT));
+        }
+        other => panic!("expected a kernel error, got {other:?}"),
+    }
+    // A failing message first, a good one last: the error still names the
+    // failing one, and the batch is all or nothing.
+    match fw.add(&[ban("sshd", "192.0.2.1", MIN), ban("nosuchjail", "192.0.2.2", MIN)]) {
+        Err(Error::Kernel { what, .. }) => {
+            assert_eq!(what, "add 1 element to set nosuchjail_v4 in table inet nftban")
+        }
+        other => panic!("expected a kernel error, got {other:?}"),
+    }
+    assert!(fw.list("sshd").unwrap().is_empty());
+    // A prefix inside one already banned overlaps: the kernel refuses it
+    // and the error says which set.
+    fw.add(&[ban("sshd", "198.51.100.0/24", MIN)]).unwrap();
+    let err = fw.add(&[ban("sshd", "198.51.100.128/25", MIN)]).unwrap_err();
+    assert!(err.to_string().contains("set sshd_v4 in table inet nftban"), "{err}");
+}
+
+/// Send one datagram from `from` to `to` over loopback and say what
+/// happened: "passed", "dropped" (nothing arrived) or "rejected" (the
+/// sender got an ICMP port unreachable).
+fn udp_probe(from: &str, to: &str) -> &'static str {
+    use std::net::UdpSocket;
+    let rx = UdpSocket::bind((to, 0)).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let tx = UdpSocket::bind((from, 0)).unwrap();
+    tx.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    tx.connect(rx.local_addr().unwrap()).unwrap();
+    tx.send(b"ping").unwrap();
+    let mut buf = [0; 16];
+    if rx.recv(&mut buf).is_ok() {
+        return "passed";
+    }
+    match tx.recv(&mut buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => "rejected",
+        _ => "dropped",
+    }
+}
+
+#[test]
+fn packets_from_banned_sources_are_dropped_or_rejected() {
+    let Some(mut fw) = private_netns() else { return };
+    // Loopback with a second address of each family, so a reply to the
+    // banned address comes from one that is not banned.
+    let ip = |args: &[&str]| {
+        let ok = Command::new("ip").args(args).status().is_ok_and(|s| s.success());
+        assert!(ok, "ip {args:?} failed (is iproute2 installed?)");
+    };
+    ip(&["link", "set", "lo", "up"]);
+    ip(&["addr", "add", "2001:db8::2/128", "dev", "lo", "nodad"]);
+    ip(&["addr", "add", "c000::2/128", "dev", "lo", "nodad"]);
+
+    fw.setup(&spec(&["sshd"], Action::Drop)).unwrap();
+    assert_eq!(udp_probe("127.0.0.2", "127.0.0.1"), "passed");
+    assert_eq!(udp_probe("2001:db8::2", "::1"), "passed");
+    fw.add(&[ban("sshd", "127.0.0.2", HOUR), ban("sshd", "2001:db8::2", HOUR)])
+        .unwrap();
+    assert_eq!(udp_probe("127.0.0.2", "127.0.0.1"), "dropped");
+    assert_eq!(udp_probe("2001:db8::2", "::1"), "dropped");
+    assert_eq!(udp_probe("127.0.0.3", "127.0.0.1"), "passed", "only the banned address");
+    // A prefix that reaches the top of the address space is stored as a
+    // start element with no end: it still matches.
+    assert_eq!(udp_probe("c000::2", "::1"), "passed");
+    fw.add(&[ban("sshd", "8000::/1", HOUR)]).unwrap();
+    assert_eq!(udp_probe("c000::2", "::1"), "dropped");
+
+    fw.setup(&spec(&["sshd"], Action::Reject)).unwrap();
+    assert_eq!(udp_probe("127.0.0.2", "127.0.0.1"), "rejected");
+    assert_eq!(udp_probe("2001:db8::2", "::1"), "rejected");
+
+    fw.delete("sshd", &[net("127.0.0.2"), net("2001:db8::2")]).unwrap();
+    assert_eq!(udp_probe("127.0.0.2", "127.0.0.1"), "passed");
+    assert_eq!(udp_probe("2001:db8::2", "::1"), "passed");
+}
