@@ -1,6 +1,19 @@
-//! nftban: a fail2ban for modern kernels. See ARCHITECTURE.md for the map.
+//! nftban: a fail2ban for modern kernels. Log lines in, per-element
+//! nftables set timeouts out, over netlink.
+//!
+//! The data flow has one module per stage: [`sources`] read lines,
+//! [`matcher`] finds failures and their addresses, [`tracker`] decides bans,
+//! [`firewall`] puts them into the kernel, [`control`] lets the CLI talk to
+//! the running [`daemon`]. See ARCHITECTURE.md for the map.
+
+pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod firewall;
+pub mod logging;
 pub mod matcher;
+pub mod netns;
 pub mod sources;
 pub mod tracker;

@@ -26,7 +26,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(format!("`{text}` is not a duration (use e.g. 90s, 10m, 1h, 1d, 1w)"));
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| format!("`{text}`: number too large"))?;
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("`{text}`: number too large"))?;
         rest = &rest[digits..];
         let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit = &rest[..unit_len];
@@ -41,7 +43,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" | "hour" | "hours" => 3600,
             "d" | "day" | "days" => 86_400,
             "w" | "week" | "weeks" => 604_800,
-            "" => return Err(format!("`{text}`: a number inside a duration needs a unit (s, m, h, d, w)")),
+            "" => {
+                return Err(format!(
+                    "`{text}`: a number inside a duration needs a unit (s, m, h, d, w)"
+                ))
+            }
             other => return Err(format!("`{text}`: unknown unit `{other}` (use s, m, h, d or w)")),
         };
         total = total

@@ -85,7 +85,10 @@ fn default_log_level() -> String {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { target: default_log_target(), level: default_log_level() }
+        LogConfig {
+            target: default_log_target(),
+            level: default_log_level(),
+        }
     }
 }
 
@@ -105,7 +108,10 @@ fn default_table() -> String {
 
 impl Default for NftablesConfig {
     fn default() -> Self {
-        NftablesConfig { table: default_table(), action: Action::Drop }
+        NftablesConfig {
+            table: default_table(),
+            action: Action::Drop,
+        }
     }
 }
 
@@ -213,7 +219,11 @@ impl Config {
     pub fn table_spec(&self) -> TableSpec {
         let mut jails: Vec<String> = self.jails.iter().map(|j| j.name.clone()).collect();
         jails.push(MANUAL_JAIL.to_string());
-        TableSpec { table: self.table.clone(), action: self.action, jails }
+        TableSpec {
+            table: self.table.clone(),
+            action: self.action,
+            jails,
+        }
     }
 }
 
@@ -237,7 +247,11 @@ fn yaml_error(path: &Path, text: &str, e: &serde_yaml_ng::Error) -> ConfigError 
             at = locate(text, &keys);
         }
     }
-    ConfigError { file: path.to_path_buf(), at, message }
+    ConfigError {
+        file: path.to_path_buf(),
+        at,
+        message,
+    }
 }
 
 fn unknown_field(message: &str) -> Option<&str> {
@@ -261,7 +275,11 @@ fn parse_ignoreip(list: &[String]) -> Result<Vec<IpNet>, String> {
 }
 
 fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError> {
-    let err = |keys: &[&str], message: String| ConfigError { file: path.to_path_buf(), at: locate(text, keys), message };
+    let err = |keys: &[&str], message: String| ConfigError {
+        file: path.to_path_buf(),
+        at: locate(text, keys),
+        message,
+    };
     let base_dir = path.parent().unwrap_or(Path::new("."));
 
     match raw.log.target.as_str() {
@@ -269,20 +287,34 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         "journald" | "syslog" => {
             return Err(err(
                 &["log", "target"],
-                format!("log.target: `{}` is not supported yet in this version; use `stderr` or a file path", raw.log.target),
+                format!(
+                    "log.target: `{}` is not supported yet in this version; use `stderr` or a file path",
+                    raw.log.target
+                ),
             ))
         }
         t if t.starts_with('/') => {}
-        t => return Err(err(&["log", "target"], format!("log.target: `{t}` must be stderr, journald, syslog or an absolute file path"))),
+        t => {
+            return Err(err(
+                &["log", "target"],
+                format!("log.target: `{t}` must be stderr, journald, syslog or an absolute file path"),
+            ))
+        }
     }
     if !["error", "warn", "info", "debug", "trace"].contains(&raw.log.level.as_str()) {
         return Err(err(
             &["log", "level"],
-            format!("log.level: `{}` must be one of error, warn, info, debug, trace", raw.log.level),
+            format!(
+                "log.level: `{}` must be one of error, warn, info, debug, trace",
+                raw.log.level
+            ),
         ));
     }
     if !valid_jail_name(&raw.nftables.table) {
-        return Err(err(&["nftables", "table"], format!("nftables.table: `{}` is not a valid table name", raw.nftables.table)));
+        return Err(err(
+            &["nftables", "table"],
+            format!("nftables.table: `{}` is not a valid table name", raw.nftables.table),
+        ));
     }
 
     let d = &raw.defaults;
@@ -290,14 +322,22 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
     let def_maxretry = d.maxretry.unwrap_or(5);
     let def_bantime = d.bantime.map(|x| x.0).unwrap_or(Duration::from_secs(3600));
     let def_ignore = match &d.ignoreip {
-        Some(list) => parse_ignoreip(list).map_err(|m| err(&["defaults", "ignoreip"], format!("defaults.ignoreip: {m}")))?,
+        Some(list) => {
+            parse_ignoreip(list).map_err(|m| err(&["defaults", "ignoreip"], format!("defaults.ignoreip: {m}")))?
+        }
         None => vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
     };
     if def_maxretry == 0 {
-        return Err(err(&["defaults", "maxretry"], "defaults.maxretry: must be at least 1".into()));
+        return Err(err(
+            &["defaults", "maxretry"],
+            "defaults.maxretry: must be at least 1".into(),
+        ));
     }
     if def_bantime.is_zero() {
-        return Err(err(&["defaults", "bantime"], "defaults.bantime: must be longer than 0s".into()));
+        return Err(err(
+            &["defaults", "bantime"],
+            "defaults.bantime: must be longer than 0s".into(),
+        ));
     }
 
     let mut jails = Vec::new();
@@ -310,7 +350,10 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
             ));
         }
         if name == MANUAL_JAIL {
-            return Err(err(&["jails", &name], format!("jails.{name}: `{MANUAL_JAIL}` is reserved for `nftban ban`")));
+            return Err(err(
+                &["jails", &name],
+                format!("jails.{name}: `{MANUAL_JAIL}` is reserved for `nftban ban`"),
+            ));
         }
         if !j.enabled {
             continue;
@@ -319,10 +362,16 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
             .map_err(|m| err(&at("ruleset"), format!("jails.{name}.ruleset: {m}")))?;
         let matcher = Matcher::new(&ruleset).map_err(|m| err(&at("ruleset"), format!("jails.{name}.ruleset: {m}")))?;
         if j.files.is_empty() && j.journal.is_empty() {
-            return Err(err(&["jails", &name], format!("jails.{name}: no source; give `files` (or `journal`)")));
+            return Err(err(
+                &["jails", &name],
+                format!("jails.{name}: no source; give `files` (or `journal`)"),
+            ));
         }
         if let Some(f) = j.files.iter().find(|f| !f.is_absolute()) {
-            return Err(err(&at("files"), format!("jails.{name}.files: `{}` must be an absolute path", f.display())));
+            return Err(err(
+                &at("files"),
+                format!("jails.{name}.files: `{}` must be an absolute path", f.display()),
+            ));
         }
         if !j.journal.is_empty() {
             return Err(err(
@@ -332,14 +381,22 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         }
         let maxretry = j.maxretry.unwrap_or(def_maxretry);
         if maxretry == 0 {
-            return Err(err(&at("maxretry"), format!("jails.{name}.maxretry: must be at least 1")));
+            return Err(err(
+                &at("maxretry"),
+                format!("jails.{name}.maxretry: must be at least 1"),
+            ));
         }
         let bantime = j.bantime.map(|x| x.0).unwrap_or(def_bantime);
         if bantime.is_zero() {
-            return Err(err(&at("bantime"), format!("jails.{name}.bantime: must be longer than 0s")));
+            return Err(err(
+                &at("bantime"),
+                format!("jails.{name}.bantime: must be longer than 0s"),
+            ));
         }
         let ignoreip = match &j.ignoreip {
-            Some(list) => parse_ignoreip(list).map_err(|m| err(&at("ignoreip"), format!("jails.{name}.ignoreip: {m}")))?,
+            Some(list) => {
+                parse_ignoreip(list).map_err(|m| err(&at("ignoreip"), format!("jails.{name}.ignoreip: {m}")))?
+            }
             None => def_ignore.clone(),
         };
         jails.push(Jail {

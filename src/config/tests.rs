@@ -24,7 +24,10 @@ fn good_config_loads_with_inherited_values() {
     let c = load(GOOD).unwrap();
     assert_eq!(c.socket, PathBuf::from("/tmp/nftban.sock"));
     let a = &c.jails[0];
-    assert_eq!((a.name.as_str(), a.maxretry, a.bantime.as_secs(), a.findtime.as_secs()), ("asterisk", 3, 3600, 600));
+    assert_eq!(
+        (a.name.as_str(), a.maxretry, a.bantime.as_secs(), a.findtime.as_secs()),
+        ("asterisk", 3, 3600, 600)
+    );
     let s = &c.jails[1];
     assert_eq!((s.maxretry, s.bantime.as_secs()), (5, 600));
     assert_eq!(s.ignoreip.len(), 2);
@@ -51,7 +54,10 @@ fn unknown_top_level_key_names_key_and_line() {
 fn unknown_ruleset_is_located() {
     let text = GOOD.replace("ruleset: asterisk", "ruleset: astrisk");
     let e = load(&text).unwrap_err().to_string();
-    assert!(e.starts_with("/etc/nftban/nftban.yaml:6:5: jails.asterisk.ruleset: unknown ruleset `astrisk`"), "{e}");
+    assert!(
+        e.starts_with("/etc/nftban/nftban.yaml:6:5: jails.asterisk.ruleset: unknown ruleset `astrisk`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -60,11 +66,20 @@ fn bad_values_are_refused_with_reason() {
         (GOOD.replace("bantime: 10m", "bantime: 10x"), "unknown unit `x`"),
         (GOOD.replace("127.0.0.0/8", "127.0.0.1/8"), "did you mean 127.0.0.0/8"),
         (GOOD.replace("maxretry: 3", "maxretry: 0"), "at least 1"),
-        (GOOD.replace("action: drop", "action: explode"), "unknown variant `explode`"),
-        (GOOD.replace("files: [/var/log/auth.log]", "files: [auth.log]"), "absolute path"),
+        (
+            GOOD.replace("action: drop", "action: explode"),
+            "unknown variant `explode`",
+        ),
+        (
+            GOOD.replace("files: [/var/log/auth.log]", "files: [auth.log]"),
+            "absolute path",
+        ),
         (GOOD.replace("  sshd:", "  manual:"), "reserved"),
         (GOOD.replace("  sshd:", "  ssh d:"), "jail name"),
-        (GOOD.replace("files: [/var/log/auth.log]", "journal: [_SYSTEMD_UNIT=ssh.service]"), "not supported yet"),
+        (
+            GOOD.replace("files: [/var/log/auth.log]", "journal: [_SYSTEMD_UNIT=ssh.service]"),
+            "not supported yet",
+        ),
     ];
     for (text, want) in cases {
         let e = load(&text).unwrap_err().to_string();
@@ -81,7 +96,11 @@ fn disabled_jail_is_skipped() {
 #[test]
 fn ruleset_path_is_relative_to_the_config() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("mine.yaml"), "name: mine\nfailregex: ['bad from <HOST>$']\n").unwrap();
+    std::fs::write(
+        dir.path().join("mine.yaml"),
+        "name: mine\nfailregex: ['bad from <HOST>$']\n",
+    )
+    .unwrap();
     let text = "jails:\n  mine:\n    ruleset: mine.yaml\n    files: [/var/log/x]\n";
     let c = Config::from_text(&dir.path().join("nftban.yaml"), text).unwrap();
     assert_eq!(c.jails[0].ruleset, "mine");

@@ -63,7 +63,9 @@ pub fn parse_net(text: &str) -> Result<IpNet, String> {
         }
         Ok(net)
     } else {
-        parse_addr(text).map(IpNet::from).ok_or_else(|| "not an IP address".to_string())
+        parse_addr(text)
+            .map(IpNet::from)
+            .ok_or_else(|| "not an IP address".to_string())
     }
 }
 
@@ -91,7 +93,9 @@ mod tests {
     fn nets_parse_strictly() {
         assert_eq!(parse_net("192.0.2.1").unwrap().to_string(), "192.0.2.1/32");
         assert_eq!(parse_net("2001:db8::/32").unwrap().to_string(), "2001:db8::/32");
-        assert!(parse_net("192.0.2.1/24").unwrap_err().contains("did you mean 192.0.2.0/24"));
+        assert!(parse_net("192.0.2.1/24")
+            .unwrap_err()
+            .contains("did you mean 192.0.2.0/24"));
         assert!(parse_net("192.0.2.0/33").is_err());
         assert!(parse_net("host.example").is_err());
     }

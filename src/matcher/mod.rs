@@ -45,8 +45,13 @@ impl Matcher {
     pub fn new(ruleset: &Ruleset) -> Result<Matcher, String> {
         let mut expanded = Vec::new();
         for (i, rule) in ruleset.failregex.iter().enumerate() {
-            let full = if ruleset.prefix.is_empty() { rule.clone() } else { format!("^(?:{}){}", ruleset.prefix, rule.trim_start_matches('^')) };
-            let re = host::expand_tags(&full).map_err(|e| format!("{}: failregex[{i}] `{rule}`: {e}", ruleset.origin))?;
+            let full = if ruleset.prefix.is_empty() {
+                rule.clone()
+            } else {
+                format!("^(?:{}){}", ruleset.prefix, rule.trim_start_matches('^'))
+            };
+            let re =
+                host::expand_tags(&full).map_err(|e| format!("{}: failregex[{i}] `{rule}`: {e}", ruleset.origin))?;
             expanded.push(re);
         }
         let rules = expanded
@@ -63,7 +68,13 @@ impl Matcher {
             }
             Some(RegexSet::new(&ruleset.ignoreregex).map_err(|e| format!("{}: ignoreregex: {e}", ruleset.origin))?)
         };
-        Ok(Matcher { name: ruleset.name.clone(), set, rules, sources: ruleset.failregex.clone(), ignore })
+        Ok(Matcher {
+            name: ruleset.name.clone(),
+            set,
+            rules,
+            sources: ruleset.failregex.clone(),
+            ignore,
+        })
     }
 
     /// Index of the first failregex that matches, if any.
@@ -85,7 +96,10 @@ impl Matcher {
         let host = caps.name(HOST_GROUP).map(|m| m.as_str()).unwrap_or("");
         match parse_addr(host) {
             Some(addr) => LineMatch::Failure { rule, addr },
-            None => LineMatch::NotAnAddress { rule, host: host.to_string() },
+            None => LineMatch::NotAnAddress {
+                rule,
+                host: host.to_string(),
+            },
         }
     }
 }

@@ -32,23 +32,43 @@ fn seed_faq_lines_are_caught() {
         ("[2015-01-28 05:40:16] NOTICE[-1] Ext. 9015448702956577: Incoming SIP connection from unknown peer failed for 31.3.244.234 - Unknown connection from peer", "31.3.244.234"),
     ];
     for (line, host) in cases {
-        assert_eq!(m.match_line(line), LineMatch::Failure { rule: m.match_rule(line).unwrap(), addr: host.parse().unwrap() }, "{line}");
+        assert_eq!(
+            m.match_line(line),
+            LineMatch::Failure {
+                rule: m.match_rule(line).unwrap(),
+                addr: host.parse().unwrap()
+            },
+            "{line}"
+        );
     }
 }
 
 /// Seed FAQ row 4: the regex given there works as a command-line rule.
 #[test]
 fn seed_faq_regex_works_on_the_command_line() {
-    let rule = "NOTICE.* .*: Incoming SIP connection from unknown peer failed for <HOST> - Unknown connection from peer";
+    let rule =
+        "NOTICE.* .*: Incoming SIP connection from unknown peer failed for <HOST> - Unknown connection from peer";
     let m = Matcher::new(&Ruleset::from_regex(rule)).unwrap();
     let line = "[2015-01-28 05:40:16] NOTICE[-1] Ext. 9015448702956577: Incoming SIP connection from unknown peer failed for 31.3.244.234 - Unknown connection from peer";
-    assert_eq!(m.match_line(line), LineMatch::Failure { rule: 0, addr: "31.3.244.234".parse().unwrap() });
+    assert_eq!(
+        m.match_line(line),
+        LineMatch::Failure {
+            rule: 0,
+            addr: "31.3.244.234".parse().unwrap()
+        }
+    );
 }
 
 #[test]
 fn hostnames_are_not_addresses() {
     let m = Matcher::new(&Ruleset::from_regex("login failed from <HOST>$")).unwrap();
-    assert_eq!(m.match_line("login failed from evil.example.com"), LineMatch::NotAnAddress { rule: 0, host: "evil.example.com".into() });
+    assert_eq!(
+        m.match_line("login failed from evil.example.com"),
+        LineMatch::NotAnAddress {
+            rule: 0,
+            host: "evil.example.com".into()
+        }
+    );
     assert_eq!(m.match_line("login ok"), LineMatch::Missed);
 }
 
@@ -58,7 +78,10 @@ fn ignoreregex_wins() {
     rs.ignoreregex = vec!["from 192\\.0\\.2\\.".into()];
     let m = Matcher::new(&rs).unwrap();
     assert_eq!(m.match_line("fail from 192.0.2.1"), LineMatch::Ignored);
-    assert!(matches!(m.match_line("fail from 198.51.100.1"), LineMatch::Failure { .. }));
+    assert!(matches!(
+        m.match_line("fail from 198.51.100.1"),
+        LineMatch::Failure { .. }
+    ));
 }
 
 #[test]

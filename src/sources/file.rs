@@ -204,7 +204,6 @@ impl FileTail {
             }
         }
     }
-
 }
 
 fn note_cut(path: &Path, stats: &SourceStats, max_line: usize) {
@@ -241,7 +240,11 @@ pub fn follow(path: &Path, stats: Arc<SourceStats>, stop: Arc<AtomicBool>, mut o
     while !stop.load(Ordering::Relaxed) {
         let mut relevant = true;
         if let Some(ino) = inotify.as_mut() {
-            let mut pfd = libc::pollfd { fd: ino.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            let mut pfd = libc::pollfd {
+                fd: ino.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
             // SAFETY: one valid pollfd for the duration of the call.
             let ready = unsafe { libc::poll(&mut pfd, 1, TICK.as_millis() as i32) };
             if ready > 0 {
@@ -269,7 +272,10 @@ pub fn follow(path: &Path, stats: Arc<SourceStats>, stop: Arc<AtomicBool>, mut o
 /// An inotify watch on the file's folder, or `None` (then ticks alone drive
 /// reading) if the folder is missing or inotify is unavailable.
 fn watch_dir(path: &Path) -> Option<Inotify> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let inotify = Inotify::init().ok()?;
     let mask = WatchMask::MODIFY
         | WatchMask::CREATE

@@ -42,7 +42,11 @@ pub struct Tracker {
 
 impl Tracker {
     pub fn new(policy: Policy) -> Tracker {
-        Tracker { policy, failures: HashMap::new(), total_failed: 0 }
+        Tracker {
+            policy,
+            failures: HashMap::new(),
+            total_failed: 0,
+        }
     }
 
     /// Whether `ignoreip` covers an address.
@@ -63,7 +67,9 @@ impl Tracker {
         let count = window.len() as u32;
         if count >= self.policy.maxretry {
             self.failures.remove(&addr);
-            Verdict::Ban { bantime: self.policy.bantime }
+            Verdict::Ban {
+                bantime: self.policy.bantime,
+            }
         } else {
             Verdict::Counted { count }
         }
@@ -87,7 +93,10 @@ impl Tracker {
     /// (fail2ban's "Currently failed").
     pub fn currently_failed(&self, now: SystemTime) -> usize {
         let findtime = self.policy.findtime;
-        self.failures.values().filter(|w| w.iter().any(|&t| within(t, now, findtime))).count()
+        self.failures
+            .values()
+            .filter(|w| w.iter().any(|&t| within(t, now, findtime)))
+            .count()
     }
 }
 
@@ -125,7 +134,12 @@ mod tests {
         let a = A.parse().unwrap();
         assert_eq!(t.failure(a, at(0)), Verdict::Counted { count: 1 });
         assert_eq!(t.failure(a, at(10)), Verdict::Counted { count: 2 });
-        assert_eq!(t.failure(a, at(20)), Verdict::Ban { bantime: Duration::from_secs(3600) });
+        assert_eq!(
+            t.failure(a, at(20)),
+            Verdict::Ban {
+                bantime: Duration::from_secs(3600)
+            }
+        );
         // The window restarts after a ban.
         assert_eq!(t.failure(a, at(30)), Verdict::Counted { count: 1 });
         assert_eq!(t.total_failed, 4);
@@ -137,7 +151,11 @@ mod tests {
         let a = A.parse().unwrap();
         t.failure(a, at(0));
         t.failure(a, at(300));
-        assert_eq!(t.failure(a, at(700)), Verdict::Counted { count: 2 }, "the one at 0 is older than 600 s");
+        assert_eq!(
+            t.failure(a, at(700)),
+            Verdict::Counted { count: 2 },
+            "the one at 0 is older than 600 s"
+        );
         assert_eq!(t.currently_failed(at(700)), 1);
         assert_eq!(t.currently_failed(at(1301)), 0);
         t.prune(at(1301));
@@ -161,7 +179,10 @@ mod tests {
         assert_eq!(t.failure("127.0.0.5".parse().unwrap(), at(0)), Verdict::Ignored);
         assert_eq!(t.failure("2001:db8:ffff::1".parse().unwrap(), at(0)), Verdict::Ignored);
         assert_eq!(t.total_failed, 0);
-        assert!(matches!(t.failure("2001:db8::1".parse().unwrap(), at(0)), Verdict::Ban { .. }));
+        assert!(matches!(
+            t.failure("2001:db8::1".parse().unwrap(), at(0)),
+            Verdict::Ban { .. }
+        ));
     }
 
     #[test]

@@ -7,7 +7,11 @@ fn setup(dir: &Path) -> (PathBuf, Arc<SourceStats>) {
 }
 
 fn append(path: &Path, bytes: &[u8]) {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     f.write_all(bytes).unwrap();
 }
 
@@ -54,7 +58,10 @@ fn invalid_utf8_is_read_lossily_and_counted() {
     let mut tail = FileTail::new(&path, stats.clone());
     step(&mut tail, StartAt::End);
     append(&path, b"bad \xff\xfe from 192.0.2.1\nok\n");
-    assert_eq!(step(&mut tail, StartAt::Beginning), ["bad \u{fffd}\u{fffd} from 192.0.2.1", "ok"]);
+    assert_eq!(
+        step(&mut tail, StartAt::Beginning),
+        ["bad \u{fffd}\u{fffd} from 192.0.2.1", "ok"]
+    );
     assert_eq!(stats.invalid_utf8.load(Ordering::Relaxed), 1);
 }
 

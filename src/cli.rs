@@ -1,0 +1,95 @@
+//! Command-line arguments (clap). Each subcommand maps to a function in
+//! `commands/`; exit codes are fixed: 0 done, 1 nothing to do or nothing
+//! found, 2 error.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nftban",
+    version,
+    about = "Ban hosts that attack your services, in nftables sets over netlink",
+    long_about = "nftban watches logs (Asterisk, SSH, ...), counts authentication failures per address, \
+and bans offenders by putting them into nftables sets, each element with its own timeout, over netlink. \
+Bans live in the kernel: they expire there even if nftban is stopped, and survive its restart.\n\n\
+Start with `nftban demo` (as root) to see it work in a private network namespace.",
+    after_help = "Exit codes: 0 done, 1 nothing done or nothing found, 2 error.\n\
+Client commands (status, ban, unban) find the daemon's socket from --config, $NFTBAN_CONFIG, or /etc/nftban/nftban.yaml."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--config FILE`, shared by the commands that read the config.
+#[derive(Debug, Args, Clone)]
+pub struct ConfigArg {
+    /// Config file [default: $NFTBAN_CONFIG or /etc/nftban/nftban.yaml]
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground (as systemd does)
+    Run(ConfigArg),
+    /// Show jails: failures, bans with time left, and why a jail sees nothing
+    Status {
+        /// One jail (all when omitted)
+        jail: Option<String>,
+        /// Print JSON (stable field names, see docs/cli.md)
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Ban addresses or prefixes by hand (`-` reads them from stdin)
+    Ban {
+        /// ADDR or ADDR/PREFIX, e.g. 203.0.113.7 2001:db8::/64
+        #[arg(required = true, value_name = "ADDR[/PREFIX]")]
+        addrs: Vec<String>,
+        /// Jail whose sets get the ban
+        #[arg(long, short = 'j', default_value = "manual")]
+        jail: String,
+        /// How long, e.g. 90s, 10m, 1h, 1d [default: the jail's bantime]
+        #[arg(long, short = 't', value_name = "DUR")]
+        bantime: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Lift bans, from one jail or from all (`-` reads addresses from stdin)
+    Unban {
+        #[arg(required = true, value_name = "ADDR[/PREFIX]")]
+        addrs: Vec<String>,
+        /// Only this jail (all jails when omitted)
+        #[arg(long, short = 'j')]
+        jail: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Try a rule on a log, like fail2ban-regex; needs no daemon and no root
+    Test {
+        /// Log file, or `-` for stdin
+        log: PathBuf,
+        /// A regex with <HOST>, a shipped ruleset name (asterisk, sshd), or a ruleset YAML file
+        rule: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+        /// Print the lines no rule matched
+        #[arg(long)]
+        print_missed: bool,
+        /// Print the lines that matched
+        #[arg(long)]
+        print_matched: bool,
+    },
+    /// Validate the config and its rulesets; errors name file, line and column
+    Check(ConfigArg),
+    /// Print the nftables ruleset nftban would create, in nft syntax
+    Ruleset(ConfigArg),
+    /// Show nftban at work in private network namespaces (needs root): Asterisk
+    /// attack lines in, the attacker's packets dropped, then unbanned
+    Demo,
+}

@@ -1,0 +1,119 @@
+//! Messages between the CLI and the daemon over the control socket: one
+//! JSON object per line each way. The status objects are also what
+//! `nftban status --json` prints, so their field names are a stable contract
+//! (docs/cli.md).
+
+use serde::{Deserialize, Serialize};
+
+/// A request from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// All jails, or one.
+    Status { jail: Option<String> },
+    /// Ban addresses or prefixes; `jail` defaults to `manual`, `bantime`
+    /// (seconds) to the jail's.
+    Ban {
+        addrs: Vec<String>,
+        jail: Option<String>,
+        bantime: Option<u64>,
+    },
+    /// Unban from one jail or, without `jail`, from all.
+    Unban { addrs: Vec<String>, jail: Option<String> },
+}
+
+/// The daemon's answer: `ok` with data, or an error message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+impl Response {
+    pub fn ok(data: impl Serialize) -> Response {
+        Response {
+            ok: true,
+            error: None,
+            data: serde_json::to_value(data).unwrap_or_default(),
+        }
+    }
+    pub fn err(message: impl Into<String>) -> Response {
+        Response {
+            ok: false,
+            error: Some(message.into()),
+            data: serde_json::Value::Null,
+        }
+    }
+}
+
+/// One banned address or prefix and its remaining time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Banned {
+    /// Address, or prefix in CIDR form (`198.51.100.0/24`).
+    pub ip: String,
+    /// Seconds until the kernel lifts the ban.
+    pub expires_in: u64,
+}
+
+/// One source of a jail, and why it may be silent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceStatus {
+    pub path: String,
+    /// `starting`, `missing`, `unreadable` or `reading`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub lines: u64,
+    pub matched: u64,
+    pub truncated: u64,
+    pub invalid_utf8: u64,
+    /// Seconds since a line last matched.
+    pub last_match_ago: Option<u64>,
+    /// In plain words: why this source has given no ban, or that it is fine.
+    pub diagnosis: String,
+}
+
+/// `nftban status JAIL --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JailStatus {
+    pub name: String,
+    pub ruleset: String,
+    pub files: Vec<String>,
+    pub journal: Vec<String>,
+    pub currently_failed: u64,
+    pub total_failed: u64,
+    pub currently_banned: u64,
+    pub total_banned: u64,
+    pub banned: Vec<Banned>,
+    pub findtime: u64,
+    pub maxretry: u32,
+    pub bantime: u64,
+    pub sources: Vec<SourceStatus>,
+}
+
+/// `nftban status --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub jails: Vec<JailStatus>,
+}
+
+/// Result of a ban request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct BanResult {
+    pub jail: String,
+    pub banned: Vec<Banned>,
+    /// Addresses already covered by a wider banned prefix.
+    pub already_covered: Vec<String>,
+}
+
+/// Result of an unban request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct UnbanResult {
+    /// (address, jail) pairs lifted.
+    pub unbanned: Vec<(String, String)>,
+    /// Addresses found in no jail, with the reason.
+    pub not_banned: Vec<String>,
+}

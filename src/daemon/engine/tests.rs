@@ -1,0 +1,243 @@
+use super::*;
+use crate::firewall::memory::Memory;
+use std::path::Path;
+
+const CONFIG: &str = "\
+defaults: {findtime: 10m, maxretry: 3, bantime: 1h, ignoreip: [192.0.2.0/24]}
+jails:
+  asterisk:
+    ruleset: asterisk
+    files: [/var/log/asterisk/messages]
+";
+
+fn engine() -> Engine {
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+    let mut e = Engine::new(&config, Box::new(Memory::new()));
+    e.start(&config).unwrap();
+    e
+}
+
+fn kernel(e: &mut Engine, jail: &str) -> Vec<String> {
+    e.firewall
+        .list(jail)
+        .unwrap()
+        .iter()
+        .map(|el| show_net(&el.net))
+        .collect()
+}
+
+fn data<T: serde::de::DeserializeOwned>(r: Response) -> T {
+    assert!(r.ok, "{:?}", r.error);
+    serde_json::from_value(r.data).unwrap()
+}
+
+#[test]
+fn maxretry_failures_ban_once_in_one_flush() {
+    let mut e = engine();
+    let now = SystemTime::now();
+    let a: IpAddr = "198.51.100.7".parse().unwrap();
+    e.failure(0, a, now);
+    e.failure(0, a, now);
+    e.flush();
+    assert!(kernel(&mut e, "asterisk").is_empty());
+    e.failure(0, a, now);
+    e.flush();
+    assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.7"]);
+    let st: JailStatus = data(e.handle(
+        Request::Status {
+            jail: Some("asterisk".into()),
+        },
+        now,
+    ));
+    assert_eq!((st.total_failed, st.currently_banned, st.total_banned), (3, 1, 1));
+    assert_eq!(st.banned[0].ip, "198.51.100.7");
+    assert!(st.banned[0].expires_in > 3500 && st.banned[0].expires_in <= 3600);
+}
+
+#[test]
+fn ignoreip_and_few_failures_never_ban() {
+    let mut e = engine();
+    let now = SystemTime::now();
+    for _ in 0..10 {
+        e.failure(0, "192.0.2.9".parse().unwrap(), now);
+    }
+    e.failure(0, "198.51.100.8".parse().unwrap(), now);
+    e.failure(0, "198.51.100.8".parse().unwrap(), now);
+    e.flush();
+    assert!(kernel(&mut e, "asterisk").is_empty());
+    let st: JailStatus = data(e.handle(
+        Request::Status {
+            jail: Some("asterisk".into()),
+        },
+        now,
+    ));
+    assert_eq!((st.currently_failed, st.total_failed, st.currently_banned), (1, 2, 0));
+}
+
+#[test]
+fn manual_ban_and_unban_from_all_jails() {
+    let mut e = engine();
+    let now = SystemTime::now();
+    let r: BanResult = data(e.handle(
+        Request::Ban {
+            addrs: vec!["203.0.113.5".into(), "2001:db8::/48".into()],
+            jail: None,
+            bantime: Some(60),
+        },
+        now,
+    ));
+    assert_eq!(r.jail, "manual");
+    assert_eq!(kernel(&mut e, "manual"), ["203.0.113.5", "2001:db8::/48"]);
+    let r: UnbanResult = data(e.handle(
+        Request::Unban {
+            addrs: vec!["203.0.113.5".into()],
+            jail: None,
+        },
+        now,
+    ));
+    assert_eq!(r.unbanned, [("203.0.113.5".to_string(), "manual".to_string())]);
+    assert_eq!(kernel(&mut e, "manual"), ["2001:db8::/48"]);
+    let r: UnbanResult = data(e.handle(
+        Request::Unban {
+            addrs: vec!["203.0.113.5".into()],
+            jail: None,
+        },
+        now,
+    ));
+    assert_eq!(r.not_banned, ["203.0.113.5 is not banned in any jail"]);
+}
+
+#[test]
+fn prefix_ban_replaces_contained_addresses_and_unban_inside_is_explained() {
+    let mut e = engine();
+    let now = SystemTime::now();
+    data::<BanResult>(e.handle(
+        Request::Ban {
+            addrs: vec!["198.51.100.7".into()],
+            jail: None,
+            bantime: None,
+        },
+        now,
+    ));
+    data::<BanResult>(e.handle(
+        Request::Ban {
+            addrs: vec!["198.51.100.0/24".into()],
+            jail: None,
+            bantime: None,
+        },
+        now,
+    ));
+    assert_eq!(kernel(&mut e, "manual"), ["198.51.100.0/24"]);
+    let r: BanResult = data(e.handle(
+        Request::Ban {
+            addrs: vec!["198.51.100.9".into()],
+            jail: None,
+            bantime: None,
+        },
+        now,
+    ));
+    assert_eq!(r.already_covered, ["198.51.100.9 (inside banned 198.51.100.0/24)"]);
+    let r: UnbanResult = data(e.handle(
+        Request::Unban {
+            addrs: vec!["198.51.100.9".into()],
+            jail: None,
+        },
+        now,
+    ));
+    assert!(
+        r.not_banned[0].contains("inside banned prefix 198.51.100.0/24 in jail manual"),
+        "{:?}",
+        r.not_banned
+    );
+}
+
+#[test]
+fn bad_requests_name_the_fault() {
+    let mut e = engine();
+    let now = SystemTime::now();
+    let r = e.handle(
+        Request::Ban {
+            addrs: vec!["300.1.1.1".into()],
+            jail: None,
+            bantime: None,
+        },
+        now,
+    );
+    assert!(r.error.unwrap().contains("`300.1.1.1`"));
+    let r = e.handle(
+        Request::Ban {
+            addrs: vec!["192.0.2.1".into()],
+            jail: Some("nope".into()),
+            bantime: None,
+        },
+        now,
+    );
+    assert!(r
+        .error
+        .unwrap()
+        .contains("no jail named `nope` (jails: asterisk, manual)"));
+    let r = e.handle(
+        Request::Status {
+            jail: Some("nope".into()),
+        },
+        now,
+    );
+    assert!(!r.ok);
+}
+
+#[test]
+fn restart_adopts_bans_already_in_the_kernel() {
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+    let mut fw = Memory::new();
+    fw.add(&[Ban {
+        jail: "asterisk".into(),
+        net: "198.51.100.1/32".parse().unwrap(),
+        timeout: Duration::from_secs(100),
+    }])
+    .unwrap();
+    let mut e = Engine::new(&config, Box::new(fw));
+    assert_eq!(e.start(&config).unwrap(), 1);
+    let st: JailStatus = data(e.handle(
+        Request::Status {
+            jail: Some("asterisk".into()),
+        },
+        SystemTime::now(),
+    ));
+    assert_eq!(st.banned.len(), 1);
+    assert!(st.banned[0].expires_in <= 100);
+}
+
+#[test]
+fn silent_source_is_diagnosed() {
+    let mut e = engine();
+    let st: JailStatus = data(e.handle(
+        Request::Status {
+            jail: Some("asterisk".into()),
+        },
+        SystemTime::now(),
+    ));
+    assert_eq!(st.sources[0].state, "starting");
+    e.jails[0].sources[0].set_state(SourceState::Missing);
+    let st: JailStatus = data(e.handle(
+        Request::Status {
+            jail: Some("asterisk".into()),
+        },
+        SystemTime::now(),
+    ));
+    assert!(st.sources[0].diagnosis.contains("does not exist"));
+    e.jails[0].sources[0].set_state(SourceState::Reading);
+    e.jails[0].sources[0]
+        .lines
+        .store(5, std::sync::atomic::Ordering::Relaxed);
+    let st: JailStatus = data(e.handle(
+        Request::Status {
+            jail: Some("asterisk".into()),
+        },
+        SystemTime::now(),
+    ));
+    assert!(
+        st.sources[0].diagnosis.contains("5 lines read, none matched"),
+        "{}",
+        st.sources[0].diagnosis
+    );
+}

@@ -1,0 +1,168 @@
+//! The daemon (`nftban run`): wires sources, engine, firewall and control
+//! socket together.
+//!
+//! Threads: one per source (reading and matching, so matching runs in
+//! parallel), one for the control socket, one for signals, and the engine
+//! loop on the caller's thread. They talk over one bounded channel; when the
+//! engine falls behind, sources wait and their lines stay on disk instead of
+//! in memory.
+
+pub mod engine;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+
+use crate::config::{format_duration, Config};
+use crate::control::server::{serve, Server};
+use crate::control::{Request, Response};
+use crate::firewall::Firewall;
+use crate::matcher::LineMatch;
+use crate::sources::file::follow;
+pub use engine::Engine;
+
+/// What the engine is told.
+pub enum Event {
+    /// A failure line of `addr` in jail number `jail`.
+    Failure { jail: usize, addr: IpAddr, at: SystemTime },
+    /// A control request and where to send the answer.
+    Request(Request, mpsc::Sender<Response>),
+    /// Stop (signal name).
+    Shutdown(&'static str),
+}
+
+/// How many events may wait for the engine before sources block.
+const QUEUE: usize = 16 * 1024;
+
+/// Run the daemon until SIGTERM or SIGINT.
+pub fn run(config: Config, firewall: Box<dyn Firewall>) -> anyhow::Result<()> {
+    let mut engine = Engine::new(&config, firewall);
+    let adopted = engine
+        .start(&config)
+        .with_context(|| format!("cannot set up `table inet {}`", config.table))?;
+    tracing::info!(
+        table = %config.table,
+        "nftables table inet {} ready; {adopted} ban(s) from an earlier run kept",
+        config.table
+    );
+    let server = Server::bind(&config.socket)
+        .with_context(|| format!("cannot open the control socket {}", config.socket.display()))?;
+    tracing::info!("control socket {} (mode 0600)", config.socket.display());
+
+    let (tx, rx) = mpsc::sync_channel::<Event>(QUEUE);
+    let stop = Arc::new(AtomicBool::new(false));
+
+    for (i, jail) in config.jails.iter().enumerate() {
+        tracing::info!(
+            jail = %jail.name,
+            "jail {}: ruleset {}, files {:?}, ban after {} failures within {} for {}",
+            jail.name,
+            jail.ruleset,
+            jail.files,
+            jail.maxretry,
+            format_duration(jail.findtime),
+            format_duration(jail.bantime)
+        );
+        for stats in &engine.jails[i].sources {
+            let (stats, stop, tx, matcher) = (stats.clone(), stop.clone(), tx.clone(), jail.matcher.clone());
+            let name = format!("src-{}", jail.name);
+            std::thread::Builder::new().name(name).spawn(move || {
+                let path = stats.path.clone();
+                let counter = stats.clone();
+                follow(&path, stats, stop, |line| match matcher.match_line(line) {
+                    LineMatch::Failure { addr, .. } => {
+                        let at = SystemTime::now();
+                        counter.note_match(at);
+                        let _ = tx.send(Event::Failure { jail: i, addr, at });
+                    }
+                    LineMatch::NotAnAddress { host, .. } => {
+                        counter.note_match(SystemTime::now());
+                        tracing::debug!(%host, "matched a hostname, not an address: nftban never resolves names; not counted");
+                    }
+                    LineMatch::Missed | LineMatch::Ignored => {}
+                });
+            })?;
+        }
+    }
+
+    {
+        let tx = tx.clone();
+        let listener = server.listener()?;
+        std::thread::Builder::new().name("control".into()).spawn(move || {
+            serve(listener, |req| {
+                let (rtx, rrx) = mpsc::channel();
+                if tx.send(Event::Request(req, rtx)).is_err() {
+                    return Response::err("the daemon is stopping");
+                }
+                rrx.recv().unwrap_or_else(|_| Response::err("the daemon is stopping"))
+            })
+        })?;
+    }
+    spawn_signal_thread(tx.clone())?;
+    drop(tx);
+
+    tracing::info!("nftban running; logs go to {}", config.log.target);
+    engine_loop(&mut engine, rx);
+    stop.store(true, Ordering::Relaxed);
+    drop(server);
+    tracing::info!("stopped; bans stay in the kernel until their timeouts end");
+    Ok(())
+}
+
+fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>) {
+    loop {
+        let first = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(ev) => ev,
+            Err(RecvTimeoutError::Timeout) => {
+                engine.expire(SystemTime::now());
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        // Take the whole burst, then send its bans in one batch.
+        let mut next = Some(first);
+        let mut handled = 0;
+        while let Some(ev) = next.take() {
+            match ev {
+                Event::Failure { jail, addr, at } => engine.failure(jail, addr, at),
+                Event::Request(req, reply) => {
+                    engine.flush();
+                    let _ = reply.send(engine.handle(req, SystemTime::now()));
+                }
+                Event::Shutdown(sig) => {
+                    engine.flush();
+                    tracing::info!("{sig} received, stopping");
+                    return;
+                }
+            }
+            handled += 1;
+            if handled < 10_000 {
+                next = rx.try_recv().ok();
+            }
+        }
+        engine.flush();
+    }
+}
+
+fn spawn_signal_thread(tx: SyncSender<Event>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        for sig in signals.forever() {
+            match sig {
+                SIGHUP => tracing::warn!("SIGHUP: reload is not supported yet in this version; restart nftban to apply a new config (bans are kept)"),
+                SIGINT => {
+                    let _ = tx.send(Event::Shutdown("SIGINT"));
+                }
+                _ => {
+                    let _ = tx.send(Event::Shutdown("SIGTERM"));
+                }
+            }
+        }
+    })?;
+    Ok(())
+}
