@@ -1,0 +1,134 @@
+//! Commands that need no daemon and no root.
+
+use crate::support::*;
+
+const FAQ_LINE: &str = "[2015-01-28 05:40:16] NOTICE[-1] Ext. 9015448702956577: Incoming SIP connection from unknown peer failed for 31.3.244.234 - Unknown connection from peer";
+const FAQ_RULE: &str =
+    "NOTICE.* .*: Incoming SIP connection from unknown peer failed for <HOST> - Unknown connection from peer";
+
+fn faq_log(dir: &std::path::Path) -> std::path::PathBuf {
+    let log = dir.join("messages");
+    std::fs::write(&log, format!("{FAQ_LINE}\n[2015-01-28 05:40:17] NOTICE[2116] chan_sip.c: Registration from '<sip:100@10.0.0.2>' succeeded\n{FAQ_LINE}\n")).unwrap();
+    log
+}
+
+/// Seed FAQ row 4: verify a rule with `nftban test <log> <regex>`.
+#[test]
+fn test_with_the_faq_regex() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(nftban().arg("test").arg(faq_log(dir.path())).arg(FAQ_RULE));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("Lines: 3 lines, 0 ignored, 2 matched, 1 missed"), "{out}");
+    assert!(out.contains("31.3.244.234: 2"), "{out}");
+}
+
+#[test]
+fn test_json_with_a_shipped_ruleset_and_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::fs::read(faq_log(dir.path())).unwrap();
+    let mut child = nftban()
+        .args(["test", "-", "asterisk", "--json", "--print-missed"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&log).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (
+            v["lines"].as_u64(),
+            v["matched"].as_u64(),
+            v["ignored"].as_u64(),
+            v["missed"].as_u64()
+        ),
+        (Some(3), Some(2), Some(0), Some(1))
+    );
+    assert_eq!(v["hosts"]["31.3.244.234"], 2);
+    assert_eq!(v["missed_lines"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn test_with_a_ruleset_file_and_nothing_found_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let rs = dir.path().join("mine.yaml");
+    std::fs::write(&rs, "name: mine\nfailregex: ['nothing like this from <HOST>$']\n").unwrap();
+    let o = run(nftban().arg("test").arg(faq_log(dir.path())).arg(&rs));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("0 matched"));
+}
+
+#[test]
+fn test_with_a_bad_rule_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(nftban().arg("test").arg(faq_log(dir.path())).arg("failed for <HOST> ("));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("failregex[0]"), "{}", stderr(&o));
+}
+
+#[test]
+fn check_accepts_a_good_config_and_says_where_logs_go() {
+    let s = Setup::asterisk("");
+    let o = s.cli(&["check"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("logs go to: stderr"));
+    assert!(stdout(&o).contains("jail asterisk: ruleset asterisk"));
+}
+
+/// A typo is an error that names the file, line, column and key; `run`
+/// refuses to start with the same message.
+#[test]
+fn a_bad_config_names_file_line_and_key() {
+    let s = Setup::asterisk("    maxretri: 3\n");
+    for cmd in ["check", "run"] {
+        let o = s.cli(&[cmd]);
+        assert_eq!(o.status.code(), Some(2), "{cmd}");
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!(
+                "{}:7:5: jails.asterisk: unknown field `maxretri`",
+                s.config.display()
+            )),
+            "{cmd}: {err}"
+        );
+    }
+}
+
+#[test]
+fn ruleset_prints_the_nft_ruleset() {
+    let s = Setup::asterisk("");
+    let o = s.cli(&["ruleset"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    assert!(out.starts_with("table inet nftban {"), "{out}");
+    for want in [
+        "set asterisk_v4 {",
+        "set manual_v6 {",
+        "ip saddr @asterisk_v4 counter packets 0 bytes 0 drop",
+        "ip6 saddr @manual_v6 counter packets 0 bytes 0 drop",
+    ] {
+        assert!(out.contains(want), "missing `{want}` in:\n{out}");
+    }
+}
+
+#[test]
+fn client_without_daemon_explains() {
+    let s = Setup::asterisk("");
+    let o = s.cli(&["status"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("is `nftban run` running?"), "{}", stderr(&o));
+    let o = s.cli(&["ban", "not-an-ip"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("`not-an-ip`"), "{}", stderr(&o));
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let o = run(nftban().arg("--help"));
+    let out = stdout(&o);
+    for cmd in ["run", "status", "ban", "unban", "test", "check", "ruleset", "demo"] {
+        assert!(out.contains(&format!("  {cmd} ")), "--help lacks {cmd}:\n{out}");
+    }
+}

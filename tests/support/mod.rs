@@ -1,0 +1,211 @@
+//! Helpers shared by the integration tests: the built binary, a daemon in a
+//! namespace, and reading the kernel's state back with `nft -j`.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub use nftban::netns::NetNs;
+
+/// The `nftban` binary under test.
+pub fn nftban() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nftban"))
+}
+
+/// Run and capture; stdin closed.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().expect("spawn")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// True if kernel tests can run; otherwise prints why the test is skipped.
+pub fn kernel_tests_possible(test: &str) -> bool {
+    if !nftban::netns::is_root() {
+        eprintln!("skipped {test}: needs root to create private network namespaces (CI runs it as root)");
+        return false;
+    }
+    for tool in ["ip", "nft"] {
+        if Command::new(tool)
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_err()
+        {
+            eprintln!("skipped {test}: `{tool}` is not installed (apt-get install iproute2 nftables)");
+            return false;
+        }
+    }
+    true
+}
+
+/// Poll `f` until it gives a value; panics with `what` after a generous
+/// deadline. This waits for an event, it does not measure time.
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A temp folder with a config and a log file.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Setup {
+    /// Config with one asterisk jail (maxretry 3) on `log`; `extra` is
+    /// appended to the jail's keys.
+    pub fn asterisk(extra: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("messages");
+        std::fs::write(&log, "").unwrap();
+        let config = dir.path().join("nftban.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "socket: {}/nftban.sock\ndefaults: {{findtime: 10m, maxretry: 3, bantime: 1h, ignoreip: [127.0.0.0/8, \"::1\", 192.0.2.99]}}\njails:\n  asterisk:\n    ruleset: asterisk\n    files: [{}]\n{extra}",
+                dir.path().display(),
+                log.display()
+            ),
+        )
+        .unwrap();
+        Setup { dir, config, log }
+    }
+
+    pub fn append(&self, lines: &[&str]) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&self.log).unwrap();
+        for l in lines {
+            writeln!(f, "{l}").unwrap();
+        }
+    }
+
+    /// `nftban ARGS --config <this config>`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        run(nftban().args(args).arg("--config").arg(&self.config))
+    }
+
+    /// `nftban status JAIL --json`, parsed.
+    pub fn status(&self, jail: &str) -> Option<serde_json::Value> {
+        let o = self.cli(&["status", jail, "--json"]);
+        if !o.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&o.stdout).ok()
+    }
+}
+
+/// `nftban run` inside a namespace; SIGTERM and wait on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub stderr: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(ns: &NetNs, setup: &Setup) -> Daemon {
+        let stderr = setup.dir.path().join(format!("daemon-{}.log", std::process::id()));
+        let child = ns
+            .command(env!("CARGO_BIN_EXE_nftban"))
+            .args(["run", "--config"])
+            .arg(&setup.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&stderr)
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap();
+        let d = Daemon { child, stderr };
+        wait_for("the daemon to answer status", || setup.status("asterisk"));
+        d
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait; returns the exit status success.
+    pub fn stop(mut self) -> bool {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let ok = self.child.wait().map(|s| s.success()).unwrap_or(false);
+        std::mem::forget(self);
+        ok
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// `nft -j list table inet nftban` inside `ns`, through the typed schema
+/// of the `nftables` crate.
+pub fn nft_table(ns: &NetNs) -> nftables::schema::Nftables<'static> {
+    let o = run(ns.command("nft").args(["-j", "list", "table", "inet", "nftban"]));
+    assert!(o.status.success(), "nft list failed: {}", stderr(&o));
+    let text: &'static str = Box::leak(stdout(&o).into_boxed_str());
+    serde_json::from_str(text).expect("nft JSON")
+}
+
+/// Elements of a set as (address or prefix, timeout seconds), from nft's JSON.
+pub fn set_elements(ns: &NetNs, set: &str) -> Vec<(String, Option<u32>)> {
+    let o = run(ns.command("nft").args(["-j", "list", "set", "inet", "nftban", set]));
+    assert!(o.status.success(), "nft list set failed: {}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut out = Vec::new();
+    for item in v["nftables"].as_array().unwrap() {
+        if let Some(elems) = item["set"]["elem"].as_array() {
+            for e in elems {
+                out.push(element(e));
+            }
+        }
+    }
+    out
+}
+
+fn element(e: &serde_json::Value) -> (String, Option<u32>) {
+    if let Some(s) = e.as_str() {
+        return (s.to_string(), None);
+    }
+    if let Some(el) = e.get("elem") {
+        let (val, _) = element(&el["val"]);
+        return (val, el["timeout"].as_u64().map(|t| t as u32));
+    }
+    if let Some(p) = e.get("prefix") {
+        return (format!("{}/{}", p["addr"].as_str().unwrap(), p["len"]), None);
+    }
+    (e.to_string(), None)
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}

@@ -1,0 +1,9 @@
+//! One integration test binary, one module per topic (as ripgrep does).
+//! Tests that need the kernel run inside private network namespaces and
+//! skip with a message when not root; CI runs them as root.
+
+mod support;
+
+mod cli;
+mod daemon;
+mod e2e;
