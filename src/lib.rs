@@ -16,4 +16,5 @@ pub mod logging;
 pub mod matcher;
 pub mod netns;
 pub mod sources;
+pub mod store;
 pub mod tracker;

@@ -88,7 +88,7 @@ fn a_bad_config_names_file_line_and_key() {
         let err = stderr(&o);
         assert!(
             err.contains(&format!(
-                "{}:7:5: jails.asterisk: unknown field `maxretri`",
+                "{}:8:5: jails.asterisk: unknown field `maxretri`",
                 s.config.display()
             )),
             "{cmd}: {err}"

@@ -90,8 +90,9 @@ pub fn run() -> anyhow::Result<u8> {
     std::fs::write(
         &config,
         format!(
-            "socket: {}\nnftables: {{table: nftban, action: drop}}\ndefaults: {{findtime: 10m, maxretry: 3, bantime: 2m, ignoreip: [127.0.0.0/8, \"::1\"]}}\njails:\n  asterisk:\n    ruleset: asterisk\n    files: [{}]\n",
+            "socket: {}\ndatabase: {}\nnftables: {{table: nftban, action: drop}}\ndefaults: {{findtime: 10m, maxretry: 3, bantime: 2m, ignoreip: [127.0.0.0/8, \"::1\"]}}\njails:\n  asterisk:\n    ruleset: asterisk\n    files: [{}]\n",
             socket.display(),
+            dir.path().join("nftban.db").display(),
             log.display()
         ),
     )?;

@@ -26,6 +26,8 @@ pub use locate::locate;
 
 /// Where the config is read from when no `--config` is given.
 pub const DEFAULT_CONFIG: &str = "/etc/nftban/nftban.yaml";
+/// Default ban history database.
+pub const DEFAULT_DATABASE: &str = "/var/lib/nftban/nftban.db";
 /// Default control socket path.
 pub const DEFAULT_SOCKET: &str = "/run/nftban/nftban.sock";
 /// The jail that `nftban ban` uses when no `--jail` is given. It always
@@ -49,8 +51,10 @@ pub fn config_path(flag: Option<&Path>) -> PathBuf {
 pub struct FileConfig {
     /// Control socket (mode 0600).
     pub socket: Option<PathBuf>,
-    /// Ban history database. Accepted now; used once ban history lands.
+    /// Ban history database (SQLite).
     pub database: Option<PathBuf>,
+    /// How long ban history is kept after a ban ends.
+    pub history_keep: Option<Dur>,
     /// Where logs go and how much.
     #[serde(default)]
     pub log: LogConfig,
@@ -168,7 +172,8 @@ pub struct Jail {
 pub struct Config {
     pub path: PathBuf,
     pub socket: PathBuf,
-    pub database: Option<PathBuf>,
+    pub database: PathBuf,
+    pub history_keep: Duration,
     pub log: LogConfig,
     pub table: String,
     pub action: Action,
@@ -415,7 +420,11 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
     Ok(Config {
         path: path.to_path_buf(),
         socket: raw.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
-        database: raw.database,
+        database: raw.database.unwrap_or_else(|| PathBuf::from(DEFAULT_DATABASE)),
+        history_keep: raw
+            .history_keep
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(30 * 86_400)),
         log: raw.log,
         table: raw.nftables.table,
         action: raw.nftables.action,

@@ -23,6 +23,7 @@ use crate::control::{Request, Response};
 use crate::firewall::{Ban, Firewall};
 use crate::matcher::parse_net;
 use crate::sources::{SourceState, SourceStats};
+use crate::store::{BanRecord, Origin, Store};
 use crate::tracker::{Policy, Tracker, Verdict};
 
 /// One jail's live state.
@@ -45,6 +46,13 @@ pub struct Engine {
     pending: Vec<Ban>,
     /// Kernel requests that failed since start.
     pub kernel_errors: u64,
+    /// Ban history; `None` runs without one (tests, or no `database:`).
+    store: Option<Store>,
+    /// Writes to the history that failed since start (e.g. disk full).
+    pub store_errors: u64,
+    /// How long history is kept, and when it was last purged.
+    history_keep: Duration,
+    last_purge: Option<SystemTime>,
 }
 
 impl Engine {
@@ -89,23 +97,127 @@ impl Engine {
             jails,
             pending: Vec::new(),
             kernel_errors: 0,
+            store: None,
+            store_errors: 0,
+            history_keep: config.history_keep,
+            last_purge: None,
         }
     }
 
-    /// Create or adopt the kernel table, then learn the bans an earlier run
-    /// left in it so they show in status and are not added twice.
+    /// Keep ban history in `store`: bans are written there before they go
+    /// to the kernel, and restored from there at start.
+    pub fn with_store(mut self, store: Store) -> Engine {
+        self.store = Some(store);
+        self
+    }
+
+    /// Write bans to the history. A failing write is logged and counted;
+    /// the bans still go to the kernel (protection first).
+    fn record(&mut self, bans: &[Ban], origin: Origin, now: SystemTime) {
+        let Some(store) = self.store.as_mut() else { return };
+        let records: Vec<BanRecord> = bans
+            .iter()
+            .map(|b| BanRecord {
+                jail: b.jail.clone(),
+                net: b.net,
+                at: now,
+                expires: now + b.timeout,
+                origin,
+            })
+            .collect();
+        if let Err(e) = store.record_bans(&records) {
+            self.store_errors += 1;
+            tracing::error!(
+                error = %e,
+                count = bans.len(),
+                "could not write bans to the history; they are in the kernel but will not be restored after a restart"
+            );
+        }
+    }
+
+    /// Create or adopt the kernel table, then restore the bans that are
+    /// still running: from the history when there is one (all in one batch,
+    /// never by listing the kernel's sets), else from the kernel's sets.
+    /// Returns how many bans were restored or adopted.
     pub fn start(&mut self, config: &Config) -> crate::firewall::Result<usize> {
         self.firewall.setup(&config.table_spec())?;
         let now = SystemTime::now();
-        let mut adopted = 0;
-        for jail in &mut self.jails {
-            for el in self.firewall.list(&jail.name)? {
-                let expires = now + el.expires_in.unwrap_or(Duration::from_secs(u32::MAX as u64));
-                jail.bans.insert(el.net, expires);
-                adopted += 1;
+        let from_history = match self
+            .store
+            .as_ref()
+            .map(|s| s.is_empty().and_then(|empty| Ok((empty, s.active(now)?))))
+        {
+            Some(Ok((false, active))) => Some(active),
+            Some(Ok((true, _))) | None => None,
+            Some(Err(e)) => {
+                self.store_errors += 1;
+                tracing::error!(error = %e, "cannot read the ban history; adopting the kernel's bans instead");
+                None
+            }
+        };
+        match from_history {
+            Some(active) => {
+                let mut restore = Vec::with_capacity(active.len());
+                for ban in active {
+                    let Some(jail) = self.jails.iter_mut().find(|j| j.name == ban.jail) else {
+                        // The jail left the config: its bans are lifted.
+                        continue;
+                    };
+                    let left = ban.expires.duration_since(now).unwrap_or_default();
+                    if left.is_zero() {
+                        continue;
+                    }
+                    jail.bans.insert(ban.net, ban.expires);
+                    restore.push(Ban {
+                        jail: ban.jail,
+                        net: ban.net,
+                        timeout: left,
+                    });
+                }
+                self.firewall.add(&restore)?;
+                Ok(restore.len())
+            }
+            None => {
+                // No history yet: learn what an earlier run (or another
+                // nftban) left in the kernel, once.
+                let mut adopted = Vec::new();
+                for jail in &mut self.jails {
+                    for el in self.firewall.list(&jail.name)? {
+                        let left = el.expires_in.unwrap_or(Duration::from_secs(u32::MAX as u64));
+                        jail.bans.insert(el.net, now + left);
+                        adopted.push(Ban {
+                            jail: jail.name.clone(),
+                            net: el.net,
+                            timeout: left,
+                        });
+                    }
+                }
+                self.record(&adopted, Origin::Adopted, now);
+                Ok(adopted.len())
             }
         }
-        Ok(adopted)
+    }
+
+    /// Remove old history now and then (hourly).
+    fn purge(&mut self, now: SystemTime) {
+        let due = self
+            .last_purge
+            .is_none_or(|t| now.duration_since(t).unwrap_or_default() >= Duration::from_secs(3600));
+        if !due {
+            return;
+        }
+        self.last_purge = Some(now);
+        let keep = self.history_keep;
+        if let Some(store) = self.store.as_mut() {
+            match store.purge(now, keep) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("removed {n} ban history entries older than {}", format_duration(keep)),
+                Err(e) => {
+                    self.store_errors += 1;
+                    tracing::warn!(error = %e, "could not purge old ban history");
+                }
+            }
+        }
     }
 
     fn jail_index(&self, name: &str) -> Option<usize> {
@@ -150,6 +262,7 @@ impl Engine {
             return;
         }
         let bans = std::mem::take(&mut self.pending);
+        self.record(&bans, Origin::Auto, SystemTime::now());
         if let Err(e) = self.firewall.add(&bans) {
             self.kernel_errors += 1;
             tracing::error!(error = %e, count = bans.len(), "could not put bans into the kernel");
@@ -168,6 +281,7 @@ impl Engine {
             j.bans.retain(|_, &mut t| t > now);
             j.tracker.prune(now);
         }
+        self.purge(now);
     }
 
     /// Answer a control request.
@@ -297,6 +411,7 @@ impl Engine {
             }
         }
         let pending = std::mem::take(&mut self.pending);
+        self.record(&pending, Origin::Manual, now);
         if let Err(e) = self.firewall.add(&pending) {
             self.kernel_errors += 1;
             for b in &pending {
@@ -319,6 +434,17 @@ impl Engine {
         };
         let mut result = UnbanResult::default();
         for net in nets {
+            // Forget it in the history first, so it is never restored even
+            // if the kernel step below fails (seed FAQ row 7).
+            if let Some(store) = self.store.as_mut() {
+                if let Err(e) = store.record_unban(jail, &net, SystemTime::now()) {
+                    self.store_errors += 1;
+                    return Response::err(format!(
+                        "cannot record the unban of {} in the history: {e}",
+                        show_net(&net)
+                    ));
+                }
+            }
             let mut found = false;
             let mut inside = Vec::new();
             for j in self.jails.iter_mut().filter(|j| jail.is_none_or(|n| n == j.name)) {

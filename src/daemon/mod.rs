@@ -40,13 +40,15 @@ const QUEUE: usize = 16 * 1024;
 
 /// Run the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config, firewall: Box<dyn Firewall>) -> anyhow::Result<()> {
-    let mut engine = Engine::new(&config, firewall);
+    let store = crate::store::Store::open(&config.database)?;
+    tracing::info!("ban history in {}", config.database.display());
+    let mut engine = Engine::new(&config, firewall).with_store(store);
     let adopted = engine
         .start(&config)
         .with_context(|| format!("cannot set up `table inet {}`", config.table))?;
     tracing::info!(
         table = %config.table,
-        "nftables table inet {} ready; {adopted} ban(s) from an earlier run kept",
+        "nftables table inet {} ready; {adopted} running ban(s) restored",
         config.table
     );
     let server = Server::bind(&config.socket)

@@ -82,7 +82,7 @@ impl Setup {
         std::fs::write(
             &config,
             format!(
-                "socket: {}/nftban.sock\ndefaults: {{findtime: 10m, maxretry: 3, bantime: 1h, ignoreip: [127.0.0.0/8, \"::1\", 192.0.2.99]}}\njails:\n  asterisk:\n    ruleset: asterisk\n    files: [{}]\n{extra}",
+                "socket: {0}/nftban.sock\ndatabase: {0}/nftban.db\ndefaults: {{findtime: 10m, maxretry: 3, bantime: 1h, ignoreip: [127.0.0.0/8, \"::1\", 192.0.2.99]}}\njails:\n  asterisk:\n    ruleset: asterisk\n    files: [{1}]\n{extra}",
                 dir.path().display(),
                 log.display()
             ),

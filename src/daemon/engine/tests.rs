@@ -241,3 +241,40 @@ fn silent_source_is_diagnosed() {
         st.sources[0].diagnosis
     );
 }
+
+#[test]
+fn history_is_written_before_the_kernel_and_restored_in_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nftban.db");
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+    let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(crate::store::Store::open(&db).unwrap());
+    e.start(&config).unwrap();
+    let now = SystemTime::now();
+    for _ in 0..3 {
+        e.failure(0, "198.51.100.7".parse().unwrap(), now);
+    }
+    e.flush();
+    data::<BanResult>(e.handle(
+        Request::Ban {
+            addrs: vec!["203.0.113.1".into(), "203.0.113.2".into()],
+            jail: None,
+            bantime: None,
+        },
+        now,
+    ));
+    data::<UnbanResult>(e.handle(
+        Request::Unban {
+            addrs: vec!["203.0.113.2".into()],
+            jail: None,
+        },
+        now,
+    ));
+    drop(e);
+
+    // A new engine on an empty kernel (a reboot): the history refills it.
+    let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(crate::store::Store::open(&db).unwrap());
+    assert_eq!(e.start(&config).unwrap(), 2);
+    assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.7"]);
+    assert_eq!(kernel(&mut e, "manual"), ["203.0.113.1"]);
+    assert_eq!(e.store_errors, 0);
+}

@@ -1,0 +1,291 @@
+//! The store stage: ban history in SQLite.
+//!
+//! Every ban and unban is a row. What is still running when the daemon
+//! starts is read back from here and put into the kernel in one batch, so a
+//! restart never depends on listing the kernel's sets (listing a set of a
+//! million elements takes over a minute in the kernel) and an address that
+//! was unbanned by hand is not restored (seed FAQ row 7).
+//!
+//! Bans are written *before* they are sent to the kernel: if the process
+//! dies in between, the next start puts them in; the other order could leave
+//! bans in the kernel that nftban does not know about. The database runs in
+//! WAL mode with `synchronous=NORMAL`: a crash of the process loses nothing
+//! committed; a power cut may lose the last transactions, whose bans are
+//! still in the kernel until they expire.
+//!
+//! The schema version is kept in `PRAGMA user_version`; [`Store::open`]
+//! migrates older files forward and refuses newer ones.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ipnet::IpNet;
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Schema version this build writes.
+const VERSION: i64 = 1;
+
+/// Errors of the ban history.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database file cannot be opened or created.
+    #[error("cannot open the ban database {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    /// The database's folder cannot be created.
+    #[error("cannot create the folder of the ban database {path}: {source}")]
+    Folder { path: PathBuf, source: std::io::Error },
+    /// The file was written by a newer nftban.
+    #[error("the ban database {path} has schema version {found}, newer than this nftban understands ({VERSION}); upgrade nftban or move the file away")]
+    TooNew { path: PathBuf, found: i64 },
+    /// A read or write failed (disk full, I/O error, corruption).
+    #[error("ban database {path}: {source}")]
+    Sql { path: PathBuf, source: rusqlite::Error },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// How a ban came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// `maxretry` failures within `findtime`.
+    Auto,
+    /// `nftban ban`.
+    Manual,
+    /// Found in the kernel when the history was empty (first start).
+    Adopted,
+}
+
+impl Origin {
+    fn as_str(self) -> &'static str {
+        match self {
+            Origin::Auto => "auto",
+            Origin::Manual => "manual",
+            Origin::Adopted => "adopted",
+        }
+    }
+}
+
+/// A ban to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanRecord {
+    pub jail: String,
+    pub net: IpNet,
+    pub at: SystemTime,
+    pub expires: SystemTime,
+    pub origin: Origin,
+}
+
+/// A ban still running, as read back at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveBan {
+    pub jail: String,
+    pub net: IpNet,
+    pub expires: SystemTime,
+}
+
+/// The ban history database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn secs(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn time(s: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(s.max(0) as u64)
+}
+
+impl Store {
+    /// Open (or create, with its folder) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        let open_err = |source| Error::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Folder {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(open_err)?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> Error {
+        Error::Sql {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let c = &self.conn;
+        c.busy_timeout(Duration::from_secs(5)).map_err(|e| self.sql(e))?;
+        c.pragma_update(None, "journal_mode", "WAL").map_err(|e| self.sql(e))?;
+        c.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| self.sql(e))?;
+        let version: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))?;
+        if version > VERSION {
+            return Err(Error::TooNew {
+                path: self.path.clone(),
+                found: version,
+            });
+        }
+        if version < 1 {
+            c.execute_batch(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS bans (
+                     id INTEGER PRIMARY KEY,
+                     jail TEXT NOT NULL,
+                     net TEXT NOT NULL,
+                     banned_at INTEGER NOT NULL,
+                     expires_at INTEGER NOT NULL,
+                     origin TEXT NOT NULL,
+                     unbanned_at INTEGER
+                 );
+                 CREATE INDEX IF NOT EXISTS bans_live ON bans (expires_at) WHERE unbanned_at IS NULL;
+                 CREATE INDEX IF NOT EXISTS bans_net ON bans (net, jail);
+                 PRAGMA user_version = 1;
+                 COMMIT;",
+            )
+            .map_err(|e| self.sql(e))?;
+        }
+        Ok(())
+    }
+
+    /// Record bans, all in one transaction.
+    pub fn record_bans(&mut self, bans: &[BanRecord]) -> Result<()> {
+        if bans.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let sql = |source| Error::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO bans (jail, net, banned_at, expires_at, origin) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(sql)?;
+            for b in bans {
+                stmt.execute(params![
+                    b.jail,
+                    b.net.to_string(),
+                    secs(b.at),
+                    secs(b.expires),
+                    b.origin.as_str()
+                ])
+                .map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// Mark running bans of `net` as lifted, in one jail or all; they will
+    /// not be restored. Returns how many rows changed.
+    pub fn record_unban(&mut self, jail: Option<&str>, net: &IpNet, at: SystemTime) -> Result<usize> {
+        let n = match jail {
+            Some(j) => self.conn.execute(
+                "UPDATE bans SET unbanned_at = ?1 WHERE net = ?2 AND jail = ?3 AND unbanned_at IS NULL",
+                params![secs(at), net.to_string(), j],
+            ),
+            None => self.conn.execute(
+                "UPDATE bans SET unbanned_at = ?1 WHERE net = ?2 AND unbanned_at IS NULL",
+                params![secs(at), net.to_string()],
+            ),
+        };
+        n.map_err(|e| self.sql(e))
+    }
+
+    /// Mark the running bans of a jail as lifted (the jail left the config).
+    pub fn record_jail_removed(&mut self, jail: &str, at: SystemTime) -> Result<usize> {
+        self.conn
+            .execute(
+                "UPDATE bans SET unbanned_at = ?1 WHERE jail = ?2 AND unbanned_at IS NULL",
+                params![secs(at), jail],
+            )
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Bans that are neither expired at `now` nor lifted: one per (jail,
+    /// net), with the latest expiry.
+    pub fn active(&self, now: SystemTime) -> Result<Vec<ActiveBan>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT jail, net, MAX(expires_at) FROM bans
+                 WHERE unbanned_at IS NULL AND expires_at > ?1 GROUP BY jail, net",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![secs(now)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (jail, net, expires) = row.map_err(|e| self.sql(e))?;
+            match net.parse::<IpNet>() {
+                Ok(net) => out.push(ActiveBan {
+                    jail,
+                    net,
+                    expires: time(expires),
+                }),
+                Err(_) => tracing::warn!(%net, "ban database holds an unreadable address; skipped"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the history has any row at all (a fresh database adopts the
+    /// kernel's bans once).
+    pub fn is_empty(&self) -> Result<bool> {
+        let row: Option<i64> = self
+            .conn
+            .query_row("SELECT id FROM bans LIMIT 1", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        Ok(row.is_none())
+    }
+
+    /// How many times `net` was banned in `jail` before (for the bantime
+    /// increment of repeat offenders).
+    pub fn ban_count(&self, jail: &str, net: &IpNet) -> Result<u64> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM bans WHERE jail = ?1 AND net = ?2",
+                params![jail, net.to_string()],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Delete history that ended more than `keep` before `now`. Returns the
+    /// number of rows removed.
+    pub fn purge(&mut self, now: SystemTime, keep: Duration) -> Result<usize> {
+        let cutoff = secs(now) - keep.as_secs() as i64;
+        self.conn
+            .execute(
+                "DELETE FROM bans WHERE expires_at < ?1 OR (unbanned_at IS NOT NULL AND unbanned_at < ?1)",
+                params![cutoff],
+            )
+            .map_err(|e| self.sql(e))
+    }
+}
+
+#[cfg(test)]
+mod tests;
