@@ -38,6 +38,12 @@ pub fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
     found
 }
 
+/// Like [`locate`], but when the full path is not found (a key inside a
+/// flow mapping such as `{maxretry: 1}`), the nearest enclosing key that is.
+pub fn locate_nearest(text: &str, path: &[&str]) -> Option<(usize, usize)> {
+    (1..=path.len()).rev().find_map(|n| locate(text, &path[..n]))
+}
+
 /// The key of a `key: value` line, unquoted.
 fn key_of(line: &str) -> Option<&str> {
     let line = line.strip_prefix("- ").unwrap_or(line);
@@ -57,6 +63,13 @@ mod tests {
         assert_eq!(locate(YAML, &["socket"]), Some((1, 1)));
         assert_eq!(locate(YAML, &["jails", "asterisk", "ruleset"]), Some((8, 5)));
         assert_eq!(locate(YAML, &["jails", "sshd", "ruleset"]), Some((5, 5)));
+    }
+
+    #[test]
+    fn nearest_falls_back_to_the_enclosing_key() {
+        let yaml = "jails:\n  sshd: {ruleset: sshd, maxretry: 0}\n";
+        assert_eq!(locate(yaml, &["jails", "sshd", "maxretry"]), None);
+        assert_eq!(locate_nearest(yaml, &["jails", "sshd", "maxretry"]), Some((2, 3)));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use crate::firewall::{Action, TableSpec};
 use crate::matcher::{Matcher, Ruleset};
 pub use duration::{format_duration, parse_duration, Dur};
-pub use locate::locate;
+pub use locate::{locate, locate_nearest};
 
 /// Where the config is read from when no `--config` is given.
 pub const DEFAULT_CONFIG: &str = "/etc/nftban/nftban.yaml";
@@ -67,6 +67,8 @@ pub struct FileConfig {
     /// Jails by name.
     #[serde(default)]
     pub jails: BTreeMap<String, JailConfig>,
+    /// Longer bans for addresses banned again and again, across jails.
+    pub recidive: Option<RecidiveConfig>,
 }
 
 /// `log:` — `target` is `stderr` or a file path (journald and syslog targets
@@ -127,7 +129,32 @@ pub struct DefaultsConfig {
     pub maxretry: Option<u32>,
     pub bantime: Option<Dur>,
     pub ignoreip: Option<Vec<String>>,
+    pub bantime_increment: Option<IncrementConfig>,
+    pub max_tracked: Option<usize>,
 }
+
+/// `bantime_increment:` — repeat offenders get longer bans: the n-th ban of
+/// an address in a jail lasts `bantime * factor^(n-1)`, at most `max`.
+/// Earlier bans are counted from the ban history, so this survives restarts.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IncrementConfig {
+    pub factor: f64,
+    pub max: Dur,
+}
+
+/// `recidive:` — across all jails, an address banned `maxretry` times
+/// within `findtime` is banned in the `recidive` jail for `bantime`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RecidiveConfig {
+    pub findtime: Dur,
+    pub maxretry: u32,
+    pub bantime: Dur,
+}
+
+/// Name of the jail that holds recidive bans.
+pub const RECIDIVE_JAIL: &str = "recidive";
 
 /// One jail: which lines (ruleset) from where (files, journal), and when to ban.
 #[derive(Debug, Deserialize, Clone)]
@@ -147,6 +174,9 @@ pub struct JailConfig {
     pub bantime: Option<Dur>,
     /// Replaces `defaults.ignoreip` for this jail.
     pub ignoreip: Option<Vec<String>>,
+    pub bantime_increment: Option<IncrementConfig>,
+    /// Cap on addresses with failures tracked at once.
+    pub max_tracked: Option<usize>,
 }
 
 fn yes() -> bool {
@@ -165,6 +195,8 @@ pub struct Jail {
     pub maxretry: u32,
     pub bantime: Duration,
     pub ignoreip: Vec<IpNet>,
+    pub increment: Option<IncrementConfig>,
+    pub max_tracked: usize,
 }
 
 /// A validated configuration: everything the daemon needs, nothing left to check.
@@ -180,6 +212,7 @@ pub struct Config {
     /// The `manual` jail's ban time (`defaults.bantime`).
     pub default_bantime: Duration,
     pub jails: Vec<Jail>,
+    pub recidive: Option<RecidiveConfig>,
 }
 
 /// A config error: the file, where in it, and what is wrong.
@@ -223,6 +256,9 @@ impl Config {
     /// The kernel objects this config asks for.
     pub fn table_spec(&self) -> TableSpec {
         let mut jails: Vec<String> = self.jails.iter().map(|j| j.name.clone()).collect();
+        if self.recidive.is_some() {
+            jails.push(RECIDIVE_JAIL.to_string());
+        }
         jails.push(MANUAL_JAIL.to_string());
         TableSpec {
             table: self.table.clone(),
@@ -282,7 +318,7 @@ fn parse_ignoreip(list: &[String]) -> Result<Vec<IpNet>, String> {
 fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError> {
     let err = |keys: &[&str], message: String| ConfigError {
         file: path.to_path_buf(),
-        at: locate(text, keys),
+        at: locate_nearest(text, keys),
         message,
     };
     let base_dir = path.parent().unwrap_or(Path::new("."));
@@ -326,6 +362,43 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
     let def_findtime = d.findtime.map(|x| x.0).unwrap_or(Duration::from_secs(600));
     let def_maxretry = d.maxretry.unwrap_or(5);
     let def_bantime = d.bantime.map(|x| x.0).unwrap_or(Duration::from_secs(3600));
+    let check_increment = |inc: &Option<IncrementConfig>, keys: &[&str], key: &str| -> Result<(), ConfigError> {
+        match inc {
+            Some(i) if !(i.factor >= 1.0 && i.factor <= 100.0) => Err(err(
+                keys,
+                format!("{key}.factor: must be between 1 and 100 (got {})", i.factor),
+            )),
+            Some(i) if i.max.0.is_zero() => Err(err(keys, format!("{key}.max: must be longer than 0s"))),
+            _ => Ok(()),
+        }
+    };
+    check_increment(
+        &d.bantime_increment,
+        &["defaults", "bantime_increment"],
+        "defaults.bantime_increment",
+    )?;
+    let def_max_tracked = d.max_tracked.unwrap_or(crate::tracker::DEFAULT_MAX_TRACKED);
+    if def_max_tracked == 0 {
+        return Err(err(
+            &["defaults", "max_tracked"],
+            "defaults.max_tracked: must be at least 1".into(),
+        ));
+    }
+    let recidive = raw.recidive;
+    if let Some(r) = recidive {
+        if r.maxretry < 2 {
+            return Err(err(
+                &["recidive", "maxretry"],
+                "recidive.maxretry: must be at least 2 (bans before a recidive ban)".into(),
+            ));
+        }
+        if r.bantime.0.is_zero() || r.findtime.0.is_zero() {
+            return Err(err(
+                &["recidive"],
+                "recidive: findtime and bantime must be longer than 0s".into(),
+            ));
+        }
+    }
     let def_ignore = match &d.ignoreip {
         Some(list) => {
             parse_ignoreip(list).map_err(|m| err(&["defaults", "ignoreip"], format!("defaults.ignoreip: {m}")))?
@@ -352,6 +425,14 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
             return Err(err(
                 &["jails", &name],
                 format!("jails.{name}: a jail name starts with a letter and holds only letters, digits, `_` and `-`"),
+            ));
+        }
+        if name == RECIDIVE_JAIL && raw.recidive.is_some() {
+            return Err(err(
+                &["jails", &name],
+                format!(
+                    "jails.{name}: `{RECIDIVE_JAIL}` is the jail of the top-level `recidive:` rule; rename this jail"
+                ),
             ));
         }
         if name == MANUAL_JAIL {
@@ -404,6 +485,19 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
             }
             None => def_ignore.clone(),
         };
+        check_increment(
+            &j.bantime_increment,
+            &at("bantime_increment"),
+            &format!("jails.{name}.bantime_increment"),
+        )?;
+        let increment = j.bantime_increment.or(d.bantime_increment);
+        let max_tracked = j.max_tracked.unwrap_or(def_max_tracked);
+        if max_tracked == 0 {
+            return Err(err(
+                &at("max_tracked"),
+                format!("jails.{name}.max_tracked: must be at least 1"),
+            ));
+        }
         jails.push(Jail {
             name: name.clone(),
             ruleset: ruleset.name.clone(),
@@ -414,6 +508,8 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
             maxretry,
             bantime,
             ignoreip,
+            increment,
+            max_tracked,
         });
     }
 
@@ -430,6 +526,7 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         action: raw.nftables.action,
         default_bantime: def_bantime,
         jails,
+        recidive,
     })
 }
 

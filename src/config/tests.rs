@@ -88,6 +88,31 @@ fn bad_values_are_refused_with_reason() {
 }
 
 #[test]
+fn increment_and_recidive_are_checked() {
+    let inc = GOOD.replace(
+        "bantime: 1h,",
+        "bantime: 1h, bantime_increment: {factor: 0.5, max: 1d},",
+    );
+    assert!(load(&inc)
+        .unwrap_err()
+        .to_string()
+        .contains("defaults.bantime_increment.factor: must be between 1 and 100"));
+    let rec = format!("{GOOD}recidive: {{findtime: 1d, maxretry: 1, bantime: 1w}}\n");
+    let e = load(&rec).unwrap_err();
+    assert!(e.to_string().contains("recidive.maxretry: must be at least 2"), "{e}");
+    assert_eq!(e.at, Some((13, 1)), "points at the `recidive:` line");
+    let clash = format!(
+        "{}recidive: {{findtime: 1d, maxretry: 3, bantime: 1w}}\n",
+        GOOD.replace("  sshd:", "  recidive:")
+    );
+    assert!(load(&clash).unwrap_err().to_string().contains("rename this jail"));
+    let ok = format!("{GOOD}recidive: {{findtime: 1d, maxretry: 3, bantime: 1w}}\n");
+    let c = load(&ok).unwrap();
+    assert_eq!(c.recidive.unwrap().maxretry, 3);
+    assert!(c.table_spec().jails.contains(&"recidive".to_string()));
+}
+
+#[test]
 fn disabled_jail_is_skipped() {
     let text = GOOD.replace("    bantime: 10m", "    bantime: 10m\n    enabled: false");
     assert_eq!(load(&text).unwrap().jails.len(), 1);

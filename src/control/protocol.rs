@@ -91,6 +91,8 @@ pub struct JailStatus {
     pub findtime: u64,
     pub maxretry: u32,
     pub bantime: u64,
+    /// Addresses whose failures were forgotten because of `max_tracked`.
+    pub evicted: u64,
     pub sources: Vec<SourceStatus>,
 }
 

@@ -10,14 +10,15 @@
 //! It is rebuilt from the kernel's sets at start, so a restart keeps and
 //! shows the bans that are still running.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
 
-use crate::config::{format_duration, Config, MANUAL_JAIL};
+use crate::config::{format_duration, Config, IncrementConfig, MANUAL_JAIL, RECIDIVE_JAIL};
 use crate::control::protocol::{BanResult, Banned, JailStatus, SourceStatus, Status, UnbanResult};
 use crate::control::{Request, Response};
 use crate::firewall::{Ban, Firewall};
@@ -37,6 +38,27 @@ pub struct JailState {
     pub bans: BTreeMap<IpNet, SystemTime>,
     pub total_banned: u64,
     pub sources: Vec<Arc<SourceStats>>,
+    /// Longer bans for repeat offenders.
+    pub increment: Option<IncrementConfig>,
+    /// Bans per address since start, when there is no history to ask.
+    times_banned: HashMap<IpNet, u32>,
+}
+
+impl JailState {
+    fn new(name: &str, ruleset: &str, files: &[PathBuf], journal: &[String], policy: Policy) -> JailState {
+        JailState {
+            name: name.into(),
+            ruleset: ruleset.into(),
+            files: files.iter().map(|f| f.display().to_string()).collect(),
+            journal: journal.to_vec(),
+            tracker: Tracker::new(policy),
+            bans: BTreeMap::new(),
+            total_banned: 0,
+            sources: files.iter().map(|f| Arc::new(SourceStats::new(f.clone()))).collect(),
+            increment: None,
+            times_banned: HashMap::new(),
+        }
+    }
 }
 
 /// Ban state of all jails plus the firewall they are pushed to.
@@ -46,6 +68,8 @@ pub struct Engine {
     pending: Vec<Ban>,
     /// Kernel requests that failed since start.
     pub kernel_errors: u64,
+    /// Index of the recidive jail, when `recidive:` is configured.
+    recidive: Option<usize>,
     /// Ban history; `None` runs without one (tests, or no `database:`).
     store: Option<Store>,
     /// Writes to the history that failed since start (e.g. disk full).
@@ -61,40 +85,49 @@ impl Engine {
         let mut jails: Vec<JailState> = config
             .jails
             .iter()
-            .map(|j| JailState {
-                name: j.name.clone(),
-                ruleset: j.ruleset.clone(),
-                files: j.files.iter().map(|f| f.display().to_string()).collect(),
-                journal: j.journal.clone(),
-                tracker: Tracker::new(Policy {
+            .map(|j| {
+                let policy = Policy {
                     findtime: j.findtime,
                     maxretry: j.maxretry,
                     bantime: j.bantime,
                     ignoreip: j.ignoreip.clone(),
-                }),
-                bans: BTreeMap::new(),
-                total_banned: 0,
-                sources: j.files.iter().map(|f| Arc::new(SourceStats::new(f.clone()))).collect(),
+                    max_tracked: j.max_tracked,
+                };
+                let mut state = JailState::new(&j.name, &j.ruleset, &j.files, &j.journal, policy);
+                state.increment = j.increment;
+                state
             })
             .collect();
-        jails.push(JailState {
-            name: MANUAL_JAIL.into(),
-            ruleset: "-".into(),
-            files: vec![],
-            journal: vec![],
-            tracker: Tracker::new(Policy {
-                findtime: Duration::from_secs(1),
-                maxretry: 1,
-                bantime: config.default_bantime,
-                ignoreip: vec![],
-            }),
-            bans: BTreeMap::new(),
-            total_banned: 0,
-            sources: vec![],
+        // The recidive jail counts bans, not lines: its "failures" are the
+        // bans of the other jails.
+        let recidive = config.recidive.map(|r| {
+            jails.push(JailState::new(
+                RECIDIVE_JAIL,
+                "-",
+                &[],
+                &[],
+                Policy {
+                    findtime: r.findtime.0,
+                    maxretry: r.maxretry,
+                    bantime: r.bantime.0,
+                    ignoreip: vec![],
+                    max_tracked: crate::tracker::DEFAULT_MAX_TRACKED,
+                },
+            ));
+            jails.len() - 1
         });
+        let manual = Policy {
+            findtime: Duration::from_secs(1),
+            maxretry: 1,
+            bantime: config.default_bantime,
+            ignoreip: vec![],
+            max_tracked: 1,
+        };
+        jails.push(JailState::new(MANUAL_JAIL, "-", &[], &[], manual));
         Engine {
             firewall,
             jails,
+            recidive,
             pending: Vec::new(),
             kernel_errors: 0,
             store: None,
@@ -155,6 +188,7 @@ impl Engine {
                 None
             }
         };
+        self.seed_recidive(now);
         match from_history {
             Some(active) => {
                 let mut restore = Vec::with_capacity(active.len());
@@ -198,6 +232,25 @@ impl Engine {
         }
     }
 
+    /// Recidive counts bans across restarts: feed it the history's bans of
+    /// the last `findtime`.
+    fn seed_recidive(&mut self, now: SystemTime) {
+        let (Some(r), Some(store)) = (self.recidive, self.store.as_ref()) else {
+            return;
+        };
+        let since = now - self.jails[r].tracker.policy.findtime;
+        match store.bans_since(since) {
+            Ok(rows) => {
+                for (jail, net, at) in rows {
+                    if jail != RECIDIVE_JAIL && jail != MANUAL_JAIL && net.prefix_len() == net.max_prefix_len() {
+                        let _ = self.jails[r].tracker.failure(net.addr(), at);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the ban history for recidive"),
+        }
+    }
+
     /// Remove old history now and then (hourly).
     fn purge(&mut self, now: SystemTime) {
         let due = self
@@ -238,22 +291,57 @@ impl Engine {
                     tracing::debug!(jail = %j.name, %addr, %cover, "already banned");
                     return;
                 }
-                tracing::info!(
-                    jail = %j.name,
-                    "Ban {addr} for {} ({} failures within {})",
-                    format_duration(bantime),
-                    j.tracker.policy.maxretry,
-                    format_duration(j.tracker.policy.findtime)
-                );
+                let bantime = self.incremented(jail, net, bantime);
+                let j = &mut self.jails[jail];
+                let why = if Some(jail) == self.recidive {
+                    format!(
+                        "banned {} times within {}",
+                        j.tracker.policy.maxretry,
+                        format_duration(j.tracker.policy.findtime)
+                    )
+                } else {
+                    format!(
+                        "{} failures within {}",
+                        j.tracker.policy.maxretry,
+                        format_duration(j.tracker.policy.findtime)
+                    )
+                };
+                tracing::info!(jail = %j.name, "Ban {addr} for {} ({why})", format_duration(bantime));
                 j.bans.insert(net, at.max(SystemTime::now()) + bantime);
                 j.total_banned += 1;
+                *j.times_banned.entry(net).or_default() += 1;
                 self.pending.push(Ban {
                     jail: j.name.clone(),
                     net,
                     timeout: bantime,
                 });
+                // Every ban of another jail is one "failure" for recidive.
+                if let Some(r) = self.recidive.filter(|&r| r != jail) {
+                    self.failure(r, addr, at);
+                }
             }
         }
+    }
+
+    /// The ban time for the next ban of `net` in jail `jail`: `bantime *
+    /// factor^n` after n earlier bans (from the history, else since start),
+    /// at most the increment's `max`.
+    fn incremented(&mut self, jail: usize, net: IpNet, bantime: Duration) -> Duration {
+        let Some(inc) = self.jails[jail].increment else {
+            return bantime;
+        };
+        let name = &self.jails[jail].name;
+        let earlier = match self.store.as_ref().map(|s| s.ban_count(name, &net)) {
+            Some(Ok(n)) => n as u32,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read ban history for the bantime increment");
+                self.jails[jail].times_banned.get(&net).copied().unwrap_or(0)
+            }
+            None => self.jails[jail].times_banned.get(&net).copied().unwrap_or(0),
+        };
+        // The increment only lengthens: `max` caps the growth, never the base.
+        let grown = bantime.as_secs_f64() * inc.factor.powi(earlier.min(64) as i32);
+        Duration::from_secs_f64(grown.min(inc.max.0.as_secs_f64())).max(bantime)
     }
 
     /// Send queued bans to the kernel in one batch.
@@ -345,6 +433,7 @@ impl Engine {
             findtime: j.tracker.policy.findtime.as_secs(),
             maxretry: j.tracker.policy.maxretry,
             bantime: j.tracker.policy.bantime.as_secs(),
+            evicted: j.tracker.evicted,
             sources: j
                 .sources
                 .iter()

@@ -274,6 +274,27 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
+    /// Every ban (jail, address, time) recorded since `since`, oldest first.
+    pub fn bans_since(&self, since: SystemTime) -> Result<Vec<(String, IpNet, SystemTime)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT jail, net, banned_at FROM bans WHERE banned_at >= ?1 ORDER BY banned_at")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![secs(since)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (jail, net, at) = row.map_err(|e| self.sql(e))?;
+            if let Ok(net) = net.parse() {
+                out.push((jail, net, time(at)));
+            }
+        }
+        Ok(out)
+    }
+
     /// Delete history that ended more than `keep` before `now`. Returns the
     /// number of rows removed.
     pub fn purge(&mut self, now: SystemTime, keep: Duration) -> Result<usize> {

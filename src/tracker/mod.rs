@@ -18,7 +18,14 @@ pub struct Policy {
     pub maxretry: u32,
     pub bantime: Duration,
     pub ignoreip: Vec<IpNet>,
+    /// At most this many addresses are tracked at once; past it, the ones
+    /// whose last failure is oldest are forgotten (and counted), so a flood
+    /// of one-off addresses cannot take all memory.
+    pub max_tracked: usize,
 }
+
+/// Default for [`Policy::max_tracked`].
+pub const DEFAULT_MAX_TRACKED: usize = 100_000;
 
 /// What one failure leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +45,8 @@ pub struct Tracker {
     failures: HashMap<IpAddr, VecDeque<SystemTime>>,
     /// Failures counted since start (ignored ones excluded).
     pub total_failed: u64,
+    /// Addresses forgotten because of `max_tracked`.
+    pub evicted: u64,
 }
 
 impl Tracker {
@@ -46,6 +55,7 @@ impl Tracker {
             policy,
             failures: HashMap::new(),
             total_failed: 0,
+            evicted: 0,
         }
     }
 
@@ -71,8 +81,44 @@ impl Tracker {
                 bantime: self.policy.bantime,
             }
         } else {
+            if self.failures.len() > self.policy.max_tracked {
+                self.evict(at);
+            }
             Verdict::Counted { count }
         }
+    }
+
+    /// Over the cap: drop windows that are over, then the tenth of the
+    /// addresses whose last failure is oldest. Evicting a tenth at once keeps
+    /// the cost per failure small under a flood of new addresses.
+    fn evict(&mut self, now: SystemTime) {
+        self.prune(now);
+        let cap = self.policy.max_tracked;
+        if self.failures.len() <= cap {
+            return;
+        }
+        let target = cap - cap / 10;
+        let mut by_age: Vec<(SystemTime, IpAddr)> = self
+            .failures
+            .iter()
+            .map(|(a, w)| (w.back().copied().unwrap_or(now), *a))
+            .collect();
+        let excess = self.failures.len() - target;
+        by_age.select_nth_unstable(excess - 1);
+        for (_, addr) in &by_age[..excess] {
+            self.failures.remove(addr);
+        }
+        self.evicted += excess as u64;
+        tracing::warn!(
+            evicted = excess,
+            cap,
+            "too many addresses with failures; forgot those idle the longest"
+        );
+    }
+
+    /// How many addresses are tracked now.
+    pub fn tracked(&self) -> usize {
+        self.failures.len()
     }
 
     /// Forget an address's failures (after an unban, so it starts afresh).
@@ -119,6 +165,7 @@ mod tests {
             maxretry,
             bantime: Duration::from_secs(3600),
             ignoreip: vec!["127.0.0.0/8".parse().unwrap(), "2001:db8:ffff::/48".parse().unwrap()],
+            max_tracked: DEFAULT_MAX_TRACKED,
         })
     }
 
@@ -183,6 +230,21 @@ mod tests {
             t.failure("2001:db8::1".parse().unwrap(), at(0)),
             Verdict::Ban { .. }
         ));
+    }
+
+    #[test]
+    fn memory_is_bounded_and_the_longest_idle_are_evicted() {
+        let mut t = tracker(3);
+        t.policy.max_tracked = 100;
+        for i in 0..1000u32 {
+            let addr = IpAddr::from(std::net::Ipv4Addr::from(0xc633_6400 + i));
+            t.failure(addr, at(i as u64 / 10));
+            assert!(t.tracked() <= 101, "cap exceeded at {i}");
+        }
+        assert!(t.evicted >= 899, "evicted {}", t.evicted);
+        // The most recent address is still tracked.
+        let last = IpAddr::from(std::net::Ipv4Addr::from(0xc633_6400 + 999));
+        assert_eq!(t.failure(last, at(100)), Verdict::Counted { count: 2 });
     }
 
     #[test]

@@ -278,3 +278,105 @@ fn history_is_written_before_the_kernel_and_restored_in_one_batch() {
     assert_eq!(kernel(&mut e, "manual"), ["203.0.113.1"]);
     assert_eq!(e.store_errors, 0);
 }
+
+const TWO_JAILS: &str = "\
+defaults: {findtime: 10m, maxretry: 2, bantime: 1h, bantime_increment: {factor: 2, max: 5h}}
+recidive: {findtime: 1d, maxretry: 3, bantime: 1w}
+jails:
+  asterisk:
+    ruleset: asterisk
+    files: [/var/log/asterisk/messages]
+  sshd:
+    ruleset: sshd
+    files: [/var/log/auth.log]
+";
+
+fn expires_in(e: &mut Engine, jail: &str, ip: &str) -> Option<u64> {
+    let st: JailStatus = data(e.handle(
+        Request::Status {
+            jail: Some(jail.into()),
+        },
+        SystemTime::now(),
+    ));
+    st.banned.iter().find(|b| b.ip == ip).map(|b| b.expires_in)
+}
+
+#[test]
+fn repeat_offenders_get_longer_bans_up_to_the_max() {
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), TWO_JAILS).unwrap();
+    let mut e = Engine::new(&config, Box::new(Memory::new()));
+    e.start(&config).unwrap();
+    let a: IpAddr = "198.51.100.7".parse().unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let now = SystemTime::now();
+        e.failure(0, a, now);
+        e.failure(0, a, now);
+        e.flush();
+        seen.push(expires_in(&mut e, "asterisk", "198.51.100.7").unwrap());
+        data::<UnbanResult>(e.handle(
+            Request::Unban {
+                addrs: vec![a.to_string()],
+                jail: Some("asterisk".into()),
+            },
+            now,
+        ));
+    }
+    // 1h, 2h, 4h, then capped at 5h.
+    let hours: Vec<u64> = seen.iter().map(|s| (s + 60) / 3600).collect();
+    assert_eq!(hours, [1, 2, 4, 5], "{seen:?}");
+}
+
+#[test]
+fn recidive_bans_an_address_banned_again_and_again_across_jails() {
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), TWO_JAILS).unwrap();
+    assert_eq!(config.table_spec().jails, ["asterisk", "sshd", "recidive", "manual"]);
+    let mut e = Engine::new(&config, Box::new(Memory::new()));
+    e.start(&config).unwrap();
+    let a: IpAddr = "203.0.113.9".parse().unwrap();
+    let now = SystemTime::now();
+    // Banned in asterisk, then in sshd: two bans, no recidive yet.
+    for jail in [0, 1] {
+        e.failure(jail, a, now);
+        e.failure(jail, a, now);
+    }
+    e.flush();
+    assert!(kernel(&mut e, "recidive").is_empty());
+    // Unbanned from asterisk and banned there again: the third ban.
+    data::<UnbanResult>(e.handle(
+        Request::Unban {
+            addrs: vec![a.to_string()],
+            jail: Some("asterisk".into()),
+        },
+        now,
+    ));
+    e.failure(0, a, now);
+    e.failure(0, a, now);
+    e.flush();
+    assert_eq!(kernel(&mut e, "recidive"), ["203.0.113.9"]);
+    let left = expires_in(&mut e, "recidive", "203.0.113.9").unwrap();
+    assert!(left > 6 * 86_400, "a week: {left}");
+}
+
+#[test]
+fn eviction_is_counted_in_status() {
+    let text = CONFIG.replace(
+        "ignoreip: [192.0.2.0/24]}",
+        "ignoreip: [192.0.2.0/24], max_tracked: 10}",
+    );
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), &text).unwrap();
+    let mut e = Engine::new(&config, Box::new(Memory::new()));
+    e.start(&config).unwrap();
+    let now = SystemTime::now();
+    for i in 0..50u8 {
+        e.failure(0, IpAddr::from([198, 51, 100, i]), now);
+    }
+    let st: JailStatus = data(e.handle(
+        Request::Status {
+            jail: Some("asterisk".into()),
+        },
+        now,
+    ));
+    assert!(st.evicted >= 40, "{}", st.evicted);
+    assert!(st.currently_failed <= 11);
+}
