@@ -1,28 +1,71 @@
-//! Where the daemon's log goes (`log:` in the config): stderr or a file.
-//! journald and syslog targets are refused by config validation until they
-//! land, so this never silently drops logs.
+//! Where the daemon's log goes (`log.target` in the config, seed FAQ row 5):
+//! `stderr`, `journald` (the journal's native protocol, with priorities and
+//! fields, through tracing-journald), `syslog` (RFC 3164 datagrams to
+//! `/dev/log`, facility daemon, priority from the level), or a file path.
 
 use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use tracing::{Level, Metadata};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogConfig;
 
+/// The syslog socket of the system.
+pub const DEV_LOG: &str = "/dev/log";
+
+fn filter(log: &LogConfig) -> EnvFilter {
+    EnvFilter::try_from_env("NFTBAN_LOG").unwrap_or_else(|_| EnvFilter::new(&log.level))
+}
+
 /// Install the global subscriber for the daemon. `NFTBAN_LOG` (a tracing
 /// filter) overrides the level, for debugging.
 pub fn init(log: &LogConfig) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_env("NFTBAN_LOG").unwrap_or_else(|_| EnvFilter::new(&log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
-    if log.target == "stderr" {
-        builder.with_writer(std::io::stderr).init();
-    } else {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log.target)
-            .map_err(|e| anyhow::anyhow!("cannot open log file {} (log.target): {e}", log.target))?;
-        builder.with_ansi(false).with_writer(Mutex::new(file)).init();
+    match log.target.as_str() {
+        "stderr" => {
+            tracing_subscriber::fmt()
+                .with_env_filter(filter(log))
+                .with_target(false)
+                .with_writer(io::stderr)
+                .init();
+        }
+        "journald" => {
+            let layer = tracing_journald::layer()
+                .map_err(|e| anyhow::anyhow!("log.target journald: cannot reach the journal's socket: {e}"))?
+                .with_syslog_identifier("nftban".into());
+            tracing_subscriber::registry().with(filter(log)).with(layer).init();
+        }
+        "syslog" => {
+            let writer = Syslog::connect(Path::new(DEV_LOG))
+                .map_err(|e| anyhow::anyhow!("log.target syslog: cannot reach {DEV_LOG}: {e}"))?;
+            tracing_subscriber::fmt()
+                .with_env_filter(filter(log))
+                .with_target(false)
+                .with_ansi(false)
+                .without_time()
+                .with_level(false)
+                .with_writer(writer)
+                .init();
+        }
+        path => {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| anyhow::anyhow!("cannot open log file {path} (log.target): {e}"))?;
+            tracing_subscriber::fmt()
+                .with_env_filter(filter(log))
+                .with_target(false)
+                .with_ansi(false)
+                .with_writer(Mutex::new(file))
+                .init();
+        }
     }
     Ok(())
 }
@@ -32,6 +75,126 @@ pub fn init_quiet() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("NFTBAN_LOG").unwrap_or_else(|_| EnvFilter::new("warn")))
         .with_target(false)
-        .with_writer(std::io::stderr)
+        .with_writer(io::stderr)
         .try_init();
+}
+
+/// Writes each log event as one syslog datagram.
+pub struct Syslog {
+    socket: UnixDatagram,
+    path: PathBuf,
+}
+
+impl Syslog {
+    /// Connect to a syslog socket (`/dev/log`, or another path in tests).
+    pub fn connect(path: &Path) -> io::Result<Syslog> {
+        let socket = UnixDatagram::unbound()?;
+        socket.connect(path)?;
+        Ok(Syslog {
+            socket,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+/// Syslog severity of a tracing level (facility daemon = 3).
+fn priority(level: &Level) -> u8 {
+    let severity = match *level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        Level::DEBUG | Level::TRACE => 7,
+    };
+    3 * 8 + severity
+}
+
+/// One event being formatted; sent as one datagram when dropped.
+pub struct SyslogLine<'a> {
+    syslog: &'a Syslog,
+    buf: Vec<u8>,
+}
+
+impl Write for SyslogLine<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for SyslogLine<'_> {
+    fn drop(&mut self) {
+        let text = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
+        if text.len() <= self.prefix_len() {
+            return;
+        }
+        if self.syslog.socket.send(text).is_err() {
+            // The syslog daemon restarted: reconnect once and retry.
+            if self.syslog.socket.connect(&self.syslog.path).is_ok() {
+                let _ = self.syslog.socket.send(text);
+            }
+        }
+    }
+}
+
+impl SyslogLine<'_> {
+    fn prefix_len(&self) -> usize {
+        self.buf.iter().position(|&b| b == b':').map(|i| i + 2).unwrap_or(0)
+    }
+}
+
+impl Syslog {
+    fn line(&self, priority: u8) -> SyslogLine<'_> {
+        let buf = format!("<{priority}>nftban[{}]: ", std::process::id()).into_bytes();
+        SyslogLine { syslog: self, buf }
+    }
+}
+
+impl<'a> MakeWriter<'a> for Syslog {
+    type Writer = SyslogLine<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.line(priority(&Level::INFO))
+    }
+
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
+        self.line(priority(meta.level()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syslog_lines_carry_priority_and_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let server = UnixDatagram::bind(&path).unwrap();
+        let syslog = Syslog::connect(&path).unwrap();
+        let sub = tracing_subscriber::fmt()
+            .with_target(false)
+            .with_ansi(false)
+            .without_time()
+            .with_level(false)
+            .with_writer(syslog)
+            .finish();
+        tracing::subscriber::with_default(sub, || {
+            tracing::warn!("Ban 192.0.2.1 for 1h");
+            tracing::info!(jail = "sshd", "hello");
+        });
+        let mut buf = [0u8; 512];
+        let n = server.recv(&mut buf).unwrap();
+        let first = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert_eq!(
+            first,
+            format!("<28>nftban[{}]: Ban 192.0.2.1 for 1h", std::process::id())
+        );
+        let n = server.recv(&mut buf).unwrap();
+        let second = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(second.starts_with("<30>nftban["), "{second}");
+        assert!(second.ends_with("hello jail=\"sshd\""), "{second}");
+    }
 }

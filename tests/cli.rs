@@ -73,7 +73,7 @@ fn check_accepts_a_good_config_and_says_where_logs_go() {
     let s = Setup::asterisk("");
     let o = s.cli(&["check"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("logs go to: stderr"));
+    assert!(stdout(&o).contains("logs go to: stderr (under systemd: the journal)"));
     assert!(stdout(&o).contains("jail asterisk: ruleset asterisk"));
 }
 

@@ -181,3 +181,36 @@ fn history_restores_bans_but_not_unbanned_ones() {
     assert!(d.log().contains("2 running ban(s) restored"), "{}", d.log());
     assert!(d.stop());
 }
+
+/// `Type=notify`: the daemon says READY=1 on $NOTIFY_SOCKET once it serves.
+#[test]
+fn tells_systemd_when_ready() {
+    if !kernel_tests_possible("tells_systemd_when_ready") {
+        return;
+    }
+    let ns = NetNs::create("notify").unwrap();
+    let s = Setup::asterisk("");
+    let sock = s.dir.path().join("notify.sock");
+    let listener = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+    let mut child = ns
+        .command(env!("CARGO_BIN_EXE_nftban"))
+        .args(["run", "--config"])
+        .arg(&s.config)
+        .env("NOTIFY_SOCKET", &sock)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    listener
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let n = listener.recv(&mut buf).unwrap();
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.starts_with("READY=1\nSTATUS=watching 1 jail(s)"), "{msg}");
+    assert!(s.status("asterisk").is_some(), "READY before the socket answers");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let n = listener.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert!(child.wait().unwrap().success());
+}

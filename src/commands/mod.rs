@@ -23,7 +23,15 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
             let path = config_path(c.config.as_deref());
             let config = Config::load(&path)?;
             println!("{}: OK", path.display());
-            println!("logs go to: {}", config.log.target);
+            println!(
+                "logs go to: {}",
+                match config.log.target.as_str() {
+                    "stderr" => "stderr (under systemd: the journal)".to_string(),
+                    "journald" => "the systemd journal (journalctl -t nftban)".to_string(),
+                    "syslog" => format!("syslog via {} (facility daemon, tag nftban)", crate::logging::DEV_LOG),
+                    path => format!("the file {path}"),
+                }
+            );
             println!("control socket: {}", config.socket.display());
             for j in &config.jails {
                 println!(

@@ -325,15 +325,7 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
 
     match raw.log.target.as_str() {
         "stderr" => {}
-        "journald" | "syslog" => {
-            return Err(err(
-                &["log", "target"],
-                format!(
-                    "log.target: `{}` is not supported yet in this version; use `stderr` or a file path",
-                    raw.log.target
-                ),
-            ))
-        }
+        "journald" | "syslog" => {}
         t if t.starts_with('/') => {}
         t => {
             return Err(err(

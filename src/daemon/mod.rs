@@ -8,6 +8,7 @@
 //! in memory.
 
 pub mod engine;
+mod notify;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -108,7 +109,9 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>) -> anyhow::Result<()> {
     drop(tx);
 
     tracing::info!("nftban running; logs go to {}", config.log.target);
+    notify::notify(&format!("READY=1\nSTATUS=watching {} jail(s)", config.jails.len()));
     engine_loop(&mut engine, rx);
+    notify::notify("STOPPING=1");
     stop.store(true, Ordering::Relaxed);
     drop(server);
     tracing::info!("stopped; bans stay in the kernel until their timeouts end");
