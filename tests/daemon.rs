@@ -214,3 +214,34 @@ fn tells_systemd_when_ready() {
     assert_eq!(&buf[..n], b"STOPPING=1");
     assert!(child.wait().unwrap().success());
 }
+
+/// The Prometheus endpoint serves the same figures as status.
+#[test]
+fn metrics_endpoint_serves_ban_counters() {
+    if !kernel_tests_possible("metrics_endpoint_serves_ban_counters") {
+        return;
+    }
+    let ns = NetNs::create("metrics").unwrap();
+    let s = Setup::asterisk("");
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, format!("metrics: {{listen: \"127.0.0.1:9477\"}}\n{text}")).unwrap();
+    let _d = Daemon::start(&ns, &s);
+    assert!(s.cli(&["ban", "203.0.113.7"]).status.success());
+    let name = ns.name.clone();
+    let body = std::thread::spawn(move || {
+        let ns = NetNs { name };
+        ns.enter().unwrap();
+        std::mem::forget(ns);
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect("127.0.0.1:9477").unwrap();
+        c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    })
+    .join()
+    .unwrap();
+    assert!(body.starts_with("HTTP/1.0 200 OK"), "{body}");
+    assert!(body.contains("nftban_bans_total{jail=\"manual\"} 1\n"), "{body}");
+    assert!(body.contains("nftban_banned{jail=\"asterisk\"} 0\n"), "{body}");
+}

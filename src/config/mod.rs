@@ -69,6 +69,8 @@ pub struct FileConfig {
     pub jails: BTreeMap<String, JailConfig>,
     /// Longer bans for addresses banned again and again, across jails.
     pub recidive: Option<RecidiveConfig>,
+    /// Prometheus endpoint; off unless given.
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// `log:` — `target` is `stderr` or a file path (journald and syslog targets
@@ -153,6 +155,14 @@ pub struct RecidiveConfig {
     pub bantime: Dur,
 }
 
+/// `metrics:` — where the Prometheus endpoint listens.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address and port, e.g. `127.0.0.1:9477`.
+    pub listen: std::net::SocketAddr,
+}
+
 /// Name of the jail that holds recidive bans.
 pub const RECIDIVE_JAIL: &str = "recidive";
 
@@ -213,6 +223,7 @@ pub struct Config {
     pub default_bantime: Duration,
     pub jails: Vec<Jail>,
     pub recidive: Option<RecidiveConfig>,
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// A config error: the file, where in it, and what is wrong.
@@ -519,6 +530,7 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         default_bantime: def_bantime,
         jails,
         recidive,
+        metrics: raw.metrics,
     })
 }
 

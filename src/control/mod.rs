@@ -2,6 +2,7 @@
 //! the running daemon for status and bans or unbans by hand.
 
 pub mod client;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 

@@ -87,6 +87,8 @@ pub struct JailStatus {
     pub total_failed: u64,
     pub currently_banned: u64,
     pub total_banned: u64,
+    /// Bans lifted by hand since start.
+    pub total_unbanned: u64,
     pub banned: Vec<Banned>,
     pub findtime: u64,
     pub maxretry: u32,
@@ -100,6 +102,12 @@ pub struct JailStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub jails: Vec<JailStatus>,
+    /// Kernel requests that failed since start.
+    #[serde(default)]
+    pub kernel_errors: u64,
+    /// Ban history writes that failed since start (e.g. disk full).
+    #[serde(default)]
+    pub history_errors: u64,
 }
 
 /// Result of a ban request.

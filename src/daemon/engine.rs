@@ -37,6 +37,7 @@ pub struct JailState {
     /// Banned addresses/prefixes and when their kernel timeout ends.
     pub bans: BTreeMap<IpNet, SystemTime>,
     pub total_banned: u64,
+    pub total_unbanned: u64,
     pub sources: Vec<Arc<SourceStats>>,
     /// Longer bans for repeat offenders.
     pub increment: Option<IncrementConfig>,
@@ -54,6 +55,7 @@ impl JailState {
             tracker: Tracker::new(policy),
             bans: BTreeMap::new(),
             total_banned: 0,
+            total_unbanned: 0,
             sources: files.iter().map(|f| Arc::new(SourceStats::new(f.clone()))).collect(),
             increment: None,
             times_banned: HashMap::new(),
@@ -394,6 +396,8 @@ impl Engine {
             },
             None => Response::ok(Status {
                 jails: (0..self.jails.len()).map(|i| self.jail_status(i, now)).collect(),
+                kernel_errors: self.kernel_errors,
+                history_errors: self.store_errors,
             }),
         }
     }
@@ -429,6 +433,7 @@ impl Engine {
             total_failed: j.tracker.total_failed,
             currently_banned: banned.len() as u64,
             total_banned: j.total_banned,
+            total_unbanned: j.total_unbanned,
             banned,
             findtime: j.tracker.policy.findtime.as_secs(),
             maxretry: j.tracker.policy.maxretry,
@@ -547,6 +552,7 @@ impl Engine {
                         j.tracker.forget(net.addr());
                     }
                     tracing::info!(jail = %j.name, "Unban {} (by hand)", show_net(&net));
+                    j.total_unbanned += 1;
                     result.unbanned.push((show_net(&net), j.name.clone()));
                 } else if let Some(cover) = j.bans.keys().find(|b| b.contains(&net)) {
                     inside.push(format!("inside banned prefix {} in jail {}", show_net(cover), j.name));

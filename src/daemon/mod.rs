@@ -105,6 +105,19 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>) -> anyhow::Result<()> {
             })
         })?;
     }
+    if let Some(m) = config.metrics {
+        let listener = crate::control::metrics::bind(m.listen)
+            .with_context(|| format!("cannot listen for metrics on {} (metrics.listen)", m.listen))?;
+        tracing::info!("Prometheus metrics on http://{}/metrics", m.listen);
+        let tx = tx.clone();
+        std::thread::Builder::new().name("metrics".into()).spawn(move || {
+            crate::control::metrics::serve(listener, || {
+                let (rtx, rrx) = mpsc::channel();
+                tx.send(Event::Request(Request::Status { jail: None }, rtx)).ok()?;
+                serde_json::from_value(rrx.recv().ok()?.data).ok()
+            })
+        })?;
+    }
     spawn_signal_thread(tx.clone())?;
     drop(tx);
 
