@@ -20,7 +20,7 @@ use ipnet::IpNet;
 use crate::config::{format_duration, Config, MANUAL_JAIL};
 use crate::control::protocol::{BanResult, Banned, JailStatus, SourceStatus, Status, UnbanResult};
 use crate::control::{Request, Response};
-use crate::firewall::{Ban, Firewall};
+use crate::firewall::{set_name, Ban, Counter, Family, Firewall};
 use crate::matcher::parse_net;
 use crate::sources::{SourceState, SourceStats};
 use crate::tracker::{Policy, Tracker, Verdict};
@@ -35,6 +35,8 @@ pub struct JailState {
     /// Banned addresses/prefixes and when their kernel timeout ends.
     pub bans: BTreeMap<IpNet, SystemTime>,
     pub total_banned: u64,
+    /// Bans of this jail the kernel refused (a full set, say).
+    pub kernel_errors: u64,
     pub sources: Vec<Arc<SourceStats>>,
 }
 
@@ -43,7 +45,8 @@ pub struct Engine {
     pub firewall: Box<dyn Firewall>,
     pub jails: Vec<JailState>,
     pending: Vec<Ban>,
-    /// Kernel requests that failed since start.
+    /// Bans the kernel refused and other kernel requests that failed,
+    /// since start.
     pub kernel_errors: u64,
 }
 
@@ -66,6 +69,7 @@ impl Engine {
                 }),
                 bans: BTreeMap::new(),
                 total_banned: 0,
+                kernel_errors: 0,
                 sources: j.files.iter().map(|f| Arc::new(SourceStats::new(f.clone()))).collect(),
             })
             .collect();
@@ -82,6 +86,7 @@ impl Engine {
             }),
             bans: BTreeMap::new(),
             total_banned: 0,
+            kernel_errors: 0,
             sources: vec![],
         });
         Engine {
@@ -150,15 +155,47 @@ impl Engine {
             return;
         }
         let bans = std::mem::take(&mut self.pending);
-        if let Err(e) = self.firewall.add(&bans) {
+        let _ = self.push(&bans);
+    }
+
+    /// Put `bans` into the kernel, then remove their conntrack entries.
+    /// Bans the kernel refuses are logged, counted and dropped from the
+    /// record; the others stay. Returns the refused ones, with the reason.
+    fn push(&mut self, bans: &[Ban]) -> Vec<(Ban, String)> {
+        let refused: Vec<(Ban, String)> = match self.firewall.add(bans) {
+            Ok(refused) => refused.into_iter().map(|r| (r.ban, r.error.to_string())).collect(),
+            Err(e) => bans.iter().map(|b| (b.clone(), e.to_string())).collect(),
+        };
+        for (ban, why) in &refused {
             self.kernel_errors += 1;
-            tracing::error!(error = %e, count = bans.len(), "could not put bans into the kernel");
-            for b in &bans {
-                if let Some(j) = self.jails.iter_mut().find(|j| j.name == b.jail) {
-                    j.bans.remove(&b.net);
+            tracing::error!(jail = %ban.jail, "could not put the ban of {} into the kernel: {why}", show_net(&ban.net));
+            if let Some(j) = self.jails.iter_mut().find(|j| j.name == ban.jail) {
+                j.bans.remove(&ban.net);
+                j.kernel_errors += 1;
+                j.total_banned = j.total_banned.saturating_sub(1);
+            }
+        }
+        // Only now that the bans are in place: a packet of the flow that
+        // arrives meanwhile is dropped before its new entry is confirmed.
+        let banned: Vec<IpNet> = bans
+            .iter()
+            .filter(|b| !refused.iter().any(|(r, _)| r == *b))
+            .map(|b| b.net)
+            .collect();
+        if !banned.is_empty() {
+            match self.firewall.forget_connections(&banned) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    "removed {n} conntrack entr{} of banned sources",
+                    if n == 1 { "y" } else { "ies" }
+                ),
+                Err(e) => {
+                    self.kernel_errors += 1;
+                    tracing::warn!(error = %e, "could not remove the conntrack entries of banned sources");
                 }
             }
         }
+        refused
     }
 
     /// Forget bans whose kernel timeout has passed (the kernel already
@@ -184,14 +221,22 @@ impl Engine {
         resp
     }
 
-    fn status(&self, jail: Option<&str>, now: SystemTime) -> Response {
+    fn status(&mut self, jail: Option<&str>, now: SystemTime) -> Response {
+        // One small GETRULE dump for every jail's counters.
+        let counters = self.firewall.counters().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not read the rule counters");
+            BTreeMap::new()
+        });
         match jail {
             Some(name) => match self.jail_index(name) {
-                Some(i) => Response::ok(self.jail_status(i, now)),
+                Some(i) => Response::ok(self.jail_status(i, now, &counters)),
                 None => Response::err(self.unknown_jail(name)),
             },
             None => Response::ok(Status {
-                jails: (0..self.jails.len()).map(|i| self.jail_status(i, now)).collect(),
+                jails: (0..self.jails.len())
+                    .map(|i| self.jail_status(i, now, &counters))
+                    .collect(),
+                kernel_errors: self.kernel_errors,
             }),
         }
     }
@@ -207,8 +252,15 @@ impl Engine {
         )
     }
 
-    fn jail_status(&self, i: usize, now: SystemTime) -> JailStatus {
+    fn jail_status(&self, i: usize, now: SystemTime, counters: &BTreeMap<String, Counter>) -> JailStatus {
         let j = &self.jails[i];
+        let mut counter = Counter::default();
+        for family in [Family::V4, Family::V6] {
+            if let Some(c) = counters.get(&set_name(&j.name, family)) {
+                counter.packets += c.packets;
+                counter.bytes += c.bytes;
+            }
+        }
         let banned: Vec<Banned> = j
             .bans
             .iter()
@@ -228,6 +280,9 @@ impl Engine {
             currently_banned: banned.len() as u64,
             total_banned: j.total_banned,
             banned,
+            packets: counter.packets,
+            bytes: counter.bytes,
+            kernel_errors: j.kernel_errors,
             findtime: j.tracker.policy.findtime.as_secs(),
             maxretry: j.tracker.policy.maxretry,
             bantime: j.tracker.policy.bantime.as_secs(),
@@ -297,12 +352,10 @@ impl Engine {
             }
         }
         let pending = std::mem::take(&mut self.pending);
-        if let Err(e) = self.firewall.add(&pending) {
-            self.kernel_errors += 1;
-            for b in &pending {
-                self.jails[i].bans.remove(&b.net);
-            }
-            return Response::err(format!("kernel refused the ban: {e}"));
+        for (ban, why) in self.push(&pending) {
+            let ip = show_net(&ban.net);
+            result.banned.retain(|b| b.ip != ip);
+            result.failed.push(format!("{ip}: {why}"));
         }
         Response::ok(result)
     }

@@ -1,0 +1,166 @@
+//! Removing a banned source's conntrack entries over ctnetlink, so a flow
+//! that began before the ban (a SIP registration flood over UDP, an open
+//! TCP session) stops at once instead of riding its established entry.
+//!
+//! netlink-packet-netfilter 0.4 has typed ctnetlink messages (GET, DELETE,
+//! tuples) but no dump reader and nothing that selects entries by prefix.
+//! The kernel cannot do that either: an IPCTNL_MSG_CT_DELETE without a tuple
+//! flushes by mark, status or zone only, and the dump filter (CTA_FILTER)
+//! matches exact addresses, not prefixes. So, as `conntrack -D -s ADDR`
+//! does, this module dumps the entries of each family concerned (GET with
+//! NLM_F_DUMP, nfgenmsg family AF_INET or AF_INET6, which the kernel
+//! filters on), keeps those whose original source lies in a banned prefix,
+//! and deletes each by its original tuple (and zone), echoed back as the
+//! kernel sent it. Deletes go out many to a datagram, each acked; ENOENT
+//! (the entry timed out or was removed meanwhile) is not an error. No
+//! `conntrack` process is ever spawned.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+use netlink_packet_core::DefaultNla;
+use netlink_packet_netfilter::conntrack::{ConntrackAttribute, ConntrackMessage};
+use netlink_packet_netfilter::{NetfilterMessageInner, NetfilterProtoFamily};
+
+use super::dump::attrs;
+use super::socket::{Failure, NfSocket, Result};
+
+const CTA_TUPLE_ORIG: u16 = 1;
+const CTA_ZONE: u16 = 18;
+const CTA_TUPLE_IP: u16 = 1;
+const CTA_IP_V4_SRC: u16 = 1;
+const CTA_IP_V6_SRC: u16 = 3;
+const NLA_F_NESTED: u16 = 0x8000;
+
+/// How often a dump interrupted by concurrent changes is started over
+/// before going on with what it gave.
+const DUMP_RETRIES: usize = 3;
+
+/// One conntrack entry to delete: its original tuple and zone, as dumped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    source: IpAddr,
+    tuple: Vec<u8>,
+    zone: Option<Vec<u8>>,
+}
+
+/// Parse one conntrack message of a dump (attributes after nfgenmsg).
+fn entry(payload: &[u8]) -> Option<Entry> {
+    let mut tuple = None;
+    let mut zone = None;
+    for (kind, value) in attrs(payload) {
+        match kind {
+            CTA_TUPLE_ORIG => tuple = Some(value),
+            CTA_ZONE => zone = Some(value.to_vec()),
+            _ => {}
+        }
+    }
+    let tuple = tuple?;
+    let (_, ip) = attrs(tuple).find(|&(k, _)| k == CTA_TUPLE_IP)?;
+    let source = attrs(ip).find_map(|(k, v)| match (k, v.len()) {
+        (CTA_IP_V4_SRC, 4) => Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(v).ok()?))),
+        (CTA_IP_V6_SRC, 16) => Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(v).ok()?))),
+        _ => None,
+    })?;
+    Some(Entry {
+        source,
+        tuple: tuple.to_vec(),
+        zone,
+    })
+}
+
+/// The IPCTNL_MSG_CT_DELETE request for one entry.
+fn delete_message(e: &Entry) -> NetfilterMessageInner {
+    let mut attributes = vec![ConntrackAttribute::Other(DefaultNla::new(
+        CTA_TUPLE_ORIG | NLA_F_NESTED,
+        e.tuple.clone(),
+    ))];
+    if let Some(zone) = &e.zone {
+        attributes.push(ConntrackAttribute::Other(DefaultNla::new(CTA_ZONE, zone.clone())));
+    }
+    ConntrackMessage::Delete(attributes).into()
+}
+
+/// Delete every conntrack entry whose original source lies in one of
+/// `nets`; returns how many went.
+pub(super) fn forget(sock: &mut NfSocket, nets: &[IpNet]) -> Result<usize> {
+    let mut deleted = 0;
+    for (family, v4) in [(NetfilterProtoFamily::IPv4, true), (NetfilterProtoFamily::IPv6, false)] {
+        let wanted: Vec<IpNet> = nets
+            .iter()
+            .filter(|n| matches!(n, IpNet::V4(_)) == v4)
+            .map(IpNet::trunc)
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let mut doomed = Vec::new();
+        for _ in 0..DUMP_RETRIES {
+            doomed.clear();
+            let what = format!("list the {} conntrack entries", if v4 { "IPv4" } else { "IPv6" });
+            let intact = sock.dump_other(ConntrackMessage::Get(vec![]).into(), family, &what, |p| {
+                if let Some(e) = entry(p).filter(|e| wanted.iter().any(|n| n.contains(&e.source))) {
+                    doomed.push(e);
+                }
+            })?;
+            if intact {
+                break;
+            }
+        }
+        let msgs: Vec<(NetfilterMessageInner, NetfilterProtoFamily)> =
+            doomed.iter().map(|e| (delete_message(e), family)).collect();
+        for (e, errno) in doomed.iter().zip(sock.each_acked(&msgs)?) {
+            match errno {
+                0 => deleted += 1,
+                libc::ENOENT => {}
+                errno => {
+                    return Err(Failure::Kernel {
+                        what: format!("delete a conntrack entry of {}", e.source),
+                        errno,
+                    })
+                }
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut v = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
+        v.extend_from_slice(&kind.to_ne_bytes());
+        v.extend_from_slice(value);
+        while v.len() % 4 != 0 {
+            v.push(0);
+        }
+        v
+    }
+
+    #[test]
+    fn reads_the_original_source_and_keeps_tuple_and_zone() {
+        let mut ip = nla(CTA_IP_V4_SRC, &[192, 0, 2, 7]);
+        ip.extend(nla(2, &[192, 0, 2, 1]));
+        let mut tuple = nla(CTA_TUPLE_IP | NLA_F_NESTED, &ip);
+        tuple.extend(nla(2 | NLA_F_NESTED, &nla(1, &[17])));
+        // The reply tuple comes second and names the other side.
+        let mut reply_ip = nla(CTA_IP_V4_SRC, &[192, 0, 2, 1]);
+        reply_ip.extend(nla(2, &[192, 0, 2, 7]));
+        let mut msg = nla(CTA_TUPLE_ORIG | NLA_F_NESTED, &tuple);
+        msg.extend(nla(2 | NLA_F_NESTED, &nla(CTA_TUPLE_IP | NLA_F_NESTED, &reply_ip)));
+        msg.extend(nla(CTA_ZONE, &5u16.to_be_bytes()));
+        let e = entry(&msg).unwrap();
+        assert_eq!(e.source, "192.0.2.7".parse::<IpAddr>().unwrap());
+        assert_eq!(e.tuple, tuple);
+        assert_eq!(e.zone, Some(5u16.to_be_bytes().to_vec()));
+
+        let v6 = nla(CTA_IP_V6_SRC, &[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]);
+        let msg = nla(CTA_TUPLE_ORIG | NLA_F_NESTED, &nla(CTA_TUPLE_IP | NLA_F_NESTED, &v6));
+        let e = entry(&msg).unwrap();
+        assert_eq!(e.source, "2001:db8::9".parse::<IpAddr>().unwrap());
+        assert_eq!(e.zone, None);
+        assert!(entry(&nla(CTA_ZONE, &[0, 1])).is_none(), "no tuple, no entry");
+    }
+}
