@@ -289,9 +289,11 @@ fn parse_ignoreip(list: &[String]) -> Result<Vec<IpNet>, String> {
 }
 
 fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError> {
+    // A key in a flow mapping (`nftables: {hooks: [...]}`) is not found by
+    // `locate`: name the line of its nearest parent instead.
     let err = |keys: &[&str], message: String| ConfigError {
         file: path.to_path_buf(),
-        at: locate(text, keys),
+        at: (1..=keys.len()).rev().find_map(|n| locate(text, &keys[..n])),
         message,
     };
     let base_dir = path.parent().unwrap_or(Path::new("."));
