@@ -44,6 +44,15 @@ pub enum Action {
     Reject,
 }
 
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Action::Drop => "drop",
+            Action::Reject => "reject",
+        })
+    }
+}
+
 /// Address family of a set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Family {

@@ -13,24 +13,36 @@
 //! and deletes each by its original tuple (and zone), echoed back as the
 //! kernel sent it. Deletes go out many to a datagram, each acked; ENOENT
 //! (the entry timed out or was removed meanwhile) is not an error. No
-//! `conntrack` process is ever spawned.
+//! `conntrack` process is ever spawned. For a few single IPv4 addresses
+//! (the usual burst) the dump is filtered in the kernel by original source
+//! (CTA_FILTER, Linux 5.8 and later; older kernels get the plain dump).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use netlink_packet_core::DefaultNla;
-use netlink_packet_netfilter::conntrack::{ConntrackAttribute, ConntrackMessage};
-use netlink_packet_netfilter::{NetfilterMessageInner, NetfilterProtoFamily};
+use netlink_packet_netfilter::conntrack::ConntrackMessage;
+use netlink_packet_netfilter::{NetfilterMessageInner, NetfilterProtoFamily, NetfilterSubsystem};
 
 use super::dump::attrs;
 use super::socket::{Failure, NfSocket, Result};
 
+const IPCTNL_MSG_CT_GET: u8 = 1;
+const IPCTNL_MSG_CT_DELETE: u8 = 2;
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_ZONE: u16 = 18;
 const CTA_TUPLE_IP: u16 = 1;
 const CTA_IP_V4_SRC: u16 = 1;
 const CTA_IP_V6_SRC: u16 = 3;
+const CTA_FILTER: u16 = 25;
+const CTA_FILTER_ORIG_FLAGS: u16 = 1;
+const CTA_FILTER_REPLY_FLAGS: u16 = 2;
+const CTA_FILTER_FLAG_CTA_IP_SRC: u32 = 1;
 const NLA_F_NESTED: u16 = 0x8000;
+
+/// Up to this many single addresses get a filtered dump each; more, or any
+/// prefix, get one dump of the whole family.
+const MAX_FILTERED_DUMPS: usize = 16;
 
 /// How often a dump interrupted by concurrent changes is started over
 /// before going on with what it gave.
@@ -38,7 +50,7 @@ const DUMP_RETRIES: usize = 3;
 
 /// One conntrack entry to delete: its original tuple and zone, as dumped.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Entry {
+pub(super) struct Entry {
     source: IpAddr,
     tuple: Vec<u8>,
     zone: Option<Vec<u8>>,
@@ -69,20 +81,86 @@ fn entry(payload: &[u8]) -> Option<Entry> {
     })
 }
 
+/// A ctnetlink request with attributes the crate has no type for. Not
+/// `ConntrackMessage` with `ConntrackAttribute::Other`: that one drops the
+/// NLA_F_NESTED flag of attributes it does not know, and the kernel parses
+/// CTA_FILTER strictly (EINVAL without the flag).
+fn ctnetlink(message_type: u8, attributes: Vec<DefaultNla>) -> NetfilterMessageInner {
+    NetfilterMessageInner::Other {
+        subsys: NetfilterSubsystem::Conntrack,
+        message_type,
+        attributes,
+    }
+}
+
 /// The IPCTNL_MSG_CT_DELETE request for one entry.
 fn delete_message(e: &Entry) -> NetfilterMessageInner {
-    let mut attributes = vec![ConntrackAttribute::Other(DefaultNla::new(
-        CTA_TUPLE_ORIG | NLA_F_NESTED,
-        e.tuple.clone(),
-    ))];
+    let mut attributes = vec![DefaultNla::new(CTA_TUPLE_ORIG | NLA_F_NESTED, e.tuple.clone())];
     if let Some(zone) = &e.zone {
-        attributes.push(ConntrackAttribute::Other(DefaultNla::new(CTA_ZONE, zone.clone())));
+        attributes.push(DefaultNla::new(CTA_ZONE, zone.clone()));
     }
-    ConntrackMessage::Delete(attributes).into()
+    ctnetlink(IPCTNL_MSG_CT_DELETE, attributes)
+}
+
+/// An attribute: length, type, value, padded to 4 bytes.
+fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
+    let mut v = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
+    v.extend_from_slice(&kind.to_ne_bytes());
+    v.extend_from_slice(value);
+    v.resize(v.len().next_multiple_of(4), 0);
+    v
+}
+
+/// A GET dump request; with `source`, the kernel sends only the entries
+/// whose original source is that address (CTA_FILTER with
+/// CTA_FILTER_FLAG_CTA_IP_SRC, Linux 5.8 and later), which saves copying
+/// the whole table to user space for a single address.
+pub(super) fn dump_request(source: Option<IpAddr>) -> NetfilterMessageInner {
+    let Some(addr) = source else {
+        return ConntrackMessage::Get(vec![]).into();
+    };
+    let ip = match addr {
+        IpAddr::V4(a) => nla(CTA_IP_V4_SRC, &a.octets()),
+        IpAddr::V6(a) => nla(CTA_IP_V6_SRC, &a.octets()),
+    };
+    let mut filter = nla(CTA_FILTER_ORIG_FLAGS, &CTA_FILTER_FLAG_CTA_IP_SRC.to_ne_bytes());
+    filter.extend(nla(CTA_FILTER_REPLY_FLAGS, &0u32.to_ne_bytes()));
+    ctnetlink(
+        IPCTNL_MSG_CT_GET,
+        vec![
+            DefaultNla::new(CTA_TUPLE_ORIG | NLA_F_NESTED, nla(CTA_TUPLE_IP | NLA_F_NESTED, &ip)),
+            DefaultNla::new(CTA_FILTER | NLA_F_NESTED, filter),
+        ],
+    )
+}
+
+/// The entries a dump request returns whose original source lies in one
+/// of `wanted` (checked here too: an unfiltered dump returns them all).
+pub(super) fn matching(
+    sock: &mut NfSocket,
+    request: &NetfilterMessageInner,
+    family: NetfilterProtoFamily,
+    wanted: &[IpNet],
+) -> Result<Vec<Entry>> {
+    let mut found = Vec::new();
+    for _ in 0..DUMP_RETRIES {
+        found.clear();
+        let intact = sock.dump_other(request.clone(), family, "list conntrack entries", |p| {
+            if let Some(e) = entry(p).filter(|e| wanted.iter().any(|n| n.contains(&e.source))) {
+                found.push(e);
+            }
+        })?;
+        if intact {
+            break;
+        }
+    }
+    Ok(found)
 }
 
 /// Delete every conntrack entry whose original source lies in one of
-/// `nets`; returns how many went.
+/// `nets`; returns how many went. A few single IPv4 addresses are looked
+/// up with a filtered dump each; prefixes, many addresses and IPv6 with one
+/// dump of the family's entries, filtered here.
 pub(super) fn forget(sock: &mut NfSocket, nets: &[IpNet]) -> Result<usize> {
     let mut deleted = 0;
     for (family, v4) in [(NetfilterProtoFamily::IPv4, true), (NetfilterProtoFamily::IPv6, false)] {
@@ -94,18 +172,32 @@ pub(super) fn forget(sock: &mut NfSocket, nets: &[IpNet]) -> Result<usize> {
         if wanted.is_empty() {
             continue;
         }
+        let hosts = wanted.iter().all(|n| n.prefix_len() == n.max_prefix_len());
         let mut doomed = Vec::new();
-        for _ in 0..DUMP_RETRIES {
-            doomed.clear();
-            let what = format!("list the {} conntrack entries", if v4 { "IPv4" } else { "IPv6" });
-            let intact = sock.dump_other(ConntrackMessage::Get(vec![]).into(), family, &what, |p| {
-                if let Some(e) = entry(p).filter(|e| wanted.iter().any(|n| n.contains(&e.source))) {
-                    doomed.push(e);
+        // IPv4 only: the kernel's IPv6 source filter is inverted (it skips
+        // the entries of the address asked for: `!ipv6_addr_cmp(...)` in
+        // ctnetlink_filter_match_tuple, seen on 6.18), so IPv6 always gets
+        // the plain dump.
+        let mut filtered = v4 && hosts && wanted.len() <= MAX_FILTERED_DUMPS;
+        if filtered {
+            for net in &wanted {
+                match matching(sock, &dump_request(Some(net.addr())), family, &wanted) {
+                    Ok(found) => doomed.extend(found),
+                    // A kernel without dump filters: dump the family.
+                    Err(Failure::Kernel {
+                        errno: libc::EOPNOTSUPP | libc::EINVAL,
+                        ..
+                    }) => {
+                        filtered = false;
+                        doomed.clear();
+                        break;
+                    }
+                    Err(f) => return Err(f),
                 }
-            })?;
-            if intact {
-                break;
             }
+        }
+        if !filtered {
+            doomed = matching(sock, &dump_request(None), family, &wanted)?;
         }
         let msgs: Vec<(NetfilterMessageInner, NetfilterProtoFamily)> =
             doomed.iter().map(|e| (delete_message(e), family)).collect();
@@ -128,16 +220,6 @@ pub(super) fn forget(sock: &mut NfSocket, nets: &[IpNet]) -> Result<usize> {
 #[cfg(test)]
 mod unit {
     use super::*;
-
-    fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
-        let mut v = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
-        v.extend_from_slice(&kind.to_ne_bytes());
-        v.extend_from_slice(value);
-        while v.len() % 4 != 0 {
-            v.push(0);
-        }
-        v
-    }
 
     #[test]
     fn reads_the_original_source_and_keeps_tuple_and_zone() {

@@ -686,6 +686,22 @@ fn forget_connections_removes_entries_of_banned_sources_only() {
             conntrack_entries(from)
         );
     }
+    // The kernel filters a dump by original source (CTA_FILTER): asked
+    // for 127.0.0.9 with every address wanted, it sends that entry only.
+    let everything = [net("0.0.0.0/0")];
+    let one = super::conntrack::dump_request(Some("127.0.0.9".parse().unwrap()));
+    let family = netlink_packet_netfilter::NetfilterProtoFamily::IPv4;
+    let found = super::conntrack::matching(&mut fw.sock, &one, family, &everything).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let all = super::conntrack::dump_request(None);
+    assert_eq!(
+        super::conntrack::matching(&mut fw.sock, &all, family, &everything)
+            .unwrap()
+            .len(),
+        3
+    );
+    // Prefixes (one dump of the family) and a single address (a filtered
+    // dump) in one call.
     let n = fw
         .forget_connections(&[net("127.0.0.0/28"), net("2001:db8::2"), net("198.51.100.0/24")])
         .unwrap();
