@@ -10,7 +10,7 @@
 //! It is rebuilt from the kernel's sets at start, so a restart keeps and
 //! shows the bans that are still running.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -164,7 +164,19 @@ impl Engine {
     fn push(&mut self, bans: &[Ban]) -> Vec<(Ban, String)> {
         let refused: Vec<(Ban, String)> = match self.firewall.add(bans) {
             Ok(refused) => refused.into_iter().map(|r| (r.ban, r.error.to_string())).collect(),
-            Err(e) => bans.iter().map(|b| (b.clone(), e.to_string())).collect(),
+            Err(e) => {
+                // Nothing went in: one log line for the call, not one per ban.
+                tracing::error!(error = %e, count = bans.len(), "could not put bans into the kernel");
+                self.kernel_errors += bans.len() as u64;
+                for ban in bans {
+                    if let Some(j) = self.jails.iter_mut().find(|j| j.name == ban.jail) {
+                        j.bans.remove(&ban.net);
+                        j.kernel_errors += 1;
+                        j.total_banned = j.total_banned.saturating_sub(1);
+                    }
+                }
+                return bans.iter().map(|b| (b.clone(), e.to_string())).collect();
+            }
         };
         for (ban, why) in &refused {
             self.kernel_errors += 1;
@@ -177,9 +189,10 @@ impl Engine {
         }
         // Only now that the bans are in place: a packet of the flow that
         // arrives meanwhile is dropped before its new entry is confirmed.
+        let lost: BTreeSet<(&str, IpNet)> = refused.iter().map(|(b, _)| (b.jail.as_str(), b.net)).collect();
         let banned: Vec<IpNet> = bans
             .iter()
-            .filter(|b| !refused.iter().any(|(r, _)| r == *b))
+            .filter(|b| !lost.contains(&(b.jail.as_str(), b.net)))
             .map(|b| b.net)
             .collect();
         if !banned.is_empty() {

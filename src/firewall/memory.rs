@@ -2,6 +2,7 @@
 //! tests that must not need root and for dry runs.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -19,8 +20,9 @@ pub struct Memory {
     /// bans are refused with ENFILE, as the kernel does (tests of
     /// per-element errors).
     pub capacity: Option<usize>,
-    /// Every prefix `forget_connections` was asked for, in order.
-    pub forgotten: Vec<IpNet>,
+    /// Every prefix `forget_connections` was asked for, in order; shared,
+    /// so a test keeps a handle after boxing the firewall.
+    pub forgotten: Arc<Mutex<Vec<IpNet>>>,
     /// What `counters` returns (tests set it).
     pub counters: BTreeMap<String, Counter>,
 }
@@ -81,7 +83,7 @@ impl Firewall for Memory {
     }
 
     fn forget_connections(&mut self, nets: &[IpNet]) -> Result<usize> {
-        self.forgotten.extend_from_slice(nets);
+        self.forgotten.lock().expect("not poisoned").extend_from_slice(nets);
         Ok(0)
     }
 

@@ -249,6 +249,7 @@ fn a_refused_ban_is_counted_and_the_others_kept() {
     let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
     let mut fw = Memory::new();
     fw.capacity = Some(2);
+    let forgotten = fw.forgotten.clone();
     let mut e = Engine::new(&config, Box::new(fw));
     e.start(&config).unwrap();
     let now = SystemTime::now();
@@ -281,6 +282,38 @@ fn a_refused_ban_is_counted_and_the_others_kept() {
     assert_eq!((a.name.as_str(), a.kernel_errors), ("asterisk", 2));
     assert_eq!((a.currently_banned, a.total_banned), (2, 2));
     assert_eq!(st.jails[1].kernel_errors, 0);
+    // Conntrack entries are removed for the bans that went in only.
+    let nets: Vec<String> = forgotten.lock().unwrap().iter().map(show_net).collect();
+    assert_eq!(nets, ["198.51.100.1", "198.51.100.2"]);
+}
+
+/// Every ban that reaches the kernel, automatic or by hand, address or
+/// prefix, has its conntrack entries removed, once, after it went in.
+#[test]
+fn bans_remove_conntrack_entries_of_what_they_ban() {
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+    let fw = Memory::new();
+    let forgotten = fw.forgotten.clone();
+    let mut e = Engine::new(&config, Box::new(fw));
+    e.start(&config).unwrap();
+    let now = SystemTime::now();
+    for _ in 0..3 {
+        e.failure(0, "203.0.113.9".parse().unwrap(), now);
+        e.failure(0, "2001:db8::9".parse().unwrap(), now);
+    }
+    assert!(forgotten.lock().unwrap().is_empty(), "not before the flush");
+    e.flush();
+    let r: BanResult = data(e.handle(
+        Request::Ban {
+            addrs: vec!["198.51.100.0/24".into(), "203.0.113.9".into()],
+            jail: None,
+            bantime: None,
+        },
+        now,
+    ));
+    assert_eq!(r.banned.len(), 2);
+    let nets: Vec<String> = forgotten.lock().unwrap().iter().map(show_net).collect();
+    assert_eq!(nets, ["203.0.113.9", "2001:db8::9", "198.51.100.0/24", "203.0.113.9"]);
 }
 
 /// `packets` and `bytes` of a jail are its two sets' counters summed.

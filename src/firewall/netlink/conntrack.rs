@@ -134,19 +134,62 @@ pub(super) fn dump_request(source: Option<IpAddr>) -> NetfilterMessageInner {
     )
 }
 
-/// The entries a dump request returns whose original source lies in one
-/// of `wanted` (checked here too: an unfiltered dump returns them all).
+/// Prefixes as sorted, merged ranges of addresses (IPv4 in the low 32
+/// bits), so that each dumped entry is checked in O(log n) however many
+/// bans a burst holds.
+#[derive(Debug, Default)]
+pub(super) struct Ranges(Vec<(u128, u128)>);
+
+fn key(addr: IpAddr) -> (bool, u128) {
+    match addr {
+        IpAddr::V4(a) => (true, u32::from(a) as u128),
+        IpAddr::V6(a) => (false, u128::from(a)),
+    }
+}
+
+impl Ranges {
+    /// The ranges of the prefixes of one family (`v4`) among `nets`.
+    pub(super) fn new(nets: &[IpNet], v4: bool) -> Ranges {
+        let mut r: Vec<(u128, u128)> = nets
+            .iter()
+            .filter_map(|n| {
+                let (is_v4, first) = key(n.network());
+                let (_, last) = key(n.broadcast());
+                (is_v4 == v4).then_some((first, last))
+            })
+            .collect();
+        r.sort_unstable();
+        let mut merged: Vec<(u128, u128)> = Vec::with_capacity(r.len());
+        for (first, last) in r {
+            match merged.last_mut() {
+                Some(prev) if first <= prev.1.saturating_add(1) => prev.1 = prev.1.max(last),
+                _ => merged.push((first, last)),
+            }
+        }
+        Ranges(merged)
+    }
+
+    pub(super) fn contains(&self, addr: IpAddr) -> bool {
+        let (_, k) = key(addr);
+        let i = self.0.partition_point(|&(first, _)| first <= k);
+        i > 0 && self.0[i - 1].1 >= k
+    }
+}
+
+/// The entries a dump request returns whose original source lies in
+/// `wanted` (checked here too: an unfiltered dump returns them all).
 pub(super) fn matching(
     sock: &mut NfSocket,
     request: &NetfilterMessageInner,
     family: NetfilterProtoFamily,
-    wanted: &[IpNet],
+    wanted: &Ranges,
 ) -> Result<Vec<Entry>> {
+    let v4 = family == NetfilterProtoFamily::IPv4;
     let mut found = Vec::new();
     for _ in 0..DUMP_RETRIES {
         found.clear();
         let intact = sock.dump_other(request.clone(), family, "list conntrack entries", |p| {
-            if let Some(e) = entry(p).filter(|e| wanted.iter().any(|n| n.contains(&e.source))) {
+            if let Some(e) = entry(p).filter(|e| e.source.is_ipv4() == v4 && wanted.contains(e.source)) {
                 found.push(e);
             }
         })?;
@@ -173,6 +216,7 @@ pub(super) fn forget(sock: &mut NfSocket, nets: &[IpNet]) -> Result<usize> {
             continue;
         }
         let hosts = wanted.iter().all(|n| n.prefix_len() == n.max_prefix_len());
+        let ranges = Ranges::new(&wanted, v4);
         let mut doomed = Vec::new();
         // IPv4 only: the kernel's IPv6 source filter is inverted (it skips
         // the entries of the address asked for: `!ipv6_addr_cmp(...)` in
@@ -181,7 +225,7 @@ pub(super) fn forget(sock: &mut NfSocket, nets: &[IpNet]) -> Result<usize> {
         let mut filtered = v4 && hosts && wanted.len() <= MAX_FILTERED_DUMPS;
         if filtered {
             for net in &wanted {
-                match matching(sock, &dump_request(Some(net.addr())), family, &wanted) {
+                match matching(sock, &dump_request(Some(net.addr())), family, &ranges) {
                     Ok(found) => doomed.extend(found),
                     // A kernel without dump filters: dump the family.
                     Err(Failure::Kernel {
@@ -197,7 +241,7 @@ pub(super) fn forget(sock: &mut NfSocket, nets: &[IpNet]) -> Result<usize> {
             }
         }
         if !filtered {
-            doomed = matching(sock, &dump_request(None), family, &wanted)?;
+            doomed = matching(sock, &dump_request(None), family, &ranges)?;
         }
         let msgs: Vec<(NetfilterMessageInner, NetfilterProtoFamily)> =
             doomed.iter().map(|e| (delete_message(e), family)).collect();
@@ -244,5 +288,32 @@ mod unit {
         assert_eq!(e.source, "2001:db8::9".parse::<IpAddr>().unwrap());
         assert_eq!(e.zone, None);
         assert!(entry(&nla(CTA_ZONE, &[0, 1])).is_none(), "no tuple, no entry");
+    }
+
+    #[test]
+    fn ranges_merge_and_find_addresses() {
+        let nets: Vec<IpNet> = [
+            "192.0.2.0/25",
+            "192.0.2.128/25",
+            "198.51.100.7/32",
+            "10.0.0.0/8",
+            "2001:db8::/64",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let v4 = Ranges::new(&nets, true);
+        assert_eq!(v4.0.len(), 3, "the two /25s merge: {:?}", v4.0);
+        for yes in ["192.0.2.0", "192.0.2.255", "198.51.100.7", "10.255.255.255"] {
+            assert!(v4.contains(yes.parse().unwrap()), "{yes}");
+        }
+        for no in ["192.0.3.0", "198.51.100.6", "198.51.100.8", "9.255.255.255", "0.0.0.0"] {
+            assert!(!v4.contains(no.parse().unwrap()), "{no}");
+        }
+        let v6 = Ranges::new(&nets, false);
+        assert!(v6.contains("2001:db8::ffff".parse().unwrap()));
+        assert!(!v6.contains("2001:db8:0:1::".parse().unwrap()));
+        let all = Ranges::new(&["::/0".parse().unwrap()], false);
+        assert!(all.contains("ffff::1".parse().unwrap()));
     }
 }

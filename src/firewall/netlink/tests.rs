@@ -688,7 +688,7 @@ fn forget_connections_removes_entries_of_banned_sources_only() {
     }
     // The kernel filters a dump by original source (CTA_FILTER): asked
     // for 127.0.0.9 with every address wanted, it sends that entry only.
-    let everything = [net("0.0.0.0/0")];
+    let everything = super::conntrack::Ranges::new(&[net("0.0.0.0/0")], true);
     let one = super::conntrack::dump_request(Some("127.0.0.9".parse().unwrap()));
     let family = netlink_packet_netfilter::NetfilterProtoFamily::IPv4;
     let found = super::conntrack::matching(&mut fw.sock, &one, family, &everything).unwrap();
