@@ -288,6 +288,37 @@ fn overlapping_bans_of_a_jail_agree_with_the_kernel() {
     assert_eq!(ips, ["198.51.100.0/23", "2001:db8::/64"]);
     assert_eq!(st["kernel_errors"], 0);
     assert!(!d.log().contains("ERROR"), "{}", d.log());
+
+    // A host and its prefix in one request, host first: only the prefix.
+    let o = s.cli(&["ban", "--jail", "asterisk", "203.0.113.5", "203.0.113.0/24"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(elems("asterisk_v4"), ["198.51.100.0/23", "203.0.113.0/24"]);
+
+    // A prefix the kernel refuses (it overlaps an element another tool
+    // added behind nftban's back): the bans it was to replace come back.
+    let o = s.cli(&["ban", "--jail", "asterisk", "192.0.2.5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(ns
+        .command("nft")
+        .args(["add element inet nftban asterisk_v4 { 192.0.2.64/26 timeout 1h }"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = s.cli(&["ban", "--jail", "asterisk", "192.0.2.0/24"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("nftban: not banned: 192.0.2.0/24: kernel refused"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        elems("asterisk_v4"),
+        ["192.0.2.5", "192.0.2.64/26", "198.51.100.0/23", "203.0.113.0/24"]
+    );
+    let st = s.status("asterisk").unwrap();
+    assert_eq!(st["kernel_errors"], 1);
+    assert!(
+        st["banned"].as_array().unwrap().iter().any(|b| b["ip"] == "192.0.2.5"),
+        "{st}"
+    );
 }
 
 /// Seed FAQ row 2: without CAP_NET_ADMIN, `nftban run` stops at once with

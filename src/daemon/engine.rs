@@ -324,27 +324,45 @@ impl Engine {
             jail: name.to_string(),
             ..Default::default()
         };
-        let mut lifted = Vec::new();
+        // First the plan, without touching the record: which bans go in and
+        // which contained bans they replace (interval sets do not hold
+        // overlapping elements).
+        let mut wanted: Vec<IpNet> = Vec::new();
+        let mut lifted: Vec<(IpNet, SystemTime)> = Vec::new();
         for net in nets {
-            let j = &mut self.jails[i];
-            if let Some(cover) = covering(&j.bans, &net, now).filter(|c| *c != net) {
+            let j = &self.jails[i];
+            if let Some(cover) = covering(&j.bans, &net, now)
+                .filter(|c| *c != net)
+                .or_else(|| wanted.iter().find(|w| **w != net && w.contains(&net)).copied())
+            {
                 result
                     .already_covered
                     .push(format!("{} (inside banned {})", show_net(&net), show_net(&cover)));
                 continue;
             }
-            // A prefix replaces the bans it contains: interval sets do not
-            // hold overlapping elements.
-            let inner: Vec<IpNet> = j
-                .bans
-                .keys()
-                .filter(|b| **b != net && net.contains(*b))
-                .copied()
-                .collect();
-            for b in &inner {
-                j.bans.remove(b);
+            lifted.extend(
+                j.bans
+                    .iter()
+                    .filter(|(b, _)| **b != net && net.contains(*b))
+                    .map(|(b, t)| (*b, *t)),
+            );
+            // A wider prefix of this same request replaces narrower ones of it.
+            wanted.retain(|w| !net.contains(w));
+            wanted.push(net);
+        }
+        if !lifted.is_empty() {
+            let inner: Vec<IpNet> = lifted.iter().map(|(n, _)| *n).collect();
+            if let Err(e) = self.firewall.delete(name, &inner) {
+                self.kernel_errors += 1;
+                return Response::err(format!("kernel refused to replace contained bans: {e}"));
             }
-            lifted.extend(inner);
+        }
+        let j = &mut self.jails[i];
+        for (inner, _) in &lifted {
+            j.bans.remove(inner);
+        }
+        let mut pending = Vec::new();
+        for net in wanted {
             j.bans.insert(net, now + bantime);
             j.total_banned += 1;
             result.banned.push(Banned {
@@ -352,23 +370,33 @@ impl Engine {
                 expires_in: bantime.as_secs(),
             });
             tracing::info!(jail = %name, "Ban {} for {} (by hand)", show_net(&net), format_duration(bantime));
-            self.pending.push(Ban {
+            pending.push(Ban {
                 jail: name.to_string(),
                 net,
                 timeout: bantime,
             });
         }
-        if !lifted.is_empty() {
-            if let Err(e) = self.firewall.delete(name, &lifted) {
-                self.kernel_errors += 1;
-                return Response::err(format!("kernel refused to replace contained bans: {e}"));
-            }
-        }
-        let pending = std::mem::take(&mut self.pending);
+        let mut restore = Vec::new();
         for (ban, why) in self.push(&pending) {
             let ip = show_net(&ban.net);
             result.banned.retain(|b| b.ip != ip);
             result.failed.push(format!("{ip}: {why}"));
+            // The prefix did not go in: the bans it was to replace come back.
+            for (inner, until) in lifted.iter().filter(|(n, _)| ban.net.contains(n)) {
+                if let Ok(left) = until.duration_since(now) {
+                    self.jails[i].bans.insert(*inner, *until);
+                    restore.push(Ban {
+                        jail: name.to_string(),
+                        net: *inner,
+                        timeout: left,
+                    });
+                }
+            }
+        }
+        if !restore.is_empty() {
+            for (ban, why) in self.push(&restore) {
+                tracing::error!(jail = %name, "could not restore the ban of {}: {why}", show_net(&ban.net));
+            }
         }
         Response::ok(result)
     }
