@@ -25,6 +25,9 @@ use crate::matcher::parse_net;
 use crate::sources::{SourceState, SourceStats};
 use crate::tracker::{Policy, Tracker, Verdict};
 
+/// How many bans refused in one batch are logged one by one.
+const LOGGED_REFUSALS: usize = 10;
+
 /// One jail's live state.
 pub struct JailState {
     pub name: String,
@@ -178,9 +181,14 @@ impl Engine {
                 return bans.iter().map(|b| (b.clone(), e.to_string())).collect();
             }
         };
-        for (ban, why) in &refused {
+        for (k, (ban, why)) in refused.iter().enumerate() {
             self.kernel_errors += 1;
-            tracing::error!(jail = %ban.jail, "could not put the ban of {} into the kernel: {why}", show_net(&ban.net));
+            // A full set refuses every further ban: name the first few.
+            if k < LOGGED_REFUSALS {
+                tracing::error!(jail = %ban.jail, "could not put the ban of {} into the kernel: {why}", show_net(&ban.net));
+            } else if k == LOGGED_REFUSALS {
+                tracing::error!("... and {} more bans refused by the kernel", refused.len() - k);
+            }
             if let Some(j) = self.jails.iter_mut().find(|j| j.name == ban.jail) {
                 j.bans.remove(&ban.net);
                 j.kernel_errors += 1;
