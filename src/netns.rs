@@ -78,12 +78,25 @@ impl NetNs {
     /// Join two namespaces with a veth pair and give each end an address
     /// (with prefix length, e.g. `192.0.2.1/24`).
     pub fn link(a: &NetNs, a_addr: &str, b: &NetNs, b_addr: &str) -> anyhow::Result<()> {
+        NetNs::link_named(a, "veth0", a_addr, b, "veth1", b_addr)
+    }
+
+    /// [`NetNs::link`] with interface names of one's choice, for a
+    /// namespace that gets several links (a router).
+    pub fn link_named(
+        a: &NetNs,
+        a_dev: &str,
+        a_addr: &str,
+        b: &NetNs,
+        b_dev: &str,
+        b_addr: &str,
+    ) -> anyhow::Result<()> {
         a.ip(&[
-            "link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns", &b.name,
+            "link", "add", a_dev, "type", "veth", "peer", "name", b_dev, "netns", &b.name,
         ])?;
-        a.ip(&["addr", "add", a_addr, "dev", "veth0"])?;
-        b.ip(&["addr", "add", b_addr, "dev", "veth1"])?;
-        for (ns, dev, addr) in [(a, "veth0", a_addr), (b, "veth1", b_addr)] {
+        a.ip(&["addr", "add", a_addr, "dev", a_dev])?;
+        b.ip(&["addr", "add", b_addr, "dev", b_dev])?;
+        for (ns, dev, addr) in [(a, a_dev, a_addr), (b, b_dev, b_addr)] {
             if addr.contains(':') {
                 // No duplicate address detection: the address is usable at once.
                 ns.ip(&["addr", "change", addr, "dev", dev, "nodad"]).ok();

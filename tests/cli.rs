@@ -132,3 +132,46 @@ fn help_lists_the_commands() {
         assert!(out.contains(&format!("  {cmd} ")), "--help lacks {cmd}:\n{out}");
     }
 }
+
+/// `nftban ruleset` prints a chain per configured hook (needs no root; the
+/// firewall tests check the same text against `nft list table`).
+#[test]
+fn ruleset_prints_a_chain_per_configured_hook() {
+    let s = Setup::asterisk("");
+    let o = s.cli(&["ruleset"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("\tchain input {\n\t\ttype filter hook input priority filter - 10;"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("chain forward") && !text.contains("chain prerouting"),
+        "{text}"
+    );
+
+    s.top("nftables: {action: reject, hooks: [forward, prerouting]}");
+    let text = stdout(&s.cli(&["ruleset"]));
+    assert!(!text.contains("chain input"), "{text}");
+    let pre = text
+        .find("\tchain prerouting {\n\t\ttype filter hook prerouting priority raw;")
+        .unwrap();
+    let fwd = text
+        .find("\tchain forward {\n\t\ttype filter hook forward priority filter - 10;")
+        .unwrap();
+    assert!(pre < fwd, "{text}");
+    assert_eq!(
+        text.matches("ip saddr @asterisk_v4 counter packets 0 bytes 0 reject")
+            .count(),
+        2
+    );
+
+    s.top("nftables: {hooks: [forward, forward]}");
+    let o = s.cli(&["ruleset"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("nftables.hooks: `forward` is listed twice"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -91,6 +91,18 @@ pub fn format_jail(st: &JailStatus) -> String {
     let pad = if st.sources.is_empty() { "   " } else { "|  " };
     let _ = writeln!(o, "{pad}|- Currently banned: {}", st.currently_banned);
     let _ = writeln!(o, "{pad}|- Total banned:     {}", st.total_banned);
+    let _ = writeln!(
+        o,
+        "{pad}|- Dropped:          {} packets, {} bytes",
+        st.packets, st.bytes
+    );
+    if st.kernel_errors > 0 {
+        let _ = writeln!(
+            o,
+            "{pad}|- Kernel refused:   {} ban(s) (see the daemon's log)",
+            st.kernel_errors
+        );
+    }
     let _ = writeln!(o, "{pad}`- Banned IP list:   {}", banned.join(" "));
     if !st.sources.is_empty() {
         let _ = writeln!(o, "`- Sources");
@@ -111,12 +123,13 @@ pub fn format_all(st: &Status) -> String {
     let names: Vec<&str> = st.jails.iter().map(|j| j.name.as_str()).collect();
     let _ = writeln!(o, "Status");
     let _ = writeln!(o, "|- Number of jail:      {}", st.jails.len());
+    let _ = writeln!(o, "|- Kernel errors:       {}", st.kernel_errors);
     let _ = writeln!(o, "`- Jail list:   {}", names.join(", "));
     for j in &st.jails {
         let _ = writeln!(
             o,
-            "   {}: {} currently failed, {} banned now, {} banned in total",
-            j.name, j.currently_failed, j.currently_banned, j.total_banned
+            "   {}: {} currently failed, {} banned now, {} banned in total, {} packets ({} bytes) dropped",
+            j.name, j.currently_failed, j.currently_banned, j.total_banned, j.packets, j.bytes
         );
         for s in &j.sources {
             let _ = writeln!(o, "      {}: {}", s.path, s.diagnosis);
@@ -157,7 +170,14 @@ pub fn ban(addrs: Vec<String>, jail: String, bantime: Option<String>, c: &Config
     for a in &r.already_covered {
         println!("already banned: {a}");
     }
-    Ok(if r.banned.is_empty() { 1 } else { 0 })
+    for f in &r.failed {
+        eprintln!("nftban: not banned: {f}");
+    }
+    Ok(if r.banned.is_empty() || !r.failed.is_empty() {
+        1
+    } else {
+        0
+    })
 }
 
 pub fn unban(addrs: Vec<String>, jail: Option<String>, c: &ConfigArg) -> anyhow::Result<u8> {

@@ -19,7 +19,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::firewall::{Action, TableSpec};
+use crate::firewall::{Action, Hook, TableSpec};
 use crate::matcher::{Matcher, Ruleset};
 pub use duration::{format_duration, parse_duration, Dur};
 pub use locate::{locate, locate_nearest};
@@ -100,7 +100,8 @@ impl Default for LogConfig {
     }
 }
 
-/// `nftables:` — the table nftban owns and the verdict for banned sources.
+/// `nftables:` — the table nftban owns, the verdict for banned sources
+/// and the hooks where it applies.
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct NftablesConfig {
@@ -108,10 +109,19 @@ pub struct NftablesConfig {
     pub table: String,
     #[serde(default)]
     pub action: Action,
+    /// Where packets are dropped: `input` (traffic to this host),
+    /// `forward` (routed traffic: containers, VMs), `prerouting` (raw
+    /// priority, before conntrack). One chain per hook.
+    #[serde(default = "default_hooks")]
+    pub hooks: Vec<Hook>,
 }
 
 fn default_table() -> String {
     "nftban".into()
+}
+
+fn default_hooks() -> Vec<Hook> {
+    vec![Hook::Input]
 }
 
 impl Default for NftablesConfig {
@@ -119,6 +129,7 @@ impl Default for NftablesConfig {
         NftablesConfig {
             table: default_table(),
             action: Action::Drop,
+            hooks: default_hooks(),
         }
     }
 }
@@ -219,6 +230,8 @@ pub struct Config {
     pub log: LogConfig,
     pub table: String,
     pub action: Action,
+    /// Hooks with a chain, each once, in [`Hook::ALL`] order.
+    pub hooks: Vec<Hook>,
     /// The `manual` jail's ban time (`defaults.bantime`).
     pub default_bantime: Duration,
     pub jails: Vec<Jail>,
@@ -274,6 +287,7 @@ impl Config {
         TableSpec {
             table: self.table.clone(),
             action: self.action,
+            hooks: self.hooks.clone(),
             jails,
         }
     }
@@ -327,6 +341,8 @@ fn parse_ignoreip(list: &[String]) -> Result<Vec<IpNet>, String> {
 }
 
 fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError> {
+    // A key in a flow mapping (`nftables: {hooks: [...]}`) is not found by
+    // `locate`: name the line of its nearest parent instead.
     let err = |keys: &[&str], message: String| ConfigError {
         file: path.to_path_buf(),
         at: locate_nearest(text, keys),
@@ -358,6 +374,20 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         return Err(err(
             &["nftables", "table"],
             format!("nftables.table: `{}` is not a valid table name", raw.nftables.table),
+        ));
+    }
+    let mut hooks = raw.nftables.hooks.clone();
+    hooks.sort();
+    if let Some(dup) = hooks.windows(2).find(|w| w[0] == w[1]) {
+        return Err(err(
+            &["nftables", "hooks"],
+            format!("nftables.hooks: `{}` is listed twice", dup[0]),
+        ));
+    }
+    if hooks.is_empty() {
+        return Err(err(
+            &["nftables", "hooks"],
+            "nftables.hooks: give at least one of input, forward, prerouting (bans would drop nothing)".into(),
         ));
     }
 
@@ -527,6 +557,7 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         log: raw.log,
         table: raw.nftables.table,
         action: raw.nftables.action,
+        hooks,
         default_bantime: def_bantime,
         jails,
         recidive,

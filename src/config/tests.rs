@@ -130,3 +130,33 @@ fn ruleset_path_is_relative_to_the_config() {
     let c = Config::from_text(&dir.path().join("nftban.yaml"), text).unwrap();
     assert_eq!(c.jails[0].ruleset, "mine");
 }
+
+#[test]
+fn hooks_default_to_input_and_come_in_chain_order() {
+    use crate::firewall::Hook;
+    assert_eq!(load(GOOD).unwrap().table_spec().hooks, [Hook::Input]);
+    let text = GOOD.replace("action: drop}", "action: reject, hooks: [forward, prerouting, input]}");
+    let c = load(&text).unwrap();
+    assert_eq!(c.hooks, [Hook::Prerouting, Hook::Input, Hook::Forward]);
+    assert_eq!(c.table_spec().hooks, c.hooks);
+}
+
+#[test]
+fn bad_hooks_are_refused_with_the_key() {
+    let twice = GOOD.replace("action: drop}", "action: drop, hooks: [input, forward, input]}");
+    let e = load(&twice).unwrap_err().to_string();
+    assert!(
+        e.starts_with("/etc/nftban/nftban.yaml:2:") && e.contains("nftables.hooks: `input` is listed twice"),
+        "{e}"
+    );
+    let none = GOOD.replace("action: drop}", "action: drop, hooks: []}");
+    let e = load(&none).unwrap_err().to_string();
+    assert!(
+        e.contains("nftables.hooks: give at least one of input, forward, prerouting"),
+        "{e}"
+    );
+    let typo = GOOD.replace("action: drop}", "action: drop, hooks: [input, output]}");
+    let e = load(&typo).unwrap_err();
+    assert!(e.to_string().contains("unknown variant `output`"), "{e}");
+    assert_eq!(e.at.map(|a| a.0), Some(2), "{e}");
+}

@@ -14,7 +14,7 @@ use super::protocol::Status;
 pub fn render(st: &Status) -> String {
     let mut o = String::new();
     type Get = fn(&super::protocol::JailStatus) -> u64;
-    let per_jail: [(&str, &str, &str, Get); 8] = [
+    let per_jail: [(&str, &str, &str, Get); 11] = [
         (
             "nftban_lines_read_total",
             "counter",
@@ -56,6 +56,24 @@ pub fn render(st: &Status) -> String {
             "counter",
             "Addresses forgotten because of max_tracked.",
             |j| j.evicted,
+        ),
+        (
+            "nftban_dropped_packets_total",
+            "counter",
+            "Packets the jail's rules dropped or rejected.",
+            |j| j.packets,
+        ),
+        (
+            "nftban_dropped_bytes_total",
+            "counter",
+            "Bytes the jail's rules dropped or rejected.",
+            |j| j.bytes,
+        ),
+        (
+            "nftban_kernel_refused_total",
+            "counter",
+            "Bans of the jail the kernel refused.",
+            |j| j.kernel_errors,
         ),
     ];
     for (name, kind, help, get) in per_jail {
@@ -157,6 +175,9 @@ mod tests {
             maxretry: 3,
             bantime: 3600,
             evicted: 0,
+            packets: 10,
+            bytes: 640,
+            kernel_errors: 0,
             sources: vec![],
         }
     }
@@ -172,6 +193,10 @@ mod tests {
         assert!(text.contains("# TYPE nftban_bans_total counter\nnftban_bans_total{jail=\"sshd\"} 3\nnftban_bans_total{jail=\"manual\"} 3\n"), "{text}");
         assert!(text.contains("nftban_banned{jail=\"sshd\"} 1\n"));
         assert!(text.contains("nftban_kernel_errors_total 4\n"));
+        assert!(
+            text.contains("nftban_dropped_packets_total{jail=\"sshd\"} 10\n"),
+            "{text}"
+        );
 
         let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();

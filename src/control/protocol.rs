@@ -90,6 +90,16 @@ pub struct JailStatus {
     /// Bans lifted by hand since start.
     pub total_unbanned: u64,
     pub banned: Vec<Banned>,
+    /// Packets dropped (or rejected) by this jail's rules, summed over both
+    /// families and every hook, since the rules were last set up.
+    #[serde(default)]
+    pub packets: u64,
+    /// Bytes of those packets.
+    #[serde(default)]
+    pub bytes: u64,
+    /// Bans of this jail the kernel refused (e.g. a full set) since start.
+    #[serde(default)]
+    pub kernel_errors: u64,
     pub findtime: u64,
     pub maxretry: u32,
     pub bantime: u64,
@@ -102,7 +112,8 @@ pub struct JailStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub jails: Vec<JailStatus>,
-    /// Kernel requests that failed since start.
+    /// Bans the kernel refused and other failed kernel requests (conntrack
+    /// removal, replacing contained bans) since start, all jails.
     #[serde(default)]
     pub kernel_errors: u64,
     /// Ban history writes that failed since start (e.g. disk full).
@@ -117,6 +128,9 @@ pub struct BanResult {
     pub banned: Vec<Banned>,
     /// Addresses already covered by a wider banned prefix.
     pub already_covered: Vec<String>,
+    /// Bans the kernel refused (`address: reason`); the others went in.
+    #[serde(default)]
+    pub failed: Vec<String>,
 }
 
 /// Result of an unban request.

@@ -10,7 +10,7 @@
 //! It is rebuilt from the kernel's sets at start, so a restart keeps and
 //! shows the bans that are still running.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,11 +21,14 @@ use ipnet::IpNet;
 use crate::config::{format_duration, Config, IncrementConfig, MANUAL_JAIL, RECIDIVE_JAIL};
 use crate::control::protocol::{BanResult, Banned, JailStatus, SourceStatus, Status, UnbanResult};
 use crate::control::{Request, Response};
-use crate::firewall::{Ban, Firewall};
+use crate::firewall::{set_name, Ban, Counter, Family, Firewall};
 use crate::matcher::parse_net;
 use crate::sources::{SourceState, SourceStats};
 use crate::store::{BanRecord, Origin, Store};
 use crate::tracker::{Policy, Tracker, Verdict};
+
+/// How many bans refused in one batch are logged one by one.
+const LOGGED_REFUSALS: usize = 10;
 
 /// One jail's live state.
 pub struct JailState {
@@ -38,6 +41,8 @@ pub struct JailState {
     pub bans: BTreeMap<IpNet, SystemTime>,
     pub total_banned: u64,
     pub total_unbanned: u64,
+    /// Bans of this jail the kernel refused (a full set, say).
+    pub kernel_errors: u64,
     pub sources: Vec<Arc<SourceStats>>,
     /// Longer bans for repeat offenders.
     pub increment: Option<IncrementConfig>,
@@ -56,6 +61,7 @@ impl JailState {
             bans: BTreeMap::new(),
             total_banned: 0,
             total_unbanned: 0,
+            kernel_errors: 0,
             sources: files.iter().map(|f| Arc::new(SourceStats::new(f.clone()))).collect(),
             increment: None,
             times_banned: HashMap::new(),
@@ -68,7 +74,8 @@ pub struct Engine {
     pub firewall: Box<dyn Firewall>,
     pub jails: Vec<JailState>,
     pending: Vec<Ban>,
-    /// Kernel requests that failed since start.
+    /// Bans the kernel refused and other kernel requests that failed,
+    /// since start.
     pub kernel_errors: u64,
     /// Index of the recidive jail, when `recidive:` is configured.
     recidive: Option<usize>,
@@ -210,8 +217,10 @@ impl Engine {
                         timeout: left,
                     });
                 }
-                self.firewall.add(&restore)?;
-                Ok(restore.len())
+                // Restored bans the kernel refuses (a set that became
+                // smaller, say) are logged and dropped like any refusal.
+                let refused = self.push(&restore).len();
+                Ok(restore.len() - refused)
             }
             None => {
                 // No history yet: learn what an earlier run (or another
@@ -353,15 +362,74 @@ impl Engine {
         }
         let bans = std::mem::take(&mut self.pending);
         self.record(&bans, Origin::Auto, SystemTime::now());
-        if let Err(e) = self.firewall.add(&bans) {
+        let _ = self.push(&bans);
+    }
+
+    /// Put `bans` into the kernel, then remove their conntrack entries.
+    /// Bans the kernel refuses are logged, counted and dropped from the
+    /// record; the others stay. Returns the refused ones, with the reason.
+    fn push(&mut self, bans: &[Ban]) -> Vec<(Ban, String)> {
+        let refused: Vec<(Ban, String)> = match self.firewall.add(bans) {
+            Ok(refused) => refused.into_iter().map(|r| (r.ban, r.error.to_string())).collect(),
+            Err(e) => {
+                // Nothing went in: one log line for the call, not one per ban.
+                tracing::error!(error = %e, count = bans.len(), "could not put bans into the kernel");
+                self.kernel_errors += bans.len() as u64;
+                for ban in bans {
+                    if let Some(j) = self.jails.iter_mut().find(|j| j.name == ban.jail) {
+                        j.bans.remove(&ban.net);
+                        j.kernel_errors += 1;
+                        j.total_banned = j.total_banned.saturating_sub(1);
+                    }
+                }
+                return bans.iter().map(|b| (b.clone(), e.to_string())).collect();
+            }
+        };
+        for (k, (ban, why)) in refused.iter().enumerate() {
             self.kernel_errors += 1;
-            tracing::error!(error = %e, count = bans.len(), "could not put bans into the kernel");
-            for b in &bans {
-                if let Some(j) = self.jails.iter_mut().find(|j| j.name == b.jail) {
-                    j.bans.remove(&b.net);
+            // A full set refuses every further ban: name the first few.
+            if k < LOGGED_REFUSALS {
+                tracing::error!(jail = %ban.jail, "could not put the ban of {} into the kernel: {why}", show_net(&ban.net));
+            } else if k == LOGGED_REFUSALS {
+                tracing::error!("... and {} more bans refused by the kernel", refused.len() - k);
+            }
+            if let Some(j) = self.jails.iter_mut().find(|j| j.name == ban.jail) {
+                j.bans.remove(&ban.net);
+                j.kernel_errors += 1;
+                j.total_banned = j.total_banned.saturating_sub(1);
+            }
+            // Not in the kernel, so not to be restored either.
+            if let Some(store) = self.store.as_mut() {
+                if store
+                    .record_unban(Some(&ban.jail), &ban.net, SystemTime::now())
+                    .is_err()
+                {
+                    self.store_errors += 1;
                 }
             }
         }
+        // Only now that the bans are in place: a packet of the flow that
+        // arrives meanwhile is dropped before its new entry is confirmed.
+        let lost: BTreeSet<(&str, IpNet)> = refused.iter().map(|(b, _)| (b.jail.as_str(), b.net)).collect();
+        let banned: Vec<IpNet> = bans
+            .iter()
+            .filter(|b| !lost.contains(&(b.jail.as_str(), b.net)))
+            .map(|b| b.net)
+            .collect();
+        if !banned.is_empty() {
+            match self.firewall.forget_connections(&banned) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    "removed {n} conntrack entr{} of banned sources",
+                    if n == 1 { "y" } else { "ies" }
+                ),
+                Err(e) => {
+                    self.kernel_errors += 1;
+                    tracing::warn!(error = %e, "could not remove the conntrack entries of banned sources");
+                }
+            }
+        }
+        refused
     }
 
     /// Forget bans whose kernel timeout has passed (the kernel already
@@ -388,14 +456,21 @@ impl Engine {
         resp
     }
 
-    fn status(&self, jail: Option<&str>, now: SystemTime) -> Response {
+    fn status(&mut self, jail: Option<&str>, now: SystemTime) -> Response {
+        // One small GETRULE dump for every jail's counters.
+        let counters = self.firewall.counters().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not read the rule counters");
+            BTreeMap::new()
+        });
         match jail {
             Some(name) => match self.jail_index(name) {
-                Some(i) => Response::ok(self.jail_status(i, now)),
+                Some(i) => Response::ok(self.jail_status(i, now, &counters)),
                 None => Response::err(self.unknown_jail(name)),
             },
             None => Response::ok(Status {
-                jails: (0..self.jails.len()).map(|i| self.jail_status(i, now)).collect(),
+                jails: (0..self.jails.len())
+                    .map(|i| self.jail_status(i, now, &counters))
+                    .collect(),
                 kernel_errors: self.kernel_errors,
                 history_errors: self.store_errors,
             }),
@@ -413,8 +488,15 @@ impl Engine {
         )
     }
 
-    fn jail_status(&self, i: usize, now: SystemTime) -> JailStatus {
+    fn jail_status(&self, i: usize, now: SystemTime, counters: &BTreeMap<String, Counter>) -> JailStatus {
         let j = &self.jails[i];
+        let mut counter = Counter::default();
+        for family in [Family::V4, Family::V6] {
+            if let Some(c) = counters.get(&set_name(&j.name, family)) {
+                counter.packets += c.packets;
+                counter.bytes += c.bytes;
+            }
+        }
         let banned: Vec<Banned> = j
             .bans
             .iter()
@@ -435,6 +517,9 @@ impl Engine {
             total_banned: j.total_banned,
             total_unbanned: j.total_unbanned,
             banned,
+            packets: counter.packets,
+            bytes: counter.bytes,
+            kernel_errors: j.kernel_errors,
             findtime: j.tracker.policy.findtime.as_secs(),
             maxretry: j.tracker.policy.maxretry,
             bantime: j.tracker.policy.bantime.as_secs(),
@@ -464,27 +549,53 @@ impl Engine {
             jail: name.to_string(),
             ..Default::default()
         };
-        let mut lifted = Vec::new();
+        // First the plan, without touching the record: which bans go in and
+        // which contained bans they replace (interval sets do not hold
+        // overlapping elements).
+        let mut wanted: Vec<IpNet> = Vec::new();
+        let mut lifted: Vec<(IpNet, SystemTime)> = Vec::new();
         for net in nets {
-            let j = &mut self.jails[i];
-            if let Some(cover) = covering(&j.bans, &net, now).filter(|c| *c != net) {
+            let j = &self.jails[i];
+            if let Some(cover) = covering(&j.bans, &net, now)
+                .filter(|c| *c != net)
+                .or_else(|| wanted.iter().find(|w| **w != net && w.contains(&net)).copied())
+            {
                 result
                     .already_covered
                     .push(format!("{} (inside banned {})", show_net(&net), show_net(&cover)));
                 continue;
             }
-            // A prefix replaces the bans it contains: interval sets do not
-            // hold overlapping elements.
-            let inner: Vec<IpNet> = j
-                .bans
-                .keys()
-                .filter(|b| **b != net && net.contains(*b))
-                .copied()
-                .collect();
-            for b in &inner {
-                j.bans.remove(b);
+            lifted.extend(
+                j.bans
+                    .iter()
+                    .filter(|(b, _)| **b != net && net.contains(*b))
+                    .map(|(b, t)| (*b, *t)),
+            );
+            // A wider prefix of this same request replaces narrower ones of it.
+            wanted.retain(|w| !net.contains(w));
+            wanted.push(net);
+        }
+        if !lifted.is_empty() {
+            let inner: Vec<IpNet> = lifted.iter().map(|(n, _)| *n).collect();
+            if let Err(e) = self.firewall.delete(name, &inner) {
+                self.kernel_errors += 1;
+                return Response::err(format!("kernel refused to replace contained bans: {e}"));
             }
-            lifted.extend(inner);
+            // Replaced by the prefix: not to be restored on their own.
+            if let Some(store) = self.store.as_mut() {
+                for net in &inner {
+                    if store.record_unban(Some(name), net, now).is_err() {
+                        self.store_errors += 1;
+                    }
+                }
+            }
+        }
+        let j = &mut self.jails[i];
+        for (inner, _) in &lifted {
+            j.bans.remove(inner);
+        }
+        let mut pending = Vec::new();
+        for net in wanted {
             j.bans.insert(net, now + bantime);
             j.total_banned += 1;
             result.banned.push(Banned {
@@ -492,26 +603,35 @@ impl Engine {
                 expires_in: bantime.as_secs(),
             });
             tracing::info!(jail = %name, "Ban {} for {} (by hand)", show_net(&net), format_duration(bantime));
-            self.pending.push(Ban {
+            pending.push(Ban {
                 jail: name.to_string(),
                 net,
                 timeout: bantime,
             });
         }
-        if !lifted.is_empty() {
-            if let Err(e) = self.firewall.delete(name, &lifted) {
-                self.kernel_errors += 1;
-                return Response::err(format!("kernel refused to replace contained bans: {e}"));
+        self.record(&pending, Origin::Manual, now);
+        let mut restore = Vec::new();
+        for (ban, why) in self.push(&pending) {
+            let ip = show_net(&ban.net);
+            result.banned.retain(|b| b.ip != ip);
+            result.failed.push(format!("{ip}: {why}"));
+            // The prefix did not go in: the bans it was to replace come back.
+            for (inner, until) in lifted.iter().filter(|(n, _)| ban.net.contains(n)) {
+                if let Ok(left) = until.duration_since(now) {
+                    self.jails[i].bans.insert(*inner, *until);
+                    restore.push(Ban {
+                        jail: name.to_string(),
+                        net: *inner,
+                        timeout: left,
+                    });
+                }
             }
         }
-        let pending = std::mem::take(&mut self.pending);
-        self.record(&pending, Origin::Manual, now);
-        if let Err(e) = self.firewall.add(&pending) {
-            self.kernel_errors += 1;
-            for b in &pending {
-                self.jails[i].bans.remove(&b.net);
+        if !restore.is_empty() {
+            self.record(&restore, Origin::Manual, now);
+            for (ban, why) in self.push(&restore) {
+                tracing::error!(jail = %name, "could not restore the ban of {}: {why}", show_net(&ban.net));
             }
-            return Response::err(format!("kernel refused the ban: {e}"));
         }
         Response::ok(result)
     }

@@ -47,10 +47,13 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>) -> anyhow::Result<()> {
     let adopted = engine
         .start(&config)
         .with_context(|| format!("cannot set up `table inet {}`", config.table))?;
+    let chains: Vec<&str> = config.hooks.iter().map(|h| h.chain()).collect();
     tracing::info!(
         table = %config.table,
-        "nftables table inet {} ready; {adopted} running ban(s) restored",
-        config.table
+        "nftables table inet {} ready (action {}, chains: {}); {adopted} running ban(s) restored",
+        config.table,
+        config.action,
+        chains.join(", ")
     );
     let server = Server::bind(&config.socket)
         .with_context(|| format!("cannot open the control socket {}", config.socket.display()))?;

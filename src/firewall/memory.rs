@@ -2,11 +2,12 @@
 //! tests that must not need root and for dry runs.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
-use super::{Ban, Element, Firewall, Result, TableSpec};
+use super::{Ban, Counter, Element, Error, Firewall, Refused, Result, TableSpec};
 
 /// Sets kept in memory, keyed by jail, with absolute expiry instants.
 #[derive(Debug, Default)]
@@ -15,6 +16,15 @@ pub struct Memory {
     pub sets: BTreeMap<String, BTreeMap<IpNet, Instant>>,
     /// How many times `setup` ran (tests check re-setup keeps elements).
     pub setups: usize,
+    /// Elements a set holds at most, like a set with a `size`: further
+    /// bans are refused with ENFILE, as the kernel does (tests of
+    /// per-element errors).
+    pub capacity: Option<usize>,
+    /// Every prefix `forget_connections` was asked for, in order; shared,
+    /// so a test keeps a handle after boxing the firewall.
+    pub forgotten: Arc<Mutex<Vec<IpNet>>>,
+    /// What `counters` returns (tests set it).
+    pub counters: BTreeMap<String, Counter>,
 }
 
 impl Memory {
@@ -43,15 +53,24 @@ impl Firewall for Memory {
         Ok(())
     }
 
-    fn add(&mut self, bans: &[Ban]) -> Result<()> {
+    fn add(&mut self, bans: &[Ban]) -> Result<Vec<Refused>> {
         let now = Instant::now();
+        let mut refused = Vec::new();
         for ban in bans {
-            self.sets
-                .entry(ban.jail.clone())
-                .or_default()
-                .insert(ban.net, now + ban.timeout);
+            let set = self.sets.entry(ban.jail.clone()).or_default();
+            if self.capacity.is_some_and(|c| set.len() >= c) && !set.contains_key(&ban.net) {
+                refused.push(Refused {
+                    ban: ban.clone(),
+                    error: Error::Kernel {
+                        what: format!("add 1 element to the set of jail {} (the set is full)", ban.jail),
+                        error: std::io::Error::from_raw_os_error(libc::ENFILE),
+                    },
+                });
+                continue;
+            }
+            set.insert(ban.net, now + ban.timeout);
         }
-        Ok(())
+        Ok(refused)
     }
 
     fn delete(&mut self, jail: &str, nets: &[IpNet]) -> Result<()> {
@@ -61,6 +80,15 @@ impl Firewall for Memory {
             }
         }
         Ok(())
+    }
+
+    fn forget_connections(&mut self, nets: &[IpNet]) -> Result<usize> {
+        self.forgotten.lock().expect("not poisoned").extend_from_slice(nets);
+        Ok(0)
+    }
+
+    fn counters(&mut self) -> Result<BTreeMap<String, Counter>> {
+        Ok(self.counters.clone())
     }
 
     fn list(&mut self, jail: &str) -> Result<Vec<Element>> {

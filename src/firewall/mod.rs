@@ -4,9 +4,15 @@
 //! touches another. Per jail it keeps two sets, `<jail>_v4` and `<jail>_v6`,
 //! each with the `interval` and `timeout` flags, so one set holds single
 //! addresses and prefixes alike and every element carries its own timeout: a
-//! ban expires in the kernel even when nftban is stopped. One base chain,
-//! `input`, hooks in before the usual filter chains and has one rule per set:
-//! `ip saddr @<jail>_v4 counter drop` (or `reject`).
+//! ban expires in the kernel even when nftban is stopped. One base chain per
+//! configured [`Hook`] (`input` by default; `forward` for routed and
+//! container traffic; `prerouting` at raw priority, before conntrack) has
+//! one rule per set: `ip saddr @<jail>_v4 counter drop` (or `reject`).
+//!
+//! Besides the sets, banning an address also removes its existing
+//! conntrack entries ([`Firewall::forget_connections`]), so an ongoing flow
+//! stops at once, and the rules' counters say how much each jail dropped
+//! ([`Firewall::counters`]).
 //!
 //! The [`Firewall`] trait is what the daemon talks to. [`netlink::Netlink`]
 //! speaks nf_tables over netlink (see docs/firewall.md for why this stack),
@@ -18,6 +24,7 @@ pub mod memory;
 pub mod netlink;
 mod ruleset;
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -35,6 +42,15 @@ pub enum Action {
     /// Reject: what plain `reject` is in an inet table, an ICMP (ICMPv6)
     /// port-unreachable, so the sender learns at once that it is refused.
     Reject,
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Action::Drop => "drop",
+            Action::Reject => "reject",
+        })
+    }
 }
 
 /// Address family of a set.
@@ -62,6 +78,53 @@ impl Family {
     }
 }
 
+/// Where packets from banned sources are stopped: one base chain per hook,
+/// named after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hook {
+    /// Before routing and before conntrack (raw priority, -300): a flood
+    /// from a banned source never creates conntrack entries. Covers local
+    /// and forwarded traffic alike.
+    Prerouting,
+    /// Traffic to this host (the default).
+    Input,
+    /// Routed traffic: containers, VMs, a router's clients. Docker's
+    /// published ports are forwarded and never reach `input`.
+    Forward,
+}
+
+impl Hook {
+    /// Every hook, in the order chains are created and printed.
+    pub const ALL: [Hook; 3] = [Hook::Prerouting, Hook::Input, Hook::Forward];
+
+    /// Name of the base chain (the same word as the hook).
+    pub fn chain(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "prerouting",
+            Hook::Input => "input",
+            Hook::Forward => "forward",
+        }
+    }
+
+    /// Chain priority: input and forward run before the usual filter
+    /// chains (0), so a banned source is dropped before another table
+    /// accepts it; prerouting runs at raw priority, before conntrack
+    /// (-200) sees the packet.
+    pub fn priority(self) -> i32 {
+        match self {
+            Hook::Prerouting => -300,
+            Hook::Input | Hook::Forward => -10,
+        }
+    }
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.chain())
+    }
+}
+
 /// Everything [`Firewall::setup`] needs to build the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableSpec {
@@ -69,6 +132,8 @@ pub struct TableSpec {
     pub table: String,
     /// Verdict for banned sources.
     pub action: Action,
+    /// Hooks that get a chain, each at most once, in [`Hook::ALL`] order.
+    pub hooks: Vec<Hook>,
     /// Jail names, in config order; each gets `<jail>_v4` and `<jail>_v6`.
     pub jails: Vec<String>,
 }
@@ -77,13 +142,6 @@ pub struct TableSpec {
 pub fn set_name(jail: &str, family: Family) -> String {
     format!("{jail}_{}", family.suffix())
 }
-
-/// Name of the base chain hooked at input.
-pub const INPUT_CHAIN: &str = "input";
-
-/// Priority of the input chain: before the usual `filter` chains (0), so a
-/// banned source is dropped before anything else accepts it.
-pub const INPUT_PRIORITY: i32 = -10;
 
 /// One ban to put into the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +159,20 @@ pub struct Element {
     pub net: IpNet,
     /// Time left before the kernel drops it; `None` if it has no timeout.
     pub expires_in: Option<Duration>,
+}
+
+/// Packets and bytes a rule (or several, summed) has matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// A ban the kernel refused while the others of its batch went in.
+#[derive(Debug)]
+pub struct Refused {
+    pub ban: Ban,
+    pub error: Error,
 }
 
 /// What can go wrong talking to the kernel.
@@ -134,8 +206,11 @@ pub trait Firewall: Send {
     fn setup(&mut self, spec: &TableSpec) -> Result<()>;
 
     /// Add bans; each element gets its own timeout. Adding an element that
-    /// already exists refreshes its timeout and is not an error.
-    fn add(&mut self, bans: &[Ban]) -> Result<()>;
+    /// already exists refreshes its timeout and is not an error. One element
+    /// the kernel refuses (a full set, say) does not keep the others out:
+    /// it comes back in the list of refused bans. `Err` means none went in
+    /// (no table, no permission, a broken socket).
+    fn add(&mut self, bans: &[Ban]) -> Result<Vec<Refused>>;
 
     /// Remove elements from a jail's sets. An element that is not there
     /// (already expired) is not an error.
@@ -144,6 +219,15 @@ pub trait Firewall: Send {
     /// List a jail's elements with their remaining time. Only used at start
     /// to learn the bans an earlier run left in the kernel.
     fn list(&mut self, jail: &str) -> Result<Vec<Element>>;
+
+    /// Remove the conntrack entries whose original source lies in one of
+    /// `nets`, so flows that began before the ban stop at once. Returns how
+    /// many entries went. Entries that vanish meanwhile are not an error.
+    fn forget_connections(&mut self, nets: &[IpNet]) -> Result<usize>;
+
+    /// Packet and byte counters of the rules, summed per set name over
+    /// every hook. Read from nftban's chains only (never the sets).
+    fn counters(&mut self) -> Result<BTreeMap<String, Counter>>;
 }
 
 /// The prefix that stands for a single address: /32 or /128.

@@ -8,7 +8,7 @@
 
 use std::fmt::Write;
 
-use super::{set_name, Action, Family, TableSpec, INPUT_CHAIN, INPUT_PRIORITY};
+use super::{set_name, Action, Family, Hook, TableSpec};
 
 /// The ruleset nftban creates for `spec`, exactly as `nft list table`
 /// prints it right after setup (it is valid `nft -f` input as well).
@@ -27,51 +27,60 @@ pub fn render_ruleset(spec: &TableSpec) -> String {
             let _ = writeln!(out, "\t}}\n");
         }
     }
-    let _ = writeln!(out, "\tchain {INPUT_CHAIN} {{");
-    let _ = writeln!(
-        out,
-        "\t\ttype filter hook input priority {}; policy accept;",
-        priority_text(INPUT_PRIORITY)
-    );
-    for jail in &spec.jails {
-        for family in [Family::V4, Family::V6] {
-            // A plain `reject` after `ip saddr` compiles to an ICMP port
-            // unreachable of the packet's family, and nft prints it so.
-            let (proto, verdict) = match (family, spec.action) {
-                (Family::V4, Action::Drop) => ("ip", "drop"),
-                (Family::V6, Action::Drop) => ("ip6", "drop"),
-                (Family::V4, Action::Reject) => ("ip", "reject with icmp port-unreachable"),
-                (Family::V6, Action::Reject) => ("ip6", "reject with icmpv6 port-unreachable"),
-            };
-            let _ = writeln!(
-                out,
-                "\t\t{proto} saddr @{} counter packets 0 bytes 0 {verdict}",
-                set_name(jail, family)
-            );
+    for (i, &hook) in spec.hooks.iter().enumerate() {
+        if i > 0 {
+            let _ = writeln!(out);
         }
+        let _ = writeln!(out, "\tchain {} {{", hook.chain());
+        let _ = writeln!(
+            out,
+            "\t\ttype filter hook {hook} priority {}; policy accept;",
+            priority_text(hook, hook.priority())
+        );
+        for jail in &spec.jails {
+            for family in [Family::V4, Family::V6] {
+                // A plain `reject` after `ip saddr` compiles to an ICMP port
+                // unreachable of the packet's family, and nft prints it so.
+                let (proto, verdict) = match (family, spec.action) {
+                    (Family::V4, Action::Drop) => ("ip", "drop"),
+                    (Family::V6, Action::Drop) => ("ip6", "drop"),
+                    (Family::V4, Action::Reject) => ("ip", "reject with icmp port-unreachable"),
+                    (Family::V6, Action::Reject) => ("ip6", "reject with icmpv6 port-unreachable"),
+                };
+                let _ = writeln!(
+                    out,
+                    "\t\t{proto} saddr @{} counter packets 0 bytes 0 {verdict}",
+                    set_name(jail, family)
+                );
+            }
+        }
+        let _ = writeln!(out, "\t}}");
     }
-    let _ = writeln!(out, "\t}}");
     let _ = writeln!(out, "}}");
     out
 }
 
-/// A chain priority at the input hook as nft prints it: relative to the
-/// standard priority within 10 of it (`filter - 10`), numeric otherwise,
-/// or when the nearest standard priority does not apply to the input hook
-/// (nft's `prio2str`).
-fn priority_text(prio: i32) -> String {
-    const STANDARD: [(&str, i64, bool); 6] = [
-        ("raw", -300, true),
-        ("mangle", -150, true),
-        ("dstnat", -100, false),
-        ("filter", 0, true),
-        ("security", 50, true),
-        ("srcnat", 100, true),
+/// A chain priority as nft prints it for an inet chain at `hook`: relative
+/// to the standard priority within 10 of it (`filter - 10`, `raw`), numeric
+/// otherwise, or when the nearest standard priority does not apply to the
+/// hook (`dstnat` is for prerouting only, `srcnat` for postrouting only;
+/// nft's `prio2str`).
+fn priority_text(hook: Hook, prio: i32) -> String {
+    const ALL: &[Hook] = &Hook::ALL;
+    // (name, value, the hooks of nftban's where nft uses the name)
+    const STANDARD: [(&str, i64, &[Hook]); 6] = [
+        ("raw", -300, ALL),
+        ("mangle", -150, ALL),
+        ("dstnat", -100, &[Hook::Prerouting]),
+        ("filter", 0, ALL),
+        ("security", 50, ALL),
+        // For postrouting, which nftban never hooks.
+        ("srcnat", 100, &[]),
     ];
-    for (name, value, at_input) in STANDARD {
+    for (name, value, hooks) in STANDARD {
         let offset = prio as i64 - value;
         if offset.abs() <= 10 {
-            if !at_input {
+            if !hooks.contains(&hook) {
                 break;
             }
             return match offset {
@@ -93,6 +102,7 @@ mod tests {
         let spec = TableSpec {
             table: "nftban".into(),
             action: Action::Drop,
+            hooks: vec![Hook::Input],
             jails: vec!["sshd".into(), "manual".into()],
         };
         let text = render_ruleset(&spec);
@@ -112,12 +122,39 @@ mod tests {
     }
 
     #[test]
+    fn one_chain_per_hook_with_every_rule() {
+        let spec = TableSpec {
+            table: "nftban".into(),
+            action: Action::Drop,
+            hooks: vec![Hook::Prerouting, Hook::Input, Hook::Forward],
+            jails: vec!["sshd".into()],
+        };
+        let text = render_ruleset(&spec);
+        assert!(text.contains("\tchain prerouting {\n\t\ttype filter hook prerouting priority raw; policy accept;\n"));
+        assert!(text.contains("\t}\n\n\tchain input {\n\t\ttype filter hook input priority filter - 10;"));
+        assert!(text.contains("\tchain forward {\n\t\ttype filter hook forward priority filter - 10;"));
+        assert_eq!(
+            text.matches("ip saddr @sshd_v4 counter packets 0 bytes 0 drop\n")
+                .count(),
+            3
+        );
+        let forward_only = render_ruleset(&TableSpec {
+            hooks: vec![Hook::Forward],
+            ..spec
+        });
+        assert!(!forward_only.contains("chain input"));
+        assert_eq!(forward_only.matches("bytes 0 drop").count(), 2);
+    }
+
+    #[test]
     fn priorities_print_like_nft() {
-        assert_eq!(priority_text(-10), "filter - 10");
-        assert_eq!(priority_text(0), "filter");
-        assert_eq!(priority_text(5), "filter + 5");
-        assert_eq!(priority_text(-300), "raw");
-        assert_eq!(priority_text(-95), "-95");
-        assert_eq!(priority_text(-20), "-20");
+        assert_eq!(priority_text(Hook::Input, -10), "filter - 10");
+        assert_eq!(priority_text(Hook::Input, 0), "filter");
+        assert_eq!(priority_text(Hook::Forward, 5), "filter + 5");
+        assert_eq!(priority_text(Hook::Prerouting, -300), "raw");
+        assert_eq!(priority_text(Hook::Input, -95), "-95");
+        assert_eq!(priority_text(Hook::Prerouting, -95), "dstnat + 5");
+        assert_eq!(priority_text(Hook::Input, -20), "-20");
+        assert_eq!(priority_text(Hook::Forward, 100), "100");
     }
 }

@@ -91,6 +91,16 @@ impl Setup {
         Setup { dir, config, log }
     }
 
+    /// Put `line` (top-level YAML, e.g. `nftables: {hooks: [forward]}`)
+    /// at the start of the config, replacing an earlier line with the same
+    /// key.
+    pub fn top(&self, line: &str) {
+        let key = line.split(':').next().unwrap();
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let rest: Vec<&str> = text.lines().filter(|l| !l.starts_with(&format!("{key}:"))).collect();
+        std::fs::write(&self.config, format!("{line}\n{}\n", rest.join("\n"))).unwrap();
+    }
+
     pub fn append(&self, lines: &[&str]) {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new().append(true).open(&self.log).unwrap();

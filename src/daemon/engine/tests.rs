@@ -380,3 +380,100 @@ fn eviction_is_counted_in_status() {
     assert!(st.evicted >= 40, "{}", st.evicted);
     assert!(st.currently_failed <= 11);
 }
+
+/// One ban the kernel refuses (a full set) is logged and counted; the
+/// others of its batch are kept, in the kernel and in the record.
+#[test]
+fn a_refused_ban_is_counted_and_the_others_kept() {
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+    let mut fw = Memory::new();
+    fw.capacity = Some(2);
+    let forgotten = fw.forgotten.clone();
+    let mut e = Engine::new(&config, Box::new(fw));
+    e.start(&config).unwrap();
+    let now = SystemTime::now();
+    let r: BanResult = data(e.handle(
+        Request::Ban {
+            addrs: vec!["198.51.100.1".into(), "198.51.100.2".into(), "198.51.100.3".into()],
+            jail: Some("asterisk".into()),
+            bantime: None,
+        },
+        now,
+    ));
+    let ips: Vec<&str> = r.banned.iter().map(|b| b.ip.as_str()).collect();
+    assert_eq!(ips, ["198.51.100.1", "198.51.100.2"]);
+    assert_eq!(r.failed.len(), 1);
+    assert!(
+        r.failed[0]
+            .starts_with("198.51.100.3: kernel refused to add 1 element to the set of jail asterisk (the set is full)"),
+        "{:?}",
+        r.failed
+    );
+    // An automatic ban that does not fit either.
+    for _ in 0..3 {
+        e.failure(0, "203.0.113.9".parse().unwrap(), now);
+    }
+    e.flush();
+    assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.1", "198.51.100.2"]);
+    let st: Status = data(e.handle(Request::Status { jail: None }, now));
+    assert_eq!(st.kernel_errors, 2);
+    let a = &st.jails[0];
+    assert_eq!((a.name.as_str(), a.kernel_errors), ("asterisk", 2));
+    assert_eq!((a.currently_banned, a.total_banned), (2, 2));
+    assert_eq!(st.jails[1].kernel_errors, 0);
+    // Conntrack entries are removed for the bans that went in only.
+    let nets: Vec<String> = forgotten.lock().unwrap().iter().map(show_net).collect();
+    assert_eq!(nets, ["198.51.100.1", "198.51.100.2"]);
+}
+
+/// Every ban that reaches the kernel, automatic or by hand, address or
+/// prefix, has its conntrack entries removed, once, after it went in.
+#[test]
+fn bans_remove_conntrack_entries_of_what_they_ban() {
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+    let fw = Memory::new();
+    let forgotten = fw.forgotten.clone();
+    let mut e = Engine::new(&config, Box::new(fw));
+    e.start(&config).unwrap();
+    let now = SystemTime::now();
+    for _ in 0..3 {
+        e.failure(0, "203.0.113.9".parse().unwrap(), now);
+        e.failure(0, "2001:db8::9".parse().unwrap(), now);
+    }
+    assert!(forgotten.lock().unwrap().is_empty(), "not before the flush");
+    e.flush();
+    let r: BanResult = data(e.handle(
+        Request::Ban {
+            addrs: vec!["198.51.100.0/24".into(), "203.0.113.9".into()],
+            jail: None,
+            bantime: None,
+        },
+        now,
+    ));
+    assert_eq!(r.banned.len(), 2);
+    let nets: Vec<String> = forgotten.lock().unwrap().iter().map(show_net).collect();
+    assert_eq!(nets, ["203.0.113.9", "2001:db8::9", "198.51.100.0/24", "203.0.113.9"]);
+}
+
+/// `packets` and `bytes` of a jail are its two sets' counters summed.
+#[test]
+fn status_sums_the_counters_of_a_jails_sets() {
+    use crate::firewall::Counter;
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+    let mut fw = Memory::new();
+    fw.counters
+        .insert("asterisk_v4".into(), Counter { packets: 3, bytes: 180 });
+    fw.counters
+        .insert("asterisk_v6".into(), Counter { packets: 1, bytes: 80 });
+    fw.counters.insert("manual_v4".into(), Counter { packets: 7, bytes: 7 });
+    let mut e = Engine::new(&config, Box::new(fw));
+    e.start(&config).unwrap();
+    let st: Status = data(e.handle(Request::Status { jail: None }, SystemTime::now()));
+    assert_eq!((st.jails[0].packets, st.jails[0].bytes), (4, 260));
+    assert_eq!(
+        (st.jails[1].name.as_str(), st.jails[1].packets, st.jails[1].bytes),
+        ("manual", 7, 7)
+    );
+    let text = crate::commands::client::format_jail(&st.jails[0]);
+    assert!(text.contains("|- Dropped:          4 packets, 260 bytes\n"), "{text}");
+}

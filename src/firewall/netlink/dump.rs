@@ -1,5 +1,6 @@
-//! Readers for the dumps nftban asks for: the sets of its table (GETSET)
-//! and the elements of one set (GETSETELEM). A direct walk over the
+//! Readers for the dumps nftban asks for: the sets of its table (GETSET),
+//! the elements of one set (GETSETELEM), the chains (GETCHAIN) and the
+//! rules' counters (GETRULE). A direct walk over the
 //! attributes, not netlink-packet-netfilter's generic parser, which is
 //! about 100 times slower on big sets (see shared/netlink-notes.md). Also
 //! turns the start/end elements of an interval set back into prefixes.
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::firewall::{Element, Family};
+use crate::firewall::{Counter, Element, Family};
 
 const NLA_TYPE_MASK: u16 = 0x3fff;
 const NFTA_SET_NAME: u16 = 2;
@@ -110,6 +111,75 @@ pub(super) fn chain_info(payload: &[u8]) -> ChainInfo {
             NFTA_CHAIN_TYPE => {
                 let s = value.split(|&b| b == 0).next().unwrap_or_default();
                 info.kind = String::from_utf8_lossy(s).into_owned();
+            }
+            _ => {}
+        }
+    }
+    info
+}
+
+const NFTA_RULE_CHAIN: u16 = 2;
+const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_EXPR_NAME: u16 = 1;
+const NFTA_EXPR_DATA: u16 = 2;
+const NFTA_LOOKUP_SET: u16 = 1;
+const NFTA_COUNTER_BYTES: u16 = 1;
+const NFTA_COUNTER_PACKETS: u16 = 2;
+
+/// What a GETRULE dump says about one rule: its chain, the set it looks
+/// up and its counter, if it has them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(super) struct RuleInfo {
+    pub chain: String,
+    pub set: Option<String>,
+    pub counter: Option<Counter>,
+}
+
+fn c_string(value: &[u8]) -> String {
+    let s = value.split(|&b| b == 0).next().unwrap_or_default();
+    String::from_utf8_lossy(s).into_owned()
+}
+
+/// Parse one NEWRULE message of a GETRULE dump.
+pub(super) fn rule_info(payload: &[u8]) -> RuleInfo {
+    let mut info = RuleInfo::default();
+    for (kind, value) in attrs(payload) {
+        match kind {
+            NFTA_RULE_CHAIN => info.chain = c_string(value),
+            NFTA_RULE_EXPRESSIONS => {
+                for (kind, expr) in attrs(value) {
+                    if kind != NFTA_LIST_ELEM {
+                        continue;
+                    }
+                    let mut name = String::new();
+                    let mut data: &[u8] = &[];
+                    for (kind, value) in attrs(expr) {
+                        match kind {
+                            NFTA_EXPR_NAME => name = c_string(value),
+                            NFTA_EXPR_DATA => data = value,
+                            _ => {}
+                        }
+                    }
+                    match name.as_str() {
+                        "lookup" => {
+                            info.set = attrs(data)
+                                .find(|&(k, _)| k == NFTA_LOOKUP_SET)
+                                .map(|(_, v)| c_string(v));
+                        }
+                        "counter" => {
+                            let mut c = Counter::default();
+                            for (kind, value) in attrs(data) {
+                                match kind {
+                                    NFTA_COUNTER_BYTES => c.bytes = be_u64(value).unwrap_or(0),
+                                    NFTA_COUNTER_PACKETS => c.packets = be_u64(value).unwrap_or(0),
+                                    _ => {}
+                                }
+                            }
+                            info.counter = Some(c);
+                        }
+                        _ => {}
+                    }
+                }
             }
             _ => {}
         }

@@ -8,14 +8,14 @@
 use ipnet::IpNet;
 use netlink_packet_core::{DefaultNla, NLM_F_APPEND, NLM_F_CREATE};
 use netlink_packet_netfilter::nftables::{
-    ChainAttribute, ChainMessage, Cmp, DataAttribute, ExpressionAttribute, Expressions, Hook, Immediate,
+    ChainAttribute, ChainMessage, Cmp, DataAttribute, ExpressionAttribute, Expressions, Hook as ChainHook, Immediate,
     InetHookNumber, ListAttribute, Lookup, Meta, MetaKey, NfTablesMessage, Operator, Payload, Register, RuleAttribute,
     RuleMessage, SetAttribute, SetElementAttribute, SetElementFlags, SetElementList, SetElementMessage, SetFlags,
     SetMessage, TableAttribute, TableFlags, TableMessage, Verdict, VerdictAttribute,
 };
 
 use super::socket::Op;
-use crate::firewall::{Action, Family, INPUT_CHAIN, INPUT_PRIORITY};
+use crate::firewall::{Action, Family, Hook};
 
 /// nft's data types for set keys: `ipv4_addr` and `ipv6_addr`.
 const TYPE_IPADDR: u32 = 7;
@@ -25,8 +25,6 @@ const NFPROTO_IPV4: u8 = 2;
 const NFPROTO_IPV6: u8 = 10;
 /// `NFT_PAYLOAD_NETWORK_HEADER`.
 const PAYLOAD_NETWORK: u32 = 1;
-/// `NF_INET_LOCAL_IN`: the input hook.
-pub(super) const HOOK_INPUT: u32 = 1;
 const NF_DROP: u32 = 0;
 const NF_ACCEPT: u32 = 1;
 /// `NFTA_COUNTER_BYTES`, `NFTA_COUNTER_PACKETS`.
@@ -105,15 +103,28 @@ pub(super) fn del_set(table: &str, set: &str) -> Op {
     Op::new(msg, 0, format!("delete set {set} from {}", describe_table(table)))
 }
 
-/// The input base chain; without `NLM_F_EXCL` an existing one is adopted.
-pub(super) fn new_chain(table: &str) -> Op {
+fn inet_hook(hook: Hook) -> InetHookNumber {
+    match hook {
+        Hook::Prerouting => InetHookNumber::PreRouting,
+        Hook::Input => InetHookNumber::LocalIn,
+        Hook::Forward => InetHookNumber::Forward,
+    }
+}
+
+/// The kernel's number for a hook (`NF_INET_*`), as GETCHAIN reports it.
+pub(super) fn hook_number(hook: Hook) -> u32 {
+    inet_hook(hook).into()
+}
+
+/// The base chain of `hook`; without `NLM_F_EXCL` an existing one is adopted.
+pub(super) fn new_chain(table: &str, hook: Hook) -> Op {
     let msg = NfTablesMessage::NewChain(ChainMessage {
         attributes: vec![
             ChainAttribute::Table(table.into()),
-            ChainAttribute::Name(INPUT_CHAIN.into()),
+            ChainAttribute::Name(hook.chain().into()),
             ChainAttribute::Hook(vec![
-                Hook::Number(InetHookNumber::LocalIn.into()),
-                Hook::Priority(INPUT_PRIORITY as u32),
+                ChainHook::Number(inet_hook(hook).into()),
+                ChainHook::Priority(hook.priority() as u32),
             ]),
             ChainAttribute::Policy(NF_ACCEPT),
             ChainAttribute::Type("filter".into()),
@@ -122,53 +133,43 @@ pub(super) fn new_chain(table: &str) -> Op {
     Op::new(
         msg,
         NLM_F_CREATE,
-        format!("create chain {INPUT_CHAIN} in {}", describe_table(table)),
+        format!("create chain {} in {}", hook.chain(), describe_table(table)),
     )
 }
 
-/// Delete the input chain with its rules.
-pub(super) fn del_chain(table: &str) -> Op {
+/// Delete a chain with its rules.
+pub(super) fn del_chain(table: &str, chain: &str) -> Op {
     let msg = NfTablesMessage::DeleteChain(ChainMessage {
-        attributes: vec![
-            ChainAttribute::Table(table.into()),
-            ChainAttribute::Name(INPUT_CHAIN.into()),
-        ],
+        attributes: vec![ChainAttribute::Table(table.into()), ChainAttribute::Name(chain.into())],
     });
-    Op::new(
-        msg,
-        0,
-        format!("delete chain {INPUT_CHAIN} from {}", describe_table(table)),
-    )
+    Op::new(msg, 0, format!("delete chain {chain} from {}", describe_table(table)))
 }
 
-/// GETCHAIN request for the input chain.
-pub(super) fn get_chain(table: &str) -> NfTablesMessage {
+/// GETCHAIN request for one chain.
+pub(super) fn get_chain(table: &str, chain: &str) -> NfTablesMessage {
     NfTablesMessage::GetChain(ChainMessage {
-        attributes: vec![
-            ChainAttribute::Table(table.into()),
-            ChainAttribute::Name(INPUT_CHAIN.into()),
-        ],
+        attributes: vec![ChainAttribute::Table(table.into()), ChainAttribute::Name(chain.into())],
     })
 }
 
-/// Delete every rule of the input chain (DELRULE with no handle).
-pub(super) fn flush_chain(table: &str) -> Op {
+/// Delete every rule of a chain (DELRULE with no handle).
+pub(super) fn flush_chain(table: &str, chain: &str) -> Op {
     let msg = NfTablesMessage::DeleteRule(RuleMessage {
-        attributes: vec![
-            RuleAttribute::Table(table.into()),
-            RuleAttribute::Chain(INPUT_CHAIN.into()),
-        ],
+        attributes: vec![RuleAttribute::Table(table.into()), RuleAttribute::Chain(chain.into())],
     });
-    Op::new(
-        msg,
-        0,
-        format!("flush chain {INPUT_CHAIN} in {}", describe_table(table)),
-    )
+    Op::new(msg, 0, format!("flush chain {chain} in {}", describe_table(table)))
+}
+
+/// GETRULE dump request for every rule of one table (for the counters).
+pub(super) fn get_rules(table: &str) -> NfTablesMessage {
+    NfTablesMessage::GetRule(RuleMessage {
+        attributes: vec![RuleAttribute::Table(table.into())],
+    })
 }
 
 /// `ip saddr @set counter drop` (or `ip6 saddr`, or `reject`), appended to
-/// the input chain. In an inet table nft first checks `meta nfproto`.
-pub(super) fn new_rule(table: &str, set: &str, family: Family, action: Action) -> Op {
+/// the chain of `hook`. In an inet table nft first checks `meta nfproto`.
+pub(super) fn new_rule(table: &str, hook: Hook, set: &str, family: Family, action: Action) -> Op {
     let (nfproto, offset, len) = match family {
         Family::V4 => (NFPROTO_IPV4, 12, 4),
         Family::V6 => (NFPROTO_IPV6, 8, 16),
@@ -230,7 +231,7 @@ pub(super) fn new_rule(table: &str, set: &str, family: Family, action: Action) -
     let msg = NfTablesMessage::NewRule(RuleMessage {
         attributes: vec![
             RuleAttribute::Table(table.into()),
-            RuleAttribute::Chain(INPUT_CHAIN.into()),
+            RuleAttribute::Chain(hook.chain().into()),
             RuleAttribute::Expressions(expressions),
         ],
     });
@@ -238,7 +239,8 @@ pub(super) fn new_rule(table: &str, set: &str, family: Family, action: Action) -
         msg,
         NLM_F_CREATE | NLM_F_APPEND,
         format!(
-            "add the rule for set {set} to chain {INPUT_CHAIN} in {}",
+            "add the rule for set {set} to chain {} in {}",
+            hook.chain(),
             describe_table(table)
         ),
     )

@@ -7,6 +7,7 @@
 //! [`dump`]; the requests themselves are built in [`messages`]. No `nft`
 //! process is ever spawned.
 
+mod conntrack;
 mod dump;
 mod messages;
 mod socket;
@@ -20,7 +21,7 @@ use ipnet::IpNet;
 
 use self::messages::Change;
 use self::socket::{Failure, NfSocket, Op};
-use super::{set_name, Ban, Element, Error, Family, Firewall, Result, TableSpec, INPUT_CHAIN, INPUT_PRIORITY};
+use super::{set_name, Ban, Counter, Element, Error, Family, Firewall, Hook, Refused, Result, TableSpec};
 
 /// Table used until [`Firewall::setup`] names another one.
 pub const DEFAULT_TABLE: &str = "nftban";
@@ -90,14 +91,13 @@ impl Netlink {
         Err(interrupted(what))
     }
 
-    /// The input chain of the table, if there is one.
-    fn existing_chain(&mut self, table: &str) -> Result<Option<dump::ChainInfo>> {
-        let what = format!("look up chain {} in {}", INPUT_CHAIN, messages::describe_table(table));
+    /// The chain of that name in the table, if there is one.
+    fn existing_chain(&mut self, table: &str, chain: &str) -> Result<Option<dump::ChainInfo>> {
+        let what = format!("look up chain {chain} in {}", messages::describe_table(table));
         let mut info = None;
-        match self
-            .sock
-            .get(messages::get_chain(table), &what, |p| info = Some(dump::chain_info(p)))
-        {
+        match self.sock.get(messages::get_chain(table, chain), &what, |p| {
+            info = Some(dump::chain_info(p))
+        }) {
             Ok(()) => Ok(info),
             Err(Failure::Kernel {
                 errno: libc::ENOENT, ..
@@ -151,13 +151,65 @@ fn interrupted(what: String) -> Error {
     }
 }
 
+impl Netlink {
+    /// One batch for `bans`; on a kernel error, the bans are split in halves
+    /// and each half tried again, down to single bans, so one bad element
+    /// costs O(log n) extra batches and never keeps the others out. A
+    /// missing table or set (ENOENT), no permission or a socket failure
+    /// fail the whole call: every element would fail the same way.
+    fn add_split(&mut self, bans: &[Ban], refused: &mut Vec<Refused>) -> Result<()> {
+        let mut sets: BTreeMap<String, BTreeMap<IpNet, u64>> = BTreeMap::new();
+        for ban in bans {
+            let net = ban.net.trunc();
+            sets.entry(set_name(&ban.jail, Family::of(&net)))
+                .or_default()
+                .insert(net, messages::timeout_ms(ban.timeout));
+        }
+        let mut ops: Vec<Op> = Vec::new();
+        for (set, items) in &sets {
+            let items: Vec<(IpNet, u64)> = items.iter().map(|(n, t)| (*n, *t)).collect();
+            ops.extend(messages::element_ops(&self.table, set, Change::Add, &items));
+        }
+        match self.sock.transact(&ops) {
+            Ok(()) => Ok(()),
+            Err(
+                f @ Failure::Kernel {
+                    errno: libc::ENOENT | libc::EPERM | libc::EACCES,
+                    ..
+                },
+            ) => Err(error(f)),
+            Err(Failure::Kernel { mut what, errno }) if bans.len() == 1 => {
+                if errno == libc::ENFILE {
+                    // The kernel's word for a set at its `size`.
+                    what.push_str(" (the set is full)");
+                }
+                refused.push(Refused {
+                    ban: bans[0].clone(),
+                    error: error(Failure::Kernel { what, errno }),
+                });
+                Ok(())
+            }
+            Err(Failure::Kernel { .. }) => {
+                // `transact` may have applied earlier batches of a big call:
+                // re-adding those elements is harmless (idempotent).
+                let (a, b) = bans.split_at(bans.len() / 2);
+                self.add_split(a, refused)?;
+                self.add_split(b, refused)
+            }
+            Err(f) => Err(error(f)),
+        }
+    }
+}
+
 impl Firewall for Netlink {
-    /// One atomic batch: table, chain (replaced if it has another hook or
-    /// priority), flush of the chain's rules, deletion of sets no jail owns
-    /// any more (and of jail sets of another type or flags), creation of
-    /// missing sets, then one rule per set. Existing sets are kept with
-    /// their elements. The sets and chain are looked up first, with a GETSET
-    /// dump and a GETCHAIN of nftban's own table only.
+    /// One atomic batch: table; per configured hook its chain (replaced if
+    /// it has another hook, priority or type) and a flush of its rules;
+    /// deletion of nftban's chains of hooks no longer configured; deletion
+    /// of sets no jail owns any more (and of jail sets of another type or
+    /// flags); creation of missing sets; then one rule per set and hook.
+    /// Existing sets are kept with their elements. The sets and chains are
+    /// looked up first, with a GETSET dump and GETCHAINs of nftban's own
+    /// table only.
     fn setup(&mut self, spec: &TableSpec) -> Result<()> {
         let table = spec.table.as_str();
         let mut wanted: BTreeMap<String, Family> = BTreeMap::new();
@@ -167,20 +219,31 @@ impl Firewall for Netlink {
             }
         }
         let existing = self.existing_sets(table)?;
-        let chain = self.existing_chain(table)?;
+        let mut chains = BTreeMap::new();
+        for hook in Hook::ALL {
+            if let Some(info) = self.existing_chain(table, hook.chain())? {
+                chains.insert(hook, info);
+            }
+        }
 
         let mut ops = vec![messages::new_table(table)];
-        // A chain of that name with another hook, priority or type (an
-        // older nftban, or another tool) cannot be updated in place: the
-        // kernel refuses with EEXIST. Replace it in the same batch.
-        let chain_fits = |c: &dump::ChainInfo| {
-            c.hook == Some(messages::HOOK_INPUT) && c.priority == Some(INPUT_PRIORITY) && c.kind == "filter"
-        };
-        if chain.as_ref().is_some_and(|c| !chain_fits(c)) {
-            ops.push(messages::del_chain(table));
+        for hook in Hook::ALL {
+            let Some(chain) = chains.get(&hook) else { continue };
+            // A chain of that name with another hook, priority or type (an
+            // older nftban, or another tool) cannot be updated in place:
+            // the kernel refuses with EEXIST. Replace it in the same batch.
+            // And the chain of a hook no longer configured goes.
+            let fits = chain.hook == Some(messages::hook_number(hook))
+                && chain.priority == Some(hook.priority())
+                && chain.kind == "filter";
+            if !fits || !spec.hooks.contains(&hook) {
+                ops.push(messages::del_chain(table, hook.chain()));
+            }
         }
-        ops.push(messages::new_chain(table));
-        ops.push(messages::flush_chain(table));
+        for &hook in &spec.hooks {
+            ops.push(messages::new_chain(table, hook));
+            ops.push(messages::flush_chain(table, hook.chain()));
+        }
         for set in &existing {
             if set.flags & dump::NFT_SET_ANONYMOUS != 0 {
                 continue;
@@ -200,33 +263,48 @@ impl Firewall for Netlink {
                 ops.push(messages::new_set(table, &set_name(jail, family), family, id));
             }
         }
-        for jail in &spec.jails {
-            for family in [Family::V4, Family::V6] {
-                ops.push(messages::new_rule(table, &set_name(jail, family), family, spec.action));
+        for &hook in &spec.hooks {
+            for jail in &spec.jails {
+                for family in [Family::V4, Family::V6] {
+                    ops.push(messages::new_rule(
+                        table,
+                        hook,
+                        &set_name(jail, family),
+                        family,
+                        spec.action,
+                    ));
+                }
             }
         }
         // One batch, never split: all of it or nothing.
-        self.sock.batch(&ops).map_err(error)?;
+        self.sock.batch(&ops).map_err(|f| match f {
+            // Kernels before 5.9 take `reject` in input and forward only.
+            Failure::Kernel {
+                what,
+                errno: libc::EOPNOTSUPP,
+            } if what.contains("chain prerouting") => Error::Kernel {
+                what: format!(
+                    "{what}: this kernel has no `reject` in the prerouting hook (Linux 5.9 or later has); \
+                     set nftables.action to drop, or remove prerouting from nftables.hooks"
+                ),
+                error: io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+            },
+            f => error(f),
+        })?;
         self.table = spec.table.clone();
         Ok(())
     }
 
     /// NEWSETELEM messages of up to ~1,000 elements, as few batches as the
     /// socket buffer takes. The same prefix twice keeps the last timeout.
-    fn add(&mut self, bans: &[Ban]) -> Result<()> {
-        let mut sets: BTreeMap<String, BTreeMap<IpNet, u64>> = BTreeMap::new();
-        for ban in bans {
-            let net = ban.net.trunc();
-            sets.entry(set_name(&ban.jail, Family::of(&net)))
-                .or_default()
-                .insert(net, messages::timeout_ms(ban.timeout));
+    /// A batch the kernel refuses is split until the failing elements are
+    /// found (see `add_split`); they come back as refused.
+    fn add(&mut self, bans: &[Ban]) -> Result<Vec<Refused>> {
+        let mut refused = Vec::new();
+        if !bans.is_empty() {
+            self.add_split(bans, &mut refused)?;
         }
-        let mut ops: Vec<Op> = Vec::new();
-        for (set, items) in &sets {
-            let items: Vec<(IpNet, u64)> = items.iter().map(|(n, t)| (*n, *t)).collect();
-            ops.extend(messages::element_ops(&self.table, set, Change::Add, &items));
-        }
-        self.sock.transact(&ops).map_err(error)
+        Ok(refused)
     }
 
     /// DELSETELEM of each prefix's start and end elements. If the kernel
@@ -277,5 +355,37 @@ impl Firewall for Netlink {
             out.extend(dump::pair(family, raw));
         }
         Ok(out)
+    }
+
+    /// Dump-and-delete over ctnetlink, see [`conntrack`].
+    fn forget_connections(&mut self, nets: &[IpNet]) -> Result<usize> {
+        conntrack::forget(&mut self.sock, nets).map_err(error)
+    }
+
+    /// A GETRULE dump of nftban's table (a few rules, never the sets): the
+    /// counter of each rule that looks a set up, summed per set.
+    fn counters(&mut self) -> Result<BTreeMap<String, Counter>> {
+        let table = self.table.clone();
+        let what = format!("list the rules of {}", messages::describe_table(&table));
+        for _ in 0..DUMP_RETRIES {
+            let mut sums: BTreeMap<String, Counter> = BTreeMap::new();
+            let intact = self.sock.dump(messages::get_rules(&table), &what, |p| {
+                let rule = dump::rule_info(p);
+                if let (Some(set), Some(c)) = (rule.set, rule.counter) {
+                    let sum = sums.entry(set).or_default();
+                    sum.packets += c.packets;
+                    sum.bytes += c.bytes;
+                }
+            });
+            match intact {
+                Ok(true) => return Ok(sums),
+                Ok(false) => continue,
+                Err(Failure::Kernel {
+                    errno: libc::ENOENT, ..
+                }) => return Ok(BTreeMap::new()),
+                Err(f) => return Err(error(f)),
+            }
+        }
+        Err(interrupted(what))
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_netfilter::nftables::NfTablesMessage;
 use netlink_packet_netfilter::none::ControlMessage;
-use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
+use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 
 /// `NFNL_SUBSYS_NFTABLES`: batches carry it in `res_id`.
@@ -280,9 +280,62 @@ impl NfSocket {
 
     /// Send one request outside a batch and read its answers up to
     /// NLMSG_DONE or the ack (an NLMSG_ERROR, 0 for success).
-    fn request(&mut self, msg: NfTablesMessage, flags: u16, what: &str, mut each: impl FnMut(&[u8])) -> Result<bool> {
+    fn request(&mut self, msg: NfTablesMessage, flags: u16, what: &str, each: impl FnMut(&[u8])) -> Result<bool> {
+        let bytes = encode(msg.into(), NLM_F_REQUEST | flags, NetfilterProtoFamily::Inet, 0);
+        self.request_bytes(bytes, what, each)
+    }
+
+    /// Dump with a message of another netfilter subsystem (conntrack) for
+    /// one protocol family; as [`NfSocket::dump`] otherwise.
+    pub(super) fn dump_other(
+        &mut self,
+        msg: NetfilterMessageInner,
+        family: NetfilterProtoFamily,
+        what: &str,
+        each: impl FnMut(&[u8]),
+    ) -> Result<bool> {
+        let bytes = encode(msg, NLM_F_REQUEST | NLM_F_DUMP, family, 0);
+        self.request_bytes(bytes, what, each)
+    }
+
+    /// Send messages of a subsystem that has no batches (conntrack) in one
+    /// datagram, each with an ack, and return the errno of each (0 for
+    /// success), in order. The kernel handles them one by one.
+    pub(super) fn each_acked(&mut self, msgs: &[(NetfilterMessageInner, NetfilterProtoFamily)]) -> Result<Vec<i32>> {
+        let mut out = vec![0; msgs.len()];
+        let mut start = 0;
+        while start < msgs.len() {
+            let mut buf = Vec::new();
+            let first = self.seq.wrapping_add(1);
+            let mut end = start;
+            while end < msgs.len() && buf.len() < MIN_BATCH {
+                let (msg, family) = &msgs[end];
+                let mut bytes = encode(msg.clone(), NLM_F_REQUEST | NLM_F_ACK, *family, 0);
+                set_seq(&mut bytes, self.next_seq());
+                buf.extend_from_slice(&bytes);
+                end += 1;
+            }
+            let last = self.seq;
+            self.send(&buf)?;
+            let mut acked = 0;
+            while acked < end - start {
+                self.read(|m| {
+                    if m.kind == NLMSG_ERROR && seq_in(m.seq, first, last) {
+                        out[start + m.seq.wrapping_sub(first) as usize] = m.errno().unwrap_or(libc::EBADMSG);
+                        acked += 1;
+                    }
+                })?;
+            }
+            start = end;
+        }
+        Ok(out)
+    }
+
+    /// Send one encoded request (sequence number set here) and read its
+    /// answers up to NLMSG_DONE or the ack. `Ok(false)` if a dump was
+    /// interrupted by a concurrent change.
+    fn request_bytes(&mut self, mut bytes: Vec<u8>, what: &str, mut each: impl FnMut(&[u8])) -> Result<bool> {
         let seq = self.next_seq();
-        let mut bytes = encode(msg.into(), NLM_F_REQUEST | flags, NetfilterProtoFamily::Inet, 0);
         set_seq(&mut bytes, seq);
         self.send(&bytes)?;
         let mut done = false;
@@ -419,12 +472,7 @@ fn seq_in(seq: u32, first: u32, last: u32) -> bool {
 }
 
 /// Encode one netfilter message with sequence number 0.
-fn encode(
-    inner: netlink_packet_netfilter::NetfilterMessageInner,
-    flags: u16,
-    family: NetfilterProtoFamily,
-    res_id: u16,
-) -> Vec<u8> {
+fn encode(inner: NetfilterMessageInner, flags: u16, family: NetfilterProtoFamily, res_id: u16) -> Vec<u8> {
     let nf = NetfilterMessage::new(NetfilterHeader::new(family, 0, res_id), inner);
     let mut header = NetlinkHeader::default();
     header.flags = flags;

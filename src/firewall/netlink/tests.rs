@@ -10,7 +10,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::Netlink;
-use crate::firewall::{render_ruleset, Action, Ban, Error, Firewall, TableSpec};
+use crate::firewall::{render_ruleset, Action, Ban, Counter, Error, Firewall, Hook, TableSpec};
 
 /// Move this test's thread into a new network namespace and open the
 /// firewall there; `None` (after saying so) when that needs root we lack.
@@ -52,6 +52,7 @@ fn spec(jails: &[&str], action: Action) -> TableSpec {
     TableSpec {
         table: "nftban".into(),
         action,
+        hooks: vec![Hook::Input],
         jails: jails.iter().map(|j| j.to_string()).collect(),
     }
 }
@@ -97,7 +98,7 @@ fn nft_elements(set: &str) -> BTreeMap<String, String> {
 }
 
 fn rule_lines() -> Vec<String> {
-    nft(&["list", "chain", "inet", "nftban", "input"])
+    nft(&["list", "table", "inet", "nftban"])
         .lines()
         .map(str::trim)
         .filter(|l| l.contains(" saddr @"))
@@ -425,11 +426,17 @@ fn kernel_errors_name_the_request() {
         other => panic!("expected a kernel error, got {other:?}"),
     }
     assert!(fw.list("sshd").unwrap().is_empty());
-    // A prefix inside one already banned overlaps: the kernel refuses it
-    // and the error says which set.
-    fw.add(&[ban("sshd", "198.51.100.0/24", MIN)]).unwrap();
-    let err = fw.add(&[ban("sshd", "198.51.100.128/25", MIN)]).unwrap_err();
-    assert!(err.to_string().contains("set sshd_v4 in table inet nftban"), "{err}");
+    // A prefix inside one already banned overlaps: the kernel refuses that
+    // element, the error says which set, and the others of the call go in.
+    assert!(fw.add(&[ban("sshd", "198.51.100.0/24", MIN)]).unwrap().is_empty());
+    let refused = fw
+        .add(&[ban("sshd", "198.51.100.128/25", MIN), ban("sshd", "203.0.113.1", MIN)])
+        .unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].ban.net, net("198.51.100.128/25"));
+    let err = refused[0].error.to_string();
+    assert!(err.contains("set sshd_v4 in table inet nftban"), "{err}");
+    assert!(nft_elements("sshd_v4").contains_key("203.0.113.1"));
 }
 
 /// Send one datagram from `from` to `to` over loopback and say what
@@ -487,4 +494,228 @@ fn packets_from_banned_sources_are_dropped_or_rejected() {
     fw.delete("sshd", &[net("127.0.0.2"), net("2001:db8::2")]).unwrap();
     assert_eq!(udp_probe("127.0.0.2", "127.0.0.1"), "passed");
     assert_eq!(udp_probe("2001:db8::2", "::1"), "passed");
+}
+
+fn spec_hooks(jails: &[&str], action: Action, hooks: &[Hook]) -> TableSpec {
+    TableSpec {
+        hooks: hooks.to_vec(),
+        ..spec(jails, action)
+    }
+}
+
+#[test]
+fn setup_with_every_hook_creates_what_render_ruleset_says() {
+    let Some(mut fw) = private_netns() else { return };
+    for action in [Action::Drop, Action::Reject] {
+        // Reject is taken in every hook nftban offers, prerouting included
+        // (kernels from 5.9 on).
+        let spec = spec_hooks(&["sshd", "manual"], action, &Hook::ALL);
+        fw.setup(&spec).unwrap();
+        assert_eq!(nft(&["list", "table", "inet", "nftban"]), render_ruleset(&spec));
+    }
+}
+
+#[test]
+fn chains_follow_the_configured_hooks() {
+    let Some(mut fw) = private_netns() else { return };
+    let chains = || -> Vec<String> {
+        nft(&["list", "chains", "inet"])
+            .lines()
+            .filter_map(|l| {
+                l.trim()
+                    .strip_prefix("chain ")
+                    .map(|c| c.trim_end_matches(" {").to_string())
+            })
+            .collect()
+    };
+    fw.setup(&spec_hooks(&["sshd"], Action::Drop, &[Hook::Input, Hook::Forward]))
+        .unwrap();
+    fw.add(&[ban("sshd", "192.0.2.1", HOUR)]).unwrap();
+    fw.setup(&spec_hooks(&["sshd"], Action::Drop, &[Hook::Input, Hook::Forward]))
+        .unwrap();
+    assert_eq!(chains(), ["input", "forward"]);
+    assert_eq!(rule_lines().len(), 4, "2 hooks x 2 sets, never duplicated");
+    // Only prerouting now: the other chains go, the ban stays.
+    let pre = spec_hooks(&["sshd"], Action::Drop, &[Hook::Prerouting]);
+    fw.setup(&pre).unwrap();
+    assert_eq!(chains(), ["prerouting"]);
+    assert_eq!(rule_lines().len(), 2);
+    assert_eq!(nft_elements("sshd_v4").keys().collect::<Vec<_>>(), ["192.0.2.1"]);
+    fw.delete("sshd", &[net("192.0.2.1")]).unwrap();
+    assert_eq!(nft(&["list", "table", "inet", "nftban"]), render_ruleset(&pre));
+}
+
+#[test]
+fn a_full_set_refuses_only_the_elements_that_do_not_fit() {
+    let Some(mut fw) = private_netns() else { return };
+    // A set of the right type and flags but with room for 4 elements (an
+    // address in an interval set is 2: start and end): setup adopts it.
+    let mut child = nft_command()
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"table inet nftban { set sshd_v4 { type ipv4_addr; flags interval,timeout; size 4; }; }")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    fw.setup(&spec(&["sshd"], Action::Drop)).unwrap();
+    assert!(nft(&["list", "set", "inet", "nftban", "sshd_v4"]).contains("size 4"));
+    let bans: Vec<Ban> = (1..=10)
+        .map(|i| ban("sshd", &format!("192.0.2.{}", 2 * i), HOUR))
+        .chain([ban("sshd", "2001:db8::1", HOUR)])
+        .collect();
+    let refused = fw.add(&bans).unwrap();
+    let stored = nft_elements("sshd_v4");
+    assert!(!stored.is_empty() && !refused.is_empty(), "{stored:?} {refused:?}");
+    assert_eq!(stored.len() + refused.len(), 10, "{stored:?} {refused:?}");
+    for r in &refused {
+        match &r.error {
+            Error::Kernel { what, error } => {
+                // ENFILE is what the kernel says for a set at its size.
+                assert_eq!(error.raw_os_error(), Some(libc::ENFILE), "{what}: {error}");
+                assert_eq!(
+                    what,
+                    "add 1 element to set sshd_v4 in table inet nftban (the set is full)"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!stored.contains_key(&r.ban.net.addr().to_string()));
+    }
+    // The other set of the call was not held back by the full one.
+    assert_eq!(nft_elements("sshd_v6").keys().collect::<Vec<_>>(), ["2001:db8::1"]);
+    // Re-adding what is already there is no error, full set or not.
+    let present: Vec<Ban> = stored.keys().map(|a| ban("sshd", a, HOUR)).collect();
+    assert!(fw.add(&present).unwrap().is_empty());
+}
+
+#[test]
+fn counters_sum_dropped_packets_per_set() {
+    let Some(mut fw) = private_netns() else { return };
+    let ok = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok);
+    fw.setup(&spec_hooks(
+        &["sshd", "manual"],
+        Action::Drop,
+        &[Hook::Input, Hook::Forward],
+    ))
+    .unwrap();
+    assert!(fw.counters().unwrap().values().all(|c| c.packets == 0 && c.bytes == 0));
+    fw.add(&[ban("sshd", "127.0.0.2", HOUR)]).unwrap();
+    assert_eq!(udp_probe("127.0.0.2", "127.0.0.1"), "dropped");
+    assert_eq!(udp_probe("127.0.0.2", "127.0.0.1"), "dropped");
+    assert_eq!(udp_probe("127.0.0.3", "127.0.0.1"), "passed");
+    let counters = fw.counters().unwrap();
+    // Two datagrams of 20 (IP) + 8 (UDP) + 4 bytes, seen at input only.
+    assert_eq!(counters["sshd_v4"], Counter { packets: 2, bytes: 64 });
+    assert_eq!(counters["sshd_v6"], Counter::default());
+    assert_eq!(counters["manual_v4"], Counter::default());
+    assert_eq!(counters.len(), 4, "{counters:?}");
+}
+
+#[test]
+fn prerouting_drops_and_rejects() {
+    let Some(mut fw) = private_netns() else { return };
+    let ok = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok);
+    fw.setup(&spec_hooks(&["sshd"], Action::Drop, &[Hook::Prerouting]))
+        .unwrap();
+    fw.add(&[ban("sshd", "127.0.0.2", HOUR)]).unwrap();
+    assert_eq!(udp_probe("127.0.0.2", "127.0.0.1"), "dropped");
+    assert_eq!(udp_probe("127.0.0.3", "127.0.0.1"), "passed");
+    fw.setup(&spec_hooks(&["sshd"], Action::Reject, &[Hook::Prerouting]))
+        .unwrap();
+    assert_eq!(udp_probe("127.0.0.2", "127.0.0.1"), "rejected");
+    assert_eq!(fw.counters().unwrap()["sshd_v4"].packets, 1);
+}
+
+/// `conntrack -L` lines whose original source is `src` (the `conntrack`
+/// tool only reads the state back; nftban never spawns it).
+fn conntrack_entries(src: &str) -> Vec<String> {
+    let family = if src.contains(':') { "ipv6" } else { "ipv4" };
+    let out = Command::new("conntrack")
+        .args(["-L", "-f", family, "-s", src])
+        .output()
+        .expect("run conntrack (apt-get install conntrack)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn forget_connections_removes_entries_of_banned_sources_only() {
+    let Some(mut fw) = private_netns() else { return };
+    let ip = |args: &[&str]| {
+        let ok = Command::new("ip").args(args).status().is_ok_and(|s| s.success());
+        assert!(ok, "ip {args:?}");
+    };
+    ip(&["link", "set", "lo", "up"]);
+    ip(&["addr", "add", "2001:db8::2/128", "dev", "lo", "nodad"]);
+    ip(&["addr", "add", "2001:db8::3/128", "dev", "lo", "nodad"]);
+    // Conntrack only tracks a namespace once a rule there uses it: a
+    // table of the test's own with a `ct state` rule.
+    nft(&[
+        "add table inet t; add chain inet t c { type filter hook input priority 0; ct state new,established accept; }",
+    ]);
+    fw.setup(&spec(&["sshd"], Action::Drop)).unwrap();
+    for (from, to) in [
+        ("127.0.0.2", "127.0.0.1"),
+        ("127.0.0.9", "127.0.0.1"),
+        ("127.0.1.1", "127.0.0.1"),
+        ("2001:db8::2", "::1"),
+        ("2001:db8::3", "::1"),
+    ] {
+        assert_eq!(udp_probe(from, to), "passed");
+        assert_eq!(
+            conntrack_entries(from).len(),
+            1,
+            "{from}: {:?}",
+            conntrack_entries(from)
+        );
+    }
+    // The kernel filters a dump by original source (CTA_FILTER): asked
+    // for 127.0.0.9 with every address wanted, it sends that entry only.
+    let everything = super::conntrack::Ranges::new(&[net("0.0.0.0/0")], true);
+    let one = super::conntrack::dump_request(Some("127.0.0.9".parse().unwrap()));
+    let family = netlink_packet_netfilter::NetfilterProtoFamily::IPv4;
+    let found = super::conntrack::matching(&mut fw.sock, &one, family, &everything).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let all = super::conntrack::dump_request(None);
+    assert_eq!(
+        super::conntrack::matching(&mut fw.sock, &all, family, &everything)
+            .unwrap()
+            .len(),
+        3
+    );
+    // Prefixes (one dump of the family) and a single address (a filtered
+    // dump) in one call.
+    let n = fw
+        .forget_connections(&[net("127.0.0.0/28"), net("2001:db8::2"), net("198.51.100.0/24")])
+        .unwrap();
+    assert_eq!(n, 3);
+    for gone in ["127.0.0.2", "127.0.0.9", "2001:db8::2"] {
+        assert!(
+            conntrack_entries(gone).is_empty(),
+            "{gone}: {:?}",
+            conntrack_entries(gone)
+        );
+    }
+    for kept in ["127.0.1.1", "2001:db8::3"] {
+        assert_eq!(conntrack_entries(kept).len(), 1, "{kept}");
+    }
+    // Nothing left to remove is no error.
+    assert_eq!(fw.forget_connections(&[net("127.0.0.2")]).unwrap(), 0);
 }
