@@ -245,3 +245,103 @@ fn metrics_endpoint_serves_ban_counters() {
     assert!(body.contains("nftban_bans_total{jail=\"manual\"} 1\n"), "{body}");
     assert!(body.contains("nftban_banned{jail=\"asterisk\"} 0\n"), "{body}");
 }
+
+fn attack(addr: &str) -> String {
+    format!("[2026-11-25 10:00:00] NOTICE[1] chan_sip.c: Registration from '<sip:1@192.0.2.1>' failed for '{addr}:5060' - Wrong password")
+}
+
+/// Lines written while the daemon was stopped are read after it starts,
+/// each exactly once.
+#[test]
+fn lines_written_while_stopped_count_exactly_once() {
+    if !kernel_tests_possible("lines_written_while_stopped_count_exactly_once") {
+        return;
+    }
+    let ns = NetNs::create("gap").unwrap();
+    let s = Setup::asterisk("");
+    let d = Daemon::start(&ns, &s);
+    s.append(&[&attack("198.51.100.1"), &attack("198.51.100.1")]);
+    wait_for("two failures", || {
+        s.status("asterisk").filter(|st| st["total_failed"] == 2)
+    });
+    assert!(d.stop());
+    // While stopped: one more failure for .1 (its third), two for .2.
+    s.append(&[
+        &attack("198.51.100.1"),
+        &attack("198.51.100.2"),
+        &attack("198.51.100.2"),
+    ]);
+    let d = Daemon::start(&ns, &s);
+    let st = wait_for("the lines written while stopped", || {
+        s.status("asterisk").filter(|st| st["total_failed"] == 3)
+    });
+    // Nothing counted twice: the tracker restarted empty, so .1 has one
+    // failure from the gap, not a ban; .2 has two.
+    assert_eq!(st["currently_failed"], 2);
+    assert_eq!(st["currently_banned"], 0);
+    s.append(&[&attack("198.51.100.2")]);
+    wait_for("the ban of .2", || {
+        s.status("asterisk").filter(|st| st["currently_banned"] == 1)
+    });
+    assert!(
+        d.log().contains("reading what was written while nftban was stopped"),
+        "{}",
+        d.log()
+    );
+    assert!(d.stop());
+}
+
+/// kill -9 in the middle of a burst loses no ban: after a restart, the
+/// history, the kernel and status agree, and every attacker is banned.
+#[test]
+fn kill_9_during_a_burst_loses_no_ban() {
+    if !kernel_tests_possible("kill_9_during_a_burst_loses_no_ban") {
+        return;
+    }
+    let ns = NetNs::create("kill9").unwrap();
+    let s = Setup::asterisk("");
+    let mut d = Daemon::start(&ns, &s);
+    let attackers: Vec<String> = (0..600u32)
+        .map(|i| format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256))
+        .collect();
+    let mut lines = Vec::new();
+    for a in &attackers {
+        for _ in 0..3 {
+            lines.push(attack(a));
+        }
+    }
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    s.append(&refs);
+    // Kill as soon as the first bans are in, while the rest is still coming.
+    wait_for("the first bans", || {
+        s.status("asterisk").filter(|st| st["total_banned"].as_u64() > Some(0))
+    });
+    unsafe { libc::kill(d.child.id() as i32, libc::SIGKILL) };
+    let _ = d.child.wait();
+    std::mem::forget(d);
+
+    let d = Daemon::start(&ns, &s);
+    let st = wait_for("all 600 attackers banned", || {
+        s.status("asterisk").filter(|st| st["currently_banned"] == 600)
+    });
+    let mut status_ips: Vec<String> = st["banned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["ip"].as_str().unwrap().to_string())
+        .collect();
+    let mut kernel_ips: Vec<String> = set_elements(&ns, "asterisk_v4").into_iter().map(|e| e.0).collect();
+    let mut want = attackers.clone();
+    status_ips.sort();
+    kernel_ips.sort();
+    want.sort();
+    assert_eq!(status_ips, want, "status");
+    assert_eq!(kernel_ips, want, "kernel");
+    assert!(d.stop());
+    // And the history agrees: a third start restores the same 600.
+    let o = run(ns.command("nft").args(["delete", "table", "inet", "nftban"]));
+    assert!(o.status.success());
+    let d = Daemon::start(&ns, &s);
+    assert_eq!(set_elements(&ns, "asterisk_v4").len(), 600, "history restores all bans");
+    assert!(d.stop());
+}

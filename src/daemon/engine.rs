@@ -23,6 +23,7 @@ use crate::control::protocol::{BanResult, Banned, JailStatus, SourceStatus, Stat
 use crate::control::{Request, Response};
 use crate::firewall::{set_name, Ban, Counter, Family, Firewall};
 use crate::matcher::parse_net;
+use crate::sources::file::Position;
 use crate::sources::{SourceState, SourceStats};
 use crate::store::{BanRecord, Origin, Store};
 use crate::tracker::{Policy, Tracker, Verdict};
@@ -86,6 +87,10 @@ pub struct Engine {
     /// How long history is kept, and when it was last purged.
     history_keep: Duration,
     last_purge: Option<SystemTime>,
+    /// Reading positions of the files whose lines have been dealt with,
+    /// not yet saved; and when positions were last saved.
+    positions: BTreeMap<String, Position>,
+    positions_saved: Option<std::time::Instant>,
 }
 
 impl Engine {
@@ -143,6 +148,8 @@ impl Engine {
             store_errors: 0,
             history_keep: config.history_keep,
             last_purge: None,
+            positions: BTreeMap::new(),
+            positions_saved: None,
         }
     }
 
@@ -260,6 +267,33 @@ impl Engine {
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the ban history for recidive"),
         }
+    }
+
+    /// A source has dealt out every line up to `pos` (their failures came
+    /// before this on the same channel, so they are handled).
+    pub fn position(&mut self, path: String, pos: Position) {
+        self.positions.insert(path, pos);
+    }
+
+    /// Save reading positions: at most once a second unless `now_or_never`
+    /// (shutdown). Bans recorded meanwhile went in their own transactions.
+    pub fn save_positions(&mut self, force: bool) {
+        if self.positions.is_empty() {
+            return;
+        }
+        let due = force
+            || self
+                .positions_saved
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        let Some(store) = self.store.as_mut().filter(|_| due) else {
+            return;
+        };
+        let positions: Vec<(String, Position)> = std::mem::take(&mut self.positions).into_iter().collect();
+        if let Err(e) = store.save(&[], &positions) {
+            self.store_errors += 1;
+            tracing::warn!(error = %e, "could not save file positions; lines may be read again after a restart");
+        }
+        self.positions_saved = Some(std::time::Instant::now());
     }
 
     /// Remove old history now and then (hourly).

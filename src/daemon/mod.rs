@@ -23,13 +23,15 @@ use crate::control::server::{serve, Server};
 use crate::control::{Request, Response};
 use crate::firewall::Firewall;
 use crate::matcher::LineMatch;
-use crate::sources::file::follow;
+use crate::sources::file::{follow, Position, StartAt};
 pub use engine::Engine;
 
 /// What the engine is told.
 pub enum Event {
     /// A failure line of `addr` in jail number `jail`.
     Failure { jail: usize, addr: IpAddr, at: SystemTime },
+    /// A file source has sent every failure up to this position.
+    Position { path: String, pos: Position },
     /// A control request and where to send the answer.
     Request(Request, mpsc::Sender<Response>),
     /// Stop (signal name).
@@ -42,6 +44,10 @@ const QUEUE: usize = 16 * 1024;
 /// Run the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config, firewall: Box<dyn Firewall>) -> anyhow::Result<()> {
     let store = crate::store::Store::open(&config.database)?;
+    let positions = store.positions().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot read saved file positions; following files from their end");
+        Default::default()
+    });
     tracing::info!("ban history in {}", config.database.display());
     let mut engine = Engine::new(&config, firewall).with_store(store);
     let adopted = engine
@@ -76,10 +82,17 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>) -> anyhow::Result<()> {
         for stats in &engine.jails[i].sources {
             let (stats, stop, tx, matcher) = (stats.clone(), stop.clone(), tx.clone(), jail.matcher.clone());
             let name = format!("src-{}", jail.name);
+            let key = stats.path.display().to_string();
+            // Where an earlier run stopped, else the end: old lines are not replayed.
+            let start = positions.get(&key).map(|p| StartAt::Resume(*p)).unwrap_or(StartAt::End);
             std::thread::Builder::new().name(name).spawn(move || {
                 let path = stats.path.clone();
                 let counter = stats.clone();
-                follow(&path, stats, stop, |line| match matcher.match_line(line) {
+                let tx2 = tx.clone();
+                let on_position = move |pos| {
+                    let _ = tx2.send(Event::Position { path: key.clone(), pos });
+                };
+                let on_line = |line: &str| match matcher.match_line(line) {
                     LineMatch::Failure { addr, .. } => {
                         let at = SystemTime::now();
                         counter.note_match(at);
@@ -90,7 +103,8 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>) -> anyhow::Result<()> {
                         tracing::debug!(%host, "matched a hostname, not an address: nftban never resolves names; not counted");
                     }
                     LineMatch::Missed | LineMatch::Ignored => {}
-                });
+                };
+                follow(&path, stats, stop, start, on_line, on_position);
             })?;
         }
     }
@@ -140,6 +154,7 @@ fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>) {
             Ok(ev) => ev,
             Err(RecvTimeoutError::Timeout) => {
                 engine.expire(SystemTime::now());
+                engine.save_positions(false);
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => return,
@@ -150,12 +165,14 @@ fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>) {
         while let Some(ev) = next.take() {
             match ev {
                 Event::Failure { jail, addr, at } => engine.failure(jail, addr, at),
+                Event::Position { path, pos } => engine.position(path, pos),
                 Event::Request(req, reply) => {
                     engine.flush();
                     let _ = reply.send(engine.handle(req, SystemTime::now()));
                 }
                 Event::Shutdown(sig) => {
                     engine.flush();
+                    engine.save_positions(true);
                     tracing::info!("{sig} received, stopping");
                     return;
                 }
@@ -166,6 +183,7 @@ fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>) {
             }
         }
         engine.flush();
+        engine.save_positions(false);
     }
 }
 

@@ -37,6 +37,38 @@ pub enum StartAt {
     End,
     /// At the beginning (a file that appears, or a rotated-in file).
     Beginning,
+    /// Where an earlier run stopped, if the file is still the same one (its
+    /// head matches); else at the beginning: it was replaced meanwhile.
+    Resume(Position),
+}
+
+/// How many bytes of a file's head make its fingerprint.
+pub const HEAD: u64 = 1024;
+
+/// Where reading of a file stands: enough to resume after a restart
+/// without losing or repeating a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// Just after the last complete line handed out.
+    pub offset: u64,
+    /// Fingerprint: how many head bytes (up to [`HEAD`]) and their FNV-1a hash.
+    pub head_len: u64,
+    pub head_hash: u64,
+}
+
+/// FNV-1a, 64 bit: stable across runs and Rust versions, unlike std's hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Fingerprint of the first `len` bytes of `file`, or `None` if it has fewer.
+fn head_hash(file: &File, len: u64) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, 0).ok()?;
+    Some(fnv1a(&buf))
 }
 
 /// The reading state of one followed file.
@@ -46,6 +78,10 @@ pub struct FileTail {
     /// (device, inode) of the open file, to notice rotation.
     id: (u64, u64),
     offset: u64,
+    /// File offset just after the last newline consumed.
+    committed: u64,
+    /// Cached fingerprint once the file's head is complete.
+    head: Option<(u64, u64)>,
     pending: Vec<u8>,
     /// Inside an over-long line: skip bytes until the next newline.
     skipping: bool,
@@ -60,11 +96,35 @@ impl FileTail {
             file: None,
             id: (0, 0),
             offset: 0,
+            committed: 0,
+            head: None,
             pending: Vec::new(),
             skipping: false,
             max_line: MAX_LINE,
             stats,
         }
+    }
+
+    /// Where reading stands, for resuming after a restart; `None` while no
+    /// file is open.
+    pub fn position(&mut self) -> Option<Position> {
+        let file = self.file.as_ref()?;
+        let (head_len, head_hash) = match self.head {
+            Some(h) => h,
+            None => {
+                let len = file.metadata().map(|m| m.len()).unwrap_or(0).min(HEAD);
+                let hash = head_hash(file, len).unwrap_or(0);
+                if len == HEAD {
+                    self.head = Some((len, hash));
+                }
+                (len, hash)
+            }
+        };
+        Some(Position {
+            offset: self.committed,
+            head_len,
+            head_hash,
+        })
     }
 
     /// Set the line length limit (tests use a small one).
@@ -108,6 +168,8 @@ impl FileTail {
         if self.file.is_some() && meta.len() < self.offset {
             tracing::info!(file = %self.path.display(), "log file was truncated; reading from its start");
             self.offset = 0;
+            self.committed = 0;
+            self.head = None;
             self.pending.clear();
             self.skipping = false;
             if let Some(f) = self.file.as_mut() {
@@ -122,7 +184,25 @@ impl FileTail {
     fn open(&mut self, start: StartAt, len: u64, id: (u64, u64)) {
         match File::open(&self.path) {
             Ok(mut f) => {
-                let offset = if start == StartAt::End { len } else { 0 };
+                let offset = match start {
+                    StartAt::End => len,
+                    StartAt::Beginning => 0,
+                    StartAt::Resume(pos) if head_hash(&f, pos.head_len) == Some(pos.head_hash) => {
+                        if len < pos.offset {
+                            tracing::info!(file = %self.path.display(), "log file is shorter than where nftban stopped (truncated meanwhile); reading from its start");
+                            0
+                        } else {
+                            if len > pos.offset {
+                                tracing::info!(file = %self.path.display(), bytes = len - pos.offset, "reading what was written while nftban was stopped");
+                            }
+                            pos.offset
+                        }
+                    }
+                    StartAt::Resume(_) => {
+                        tracing::info!(file = %self.path.display(), "log file was replaced while nftban was stopped; reading the new one from its start");
+                        0
+                    }
+                };
                 if let Err(e) = f.seek(SeekFrom::Start(offset)) {
                     self.set_state(SourceState::Unreadable(e.to_string()));
                     return;
@@ -130,6 +210,8 @@ impl FileTail {
                 self.file = Some(f);
                 self.id = id;
                 self.offset = offset;
+                self.committed = offset;
+                self.head = None;
                 self.pending.clear();
                 self.skipping = false;
                 self.set_state(SourceState::Reading);
@@ -164,11 +246,13 @@ impl FileTail {
                     return Err(e);
                 }
             };
+            let start = self.offset;
             self.offset += n as u64;
             let mut chunk = &buf[..n];
             while let Some(nl) = chunk.iter().position(|&b| b == b'\n') {
                 let (head, rest) = chunk.split_at(nl);
                 chunk = &rest[1..];
+                self.committed = start + (n - chunk.len()) as u64;
                 if self.skipping {
                     self.skipping = false;
                     continue;
@@ -230,11 +314,30 @@ fn emit(path: &Path, bytes: &[u8], stats: &SourceStats, on_line: &mut dyn FnMut(
 /// Follow `path` until `stop` is set, calling `on_line` for each new line.
 /// Runs on the caller's thread; never returns an error: problems are put in
 /// `stats` (for `nftban status`) and logged, and reading is retried.
-pub fn follow(path: &Path, stats: Arc<SourceStats>, stop: Arc<AtomicBool>, mut on_line: impl FnMut(&str)) {
+///
+/// `start` says where the first open begins (the end of the file, or where
+/// an earlier run stopped); `on_position` gets the reading position after
+/// every batch of lines, to be saved once those lines are dealt with.
+pub fn follow(
+    path: &Path,
+    stats: Arc<SourceStats>,
+    stop: Arc<AtomicBool>,
+    start: StartAt,
+    mut on_line: impl FnMut(&str),
+    mut on_position: impl FnMut(Position),
+) {
     let mut tail = FileTail::new(path, stats);
+    let mut last = None;
+    let mut report = |tail: &mut FileTail| {
+        if let Some(pos) = tail.position().filter(|p| Some(*p) != last) {
+            last = Some(pos);
+            on_position(pos);
+        }
+    };
     let mut inotify = watch_dir(path);
-    tail.check(StartAt::End, &mut on_line);
+    tail.check(start, &mut on_line);
     let _ = tail.read_available(&mut on_line);
+    report(&mut tail);
     let name = path.file_name().map(|n| n.to_os_string());
     let mut buf = [0u8; 4096];
     while !stop.load(Ordering::Relaxed) {
@@ -265,6 +368,7 @@ pub fn follow(path: &Path, stats: Arc<SourceStats>, stop: Arc<AtomicBool>, mut o
         if relevant {
             tail.check(StartAt::Beginning, &mut on_line);
             let _ = tail.read_available(&mut on_line);
+            report(&mut tail);
         }
     }
 }

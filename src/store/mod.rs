@@ -20,10 +20,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
+
+use crate::sources::file::Position;
 use rusqlite::{params, Connection, OptionalExtension};
 
-/// Schema version this build writes.
-const VERSION: i64 = 1;
+/// Schema version this build writes. 1: bans. 2: file positions.
+const VERSION: i64 = 2;
 
 /// Errors of the ban history.
 #[derive(Debug, thiserror::Error)]
@@ -160,12 +162,33 @@ impl Store {
             )
             .map_err(|e| self.sql(e))?;
         }
+        if version < 2 {
+            c.execute_batch(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS positions (
+                     path TEXT PRIMARY KEY,
+                     offset INTEGER NOT NULL,
+                     head_len INTEGER NOT NULL,
+                     head_hash INTEGER NOT NULL,
+                     updated_at INTEGER NOT NULL
+                 );
+                 PRAGMA user_version = 2;
+                 COMMIT;",
+            )
+            .map_err(|e| self.sql(e))?;
+        }
         Ok(())
     }
 
     /// Record bans, all in one transaction.
     pub fn record_bans(&mut self, bans: &[BanRecord]) -> Result<()> {
-        if bans.is_empty() {
+        self.save(bans, &[])
+    }
+
+    /// Record bans and file positions in one transaction: after a crash the
+    /// history never holds a position past lines whose bans it lacks.
+    pub fn save(&mut self, bans: &[BanRecord], positions: &[(String, Position)]) -> Result<()> {
+        if bans.is_empty() && positions.is_empty() {
             return Ok(());
         }
         let path = self.path.clone();
@@ -187,6 +210,23 @@ impl Store {
                     secs(b.at),
                     secs(b.expires),
                     b.origin.as_str()
+                ])
+                .map_err(sql)?;
+            }
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO positions (path, offset, head_len, head_hash, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(path) DO UPDATE SET offset = ?2, head_len = ?3, head_hash = ?4, updated_at = ?5",
+                )
+                .map_err(sql)?;
+            let now = secs(SystemTime::now());
+            for (path, p) in positions {
+                stmt.execute(params![
+                    path,
+                    p.offset as i64,
+                    p.head_len as i64,
+                    p.head_hash as i64,
+                    now
                 ])
                 .map_err(sql)?;
             }
@@ -272,6 +312,27 @@ impl Store {
             )
             .map(|n| n as u64)
             .map_err(|e| self.sql(e))
+    }
+
+    /// The saved reading position of every file.
+    pub fn positions(&self) -> Result<std::collections::HashMap<String, Position>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path, offset, head_len, head_hash FROM positions")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    Position {
+                        offset: r.get::<_, i64>(1)? as u64,
+                        head_len: r.get::<_, i64>(2)? as u64,
+                        head_hash: r.get::<_, i64>(3)? as u64,
+                    },
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(|e| self.sql(e))
     }
 
     /// Every ban (jail, address, time) recorded since `since`, oldest first.

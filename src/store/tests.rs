@@ -140,3 +140,37 @@ fn a_hundred_thousand_bans_in_one_transaction() {
     s.record_bans(&bans).unwrap();
     assert_eq!(s.active(t(1)).unwrap().len(), 100_000);
 }
+
+#[test]
+fn positions_are_saved_and_a_version_1_file_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        // A file as the first version wrote it.
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE bans (id INTEGER PRIMARY KEY, jail TEXT NOT NULL, net TEXT NOT NULL, banned_at INTEGER NOT NULL,
+             expires_at INTEGER NOT NULL, origin TEXT NOT NULL, unbanned_at INTEGER);
+             INSERT INTO bans (jail, net, banned_at, expires_at, origin) VALUES ('sshd', '198.51.100.1/32', 1, 4102444800, 'auto');
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let mut s = Store::open(&path).unwrap();
+    assert_eq!(s.active(t(0)).unwrap().len(), 1, "old bans kept");
+    let p = Position {
+        offset: 123,
+        head_len: 1024,
+        head_hash: u64::MAX - 5,
+    };
+    s.save(&[], &[("/var/log/auth.log".into(), p)]).unwrap();
+    s.save(&[], &[("/var/log/auth.log".into(), Position { offset: 456, ..p })])
+        .unwrap();
+    drop(s);
+    let s = Store::open(&path).unwrap();
+    let got = s.positions().unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got["/var/log/auth.log"], Position { offset: 456, ..p });
+    let v: i64 = s.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(v, 2);
+}

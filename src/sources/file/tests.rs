@@ -155,7 +155,16 @@ fn follow_delivers_lines_written_after_start() {
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = {
         let (path, stats, stop) = (path.clone(), stats.clone(), stop.clone());
-        std::thread::spawn(move || follow(&path, stats, stop, move |l| tx.send(l.to_string()).unwrap()))
+        std::thread::spawn(move || {
+            follow(
+                &path,
+                stats,
+                stop,
+                StartAt::End,
+                move |l: &str| tx.send(l.to_string()).unwrap(),
+                |_| {},
+            )
+        })
     };
     while stats.state() != SourceState::Reading {
         std::thread::yield_now();
@@ -164,4 +173,52 @@ fn follow_delivers_lines_written_after_start() {
     assert_eq!(rx.recv().unwrap(), "after");
     stop.store(true, Ordering::Relaxed);
     handle.join().unwrap();
+}
+
+#[test]
+fn resume_reads_exactly_what_was_written_while_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, stats) = setup(dir.path());
+    append(&path, b"old 1\n");
+    let mut tail = FileTail::new(&path, stats.clone());
+    step(&mut tail, StartAt::End);
+    append(&path, b"seen\npartial");
+    assert_eq!(step(&mut tail, StartAt::Beginning), ["seen"]);
+    let pos = tail.position().unwrap();
+    assert_eq!(
+        pos.offset,
+        "old 1\nseen\n".len() as u64,
+        "a partial line is not past the position"
+    );
+    drop(tail);
+    // Stopped: the partial line ends and more lines come.
+    append(&path, b" line\nwhile stopped\n");
+    let mut tail = FileTail::new(&path, stats);
+    assert_eq!(step(&mut tail, StartAt::Resume(pos)), ["partial line", "while stopped"]);
+}
+
+#[test]
+fn resume_on_a_replaced_file_reads_it_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, stats) = setup(dir.path());
+    append(&path, b"first file line\n");
+    let mut tail = FileTail::new(&path, stats.clone());
+    step(&mut tail, StartAt::Beginning);
+    let pos = tail.position().unwrap();
+    drop(tail);
+    std::fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+    append(&path, b"new file, first line\nsecond\n");
+    let mut tail = FileTail::new(&path, stats.clone());
+    assert_eq!(
+        step(&mut tail, StartAt::Resume(pos)),
+        ["new file, first line", "second"]
+    );
+    // A truncated file with the same head is read from its start too.
+    let pos = tail.position().unwrap();
+    drop(tail);
+    std::fs::write(&path, b"new file").unwrap();
+    let mut tail = FileTail::new(&path, stats);
+    append(&path, b", again\n");
+    let got = step(&mut tail, StartAt::Resume(pos));
+    assert_eq!(got, ["new file, again"]);
 }
