@@ -23,7 +23,8 @@ mount -t tmpfs tmpfs /run/log
 /lib/systemd/systemd-journald >/dev/null 2>&1 &
 J=$!
 for i in $(seq 100); do [ -S /run/systemd/journal/socket ] && break; sleep 0.05; done
-ip netns exec {ns} {exe} run --config {config} &
+trap 'x=$?; set +e; kill $J $D 2>/dev/null; exit $x' EXIT
+ip netns exec {ns} {exe} run --config {config} >/dev/null 2>&1 &
 D=$!
 for i in $(seq 200); do [ -S {sock} ] && break; sleep 0.05; done
 kill -TERM $D; wait $D || true
@@ -44,4 +45,84 @@ kill $J"#,
         stderr(&o)
     );
     assert!(out.contains("stopped; bans stay in the kernel"), "{out}");
+}
+
+/// The journal source, against a real journald: failures logged under a
+/// syslog identifier are matched and banned; entries written while nftban
+/// was stopped are read after it starts (its cursor was saved), each once.
+#[test]
+fn journal_source_bans_and_resumes_after_its_cursor() {
+    if !kernel_tests_possible("journal_source_bans_and_resumes_after_its_cursor") {
+        return;
+    }
+    if !std::path::Path::new("/lib/systemd/systemd-journald").exists() {
+        eprintln!("skipped journal_source_bans_and_resumes_after_its_cursor: systemd-journald is not installed");
+        return;
+    }
+    let ns = NetNs::create("jsrc").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nftban.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "socket: {0}/nftban.sock\ndatabase: {0}/nftban.db\ndefaults: {{maxretry: 3}}\njails:\n  sshd:\n    ruleset: sshd\n    journal: [SYSLOG_IDENTIFIER=sshd-nftban-test]\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let script = format!(
+        r#"set -e
+mount -t tmpfs tmpfs /run/systemd
+mount -t tmpfs tmpfs /run/log
+/lib/systemd/systemd-journald >/dev/null 2>&1 &
+J=$!
+D=
+trap 'x=$?; set +e; kill $D $J 2>/dev/null; exit $x' EXIT
+for i in $(seq 100); do [ -S /run/systemd/journal/socket ] && break; sleep 0.05; done
+fail() {{ systemd-cat -t sshd-nftban-test echo "Failed password for root from $1 port 4242 ssh2"; }}
+start() {{
+  ip netns exec {ns} {exe} run --config {config} >/dev/null 2>>{dir}/daemon.log &
+  D=$!
+  for i in $(seq 200); do {exe} status --config {config} >/dev/null 2>&1 && break; sleep 0.05; done
+}}
+wait_for() {{
+  for i in $(seq 200); do {exe} status sshd --json --config {config} | grep -q "$1" && return 0; sleep 0.05; done
+  echo "timed out waiting for $1"; {exe} status sshd --config {config}; cat {dir}/daemon.log; return 1
+}}
+start
+fail 198.51.100.1; fail 198.51.100.1; fail 198.51.100.1
+wait_for '"ip": "198.51.100.1"'
+kill -TERM $D; wait $D || true
+fail 198.51.100.2; fail 198.51.100.2; fail 198.51.100.2
+start
+wait_for '"ip": "198.51.100.2"'
+{exe} status sshd --json --config {config}
+kill -TERM $D; wait $D || true
+kill $J"#,
+        ns = ns.name,
+        exe = env!("CARGO_BIN_EXE_nftban"),
+        config = config.display(),
+        dir = dir.path().display(),
+    );
+    let o = run(std::process::Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]));
+    let out = stdout(&o);
+    assert!(o.status.success(), "script failed: {}\n{out}", stderr(&o));
+    let json_start = out.find('{').expect("status JSON");
+    let st: serde_json::Value = serde_json::from_str(&out[json_start..]).unwrap();
+    assert_eq!(st["journal"][0], "SYSLOG_IDENTIFIER=sshd-nftban-test");
+    assert_eq!(st["sources"][0]["path"], "journal:SYSLOG_IDENTIFIER=sshd-nftban-test");
+    assert_eq!(
+        st["total_failed"], 3,
+        "the second run reads exactly the 3 entries written while stopped"
+    );
+    let ips: Vec<&str> = st["banned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["ip"].as_str().unwrap())
+        .collect();
+    assert!(
+        ips.contains(&"198.51.100.1") && ips.contains(&"198.51.100.2"),
+        "{ips:?}"
+    );
 }

@@ -492,11 +492,12 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
                 format!("jails.{name}.files: `{}` must be an absolute path", f.display()),
             ));
         }
-        if !j.journal.is_empty() {
-            return Err(err(
-                &at("journal"),
-                format!("jails.{name}.journal: the journald source is not supported yet in this version; use `files`"),
-            ));
+        if let Some(e) = j
+            .journal
+            .iter()
+            .find_map(|m| crate::sources::journal::parse_match(m).err())
+        {
+            return Err(err(&at("journal"), format!("jails.{name}.journal: {e}")));
         }
         let maxretry = j.maxretry.unwrap_or(def_maxretry);
         if maxretry == 0 {

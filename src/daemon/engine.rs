@@ -63,7 +63,12 @@ impl JailState {
             total_banned: 0,
             total_unbanned: 0,
             kernel_errors: 0,
-            sources: files.iter().map(|f| Arc::new(SourceStats::new(f.clone()))).collect(),
+            sources: files
+                .iter()
+                .cloned()
+                .chain((!journal.is_empty()).then(|| PathBuf::from(crate::sources::journal::label(journal))))
+                .map(|f| Arc::new(SourceStats::new(f)))
+                .collect(),
             increment: None,
             times_banned: HashMap::new(),
         }
@@ -90,6 +95,8 @@ pub struct Engine {
     /// Reading positions of the files whose lines have been dealt with,
     /// not yet saved; and when positions were last saved.
     positions: BTreeMap<String, Position>,
+    /// Journal cursors likewise.
+    cursors: BTreeMap<String, String>,
     positions_saved: Option<std::time::Instant>,
 }
 
@@ -149,6 +156,7 @@ impl Engine {
             history_keep: config.history_keep,
             last_purge: None,
             positions: BTreeMap::new(),
+            cursors: BTreeMap::new(),
             positions_saved: None,
         }
     }
@@ -275,10 +283,15 @@ impl Engine {
         self.positions.insert(path, pos);
     }
 
+    /// A journal source has sent every failure up to `cursor`.
+    pub fn cursor(&mut self, source: String, cursor: String) {
+        self.cursors.insert(source, cursor);
+    }
+
     /// Save reading positions: at most once a second unless `now_or_never`
     /// (shutdown). Bans recorded meanwhile went in their own transactions.
     pub fn save_positions(&mut self, force: bool) {
-        if self.positions.is_empty() {
+        if self.positions.is_empty() && self.cursors.is_empty() {
             return;
         }
         let due = force
@@ -289,7 +302,8 @@ impl Engine {
             return;
         };
         let positions: Vec<(String, Position)> = std::mem::take(&mut self.positions).into_iter().collect();
-        if let Err(e) = store.save(&[], &positions) {
+        let cursors: Vec<(String, String)> = std::mem::take(&mut self.cursors).into_iter().collect();
+        if let Err(e) = store.save(&[], &positions, &cursors) {
             self.store_errors += 1;
             tracing::warn!(error = %e, "could not save file positions; lines may be read again after a restart");
         }

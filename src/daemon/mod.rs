@@ -32,6 +32,8 @@ pub enum Event {
     Failure { jail: usize, addr: IpAddr, at: SystemTime },
     /// A file source has sent every failure up to this position.
     Position { path: String, pos: Position },
+    /// A journal source has sent every failure up to this cursor.
+    Cursor { source: String, cursor: String },
     /// A control request and where to send the answer.
     Request(Request, mpsc::Sender<Response>),
     /// Stop (signal name).
@@ -46,6 +48,10 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>) -> anyhow::Result<()> {
     let store = crate::store::Store::open(&config.database)?;
     let positions = store.positions().unwrap_or_else(|e| {
         tracing::warn!(error = %e, "cannot read saved file positions; following files from their end");
+        Default::default()
+    });
+    let cursors = store.cursors().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot read saved journal cursors; following the journal from its end");
         Default::default()
     });
     tracing::info!("ban history in {}", config.database.display());
@@ -79,7 +85,38 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>) -> anyhow::Result<()> {
             format_duration(jail.findtime),
             format_duration(jail.bantime)
         );
-        for stats in &engine.jails[i].sources {
+        if !jail.journal.is_empty() {
+            let stats = engine.jails[i].sources[jail.files.len()].clone();
+            let (stop, tx, matcher, matches) = (stop.clone(), tx.clone(), jail.matcher.clone(), jail.journal.clone());
+            let key = crate::sources::journal::label(&matches);
+            let start = match cursors.get(&key) {
+                Some(c) => crate::sources::journal::JournalStart::After(c.clone()),
+                None => crate::sources::journal::JournalStart::End,
+            };
+            std::thread::Builder::new()
+                .name(format!("journal-{}", jail.name))
+                .spawn(move || {
+                    let counter = stats.clone();
+                    let tx2 = tx.clone();
+                    let on_cursor = move |cursor| {
+                        let _ = tx2.send(Event::Cursor {
+                            source: key.clone(),
+                            cursor,
+                        });
+                    };
+                    // The entry's own time: entries read late are judged by when they happened.
+                    let on_line = |line: &str, at: SystemTime| match matcher.match_line(line) {
+                        LineMatch::Failure { addr, .. } => {
+                            counter.note_match(at);
+                            let _ = tx.send(Event::Failure { jail: i, addr, at });
+                        }
+                        LineMatch::NotAnAddress { .. } => counter.note_match(at),
+                        LineMatch::Missed | LineMatch::Ignored => {}
+                    };
+                    crate::sources::journal::follow(&matches, stats, stop, start, on_line, on_cursor);
+                })?;
+        }
+        for stats in engine.jails[i].sources.iter().take(jail.files.len()) {
             let (stats, stop, tx, matcher) = (stats.clone(), stop.clone(), tx.clone(), jail.matcher.clone());
             let name = format!("src-{}", jail.name);
             let key = stats.path.display().to_string();
@@ -166,6 +203,7 @@ fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>) {
             match ev {
                 Event::Failure { jail, addr, at } => engine.failure(jail, addr, at),
                 Event::Position { path, pos } => engine.position(path, pos),
+                Event::Cursor { source, cursor } => engine.cursor(source, cursor),
                 Event::Request(req, reply) => {
                     engine.flush();
                     let _ = reply.send(engine.handle(req, SystemTime::now()));

@@ -6,6 +6,7 @@
 //! jail sees nothing (seed FAQ row 6).
 
 pub mod file;
+pub mod journal;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

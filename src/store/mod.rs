@@ -25,7 +25,8 @@ use crate::sources::file::Position;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Schema version this build writes. 1: bans. 2: file positions.
-const VERSION: i64 = 2;
+/// 3: journal cursors.
+const VERSION: i64 = 3;
 
 /// Errors of the ban history.
 #[derive(Debug, thiserror::Error)]
@@ -177,18 +178,36 @@ impl Store {
             )
             .map_err(|e| self.sql(e))?;
         }
+        if version < 3 {
+            c.execute_batch(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS cursors (
+                     source TEXT PRIMARY KEY,
+                     cursor TEXT NOT NULL,
+                     updated_at INTEGER NOT NULL
+                 );
+                 PRAGMA user_version = 3;
+                 COMMIT;",
+            )
+            .map_err(|e| self.sql(e))?;
+        }
         Ok(())
     }
 
     /// Record bans, all in one transaction.
     pub fn record_bans(&mut self, bans: &[BanRecord]) -> Result<()> {
-        self.save(bans, &[])
+        self.save(bans, &[], &[])
     }
 
     /// Record bans and file positions in one transaction: after a crash the
     /// history never holds a position past lines whose bans it lacks.
-    pub fn save(&mut self, bans: &[BanRecord], positions: &[(String, Position)]) -> Result<()> {
-        if bans.is_empty() && positions.is_empty() {
+    pub fn save(
+        &mut self,
+        bans: &[BanRecord],
+        positions: &[(String, Position)],
+        cursors: &[(String, String)],
+    ) -> Result<()> {
+        if bans.is_empty() && positions.is_empty() && cursors.is_empty() {
             return Ok(());
         }
         let path = self.path.clone();
@@ -229,6 +248,15 @@ impl Store {
                     now
                 ])
                 .map_err(sql)?;
+            }
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO cursors (source, cursor, updated_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(source) DO UPDATE SET cursor = ?2, updated_at = ?3",
+                )
+                .map_err(sql)?;
+            for (source, cursor) in cursors {
+                stmt.execute(params![source, cursor, now]).map_err(sql)?;
             }
         }
         tx.commit().map_err(sql)
@@ -331,6 +359,18 @@ impl Store {
                     },
                 ))
             })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// The saved journal cursor of every journal source.
+    pub fn cursors(&self) -> Result<std::collections::HashMap<String, String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT source, cursor FROM cursors")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(|e| self.sql(e))?;
         rows.collect::<std::result::Result<_, _>>().map_err(|e| self.sql(e))
     }

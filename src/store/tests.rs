@@ -163,14 +163,19 @@ fn positions_are_saved_and_a_version_1_file_is_migrated() {
         head_len: 1024,
         head_hash: u64::MAX - 5,
     };
-    s.save(&[], &[("/var/log/auth.log".into(), p)]).unwrap();
-    s.save(&[], &[("/var/log/auth.log".into(), Position { offset: 456, ..p })])
-        .unwrap();
+    s.save(&[], &[("/var/log/auth.log".into(), p)], &[]).unwrap();
+    s.save(
+        &[],
+        &[("/var/log/auth.log".into(), Position { offset: 456, ..p })],
+        &[("journal:A=b".into(), "s=1;i=2".into())],
+    )
+    .unwrap();
     drop(s);
     let s = Store::open(&path).unwrap();
     let got = s.positions().unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got["/var/log/auth.log"], Position { offset: 456, ..p });
     let v: i64 = s.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(v, 2);
+    assert_eq!(v, 3);
+    assert_eq!(s.cursors().unwrap()["journal:A=b"], "s=1;i=2");
 }

@@ -1,0 +1,204 @@
+//! Follow the systemd journal through its own API (sd-journal, via the
+//! `systemd` crate), with per-jail matches such as
+//! `_SYSTEMD_UNIT=ssh.service`.
+//!
+//! Matches on the same field are alternatives, matches on different fields
+//! must all hold (the journal's own rules, as in `journalctl`). Each entry's
+//! `MESSAGE` is one line, and the entry's own timestamp comes with it, so
+//! entries read late (after a restart) are judged by when they happened.
+//! The cursor after each batch is handed out to be saved; the next start
+//! resumes after it, so entries written while nftban was stopped are read,
+//! each once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use systemd::journal::{Journal, JournalWaitResult, OpenOptions};
+
+fn usec(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_micros() as u64
+}
+
+use super::{SourceState, SourceStats};
+
+/// Where reading starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalStart {
+    /// After the newest entry: only what comes from now on.
+    End,
+    /// After this cursor (saved by an earlier run).
+    After(String),
+}
+
+/// Check a match: `FIELD=value` with an upper-case field name, as the
+/// journal requires. Returns the field and the value.
+pub fn parse_match(m: &str) -> Result<(&str, &str), String> {
+    let (field, value) = m.split_once('=').ok_or_else(|| format!("`{m}` is not FIELD=value"))?;
+    let ok = !field.is_empty()
+        && !field.starts_with(|c: char| c.is_ascii_digit())
+        && field
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if !ok {
+        return Err(format!(
+            "`{field}` is not a journal field name (upper-case letters, digits, `_`)"
+        ));
+    }
+    Ok((field, value))
+}
+
+/// A label for status and logs: `journal:FIELD=value,...`.
+pub fn label(matches: &[String]) -> String {
+    format!("journal:{}", matches.join(","))
+}
+
+fn open(matches: &[String], start: &JournalStart) -> systemd::Result<Journal> {
+    let mut j = OpenOptions::default().system(true).local_only(true).open()?;
+    // Same field: OR (the journal does it); different fields: AND.
+    for m in matches {
+        if let Ok((field, value)) = parse_match(m) {
+            j.match_add(field, value)?;
+        }
+    }
+    match start {
+        JournalStart::After(cursor) => {
+            j.seek_cursor(cursor.as_str())?;
+            // Step onto the saved entry; the loop's next() moves past it.
+            if j.next()? == 0 {
+                j.seek_tail()?;
+                j.previous()?;
+            }
+        }
+        JournalStart::End => {
+            // Not seek_tail: on an empty journal sd-journal loses that
+            // place when the first file appears, and skips new entries.
+            // Seeking to "now" returns every entry from now on.
+            j.seek_realtime_usec(usec(SystemTime::now()))?;
+        }
+    }
+    Ok(j)
+}
+
+/// Follow the journal until `stop` is set. `on_line` gets each entry's
+/// message and time; `on_cursor` the cursor after each batch. Never returns
+/// an error: problems go to `stats` and the log, and opening is retried.
+pub fn follow(
+    matches: &[String],
+    stats: Arc<SourceStats>,
+    stop: Arc<AtomicBool>,
+    start: JournalStart,
+    mut on_line: impl FnMut(&str, SystemTime),
+    mut on_cursor: impl FnMut(String),
+) {
+    let mut start = start;
+    while !stop.load(Ordering::Relaxed) {
+        let mut j = match open(matches, &start) {
+            Ok(j) => j,
+            Err(e) => {
+                let state = SourceState::Unreadable(format!("cannot open the journal: {e}"));
+                if stats.state() != state {
+                    tracing::warn!(source = %label(matches), error = %e, "cannot open the journal; will retry");
+                }
+                stats.set_state(state);
+                std::thread::sleep(Duration::from_secs(2));
+                continue;
+            }
+        };
+        stats.set_state(SourceState::Reading);
+        let resume = match &start {
+            JournalStart::After(c) => Some(c.clone()),
+            JournalStart::End => None,
+        };
+        match read(&mut j, resume, &stats, &stop, &mut on_line, &mut on_cursor) {
+            Ok(()) => return,
+            Err((e, cursor)) => {
+                tracing::warn!(source = %label(matches), error = %e, "journal read failed; reopening");
+                stats.set_state(SourceState::Unreadable(e.to_string()));
+                if let Some(c) = cursor {
+                    start = JournalStart::After(c);
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+type ReadError = (systemd::Error, Option<String>);
+
+fn read(
+    j: &mut Journal,
+    resume: Option<String>,
+    stats: &SourceStats,
+    stop: &AtomicBool,
+    on_line: &mut impl FnMut(&str, SystemTime),
+    on_cursor: &mut impl FnMut(String),
+) -> Result<(), ReadError> {
+    let mut cursor: Option<String> = resume;
+    let since = usec(SystemTime::now());
+    while !stop.load(Ordering::Relaxed) {
+        let mut batch = 0;
+        loop {
+            match j.next() {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return Err((e, cursor)),
+            }
+            let at = j.timestamp().unwrap_or_else(|_| SystemTime::now());
+            let message = match j.get_data("MESSAGE") {
+                Ok(Some(field)) => field.value().map(|v| String::from_utf8_lossy(v).into_owned()),
+                Ok(None) => None,
+                Err(e) => return Err((e, cursor)),
+            };
+            if let Some(line) = message {
+                stats.lines.fetch_add(1, Ordering::Relaxed);
+                on_line(line.trim_end_matches('\n'), at);
+            }
+            batch += 1;
+            if batch >= 1024 {
+                break;
+            }
+        }
+        if batch > 0 {
+            if let Ok(c) = j.cursor() {
+                cursor = Some(c.clone());
+                on_cursor(c);
+            }
+            continue;
+        }
+        match j.wait(Some(Duration::from_secs(1))) {
+            // Journal files were added or removed (journald started, or
+            // rotated): sd-journal may have lost its place, so seek again,
+            // past the last entry read, or from when reading began.
+            Ok(JournalWaitResult::Invalidate) => {
+                let seek = match &cursor {
+                    Some(c) => j.seek_cursor(c.as_str()).and_then(|_| j.next().map(|_| ())),
+                    None => j.seek_realtime_usec(since),
+                };
+                if let Err(e) = seek {
+                    return Err((e, cursor));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => return Err((e, cursor)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_are_checked() {
+        assert_eq!(
+            parse_match("_SYSTEMD_UNIT=ssh.service"),
+            Ok(("_SYSTEMD_UNIT", "ssh.service"))
+        );
+        assert_eq!(parse_match("SYSLOG_IDENTIFIER=a=b"), Ok(("SYSLOG_IDENTIFIER", "a=b")));
+        assert!(parse_match("ssh.service").unwrap_err().contains("FIELD=value"));
+        assert!(parse_match("_systemd_unit=x").unwrap_err().contains("field name"));
+        assert!(parse_match("=x").is_err());
+    }
+}
