@@ -20,7 +20,7 @@ use ipnet::IpNet;
 use crate::config::{format_duration, Config, MANUAL_JAIL};
 use crate::control::protocol::{BanResult, Banned, JailStatus, SourceStatus, Status, UnbanResult};
 use crate::control::{Request, Response};
-use crate::firewall::{Ban, Firewall};
+use crate::firewall::{Ban, Firewall, TableSpec};
 use crate::matcher::parse_net;
 use crate::sources::{SourceState, SourceStats};
 use crate::tracker::{Policy, Tracker, Verdict};
@@ -106,6 +106,53 @@ impl Engine {
             }
         }
         Ok(adopted)
+    }
+
+    /// Put the table back as `setup` makes it and re-add every live ban
+    /// with its remaining time, from nftban's own record (never by listing
+    /// the kernel's sets): after another tool deleted or flushed the table,
+    /// its chain, sets or elements. Returns how many bans were re-added.
+    pub fn restore(&mut self, spec: &TableSpec, now: SystemTime) -> crate::firewall::Result<usize> {
+        self.flush();
+        self.expire(now);
+        self.firewall.setup(spec)?;
+        let bans: Vec<Ban> = self
+            .jails
+            .iter()
+            .flat_map(|j| {
+                j.bans.iter().filter_map(move |(net, &until)| {
+                    let left = until.duration_since(now).ok().filter(|d| !d.is_zero())?;
+                    Some(Ban {
+                        jail: j.name.clone(),
+                        net: *net,
+                        timeout: left,
+                    })
+                })
+            })
+            .collect();
+        self.firewall.add(&bans)?;
+        Ok(bans.len())
+    }
+
+    /// What is missing from the kernel, checked cheaply: the table's
+    /// objects, and per jail one single-address and one prefix ban (the
+    /// ones with the most time left), looked up one by one.
+    pub fn missing(&mut self, spec: &TableSpec, now: SystemTime) -> crate::firewall::Result<Vec<String>> {
+        let soon = now + Duration::from_secs(2);
+        let mut probes = Vec::new();
+        for j in &self.jails {
+            for host in [true, false] {
+                let best = j
+                    .bans
+                    .iter()
+                    .filter(|(n, &t)| t > soon && (n.prefix_len() == n.max_prefix_len()) == host)
+                    .max_by_key(|(_, &t)| t);
+                if let Some((net, _)) = best {
+                    probes.push((j.name.clone(), *net));
+                }
+            }
+        }
+        self.firewall.missing(spec, &probes)
     }
 
     fn jail_index(&self, name: &str) -> Option<usize> {
@@ -267,12 +314,15 @@ impl Engine {
             }
             // A prefix replaces the bans it contains: interval sets do not
             // hold overlapping elements.
-            let inner: Vec<IpNet> = j
-                .bans
-                .keys()
-                .filter(|b| **b != net && net.contains(*b))
-                .copied()
-                .collect();
+            let inner: Vec<IpNet> = if net.prefix_len() == net.max_prefix_len() {
+                Vec::new() // a single address contains nothing else
+            } else {
+                j.bans
+                    .keys()
+                    .filter(|b| **b != net && net.contains(*b))
+                    .copied()
+                    .collect()
+            };
             for b in &inner {
                 j.bans.remove(b);
             }
@@ -357,9 +407,14 @@ impl Engine {
     }
 }
 
-/// A banned element that contains `net` and has not expired.
+/// A banned element that contains `net` and has not expired. One map
+/// lookup per prefix length (at most 33 or 129), not a walk over all bans:
+/// with a million bans each new ban stays cheap.
 fn covering(bans: &BTreeMap<IpNet, SystemTime>, net: &IpNet, now: SystemTime) -> Option<IpNet> {
-    bans.iter().find(|(b, &t)| t > now && b.contains(net)).map(|(b, _)| *b)
+    (0..=net.prefix_len()).rev().find_map(|len| {
+        let wider = IpNet::new(net.addr(), len).ok()?.trunc();
+        bans.get(&wider).filter(|&&t| t > now).map(|_| wider)
+    })
 }
 
 /// An address prints without `/32` or `/128`, a prefix with its length.
