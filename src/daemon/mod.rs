@@ -20,7 +20,8 @@ use anyhow::Context;
 use crate::config::{format_duration, Config};
 use crate::control::server::{serve, Server};
 use crate::control::{Request, Response};
-use crate::firewall::Firewall;
+use crate::firewall::netlink::monitor::{Monitor, Notice};
+use crate::firewall::{Firewall, TableSpec};
 use crate::matcher::LineMatch;
 use crate::sources::file::follow;
 pub use engine::Engine;
@@ -31,6 +32,9 @@ pub enum Event {
     Failure { jail: usize, addr: IpAddr, at: SystemTime },
     /// A control request and where to send the answer.
     Request(Request, mpsc::Sender<Response>),
+    /// nf_tables events about nftban's table: another process deleted
+    /// parts of it, or events were lost.
+    Kernel(Notice),
     /// Stop (signal name).
     Shutdown(&'static str),
 }
@@ -38,8 +42,22 @@ pub enum Event {
 /// How many events may wait for the engine before sources block.
 const QUEUE: usize = 16 * 1024;
 
-/// Run the daemon until SIGTERM or SIGINT.
-pub fn run(config: Config, firewall: Box<dyn Firewall>) -> anyhow::Result<()> {
+/// Run the daemon until SIGTERM or SIGINT. With `watch`, a thread listens to
+/// nf_tables events and the engine heals the table when another process
+/// deletes or flushes parts of it (the kernel backend; not the in-memory one).
+pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::Result<()> {
+    // Subscribe before setup, so no change after it goes unseen.
+    let monitor = if watch {
+        match Monitor::open(&config.table) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch nf_tables events: nftban will not notice (nor heal) changes other tools make to table inet {}", config.table);
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut engine = Engine::new(&config, firewall);
     let adopted = engine
         .start(&config)
@@ -103,17 +121,20 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>) -> anyhow::Result<()> {
         })?;
     }
     spawn_signal_thread(tx.clone())?;
+    if let Some(monitor) = monitor {
+        spawn_monitor_thread(monitor, tx.clone(), stop.clone())?;
+    }
     drop(tx);
 
     tracing::info!("nftban running; logs go to {}", config.log.target);
-    engine_loop(&mut engine, rx);
+    engine_loop(&mut engine, rx, &config.table_spec());
     stop.store(true, Ordering::Relaxed);
     drop(server);
     tracing::info!("stopped; bans stay in the kernel until their timeouts end");
     Ok(())
 }
 
-fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>) {
+fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>, spec: &TableSpec) {
     loop {
         let first = match rx.recv_timeout(Duration::from_secs(1)) {
             Ok(ev) => ev,
@@ -133,6 +154,10 @@ fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>) {
                     engine.flush();
                     let _ = reply.send(engine.handle(req, SystemTime::now()));
                 }
+                Event::Kernel(notice) => {
+                    engine.flush();
+                    heal(engine, spec, notice);
+                }
                 Event::Shutdown(sig) => {
                     engine.flush();
                     tracing::info!("{sig} received, stopping");
@@ -146,6 +171,62 @@ fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>) {
         }
         engine.flush();
     }
+}
+
+/// Act on a monitor notice: after another process's deletions, restore at
+/// once; after lost events, check cheaply first and restore only if
+/// something is missing.
+fn heal(engine: &mut Engine, spec: &TableSpec, notice: Notice) {
+    let now = SystemTime::now();
+    let cause = match notice {
+        Notice::Changed { what, pid, process } => {
+            format!("{} by process {process} (pid {pid})", what.join(", "))
+        }
+        Notice::Lost => match engine.missing(spec, now) {
+            Ok(missing) if missing.is_empty() => {
+                tracing::debug!(
+                    "nf_tables events were lost (ENOBUFS); table inet {} is intact",
+                    spec.table
+                );
+                return;
+            }
+            Ok(missing) => format!(
+                "{} (nf_tables events were lost, so the process is unknown)",
+                missing.join(", ")
+            ),
+            Err(e) => format!("nf_tables events were lost and checking the table failed ({e})"),
+        },
+    };
+    match engine.restore(spec, now) {
+        Ok(n) => tracing::warn!(
+            "table inet {} was changed by another tool: {cause}; restored the table and {n} ban(s)",
+            spec.table
+        ),
+        Err(e) => {
+            engine.kernel_errors += 1;
+            tracing::error!(error = %e, "table inet {} was changed by another tool: {cause}; restoring it failed", spec.table)
+        }
+    }
+}
+
+fn spawn_monitor_thread(mut monitor: Monitor, tx: SyncSender<Event>, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    std::thread::Builder::new().name("nft-monitor".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match monitor.wait() {
+                Ok(Some(notice)) => {
+                    if tx.send(Event::Kernel(notice)).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading nf_tables events failed; retrying in a second");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+    })?;
+    Ok(())
 }
 
 fn spawn_signal_thread(tx: SyncSender<Event>) -> anyhow::Result<()> {

@@ -144,6 +144,12 @@ pub trait Firewall: Send {
     /// List a jail's elements with their remaining time. Only used at start
     /// to learn the bans an earlier run left in the kernel.
     fn list(&mut self, jail: &str) -> Result<Vec<Element>>;
+
+    /// What of `spec` is missing from the kernel, in words (empty if
+    /// nothing): the table, chain, sets, rules, and any of the `probes`
+    /// (jail, banned prefix) whose element is gone. Cheap, never lists a
+    /// set: used after nf_tables events were lost, to decide whether to heal.
+    fn missing(&mut self, spec: &TableSpec, probes: &[(String, IpNet)]) -> Result<Vec<String>>;
 }
 
 /// The prefix that stands for a single address: /32 or /128.

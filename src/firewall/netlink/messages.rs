@@ -359,6 +359,27 @@ pub(super) fn get_elements(table: &str, set: &str) -> NfTablesMessage {
     })
 }
 
+/// GETRULE dump request for the rules of one chain.
+pub(super) fn get_rules(table: &str, chain: &str) -> NfTablesMessage {
+    NfTablesMessage::GetRule(RuleMessage {
+        attributes: vec![RuleAttribute::Table(table.into()), RuleAttribute::Chain(chain.into())],
+    })
+}
+
+/// GETSETELEM request (not a dump) for the one element with key `key`:
+/// answered with the element, or ENOENT.
+pub(super) fn get_element(table: &str, set: &str, key: Vec<u8>) -> NfTablesMessage {
+    NfTablesMessage::GetSetElement(SetElementMessage {
+        attributes: vec![
+            SetElementList::Table(table.into()),
+            SetElementList::Set(set.into()),
+            SetElementList::Elements(vec![ListAttribute::Element(vec![SetElementAttribute::Key(
+                DataAttribute::Value(key),
+            )])]),
+        ],
+    })
+}
+
 #[cfg(test)]
 mod unit {
     use std::time::Duration;

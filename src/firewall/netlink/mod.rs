@@ -9,6 +9,7 @@
 
 mod dump;
 mod messages;
+pub mod monitor;
 mod socket;
 #[cfg(test)]
 mod tests;
@@ -106,6 +107,29 @@ impl Netlink {
         }
     }
 
+    /// How many rules the input chain has (0 if it is gone).
+    fn rule_count(&mut self, table: &str) -> Result<usize> {
+        let what = format!(
+            "list the rules of chain {INPUT_CHAIN} in {}",
+            messages::describe_table(table)
+        );
+        for _ in 0..DUMP_RETRIES {
+            let mut n = 0;
+            match self
+                .sock
+                .dump(messages::get_rules(table, INPUT_CHAIN), &what, |_| n += 1)
+            {
+                Ok(true) => return Ok(n),
+                Ok(false) => continue,
+                Err(Failure::Kernel {
+                    errno: libc::ENOENT, ..
+                }) => return Ok(0),
+                Err(f) => return Err(error(f)),
+            }
+        }
+        Err(interrupted(what))
+    }
+
     /// The start and end elements of one set, or none if it does not exist.
     fn raw_elements(&mut self, set: &str, family: Family) -> Result<Vec<dump::RawElement>> {
         let table = self.table.clone();
@@ -124,6 +148,17 @@ impl Netlink {
         }
         Err(interrupted(what))
     }
+}
+
+/// The sets `spec` asks for, by name.
+fn wanted_sets(spec: &TableSpec) -> BTreeMap<String, Family> {
+    let mut wanted = BTreeMap::new();
+    for jail in &spec.jails {
+        for family in [Family::V4, Family::V6] {
+            wanted.insert(set_name(jail, family), family);
+        }
+    }
+    wanted
 }
 
 /// Map a socket failure to the firewall's error.
@@ -160,12 +195,7 @@ impl Firewall for Netlink {
     /// dump and a GETCHAIN of nftban's own table only.
     fn setup(&mut self, spec: &TableSpec) -> Result<()> {
         let table = spec.table.as_str();
-        let mut wanted: BTreeMap<String, Family> = BTreeMap::new();
-        for jail in &spec.jails {
-            for family in [Family::V4, Family::V6] {
-                wanted.insert(set_name(jail, family), family);
-            }
-        }
+        let wanted = wanted_sets(spec);
         let existing = self.existing_sets(table)?;
         let chain = self.existing_chain(table)?;
 
@@ -266,6 +296,48 @@ impl Firewall for Netlink {
             }
         }
         Ok(())
+    }
+
+    /// GETCHAIN, a GETSET dump and a GETRULE dump of nftban's table only,
+    /// then one GETSETELEM lookup per probe: never a set listing.
+    fn missing(&mut self, spec: &TableSpec, probes: &[(String, IpNet)]) -> Result<Vec<String>> {
+        let table = spec.table.as_str();
+        let chain = self.existing_chain(table)?;
+        let sets = self.existing_sets(table)?;
+        if chain.is_none() && sets.is_empty() {
+            return Ok(vec![format!("{} is missing", messages::describe_table(table))]);
+        }
+        let mut out = Vec::new();
+        let wanted = wanted_sets(spec);
+        if chain.is_none() {
+            out.push(format!("chain {INPUT_CHAIN} is missing"));
+        } else {
+            let rules = self.rule_count(table)?;
+            if rules < wanted.len() {
+                out.push(format!("chain {INPUT_CHAIN} has {rules} of its {} rules", wanted.len()));
+            }
+        }
+        for set in wanted.keys() {
+            if !sets.iter().any(|s| &s.name == set) {
+                out.push(format!("set {set} is missing"));
+            }
+        }
+        for (jail, net) in probes {
+            let set = set_name(jail, Family::of(net));
+            if !sets.iter().any(|s| s.name == set) {
+                continue;
+            }
+            let what = format!("look up {net} in set {set} of {}", messages::describe_table(table));
+            let key = messages::interval_keys(net).0;
+            match self.sock.get(messages::get_element(table, &set, key), &what, |_| {}) {
+                Ok(()) => {}
+                Err(Failure::Kernel {
+                    errno: libc::ENOENT, ..
+                }) => out.push(format!("element {net} is missing from set {set}")),
+                Err(f) => return Err(error(f)),
+            }
+        }
+        Ok(out)
     }
 
     /// GETSETELEM dumps of the jail's two sets, start and end elements
