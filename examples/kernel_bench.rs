@@ -1,0 +1,353 @@
+//! Kernel benchmark (issue 4): how fast bans reach the kernel through
+//! nftban's own netlink code, compared in the same run with `nft -f` and with
+//! one `nft` process per ban (what fail2ban does), plus single-ban latency
+//! and the daemon's memory holding many bans.
+//!
+//! Run it through `bash bench/kernel.sh`, which builds it in release mode
+//! and runs it inside a private network namespace it creates and deletes:
+//! this program changes the nftables ruleset of the namespace it runs in.
+//! Arguments: the path of the release `nftban` binary, then the sizes
+//! (default 1000 100000 1000000).
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use ipnet::{IpNet, Ipv4Net};
+use nftban::config::Config;
+use nftban::daemon::Engine;
+use nftban::firewall::netlink::Netlink;
+use nftban::firewall::{Action, Ban, Firewall, TableSpec};
+
+/// Every element gets this timeout, long enough to outlive the run.
+const TIMEOUT: Duration = Duration::from_secs(3600);
+/// Table for the `nft` comparisons (nftban's own is `nftban`).
+const NFT_TABLE: &str = "nftbench";
+/// Single bans timed for the latency figures.
+const LATENCY_SAMPLES: usize = 1000;
+/// Bans in the daemon whose memory is measured.
+const MEMORY_BANS: usize = 1_000_000;
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> Res<()> {
+    let mut args = std::env::args().skip(1);
+    let nftban_bin = PathBuf::from(args.next().ok_or("usage: kernel_bench NFTBAN_BINARY [SIZES...]")?);
+    let mut sizes: Vec<usize> = args.map(|a| a.parse()).collect::<Result<_, _>>()?;
+    if sizes.is_empty() {
+        sizes = vec![1_000, 100_000, 1_000_000];
+    }
+    let work = tempfile::tempdir()?;
+    println!("| what | set type | elements | seconds | per second |");
+    println!("|---|---|---|---|---|");
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for &n in &sizes {
+        let hosts = random_hosts(n, &mut seed);
+        let prefixes = random_prefixes(n, &mut seed);
+
+        // nftban: single addresses, then /31 prefixes.
+        let t = nftban_add(&hosts, 32)?;
+        row("nftban `Firewall::add`, addresses", &host_set_type(), n, t);
+        let t = nftban_add(&prefixes, 31)?;
+        row("nftban `Firewall::add`, /31 prefixes", "interval,timeout", n, t);
+
+        // nft -f, one transaction, into the same kinds of set.
+        let t = nft_file(work.path(), "hash", "timeout", &hosts, 32)?;
+        row("one `nft -f` file, addresses", "timeout (hash)", n, t);
+        let t = nft_file(work.path(), "interval", "interval,timeout", &hosts, 32)?;
+        row("one `nft -f` file, addresses", "interval,timeout", n, t);
+        let t = nft_file(work.path(), "interval", "interval,timeout", &prefixes, 31)?;
+        row("one `nft -f` file, /31 prefixes", "interval,timeout", n, t);
+
+        if n <= 1_000 {
+            let t = nft_per_ban(&hosts, "hash", "timeout")?;
+            row("one `nft add element` process per address", "timeout (hash)", n, t);
+            let t = nft_per_ban(&hosts, "interval", "interval,timeout")?;
+            row("one `nft add element` process per address", "interval,timeout", n, t);
+        }
+    }
+    println!();
+    latency(&mut seed)?;
+    println!();
+    memory(&nftban_bin, work.path(), &mut seed)?;
+    nft(&format!("delete table inet {NFT_TABLE}")).ok();
+    nft("delete table inet nftban").ok();
+    Ok(())
+}
+
+/// The set type nftban uses for single IPv4 addresses, as `nft` names its flags.
+fn host_set_type() -> String {
+    let spec = TableSpec {
+        table: "x".into(),
+        action: Action::Drop,
+        jails: vec!["bench".into()],
+    };
+    let text = nftban::firewall::render_ruleset(&spec);
+    let set = text.split("set bench_v4 {").nth(1).unwrap_or("");
+    let flags = set.lines().find(|l| l.contains("flags")).unwrap_or("").trim();
+    let flags = flags.trim_start_matches("flags ").to_string();
+    if flags.contains("interval") {
+        flags
+    } else {
+        format!("{flags} (hash)")
+    }
+}
+
+fn row(what: &str, set: &str, n: usize, t: Duration) {
+    println!(
+        "| {what} | {set} | {n} | {:.3} | {:.0} |",
+        t.as_secs_f64(),
+        n as f64 / t.as_secs_f64()
+    );
+    let _ = std::io::stdout().flush();
+}
+
+/// xorshift64*: reproducible, no crate needed.
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed >> 12;
+    *seed ^= *seed << 25;
+    *seed ^= *seed >> 27;
+    seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+/// `n` distinct random IPv4 addresses (they are only set elements).
+fn random_hosts(n: usize, seed: &mut u64) -> Vec<Ipv4Addr> {
+    let mut seen = HashSet::with_capacity(n);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let a = (next(seed) >> 32) as u32;
+        if seen.insert(a) {
+            out.push(Ipv4Addr::from(a));
+        }
+    }
+    out
+}
+
+/// `n` distinct random /31 prefixes (which never overlap one another).
+fn random_prefixes(n: usize, seed: &mut u64) -> Vec<Ipv4Addr> {
+    let mut seen = HashSet::with_capacity(n);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let a = (next(seed) >> 32) as u32 & !1;
+        if seen.insert(a) {
+            out.push(Ipv4Addr::from(a));
+        }
+    }
+    out
+}
+
+/// A fresh `table inet nftban` with one jail, then one `Firewall::add` of
+/// all `addrs` (as /`len`), timed from the call to the kernel's last ack.
+fn nftban_add(addrs: &[Ipv4Addr], len: u8) -> Res<Duration> {
+    nft("delete table inet nftban").ok();
+    let mut fw = Netlink::open()?;
+    fw.setup(&TableSpec {
+        table: "nftban".into(),
+        action: Action::Drop,
+        jails: vec!["bench".into()],
+    })?;
+    let bans: Vec<Ban> = addrs
+        .iter()
+        .map(|a| Ban {
+            jail: "bench".into(),
+            net: IpNet::V4(Ipv4Net::new(*a, len).unwrap()),
+            timeout: TIMEOUT,
+        })
+        .collect();
+    let start = Instant::now();
+    fw.add(&bans)?;
+    Ok(start.elapsed())
+}
+
+/// The `nft` command line for one element.
+fn element(a: &Ipv4Addr, len: u8) -> String {
+    if len == 32 {
+        format!("{a} timeout 1h")
+    } else {
+        format!("{a}/{len} timeout 1h")
+    }
+}
+
+/// A fresh table with one set `s` of `flags`, then one `nft -f` file adding
+/// every element in one transaction; only the `nft -f` process is timed.
+fn nft_file(dir: &Path, name: &str, flags: &str, addrs: &[Ipv4Addr], len: u8) -> Res<Duration> {
+    fresh_nft_set(flags)?;
+    let mut text = String::with_capacity(addrs.len() * 32);
+    let _ = write!(text, "add element inet {NFT_TABLE} s {{ ");
+    for (i, a) in addrs.iter().enumerate() {
+        if i > 0 {
+            text.push_str(", ");
+        }
+        text.push_str(&element(a, len));
+    }
+    text.push_str(" }\n");
+    let file = dir.join(format!("{name}-{}.nft", addrs.len()));
+    std::fs::write(&file, text)?;
+    let start = Instant::now();
+    let out = Command::new("nft").arg("-f").arg(&file).stdin(Stdio::null()).output()?;
+    let t = start.elapsed();
+    if !out.status.success() {
+        return Err(format!("nft -f {}: {}", file.display(), String::from_utf8_lossy(&out.stderr)).into());
+    }
+    std::fs::remove_file(&file)?;
+    Ok(t)
+}
+
+/// One `nft add element` process per address, as fail2ban does.
+fn nft_per_ban(addrs: &[Ipv4Addr], _name: &str, flags: &str) -> Res<Duration> {
+    fresh_nft_set(flags)?;
+    let start = Instant::now();
+    for a in addrs {
+        nft(&format!("add element inet {NFT_TABLE} s {{ {} }}", element(a, 32)))?;
+    }
+    Ok(start.elapsed())
+}
+
+fn fresh_nft_set(flags: &str) -> Res<()> {
+    nft(&format!("delete table inet {NFT_TABLE}")).ok();
+    nft(&format!(
+        "add table inet {NFT_TABLE}; add set inet {NFT_TABLE} s {{ type ipv4_addr; flags {flags}; }}"
+    ))
+}
+
+fn nft(cmd: &str) -> Res<()> {
+    let out = Command::new("nft").arg(cmd).stdin(Stdio::null()).output()?;
+    if !out.status.success() {
+        return Err(format!("nft {cmd}: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    Ok(())
+}
+
+/// Decision-to-kernel latency of single bans: the engine (maxretry 1)
+/// decides on a failure and flushes its one ban, as the daemon's loop does
+/// for a lone event; timed from the `Engine::failure` call to the netlink
+/// ack at the end of `Engine::flush`. Once with an empty set and once with
+/// 100,000 bans already in it.
+fn latency(seed: &mut u64) -> Res<()> {
+    println!("| single bans | samples | p50 µs | p99 µs | max µs |");
+    println!("|---|---|---|---|---|");
+    for preload in [0usize, 100_000] {
+        nft("delete table inet nftban").ok();
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("nftban.yaml");
+        let text = format!(
+            "socket: {0}/nftban.sock\ndefaults: {{maxretry: 1, findtime: 10m, bantime: 1h}}\njails:\n  bench:\n    ruleset: asterisk\n    files: [{0}/none.log]\n",
+            dir.path().display()
+        );
+        let cfg = Config::from_text(&config, &text)?;
+        let mut engine = Engine::new(&cfg, Box::new(Netlink::open()?));
+        engine.firewall.setup(&cfg.table_spec())?;
+        let all = random_hosts(preload + LATENCY_SAMPLES, seed);
+        if preload > 0 {
+            let bans: Vec<Ban> = all[LATENCY_SAMPLES..]
+                .iter()
+                .map(|a| Ban {
+                    jail: "bench".into(),
+                    net: IpNet::from(IpAddr::V4(*a)),
+                    timeout: TIMEOUT,
+                })
+                .collect();
+            engine.firewall.add(&bans)?;
+        }
+        let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
+        for a in &all[..LATENCY_SAMPLES] {
+            let start = Instant::now();
+            engine.failure(0, IpAddr::V4(*a), SystemTime::now());
+            engine.flush();
+            samples.push(start.elapsed());
+        }
+        if engine.kernel_errors > 0 {
+            return Err(format!("{} kernel errors during the latency run", engine.kernel_errors).into());
+        }
+        samples.sort();
+        let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_micros();
+        println!(
+            "| engine decision → netlink ack, {preload} bans in the set | {} | {} | {} | {} |",
+            samples.len(),
+            pct(0.50),
+            pct(0.99),
+            samples.last().unwrap().as_micros()
+        );
+    }
+    Ok(())
+}
+
+/// `nftban run` with a config of one jail, then `nftban ban -` with
+/// `MEMORY_BANS` addresses on stdin; the daemon's VmRSS and VmHWM from
+/// /proc after the bans are in.
+fn memory(bin: &Path, dir: &Path, seed: &mut u64) -> Res<()> {
+    nft("delete table inet nftban").ok();
+    let config = dir.join("daemon.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "socket: {0}/nftban.sock\njails:\n  bench:\n    ruleset: asterisk\n    files: [{0}/none.log]\n",
+            dir.display()
+        ),
+    )?;
+    let mut daemon = Command::new(bin)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let pid = daemon.id();
+    let rss_before = loop {
+        let st = Command::new(bin)
+            .args(["status", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if st.success() {
+            break proc_status(pid, "VmRSS")?;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let addrs = random_hosts(MEMORY_BANS, seed);
+    let mut text = String::with_capacity(MEMORY_BANS * 16);
+    for a in &addrs {
+        let _ = writeln!(text, "{a}");
+    }
+    let start = Instant::now();
+    let mut cli = Command::new(bin)
+        .args(["ban", "-", "--jail", "bench", "--config"])
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    cli.stdin.take().ok_or("no stdin")?.write_all(text.as_bytes())?;
+    let ok = cli.wait()?.success();
+    let t = start.elapsed();
+    let rss = proc_status(pid, "VmRSS")?;
+    let hwm = proc_status(pid, "VmHWM")?;
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    daemon.wait()?;
+    if !ok {
+        return Err("nftban ban - failed".into());
+    }
+    println!("| daemon memory | value |");
+    println!("|---|---|");
+    println!("| RSS after start, no bans | {rss_before} |");
+    println!("| RSS holding {MEMORY_BANS} bans | {rss} |");
+    println!("| peak RSS (VmHWM) | {hwm} |");
+    println!(
+        "| `nftban ban -` of {MEMORY_BANS} addresses, CLI start to exit | {:.2} s ({:.0}/s) |",
+        t.as_secs_f64(),
+        MEMORY_BANS as f64 / t.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A field of /proc/PID/status, e.g. `VmRSS` → `123456 kB`.
+fn proc_status(pid: u32, field: &str) -> Res<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
+        .ok_or_else(|| format!("no {field} in /proc/{pid}/status").into())
+}
