@@ -1,12 +1,12 @@
 //! The firewall stage: turns ban decisions into nftables state in the kernel.
 //!
 //! nftban owns exactly one table (`table inet nftban` by default) and never
-//! touches another. Per jail it keeps two sets, `<jail>_v4` and `<jail>_v6`,
-//! each with the `interval` and `timeout` flags, so one set holds single
-//! addresses and prefixes alike and every element carries its own timeout: a
-//! ban expires in the kernel even when nftban is stopped. One base chain,
-//! `input`, hooks in before the usual filter chains and has one rule per set:
-//! `ip saddr @<jail>_v4 counter drop` (or `reject`).
+//! touches another. Per jail and family it keeps a hash set for single
+//! addresses, `<jail>_v4` (flag `timeout`), and an interval set for prefixes,
+//! `<jail>_v4_net` (flags `interval,timeout`); likewise `_v6`. Every element
+//! carries its own timeout: a ban expires in the kernel even when nftban is
+//! stopped. One base chain, `input`, hooks in before the usual filter chains
+//! and has one rule per set: `ip saddr @<jail>_v4 counter drop` (or `reject`).
 //!
 //! The [`Firewall`] trait is what the daemon talks to. [`netlink::Netlink`]
 //! speaks nf_tables over netlink (see docs/firewall.md for why this stack),
@@ -69,13 +69,64 @@ pub struct TableSpec {
     pub table: String,
     /// Verdict for banned sources.
     pub action: Action,
-    /// Jail names, in config order; each gets `<jail>_v4` and `<jail>_v6`.
+    /// Jail names, in config order; each gets the sets of [`jail_sets`].
     pub jails: Vec<String>,
 }
 
-/// Name of the set that holds a jail's bans of one family.
+/// Name of the hash set that holds a jail's single addresses of one family.
 pub fn set_name(jail: &str, family: Family) -> String {
     format!("{jail}_{}", family.suffix())
+}
+
+/// Name of the interval set that holds a jail's prefixes of one family.
+pub fn net_set_name(jail: &str, family: Family) -> String {
+    format!("{jail}_{}_net", family.suffix())
+}
+
+/// Whether `net` is a single address (/32 or /128).
+pub fn is_host(net: &IpNet) -> bool {
+    net.prefix_len() == net.max_prefix_len()
+}
+
+/// The set of a jail that holds `net`: the hash set for a single address,
+/// the interval set for a prefix.
+pub fn set_of(jail: &str, net: &IpNet) -> String {
+    if is_host(net) {
+        set_name(jail, Family::of(net))
+    } else {
+        net_set_name(jail, Family::of(net))
+    }
+}
+
+/// One of a jail's sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetDef {
+    pub name: String,
+    pub family: Family,
+    /// An interval set (prefixes) rather than a hash set (single addresses).
+    pub interval: bool,
+}
+
+/// A jail's four sets, in the order setup creates them and adds their
+/// rules: `<jail>_v4` (hash), `<jail>_v4_net` (interval), `<jail>_v6`,
+/// `<jail>_v6_net`. Why two kinds: a single address in an interval set is
+/// two elements (start and end) and a rbtree insert; in a hash set it is one
+/// element and a hash insert (docs/performance.md has the figures).
+pub fn jail_sets(jail: &str) -> Vec<SetDef> {
+    let mut out = Vec::with_capacity(4);
+    for family in [Family::V4, Family::V6] {
+        out.push(SetDef {
+            name: set_name(jail, family),
+            family,
+            interval: false,
+        });
+        out.push(SetDef {
+            name: net_set_name(jail, family),
+            family,
+            interval: true,
+        });
+    }
+    out
 }
 
 /// Name of the base chain hooked at input.

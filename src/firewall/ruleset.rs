@@ -8,24 +8,23 @@
 
 use std::fmt::Write;
 
-use super::{set_name, Action, Family, TableSpec, INPUT_CHAIN, INPUT_PRIORITY};
+use super::{jail_sets, Action, Family, TableSpec, INPUT_CHAIN, INPUT_PRIORITY};
 
 /// The ruleset nftban creates for `spec`, exactly as `nft list table`
 /// prints it right after setup (it is valid `nft -f` input as well).
 pub fn render_ruleset(spec: &TableSpec) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "table inet {} {{", spec.table);
-    for jail in &spec.jails {
-        for family in [Family::V4, Family::V6] {
-            let ty = match family {
-                Family::V4 => "ipv4_addr",
-                Family::V6 => "ipv6_addr",
-            };
-            let _ = writeln!(out, "\tset {} {{", set_name(jail, family));
-            let _ = writeln!(out, "\t\ttype {ty}");
-            let _ = writeln!(out, "\t\tflags interval,timeout");
-            let _ = writeln!(out, "\t}}\n");
-        }
+    for set in spec.jails.iter().flat_map(|jail| jail_sets(jail)) {
+        let ty = match set.family {
+            Family::V4 => "ipv4_addr",
+            Family::V6 => "ipv6_addr",
+        };
+        let flags = if set.interval { "interval,timeout" } else { "timeout" };
+        let _ = writeln!(out, "\tset {} {{", set.name);
+        let _ = writeln!(out, "\t\ttype {ty}");
+        let _ = writeln!(out, "\t\tflags {flags}");
+        let _ = writeln!(out, "\t}}\n");
     }
     let _ = writeln!(out, "\tchain {INPUT_CHAIN} {{");
     let _ = writeln!(
@@ -33,11 +32,11 @@ pub fn render_ruleset(spec: &TableSpec) -> String {
         "\t\ttype filter hook input priority {}; policy accept;",
         priority_text(INPUT_PRIORITY)
     );
-    for jail in &spec.jails {
-        for family in [Family::V4, Family::V6] {
+    for set in spec.jails.iter().flat_map(|jail| jail_sets(jail)) {
+        {
             // A plain `reject` after `ip saddr` compiles to an ICMP port
             // unreachable of the packet's family, and nft prints it so.
-            let (proto, verdict) = match (family, spec.action) {
+            let (proto, verdict) = match (set.family, spec.action) {
                 (Family::V4, Action::Drop) => ("ip", "drop"),
                 (Family::V6, Action::Drop) => ("ip6", "drop"),
                 (Family::V4, Action::Reject) => ("ip", "reject with icmp port-unreachable"),
@@ -46,7 +45,7 @@ pub fn render_ruleset(spec: &TableSpec) -> String {
             let _ = writeln!(
                 out,
                 "\t\t{proto} saddr @{} counter packets 0 bytes 0 {verdict}",
-                set_name(jail, family)
+                set.name
             );
         }
     }
@@ -97,10 +96,12 @@ mod tests {
         };
         let text = render_ruleset(&spec);
         assert!(text.starts_with("table inet nftban {\n"));
-        assert!(text.contains("\tset sshd_v6 {\n\t\ttype ipv6_addr\n\t\tflags interval,timeout\n"));
+        assert!(text.contains("\tset sshd_v6 {\n\t\ttype ipv6_addr\n\t\tflags timeout\n"));
+        assert!(text.contains("\tset sshd_v6_net {\n\t\ttype ipv6_addr\n\t\tflags interval,timeout\n"));
+        assert!(text.contains("\t\tip saddr @manual_v4_net counter packets 0 bytes 0 drop\n"));
         assert!(text.contains("\t\tip saddr @manual_v4 counter packets 0 bytes 0 drop\n"));
         assert!(text.contains("type filter hook input priority filter - 10; policy accept;"));
-        assert_eq!(text.matches("bytes 0 drop").count(), 4);
+        assert_eq!(text.matches("bytes 0 drop").count(), 8);
         let reject = render_ruleset(&TableSpec {
             action: Action::Reject,
             ..spec

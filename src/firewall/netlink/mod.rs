@@ -21,7 +21,10 @@ use ipnet::IpNet;
 
 use self::messages::Change;
 use self::socket::{Failure, NfSocket, Op};
-use super::{set_name, Ban, Element, Error, Family, Firewall, Result, TableSpec, INPUT_CHAIN, INPUT_PRIORITY};
+use super::{
+    is_host, jail_sets, set_of, Ban, Element, Error, Family, Firewall, Result, SetDef, TableSpec, INPUT_CHAIN,
+    INPUT_PRIORITY,
+};
 
 /// Table used until [`Firewall::setup`] names another one.
 pub const DEFAULT_TABLE: &str = "nftban";
@@ -151,14 +154,12 @@ impl Netlink {
 }
 
 /// The sets `spec` asks for, by name.
-fn wanted_sets(spec: &TableSpec) -> BTreeMap<String, Family> {
-    let mut wanted = BTreeMap::new();
-    for jail in &spec.jails {
-        for family in [Family::V4, Family::V6] {
-            wanted.insert(set_name(jail, family), family);
-        }
-    }
-    wanted
+fn wanted_sets(spec: &TableSpec) -> BTreeMap<String, SetDef> {
+    spec.jails
+        .iter()
+        .flat_map(|jail| jail_sets(jail))
+        .map(|d| (d.name.clone(), d))
+        .collect()
 }
 
 /// Map a socket failure to the firewall's error.
@@ -215,25 +216,22 @@ impl Firewall for Netlink {
             if set.flags & dump::NFT_SET_ANONYMOUS != 0 {
                 continue;
             }
-            let keep = wanted.get(&set.name).is_some_and(|&family| {
-                let (key_type, key_len) = messages::key_type(family);
-                set.flags == messages::set_flags().bits() && set.key_type == key_type && set.key_len == key_len
+            let keep = wanted.get(&set.name).is_some_and(|d| {
+                let (key_type, key_len) = messages::key_type(d.family);
+                set.flags == messages::set_flags(d.interval).bits()
+                    && set.key_type == key_type
+                    && set.key_len == key_len
             });
             if !keep {
                 ops.push(messages::del_set(table, &set.name));
             }
         }
-        let mut id = 0;
-        for jail in &spec.jails {
-            for family in [Family::V4, Family::V6] {
-                id += 1;
-                ops.push(messages::new_set(table, &set_name(jail, family), family, id));
-            }
+        let sets: Vec<SetDef> = spec.jails.iter().flat_map(|jail| jail_sets(jail)).collect();
+        for (id, d) in sets.iter().enumerate() {
+            ops.push(messages::new_set(table, &d.name, d.family, d.interval, id as u32 + 1));
         }
-        for jail in &spec.jails {
-            for family in [Family::V4, Family::V6] {
-                ops.push(messages::new_rule(table, &set_name(jail, family), family, spec.action));
-            }
+        for d in &sets {
+            ops.push(messages::new_rule(table, &d.name, d.family, spec.action));
         }
         // One batch, never split: all of it or nothing.
         self.sock.batch(&ops).map_err(error)?;
@@ -244,17 +242,17 @@ impl Firewall for Netlink {
     /// NEWSETELEM messages of up to ~1,000 elements, as few batches as the
     /// socket buffer takes. The same prefix twice keeps the last timeout.
     fn add(&mut self, bans: &[Ban]) -> Result<()> {
-        let mut sets: BTreeMap<String, BTreeMap<IpNet, u64>> = BTreeMap::new();
+        let mut sets: BTreeMap<(String, bool), BTreeMap<IpNet, u64>> = BTreeMap::new();
         for ban in bans {
             let net = ban.net.trunc();
-            sets.entry(set_name(&ban.jail, Family::of(&net)))
+            sets.entry((set_of(&ban.jail, &net), !is_host(&net)))
                 .or_default()
                 .insert(net, messages::timeout_ms(ban.timeout));
         }
         let mut ops: Vec<Op> = Vec::new();
-        for (set, items) in &sets {
+        for ((set, interval), items) in &sets {
             let items: Vec<(IpNet, u64)> = items.iter().map(|(n, t)| (*n, *t)).collect();
-            ops.extend(messages::element_ops(&self.table, set, Change::Add, &items));
+            ops.extend(messages::element_ops(&self.table, set, *interval, Change::Add, &items));
         }
         self.sock.transact(&ops).map_err(error)
     }
@@ -263,19 +261,28 @@ impl Firewall for Netlink {
     /// says ENOENT (some element expired or was never there), every prefix
     /// is deleted on its own and ENOENT ignored.
     fn delete(&mut self, jail: &str, nets: &[IpNet]) -> Result<()> {
-        let mut unique: BTreeMap<String, BTreeSet<IpNet>> = BTreeMap::new();
+        let mut unique: BTreeMap<(String, bool), BTreeSet<IpNet>> = BTreeMap::new();
         for net in nets {
             let net = net.trunc();
-            unique.entry(set_name(jail, Family::of(&net))).or_default().insert(net);
+            unique
+                .entry((set_of(jail, &net), !is_host(&net)))
+                .or_default()
+                .insert(net);
         }
         // (No timeout when deleting: the 0 is not sent.)
-        let sets: BTreeMap<String, Vec<(IpNet, u64)>> = unique
+        let sets: BTreeMap<(String, bool), Vec<(IpNet, u64)>> = unique
             .into_iter()
             .map(|(set, nets)| (set, nets.into_iter().map(|n| (n, 0)).collect()))
             .collect();
         let mut ops: Vec<Op> = Vec::new();
-        for (set, items) in &sets {
-            ops.extend(messages::element_ops(&self.table, set, Change::Delete, items));
+        for ((set, interval), items) in &sets {
+            ops.extend(messages::element_ops(
+                &self.table,
+                set,
+                *interval,
+                Change::Delete,
+                items,
+            ));
         }
         match self.sock.transact(&ops) {
             Err(Failure::Kernel {
@@ -283,9 +290,10 @@ impl Firewall for Netlink {
             }) => {}
             other => return other.map_err(error),
         }
-        for (set, items) in &sets {
+        for ((set, interval), items) in &sets {
             for item in items {
-                let ops = messages::element_ops(&self.table, set, Change::Delete, std::slice::from_ref(item));
+                let ops =
+                    messages::element_ops(&self.table, set, *interval, Change::Delete, std::slice::from_ref(item));
                 match self.sock.transact(&ops) {
                     Ok(())
                     | Err(Failure::Kernel {
@@ -323,7 +331,7 @@ impl Firewall for Netlink {
             }
         }
         for (jail, net) in probes {
-            let set = set_name(jail, Family::of(net));
+            let set = set_of(jail, net);
             if !sets.iter().any(|s| s.name == set) {
                 continue;
             }
@@ -340,13 +348,18 @@ impl Firewall for Netlink {
         Ok(out)
     }
 
-    /// GETSETELEM dumps of the jail's two sets, start and end elements
-    /// paired back into prefixes. A jail without sets has no elements.
+    /// GETSETELEM dumps of the jail's four sets: addresses from the hash
+    /// sets, start and end elements of the interval sets paired back into
+    /// prefixes. A jail without sets has no elements.
     fn list(&mut self, jail: &str) -> Result<Vec<Element>> {
         let mut out = Vec::new();
-        for family in [Family::V4, Family::V6] {
-            let raw = self.raw_elements(&set_name(jail, family), family)?;
-            out.extend(dump::pair(family, raw));
+        for d in jail_sets(jail) {
+            let raw = self.raw_elements(&d.name, d.family)?;
+            if d.interval {
+                out.extend(dump::pair(d.family, raw));
+            } else {
+                out.extend(dump::hosts(d.family, raw));
+            }
         }
         Ok(out)
     }

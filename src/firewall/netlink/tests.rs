@@ -96,6 +96,14 @@ fn nft_elements(set: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The elements of a jail's hash set and interval set of one family
+/// (`sshd_v4` and `sshd_v4_net`), together.
+fn both(set: &str) -> BTreeMap<String, String> {
+    let mut all = nft_elements(set);
+    all.extend(nft_elements(&format!("{set}_net")));
+    all
+}
+
 fn rule_lines() -> Vec<String> {
     nft(&["list", "chain", "inet", "nftban", "input"])
         .lines()
@@ -142,8 +150,8 @@ fn elements_keep_their_own_timeouts() {
         ban("sshd", "2001:db8:1::/48", 2 * HOUR),
     ])
     .unwrap();
-    let v4 = nft_elements("sshd_v4");
-    let v6 = nft_elements("sshd_v6");
+    let v4 = both("sshd_v4");
+    let v6 = both("sshd_v6");
     let want = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
         pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
     };
@@ -159,7 +167,7 @@ fn elements_keep_their_own_timeouts() {
     // Adding an element again refreshes its timeout (kernels from about
     // 6.10 on; older ones keep the old timeout, see docs/firewall.md).
     fw.add(&[ban("sshd", "192.0.2.1", 2 * HOUR)]).unwrap();
-    assert_eq!(nft_elements("sshd_v4")["192.0.2.1"], "2h");
+    assert_eq!(both("sshd_v4")["192.0.2.1"], "2h");
 }
 
 #[test]
@@ -168,27 +176,29 @@ fn setup_again_keeps_elements_and_replaces_rules() {
     let two = spec(&["sshd", "manual"], Action::Drop);
     fw.setup(&two).unwrap();
     fw.setup(&two).unwrap();
-    assert_eq!(rule_lines().len(), 4, "setup twice must not duplicate rules");
+    assert_eq!(rule_lines().len(), 8, "setup twice must not duplicate rules");
     fw.add(&[ban("sshd", "192.0.2.1", HOUR), ban("manual", "2001:db8::/64", HOUR)])
         .unwrap();
     fw.setup(&two).unwrap();
-    assert_eq!(rule_lines().len(), 4);
-    assert_eq!(nft_elements("sshd_v4").keys().collect::<Vec<_>>(), ["192.0.2.1"]);
-    assert_eq!(nft_elements("manual_v6").keys().collect::<Vec<_>>(), ["2001:db8::/64"]);
+    assert_eq!(rule_lines().len(), 8);
+    assert_eq!(both("sshd_v4").keys().collect::<Vec<_>>(), ["192.0.2.1"]);
+    assert_eq!(both("manual_v6").keys().collect::<Vec<_>>(), ["2001:db8::/64"]);
 
     // The manual jail goes, and the action changes: its sets are deleted,
     // sshd's are kept with their elements, the rules follow the new spec.
     let one = spec(&["sshd"], Action::Reject);
     fw.setup(&one).unwrap();
-    assert_eq!(set_names(), ["sshd_v4", "sshd_v6"]);
+    assert_eq!(set_names(), ["sshd_v4", "sshd_v4_net", "sshd_v6", "sshd_v6_net"]);
     assert_eq!(
         rule_lines(),
         [
             "ip saddr @sshd_v4 counter packets 0 bytes 0 reject with icmp port-unreachable",
+            "ip saddr @sshd_v4_net counter packets 0 bytes 0 reject with icmp port-unreachable",
             "ip6 saddr @sshd_v6 counter packets 0 bytes 0 reject with icmpv6 port-unreachable",
+            "ip6 saddr @sshd_v6_net counter packets 0 bytes 0 reject with icmpv6 port-unreachable",
         ]
     );
-    assert_eq!(nft_elements("sshd_v4").keys().collect::<Vec<_>>(), ["192.0.2.1"]);
+    assert_eq!(both("sshd_v4").keys().collect::<Vec<_>>(), ["192.0.2.1"]);
 
     // No jails at all: every set goes, the chain stays, empty.
     let none = spec(&[], Action::Drop);
@@ -201,7 +211,7 @@ fn setup_adopts_a_table_of_another_shape() {
     let Some(mut fw) = private_netns() else { return };
     // What another tool (or an older nftban) might have left: the input
     // chain at another priority with a rule of its own that uses a set no
-    // jail owns, sshd_v4 as a plain hash set, and a well-formed sshd_v6
+    // jail owns, sshd_v4 as a hash set without timeouts, and a well-formed sshd_v6
     // with a ban in it.
     let mut child = nft_command()
         .args(["-f", "-"])
@@ -217,7 +227,7 @@ fn setup_adopts_a_table_of_another_shape() {
             b"table inet nftban {
                 set stray { type ipv4_addr; }
                 set sshd_v4 { type ipv4_addr; elements = { 192.0.2.1 } }
-                set sshd_v6 { type ipv6_addr; flags interval,timeout; elements = { 2001:db8::1 timeout 1h } }
+                set sshd_v6 { type ipv6_addr; flags timeout; elements = { 2001:db8::1 timeout 1h } }
                 chain input {
                     type filter hook input priority 0; policy drop;
                     ip saddr @stray accept
@@ -232,12 +242,9 @@ fn setup_adopts_a_table_of_another_shape() {
     // (sshd_v4 is listed last now: nft lists sets in creation order.)
     let mut names = set_names();
     names.sort();
-    assert_eq!(names, ["sshd_v4", "sshd_v6"]);
-    assert!(
-        nft_elements("sshd_v4").is_empty(),
-        "sshd_v4 was recreated with the right type"
-    );
-    assert_eq!(nft_elements("sshd_v6").keys().collect::<Vec<_>>(), ["2001:db8::1"]);
+    assert_eq!(names, ["sshd_v4", "sshd_v4_net", "sshd_v6", "sshd_v6_net"]);
+    assert!(both("sshd_v4").is_empty(), "sshd_v4 was recreated with the right type");
+    assert_eq!(both("sshd_v6").keys().collect::<Vec<_>>(), ["2001:db8::1"]);
     let rendered = render_ruleset(&spec);
     let chain = &rendered[rendered.find("\tchain").unwrap()..rendered.rfind('}').unwrap()];
     assert_eq!(
@@ -269,15 +276,15 @@ fn delete_removes_elements_and_ignores_absent_ones() {
         &[net("192.0.2.1"), net("198.51.100.0/24"), net("2001:db8:1::/48")],
     )
     .unwrap();
-    assert_eq!(nft_elements("sshd_v4").keys().collect::<Vec<_>>(), ["192.0.2.7"]);
-    assert_eq!(nft_elements("sshd_v6").keys().collect::<Vec<_>>(), ["2001:db8::1"]);
+    assert_eq!(both("sshd_v4").keys().collect::<Vec<_>>(), ["192.0.2.7"]);
+    assert_eq!(both("sshd_v6").keys().collect::<Vec<_>>(), ["2001:db8::1"]);
 
     // Absent elements (one never added, one just deleted) mixed with a
     // present one: Ok, and the present one is gone.
     fw.delete("sshd", &[net("203.0.113.9"), net("192.0.2.1"), net("192.0.2.7")])
         .unwrap();
-    assert!(nft_elements("sshd_v4").is_empty());
-    assert_eq!(nft_elements("sshd_v6").keys().collect::<Vec<_>>(), ["2001:db8::1"]);
+    assert!(both("sshd_v4").is_empty());
+    assert_eq!(both("sshd_v6").keys().collect::<Vec<_>>(), ["2001:db8::1"]);
     // A jail without sets has nothing to delete either.
     fw.delete("nosuchjail", &[net("192.0.2.1")]).unwrap();
 }
@@ -317,8 +324,8 @@ fn list_returns_what_was_added() {
         );
     }
     // nft sees the top-of-range elements as the same prefixes.
-    assert!(nft_elements("sshd_v4").contains_key("255.255.255.255"));
-    assert!(nft_elements("sshd_v6").contains_key("ffff::/16"));
+    assert!(both("sshd_v4").contains_key("255.255.255.255"));
+    assert!(both("sshd_v6").contains_key("ffff::/16"));
     assert_eq!(
         fw.list("manual").unwrap().iter().map(|e| e.net).collect::<Vec<_>>(),
         [net("203.0.113.5")]
@@ -429,7 +436,10 @@ fn kernel_errors_name_the_request() {
     // and the error says which set.
     fw.add(&[ban("sshd", "198.51.100.0/24", MIN)]).unwrap();
     let err = fw.add(&[ban("sshd", "198.51.100.128/25", MIN)]).unwrap_err();
-    assert!(err.to_string().contains("set sshd_v4 in table inet nftban"), "{err}");
+    assert!(
+        err.to_string().contains("set sshd_v4_net in table inet nftban"),
+        "{err}"
+    );
 }
 
 /// Send one datagram from `from` to `to` over loopback and say what
