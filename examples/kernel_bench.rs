@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ipnet::{IpNet, Ipv4Net};
 use nftban::config::Config;
 use nftban::daemon::Engine;
+use nftban::firewall::netlink::monitor::Monitor;
 use nftban::firewall::netlink::Netlink;
 use nftban::firewall::{Action, Ban, Firewall, TableSpec};
 
@@ -52,6 +53,13 @@ fn main() -> Res<()> {
         // nftban: single addresses, then /31 prefixes.
         let t = nftban_add(&hosts, 32)?;
         row("nftban `Firewall::add`, addresses", &host_set_type(), n, t);
+        let t = with_monitor(|| nftban_add(&hosts, 32))?;
+        row(
+            "nftban `Firewall::add`, addresses, while the daemon's event monitor listens",
+            &host_set_type(),
+            n,
+            t,
+        );
         let t = nftban_add(&prefixes, 31)?;
         row("nftban `Firewall::add`, /31 prefixes", "interval,timeout", n, t);
 
@@ -163,6 +171,25 @@ fn nftban_add(addrs: &[Ipv4Addr], len: u8) -> Res<Duration> {
     Ok(start.elapsed())
 }
 
+/// Run `f` while a thread reads nf_tables events as the daemon does (the
+/// kernel then builds one event per element added).
+fn with_monitor<T>(f: impl FnOnce() -> T) -> T {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut monitor = Monitor::open("nftban").expect("monitor socket");
+    let flag = stop.clone();
+    let reader = std::thread::spawn(move || {
+        while !flag.load(Ordering::Relaxed) {
+            let _ = monitor.wait();
+        }
+    });
+    let out = f();
+    stop.store(true, Ordering::Relaxed);
+    reader.join().expect("monitor thread");
+    out
+}
+
 /// The `nft` command line for one element.
 fn element(a: &Ipv4Addr, len: u8) -> String {
     if len == 32 {
@@ -222,15 +249,17 @@ fn nft(cmd: &str) -> Res<()> {
     Ok(())
 }
 
-/// Decision-to-kernel latency of single bans: the engine (maxretry 1)
-/// decides on a failure and flushes its one ban, as the daemon's loop does
-/// for a lone event; timed from the `Engine::failure` call to the netlink
-/// ack at the end of `Engine::flush`. Once with an empty set and once with
-/// 100,000 bans already in it.
+/// Decision-to-kernel latency of single bans, two ways.
+///
+/// Addresses: the engine (maxretry 1) decides on a failure and flushes its
+/// one ban, as the daemon's loop does for a lone event; timed from the
+/// `Engine::failure` call to the netlink ack at the end of `Engine::flush`.
+/// Prefixes: one `Firewall::add` of a /31 into the interval set, call to
+/// ack. Each with the set empty and with many elements already in it.
 fn latency(seed: &mut u64) -> Res<()> {
-    println!("| single bans | samples | p50 µs | p99 µs | max µs |");
-    println!("|---|---|---|---|---|");
-    for preload in [0usize, 100_000] {
+    println!("| single bans | set type | elements already in the set | samples | p50 µs | p99 µs | max µs |");
+    println!("|---|---|---|---|---|---|---|");
+    for (prefix, preload) in [(false, 0usize), (false, 1_000_000), (true, 0), (true, 100_000)] {
         nft("delete table inet nftban").ok();
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("nftban.yaml");
@@ -241,23 +270,30 @@ fn latency(seed: &mut u64) -> Res<()> {
         let cfg = Config::from_text(&config, &text)?;
         let mut engine = Engine::new(&cfg, Box::new(Netlink::open()?));
         engine.firewall.setup(&cfg.table_spec())?;
-        let all = random_hosts(preload + LATENCY_SAMPLES, seed);
+        let all = if prefix {
+            random_prefixes(preload + LATENCY_SAMPLES, seed)
+        } else {
+            random_hosts(preload + LATENCY_SAMPLES, seed)
+        };
+        let len = if prefix { 31 } else { 32 };
+        let ban = |a: &Ipv4Addr| Ban {
+            jail: "bench".into(),
+            net: IpNet::V4(Ipv4Net::new(*a, len).unwrap()),
+            timeout: TIMEOUT,
+        };
         if preload > 0 {
-            let bans: Vec<Ban> = all[LATENCY_SAMPLES..]
-                .iter()
-                .map(|a| Ban {
-                    jail: "bench".into(),
-                    net: IpNet::from(IpAddr::V4(*a)),
-                    timeout: TIMEOUT,
-                })
-                .collect();
+            let bans: Vec<Ban> = all[LATENCY_SAMPLES..].iter().map(ban).collect();
             engine.firewall.add(&bans)?;
         }
         let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
         for a in &all[..LATENCY_SAMPLES] {
             let start = Instant::now();
-            engine.failure(0, IpAddr::V4(*a), SystemTime::now());
-            engine.flush();
+            if prefix {
+                engine.firewall.add(&[ban(a)])?;
+            } else {
+                engine.failure(0, IpAddr::V4(*a), SystemTime::now());
+                engine.flush();
+            }
             samples.push(start.elapsed());
         }
         if engine.kernel_errors > 0 {
@@ -265,8 +301,16 @@ fn latency(seed: &mut u64) -> Res<()> {
         }
         samples.sort();
         let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_micros();
+        let (what, set) = if prefix {
+            ("one /31: `Firewall::add` → netlink ack", "interval,timeout")
+        } else {
+            (
+                "one address: `Engine::failure` decision → `Engine::flush` netlink ack",
+                "timeout (hash)",
+            )
+        };
         println!(
-            "| engine decision → netlink ack, {preload} bans in the set | {} | {} | {} | {} |",
+            "| {what} | {set} | {preload} | {} | {} | {} | {} |",
             samples.len(),
             pct(0.50),
             pct(0.99),
@@ -276,71 +320,106 @@ fn latency(seed: &mut u64) -> Res<()> {
     Ok(())
 }
 
-/// `nftban run` with a config of one jail, then `nftban ban -` with
-/// `MEMORY_BANS` addresses on stdin; the daemon's VmRSS and VmHWM from
-/// /proc after the bans are in.
+/// The daemon's memory holding `MEMORY_BANS` bans, two ways: bans decided
+/// from log lines (a file of one failure per address, maxretry 1), and all
+/// given at once with `nftban ban -`. VmRSS once the last ban is in the
+/// kernel, and VmHWM (peak).
 fn memory(bin: &Path, dir: &Path, seed: &mut u64) -> Res<()> {
-    nft("delete table inet nftban").ok();
-    let config = dir.join("daemon.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "socket: {0}/nftban.sock\njails:\n  bench:\n    ruleset: asterisk\n    files: [{0}/none.log]\n",
-            dir.display()
-        ),
-    )?;
-    let mut daemon = Command::new(bin)
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let pid = daemon.id();
-    let rss_before = loop {
-        let st = Command::new(bin)
-            .args(["status", "--config"])
+    let addrs: Vec<Ipv4Addr> = random_hosts(MEMORY_BANS * 2, seed)
+        .into_iter()
+        .filter(|a| matches!(a.octets()[0], 1..=126 | 128..=223))
+        .take(MEMORY_BANS)
+        .collect();
+    if addrs.len() < MEMORY_BANS {
+        return Err("not enough unicast addresses drawn".into());
+    }
+    let last = addrs[MEMORY_BANS - 1];
+    println!("| daemon (`nftban run`) | RSS before | RSS holding {MEMORY_BANS} bans | peak RSS | time to ban all |");
+    println!("|---|---|---|---|---|");
+    for from_log in [true, false] {
+        nft("delete table inet nftban").ok();
+        let log = dir.join("bench.log");
+        std::fs::write(&log, "")?;
+        let config = dir.join("daemon.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "socket: {0}/nftban.sock\ndefaults: {{maxretry: 1, findtime: 10m, bantime: 1h}}\njails:\n  bench:\n    ruleset: asterisk\n    files: [{1}]\n",
+                dir.display(),
+                log.display()
+            ),
+        )?;
+        let mut daemon = Command::new(bin)
+            .args(["run", "--config"])
             .arg(&config)
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()?;
-        if st.success() {
-            break proc_status(pid, "VmRSS")?;
+            .spawn()?;
+        let pid = daemon.id();
+        let rss_before = loop {
+            let st = Command::new(bin)
+                .args(["status", "--config"])
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
+            if st.success() {
+                break proc_status(pid, "VmRSS")?;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let start = Instant::now();
+        let what = if from_log {
+            let mut text = String::with_capacity(MEMORY_BANS * 100);
+            for a in &addrs {
+                let _ = writeln!(
+                    text,
+                    "[2026-11-25 10:00:00] NOTICE[1] chan_sip.c: Registration from '<sip:1@x>' failed for '{a}:5060' - Wrong password"
+                );
+            }
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&log)?
+                .write_all(text.as_bytes())?;
+            "from log lines (one failure each, maxretry 1)"
+        } else {
+            let mut text = String::with_capacity(MEMORY_BANS * 16);
+            for a in &addrs {
+                let _ = writeln!(text, "{a}");
+            }
+            let mut cli = Command::new(bin)
+                .args(["ban", "-", "--jail", "bench", "--config"])
+                .arg(&config)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()?;
+            cli.stdin.take().ok_or("no stdin")?.write_all(text.as_bytes())?;
+            if !cli.wait()?.success() {
+                return Err("nftban ban - failed".into());
+            }
+            "all at once, `nftban ban -`"
+        };
+        // Done when the last address is in the kernel.
+        let probe = format!("get element inet nftban bench_v4 {{ {last} }}");
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while nft(&probe).is_err() {
+            if Instant::now() > deadline {
+                return Err(format!("{last} never reached the kernel").into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let addrs = random_hosts(MEMORY_BANS, seed);
-    let mut text = String::with_capacity(MEMORY_BANS * 16);
-    for a in &addrs {
-        let _ = writeln!(text, "{a}");
+        let t = start.elapsed();
+        let rss = proc_status(pid, "VmRSS")?;
+        let hwm = proc_status(pid, "VmHWM")?;
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        daemon.wait()?;
+        println!(
+            "| {what} | {rss_before} | {rss} | {hwm} | {:.1} s ({:.0}/s) |",
+            t.as_secs_f64(),
+            MEMORY_BANS as f64 / t.as_secs_f64()
+        );
     }
-    let start = Instant::now();
-    let mut cli = Command::new(bin)
-        .args(["ban", "-", "--jail", "bench", "--config"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()?;
-    cli.stdin.take().ok_or("no stdin")?.write_all(text.as_bytes())?;
-    let ok = cli.wait()?.success();
-    let t = start.elapsed();
-    let rss = proc_status(pid, "VmRSS")?;
-    let hwm = proc_status(pid, "VmHWM")?;
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    daemon.wait()?;
-    if !ok {
-        return Err("nftban ban - failed".into());
-    }
-    println!("| daemon memory | value |");
-    println!("|---|---|");
-    println!("| RSS after start, no bans | {rss_before} |");
-    println!("| RSS holding {MEMORY_BANS} bans | {rss} |");
-    println!("| peak RSS (VmHWM) | {hwm} |");
-    println!(
-        "| `nftban ban -` of {MEMORY_BANS} addresses, CLI start to exit | {:.2} s ({:.0}/s) |",
-        t.as_secs_f64(),
-        MEMORY_BANS as f64 / t.as_secs_f64()
-    );
     Ok(())
 }
 
