@@ -153,6 +153,9 @@ impl Netlink {
     }
 }
 
+/// A set by jail, family and kind (interval or not), without its name.
+type SetKey<'a> = (&'a str, Family, bool);
+
 /// The sets `spec` asks for, by name.
 fn wanted_sets(spec: &TableSpec) -> BTreeMap<String, SetDef> {
     spec.jails
@@ -242,17 +245,23 @@ impl Firewall for Netlink {
     /// NEWSETELEM messages of up to ~1,000 elements, as few batches as the
     /// socket buffer takes. The same prefix twice keeps the last timeout.
     fn add(&mut self, bans: &[Ban]) -> Result<()> {
-        let mut sets: BTreeMap<(String, bool), BTreeMap<IpNet, u64>> = BTreeMap::new();
+        // Grouped by set without a per-ban allocation; a sort (stable, so
+        // the last of equal prefixes wins) rather than a map per set: this
+        // runs for a million bans at start or after healing.
+        let mut sets: BTreeMap<SetKey<'_>, Vec<(IpNet, u64)>> = BTreeMap::new();
         for ban in bans {
             let net = ban.net.trunc();
-            sets.entry((set_of(&ban.jail, &net), !is_host(&net)))
+            sets.entry((ban.jail.as_str(), Family::of(&net), !is_host(&net)))
                 .or_default()
-                .insert(net, messages::timeout_ms(ban.timeout));
+                .push((net, messages::timeout_ms(ban.timeout)));
         }
         let mut ops: Vec<Op> = Vec::new();
-        for ((set, interval), items) in &sets {
-            let items: Vec<(IpNet, u64)> = items.iter().map(|(n, t)| (*n, *t)).collect();
-            ops.extend(messages::element_ops(&self.table, set, *interval, Change::Add, &items));
+        for ((jail, _, interval), items) in &mut sets {
+            items.reverse();
+            items.sort_by_key(|(net, _)| *net);
+            items.dedup_by_key(|(net, _)| *net);
+            let set = set_of(jail, &items[0].0);
+            ops.extend(messages::element_ops(&self.table, &set, *interval, Change::Add, items));
         }
         self.sock.transact(&ops).map_err(error)
     }
