@@ -121,3 +121,54 @@ fn bans_come_back_after_flush_ruleset_delete_table_and_flush_set() {
     assert_eq!(rule_count(&ns), 8, "rules duplicated by healing");
     assert!(d.stop());
 }
+
+/// A big set: nftban's own batch of 50,000 bans (run with the event
+/// monitor paused, then checked) heals nothing; an outside `nft flush set`
+/// of it (50,000 delete events, more than the receive buffer may hold:
+/// either the events or the check after ENOBUFS find it) heals once.
+#[test]
+fn a_big_flushed_set_comes_back_and_own_big_batches_heal_nothing() {
+    if !kernel_tests_possible("a_big_flushed_set_comes_back_and_own_big_batches_heal_nothing") {
+        return;
+    }
+    const N: u32 = 50_000;
+    let ns = NetNs::create("healbig").unwrap();
+    let s = Setup::asterisk("");
+    let d = Daemon::start(&ns, &s);
+    let mut child = nftban()
+        .args(["ban", "-", "--config"])
+        .arg(&s.config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = |i: u32| format!("2001:db8:1::{:x}:{:x}", i >> 16, i & 0xffff);
+    let text: String = (1..=N).map(|i| addr(i) + "\n").collect();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    let get = |addrs: &str| {
+        run(ns.command("nft").args([
+            "get",
+            "element",
+            "inet",
+            "nftban",
+            "manual_v6",
+            &format!("{{ {addrs} }}"),
+        ]))
+        .status
+        .success()
+    };
+    let both = format!("{}, {}", addr(1), addr(N));
+    assert!(get(&both), "the bans are in the kernel");
+    assert!(heal_lines(&d).is_empty(), "own big batch healed: {}", d.log());
+
+    let o = run(ns.command("nft").args(["flush", "set", "inet", "nftban", "manual_v6"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line = wait_for("a heal warning", || heal_lines(&d).first().cloned());
+    assert!(line.contains(&format!("restored the table and {N} ban(s)")), "{line}");
+    wait_for("the big set to be back", || get(&both).then_some(()));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(heal_lines(&d).len(), 1, "one heal for one outside change: {}", d.log());
+    assert!(d.stop());
+}

@@ -20,6 +20,7 @@ use ipnet::IpNet;
 use crate::config::{format_duration, Config, MANUAL_JAIL};
 use crate::control::protocol::{BanResult, Banned, JailStatus, SourceStatus, Status, UnbanResult};
 use crate::control::{Request, Response};
+use crate::firewall::netlink::monitor::Pauser;
 use crate::firewall::{Ban, Firewall, TableSpec};
 use crate::matcher::parse_net;
 use crate::sources::{SourceState, SourceStats};
@@ -45,6 +46,12 @@ pub struct Engine {
     pending: Vec<Ban>,
     /// Kernel requests that failed since start.
     pub kernel_errors: u64,
+    /// Pauses the nf_tables event monitor during big batches of nftban's
+    /// own (see [`Engine::BIG_BATCH`]); `None` without a monitor.
+    pub monitor: Option<Pauser>,
+    /// Set after a paused batch: the daemon should check the table, since
+    /// other tools' changes in that window went unseen.
+    pub recheck: bool,
 }
 
 impl Engine {
@@ -89,7 +96,30 @@ impl Engine {
             jails,
             pending: Vec::new(),
             kernel_errors: 0,
+            monitor: None,
+            recheck: false,
         }
+    }
+
+    /// From this many bans on, one `add` runs with the event monitor paused:
+    /// the kernel then skips building an event per element.
+    pub const BIG_BATCH: usize = 10_000;
+
+    /// `Firewall::add`, with the event monitor paused for big batches.
+    fn kernel_add(&mut self, bans: &[Ban]) -> crate::firewall::Result<()> {
+        let pauser = self.monitor.as_ref().filter(|_| bans.len() >= Self::BIG_BATCH);
+        let Some(pauser) = pauser else {
+            return self.firewall.add(bans);
+        };
+        if let Err(e) = pauser.pause() {
+            tracing::debug!(error = %e, "cannot pause the nf_tables event monitor");
+        }
+        let result = self.firewall.add(bans);
+        if let Err(e) = pauser.resume() {
+            tracing::warn!(error = %e, "cannot resume the nf_tables event monitor: changes by other tools will go unseen");
+        }
+        self.recheck = true;
+        result
     }
 
     /// Create or adopt the kernel table, then learn the bans an earlier run
@@ -130,7 +160,7 @@ impl Engine {
                 })
             })
             .collect();
-        self.firewall.add(&bans)?;
+        self.kernel_add(&bans)?;
         Ok(bans.len())
     }
 
@@ -197,7 +227,7 @@ impl Engine {
             return;
         }
         let bans = std::mem::take(&mut self.pending);
-        if let Err(e) = self.firewall.add(&bans) {
+        if let Err(e) = self.kernel_add(&bans) {
             self.kernel_errors += 1;
             tracing::error!(error = %e, count = bans.len(), "could not put bans into the kernel");
             for b in &bans {
@@ -347,7 +377,7 @@ impl Engine {
             }
         }
         let pending = std::mem::take(&mut self.pending);
-        if let Err(e) = self.firewall.add(&pending) {
+        if let Err(e) = self.kernel_add(&pending) {
             self.kernel_errors += 1;
             for b in &pending {
                 self.jails[i].bans.remove(&b.net);

@@ -2,10 +2,15 @@
 //! socket together.
 //!
 //! Threads: one per source (reading and matching, so matching runs in
-//! parallel), one for the control socket, one for signals, and the engine
-//! loop on the caller's thread. They talk over one bounded channel; when the
-//! engine falls behind, sources wait and their lines stay on disk instead of
-//! in memory.
+//! parallel), one for the control socket, one for signals, one watching
+//! nf_tables events (self-healing), and the engine loop on the caller's
+//! thread. They talk over one bounded channel; when the engine falls behind,
+//! sources wait and their lines stay on disk instead of in memory.
+//!
+//! Batching: the loop takes every event already waiting (up to 10,000)
+//! before it flushes, so bans decided together go to the kernel in one
+//! netlink batch, while a lone event is flushed as soon as it is handled
+//! (no timer, no wait for more).
 
 pub mod engine;
 
@@ -59,6 +64,7 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
         None
     };
     let mut engine = Engine::new(&config, firewall);
+    engine.monitor = monitor.as_ref().and_then(|m| m.pauser().ok());
     let adopted = engine
         .start(&config)
         .with_context(|| format!("cannot set up `table inet {}`", config.table))?;
@@ -170,6 +176,14 @@ fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>, spec: &TableSpec)
             }
         }
         engine.flush();
+        // A big batch ran with the event monitor paused: look for what
+        // other tools may have deleted meanwhile, as after lost events.
+        // Once: a restore (itself a big batch) does not check again, so
+        // this can never loop.
+        if std::mem::take(&mut engine.recheck) {
+            heal(engine, spec, Notice::Lost);
+            engine.recheck = false;
+        }
     }
 }
 
