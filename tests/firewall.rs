@@ -238,7 +238,12 @@ fn overlapping_bans_of_a_jail_agree_with_the_kernel() {
     let ns = NetNs::create("overlap").unwrap();
     let s = Setup::asterisk("");
     let d = Daemon::start(&ns, &s);
-    let elems = |set: &str| -> Vec<String> { set_elements(&ns, set).into_iter().map(|e| e.0).collect() };
+    // A family's bans: its hash set (addresses) then its interval set (prefixes).
+    let elems = |set: &str| -> Vec<String> {
+        let mut all: Vec<String> = set_elements(&ns, set).into_iter().map(|e| e.0).collect();
+        all.extend(set_elements(&ns, &format!("{set}_net")).into_iter().map(|e| e.0));
+        all
+    };
     let a = registration("198.51.100.7");
     s.append(&[&a, &a, &a]);
     wait_for("the automatic ban", || {
@@ -300,7 +305,7 @@ fn overlapping_bans_of_a_jail_agree_with_the_kernel() {
     assert!(o.status.success(), "{}", stderr(&o));
     let o = run(ns
         .command("nft")
-        .args(["add element inet nftban asterisk_v4 { 192.0.2.64/26 timeout 1h }"]));
+        .args(["add element inet nftban asterisk_v4_net { 192.0.2.64/26 timeout 1h }"]));
     assert!(o.status.success(), "{}", stderr(&o));
     let o = s.cli(&["ban", "--jail", "asterisk", "192.0.2.0/24"]);
     assert_eq!(o.status.code(), Some(1));

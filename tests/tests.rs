@@ -8,4 +8,5 @@ mod cli;
 mod daemon;
 mod e2e;
 mod firewall;
+mod heal;
 mod logging;

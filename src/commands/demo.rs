@@ -163,7 +163,7 @@ pub fn run() -> anyhow::Result<u8> {
     print!("{}", super::client::format_jail(&st));
 
     say(&format!(
-        "What the kernel holds (sets asterisk_v4 and asterisk_v6 in table inet nftban, read over netlink in {})",
+        "What the kernel holds (sets asterisk_v4, asterisk_v6 and their _net prefix sets in table inet nftban, read over netlink in {})",
         pbx.name
     ));
     for el in kernel_elements(&pbx, "asterisk")? {

@@ -21,7 +21,8 @@ use ipnet::IpNet;
 use crate::config::{format_duration, Config, IncrementConfig, MANUAL_JAIL, RECIDIVE_JAIL};
 use crate::control::protocol::{BanResult, Banned, JailStatus, SourceStatus, Status, UnbanResult};
 use crate::control::{Request, Response};
-use crate::firewall::{set_name, Ban, Counter, Family, Firewall};
+use crate::firewall::netlink::monitor::Pauser;
+use crate::firewall::{jail_sets, Ban, Counter, Firewall, Refused, TableSpec};
 use crate::matcher::parse_net;
 use crate::sources::file::Position;
 use crate::sources::{SourceState, SourceStats};
@@ -98,6 +99,12 @@ pub struct Engine {
     /// Journal cursors likewise.
     cursors: BTreeMap<String, String>,
     positions_saved: Option<std::time::Instant>,
+    /// Pauses the nf_tables event monitor during big batches of nftban's
+    /// own (see [`Engine::BIG_BATCH`]); `None` without a monitor.
+    pub monitor: Option<Pauser>,
+    /// Set after a paused batch: the daemon should check the table, since
+    /// other tools' changes in that window went unseen.
+    pub recheck: bool,
 }
 
 impl Engine {
@@ -158,7 +165,30 @@ impl Engine {
             positions: BTreeMap::new(),
             cursors: BTreeMap::new(),
             positions_saved: None,
+            monitor: None,
+            recheck: false,
         }
+    }
+
+    /// From this many bans on, one `add` runs with the event monitor paused:
+    /// the kernel then skips building an event per element.
+    pub const BIG_BATCH: usize = 10_000;
+
+    /// `Firewall::add`, with the event monitor paused for big batches.
+    fn kernel_add(&mut self, bans: &[Ban]) -> crate::firewall::Result<Vec<Refused>> {
+        let pauser = self.monitor.as_ref().filter(|_| bans.len() >= Self::BIG_BATCH);
+        let Some(pauser) = pauser else {
+            return self.firewall.add(bans);
+        };
+        if let Err(e) = pauser.pause() {
+            tracing::debug!(error = %e, "cannot pause the nf_tables event monitor");
+        }
+        let result = self.firewall.add(bans);
+        if let Err(e) = pauser.resume() {
+            tracing::warn!(error = %e, "cannot resume the nf_tables event monitor: changes by other tools will go unseen");
+        }
+        self.recheck = true;
+        result
     }
 
     /// Keep ban history in `store`: bans are written there before they go
@@ -332,6 +362,53 @@ impl Engine {
         }
     }
 
+    /// Put the table back as `setup` makes it and re-add every live ban
+    /// with its remaining time, from nftban's own record (never by listing
+    /// the kernel's sets): after another tool deleted or flushed the table,
+    /// its chain, sets or elements. Returns how many bans were re-added.
+    pub fn restore(&mut self, spec: &TableSpec, now: SystemTime) -> crate::firewall::Result<usize> {
+        self.flush();
+        self.expire(now);
+        self.firewall.setup(spec)?;
+        let bans: Vec<Ban> = self
+            .jails
+            .iter()
+            .flat_map(|j| {
+                j.bans.iter().filter_map(move |(net, &until)| {
+                    let left = until.duration_since(now).ok().filter(|d| !d.is_zero())?;
+                    Some(Ban {
+                        jail: j.name.clone(),
+                        net: *net,
+                        timeout: left,
+                    })
+                })
+            })
+            .collect();
+        self.kernel_add(&bans)?;
+        Ok(bans.len())
+    }
+
+    /// What is missing from the kernel, checked cheaply: the table's
+    /// objects, and per jail one single-address and one prefix ban (the
+    /// ones with the most time left), looked up one by one.
+    pub fn missing(&mut self, spec: &TableSpec, now: SystemTime) -> crate::firewall::Result<Vec<String>> {
+        let soon = now + Duration::from_secs(2);
+        let mut probes = Vec::new();
+        for j in &self.jails {
+            for host in [true, false] {
+                let best = j
+                    .bans
+                    .iter()
+                    .filter(|(n, &t)| t > soon && (n.prefix_len() == n.max_prefix_len()) == host)
+                    .max_by_key(|(_, &t)| t);
+                if let Some((net, _)) = best {
+                    probes.push((j.name.clone(), *net));
+                }
+            }
+        }
+        self.firewall.missing(spec, &probes)
+    }
+
     fn jail_index(&self, name: &str) -> Option<usize> {
         self.jails.iter().position(|j| j.name == name)
     }
@@ -417,7 +494,7 @@ impl Engine {
     /// Bans the kernel refuses are logged, counted and dropped from the
     /// record; the others stay. Returns the refused ones, with the reason.
     fn push(&mut self, bans: &[Ban]) -> Vec<(Ban, String)> {
-        let refused: Vec<(Ban, String)> = match self.firewall.add(bans) {
+        let refused: Vec<(Ban, String)> = match self.kernel_add(bans) {
             Ok(refused) => refused.into_iter().map(|r| (r.ban, r.error.to_string())).collect(),
             Err(e) => {
                 // Nothing went in: one log line for the call, not one per ban.
@@ -539,8 +616,8 @@ impl Engine {
     fn jail_status(&self, i: usize, now: SystemTime, counters: &BTreeMap<String, Counter>) -> JailStatus {
         let j = &self.jails[i];
         let mut counter = Counter::default();
-        for family in [Family::V4, Family::V6] {
-            if let Some(c) = counters.get(&set_name(&j.name, family)) {
+        for set in jail_sets(&j.name) {
+            if let Some(c) = counters.get(&set.name) {
                 counter.packets += c.packets;
                 counter.bytes += c.bytes;
             }
@@ -613,12 +690,16 @@ impl Engine {
                     .push(format!("{} (inside banned {})", show_net(&net), show_net(&cover)));
                 continue;
             }
-            lifted.extend(
-                j.bans
-                    .iter()
-                    .filter(|(b, _)| **b != net && net.contains(*b))
-                    .map(|(b, t)| (*b, *t)),
-            );
+            // A single address contains nothing else: skip the walk (a
+            // `ban -` of a million addresses must not be quadratic).
+            if net.prefix_len() != net.max_prefix_len() {
+                lifted.extend(
+                    j.bans
+                        .iter()
+                        .filter(|(b, _)| **b != net && net.contains(*b))
+                        .map(|(b, t)| (*b, *t)),
+                );
+            }
             // A wider prefix of this same request replaces narrower ones of it.
             wanted.retain(|w| !net.contains(w));
             wanted.push(net);
@@ -746,9 +827,14 @@ impl Engine {
     }
 }
 
-/// A banned element that contains `net` and has not expired.
+/// A banned element that contains `net` and has not expired. One map
+/// lookup per prefix length (at most 33 or 129), not a walk over all bans:
+/// with a million bans each new ban stays cheap.
 fn covering(bans: &BTreeMap<IpNet, SystemTime>, net: &IpNet, now: SystemTime) -> Option<IpNet> {
-    bans.iter().find(|(b, &t)| t > now && b.contains(net)).map(|(b, _)| *b)
+    (0..=net.prefix_len()).rev().find_map(|len| {
+        let wider = IpNet::new(net.addr(), len).ok()?.trunc();
+        bans.get(&wider).filter(|&&t| t > now).map(|_| wider)
+    })
 }
 
 /// An address prints without `/32` or `/128`, a prefix with its length.

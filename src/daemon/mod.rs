@@ -2,10 +2,15 @@
 //! socket together.
 //!
 //! Threads: one per source (reading and matching, so matching runs in
-//! parallel), one for the control socket, one for signals, and the engine
-//! loop on the caller's thread. They talk over one bounded channel; when the
-//! engine falls behind, sources wait and their lines stay on disk instead of
-//! in memory.
+//! parallel), one for the control socket, one for signals, one watching
+//! nf_tables events (self-healing), and the engine loop on the caller's
+//! thread. They talk over one bounded channel; when the engine falls behind,
+//! sources wait and their lines stay on disk instead of in memory.
+//!
+//! Batching: the loop takes every event already waiting (up to 10,000)
+//! before it flushes, so bans decided together go to the kernel in one
+//! netlink batch, while a lone event is flushed as soon as it is handled
+//! (no timer, no wait for more).
 
 pub mod engine;
 mod notify;
@@ -21,7 +26,8 @@ use anyhow::Context;
 use crate::config::{format_duration, Config};
 use crate::control::server::{serve, Server};
 use crate::control::{Request, Response};
-use crate::firewall::Firewall;
+use crate::firewall::netlink::monitor::{Monitor, Notice};
+use crate::firewall::{Firewall, TableSpec};
 use crate::matcher::LineMatch;
 use crate::sources::file::{follow, Position, StartAt};
 pub use engine::Engine;
@@ -36,6 +42,9 @@ pub enum Event {
     Cursor { source: String, cursor: String },
     /// A control request and where to send the answer.
     Request(Request, mpsc::Sender<Response>),
+    /// nf_tables events about nftban's table: another process deleted
+    /// parts of it, or events were lost.
+    Kernel(Notice),
     /// Stop (signal name).
     Shutdown(&'static str),
 }
@@ -43,8 +52,10 @@ pub enum Event {
 /// How many events may wait for the engine before sources block.
 const QUEUE: usize = 16 * 1024;
 
-/// Run the daemon until SIGTERM or SIGINT.
-pub fn run(config: Config, firewall: Box<dyn Firewall>) -> anyhow::Result<()> {
+/// Run the daemon until SIGTERM or SIGINT. With `watch`, a thread listens to
+/// nf_tables events and the engine heals the table when another process
+/// deletes or flushes parts of it (the kernel backend; not the in-memory one).
+pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::Result<()> {
     let store = crate::store::Store::open(&config.database)?;
     let positions = store.positions().unwrap_or_else(|e| {
         tracing::warn!(error = %e, "cannot read saved file positions; following files from their end");
@@ -55,7 +66,20 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>) -> anyhow::Result<()> {
         Default::default()
     });
     tracing::info!("ban history in {}", config.database.display());
+    // Subscribe before setup, so no change after it goes unseen.
+    let monitor = if watch {
+        match Monitor::open(&config.table) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch nf_tables events: nftban will not notice (nor heal) changes other tools make to table inet {}", config.table);
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut engine = Engine::new(&config, firewall).with_store(store);
+    engine.monitor = monitor.as_ref().and_then(|m| m.pauser().ok());
     let adopted = engine
         .start(&config)
         .with_context(|| format!("cannot set up `table inet {}`", config.table))?;
@@ -173,11 +197,14 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>) -> anyhow::Result<()> {
         })?;
     }
     spawn_signal_thread(tx.clone())?;
+    if let Some(monitor) = monitor {
+        spawn_monitor_thread(monitor, tx.clone(), stop.clone())?;
+    }
     drop(tx);
 
     tracing::info!("nftban running; logs go to {}", config.log.target);
     notify::notify(&format!("READY=1\nSTATUS=watching {} jail(s)", config.jails.len()));
-    engine_loop(&mut engine, rx);
+    engine_loop(&mut engine, rx, &config.table_spec());
     notify::notify("STOPPING=1");
     stop.store(true, Ordering::Relaxed);
     drop(server);
@@ -185,7 +212,7 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>) {
+fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>, spec: &TableSpec) {
     loop {
         let first = match rx.recv_timeout(Duration::from_secs(1)) {
             Ok(ev) => ev,
@@ -208,6 +235,10 @@ fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>) {
                     engine.flush();
                     let _ = reply.send(engine.handle(req, SystemTime::now()));
                 }
+                Event::Kernel(notice) => {
+                    engine.flush();
+                    heal(engine, spec, notice);
+                }
                 Event::Shutdown(sig) => {
                     engine.flush();
                     engine.save_positions(true);
@@ -222,7 +253,71 @@ fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>) {
         }
         engine.flush();
         engine.save_positions(false);
+        // A big batch ran with the event monitor paused: look for what
+        // other tools may have deleted meanwhile, as after lost events.
+        // Once: a restore (itself a big batch) does not check again, so
+        // this can never loop.
+        if std::mem::take(&mut engine.recheck) {
+            heal(engine, spec, Notice::Lost);
+            engine.recheck = false;
+        }
     }
+}
+
+/// Act on a monitor notice: after another process's deletions, restore at
+/// once; after lost events, check cheaply first and restore only if
+/// something is missing.
+fn heal(engine: &mut Engine, spec: &TableSpec, notice: Notice) {
+    let now = SystemTime::now();
+    let cause = match notice {
+        Notice::Changed { what, pid, process } => {
+            format!("{} by process {process} (pid {pid})", what.join(", "))
+        }
+        Notice::Lost => match engine.missing(spec, now) {
+            Ok(missing) if missing.is_empty() => {
+                tracing::debug!(
+                    "nf_tables events were lost (ENOBUFS); table inet {} is intact",
+                    spec.table
+                );
+                return;
+            }
+            Ok(missing) => format!(
+                "{} (nf_tables events were lost, so the process is unknown)",
+                missing.join(", ")
+            ),
+            Err(e) => format!("nf_tables events were lost and checking the table failed ({e})"),
+        },
+    };
+    match engine.restore(spec, now) {
+        Ok(n) => tracing::warn!(
+            "table inet {} was changed by another tool: {cause}; restored the table and {n} ban(s)",
+            spec.table
+        ),
+        Err(e) => {
+            engine.kernel_errors += 1;
+            tracing::error!(error = %e, "table inet {} was changed by another tool: {cause}; restoring it failed", spec.table)
+        }
+    }
+}
+
+fn spawn_monitor_thread(mut monitor: Monitor, tx: SyncSender<Event>, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    std::thread::Builder::new().name("nft-monitor".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match monitor.wait() {
+                Ok(Some(notice)) => {
+                    if tx.send(Event::Kernel(notice)).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading nf_tables events failed; retrying in a second");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+    })?;
+    Ok(())
 }
 
 fn spawn_signal_thread(tx: SyncSender<Event>) -> anyhow::Result<()> {

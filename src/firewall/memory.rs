@@ -91,6 +91,18 @@ impl Firewall for Memory {
         Ok(self.counters.clone())
     }
 
+    fn missing(&mut self, spec: &TableSpec, probes: &[(String, IpNet)]) -> Result<Vec<String>> {
+        if self.spec.as_ref() != Some(spec) {
+            return Ok(vec![format!("table inet {} is missing", spec.table)]);
+        }
+        let now = Instant::now();
+        Ok(probes
+            .iter()
+            .filter(|(jail, net)| self.sets.get(jail).and_then(|s| s.get(net)).is_none_or(|&t| t <= now))
+            .map(|(jail, net)| format!("element {net} is missing from jail {jail}"))
+            .collect())
+    }
+
     fn list(&mut self, jail: &str) -> Result<Vec<Element>> {
         let now = Instant::now();
         Ok(self

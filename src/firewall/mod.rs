@@ -1,13 +1,14 @@
 //! The firewall stage: turns ban decisions into nftables state in the kernel.
 //!
 //! nftban owns exactly one table (`table inet nftban` by default) and never
-//! touches another. Per jail it keeps two sets, `<jail>_v4` and `<jail>_v6`,
-//! each with the `interval` and `timeout` flags, so one set holds single
-//! addresses and prefixes alike and every element carries its own timeout: a
-//! ban expires in the kernel even when nftban is stopped. One base chain per
-//! configured [`Hook`] (`input` by default; `forward` for routed and
-//! container traffic; `prerouting` at raw priority, before conntrack) has
-//! one rule per set: `ip saddr @<jail>_v4 counter drop` (or `reject`).
+//! touches another. Per jail and family it keeps a hash set for single
+//! addresses, `<jail>_v4` (flag `timeout`), and an interval set for prefixes,
+//! `<jail>_v4_net` (flags `interval,timeout`); likewise `_v6`. Every element
+//! carries its own timeout: a ban expires in the kernel even when nftban is
+//! stopped. One base chain per configured [`Hook`] (`input` by default;
+//! `forward` for routed and container traffic; `prerouting` at raw priority,
+//! before conntrack) has one rule per set: `ip saddr @<jail>_v4 counter drop`
+//! (or `reject`).
 //!
 //! Besides the sets, banning an address also removes its existing
 //! conntrack entries ([`Firewall::forget_connections`]), so an ongoing flow
@@ -134,13 +135,64 @@ pub struct TableSpec {
     pub action: Action,
     /// Hooks that get a chain, each at most once, in [`Hook::ALL`] order.
     pub hooks: Vec<Hook>,
-    /// Jail names, in config order; each gets `<jail>_v4` and `<jail>_v6`.
+    /// Jail names, in config order; each gets the sets of [`jail_sets`].
     pub jails: Vec<String>,
 }
 
-/// Name of the set that holds a jail's bans of one family.
+/// Name of the hash set that holds a jail's single addresses of one family.
 pub fn set_name(jail: &str, family: Family) -> String {
     format!("{jail}_{}", family.suffix())
+}
+
+/// Name of the interval set that holds a jail's prefixes of one family.
+pub fn net_set_name(jail: &str, family: Family) -> String {
+    format!("{jail}_{}_net", family.suffix())
+}
+
+/// Whether `net` is a single address (/32 or /128).
+pub fn is_host(net: &IpNet) -> bool {
+    net.prefix_len() == net.max_prefix_len()
+}
+
+/// The set of a jail that holds `net`: the hash set for a single address,
+/// the interval set for a prefix.
+pub fn set_of(jail: &str, net: &IpNet) -> String {
+    if is_host(net) {
+        set_name(jail, Family::of(net))
+    } else {
+        net_set_name(jail, Family::of(net))
+    }
+}
+
+/// One of a jail's sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetDef {
+    pub name: String,
+    pub family: Family,
+    /// An interval set (prefixes) rather than a hash set (single addresses).
+    pub interval: bool,
+}
+
+/// A jail's four sets, in the order setup creates them and adds their
+/// rules: `<jail>_v4` (hash), `<jail>_v4_net` (interval), `<jail>_v6`,
+/// `<jail>_v6_net`. Why two kinds: a single address in an interval set is
+/// two elements (start and end) and a rbtree insert; in a hash set it is one
+/// element and a hash insert (docs/performance.md has the figures).
+pub fn jail_sets(jail: &str) -> Vec<SetDef> {
+    let mut out = Vec::with_capacity(4);
+    for family in [Family::V4, Family::V6] {
+        out.push(SetDef {
+            name: set_name(jail, family),
+            family,
+            interval: false,
+        });
+        out.push(SetDef {
+            name: net_set_name(jail, family),
+            family,
+            interval: true,
+        });
+    }
+    out
 }
 
 /// One ban to put into the kernel.
@@ -228,6 +280,12 @@ pub trait Firewall: Send {
     /// Packet and byte counters of the rules, summed per set name over
     /// every hook. Read from nftban's chains only (never the sets).
     fn counters(&mut self) -> Result<BTreeMap<String, Counter>>;
+
+    /// What of `spec` is missing from the kernel, in words (empty if
+    /// nothing): the table, chain, sets, rules, and any of the `probes`
+    /// (jail, banned prefix) whose element is gone. Cheap, never lists a
+    /// set: used after nf_tables events were lost, to decide whether to heal.
+    fn missing(&mut self, spec: &TableSpec, probes: &[(String, IpNet)]) -> Result<Vec<String>>;
 }
 
 /// The prefix that stands for a single address: /32 or /128.

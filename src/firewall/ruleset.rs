@@ -8,24 +8,23 @@
 
 use std::fmt::Write;
 
-use super::{set_name, Action, Family, Hook, TableSpec};
+use super::{jail_sets, Action, Family, Hook, TableSpec};
 
 /// The ruleset nftban creates for `spec`, exactly as `nft list table`
 /// prints it right after setup (it is valid `nft -f` input as well).
 pub fn render_ruleset(spec: &TableSpec) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "table inet {} {{", spec.table);
-    for jail in &spec.jails {
-        for family in [Family::V4, Family::V6] {
-            let ty = match family {
-                Family::V4 => "ipv4_addr",
-                Family::V6 => "ipv6_addr",
-            };
-            let _ = writeln!(out, "\tset {} {{", set_name(jail, family));
-            let _ = writeln!(out, "\t\ttype {ty}");
-            let _ = writeln!(out, "\t\tflags interval,timeout");
-            let _ = writeln!(out, "\t}}\n");
-        }
+    for set in spec.jails.iter().flat_map(|jail| jail_sets(jail)) {
+        let ty = match set.family {
+            Family::V4 => "ipv4_addr",
+            Family::V6 => "ipv6_addr",
+        };
+        let flags = if set.interval { "interval,timeout" } else { "timeout" };
+        let _ = writeln!(out, "\tset {} {{", set.name);
+        let _ = writeln!(out, "\t\ttype {ty}");
+        let _ = writeln!(out, "\t\tflags {flags}");
+        let _ = writeln!(out, "\t}}\n");
     }
     for (i, &hook) in spec.hooks.iter().enumerate() {
         if i > 0 {
@@ -37,22 +36,20 @@ pub fn render_ruleset(spec: &TableSpec) -> String {
             "\t\ttype filter hook {hook} priority {}; policy accept;",
             priority_text(hook, hook.priority())
         );
-        for jail in &spec.jails {
-            for family in [Family::V4, Family::V6] {
-                // A plain `reject` after `ip saddr` compiles to an ICMP port
-                // unreachable of the packet's family, and nft prints it so.
-                let (proto, verdict) = match (family, spec.action) {
-                    (Family::V4, Action::Drop) => ("ip", "drop"),
-                    (Family::V6, Action::Drop) => ("ip6", "drop"),
-                    (Family::V4, Action::Reject) => ("ip", "reject with icmp port-unreachable"),
-                    (Family::V6, Action::Reject) => ("ip6", "reject with icmpv6 port-unreachable"),
-                };
-                let _ = writeln!(
-                    out,
-                    "\t\t{proto} saddr @{} counter packets 0 bytes 0 {verdict}",
-                    set_name(jail, family)
-                );
-            }
+        for set in spec.jails.iter().flat_map(|jail| jail_sets(jail)) {
+            // A plain `reject` after `ip saddr` compiles to an ICMP port
+            // unreachable of the packet's family, and nft prints it so.
+            let (proto, verdict) = match (set.family, spec.action) {
+                (Family::V4, Action::Drop) => ("ip", "drop"),
+                (Family::V6, Action::Drop) => ("ip6", "drop"),
+                (Family::V4, Action::Reject) => ("ip", "reject with icmp port-unreachable"),
+                (Family::V6, Action::Reject) => ("ip6", "reject with icmpv6 port-unreachable"),
+            };
+            let _ = writeln!(
+                out,
+                "\t\t{proto} saddr @{} counter packets 0 bytes 0 {verdict}",
+                set.name
+            );
         }
         let _ = writeln!(out, "\t}}");
     }
@@ -107,10 +104,12 @@ mod tests {
         };
         let text = render_ruleset(&spec);
         assert!(text.starts_with("table inet nftban {\n"));
-        assert!(text.contains("\tset sshd_v6 {\n\t\ttype ipv6_addr\n\t\tflags interval,timeout\n"));
+        assert!(text.contains("\tset sshd_v6 {\n\t\ttype ipv6_addr\n\t\tflags timeout\n"));
+        assert!(text.contains("\tset sshd_v6_net {\n\t\ttype ipv6_addr\n\t\tflags interval,timeout\n"));
+        assert!(text.contains("\t\tip saddr @manual_v4_net counter packets 0 bytes 0 drop\n"));
         assert!(text.contains("\t\tip saddr @manual_v4 counter packets 0 bytes 0 drop\n"));
         assert!(text.contains("type filter hook input priority filter - 10; policy accept;"));
-        assert_eq!(text.matches("bytes 0 drop").count(), 4);
+        assert_eq!(text.matches("bytes 0 drop").count(), 8);
         let reject = render_ruleset(&TableSpec {
             action: Action::Reject,
             ..spec
@@ -143,7 +142,7 @@ mod tests {
             ..spec
         });
         assert!(!forward_only.contains("chain input"));
-        assert_eq!(forward_only.matches("bytes 0 drop").count(), 2);
+        assert_eq!(forward_only.matches("bytes 0 drop").count(), 4);
     }
 
     #[test]

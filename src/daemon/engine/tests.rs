@@ -465,15 +465,17 @@ fn status_sums_the_counters_of_a_jails_sets() {
         .insert("asterisk_v4".into(), Counter { packets: 3, bytes: 180 });
     fw.counters
         .insert("asterisk_v6".into(), Counter { packets: 1, bytes: 80 });
+    fw.counters
+        .insert("asterisk_v4_net".into(), Counter { packets: 2, bytes: 20 });
     fw.counters.insert("manual_v4".into(), Counter { packets: 7, bytes: 7 });
     let mut e = Engine::new(&config, Box::new(fw));
     e.start(&config).unwrap();
     let st: Status = data(e.handle(Request::Status { jail: None }, SystemTime::now()));
-    assert_eq!((st.jails[0].packets, st.jails[0].bytes), (4, 260));
+    assert_eq!((st.jails[0].packets, st.jails[0].bytes), (6, 280));
     assert_eq!(
         (st.jails[1].name.as_str(), st.jails[1].packets, st.jails[1].bytes),
         ("manual", 7, 7)
     );
     let text = crate::commands::client::format_jail(&st.jails[0]);
-    assert!(text.contains("|- Dropped:          4 packets, 260 bytes\n"), "{text}");
+    assert!(text.contains("|- Dropped:          6 packets, 280 bytes\n"), "{text}");
 }

@@ -235,6 +235,21 @@ pub(super) fn elements(payload: &[u8], family: Family, out: &mut Vec<RawElement>
     }
 }
 
+/// The elements of a hash set: each key is one address.
+pub(super) fn hosts(family: Family, raw: Vec<RawElement>) -> Vec<Element> {
+    let bits = match family {
+        Family::V4 => 32,
+        Family::V6 => 128,
+    };
+    raw.into_iter()
+        .filter(|e| !e.end)
+        .map(|e| Element {
+            net: make_net(family, e.key, bits),
+            expires_in: e.expiration.map(Duration::from_millis),
+        })
+        .collect()
+}
+
 /// Pair start and end elements back into prefixes. The kernel lists an
 /// interval set's elements in any order; sorted by key (an end before a
 /// start at the same key, since an interval may begin where the previous

@@ -64,13 +64,13 @@ pub(super) fn new_table(table: &str) -> Op {
 /// Create the set unless it exists (no `NLM_F_EXCL`: an existing set keeps
 /// its elements). `id` names the set within the batch; the kernel wants one
 /// (EINVAL without it), unique in the batch.
-pub(super) fn new_set(table: &str, set: &str, family: Family, id: u32) -> Op {
+pub(super) fn new_set(table: &str, set: &str, family: Family, interval: bool, id: u32) -> Op {
     let (key_type, key_len) = key_type(family);
     let msg = NfTablesMessage::NewSet(SetMessage {
         attributes: vec![
             SetAttribute::Table(table.into()),
             SetAttribute::Name(set.into()),
-            SetAttribute::Flags(set_flags()),
+            SetAttribute::Flags(set_flags(interval)),
             SetAttribute::KeyType(key_type),
             SetAttribute::KeyLen(key_len),
             SetAttribute::Id(id),
@@ -83,9 +83,14 @@ pub(super) fn new_set(table: &str, set: &str, family: Family, id: u32) -> Op {
     )
 }
 
-/// The flags of every nftban set.
-pub(super) fn set_flags() -> SetFlags {
-    SetFlags::Interval | SetFlags::Timeout
+/// The flags of nftban's sets: `interval,timeout` for prefixes, `timeout`
+/// (a hash set) for single addresses.
+pub(super) fn set_flags(interval: bool) -> SetFlags {
+    if interval {
+        SetFlags::Interval | SetFlags::Timeout
+    } else {
+        SetFlags::Timeout
+    }
 }
 
 /// Key type and length of a family's sets.
@@ -278,11 +283,13 @@ pub(super) fn timeout_ms(d: std::time::Duration) -> u64 {
 }
 
 /// NEWSETELEM or DELSETELEM messages for `items` (prefix, timeout in ms),
-/// as many elements per message as fit. Each prefix is a start element
-/// (with its timeout when adding) and, unless it reaches the top of the
-/// address space, an end element flagged INTERVAL_END that never carries a
-/// timeout (the kernel refuses one with EINVAL).
-pub(super) fn element_ops(table: &str, set: &str, change: Change, items: &[(IpNet, u64)]) -> Vec<Op> {
+/// as many elements per message as fit. In a hash set (`interval` false)
+/// each item is one element, its address. In an interval set each prefix
+/// is a start element (with its timeout when adding) and, unless it
+/// reaches the top of the address space, an end element flagged
+/// INTERVAL_END that never carries a timeout (the kernel refuses one with
+/// EINVAL).
+pub(super) fn element_ops(table: &str, set: &str, interval: bool, change: Change, items: &[(IpNet, u64)]) -> Vec<Op> {
     let mut ops = Vec::new();
     let mut elements: Vec<ListAttribute<SetElementAttribute>> = Vec::new();
     let mut size = 0;
@@ -295,7 +302,7 @@ pub(super) fn element_ops(table: &str, set: &str, change: Change, items: &[(IpNe
             first.push(SetElementAttribute::Timeout(*ms));
         }
         pair.push(ListAttribute::Element(first));
-        if let Some(end) = end {
+        if let Some(end) = end.filter(|_| interval) {
             pair.push(ListAttribute::Element(vec![
                 SetElementAttribute::Key(DataAttribute::Value(end)),
                 SetElementAttribute::Flags(SetElementFlags::IntervalEnd),
@@ -361,6 +368,27 @@ pub(super) fn get_elements(table: &str, set: &str) -> NfTablesMessage {
     })
 }
 
+/// GETRULE dump request for the rules of one chain.
+pub(super) fn get_chain_rules(table: &str, chain: &str) -> NfTablesMessage {
+    NfTablesMessage::GetRule(RuleMessage {
+        attributes: vec![RuleAttribute::Table(table.into()), RuleAttribute::Chain(chain.into())],
+    })
+}
+
+/// GETSETELEM request (not a dump) for the one element with key `key`:
+/// answered with the element, or ENOENT.
+pub(super) fn get_element(table: &str, set: &str, key: Vec<u8>) -> NfTablesMessage {
+    NfTablesMessage::GetSetElement(SetElementMessage {
+        attributes: vec![
+            SetElementList::Table(table.into()),
+            SetElementList::Set(set.into()),
+            SetElementList::Elements(vec![ListAttribute::Element(vec![SetElementAttribute::Key(
+                DataAttribute::Value(key),
+            )])]),
+        ],
+    })
+}
+
 #[cfg(test)]
 mod unit {
     use std::time::Duration;
@@ -399,7 +427,7 @@ mod unit {
         let items: Vec<(IpNet, u64)> = (0..3000u128)
             .map(|i| (IpNet::new(std::net::Ipv6Addr::from(i << 64).into(), 64).unwrap(), 1000))
             .collect();
-        let ops = element_ops("nftban", "sshd_v6", Change::Add, &items);
+        let ops = element_ops("nftban", "sshd_v6_net", true, Change::Add, &items);
         assert!(ops.len() >= 3, "{} messages", ops.len());
         let mut total = 0;
         for op in &ops {
@@ -410,9 +438,25 @@ mod unit {
         }
         assert_eq!(total, 3000);
         assert!(
-            ops[0].what.starts_with("add ") && ops[0].what.ends_with(" elements to set sshd_v6 in table inet nftban")
+            ops[0].what.starts_with("add ")
+                && ops[0]
+                    .what
+                    .ends_with(" elements to set sshd_v6_net in table inet nftban")
         );
-        let del = element_ops("nftban", "sshd_v6", Change::Delete, &items[..1]);
-        assert_eq!(del[0].what, "delete 1 element from set sshd_v6 in table inet nftban");
+        let del = element_ops("nftban", "sshd_v6_net", true, Change::Delete, &items[..1]);
+        assert_eq!(
+            del[0].what,
+            "delete 1 element from set sshd_v6_net in table inet nftban"
+        );
+        // A hash set gets one element per address, an interval set two.
+        let host = [("192.0.2.1/32".parse().unwrap(), 1000)];
+        let hash = element_ops("nftban", "sshd_v4", false, Change::Add, &host);
+        let interval = element_ops("nftban", "sshd_v4_net", true, Change::Add, &host);
+        assert!(
+            hash[0].len() < interval[0].len(),
+            "{} vs {}",
+            hash[0].len(),
+            interval[0].len()
+        );
     }
 }

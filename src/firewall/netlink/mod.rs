@@ -10,6 +10,7 @@
 mod conntrack;
 mod dump;
 mod messages;
+pub mod monitor;
 mod socket;
 #[cfg(test)]
 mod tests;
@@ -21,7 +22,10 @@ use ipnet::IpNet;
 
 use self::messages::Change;
 use self::socket::{Failure, NfSocket, Op};
-use super::{set_name, Ban, Counter, Element, Error, Family, Firewall, Hook, Refused, Result, TableSpec};
+use super::{
+    is_host, jail_sets, set_of, Ban, Counter, Element, Error, Family, Firewall, Hook, Refused, Result, SetDef,
+    TableSpec,
+};
 
 /// Table used until [`Firewall::setup`] names another one.
 pub const DEFAULT_TABLE: &str = "nftban";
@@ -106,6 +110,26 @@ impl Netlink {
         }
     }
 
+    /// How many rules a chain has (0 if it is gone).
+    fn rule_count(&mut self, table: &str, chain: &str) -> Result<usize> {
+        let what = format!("list the rules of chain {chain} in {}", messages::describe_table(table));
+        for _ in 0..DUMP_RETRIES {
+            let mut n = 0;
+            match self
+                .sock
+                .dump(messages::get_chain_rules(table, chain), &what, |_| n += 1)
+            {
+                Ok(true) => return Ok(n),
+                Ok(false) => continue,
+                Err(Failure::Kernel {
+                    errno: libc::ENOENT, ..
+                }) => return Ok(0),
+                Err(f) => return Err(error(f)),
+            }
+        }
+        Err(interrupted(what))
+    }
+
     /// The start and end elements of one set, or none if it does not exist.
     fn raw_elements(&mut self, set: &str, family: Family) -> Result<Vec<dump::RawElement>> {
         let table = self.table.clone();
@@ -124,6 +148,18 @@ impl Netlink {
         }
         Err(interrupted(what))
     }
+}
+
+/// A set by jail, family and kind (interval or not), without its name.
+type SetKey<'a> = (&'a str, Family, bool);
+
+/// The sets `spec` asks for, by name.
+fn wanted_sets(spec: &TableSpec) -> BTreeMap<String, SetDef> {
+    spec.jails
+        .iter()
+        .flat_map(|jail| jail_sets(jail))
+        .map(|d| (d.name.clone(), d))
+        .collect()
 }
 
 /// Map a socket failure to the firewall's error.
@@ -158,17 +194,23 @@ impl Netlink {
     /// missing table or set (ENOENT), no permission or a socket failure
     /// fail the whole call: every element would fail the same way.
     fn add_split(&mut self, bans: &[Ban], refused: &mut Vec<Refused>) -> Result<()> {
-        let mut sets: BTreeMap<String, BTreeMap<IpNet, u64>> = BTreeMap::new();
+        // Grouped by set without a per-ban allocation; a sort (stable, so
+        // the last of equal prefixes wins) rather than a map per set: this
+        // runs for a million bans at start or after healing.
+        let mut sets: BTreeMap<SetKey<'_>, Vec<(IpNet, u64)>> = BTreeMap::new();
         for ban in bans {
             let net = ban.net.trunc();
-            sets.entry(set_name(&ban.jail, Family::of(&net)))
+            sets.entry((ban.jail.as_str(), Family::of(&net), !is_host(&net)))
                 .or_default()
-                .insert(net, messages::timeout_ms(ban.timeout));
+                .push((net, messages::timeout_ms(ban.timeout)));
         }
         let mut ops: Vec<Op> = Vec::new();
-        for (set, items) in &sets {
-            let items: Vec<(IpNet, u64)> = items.iter().map(|(n, t)| (*n, *t)).collect();
-            ops.extend(messages::element_ops(&self.table, set, Change::Add, &items));
+        for ((jail, _, interval), items) in &mut sets {
+            items.reverse();
+            items.sort_by_key(|(net, _)| *net);
+            items.dedup_by_key(|(net, _)| *net);
+            let set = set_of(jail, &items[0].0);
+            ops.extend(messages::element_ops(&self.table, &set, *interval, Change::Add, items));
         }
         match self.sock.transact(&ops) {
             Ok(()) => Ok(()),
@@ -212,12 +254,7 @@ impl Firewall for Netlink {
     /// table only.
     fn setup(&mut self, spec: &TableSpec) -> Result<()> {
         let table = spec.table.as_str();
-        let mut wanted: BTreeMap<String, Family> = BTreeMap::new();
-        for jail in &spec.jails {
-            for family in [Family::V4, Family::V6] {
-                wanted.insert(set_name(jail, family), family);
-            }
-        }
+        let wanted = wanted_sets(spec);
         let existing = self.existing_sets(table)?;
         let mut chains = BTreeMap::new();
         for hook in Hook::ALL {
@@ -248,32 +285,23 @@ impl Firewall for Netlink {
             if set.flags & dump::NFT_SET_ANONYMOUS != 0 {
                 continue;
             }
-            let keep = wanted.get(&set.name).is_some_and(|&family| {
-                let (key_type, key_len) = messages::key_type(family);
-                set.flags == messages::set_flags().bits() && set.key_type == key_type && set.key_len == key_len
+            let keep = wanted.get(&set.name).is_some_and(|d| {
+                let (key_type, key_len) = messages::key_type(d.family);
+                set.flags == messages::set_flags(d.interval).bits()
+                    && set.key_type == key_type
+                    && set.key_len == key_len
             });
             if !keep {
                 ops.push(messages::del_set(table, &set.name));
             }
         }
-        let mut id = 0;
-        for jail in &spec.jails {
-            for family in [Family::V4, Family::V6] {
-                id += 1;
-                ops.push(messages::new_set(table, &set_name(jail, family), family, id));
-            }
+        let sets: Vec<SetDef> = spec.jails.iter().flat_map(|jail| jail_sets(jail)).collect();
+        for (id, d) in sets.iter().enumerate() {
+            ops.push(messages::new_set(table, &d.name, d.family, d.interval, id as u32 + 1));
         }
         for &hook in &spec.hooks {
-            for jail in &spec.jails {
-                for family in [Family::V4, Family::V6] {
-                    ops.push(messages::new_rule(
-                        table,
-                        hook,
-                        &set_name(jail, family),
-                        family,
-                        spec.action,
-                    ));
-                }
+            for d in &sets {
+                ops.push(messages::new_rule(table, hook, &d.name, d.family, spec.action));
             }
         }
         // One batch, never split: all of it or nothing.
@@ -311,19 +339,28 @@ impl Firewall for Netlink {
     /// says ENOENT (some element expired or was never there), every prefix
     /// is deleted on its own and ENOENT ignored.
     fn delete(&mut self, jail: &str, nets: &[IpNet]) -> Result<()> {
-        let mut unique: BTreeMap<String, BTreeSet<IpNet>> = BTreeMap::new();
+        let mut unique: BTreeMap<(String, bool), BTreeSet<IpNet>> = BTreeMap::new();
         for net in nets {
             let net = net.trunc();
-            unique.entry(set_name(jail, Family::of(&net))).or_default().insert(net);
+            unique
+                .entry((set_of(jail, &net), !is_host(&net)))
+                .or_default()
+                .insert(net);
         }
         // (No timeout when deleting: the 0 is not sent.)
-        let sets: BTreeMap<String, Vec<(IpNet, u64)>> = unique
+        let sets: BTreeMap<(String, bool), Vec<(IpNet, u64)>> = unique
             .into_iter()
             .map(|(set, nets)| (set, nets.into_iter().map(|n| (n, 0)).collect()))
             .collect();
         let mut ops: Vec<Op> = Vec::new();
-        for (set, items) in &sets {
-            ops.extend(messages::element_ops(&self.table, set, Change::Delete, items));
+        for ((set, interval), items) in &sets {
+            ops.extend(messages::element_ops(
+                &self.table,
+                set,
+                *interval,
+                Change::Delete,
+                items,
+            ));
         }
         match self.sock.transact(&ops) {
             Err(Failure::Kernel {
@@ -331,9 +368,10 @@ impl Firewall for Netlink {
             }) => {}
             other => return other.map_err(error),
         }
-        for (set, items) in &sets {
+        for ((set, interval), items) in &sets {
             for item in items {
-                let ops = messages::element_ops(&self.table, set, Change::Delete, std::slice::from_ref(item));
+                let ops =
+                    messages::element_ops(&self.table, set, *interval, Change::Delete, std::slice::from_ref(item));
                 match self.sock.transact(&ops) {
                     Ok(())
                     | Err(Failure::Kernel {
@@ -346,13 +384,65 @@ impl Firewall for Netlink {
         Ok(())
     }
 
-    /// GETSETELEM dumps of the jail's two sets, start and end elements
-    /// paired back into prefixes. A jail without sets has no elements.
+    /// GETCHAIN, a GETSET dump and a GETRULE dump of nftban's table only,
+    /// then one GETSETELEM lookup per probe: never a set listing.
+    fn missing(&mut self, spec: &TableSpec, probes: &[(String, IpNet)]) -> Result<Vec<String>> {
+        let table = spec.table.as_str();
+        let mut chains = Vec::new();
+        for &hook in &spec.hooks {
+            chains.push((hook.chain(), self.existing_chain(table, hook.chain())?.is_some()));
+        }
+        let sets = self.existing_sets(table)?;
+        if chains.iter().all(|(_, there)| !there) && sets.is_empty() {
+            return Ok(vec![format!("{} is missing", messages::describe_table(table))]);
+        }
+        let mut out = Vec::new();
+        let wanted = wanted_sets(spec);
+        for (chain, there) in chains {
+            if !there {
+                out.push(format!("chain {chain} is missing"));
+                continue;
+            }
+            let rules = self.rule_count(table, chain)?;
+            if rules < wanted.len() {
+                out.push(format!("chain {chain} has {rules} of its {} rules", wanted.len()));
+            }
+        }
+        for set in wanted.keys() {
+            if !sets.iter().any(|s| &s.name == set) {
+                out.push(format!("set {set} is missing"));
+            }
+        }
+        for (jail, net) in probes {
+            let set = set_of(jail, net);
+            if !sets.iter().any(|s| s.name == set) {
+                continue;
+            }
+            let what = format!("look up {net} in set {set} of {}", messages::describe_table(table));
+            let key = messages::interval_keys(net).0;
+            match self.sock.get(messages::get_element(table, &set, key), &what, |_| {}) {
+                Ok(()) => {}
+                Err(Failure::Kernel {
+                    errno: libc::ENOENT, ..
+                }) => out.push(format!("element {net} is missing from set {set}")),
+                Err(f) => return Err(error(f)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// GETSETELEM dumps of the jail's four sets: addresses from the hash
+    /// sets, start and end elements of the interval sets paired back into
+    /// prefixes. A jail without sets has no elements.
     fn list(&mut self, jail: &str) -> Result<Vec<Element>> {
         let mut out = Vec::new();
-        for family in [Family::V4, Family::V6] {
-            let raw = self.raw_elements(&set_name(jail, family), family)?;
-            out.extend(dump::pair(family, raw));
+        for d in jail_sets(jail) {
+            let raw = self.raw_elements(&d.name, d.family)?;
+            if d.interval {
+                out.extend(dump::pair(d.family, raw));
+            } else {
+                out.extend(dump::hosts(d.family, raw));
+            }
         }
         Ok(out)
     }

@@ -97,6 +97,14 @@ fn nft_elements(set: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The elements of a jail's hash set and interval set of one family
+/// (`sshd_v4` and `sshd_v4_net`), together.
+fn both(set: &str) -> BTreeMap<String, String> {
+    let mut all = nft_elements(set);
+    all.extend(nft_elements(&format!("{set}_net")));
+    all
+}
+
 fn rule_lines() -> Vec<String> {
     nft(&["list", "table", "inet", "nftban"])
         .lines()
@@ -143,8 +151,8 @@ fn elements_keep_their_own_timeouts() {
         ban("sshd", "2001:db8:1::/48", 2 * HOUR),
     ])
     .unwrap();
-    let v4 = nft_elements("sshd_v4");
-    let v6 = nft_elements("sshd_v6");
+    let v4 = both("sshd_v4");
+    let v6 = both("sshd_v6");
     let want = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
         pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
     };
@@ -160,7 +168,7 @@ fn elements_keep_their_own_timeouts() {
     // Adding an element again refreshes its timeout (kernels from about
     // 6.10 on; older ones keep the old timeout, see docs/firewall.md).
     fw.add(&[ban("sshd", "192.0.2.1", 2 * HOUR)]).unwrap();
-    assert_eq!(nft_elements("sshd_v4")["192.0.2.1"], "2h");
+    assert_eq!(both("sshd_v4")["192.0.2.1"], "2h");
 }
 
 #[test]
@@ -169,27 +177,29 @@ fn setup_again_keeps_elements_and_replaces_rules() {
     let two = spec(&["sshd", "manual"], Action::Drop);
     fw.setup(&two).unwrap();
     fw.setup(&two).unwrap();
-    assert_eq!(rule_lines().len(), 4, "setup twice must not duplicate rules");
+    assert_eq!(rule_lines().len(), 8, "setup twice must not duplicate rules");
     fw.add(&[ban("sshd", "192.0.2.1", HOUR), ban("manual", "2001:db8::/64", HOUR)])
         .unwrap();
     fw.setup(&two).unwrap();
-    assert_eq!(rule_lines().len(), 4);
-    assert_eq!(nft_elements("sshd_v4").keys().collect::<Vec<_>>(), ["192.0.2.1"]);
-    assert_eq!(nft_elements("manual_v6").keys().collect::<Vec<_>>(), ["2001:db8::/64"]);
+    assert_eq!(rule_lines().len(), 8);
+    assert_eq!(both("sshd_v4").keys().collect::<Vec<_>>(), ["192.0.2.1"]);
+    assert_eq!(both("manual_v6").keys().collect::<Vec<_>>(), ["2001:db8::/64"]);
 
     // The manual jail goes, and the action changes: its sets are deleted,
     // sshd's are kept with their elements, the rules follow the new spec.
     let one = spec(&["sshd"], Action::Reject);
     fw.setup(&one).unwrap();
-    assert_eq!(set_names(), ["sshd_v4", "sshd_v6"]);
+    assert_eq!(set_names(), ["sshd_v4", "sshd_v4_net", "sshd_v6", "sshd_v6_net"]);
     assert_eq!(
         rule_lines(),
         [
             "ip saddr @sshd_v4 counter packets 0 bytes 0 reject with icmp port-unreachable",
+            "ip saddr @sshd_v4_net counter packets 0 bytes 0 reject with icmp port-unreachable",
             "ip6 saddr @sshd_v6 counter packets 0 bytes 0 reject with icmpv6 port-unreachable",
+            "ip6 saddr @sshd_v6_net counter packets 0 bytes 0 reject with icmpv6 port-unreachable",
         ]
     );
-    assert_eq!(nft_elements("sshd_v4").keys().collect::<Vec<_>>(), ["192.0.2.1"]);
+    assert_eq!(both("sshd_v4").keys().collect::<Vec<_>>(), ["192.0.2.1"]);
 
     // No jails at all: every set goes, the chain stays, empty.
     let none = spec(&[], Action::Drop);
@@ -202,7 +212,7 @@ fn setup_adopts_a_table_of_another_shape() {
     let Some(mut fw) = private_netns() else { return };
     // What another tool (or an older nftban) might have left: the input
     // chain at another priority with a rule of its own that uses a set no
-    // jail owns, sshd_v4 as a plain hash set, and a well-formed sshd_v6
+    // jail owns, sshd_v4 as a hash set without timeouts, and a well-formed sshd_v6
     // with a ban in it.
     let mut child = nft_command()
         .args(["-f", "-"])
@@ -218,7 +228,7 @@ fn setup_adopts_a_table_of_another_shape() {
             b"table inet nftban {
                 set stray { type ipv4_addr; }
                 set sshd_v4 { type ipv4_addr; elements = { 192.0.2.1 } }
-                set sshd_v6 { type ipv6_addr; flags interval,timeout; elements = { 2001:db8::1 timeout 1h } }
+                set sshd_v6 { type ipv6_addr; flags timeout; elements = { 2001:db8::1 timeout 1h } }
                 chain input {
                     type filter hook input priority 0; policy drop;
                     ip saddr @stray accept
@@ -233,12 +243,9 @@ fn setup_adopts_a_table_of_another_shape() {
     // (sshd_v4 is listed last now: nft lists sets in creation order.)
     let mut names = set_names();
     names.sort();
-    assert_eq!(names, ["sshd_v4", "sshd_v6"]);
-    assert!(
-        nft_elements("sshd_v4").is_empty(),
-        "sshd_v4 was recreated with the right type"
-    );
-    assert_eq!(nft_elements("sshd_v6").keys().collect::<Vec<_>>(), ["2001:db8::1"]);
+    assert_eq!(names, ["sshd_v4", "sshd_v4_net", "sshd_v6", "sshd_v6_net"]);
+    assert!(both("sshd_v4").is_empty(), "sshd_v4 was recreated with the right type");
+    assert_eq!(both("sshd_v6").keys().collect::<Vec<_>>(), ["2001:db8::1"]);
     let rendered = render_ruleset(&spec);
     let chain = &rendered[rendered.find("\tchain").unwrap()..rendered.rfind('}').unwrap()];
     assert_eq!(
@@ -270,15 +277,15 @@ fn delete_removes_elements_and_ignores_absent_ones() {
         &[net("192.0.2.1"), net("198.51.100.0/24"), net("2001:db8:1::/48")],
     )
     .unwrap();
-    assert_eq!(nft_elements("sshd_v4").keys().collect::<Vec<_>>(), ["192.0.2.7"]);
-    assert_eq!(nft_elements("sshd_v6").keys().collect::<Vec<_>>(), ["2001:db8::1"]);
+    assert_eq!(both("sshd_v4").keys().collect::<Vec<_>>(), ["192.0.2.7"]);
+    assert_eq!(both("sshd_v6").keys().collect::<Vec<_>>(), ["2001:db8::1"]);
 
     // Absent elements (one never added, one just deleted) mixed with a
     // present one: Ok, and the present one is gone.
     fw.delete("sshd", &[net("203.0.113.9"), net("192.0.2.1"), net("192.0.2.7")])
         .unwrap();
-    assert!(nft_elements("sshd_v4").is_empty());
-    assert_eq!(nft_elements("sshd_v6").keys().collect::<Vec<_>>(), ["2001:db8::1"]);
+    assert!(both("sshd_v4").is_empty());
+    assert_eq!(both("sshd_v6").keys().collect::<Vec<_>>(), ["2001:db8::1"]);
     // A jail without sets has nothing to delete either.
     fw.delete("nosuchjail", &[net("192.0.2.1")]).unwrap();
 }
@@ -318,8 +325,8 @@ fn list_returns_what_was_added() {
         );
     }
     // nft sees the top-of-range elements as the same prefixes.
-    assert!(nft_elements("sshd_v4").contains_key("255.255.255.255"));
-    assert!(nft_elements("sshd_v6").contains_key("ffff::/16"));
+    assert!(both("sshd_v4").contains_key("255.255.255.255"));
+    assert!(both("sshd_v6").contains_key("ffff::/16"));
     assert_eq!(
         fw.list("manual").unwrap().iter().map(|e| e.net).collect::<Vec<_>>(),
         [net("203.0.113.5")]
@@ -435,7 +442,7 @@ fn kernel_errors_name_the_request() {
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert_eq!(refused[0].ban.net, net("198.51.100.128/25"));
     let err = refused[0].error.to_string();
-    assert!(err.contains("set sshd_v4 in table inet nftban"), "{err}");
+    assert!(err.contains("set sshd_v4_net in table inet nftban"), "{err}");
     assert!(nft_elements("sshd_v4").contains_key("203.0.113.1"));
 }
 
@@ -534,12 +541,12 @@ fn chains_follow_the_configured_hooks() {
     fw.setup(&spec_hooks(&["sshd"], Action::Drop, &[Hook::Input, Hook::Forward]))
         .unwrap();
     assert_eq!(chains(), ["input", "forward"]);
-    assert_eq!(rule_lines().len(), 4, "2 hooks x 2 sets, never duplicated");
+    assert_eq!(rule_lines().len(), 8, "2 hooks x 4 sets, never duplicated");
     // Only prerouting now: the other chains go, the ban stays.
     let pre = spec_hooks(&["sshd"], Action::Drop, &[Hook::Prerouting]);
     fw.setup(&pre).unwrap();
     assert_eq!(chains(), ["prerouting"]);
-    assert_eq!(rule_lines().len(), 2);
+    assert_eq!(rule_lines().len(), 4);
     assert_eq!(nft_elements("sshd_v4").keys().collect::<Vec<_>>(), ["192.0.2.1"]);
     fw.delete("sshd", &[net("192.0.2.1")]).unwrap();
     assert_eq!(nft(&["list", "table", "inet", "nftban"]), render_ruleset(&pre));
@@ -548,8 +555,8 @@ fn chains_follow_the_configured_hooks() {
 #[test]
 fn a_full_set_refuses_only_the_elements_that_do_not_fit() {
     let Some(mut fw) = private_netns() else { return };
-    // A set of the right type and flags but with room for 4 elements (an
-    // address in an interval set is 2: start and end): setup adopts it.
+    // A set of the right type and flags but with room for 4 elements:
+    // setup adopts it.
     let mut child = nft_command()
         .args(["-f", "-"])
         .stdin(std::process::Stdio::piped())
@@ -560,7 +567,7 @@ fn a_full_set_refuses_only_the_elements_that_do_not_fit() {
         .stdin
         .take()
         .unwrap()
-        .write_all(b"table inet nftban { set sshd_v4 { type ipv4_addr; flags interval,timeout; size 4; }; }")
+        .write_all(b"table inet nftban { set sshd_v4 { type ipv4_addr; flags timeout; size 4; }; }")
         .unwrap();
     assert!(child.wait().unwrap().success());
     fw.setup(&spec(&["sshd"], Action::Drop)).unwrap();
@@ -618,7 +625,8 @@ fn counters_sum_dropped_packets_per_set() {
     assert_eq!(counters["sshd_v4"], Counter { packets: 2, bytes: 64 });
     assert_eq!(counters["sshd_v6"], Counter::default());
     assert_eq!(counters["manual_v4"], Counter::default());
-    assert_eq!(counters.len(), 4, "{counters:?}");
+    assert_eq!(counters["sshd_v4_net"], Counter::default());
+    assert_eq!(counters.len(), 8, "{counters:?}");
 }
 
 #[test]

@@ -1,0 +1,513 @@
+//! Kernel benchmark (issue 4): how fast bans reach the kernel through
+//! nftban's own netlink code, compared in the same run with `nft -f` and with
+//! one `nft` process per ban (what fail2ban does), plus single-ban latency
+//! and the daemon's memory holding many bans.
+//!
+//! Run it through `bash bench/kernel.sh`, which builds it in release mode
+//! and runs it inside a private network namespace it creates and deletes:
+//! this program changes the nftables ruleset of the namespace it runs in.
+//! Arguments: the path of the release `nftban` binary, then the sizes
+//! (default 1000 100000 1000000; `0` runs only the latency and memory parts).
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use ipnet::{IpNet, Ipv4Net};
+use nftban::config::Config;
+use nftban::daemon::Engine;
+use nftban::firewall::netlink::monitor::Monitor;
+use nftban::firewall::netlink::Netlink;
+use nftban::firewall::{Action, Ban, Firewall, TableSpec};
+
+/// Every element gets this timeout, long enough to outlive the run.
+const TIMEOUT: Duration = Duration::from_secs(3600);
+/// Table for the `nft` comparisons (nftban's own is `nftban`).
+const NFT_TABLE: &str = "nftbench";
+/// Longest an `nft -f` comparison may run before it is stopped.
+const NFT_LIMIT: Duration = Duration::from_secs(240);
+/// Elements per `add element` line of the `nft -f` file.
+const NFT_LINE: usize = 1000;
+/// Single bans timed for the latency figures.
+const LATENCY_SAMPLES: usize = 1000;
+/// Bans in the daemon whose memory is measured.
+const MEMORY_BANS: usize = 1_000_000;
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> Res<()> {
+    let mut args = std::env::args().skip(1);
+    let nftban_bin = PathBuf::from(args.next().ok_or("usage: kernel_bench NFTBAN_BINARY [SIZES...]")?);
+    let mut sizes: Vec<usize> = args.map(|a| a.parse()).collect::<Result<_, _>>()?;
+    if sizes.is_empty() {
+        sizes = vec![1_000, 100_000, 1_000_000];
+    }
+    let work = tempfile::tempdir()?;
+    println!("| what | set type | elements | seconds | per second |");
+    println!("|---|---|---|---|---|");
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    // Size 0 skips the throughput part (latency and memory only).
+    for &n in sizes.iter().filter(|&&n| n > 0) {
+        let hosts = random_hosts(n, &mut seed);
+        let prefixes = random_prefixes(n, &mut seed);
+
+        // nftban: single addresses, then /31 prefixes.
+        let t = nftban_add(&hosts, 32)?;
+        row("nftban `Firewall::add`, addresses", &host_set_type(), n, t);
+        let t = with_monitor(|| nftban_add(&hosts, 32))?;
+        row(
+            "nftban `Firewall::add`, addresses, while the daemon's event monitor listens",
+            &host_set_type(),
+            n,
+            t,
+        );
+        let t = nftban_add(&prefixes, 31)?;
+        row("nftban `Firewall::add`, /31 prefixes", "interval,timeout", n, t);
+
+        // nft -f, one transaction, into the same kinds of set.
+        nft_row(
+            nft_file(work.path(), "timeout", &hosts, 32, 1),
+            "one `nft -f` file, addresses",
+            "timeout (hash)",
+            n,
+        );
+        if n < 1_000_000 {
+            let t = nft_file(work.path(), "interval,timeout", &hosts, 32, 1);
+            nft_row(t, "one `nft -f` file, addresses", "interval,timeout", n);
+        }
+        let t = nft_file(work.path(), "interval,timeout", &prefixes, 31, 1);
+        nft_row(t, "one `nft -f` file, /31 prefixes", "interval,timeout", n);
+        if n >= 1_000_000 {
+            // A million elements in one transaction is super-linear in the
+            // kernel; nftban sends ~4 MiB batches, one transaction each.
+            let t = nft_file(work.path(), "timeout", &hosts, 32, 10);
+            nft_row(
+                t,
+                "ten `nft -f` files of 100,000 addresses, one after the other",
+                "timeout (hash)",
+                n,
+            );
+            let t = nft_file(work.path(), "interval,timeout", &prefixes, 31, 10);
+            nft_row(t, "ten `nft -f` files of 100,000 /31 prefixes", "interval,timeout", n);
+        }
+
+        if n <= 1_000 {
+            let t = nft_per_ban(&hosts, "hash", "timeout")?;
+            row("one `nft add element` process per address", "timeout (hash)", n, t);
+            let t = nft_per_ban(&hosts, "interval", "interval,timeout")?;
+            row("one `nft add element` process per address", "interval,timeout", n, t);
+        }
+    }
+    println!();
+    latency(&mut seed)?;
+    println!();
+    memory(&nftban_bin, work.path(), &mut seed)?;
+    nft(&format!("delete table inet {NFT_TABLE}")).ok();
+    nft("delete table inet nftban").ok();
+    Ok(())
+}
+
+/// The set type nftban uses for single IPv4 addresses, as `nft` names its flags.
+fn host_set_type() -> String {
+    let spec = TableSpec {
+        table: "x".into(),
+        action: Action::Drop,
+        hooks: vec![nftban::firewall::Hook::Input],
+        jails: vec!["bench".into()],
+    };
+    let text = nftban::firewall::render_ruleset(&spec);
+    let set = text.split("set bench_v4 {").nth(1).unwrap_or("");
+    let flags = set.lines().find(|l| l.contains("flags")).unwrap_or("").trim();
+    let flags = flags.trim_start_matches("flags ").to_string();
+    if flags.contains("interval") {
+        flags
+    } else {
+        format!("{flags} (hash)")
+    }
+}
+
+fn row(what: &str, set: &str, n: usize, t: Duration) {
+    println!(
+        "| {what} | {set} | {n} | {:.3} | {:.0} |",
+        t.as_secs_f64(),
+        n as f64 / t.as_secs_f64()
+    );
+    let _ = std::io::stdout().flush();
+}
+
+/// xorshift64*: reproducible, no crate needed.
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed >> 12;
+    *seed ^= *seed << 25;
+    *seed ^= *seed >> 27;
+    seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+/// `n` distinct random IPv4 addresses (they are only set elements).
+fn random_hosts(n: usize, seed: &mut u64) -> Vec<Ipv4Addr> {
+    let mut seen = HashSet::with_capacity(n);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let a = (next(seed) >> 32) as u32;
+        if seen.insert(a) {
+            out.push(Ipv4Addr::from(a));
+        }
+    }
+    out
+}
+
+/// `n` distinct random /31 prefixes (which never overlap one another).
+fn random_prefixes(n: usize, seed: &mut u64) -> Vec<Ipv4Addr> {
+    let mut seen = HashSet::with_capacity(n);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let a = (next(seed) >> 32) as u32 & !1;
+        if seen.insert(a) {
+            out.push(Ipv4Addr::from(a));
+        }
+    }
+    out
+}
+
+/// A fresh `table inet nftban` with one jail, then one `Firewall::add` of
+/// all `addrs` (as /`len`), timed from the call to the kernel's last ack.
+fn nftban_add(addrs: &[Ipv4Addr], len: u8) -> Res<Duration> {
+    nft("delete table inet nftban").ok();
+    let mut fw = Netlink::open()?;
+    fw.setup(&TableSpec {
+        table: "nftban".into(),
+        action: Action::Drop,
+        hooks: vec![nftban::firewall::Hook::Input],
+        jails: vec!["bench".into()],
+    })?;
+    let bans: Vec<Ban> = addrs
+        .iter()
+        .map(|a| Ban {
+            jail: "bench".into(),
+            net: IpNet::V4(Ipv4Net::new(*a, len).unwrap()),
+            timeout: TIMEOUT,
+        })
+        .collect();
+    let start = Instant::now();
+    fw.add(&bans)?;
+    Ok(start.elapsed())
+}
+
+/// Run `f` while a thread reads nf_tables events as the daemon does (the
+/// kernel then builds one event per element added).
+fn with_monitor<T>(f: impl FnOnce() -> T) -> T {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut monitor = Monitor::open("nftban").expect("monitor socket");
+    let flag = stop.clone();
+    let reader = std::thread::spawn(move || {
+        while !flag.load(Ordering::Relaxed) {
+            let _ = monitor.wait();
+        }
+    });
+    let out = f();
+    stop.store(true, Ordering::Relaxed);
+    reader.join().expect("monitor thread");
+    out
+}
+
+/// The `nft` command line for one element.
+fn element(a: &Ipv4Addr, len: u8) -> String {
+    if len == 32 {
+        format!("{a} timeout 1h")
+    } else {
+        format!("{a}/{len} timeout 1h")
+    }
+}
+
+/// A row for an `nft` run, or "more than" when it was stopped.
+fn nft_row(t: Res<Option<Duration>>, what: &str, set: &str, n: usize) {
+    match t {
+        Ok(Some(t)) => row(what, set, n, t),
+        Ok(None) => println!(
+            "| {what} | {set} | {n} | > {} (stopped) | < {:.0} |",
+            NFT_LIMIT.as_secs(),
+            n as f64 / NFT_LIMIT.as_secs_f64()
+        ),
+        Err(e) => println!("| {what} | {set} | {n} | failed: {e} | |"),
+    }
+}
+
+/// A fresh table with one set `s` of `flags`, then `files` `nft -f` runs
+/// one after the other, each adding its share of the elements in one
+/// transaction; only the `nft -f` processes are timed. `None` if they took
+/// longer than `NFT_LIMIT` (the run is stopped).
+fn nft_file(dir: &Path, flags: &str, addrs: &[Ipv4Addr], len: u8, files: usize) -> Res<Option<Duration>> {
+    fresh_nft_set(flags)?;
+    let mut total = Duration::ZERO;
+    for part in addrs.chunks(addrs.len().div_ceil(files)) {
+        match nft_one_file(dir, part, len, NFT_LIMIT.saturating_sub(total))? {
+            Some(t) => total += t,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(total))
+}
+
+fn nft_one_file(dir: &Path, addrs: &[Ipv4Addr], len: u8, limit: Duration) -> Res<Option<Duration>> {
+    // One `add element` line per 1,000 elements, all in one file and so in
+    // one transaction: nft 1.0.6 is far slower on one line of a million
+    // elements (173 s for a hash set in a first run) than on such lines.
+    let mut text = String::with_capacity(addrs.len() * 32);
+    for chunk in addrs.chunks(NFT_LINE) {
+        let _ = write!(text, "add element inet {NFT_TABLE} s {{ ");
+        for (i, a) in chunk.iter().enumerate() {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            text.push_str(&element(a, len));
+        }
+        text.push_str(" }\n");
+    }
+    let file = dir.join(format!("elements-{}.nft", addrs.len()));
+    std::fs::write(&file, text)?;
+    let start = Instant::now();
+    let mut child = Command::new("nft")
+        .arg("-f")
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if start.elapsed() > limit {
+            child.kill()?;
+            child.wait()?;
+            std::fs::remove_file(&file)?;
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let t = start.elapsed();
+    std::fs::remove_file(&file)?;
+    if !status.success() {
+        return Err(format!("nft -f {} failed", file.display()).into());
+    }
+    Ok(Some(t))
+}
+
+/// One `nft add element` process per address, as fail2ban does.
+fn nft_per_ban(addrs: &[Ipv4Addr], _name: &str, flags: &str) -> Res<Duration> {
+    fresh_nft_set(flags)?;
+    let start = Instant::now();
+    for a in addrs {
+        nft(&format!("add element inet {NFT_TABLE} s {{ {} }}", element(a, 32)))?;
+    }
+    Ok(start.elapsed())
+}
+
+fn fresh_nft_set(flags: &str) -> Res<()> {
+    nft(&format!("delete table inet {NFT_TABLE}")).ok();
+    nft(&format!(
+        "add table inet {NFT_TABLE}; add set inet {NFT_TABLE} s {{ type ipv4_addr; flags {flags}; }}"
+    ))
+}
+
+fn nft(cmd: &str) -> Res<()> {
+    let out = Command::new("nft").arg(cmd).stdin(Stdio::null()).output()?;
+    if !out.status.success() {
+        return Err(format!("nft {cmd}: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    Ok(())
+}
+
+/// Decision-to-kernel latency of single bans, two ways.
+///
+/// Addresses: the engine (maxretry 1) decides on a failure and flushes its
+/// one ban, as the daemon's loop does for a lone event; timed from the
+/// `Engine::failure` call to the netlink ack at the end of `Engine::flush`.
+/// Prefixes: one `Firewall::add` of a /31 into the interval set, call to
+/// ack. Each with the set empty and with many elements already in it.
+fn latency(seed: &mut u64) -> Res<()> {
+    println!("| single bans | set type | elements already in the set | samples | p50 µs | p99 µs | max µs |");
+    println!("|---|---|---|---|---|---|---|");
+    for (prefix, preload) in [(false, 0usize), (false, 1_000_000), (true, 0), (true, 100_000)] {
+        nft("delete table inet nftban").ok();
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("nftban.yaml");
+        let text = format!(
+            "socket: {0}/nftban.sock\ndefaults: {{maxretry: 1, findtime: 10m, bantime: 1h}}\njails:\n  bench:\n    ruleset: asterisk\n    files: [{0}/none.log]\n",
+            dir.path().display()
+        );
+        let cfg = Config::from_text(&config, &text)?;
+        let mut engine = Engine::new(&cfg, Box::new(Netlink::open()?));
+        engine.firewall.setup(&cfg.table_spec())?;
+        // (Not 127.0.0.0/8: the default ignoreip would let those pass.)
+        let mut all = if prefix {
+            random_prefixes(preload + LATENCY_SAMPLES + LATENCY_SAMPLES / 10, seed)
+        } else {
+            random_hosts(preload + LATENCY_SAMPLES + LATENCY_SAMPLES / 10, seed)
+        };
+        all.retain(|a| a.octets()[0] != 127);
+        all.truncate(preload + LATENCY_SAMPLES);
+        let len = if prefix { 31 } else { 32 };
+        let ban = |a: &Ipv4Addr| Ban {
+            jail: "bench".into(),
+            net: IpNet::V4(Ipv4Net::new(*a, len).unwrap()),
+            timeout: TIMEOUT,
+        };
+        if preload > 0 {
+            let bans: Vec<Ban> = all[LATENCY_SAMPLES..].iter().map(ban).collect();
+            engine.firewall.add(&bans)?;
+        }
+        let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
+        for a in &all[..LATENCY_SAMPLES] {
+            let start = Instant::now();
+            if prefix {
+                engine.firewall.add(&[ban(a)])?;
+            } else {
+                engine.failure(0, IpAddr::V4(*a), SystemTime::now());
+                engine.flush();
+            }
+            samples.push(start.elapsed());
+        }
+        if engine.kernel_errors > 0 {
+            return Err(format!("{} kernel errors during the latency run", engine.kernel_errors).into());
+        }
+        if !prefix && engine.jails[0].total_banned != LATENCY_SAMPLES as u64 {
+            return Err(format!("only {} of the single bans were decided", engine.jails[0].total_banned).into());
+        }
+        samples.sort();
+        let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_micros();
+        let (what, set) = if prefix {
+            ("one /31: `Firewall::add` → netlink ack", "interval,timeout")
+        } else {
+            (
+                "one address: `Engine::failure` decision → `Engine::flush` netlink ack",
+                "timeout (hash)",
+            )
+        };
+        println!(
+            "| {what} | {set} | {preload} | {} | {} | {} | {} |",
+            samples.len(),
+            pct(0.50),
+            pct(0.99),
+            samples.last().unwrap().as_micros()
+        );
+    }
+    Ok(())
+}
+
+/// The daemon's memory holding `MEMORY_BANS` bans, two ways: bans decided
+/// from log lines (a file of one failure per address, maxretry 1), and all
+/// given at once with `nftban ban -`. VmRSS once the last ban is in the
+/// kernel, and VmHWM (peak).
+fn memory(bin: &Path, dir: &Path, seed: &mut u64) -> Res<()> {
+    let addrs: Vec<Ipv4Addr> = random_hosts(MEMORY_BANS * 2, seed)
+        .into_iter()
+        .filter(|a| matches!(a.octets()[0], 1..=126 | 128..=223))
+        .take(MEMORY_BANS)
+        .collect();
+    if addrs.len() < MEMORY_BANS {
+        return Err("not enough unicast addresses drawn".into());
+    }
+    let last = addrs[MEMORY_BANS - 1];
+    println!("| daemon (`nftban run`) | RSS before | RSS holding {MEMORY_BANS} bans | peak RSS | time to ban all |");
+    println!("|---|---|---|---|---|");
+    for from_log in [true, false] {
+        nft("delete table inet nftban").ok();
+        let log = dir.join("bench.log");
+        std::fs::write(&log, "")?;
+        let config = dir.join("daemon.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "socket: {0}/nftban.sock\ndefaults: {{maxretry: 1, findtime: 10m, bantime: 1h}}\njails:\n  bench:\n    ruleset: asterisk\n    files: [{1}]\n",
+                dir.display(),
+                log.display()
+            ),
+        )?;
+        let mut daemon = Command::new(bin)
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let pid = daemon.id();
+        let rss_before = loop {
+            let st = Command::new(bin)
+                .args(["status", "--config"])
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
+            if st.success() {
+                break proc_status(pid, "VmRSS")?;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let start = Instant::now();
+        let what = if from_log {
+            let mut text = String::with_capacity(MEMORY_BANS * 100);
+            for a in &addrs {
+                let _ = writeln!(
+                    text,
+                    "[2026-11-25 10:00:00] NOTICE[1] chan_sip.c: Registration from '<sip:1@x>' failed for '{a}:5060' - Wrong password"
+                );
+            }
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&log)?
+                .write_all(text.as_bytes())?;
+            "from log lines (one failure each, maxretry 1)"
+        } else {
+            let mut text = String::with_capacity(MEMORY_BANS * 16);
+            for a in &addrs {
+                let _ = writeln!(text, "{a}");
+            }
+            let mut cli = Command::new(bin)
+                .args(["ban", "-", "--jail", "bench", "--config"])
+                .arg(&config)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()?;
+            cli.stdin.take().ok_or("no stdin")?.write_all(text.as_bytes())?;
+            if !cli.wait()?.success() {
+                return Err("nftban ban - failed".into());
+            }
+            "all at once, `nftban ban -`"
+        };
+        // Done when the last address is in the kernel.
+        let probe = format!("get element inet nftban bench_v4 {{ {last} }}");
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while nft(&probe).is_err() {
+            if Instant::now() > deadline {
+                return Err(format!("{last} never reached the kernel").into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let t = start.elapsed();
+        let rss = proc_status(pid, "VmRSS")?;
+        let hwm = proc_status(pid, "VmHWM")?;
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        daemon.wait()?;
+        println!(
+            "| {what} | {rss_before} | {rss} | {hwm} | {:.1} s ({:.0}/s) |",
+            t.as_secs_f64(),
+            MEMORY_BANS as f64 / t.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// A field of /proc/PID/status, e.g. `VmRSS` → `123456 kB`.
+fn proc_status(pid: u32, field: &str) -> Res<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
+        .ok_or_else(|| format!("no {field} in /proc/{pid}/status").into())
+}

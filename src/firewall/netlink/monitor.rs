@@ -1,0 +1,351 @@
+//! Watching nf_tables for other tools' changes to nftban's table, so the
+//! daemon can heal (issue 4: a firewall reload's `nft flush ruleset` must not
+//! silently lift every ban).
+//!
+//! A NETLINK_NETFILTER socket joins the multicast group NFNLGRP_NFTABLES:
+//! the kernel then sends an event for every change of every table, and ends
+//! each transaction with NEWGEN, which names the process that made it.
+//! [`Monitor::wait`] collects the deletions that concern nftban's table
+//! (the table, its chains, rules, sets, set elements; family inet only)
+//! and reports them when the NEWGEN of their transaction arrives, unless
+//! the process is nftban itself: its own changes (setup flushing its chain,
+//! unbans deleting elements, the healing itself) never trigger healing.
+//!
+//! A big transaction (`nft flush set` of a million elements sends one event
+//! per element) can overflow even a large receive buffer: the kernel drops
+//! events and `recv` fails with ENOBUFS. Then [`Notice::Lost`] tells the
+//! caller to check the table itself, cheaply (see `Firewall::missing`).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
+
+use super::dump::attrs;
+use super::socket::messages;
+
+/// `NFNLGRP_NFTABLES`: the multicast group of nf_tables events.
+const NFNLGRP_NFTABLES: u32 = 7;
+/// `NFNL_SUBSYS_NFTABLES`, the high byte of an event's message type.
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+/// `NFPROTO_INET`, in the nfgenmsg of an inet table's events.
+const NFPROTO_INET: u8 = 1;
+/// nf_tables message types (low byte), `enum nf_tables_msg_types`.
+const NFT_MSG_DELTABLE: u8 = 2;
+const NFT_MSG_DELCHAIN: u8 = 5;
+const NFT_MSG_DELRULE: u8 = 8;
+const NFT_MSG_DELSET: u8 = 11;
+const NFT_MSG_DELSETELEM: u8 = 14;
+const NFT_MSG_NEWGEN: u8 = 15;
+const NFT_MSG_DESTROYTABLE: u8 = 26;
+const NFT_MSG_DESTROYCHAIN: u8 = 27;
+const NFT_MSG_DESTROYRULE: u8 = 28;
+const NFT_MSG_DESTROYSET: u8 = 29;
+const NFT_MSG_DESTROYSETELEM: u8 = 30;
+/// Attribute 1 names the table in table events, and attribute 1 is the
+/// table in chain, rule, set and element events; attribute 2 is the object
+/// (`NFTA_CHAIN_NAME`, `NFTA_RULE_CHAIN`, `NFTA_SET_NAME`, `NFTA_SET_ELEM_LIST_SET`).
+const ATTR_TABLE: u16 = 1;
+const ATTR_OBJECT: u16 = 2;
+/// `NFTA_GEN_PROC_PID`, `NFTA_GEN_PROC_NAME`.
+const NFTA_GEN_PROC_PID: u16 = 2;
+const NFTA_GEN_PROC_NAME: u16 = 3;
+
+/// Receive buffer asked for (SO_RCVBUFFORCE; the kernel doubles it). Each
+/// event costs about 1 KiB of buffer: about 60,000 events fit.
+const SOCKET_BUFFER: i32 = 32 << 20;
+/// One `recv`: the kernel puts one event per datagram, but be generous.
+const READ_BUFFER: usize = 64 << 10;
+/// Wake up this often even without events, so the thread can stop.
+const READ_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What the monitor reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Another process deleted parts of nftban's table.
+    Changed {
+        /// What went, in words: `table inet nftban deleted`, `3 elements
+        /// deleted from set sshd_v4`.
+        what: Vec<String>,
+        /// The process that did it, from NEWGEN.
+        pid: u32,
+        process: String,
+    },
+    /// Events were lost (ENOBUFS): the table must be checked.
+    Lost,
+}
+
+/// Leaves and rejoins the monitor's multicast group from another thread
+/// (the same socket, through a duplicated descriptor). While no socket is in
+/// the group the kernel builds no events at all; with one, it builds an
+/// event per element added, which costs nftban's own big batches (a million
+/// bans at start or after healing) about 40 % of their speed
+/// (docs/performance.md). Changes made while paused are not reported: check
+/// the table after resuming.
+#[derive(Debug)]
+pub struct Pauser {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Pauser {
+    /// Stop receiving events.
+    pub fn pause(&self) -> io::Result<()> {
+        membership(self.fd.as_raw_fd(), libc::NETLINK_DROP_MEMBERSHIP)
+    }
+
+    /// Receive events again.
+    pub fn resume(&self) -> io::Result<()> {
+        membership(self.fd.as_raw_fd(), libc::NETLINK_ADD_MEMBERSHIP)
+    }
+}
+
+fn membership(fd: libc::c_int, op: libc::c_int) -> io::Result<()> {
+    let group = NFNLGRP_NFTABLES as libc::c_int;
+    // SAFETY: `fd` is a live netlink socket owned by the caller; the option
+    // value is a c_int group number, as the kernel expects.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_NETLINK,
+            op,
+            (&group as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// A socket subscribed to nf_tables events, watching one table.
+pub struct Monitor {
+    sock: Socket,
+    table: String,
+    buf: Vec<u8>,
+    /// Deletions seen since the last NEWGEN, by kind and object.
+    pending: BTreeMap<(u8, String), usize>,
+}
+
+impl Monitor {
+    /// Subscribe to nf_tables events for `table inet <table>`.
+    pub fn open(table: &str) -> io::Result<Monitor> {
+        let mut sock = Socket::new(NETLINK_NETFILTER)?;
+        sock.bind_auto()?;
+        if setsockopt(&sock, libc::SO_RCVBUFFORCE, SOCKET_BUFFER).is_err() {
+            setsockopt(&sock, libc::SO_RCVBUF, SOCKET_BUFFER)?;
+        }
+        let timeout = libc::timeval {
+            tv_sec: READ_TIMEOUT.as_secs() as libc::time_t,
+            tv_usec: 0,
+        };
+        setsockopt(&sock, libc::SO_RCVTIMEO, timeout)?;
+        sock.add_membership(NFNLGRP_NFTABLES)?;
+        Ok(Monitor {
+            sock,
+            table: table.to_string(),
+            buf: vec![0; READ_BUFFER],
+            pending: BTreeMap::new(),
+        })
+    }
+
+    /// A handle that pauses and resumes this monitor from another thread.
+    pub fn pauser(&self) -> io::Result<Pauser> {
+        // SAFETY: dup of a descriptor this monitor owns and keeps open; the
+        // new descriptor is owned by the returned OwnedFd.
+        let fd = unsafe { libc::dup(self.sock.as_raw_fd()) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nobody else owns.
+        Ok(Pauser {
+            fd: unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Wait for the next change by another process to the table, or for
+    /// lost events. `Ok(None)` when a second passed without either.
+    pub fn wait(&mut self) -> io::Result<Option<Notice>> {
+        loop {
+            let n = {
+                let mut slice = &mut self.buf[..];
+                match self.sock.recv(&mut slice, 0) {
+                    Ok(n) => n.min(self.buf.len()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                        self.pending.clear();
+                        return Ok(Some(Notice::Lost));
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            let mut notice = None;
+            let buf = std::mem::take(&mut self.buf);
+            for m in messages(&buf[..n]) {
+                let Ok(m) = m else { break };
+                if m.kind >> 8 != NFNL_SUBSYS_NFTABLES || m.payload.len() < 4 {
+                    continue;
+                }
+                let kind = (m.kind & 0xff) as u8;
+                let body = &m.payload[4..];
+                if kind == NFT_MSG_NEWGEN {
+                    if let Some(n) = self.end_of_transaction(body) {
+                        notice = Some(n);
+                    }
+                } else if m.payload[0] == NFPROTO_INET {
+                    self.note(kind, body);
+                }
+            }
+            self.buf = buf;
+            if notice.is_some() {
+                return Ok(notice);
+            }
+        }
+    }
+
+    /// Remember a deletion in our table.
+    fn note(&mut self, kind: u8, body: &[u8]) {
+        let kind = match kind {
+            NFT_MSG_DESTROYTABLE => NFT_MSG_DELTABLE,
+            NFT_MSG_DESTROYCHAIN => NFT_MSG_DELCHAIN,
+            NFT_MSG_DESTROYRULE => NFT_MSG_DELRULE,
+            NFT_MSG_DESTROYSET => NFT_MSG_DELSET,
+            NFT_MSG_DESTROYSETELEM => NFT_MSG_DELSETELEM,
+            k => k,
+        };
+        if ![
+            NFT_MSG_DELTABLE,
+            NFT_MSG_DELCHAIN,
+            NFT_MSG_DELRULE,
+            NFT_MSG_DELSET,
+            NFT_MSG_DELSETELEM,
+        ]
+        .contains(&kind)
+        {
+            return;
+        }
+        let mut table = None;
+        let mut object = String::new();
+        for (t, v) in attrs(body) {
+            match t {
+                ATTR_TABLE => table = Some(c_string(v)),
+                ATTR_OBJECT if kind != NFT_MSG_DELTABLE => object = c_string(v),
+                _ => {}
+            }
+        }
+        if table.as_deref() == Some(self.table.as_str()) {
+            *self.pending.entry((kind, object)).or_default() += 1;
+        }
+    }
+
+    /// NEWGEN ends a transaction: report what it deleted in our table,
+    /// unless nftban made it.
+    fn end_of_transaction(&mut self, body: &[u8]) -> Option<Notice> {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
+            return None;
+        }
+        let mut pid = 0;
+        let mut process = String::new();
+        for (t, v) in attrs(body) {
+            match t {
+                NFTA_GEN_PROC_PID if v.len() >= 4 => pid = u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
+                NFTA_GEN_PROC_NAME => process = c_string(v),
+                _ => {}
+            }
+        }
+        if is_own(pid) {
+            return None;
+        }
+        Some(Notice::Changed {
+            what: describe(&self.table, &pending),
+            pid,
+            process,
+        })
+    }
+}
+
+/// Is `pid` (a thread id: the kernel reports the task that committed) a
+/// thread of this process?
+fn is_own(pid: u32) -> bool {
+    pid != 0 && (pid == std::process::id() || std::path::Path::new(&format!("/proc/self/task/{pid}")).exists())
+}
+
+/// Deletions in words, the table first.
+fn describe(table: &str, pending: &BTreeMap<(u8, String), usize>) -> Vec<String> {
+    let plural = |n: usize, one: &str, many: &str| {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    pending
+        .iter()
+        .map(|((kind, object), &n)| match *kind {
+            NFT_MSG_DELTABLE => format!("table inet {table} deleted"),
+            NFT_MSG_DELCHAIN => format!("chain {object} deleted"),
+            NFT_MSG_DELRULE => format!("{} deleted from chain {object}", plural(n, "rule", "rules")),
+            NFT_MSG_DELSET => format!("set {object} deleted"),
+            _ => format!("{} deleted from set {object}", plural(n, "element", "elements")),
+        })
+        .collect()
+}
+
+/// A NUL-terminated string attribute.
+fn c_string(v: &[u8]) -> String {
+    String::from_utf8_lossy(v.split(|&b| b == 0).next().unwrap_or_default()).into_owned()
+}
+
+fn setsockopt<T>(sock: &Socket, name: libc::c_int, value: T) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `value`, a live `T` that
+    // outlives the call; the kernel reads `size_of::<T>()` bytes of it; the
+    // fd is owned by `sock`. The option types (c_int for buffer sizes,
+    // timeval for SO_RCVTIMEO) are what the kernel expects.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            (&value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn describes_deletions_in_words() {
+        let mut p = BTreeMap::new();
+        p.insert((NFT_MSG_DELTABLE, String::new()), 1);
+        p.insert((NFT_MSG_DELRULE, "input".to_string()), 4);
+        p.insert((NFT_MSG_DELSETELEM, "sshd_v4".to_string()), 1);
+        assert_eq!(
+            describe("nftban", &p),
+            [
+                "table inet nftban deleted",
+                "4 rules deleted from chain input",
+                "1 element deleted from set sshd_v4"
+            ]
+        );
+    }
+
+    #[test]
+    fn own_threads_are_recognised() {
+        assert!(is_own(std::process::id()));
+        assert!(!is_own(0));
+        assert!(!is_own(u32::MAX));
+    }
+}
