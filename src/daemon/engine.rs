@@ -50,6 +50,7 @@ pub struct Engine {
 impl Engine {
     /// Build the jails of `config` (plus `manual`) with empty state.
     pub fn new(config: &Config, firewall: Box<dyn Firewall>) -> Engine {
+        let mut shared: BTreeMap<std::path::PathBuf, Arc<SourceStats>> = BTreeMap::new();
         let mut jails: Vec<JailState> = config
             .jails
             .iter()
@@ -66,7 +67,17 @@ impl Engine {
                 }),
                 bans: BTreeMap::new(),
                 total_banned: 0,
-                sources: j.files.iter().map(|f| Arc::new(SourceStats::new(f.clone()))).collect(),
+                // Jails reading the same file share its reader and its stats.
+                sources: j
+                    .files
+                    .iter()
+                    .map(|f| {
+                        shared
+                            .entry(f.clone())
+                            .or_insert_with(|| Arc::new(SourceStats::new(f.clone())))
+                            .clone()
+                    })
+                    .collect(),
             })
             .collect();
         jails.push(JailState {

@@ -1,29 +1,56 @@
 //! The matcher stage: decides, for one log line, whether it is a failure
 //! and of which address.
 //!
-//! All failregexes of a ruleset are tried in one pass with a `RegexSet`;
-//! captures run only for a line the set says matches, so ordinary traffic
-//! costs one scan. `ignoreregex` is checked only on candidate lines.
+//! Speed comes from doing little per line. Every rule gets a literal it
+//! cannot match without (derived from its regex, see [`literal`]); a
+//! [`SourceMatcher`] puts the literals of all rules of all jails reading one
+//! source into one Aho-Corasick automaton, so an ordinary line costs one
+//! literal scan and no regex at all. Only rules whose literal occurs run
+//! their regex, with captures into reused buffers; `ignoreregex` runs only
+//! on lines a rule matched. Nothing is allocated per line.
 
+pub mod date;
+pub mod fail2ban;
 mod host;
+mod literal;
 pub mod ruleset;
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
 
-use regex::{Regex, RegexSet};
+use aho_corasick::AhoCorasick;
+use regex::{CaptureLocations, Regex, RegexSet};
 
-pub use host::{parse_addr, parse_net, HOST_GROUP};
-pub use ruleset::{Example, Ruleset};
+pub use date::{DateFormat, DateParser, Found, Zone};
+pub use host::{parse_addr, parse_net, CONTENT_GROUP, HOST_GROUP};
+pub use ruleset::{Example, Ruleset, RulesetError};
+
+/// One compiled failregex.
+#[derive(Debug)]
+struct Rule {
+    regex: Regex,
+    /// Index of the `host` group.
+    host: usize,
+    /// A string every line the rule matches contains.
+    literal: Option<Vec<u8>>,
+}
 
 /// A compiled ruleset.
 #[derive(Debug)]
 pub struct Matcher {
     pub name: String,
-    set: RegexSet,
-    rules: Vec<Regex>,
+    rules: Vec<Rule>,
     /// The failregexes as written, for reports.
     pub sources: Vec<String>,
     ignore: Option<RegexSet>,
+    prefilter: Option<memchr::memmem::Finder<'static>>,
+    /// prefregex and the index of its `<F-CONTENT>` group.
+    pref: Option<(Regex, usize)>,
+    /// Match on the line without its leading date (imported fail2ban filters).
+    strip_date: bool,
+    /// Date formats of the ruleset (`None`: all).
+    pub dates: Option<Vec<DateFormat>>,
 }
 
 /// What a line is to a ruleset.
@@ -41,66 +68,296 @@ pub enum LineMatch {
 }
 
 impl Matcher {
-    /// Compile a ruleset; errors name the rule.
-    pub fn new(ruleset: &Ruleset) -> Result<Matcher, String> {
-        let mut expanded = Vec::new();
+    /// Compile a ruleset; errors name the file, line and column of the rule.
+    pub fn new(ruleset: &Ruleset) -> Result<Matcher, RulesetError> {
+        let mut rules = Vec::new();
         for (i, rule) in ruleset.failregex.iter().enumerate() {
+            let expanded =
+                host::expand_tags(rule, true).map_err(|e| ruleset.rule_error(i, format!("`{rule}`: {e}")))?;
             let full = if ruleset.prefix.is_empty() {
-                rule.clone()
+                expanded.clone()
             } else {
-                format!("^(?:{}){}", ruleset.prefix, rule.trim_start_matches('^'))
+                format!("^(?:{}){}", ruleset.prefix, expanded.trim_start_matches('^'))
             };
-            let re =
-                host::expand_tags(&full).map_err(|e| format!("{}: failregex[{i}] `{rule}`: {e}", ruleset.origin))?;
-            expanded.push(re);
+            let regex = Regex::new(&full).map_err(|e| ruleset.rule_error(i, e.to_string()))?;
+            let host = regex
+                .capture_names()
+                .position(|n| n == Some(HOST_GROUP))
+                .ok_or_else(|| ruleset.rule_error(i, "no <HOST> group".into()))?;
+            rules.push(Rule {
+                regex,
+                host,
+                literal: literal::required(&expanded),
+            });
         }
-        let rules = expanded
-            .iter()
-            .enumerate()
-            .map(|(i, re)| Regex::new(re).map_err(|e| format!("{}: failregex[{i}]: {e}", ruleset.origin)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let set = RegexSet::new(&expanded).map_err(|e| format!("{}: failregex: {e}", ruleset.origin))?;
         let ignore = if ruleset.ignoreregex.is_empty() {
             None
         } else {
+            let mut expanded = Vec::new();
             for (i, r) in ruleset.ignoreregex.iter().enumerate() {
-                Regex::new(r).map_err(|e| format!("{}: ignoreregex[{i}]: {e}", ruleset.origin))?;
+                let at = |m: String| ruleset.error_at(&["ignoreregex"], Some(i), format!("ignoreregex[{i}]: {m}"));
+                let e = host::expand_tags(r, false).map_err(at)?;
+                Regex::new(&e).map_err(|e| at(e.to_string()))?;
+                expanded.push(e);
             }
-            Some(RegexSet::new(&ruleset.ignoreregex).map_err(|e| format!("{}: ignoreregex: {e}", ruleset.origin))?)
+            Some(RegexSet::new(&expanded).map_err(|e| ruleset.error_at(&["ignoreregex"], None, e.to_string()))?)
+        };
+        let pref = match &ruleset.prefregex {
+            None => None,
+            Some(p) => {
+                let at = |m: String| ruleset.error_at(&["prefregex"], None, format!("prefregex: {m}"));
+                let e = host::expand_tags(p, false).map_err(at)?;
+                let re = Regex::new(&e).map_err(|e| at(e.to_string()))?;
+                let content = re
+                    .capture_names()
+                    .position(|n| n == Some(CONTENT_GROUP))
+                    .ok_or_else(|| at("no <F-CONTENT>...</F-CONTENT> in it".into()))?;
+                Some((re, content))
+            }
         };
         Ok(Matcher {
             name: ruleset.name.clone(),
-            set,
             rules,
             sources: ruleset.failregex.clone(),
             ignore,
+            prefilter: ruleset
+                .prefilter
+                .as_ref()
+                .map(|p| memchr::memmem::Finder::new(p.as_bytes()).into_owned()),
+            pref,
+            strip_date: ruleset.strip_date,
+            dates: ruleset.datepattern.clone(),
         })
+    }
+
+    /// The literal each rule needs (for `nftban test` and tests).
+    pub fn literals(&self) -> Vec<Option<String>> {
+        self.rules
+            .iter()
+            .map(|r| r.literal.as_ref().map(|l| String::from_utf8_lossy(l).into_owned()))
+            .collect()
+    }
+
+    /// Classify one line. Allocates; the hot paths use [`SourceMatcher`].
+    pub fn match_line(&self, line: &str) -> LineMatch {
+        let mut sm = SourceMatcher::single(self);
+        sm.match_line(line, SystemTime::now());
+        sm.results[0].clone()
     }
 
     /// Index of the first failregex that matches, if any.
     pub fn match_rule(&self, line: &str) -> Option<usize> {
-        self.set.matches(line).iter().next()
+        match self.match_line(line) {
+            LineMatch::Failure { rule, .. } | LineMatch::NotAnAddress { rule, .. } => Some(rule),
+            _ => None,
+        }
     }
 
-    /// Classify one line.
-    pub fn match_line(&self, line: &str) -> LineMatch {
-        let Some(rule) = self.match_rule(line) else {
-            return LineMatch::Missed;
-        };
-        if self.ignore.as_ref().is_some_and(|ig| ig.is_match(line)) {
-            return LineMatch::Ignored;
+    /// The text rules run on: without the date (fail2ban filters) and
+    /// inside prefregex's `<F-CONTENT>`; `None` when prefregex fails.
+    fn text<'l>(
+        &self,
+        line: &'l str,
+        date_end: Option<usize>,
+        pref_locs: &mut Option<CaptureLocations>,
+    ) -> Option<&'l str> {
+        let mut text = line;
+        if self.strip_date {
+            if let Some(end) = date_end {
+                text = &line[end..];
+            }
         }
-        let Some(caps) = self.rules[rule].captures(line) else {
-            return LineMatch::Missed;
-        };
-        let host = caps.name(HOST_GROUP).map(|m| m.as_str()).unwrap_or("");
-        match parse_addr(host) {
-            Some(addr) => LineMatch::Failure { rule, addr },
-            None => LineMatch::NotAnAddress {
-                rule,
-                host: host.to_string(),
-            },
+        if let (Some((re, content)), Some(locs)) = (&self.pref, pref_locs.as_mut()) {
+            re.captures_read(locs, text)?;
+            let (s, e) = locs.get(*content)?;
+            text = &text[s..e];
         }
+        Some(text)
+    }
+
+    /// Classify `text` given which rules are candidates.
+    fn classify(&self, text: &str, cand: &[bool], locs: &mut [CaptureLocations]) -> LineMatch {
+        for (i, rule) in self.rules.iter().enumerate() {
+            if !cand[i] {
+                continue;
+            }
+            if rule.regex.captures_read(&mut locs[i], text).is_none() {
+                continue;
+            }
+            if self.ignore.as_ref().is_some_and(|ig| ig.is_match(text)) {
+                return LineMatch::Ignored;
+            }
+            let host = locs[i].get(rule.host).map(|(s, e)| &text[s..e]).unwrap_or("");
+            return match parse_addr(host) {
+                Some(addr) => LineMatch::Failure { rule: i, addr },
+                None => LineMatch::NotAnAddress {
+                    rule: i,
+                    host: host.to_string(),
+                },
+            };
+        }
+        LineMatch::Missed
+    }
+}
+
+/// All rules of all jails that read one source, tried in one pass per line.
+#[derive(Debug)]
+pub struct SourceMatcher<'m> {
+    jails: Vec<MatcherRef<'m>>,
+    ac: Option<AhoCorasick>,
+    /// Literal (pattern id) → candidate slots it opens.
+    by_pattern: Vec<Vec<usize>>,
+    /// Slots of rules without a literal: always candidates.
+    always: Vec<usize>,
+    /// Jail → its first slot; slot = first + rule index.
+    first: Vec<usize>,
+    cand: Vec<bool>,
+    locs: Vec<CaptureLocations>,
+    pref_locs: Vec<Option<CaptureLocations>>,
+    results: Vec<LineMatch>,
+    dates: DateParser,
+    need_date: bool,
+}
+
+/// A matcher owned by the daemon (`Arc`) or borrowed (tests, `nftban test`).
+#[derive(Debug, Clone)]
+pub enum MatcherRef<'m> {
+    Shared(Arc<Matcher>),
+    Borrowed(&'m Matcher),
+}
+
+impl std::ops::Deref for MatcherRef<'_> {
+    type Target = Matcher;
+    fn deref(&self) -> &Matcher {
+        match self {
+            MatcherRef::Shared(a) => a,
+            MatcherRef::Borrowed(m) => m,
+        }
+    }
+}
+
+impl<'m> SourceMatcher<'m> {
+    /// One matcher, borrowed.
+    pub fn single(m: &'m Matcher) -> SourceMatcher<'m> {
+        SourceMatcher::new(vec![MatcherRef::Borrowed(m)], Zone::Local)
+    }
+
+    /// The matchers of the jails on one source; results come in this order.
+    pub fn new(jails: Vec<MatcherRef<'m>>, zone: Zone) -> SourceMatcher<'m> {
+        let mut literals: Vec<Vec<u8>> = Vec::new();
+        let mut by_pattern: Vec<Vec<usize>> = Vec::new();
+        let mut always = Vec::new();
+        let mut first = Vec::new();
+        let mut locs = Vec::new();
+        let mut slot = 0;
+        for m in &jails {
+            first.push(slot);
+            for rule in &m.rules {
+                match &rule.literal {
+                    Some(lit) => match literals.iter().position(|l| l == lit) {
+                        Some(p) => by_pattern[p].push(slot),
+                        None => {
+                            literals.push(lit.clone());
+                            by_pattern.push(vec![slot]);
+                        }
+                    },
+                    None => always.push(slot),
+                }
+                locs.push(rule.regex.capture_locations());
+                slot += 1;
+            }
+        }
+        let ac = if literals.is_empty() {
+            None
+        } else {
+            // Literals are short and few; building cannot fail for them.
+            AhoCorasick::new(&literals).ok()
+        };
+        if ac.is_none() {
+            // Without an automaton every rule is a candidate.
+            always = (0..slot).collect();
+            by_pattern.clear();
+        }
+        // Formats of all jails (any jail without a list: all formats).
+        let formats: Option<Vec<DateFormat>> = jails.iter().try_fold(Vec::new(), |mut acc, m| {
+            acc.extend(m.dates.as_ref()?.iter().copied());
+            Some(acc)
+        });
+        SourceMatcher {
+            need_date: jails.iter().any(|m| m.strip_date),
+            pref_locs: jails
+                .iter()
+                .map(|m| m.pref.as_ref().map(|(re, _)| re.capture_locations()))
+                .collect(),
+            results: Vec::with_capacity(jails.len()),
+            cand: vec![false; slot],
+            jails,
+            ac,
+            by_pattern,
+            always,
+            first,
+            locs,
+            dates: DateParser::new(formats.as_deref(), zone),
+        }
+    }
+
+    /// Classify `line` for every jail; read the answers with [`Self::results`].
+    pub fn match_line(&mut self, line: &str, now: SystemTime) {
+        self.results.clear();
+        self.cand.fill(false);
+        let mut any = false;
+        if let Some(ac) = &self.ac {
+            for m in ac.find_overlapping_iter(line) {
+                for &s in &self.by_pattern[m.pattern().as_usize()] {
+                    self.cand[s] = true;
+                    any = true;
+                }
+            }
+        }
+        for &s in &self.always {
+            self.cand[s] = true;
+            any = true;
+        }
+        if !any {
+            self.results.resize(self.jails.len(), LineMatch::Missed);
+            return;
+        }
+        let date_end = if self.need_date {
+            self.dates.parse(line, now).map(|f| f.end)
+        } else {
+            None
+        };
+        for (j, m) in self.jails.iter().enumerate() {
+            let n = m.rules.len();
+            let first = self.first[j];
+            let cand = &self.cand[first..first + n];
+            let r = if !cand.iter().any(|&c| c)
+                || m.prefilter.as_ref().is_some_and(|f| f.find(line.as_bytes()).is_none())
+            {
+                LineMatch::Missed
+            } else {
+                match m.text(line, date_end, &mut self.pref_locs[j]) {
+                    Some(text) => m.classify(text, cand, &mut self.locs[first..first + n]),
+                    None => LineMatch::Missed,
+                }
+            };
+            self.results.push(r);
+        }
+    }
+
+    /// What the last line was to each jail, in the order given to [`Self::new`].
+    pub fn results(&self) -> &[LineMatch] {
+        &self.results
+    }
+
+    /// Whether the last line matched a rule of any jail.
+    pub fn any_match(&self) -> bool {
+        self.results.iter().any(|r| !matches!(r, LineMatch::Missed))
+    }
+
+    /// The date at the start of `line`, in the formats of this source's rulesets.
+    pub fn parse_date(&mut self, line: &str, now: SystemTime) -> Option<Found> {
+        self.dates.parse(line, now)
     }
 }
 
