@@ -30,8 +30,8 @@ pub struct Output {
 pub struct RuleHits {
     pub regex: String,
     pub hits: u64,
-    /// The fixed string lines must contain before the regex runs.
-    pub literal: Option<String>,
+    /// Fixed strings, one of which a line must contain before the regex runs.
+    pub literal: Option<Vec<String>>,
 }
 
 /// The result of a test run (`--json` prints it).

@@ -1,10 +1,10 @@
-//! The longest fixed string a regex cannot match without, so that lines
+//! The fixed strings (one of which) a regex cannot match without, so that lines
 //! lacking it are dismissed by one literal scan instead of a regex.
 //!
 //! Walks the regex's syntax tree: a concatenation's runs of literals are
 //! required, and so is anything inside a group or a repetition of at least
-//! one; alternations, optional parts and classes (incl. case-insensitive
-//! letters) give nothing. What comes out is a necessary condition only:
+//! one; an alternation requires one of its branches' literals (a set);
+//! optional parts and classes (incl. case-insensitive letters) give nothing. What comes out is a necessary condition only:
 //! the regex still decides.
 
 use regex_syntax::hir::{Hir, HirKind};
@@ -12,26 +12,52 @@ use regex_syntax::hir::{Hir, HirKind};
 /// Shorter literals filter too little to be worth a scan.
 const MIN_LEN: usize = 3;
 
-/// The longest literal every match of `regex` contains, if one of at least
-/// [`MIN_LEN`] bytes exists.
-pub fn required(regex: &str) -> Option<Vec<u8>> {
-    let hir = regex_syntax::Parser::new().parse(regex).ok()?;
-    let mut best = Vec::new();
-    if let Some(whole) = walk(&hir, &mut best) {
-        consider(&whole, &mut best);
-    }
-    (best.len() >= MIN_LEN).then_some(best)
+/// At most this many literals for one rule (one of them must occur).
+const MAX_SET: usize = 8;
+
+/// A set of literals of which every match contains at least one.
+type Set = Vec<Vec<u8>>;
+
+/// Literals of which every match of `regex` contains one (the best such
+/// set: longest shortest literal), if one exists with literals of at
+/// least [`MIN_LEN`] bytes.
+pub fn required(regex: &str) -> Option<Set> {
+    let hir = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(regex)
+        .ok()?;
+    best_set(&hir)
 }
 
-fn consider(run: &[u8], best: &mut Vec<u8>) {
-    if run.len() > best.len() {
-        *best = run.to_vec();
+fn score(set: &Set) -> (usize, std::cmp::Reverse<usize>) {
+    (
+        set.iter().map(|l| l.len()).min().unwrap_or(0),
+        std::cmp::Reverse(set.len()),
+    )
+}
+
+fn consider(set: Set, best: &mut Option<Set>) {
+    if set.is_empty() || set.len() > MAX_SET || score(&set).0 < MIN_LEN {
+        return;
     }
+    if best.as_ref().is_none_or(|b| score(&set) > score(b)) {
+        *best = Some(set);
+    }
+}
+
+fn best_set(h: &Hir) -> Option<Set> {
+    let mut best = None;
+    if let Some(whole) = walk(h, &mut best) {
+        consider(vec![whole], &mut best);
+    }
+    best
 }
 
 /// If `h` always matches exactly one string, that string; records the
-/// longest required literal found inside in `best` either way.
-fn walk(h: &Hir, best: &mut Vec<u8>) -> Option<Vec<u8>> {
+/// best required set found inside in `best` either way.
+fn walk(h: &Hir, best: &mut Option<Set>) -> Option<Vec<u8>> {
     match h.kind() {
         HirKind::Empty | HirKind::Look(_) => Some(Vec::new()),
         HirKind::Literal(l) => Some(l.0.to_vec()),
@@ -43,8 +69,7 @@ fn walk(h: &Hir, best: &mut Vec<u8>) -> Option<Vec<u8>> {
                 match walk(s, best) {
                     Some(lit) => run.extend_from_slice(&lit),
                     None => {
-                        consider(&run, best);
-                        run.clear();
+                        consider(vec![std::mem::take(&mut run)], best);
                         whole = false;
                     }
                 }
@@ -52,7 +77,7 @@ fn walk(h: &Hir, best: &mut Vec<u8>) -> Option<Vec<u8>> {
             if whole {
                 Some(run)
             } else {
-                consider(&run, best);
+                consider(vec![run], best);
                 None
             }
         }
@@ -62,10 +87,22 @@ fn walk(h: &Hir, best: &mut Vec<u8>) -> Option<Vec<u8>> {
                 inner
             } else {
                 if let Some(lit) = inner {
-                    consider(&lit, best);
+                    consider(vec![lit], best);
                 }
                 None
             }
+        }
+        HirKind::Alternation(branches) => {
+            // One of the branches matches: the union of their sets is required.
+            let mut union = Vec::new();
+            for b in branches {
+                match best_set(b) {
+                    Some(set) => union.extend(set),
+                    None => return None,
+                }
+            }
+            consider(union, best);
+            None
         }
         _ => None,
     }
@@ -76,21 +113,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_the_longest_required_run() {
-        let r = |re: &str| required(re).map(|l| String::from_utf8(l).unwrap());
+    fn finds_the_best_required_set() {
+        let r = |re: &str| {
+            required(re).map(|set| {
+                set.into_iter()
+                    .map(|l| String::from_utf8(l).unwrap())
+                    .collect::<Vec<_>>()
+            })
+        };
+        let v = |xs: &[&str]| Some(xs.iter().map(|x| x.to_string()).collect::<Vec<_>>());
         assert_eq!(
             r("Failed (?:password|publickey) for .* from (?P<host>\\S+) port"),
-            Some("Failed ".into())
+            v(&["password", "publickey"])
+        );
+        assert_eq!(
+            r("(?:Host|Call) x (?:failed (?:to authenticate|MD5 authentication)|tried to authenticate)"),
+            v(&["to authenticate", "MD5 authentication", "tried to authenticate"])
         );
         assert_eq!(
             r("^(?:a|b)?Registration from '[^']*' failed"),
-            Some("Registration from '".into())
+            v(&["Registration from '"])
         );
-        assert_eq!(r("(?:abc)+xy"), Some("abc".into()));
+        assert_eq!(r("(?:abc)+xy"), v(&["abc"]));
         assert_eq!(r("(?:abcdef)?xy"), None, "optional parts are not required");
         assert_eq!(r("(?i)failed password"), None, "case-insensitive letters are classes");
-        assert_eq!(r("foo|barbaz"), None);
-        assert_eq!(r("x(?P<g>hostname)y"), Some("xhostnamey".into()));
+        assert_eq!(r("foo|barbaz"), v(&["foo", "barbaz"]));
+        assert_eq!(r("fo|barbaz"), None, "too short");
+        assert_eq!(r("x(?P<g>hostname)y"), v(&["xhostnamey"]));
     }
 
     /// The literal is a necessary condition: every match contains it.
@@ -104,11 +153,14 @@ mod tests {
             "Failed (?:password|publickey) for .* from \\S+ port \\d+",
             "Registration from '[^']*' failed for '[^']*' - (?:Wrong password|No match)",
         ] {
-            let lit = required(re).unwrap();
+            let set = required(re).unwrap();
             let compiled = regex::Regex::new(re).unwrap();
             for l in lines {
                 if compiled.is_match(l) {
-                    assert!(memchr::memmem::find(l.as_bytes(), &lit).is_some(), "{re} / {l}");
+                    assert!(
+                        set.iter().any(|lit| memchr::memmem::find(l.as_bytes(), lit).is_some()),
+                        "{re} / {l}"
+                    );
                 }
             }
         }

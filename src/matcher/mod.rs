@@ -7,7 +7,9 @@
 //! source into one Aho-Corasick automaton, so an ordinary line costs one
 //! literal scan and no regex at all. Only rules whose literal occurs run
 //! their regex, with captures into reused buffers; `ignoreregex` runs only
-//! on lines a rule matched. Nothing is allocated per line.
+//! on lines a rule matched. Nothing is allocated per line. Regexes are
+//! compiled without Unicode classes (`\w`, `\d`, `\s` are ASCII), which
+//! keeps their automata small: logs put addresses and keywords in ASCII.
 
 pub mod date;
 pub mod fail2ban;
@@ -19,8 +21,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use aho_corasick::AhoCorasick;
-use regex::{CaptureLocations, Regex, RegexSet};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use regex::bytes::{CaptureLocations, Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 pub use date::{DateFormat, DateParser, Found, Zone};
 pub use host::{parse_addr, parse_net, CONTENT_GROUP, HOST_GROUP};
@@ -32,8 +34,8 @@ struct Rule {
     regex: Regex,
     /// Index of the `host` group.
     host: usize,
-    /// A string every line the rule matches contains.
-    literal: Option<Vec<u8>>,
+    /// Strings of which every line the rule matches contains one.
+    literal: Option<Vec<Vec<u8>>>,
 }
 
 /// A compiled ruleset.
@@ -79,7 +81,7 @@ impl Matcher {
             } else {
                 format!("^(?:{}){}", ruleset.prefix, expanded.trim_start_matches('^'))
             };
-            let regex = Regex::new(&full).map_err(|e| ruleset.rule_error(i, e.to_string()))?;
+            let regex = compile(&full).map_err(|e| ruleset.rule_error(i, e.to_string()))?;
             let host = regex
                 .capture_names()
                 .position(|n| n == Some(HOST_GROUP))
@@ -97,17 +99,22 @@ impl Matcher {
             for (i, r) in ruleset.ignoreregex.iter().enumerate() {
                 let at = |m: String| ruleset.error_at(&["ignoreregex"], Some(i), format!("ignoreregex[{i}]: {m}"));
                 let e = host::expand_tags(r, false).map_err(at)?;
-                Regex::new(&e).map_err(|e| at(e.to_string()))?;
+                compile(&e).map_err(|e| at(e.to_string()))?;
                 expanded.push(e);
             }
-            Some(RegexSet::new(&expanded).map_err(|e| ruleset.error_at(&["ignoreregex"], None, e.to_string()))?)
+            Some(
+                RegexSetBuilder::new(&expanded)
+                    .unicode(false)
+                    .build()
+                    .map_err(|e| ruleset.error_at(&["ignoreregex"], None, e.to_string()))?,
+            )
         };
         let pref = match &ruleset.prefregex {
             None => None,
             Some(p) => {
                 let at = |m: String| ruleset.error_at(&["prefregex"], None, format!("prefregex: {m}"));
                 let e = host::expand_tags(p, false).map_err(at)?;
-                let re = Regex::new(&e).map_err(|e| at(e.to_string()))?;
+                let re = compile(&e).map_err(|e| at(e.to_string()))?;
                 let content = re
                     .capture_names()
                     .position(|n| n == Some(CONTENT_GROUP))
@@ -130,11 +137,15 @@ impl Matcher {
         })
     }
 
-    /// The literal each rule needs (for `nftban test` and tests).
-    pub fn literals(&self) -> Vec<Option<String>> {
+    /// The literals each rule needs, one of which must occur (for `nftban test` and tests).
+    pub fn literals(&self) -> Vec<Option<Vec<String>>> {
         self.rules
             .iter()
-            .map(|r| r.literal.as_ref().map(|l| String::from_utf8_lossy(l).into_owned()))
+            .map(|r| {
+                r.literal
+                    .as_ref()
+                    .map(|set| set.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect())
+            })
             .collect()
     }
 
@@ -157,10 +168,10 @@ impl Matcher {
     /// inside prefregex's `<F-CONTENT>`; `None` when prefregex fails.
     fn text<'l>(
         &self,
-        line: &'l str,
+        line: &'l [u8],
         date_end: Option<usize>,
         pref_locs: &mut Option<CaptureLocations>,
-    ) -> Option<&'l str> {
+    ) -> Option<&'l [u8]> {
         let mut text = line;
         if self.strip_date {
             if let Some(end) = date_end {
@@ -176,7 +187,7 @@ impl Matcher {
     }
 
     /// Classify `text` given which rules are candidates.
-    fn classify(&self, text: &str, cand: &[bool], locs: &mut [CaptureLocations]) -> LineMatch {
+    fn classify(&self, text: &[u8], cand: &[bool], locs: &mut [CaptureLocations]) -> LineMatch {
         for (i, rule) in self.rules.iter().enumerate() {
             if !cand[i] {
                 continue;
@@ -187,12 +198,12 @@ impl Matcher {
             if self.ignore.as_ref().is_some_and(|ig| ig.is_match(text)) {
                 return LineMatch::Ignored;
             }
-            let host = locs[i].get(rule.host).map(|(s, e)| &text[s..e]).unwrap_or("");
-            return match parse_addr(host) {
+            let host = locs[i].get(rule.host).map(|(s, e)| &text[s..e]).unwrap_or(b"");
+            return match std::str::from_utf8(host).ok().and_then(parse_addr) {
                 Some(addr) => LineMatch::Failure { rule: i, addr },
                 None => LineMatch::NotAnAddress {
                     rule: i,
-                    host: host.to_string(),
+                    host: String::from_utf8_lossy(host).into_owned(),
                 },
             };
         }
@@ -204,6 +215,9 @@ impl Matcher {
 #[derive(Debug)]
 pub struct SourceMatcher<'m> {
     jails: Vec<MatcherRef<'m>>,
+    /// Leftmost-first, so it gets the SIMD (Teddy) prefilter: the gate.
+    gate: Option<AhoCorasick>,
+    /// Standard semantics, for overlapping search: which literals occur.
     ac: Option<AhoCorasick>,
     /// Literal (pattern id) → candidate slots it opens.
     by_pattern: Vec<Vec<usize>>,
@@ -254,26 +268,39 @@ impl<'m> SourceMatcher<'m> {
             first.push(slot);
             for rule in &m.rules {
                 match &rule.literal {
-                    Some(lit) => match literals.iter().position(|l| l == lit) {
-                        Some(p) => by_pattern[p].push(slot),
-                        None => {
-                            literals.push(lit.clone());
-                            by_pattern.push(vec![slot]);
+                    Some(set) => {
+                        for lit in set {
+                            match literals.iter().position(|l| l == lit) {
+                                Some(p) => by_pattern[p].push(slot),
+                                None => {
+                                    literals.push(lit.clone());
+                                    by_pattern.push(vec![slot]);
+                                }
+                            }
                         }
-                    },
+                    }
                     None => always.push(slot),
                 }
                 locs.push(rule.regex.capture_locations());
                 slot += 1;
             }
         }
-        let ac = if literals.is_empty() {
-            None
+        // Literals are short and few; building cannot fail for them.
+        let (gate, ac) = if literals.is_empty() {
+            (None, None)
         } else {
-            // Literals are short and few; building cannot fail for them.
-            AhoCorasick::new(&literals).ok()
+            (
+                AhoCorasickBuilder::new()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .build(&literals)
+                    .ok(),
+                AhoCorasickBuilder::new()
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&literals)
+                    .ok(),
+            )
         };
-        if ac.is_none() {
+        if ac.is_none() || gate.is_none() {
             // Without an automaton every rule is a candidate.
             always = (0..slot).collect();
             by_pattern.clear();
@@ -292,6 +319,7 @@ impl<'m> SourceMatcher<'m> {
             results: Vec::with_capacity(jails.len()),
             cand: vec![false; slot],
             jails,
+            gate,
             ac,
             by_pattern,
             always,
@@ -306,7 +334,10 @@ impl<'m> SourceMatcher<'m> {
         self.results.clear();
         self.cand.fill(false);
         let mut any = false;
-        if let Some(ac) = &self.ac {
+        // The automaton's prefilter dismisses most lines fast; only lines
+        // with some literal pay for learning which ones.
+        let open = self.gate.as_ref().is_some_and(|g| g.is_match(line));
+        if let Some(ac) = self.ac.as_ref().filter(|_| open) {
             for m in ac.find_overlapping_iter(line) {
                 for &s in &self.by_pattern[m.pattern().as_usize()] {
                     self.cand[s] = true;
@@ -336,7 +367,7 @@ impl<'m> SourceMatcher<'m> {
             {
                 LineMatch::Missed
             } else {
-                match m.text(line, date_end, &mut self.pref_locs[j]) {
+                match m.text(line.as_bytes(), date_end, &mut self.pref_locs[j]) {
                     Some(text) => m.classify(text, cand, &mut self.locs[first..first + n]),
                     None => LineMatch::Missed,
                 }
@@ -359,6 +390,11 @@ impl<'m> SourceMatcher<'m> {
     pub fn parse_date(&mut self, line: &str, now: SystemTime) -> Option<Found> {
         self.dates.parse(line, now)
     }
+}
+
+/// A rule's regex: bytes, ASCII classes, a bigger lazy-DFA cache.
+fn compile(re: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(re).unicode(false).dfa_size_limit(8 << 20).build()
 }
 
 #[cfg(test)]

@@ -154,7 +154,7 @@ fn prefilter_gates_lines() {
 #[test]
 fn one_pass_for_several_jails() {
     let a = Matcher::new(&Ruleset::from_regex("Failed password for .* from <HOST> port \\d+$")).unwrap();
-    let b = Matcher::new(&Ruleset::from_regex("(?i)FAILED PASSWORD.* from <HOST> ")).unwrap();
+    let b = Matcher::new(&Ruleset::from_regex("(?i)FAILED PASSWORD.* (?i:from) <HOST> ")).unwrap();
     assert_eq!(b.literals(), vec![None]);
     let mut sm = SourceMatcher::new(vec![MatcherRef::Borrowed(&a), MatcherRef::Borrowed(&b)], Zone::Utc);
     sm.match_line("Failed password for root from 192.0.2.9 port 22", SystemTime::now());
