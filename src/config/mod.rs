@@ -156,6 +156,8 @@ fn yes() -> bool {
 pub struct Jail {
     pub name: String,
     pub ruleset: String,
+    /// The ruleset as read (with the jail's mode applied), for `check`.
+    pub rules: Arc<Ruleset>,
     pub matcher: Arc<Matcher>,
     pub files: Vec<PathBuf>,
     pub journal: Vec<String>,
@@ -413,6 +415,7 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         jails.push(Jail {
             name: name.clone(),
             ruleset: ruleset.name.clone(),
+            rules: Arc::new(ruleset),
             matcher: Arc::new(matcher),
             files: j.files,
             journal: j.journal,
