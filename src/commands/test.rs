@@ -201,6 +201,8 @@ fn scan_with(
     let mut sm = SourceMatcher::single(matcher);
     let now = SystemTime::now();
     let mut formats = [0u64; DateFormat::ALL.len()];
+    // Keyed by address while scanning (no allocation per line), by text at the end.
+    let mut hosts: std::collections::HashMap<std::net::IpAddr, u64> = Default::default();
     let mut reader = open_lines(input)?;
     let mut buf = Vec::with_capacity(1024);
     loop {
@@ -241,14 +243,7 @@ fn scan_with(
             LineMatch::Failure { rule, addr } => {
                 report.matched += 1;
                 report.rules[*rule].hits += 1;
-                // Hosts repeat: look up before allocating a key.
-                let key = addr.to_string();
-                match report.hosts.get_mut(&key) {
-                    Some(n) => *n += 1,
-                    None => {
-                        report.hosts.insert(key, 1);
-                    }
-                }
+                *hosts.entry(*addr).or_default() += 1;
             }
             LineMatch::NotAnAddress { rule, .. } => {
                 report.matched += 1;
@@ -263,6 +258,7 @@ fn scan_with(
     if let Some(p) = progress {
         p.finish();
     }
+    report.hosts = hosts.into_iter().map(|(a, n)| (a.to_string(), n)).collect();
     for (f, n) in DateFormat::ALL.iter().zip(formats) {
         if n > 0 {
             report.date_formats.insert(f.describe().to_string(), n);

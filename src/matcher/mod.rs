@@ -218,6 +218,8 @@ pub struct SourceMatcher<'m> {
     /// Leftmost-first, so it gets the SIMD (Teddy) prefilter: the gate.
     gate: Option<AhoCorasick>,
     /// Standard semantics, for overlapping search: which literals occur.
+    /// `None` when the literals cannot overlap in any text: then the gate's
+    /// own non-overlapping matches are all the occurrences.
     ac: Option<AhoCorasick>,
     /// Literal (pattern id) → candidate slots it opens.
     by_pattern: Vec<Vec<usize>>,
@@ -285,22 +287,25 @@ impl<'m> SourceMatcher<'m> {
                 slot += 1;
             }
         }
+        let free = make_overlap_free(&mut literals, &mut by_pattern);
         // Literals are short and few; building cannot fail for them.
-        let (gate, ac) = if literals.is_empty() {
-            (None, None)
+        let gate = if literals.is_empty() {
+            None
         } else {
-            (
-                AhoCorasickBuilder::new()
-                    .match_kind(MatchKind::LeftmostFirst)
-                    .build(&literals)
-                    .ok(),
-                AhoCorasickBuilder::new()
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&literals)
-                    .ok(),
-            )
+            AhoCorasickBuilder::new()
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(&literals)
+                .ok()
         };
-        if ac.is_none() || gate.is_none() {
+        let ac = if free || gate.is_none() {
+            None
+        } else {
+            AhoCorasickBuilder::new()
+                .kind(Some(AhoCorasickKind::DFA))
+                .build(&literals)
+                .ok()
+        };
+        if gate.is_none() || (!free && ac.is_none()) {
             // Without an automaton every rule is a candidate.
             always = (0..slot).collect();
             by_pattern.clear();
@@ -319,7 +324,7 @@ impl<'m> SourceMatcher<'m> {
             results: Vec::with_capacity(jails.len()),
             cand: vec![false; slot],
             jails,
-            gate,
+            gate: if free || ac.is_some() { gate } else { None },
             ac,
             by_pattern,
             always,
@@ -336,13 +341,25 @@ impl<'m> SourceMatcher<'m> {
         let mut any = false;
         // The automaton's prefilter dismisses most lines fast; only lines
         // with some literal pay for learning which ones.
-        let open = self.gate.as_ref().is_some_and(|g| g.is_match(line));
-        if let Some(ac) = self.ac.as_ref().filter(|_| open) {
-            for m in ac.find_overlapping_iter(line) {
-                for &s in &self.by_pattern[m.pattern().as_usize()] {
-                    self.cand[s] = true;
-                    any = true;
+        if let Some(gate) = &self.gate {
+            match &self.ac {
+                None => {
+                    for m in gate.find_iter(line) {
+                        for &s in &self.by_pattern[m.pattern().as_usize()] {
+                            self.cand[s] = true;
+                            any = true;
+                        }
+                    }
                 }
+                Some(ac) if gate.is_match(line) => {
+                    for m in ac.find_overlapping_iter(line) {
+                        for &s in &self.by_pattern[m.pattern().as_usize()] {
+                            self.cand[s] = true;
+                            any = true;
+                        }
+                    }
+                }
+                Some(_) => {}
             }
         }
         for &s in &self.always {
@@ -390,6 +407,73 @@ impl<'m> SourceMatcher<'m> {
     pub fn parse_date(&mut self, line: &str, now: SystemTime) -> Option<Found> {
         self.dates.parse(line, now)
     }
+}
+
+/// Whether occurrences of `a` and `b` can overlap in some text (one holds
+/// the other, or an end of one is a start of the other).
+fn overlap(a: &[u8], b: &[u8]) -> Option<Overlap> {
+    if memchr::memmem::find(a, b).is_some() {
+        return Some(Overlap::Contains);
+    }
+    for k in (1..a.len().min(b.len())).rev() {
+        if a[a.len() - k..] == b[..k] {
+            return Some(Overlap::Ends(k));
+        }
+    }
+    None
+}
+
+enum Overlap {
+    /// `a` holds `b`.
+    Contains,
+    /// `a`'s last k bytes are `b`'s first k.
+    Ends(usize),
+}
+
+/// Shorten literals until no two can overlap in any text, so that one
+/// non-overlapping scan finds every literal that occurs. A shorter literal
+/// is still required (a piece of a required string is required); slots of
+/// literals that become equal are merged. `false` if that cannot be done
+/// without going under 3 bytes.
+fn make_overlap_free(literals: &mut Vec<Vec<u8>>, by_pattern: &mut Vec<Vec<usize>>) -> bool {
+    for _ in 0..256 {
+        let mut changed = false;
+        'pairs: for i in 0..literals.len() {
+            for j in 0..literals.len() {
+                if i == j {
+                    continue;
+                }
+                match overlap(&literals[i], &literals[j]) {
+                    None => {}
+                    Some(Overlap::Contains) => {
+                        // Rules needing i can make do with j, which i holds.
+                        let slots = std::mem::take(&mut by_pattern[i]);
+                        by_pattern[j].extend(slots);
+                        literals.remove(i);
+                        by_pattern.remove(i);
+                        changed = true;
+                        break 'pairs;
+                    }
+                    Some(Overlap::Ends(k)) => {
+                        let (a, b) = (literals[i].len() - k, literals[j].len() - k);
+                        if a >= 3 && a >= b {
+                            literals[i].truncate(a);
+                        } else if b >= 3 {
+                            literals[j].drain(..k);
+                        } else {
+                            return false;
+                        }
+                        changed = true;
+                        break 'pairs;
+                    }
+                }
+            }
+        }
+        if !changed {
+            return true;
+        }
+    }
+    false
 }
 
 /// A rule's regex: bytes, ASCII classes, a bigger lazy-DFA cache.
