@@ -9,7 +9,9 @@
 //! `%(name)s` and fail2ban's `<name>` / `<section/name>` substitution (also
 //! nested, as in common.conf's `<lt_<logtype>/__prefix_line>`). As fail2ban
 //! does, rules run on the line with its leading date removed. Rules Rust's
-//! regex cannot run (look-around, backreferences) are skipped and listed.
+//! regex cannot run (look-around, backreferences, conditionals) are skipped
+//! and listed, and so are rules that mark no failure (`<F-NOFAIL>`,
+//! `<F-MLFGAINED>`: fail2ban's multi-line state, which nftban lacks).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -58,6 +60,14 @@ pub fn load(path: &Path) -> Result<Imported, RulesetError> {
     let mut rule_keys = Vec::new();
     for (index, re) in lines(get("failregex")).into_iter().enumerate() {
         let re = python_to_rust(&re);
+        if re.contains("<F-NOFAIL>") || re.contains("<F-MLFGAINED>") {
+            // fail2ban matches these to track multi-line state; they are no failure.
+            skipped.push((
+                re,
+                "marks no failure (<F-NOFAIL>/<F-MLFGAINED>); multi-line state is not supported".into(),
+            ));
+            continue;
+        }
         match check(&re) {
             Ok(()) => {
                 failregex.push(re);
@@ -279,6 +289,20 @@ fn substitute_once(sections: &Sections, v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_failure_rules_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("x.conf");
+        std::fs::write(
+            &conf,
+            "[Definition]\nfailregex = ^<F-NOFAIL>Connection from</F-NOFAIL> <HOST>\n  ^<F-MLFGAINED>Accepted</F-MLFGAINED> <HOST>\n  ^fail <HOST>$\n",
+        )
+        .unwrap();
+        let imp = load(&conf).unwrap();
+        assert_eq!(imp.ruleset.failregex, vec!["^fail <HOST>$".to_string()]);
+        assert_eq!(imp.skipped.len(), 2);
+    }
 
     #[test]
     fn ini_and_substitution() {
