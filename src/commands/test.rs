@@ -30,8 +30,9 @@ pub struct Output {
 pub struct RuleHits {
     pub regex: String,
     pub hits: u64,
-    /// Fixed strings, one of which a line must contain before the regex runs.
-    pub literal: Option<Vec<String>>,
+    /// Sets of fixed strings: a line must contain one string of each set
+    /// before the regex runs (empty: the regex runs on every line).
+    pub literals: Vec<Vec<String>>,
 }
 
 /// The result of a test run (`--json` prints it).
@@ -190,10 +191,10 @@ fn scan_with(
             .sources
             .iter()
             .zip(literals)
-            .map(|(r, literal)| RuleHits {
+            .map(|(r, literals)| RuleHits {
                 regex: r.clone(),
                 hits: 0,
-                literal,
+                literals,
             })
             .collect(),
         ..Default::default()

@@ -18,17 +18,34 @@ const MAX_SET: usize = 8;
 /// A set of literals of which every match contains at least one.
 type Set = Vec<Vec<u8>>;
 
-/// Literals of which every match of `regex` contains one (the best such
-/// set: longest shortest literal), if one exists with literals of at
-/// least [`MIN_LEN`] bytes.
-pub fn required(regex: &str) -> Option<Set> {
-    let hir = regex_syntax::ParserBuilder::new()
+/// At most this many sets per rule (each must be satisfied).
+const MAX_GROUPS: usize = 3;
+
+/// Sets of literals such that every match of `regex` contains one literal
+/// of each set: the best few (longest shortest literal first), each with
+/// literals of at least [`MIN_LEN`] bytes. Empty: none found.
+pub fn required(regex: &str) -> Vec<Set> {
+    let Ok(hir) = regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
         .build()
         .parse(regex)
-        .ok()?;
-    best_set(&hir)
+    else {
+        return vec![];
+    };
+    let mut all = Vec::new();
+    if let Some(whole) = walk(&hir, &mut all) {
+        all.push(vec![whole]);
+    }
+    all.retain(usable);
+    all.sort_by_key(|set| std::cmp::Reverse(score(set)));
+    let mut out: Vec<Set> = Vec::new();
+    for set in all {
+        if out.len() < MAX_GROUPS && !out.contains(&set) {
+            out.push(set);
+        }
+    }
+    out
 }
 
 fn score(set: &Set) -> (usize, std::cmp::Reverse<usize>) {
@@ -38,26 +55,27 @@ fn score(set: &Set) -> (usize, std::cmp::Reverse<usize>) {
     )
 }
 
-fn consider(set: Set, best: &mut Option<Set>) {
-    if set.is_empty() || set.len() > MAX_SET || score(&set).0 < MIN_LEN {
-        return;
-    }
-    if best.as_ref().is_none_or(|b| score(&set) > score(b)) {
-        *best = Some(set);
+fn usable(set: &Set) -> bool {
+    !set.is_empty() && set.len() <= MAX_SET && score(set).0 >= MIN_LEN
+}
+
+fn consider(set: Set, found: &mut Vec<Set>) {
+    if usable(&set) {
+        found.push(set);
     }
 }
 
 fn best_set(h: &Hir) -> Option<Set> {
-    let mut best = None;
-    if let Some(whole) = walk(h, &mut best) {
-        consider(vec![whole], &mut best);
+    let mut found = Vec::new();
+    if let Some(whole) = walk(h, &mut found) {
+        consider(vec![whole], &mut found);
     }
-    best
+    found.into_iter().max_by_key(score)
 }
 
 /// If `h` always matches exactly one string, that string; records the
-/// best required set found inside in `best` either way.
-fn walk(h: &Hir, best: &mut Option<Set>) -> Option<Vec<u8>> {
+/// required sets found inside in `best` either way.
+fn walk(h: &Hir, best: &mut Vec<Set>) -> Option<Vec<u8>> {
     match h.kind() {
         HirKind::Empty | HirKind::Look(_) => Some(Vec::new()),
         HirKind::Literal(l) => Some(l.0.to_vec()),
@@ -114,8 +132,9 @@ mod tests {
 
     #[test]
     fn finds_the_best_required_set() {
+        // The best set only.
         let r = |re: &str| {
-            required(re).map(|set| {
+            required(re).into_iter().next().map(|set| {
                 set.into_iter()
                     .map(|l| String::from_utf8(l).unwrap())
                     .collect::<Vec<_>>()
@@ -153,16 +172,22 @@ mod tests {
             "Failed (?:password|publickey) for .* from \\S+ port \\d+",
             "Registration from '[^']*' failed for '[^']*' - (?:Wrong password|No match)",
         ] {
-            let set = required(re).unwrap();
+            let sets = required(re);
+            assert!(sets.len() >= 2, "{re}: {sets:?}");
             let compiled = regex::Regex::new(re).unwrap();
+            let mut matched = 0;
             for l in lines {
                 if compiled.is_match(l) {
-                    assert!(
-                        set.iter().any(|lit| memchr::memmem::find(l.as_bytes(), lit).is_some()),
-                        "{re} / {l}"
-                    );
+                    matched += 1;
+                    for set in &sets {
+                        assert!(
+                            set.iter().any(|lit| memchr::memmem::find(l.as_bytes(), lit).is_some()),
+                            "{re} / {l}"
+                        );
+                    }
                 }
             }
+            assert_eq!(matched, 1, "{re}");
         }
     }
 }

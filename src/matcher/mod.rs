@@ -1,12 +1,12 @@
 //! The matcher stage: decides, for one log line, whether it is a failure
 //! and of which address.
 //!
-//! Speed comes from doing little per line. Every rule gets a literal it
-//! cannot match without (derived from its regex, see [`literal`]); a
-//! [`SourceMatcher`] puts the literals of all rules of all jails reading one
-//! source into one Aho-Corasick automaton, so an ordinary line costs one
-//! literal scan and no regex at all. Only rules whose literal occurs run
-//! their regex, with captures into reused buffers; `ignoreregex` runs only
+//! Speed comes from doing little per line. Every rule gets the fixed
+//! strings it cannot match without (up to three sets, one string of each
+//! needed; derived from its regex, see [`literal`]); a [`SourceMatcher`]
+//! puts the strings of all rules of all jails reading one source into one
+//! Aho-Corasick automaton, so an ordinary line costs one literal scan and no
+//! regex at all. Only rules whose sets are all met run their regex, with captures into reused buffers; `ignoreregex` runs only
 //! on lines a rule matched. Nothing is allocated per line. Regexes are
 //! compiled without Unicode classes (`\w`, `\d`, `\s` are ASCII), which
 //! keeps their automata small: logs put addresses and keywords in ASCII.
@@ -34,8 +34,9 @@ struct Rule {
     regex: Regex,
     /// Index of the `host` group.
     host: usize,
-    /// Strings of which every line the rule matches contains one.
-    literal: Option<Vec<Vec<u8>>>,
+    /// Sets of strings: every line the rule matches contains one string of
+    /// each set. Empty: the regex runs on every line.
+    literal: Vec<Vec<Vec<u8>>>,
 }
 
 /// A compiled ruleset.
@@ -137,14 +138,16 @@ impl Matcher {
         })
     }
 
-    /// The literals each rule needs, one of which must occur (for `nftban test` and tests).
-    pub fn literals(&self) -> Vec<Option<Vec<String>>> {
+    /// Per rule, the sets of strings a line needs one of each of before the
+    /// rule's regex runs (for `nftban test` and tests).
+    pub fn literals(&self) -> Vec<Vec<Vec<String>>> {
         self.rules
             .iter()
             .map(|r| {
                 r.literal
-                    .as_ref()
+                    .iter()
                     .map(|set| set.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect())
+                    .collect()
             })
             .collect()
     }
@@ -221,10 +224,12 @@ pub struct SourceMatcher<'m> {
     /// `None` when the literals cannot overlap in any text: then the gate's
     /// own non-overlapping matches are all the occurrences.
     ac: Option<AhoCorasick>,
-    /// Literal (pattern id) → candidate slots it opens.
-    by_pattern: Vec<Vec<usize>>,
-    /// Slots of rules without a literal: always candidates.
-    always: Vec<usize>,
+    /// Literal (pattern id) → (slot, bit of the set it belongs to).
+    by_pattern: Vec<Vec<(usize, u8)>>,
+    /// Per slot, the bits of all its sets: a candidate once all are seen.
+    need: Vec<u8>,
+    /// Per slot, the bits seen on this line.
+    seen: Vec<u8>,
     /// Jail → its first slot; slot = first + rule index.
     first: Vec<usize>,
     cand: Vec<bool>,
@@ -261,28 +266,29 @@ impl<'m> SourceMatcher<'m> {
     /// The matchers of the jails on one source; results come in this order.
     pub fn new(jails: Vec<MatcherRef<'m>>, zone: Zone) -> SourceMatcher<'m> {
         let mut literals: Vec<Vec<u8>> = Vec::new();
-        let mut by_pattern: Vec<Vec<usize>> = Vec::new();
-        let mut always = Vec::new();
+        let mut by_pattern: Vec<Vec<(usize, u8)>> = Vec::new();
+        let mut need = Vec::new();
         let mut first = Vec::new();
         let mut locs = Vec::new();
         let mut slot = 0;
         for m in &jails {
             first.push(slot);
             for rule in &m.rules {
-                match &rule.literal {
-                    Some(set) => {
-                        for lit in set {
-                            match literals.iter().position(|l| l == lit) {
-                                Some(p) => by_pattern[p].push(slot),
-                                None => {
-                                    literals.push(lit.clone());
-                                    by_pattern.push(vec![slot]);
-                                }
+                let mut mask = 0u8;
+                for (g, set) in rule.literal.iter().enumerate().take(8) {
+                    let bit = 1u8 << g;
+                    mask |= bit;
+                    for lit in set {
+                        match literals.iter().position(|l| l == lit) {
+                            Some(p) => by_pattern[p].push((slot, bit)),
+                            None => {
+                                literals.push(lit.clone());
+                                by_pattern.push(vec![(slot, bit)]);
                             }
                         }
                     }
-                    None => always.push(slot),
                 }
+                need.push(mask);
                 locs.push(rule.regex.capture_locations());
                 slot += 1;
             }
@@ -307,7 +313,7 @@ impl<'m> SourceMatcher<'m> {
         };
         if gate.is_none() || (!free && ac.is_none()) {
             // Without an automaton every rule is a candidate.
-            always = (0..slot).collect();
+            need = vec![0; slot];
             by_pattern.clear();
         }
         // Formats of all jails (any jail without a list: all formats).
@@ -327,7 +333,8 @@ impl<'m> SourceMatcher<'m> {
             gate: if free || ac.is_some() { gate } else { None },
             ac,
             by_pattern,
-            always,
+            seen: vec![0; slot],
+            need,
             first,
             locs,
             dates: DateParser::new(formats.as_deref(), zone),
@@ -337,34 +344,37 @@ impl<'m> SourceMatcher<'m> {
     /// Classify `line` for every jail; read the answers with [`Self::results`].
     pub fn match_line(&mut self, line: &str, now: SystemTime) {
         self.results.clear();
-        self.cand.fill(false);
-        let mut any = false;
+        self.seen.fill(0);
+        let mut found = false;
         // The automaton's prefilter dismisses most lines fast; only lines
         // with some literal pay for learning which ones.
         if let Some(gate) = &self.gate {
             match &self.ac {
                 None => {
                     for m in gate.find_iter(line) {
-                        for &s in &self.by_pattern[m.pattern().as_usize()] {
-                            self.cand[s] = true;
-                            any = true;
+                        for &(s, bit) in &self.by_pattern[m.pattern().as_usize()] {
+                            self.seen[s] |= bit;
+                            found = true;
                         }
                     }
                 }
                 Some(ac) if gate.is_match(line) => {
                     for m in ac.find_overlapping_iter(line) {
-                        for &s in &self.by_pattern[m.pattern().as_usize()] {
-                            self.cand[s] = true;
-                            any = true;
+                        for &(s, bit) in &self.by_pattern[m.pattern().as_usize()] {
+                            self.seen[s] |= bit;
+                            found = true;
                         }
                     }
                 }
                 Some(_) => {}
             }
         }
-        for &s in &self.always {
-            self.cand[s] = true;
-            any = true;
+        let mut any = false;
+        if found || self.need.contains(&0) {
+            for (c, (&seen, &need)) in self.cand.iter_mut().zip(self.seen.iter().zip(&self.need)) {
+                *c = seen == need;
+                any |= *c;
+            }
         }
         if !any {
             self.results.resize(self.jails.len(), LineMatch::Missed);
@@ -435,7 +445,7 @@ enum Overlap {
 /// is still required (a piece of a required string is required); slots of
 /// literals that become equal are merged. `false` if that cannot be done
 /// without going under 3 bytes.
-fn make_overlap_free(literals: &mut Vec<Vec<u8>>, by_pattern: &mut Vec<Vec<usize>>) -> bool {
+fn make_overlap_free<T>(literals: &mut Vec<Vec<u8>>, by_pattern: &mut Vec<Vec<T>>) -> bool {
     for _ in 0..256 {
         let mut changed = false;
         'pairs: for i in 0..literals.len() {

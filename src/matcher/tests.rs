@@ -155,7 +155,15 @@ fn prefilter_gates_lines() {
 fn one_pass_for_several_jails() {
     let a = Matcher::new(&Ruleset::from_regex("Failed password for .* from <HOST> port \\d+$")).unwrap();
     let b = Matcher::new(&Ruleset::from_regex("(?i)FAILED PASSWORD.* (?i:from) <HOST> ")).unwrap();
-    assert_eq!(b.literals(), vec![None]);
+    assert_eq!(b.literals(), vec![Vec::<Vec<String>>::new()]);
+    assert_eq!(
+        a.literals(),
+        vec![vec![
+            vec!["Failed password for ".to_string()],
+            vec![" from ".to_string()],
+            vec![" port ".to_string()]
+        ]]
+    );
     let mut sm = SourceMatcher::new(vec![MatcherRef::Borrowed(&a), MatcherRef::Borrowed(&b)], Zone::Utc);
     sm.match_line("Failed password for root from 192.0.2.9 port 22", SystemTime::now());
     let want = LineMatch::Failure {
@@ -195,7 +203,7 @@ fn literals_are_made_overlap_free() {
         b"' failed for '".to_vec(),
         b"failed for".to_vec(),
     ];
-    let mut slots = vec![vec![0], vec![1], vec![2]];
+    let mut slots: Vec<Vec<usize>> = vec![vec![0], vec![1], vec![2]];
     assert!(super::make_overlap_free(&mut lits, &mut slots));
     for (i, a) in lits.iter().enumerate() {
         for (j, b) in lits.iter().enumerate() {
@@ -209,4 +217,12 @@ fn literals_are_made_overlap_free() {
     let m = shipped("asterisk");
     let line = "[2015-01-28 05:40:16] NOTICE[31015] chan_sip.c: Registration from '<sip:1005@example.com>' failed for '2001:db8::22' - Wrong password";
     assert!(matches!(m.match_line(line), LineMatch::Failure { .. }));
+    // A line with the first string of a rule but not its others runs no regex
+    // and is missed.
+    assert_eq!(
+        m.match_line(
+            "[2015-01-28 05:40:16] NOTICE[2116] chan_sip.c: Registration from '<sip:100@192.0.2.1>' succeeded"
+        ),
+        LineMatch::Missed
+    );
 }
