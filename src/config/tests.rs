@@ -105,3 +105,20 @@ fn ruleset_path_is_relative_to_the_config() {
     let c = Config::from_text(&dir.path().join("nftban.yaml"), text).unwrap();
     assert_eq!(c.jails[0].ruleset, "mine");
 }
+
+/// `mode:` picks a ruleset mode; an unknown one is located at its key.
+#[test]
+fn jail_mode_is_checked_and_located() {
+    let text = GOOD.replace("    bantime: 10m\n", "    bantime: 10m\n    mode: normal\n");
+    let c = load(&text).unwrap();
+    assert_eq!(
+        c.jails[1].rules.mode, None,
+        "normal is the base when no such mode exists"
+    );
+    let text = GOOD.replace("    bantime: 10m\n", "    bantime: 10m\n    mode: turbo\n");
+    let e = load(&text).unwrap_err().to_string();
+    assert!(
+        e.starts_with("/etc/nftban/nftban.yaml:13:5: jails.sshd.mode: no mode `turbo` in ruleset sshd"),
+        "{e}"
+    );
+}
