@@ -71,9 +71,14 @@ pub enum Zone {
 pub struct DateParser {
     formats: u8,
     zone: Zone,
-    /// (year, month, day, hour) → epoch seconds of that hour's start.
-    cache: Option<((i64, u32, u32, u32), i64)>,
+    /// (year, month, day, hour) → epoch seconds of that hour's start, for
+    /// the last few hours seen (logs mixing dates must not call libc, which
+    /// stats /etc/localtime, per line).
+    cache: [Option<((i64, u32, u32, u32), i64)>; CACHE],
+    next: usize,
 }
+
+const CACHE: usize = 16;
 
 const MONTHS: [&[u8; 3]; 12] = [
     b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
@@ -89,7 +94,8 @@ impl DateParser {
         DateParser {
             formats,
             zone,
-            cache: None,
+            cache: [None; CACHE],
+            next: 0,
         }
     }
 
@@ -250,17 +256,16 @@ impl DateParser {
     /// Epoch seconds of `y-mo-d h:00:00` in the parser's zone (cached).
     fn local(&mut self, y: i64, mo: u32, d: u32, h: u32) -> i64 {
         let key = (y, mo, d, h);
-        if let Some((k, v)) = self.cache {
-            if k == key {
-                return v;
-            }
+        if let Some((_, v)) = self.cache.iter().flatten().find(|(k, _)| *k == key) {
+            return *v;
         }
         let utc = days_from_civil(y, mo, d) * 86400 + h as i64 * 3600;
         let v = match self.zone {
             Zone::Utc => utc,
             Zone::Local => local_to_epoch(y, mo, d, h).unwrap_or(utc),
         };
-        self.cache = Some((key, v));
+        self.cache[self.next] = Some((key, v));
+        self.next = (self.next + 1) % CACHE;
         v
     }
 }
@@ -428,6 +433,22 @@ mod tests {
         for (line, want) in cases {
             let got = p.parse(line, now).map(|f| (f.format, f.end, f.time));
             assert_eq!(got, *want, "{line}");
+        }
+    }
+
+    /// A log mixing dates of many hours reads each right (the cache holds
+    /// several hours and never mixes them up).
+    #[test]
+    fn mixed_hours_read_right() {
+        let now = utc(2026, 1, 5, 12, 0, 0);
+        let mut p = DateParser::new(None, Zone::Utc);
+        for round in 0..3 {
+            for h in 0..40u32 {
+                let (d, hh) = (1 + h / 24, h % 24);
+                let line = format!("[2025-03-{d:02} {hh:02}:0{round}:00] x");
+                let got = p.parse(&line, now).map(|f| f.time);
+                assert_eq!(got, Some(utc(2025, 3, d, hh, round, 0)), "{line}");
+            }
         }
     }
 

@@ -218,8 +218,8 @@ impl Matcher {
 #[derive(Debug)]
 pub struct SourceMatcher<'m> {
     jails: Vec<MatcherRef<'m>>,
-    /// Leftmost-first, so it gets the SIMD (Teddy) prefilter: the gate.
-    gate: Option<AhoCorasick>,
+    /// Leftmost-first SIMD (Teddy) search of all literals: the gate.
+    gate: Option<Gate>,
     /// Standard semantics, for overlapping search: which literals occur.
     /// `None` when the literals cannot overlap in any text: then the gate's
     /// own non-overlapping matches are all the occurrences.
@@ -298,10 +298,7 @@ impl<'m> SourceMatcher<'m> {
         let gate = if literals.is_empty() {
             None
         } else {
-            AhoCorasickBuilder::new()
-                .match_kind(MatchKind::LeftmostFirst)
-                .build(&literals)
-                .ok()
+            Gate::new(&literals)
         };
         let ac = if free || gate.is_none() {
             None
@@ -351,14 +348,15 @@ impl<'m> SourceMatcher<'m> {
         if let Some(gate) = &self.gate {
             match &self.ac {
                 None => {
-                    for m in gate.find_iter(line) {
-                        for &(s, bit) in &self.by_pattern[m.pattern().as_usize()] {
-                            self.seen[s] |= bit;
+                    let (by_pattern, seen) = (&self.by_pattern, &mut self.seen);
+                    gate.for_each(line.as_bytes(), |p| {
+                        for &(s, bit) in &by_pattern[p] {
+                            seen[s] |= bit;
                             found = true;
                         }
-                    }
+                    });
                 }
-                Some(ac) if gate.is_match(line) => {
+                Some(ac) if gate.is_match(line.as_bytes()) => {
                     for m in ac.find_overlapping_iter(line) {
                         for &(s, bit) in &self.by_pattern[m.pattern().as_usize()] {
                             self.seen[s] |= bit;
@@ -416,6 +414,47 @@ impl<'m> SourceMatcher<'m> {
     /// The date at the start of `line`, in the formats of this source's rulesets.
     pub fn parse_date(&mut self, line: &str, now: SystemTime) -> Option<Found> {
         self.dates.parse(line, now)
+    }
+}
+
+/// The literal scan: the packed SIMD searcher (Teddy) when the CPU has it,
+/// else an Aho-Corasick automaton with its own prefilter.
+#[derive(Debug)]
+enum Gate {
+    Packed(aho_corasick::packed::Searcher),
+    Automaton(AhoCorasick),
+}
+
+impl Gate {
+    fn new(literals: &[Vec<u8>]) -> Option<Gate> {
+        let packed = aho_corasick::packed::Config::new()
+            .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+            .builder()
+            .extend(literals)
+            .build();
+        match packed {
+            Some(p) => Some(Gate::Packed(p)),
+            None => AhoCorasickBuilder::new()
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(literals)
+                .ok()
+                .map(Gate::Automaton),
+        }
+    }
+
+    fn is_match(&self, hay: &[u8]) -> bool {
+        match self {
+            Gate::Packed(p) => p.find(hay).is_some(),
+            Gate::Automaton(a) => a.is_match(hay),
+        }
+    }
+
+    /// Calls `f` with the pattern id of each non-overlapping leftmost-first match.
+    fn for_each(&self, hay: &[u8], mut f: impl FnMut(usize)) {
+        match self {
+            Gate::Packed(p) => p.find_iter(hay).for_each(|m| f(m.pattern().as_usize())),
+            Gate::Automaton(a) => a.find_iter(hay).for_each(|m| f(m.pattern().as_usize())),
+        }
     }
 }
 
