@@ -74,11 +74,14 @@ pub struct DateParser {
     /// (year, month, day, hour) → epoch seconds of that hour's start, for
     /// the last few hours seen (logs mixing dates must not call libc, which
     /// stats /etc/localtime, per line).
-    cache: [Option<((i64, u32, u32, u32), i64)>; CACHE],
+    cache: [Option<(HourKey, i64)>; CACHE],
     next: usize,
 }
 
 const CACHE: usize = 16;
+
+/// (year, month, day, hour).
+type HourKey = (i64, u32, u32, u32);
 
 const MONTHS: [&[u8; 3]; 12] = [
     b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
