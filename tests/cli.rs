@@ -175,3 +175,64 @@ fn ruleset_prints_a_chain_per_configured_hook() {
         stderr(&o)
     );
 }
+
+/// `check` follows a jail to its ruleset file and names the file, line and
+/// column of a bad rule, and of an example that does not hold.
+#[test]
+fn check_names_the_ruleset_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let rs = dir.path().join("mine.yaml");
+    let config = dir.path().join("nftban.yaml");
+    std::fs::write(
+        &config,
+        "jails:\n  mine:\n    ruleset: mine.yaml\n    files: [/var/log/mine.log]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &rs,
+        "name: mine\nfailregex:\n  - 'ok from <HOST>$'\n  - 'bad (from <HOST>$'\n",
+    )
+    .unwrap();
+    let o = run(nftban().arg("check").arg("--config").arg(&config));
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains(&format!("{}:4:3: failregex[1]: ", rs.display())), "{err}");
+
+    std::fs::write(
+        &rs,
+        "name: mine\nfailregex: ['ok from <HOST>$']\nexamples:\n  - line: ok from 192.0.2.1\n    host: 192.0.2.1\n  - line: ok from 192.0.2.2 x\n    host: 192.0.2.2\n",
+    )
+    .unwrap();
+    let o = run(nftban().arg("check").arg("--config").arg(&config));
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "{}:6:3: examples[1]: expected 192.0.2.2, got no match",
+            rs.display()
+        )),
+        "{err}"
+    );
+}
+
+/// `test` reads a fail2ban filter and gzip'd logs.
+#[test]
+fn test_reads_a_fail2ban_filter_and_gzip() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fail2ban");
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("dropbear.log.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    use std::io::Write;
+    enc.write_all(&std::fs::read(data.join("dropbear.log")).unwrap())
+        .unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let o = run(nftban()
+        .arg("test")
+        .arg(&gz)
+        .arg(data.join("dropbear.conf"))
+        .arg("--json"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["lines"].as_u64(), v["matched"].as_u64()), (Some(9), Some(6)));
+    assert_eq!(v["date_formats"]["syslog Mon DD HH:MM:SS"], 9);
+}

@@ -129,6 +129,10 @@ fn status_explains_missing_and_unreadable_sources() {
     )
     .unwrap();
     let mut d = Daemon::start(&ns, &s);
+    // The reader starts at the end of the file: append once it reads.
+    wait_for("the log to be opened", || {
+        s.status("asterisk").filter(|st| st["sources"][2]["state"] == "reading")
+    });
     s.append(&["a line that is no failure"]);
     let st = wait_for("sources to be looked at", || {
         s.status("asterisk")
@@ -147,7 +151,10 @@ fn status_explains_missing_and_unreadable_sources() {
     // The missing file appears: it is read from its start.
     std::fs::write(
         &missing,
-        "[2026-11-25 10:00:00] NOTICE[1] chan_sip.c: No registration for peer '1' (from 198.51.100.3)\n",
+        format!(
+            "{} NOTICE[1] chan_sip.c: No registration for peer '1' (from 198.51.100.3)\n",
+            asterisk_now()
+        ),
     )
     .unwrap();
     wait_for("the new file's line", || {
@@ -267,7 +274,10 @@ fn metrics_endpoint_serves_ban_counters() {
 }
 
 fn attack(addr: &str) -> String {
-    format!("[2026-11-25 10:00:00] NOTICE[1] chan_sip.c: Registration from '<sip:1@192.0.2.1>' failed for '{addr}:5060' - Wrong password")
+    format!(
+        "{} NOTICE[1] chan_sip.c: Registration from '<sip:1@192.0.2.1>' failed for '{addr}:5060' - Wrong password",
+        asterisk_now()
+    )
 }
 
 /// Lines written while the daemon was stopped are read after it starts,
@@ -363,5 +373,56 @@ fn kill_9_during_a_burst_loses_no_ban() {
     assert!(o.status.success());
     let d = Daemon::start(&ns, &s);
     assert_eq!(set_elements(&ns, "asterisk_v4").len(), 600, "history restores all bans");
+    assert!(d.stop());
+}
+
+/// Replaying an old log bans nobody: failures dated long ago are matched but
+/// not counted; the same lines dated now ban. Two jails on the same file
+/// share one reader and both see its lines.
+#[test]
+fn old_lines_ban_nobody_and_jails_share_a_file() {
+    if !kernel_tests_possible("old_lines_ban_nobody_and_jails_share_a_file") {
+        return;
+    }
+    let ns = NetNs::create("oldlog").unwrap();
+    let s = Setup::asterisk("");
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        format!(
+            "{text}  second:\n    ruleset: asterisk\n    files: [{}]\n",
+            s.log.display()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&ns, &s);
+    // The reader starts at the end of the file: append once it reads.
+    wait_for("the log to be opened", || {
+        s.status("asterisk").filter(|st| st["sources"][0]["state"] == "reading")
+    });
+    let old: Vec<String> = (0..5)
+        .map(|i| {
+            format!("[2015-01-28 05:40:1{i}] NOTICE[1] chan_sip.c: No registration for peer '1' (from 198.51.100.44)")
+        })
+        .collect();
+    s.append(&old.iter().map(|l| l.as_str()).collect::<Vec<_>>());
+    let st = wait_for("the old lines to be read", || {
+        s.status("asterisk").filter(|st| st["sources"][0]["matched"] == 5)
+    });
+    assert_eq!(st["total_failed"], 0, "{st}");
+    assert_eq!(st["banned"].as_array().unwrap().len(), 0, "{st}");
+    let now = asterisk_now();
+    let fresh: Vec<String> = (0..3)
+        .map(|_| format!("{now} NOTICE[1] chan_sip.c: No registration for peer '1' (from 198.51.100.45)"))
+        .collect();
+    s.append(&fresh.iter().map(|l| l.as_str()).collect::<Vec<_>>());
+    for jail in ["asterisk", "second"] {
+        let st = wait_for("the fresh lines to ban", || {
+            s.status(jail)
+                .filter(|st| st["banned"].as_array().is_some_and(|b| !b.is_empty()))
+        });
+        assert_eq!(st["banned"][0]["ip"], "198.51.100.45", "{jail}: {st}");
+        assert_eq!(st["total_failed"], 3, "{jail}: {st}");
+    }
     assert!(d.stop());
 }

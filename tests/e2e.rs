@@ -11,7 +11,7 @@ use nftban::netns::{udp_echo, udp_probe};
 use crate::support::*;
 
 fn registration(addr: &str) -> String {
-    format!("[2026-11-25 10:00:00] NOTICE[31015]: chan_sip.c:25824 in handle_request_register: Registration from '<sip:100@192.0.2.1>' failed for '{addr}:5060' - Wrong password")
+    format!("{} NOTICE[31015]: chan_sip.c:25824 in handle_request_register: Registration from '<sip:100@192.0.2.1>' failed for '{addr}:5060' - Wrong password", asterisk_now())
 }
 
 fn banned_ips(status: &serde_json::Value) -> Vec<String> {

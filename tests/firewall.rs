@@ -14,7 +14,7 @@ use crate::support::*;
 const WAIT: Duration = Duration::from_millis(800);
 
 fn registration(addr: &str) -> String {
-    format!("[2026-11-25 10:00:00] NOTICE[31015]: chan_sip.c:25824 in handle_request_register: Registration from '<sip:100@192.0.2.1>' failed for '{addr}:5060' - Wrong password")
+    format!("{} NOTICE[31015]: chan_sip.c:25824 in handle_request_register: Registration from '<sip:100@192.0.2.1>' failed for '{addr}:5060' - Wrong password", asterisk_now())
 }
 
 fn sh(ns: &NetNs, script: &str) {

@@ -10,3 +10,4 @@ mod e2e;
 mod firewall;
 mod heal;
 mod logging;
+mod schema;

@@ -26,15 +26,38 @@ const ATTACKER: &str = "192.0.2.66";
 /// The attack, as the PBX logs it: seed FAQ rows 3, 4 and 9, three times
 /// each (maxretry 3), plus a host with too few failures and an ignored one.
 fn attack_lines() -> Vec<String> {
+    // Dated now: nftban takes a failure's time from its line, and lines
+    // older than findtime would (rightly) ban nobody.
+    let now = asterisk_now();
     let mut lines = Vec::new();
-    for i in 0..3 {
-        lines.push(format!("[2026-11-25 10:00:0{i}] NOTICE[2116] chan_sip.c: Call from '' (195.154.134.116:5071) to extension '8011441295298642' rejected because extension not found in context 'public'."));
-        lines.push(format!("[2026-11-25 10:00:0{i}] NOTICE[-1] Ext. 9015448702956577: Incoming SIP connection from unknown peer failed for 31.3.244.234 - Unknown connection from peer"));
-        lines.push(format!("[2026-11-25 10:00:0{i}] NOTICE[31015]: chan_sip.c:25824 in handle_request_register: Registration from '<sip:100@{PBX}>' failed for '{ATTACKER}:5060' - Wrong password"));
-        lines.push(format!("[2026-11-25 10:00:0{i}] NOTICE[31015]: chan_sip.c:25824 in handle_request_register: Registration from '<sip:100@{PBX}>' failed for '127.0.0.1:5060' - Wrong password"));
+    for _ in 0..3 {
+        lines.push(format!("{now} NOTICE[2116] chan_sip.c: Call from '' (195.154.134.116:5071) to extension '8011441295298642' rejected because extension not found in context 'public'."));
+        lines.push(format!("{now} NOTICE[-1] Ext. 9015448702956577: Incoming SIP connection from unknown peer failed for 31.3.244.234 - Unknown connection from peer"));
+        lines.push(format!("{now} NOTICE[31015]: chan_sip.c:25824 in handle_request_register: Registration from '<sip:100@{PBX}>' failed for '{ATTACKER}:5060' - Wrong password"));
+        lines.push(format!("{now} NOTICE[31015]: chan_sip.c:25824 in handle_request_register: Registration from '<sip:100@{PBX}>' failed for '127.0.0.1:5060' - Wrong password"));
     }
-    lines.push(format!("[2026-11-25 10:00:05] NOTICE[31015] chan_sip.c: Registration from '<sip:200@{PBX}>' failed for '198.51.100.9:5060' - Wrong password"));
+    lines.push(format!("{now} NOTICE[31015] chan_sip.c: Registration from '<sip:200@{PBX}>' failed for '198.51.100.9:5060' - Wrong password"));
     lines
+}
+
+/// The local time as Asterisk writes it: `[YYYY-MM-DD HH:MM:SS]`.
+fn asterisk_now() -> String {
+    // SAFETY: time and localtime_r with valid pointers; tm is plain data.
+    let tm = unsafe {
+        let t = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&t, &mut tm);
+        tm
+    };
+    format!(
+        "[{:04}-{:02}-{:02} {:02}:{:02}:{:02}]",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
 }
 
 struct Daemon(Child);

@@ -22,6 +22,17 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Check(c) => {
             let path = config_path(c.config.as_deref());
             let config = Config::load(&path)?;
+            // A ruleset whose examples fail would ban the wrong hosts or none.
+            let mut bad = 0;
+            for j in &config.jails {
+                for e in example_failures(&j.rules, &j.matcher) {
+                    eprintln!("{e}");
+                    bad += 1;
+                }
+            }
+            if bad > 0 {
+                anyhow::bail!("{bad} ruleset example(s) do not hold");
+            }
             println!("{}: OK", path.display());
             println!(
                 "logs go to: {}",
@@ -35,9 +46,14 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
             println!("control socket: {}", config.socket.display());
             for j in &config.jails {
                 println!(
-                    "jail {}: ruleset {}, {} file(s), ban after {} failures within {} for {}",
+                    "jail {}: ruleset {}{}, {} file(s), ban after {} failures within {} for {}",
                     j.name,
                     j.ruleset,
+                    j.rules
+                        .mode
+                        .as_deref()
+                        .map(|m| format!(" (mode {m})"))
+                        .unwrap_or_default(),
                     j.files.len(),
                     j.maxretry,
                     crate::config::format_duration(j.findtime),
@@ -76,4 +92,40 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
         ),
         Command::Demo => demo::run(),
     }
+}
+
+/// The examples of a ruleset (for its mode) that do not give their host,
+/// as `file:line:column: ...` messages.
+pub fn example_failures(rules: &crate::matcher::Ruleset, matcher: &crate::matcher::Matcher) -> Vec<String> {
+    use crate::matcher::LineMatch;
+    let mut out = Vec::new();
+    for (i, ex) in rules.examples.iter().enumerate() {
+        let applies = ex.mode == rules.mode || (ex.mode.is_none() && ex.host.is_some());
+        if !applies {
+            continue;
+        }
+        let got = match matcher.match_line(&ex.line) {
+            LineMatch::Failure { addr, .. } => Some(addr.to_string()),
+            _ => None,
+        };
+        let want = ex
+            .host
+            .as_deref()
+            .and_then(crate::matcher::parse_addr)
+            .map(|a| a.to_string());
+        if got != want {
+            let e = rules.error_at(
+                &["examples"],
+                Some(i),
+                format!(
+                    "examples[{i}]: expected {}, got {}: {}",
+                    want.as_deref().unwrap_or("no match"),
+                    got.as_deref().unwrap_or("no match"),
+                    ex.line
+                ),
+            );
+            out.push(e.to_string());
+        }
+    }
+    out
 }

@@ -44,6 +44,34 @@ pub fn locate_nearest(text: &str, path: &[&str]) -> Option<(usize, usize)> {
     (1..=path.len()).rev().find_map(|n| locate(text, &path[..n]))
 }
 
+/// Line and column of item `index` (0-based) of the block list under the
+/// key at `path` (`failregex:` then `- ...` lines). Falls back to the key.
+pub fn locate_item(text: &str, path: &[&str], index: usize) -> Option<(usize, usize)> {
+    let (key_line, key_col) = locate(text, path)?;
+    let mut n = 0;
+    let mut item_indent = None;
+    for (i, line) in text.lines().enumerate().skip(key_line) {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        if indent + 1 < key_col || (indent + 1 == key_col && !trimmed.starts_with("- ")) {
+            break; // left the key's block
+        }
+        if trimmed.starts_with("- ") || trimmed == "-" {
+            if *item_indent.get_or_insert(indent) != indent {
+                continue; // a nested list
+            }
+            if n == index {
+                return Some((i + 1, indent + 1));
+            }
+            n += 1;
+        }
+    }
+    Some((key_line, key_col))
+}
+
 /// The key of a `key: value` line, unquoted.
 fn key_of(line: &str) -> Option<&str> {
     let line = line.strip_prefix("- ").unwrap_or(line);
@@ -70,6 +98,14 @@ mod tests {
         let yaml = "jails:\n  sshd: {ruleset: sshd, maxretry: 0}\n";
         assert_eq!(locate(yaml, &["jails", "sshd", "maxretry"]), None);
         assert_eq!(locate_nearest(yaml, &["jails", "sshd", "maxretry"]), Some((2, 3)));
+    }
+
+    #[test]
+    fn finds_list_items() {
+        let t = "name: x\nfailregex:\n  - a\n  # c\n  - b\nmodes:\n  aggressive:\n    failregex:\n    - c\n    - d\n";
+        assert_eq!(locate_item(t, &["failregex"], 1), Some((5, 3)));
+        assert_eq!(locate_item(t, &["modes", "aggressive", "failregex"], 1), Some((10, 5)));
+        assert_eq!(locate_item(t, &["failregex"], 7), Some((2, 1)), "falls back to the key");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use crate::firewall::{Action, Hook, TableSpec};
 use crate::matcher::{Matcher, Ruleset};
 pub use duration::{format_duration, parse_duration, Dur};
-pub use locate::{locate, locate_nearest};
+pub use locate::{locate, locate_item, locate_nearest};
 
 /// Where the config is read from when no `--config` is given.
 pub const DEFAULT_CONFIG: &str = "/etc/nftban/nftban.yaml";
@@ -198,6 +198,8 @@ pub struct JailConfig {
     pub bantime_increment: Option<IncrementConfig>,
     /// Cap on addresses with failures tracked at once.
     pub max_tracked: Option<usize>,
+    /// A mode of the ruleset (`aggressive` for sshd): its rules are added.
+    pub mode: Option<String>,
 }
 
 fn yes() -> bool {
@@ -209,6 +211,8 @@ fn yes() -> bool {
 pub struct Jail {
     pub name: String,
     pub ruleset: String,
+    /// The ruleset as read (with the jail's mode applied), for `check`.
+    pub rules: Arc<Ruleset>,
     pub matcher: Arc<Matcher>,
     pub files: Vec<PathBuf>,
     pub journal: Vec<String>,
@@ -296,6 +300,16 @@ impl Config {
 /// Turn a YAML library error into ours, adding a position when the library
 /// gave none (it omits it for unknown keys at the top level).
 fn yaml_error(path: &Path, text: &str, e: &serde_yaml_ng::Error) -> ConfigError {
+    let (message, at) = yaml_error_parts(text, e);
+    ConfigError {
+        file: path.to_path_buf(),
+        at,
+        message,
+    }
+}
+
+/// A YAML library error as message and position (also for ruleset files).
+pub fn yaml_error_parts(text: &str, e: &serde_yaml_ng::Error) -> (String, Option<(usize, usize)>) {
     let full = e.to_string();
     // The library appends " at line L column C"; we print that ourselves.
     let message = match full.rfind(" at line ") {
@@ -313,11 +327,7 @@ fn yaml_error(path: &Path, text: &str, e: &serde_yaml_ng::Error) -> ConfigError 
             at = locate(text, &keys);
         }
     }
-    ConfigError {
-        file: path.to_path_buf(),
-        at,
-        message,
-    }
+    (message, at)
 }
 
 fn unknown_field(message: &str) -> Option<&str> {
@@ -479,6 +489,9 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         }
         let ruleset = Ruleset::resolve(&j.ruleset, base_dir)
             .map_err(|m| err(&at("ruleset"), format!("jails.{name}.ruleset: {m}")))?;
+        let ruleset = ruleset
+            .with_mode(j.mode.as_deref())
+            .map_err(|m| err(&at("mode"), format!("jails.{name}.mode: {}", m.message)))?;
         let matcher = Matcher::new(&ruleset).map_err(|m| err(&at("ruleset"), format!("jails.{name}.ruleset: {m}")))?;
         if j.files.is_empty() && j.journal.is_empty() {
             return Err(err(
@@ -535,6 +548,7 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         jails.push(Jail {
             name: name.clone(),
             ruleset: ruleset.name.clone(),
+            rules: Arc::new(ruleset),
             matcher: Arc::new(matcher),
             files: j.files,
             journal: j.journal,

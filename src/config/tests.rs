@@ -159,3 +159,20 @@ fn bad_hooks_are_refused_with_the_key() {
     assert!(e.to_string().contains("unknown variant `output`"), "{e}");
     assert_eq!(e.at.map(|a| a.0), Some(2), "{e}");
 }
+
+/// `mode:` picks a ruleset mode; an unknown one is located at its key.
+#[test]
+fn jail_mode_is_checked_and_located() {
+    let text = GOOD.replace("    bantime: 10m\n", "    bantime: 10m\n    mode: normal\n");
+    let c = load(&text).unwrap();
+    assert_eq!(
+        c.jails[1].rules.mode, None,
+        "normal is the base when no such mode exists"
+    );
+    let text = GOOD.replace("    bantime: 10m\n", "    bantime: 10m\n    mode: turbo\n");
+    let e = load(&text).unwrap_err().to_string();
+    assert!(
+        e.starts_with("/etc/nftban/nftban.yaml:13:5: jails.sshd.mode: no mode `turbo` in ruleset sshd"),
+        "{e}"
+    );
+}

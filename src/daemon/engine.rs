@@ -110,6 +110,7 @@ pub struct Engine {
 impl Engine {
     /// Build the jails of `config` (plus `manual`) with empty state.
     pub fn new(config: &Config, firewall: Box<dyn Firewall>) -> Engine {
+        let mut shared: BTreeMap<std::path::PathBuf, Arc<SourceStats>> = BTreeMap::new();
         let mut jails: Vec<JailState> = config
             .jails
             .iter()
@@ -123,6 +124,11 @@ impl Engine {
                 };
                 let mut state = JailState::new(&j.name, &j.ruleset, &j.files, &j.journal, policy);
                 state.increment = j.increment;
+                // Jails reading the same file share its reader and its stats.
+                for (k, f) in j.files.iter().enumerate() {
+                    let own = Arc::clone(&state.sources[k]);
+                    state.sources[k] = shared.entry(f.clone()).or_insert(own).clone();
+                }
                 state
             })
             .collect();

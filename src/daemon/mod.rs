@@ -1,11 +1,15 @@
 //! The daemon (`nftban run`): wires sources, engine, firewall and control
 //! socket together.
 //!
-//! Threads: one per source (reading and matching, so matching runs in
-//! parallel), one for the control socket, one for signals, one watching
-//! nf_tables events (self-healing), and the engine loop on the caller's
-//! thread. They talk over one bounded channel; when the engine falls behind,
-//! sources wait and their lines stay on disk instead of in memory.
+//! Threads: one per source file (reading and matching; jails that read the
+//! same file share its thread and try all their rules in one pass per line),
+//! one per journal source, one for the control socket, one for signals, one
+//! watching nf_tables events (self-healing), and the engine loop on the
+//! caller's thread. A failure's time is the line's own date when it has one
+//! (the entry's time for the journal), so replaying an old log bans nobody:
+//! failures older than the jail's `findtime` are dropped before they reach
+//! the engine. They talk over one bounded channel; when the engine falls
+//! behind, sources wait and their lines stay on disk instead of in memory.
 //!
 //! Batching: the loop takes every event already waiting (up to 10,000)
 //! before it flushes, so bans decided together go to the kernel in one
@@ -28,7 +32,7 @@ use crate::control::server::{serve, Server};
 use crate::control::{Request, Response};
 use crate::firewall::netlink::monitor::{Monitor, Notice};
 use crate::firewall::{Firewall, TableSpec};
-use crate::matcher::LineMatch;
+use crate::matcher::{LineMatch, MatcherRef, SourceMatcher, Zone};
 use crate::sources::file::{follow, Position, StartAt};
 pub use engine::Engine;
 
@@ -98,6 +102,8 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
     let (tx, rx) = mpsc::sync_channel::<Event>(QUEUE);
     let stop = Arc::new(AtomicBool::new(false));
 
+    // Jails by file: one reader and one combined matcher per file.
+    let mut by_file: std::collections::BTreeMap<std::path::PathBuf, Vec<usize>> = Default::default();
     for (i, jail) in config.jails.iter().enumerate() {
         tracing::info!(
             jail = %jail.name,
@@ -112,6 +118,7 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
         if !jail.journal.is_empty() {
             let stats = engine.jails[i].sources[jail.files.len()].clone();
             let (stop, tx, matcher, matches) = (stop.clone(), tx.clone(), jail.matcher.clone(), jail.journal.clone());
+            let findtime = jail.findtime;
             let key = crate::sources::journal::label(&matches);
             let start = match cursors.get(&key) {
                 Some(c) => crate::sources::journal::JournalStart::After(c.clone()),
@@ -132,7 +139,9 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
                     let on_line = |line: &str, at: SystemTime| match matcher.match_line(line) {
                         LineMatch::Failure { addr, .. } => {
                             counter.note_match(at);
-                            let _ = tx.send(Event::Failure { jail: i, addr, at });
+                            if counts(at, SystemTime::now(), findtime) {
+                                let _ = tx.send(Event::Failure { jail: i, addr, at });
+                            }
                         }
                         LineMatch::NotAnAddress { .. } => counter.note_match(at),
                         LineMatch::Missed | LineMatch::Ignored => {}
@@ -140,34 +149,59 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
                     crate::sources::journal::follow(&matches, stats, stop, start, on_line, on_cursor);
                 })?;
         }
-        for stats in engine.jails[i].sources.iter().take(jail.files.len()) {
-            let (stats, stop, tx, matcher) = (stats.clone(), stop.clone(), tx.clone(), jail.matcher.clone());
-            let name = format!("src-{}", jail.name);
-            let key = stats.path.display().to_string();
-            // Where an earlier run stopped, else the end: old lines are not replayed.
-            let start = positions.get(&key).map(|p| StartAt::Resume(*p)).unwrap_or(StartAt::End);
-            std::thread::Builder::new().name(name).spawn(move || {
-                let path = stats.path.clone();
-                let counter = stats.clone();
-                let tx2 = tx.clone();
-                let on_position = move |pos| {
-                    let _ = tx2.send(Event::Position { path: key.clone(), pos });
-                };
-                let on_line = |line: &str| match matcher.match_line(line) {
-                    LineMatch::Failure { addr, .. } => {
-                        let at = SystemTime::now();
-                        counter.note_match(at);
-                        let _ = tx.send(Event::Failure { jail: i, addr, at });
-                    }
-                    LineMatch::NotAnAddress { host, .. } => {
-                        counter.note_match(SystemTime::now());
-                        tracing::debug!(%host, "matched a hostname, not an address: nftban never resolves names; not counted");
-                    }
-                    LineMatch::Missed | LineMatch::Ignored => {}
-                };
-                follow(&path, stats, stop, start, on_line, on_position);
-            })?;
+        for f in &jail.files {
+            by_file.entry(f.clone()).or_default().push(i);
         }
+    }
+    for (path, ids) in by_file {
+        let Some(stats) = engine.jails[ids[0]].sources.iter().find(|s| s.path == path).cloned() else {
+            continue;
+        };
+        let matchers: Vec<MatcherRef<'static>> = ids
+            .iter()
+            .map(|&i| MatcherRef::Shared(config.jails[i].matcher.clone()))
+            .collect();
+        let findtimes: Vec<Duration> = ids.iter().map(|&i| config.jails[i].findtime).collect();
+        let names: Vec<String> = ids.iter().map(|&i| config.jails[i].name.clone()).collect();
+        let (stop, tx) = (stop.clone(), tx.clone());
+        let name = format!("src-{}", names.join("+"));
+        let key = path.display().to_string();
+        // Where an earlier run stopped, else the end: old lines are not replayed.
+        let start = positions.get(&key).map(|p| StartAt::Resume(*p)).unwrap_or(StartAt::End);
+        std::thread::Builder::new().name(name).spawn(move || {
+            let mut sm = SourceMatcher::new(matchers, Zone::Local);
+            let counter = stats.clone();
+            let tx2 = tx.clone();
+            let on_position = move |pos: Position| {
+                let _ = tx2.send(Event::Position { path: key.clone(), pos });
+            };
+            let on_line = |line: &str| {
+                let now = SystemTime::now();
+                sm.match_line(line, now);
+                if !sm.any_match() {
+                    return;
+                }
+                counter.note_match(now);
+                let at = line_time(sm.parse_date(line, now).map(|f| f.time), now);
+                for (k, r) in sm.results().iter().enumerate() {
+                    match r {
+                        LineMatch::Failure { addr, .. } => {
+                            if !counts(at, now, findtimes[k]) {
+                                tracing::debug!(jail = %names[k], %addr, "failure older than findtime (line dated {}s ago); not counted",
+                                    now.duration_since(at).map(|d| d.as_secs()).unwrap_or(0));
+                                continue;
+                            }
+                            let _ = tx.send(Event::Failure { jail: ids[k], addr: *addr, at });
+                        }
+                        LineMatch::NotAnAddress { host, .. } => {
+                            tracing::debug!(jail = %names[k], %host, "matched a hostname, not an address: nftban never resolves names; not counted");
+                        }
+                        LineMatch::Missed | LineMatch::Ignored => {}
+                    }
+                }
+            };
+            follow(&path, stats, stop, start, on_line, on_position);
+        })?;
     }
 
     {
@@ -210,6 +244,17 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
     drop(server);
     tracing::info!("stopped; bans stay in the kernel until their timeouts end");
     Ok(())
+}
+
+/// A failure's time: the line's date, or `now` for a line without one or
+/// dated in the future (a clock ahead, a wrong year guess).
+pub fn line_time(date: Option<SystemTime>, now: SystemTime) -> SystemTime {
+    date.map_or(now, |t| t.min(now))
+}
+
+/// Whether a failure at `at` still counts at `now` for a jail's `findtime`.
+pub fn counts(at: SystemTime, now: SystemTime, findtime: Duration) -> bool {
+    now.duration_since(at).map_or(true, |age| age < findtime)
 }
 
 fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>, spec: &TableSpec) {
@@ -337,4 +382,33 @@ fn spawn_signal_thread(tx: SyncSender<Event>) -> anyhow::Result<()> {
         }
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matcher::{Matcher, Ruleset};
+
+    /// Replaying an old log bans nobody: the line's own date makes its
+    /// failure older than findtime; a fresh or undated line counts.
+    #[test]
+    fn old_lines_do_not_count() {
+        let m = Matcher::new(&Ruleset::shipped("sshd").unwrap()).unwrap();
+        let mut sm = SourceMatcher::new(vec![MatcherRef::Borrowed(&m)], Zone::Utc);
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_764_000_000); // 2025-11-24
+        let findtime = Duration::from_secs(600);
+        let old = "2024-01-01T00:00:00Z host sshd[1]: Failed password for root from 198.51.100.1 port 22 ssh2";
+        let fresh = "2025-11-24T15:55:00Z host sshd[1]: Failed password for root from 198.51.100.1 port 22 ssh2";
+        let undated = "Failed password for root from 198.51.100.1 port 22 ssh2";
+        let future = "2030-01-01T00:00:00Z host sshd[1]: Failed password for root from 198.51.100.1 port 22 ssh2";
+        let mut verdicts = vec![];
+        for line in [old, fresh, undated, future] {
+            sm.match_line(line, now);
+            assert!(matches!(sm.results()[0], LineMatch::Failure { .. }), "{line}");
+            let at = line_time(sm.parse_date(line, now).map(|f| f.time), now);
+            verdicts.push(counts(at, now, findtime));
+        }
+        assert_eq!(verdicts, vec![false, true, true, true]);
+        assert_eq!(line_time(None, now), now);
+    }
 }

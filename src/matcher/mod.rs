@@ -1,29 +1,59 @@
 //! The matcher stage: decides, for one log line, whether it is a failure
 //! and of which address.
 //!
-//! All failregexes of a ruleset are tried in one pass with a `RegexSet`;
-//! captures run only for a line the set says matches, so ordinary traffic
-//! costs one scan. `ignoreregex` is checked only on candidate lines.
+//! Speed comes from doing little per line. Every rule gets the fixed
+//! strings it cannot match without (up to three sets, one string of each
+//! needed; derived from its regex, see [`literal`]); a [`SourceMatcher`]
+//! puts the strings of all rules of all jails reading one source into one
+//! Aho-Corasick automaton, so an ordinary line costs one literal scan and no
+//! regex at all. Only rules whose sets are all met run their regex, with captures into reused buffers; `ignoreregex` runs only
+//! on lines a rule matched. Nothing is allocated per line. Regexes are
+//! compiled without Unicode classes (`\w`, `\d`, `\s` are ASCII), which
+//! keeps their automata small: logs put addresses and keywords in ASCII.
 
+pub mod date;
+pub mod fail2ban;
 mod host;
+mod literal;
 pub mod ruleset;
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
 
-use regex::{Regex, RegexSet};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use regex::bytes::{CaptureLocations, Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
-pub use host::{parse_addr, parse_net, HOST_GROUP};
-pub use ruleset::{Example, Ruleset};
+pub use date::{DateFormat, DateParser, Found, Zone};
+pub use host::{parse_addr, parse_net, CONTENT_GROUP, HOST_GROUP};
+pub use ruleset::{Example, Ruleset, RulesetError};
+
+/// One compiled failregex.
+#[derive(Debug)]
+struct Rule {
+    regex: Regex,
+    /// Index of the `host` group.
+    host: usize,
+    /// Sets of strings: every line the rule matches contains one string of
+    /// each set. Empty: the regex runs on every line.
+    literal: Vec<Vec<Vec<u8>>>,
+}
 
 /// A compiled ruleset.
 #[derive(Debug)]
 pub struct Matcher {
     pub name: String,
-    set: RegexSet,
-    rules: Vec<Regex>,
+    rules: Vec<Rule>,
     /// The failregexes as written, for reports.
     pub sources: Vec<String>,
     ignore: Option<RegexSet>,
+    prefilter: Option<memchr::memmem::Finder<'static>>,
+    /// prefregex and the index of its `<F-CONTENT>` group.
+    pref: Option<(Regex, usize)>,
+    /// Match on the line without its leading date (imported fail2ban filters).
+    strip_date: bool,
+    /// Date formats of the ruleset (`None`: all).
+    pub dates: Option<Vec<DateFormat>>,
 }
 
 /// What a line is to a ruleset.
@@ -41,67 +71,463 @@ pub enum LineMatch {
 }
 
 impl Matcher {
-    /// Compile a ruleset; errors name the rule.
-    pub fn new(ruleset: &Ruleset) -> Result<Matcher, String> {
-        let mut expanded = Vec::new();
+    /// Compile a ruleset; errors name the file, line and column of the rule.
+    pub fn new(ruleset: &Ruleset) -> Result<Matcher, RulesetError> {
+        let mut rules = Vec::new();
         for (i, rule) in ruleset.failregex.iter().enumerate() {
+            let expanded =
+                host::expand_tags(rule, true).map_err(|e| ruleset.rule_error(i, format!("`{rule}`: {e}")))?;
             let full = if ruleset.prefix.is_empty() {
-                rule.clone()
+                expanded.clone()
             } else {
-                format!("^(?:{}){}", ruleset.prefix, rule.trim_start_matches('^'))
+                format!("^(?:{}){}", ruleset.prefix, expanded.trim_start_matches('^'))
             };
-            let re =
-                host::expand_tags(&full).map_err(|e| format!("{}: failregex[{i}] `{rule}`: {e}", ruleset.origin))?;
-            expanded.push(re);
+            let regex = compile(&full).map_err(|e| ruleset.rule_error(i, e.to_string()))?;
+            let host = regex
+                .capture_names()
+                .position(|n| n == Some(HOST_GROUP))
+                .ok_or_else(|| ruleset.rule_error(i, "no <HOST> group".into()))?;
+            rules.push(Rule {
+                regex,
+                host,
+                literal: literal::required(&expanded),
+            });
         }
-        let rules = expanded
-            .iter()
-            .enumerate()
-            .map(|(i, re)| Regex::new(re).map_err(|e| format!("{}: failregex[{i}]: {e}", ruleset.origin)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let set = RegexSet::new(&expanded).map_err(|e| format!("{}: failregex: {e}", ruleset.origin))?;
         let ignore = if ruleset.ignoreregex.is_empty() {
             None
         } else {
+            let mut expanded = Vec::new();
             for (i, r) in ruleset.ignoreregex.iter().enumerate() {
-                Regex::new(r).map_err(|e| format!("{}: ignoreregex[{i}]: {e}", ruleset.origin))?;
+                let at = |m: String| ruleset.error_at(&["ignoreregex"], Some(i), format!("ignoreregex[{i}]: {m}"));
+                let e = host::expand_tags(r, false).map_err(at)?;
+                compile(&e).map_err(|e| at(e.to_string()))?;
+                expanded.push(e);
             }
-            Some(RegexSet::new(&ruleset.ignoreregex).map_err(|e| format!("{}: ignoreregex: {e}", ruleset.origin))?)
+            Some(
+                RegexSetBuilder::new(&expanded)
+                    .unicode(false)
+                    .build()
+                    .map_err(|e| ruleset.error_at(&["ignoreregex"], None, e.to_string()))?,
+            )
+        };
+        let pref = match &ruleset.prefregex {
+            None => None,
+            Some(p) => {
+                let at = |m: String| ruleset.error_at(&["prefregex"], None, format!("prefregex: {m}"));
+                let e = host::expand_tags(p, false).map_err(at)?;
+                let re = compile(&e).map_err(|e| at(e.to_string()))?;
+                let content = re
+                    .capture_names()
+                    .position(|n| n == Some(CONTENT_GROUP))
+                    .ok_or_else(|| at("no <F-CONTENT>...</F-CONTENT> in it".into()))?;
+                Some((re, content))
+            }
         };
         Ok(Matcher {
             name: ruleset.name.clone(),
-            set,
             rules,
             sources: ruleset.failregex.clone(),
             ignore,
+            prefilter: ruleset
+                .prefilter
+                .as_ref()
+                .map(|p| memchr::memmem::Finder::new(p.as_bytes()).into_owned()),
+            pref,
+            strip_date: ruleset.strip_date,
+            dates: ruleset.datepattern.clone(),
         })
+    }
+
+    /// Per rule, the sets of strings a line needs one of each of before the
+    /// rule's regex runs (for `nftban test` and tests).
+    pub fn literals(&self) -> Vec<Vec<Vec<String>>> {
+        self.rules
+            .iter()
+            .map(|r| {
+                r.literal
+                    .iter()
+                    .map(|set| set.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect())
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Classify one line. Allocates; the hot paths use [`SourceMatcher`].
+    pub fn match_line(&self, line: &str) -> LineMatch {
+        let mut sm = SourceMatcher::single(self);
+        sm.match_line(line, SystemTime::now());
+        sm.results[0].clone()
     }
 
     /// Index of the first failregex that matches, if any.
     pub fn match_rule(&self, line: &str) -> Option<usize> {
-        self.set.matches(line).iter().next()
+        match self.match_line(line) {
+            LineMatch::Failure { rule, .. } | LineMatch::NotAnAddress { rule, .. } => Some(rule),
+            _ => None,
+        }
     }
 
-    /// Classify one line.
-    pub fn match_line(&self, line: &str) -> LineMatch {
-        let Some(rule) = self.match_rule(line) else {
-            return LineMatch::Missed;
-        };
-        if self.ignore.as_ref().is_some_and(|ig| ig.is_match(line)) {
-            return LineMatch::Ignored;
+    /// The text rules run on: without the date (fail2ban filters) and
+    /// inside prefregex's `<F-CONTENT>`; `None` when prefregex fails.
+    fn text<'l>(
+        &self,
+        line: &'l [u8],
+        date_end: Option<usize>,
+        pref_locs: &mut Option<CaptureLocations>,
+    ) -> Option<&'l [u8]> {
+        let mut text = line;
+        if self.strip_date {
+            if let Some(end) = date_end {
+                text = &line[end..];
+            }
         }
-        let Some(caps) = self.rules[rule].captures(line) else {
-            return LineMatch::Missed;
-        };
-        let host = caps.name(HOST_GROUP).map(|m| m.as_str()).unwrap_or("");
-        match parse_addr(host) {
-            Some(addr) => LineMatch::Failure { rule, addr },
-            None => LineMatch::NotAnAddress {
-                rule,
-                host: host.to_string(),
-            },
+        if let (Some((re, content)), Some(locs)) = (&self.pref, pref_locs.as_mut()) {
+            re.captures_read(locs, text)?;
+            let (s, e) = locs.get(*content)?;
+            text = &text[s..e];
+        }
+        Some(text)
+    }
+
+    /// Classify `text` given which rules are candidates.
+    fn classify(&self, text: &[u8], cand: &[bool], locs: &mut [CaptureLocations]) -> LineMatch {
+        for (i, rule) in self.rules.iter().enumerate() {
+            if !cand[i] {
+                continue;
+            }
+            if rule.regex.captures_read(&mut locs[i], text).is_none() {
+                continue;
+            }
+            if self.ignore.as_ref().is_some_and(|ig| ig.is_match(text)) {
+                return LineMatch::Ignored;
+            }
+            let host = locs[i].get(rule.host).map(|(s, e)| &text[s..e]).unwrap_or(b"");
+            return match std::str::from_utf8(host).ok().and_then(parse_addr) {
+                Some(addr) => LineMatch::Failure { rule: i, addr },
+                None => LineMatch::NotAnAddress {
+                    rule: i,
+                    host: String::from_utf8_lossy(host).into_owned(),
+                },
+            };
+        }
+        LineMatch::Missed
+    }
+}
+
+/// All rules of all jails that read one source, tried in one pass per line.
+#[derive(Debug)]
+pub struct SourceMatcher<'m> {
+    jails: Vec<MatcherRef<'m>>,
+    /// Leftmost-first SIMD (Teddy) search of all literals: the gate.
+    gate: Option<Gate>,
+    /// Standard semantics, for overlapping search: which literals occur.
+    /// `None` when the literals cannot overlap in any text: then the gate's
+    /// own non-overlapping matches are all the occurrences.
+    ac: Option<AhoCorasick>,
+    /// Literal (pattern id) → (slot, bit of the set it belongs to).
+    by_pattern: Vec<Vec<(usize, u8)>>,
+    /// Per slot, the bits of all its sets: a candidate once all are seen.
+    need: Vec<u8>,
+    /// Per slot, the bits seen on this line.
+    seen: Vec<u8>,
+    /// Jail → its first slot; slot = first + rule index.
+    first: Vec<usize>,
+    cand: Vec<bool>,
+    locs: Vec<CaptureLocations>,
+    pref_locs: Vec<Option<CaptureLocations>>,
+    results: Vec<LineMatch>,
+    dates: DateParser,
+    need_date: bool,
+}
+
+/// A matcher owned by the daemon (`Arc`) or borrowed (tests, `nftban test`).
+#[derive(Debug, Clone)]
+pub enum MatcherRef<'m> {
+    Shared(Arc<Matcher>),
+    Borrowed(&'m Matcher),
+}
+
+impl std::ops::Deref for MatcherRef<'_> {
+    type Target = Matcher;
+    fn deref(&self) -> &Matcher {
+        match self {
+            MatcherRef::Shared(a) => a,
+            MatcherRef::Borrowed(m) => m,
         }
     }
+}
+
+impl<'m> SourceMatcher<'m> {
+    /// One matcher, borrowed.
+    pub fn single(m: &'m Matcher) -> SourceMatcher<'m> {
+        SourceMatcher::new(vec![MatcherRef::Borrowed(m)], Zone::Local)
+    }
+
+    /// The matchers of the jails on one source; results come in this order.
+    pub fn new(jails: Vec<MatcherRef<'m>>, zone: Zone) -> SourceMatcher<'m> {
+        let mut literals: Vec<Vec<u8>> = Vec::new();
+        let mut by_pattern: Vec<Vec<(usize, u8)>> = Vec::new();
+        let mut need = Vec::new();
+        let mut first = Vec::new();
+        let mut locs = Vec::new();
+        let mut slot = 0;
+        for m in &jails {
+            first.push(slot);
+            for rule in &m.rules {
+                let mut mask = 0u8;
+                for (g, set) in rule.literal.iter().enumerate().take(8) {
+                    let bit = 1u8 << g;
+                    mask |= bit;
+                    for lit in set {
+                        match literals.iter().position(|l| l == lit) {
+                            Some(p) => by_pattern[p].push((slot, bit)),
+                            None => {
+                                literals.push(lit.clone());
+                                by_pattern.push(vec![(slot, bit)]);
+                            }
+                        }
+                    }
+                }
+                need.push(mask);
+                locs.push(rule.regex.capture_locations());
+                slot += 1;
+            }
+        }
+        let free = make_overlap_free(&mut literals, &mut by_pattern);
+        // Literals are short and few; building cannot fail for them.
+        let gate = if literals.is_empty() {
+            None
+        } else {
+            Gate::new(&literals)
+        };
+        let ac = if free || gate.is_none() {
+            None
+        } else {
+            AhoCorasickBuilder::new()
+                .kind(Some(AhoCorasickKind::DFA))
+                .build(&literals)
+                .ok()
+        };
+        if gate.is_none() || (!free && ac.is_none()) {
+            // Without an automaton every rule is a candidate.
+            need = vec![0; slot];
+            by_pattern.clear();
+        }
+        // Formats of all jails (any jail without a list: all formats).
+        let formats: Option<Vec<DateFormat>> = jails.iter().try_fold(Vec::new(), |mut acc, m| {
+            acc.extend(m.dates.as_ref()?.iter().copied());
+            Some(acc)
+        });
+        SourceMatcher {
+            need_date: jails.iter().any(|m| m.strip_date),
+            pref_locs: jails
+                .iter()
+                .map(|m| m.pref.as_ref().map(|(re, _)| re.capture_locations()))
+                .collect(),
+            results: Vec::with_capacity(jails.len()),
+            cand: vec![false; slot],
+            jails,
+            gate: if free || ac.is_some() { gate } else { None },
+            ac,
+            by_pattern,
+            seen: vec![0; slot],
+            need,
+            first,
+            locs,
+            dates: DateParser::new(formats.as_deref(), zone),
+        }
+    }
+
+    /// Classify `line` for every jail; read the answers with [`Self::results`].
+    pub fn match_line(&mut self, line: &str, now: SystemTime) {
+        self.results.clear();
+        self.seen.fill(0);
+        let mut found = false;
+        // The automaton's prefilter dismisses most lines fast; only lines
+        // with some literal pay for learning which ones.
+        if let Some(gate) = &self.gate {
+            match &self.ac {
+                None => {
+                    let (by_pattern, seen) = (&self.by_pattern, &mut self.seen);
+                    gate.for_each(line.as_bytes(), |p| {
+                        for &(s, bit) in &by_pattern[p] {
+                            seen[s] |= bit;
+                            found = true;
+                        }
+                    });
+                }
+                Some(ac) if gate.is_match(line.as_bytes()) => {
+                    for m in ac.find_overlapping_iter(line) {
+                        for &(s, bit) in &self.by_pattern[m.pattern().as_usize()] {
+                            self.seen[s] |= bit;
+                            found = true;
+                        }
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        let mut any = false;
+        if found || self.need.contains(&0) {
+            for (c, (&seen, &need)) in self.cand.iter_mut().zip(self.seen.iter().zip(&self.need)) {
+                *c = seen == need;
+                any |= *c;
+            }
+        }
+        if !any {
+            self.results.resize(self.jails.len(), LineMatch::Missed);
+            return;
+        }
+        let date_end = if self.need_date {
+            self.dates.parse(line, now).map(|f| f.end)
+        } else {
+            None
+        };
+        for (j, m) in self.jails.iter().enumerate() {
+            let n = m.rules.len();
+            let first = self.first[j];
+            let cand = &self.cand[first..first + n];
+            let r = if !cand.iter().any(|&c| c)
+                || m.prefilter.as_ref().is_some_and(|f| f.find(line.as_bytes()).is_none())
+            {
+                LineMatch::Missed
+            } else {
+                match m.text(line.as_bytes(), date_end, &mut self.pref_locs[j]) {
+                    Some(text) => m.classify(text, cand, &mut self.locs[first..first + n]),
+                    None => LineMatch::Missed,
+                }
+            };
+            self.results.push(r);
+        }
+    }
+
+    /// What the last line was to each jail, in the order given to [`Self::new`].
+    pub fn results(&self) -> &[LineMatch] {
+        &self.results
+    }
+
+    /// Whether the last line matched a rule of any jail.
+    pub fn any_match(&self) -> bool {
+        self.results.iter().any(|r| !matches!(r, LineMatch::Missed))
+    }
+
+    /// The date at the start of `line`, in the formats of this source's rulesets.
+    pub fn parse_date(&mut self, line: &str, now: SystemTime) -> Option<Found> {
+        self.dates.parse(line, now)
+    }
+}
+
+/// The literal scan: the packed SIMD searcher (Teddy) when the CPU has it,
+/// else an Aho-Corasick automaton with its own prefilter.
+#[derive(Debug)]
+enum Gate {
+    Packed(aho_corasick::packed::Searcher),
+    Automaton(AhoCorasick),
+}
+
+impl Gate {
+    fn new(literals: &[Vec<u8>]) -> Option<Gate> {
+        let packed = aho_corasick::packed::Config::new()
+            .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+            .builder()
+            .extend(literals)
+            .build();
+        match packed {
+            Some(p) => Some(Gate::Packed(p)),
+            None => AhoCorasickBuilder::new()
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(literals)
+                .ok()
+                .map(Gate::Automaton),
+        }
+    }
+
+    fn is_match(&self, hay: &[u8]) -> bool {
+        match self {
+            Gate::Packed(p) => p.find(hay).is_some(),
+            Gate::Automaton(a) => a.is_match(hay),
+        }
+    }
+
+    /// Calls `f` with the pattern id of each non-overlapping leftmost-first match.
+    fn for_each(&self, hay: &[u8], mut f: impl FnMut(usize)) {
+        match self {
+            Gate::Packed(p) => p.find_iter(hay).for_each(|m| f(m.pattern().as_usize())),
+            Gate::Automaton(a) => a.find_iter(hay).for_each(|m| f(m.pattern().as_usize())),
+        }
+    }
+}
+
+/// Whether occurrences of `a` and `b` can overlap in some text (one holds
+/// the other, or an end of one is a start of the other).
+fn overlap(a: &[u8], b: &[u8]) -> Option<Overlap> {
+    if memchr::memmem::find(a, b).is_some() {
+        return Some(Overlap::Contains);
+    }
+    for k in (1..a.len().min(b.len())).rev() {
+        if a[a.len() - k..] == b[..k] {
+            return Some(Overlap::Ends(k));
+        }
+    }
+    None
+}
+
+enum Overlap {
+    /// `a` holds `b`.
+    Contains,
+    /// `a`'s last k bytes are `b`'s first k.
+    Ends(usize),
+}
+
+/// Shorten literals until no two can overlap in any text, so that one
+/// non-overlapping scan finds every literal that occurs. A shorter literal
+/// is still required (a piece of a required string is required); slots of
+/// literals that become equal are merged. `false` if that cannot be done
+/// without going under 3 bytes.
+fn make_overlap_free<T>(literals: &mut Vec<Vec<u8>>, by_pattern: &mut Vec<Vec<T>>) -> bool {
+    for _ in 0..256 {
+        let mut changed = false;
+        'pairs: for i in 0..literals.len() {
+            for j in 0..literals.len() {
+                if i == j {
+                    continue;
+                }
+                match overlap(&literals[i], &literals[j]) {
+                    None => {}
+                    Some(Overlap::Contains) => {
+                        // Rules needing i can make do with j, which i holds.
+                        let slots = std::mem::take(&mut by_pattern[i]);
+                        by_pattern[j].extend(slots);
+                        literals.remove(i);
+                        by_pattern.remove(i);
+                        changed = true;
+                        break 'pairs;
+                    }
+                    Some(Overlap::Ends(k)) => {
+                        let (a, b) = (literals[i].len() - k, literals[j].len() - k);
+                        if a >= 3 && a >= b {
+                            literals[i].truncate(a);
+                        } else if b >= 3 {
+                            literals[j].drain(..k);
+                        } else {
+                            return false;
+                        }
+                        changed = true;
+                        break 'pairs;
+                    }
+                }
+            }
+        }
+        if !changed {
+            return true;
+        }
+    }
+    false
+}
+
+/// A rule's regex: bytes, ASCII classes, a bigger lazy-DFA cache.
+fn compile(re: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(re).unicode(false).dfa_size_limit(8 << 20).build()
 }
 
 #[cfg(test)]

@@ -1,10 +1,18 @@
 //! Ruleset files: the detection rules for one service, with examples that
 //! the test suite runs. Shipped rulesets are built into the binary; a file of
 //! the same name in `/etc/nftban/rulesets/` overrides one.
+//!
+//! The format holds what a fail2ban filter says (prefregex, failregex,
+//! ignoreregex, datepattern, journalmatch, modes) in YAML; docs/rulesets.md
+//! and docs/ruleset.schema.json describe it for people and for editors.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use super::date::DateFormat;
 
 /// Rulesets built into the binary: (name, YAML text).
 pub const SHIPPED: &[(&str, &str)] = &[
@@ -16,7 +24,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
 pub const OVERRIDE_DIR: &str = "/etc/nftban/rulesets";
 
 /// A ruleset as written in YAML.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Ruleset {
     pub name: String,
@@ -27,17 +35,65 @@ pub struct Ruleset {
     /// the line: `^` + prefix + rule.
     #[serde(default)]
     pub prefix: String,
+    /// fail2ban's prefregex: a regex the whole line must match, with one
+    /// `<F-CONTENT>...</F-CONTENT>` part; the failregexes then run on that
+    /// part only. Mostly for imported fail2ban filters; `prefix` is faster.
+    #[serde(default)]
+    pub prefregex: Option<String>,
     /// A line matching any of these is a failure of the captured host.
     pub failregex: Vec<String>,
     /// A line matching any of these is never a failure.
     #[serde(default)]
     pub ignoreregex: Vec<String>,
+    /// A fixed string every failure line contains; a line without it is
+    /// missed before any regex runs. Optional: each rule also gets a literal
+    /// derived from its regex where one exists.
+    #[serde(default)]
+    pub prefilter: Option<String>,
+    /// Which date formats the log's lines start with (`asterisk`, `syslog`,
+    /// `iso8601`, `epoch`); absent: all of them are tried; empty: lines
+    /// carry no date and the time they are read is used.
+    #[serde(default)]
+    pub datepattern: Option<Vec<DateFormat>>,
+    /// journald matches (`_SYSTEMD_UNIT=sshd.service`), for when the journal
+    /// source lands; kept so fail2ban filters translate without loss.
+    #[serde(default)]
+    pub journalmatch: Vec<String>,
+    /// Named modes a jail can pick with `mode:` (fail2ban's sshd
+    /// `normal`/`aggressive`); a mode's rules are added to the base ones.
+    #[serde(default)]
+    pub modes: BTreeMap<String, Mode>,
     /// Sample lines and the host each must yield (`null`: must not match).
     #[serde(default)]
     pub examples: Vec<Example>,
     /// Where it came from, for messages.
     #[serde(skip)]
     pub origin: String,
+    /// The YAML text, to give errors a line and column.
+    #[serde(skip)]
+    pub text: Option<String>,
+    /// Match rules on the line with its leading date removed, as fail2ban
+    /// does (set for imported fail2ban filters only).
+    #[serde(skip)]
+    pub strip_date: bool,
+    /// The mode the rules were built for (after [`Ruleset::with_mode`]).
+    #[serde(skip)]
+    pub mode: Option<String>,
+    /// Where each failregex came from (`failregex[0]`, `modes.aggressive.failregex[1]`).
+    #[serde(skip)]
+    pub rule_keys: Vec<RuleKey>,
+}
+
+/// Extra rules of a mode.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Mode {
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub failregex: Vec<String>,
+    #[serde(default)]
+    pub ignoreregex: Vec<String>,
 }
 
 /// One example line of a ruleset.
@@ -46,23 +102,141 @@ pub struct Ruleset {
 pub struct Example {
     pub line: String,
     pub host: Option<String>,
+    /// The mode the example is for; absent: the base rules (and, when it
+    /// names a host, every mode, since modes only add rules).
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+/// Where a rule sits in its ruleset file: key path and list index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleKey {
+    pub path: Vec<String>,
+    pub index: usize,
+}
+
+impl fmt::Display for RuleKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.path.join("."), self.index)
+    }
+}
+
+/// A ruleset error: file, position when known, message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct RulesetError {
+    pub origin: String,
+    pub at: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for RulesetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.at {
+            _ if self.origin.is_empty() => write!(f, "{}", self.message),
+            Some((l, c)) => write!(f, "{}:{l}:{c}: {}", self.origin, self.message),
+            None => write!(f, "{}: {}", self.origin, self.message),
+        }
+    }
+}
+
+impl From<RulesetError> for String {
+    fn from(e: RulesetError) -> String {
+        e.to_string()
+    }
 }
 
 impl Ruleset {
     /// Parse ruleset YAML; `origin` names the file in errors.
-    pub fn parse(origin: &str, text: &str) -> Result<Ruleset, String> {
-        let mut r: Ruleset = serde_yaml_ng::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
-        if r.failregex.is_empty() {
-            return Err(format!("{origin}: failregex is empty"));
-        }
+    pub fn parse(origin: &str, text: &str) -> Result<Ruleset, RulesetError> {
+        let mut r: Ruleset = serde_yaml_ng::from_str(text).map_err(|e| {
+            let (message, at) = crate::config::yaml_error_parts(text, &e);
+            RulesetError {
+                origin: origin.to_string(),
+                at,
+                message,
+            }
+        })?;
         r.origin = origin.to_string();
+        r.text = Some(text.to_string());
+        if r.failregex.is_empty() {
+            return Err(r.error_at(&["failregex"], None, "failregex is empty".into()));
+        }
+        if let Some(p) = &r.prefilter {
+            if p.is_empty() {
+                return Err(r.error_at(&["prefilter"], None, "prefilter is empty".into()));
+            }
+        }
+        r.rule_keys = (0..r.failregex.len())
+            .map(|index| RuleKey {
+                path: vec!["failregex".into()],
+                index,
+            })
+            .collect();
+        for (i, ex) in r.examples.iter().enumerate() {
+            if let Some(m) = &ex.mode {
+                if !r.modes.contains_key(m) {
+                    return Err(r.error_at(&["examples"], Some(i), format!("examples[{i}]: unknown mode `{m}`")));
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    /// An error at a key (and list item) of this ruleset's file.
+    pub fn error_at(&self, path: &[&str], index: Option<usize>, message: String) -> RulesetError {
+        let at = self.text.as_deref().and_then(|t| match index {
+            Some(i) => crate::config::locate_item(t, path, i),
+            None => crate::config::locate(t, path),
+        });
+        RulesetError {
+            origin: self.origin.clone(),
+            at,
+            message,
+        }
+    }
+
+    /// The rules of a mode: the base rules plus the mode's. `None` or
+    /// `normal` (when no mode of that name exists) is the base.
+    pub fn with_mode(&self, mode: Option<&str>) -> Result<Ruleset, RulesetError> {
+        let Some(name) = mode else {
+            return Ok(self.clone());
+        };
+        let Some(m) = self.modes.get(name) else {
+            if name == "normal" {
+                return Ok(self.clone());
+            }
+            let known: Vec<&str> = self.modes.keys().map(|k| k.as_str()).collect();
+            return Err(RulesetError {
+                origin: self.origin.clone(),
+                at: None,
+                message: format!(
+                    "no mode `{name}` in ruleset {} (modes: {})",
+                    self.name,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            });
+        };
+        let mut r = self.clone();
+        for (index, re) in m.failregex.iter().enumerate() {
+            r.failregex.push(re.clone());
+            r.rule_keys.push(RuleKey {
+                path: vec!["modes".into(), name.into(), "failregex".into()],
+                index,
+            });
+        }
+        r.ignoreregex.extend(m.ignoreregex.iter().cloned());
+        r.mode = Some(name.to_string());
         Ok(r)
     }
 
     /// A ruleset by shipped name (overridable in [`OVERRIDE_DIR`]) or by
     /// path (anything with a `/` or ending in `.yaml`/`.yml`; relative paths
     /// are taken from `base_dir`, the config file's folder).
-    pub fn resolve(name_or_path: &str, base_dir: &Path) -> Result<Ruleset, String> {
+    pub fn resolve(name_or_path: &str, base_dir: &Path) -> Result<Ruleset, RulesetError> {
         let is_path = name_or_path.contains('/') || name_or_path.ends_with(".yaml") || name_or_path.ends_with(".yml");
         if is_path {
             let path = base_dir.join(name_or_path);
@@ -76,19 +250,27 @@ impl Ruleset {
     }
 
     /// A shipped ruleset by name.
-    pub fn shipped(name: &str) -> Result<Ruleset, String> {
+    pub fn shipped(name: &str) -> Result<Ruleset, RulesetError> {
         match SHIPPED.iter().find(|(n, _)| *n == name) {
             Some((n, text)) => Ruleset::parse(&format!("rulesets/{n}.yaml (built in)"), text),
-            None => Err(format!(
-                "unknown ruleset `{name}` (shipped: {}; or give a path to a ruleset file)",
-                SHIPPED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-            )),
+            None => Err(RulesetError {
+                origin: String::new(),
+                at: None,
+                message: format!(
+                    "unknown ruleset `{name}` (shipped: {}; or give a path to a ruleset file)",
+                    SHIPPED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                ),
+            }),
         }
     }
 
     /// A ruleset read from a file.
-    pub fn from_file(path: &Path) -> Result<Ruleset, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read ruleset {}: {e}", path.display()))?;
+    pub fn from_file(path: &Path) -> Result<Ruleset, RulesetError> {
+        let text = std::fs::read_to_string(path).map_err(|e| RulesetError {
+            origin: path.display().to_string(),
+            at: None,
+            message: format!("cannot read ruleset: {e}"),
+        })?;
         Ruleset::parse(&path.display().to_string(), &text)
     }
 
@@ -96,12 +278,28 @@ impl Ruleset {
     pub fn from_regex(regex: &str) -> Ruleset {
         Ruleset {
             name: "command-line regex".into(),
-            description: String::new(),
-            prefix: String::new(),
             failregex: vec![regex.to_string()],
-            ignoreregex: vec![],
-            examples: vec![],
             origin: "command line".into(),
+            rule_keys: vec![RuleKey {
+                path: vec!["failregex".into()],
+                index: 0,
+            }],
+            ..Default::default()
         }
+    }
+
+    /// Where rule `i` sits, for messages.
+    pub fn rule_key(&self, i: usize) -> RuleKey {
+        self.rule_keys.get(i).cloned().unwrap_or(RuleKey {
+            path: vec!["failregex".into()],
+            index: i,
+        })
+    }
+
+    /// An error about rule `i`, with its line and column when the text is known.
+    pub fn rule_error(&self, i: usize, message: String) -> RulesetError {
+        let key = self.rule_key(i);
+        let path: Vec<&str> = key.path.iter().map(|s| s.as_str()).collect();
+        self.error_at(&path, Some(key.index), format!("{key}: {message}"))
     }
 }

@@ -11,14 +11,24 @@ fn every_shipped_example_holds() {
     for (name, _) in ruleset::SHIPPED {
         let rs = Ruleset::shipped(name).unwrap();
         assert!(rs.examples.len() >= 5, "{name}: too few examples");
-        let m = Matcher::new(&rs).unwrap();
-        for ex in &rs.examples {
-            let got = match m.match_line(&ex.line) {
-                LineMatch::Failure { addr, .. } => Some(addr),
-                _ => None,
-            };
-            let want = ex.host.as_deref().map(|h| h.parse::<IpAddr>().unwrap());
-            assert_eq!(got, want, "{name}: example line: {}", ex.line);
+        let mut modes: Vec<Option<&str>> = vec![None];
+        modes.extend(rs.modes.keys().map(|k| Some(k.as_str())));
+        for mode in modes {
+            let m = Matcher::new(&rs.with_mode(mode).unwrap()).unwrap();
+            for ex in &rs.examples {
+                // An example holds in its own mode; one of the base rules
+                // that names a host holds in every mode (modes add rules).
+                let applies = ex.mode.as_deref() == mode || (ex.mode.is_none() && ex.host.is_some());
+                if !applies {
+                    continue;
+                }
+                let got = match m.match_line(&ex.line) {
+                    LineMatch::Failure { addr, .. } => Some(addr),
+                    _ => None,
+                };
+                let want = ex.host.as_deref().map(|h| h.parse::<IpAddr>().unwrap());
+                assert_eq!(got, want, "{name} (mode {mode:?}): example line: {}", ex.line);
+            }
         }
     }
 }
@@ -86,8 +96,133 @@ fn ignoreregex_wins() {
 
 #[test]
 fn bad_rules_are_named() {
-    let err = Matcher::new(&Ruleset::from_regex("no tag here")).unwrap_err();
+    let err = Matcher::new(&Ruleset::from_regex("no tag here"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("failregex[0]") && err.contains("no <HOST>"), "{err}");
-    let err = Matcher::new(&Ruleset::from_regex("(<HOST>")).unwrap_err();
+    let err = Matcher::new(&Ruleset::from_regex("(<HOST>")).unwrap_err().to_string();
     assert!(err.contains("failregex[0]"), "{err}");
+}
+
+/// A bad regex in a ruleset file is reported at its file, line and column.
+#[test]
+fn bad_rule_in_a_file_has_line_and_column() {
+    let text = "name: t\nfailregex:\n  - \"ok <HOST>$\"\n  - \"bad (<HOST>\"\n";
+    let rs = Ruleset::parse("t.yaml", text).unwrap();
+    let err = Matcher::new(&rs).unwrap_err();
+    assert_eq!((err.origin.as_str(), err.at), ("t.yaml", Some((4, 3))), "{err}");
+    assert!(err.to_string().starts_with("t.yaml:4:3: failregex[1]: "), "{err}");
+    let err = Ruleset::parse("t.yaml", "name: t\nfailregex: [a]\nfailregx: []\n").unwrap_err();
+    assert!(err.at.is_some() && err.message.contains("unknown field"), "{err}");
+}
+
+/// Modes add rules; an unknown mode is an error naming the known ones.
+#[test]
+fn modes_add_rules() {
+    let text = "name: t\nfailregex: [\"fail <HOST>$\"]\nmodes:\n  aggressive:\n    failregex: [\"probe <HOST>$\"]\n";
+    let rs = Ruleset::parse("t.yaml", text).unwrap();
+    let base = Matcher::new(&rs).unwrap();
+    let aggr = Matcher::new(&rs.with_mode(Some("aggressive")).unwrap()).unwrap();
+    assert_eq!(base.match_line("probe 192.0.2.1"), LineMatch::Missed);
+    assert!(matches!(
+        aggr.match_line("probe 192.0.2.1"),
+        LineMatch::Failure { rule: 1, .. }
+    ));
+    assert!(matches!(
+        aggr.match_line("fail 192.0.2.1"),
+        LineMatch::Failure { rule: 0, .. }
+    ));
+    assert!(rs.with_mode(Some("normal")).is_ok());
+    assert!(rs.with_mode(Some("nope")).unwrap_err().message.contains("aggressive"));
+}
+
+/// The prefilter dismisses lines without it before any regex.
+#[test]
+fn prefilter_gates_lines() {
+    let mut rs = Ruleset::from_regex("fail (?:x|y) <HOST>$");
+    rs.prefilter = Some("svc[".into());
+    let m = Matcher::new(&rs).unwrap();
+    assert_eq!(m.match_line("fail x 192.0.2.1"), LineMatch::Missed);
+    assert!(matches!(
+        m.match_line("svc[1] fail x 192.0.2.1"),
+        LineMatch::Failure { .. }
+    ));
+}
+
+/// Jails sharing a source get one answer each from one pass; a rule
+/// without a literal is still tried.
+#[test]
+fn one_pass_for_several_jails() {
+    let a = Matcher::new(&Ruleset::from_regex("Failed password for .* from <HOST> port \\d+$")).unwrap();
+    let b = Matcher::new(&Ruleset::from_regex("(?i)FAILED PASSWORD.* (?i:from) <HOST> ")).unwrap();
+    assert_eq!(b.literals(), vec![Vec::<Vec<String>>::new()]);
+    assert_eq!(
+        a.literals(),
+        vec![vec![
+            vec!["Failed password for ".to_string()],
+            vec![" from ".to_string()],
+            vec![" port ".to_string()]
+        ]]
+    );
+    let mut sm = SourceMatcher::new(vec![MatcherRef::Borrowed(&a), MatcherRef::Borrowed(&b)], Zone::Utc);
+    sm.match_line("Failed password for root from 192.0.2.9 port 22", SystemTime::now());
+    let want = LineMatch::Failure {
+        rule: 0,
+        addr: "192.0.2.9".parse().unwrap(),
+    };
+    assert_eq!(sm.results(), &[want.clone(), want]);
+    sm.match_line("nothing here", SystemTime::now());
+    assert_eq!(sm.results(), &[LineMatch::Missed, LineMatch::Missed]);
+    assert!(!sm.any_match());
+}
+
+/// A fail2ban filter with prefregex and common.conf, read from tests/data.
+#[test]
+fn fail2ban_conf_is_read() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fail2ban");
+    let imp = fail2ban::load(&dir.join("dropbear.conf")).unwrap();
+    assert_eq!(imp.ruleset.failregex.len(), 3);
+    assert!(imp.skipped.is_empty(), "{:?}", imp.skipped);
+    let m = Matcher::new(&imp.ruleset).unwrap();
+    let line = "Mar 24 15:25:51 buffalo1 dropbear[4092]: bad password attempt for 'root' from 198.51.100.7:60123";
+    assert_eq!(
+        m.match_line(line),
+        LineMatch::Failure {
+            rule: 1,
+            addr: "198.51.100.7".parse().unwrap()
+        }
+    );
+}
+
+/// Literals that could overlap are shortened or merged so one
+/// non-overlapping scan sees them all; every rule stays reachable.
+#[test]
+fn literals_are_made_overlap_free() {
+    let mut lits: Vec<Vec<u8>> = vec![
+        b"Registration from '".to_vec(),
+        b"' failed for '".to_vec(),
+        b"failed for".to_vec(),
+    ];
+    let mut slots: Vec<Vec<usize>> = vec![vec![0], vec![1], vec![2]];
+    assert!(super::make_overlap_free(&mut lits, &mut slots));
+    for (i, a) in lits.iter().enumerate() {
+        for (j, b) in lits.iter().enumerate() {
+            assert!(i == j || super::overlap(a, b).is_none(), "{lits:?}");
+        }
+    }
+    let mut all: Vec<usize> = slots.concat();
+    all.sort();
+    assert_eq!(all, vec![0, 1, 2]);
+    // The asterisk ruleset still finds every example through the shortened literals.
+    let m = shipped("asterisk");
+    let line = "[2015-01-28 05:40:16] NOTICE[31015] chan_sip.c: Registration from '<sip:1005@example.com>' failed for '2001:db8::22' - Wrong password";
+    assert!(matches!(m.match_line(line), LineMatch::Failure { .. }));
+    // A line with the first string of a rule but not its others runs no regex
+    // and is missed.
+    assert_eq!(
+        m.match_line(
+            "[2015-01-28 05:40:16] NOTICE[2116] chan_sip.c: Registration from '<sip:100@192.0.2.1>' succeeded"
+        ),
+        LineMatch::Missed
+    );
 }

@@ -48,6 +48,14 @@ pub fn kernel_tests_possible(test: &str) -> bool {
     true
 }
 
+/// Asterisk's timestamp for now, local time (`[YYYY-MM-DD HH:MM:SS]`): the
+/// daemon counts a failure at the time its line carries, so test lines must
+/// be dated now to count.
+pub fn asterisk_now() -> String {
+    let o = Command::new("date").arg("+[%Y-%m-%d %H:%M:%S]").output().unwrap();
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
 /// Poll `f` until it gives a value; panics with `what` after a generous
 /// deadline. This waits for an event, it does not measure time.
 pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {

@@ -1,0 +1,316 @@
+//! Reading a fail2ban filter `.conf` as a ruleset, so that `nftban test`
+//! can try the filters people already have (Debian's
+//! /etc/fail2ban/filter.d/*.conf). Only `[Definition]`'s prefregex,
+//! failregex, ignoreregex and journalmatch are taken; a full import (jails,
+//! actions, datepattern) comes later.
+//!
+//! Handled: `[INCLUDES] before/after` (relative to the file, `after` files
+//! may be missing), the `.local` next to the file, multi-line values,
+//! `%(name)s` and fail2ban's `<name>` / `<section/name>` substitution (also
+//! nested, as in common.conf's `<lt_<logtype>/__prefix_line>`). As fail2ban
+//! does, rules run on the line with its leading date removed. Rules Rust's
+//! regex cannot run (look-around, backreferences, conditionals) are skipped
+//! and listed, and so are rules that mark no failure (`<F-NOFAIL>`,
+//! `<F-MLFGAINED>`: fail2ban's multi-line state, which nftban lacks).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::ruleset::{RuleKey, Ruleset, RulesetError};
+
+type Sections = BTreeMap<String, BTreeMap<String, String>>;
+
+/// A filter read from a `.conf` file.
+#[derive(Debug)]
+pub struct Imported {
+    pub ruleset: Ruleset,
+    /// Rules left out: (regex after substitution, why).
+    pub skipped: Vec<(String, String)>,
+}
+
+fn error(path: &Path, message: String) -> RulesetError {
+    RulesetError {
+        origin: path.display().to_string(),
+        at: None,
+        message,
+    }
+}
+
+/// Read the filter at `path`.
+pub fn load(path: &Path) -> Result<Imported, RulesetError> {
+    let mut sections = Sections::new();
+    read_with_includes(path, &mut sections, 0)?;
+    let local = path.with_extension("local");
+    if local.exists() {
+        read_with_includes(&local, &mut sections, 0)?;
+    }
+    let def = sections
+        .get("Definition")
+        .ok_or_else(|| error(path, "no [Definition] section".into()))?;
+    let get = |key: &str| -> Option<String> { def.get(key).map(|v| substitute(&sections, v)) };
+    let lines = |v: Option<String>| -> Vec<String> {
+        v.unwrap_or_default()
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    let mut skipped = Vec::new();
+    let mut failregex = Vec::new();
+    let mut rule_keys = Vec::new();
+    for (index, re) in lines(get("failregex")).into_iter().enumerate() {
+        let re = python_to_rust(&re);
+        if re.contains("<F-NOFAIL>") || re.contains("<F-MLFGAINED>") {
+            // fail2ban matches these to track multi-line state; they are no failure.
+            skipped.push((
+                re,
+                "marks no failure (<F-NOFAIL>/<F-MLFGAINED>); multi-line state is not supported".into(),
+            ));
+            continue;
+        }
+        match check(&re) {
+            Ok(()) => {
+                failregex.push(re);
+                rule_keys.push(RuleKey {
+                    path: vec!["failregex".into()],
+                    index,
+                });
+            }
+            Err(why) => skipped.push((re, why)),
+        }
+    }
+    if failregex.is_empty() {
+        return Err(error(path, "no failregex that nftban can run".into()));
+    }
+    let ignoreregex = lines(get("ignoreregex"))
+        .into_iter()
+        .map(|r| python_to_rust(&r))
+        .filter(|r| match check_plain(r) {
+            Ok(()) => true,
+            Err(why) => {
+                skipped.push((r.clone(), why));
+                false
+            }
+        })
+        .collect();
+    let prefregex = get("prefregex")
+        .map(|p| python_to_rust(p.trim()))
+        .filter(|p| !p.is_empty());
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ruleset = Ruleset {
+        name: format!("{name} (fail2ban filter)"),
+        prefregex,
+        failregex,
+        ignoreregex,
+        journalmatch: get("journalmatch")
+            .map(|j| j.split_whitespace().map(String::from).collect())
+            .unwrap_or_default(),
+        origin: path.display().to_string(),
+        strip_date: true,
+        rule_keys,
+        ..Default::default()
+    };
+    Ok(Imported { ruleset, skipped })
+}
+
+fn check(re: &str) -> Result<(), String> {
+    let expanded = super::host::expand_tags(re, true)?;
+    regex::Regex::new(&expanded).map(|_| ()).map_err(short)
+}
+
+fn check_plain(re: &str) -> Result<(), String> {
+    let expanded = super::host::expand_tags(re, false)?;
+    regex::Regex::new(&expanded).map(|_| ()).map_err(short)
+}
+
+fn short(e: regex::Error) -> String {
+    let s = e.to_string();
+    if s.contains("look-around") {
+        "look-around is not supported by Rust's regex".into()
+    } else if s.contains("backreferences") {
+        "backreferences are not supported by Rust's regex".into()
+    } else {
+        s.lines().last().unwrap_or("").trim().to_string()
+    }
+}
+
+/// The few spellings of Python's `re` that Rust writes differently.
+fn python_to_rust(re: &str) -> String {
+    re.replace("\\Z", "$")
+}
+
+fn read_with_includes(path: &Path, sections: &mut Sections, depth: usize) -> Result<(), RulesetError> {
+    if depth > 8 {
+        return Err(error(path, "[INCLUDES] nest too deep".into()));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| error(path, format!("cannot read fail2ban filter: {e}")))?;
+    let own = parse_ini(&text);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let includes = own.get("INCLUDES").cloned().unwrap_or_default();
+    let list = |key: &str| -> Vec<String> {
+        includes
+            .get(key)
+            .map(|v| v.split_whitespace().map(String::from).collect())
+            .unwrap_or_default()
+    };
+    for before in list("before") {
+        read_with_includes(&dir.join(&before), sections, depth + 1)?;
+    }
+    for (name, keys) in own {
+        sections.entry(name).or_default().extend(keys);
+    }
+    for after in list("after") {
+        let p = dir.join(&after);
+        if p.exists() {
+            read_with_includes(&p, sections, depth + 1)?;
+        }
+    }
+    Ok(())
+}
+
+/// Python configparser's format, as far as filters use it.
+fn parse_ini(text: &str) -> Sections {
+    let mut out = Sections::new();
+    let mut section = String::from("DEFAULT");
+    let mut key: Option<String> = None;
+    for raw in text.lines() {
+        let line = raw.trim_end_matches('\r');
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') || trimmed.starts_with(';') {
+            continue;
+        }
+        if trimmed.is_empty() {
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some(k) = &key {
+                let v = out.entry(section.clone()).or_default().entry(k.clone()).or_default();
+                v.push('\n');
+                v.push_str(trimmed);
+            }
+            continue;
+        }
+        if trimmed.starts_with('[') && trimmed.ends_with(']') {
+            section = trimmed[1..trimmed.len() - 1].trim().to_string();
+            key = None;
+            continue;
+        }
+        let split = trimmed.find(['=', ':']);
+        if let Some(i) = split {
+            let k = trimmed[..i].trim().to_string();
+            let v = trimmed[i + 1..].trim().to_string();
+            out.entry(section.clone()).or_default().insert(k.clone(), v);
+            key = Some(k);
+        }
+    }
+    out
+}
+
+/// Look `name` (or `section/name`) up for the `[Definition]` context.
+fn lookup<'s>(sections: &'s Sections, name: &str) -> Option<&'s String> {
+    let default = sections.get("DEFAULT");
+    if let Some((sec, key)) = name.split_once('/') {
+        return sections
+            .get(sec)
+            .and_then(|s| s.get(key))
+            .or_else(|| default.and_then(|d| d.get(key)));
+    }
+    sections
+        .get("Definition")
+        .and_then(|s| s.get(name))
+        .or_else(|| default.and_then(|d| d.get(name)))
+}
+
+/// Replace `%(name)s` and known `<name>` until nothing changes.
+fn substitute(sections: &Sections, value: &str) -> String {
+    let mut v = value.to_string();
+    for _ in 0..64 {
+        let next = substitute_once(sections, &v);
+        if next == v {
+            break;
+        }
+        v = next;
+    }
+    v
+}
+
+fn substitute_once(sections: &Sections, v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut rest = v;
+    loop {
+        let pct = rest.find("%(");
+        let lt = rest.find('<');
+        let i = match (pct, lt) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) => a,
+            (None, Some(b)) => b,
+            (None, None) => break,
+        };
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(inner) = tail.strip_prefix("%(") {
+            if let Some(end) = inner.find(")s") {
+                let name = &inner[..end];
+                if let Some(val) = lookup(sections, name) {
+                    out.push_str(val);
+                    rest = &inner[end + 2..];
+                    continue;
+                }
+            }
+            out.push_str("%(");
+            rest = inner;
+        } else {
+            let inner = &tail[1..];
+            // Innermost `<name>` only: no `<` before the `>`.
+            let end = inner.find('>');
+            let nested = inner.find('<');
+            if let Some(end) = end.filter(|e| nested.is_none_or(|n| n > *e)) {
+                let name = &inner[..end];
+                let plain = !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || "_/-".contains(c));
+                if plain {
+                    if let Some(val) = lookup(sections, name) {
+                        out.push_str(val);
+                        rest = &inner[end + 1..];
+                        continue;
+                    }
+                }
+            }
+            out.push('<');
+            rest = inner;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_failure_rules_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("x.conf");
+        std::fs::write(
+            &conf,
+            "[Definition]\nfailregex = ^<F-NOFAIL>Connection from</F-NOFAIL> <HOST>\n  ^<F-MLFGAINED>Accepted</F-MLFGAINED> <HOST>\n  ^fail <HOST>$\n",
+        )
+        .unwrap();
+        let imp = load(&conf).unwrap();
+        assert_eq!(imp.ruleset.failregex, vec!["^fail <HOST>$".to_string()]);
+        assert_eq!(imp.skipped.len(), 2);
+    }
+
+    #[test]
+    fn ini_and_substitution() {
+        let text = "[INCLUDES]\nbefore = x.conf\n[DEFAULT]\nlogtype = file\n_daemon = \\S*\np = <lt_<logtype>/pl>\n\
+                    [lt_file]\npl = D<_daemon>:\n[Definition]\n_daemon = sshd\n# c\nfailregex = ^%(p)s a <HOST>$\n    ^b <HOST>$\n";
+        let s = parse_ini(text);
+        assert_eq!(s["INCLUDES"]["before"], "x.conf");
+        let fr = substitute(&s, &s["Definition"]["failregex"]);
+        assert_eq!(fr, "^Dsshd: a <HOST>$\n^b <HOST>$");
+    }
+}
