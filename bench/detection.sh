@@ -68,7 +68,7 @@ row() { # tool ms rss note
 echo "# Detection benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
 echo "- machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -h | awk '/^Mem:/{print $2}') RAM, kernel $(uname -r)"
-echo "- load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "- load average before: $(cut -d' ' -f1-3 /proc/loadavg); rustc processes running (other builds on this machine): $(pgrep -c -x rustc || true)"
 echo "- $LINES lines per log, seed $SEED; fast tools best of $RUNS runs, fail2ban-regex one run"
 : >"$DIR/results.txt"
 
@@ -125,7 +125,7 @@ EOF
 done
 
 echo
-echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg); rustc processes running: $(pgrep -c -x rustc || true)"
 echo
 python3 - "$DIR/results.txt" "$LINES" <<'EOF'
 import sys
