@@ -73,7 +73,8 @@ pub enum Command {
     Test {
         /// Log file, or `-` for stdin
         log: PathBuf,
-        /// A regex with <HOST>, a shipped ruleset name (asterisk, sshd), or a ruleset YAML file
+        /// A regex with <HOST>, a shipped ruleset name (asterisk, sshd, sshd-aggressive, kamailio,
+        /// freeswitch, postfix, dovecot, nginx), or a ruleset YAML file
         rule: String,
         /// Print JSON
         #[arg(long)]

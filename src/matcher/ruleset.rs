@@ -18,6 +18,12 @@ use super::date::DateFormat;
 pub const SHIPPED: &[(&str, &str)] = &[
     ("asterisk", include_str!("../../rulesets/asterisk.yaml")),
     ("sshd", include_str!("../../rulesets/sshd.yaml")),
+    ("sshd-aggressive", include_str!("../../rulesets/sshd-aggressive.yaml")),
+    ("kamailio", include_str!("../../rulesets/kamailio.yaml")),
+    ("freeswitch", include_str!("../../rulesets/freeswitch.yaml")),
+    ("postfix", include_str!("../../rulesets/postfix.yaml")),
+    ("dovecot", include_str!("../../rulesets/dovecot.yaml")),
+    ("nginx", include_str!("../../rulesets/nginx.yaml")),
 ];
 
 /// Where admins put their own rulesets or overrides of shipped ones.

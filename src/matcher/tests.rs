@@ -226,3 +226,21 @@ fn literals_are_made_overlap_free() {
         LineMatch::Missed
     );
 }
+
+/// `sshd-aggressive` is `sshd` plus probe rules: the shared part must stay
+/// identical, so a fix to `sshd` cannot be forgotten in the other.
+#[test]
+fn sshd_aggressive_extends_sshd() {
+    let base = Ruleset::shipped("sshd").unwrap();
+    let aggr = Ruleset::shipped("sshd-aggressive").unwrap();
+    assert_eq!(aggr.prefix, base.prefix);
+    assert_eq!(aggr.ignoreregex, base.ignoreregex);
+    assert!(aggr.failregex.len() > base.failregex.len());
+    assert_eq!(aggr.failregex[..base.failregex.len()], base.failregex[..]);
+    let probe = "Jan 28 05:40:16 host sshd[1234]: banner exchange: Connection from 192.0.2.9 port 4444: invalid format";
+    assert_eq!(shipped("sshd").match_line(probe), LineMatch::Missed);
+    assert!(matches!(
+        shipped("sshd-aggressive").match_line(probe),
+        LineMatch::Failure { .. }
+    ));
+}
