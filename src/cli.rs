@@ -86,6 +86,9 @@ pub enum Command {
         #[arg(long)]
         print_matched: bool,
     },
+    /// Make the daemon re-read its config: a bad one is refused with its error and
+    /// the running one stays; a good one is applied as a whole (bans are kept)
+    Reload(ConfigArg),
     /// Validate the config and its rulesets; errors name file, line and column
     Check(ConfigArg),
     /// Print the nftables ruleset nftban would create, in nft syntax

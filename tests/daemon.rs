@@ -426,3 +426,77 @@ fn old_lines_ban_nobody_and_jails_share_a_file() {
     }
     assert!(d.stop());
 }
+
+/// `nftban reload`: a bad config is refused with its error and the running
+/// one keeps banning; a good one is applied as a whole: a removed jail's
+/// bans are lifted, a new jail bans, other bans stay, same process.
+#[test]
+fn reload_refuses_a_bad_config_and_applies_a_good_one() {
+    if !kernel_tests_possible("reload_refuses_a_bad_config_and_applies_a_good_one") {
+        return;
+    }
+    let ns = NetNs::create("reload").unwrap();
+    let s = Setup::asterisk("");
+    let mut d = Daemon::start(&ns, &s);
+    let pid = d.child.id();
+    assert!(s.cli(&["ban", "203.0.113.5"]).status.success());
+    let a = attack("198.51.100.7");
+    s.append(&[&a, &a, &a]);
+    wait_for("the asterisk ban", || {
+        s.status("asterisk").filter(|st| st["currently_banned"] == 1)
+    });
+
+    let good = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        good.replace("    ruleset: asterisk\n", "    ruleset: asterisk\n    maxretri: 3\n"),
+    )
+    .unwrap();
+    let o = s.cli(&["reload"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("reload refused, the running config stays"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("unknown field `maxretri`"), "{}", stderr(&o));
+    assert!(d.is_running());
+    let b = attack("198.51.100.8");
+    s.append(&[&b, &b, &b]);
+    wait_for("a ban under the old config", || {
+        s.status("asterisk").filter(|st| st["currently_banned"] == 2)
+    });
+
+    std::fs::write(&s.config, good.replace("  asterisk:\n", "  sip:\n")).unwrap();
+    let o = s.cli(&["reload"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("reloading"), "{}", stdout(&o));
+    wait_for("the new jail", || s.status("sip"));
+    assert!(d.is_running());
+    assert_eq!(d.child.id(), pid, "reloaded in place");
+    assert!(s.status("asterisk").is_none(), "the removed jail is gone");
+    let o = run(ns.command("nft").args(["list", "set", "inet", "nftban", "asterisk_v4"]));
+    assert!(!o.status.success(), "the removed jail's set (and bans) are gone");
+    assert_eq!(
+        set_elements(&ns, "manual_v4")
+            .into_iter()
+            .map(|e| e.0)
+            .collect::<Vec<_>>(),
+        ["203.0.113.5"]
+    );
+    let c = attack("198.51.100.9");
+    s.append(&[&c, &c, &c]);
+    wait_for("a ban in the new jail", || {
+        s.status("sip").filter(|st| st["currently_banned"] == 1)
+    });
+    assert_eq!(
+        set_elements(&ns, "sip_v4").into_iter().map(|e| e.0).collect::<Vec<_>>(),
+        ["198.51.100.9"]
+    );
+    assert!(
+        d.log().contains("jail asterisk left the config: its bans are lifted"),
+        "{}",
+        d.log()
+    );
+    assert!(d.stop());
+}

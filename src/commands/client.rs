@@ -194,3 +194,9 @@ pub fn unban(addrs: Vec<String>, jail: Option<String>, c: &ConfigArg) -> anyhow:
     }
     Ok(if r.unbanned.is_empty() { 1 } else { 0 })
 }
+
+pub fn reload(c: &ConfigArg) -> anyhow::Result<u8> {
+    let said: String = ask(c, &Request::Reload)?;
+    println!("{said}");
+    Ok(0)
+}

@@ -19,6 +19,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
             crate::daemon::run(config, firewall, true)?;
             Ok(0)
         }
+        Command::Reload(c) => client::reload(&c),
         Command::Check(c) => {
             let path = config_path(c.config.as_deref());
             let config = Config::load(&path)?;

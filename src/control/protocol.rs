@@ -20,6 +20,8 @@ pub enum Request {
     },
     /// Unban from one jail or, without `jail`, from all.
     Unban { addrs: Vec<String>, jail: Option<String> },
+    /// Re-read the config; refused with its error if it is bad.
+    Reload,
 }
 
 /// The daemon's answer: `ok` with data, or an error message.

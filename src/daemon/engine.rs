@@ -252,9 +252,12 @@ impl Engine {
         match from_history {
             Some(active) => {
                 let mut restore = Vec::with_capacity(active.len());
+                let mut removed = std::collections::BTreeSet::new();
                 for ban in active {
                     let Some(jail) = self.jails.iter_mut().find(|j| j.name == ban.jail) else {
-                        // The jail left the config: its bans are lifted.
+                        // The jail left the config: its bans are lifted
+                        // (setup removed its sets) and not restored again.
+                        removed.insert(ban.jail);
                         continue;
                     };
                     let left = ban.expires.duration_since(now).unwrap_or_default();
@@ -270,6 +273,14 @@ impl Engine {
                 }
                 // Restored bans the kernel refuses (a set that became
                 // smaller, say) are logged and dropped like any refusal.
+                if let Some(store) = self.store.as_mut() {
+                    for jail in &removed {
+                        tracing::info!("jail {jail} left the config: its bans are lifted");
+                        if store.record_jail_removed(jail, now).is_err() {
+                            self.store_errors += 1;
+                        }
+                    }
+                }
                 let refused = self.push(&restore).len();
                 Ok(restore.len() - refused)
             }
@@ -582,6 +593,8 @@ impl Engine {
                 self.ban(&addrs, jail.as_deref(), bantime.map(Duration::from_secs), now)
             }
             Request::Unban { addrs, jail } => self.unban(&addrs, jail.as_deref()),
+            // Handled by the daemon loop, which knows the config file.
+            Request::Reload => Response::err("reload is handled by the daemon, not the engine"),
         };
         self.flush();
         resp

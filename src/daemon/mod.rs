@@ -238,12 +238,55 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
 
     tracing::info!("nftban running; logs go to {}", config.log.target);
     notify::notify(&format!("READY=1\nSTATUS=watching {} jail(s)", config.jails.len()));
-    engine_loop(&mut engine, rx, &config.table_spec());
-    notify::notify("STOPPING=1");
+    let exit = engine_loop(&mut engine, rx, &config);
     stop.store(true, Ordering::Relaxed);
     drop(server);
+    if exit == Exit::Reload {
+        // The new config was checked. Start over in this same process (same
+        // pid for systemd): bans stay in the kernel, the history restores
+        // them, files resume at their saved positions. Failure counts of
+        // bans not yet reached start afresh.
+        notify::notify("RELOADING=1");
+        tracing::info!("reloading {}", config.path.display());
+        drop(engine);
+        let exe = std::env::current_exe()?;
+        use std::os::unix::process::CommandExt;
+        let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).exec();
+        anyhow::bail!("cannot restart for the reload: {err}");
+    }
+    notify::notify("STOPPING=1");
     tracing::info!("stopped; bans stay in the kernel until their timeouts end");
     Ok(())
+}
+
+/// Why the engine loop ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Exit {
+    Stop,
+    Reload,
+}
+
+/// Check the config file for a reload: the new config as a whole, or its
+/// error (the running one stays).
+fn check_reload(config: &Config) -> Response {
+    match Config::load(&config.path) {
+        Ok(new) => {
+            tracing::info!(
+                "reload: {} is valid ({} jail(s)); restarting with it",
+                config.path.display(),
+                new.jails.len()
+            );
+            Response::ok(format!(
+                "reloading {} ({} jail(s))",
+                config.path.display(),
+                new.jails.len()
+            ))
+        }
+        Err(e) => {
+            tracing::error!("reload refused, the running config stays: {e}");
+            Response::err(format!("reload refused, the running config stays: {e}"))
+        }
+    }
 }
 
 /// A failure's time: the line's date, or `now` for a line without one or
@@ -257,7 +300,8 @@ pub fn counts(at: SystemTime, now: SystemTime, findtime: Duration) -> bool {
     now.duration_since(at).map_or(true, |age| age < findtime)
 }
 
-fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>, spec: &TableSpec) {
+fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>, config: &Config) -> Exit {
+    let spec = &config.table_spec();
     loop {
         let first = match rx.recv_timeout(Duration::from_secs(1)) {
             Ok(ev) => ev,
@@ -266,7 +310,7 @@ fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>, spec: &TableSpec)
                 engine.save_positions(false);
                 continue;
             }
-            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Disconnected) => return Exit::Stop,
         };
         // Take the whole burst, then send its bans in one batch.
         let mut next = Some(first);
@@ -276,6 +320,16 @@ fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>, spec: &TableSpec)
                 Event::Failure { jail, addr, at } => engine.failure(jail, addr, at),
                 Event::Position { path, pos } => engine.position(path, pos),
                 Event::Cursor { source, cursor } => engine.cursor(source, cursor),
+                Event::Request(Request::Reload, reply) => {
+                    let answer = check_reload(config);
+                    let ok = answer.ok;
+                    let _ = reply.send(answer);
+                    if ok {
+                        engine.flush();
+                        engine.save_positions(true);
+                        return Exit::Reload;
+                    }
+                }
                 Event::Request(req, reply) => {
                     engine.flush();
                     let _ = reply.send(engine.handle(req, SystemTime::now()));
@@ -288,7 +342,7 @@ fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>, spec: &TableSpec)
                     engine.flush();
                     engine.save_positions(true);
                     tracing::info!("{sig} received, stopping");
-                    return;
+                    return Exit::Stop;
                 }
             }
             handled += 1;
@@ -371,7 +425,11 @@ fn spawn_signal_thread(tx: SyncSender<Event>) -> anyhow::Result<()> {
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         for sig in signals.forever() {
             match sig {
-                SIGHUP => tracing::warn!("SIGHUP: reload is not supported yet in this version; restart nftban to apply a new config (bans are kept)"),
+                SIGHUP => {
+                    // As `nftban reload`; nobody waits for the answer.
+                    let (reply, _) = mpsc::channel();
+                    let _ = tx.send(Event::Request(Request::Reload, reply));
+                }
                 SIGINT => {
                     let _ = tx.send(Event::Shutdown("SIGINT"));
                 }
