@@ -75,24 +75,37 @@ impl Netlink {
         &self.table
     }
 
-    /// The sets in the table, or none if the table does not exist.
-    fn existing_sets(&mut self, table: &str) -> Result<Vec<dump::SetInfo>> {
-        let what = format!("list the sets of {}", messages::describe_table(table));
+    /// A whole dump folded into `T`: started again (with a fresh `T`) when
+    /// the kernel says it was interrupted by a change, `T::default()` when
+    /// the object asked for does not exist (ENOENT).
+    fn dump_all<T: Default>(
+        &mut self,
+        request: impl Fn() -> netlink_packet_netfilter::nftables::NfTablesMessage,
+        what: String,
+        mut fold: impl FnMut(&mut T, &[u8]),
+    ) -> Result<T> {
         for _ in 0..DUMP_RETRIES {
-            let mut sets = Vec::new();
-            match self
-                .sock
-                .dump(messages::get_sets(table), &what, |p| sets.extend(dump::set_info(p)))
-            {
-                Ok(true) => return Ok(sets),
+            let mut acc = T::default();
+            match self.sock.dump(request(), &what, |p| fold(&mut acc, p)) {
+                Ok(true) => return Ok(acc),
                 Ok(false) => continue,
                 Err(Failure::Kernel {
                     errno: libc::ENOENT, ..
-                }) => return Ok(Vec::new()),
+                }) => return Ok(T::default()),
                 Err(f) => return Err(error(f)),
             }
         }
         Err(interrupted(what))
+    }
+
+    /// The sets in the table, or none if the table does not exist.
+    fn existing_sets(&mut self, table: &str) -> Result<Vec<dump::SetInfo>> {
+        let what = format!("list the sets of {}", messages::describe_table(table));
+        self.dump_all(
+            || messages::get_sets(table),
+            what,
+            |sets: &mut Vec<_>, p| sets.extend(dump::set_info(p)),
+        )
     }
 
     /// The chain of that name in the table, if there is one.
@@ -113,40 +126,22 @@ impl Netlink {
     /// How many rules a chain has (0 if it is gone).
     fn rule_count(&mut self, table: &str, chain: &str) -> Result<usize> {
         let what = format!("list the rules of chain {chain} in {}", messages::describe_table(table));
-        for _ in 0..DUMP_RETRIES {
-            let mut n = 0;
-            match self
-                .sock
-                .dump(messages::get_chain_rules(table, chain), &what, |_| n += 1)
-            {
-                Ok(true) => return Ok(n),
-                Ok(false) => continue,
-                Err(Failure::Kernel {
-                    errno: libc::ENOENT, ..
-                }) => return Ok(0),
-                Err(f) => return Err(error(f)),
-            }
-        }
-        Err(interrupted(what))
+        self.dump_all(
+            || messages::get_chain_rules(table, chain),
+            what,
+            |n: &mut usize, _| *n += 1,
+        )
     }
 
     /// The start and end elements of one set, or none if it does not exist.
     fn raw_elements(&mut self, set: &str, family: Family) -> Result<Vec<dump::RawElement>> {
         let table = self.table.clone();
         let what = format!("list the elements of set {set} in {}", messages::describe_table(&table));
-        for _ in 0..DUMP_RETRIES {
-            let mut raw = Vec::new();
-            let msg = messages::get_elements(&table, set);
-            match self.sock.dump(msg, &what, |p| dump::elements(p, family, &mut raw)) {
-                Ok(true) => return Ok(raw),
-                Ok(false) => continue,
-                Err(Failure::Kernel {
-                    errno: libc::ENOENT, ..
-                }) => return Ok(Vec::new()),
-                Err(f) => return Err(error(f)),
-            }
-        }
-        Err(interrupted(what))
+        self.dump_all(
+            || messages::get_elements(&table, set),
+            what,
+            |raw, p| dump::elements(p, family, raw),
+        )
     }
 }
 
@@ -457,25 +452,17 @@ impl Firewall for Netlink {
     fn counters(&mut self) -> Result<BTreeMap<String, Counter>> {
         let table = self.table.clone();
         let what = format!("list the rules of {}", messages::describe_table(&table));
-        for _ in 0..DUMP_RETRIES {
-            let mut sums: BTreeMap<String, Counter> = BTreeMap::new();
-            let intact = self.sock.dump(messages::get_rules(&table), &what, |p| {
+        self.dump_all(
+            || messages::get_rules(&table),
+            what,
+            |sums: &mut BTreeMap<String, Counter>, p| {
                 let rule = dump::rule_info(p);
                 if let (Some(set), Some(c)) = (rule.set, rule.counter) {
                     let sum = sums.entry(set).or_default();
                     sum.packets += c.packets;
                     sum.bytes += c.bytes;
                 }
-            });
-            match intact {
-                Ok(true) => return Ok(sums),
-                Ok(false) => continue,
-                Err(Failure::Kernel {
-                    errno: libc::ENOENT, ..
-                }) => return Ok(BTreeMap::new()),
-                Err(f) => return Err(error(f)),
-            }
-        }
-        Err(interrupted(what))
+            },
+        )
     }
 }
