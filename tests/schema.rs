@@ -45,6 +45,16 @@ fn validate(root: &Value, s: &Value, v: &Value, path: &str, errs: &mut Vec<Strin
     if s.get("$ref").is_some() {
         validate(root, resolve(root, s), v, path, errs);
     }
+    if let Some(Value::Array(alts)) = s.get("anyOf") {
+        let fits = |alt: &Value| {
+            let mut e = Vec::new();
+            validate(root, alt, v, path, &mut e);
+            e.is_empty()
+        };
+        if !alts.iter().any(fits) {
+            errs.push(format!("{path}: {v} fits none of anyOf"));
+        }
+    }
     if let Some(t) = s.get("type") {
         let ok = match t {
             Value::String(t) => type_ok(t, v),

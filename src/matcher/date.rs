@@ -11,6 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub mod custom;
+pub use custom::CustomDate;
+
 /// A date format nftban recognises at the start of a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -23,14 +26,17 @@ pub enum DateFormat {
     Iso8601,
     /// Seconds since 1970, `1700000000[.123]`, also in brackets.
     Epoch,
+    /// A ruleset's own `datepattern` of strftime directives (tried first).
+    Custom,
 }
 
 impl DateFormat {
-    pub const ALL: [DateFormat; 4] = [
+    pub const ALL: [DateFormat; 5] = [
         DateFormat::Asterisk,
         DateFormat::Syslog,
         DateFormat::Iso8601,
         DateFormat::Epoch,
+        DateFormat::Custom,
     ];
 
     /// How `nftban test` names it.
@@ -40,6 +46,7 @@ impl DateFormat {
             DateFormat::Syslog => "syslog Mon DD HH:MM:SS",
             DateFormat::Iso8601 => "iso8601 YYYY-MM-DDTHH:MM:SS[zone]",
             DateFormat::Epoch => "epoch seconds",
+            DateFormat::Custom => "custom datepattern",
         }
     }
 
@@ -76,6 +83,8 @@ pub struct DateParser {
     /// stats /etc/localtime, per line).
     cache: [Option<(HourKey, i64)>; CACHE],
     next: usize,
+    /// The rulesets' own patterns, tried before the named formats.
+    custom: std::sync::Arc<[CustomDate]>,
 }
 
 const CACHE: usize = 16;
@@ -99,7 +108,17 @@ impl DateParser {
             zone,
             cache: [None; CACHE],
             next: 0,
+            custom: std::sync::Arc::new([]),
         }
+    }
+
+    /// Also read these patterns (before the named formats).
+    pub fn with_custom(mut self, custom: Vec<CustomDate>) -> DateParser {
+        if !custom.is_empty() {
+            self.formats |= DateFormat::Custom.bit();
+        }
+        self.custom = custom.into();
+        self
     }
 
     /// Whether this parser looks for dates at all.
@@ -111,7 +130,15 @@ impl DateParser {
     /// year of syslog dates (a December line read in January is last year's).
     pub fn parse(&mut self, line: &str, now: SystemTime) -> Option<Found> {
         let b = line.as_bytes();
-        if self.formats == 0 || b.len() < 10 {
+        if self.formats == 0 || b.is_empty() {
+            return None;
+        }
+        if self.has(DateFormat::Custom) && !self.custom.is_empty() {
+            if let Some(found) = self.parse_custom(b, now) {
+                return Some(found);
+            }
+        }
+        if b.len() < 10 {
             return None;
         }
         let bracket = b[0] == b'[';
@@ -135,6 +162,51 @@ impl DateParser {
             found.end += 1;
         }
         Some(found)
+    }
+
+    /// A custom pattern at the line's start, or right after a `[` that
+    /// closes right after it.
+    fn parse_custom(&mut self, b: &[u8], now: SystemTime) -> Option<Found> {
+        let custom = self.custom.clone();
+        for c in custom.iter() {
+            let (parts, end) = match c.read(b) {
+                Some(p) => (p, p.end),
+                None if b[0] == b'[' => match c.read(&b[1..]) {
+                    Some(p) if b.get(1 + p.end) == Some(&b']') => (p, p.end + 2),
+                    _ => continue,
+                },
+                None => continue,
+            };
+            if let Some(time) = self.custom_time(&parts, now) {
+                return Some(Found {
+                    format: DateFormat::Custom,
+                    end,
+                    time,
+                });
+            }
+        }
+        None
+    }
+
+    /// The instant of what a custom pattern read; missing year, month or
+    /// day come from `now` (a date ahead of it by more than a day is last
+    /// year's, as for syslog dates).
+    fn custom_time(&mut self, p: &custom::Parts, now: SystemTime) -> Option<SystemTime> {
+        if let Some(e) = p.epoch {
+            return to_time(e, p.nanos);
+        }
+        let now_secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let (ty, tm, td) = civil_from_days(now_secs.div_euclid(86400));
+        let (mo, d) = (p.month.unwrap_or(tm), p.day.unwrap_or(td));
+        let at = |y: i64, this: &mut Self| match p.offset {
+            Some(off) => days_from_civil(y, mo, d) * 86400 + (p.hour * 3600 + p.minute * 60 + p.second) as i64 - off,
+            None => this.local(y, mo, d, p.hour) + (p.minute * 60 + p.second) as i64,
+        };
+        let mut secs = at(p.year.unwrap_or(ty), self);
+        if p.year.is_none() && p.month.is_some() && secs > now_secs + 86400 {
+            secs = at(ty - 1, self);
+        }
+        to_time(secs, p.nanos)
     }
 
     fn has(&self, f: DateFormat) -> bool {
@@ -466,6 +538,59 @@ mod tests {
         assert!(none.parse("Jan  3 05:40:16 x", now).is_none());
     }
 
+    /// Custom datepatterns: nginx/apache access logs (zone), a date in
+    /// brackets, a syslog-like date without a year (rollover), 12-hour
+    /// times, epoch; and the named formats still work beside them.
+    #[test]
+    fn custom_patterns() {
+        let now = utc(2026, 1, 5, 12, 0, 0);
+        let pats = ["%d/%b/%Y:%H:%M:%S %z", "%b %e %H:%M:%S", "%m/%d/%y %I:%M:%S %p", "@%s"];
+        let custom = pats.iter().map(|p| CustomDate::new(p).unwrap()).collect();
+        let mut p = DateParser::new(None, Zone::Utc).with_custom(custom);
+        type Want = Option<(DateFormat, usize, SystemTime)>;
+        let cases: &[(&str, Want)] = &[
+            (
+                "25/Nov/2025:04:05:06 +0100 GET /wp-login.php",
+                Some((DateFormat::Custom, 26, utc(2025, 11, 25, 3, 5, 6))),
+            ),
+            (
+                "[25/Nov/2025:04:05:06 -0000] GET /",
+                Some((DateFormat::Custom, 28, utc(2025, 11, 25, 4, 5, 6))),
+            ),
+            (
+                "Dec 31 23:59:59 host x",
+                Some((DateFormat::Custom, 15, utc(2025, 12, 31, 23, 59, 59))),
+            ),
+            (
+                "Jan  3 05:40:16 host x",
+                Some((DateFormat::Custom, 15, utc(2026, 1, 3, 5, 40, 16))),
+            ),
+            (
+                "11/24/25 01:02:03 PM x",
+                Some((DateFormat::Custom, 20, utc(2025, 11, 24, 13, 2, 3))),
+            ),
+            (
+                "@1700000000 x",
+                Some((DateFormat::Custom, 11, UNIX_EPOCH + Duration::from_secs(1_700_000_000))),
+            ),
+            (
+                "[2015-01-28 05:40:16] NOTICE",
+                Some((DateFormat::Asterisk, 21, utc(2015, 1, 28, 5, 40, 16))),
+            ),
+            ("25/Foo/2025:04:05:06 +0100 x", None),
+            ("[25/Nov/2025:04:05:06 +0100 no bracket", None),
+        ];
+        for (line, want) in cases {
+            let got = p.parse(line, now).map(|f| (f.format, f.end, f.time));
+            assert_eq!(got, *want, "{line}");
+        }
+        // Restricted to custom patterns only, the named formats are not read.
+        let only = DateParser::new(Some(&[DateFormat::Custom]), Zone::Utc);
+        let mut only = only.with_custom(vec![CustomDate::new("%s").unwrap()]);
+        assert!(only.parse("[2015-01-28 05:40:16] x", now).is_none());
+        assert!(only.parse("1700000000 x", now).is_some());
+    }
+
     #[test]
     fn civil_round_trip() {
         for z in [-1000, 0, 59, 10_000, 20_000, 25_000] {
@@ -479,7 +604,9 @@ mod tests {
         /// Any text: no panic; a date found never ends past the line.
         #[test]
         fn never_panics(line in "\\PC{0,40}") {
-            let mut p = DateParser::new(None, Zone::Local);
+            let custom = ["%d/%b/%Y:%H:%M:%S %z", "%b %e %H:%M:%S", "%I:%M %p %s", "%Y%m%d%H%M%S%f%Z"];
+            let mut p = DateParser::new(None, Zone::Local)
+                .with_custom(custom.iter().map(|c| CustomDate::new(c).unwrap()).collect());
             if let Some(f) = p.parse(&line, SystemTime::now()) {
                 prop_assert!(f.end <= line.len());
             }

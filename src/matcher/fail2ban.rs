@@ -1,8 +1,9 @@
 //! Reading a fail2ban filter `.conf` as a ruleset, so that `nftban test`
 //! can try the filters people already have (Debian's
-//! /etc/fail2ban/filter.d/*.conf). Only `[Definition]`'s prefregex,
-//! failregex, ignoreregex and journalmatch are taken; a full import (jails,
-//! actions, datepattern) comes later.
+//! /etc/fail2ban/filter.d/*.conf). `[Definition]`'s prefregex, failregex,
+//! ignoreregex and journalmatch are taken, and the datepattern (of
+//! `[Definition]` or `[Init]`) where it is plain strftime directives; a full
+//! import (jails, actions) comes later.
 //!
 //! Handled: `[INCLUDES] before/after` (relative to the file, `after` files
 //! may be missing), the `.local` next to the file, multi-line values,
@@ -16,7 +17,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::ruleset::{RuleKey, Ruleset, RulesetError};
+use super::date::{CustomDate, DateFormat};
+use super::ruleset::{DatePattern, RuleKey, Ruleset, RulesetError};
 
 type Sections = BTreeMap<String, BTreeMap<String, String>>;
 
@@ -96,6 +98,11 @@ pub fn load(path: &Path) -> Result<Imported, RulesetError> {
     let prefregex = get("prefregex")
         .map(|p| python_to_rust(p.trim()))
         .filter(|p| !p.is_empty());
+    let datepattern = def
+        .get("datepattern")
+        .or_else(|| sections.get("Init").and_then(|i| i.get("datepattern")))
+        .map(|v| substitute(&sections, v))
+        .and_then(|v| import_datepattern(&v, &mut skipped));
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -111,9 +118,46 @@ pub fn load(path: &Path) -> Result<Imported, RulesetError> {
         origin: path.display().to_string(),
         strip_date: true,
         rule_keys,
+        datepattern,
         ..Default::default()
     };
     Ok(Imported { ruleset, skipped })
+}
+
+/// fail2ban's datepattern lines as nftban's: `{^LN-BEG}` alone is its
+/// default (every named format, at the line's start), `{NONE}` means no
+/// date, `Epoch` is `epoch`; strftime patterns are read as custom ones. A
+/// pattern with regex around its directives cannot be read: it is listed
+/// as skipped and the named formats are used.
+fn import_datepattern(value: &str, skipped: &mut Vec<(String, String)>) -> Option<Vec<DatePattern>> {
+    let mut out = Vec::new();
+    for p in value.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let bare = p.strip_prefix("{^LN-BEG}").unwrap_or(p);
+        match bare {
+            "" => return None,
+            "{NONE}" => {}
+            "Epoch" | "EPOCH" => out.push(DatePattern::Named(DateFormat::Epoch)),
+            // In fail2ban a bare `[` opens a character class.
+            _ if p.replace("\\[", "").contains('[') => {
+                skipped.push((
+                    format!("datepattern = {p}"),
+                    "a `[...]` character class is a regex construct; the named date formats are used".into(),
+                ));
+                return None;
+            }
+            _ => match CustomDate::new(p) {
+                Ok(c) => out.push(DatePattern::Custom(c)),
+                Err(e) => {
+                    skipped.push((
+                        format!("datepattern = {p}"),
+                        format!("{e}; the named date formats are used"),
+                    ));
+                    return None;
+                }
+            },
+        }
+    }
+    Some(out)
 }
 
 fn check(re: &str) -> Result<(), String> {
@@ -312,5 +356,44 @@ mod tests {
         assert_eq!(s["INCLUDES"]["before"], "x.conf");
         let fr = substitute(&s, &s["Definition"]["failregex"]);
         assert_eq!(fr, "^Dsshd: a <HOST>$\n^b <HOST>$");
+    }
+
+    /// Datepatterns as Debian's filters write them: plain strftime is read
+    /// (with `%%` and `{^LN-BEG}`), `{^LN-BEG}` alone is the default, regex
+    /// around directives is skipped and said so.
+    #[test]
+    fn datepatterns_are_imported() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("f.conf");
+        let with = |dp: &str| {
+            std::fs::write(
+                &conf,
+                format!("[Definition]\nfailregex = ^fail <HOST>$\n[Init]\ndatepattern = {dp}\n"),
+            )
+            .unwrap();
+            load(&conf).unwrap()
+        };
+        let imp = with("^%%Y:%%m:%%d-%%H:%%M:%%S");
+        match imp.ruleset.datepattern.as_deref() {
+            Some([DatePattern::Custom(c)]) => assert_eq!(c.text, "^%%Y:%%m:%%d-%%H:%%M:%%S"),
+            other => panic!("{other:?}"),
+        }
+        assert!(imp.skipped.is_empty());
+        assert_eq!(with("{^LN-BEG}").ruleset.datepattern, None);
+        assert_eq!(with("{NONE}").ruleset.datepattern, Some(vec![]));
+        assert_eq!(
+            with("{^LN-BEG}Epoch").ruleset.datepattern,
+            Some(vec![DatePattern::Named(DateFormat::Epoch)])
+        );
+        for regex in ["^(?:%%Y-)?%%m-%%d %%H:%%M:%%S", "%%m-%%d[ T]%%H:%%M:%%S"] {
+            let imp = with(regex);
+            assert_eq!(imp.ruleset.datepattern, None, "{regex}");
+            assert!(imp.skipped[0].0.starts_with("datepattern = ") && imp.skipped[0].1.contains("regex construct"));
+        }
+        let imp = with("^\\[%%d/%%b/%%Y:%%H:%%M:%%S %%z\\]");
+        assert!(matches!(
+            imp.ruleset.datepattern.as_deref(),
+            Some([DatePattern::Custom(_)])
+        ));
     }
 }

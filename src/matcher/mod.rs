@@ -54,6 +54,8 @@ pub struct Matcher {
     strip_date: bool,
     /// Date formats of the ruleset (`None`: all).
     pub dates: Option<Vec<DateFormat>>,
+    /// The ruleset's own strftime-style datepatterns.
+    pub custom_dates: Vec<date::CustomDate>,
 }
 
 /// What a line is to a ruleset.
@@ -134,7 +136,12 @@ impl Matcher {
                 .map(|p| memchr::memmem::Finder::new(p.as_bytes()).into_owned()),
             pref,
             strip_date: ruleset.strip_date,
-            dates: ruleset.datepattern.clone(),
+            dates: ruleset.datepattern.as_deref().map(|l| ruleset::DatePattern::split(l).0),
+            custom_dates: ruleset
+                .datepattern
+                .as_deref()
+                .map(|l| ruleset::DatePattern::split(l).1)
+                .unwrap_or_default(),
         })
     }
 
@@ -318,6 +325,7 @@ impl<'m> SourceMatcher<'m> {
             acc.extend(m.dates.as_ref()?.iter().copied());
             Some(acc)
         });
+        let custom_dates = jails.iter().flat_map(|m| m.custom_dates.iter().cloned()).collect();
         SourceMatcher {
             need_date: jails.iter().any(|m| m.strip_date),
             pref_locs: jails
@@ -334,7 +342,7 @@ impl<'m> SourceMatcher<'m> {
             need,
             first,
             locs,
-            dates: DateParser::new(formats.as_deref(), zone),
+            dates: DateParser::new(formats.as_deref(), zone).with_custom(custom_dates),
         }
     }
 

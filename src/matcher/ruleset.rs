@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::date::DateFormat;
+use super::date::{CustomDate, DateFormat};
 
 /// Rulesets built into the binary: (name, YAML text).
 pub const SHIPPED: &[(&str, &str)] = &[
@@ -60,7 +60,7 @@ pub struct Ruleset {
     /// `iso8601`, `epoch`); absent: all of them are tried; empty: lines
     /// carry no date and the time they are read is used.
     #[serde(default)]
-    pub datepattern: Option<Vec<DateFormat>>,
+    pub datepattern: Option<Vec<DatePattern>>,
     /// journald matches (`_SYSTEMD_UNIT=sshd.service`), for when the journal
     /// source lands; kept so fail2ban filters translate without loss.
     #[serde(default)]
@@ -88,6 +88,54 @@ pub struct Ruleset {
     /// Where each failregex came from (`failregex[0]`, `modes.aggressive.failregex[1]`).
     #[serde(skip)]
     pub rule_keys: Vec<RuleKey>,
+}
+
+/// One `datepattern` entry: a named format, or strftime directives
+/// (`%d/%b/%Y:%H:%M:%S %z`) for a log the named formats do not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatePattern {
+    Named(DateFormat),
+    Custom(CustomDate),
+}
+
+impl<'de> Deserialize<'de> for DatePattern {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<DatePattern, D::Error> {
+        use serde::de::Error;
+        let s = String::deserialize(d)?;
+        let named = match s.as_str() {
+            "asterisk" => Some(DateFormat::Asterisk),
+            "syslog" => Some(DateFormat::Syslog),
+            "iso8601" => Some(DateFormat::Iso8601),
+            "epoch" => Some(DateFormat::Epoch),
+            _ => None,
+        };
+        match named {
+            Some(f) => Ok(DatePattern::Named(f)),
+            None if s.contains('%') => CustomDate::new(&s).map(DatePattern::Custom).map_err(D::Error::custom),
+            None => Err(D::Error::custom(format!(
+                "unknown date format `{s}`: use asterisk, syslog, iso8601, epoch, or strftime directives such as `%d/%b/%Y:%H:%M:%S %z`"
+            ))),
+        }
+    }
+}
+
+impl DatePattern {
+    /// The named formats of a `datepattern` list (`Custom` standing for
+    /// all its own patterns), and its own patterns.
+    pub fn split(list: &[DatePattern]) -> (Vec<DateFormat>, Vec<CustomDate>) {
+        let mut named = Vec::new();
+        let mut custom = Vec::new();
+        for p in list {
+            match p {
+                DatePattern::Named(f) => named.push(*f),
+                DatePattern::Custom(c) => custom.push(c.clone()),
+            }
+        }
+        if !custom.is_empty() {
+            named.push(DateFormat::Custom);
+        }
+        (named, custom)
+    }
 }
 
 /// Extra rules of a mode.

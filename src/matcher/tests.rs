@@ -244,3 +244,35 @@ fn sshd_aggressive_extends_sshd() {
         LineMatch::Failure { .. }
     ));
 }
+
+/// A ruleset's own strftime datepattern dates its lines (so the daemon's
+/// findtime applies to a log no named format reads); a pattern nftban
+/// cannot read is an error at its file, line and column.
+#[test]
+fn custom_datepattern_in_a_ruleset() {
+    let text = "name: web\ndatepattern: [\"%d/%b/%Y:%H:%M:%S %z\"]\nprefix: '\\S+ \\S+ '\nfailregex: [\"<HOST> auth failed$\"]\n";
+    let rs = Ruleset::parse("web.yaml", text).unwrap();
+    let m = Matcher::new(&rs).unwrap();
+    assert_eq!(m.dates, Some(vec![DateFormat::Custom]));
+    let mut sm = SourceMatcher::new(vec![MatcherRef::Borrowed(&m)], Zone::Utc);
+    let line = "25/Nov/2026:04:05:06 +0100 192.0.2.7 auth failed";
+    let found = sm.parse_date(line, std::time::SystemTime::now()).expect("date read");
+    assert_eq!(found.format, DateFormat::Custom);
+    let want = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_575_906);
+    assert_eq!(found.time, want);
+    // Named formats are not tried when the list names only a pattern.
+    assert!(sm
+        .parse_date("[2026-11-25 04:05:06] x", std::time::SystemTime::now())
+        .is_none());
+
+    let bad = "name: web\nfailregex: [\"<HOST> x\"]\ndatepattern:\n  - asterisk\n  - \"%Y-%m-%d %Q\"\n";
+    let err = Ruleset::parse("web.yaml", bad).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("web.yaml:4:3: datepattern: `%Y-%m-%d %Q`: "),
+        "{err}"
+    );
+    assert!(err.message.contains("%Q is not supported"), "{err}");
+    let err = Ruleset::parse("web.yaml", "name: w\nfailregex: [\"<HOST>\"]\ndatepattern: [apache]\n").unwrap_err();
+    assert!(err.message.contains("unknown date format `apache`"), "{err}");
+}
