@@ -500,3 +500,56 @@ fn reload_refuses_a_bad_config_and_applies_a_good_one() {
     );
     assert!(d.stop());
 }
+
+/// 100,000 bans come back after a reboot (the kernel's table gone) from
+/// the history, all in one netlink batch: in the kernel, and in status.
+#[test]
+fn restores_100000_bans_in_one_batch() {
+    if !kernel_tests_possible("restores_100000_bans_in_one_batch") {
+        return;
+    }
+    const N: u32 = 100_000;
+    let ns = NetNs::create("restore100k").unwrap();
+    let s = Setup::asterisk("");
+    let d = Daemon::start(&ns, &s);
+    let list: String = (0..N)
+        .map(|i| format!("10.{}.{}.{}\n", i >> 16, (i >> 8) & 255, i & 255))
+        .collect();
+    let mut child = nftban()
+        .args(["ban", "-", "--bantime", "2h", "--config"])
+        .arg(&s.config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(list.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.stop());
+    // A reboot: the kernel forgets everything.
+    let o = run(ns.command("nft").args(["delete", "table", "inet", "nftban"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let d = Daemon::start(&ns, &s);
+    assert_eq!(
+        set_elements(&ns, "manual_v4").len(),
+        N as usize,
+        "kernel set after restore"
+    );
+    let st = s.status("manual").unwrap();
+    assert_eq!(st["currently_banned"], N, "status after restore");
+    assert_eq!(st["banned"].as_array().unwrap().len(), N as usize);
+    let log = d.log();
+    assert!(
+        log.contains(&format!("restored {N} bans in 1 netlink batch\n"))
+            || log.contains(&format!("restored {N} bans in 1 netlink batch ")),
+        "{}",
+        log.lines()
+            .filter(|l| l.contains("restored"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(d.stop());
+}

@@ -10,7 +10,7 @@
 //! It is rebuilt from the kernel's sets at start, so a restart keeps and
 //! shows the bans that are still running.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -281,7 +281,16 @@ impl Engine {
                         }
                     }
                 }
+                let batches = self.firewall.batches();
                 let refused = self.push(&restore).len();
+                if !restore.is_empty() {
+                    let batches = self.firewall.batches() - batches;
+                    tracing::info!(
+                        "restored {} bans in {batches} netlink batch{}",
+                        restore.len() - refused,
+                        if batches == 1 { "" } else { "es" }
+                    );
+                }
                 Ok(restore.len() - refused)
             }
             None => {
@@ -696,20 +705,26 @@ impl Engine {
         // First the plan, without touching the record: which bans go in and
         // which contained bans they replace (interval sets do not hold
         // overlapping elements).
+        // `wanted` keeps the request's order; `wanted_set` answers "is a
+        // wider prefix of this request wanted" in one lookup per prefix
+        // length, so a `ban -` of 100,000 addresses is not quadratic.
         let mut wanted: Vec<IpNet> = Vec::new();
+        let mut wanted_set: HashSet<IpNet> = HashSet::new();
         let mut lifted: Vec<(IpNet, SystemTime)> = Vec::new();
         for net in nets {
             let j = &self.jails[i];
-            if let Some(cover) = covering(&j.bans, &net, now)
-                .filter(|c| *c != net)
-                .or_else(|| wanted.iter().find(|w| **w != net && w.contains(&net)).copied())
-            {
+            let wider_wanted = || {
+                (0..net.prefix_len())
+                    .rev()
+                    .find_map(|len| Some(IpNet::new(net.addr(), len).ok()?.trunc()).filter(|w| wanted_set.contains(w)))
+            };
+            if let Some(cover) = covering(&j.bans, &net, now).filter(|c| *c != net).or_else(wider_wanted) {
                 result
                     .already_covered
                     .push(format!("{} (inside banned {})", show_net(&net), show_net(&cover)));
                 continue;
             }
-            // A single address contains nothing else: skip the walk (a
+            // A single address contains nothing else: skip the walks (a
             // `ban -` of a million addresses must not be quadratic).
             if net.prefix_len() != net.max_prefix_len() {
                 lifted.extend(
@@ -718,10 +733,13 @@ impl Engine {
                         .filter(|(b, _)| **b != net && net.contains(*b))
                         .map(|(b, t)| (*b, *t)),
                 );
+                // A wider prefix of this same request replaces narrower ones of it.
+                wanted.retain(|w| *w == net || !net.contains(w));
+                wanted_set.retain(|w| *w == net || !net.contains(w));
             }
-            // A wider prefix of this same request replaces narrower ones of it.
-            wanted.retain(|w| !net.contains(w));
-            wanted.push(net);
+            if wanted_set.insert(net) {
+                wanted.push(net);
+            }
         }
         if !lifted.is_empty() {
             let inner: Vec<IpNet> = lifted.iter().map(|(n, _)| *n).collect();
