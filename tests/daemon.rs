@@ -553,3 +553,87 @@ fn restores_100000_bans_in_one_batch() {
     );
     assert!(d.stop());
 }
+
+/// A glob pattern in `files`: every matching file is read, one created
+/// later too, a rotated copy that matches the pattern is not counted twice,
+/// and status lists each file; a pattern matching nothing says so.
+#[test]
+fn glob_patterns_follow_new_files_and_skip_rotated_copies() {
+    if !kernel_tests_possible("glob_patterns_follow_new_files_and_skip_rotated_copies") {
+        return;
+    }
+    let ns = NetNs::create("glob").unwrap();
+    let s = Setup::asterisk("");
+    let logs = s.dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let (a, b, c) = (logs.join("a.log"), logs.join("b.log"), logs.join("c.log"));
+    std::fs::write(&a, "").unwrap();
+    std::fs::write(&b, "").unwrap();
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let files = format!("files: [\"{0}/*.log\", \"{0}/none-*.log\"]", logs.display());
+    std::fs::write(
+        &s.config,
+        text.replace(&format!("files: [{}]", s.log.display()), &files),
+    )
+    .unwrap();
+    let d = Daemon::start(&ns, &s);
+    let st = wait_for("both files read", || {
+        s.status("asterisk")
+            .filter(|st| st["sources"][0]["files"].as_array().is_some_and(|f| f.len() == 2))
+    });
+    assert_eq!(st["sources"][0]["files"][0]["path"], path_str(&a));
+    assert_eq!(st["sources"][0]["files"][1]["path"], path_str(&b));
+    assert_eq!(st["sources"][1]["state"], "no_match");
+    assert_eq!(
+        st["sources"][1]["diagnosis"],
+        format!("no file matches {}/none-*.log yet", logs.display())
+    );
+    let add = |f: &std::path::Path, addr: &str| {
+        use std::io::Write;
+        let mut h = std::fs::OpenOptions::new().create(true).append(true).open(f).unwrap();
+        writeln!(h, "{}", attack(addr)).unwrap();
+    };
+    add(&a, "198.51.100.1");
+    add(&b, "198.51.100.1");
+    wait_for("a failure from each file", || {
+        s.status("asterisk").filter(|st| st["total_failed"] == 2)
+    });
+    // A file created later is read from its start: the third failure bans.
+    add(&c, "198.51.100.1");
+    wait_for("the ban from the new file", || {
+        s.status("asterisk")
+            .filter(|st| st["currently_banned"] == 1 && st["total_failed"] == 3)
+    });
+    // Rotation of a.log to a.log.1... which does not match `*.log`; rotate
+    // b.log to b-old.log, which does, with a new b.log.
+    std::fs::rename(&b, logs.join("b-old.log")).unwrap();
+    add(&b, "198.51.100.2");
+    let st = wait_for("the rotated copy and the new file followed", || {
+        s.status("asterisk")
+            .filter(|st| st["total_failed"] == 4 && st["sources"][0]["files"].as_array().is_some_and(|f| f.len() == 4))
+    });
+    let names: Vec<&str> = st["sources"][0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&path_str(&logs.join("b-old.log"))), "{names:?}");
+    // One more line anywhere proves the reader went past the rotation
+    // without re-reading b-old.log's failure.
+    add(&a, "198.51.100.3");
+    let st = wait_for("the last failure", || {
+        s.status("asterisk").filter(|st| st["total_failed"].as_u64() >= Some(5))
+    });
+    assert_eq!(st["total_failed"], 5, "the rotated copy was counted twice: {st}");
+    assert_eq!(st["sources"][0]["lines"], 5, "{st}");
+    let o = s.cli(&["check"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("/*.log: matches 4 file(s) now"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("/none-*.log: no file matches yet"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(d.stop());
+}

@@ -60,6 +60,21 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
                     crate::config::format_duration(j.findtime),
                     crate::config::format_duration(j.bantime)
                 );
+                for f in j.files.iter().filter(|f| crate::sources::glob::is_pattern(f)) {
+                    let found = crate::sources::glob::expand(f);
+                    match found.len() {
+                        0 => println!("  {}: no file matches yet (files created later are read)", f.display()),
+                        n => println!(
+                            "  {}: matches {n} file(s) now: {}",
+                            f.display(),
+                            found
+                                .iter()
+                                .map(|p| p.display().to_string())
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        ),
+                    }
+                }
             }
             Ok(0)
         }

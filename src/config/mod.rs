@@ -505,6 +505,21 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
                 format!("jails.{name}.files: `{}` must be an absolute path", f.display()),
             ));
         }
+        // A pattern's folder is watched with inotify: wildcards in the file name only.
+        if let Some(f) = j.files.iter().find(|f| {
+            f.parent().is_some_and(|d| {
+                d.components()
+                    .any(|c| crate::sources::glob::has_wildcard(c.as_os_str()))
+            })
+        }) {
+            return Err(err(
+                &at("files"),
+                format!(
+                    "jails.{name}.files: `{}`: wildcards (`*`, `?`, `[`) are allowed in the file name only, not in folders",
+                    f.display()
+                ),
+            ));
+        }
         if let Some(e) = j
             .journal
             .iter()

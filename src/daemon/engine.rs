@@ -900,13 +900,30 @@ fn source_status(s: &SourceStats, jail_failures: u64, now: SystemTime) -> Source
         SourceState::Missing => ("missing", None),
         SourceState::Unreadable(e) => ("unreadable", Some(e)),
         SourceState::Reading => ("reading", None),
+        SourceState::NoMatch => ("no_match", None),
+        SourceState::Closed => ("closed", None),
     };
     let lines = s.lines.load(Relaxed);
     let matched = s.matched.load(Relaxed);
     let last = s
         .last_match()
         .map(|t| now.duration_since(t).unwrap_or_default().as_secs());
+    let members = s.members();
     let diagnosis = match (state, &error) {
+        ("no_match", _) => format!("no file matches {} yet", s.path.display()),
+        ("closed", _) => {
+            format!(
+                "stdin closed after {lines} lines ({matched} matched): no more lines will come; other sources go on"
+            )
+        }
+        _ if !members.is_empty() && lines == 0 => {
+            format!("{} file(s) match; no line read yet since nftban started", members.len())
+        }
+        _ if !members.is_empty() && matched == 0 => format!(
+            "{} file(s) match; {lines} lines read, none matched the ruleset",
+            members.len()
+        ),
+        _ if !members.is_empty() => format!("{} file(s) match; {lines} lines read, {matched} matched", members.len()),
         ("missing", _) => {
             "file does not exist (yet): nothing to read; check the path, or where the service logs".to_string()
         }
@@ -931,6 +948,7 @@ fn source_status(s: &SourceStats, jail_failures: u64, now: SystemTime) -> Source
         invalid_utf8: s.invalid_utf8.load(Relaxed),
         last_match_ago: last,
         diagnosis,
+        files: members.iter().map(|m| source_status(m, jail_failures, now)).collect(),
     }
 }
 

@@ -34,6 +34,7 @@ use crate::firewall::netlink::monitor::{Monitor, Notice};
 use crate::firewall::{Firewall, TableSpec};
 use crate::matcher::{LineMatch, MatcherRef, SourceMatcher, Zone};
 use crate::sources::file::{follow, Position, StartAt};
+use crate::sources::{glob, SourceStats};
 pub use engine::Engine;
 
 /// What the engine is told.
@@ -168,14 +169,21 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
         let key = path.display().to_string();
         // Where an earlier run stopped, else the end: old lines are not replayed.
         let start = positions.get(&key).map(|p| StartAt::Resume(*p)).unwrap_or(StartAt::End);
+        // A glob pattern: the saved positions of the files it stands for.
+        let saved: std::collections::BTreeMap<std::path::PathBuf, Position> = if glob::is_pattern(&path) {
+            positions
+                .iter()
+                .map(|(p, pos)| (std::path::PathBuf::from(p), *pos))
+                .filter(|(p, _)| glob::path_matches(&path, p))
+                .collect()
+        } else {
+            Default::default()
+        };
         std::thread::Builder::new().name(name).spawn(move || {
             let mut sm = SourceMatcher::new(matchers, Zone::Local);
-            let counter = stats.clone();
             let tx2 = tx.clone();
-            let on_position = move |pos: Position| {
-                let _ = tx2.send(Event::Position { path: key.clone(), pos });
-            };
-            let on_line = |line: &str| {
+            // `counter`: the stats of the file the line comes from.
+            let mut on_line = |counter: &SourceStats, line: &str| {
                 let now = SystemTime::now();
                 sm.match_line(line, now);
                 if !sm.any_match() {
@@ -200,7 +208,19 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
                     }
                 }
             };
-            follow(&path, stats, stop, start, on_line, on_position);
+            if glob::is_pattern(&path) {
+                let on_position = move |file: &std::path::Path, pos: Position| {
+                    let path = file.display().to_string();
+                    let _ = tx2.send(Event::Position { path, pos });
+                };
+                glob::follow(&path, stats, stop, &saved, on_line, on_position);
+            } else {
+                let on_position = move |pos: Position| {
+                    let _ = tx2.send(Event::Position { path: key.clone(), pos });
+                };
+                let counter = stats.clone();
+                follow(&path, stats, stop, start, |line| on_line(&counter, line), on_position);
+            }
         })?;
     }
 
