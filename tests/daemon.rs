@@ -637,3 +637,67 @@ fn glob_patterns_follow_new_files_and_skip_rotated_copies() {
     );
     assert!(d.stop());
 }
+
+/// `stdin: true`: a daemon fed through a pipe (`tail -F x | nftban run`)
+/// bans; when the pipe closes, status says `stdin closed`, the daemon keeps
+/// running and its file source keeps banning.
+#[test]
+fn stdin_source_bans_and_survives_its_end() {
+    if !kernel_tests_possible("stdin_source_bans_and_survives_its_end") {
+        return;
+    }
+    let ns = NetNs::create("stdinsrc").unwrap();
+    let s = Setup::asterisk("    stdin: true\n");
+    let stderr_path = s.dir.path().join("daemon-stdin.log");
+    let child = ns
+        .command(env!("CARGO_BIN_EXE_nftban"))
+        .args(["run", "--config"])
+        .arg(&s.config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut d = Daemon {
+        child,
+        stderr: stderr_path,
+    };
+    let st = wait_for("the daemon to answer status", || s.status("asterisk"));
+    assert_eq!(st["sources"][1]["path"], "stdin", "{st}");
+    let mut pipe = d.child.stdin.take().unwrap();
+    use std::io::Write;
+    for _ in 0..3 {
+        writeln!(pipe, "{}", attack("198.51.100.20")).unwrap();
+    }
+    pipe.flush().unwrap();
+    let st = wait_for("the ban from stdin", || {
+        s.status("asterisk").filter(|st| st["currently_banned"] == 1)
+    });
+    assert_eq!(st["banned"][0]["ip"], "198.51.100.20");
+    assert_eq!(st["sources"][1]["lines"], 3, "{st}");
+    assert_eq!(st["sources"][0]["lines"], 0, "the file saw none of it: {st}");
+    let elems: Vec<String> = set_elements(&ns, "asterisk_v4").into_iter().map(|e| e.0).collect();
+    assert_eq!(elems, ["198.51.100.20"]);
+    // The end of input: the last line has no newline, and still counts.
+    write!(pipe, "a last line without newline").unwrap();
+    drop(pipe);
+    let st = wait_for("stdin closed", || {
+        s.status("asterisk").filter(|st| st["sources"][1]["state"] == "closed")
+    });
+    assert_eq!(st["sources"][1]["lines"], 4, "{st}");
+    assert!(
+        st["sources"][1]["diagnosis"]
+            .as_str()
+            .unwrap()
+            .starts_with("stdin closed"),
+        "{st}"
+    );
+    assert!(d.is_running(), "the daemon stopped at the end of stdin");
+    let b = attack("198.51.100.21");
+    s.append(&[&b, &b, &b]);
+    wait_for("a ban from the file after stdin closed", || {
+        s.status("asterisk").filter(|st| st["currently_banned"] == 2)
+    });
+    assert!(d.log().contains("stdin closed after 4 lines"), "{}", d.log());
+    assert!(d.stop());
+}

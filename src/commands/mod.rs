@@ -47,7 +47,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
             println!("control socket: {}", config.socket.display());
             for j in &config.jails {
                 println!(
-                    "jail {}: ruleset {}{}, {} file(s), ban after {} failures within {} for {}",
+                    "jail {}: ruleset {}{}, {} file(s){}, ban after {} failures within {} for {}",
                     j.name,
                     j.ruleset,
                     j.rules
@@ -56,6 +56,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
                         .map(|m| format!(" (mode {m})"))
                         .unwrap_or_default(),
                     j.files.len(),
+                    if j.stdin { " and stdin" } else { "" },
                     j.maxretry,
                     crate::config::format_duration(j.findtime),
                     crate::config::format_duration(j.bantime)

@@ -129,6 +129,12 @@ impl Engine {
                     let own = Arc::clone(&state.sources[k]);
                     state.sources[k] = shared.entry(f.clone()).or_insert(own).clone();
                 }
+                // Standard input likewise, after the files and the journal.
+                if j.stdin {
+                    let label = PathBuf::from(crate::sources::stdin::LABEL);
+                    let own = Arc::new(SourceStats::new(label.clone()));
+                    state.sources.push(shared.entry(label).or_insert(own).clone());
+                }
                 state
             })
             .collect();
@@ -929,6 +935,9 @@ fn source_status(s: &SourceStats, jail_failures: u64, now: SystemTime) -> Source
         }
         ("unreadable", Some(e)) => format!("file cannot be read: {e}"),
         ("starting", _) => "not opened yet".to_string(),
+        _ if lines == 0 && s.path.as_os_str() == crate::sources::stdin::LABEL => {
+            "no line on stdin yet since nftban started".to_string()
+        }
         _ if lines == 0 => "no line read yet since nftban started (nothing written to the file?)".to_string(),
         _ if matched == 0 => format!(
             "{lines} lines read, none matched the ruleset: is the service logging the failures here, in this format?"

@@ -34,7 +34,7 @@ use crate::firewall::netlink::monitor::{Monitor, Notice};
 use crate::firewall::{Firewall, TableSpec};
 use crate::matcher::{LineMatch, MatcherRef, SourceMatcher, Zone};
 use crate::sources::file::{follow, Position, StartAt};
-use crate::sources::{glob, SourceStats};
+use crate::sources::{glob, stdin, SourceStats};
 pub use engine::Engine;
 
 /// What the engine is told.
@@ -108,10 +108,11 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
     for (i, jail) in config.jails.iter().enumerate() {
         tracing::info!(
             jail = %jail.name,
-            "jail {}: ruleset {}, files {:?}, ban after {} failures within {} for {}",
+            "jail {}: ruleset {}, files {:?}{}, ban after {} failures within {} for {}",
             jail.name,
             jail.ruleset,
             jail.files,
+            if jail.stdin { ", stdin" } else { "" },
             jail.maxretry,
             format_duration(jail.findtime),
             format_duration(jail.bantime)
@@ -152,6 +153,11 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
         }
         for f in &jail.files {
             by_file.entry(f.clone()).or_default().push(i);
+        }
+        // Standard input is one more source, shared like a file (its label
+        // cannot clash with a file: those are absolute paths).
+        if jail.stdin {
+            by_file.entry(stdin::LABEL.into()).or_default().push(i);
         }
     }
     for (path, ids) in by_file {
@@ -208,7 +214,11 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
                     }
                 }
             };
-            if glob::is_pattern(&path) {
+            if path.as_os_str() == stdin::LABEL {
+                // No position: what went through the pipe is gone.
+                let counter = stats.clone();
+                stdin::follow(stats, stop, |line| on_line(&counter, line));
+            } else if glob::is_pattern(&path) {
                 let on_position = move |file: &std::path::Path, pos: Position| {
                     let path = file.display().to_string();
                     let _ = tx2.send(Event::Position { path, pos });

@@ -313,9 +313,9 @@ impl FileTail {
 
     /// Read everything appended since the last call and hand out complete lines.
     pub fn read_available(&mut self, on_line: &mut dyn FnMut(&str)) -> io::Result<()> {
-        let Some(file) = self.file.as_mut() else { return Ok(()) };
         let mut buf = [0u8; 64 * 1024];
         loop {
+            let Some(file) = self.file.as_mut() else { return Ok(()) };
             let n = match file.read(&mut buf) {
                 Ok(0) => return Ok(()),
                 Ok(n) => n,
@@ -326,46 +326,62 @@ impl FileTail {
                     return Err(e);
                 }
             };
-            let start = self.offset;
-            self.offset += n as u64;
-            let mut chunk = &buf[..n];
-            while let Some(nl) = chunk.iter().position(|&b| b == b'\n') {
-                let (head, rest) = chunk.split_at(nl);
-                chunk = &rest[1..];
-                self.committed = start + (n - chunk.len()) as u64;
-                if self.skipping {
-                    self.skipping = false;
-                    continue;
-                }
-                if self.pending.is_empty() {
-                    let take = head.len().min(self.max_line);
-                    if head.len() > self.max_line {
-                        note_cut(&self.path, &self.stats, self.max_line);
-                    }
-                    emit(&self.path, &head[..take], &self.stats, on_line);
-                } else {
-                    let room = self.max_line.saturating_sub(self.pending.len());
-                    if head.len() > room {
-                        note_cut(&self.path, &self.stats, self.max_line);
-                    }
-                    self.pending.extend_from_slice(&head[..head.len().min(room)]);
-                    let line = std::mem::take(&mut self.pending);
-                    emit(&self.path, &line, &self.stats, on_line);
-                }
+            self.feed(&buf[..n], on_line);
+        }
+    }
+
+    /// Cut bytes read (from a file or a pipe) into lines and hand out the
+    /// complete ones; a partial last line waits for the next bytes.
+    pub fn feed(&mut self, bytes: &[u8], on_line: &mut dyn FnMut(&str)) {
+        let n = bytes.len();
+        let start = self.offset;
+        self.offset += n as u64;
+        let mut chunk = bytes;
+        while let Some(nl) = chunk.iter().position(|&b| b == b'\n') {
+            let (head, rest) = chunk.split_at(nl);
+            chunk = &rest[1..];
+            self.committed = start + (n - chunk.len()) as u64;
+            if self.skipping {
+                self.skipping = false;
+                continue;
             }
-            if !chunk.is_empty() && !self.skipping {
-                let room = self.max_line.saturating_sub(self.pending.len());
-                if chunk.len() > room {
-                    // The line is over the limit: match its head now, skip the rest.
-                    self.pending.extend_from_slice(&chunk[..room]);
-                    let line = std::mem::take(&mut self.pending);
+            if self.pending.is_empty() {
+                let take = head.len().min(self.max_line);
+                if head.len() > self.max_line {
                     note_cut(&self.path, &self.stats, self.max_line);
-                    emit(&self.path, &line, &self.stats, on_line);
-                    self.skipping = true;
-                } else {
-                    self.pending.extend_from_slice(chunk);
                 }
+                emit(&self.path, &head[..take], &self.stats, on_line);
+            } else {
+                let room = self.max_line.saturating_sub(self.pending.len());
+                if head.len() > room {
+                    note_cut(&self.path, &self.stats, self.max_line);
+                }
+                self.pending.extend_from_slice(&head[..head.len().min(room)]);
+                let line = std::mem::take(&mut self.pending);
+                emit(&self.path, &line, &self.stats, on_line);
             }
+        }
+        if !chunk.is_empty() && !self.skipping {
+            let room = self.max_line.saturating_sub(self.pending.len());
+            if chunk.len() > room {
+                // The line is over the limit: match its head now, skip the rest.
+                self.pending.extend_from_slice(&chunk[..room]);
+                let line = std::mem::take(&mut self.pending);
+                note_cut(&self.path, &self.stats, self.max_line);
+                emit(&self.path, &line, &self.stats, on_line);
+                self.skipping = true;
+            } else {
+                self.pending.extend_from_slice(chunk);
+            }
+        }
+    }
+
+    /// The input ended (a pipe closed): a last line without its newline
+    /// is complete now.
+    pub fn finish(&mut self, on_line: &mut dyn FnMut(&str)) {
+        if !self.pending.is_empty() && !self.skipping {
+            let line = std::mem::take(&mut self.pending);
+            emit(&self.path, &line, &self.stats, on_line);
         }
     }
 }

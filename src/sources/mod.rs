@@ -8,6 +8,7 @@
 pub mod file;
 pub mod glob;
 pub mod journal;
+pub mod stdin;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
