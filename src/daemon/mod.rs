@@ -34,7 +34,7 @@ use crate::firewall::netlink::monitor::{Monitor, Notice};
 use crate::firewall::{Firewall, TableSpec};
 use crate::matcher::{LineMatch, MatcherRef, SourceMatcher, Zone};
 use crate::sources::file::{follow, Position, StartAt};
-use crate::sources::{glob, stdin, SourceStats};
+use crate::sources::{glob, stdin, SourceState, SourceStats};
 pub use engine::Engine;
 
 /// What the engine is told.
@@ -232,6 +232,21 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
                 follow(&path, stats, stop, start, |line| on_line(&counter, line), on_position);
             }
         })?;
+    }
+
+    // Answer on the control socket (and tell systemd READY) only once every
+    // source has opened its file (or found it missing): a line written
+    // after the first answer is then never skipped by a reader that starts
+    // at the end of its file. Bounded, so a stuck source cannot hang start.
+    let looked = std::time::Instant::now();
+    while engine
+        .jails
+        .iter()
+        .flat_map(|j| &j.sources)
+        .any(|s| s.state() == SourceState::Starting)
+        && looked.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(2));
     }
 
     {

@@ -192,7 +192,10 @@ impl Glob {
     /// Where to start a file that appeared while running, or `None` to
     /// look again later.
     fn decide(&mut self, path: &Path) -> Option<StartAt> {
-        let (head, len, id) = head_of(path)?;
+        // Unreadable: follow it anyway, so status says why.
+        let Some((head, len, id)) = head_of(path) else {
+            return Some(StartAt::Beginning);
+        };
         // The same file as one being read (a rename not seen yet, or a hard link).
         if self.members.values().any(|m| m.tail.identity() == Some(id)) {
             return None;
