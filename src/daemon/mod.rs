@@ -102,6 +102,9 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
 
     let (tx, rx) = mpsc::sync_channel::<Event>(QUEUE);
     let stop = Arc::new(AtomicBool::new(false));
+    // Signals first: a SIGTERM while the sources start is a clean stop
+    // (the engine loop finds it waiting), not the default kill.
+    spawn_signal_thread(tx.clone())?;
 
     // Jails by file: one reader and one combined matcher per file.
     let mut by_file: std::collections::BTreeMap<std::path::PathBuf, Vec<usize>> = Default::default();
@@ -275,7 +278,6 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
             })
         })?;
     }
-    spawn_signal_thread(tx.clone())?;
     if let Some(monitor) = monitor {
         spawn_monitor_thread(monitor, tx.clone(), stop.clone())?;
     }
