@@ -500,3 +500,204 @@ fn reload_refuses_a_bad_config_and_applies_a_good_one() {
     );
     assert!(d.stop());
 }
+
+/// 100,000 bans come back after a reboot (the kernel's table gone) from
+/// the history, all in one netlink batch: in the kernel, and in status.
+#[test]
+fn restores_100000_bans_in_one_batch() {
+    if !kernel_tests_possible("restores_100000_bans_in_one_batch") {
+        return;
+    }
+    const N: u32 = 100_000;
+    let ns = NetNs::create("restore100k").unwrap();
+    let s = Setup::asterisk("");
+    let d = Daemon::start(&ns, &s);
+    let list: String = (0..N)
+        .map(|i| format!("10.{}.{}.{}\n", i >> 16, (i >> 8) & 255, i & 255))
+        .collect();
+    let mut child = nftban()
+        .args(["ban", "-", "--bantime", "2h", "--config"])
+        .arg(&s.config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(list.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.stop());
+    // A reboot: the kernel forgets everything.
+    let o = run(ns.command("nft").args(["delete", "table", "inet", "nftban"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let d = Daemon::start(&ns, &s);
+    assert_eq!(
+        set_elements(&ns, "manual_v4").len(),
+        N as usize,
+        "kernel set after restore"
+    );
+    let st = s.status("manual").unwrap();
+    assert_eq!(st["currently_banned"], N, "status after restore");
+    assert_eq!(st["banned"].as_array().unwrap().len(), N as usize);
+    let log = d.log();
+    assert!(
+        log.contains(&format!("restored {N} bans in 1 netlink batch\n"))
+            || log.contains(&format!("restored {N} bans in 1 netlink batch ")),
+        "{}",
+        log.lines()
+            .filter(|l| l.contains("restored"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(d.stop());
+}
+
+/// A glob pattern in `files`: every matching file is read, one created
+/// later too, a rotated copy that matches the pattern is not counted twice,
+/// and status lists each file; a pattern matching nothing says so.
+#[test]
+fn glob_patterns_follow_new_files_and_skip_rotated_copies() {
+    if !kernel_tests_possible("glob_patterns_follow_new_files_and_skip_rotated_copies") {
+        return;
+    }
+    let ns = NetNs::create("glob").unwrap();
+    let s = Setup::asterisk("");
+    let logs = s.dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let (a, b, c) = (logs.join("a.log"), logs.join("b.log"), logs.join("c.log"));
+    std::fs::write(&a, "").unwrap();
+    std::fs::write(&b, "").unwrap();
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let files = format!("files: [\"{0}/*.log\", \"{0}/none-*.log\"]", logs.display());
+    std::fs::write(
+        &s.config,
+        text.replace(&format!("files: [{}]", s.log.display()), &files),
+    )
+    .unwrap();
+    let d = Daemon::start(&ns, &s);
+    let st = wait_for("both files read", || {
+        s.status("asterisk")
+            .filter(|st| st["sources"][0]["files"].as_array().is_some_and(|f| f.len() == 2))
+    });
+    assert_eq!(st["sources"][0]["files"][0]["path"], path_str(&a));
+    assert_eq!(st["sources"][0]["files"][1]["path"], path_str(&b));
+    assert_eq!(st["sources"][1]["state"], "no_match");
+    assert_eq!(
+        st["sources"][1]["diagnosis"],
+        format!("no file matches {}/none-*.log yet", logs.display())
+    );
+    let add = |f: &std::path::Path, addr: &str| {
+        use std::io::Write;
+        let mut h = std::fs::OpenOptions::new().create(true).append(true).open(f).unwrap();
+        writeln!(h, "{}", attack(addr)).unwrap();
+    };
+    add(&a, "198.51.100.1");
+    add(&b, "198.51.100.1");
+    wait_for("a failure from each file", || {
+        s.status("asterisk").filter(|st| st["total_failed"] == 2)
+    });
+    // A file created later is read from its start: the third failure bans.
+    add(&c, "198.51.100.1");
+    wait_for("the ban from the new file", || {
+        s.status("asterisk")
+            .filter(|st| st["currently_banned"] == 1 && st["total_failed"] == 3)
+    });
+    // Rotation of a.log to a.log.1... which does not match `*.log`; rotate
+    // b.log to b-old.log, which does, with a new b.log.
+    std::fs::rename(&b, logs.join("b-old.log")).unwrap();
+    add(&b, "198.51.100.2");
+    let st = wait_for("the rotated copy and the new file followed", || {
+        s.status("asterisk")
+            .filter(|st| st["total_failed"] == 4 && st["sources"][0]["files"].as_array().is_some_and(|f| f.len() == 4))
+    });
+    let names: Vec<&str> = st["sources"][0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&path_str(&logs.join("b-old.log"))), "{names:?}");
+    // One more line anywhere proves the reader went past the rotation
+    // without re-reading b-old.log's failure.
+    add(&a, "198.51.100.3");
+    let st = wait_for("the last failure", || {
+        s.status("asterisk").filter(|st| st["total_failed"].as_u64() >= Some(5))
+    });
+    assert_eq!(st["total_failed"], 5, "the rotated copy was counted twice: {st}");
+    assert_eq!(st["sources"][0]["lines"], 5, "{st}");
+    let o = s.cli(&["check"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("/*.log: matches 4 file(s) now"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("/none-*.log: no file matches yet"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(d.stop());
+}
+
+/// `stdin: true`: a daemon fed through a pipe (`tail -F x | nftban run`)
+/// bans; when the pipe closes, status says `stdin closed`, the daemon keeps
+/// running and its file source keeps banning.
+#[test]
+fn stdin_source_bans_and_survives_its_end() {
+    if !kernel_tests_possible("stdin_source_bans_and_survives_its_end") {
+        return;
+    }
+    let ns = NetNs::create("stdinsrc").unwrap();
+    let s = Setup::asterisk("    stdin: true\n");
+    let stderr_path = s.dir.path().join("daemon-stdin.log");
+    let child = ns
+        .command(env!("CARGO_BIN_EXE_nftban"))
+        .args(["run", "--config"])
+        .arg(&s.config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut d = Daemon {
+        child,
+        stderr: stderr_path,
+    };
+    let st = wait_for("the daemon to answer status", || s.status("asterisk"));
+    assert_eq!(st["sources"][1]["path"], "stdin", "{st}");
+    let mut pipe = d.child.stdin.take().unwrap();
+    use std::io::Write;
+    for _ in 0..3 {
+        writeln!(pipe, "{}", attack("198.51.100.20")).unwrap();
+    }
+    pipe.flush().unwrap();
+    let st = wait_for("the ban from stdin", || {
+        s.status("asterisk").filter(|st| st["currently_banned"] == 1)
+    });
+    assert_eq!(st["banned"][0]["ip"], "198.51.100.20");
+    assert_eq!(st["sources"][1]["lines"], 3, "{st}");
+    assert_eq!(st["sources"][0]["lines"], 0, "the file saw none of it: {st}");
+    let elems: Vec<String> = set_elements(&ns, "asterisk_v4").into_iter().map(|e| e.0).collect();
+    assert_eq!(elems, ["198.51.100.20"]);
+    // The end of input: the last line has no newline, and still counts.
+    write!(pipe, "a last line without newline").unwrap();
+    drop(pipe);
+    let st = wait_for("stdin closed", || {
+        s.status("asterisk").filter(|st| st["sources"][1]["state"] == "closed")
+    });
+    assert_eq!(st["sources"][1]["lines"], 4, "{st}");
+    assert!(
+        st["sources"][1]["diagnosis"]
+            .as_str()
+            .unwrap()
+            .starts_with("stdin closed"),
+        "{st}"
+    );
+    assert!(d.is_running(), "the daemon stopped at the end of stdin");
+    let b = attack("198.51.100.21");
+    s.append(&[&b, &b, &b]);
+    wait_for("a ban from the file after stdin closed", || {
+        s.status("asterisk").filter(|st| st["currently_banned"] == 2)
+    });
+    assert!(d.log().contains("stdin closed after 4 lines"), "{}", d.log());
+    assert!(d.stop());
+}

@@ -113,6 +113,11 @@ pub fn format_jail(st: &JailStatus) -> String {
                 .map(|a| format!("; last match {} ago", format_duration(Duration::from_secs(a))))
                 .unwrap_or_default();
             let _ = writeln!(o, "   {corner}- {}: {}{last}", s.path, s.diagnosis);
+            let pad = if corner == '`' { ' ' } else { '|' };
+            for (k, f) in s.files.iter().enumerate() {
+                let corner = if k + 1 == s.files.len() { '`' } else { '|' };
+                let _ = writeln!(o, "   {pad}  {corner}- {}: {}", f.path, f.diagnosis);
+            }
         }
     }
     o
@@ -133,6 +138,9 @@ pub fn format_all(st: &Status) -> String {
         );
         for s in &j.sources {
             let _ = writeln!(o, "      {}: {}", s.path, s.diagnosis);
+            for f in &s.files {
+                let _ = writeln!(o, "         {}: {}", f.path, f.diagnosis);
+            }
         }
     }
     o

@@ -47,7 +47,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
             println!("control socket: {}", config.socket.display());
             for j in &config.jails {
                 println!(
-                    "jail {}: ruleset {}{}, {} file(s), ban after {} failures within {} for {}",
+                    "jail {}: ruleset {}{}, {} file(s){}, ban after {} failures within {} for {}",
                     j.name,
                     j.ruleset,
                     j.rules
@@ -56,10 +56,26 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
                         .map(|m| format!(" (mode {m})"))
                         .unwrap_or_default(),
                     j.files.len(),
+                    if j.stdin { " and stdin" } else { "" },
                     j.maxretry,
                     crate::config::format_duration(j.findtime),
                     crate::config::format_duration(j.bantime)
                 );
+                for f in j.files.iter().filter(|f| crate::sources::glob::is_pattern(f)) {
+                    let found = crate::sources::glob::expand(f);
+                    match found.len() {
+                        0 => println!("  {}: no file matches yet (files created later are read)", f.display()),
+                        n => println!(
+                            "  {}: matches {n} file(s) now: {}",
+                            f.display(),
+                            found
+                                .iter()
+                                .map(|p| p.display().to_string())
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        ),
+                    }
+                }
             }
             Ok(0)
         }

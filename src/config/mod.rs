@@ -188,6 +188,9 @@ pub struct JailConfig {
     /// journald matches; read once the journal source lands.
     #[serde(default)]
     pub journal: Vec<String>,
+    /// Read lines from standard input (`journalctl -f -o cat | nftban run`).
+    #[serde(default)]
+    pub stdin: bool,
     #[serde(default = "yes")]
     pub enabled: bool,
     pub findtime: Option<Dur>,
@@ -216,6 +219,8 @@ pub struct Jail {
     pub matcher: Arc<Matcher>,
     pub files: Vec<PathBuf>,
     pub journal: Vec<String>,
+    /// Reads standard input (shared by every jail that sets it).
+    pub stdin: bool,
     pub findtime: Duration,
     pub maxretry: u32,
     pub bantime: Duration,
@@ -493,16 +498,31 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
             .with_mode(j.mode.as_deref())
             .map_err(|m| err(&at("mode"), format!("jails.{name}.mode: {}", m.message)))?;
         let matcher = Matcher::new(&ruleset).map_err(|m| err(&at("ruleset"), format!("jails.{name}.ruleset: {m}")))?;
-        if j.files.is_empty() && j.journal.is_empty() {
+        if j.files.is_empty() && j.journal.is_empty() && !j.stdin {
             return Err(err(
                 &["jails", &name],
-                format!("jails.{name}: no source; give `files` (or `journal`)"),
+                format!("jails.{name}: no source; give `files` (or `journal`, or `stdin: true`)"),
             ));
         }
         if let Some(f) = j.files.iter().find(|f| !f.is_absolute()) {
             return Err(err(
                 &at("files"),
                 format!("jails.{name}.files: `{}` must be an absolute path", f.display()),
+            ));
+        }
+        // A pattern's folder is watched with inotify: wildcards in the file name only.
+        if let Some(f) = j.files.iter().find(|f| {
+            f.parent().is_some_and(|d| {
+                d.components()
+                    .any(|c| crate::sources::glob::has_wildcard(c.as_os_str()))
+            })
+        }) {
+            return Err(err(
+                &at("files"),
+                format!(
+                    "jails.{name}.files: `{}`: wildcards (`*`, `?`, `[`) are allowed in the file name only, not in folders",
+                    f.display()
+                ),
             ));
         }
         if let Some(e) = j
@@ -552,6 +572,7 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
             matcher: Arc::new(matcher),
             files: j.files,
             journal: j.journal,
+            stdin: j.stdin,
             findtime: j.findtime.map(|x| x.0).unwrap_or(def_findtime),
             maxretry,
             bantime,

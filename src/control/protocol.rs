@@ -64,7 +64,8 @@ pub struct Banned {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceStatus {
     pub path: String,
-    /// `starting`, `missing`, `unreadable` or `reading`.
+    /// `starting`, `missing`, `unreadable`, `reading`, `no_match` (a glob
+    /// pattern that matches no file yet) or `closed` (stdin at its end).
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -76,6 +77,11 @@ pub struct SourceStatus {
     pub last_match_ago: Option<u64>,
     /// In plain words: why this source has given no ban, or that it is fine.
     pub diagnosis: String,
+    /// For a glob pattern: each file it matches now, with its own figures
+    /// (the pattern's figures are their sums, including files it no
+    /// longer matches).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<SourceStatus>,
 }
 
 /// `nftban status JAIL --json`.

@@ -10,7 +10,7 @@
 //! It is rebuilt from the kernel's sets at start, so a restart keeps and
 //! shows the bans that are still running.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -128,6 +128,12 @@ impl Engine {
                 for (k, f) in j.files.iter().enumerate() {
                     let own = Arc::clone(&state.sources[k]);
                     state.sources[k] = shared.entry(f.clone()).or_insert(own).clone();
+                }
+                // Standard input likewise, after the files and the journal.
+                if j.stdin {
+                    let label = PathBuf::from(crate::sources::stdin::LABEL);
+                    let own = Arc::new(SourceStats::new(label.clone()));
+                    state.sources.push(shared.entry(label).or_insert(own).clone());
                 }
                 state
             })
@@ -281,7 +287,16 @@ impl Engine {
                         }
                     }
                 }
+                let batches = self.firewall.batches();
                 let refused = self.push(&restore).len();
+                if !restore.is_empty() {
+                    let batches = self.firewall.batches() - batches;
+                    tracing::info!(
+                        "restored {} bans in {batches} netlink batch{}",
+                        restore.len() - refused,
+                        if batches == 1 { "" } else { "es" }
+                    );
+                }
                 Ok(restore.len() - refused)
             }
             None => {
@@ -696,20 +711,26 @@ impl Engine {
         // First the plan, without touching the record: which bans go in and
         // which contained bans they replace (interval sets do not hold
         // overlapping elements).
+        // `wanted` keeps the request's order; `wanted_set` answers "is a
+        // wider prefix of this request wanted" in one lookup per prefix
+        // length, so a `ban -` of 100,000 addresses is not quadratic.
         let mut wanted: Vec<IpNet> = Vec::new();
+        let mut wanted_set: HashSet<IpNet> = HashSet::new();
         let mut lifted: Vec<(IpNet, SystemTime)> = Vec::new();
         for net in nets {
             let j = &self.jails[i];
-            if let Some(cover) = covering(&j.bans, &net, now)
-                .filter(|c| *c != net)
-                .or_else(|| wanted.iter().find(|w| **w != net && w.contains(&net)).copied())
-            {
+            let wider_wanted = || {
+                (0..net.prefix_len())
+                    .rev()
+                    .find_map(|len| Some(IpNet::new(net.addr(), len).ok()?.trunc()).filter(|w| wanted_set.contains(w)))
+            };
+            if let Some(cover) = covering(&j.bans, &net, now).filter(|c| *c != net).or_else(wider_wanted) {
                 result
                     .already_covered
                     .push(format!("{} (inside banned {})", show_net(&net), show_net(&cover)));
                 continue;
             }
-            // A single address contains nothing else: skip the walk (a
+            // A single address contains nothing else: skip the walks (a
             // `ban -` of a million addresses must not be quadratic).
             if net.prefix_len() != net.max_prefix_len() {
                 lifted.extend(
@@ -718,10 +739,13 @@ impl Engine {
                         .filter(|(b, _)| **b != net && net.contains(*b))
                         .map(|(b, t)| (*b, *t)),
                 );
+                // A wider prefix of this same request replaces narrower ones of it.
+                wanted.retain(|w| *w == net || !net.contains(w));
+                wanted_set.retain(|w| *w == net || !net.contains(w));
             }
-            // A wider prefix of this same request replaces narrower ones of it.
-            wanted.retain(|w| !net.contains(w));
-            wanted.push(net);
+            if wanted_set.insert(net) {
+                wanted.push(net);
+            }
         }
         if !lifted.is_empty() {
             let inner: Vec<IpNet> = lifted.iter().map(|(n, _)| *n).collect();
@@ -882,18 +906,38 @@ fn source_status(s: &SourceStats, jail_failures: u64, now: SystemTime) -> Source
         SourceState::Missing => ("missing", None),
         SourceState::Unreadable(e) => ("unreadable", Some(e)),
         SourceState::Reading => ("reading", None),
+        SourceState::NoMatch => ("no_match", None),
+        SourceState::Closed => ("closed", None),
     };
     let lines = s.lines.load(Relaxed);
     let matched = s.matched.load(Relaxed);
     let last = s
         .last_match()
         .map(|t| now.duration_since(t).unwrap_or_default().as_secs());
+    let members = s.members();
     let diagnosis = match (state, &error) {
+        ("no_match", _) => format!("no file matches {} yet", s.path.display()),
+        ("closed", _) => {
+            format!(
+                "stdin closed after {lines} lines ({matched} matched): no more lines will come; other sources go on"
+            )
+        }
+        _ if !members.is_empty() && lines == 0 => {
+            format!("{} file(s) match; no line read yet since nftban started", members.len())
+        }
+        _ if !members.is_empty() && matched == 0 => format!(
+            "{} file(s) match; {lines} lines read, none matched the ruleset",
+            members.len()
+        ),
+        _ if !members.is_empty() => format!("{} file(s) match; {lines} lines read, {matched} matched", members.len()),
         ("missing", _) => {
             "file does not exist (yet): nothing to read; check the path, or where the service logs".to_string()
         }
         ("unreadable", Some(e)) => format!("file cannot be read: {e}"),
         ("starting", _) => "not opened yet".to_string(),
+        _ if lines == 0 && s.path.as_os_str() == crate::sources::stdin::LABEL => {
+            "no line on stdin yet since nftban started".to_string()
+        }
         _ if lines == 0 => "no line read yet since nftban started (nothing written to the file?)".to_string(),
         _ if matched == 0 => format!(
             "{lines} lines read, none matched the ruleset: is the service logging the failures here, in this format?"
@@ -913,6 +957,7 @@ fn source_status(s: &SourceStats, jail_failures: u64, now: SystemTime) -> Source
         invalid_utf8: s.invalid_utf8.load(Relaxed),
         last_match_ago: last,
         diagnosis,
+        files: members.iter().map(|m| source_status(m, jail_failures, now)).collect(),
     }
 }
 

@@ -34,6 +34,7 @@ use crate::firewall::netlink::monitor::{Monitor, Notice};
 use crate::firewall::{Firewall, TableSpec};
 use crate::matcher::{LineMatch, MatcherRef, SourceMatcher, Zone};
 use crate::sources::file::{follow, Position, StartAt};
+use crate::sources::{glob, stdin, SourceState, SourceStats};
 pub use engine::Engine;
 
 /// What the engine is told.
@@ -101,16 +102,20 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
 
     let (tx, rx) = mpsc::sync_channel::<Event>(QUEUE);
     let stop = Arc::new(AtomicBool::new(false));
+    // Signals first: a SIGTERM while the sources start is a clean stop
+    // (the engine loop finds it waiting), not the default kill.
+    spawn_signal_thread(tx.clone())?;
 
     // Jails by file: one reader and one combined matcher per file.
     let mut by_file: std::collections::BTreeMap<std::path::PathBuf, Vec<usize>> = Default::default();
     for (i, jail) in config.jails.iter().enumerate() {
         tracing::info!(
             jail = %jail.name,
-            "jail {}: ruleset {}, files {:?}, ban after {} failures within {} for {}",
+            "jail {}: ruleset {}, files {:?}{}, ban after {} failures within {} for {}",
             jail.name,
             jail.ruleset,
             jail.files,
+            if jail.stdin { ", stdin" } else { "" },
             jail.maxretry,
             format_duration(jail.findtime),
             format_duration(jail.bantime)
@@ -152,6 +157,11 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
         for f in &jail.files {
             by_file.entry(f.clone()).or_default().push(i);
         }
+        // Standard input is one more source, shared like a file (its label
+        // cannot clash with a file: those are absolute paths).
+        if jail.stdin {
+            by_file.entry(stdin::LABEL.into()).or_default().push(i);
+        }
     }
     for (path, ids) in by_file {
         let Some(stats) = engine.jails[ids[0]].sources.iter().find(|s| s.path == path).cloned() else {
@@ -168,14 +178,21 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
         let key = path.display().to_string();
         // Where an earlier run stopped, else the end: old lines are not replayed.
         let start = positions.get(&key).map(|p| StartAt::Resume(*p)).unwrap_or(StartAt::End);
+        // A glob pattern: the saved positions of the files it stands for.
+        let saved: std::collections::BTreeMap<std::path::PathBuf, Position> = if glob::is_pattern(&path) {
+            positions
+                .iter()
+                .map(|(p, pos)| (std::path::PathBuf::from(p), *pos))
+                .filter(|(p, _)| glob::path_matches(&path, p))
+                .collect()
+        } else {
+            Default::default()
+        };
         std::thread::Builder::new().name(name).spawn(move || {
             let mut sm = SourceMatcher::new(matchers, Zone::Local);
-            let counter = stats.clone();
             let tx2 = tx.clone();
-            let on_position = move |pos: Position| {
-                let _ = tx2.send(Event::Position { path: key.clone(), pos });
-            };
-            let on_line = |line: &str| {
+            // `counter`: the stats of the file the line comes from.
+            let mut on_line = |counter: &SourceStats, line: &str| {
                 let now = SystemTime::now();
                 sm.match_line(line, now);
                 if !sm.any_match() {
@@ -200,8 +217,39 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
                     }
                 }
             };
-            follow(&path, stats, stop, start, on_line, on_position);
+            if path.as_os_str() == stdin::LABEL {
+                // No position: what went through the pipe is gone.
+                let counter = stats.clone();
+                stdin::follow(stats, stop, |line| on_line(&counter, line));
+            } else if glob::is_pattern(&path) {
+                let on_position = move |file: &std::path::Path, pos: Position| {
+                    let path = file.display().to_string();
+                    let _ = tx2.send(Event::Position { path, pos });
+                };
+                glob::follow(&path, stats, stop, &saved, on_line, on_position);
+            } else {
+                let on_position = move |pos: Position| {
+                    let _ = tx2.send(Event::Position { path: key.clone(), pos });
+                };
+                let counter = stats.clone();
+                follow(&path, stats, stop, start, |line| on_line(&counter, line), on_position);
+            }
         })?;
+    }
+
+    // Answer on the control socket (and tell systemd READY) only once every
+    // source has opened its file (or found it missing): a line written
+    // after the first answer is then never skipped by a reader that starts
+    // at the end of its file. Bounded, so a stuck source cannot hang start.
+    let looked = std::time::Instant::now();
+    while engine
+        .jails
+        .iter()
+        .flat_map(|j| &j.sources)
+        .any(|s| s.state() == SourceState::Starting)
+        && looked.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(2));
     }
 
     {
@@ -230,7 +278,6 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
             })
         })?;
     }
-    spawn_signal_thread(tx.clone())?;
     if let Some(monitor) = monitor {
         spawn_monitor_thread(monitor, tx.clone(), stop.clone())?;
     }

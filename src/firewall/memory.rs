@@ -25,6 +25,8 @@ pub struct Memory {
     pub forgotten: Arc<Mutex<Vec<IpNet>>>,
     /// What `counters` returns (tests set it).
     pub counters: BTreeMap<String, Counter>,
+    /// Calls of `add` with bans: one call is one kernel batch here.
+    pub batches: u64,
 }
 
 impl Memory {
@@ -54,6 +56,7 @@ impl Firewall for Memory {
     }
 
     fn add(&mut self, bans: &[Ban]) -> Result<Vec<Refused>> {
+        self.batches += u64::from(!bans.is_empty());
         let now = Instant::now();
         let mut refused = Vec::new();
         for ban in bans {
@@ -89,6 +92,10 @@ impl Firewall for Memory {
 
     fn counters(&mut self) -> Result<BTreeMap<String, Counter>> {
         Ok(self.counters.clone())
+    }
+
+    fn batches(&self) -> u64 {
+        self.batches
     }
 
     fn missing(&mut self, spec: &TableSpec, probes: &[(String, IpNet)]) -> Result<Vec<String>> {

@@ -286,6 +286,12 @@ pub trait Firewall: Send {
     /// (jail, banned prefix) whose element is gone. Cheap, never lists a
     /// set: used after nf_tables events were lost, to decide whether to heal.
     fn missing(&mut self, spec: &TableSpec, probes: &[(String, IpNet)]) -> Result<Vec<String>>;
+
+    /// How many batches the kernel has applied since open: the daemon logs
+    /// how many a restore took (one, for 100,000 bans).
+    fn batches(&self) -> u64 {
+        0
+    }
 }
 
 /// The prefix that stands for a single address: /32 or /128.

@@ -28,7 +28,7 @@ use super::{SourceState, SourceStats};
 pub const MAX_LINE: usize = 16 * 1024;
 
 /// How often the file is checked even without an inotify event.
-const TICK: Duration = Duration::from_secs(1);
+pub(super) const TICK: Duration = Duration::from_secs(1);
 
 /// Where reading starts when the daemon first opens a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub struct Position {
 }
 
 /// FNV-1a, 64 bit: stable across runs and Rust versions, unlike std's hasher.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
     })
@@ -71,6 +71,15 @@ fn head_hash(file: &File, len: u64) -> Option<u64> {
     Some(fnv1a(&buf))
 }
 
+/// A file a tail has left: where reading stopped, its head bytes (up to
+/// [`HEAD`]) and (device, inode), to recognise it under another name.
+#[derive(Debug, Clone)]
+pub struct Left {
+    pub pos: Position,
+    pub head: Vec<u8>,
+    pub id: (u64, u64),
+}
+
 /// The reading state of one followed file.
 pub struct FileTail {
     path: PathBuf,
@@ -82,6 +91,14 @@ pub struct FileTail {
     committed: u64,
     /// Cached fingerprint once the file's head is complete.
     head: Option<(u64, u64)>,
+    /// The head bytes (up to [`HEAD`]) as last read, to recognise this
+    /// file under another name after it is left (see `sources::glob`).
+    head_bytes: Vec<u8>,
+    /// Reopen the path when it names another file (a single file source);
+    /// a glob pattern's reader decides itself instead.
+    reopen: bool,
+    /// The file last left (rotated away, gone, or truncated), until taken.
+    left: Option<Left>,
     pending: Vec<u8>,
     /// Inside an over-long line: skip bytes until the next newline.
     skipping: bool,
@@ -98,11 +115,59 @@ impl FileTail {
             offset: 0,
             committed: 0,
             head: None,
+            head_bytes: Vec::new(),
+            reopen: true,
+            left: None,
             pending: Vec::new(),
             skipping: false,
             max_line: MAX_LINE,
             stats,
         }
+    }
+
+    /// Do not reopen the path when it names another file: the tail just
+    /// closes (a glob pattern's reader then decides where the new file
+    /// starts).
+    pub fn without_rotation(mut self) -> FileTail {
+        self.reopen = false;
+        self
+    }
+
+    /// Whether a file is open.
+    pub fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// (device, inode) of the open file.
+    pub fn identity(&self) -> Option<(u64, u64)> {
+        self.file.as_ref().map(|_| self.id)
+    }
+
+    /// The file last left, once.
+    pub fn take_left(&mut self) -> Option<Left> {
+        self.left.take()
+    }
+
+    /// Remember where reading of the open file stands before leaving it;
+    /// `reread` takes the head from the file (not after a truncation,
+    /// which already destroyed it).
+    fn leave(&mut self, reread: bool) {
+        if self.file.is_none() {
+            return;
+        }
+        if reread {
+            self.head = None;
+            let _ = self.position();
+        }
+        self.left = Some(Left {
+            pos: Position {
+                offset: self.committed,
+                head_len: self.head_bytes.len() as u64,
+                head_hash: fnv1a(&self.head_bytes),
+            },
+            head: self.head_bytes.clone(),
+            id: self.id,
+        });
     }
 
     /// Where reading stands, for resuming after a restart; `None` while no
@@ -112,8 +177,17 @@ impl FileTail {
         let (head_len, head_hash) = match self.head {
             Some(h) => h,
             None => {
+                use std::os::unix::fs::FileExt;
                 let len = file.metadata().map(|m| m.len()).unwrap_or(0).min(HEAD);
-                let hash = head_hash(file, len).unwrap_or(0);
+                let mut buf = vec![0u8; len as usize];
+                let (len, hash) = match file.read_exact_at(&mut buf, 0) {
+                    Ok(()) => (len, fnv1a(&buf)),
+                    Err(_) => {
+                        buf.clear();
+                        (0, fnv1a(&[]))
+                    }
+                };
+                self.head_bytes = buf;
                 if len == HEAD {
                     self.head = Some((len, hash));
                 }
@@ -136,13 +210,14 @@ impl FileTail {
     /// Open the file if it is not open, or reopen it if the path now names
     /// another file (rotation) or the file got shorter (truncation). Reading
     /// of the old file is finished first so its last lines are not lost.
-    fn check(&mut self, start: StartAt, on_line: &mut dyn FnMut(&str)) {
+    pub fn check(&mut self, start: StartAt, on_line: &mut dyn FnMut(&str)) {
         let meta = match std::fs::metadata(&self.path) {
             Ok(m) => m,
             Err(e) => {
                 if self.file.is_some() {
                     // Deleted or renamed away: finish what was written.
                     let _ = self.read_available(on_line);
+                    self.leave(true);
                     self.file = None;
                     tracing::info!(file = %self.path.display(), "log file is gone; waiting for it to come back");
                 }
@@ -161,12 +236,17 @@ impl FileTail {
         let id = (meta.dev(), meta.ino());
         if self.file.is_some() && id != self.id {
             let _ = self.read_available(on_line);
+            self.leave(true);
             self.file = None;
+            if !self.reopen {
+                return;
+            }
             tracing::info!(file = %self.path.display(), "log file was rotated; reading the new one from its start");
             return self.open(StartAt::Beginning, meta.len(), id);
         }
         if self.file.is_some() && meta.len() < self.offset {
             tracing::info!(file = %self.path.display(), "log file was truncated; reading from its start");
+            self.leave(false);
             self.offset = 0;
             self.committed = 0;
             self.head = None;
@@ -233,9 +313,9 @@ impl FileTail {
 
     /// Read everything appended since the last call and hand out complete lines.
     pub fn read_available(&mut self, on_line: &mut dyn FnMut(&str)) -> io::Result<()> {
-        let Some(file) = self.file.as_mut() else { return Ok(()) };
         let mut buf = [0u8; 64 * 1024];
         loop {
+            let Some(file) = self.file.as_mut() else { return Ok(()) };
             let n = match file.read(&mut buf) {
                 Ok(0) => return Ok(()),
                 Ok(n) => n,
@@ -246,52 +326,68 @@ impl FileTail {
                     return Err(e);
                 }
             };
-            let start = self.offset;
-            self.offset += n as u64;
-            let mut chunk = &buf[..n];
-            while let Some(nl) = chunk.iter().position(|&b| b == b'\n') {
-                let (head, rest) = chunk.split_at(nl);
-                chunk = &rest[1..];
-                self.committed = start + (n - chunk.len()) as u64;
-                if self.skipping {
-                    self.skipping = false;
-                    continue;
-                }
-                if self.pending.is_empty() {
-                    let take = head.len().min(self.max_line);
-                    if head.len() > self.max_line {
-                        note_cut(&self.path, &self.stats, self.max_line);
-                    }
-                    emit(&self.path, &head[..take], &self.stats, on_line);
-                } else {
-                    let room = self.max_line.saturating_sub(self.pending.len());
-                    if head.len() > room {
-                        note_cut(&self.path, &self.stats, self.max_line);
-                    }
-                    self.pending.extend_from_slice(&head[..head.len().min(room)]);
-                    let line = std::mem::take(&mut self.pending);
-                    emit(&self.path, &line, &self.stats, on_line);
-                }
+            self.feed(&buf[..n], on_line);
+        }
+    }
+
+    /// Cut bytes read (from a file or a pipe) into lines and hand out the
+    /// complete ones; a partial last line waits for the next bytes.
+    pub fn feed(&mut self, bytes: &[u8], on_line: &mut dyn FnMut(&str)) {
+        let n = bytes.len();
+        let start = self.offset;
+        self.offset += n as u64;
+        let mut chunk = bytes;
+        while let Some(nl) = chunk.iter().position(|&b| b == b'\n') {
+            let (head, rest) = chunk.split_at(nl);
+            chunk = &rest[1..];
+            self.committed = start + (n - chunk.len()) as u64;
+            if self.skipping {
+                self.skipping = false;
+                continue;
             }
-            if !chunk.is_empty() && !self.skipping {
-                let room = self.max_line.saturating_sub(self.pending.len());
-                if chunk.len() > room {
-                    // The line is over the limit: match its head now, skip the rest.
-                    self.pending.extend_from_slice(&chunk[..room]);
-                    let line = std::mem::take(&mut self.pending);
+            if self.pending.is_empty() {
+                let take = head.len().min(self.max_line);
+                if head.len() > self.max_line {
                     note_cut(&self.path, &self.stats, self.max_line);
-                    emit(&self.path, &line, &self.stats, on_line);
-                    self.skipping = true;
-                } else {
-                    self.pending.extend_from_slice(chunk);
                 }
+                emit(&self.path, &head[..take], &self.stats, on_line);
+            } else {
+                let room = self.max_line.saturating_sub(self.pending.len());
+                if head.len() > room {
+                    note_cut(&self.path, &self.stats, self.max_line);
+                }
+                self.pending.extend_from_slice(&head[..head.len().min(room)]);
+                let line = std::mem::take(&mut self.pending);
+                emit(&self.path, &line, &self.stats, on_line);
             }
+        }
+        if !chunk.is_empty() && !self.skipping {
+            let room = self.max_line.saturating_sub(self.pending.len());
+            if chunk.len() > room {
+                // The line is over the limit: match its head now, skip the rest.
+                self.pending.extend_from_slice(&chunk[..room]);
+                let line = std::mem::take(&mut self.pending);
+                note_cut(&self.path, &self.stats, self.max_line);
+                emit(&self.path, &line, &self.stats, on_line);
+                self.skipping = true;
+            } else {
+                self.pending.extend_from_slice(chunk);
+            }
+        }
+    }
+
+    /// The input ended (a pipe closed): a last line without its newline
+    /// is complete now.
+    pub fn finish(&mut self, on_line: &mut dyn FnMut(&str)) {
+        if !self.pending.is_empty() && !self.skipping {
+            let line = std::mem::take(&mut self.pending);
+            emit(&self.path, &line, &self.stats, on_line);
         }
     }
 }
 
 fn note_cut(path: &Path, stats: &SourceStats, max_line: usize) {
-    stats.truncated.fetch_add(1, Ordering::Relaxed);
+    stats.count_truncated();
     tracing::warn!(
         file = %path.display(),
         "line longer than {max_line} bytes: its first {max_line} bytes are matched, the rest is skipped"
@@ -300,11 +396,11 @@ fn note_cut(path: &Path, stats: &SourceStats, max_line: usize) {
 
 fn emit(path: &Path, bytes: &[u8], stats: &SourceStats, on_line: &mut dyn FnMut(&str)) {
     let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-    stats.lines.fetch_add(1, Ordering::Relaxed);
+    stats.count_line();
     match std::str::from_utf8(bytes) {
         Ok(line) => on_line(line),
         Err(_) => {
-            stats.invalid_utf8.fetch_add(1, Ordering::Relaxed);
+            stats.count_invalid_utf8();
             tracing::warn!(file = %path.display(), "line is not valid UTF-8; matched with the bad bytes replaced");
             on_line(&String::from_utf8_lossy(bytes));
         }
@@ -375,7 +471,7 @@ pub fn follow(
 
 /// An inotify watch on the file's folder, or `None` (then ticks alone drive
 /// reading) if the folder is missing or inotify is unavailable.
-fn watch_dir(path: &Path) -> Option<Inotify> {
+pub(super) fn watch_dir(path: &Path) -> Option<Inotify> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())

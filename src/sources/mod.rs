@@ -6,11 +6,13 @@
 //! jail sees nothing (seed FAQ row 6).
 
 pub mod file;
+pub mod glob;
 pub mod journal;
+pub mod stdin;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// Whether a source can be read.
@@ -25,6 +27,10 @@ pub enum SourceState {
     Unreadable(String),
     /// Open and followed.
     Reading,
+    /// A glob pattern that matches no file (yet).
+    NoMatch,
+    /// Standard input reached its end: no more lines will come.
+    Closed,
 }
 
 /// Counters and state of one source of one jail, shared with the daemon.
@@ -42,6 +48,11 @@ pub struct SourceStats {
     pub invalid_utf8: AtomicU64,
     /// When a line last matched.
     last_match: Mutex<Option<SystemTime>>,
+    /// For a file a glob pattern matches: the pattern's stats, which count
+    /// the lines of all its files.
+    parent: Option<Arc<SourceStats>>,
+    /// For a glob pattern: the files it matches now.
+    members: Mutex<Vec<Arc<SourceStats>>>,
 }
 
 impl SourceStats {
@@ -54,6 +65,49 @@ impl SourceStats {
             truncated: AtomicU64::new(0),
             invalid_utf8: AtomicU64::new(0),
             last_match: Mutex::new(None),
+            parent: None,
+            members: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Stats of one file of a glob pattern: its counts add up in `pattern`.
+    pub fn member_of(path: PathBuf, pattern: &Arc<SourceStats>) -> SourceStats {
+        SourceStats {
+            parent: Some(pattern.clone()),
+            ..SourceStats::new(path)
+        }
+    }
+
+    /// The files a glob pattern matches now (empty for other sources).
+    pub fn members(&self) -> Vec<Arc<SourceStats>> {
+        self.members.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_members(&self, members: Vec<Arc<SourceStats>>) {
+        *self.members.lock().unwrap_or_else(|e| e.into_inner()) = members;
+    }
+
+    /// Count one complete line read (here and in the pattern).
+    pub fn count_line(&self) {
+        self.lines.fetch_add(1, Ordering::Relaxed);
+        if let Some(p) = &self.parent {
+            p.count_line();
+        }
+    }
+
+    /// Count a line cut at the length limit.
+    pub fn count_truncated(&self) {
+        self.truncated.fetch_add(1, Ordering::Relaxed);
+        if let Some(p) = &self.parent {
+            p.count_truncated();
+        }
+    }
+
+    /// Count a line with invalid UTF-8.
+    pub fn count_invalid_utf8(&self) {
+        self.invalid_utf8.fetch_add(1, Ordering::Relaxed);
+        if let Some(p) = &self.parent {
+            p.count_invalid_utf8();
         }
     }
 
@@ -68,6 +122,9 @@ impl SourceStats {
     pub fn note_match(&self, at: SystemTime) {
         self.matched.fetch_add(1, Ordering::Relaxed);
         *self.last_match.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+        if let Some(p) = &self.parent {
+            p.note_match(at);
+        }
     }
 
     pub fn last_match(&self) -> Option<SystemTime> {

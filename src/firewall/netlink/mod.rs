@@ -442,6 +442,10 @@ impl Firewall for Netlink {
         Ok(out)
     }
 
+    fn batches(&self) -> u64 {
+        self.sock.batches
+    }
+
     /// Dump-and-delete over ctnetlink, see [`conntrack`].
     fn forget_connections(&mut self, nets: &[IpNet]) -> Result<usize> {
         conntrack::forget(&mut self.sock, nets).map_err(error)

@@ -83,6 +83,8 @@ pub(super) struct NfSocket {
     seq: u32,
     rbuf: Vec<u8>,
     max_batch: usize,
+    /// Batches the kernel applied since open (for the restore log line).
+    pub(super) batches: u64,
 }
 
 impl NfSocket {
@@ -113,6 +115,7 @@ impl NfSocket {
             seq: 0,
             rbuf: vec![0; RECV_BUFFER],
             max_batch: MAX_BATCH,
+            batches: 0,
         })
     }
 
@@ -249,7 +252,10 @@ impl NfSocket {
             })?;
         }
         match first_error {
-            None => Ok(()),
+            None => {
+                self.batches += 1;
+                Ok(())
+            }
             Some((seq, errno)) => {
                 let what = if seq == begin_seq || seq == end_seq {
                     let n = ops.len();
