@@ -147,6 +147,9 @@ fn main() -> Res<()> {
     if !nftban::netns::is_root() {
         return Err("needs root (private network namespaces)".into());
     }
+    if kinds.contains(&Kind::Fail2ban) {
+        println!("fail2ban backend: {}", fail2ban_backend());
+    }
     let bench = Bench { bin, sizes };
     for phase in &phases {
         match phase.as_str() {
