@@ -13,14 +13,22 @@ command -v fail2ban-server >/dev/null || { echo "bench/daemon.sh: fail2ban-serve
 cargo build --release --locked --bin nftban --example daemon_bench
 
 pid=""
+stamp=$(mktemp /tmp/daemon-bench-start.XXXXXX)
 cleanup() {
-    # The benchmark deletes its namespaces itself; this is for when it was
-    # killed or failed: stop what still runs in them, then delete them.
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    # The benchmark deletes its namespaces and folders itself; this is for
+    # when it was killed or failed: stop it and what still runs in its
+    # namespaces, delete them and its temporary folders.
+    set +e
+    if [ -n "$pid" ]; then
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    fi
     for ns in $(ip netns list | awk -v p="-${pid:-none}-" '$1 ~ /^nftban-dbench-/ && index($1, p) {print $1}'); do
         for p in $(ip netns pids "$ns"); do kill -9 "$p" 2>/dev/null || true; done
-        ip netns delete "$ns" || true
+        ip netns delete "$ns"
     done
+    [ -n "$pid" ] && find /tmp -maxdepth 1 -name 'nftban-dbench-*' -user root -newer "$stamp" -exec rm -rf {} +
+    rm -f "$stamp"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
