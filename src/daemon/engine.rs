@@ -736,12 +736,18 @@ impl Engine {
         // which contained bans they replace (interval sets do not hold
         // overlapping elements).
         let mut wanted: Vec<IpNet> = Vec::new();
+        // The prefixes among `wanted` (only they can contain another
+        // entry), and the single addresses already in it: a `ban -` of
+        // 100,000 addresses must not compare each with all the others.
+        let mut wanted_prefixes: Vec<IpNet> = Vec::new();
+        let mut wanted_hosts: std::collections::HashSet<IpNet> = Default::default();
         let mut lifted: Vec<(IpNet, SystemTime)> = Vec::new();
         for net in nets {
             let j = &self.jails[i];
+            let host = net.prefix_len() == net.max_prefix_len();
             if let Some(cover) = covering(&j.bans, &net, now)
                 .filter(|c| *c != net)
-                .or_else(|| wanted.iter().find(|w| **w != net && w.contains(&net)).copied())
+                .or_else(|| wanted_prefixes.iter().find(|w| **w != net && w.contains(&net)).copied())
             {
                 result
                     .already_covered
@@ -750,7 +756,7 @@ impl Engine {
             }
             // A single address contains nothing else: skip the walk (a
             // `ban -` of a million addresses must not be quadratic).
-            if net.prefix_len() != net.max_prefix_len() {
+            if !host {
                 lifted.extend(
                     j.bans
                         .iter()
@@ -758,9 +764,19 @@ impl Engine {
                         .map(|(b, t)| (*b, *t)),
                 );
             }
-            // A wider prefix of this same request replaces narrower ones of it.
-            wanted.retain(|w| !net.contains(w));
-            wanted.push(net);
+            // A wider prefix of this same request replaces narrower ones of
+            // it; an address given twice goes in once.
+            if host {
+                if wanted_hosts.insert(net) {
+                    wanted.push(net);
+                }
+            } else {
+                wanted.retain(|w| !net.contains(w));
+                wanted_prefixes.retain(|w| !net.contains(w));
+                wanted_hosts.retain(|w| !net.contains(w));
+                wanted_prefixes.push(net);
+                wanted.push(net);
+            }
         }
         if !lifted.is_empty() {
             let inner: Vec<IpNet> = lifted.iter().map(|(n, _)| *n).collect();

@@ -455,6 +455,35 @@ fn bans_remove_conntrack_entries_of_what_they_ban() {
     assert_eq!(nets, ["203.0.113.9", "2001:db8::9", "198.51.100.0/24", "203.0.113.9"]);
 }
 
+/// A ban list with repeats and a prefix over earlier addresses: each
+/// address once, the prefix replacing what it contains, later addresses
+/// inside it reported as covered.
+#[test]
+fn a_ban_list_with_repeats_and_a_covering_prefix_is_planned_once() {
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+    let mut e = Engine::new(&config, Box::new(Memory::new()));
+    e.start(&config).unwrap();
+    let addrs = [
+        "203.0.113.1",
+        "198.51.100.7",
+        "203.0.113.1",
+        "203.0.113.0/24",
+        "203.0.113.9",
+        "198.51.100.7",
+    ];
+    let r: BanResult = data(e.handle(
+        Request::Ban {
+            addrs: addrs.iter().map(|a| a.to_string()).collect(),
+            jail: None,
+            bantime: None,
+        },
+        SystemTime::now(),
+    ));
+    let banned: Vec<&str> = r.banned.iter().map(|b| b.ip.as_str()).collect();
+    assert_eq!(banned, ["198.51.100.7", "203.0.113.0/24"]);
+    assert_eq!(r.already_covered, ["203.0.113.9 (inside banned 203.0.113.0/24)"]);
+}
+
 /// A stream of bans does not walk the conntrack table once per ban: the
 /// first is cleaned at once, those within the interval after it wait and go
 /// together; a request (a ban by hand) does what waits at once.
