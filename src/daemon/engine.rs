@@ -32,6 +32,16 @@ use crate::tracker::{Policy, Tracker, Verdict};
 /// How many bans refused in one batch are logged one by one.
 const LOGGED_REFUSALS: usize = 10;
 
+/// While bans stream in, conntrack entries of banned sources are removed at
+/// most this often. Each removal walks the kernel's whole conntrack hash
+/// table (`nf_conntrack_buckets`, shared by all namespaces: 262,144 buckets
+/// took about 3 ms per walk), however few addresses it is for, so one walk
+/// per ban took a whole core at 333 bans/s (docs/performance.md, Daemon).
+/// A lone ban is still cleaned at once; bans in the interval after it are
+/// cleaned together at its end. Their packets are dropped by the rules
+/// meanwhile: only the entries' cleanup waits.
+pub const FORGET_INTERVAL: Duration = Duration::from_secs(1);
+
 /// One jail's live state.
 pub struct JailState {
     pub name: String,
@@ -105,6 +115,12 @@ pub struct Engine {
     /// Set after a paused batch: the daemon should check the table, since
     /// other tools' changes in that window went unseen.
     pub recheck: bool,
+    /// Banned addresses and prefixes whose conntrack entries are still to
+    /// be removed, and when that was last done (see [`FORGET_INTERVAL`]).
+    forget: Vec<IpNet>,
+    forgot_at: Option<std::time::Instant>,
+    /// [`FORGET_INTERVAL`]; tests set another.
+    pub forget_interval: Duration,
 }
 
 impl Engine {
@@ -179,6 +195,9 @@ impl Engine {
             positions_saved: None,
             monitor: None,
             recheck: false,
+            forget: Vec::new(),
+            forgot_at: None,
+            forget_interval: FORGET_INTERVAL,
         }
     }
 
@@ -573,20 +592,37 @@ impl Engine {
             .filter(|b| !lost.contains(&(b.jail.as_str(), b.net)))
             .map(|b| b.net)
             .collect();
-        if !banned.is_empty() {
-            match self.firewall.forget_connections(&banned) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
-                    "removed {n} conntrack entr{} of banned sources",
-                    if n == 1 { "y" } else { "ies" }
-                ),
-                Err(e) => {
-                    self.kernel_errors += 1;
-                    tracing::warn!(error = %e, "could not remove the conntrack entries of banned sources");
-                }
+        self.forget.extend(banned);
+        self.forget_connections(false);
+        refused
+    }
+
+    /// Remove the conntrack entries of the sources banned since the last
+    /// time: now if `force` or [`FORGET_INTERVAL`] has passed since then,
+    /// else later (the daemon's loop calls this again within the interval
+    /// while some are waiting, see [`Engine::forget_waiting`]).
+    pub fn forget_connections(&mut self, force: bool) {
+        if self.forget.is_empty() || !force && self.forgot_at.is_some_and(|t| t.elapsed() < self.forget_interval) {
+            return;
+        }
+        let nets = std::mem::take(&mut self.forget);
+        self.forgot_at = Some(std::time::Instant::now());
+        match self.firewall.forget_connections(&nets) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                "removed {n} conntrack entr{} of banned sources",
+                if n == 1 { "y" } else { "ies" }
+            ),
+            Err(e) => {
+                self.kernel_errors += 1;
+                tracing::warn!(error = %e, "could not remove the conntrack entries of banned sources");
             }
         }
-        refused
+    }
+
+    /// Are conntrack removals waiting for the end of the interval?
+    pub fn forget_waiting(&self) -> bool {
+        !self.forget.is_empty()
     }
 
     /// Forget bans whose kernel timeout has passed (the kernel already
@@ -612,6 +648,9 @@ impl Engine {
             Request::Reload => Response::err("reload is handled by the daemon, not the engine"),
         };
         self.flush();
+        // Requests are rare: whatever waits is done now, so a ban by hand
+        // has its entries removed before the answer.
+        self.forget_connections(true);
         resp
     }
 

@@ -350,9 +350,17 @@ pub fn counts(at: SystemTime, now: SystemTime, findtime: Duration) -> bool {
 fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>, config: &Config) -> Exit {
     let spec = &config.table_spec();
     loop {
-        let first = match rx.recv_timeout(Duration::from_secs(1)) {
+        // Removals of conntrack entries waiting for their interval are done
+        // at its end even if nothing else happens.
+        let wait = if engine.forget_waiting() {
+            engine.forget_interval
+        } else {
+            Duration::from_secs(1)
+        };
+        let first = match rx.recv_timeout(wait) {
             Ok(ev) => ev,
             Err(RecvTimeoutError::Timeout) => {
+                engine.forget_connections(false);
                 engine.expire(SystemTime::now());
                 engine.save_positions(false);
                 continue;
@@ -373,6 +381,7 @@ fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>, config: &Config) 
                     let _ = reply.send(answer);
                     if ok {
                         engine.flush();
+                        engine.forget_connections(true);
                         engine.save_positions(true);
                         return Exit::Reload;
                     }
@@ -387,6 +396,7 @@ fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>, config: &Config) 
                 }
                 Event::Shutdown(sig) => {
                     engine.flush();
+                    engine.forget_connections(true);
                     engine.save_positions(true);
                     tracing::info!("{sig} received, stopping");
                     return Exit::Stop;
@@ -398,6 +408,7 @@ fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>, config: &Config) 
             }
         }
         engine.flush();
+        engine.forget_connections(false);
         engine.save_positions(false);
         // A big batch ran with the event monitor paused: look for what
         // other tools may have deleted meanwhile, as after lost events.

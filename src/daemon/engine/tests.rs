@@ -455,6 +455,67 @@ fn bans_remove_conntrack_entries_of_what_they_ban() {
     assert_eq!(nets, ["203.0.113.9", "2001:db8::9", "198.51.100.0/24", "203.0.113.9"]);
 }
 
+/// A ban list with repeats and a prefix over earlier addresses: each
+/// address once, the prefix replacing what it contains, later addresses
+/// inside it reported as covered.
+#[test]
+fn a_ban_list_with_repeats_and_a_covering_prefix_is_planned_once() {
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+    let mut e = Engine::new(&config, Box::new(Memory::new()));
+    e.start(&config).unwrap();
+    let addrs = [
+        "203.0.113.1",
+        "198.51.100.7",
+        "203.0.113.1",
+        "203.0.113.0/24",
+        "203.0.113.9",
+        "198.51.100.7",
+    ];
+    let r: BanResult = data(e.handle(
+        Request::Ban {
+            addrs: addrs.iter().map(|a| a.to_string()).collect(),
+            jail: None,
+            bantime: None,
+        },
+        SystemTime::now(),
+    ));
+    let banned: Vec<&str> = r.banned.iter().map(|b| b.ip.as_str()).collect();
+    assert_eq!(banned, ["198.51.100.7", "203.0.113.0/24"]);
+    assert_eq!(r.already_covered, ["203.0.113.9 (inside banned 203.0.113.0/24)"]);
+}
+
+/// A stream of bans does not walk the conntrack table once per ban: the
+/// first is cleaned at once, those within the interval after it wait and go
+/// together; a request (a ban by hand) does what waits at once.
+#[test]
+fn conntrack_removals_of_a_stream_of_bans_are_grouped() {
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+    let fw = Memory::new();
+    let forgotten = fw.forgotten.clone();
+    let mut e = Engine::new(&config, Box::new(fw));
+    e.forget_interval = Duration::from_secs(3600);
+    e.start(&config).unwrap();
+    let now = SystemTime::now();
+    let ban = |e: &mut Engine, a: &str| {
+        for _ in 0..3 {
+            e.failure(0, a.parse().unwrap(), now);
+        }
+        e.flush();
+    };
+    ban(&mut e, "203.0.113.1");
+    assert_eq!(forgotten.lock().unwrap().len(), 1, "a lone ban is cleaned at once");
+    assert!(!e.forget_waiting());
+    ban(&mut e, "203.0.113.2");
+    ban(&mut e, "203.0.113.3");
+    e.forget_connections(false);
+    assert_eq!(forgotten.lock().unwrap().len(), 1, "within the interval: waiting");
+    assert!(e.forget_waiting());
+    let _ = e.handle(Request::Status { jail: None }, now);
+    let nets: Vec<String> = forgotten.lock().unwrap().iter().map(show_net).collect();
+    assert_eq!(nets, ["203.0.113.1", "203.0.113.2", "203.0.113.3"]);
+    assert!(!e.forget_waiting());
+}
+
 /// `packets` and `bytes` of a jail are its two sets' counters summed.
 #[test]
 fn status_sums_the_counters_of_a_jails_sets() {

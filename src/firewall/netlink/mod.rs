@@ -7,6 +7,7 @@
 //! [`dump`]; the requests themselves are built in [`messages`]. No `nft`
 //! process is ever spawned.
 
+pub mod added;
 mod conntrack;
 mod dump;
 mod messages;

@@ -1,0 +1,901 @@
+//! Daemon benchmark (issue 5): `nftban run` beside Debian's fail2ban-server,
+//! on the same generated Asterisk log, each daemon in its own private network
+//! namespace. Run it with `bash bench/daemon.sh` (docs/performance.md,
+//! "Daemon"); it needs root, `ip`, `nft` and fail2ban.
+//!
+//! ```text
+//! daemon_bench NFTBAN_BIN [--only nftban|fail2ban] [--phases latency,burst,steady,restore] [--quick]
+//! ```
+//!
+//! Every phase starts each daemon afresh in a new namespace, with a fresh
+//! folder (config, log, database), and measures the kernel side by listening
+//! to nf_tables events in that namespace ([`AddedElements`]): one NEWSETELEM
+//! per element, stamped by the kernel, whether nftban adds it over netlink or
+//! fail2ban runs `nft add element`. Log lines carry the current time (a line
+//! older than findtime counts for neither daemon). Both daemons get the same
+//! lines in the same order: the line maker below is deterministic apart from
+//! the date.
+//!
+//! Phases:
+//! - latency: attackers one at a time, 3 lines each (maxretry 3), the third
+//!   written after the first two; from the `write` of the third line to the
+//!   kernel's event for the address.
+//! - burst: 5,000 new attackers, 3 lines each (all first lines, then all
+//!   second, then all third), in one write; until the last is in the kernel.
+//! - steady: 10,000 lines/s (one write per millisecond tick) for 30 s, one
+//!   line in ten an attack, each attacker 3 lines; CPU (utime+stime of the
+//!   daemon over the writing interval), peak RSS, and the lag: from the write
+//!   of the last attack line to its ban.
+//! - restore: 100,000 running bans in the daemon's history, daemon started in
+//!   a fresh namespace: until all are in the kernel.
+//!
+//! fail2ban phases are capped (see `Sizes`), and the output says when a cap
+//! was hit and how far fail2ban got.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nftban::firewall::netlink::added::{Added, AddedElements};
+use nftban::netns::NetNs;
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// How much work each phase does, and how long fail2ban may take.
+struct Sizes {
+    latency_samples: usize,
+    burst: usize,
+    steady_secs: u64,
+    steady_rate: u64,
+    restore: usize,
+    /// Caps for fail2ban (nftban gets the same caps; it never needs them).
+    latency_cap: Duration,
+    burst_cap: Duration,
+    lag_cap: Duration,
+    restore_cap: Duration,
+}
+
+impl Sizes {
+    fn full() -> Sizes {
+        Sizes {
+            latency_samples: 200,
+            burst: 5_000,
+            steady_secs: 30,
+            steady_rate: 10_000,
+            restore: 100_000,
+            latency_cap: Duration::from_secs(60),
+            burst_cap: Duration::from_secs(60),
+            lag_cap: Duration::from_secs(60),
+            restore_cap: Duration::from_secs(120),
+        }
+    }
+
+    fn quick() -> Sizes {
+        Sizes {
+            latency_samples: 30,
+            burst: 1_000,
+            steady_secs: 5,
+            steady_rate: 10_000,
+            restore: 10_000,
+            latency_cap: Duration::from_secs(15),
+            burst_cap: Duration::from_secs(15),
+            lag_cap: Duration::from_secs(15),
+            restore_cap: Duration::from_secs(20),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Nftban,
+    Fail2ban,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Nftban => "nftban",
+            Kind::Fail2ban => "fail2ban",
+        }
+    }
+
+    /// The set the jail's IPv4 bans go to.
+    fn set(self) -> &'static str {
+        match self {
+            Kind::Nftban => "asterisk_v4",
+            Kind::Fail2ban => "addr-set-asterisk",
+        }
+    }
+}
+
+fn main() -> Res<()> {
+    let mut args = std::env::args().skip(1);
+    let bin = PathBuf::from(args.next().ok_or(
+        "usage: daemon_bench NFTBAN_BIN [--only nftban|fail2ban] [--phases latency,burst,steady,restore] [--quick]",
+    )?);
+    let mut kinds = vec![Kind::Nftban, Kind::Fail2ban];
+    let mut phases: Vec<String> = ["latency", "burst", "steady", "restore"].map(String::from).to_vec();
+    let mut sizes = Sizes::full();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--only" => {
+                kinds = match args.next().as_deref() {
+                    Some("nftban") => vec![Kind::Nftban],
+                    Some("fail2ban") => vec![Kind::Fail2ban],
+                    other => return Err(format!("--only nftban|fail2ban, not {other:?}").into()),
+                }
+            }
+            "--phases" => {
+                phases = args
+                    .next()
+                    .ok_or("--phases LIST")?
+                    .split(',')
+                    .map(String::from)
+                    .collect()
+            }
+            "--quick" => sizes = Sizes::quick(),
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    if !nftban::netns::is_root() {
+        return Err("needs root (private network namespaces)".into());
+    }
+    if kinds.contains(&Kind::Fail2ban) {
+        println!("fail2ban backend: {}", fail2ban_backend());
+    }
+    let bench = Bench { bin, sizes };
+    for phase in &phases {
+        match phase.as_str() {
+            "latency" => bench.latency(&kinds)?,
+            "burst" => bench.burst(&kinds)?,
+            "steady" => bench.steady(&kinds)?,
+            "restore" => bench.restore(&kinds)?,
+            other => return Err(format!("unknown phase {other}").into()),
+        }
+    }
+    Ok(())
+}
+
+struct Bench {
+    bin: PathBuf,
+    sizes: Sizes,
+}
+
+impl Bench {
+    fn latency(&self, kinds: &[Kind]) -> Res<()> {
+        let s = &self.sizes;
+        println!("\n### Ban latency: third line written → element in the kernel\n");
+        println!("{} attackers one after the other, 3 lines each (maxretry 3); the third line is written 5 ms after the first two; at most {} s per daemon.\n", s.latency_samples, s.latency_cap.as_secs());
+        println!("| daemon | samples | p50 ms | p99 ms | max ms | not banned within 10 s |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for &kind in kinds {
+            let mut run = Run::start(kind, &self.bin)?;
+            run.warm_up()?;
+            let started = Instant::now();
+            let mut lat = Vec::new();
+            let mut missed = 0;
+            for i in 0..s.latency_samples {
+                if started.elapsed() > s.latency_cap {
+                    break;
+                }
+                let a = attacker(1, i);
+                run.write(&format!("{}{}", attack_line(a), attack_line(a)))?;
+                std::thread::sleep(Duration::from_millis(5));
+                let t0 = SystemTime::now();
+                run.write(&attack_line(a))?;
+                match run.watch.wait_for(a, Instant::now() + Duration::from_secs(10))? {
+                    Some(at) => lat.push(at.duration_since(t0).unwrap_or_default()),
+                    None => missed += 1,
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            lat.sort();
+            println!(
+                "| {} | {} | {:.2} | {:.2} | {:.2} | {missed} |",
+                kind.name(),
+                lat.len(),
+                ms(pct(&lat, 0.50)),
+                ms(pct(&lat, 0.99)),
+                ms(lat.last().copied().unwrap_or_default()),
+            );
+            run.stop();
+        }
+        Ok(())
+    }
+
+    fn burst(&self, kinds: &[Kind]) -> Res<()> {
+        let s = &self.sizes;
+        let n = s.burst;
+        println!("\n### Burst: {n} new attackers, 3 lines each, in one write\n");
+        println!(
+            "All first lines, then all second lines, then all third lines ({} lines, one `write`); at most {} s per daemon.\n",
+            3 * n,
+            s.burst_cap.as_secs()
+        );
+        println!("| daemon | banned | seconds until the last was in the kernel | bans/s |");
+        println!("|---|---:|---:|---:|");
+        for &kind in kinds {
+            let mut run = Run::start(kind, &self.bin)?;
+            run.warm_up()?;
+            let before = run.watch.count();
+            let mut text = String::with_capacity(n * 3 * 120);
+            for _round in 0..3 {
+                for i in 0..n {
+                    text.push_str(&attack_line(attacker(2, i)));
+                }
+            }
+            let t0 = SystemTime::now();
+            run.write(&text)?;
+            let last = run.watch.wait_count(before + n, Instant::now() + s.burst_cap)?;
+            let banned = run.watch.count() - before;
+            let secs = last.and_then(|l| l.duration_since(t0).ok()).map(|d| d.as_secs_f64());
+            match (banned == n, secs) {
+                (true, Some(t)) => println!("| {} | {banned} | {t:.3} | {:.0} |", kind.name(), n as f64 / t),
+                _ => {
+                    let t = s.burst_cap.as_secs_f64();
+                    println!(
+                        "| {} | {banned} of {n} when stopped | > {t:.0} (cap) | {:.0} |",
+                        kind.name(),
+                        banned as f64 / t
+                    )
+                }
+            }
+            run.stop();
+        }
+        Ok(())
+    }
+
+    fn steady(&self, kinds: &[Kind]) -> Res<()> {
+        let s = &self.sizes;
+        let total = s.steady_secs * s.steady_rate;
+        let attackers = total / 30;
+        println!(
+            "\n### Steady load: {} lines/s for {} s, one in ten an attack\n",
+            s.steady_rate, s.steady_secs
+        );
+        println!("{total} lines written in one `write` per millisecond tick; attack lines come from {attackers} new attackers, 3 lines each (so {} bans/s). CPU: utime+stime of the daemon's process (all threads) over the writing interval, as % of one core; for nftban split into its file reader thread (reading and matching) and the rest (mostly the engine thread: bans, history, netlink); for fail2ban also its children's (`nft`, reaped) in brackets. Lag: from the write of the last attack line to its ban, waiting at most {} s.\n", s.steady_rate / 30, s.lag_cap.as_secs());
+        println!("| daemon | lines/s written | CPU % of one core | peak RSS MB | banned when the writer stopped | lag of the last ban |");
+        println!("|---|---:|---:|---:|---:|---|");
+        for &kind in kinds {
+            let mut run = Run::start(kind, &self.bin)?;
+            run.warm_up()?;
+            let before = run.watch.count();
+            let cpu0 = cpu_ticks(run.pid())?;
+            let readers0 = reader_ticks(run.pid());
+            let start = Instant::now();
+            let (mut written, mut attack) = (0u64, 0u64);
+            let mut last_attack_written = SystemTime::now();
+            let mut text = String::new();
+            while written < total {
+                let due = ((start.elapsed().as_secs_f64() * s.steady_rate as f64) as u64).min(total);
+                text.clear();
+                let mut has_attack = false;
+                while written < due {
+                    if written % 10 == 0 {
+                        text.push_str(&attack_line(attacker(3, (attack / 3) as usize)));
+                        attack += 1;
+                        has_attack = true;
+                    } else {
+                        text.push_str(&noise_line(written));
+                    }
+                    written += 1;
+                }
+                if !text.is_empty() {
+                    let t = SystemTime::now();
+                    run.write(&text)?;
+                    if has_attack {
+                        last_attack_written = t;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let wall = start.elapsed();
+            let cpu1 = cpu_ticks(run.pid())?;
+            let readers1 = reader_ticks(run.pid());
+            run.watch.drain()?;
+            let at_stop = run.watch.count() - before;
+            let last = attacker(3, (attack / 3 - 1) as usize);
+            let lag = run.watch.wait_for(last, Instant::now() + s.lag_cap)?;
+            let lag = match lag {
+                Some(at) => format!(
+                    "{:.3} s",
+                    at.duration_since(last_attack_written).unwrap_or_default().as_secs_f64()
+                ),
+                None => format!(
+                    "> {} s (cap): {} of {attackers} banned by then",
+                    s.lag_cap.as_secs(),
+                    run.watch.count() - before
+                ),
+            };
+            let tck = clock_ticks();
+            let own = (cpu1.0 - cpu0.0) as f64 / tck / wall.as_secs_f64() * 100.0;
+            let children = (cpu1.1 - cpu0.1) as f64 / tck / wall.as_secs_f64() * 100.0;
+            let readers = readers1.saturating_sub(readers0) as f64 / tck / wall.as_secs_f64() * 100.0;
+            let cpu = match kind {
+                Kind::Nftban => format!("{own:.1} (reader {readers:.1}, engine {:.1})", own - readers),
+                Kind::Fail2ban => format!("{own:.1} (+{children:.1})"),
+            };
+            let hwm = proc_status_kb(run.pid(), "VmHWM")? as f64 / 1024.0;
+            println!(
+                "| {} | {:.0} | {cpu} | {hwm:.1} | {at_stop} of {attackers} | {lag} |",
+                kind.name(),
+                written as f64 / wall.as_secs_f64(),
+            );
+            run.stop();
+        }
+        Ok(())
+    }
+
+    fn restore(&self, kinds: &[Kind]) -> Res<()> {
+        let s = &self.sizes;
+        let n = s.restore;
+        println!("\n### Restore: {n} running bans in the history, daemon started in a fresh namespace\n");
+        println!("nftban: the bans were given with `nftban ban - --jail asterisk` to a first daemon, which was stopped; fail2ban: {n} rows inserted into the `bips` and `bans` tables of its dbfile (created by a first start). From spawning the daemon to the last element's event; at most {} s.\n", s.restore_cap.as_secs());
+        println!("| daemon | restored | seconds | bans/s | peak RSS MB |");
+        println!("|---|---:|---:|---:|---:|");
+        for &kind in kinds {
+            let dir = tempfile::Builder::new().prefix("nftban-dbench-").tempdir()?;
+            let addrs: Vec<Ipv4Addr> = (0..n).map(|i| attacker(4, i)).collect();
+            {
+                let mut first = Run::start_in(kind, &self.bin, dir.path())?;
+                match kind {
+                    Kind::Nftban => {
+                        let mut list = String::with_capacity(n * 16);
+                        for a in &addrs {
+                            let _ = writeln!(list, "{a}");
+                        }
+                        let mut cli = Command::new(&self.bin)
+                            .args(["ban", "-", "--jail", "asterisk", "--config"])
+                            .arg(dir.path().join("nftban.yaml"))
+                            .stdin(Stdio::piped())
+                            .stdout(Stdio::null())
+                            .spawn()?;
+                        cli.stdin.take().ok_or("no stdin")?.write_all(list.as_bytes())?;
+                        if !cli.wait()?.success() {
+                            return Err("nftban ban - failed".into());
+                        }
+                        first.stop();
+                    }
+                    Kind::Fail2ban => {
+                        first.stop();
+                        fill_fail2ban_db(&dir.path().join("f2b.sqlite3"), &addrs)?;
+                    }
+                }
+            }
+            let ns = NetNs::create(&format!("dbench-{}", kind.name()))?;
+            let watch = Watch::open(&ns, kind.set())?;
+            let t0 = SystemTime::now();
+            let mut run = Run::spawn(kind, &self.bin, ns, dir, watch)?;
+            let last = run.watch.wait_count(n, Instant::now() + s.restore_cap)?;
+            let restored = run.watch.count();
+            let hwm = proc_status_kb(run.pid(), "VmHWM")? as f64 / 1024.0;
+            match (restored >= n, last.and_then(|l| l.duration_since(t0).ok())) {
+                (true, Some(t)) => println!(
+                    "| {} | {restored} | {:.3} | {:.0} | {hwm:.1} |",
+                    kind.name(),
+                    t.as_secs_f64(),
+                    n as f64 / t.as_secs_f64()
+                ),
+                _ => {
+                    let t = s.restore_cap.as_secs_f64();
+                    println!(
+                        "| {} | {restored} of {n} when stopped | > {t:.0} (cap) | {:.0} | {hwm:.1} |",
+                        kind.name(),
+                        restored as f64 / t
+                    )
+                }
+            }
+            run.stop();
+        }
+        Ok(())
+    }
+}
+
+/// One daemon in its namespace, with its folder, log file and event watch.
+struct Run {
+    kind: Kind,
+    child: Option<Child>,
+    log: std::fs::File,
+    watch: Watch,
+    dir: PathBuf,
+    bin: PathBuf,
+    /// Kept for their Drop, which runs after `Run`'s own (the daemon is
+    /// stopped first): the namespace is deleted, then the folder.
+    ns: Option<NetNs>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Run {
+    /// A fresh folder and namespace, the daemon started and answering.
+    fn start(kind: Kind, bin: &Path) -> Res<Run> {
+        let dir = tempfile::Builder::new().prefix("nftban-dbench-").tempdir()?;
+        let ns = NetNs::create(&format!("dbench-{}", kind.name()))?;
+        let watch = Watch::open(&ns, kind.set())?;
+        Run::spawn(kind, bin, ns, dir, watch)
+    }
+
+    /// Like `start`, in a folder the caller keeps (for a second start).
+    fn start_in(kind: Kind, bin: &Path, dir: &Path) -> Res<Run> {
+        let ns = NetNs::create(&format!("dbench-{}", kind.name()))?;
+        let watch = Watch::open(&ns, kind.set())?;
+        let mut run = Run::spawn_at(kind, bin, &ns, dir, watch)?;
+        run.ns = Some(ns);
+        Ok(run)
+    }
+
+    fn spawn(kind: Kind, bin: &Path, ns: NetNs, dir: tempfile::TempDir, watch: Watch) -> Res<Run> {
+        let mut run = Run::spawn_at(kind, bin, &ns, dir.path(), watch)?;
+        run.ns = Some(ns);
+        run._tmp = Some(dir);
+        Ok(run)
+    }
+
+    fn spawn_at(kind: Kind, bin: &Path, ns: &NetNs, dir: &Path, watch: Watch) -> Res<Run> {
+        // The watched log in a folder of its own, as /var/log/asterisk is:
+        // nftban watches the folder, and the daemons' own files (history,
+        // their logs) stay outside it.
+        std::fs::create_dir_all(dir.join("log"))?;
+        let log_path = dir.join("log").join("messages");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+        let out = std::fs::File::create(dir.join(format!("{}.out", kind.name())))?;
+        let child = match kind {
+            Kind::Nftban => {
+                let config = dir.join("nftban.yaml");
+                if !config.exists() {
+                    std::fs::write(
+                        &config,
+                        format!(
+                            "socket: {0}/nftban.sock\ndatabase: {0}/nftban.db\nlog: {{target: {0}/nftban.log}}\ndefaults: {{findtime: 10m, maxretry: 3, bantime: 1h}}\njails:\n  asterisk:\n    ruleset: asterisk\n    files: [{1}]\n",
+                            dir.display(),
+                            log_path.display()
+                        ),
+                    )?;
+                }
+                ns.command(bin)
+                    .args(["run", "--config"])
+                    .arg(&config)
+                    .stdin(Stdio::null())
+                    .stdout(out.try_clone()?)
+                    .stderr(out)
+                    .spawn()?
+            }
+            Kind::Fail2ban => {
+                let conf = dir.join("conf");
+                if !conf.exists() {
+                    fail2ban_conf(dir, &conf, &log_path)?;
+                }
+                ns.command("fail2ban-server")
+                    .args(["-f", "-x", "-c"])
+                    .arg(&conf)
+                    .arg("-s")
+                    .arg(dir.join("f2b.sock"))
+                    .arg("-p")
+                    .arg(dir.join("f2b.pid"))
+                    .stdin(Stdio::null())
+                    .stdout(out.try_clone()?)
+                    .stderr(out)
+                    .spawn()?
+            }
+        };
+        // The caller puts its namespace in `ns` (also if this fails: it
+        // still owns it then, and deletes it).
+        let mut run = Run {
+            kind,
+            child: Some(child),
+            log,
+            watch,
+            dir: dir.to_path_buf(),
+            bin: bin.to_path_buf(),
+            ns: None,
+            _tmp: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !run.answers() {
+            if Instant::now() > deadline {
+                return Err(format!("{} did not answer within 60 s; see {}", kind.name(), run.dir.display()).into());
+            }
+            if let Some(st) = run.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                let out = std::fs::read_to_string(run.dir.join(format!("{}.out", kind.name()))).unwrap_or_default();
+                return Err(format!("{} exited at start ({st}): {out}", kind.name()).into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(run)
+    }
+
+    /// Does the daemon answer on its control socket?
+    fn answers(&self) -> bool {
+        let st = match self.kind {
+            Kind::Nftban => Command::new(&self.bin)
+                .args(["status", "--config"])
+                .arg(self.dir.join("nftban.yaml"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status(),
+            Kind::Fail2ban => Command::new("fail2ban-client")
+                .arg("-s")
+                .arg(self.dir.join("f2b.sock"))
+                .args(["status", "asterisk"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status(),
+        };
+        st.map(|s| s.success()).unwrap_or(false)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
+    fn write(&mut self, text: &str) -> Res<()> {
+        self.log.write_all(text.as_bytes())?;
+        Ok(())
+    }
+
+    /// One attacker banned before measuring: the daemon has read the file
+    /// once, and fail2ban has run its actionstart (it creates its table at
+    /// the first ban).
+    fn warm_up(&mut self) -> Res<()> {
+        let a = Ipv4Addr::new(100, 127, 255, 1);
+        self.write(&attack_line(a).repeat(3))?;
+        if self
+            .watch
+            .wait_for(a, Instant::now() + Duration::from_secs(30))?
+            .is_none()
+        {
+            return Err(format!(
+                "{}: the warm-up attacker was not banned within 30 s; see {}",
+                self.kind.name(),
+                self.dir.display()
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, wait up to 30 s, then SIGKILL.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling a child this program spawned and has not reaped.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while c.try_wait().ok().flatten().is_none() {
+                if Instant::now() > deadline {
+                    eprintln!("{} did not stop within 30 s of SIGTERM: killed", self.kind.name());
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.watch.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Elements added to one set, as the kernel announced them.
+struct Watch {
+    rx: mpsc::Receiver<std::io::Result<Vec<Added>>>,
+    set: String,
+    /// First event per address.
+    seen: HashMap<IpAddr, SystemTime>,
+    /// The latest event.
+    last: Option<SystemTime>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Watch {
+    /// Listen in `ns`, from a thread of its own that entered it.
+    fn open(ns: &NetNs, set: &str) -> Res<Watch> {
+        let (tx, rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let name = ns.name.clone();
+        std::thread::spawn(move || {
+            let opened =
+                enter(&name).and_then(|_| AddedElements::open(Duration::from_millis(200)).map_err(|e| e.to_string()));
+            let mut sock = match opened {
+                Ok(s) => {
+                    let _ = ready_tx.send(Ok(()));
+                    s
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let mut out = Vec::new();
+            while !stop2.load(Ordering::Relaxed) {
+                match sock.read(&mut out) {
+                    Ok(_) if out.is_empty() => {}
+                    Ok(_) => {
+                        if tx.send(Ok(std::mem::take(&mut out))).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        });
+        ready_rx.recv()??;
+        Ok(Watch {
+            rx,
+            set: set.to_string(),
+            seen: HashMap::new(),
+            last: None,
+            stop,
+        })
+    }
+
+    fn take(&mut self, batch: Vec<Added>) {
+        for a in batch {
+            if a.set == self.set {
+                self.seen.entry(a.addr).or_insert(a.at);
+                self.last = Some(self.last.map_or(a.at, |l| l.max(a.at)));
+            }
+        }
+    }
+
+    /// Take in what arrived; wait at most until `deadline` for more.
+    /// `Ok(false)` when nothing came by then.
+    fn pump(&mut self, deadline: Instant) -> Res<bool> {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match self.rx.recv_timeout(wait) {
+            Ok(r) => {
+                self.take(r.map_err(|e| format!("nf_tables events: {e}"))?);
+                while let Ok(r) = self.rx.try_recv() {
+                    self.take(r.map_err(|e| format!("nf_tables events: {e}"))?);
+                }
+                Ok(true)
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok(false),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err("the event reader stopped".into()),
+        }
+    }
+
+    fn drain(&mut self) -> Res<()> {
+        self.pump(Instant::now()).map(|_| ())
+    }
+
+    fn count(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// When `addr` entered the kernel, if by `deadline`.
+    fn wait_for(&mut self, addr: Ipv4Addr, deadline: Instant) -> Res<Option<SystemTime>> {
+        let addr = IpAddr::V4(addr);
+        loop {
+            if let Some(at) = self.seen.get(&addr) {
+                return Ok(Some(*at));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            self.pump(deadline)?;
+        }
+    }
+
+    /// When the set's `n`-th element arrived, if by `deadline`.
+    fn wait_count(&mut self, n: usize, deadline: Instant) -> Res<Option<SystemTime>> {
+        loop {
+            if self.seen.len() >= n {
+                return Ok(self.last);
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            self.pump(deadline)?;
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Move this thread into the named namespace (its owner deletes it).
+fn enter(name: &str) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(format!("/run/netns/{name}")).map_err(|e| format!("{name}: {e}"))?;
+    // SAFETY: setns on a valid namespace fd; affects only this thread.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(format!("setns {name}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// fail2ban's config: Debian's /etc/fail2ban without jail.d, the asterisk
+/// jail on our log with nftables-allports (one set, one `nft add element`
+/// per ban), pyinotify when installed (else polling), everything else in
+/// `dir`.
+fn fail2ban_conf(dir: &Path, conf: &Path, log: &Path) -> Res<()> {
+    let st = Command::new("cp").arg("-r").arg("/etc/fail2ban").arg(conf).status()?;
+    if !st.success() {
+        return Err("cannot copy /etc/fail2ban".into());
+    }
+    for e in std::fs::read_dir(conf.join("jail.d"))? {
+        std::fs::remove_file(e?.path())?;
+    }
+    std::fs::write(
+        conf.join("fail2ban.local"),
+        format!(
+            "[Definition]\nloglevel = INFO\nlogtarget = {0}/f2b.log\nsocket = {0}/f2b.sock\npidfile = {0}/f2b.pid\ndbfile = {0}/f2b.sqlite3\n",
+            dir.display()
+        ),
+    )?;
+    std::fs::write(
+        conf.join("jail.local"),
+        format!(
+            "[DEFAULT]\nbackend = {}\nusedns = no\nignoreself = false\n\n[asterisk]\nenabled = true\nfindtime = 10m\nmaxretry = 3\nbantime = 1h\nlogpath = {}\naction = nftables-allports[name=asterisk, protocol=\"tcp,udp\"]\n",
+            fail2ban_backend(),
+            log.display()
+        ),
+    )?;
+    Ok(())
+}
+
+/// `pyinotify` if Debian's python3 can import it, else `polling`.
+pub fn fail2ban_backend() -> &'static str {
+    let ok = Command::new("/usr/bin/python3")
+        .args(["-c", "import pyinotify"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if ok {
+        "pyinotify"
+    } else {
+        "polling"
+    }
+}
+
+/// Running bans in fail2ban's dbfile, as its own ban would write them.
+fn fill_fail2ban_db(db: &Path, addrs: &[Ipv4Addr]) -> Res<()> {
+    let mut c = rusqlite::Connection::open(db)?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
+    let tx = c.transaction()?;
+    {
+        let mut bips = tx.prepare(
+            "INSERT OR REPLACE INTO bips(ip, jail, timeofban, bantime, bancount, data) VALUES (?1, 'asterisk', ?2, 3600, 1, ?3)",
+        )?;
+        let mut bans = tx.prepare(
+            "INSERT INTO bans(jail, ip, timeofban, bantime, bancount, data) VALUES ('asterisk', ?1, ?2, 3600, 1, ?3)",
+        )?;
+        for a in addrs {
+            let ip = a.to_string();
+            let data = format!("{{\"failures\": 3, \"ip4\": \"{ip}\"}}");
+            bips.execute(rusqlite::params![ip, now, data])?;
+            bans.execute(rusqlite::params![ip, now, data])?;
+        }
+    }
+    tx.execute("UPDATE jails SET enabled = 1 WHERE name = 'asterisk'", [])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Attacker `i` of phase `phase`: distinct addresses in 100.64.0.0/10
+/// (shared address space: never anyone's real host), 2^17 per phase.
+fn attacker(phase: u32, i: usize) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 0, 0)) + (phase << 17) + 1 + i as u32)
+}
+
+/// Asterisk's date for now, local time, as both daemons parse it.
+fn now_stamp() -> String {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as libc::time_t;
+    // SAFETY: localtime_r writes the broken-down time into `tm`, a local.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    unsafe { libc::localtime_r(&t, &mut tm) };
+    format!(
+        "[{:04}-{:02}-{:02} {:02}:{:02}:{:02}]",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+/// A chan_sip registration failure: both the asterisk ruleset and
+/// fail2ban's asterisk filter count it.
+fn attack_line(a: Ipv4Addr) -> String {
+    format!(
+        "{} NOTICE[2143] chan_sip.c: Registration from '\"100\" <sip:100@10.0.0.1>' failed for '{a}:5060' - Wrong password\n",
+        now_stamp()
+    )
+}
+
+/// Ordinary traffic neither daemon counts (its address is a user's).
+fn noise_line(k: u64) -> String {
+    let user = format!("10.{}.{}.{}", k % 4, (k / 4) % 256, 1 + (k / 1024) % 254);
+    match k % 4 {
+        0 => format!("{} VERBOSE[2231][C-{k:08x}] pbx.c:     -- Executing [200@default:1] Dial(\"SIP/100-{k:08x}\", \"SIP/200,30\") in new stack\n", now_stamp()),
+        1 => format!("{} VERBOSE[2143] chan_sip.c:     -- Registered SIP '100' at {user}:5060\n", now_stamp()),
+        2 => format!("{} VERBOSE[2231][C-{k:08x}] app_dial.c:     -- SIP/200-{k:08x} answered SIP/100-{k:08x}\n", now_stamp()),
+        _ => format!("{} NOTICE[2143] chan_sip.c: Peer '100' is now Reachable. (12ms / 2000ms)\n", now_stamp()),
+    }
+}
+
+/// (utime+stime, cutime+cstime) of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Res<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = &text[text.rfind(')').ok_or("bad /proc stat")? + 1..];
+    let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+    // After the command: state is field 3, utime 14, stime 15, cutime 16, cstime 17.
+    Ok((f[11] + f[12], f[13] + f[14]))
+}
+
+/// utime+stime of a process's file reader threads (nftban names them
+/// `src-JAILS`), in clock ticks; 0 if there are none.
+fn reader_ticks(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    let mut sum = 0;
+    for t in tasks.flatten() {
+        let Ok(text) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (text.find('('), text.rfind(')')) else {
+            continue;
+        };
+        if !text[open + 1..close].starts_with("src-") {
+            continue;
+        }
+        let f: Vec<u64> = text[close + 1..]
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        sum += f[11] + f[12];
+    }
+    sum
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
+}
+
+fn proc_status_kb(pid: u32, field: &str) -> Res<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let v = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .ok_or("no field")?;
+    Ok(v.trim().trim_end_matches("kB").trim().parse()?)
+}
+
+fn pct(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

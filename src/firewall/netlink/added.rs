@@ -1,0 +1,256 @@
+//! Elements added to nf_tables sets, as the kernel announces them, each with
+//! the time the kernel queued its event: for measuring how long a ban takes
+//! from a log line to the kernel (bench/daemon.sh), whoever adds it, nftban
+//! over netlink or fail2ban with `nft add element`; both produce the same
+//! NEWSETELEM event per element.
+//!
+//! The socket joins NFNLGRP_NFTABLES like the self-healing [`super::monitor`]
+//! and asks for SO_TIMESTAMPNS, so each datagram carries the kernel's
+//! wall-clock time of queueing: a reader thread that runs late does not make
+//! bans look slower. While such a socket listens the kernel builds one event
+//! per element added, which makes big batches slower (docs/performance.md).
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
+
+use super::dump::attrs;
+use super::socket::messages;
+
+/// `NFNLGRP_NFTABLES`, `NFNL_SUBSYS_NFTABLES`, `NFT_MSG_NEWSETELEM`.
+const NFNLGRP_NFTABLES: u32 = 7;
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+/// Attributes of a NEWSETELEM message and of its elements.
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_FLAGS: u16 = 3;
+const NFTA_DATA_VALUE: u16 = 1;
+const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
+/// Big enough for a million events queued (about 100 bytes each, doubled
+/// by the kernel's accounting), so a restore is not lost to ENOBUFS.
+const SOCKET_BUFFER: i32 = 256 << 20;
+const READ_BUFFER: usize = 256 << 10;
+
+/// One element added to a set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Added {
+    pub table: String,
+    pub set: String,
+    /// The element's key; for an interval set, the start of the range (its
+    /// end element is not reported).
+    pub addr: IpAddr,
+    /// When the kernel queued the event (CLOCK_REALTIME).
+    pub at: SystemTime,
+}
+
+/// A socket that receives NEWSETELEM events of the current network namespace.
+pub struct AddedElements {
+    sock: Socket,
+    buf: Vec<u8>,
+}
+
+impl AddedElements {
+    /// Subscribe; `timeout` bounds each [`AddedElements::read`].
+    pub fn open(timeout: Duration) -> io::Result<AddedElements> {
+        let mut sock = Socket::new(NETLINK_NETFILTER)?;
+        sock.bind_auto()?;
+        let fd = sock.as_raw_fd();
+        if setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, SOCKET_BUFFER).is_err() {
+            setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, SOCKET_BUFFER)?;
+        }
+        setsockopt(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1 as libc::c_int)?;
+        let tv = libc::timeval {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+        };
+        setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, tv)?;
+        sock.add_membership(NFNLGRP_NFTABLES)?;
+        Ok(AddedElements {
+            sock,
+            buf: vec![0; READ_BUFFER],
+        })
+    }
+
+    /// Wait for the next datagram and append its added elements to `out`.
+    /// `Ok(false)` when the timeout passed without one. ENOBUFS (events
+    /// lost) is returned as an error: a measurement cannot go on.
+    pub fn read(&mut self, out: &mut Vec<Added>) -> io::Result<bool> {
+        let (n, at) = loop {
+            match recv_timestamped(self.sock.as_raw_fd(), &mut self.buf) {
+                Ok(r) => break r,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        };
+        let at = at.unwrap_or_else(SystemTime::now);
+        for m in messages(&self.buf[..n.min(self.buf.len())]) {
+            let Ok(m) = m else { break };
+            if m.kind != (NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWSETELEM) || m.payload.len() < 4 {
+                continue;
+            }
+            decode(&m.payload[4..], at, out);
+        }
+        Ok(true)
+    }
+}
+
+/// The elements of one NEWSETELEM message.
+fn decode(body: &[u8], at: SystemTime, out: &mut Vec<Added>) {
+    let (mut table, mut set, mut list) = (String::new(), String::new(), &[][..]);
+    for (t, v) in attrs(body) {
+        match t {
+            NFTA_SET_ELEM_LIST_TABLE => table = c_string(v),
+            NFTA_SET_ELEM_LIST_SET => set = c_string(v),
+            NFTA_SET_ELEM_LIST_ELEMENTS => list = v,
+            _ => {}
+        }
+    }
+    for (t, elem) in attrs(list) {
+        if t != NFTA_LIST_ELEM {
+            continue;
+        }
+        let mut addr = None;
+        let mut end = false;
+        for (t, v) in attrs(elem) {
+            match t {
+                NFTA_SET_ELEM_KEY => {
+                    addr = attrs(v).find(|(t, _)| *t == NFTA_DATA_VALUE).and_then(|(_, d)| ip(d));
+                }
+                NFTA_SET_ELEM_FLAGS if v.len() >= 4 => {
+                    end = u32::from_be_bytes([v[0], v[1], v[2], v[3]]) & NFT_SET_ELEM_INTERVAL_END != 0;
+                }
+                _ => {}
+            }
+        }
+        if let (Some(addr), false) = (addr, end) {
+            out.push(Added {
+                table: table.clone(),
+                set: set.clone(),
+                addr,
+                at,
+            });
+        }
+    }
+}
+
+fn ip(d: &[u8]) -> Option<IpAddr> {
+    match d.len() {
+        4 => Some(IpAddr::V4(Ipv4Addr::new(d[0], d[1], d[2], d[3]))),
+        16 => Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(d).ok()?))),
+        _ => None,
+    }
+}
+
+fn c_string(v: &[u8]) -> String {
+    String::from_utf8_lossy(v.split(|&b| b == 0).next().unwrap_or_default()).into_owned()
+}
+
+/// recvmsg with the SCM_TIMESTAMPNS control message: bytes read and the
+/// kernel's time stamp of the datagram.
+fn recv_timestamped(fd: libc::c_int, buf: &mut [u8]) -> io::Result<(usize, Option<SystemTime>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = [0u64; 16];
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points at `iov` (describing `buf`) and `control`, all
+    // live and writable for the duration of the call.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut at = None;
+    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled,
+    // bounded by msg_controllen; SCM_TIMESTAMPNS data is a timespec.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                at = Some(UNIX_EPOCH + Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n as usize, at))
+}
+
+fn setsockopt<T>(fd: libc::c_int, level: libc::c_int, name: libc::c_int, value: T) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `value`, a live `T` for the
+    // call; the option types match what the kernel expects for each name.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    /// One attribute, padded to 4 bytes.
+    fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+        v.extend_from_slice(&kind.to_ne_bytes());
+        v.extend_from_slice(value);
+        while v.len() % 4 != 0 {
+            v.push(0);
+        }
+        v
+    }
+
+    fn nested(kind: u16, value: &[u8]) -> Vec<u8> {
+        attr(kind | 0x8000, value)
+    }
+
+    fn element(key: &[u8], flags: Option<u32>) -> Vec<u8> {
+        let mut e = nested(NFTA_SET_ELEM_KEY, &attr(NFTA_DATA_VALUE, key));
+        if let Some(f) = flags {
+            e.extend(attr(NFTA_SET_ELEM_FLAGS, &f.to_be_bytes()));
+        }
+        nested(NFTA_LIST_ELEM, &e)
+    }
+
+    #[test]
+    fn decodes_addresses_and_skips_interval_ends() {
+        let mut list = element(&[192, 0, 2, 7], None);
+        list.extend(element(&[192, 0, 2, 8], Some(NFT_SET_ELEM_INTERVAL_END)));
+        let mut v6 = [0u8; 16];
+        v6[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        v6[15] = 1;
+        list.extend(element(&v6, Some(0)));
+        let mut body = attr(NFTA_SET_ELEM_LIST_TABLE, b"nftban\0");
+        body.extend(attr(NFTA_SET_ELEM_LIST_SET, b"sshd_v4\0"));
+        body.extend(nested(NFTA_SET_ELEM_LIST_ELEMENTS, &list));
+        let mut out = Vec::new();
+        decode(&body, UNIX_EPOCH, &mut out);
+        let addrs: Vec<String> = out.iter().map(|a| a.addr.to_string()).collect();
+        assert_eq!(addrs, ["192.0.2.7", "2001:db8::1"]);
+        assert!(out.iter().all(|a| a.table == "nftban" && a.set == "sshd_v4"));
+    }
+}
