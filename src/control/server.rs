@@ -8,6 +8,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Request, Response};
@@ -53,13 +55,19 @@ impl Server {
     }
 }
 
-/// Serve connections forever; `handle` answers each request.
-pub fn serve(listener: UnixListener, handle: impl Fn(Request) -> Response) {
+/// Serve connections forever; `handle` answers each request. `answering`
+/// is true from a request's arrival until its answer is written, so that
+/// a reload restarts the process only after its "ok" has left (else the
+/// client would see the connection close without an answer).
+pub fn serve(listener: UnixListener, answering: Arc<AtomicBool>, handle: impl Fn(Request) -> Response) {
     {
         for conn in listener.incoming() {
             match conn {
                 Ok(stream) => {
-                    if let Err(e) = serve_one(stream, &handle) {
+                    answering.store(true, Ordering::SeqCst);
+                    let r = serve_one(stream, &handle);
+                    answering.store(false, Ordering::SeqCst);
+                    if let Err(e) = r {
                         tracing::debug!(error = %e, "control connection failed");
                     }
                 }
@@ -123,7 +131,7 @@ mod tests {
         let server = Server::bind(&path).unwrap();
         let listener = server.listener().unwrap();
         std::thread::spawn(move || {
-            serve(listener, |req| match req {
+            serve(listener, Default::default(), |req| match req {
                 Request::Status { jail } => Response::ok(jail),
                 _ => Response::err("no"),
             })

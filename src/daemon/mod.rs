@@ -252,11 +252,13 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
         std::thread::sleep(Duration::from_millis(2));
     }
 
+    let answering = Arc::new(AtomicBool::new(false));
     {
         let tx = tx.clone();
         let listener = server.listener()?;
+        let answering = answering.clone();
         std::thread::Builder::new().name("control".into()).spawn(move || {
-            serve(listener, |req| {
+            serve(listener, answering, |req| {
                 let (rtx, rrx) = mpsc::channel();
                 if tx.send(Event::Request(req, rtx)).is_err() {
                     return Response::err("the daemon is stopping");
@@ -285,7 +287,7 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
 
     tracing::info!("nftban running; logs go to {}", config.log.target);
     notify::notify(&format!("READY=1\nSTATUS=watching {} jail(s)", config.jails.len()));
-    let exit = engine_loop(&mut engine, rx, &config);
+    let exit = engine_loop(&mut engine, rx, &config, &answering);
     stop.store(true, Ordering::Relaxed);
     drop(server);
     if exit == Exit::Reload {
@@ -347,7 +349,7 @@ pub fn counts(at: SystemTime, now: SystemTime, findtime: Duration) -> bool {
     now.duration_since(at).map_or(true, |age| age < findtime)
 }
 
-fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>, config: &Config) -> Exit {
+fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>, config: &Config, answering: &AtomicBool) -> Exit {
     let spec = &config.table_spec();
     loop {
         // Removals of conntrack entries waiting for their interval are done
@@ -383,6 +385,13 @@ fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>, config: &Config) 
                         engine.flush();
                         engine.forget_connections(true);
                         engine.save_positions(true);
+                        // The "ok" must reach `nftban reload` before the
+                        // restart closes the socket (bounded: a stuck client
+                        // must not hold the reload).
+                        let asked = std::time::Instant::now();
+                        while answering.load(Ordering::SeqCst) && asked.elapsed() < Duration::from_secs(2) {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
                         return Exit::Reload;
                     }
                 }
