@@ -73,7 +73,13 @@ pub fn format_jail(st: &JailStatus) -> String {
     let banned: Vec<String> = st
         .banned
         .iter()
-        .map(|b| format!("{} ({} left)", b.ip, format_duration(Duration::from_secs(b.expires_in))))
+        .map(|b| {
+            let left = format_duration(Duration::from_secs(b.expires_in));
+            match &b.reason {
+                Some(why) => format!("{} ({left} left; {why})", b.ip),
+                None => format!("{} ({left} left)", b.ip),
+            }
+        })
         .collect();
     let _ = writeln!(o, "Status for the jail: {}", st.name);
     let _ = writeln!(
