@@ -231,7 +231,9 @@ pub struct Refused {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The kernel has no nf_tables (module missing or not built in).
-    #[error("nf_tables is not available in this kernel (is the nf_tables module loaded?): {0}")]
+    #[error(
+        "nf_tables is not available in this kernel: load the nf_tables module (modprobe nf_tables) or use a kernel with CONFIG_NF_TABLES ({0})"
+    )]
     NotSupported(#[source] std::io::Error),
     /// The process lacks CAP_NET_ADMIN in its network namespace.
     #[error(
