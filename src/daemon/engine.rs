@@ -7,8 +7,9 @@
 //! [`Engine::flush`], one netlink batch for the whole burst.
 //!
 //! The ban record mirrors the kernel: what nftban added, with expiry times.
-//! It is rebuilt from the kernel's sets at start, so a restart keeps and
-//! shows the bans that are still running.
+//! It is rebuilt from the ban history at start (never by listing the
+//! kernel's sets), so a restart keeps and shows the bans that are still
+//! running.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -237,84 +238,72 @@ impl Engine {
         }
     }
 
-    /// Create or adopt the kernel table, then restore the bans that are
-    /// still running: from the history when there is one (all in one batch,
-    /// never by listing the kernel's sets), else from the kernel's sets.
-    /// Returns how many bans were restored or adopted.
+    /// Create or adopt the kernel table, then restore the bans the history
+    /// says are still running, all in one batch. The kernel's sets are never
+    /// listed (listing a million elements takes over a minute in the
+    /// kernel): setup creates only what is missing and never flushes a set,
+    /// so bans already in the kernel stay there with their own timeouts,
+    /// and re-adding the history's bans is idempotent. Without history (a
+    /// first start, a deleted database) the record starts empty: bans left
+    /// in the kernel keep dropping until they expire, but `status` does not
+    /// show them. Returns how many bans were restored.
     pub fn start(&mut self, config: &Config) -> crate::firewall::Result<usize> {
         self.firewall.setup(&config.table_spec())?;
         let now = SystemTime::now();
-        let from_history = match self
-            .store
-            .as_ref()
-            .map(|s| s.is_empty().and_then(|empty| Ok((empty, s.active(now)?))))
-        {
-            Some(Ok((false, active))) => Some(active),
-            Some(Ok((true, _))) | None => None,
+        let active = match self.store.as_ref().map(|s| s.active(now)) {
+            Some(Ok(active)) => active,
+            None => Vec::new(),
             Some(Err(e)) => {
                 self.store_errors += 1;
-                tracing::error!(error = %e, "cannot read the ban history; adopting the kernel's bans instead");
-                None
+                tracing::error!(
+                    error = %e,
+                    "cannot read the ban history: no ban restored (bans still in the kernel stay until they expire)"
+                );
+                Vec::new()
             }
         };
         self.seed_recidive(now);
-        match from_history {
-            Some(active) => {
-                let mut restore = Vec::with_capacity(active.len());
-                let mut removed = std::collections::BTreeSet::new();
-                for ban in active {
-                    let Some(jail) = self.jails.iter_mut().find(|j| j.name == ban.jail) else {
-                        // The jail left the config: its bans are lifted
-                        // (setup removed its sets) and not restored again.
-                        removed.insert(ban.jail);
-                        continue;
-                    };
-                    let left = ban.expires.duration_since(now).unwrap_or_default();
-                    if left.is_zero() {
-                        continue;
-                    }
-                    jail.bans.insert(ban.net, ban.expires);
-                    if let Some(why) = ban.reason {
-                        jail.reasons.insert(ban.net, why);
-                    }
-                    restore.push(Ban {
-                        jail: ban.jail,
-                        net: ban.net,
-                        timeout: left,
-                    });
-                }
-                // Restored bans the kernel refuses (a set that became
-                // smaller, say) are logged and dropped like any refusal.
-                if let Some(store) = self.store.as_mut() {
-                    for jail in &removed {
-                        tracing::info!("jail {jail} left the config: its bans are lifted");
-                        if store.record_jail_removed(jail, now).is_err() {
-                            self.store_errors += 1;
-                        }
-                    }
-                }
-                let refused = self.push(&restore).len();
-                Ok(restore.len() - refused)
+        let mut restore = Vec::with_capacity(active.len());
+        let mut removed = std::collections::BTreeSet::new();
+        for ban in active {
+            let Some(jail) = self.jails.iter_mut().find(|j| j.name == ban.jail) else {
+                // The jail left the config: its bans are lifted
+                // (setup removed its sets) and not restored again.
+                removed.insert(ban.jail);
+                continue;
+            };
+            let left = ban.expires.duration_since(now).unwrap_or_default();
+            if left.is_zero() {
+                continue;
             }
-            None => {
-                // No history yet: learn what an earlier run (or another
-                // nftban) left in the kernel, once.
-                let mut adopted = Vec::new();
-                for jail in &mut self.jails {
-                    for el in self.firewall.list(&jail.name)? {
-                        let left = el.expires_in.unwrap_or(Duration::from_secs(u32::MAX as u64));
-                        jail.bans.insert(el.net, now + left);
-                        adopted.push(Ban {
-                            jail: jail.name.clone(),
-                            net: el.net,
-                            timeout: left,
-                        });
-                    }
+            jail.bans.insert(ban.net, ban.expires);
+            if let Some(why) = ban.reason {
+                jail.reasons.insert(ban.net, why);
+            }
+            restore.push(Ban {
+                jail: ban.jail,
+                net: ban.net,
+                timeout: left,
+            });
+        }
+        if let Some(store) = self.store.as_mut() {
+            for jail in &removed {
+                tracing::info!("jail {jail} left the config: its bans are lifted");
+                if store.record_jail_removed(jail, now).is_err() {
+                    self.store_errors += 1;
                 }
-                self.record(&adopted, Origin::Adopted, now);
-                Ok(adopted.len())
             }
         }
+        if restore.is_empty() {
+            tracing::info!(
+                "no running ban in the history; bans already in the kernel's sets are kept as they are (not listed, not shown by status) until they expire"
+            );
+            return Ok(0);
+        }
+        // Restored bans the kernel refuses (a set that became smaller,
+        // say) are logged and dropped like any refusal.
+        let refused = self.push(&restore).len();
+        Ok(restore.len() - refused)
     }
 
     /// Recidive counts bans across restarts: feed it the history's bans of

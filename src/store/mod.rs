@@ -55,6 +55,8 @@ pub enum Origin {
     /// `nftban ban`.
     Manual,
     /// Found in the kernel when the history was empty (first start).
+    /// Written by earlier versions only: nftban no longer lists the
+    /// kernel's sets at start.
     Adopted,
     /// An IPv6 prefix banned because enough of its addresses were
     /// (`ipv6_escalation`); the record's reason says how many.
@@ -343,8 +345,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Whether the history has any row at all (a fresh database adopts the
-    /// kernel's bans once).
+    /// Whether the history has any row at all.
     pub fn is_empty(&self) -> Result<bool> {
         let row: Option<i64> = self
             .conn

@@ -185,8 +185,11 @@ fn bad_requests_name_the_fault() {
     assert!(!r.ok);
 }
 
+/// A start with no history neither lists the kernel's sets nor touches
+/// their elements: a ban an earlier run left keeps its element and its
+/// timeout, and is simply not in the record.
 #[test]
-fn restart_adopts_bans_already_in_the_kernel() {
+fn start_without_history_keeps_the_kernels_bans_without_listing_them() {
     let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
     let mut fw = Memory::new();
     fw.add(&[Ban {
@@ -195,16 +198,32 @@ fn restart_adopts_bans_already_in_the_kernel() {
         timeout: Duration::from_secs(100),
     }])
     .unwrap();
-    let mut e = Engine::new(&config, Box::new(fw));
-    assert_eq!(e.start(&config).unwrap(), 1);
+    let lists = Arc::clone(&fw.lists);
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::Store::open(&dir.path().join("nftban.db")).unwrap();
+    let mut e = Engine::new(&config, Box::new(fw)).with_store(store);
+    assert_eq!(e.start(&config).unwrap(), 0);
     let st: JailStatus = data(e.handle(
         Request::Status {
             jail: Some("asterisk".into()),
         },
         SystemTime::now(),
     ));
-    assert_eq!(st.banned.len(), 1);
-    assert!(st.banned[0].expires_in <= 100);
+    assert!(st.banned.is_empty());
+    assert_eq!(
+        lists.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "start listed a set"
+    );
+    // The same element with its own timeout still running down.
+    let kept = e.firewall.list("asterisk").unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(show_net(&kept[0].net), "198.51.100.1");
+    let left = kept[0].expires_in.unwrap();
+    assert!(
+        left <= Duration::from_secs(100) && left > Duration::from_secs(50),
+        "{left:?}"
+    );
 }
 
 #[test]
