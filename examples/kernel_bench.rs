@@ -8,7 +8,8 @@
 //! this program changes the nftables ruleset of the namespace it runs in.
 //! Arguments: the path of the release `nftban` binary, then the sizes
 //! (default 1000 100000 1000000; `0` runs only the latency and memory parts,
-//! `latency` or `memory` only that part).
+//! `latency` or `memory` only that part, `memory-stdin` only its `nftban
+//! ban -` row).
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -51,7 +52,7 @@ fn main() -> Res<()> {
         nft("delete table inet nftban").ok();
         return Ok(());
     }
-    if args == ["memory"] {
+    if args == ["memory"] || args == ["memory-stdin"] {
         memory(&nftban_bin, work.path(), &mut seed)?;
         nft("delete table inet nftban").ok();
         return Ok(());
@@ -456,7 +457,13 @@ fn memory(bin: &Path, dir: &Path, seed: &mut u64) -> Res<()> {
         "| daemon (`nftban run`) | RSS before | RSS holding {MEMORY_BANS} bans | peak RSS | time to ban all | client peak RSS |"
     );
     println!("|---|---|---|---|---|---|");
-    for from_log in [true, false] {
+    // `memory-stdin` as the argument: the `nftban ban -` way only.
+    let ways: &[bool] = if std::env::args().any(|a| a == "memory-stdin") {
+        &[false]
+    } else {
+        &[true, false]
+    };
+    for &from_log in ways {
         nft("delete table inet nftban").ok();
         // A fresh history in the work folder for each way (not the default
         // /var/lib/nftban, and not restoring the other way's bans).
@@ -538,6 +545,8 @@ fn memory(bin: &Path, dir: &Path, seed: &mut u64) -> Res<()> {
         let deadline = Instant::now() + Duration::from_secs(600);
         while nft(&probe).is_err() {
             if Instant::now() > deadline {
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                let _ = daemon.wait();
                 return Err(format!("{last} never reached the kernel").into());
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -806,12 +806,19 @@ impl Engine {
         // which contained bans they replace (interval sets do not hold
         // overlapping elements).
         let mut wanted: Vec<IpNet> = Vec::new();
+        // The same, for lookups: a linear scan of `wanted` per address made
+        // a `ban -` of a million addresses quadratic (hours).
+        let mut wanted_set: BTreeMap<IpNet, SystemTime> = BTreeMap::new();
+        let far = now + Duration::from_secs(1);
         let mut lifted: Vec<(IpNet, SystemTime)> = Vec::new();
         for net in nets {
             let j = &self.jails[i];
+            if wanted_set.contains_key(&net) {
+                continue;
+            }
             if let Some(cover) = covering(&j.bans, &net, now)
                 .filter(|c| *c != net)
-                .or_else(|| wanted.iter().find(|w| **w != net && w.contains(&net)).copied())
+                .or_else(|| covering(&wanted_set, &net, now).filter(|c| *c != net))
             {
                 result
                     .already_covered
@@ -829,8 +836,12 @@ impl Engine {
                 );
             }
             // A wider prefix of this same request replaces narrower ones of it.
-            wanted.retain(|w| !net.contains(w));
+            if net.prefix_len() != net.max_prefix_len() {
+                wanted.retain(|w| !net.contains(w));
+                wanted_set.retain(|w, _| !net.contains(w));
+            }
             wanted.push(net);
+            wanted_set.insert(net, far);
         }
         if !lifted.is_empty() {
             let inner: Vec<IpNet> = lifted.iter().map(|(n, _)| *n).collect();
