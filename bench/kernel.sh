@@ -3,7 +3,8 @@
 # Builds the release benchmark and nftban, then runs the benchmark inside a
 # private network namespace created here and deleted on exit: the host's
 # ruleset and network are never touched. Needs root, nft and ip.
-# Usage: bash bench/kernel.sh [SIZES...]   (default 1000 100000 1000000)
+# Usage: bash bench/kernel.sh [SIZES...]   (default 1000 100000 1000000;
+# `0`: latency and memory only; `latency`, `memory`, `memory-stdin`: that part only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench/kernel.sh: needs root (it creates a network namespace)" >&2; exit 1; }

@@ -7,7 +7,9 @@
 //! and runs it inside a private network namespace it creates and deletes:
 //! this program changes the nftables ruleset of the namespace it runs in.
 //! Arguments: the path of the release `nftban` binary, then the sizes
-//! (default 1000 100000 1000000; `0` runs only the latency and memory parts).
+//! (default 1000 100000 1000000; `0` runs only the latency and memory parts,
+//! `latency` or `memory` only that part, `memory-stdin` only its `nftban
+//! ban -` row).
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -42,14 +44,25 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 fn main() -> Res<()> {
     let mut args = std::env::args().skip(1);
     let nftban_bin = PathBuf::from(args.next().ok_or("usage: kernel_bench NFTBAN_BINARY [SIZES...]")?);
-    let mut sizes: Vec<usize> = args.map(|a| a.parse()).collect::<Result<_, _>>()?;
+    let args: Vec<String> = args.collect();
+    let work = tempfile::tempdir()?;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    if args == ["latency"] {
+        latency(&mut seed)?;
+        nft("delete table inet nftban").ok();
+        return Ok(());
+    }
+    if args == ["memory"] || args == ["memory-stdin"] {
+        memory(&nftban_bin, work.path(), &mut seed)?;
+        nft("delete table inet nftban").ok();
+        return Ok(());
+    }
+    let mut sizes: Vec<usize> = args.iter().map(|a| a.parse()).collect::<Result<_, _>>()?;
     if sizes.is_empty() {
         sizes = vec![1_000, 100_000, 1_000_000];
     }
-    let work = tempfile::tempdir()?;
     println!("| what | set type | elements | seconds | per second |");
     println!("|---|---|---|---|---|");
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     // Size 0 skips the throughput part (latency and memory only).
     for &n in sizes.iter().filter(|&&n| n > 0) {
         let hosts = random_hosts(n, &mut seed);
@@ -334,7 +347,18 @@ fn nft(cmd: &str) -> Res<()> {
 fn latency(seed: &mut u64) -> Res<()> {
     println!("| single bans | set type | elements already in the set | samples | p50 µs | p99 µs | max µs |");
     println!("|---|---|---|---|---|---|---|");
-    for (prefix, preload) in [(false, 0usize), (false, 1_000_000), (true, 0), (true, 100_000)] {
+    // (prefix, masked, preload). masked: each /24 added as its network
+    // address to the hash set, what a hash set per prefix length looked up
+    // with `ip saddr & 255.255.255.0 @set` would hold (docs/firewall.md,
+    // "Prefixes: interval set or a hash set per length").
+    for (prefix, masked, preload) in [
+        (false, false, 0usize),
+        (false, false, 1_000_000),
+        (true, false, 0),
+        (true, false, 100_000),
+        (true, true, 0),
+        (true, true, 100_000),
+    ] {
         nft("delete table inet nftban").ok();
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("nftban.yaml");
@@ -352,8 +376,16 @@ fn latency(seed: &mut u64) -> Res<()> {
             random_hosts(preload + LATENCY_SAMPLES + LATENCY_SAMPLES / 10, seed)
         };
         all.retain(|a| a.octets()[0] != 127);
+        if masked {
+            let mut seen = HashSet::new();
+            all = random_hosts(2 * (preload + LATENCY_SAMPLES), seed)
+                .into_iter()
+                .map(|a| Ipv4Addr::from(u32::from(a) & 0xffff_ff00))
+                .filter(|a| a.octets()[0] != 127 && seen.insert(*a))
+                .collect();
+        }
         all.truncate(preload + LATENCY_SAMPLES);
-        let len = if prefix { 31 } else { 32 };
+        let len = if prefix && !masked { 31 } else { 32 };
         let ban = |a: &Ipv4Addr| Ban {
             jail: "bench".into(),
             net: IpNet::V4(Ipv4Net::new(*a, len).unwrap()),
@@ -382,7 +414,12 @@ fn latency(seed: &mut u64) -> Res<()> {
         }
         samples.sort();
         let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_micros();
-        let (what, set) = if prefix {
+        let (what, set) = if masked {
+            (
+                "one /24 as its network address: `Firewall::add` → netlink ack",
+                "timeout (hash), as a masked /24 set",
+            )
+        } else if prefix {
             ("one /31: `Firewall::add` → netlink ack", "interval,timeout")
         } else {
             (
@@ -404,7 +441,8 @@ fn latency(seed: &mut u64) -> Res<()> {
 /// The daemon's memory holding `MEMORY_BANS` bans, two ways: bans decided
 /// from log lines (a file of one failure per address, maxretry 1), and all
 /// given at once with `nftban ban -`. VmRSS once the last ban is in the
-/// kernel, and VmHWM (peak).
+/// kernel, and VmHWM (peak); for `nftban ban -` also the client's peak
+/// RSS (ru_maxrss from wait4).
 fn memory(bin: &Path, dir: &Path, seed: &mut u64) -> Res<()> {
     let addrs: Vec<Ipv4Addr> = random_hosts(MEMORY_BANS * 2, seed)
         .into_iter()
@@ -415,17 +453,30 @@ fn memory(bin: &Path, dir: &Path, seed: &mut u64) -> Res<()> {
         return Err("not enough unicast addresses drawn".into());
     }
     let last = addrs[MEMORY_BANS - 1];
-    println!("| daemon (`nftban run`) | RSS before | RSS holding {MEMORY_BANS} bans | peak RSS | time to ban all |");
-    println!("|---|---|---|---|---|");
-    for from_log in [true, false] {
+    println!(
+        "| daemon (`nftban run`) | RSS before | RSS holding {MEMORY_BANS} bans | peak RSS | time to ban all | client peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|");
+    // `memory-stdin` as the argument: the `nftban ban -` way only.
+    let ways: &[bool] = if std::env::args().any(|a| a == "memory-stdin") {
+        &[false]
+    } else {
+        &[true, false]
+    };
+    for &from_log in ways {
         nft("delete table inet nftban").ok();
+        // A fresh history in the work folder for each way (not the default
+        // /var/lib/nftban, and not restoring the other way's bans).
+        for f in ["nftban.db", "nftban.db-wal", "nftban.db-shm"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
         let log = dir.join("bench.log");
         std::fs::write(&log, "")?;
         let config = dir.join("daemon.yaml");
         std::fs::write(
             &config,
             format!(
-                "socket: {0}/nftban.sock\ndefaults: {{maxretry: 1, findtime: 10m, bantime: 1h}}\njails:\n  bench:\n    ruleset: asterisk\n    files: [{1}]\n",
+                "socket: {0}/nftban.sock\ndatabase: {0}/nftban.db\ndefaults: {{maxretry: 1, findtime: 10m, bantime: 1h}}\njails:\n  bench:\n    ruleset: asterisk\n    files: [{1}]\n",
                 dir.display(),
                 log.display()
             ),
@@ -451,6 +502,7 @@ fn memory(bin: &Path, dir: &Path, seed: &mut u64) -> Res<()> {
             std::thread::sleep(Duration::from_millis(50));
         };
         let start = Instant::now();
+        let mut client_peak = "-".to_string();
         let what = if from_log {
             let mut text = String::with_capacity(MEMORY_BANS * 100);
             for a in &addrs {
@@ -476,9 +528,16 @@ fn memory(bin: &Path, dir: &Path, seed: &mut u64) -> Res<()> {
                 .stdout(Stdio::null())
                 .spawn()?;
             cli.stdin.take().ok_or("no stdin")?.write_all(text.as_bytes())?;
-            if !cli.wait()?.success() {
+            // wait4 rather than Child::wait, for the child's peak RSS.
+            let mut status = 0;
+            // SAFETY: an all-zero rusage is a valid value to be overwritten.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: both pointers are to live locals of the right types.
+            let waited = unsafe { libc::wait4(cli.id() as i32, &mut status, 0, &mut usage) };
+            if waited < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
                 return Err("nftban ban - failed".into());
             }
+            client_peak = format!("{} kB", usage.ru_maxrss);
             "all at once, `nftban ban -`"
         };
         // Done when the last address is in the kernel.
@@ -486,6 +545,8 @@ fn memory(bin: &Path, dir: &Path, seed: &mut u64) -> Res<()> {
         let deadline = Instant::now() + Duration::from_secs(600);
         while nft(&probe).is_err() {
             if Instant::now() > deadline {
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                let _ = daemon.wait();
                 return Err(format!("{last} never reached the kernel").into());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -496,7 +557,7 @@ fn memory(bin: &Path, dir: &Path, seed: &mut u64) -> Res<()> {
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
         daemon.wait()?;
         println!(
-            "| {what} | {rss_before} | {rss} | {hwm} | {:.1} s ({:.0}/s) |",
+            "| {what} | {rss_before} | {rss} | {hwm} | {:.1} s ({:.0}/s) | {client_peak} |",
             t.as_secs_f64(),
             MEMORY_BANS as f64 / t.as_secs_f64()
         );

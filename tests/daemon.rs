@@ -47,7 +47,7 @@ fn restart_keeps_bans_and_does_not_duplicate_rules() {
         .collect();
     assert_eq!(ips.len(), 3, "{ips:?}");
     for want in ["203.0.113.5", "198.51.100.0/24", "2001:db8:bad::/48"] {
-        assert!(ips.contains(&want), "{want} not adopted after restart: {ips:?}");
+        assert!(ips.contains(&want), "{want} not restored after restart: {ips:?}");
     }
     assert_eq!(set_elements(&ns, "manual_v4").len(), 1);
     assert_eq!(set_elements(&ns, "manual_v4_net").len(), 1);
@@ -65,6 +65,51 @@ fn restart_keeps_bans_and_does_not_duplicate_rules() {
         })
         .count();
     assert_eq!(rules, 8, "rules duplicated on restart");
+    assert!(d.stop());
+
+    // The history deleted: the next start keeps the kernel's elements as
+    // they are, with their running timeouts, and never lists a set.
+    let expires = || -> Vec<(String, u64)> {
+        let o = run(ns
+            .command("nft")
+            .args(["-j", "list", "set", "inet", "nftban", "manual_v4"]));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["set"]["elem"].as_array())
+            .flatten()
+            .map(|e| (e["elem"]["val"].to_string(), e["elem"]["expires"].as_u64().unwrap()))
+            .collect()
+    };
+    let before = expires();
+    assert_eq!(before.len(), 1, "{before:?}");
+    for f in ["nftban.db", "nftban.db-wal", "nftban.db-shm"] {
+        let _ = std::fs::remove_file(s.dir.path().join(f));
+    }
+    s.top("log: {target: stderr, level: debug}");
+    let d = Daemon::start(&ns, &s);
+    let after = expires();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0].0, before[0].0);
+    // Still counting down from the first ban (a re-add would reset it to 7200).
+    assert!(after[0].1 <= before[0].1 && after[0].1 < 7200, "{before:?} {after:?}");
+    let nets = set_elements(&ns, "manual_v4_net");
+    assert!(nets.iter().any(|(e, _)| e == "198.51.100.0/24"), "{nets:?}");
+    assert_eq!(set_elements(&ns, "manual_v6_net").len(), 1);
+    let st = s.status("manual").unwrap();
+    assert_eq!(st["currently_banned"], 0, "{st}");
+    let log = d.log();
+    assert!(
+        log.contains("bans already in the kernel's sets are kept as they are"),
+        "{log}"
+    );
+    assert!(log.contains("DEBUG"), "debug lines are logged: {log}");
+    assert!(
+        !log.contains("listing the elements of set"),
+        "start listed a set:\n{log}"
+    );
     assert!(d.stop());
 }
 

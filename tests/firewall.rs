@@ -326,6 +326,71 @@ fn overlapping_bans_of_a_jail_agree_with_the_kernel() {
     );
 }
 
+/// IPv6 escalation against the real kernel: three addresses of
+/// 2001:db8:5::/64 banned from log lines ban the /64, and packets from a
+/// fourth address of it, never seen in the log, are dropped over a veth
+/// pair; the three address elements are gone from the hash set.
+#[test]
+fn escalated_prefix_drops_a_fourth_address() {
+    if !kernel_tests_possible("escalated_prefix_drops_a_fourth_address") {
+        return;
+    }
+    let pbx = NetNs::create("esc-pbx").unwrap();
+    let attacker = NetNs::create("esc-atk").unwrap();
+    NetNs::link(&pbx, "192.0.2.1/24", &attacker, "192.0.2.66/24").unwrap();
+    pbx.ip(&["addr", "add", "2001:db8:5::1/64", "dev", "veth0", "nodad"])
+        .unwrap();
+    // The fourth address: the only global one of the attacker.
+    attacker
+        .ip(&["addr", "add", "2001:db8:5::d/64", "dev", "veth1", "nodad"])
+        .unwrap();
+    let to: SocketAddr = "[2001:db8:5::1]:5060".parse().unwrap();
+    udp_echo(&pbx, to).unwrap();
+    wait_for("IPv6 on the veth pair", || {
+        udp_probe(&attacker, to, WAIT).unwrap().then_some(())
+    });
+
+    let s = Setup::asterisk("    ipv6_escalation: {prefix: 64, threshold: 3}\n");
+    let d = Daemon::start(&pbx, &s);
+    let lines: Vec<String> = ["a", "b"]
+        .iter()
+        .flat_map(|h| std::iter::repeat_n(registration(&format!("[2001:db8:5::{h}]")), 3))
+        .collect();
+    s.append(&lines.iter().map(String::as_str).collect::<Vec<_>>());
+    wait_for("two address bans", || {
+        s.status("asterisk").filter(|st| st["currently_banned"] == 2)
+    });
+    assert!(udp_probe(&attacker, to, WAIT).unwrap(), "no escalation yet: ::d passes");
+    let c = registration("[2001:db8:5::c]");
+    s.append(&[&c, &c, &c]);
+    let st = wait_for("the escalated /64", || {
+        s.status("asterisk")
+            .filter(|st| st["banned"][0]["ip"] == "2001:db8:5::/64")
+    });
+    assert_eq!(
+        st["banned"][0]["reason"], "escalated: 3 addresses in 2001:db8:5::/64",
+        "{st}"
+    );
+    assert_eq!(st["currently_banned"], 1, "{st}");
+    assert!(set_elements(&pbx, "asterisk_v6").is_empty());
+    let net = set_elements(&pbx, "asterisk_v6_net");
+    assert_eq!(net.len(), 1, "{net:?}");
+    assert_eq!(net[0].0, "2001:db8:5::/64");
+    assert!(
+        !udp_probe(&attacker, to, WAIT).unwrap(),
+        "packets from a fourth address of the escalated /64 pass"
+    );
+    assert!(
+        d.log()
+            .contains("Ban 2001:db8:5::/64 for 1h (escalated: 3 addresses in 2001:db8:5::/64)"),
+        "{}",
+        d.log()
+    );
+    let o = s.cli(&["unban", "2001:db8:5::/64"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(udp_probe(&attacker, to, WAIT).unwrap(), "unbanned prefix still drops");
+}
+
 /// Seed FAQ row 2: without CAP_NET_ADMIN, `nftban run` stops at once with
 /// a message that names the capability.
 #[test]

@@ -2,7 +2,7 @@
 //! print the answer for people (or JSON for scripts).
 
 use std::fmt::Write as _;
-use std::io::BufRead;
+use std::io::{BufRead, Write as _};
 
 use crate::cli::ConfigArg;
 use crate::config::{config_path, format_duration, parse_duration, socket_of};
@@ -26,22 +26,55 @@ fn ask<T: serde::de::DeserializeOwned>(c: &ConfigArg, req: &Request) -> anyhow::
     Ok(serde_json::from_value(resp.data)?)
 }
 
-/// `-` among the arguments means: read addresses from stdin, one per line
-/// (blank lines and `#` comments skipped).
-fn expand_stdin(addrs: Vec<String>) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::new();
-    for a in addrs {
+/// Addresses per request. `nftban ban -` of a million addresses goes as
+/// 100 requests, so neither side ever holds more than one chunk (its
+/// request, parsed list and answer): about 1 GB for a million in one
+/// request before, docs/performance.md "Memory".
+const CHUNK: usize = 10_000;
+
+/// Hand the addresses of `args` to `send` in chunks of [`CHUNK`], each
+/// checked before it goes. `-` among the arguments means: read addresses
+/// from stdin, one or more per line (blank lines and `#` comments
+/// skipped), streamed rather than read whole. An invalid address stops
+/// the reading: the chunks before it were already sent, and the error says
+/// how many addresses that was. With no address at all, one empty chunk is
+/// sent, for the daemon's own error.
+fn in_chunks(args: Vec<String>, mut send: impl FnMut(Vec<String>) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let mut chunk: Vec<String> = Vec::new();
+    let mut sent = 0usize;
+    let mut add = |a: String, chunk: &mut Vec<String>, sent: &mut usize| -> anyhow::Result<()> {
+        if let Err(e) = crate::matcher::parse_net(&a) {
+            let before = if *sent > 0 {
+                format!(" ({} addresses before it were sent already)", *sent)
+            } else {
+                String::new()
+            };
+            anyhow::bail!("`{a}`: {e}{before}");
+        }
+        chunk.push(a);
+        if chunk.len() >= CHUNK {
+            *sent += chunk.len();
+            send(std::mem::take(chunk))?;
+        }
+        Ok(())
+    };
+    for a in args {
         if a == "-" {
             for line in std::io::stdin().lock().lines() {
                 let line = line?;
-                let t = line.split('#').next().unwrap_or("").trim();
-                out.extend(t.split_whitespace().map(str::to_string));
+                let t = line.split('#').next().unwrap_or("");
+                for word in t.split_whitespace() {
+                    add(word.to_string(), &mut chunk, &mut sent)?;
+                }
             }
         } else {
-            out.push(a);
+            add(a, &mut chunk, &mut sent)?;
         }
     }
-    Ok(out)
+    if !chunk.is_empty() || sent == 0 {
+        send(chunk)?;
+    }
+    Ok(())
 }
 
 pub fn status(jail: Option<String>, json: bool, c: &ConfigArg) -> anyhow::Result<u8> {
@@ -73,7 +106,13 @@ pub fn format_jail(st: &JailStatus) -> String {
     let banned: Vec<String> = st
         .banned
         .iter()
-        .map(|b| format!("{} ({} left)", b.ip, format_duration(Duration::from_secs(b.expires_in))))
+        .map(|b| {
+            let left = format_duration(Duration::from_secs(b.expires_in));
+            match &b.reason {
+                Some(why) => format!("{} ({left} left; {why})", b.ip),
+                None => format!("{} ({left} left)", b.ip),
+            }
+        })
         .collect();
     let _ = writeln!(o, "Status for the jail: {}", st.name);
     let _ = writeln!(
@@ -147,10 +186,6 @@ pub fn format_all(st: &Status) -> String {
 }
 
 pub fn ban(addrs: Vec<String>, jail: String, bantime: Option<String>, c: &ConfigArg) -> anyhow::Result<u8> {
-    let addrs = expand_stdin(addrs)?;
-    for a in &addrs {
-        crate::matcher::parse_net(a).map_err(|e| anyhow::anyhow!("`{a}`: {e}"))?;
-    }
     let bantime = match bantime {
         Some(t) => Some(
             parse_duration(&t)
@@ -159,52 +194,117 @@ pub fn ban(addrs: Vec<String>, jail: String, bantime: Option<String>, c: &Config
         ),
         None => None,
     };
-    let r: BanResult = ask(
-        c,
-        &Request::Ban {
-            addrs,
-            jail: Some(jail),
-            bantime,
-        },
-    )?;
-    for b in &r.banned {
-        println!(
-            "banned {} in jail {} for {}",
-            b.ip,
-            r.jail,
-            format_duration(Duration::from_secs(b.expires_in))
-        );
-    }
-    for a in &r.already_covered {
-        println!("already banned: {a}");
-    }
-    for f in &r.failed {
-        eprintln!("nftban: not banned: {f}");
-    }
-    Ok(if r.banned.is_empty() || !r.failed.is_empty() {
-        1
-    } else {
-        0
-    })
+    // Printed chunk by chunk, so nothing grows with the number of addresses.
+    let (mut banned, mut failed) = (0usize, 0usize);
+    in_chunks(addrs, |addrs| {
+        let r: BanResult = ask(
+            c,
+            &Request::Ban {
+                addrs,
+                jail: Some(jail.clone()),
+                bantime,
+            },
+        )?;
+        let mut out = std::io::stdout().lock();
+        for b in &r.banned {
+            writeln!(
+                out,
+                "banned {} in jail {} for {}",
+                b.ip,
+                r.jail,
+                format_duration(Duration::from_secs(b.expires_in))
+            )?;
+        }
+        for a in &r.already_covered {
+            writeln!(out, "already banned: {a}")?;
+        }
+        for f in &r.failed {
+            eprintln!("nftban: not banned: {f}");
+        }
+        banned += r.banned.len();
+        failed += r.failed.len();
+        Ok(())
+    })?;
+    Ok(if banned == 0 || failed > 0 { 1 } else { 0 })
 }
 
 pub fn unban(addrs: Vec<String>, jail: Option<String>, c: &ConfigArg) -> anyhow::Result<u8> {
-    let addrs = expand_stdin(addrs)?;
-    for a in &addrs {
-        crate::matcher::parse_net(a).map_err(|e| anyhow::anyhow!("`{a}`: {e}"))?;
-    }
-    let r: UnbanResult = ask(c, &Request::Unban { addrs, jail })?;
-    for (ip, jail) in &r.unbanned {
-        println!("unbanned {ip} from jail {jail}");
-    }
-    for why in &r.not_banned {
-        eprintln!("nftban: {why}");
-    }
-    Ok(if r.unbanned.is_empty() { 1 } else { 0 })
+    let mut unbanned = 0usize;
+    in_chunks(addrs, |addrs| {
+        let r: UnbanResult = ask(
+            c,
+            &Request::Unban {
+                addrs,
+                jail: jail.clone(),
+            },
+        )?;
+        let mut out = std::io::stdout().lock();
+        for (ip, jail) in &r.unbanned {
+            writeln!(out, "unbanned {ip} from jail {jail}")?;
+        }
+        for why in &r.not_banned {
+            eprintln!("nftban: {why}");
+        }
+        unbanned += r.unbanned.len();
+        Ok(())
+    })?;
+    Ok(if unbanned == 0 { 1 } else { 0 })
 }
 
 pub fn reload(c: &ConfigArg) -> anyhow::Result<u8> {
     let said: String = ask(c, &Request::Reload)?;
     println!("{said}");
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(n: usize) -> Vec<String> {
+        (0..n as u32)
+            .map(|i| std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string())
+            .collect()
+    }
+
+    #[test]
+    fn addresses_go_in_chunks_of_ten_thousand() {
+        let mut sizes = Vec::new();
+        in_chunks(addrs(25_000), |c| {
+            sizes.push(c.len());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(sizes, [10_000, 10_000, 5_000]);
+        let mut sizes = Vec::new();
+        in_chunks(addrs(20_000), |c| {
+            sizes.push(c.len());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(sizes, [10_000, 10_000], "no empty request after a full chunk");
+        let mut sizes = Vec::new();
+        in_chunks(vec![], |c| {
+            sizes.push(c.len());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(sizes, [0], "the daemon says what is wrong with no address");
+    }
+
+    #[test]
+    fn an_invalid_address_stops_and_says_what_went_already() {
+        let mut list = addrs(15_000);
+        list[12_345] = "300.1.2.3".into();
+        let mut sent = 0;
+        let err = in_chunks(list, |c| {
+            sent += c.len();
+            Ok(())
+        })
+        .unwrap_err()
+        .to_string();
+        assert_eq!(sent, 10_000);
+        assert!(err.starts_with("`300.1.2.3`: "), "{err}");
+        assert!(err.ends_with("(10000 addresses before it were sent already)"), "{err}");
+    }
 }

@@ -144,6 +144,7 @@ pub struct DefaultsConfig {
     pub ignoreip: Option<Vec<String>>,
     pub bantime_increment: Option<IncrementConfig>,
     pub max_tracked: Option<usize>,
+    pub ipv6_escalation: Option<EscalationConfig>,
 }
 
 /// `bantime_increment:` — repeat offenders get longer bans: the n-th ban of
@@ -154,6 +155,19 @@ pub struct DefaultsConfig {
 pub struct IncrementConfig {
     pub factor: f64,
     pub max: Dur,
+}
+
+/// `ipv6_escalation:` — once a jail's running bans hold `threshold`
+/// distinct IPv6 addresses inside one `/prefix`, the jail bans the whole
+/// prefix: an IPv6 attacker usually holds a /64 (or more) and can hop to a
+/// fresh address for every attempt.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationConfig {
+    /// Length of the prefix banned, 1 to 127 (64 is a typical end site).
+    pub prefix: u8,
+    /// Distinct banned addresses inside one prefix that ban it, at least 2.
+    pub threshold: u32,
 }
 
 /// `recidive:` — across all jails, an address banned `maxretry` times
@@ -201,6 +215,8 @@ pub struct JailConfig {
     pub bantime_increment: Option<IncrementConfig>,
     /// Cap on addresses with failures tracked at once.
     pub max_tracked: Option<usize>,
+    /// Ban a whole IPv6 prefix once enough of its addresses are banned.
+    pub ipv6_escalation: Option<EscalationConfig>,
     /// A mode of the ruleset (`aggressive` for sshd): its rules are added.
     pub mode: Option<String>,
 }
@@ -227,6 +243,8 @@ pub struct Jail {
     pub ignoreip: Vec<IpNet>,
     pub increment: Option<IncrementConfig>,
     pub max_tracked: usize,
+    /// IPv6 prefix escalation; `None` (the default) never escalates.
+    pub escalation: Option<EscalationConfig>,
 }
 
 /// A validated configuration: everything the daemon needs, nothing left to check.
@@ -425,6 +443,27 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         &["defaults", "bantime_increment"],
         "defaults.bantime_increment",
     )?;
+    let check_escalation = |e: &Option<EscalationConfig>, keys: &[&str], key: &str| -> Result<(), ConfigError> {
+        match e {
+            Some(e) if !(1..=127).contains(&e.prefix) => Err(err(
+                &[keys, &["prefix"]].concat(),
+                format!("{key}.prefix: must be between 1 and 127 (got {})", e.prefix),
+            )),
+            Some(e) if e.threshold < 2 => Err(err(
+                &[keys, &["threshold"]].concat(),
+                format!(
+                    "{key}.threshold: must be at least 2 (banned addresses of one prefix; got {})",
+                    e.threshold
+                ),
+            )),
+            _ => Ok(()),
+        }
+    };
+    check_escalation(
+        &d.ipv6_escalation,
+        &["defaults", "ipv6_escalation"],
+        "defaults.ipv6_escalation",
+    )?;
     let def_max_tracked = d.max_tracked.unwrap_or(crate::tracker::DEFAULT_MAX_TRACKED);
     if def_max_tracked == 0 {
         return Err(err(
@@ -558,6 +597,12 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
             &format!("jails.{name}.bantime_increment"),
         )?;
         let increment = j.bantime_increment.or(d.bantime_increment);
+        check_escalation(
+            &j.ipv6_escalation,
+            &at("ipv6_escalation"),
+            &format!("jails.{name}.ipv6_escalation"),
+        )?;
+        let escalation = j.ipv6_escalation.or(d.ipv6_escalation);
         let max_tracked = j.max_tracked.unwrap_or(def_max_tracked);
         if max_tracked == 0 {
             return Err(err(
@@ -579,6 +624,7 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
             ignoreip,
             increment,
             max_tracked,
+            escalation,
         });
     }
 

@@ -58,6 +58,10 @@ pub struct Banned {
     pub ip: String,
     /// Seconds until the kernel lifts the ban.
     pub expires_in: u64,
+    /// Why, when it is not the jail's usual rule: `escalated: 3 addresses
+    /// in 2001:db8:1:2::/64` for an IPv6 escalation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One source of a jail, and why it may be silent.

@@ -7,8 +7,9 @@
 //! [`Engine::flush`], one netlink batch for the whole burst.
 //!
 //! The ban record mirrors the kernel: what nftban added, with expiry times.
-//! It is rebuilt from the kernel's sets at start, so a restart keeps and
-//! shows the bans that are still running.
+//! It is rebuilt from the ban history at start (never by listing the
+//! kernel's sets), so a restart keeps and shows the bans that are still
+//! running.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
@@ -18,7 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
 
-use crate::config::{format_duration, Config, IncrementConfig, MANUAL_JAIL, RECIDIVE_JAIL};
+use crate::config::{format_duration, Config, EscalationConfig, IncrementConfig, MANUAL_JAIL, RECIDIVE_JAIL};
 use crate::control::protocol::{BanResult, Banned, JailStatus, SourceStatus, Status, UnbanResult};
 use crate::control::{Request, Response};
 use crate::firewall::netlink::monitor::Pauser;
@@ -58,6 +59,11 @@ pub struct JailState {
     pub sources: Vec<Arc<SourceStats>>,
     /// Longer bans for repeat offenders.
     pub increment: Option<IncrementConfig>,
+    /// Ban an IPv6 prefix once enough of its addresses are banned.
+    pub escalation: Option<EscalationConfig>,
+    /// Why a ban was made, for the bans whose jail rule does not say it
+    /// (escalated prefixes); shown by `status`.
+    pub reasons: HashMap<IpNet, String>,
     /// Bans per address since start, when there is no history to ask.
     times_banned: HashMap<IpNet, u32>,
 }
@@ -81,6 +87,8 @@ impl JailState {
                 .map(|f| Arc::new(SourceStats::new(f)))
                 .collect(),
             increment: None,
+            escalation: None,
+            reasons: HashMap::new(),
             times_banned: HashMap::new(),
         }
     }
@@ -140,6 +148,7 @@ impl Engine {
                 };
                 let mut state = JailState::new(&j.name, &j.ruleset, &j.files, &j.journal, policy);
                 state.increment = j.increment;
+                state.escalation = j.escalation;
                 // Jails reading the same file share its reader and its stats.
                 for (k, f) in j.files.iter().enumerate() {
                     let own = Arc::clone(&state.sources[k]);
@@ -241,6 +250,7 @@ impl Engine {
                 at: now,
                 expires: now + b.timeout,
                 origin,
+                reason: None,
             })
             .collect();
         if let Err(e) = store.record_bans(&records) {
@@ -253,90 +263,79 @@ impl Engine {
         }
     }
 
-    /// Create or adopt the kernel table, then restore the bans that are
-    /// still running: from the history when there is one (all in one batch,
-    /// never by listing the kernel's sets), else from the kernel's sets.
-    /// Returns how many bans were restored or adopted.
+    /// Create or adopt the kernel table, then restore the bans the history
+    /// says are still running, all in one batch. The kernel's sets are never
+    /// listed (listing a million elements takes over a minute in the
+    /// kernel): setup creates only what is missing and never flushes a set,
+    /// so bans already in the kernel stay there with their own timeouts,
+    /// and re-adding the history's bans is idempotent. Without history (a
+    /// first start, a deleted database) the record starts empty: bans left
+    /// in the kernel keep dropping until they expire, but `status` does not
+    /// show them. Returns how many bans were restored.
     pub fn start(&mut self, config: &Config) -> crate::firewall::Result<usize> {
         self.firewall.setup(&config.table_spec())?;
         let now = SystemTime::now();
-        let from_history = match self
-            .store
-            .as_ref()
-            .map(|s| s.is_empty().and_then(|empty| Ok((empty, s.active(now)?))))
-        {
-            Some(Ok((false, active))) => Some(active),
-            Some(Ok((true, _))) | None => None,
+        let active = match self.store.as_ref().map(|s| s.active(now)) {
+            Some(Ok(active)) => active,
+            None => Vec::new(),
             Some(Err(e)) => {
                 self.store_errors += 1;
-                tracing::error!(error = %e, "cannot read the ban history; adopting the kernel's bans instead");
-                None
+                tracing::error!(
+                    error = %e,
+                    "cannot read the ban history: no ban restored (bans still in the kernel stay until they expire)"
+                );
+                Vec::new()
             }
         };
         self.seed_recidive(now);
-        match from_history {
-            Some(active) => {
-                let mut restore = Vec::with_capacity(active.len());
-                let mut removed = std::collections::BTreeSet::new();
-                for ban in active {
-                    let Some(jail) = self.jails.iter_mut().find(|j| j.name == ban.jail) else {
-                        // The jail left the config: its bans are lifted
-                        // (setup removed its sets) and not restored again.
-                        removed.insert(ban.jail);
-                        continue;
-                    };
-                    let left = ban.expires.duration_since(now).unwrap_or_default();
-                    if left.is_zero() {
-                        continue;
-                    }
-                    jail.bans.insert(ban.net, ban.expires);
-                    restore.push(Ban {
-                        jail: ban.jail,
-                        net: ban.net,
-                        timeout: left,
-                    });
-                }
-                // Restored bans the kernel refuses (a set that became
-                // smaller, say) are logged and dropped like any refusal.
-                if let Some(store) = self.store.as_mut() {
-                    for jail in &removed {
-                        tracing::info!("jail {jail} left the config: its bans are lifted");
-                        if store.record_jail_removed(jail, now).is_err() {
-                            self.store_errors += 1;
-                        }
-                    }
-                }
-                let batches = self.firewall.batches();
-                let refused = self.push(&restore).len();
-                if !restore.is_empty() {
-                    let batches = self.firewall.batches() - batches;
-                    tracing::info!(
-                        "restored {} bans in {batches} netlink batch{}",
-                        restore.len() - refused,
-                        if batches == 1 { "" } else { "es" }
-                    );
-                }
-                Ok(restore.len() - refused)
+        let mut restore = Vec::with_capacity(active.len());
+        let mut removed = std::collections::BTreeSet::new();
+        for ban in active {
+            let Some(jail) = self.jails.iter_mut().find(|j| j.name == ban.jail) else {
+                // The jail left the config: its bans are lifted
+                // (setup removed its sets) and not restored again.
+                removed.insert(ban.jail);
+                continue;
+            };
+            let left = ban.expires.duration_since(now).unwrap_or_default();
+            if left.is_zero() {
+                continue;
             }
-            None => {
-                // No history yet: learn what an earlier run (or another
-                // nftban) left in the kernel, once.
-                let mut adopted = Vec::new();
-                for jail in &mut self.jails {
-                    for el in self.firewall.list(&jail.name)? {
-                        let left = el.expires_in.unwrap_or(Duration::from_secs(u32::MAX as u64));
-                        jail.bans.insert(el.net, now + left);
-                        adopted.push(Ban {
-                            jail: jail.name.clone(),
-                            net: el.net,
-                            timeout: left,
-                        });
-                    }
+            jail.bans.insert(ban.net, ban.expires);
+            if let Some(why) = ban.reason {
+                jail.reasons.insert(ban.net, why);
+            }
+            restore.push(Ban {
+                jail: ban.jail,
+                net: ban.net,
+                timeout: left,
+            });
+        }
+        if let Some(store) = self.store.as_mut() {
+            for jail in &removed {
+                tracing::info!("jail {jail} left the config: its bans are lifted");
+                if store.record_jail_removed(jail, now).is_err() {
+                    self.store_errors += 1;
                 }
-                self.record(&adopted, Origin::Adopted, now);
-                Ok(adopted.len())
             }
         }
+        if restore.is_empty() {
+            tracing::info!(
+                "no running ban in the history; bans already in the kernel's sets are kept as they are (not listed, not shown by status) until they expire"
+            );
+            return Ok(0);
+        }
+        // Restored bans the kernel refuses (a set that became smaller,
+        // say) are logged and dropped like any refusal.
+        let batches = self.firewall.batches();
+        let refused = self.push(&restore).len();
+        let batches = self.firewall.batches() - batches;
+        tracing::info!(
+            "restored {} bans in {batches} netlink batch{}",
+            restore.len() - refused,
+            if batches == 1 { "" } else { "es" }
+        );
+        Ok(restore.len() - refused)
     }
 
     /// Recidive counts bans across restarts: feed it the history's bans of
@@ -506,6 +505,109 @@ impl Engine {
                 if let Some(r) = self.recidive.filter(|&r| r != jail) {
                     self.failure(r, addr, at);
                 }
+                self.escalate(jail, addr, at);
+            }
+        }
+    }
+
+    /// IPv6 escalation (`ipv6_escalation`): once jail `jail`'s running bans
+    /// hold `threshold` distinct addresses inside the `/prefix` of `addr`,
+    /// ban that prefix with the jail's bantime (incremented for a repeat
+    /// prefix, and at least as long as the longest ban it replaces), record
+    /// it as escalated, then lift the bans it holds: the prefix covers them,
+    /// and an unban of one of them then says that the prefix holds it. If
+    /// the kernel refuses the prefix, the address bans stay as they were.
+    /// Counting is a range walk over the jail's bans inside the prefix, not
+    /// over all bans.
+    fn escalate(&mut self, jail: usize, addr: IpAddr, at: SystemTime) {
+        let (IpAddr::V6(v6), Some(esc)) = (addr, self.jails[jail].escalation) else {
+            return;
+        };
+        let Ok(prefix) = ipnet::Ipv6Net::new(v6, esc.prefix).map(|p| p.trunc()) else {
+            return;
+        };
+        let now = at.max(SystemTime::now());
+        let net = IpNet::V6(prefix);
+        let j = &self.jails[jail];
+        if covering(&j.bans, &net, now).is_some() {
+            return;
+        }
+        // Every ban inside the prefix sorts between its first address with
+        // length 0 and its last address with length 128.
+        let (Ok(lo), Ok(hi)) = (
+            ipnet::Ipv6Net::new(prefix.network(), 0),
+            ipnet::Ipv6Net::new(prefix.broadcast(), 128),
+        ) else {
+            return;
+        };
+        let inside: Vec<(IpNet, SystemTime)> = j
+            .bans
+            .range(IpNet::V6(lo)..=IpNet::V6(hi))
+            .filter(|(n, &t)| t > now && net.contains(*n))
+            .map(|(n, t)| (*n, *t))
+            .collect();
+        let hosts = inside.iter().filter(|(n, _)| n.prefix_len() == 128).count();
+        if hosts < esc.threshold as usize {
+            return;
+        }
+        // The address bans decided so far go in first, so the kernel and
+        // the record agree before some of them are lifted below.
+        self.flush();
+        let base = self.jails[jail].tracker.policy.bantime;
+        let longest = inside
+            .iter()
+            .map(|(_, t)| t.duration_since(now).unwrap_or_default())
+            .max()
+            .unwrap_or_default();
+        let bantime = self.incremented(jail, net, base).max(longest);
+        let reason = format!("escalated: {hosts} addresses in {prefix}");
+        let j = &mut self.jails[jail];
+        tracing::info!(jail = %j.name, "Ban {prefix} for {} ({reason})", format_duration(bantime));
+        j.bans.insert(net, now + bantime);
+        j.reasons.insert(net, reason.clone());
+        j.total_banned += 1;
+        *j.times_banned.entry(net).or_default() += 1;
+        let name = j.name.clone();
+        let ban = Ban {
+            jail: name.clone(),
+            net,
+            timeout: bantime,
+        };
+        if let Some(store) = self.store.as_mut() {
+            let record = BanRecord {
+                jail: name.clone(),
+                net,
+                at: now,
+                expires: now + bantime,
+                origin: Origin::Escalated,
+                reason: Some(reason),
+            };
+            if let Err(e) = store.record_bans(&[record]) {
+                self.store_errors += 1;
+                tracing::error!(error = %e, "could not write the escalated ban of {prefix} to the history");
+            }
+        }
+        if !self.push(std::slice::from_ref(&ban)).is_empty() {
+            self.jails[jail].reasons.remove(&net);
+            return;
+        }
+        let inner: Vec<IpNet> = inside.iter().map(|(n, _)| *n).collect();
+        if let Err(e) = self.firewall.delete(&name, &inner) {
+            // They stay in the kernel, covered by the prefix, and in the record.
+            self.kernel_errors += 1;
+            tracing::warn!(jail = %name, error = %e, "could not remove the bans inside escalated {prefix}");
+            return;
+        }
+        let j = &mut self.jails[jail];
+        for n in &inner {
+            j.bans.remove(n);
+            j.reasons.remove(n);
+        }
+        if let Some(store) = self.store.as_mut() {
+            for n in &inner {
+                if store.record_unban(Some(&name), n, now).is_err() {
+                    self.store_errors += 1;
+                }
             }
         }
     }
@@ -630,6 +732,10 @@ impl Engine {
     pub fn expire(&mut self, now: SystemTime) {
         for j in &mut self.jails {
             j.bans.retain(|_, &mut t| t > now);
+            if !j.reasons.is_empty() {
+                let bans = &j.bans;
+                j.reasons.retain(|net, _| bans.contains_key(net));
+            }
             j.tracker.prune(now);
         }
         self.purge(now);
@@ -702,6 +808,7 @@ impl Engine {
             .map(|(net, &t)| Banned {
                 ip: show_net(net),
                 expires_in: t.duration_since(now).unwrap_or_default().as_secs(),
+                reason: j.reasons.get(net).cloned(),
             })
             .collect();
         JailStatus {
@@ -808,10 +915,12 @@ impl Engine {
         let mut pending = Vec::new();
         for net in wanted {
             j.bans.insert(net, now + bantime);
+            j.reasons.remove(&net);
             j.total_banned += 1;
             result.banned.push(Banned {
                 ip: show_net(&net),
                 expires_in: bantime.as_secs(),
+                reason: None,
             });
             tracing::info!(jail = %name, "Ban {} for {} (by hand)", show_net(&net), format_duration(bantime));
             pending.push(Ban {
@@ -844,6 +953,17 @@ impl Engine {
                 tracing::error!(jail = %name, "could not restore the ban of {}: {why}", show_net(&ban.net));
             }
         }
+        // Bans by hand into a jail count for its IPv6 escalation too.
+        if self.jails[i].escalation.is_some() {
+            let hosts: Vec<IpAddr> = pending
+                .iter()
+                .filter(|b| b.net.prefix_len() == 128 && self.jails[i].bans.contains_key(&b.net))
+                .map(|b| b.net.addr())
+                .collect();
+            for addr in hosts {
+                self.escalate(i, addr, now);
+            }
+        }
         Response::ok(result)
     }
 
@@ -874,6 +994,7 @@ impl Engine {
             let mut inside = Vec::new();
             for j in self.jails.iter_mut().filter(|j| jail.is_none_or(|n| n == j.name)) {
                 if j.bans.remove(&net).is_some() {
+                    j.reasons.remove(&net);
                     found = true;
                     if let Err(e) = self.firewall.delete(&j.name, &[net]) {
                         self.kernel_errors += 1;

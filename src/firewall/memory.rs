@@ -2,6 +2,7 @@
 //! tests that must not need root and for dry runs.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,9 @@ pub struct Memory {
     pub counters: BTreeMap<String, Counter>,
     /// Calls of `add` with bans: one call is one kernel batch here.
     pub batches: u64,
+    /// How many times `list` ran; shared, so a test can check that the
+    /// engine never lists a set.
+    pub lists: Arc<AtomicUsize>,
 }
 
 impl Memory {
@@ -111,6 +115,7 @@ impl Firewall for Memory {
     }
 
     fn list(&mut self, jail: &str) -> Result<Vec<Element>> {
+        self.lists.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         Ok(self
             .sets

@@ -231,7 +231,9 @@ pub struct Refused {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The kernel has no nf_tables (module missing or not built in).
-    #[error("nf_tables is not available in this kernel (is the nf_tables module loaded?): {0}")]
+    #[error(
+        "nf_tables is not available in this kernel: load the nf_tables module (modprobe nf_tables) or use a kernel with CONFIG_NF_TABLES ({0})"
+    )]
     NotSupported(#[source] std::io::Error),
     /// The process lacks CAP_NET_ADMIN in its network namespace.
     #[error(
@@ -268,8 +270,10 @@ pub trait Firewall: Send {
     /// (already expired) is not an error.
     fn delete(&mut self, jail: &str, nets: &[IpNet]) -> Result<()>;
 
-    /// List a jail's elements with their remaining time. Only used at start
-    /// to learn the bans an earlier run left in the kernel.
+    /// List a jail's elements with their remaining time. The daemon never
+    /// calls it (a set of a million elements takes over a minute to list;
+    /// nftban keeps its own record in the ban history instead): it is for
+    /// `nftban demo`, tests and benchmarks.
     fn list(&mut self, jail: &str) -> Result<Vec<Element>>;
 
     /// Remove the conntrack entries whose original source lies in one of

@@ -25,8 +25,8 @@ use crate::sources::file::Position;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Schema version this build writes. 1: bans. 2: file positions.
-/// 3: journal cursors.
-const VERSION: i64 = 3;
+/// 3: journal cursors. 4: a ban's reason (IPv6 escalation).
+const VERSION: i64 = 4;
 
 /// Errors of the ban history.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +55,12 @@ pub enum Origin {
     /// `nftban ban`.
     Manual,
     /// Found in the kernel when the history was empty (first start).
+    /// Written by earlier versions only: nftban no longer lists the
+    /// kernel's sets at start.
     Adopted,
+    /// An IPv6 prefix banned because enough of its addresses were
+    /// (`ipv6_escalation`); the record's reason says how many.
+    Escalated,
 }
 
 impl Origin {
@@ -64,6 +69,7 @@ impl Origin {
             Origin::Auto => "auto",
             Origin::Manual => "manual",
             Origin::Adopted => "adopted",
+            Origin::Escalated => "escalated",
         }
     }
 }
@@ -76,6 +82,9 @@ pub struct BanRecord {
     pub at: SystemTime,
     pub expires: SystemTime,
     pub origin: Origin,
+    /// Why, in words, when the origin alone does not say it
+    /// (`escalated: 3 addresses in 2001:db8:1:2::/64`).
+    pub reason: Option<String>,
 }
 
 /// A ban still running, as read back at start.
@@ -84,6 +93,8 @@ pub struct ActiveBan {
     pub jail: String,
     pub net: IpNet,
     pub expires: SystemTime,
+    /// The reason of the record with the latest expiry, if it had one.
+    pub reason: Option<String>,
 }
 
 /// The ban history database.
@@ -191,6 +202,15 @@ impl Store {
             )
             .map_err(|e| self.sql(e))?;
         }
+        if version < 4 {
+            c.execute_batch(
+                "BEGIN;
+                 ALTER TABLE bans ADD COLUMN reason TEXT;
+                 PRAGMA user_version = 4;
+                 COMMIT;",
+            )
+            .map_err(|e| self.sql(e))?;
+        }
         Ok(())
     }
 
@@ -219,7 +239,7 @@ impl Store {
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT INTO bans (jail, net, banned_at, expires_at, origin) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO bans (jail, net, banned_at, expires_at, origin, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(sql)?;
             for b in bans {
@@ -228,7 +248,8 @@ impl Store {
                     b.net.to_string(),
                     secs(b.at),
                     secs(b.expires),
-                    b.origin.as_str()
+                    b.origin.as_str(),
+                    b.reason
                 ])
                 .map_err(sql)?;
             }
@@ -294,23 +315,29 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT jail, net, MAX(expires_at) FROM bans
+                "SELECT jail, net, MAX(expires_at), reason FROM bans
                  WHERE unbanned_at IS NULL AND expires_at > ?1 GROUP BY jail, net",
             )
             .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map(params![secs(now)], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
             })
             .map_err(|e| self.sql(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (jail, net, expires) = row.map_err(|e| self.sql(e))?;
+            let (jail, net, expires, reason) = row.map_err(|e| self.sql(e))?;
             match net.parse::<IpNet>() {
                 Ok(net) => out.push(ActiveBan {
                     jail,
                     net,
                     expires: time(expires),
+                    reason,
                 }),
                 Err(_) => tracing::warn!(%net, "ban database holds an unreadable address; skipped"),
             }
@@ -318,8 +345,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Whether the history has any row at all (a fresh database adopts the
-    /// kernel's bans once).
+    /// Whether the history has any row at all.
     pub fn is_empty(&self) -> Result<bool> {
         let row: Option<i64> = self
             .conn

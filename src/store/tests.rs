@@ -11,6 +11,7 @@ fn ban(jail: &str, net: &str, at: u64, len: u64) -> BanRecord {
         at: t(at),
         expires: t(at + len),
         origin: Origin::Auto,
+        reason: None,
     }
 }
 
@@ -45,12 +46,14 @@ fn active_bans_survive_reopen_with_latest_expiry() {
             ActiveBan {
                 jail: "asterisk".into(),
                 net: "2001:db8::/64".parse().unwrap(),
-                expires: t(1000)
+                expires: t(1000),
+                reason: None,
             },
             ActiveBan {
                 jail: "sshd".into(),
                 net: "198.51.100.1/32".parse().unwrap(),
-                expires: t(150)
+                expires: t(150),
+                reason: None,
             },
         ]
     );
@@ -135,6 +138,7 @@ fn a_hundred_thousand_bans_in_one_transaction() {
             at: t(0),
             expires: t(3600),
             origin: Origin::Auto,
+            reason: None,
         })
         .collect();
     s.record_bans(&bans).unwrap();
@@ -176,6 +180,23 @@ fn positions_are_saved_and_a_version_1_file_is_migrated() {
     assert_eq!(got.len(), 1);
     assert_eq!(got["/var/log/auth.log"], Position { offset: 456, ..p });
     let v: i64 = s.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(v, 3);
+    assert_eq!(v, 4);
     assert_eq!(s.cursors().unwrap()["journal:A=b"], "s=1;i=2");
+}
+
+#[test]
+fn an_escalated_prefix_keeps_its_reason() {
+    let (_dir, mut s) = open();
+    let why = "escalated: 3 addresses in 2001:db8:1:2::/64";
+    s.record_bans(&[BanRecord {
+        origin: Origin::Escalated,
+        reason: Some(why.into()),
+        ..ban("asterisk", "2001:db8:1:2::/64", 0, 100)
+    }])
+    .unwrap();
+    let active = s.active(t(1)).unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].reason.as_deref(), Some(why));
+    let origin: String = s.conn.query_row("SELECT origin FROM bans", [], |r| r.get(0)).unwrap();
+    assert_eq!(origin, "escalated");
 }

@@ -185,8 +185,11 @@ fn bad_requests_name_the_fault() {
     assert!(!r.ok);
 }
 
+/// A start with no history neither lists the kernel's sets nor touches
+/// their elements: a ban an earlier run left keeps its element and its
+/// timeout, and is simply not in the record.
 #[test]
-fn restart_adopts_bans_already_in_the_kernel() {
+fn start_without_history_keeps_the_kernels_bans_without_listing_them() {
     let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
     let mut fw = Memory::new();
     fw.add(&[Ban {
@@ -195,16 +198,32 @@ fn restart_adopts_bans_already_in_the_kernel() {
         timeout: Duration::from_secs(100),
     }])
     .unwrap();
-    let mut e = Engine::new(&config, Box::new(fw));
-    assert_eq!(e.start(&config).unwrap(), 1);
+    let lists = Arc::clone(&fw.lists);
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::Store::open(&dir.path().join("nftban.db")).unwrap();
+    let mut e = Engine::new(&config, Box::new(fw)).with_store(store);
+    assert_eq!(e.start(&config).unwrap(), 0);
     let st: JailStatus = data(e.handle(
         Request::Status {
             jail: Some("asterisk".into()),
         },
         SystemTime::now(),
     ));
-    assert_eq!(st.banned.len(), 1);
-    assert!(st.banned[0].expires_in <= 100);
+    assert!(st.banned.is_empty());
+    assert_eq!(
+        lists.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "start listed a set"
+    );
+    // The same element with its own timeout still running down.
+    let kept = e.firewall.list("asterisk").unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(show_net(&kept[0].net), "198.51.100.1");
+    let left = kept[0].expires_in.unwrap();
+    assert!(
+        left <= Duration::from_secs(100) && left > Duration::from_secs(50),
+        "{left:?}"
+    );
 }
 
 #[test]
@@ -539,4 +558,116 @@ fn status_sums_the_counters_of_a_jails_sets() {
     );
     let text = crate::commands::client::format_jail(&st.jails[0]);
     assert!(text.contains("|- Dropped:          6 packets, 280 bytes\n"), "{text}");
+}
+
+const ESCALATING: &str = "\
+defaults: {findtime: 10m, maxretry: 1, bantime: 1h}
+jails:
+  asterisk:
+    ruleset: asterisk
+    files: [/var/log/asterisk/messages]
+    ipv6_escalation: {prefix: 64, threshold: 3}
+  sshd:
+    ruleset: sshd
+    files: [/var/log/auth.log]
+";
+
+/// Three banned addresses of one /64 ban the /64 (recorded with its
+/// reason, shown by status, restored after a restart); the addresses go,
+/// a fourth address of the /64 is covered, an unban of one inside names
+/// the prefix, and an unban of the prefix lifts it. Jails without the
+/// option and addresses of other /64s never escalate.
+#[test]
+fn three_addresses_of_a_slash_64_escalate_to_the_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nftban.db");
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), ESCALATING).unwrap();
+    let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(crate::store::Store::open(&db).unwrap());
+    e.start(&config).unwrap();
+    let now = SystemTime::now();
+    for a in ["2001:db8:1:2::a", "2001:db8:1:3::b", "2001:db8:1:2::b"] {
+        e.failure(0, a.parse().unwrap(), now);
+        e.failure(1, a.parse().unwrap(), now);
+    }
+    e.flush();
+    // Two in 2001:db8:1:2::/64, one in another /64: no escalation yet.
+    assert_eq!(
+        kernel(&mut e, "asterisk"),
+        ["2001:db8:1:2::a", "2001:db8:1:2::b", "2001:db8:1:3::b"]
+    );
+    e.failure(0, "2001:db8:1:2::c".parse().unwrap(), now);
+    e.failure(1, "2001:db8:1:2::c".parse().unwrap(), now);
+    e.flush();
+    let why = "escalated: 3 addresses in 2001:db8:1:2::/64";
+    assert_eq!(kernel(&mut e, "asterisk"), ["2001:db8:1:2::/64", "2001:db8:1:3::b"]);
+    assert_eq!(kernel(&mut e, "sshd").len(), 4, "sshd has no escalation");
+    let st: JailStatus = data(e.handle(
+        Request::Status {
+            jail: Some("asterisk".into()),
+        },
+        now,
+    ));
+    let prefix = st.banned.iter().find(|b| b.ip == "2001:db8:1:2::/64").unwrap();
+    assert_eq!(prefix.reason.as_deref(), Some(why));
+    assert!(prefix.expires_in > 3500 && prefix.expires_in <= 3600);
+    assert_eq!(st.total_banned, 5);
+
+    // A fourth address of the /64 is already covered: nothing new.
+    e.failure(0, "2001:db8:1:2::d".parse().unwrap(), now);
+    e.flush();
+    assert_eq!(kernel(&mut e, "asterisk"), ["2001:db8:1:2::/64", "2001:db8:1:3::b"]);
+    let r: UnbanResult = data(e.handle(
+        Request::Unban {
+            addrs: vec!["2001:db8:1:2::a".into()],
+            jail: Some("asterisk".into()),
+        },
+        now,
+    ));
+    assert_eq!(
+        r.not_banned,
+        ["2001:db8:1:2::a is inside banned prefix 2001:db8:1:2::/64 in jail asterisk; unban the prefix to lift it"]
+    );
+
+    // The history holds the prefix with its reason, not the lifted addresses.
+    drop(e);
+    let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(crate::store::Store::open(&db).unwrap());
+    e.start(&config).unwrap();
+    assert_eq!(kernel(&mut e, "asterisk"), ["2001:db8:1:2::/64", "2001:db8:1:3::b"]);
+    let st: JailStatus = data(e.handle(
+        Request::Status {
+            jail: Some("asterisk".into()),
+        },
+        now,
+    ));
+    assert_eq!(st.banned[0].reason.as_deref(), Some(why));
+    let r: UnbanResult = data(e.handle(
+        Request::Unban {
+            addrs: vec!["2001:db8:1:2::/64".into()],
+            jail: None,
+        },
+        now,
+    ));
+    assert_eq!(r.unbanned, [("2001:db8:1:2::/64".to_string(), "asterisk".to_string())]);
+    assert_eq!(kernel(&mut e, "asterisk"), ["2001:db8:1:3::b"]);
+    assert_eq!(e.store_errors + e.kernel_errors, 0);
+}
+
+#[test]
+fn escalation_values_are_checked() {
+    for (bad, says) in [
+        (
+            "{prefix: 128, threshold: 3}",
+            "prefix: must be between 1 and 127 (got 128)",
+        ),
+        ("{prefix: 0, threshold: 3}", "prefix: must be between 1 and 127 (got 0)"),
+        ("{prefix: 64, threshold: 1}", "threshold: must be at least 2"),
+    ] {
+        let text = ESCALATING.replace("{prefix: 64, threshold: 3}", bad);
+        let err = Config::from_text(Path::new("/x/nftban.yaml"), &text)
+            .unwrap_err()
+            .to_string();
+        // The line of the flow mapping that holds the bad value.
+        assert!(err.starts_with("/x/nftban.yaml:6:"), "{err}");
+        assert!(err.contains(&format!("jails.asterisk.ipv6_escalation.{says}")), "{err}");
+    }
 }

@@ -46,16 +46,11 @@ impl Netlink {
     /// [`Error::PermissionDenied`] without CAP_NET_ADMIN.
     pub fn open() -> Result<Netlink> {
         let mut sock = NfSocket::open().map_err(|e| match e.raw_os_error() {
-            Some(libc::EPROTONOSUPPORT | libc::EAFNOSUPPORT) => Error::NotSupported(e),
-            Some(libc::EPERM | libc::EACCES) => Error::PermissionDenied,
-            _ => Error::Io(e),
+            Some(errno) => open_error(errno, "open a NETLINK_NETFILTER socket"),
+            None => Error::Io(e),
         })?;
         sock.probe().map_err(|f| match f {
-            Failure::Kernel {
-                errno: libc::EPERM | libc::EACCES,
-                ..
-            } => Error::PermissionDenied,
-            Failure::Kernel { errno, .. } => Error::NotSupported(io::Error::from_raw_os_error(errno)),
+            Failure::Kernel { what, errno } => open_error(errno, &what),
             Failure::Io(e) => Error::Io(e),
         })?;
         Ok(Netlink {
@@ -156,6 +151,27 @@ fn wanted_sets(spec: &TableSpec) -> BTreeMap<String, SetDef> {
         .flat_map(|jail| jail_sets(jail))
         .map(|d| (d.name.clone(), d))
         .collect()
+}
+
+/// What an errno met while opening nf_tables (creating the socket, or the
+/// GETGEN probe) means. Without nfnetlink the socket cannot be created
+/// (EPROTONOSUPPORT from netlink_create, EAFNOSUPPORT without netlink at
+/// all). With nfnetlink but no nf_tables subsystem registered (module not
+/// loaded and not loadable), nfnetlink answers a plain request such as
+/// GETGEN with EINVAL (nfnetlink_rcv_msg) and a batch with EOPNOTSUPP
+/// (nfnetlink_rcv_batch). Each of these says nf_tables is missing; EPERM
+/// and EACCES say the capability is.
+fn open_error(errno: i32, what: &str) -> Error {
+    match errno {
+        libc::EPERM | libc::EACCES => Error::PermissionDenied,
+        libc::EPROTONOSUPPORT | libc::EAFNOSUPPORT | libc::EOPNOTSUPP | libc::EINVAL => {
+            Error::NotSupported(io::Error::from_raw_os_error(errno))
+        }
+        _ => Error::Kernel {
+            what: what.into(),
+            error: io::Error::from_raw_os_error(errno),
+        },
+    }
 }
 
 /// Map a socket failure to the firewall's error.
@@ -433,6 +449,8 @@ impl Firewall for Netlink {
     fn list(&mut self, jail: &str) -> Result<Vec<Element>> {
         let mut out = Vec::new();
         for d in jail_sets(jail) {
+            // Tests of the daemon check that this line never appears.
+            tracing::debug!("listing the elements of set {} (a GETSETELEM dump)", d.name);
             let raw = self.raw_elements(&d.name, d.family)?;
             if d.interval {
                 out.extend(dump::pair(d.family, raw));

@@ -727,3 +727,32 @@ fn forget_connections_removes_entries_of_banned_sources_only() {
     // Nothing left to remove is no error.
     assert_eq!(fw.forget_connections(&[net("127.0.0.2")]).unwrap(), 0);
 }
+
+/// The errnos a kernel without nf_tables gives (the real case cannot be
+/// produced here: nf_tables is built into this kernel, so it cannot be
+/// unloaded) map to one message that says what to do; permission errors
+/// name the capability; anything else stays a plain kernel error.
+#[test]
+fn a_missing_nf_tables_is_named_with_what_to_do() {
+    let want = "nf_tables is not available in this kernel: load the nf_tables module (modprobe nf_tables) or use a kernel with CONFIG_NF_TABLES";
+    for errno in [
+        libc::EPROTONOSUPPORT,
+        libc::EAFNOSUPPORT,
+        libc::EOPNOTSUPP,
+        libc::EINVAL,
+    ] {
+        let e = super::open_error(errno, "read the nf_tables generation");
+        assert!(matches!(e, Error::NotSupported(_)), "{errno}: {e:?}");
+        assert!(e.to_string().starts_with(want), "{e}");
+    }
+    for errno in [libc::EPERM, libc::EACCES] {
+        let e = super::open_error(errno, "read the nf_tables generation");
+        assert!(e.to_string().contains("needs CAP_NET_ADMIN"), "{e}");
+    }
+    let e = super::open_error(libc::ENOBUFS, "read the nf_tables generation");
+    assert!(
+        e.to_string()
+            .starts_with("kernel refused to read the nf_tables generation"),
+        "{e}"
+    );
+}
