@@ -238,6 +238,8 @@ pub struct SourceMatcher<'m> {
     results: Vec<LineMatch>,
     dates: DateParser,
     need_date: bool,
+    /// Some literal holds a `\n`: lines cannot be skipped by a buffer scan.
+    has_newline: bool,
 }
 
 /// A matcher owned by the daemon (`Arc`) or borrowed (tests, `nftban test`).
@@ -293,6 +295,7 @@ impl<'m> SourceMatcher<'m> {
                 slot += 1;
             }
         }
+        let has_newline = literals.iter().any(|l| l.contains(&b'\n'));
         let free = make_overlap_free(&mut literals, &mut by_pattern);
         // Literals are short and few; building cannot fail for them.
         let gate = if literals.is_empty() {
@@ -335,6 +338,7 @@ impl<'m> SourceMatcher<'m> {
             first,
             locs,
             dates: DateParser::new(formats.as_deref(), zone),
+            has_newline,
         }
     }
 
@@ -411,6 +415,33 @@ impl<'m> SourceMatcher<'m> {
         self.results.iter().any(|r| !matches!(r, LineMatch::Missed))
     }
 
+    /// Whether [`Self::next_candidate`] can pass over lines: every rule
+    /// needs a literal, the gate finds them, and no literal holds a newline
+    /// (so every occurrence lies inside one line).
+    pub fn skips_lines(&self) -> bool {
+        self.gate.is_some() && !self.need.is_empty() && !self.need.contains(&0) && !self.has_newline
+    }
+
+    /// Whole-buffer scanning (ripgrep's way): the first line of `block`
+    /// starting at or after `from` (a line start) that holds a literal, as
+    /// `(start, end)` without its `\n`. Lines before it are `Missed` for
+    /// every jail: [`Self::match_line`] would say so, since it dismisses
+    /// lines without literals. So one SIMD literal scan passes over the
+    /// ordinary lines without even finding where they end. Without
+    /// [`Self::skips_lines`], every line is a candidate.
+    pub fn next_candidate(&self, block: &[u8], from: usize) -> Option<(usize, usize)> {
+        if from >= block.len() {
+            return None;
+        }
+        let hit = match &self.gate {
+            Some(gate) if self.skips_lines() => gate.find_from(block, from)?,
+            _ => from,
+        };
+        let start = memchr::memrchr(b'\n', &block[from..hit]).map_or(from, |i| from + i + 1);
+        let end = memchr::memchr(b'\n', &block[hit..]).map_or(block.len(), |i| hit + i);
+        Some((start, end))
+    }
+
     /// The date at the start of `line`, in the formats of this source's rulesets.
     pub fn parse_date(&mut self, line: &str, now: SystemTime) -> Option<Found> {
         self.dates.parse(line, now)
@@ -439,6 +470,18 @@ impl Gate {
                 .build(literals)
                 .ok()
                 .map(Gate::Automaton),
+        }
+    }
+
+    /// Start of the leftmost match at or after `from`.
+    fn find_from(&self, hay: &[u8], from: usize) -> Option<usize> {
+        match self {
+            Gate::Packed(p) => p
+                .find_in(hay, aho_corasick::Span::from(from..hay.len()))
+                .map(|m| m.start()),
+            Gate::Automaton(a) => a
+                .find(aho_corasick::Input::new(hay).span(from..hay.len()))
+                .map(|m| m.start()),
         }
     }
 
@@ -531,4 +574,4 @@ fn compile(re: &str) -> Result<Regex, regex::Error> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -244,3 +244,72 @@ fn sshd_aggressive_extends_sshd() {
         LineMatch::Failure { .. }
     ));
 }
+
+/// A log of every shipped ruleset's example lines, mixed with ordinary
+/// lines, CRLF endings, empty lines and invalid UTF-8 (for scanning tests).
+pub(crate) fn mixed_log() -> Vec<u8> {
+    let mut examples = Vec::new();
+    for (name, _) in crate::matcher::ruleset::SHIPPED {
+        examples.extend(Ruleset::shipped(name).unwrap().examples.into_iter().map(|e| e.line));
+    }
+    let mut log = Vec::new();
+    for i in 0..7 {
+        for (j, e) in examples.iter().enumerate() {
+            log.extend_from_slice(
+                format!("Jan  1 00:00:{:02} host cron[{i}{j}]: ordinary line {j}\n", j % 60).as_bytes(),
+            );
+            log.extend_from_slice(e.as_bytes());
+            log.extend_from_slice(match (i + j) % 5 {
+                0 => b"\r\n" as &[u8],
+                1 => b"\n\n",
+                2 => b" \xff\n",
+                _ => b"\n",
+            });
+        }
+    }
+    log.extend_from_slice(examples[0].as_bytes()); // a last line without `\n`
+    log
+}
+
+/// Whole-buffer scanning: every line [`SourceMatcher::next_candidate`]
+/// passes over is `Missed` for every jail of every shipped ruleset (and
+/// for all of them on one source), so skipping it changes no answer.
+#[test]
+fn lines_between_candidates_are_missed() {
+    let log = mixed_log();
+    let all: Vec<Matcher> = crate::matcher::ruleset::SHIPPED
+        .iter()
+        .map(|(n, _)| shipped(n))
+        .collect();
+    let mut sources: Vec<SourceMatcher> = all.iter().map(SourceMatcher::single).collect();
+    sources.push(SourceMatcher::new(
+        all.iter().map(MatcherRef::Borrowed).collect(),
+        Zone::Local,
+    ));
+    let now = std::time::SystemTime::now();
+    let body = log.strip_suffix(b"\n").unwrap_or(&log);
+    for sm in &mut sources {
+        assert!(sm.skips_lines());
+        let mut candidates = std::collections::HashSet::new();
+        let mut from = 0;
+        while let Some((s, e)) = sm.next_candidate(&log, from) {
+            assert!(s >= from && e >= s && (e == log.len() || log[e] == b'\n'));
+            assert!(s == 0 || log[s - 1] == b'\n');
+            candidates.insert(s);
+            from = e + 1;
+        }
+        let (mut start, mut matched, mut skipped) = (0, 0, 0);
+        for line in body.split(|&b| b == b'\n') {
+            let text = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line)).into_owned();
+            sm.match_line(&text, now);
+            if candidates.contains(&start) {
+                matched += usize::from(sm.any_match());
+            } else {
+                skipped += 1;
+                assert!(!sm.any_match(), "skipped but matches: {text}");
+            }
+            start += line.len() + 1;
+        }
+        assert!(matched > 0 && skipped > matched, "{matched} matched, {skipped} skipped");
+    }
+}
