@@ -37,6 +37,9 @@ struct Rule {
     /// Sets of strings: every line the rule matches contains one string of
     /// each set. Empty: the regex runs on every line.
     literal: Vec<Vec<Vec<u8>>>,
+    /// The rule without the ruleset's prefix, `^(?:RULE)`, and its `host`
+    /// group: captures on the text after the prefix (see [`Matcher::captures`]).
+    tail: Option<(Regex, usize)>,
 }
 
 /// A compiled ruleset.
@@ -52,6 +55,8 @@ pub struct Matcher {
     pref: Option<(Regex, usize)>,
     /// Match on the line without its leading date (imported fail2ban filters).
     strip_date: bool,
+    /// `^(?:PREFIX)`: where its first (leftmost-first) match ends, the rules' tails start.
+    prefix: Option<Regex>,
     /// Date formats of the ruleset (`None`: all).
     pub dates: Option<Vec<DateFormat>>,
 }
@@ -87,10 +92,21 @@ impl Matcher {
                 .capture_names()
                 .position(|n| n == Some(HOST_GROUP))
                 .ok_or_else(|| ruleset.rule_error(i, "no <HOST> group".into()))?;
+            // Look-arounds would see other context in the tail: no split then.
+            let plain = only_end_looks(&expanded);
+            let tail = if ruleset.prefix.is_empty() || !plain {
+                None
+            } else {
+                compile(&format!("^(?:{expanded})")).ok().and_then(|t| {
+                    let h = t.capture_names().position(|n| n == Some(HOST_GROUP))?;
+                    Some((t, h))
+                })
+            };
             rules.push(Rule {
                 regex,
                 host,
                 literal: literal::required(&expanded),
+                tail,
             });
         }
         let ignore = if ruleset.ignoreregex.is_empty() {
@@ -135,6 +151,11 @@ impl Matcher {
             pref,
             strip_date: ruleset.strip_date,
             dates: ruleset.datepattern.clone(),
+            prefix: if ruleset.prefix.is_empty() {
+                None
+            } else {
+                compile(&format!("^(?:{})", ruleset.prefix)).ok()
+            },
         })
     }
 
@@ -189,19 +210,58 @@ impl Matcher {
         Some(text)
     }
 
+    /// Where rule `rule`'s `host` group is in `text`, if the rule matches.
+    ///
+    /// Captures cost most on a candidate line, and more with the ruleset's
+    /// prefix in the regex (a bigger automaton over a longer text). A rule's
+    /// full regex is `^(?:PREFIX)RULE`; under leftmost-first semantics its
+    /// match takes the prefix's first parse (in priority order) after which
+    /// RULE matches. So when RULE matches at the end of the prefix's own
+    /// first match (a lazy-DFA search), that is the full regex's match, and
+    /// RULE's captures there are its captures. Otherwise the full regex runs.
+    fn captures(
+        &self,
+        rule: &Rule,
+        text: &[u8],
+        prefix_end: &mut Option<Option<usize>>,
+        locs: &mut CaptureLocations,
+        tail_locs: &mut Option<CaptureLocations>,
+    ) -> Option<(usize, usize)> {
+        if let (Some((tail, host)), Some(prefix), Some(tail_locs)) = (&rule.tail, &self.prefix, tail_locs.as_mut()) {
+            if !rule.regex.is_match(text) {
+                return None;
+            }
+            let end = *prefix_end.get_or_insert_with(|| prefix.find(text).map(|m| m.end()));
+            if let Some(end) = end {
+                if tail.captures_read(tail_locs, &text[end..]).is_some() {
+                    return tail_locs.get(*host).map(|(s, e)| (s + end, e + end)).or(Some((0, 0)));
+                }
+            }
+        }
+        rule.regex.captures_read(locs, text)?;
+        Some(locs.get(rule.host).unwrap_or((0, 0)))
+    }
+
     /// Classify `text` given which rules are candidates.
-    fn classify(&self, text: &[u8], cand: &[bool], locs: &mut [CaptureLocations]) -> LineMatch {
+    fn classify(
+        &self,
+        text: &[u8],
+        cand: &[bool],
+        locs: &mut [CaptureLocations],
+        tail_locs: &mut [Option<CaptureLocations>],
+    ) -> LineMatch {
+        let mut prefix_end = None;
         for (i, rule) in self.rules.iter().enumerate() {
             if !cand[i] {
                 continue;
             }
-            if rule.regex.captures_read(&mut locs[i], text).is_none() {
+            let Some((s, e)) = self.captures(rule, text, &mut prefix_end, &mut locs[i], &mut tail_locs[i]) else {
                 continue;
-            }
+            };
             if self.ignore.as_ref().is_some_and(|ig| ig.is_match(text)) {
                 return LineMatch::Ignored;
             }
-            let host = locs[i].get(rule.host).map(|(s, e)| &text[s..e]).unwrap_or(b"");
+            let host = &text[s..e];
             return match std::str::from_utf8(host).ok().and_then(parse_addr) {
                 Some(addr) => LineMatch::Failure { rule: i, addr },
                 None => LineMatch::NotAnAddress {
@@ -234,6 +294,7 @@ pub struct SourceMatcher<'m> {
     first: Vec<usize>,
     cand: Vec<bool>,
     locs: Vec<CaptureLocations>,
+    tail_locs: Vec<Option<CaptureLocations>>,
     pref_locs: Vec<Option<CaptureLocations>>,
     results: Vec<LineMatch>,
     dates: DateParser,
@@ -272,6 +333,7 @@ impl<'m> SourceMatcher<'m> {
         let mut need = Vec::new();
         let mut first = Vec::new();
         let mut locs = Vec::new();
+        let mut tail_locs = Vec::new();
         let mut slot = 0;
         for m in &jails {
             first.push(slot);
@@ -292,6 +354,7 @@ impl<'m> SourceMatcher<'m> {
                 }
                 need.push(mask);
                 locs.push(rule.regex.capture_locations());
+                tail_locs.push(rule.tail.as_ref().map(|(t, _)| t.capture_locations()));
                 slot += 1;
             }
         }
@@ -337,6 +400,7 @@ impl<'m> SourceMatcher<'m> {
             need,
             first,
             locs,
+            tail_locs,
             dates: DateParser::new(formats.as_deref(), zone),
             has_newline,
         }
@@ -397,7 +461,12 @@ impl<'m> SourceMatcher<'m> {
                 LineMatch::Missed
             } else {
                 match m.text(line.as_bytes(), date_end, &mut self.pref_locs[j]) {
-                    Some(text) => m.classify(text, cand, &mut self.locs[first..first + n]),
+                    Some(text) => m.classify(
+                        text,
+                        cand,
+                        &mut self.locs[first..first + n],
+                        &mut self.tail_locs[first..first + n],
+                    ),
                     None => LineMatch::Missed,
                 }
             };
@@ -566,6 +635,27 @@ fn make_overlap_free<T>(literals: &mut Vec<Vec<u8>>, by_pattern: &mut Vec<Vec<T>
         }
     }
     false
+}
+
+/// Whether `re`'s only look-around is `$` (text end): then it matches a
+/// text's tail as it matches the same tail inside a longer text.
+fn only_end_looks(re: &str) -> bool {
+    use regex_syntax::hir::{Hir, HirKind, Look};
+    fn ok(h: &Hir) -> bool {
+        match h.kind() {
+            HirKind::Look(l) => *l == Look::End,
+            HirKind::Capture(c) => ok(&c.sub),
+            HirKind::Repetition(r) => ok(&r.sub),
+            HirKind::Concat(subs) | HirKind::Alternation(subs) => subs.iter().all(ok),
+            HirKind::Empty | HirKind::Literal(_) | HirKind::Class(_) => true,
+        }
+    }
+    regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(re)
+        .is_ok_and(|h| ok(&h))
 }
 
 /// A rule's regex: bytes, ASCII classes, a bigger lazy-DFA cache.

@@ -313,3 +313,29 @@ fn lines_between_candidates_are_missed() {
         assert!(matched > 0 && skipped > matched, "{matched} matched, {skipped} skipped");
     }
 }
+
+/// Captures on the rule's tail after the prefix's first match give exactly
+/// what the full `^(?:PREFIX)RULE` regex gives, on every line of every
+/// shipped ruleset's examples (incl. the injection ones) and the mixed log.
+#[test]
+fn tail_captures_equal_full_regex_captures() {
+    let log = mixed_log();
+    let now = std::time::SystemTime::now();
+    let mut tails = 0;
+    for (name, _) in crate::matcher::ruleset::SHIPPED {
+        let fast = shipped(name);
+        let mut full = shipped(name);
+        for r in &mut full.rules {
+            tails += usize::from(r.tail.is_some());
+            r.tail = None;
+        }
+        let (mut a, mut b) = (SourceMatcher::single(&fast), SourceMatcher::single(&full));
+        for line in log.split(|&x| x == b'\n') {
+            let text = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line)).into_owned();
+            a.match_line(&text, now);
+            b.match_line(&text, now);
+            assert_eq!(a.results(), b.results(), "{name}: {text}");
+        }
+    }
+    assert!(tails > 20, "the shipped rulesets use tails ({tails})");
+}
