@@ -37,6 +37,9 @@ struct Rule {
     /// Sets of strings: every line the rule matches contains one string of
     /// each set. Empty: the regex runs on every line.
     literal: Vec<Vec<Vec<u8>>>,
+    /// The rule without the ruleset's prefix, `^(?:RULE)`, and its `host`
+    /// group: captures on the text after the prefix (see [`Matcher::captures`]).
+    tail: Option<(Regex, usize)>,
 }
 
 /// A compiled ruleset.
@@ -52,6 +55,8 @@ pub struct Matcher {
     pref: Option<(Regex, usize)>,
     /// Match on the line without its leading date (imported fail2ban filters).
     strip_date: bool,
+    /// `^(?:PREFIX)`: where its first (leftmost-first) match ends, the rules' tails start.
+    prefix: Option<Regex>,
     /// Date formats of the ruleset (`None`: all).
     pub dates: Option<Vec<DateFormat>>,
     /// The ruleset's own strftime-style datepatterns.
@@ -89,10 +94,21 @@ impl Matcher {
                 .capture_names()
                 .position(|n| n == Some(HOST_GROUP))
                 .ok_or_else(|| ruleset.rule_error(i, "no <HOST> group".into()))?;
+            // Look-arounds would see other context in the tail: no split then.
+            let plain = only_end_looks(&expanded);
+            let tail = if ruleset.prefix.is_empty() || !plain {
+                None
+            } else {
+                compile(&format!("^(?:{expanded})")).ok().and_then(|t| {
+                    let h = t.capture_names().position(|n| n == Some(HOST_GROUP))?;
+                    Some((t, h))
+                })
+            };
             rules.push(Rule {
                 regex,
                 host,
                 literal: literal::required(&expanded),
+                tail,
             });
         }
         let ignore = if ruleset.ignoreregex.is_empty() {
@@ -142,6 +158,11 @@ impl Matcher {
                 .as_deref()
                 .map(|l| ruleset::DatePattern::split(l).1)
                 .unwrap_or_default(),
+            prefix: if ruleset.prefix.is_empty() {
+                None
+            } else {
+                compile(&format!("^(?:{})", ruleset.prefix)).ok()
+            },
         })
     }
 
@@ -196,19 +217,58 @@ impl Matcher {
         Some(text)
     }
 
+    /// Where rule `rule`'s `host` group is in `text`, if the rule matches.
+    ///
+    /// Captures cost most on a candidate line, and more with the ruleset's
+    /// prefix in the regex (a bigger automaton over a longer text). A rule's
+    /// full regex is `^(?:PREFIX)RULE`; under leftmost-first semantics its
+    /// match takes the prefix's first parse (in priority order) after which
+    /// RULE matches. So when RULE matches at the end of the prefix's own
+    /// first match (a lazy-DFA search), that is the full regex's match, and
+    /// RULE's captures there are its captures. Otherwise the full regex runs.
+    fn captures(
+        &self,
+        rule: &Rule,
+        text: &[u8],
+        prefix_end: &mut Option<Option<usize>>,
+        locs: &mut CaptureLocations,
+        tail_locs: &mut Option<CaptureLocations>,
+    ) -> Option<(usize, usize)> {
+        if let (Some((tail, host)), Some(prefix), Some(tail_locs)) = (&rule.tail, &self.prefix, tail_locs.as_mut()) {
+            if !rule.regex.is_match(text) {
+                return None;
+            }
+            let end = *prefix_end.get_or_insert_with(|| prefix.find(text).map(|m| m.end()));
+            if let Some(end) = end {
+                if tail.captures_read(tail_locs, &text[end..]).is_some() {
+                    return tail_locs.get(*host).map(|(s, e)| (s + end, e + end)).or(Some((0, 0)));
+                }
+            }
+        }
+        rule.regex.captures_read(locs, text)?;
+        Some(locs.get(rule.host).unwrap_or((0, 0)))
+    }
+
     /// Classify `text` given which rules are candidates.
-    fn classify(&self, text: &[u8], cand: &[bool], locs: &mut [CaptureLocations]) -> LineMatch {
+    fn classify(
+        &self,
+        text: &[u8],
+        cand: &[bool],
+        locs: &mut [CaptureLocations],
+        tail_locs: &mut [Option<CaptureLocations>],
+    ) -> LineMatch {
+        let mut prefix_end = None;
         for (i, rule) in self.rules.iter().enumerate() {
             if !cand[i] {
                 continue;
             }
-            if rule.regex.captures_read(&mut locs[i], text).is_none() {
+            let Some((s, e)) = self.captures(rule, text, &mut prefix_end, &mut locs[i], &mut tail_locs[i]) else {
                 continue;
-            }
+            };
             if self.ignore.as_ref().is_some_and(|ig| ig.is_match(text)) {
                 return LineMatch::Ignored;
             }
-            let host = locs[i].get(rule.host).map(|(s, e)| &text[s..e]).unwrap_or(b"");
+            let host = &text[s..e];
             return match std::str::from_utf8(host).ok().and_then(parse_addr) {
                 Some(addr) => LineMatch::Failure { rule: i, addr },
                 None => LineMatch::NotAnAddress {
@@ -241,10 +301,13 @@ pub struct SourceMatcher<'m> {
     first: Vec<usize>,
     cand: Vec<bool>,
     locs: Vec<CaptureLocations>,
+    tail_locs: Vec<Option<CaptureLocations>>,
     pref_locs: Vec<Option<CaptureLocations>>,
     results: Vec<LineMatch>,
     dates: DateParser,
     need_date: bool,
+    /// Some literal holds a `\n`: lines cannot be skipped by a buffer scan.
+    has_newline: bool,
 }
 
 /// A matcher owned by the daemon (`Arc`) or borrowed (tests, `nftban test`).
@@ -277,6 +340,7 @@ impl<'m> SourceMatcher<'m> {
         let mut need = Vec::new();
         let mut first = Vec::new();
         let mut locs = Vec::new();
+        let mut tail_locs = Vec::new();
         let mut slot = 0;
         for m in &jails {
             first.push(slot);
@@ -297,9 +361,11 @@ impl<'m> SourceMatcher<'m> {
                 }
                 need.push(mask);
                 locs.push(rule.regex.capture_locations());
+                tail_locs.push(rule.tail.as_ref().map(|(t, _)| t.capture_locations()));
                 slot += 1;
             }
         }
+        let has_newline = literals.iter().any(|l| l.contains(&b'\n'));
         let free = make_overlap_free(&mut literals, &mut by_pattern);
         // Literals are short and few; building cannot fail for them.
         let gate = if literals.is_empty() {
@@ -342,7 +408,9 @@ impl<'m> SourceMatcher<'m> {
             need,
             first,
             locs,
+            tail_locs,
             dates: DateParser::new(formats.as_deref(), zone).with_custom(custom_dates),
+            has_newline,
         }
     }
 
@@ -401,7 +469,12 @@ impl<'m> SourceMatcher<'m> {
                 LineMatch::Missed
             } else {
                 match m.text(line.as_bytes(), date_end, &mut self.pref_locs[j]) {
-                    Some(text) => m.classify(text, cand, &mut self.locs[first..first + n]),
+                    Some(text) => m.classify(
+                        text,
+                        cand,
+                        &mut self.locs[first..first + n],
+                        &mut self.tail_locs[first..first + n],
+                    ),
                     None => LineMatch::Missed,
                 }
             };
@@ -417,6 +490,33 @@ impl<'m> SourceMatcher<'m> {
     /// Whether the last line matched a rule of any jail.
     pub fn any_match(&self) -> bool {
         self.results.iter().any(|r| !matches!(r, LineMatch::Missed))
+    }
+
+    /// Whether [`Self::next_candidate`] can pass over lines: every rule
+    /// needs a literal, the gate finds them, and no literal holds a newline
+    /// (so every occurrence lies inside one line).
+    pub fn skips_lines(&self) -> bool {
+        self.gate.is_some() && !self.need.is_empty() && !self.need.contains(&0) && !self.has_newline
+    }
+
+    /// Whole-buffer scanning (ripgrep's way): the first line of `block`
+    /// starting at or after `from` (a line start) that holds a literal, as
+    /// `(start, end)` without its `\n`. Lines before it are `Missed` for
+    /// every jail: [`Self::match_line`] would say so, since it dismisses
+    /// lines without literals. So one SIMD literal scan passes over the
+    /// ordinary lines without even finding where they end. Without
+    /// [`Self::skips_lines`], every line is a candidate.
+    pub fn next_candidate(&self, block: &[u8], from: usize) -> Option<(usize, usize)> {
+        if from >= block.len() {
+            return None;
+        }
+        let hit = match &self.gate {
+            Some(gate) if self.skips_lines() => gate.find_from(block, from)?,
+            _ => from,
+        };
+        let start = memchr::memrchr(b'\n', &block[from..hit]).map_or(from, |i| from + i + 1);
+        let end = memchr::memchr(b'\n', &block[hit..]).map_or(block.len(), |i| hit + i);
+        Some((start, end))
     }
 
     /// The date at the start of `line`, in the formats of this source's rulesets.
@@ -447,6 +547,18 @@ impl Gate {
                 .build(literals)
                 .ok()
                 .map(Gate::Automaton),
+        }
+    }
+
+    /// Start of the leftmost match at or after `from`.
+    fn find_from(&self, hay: &[u8], from: usize) -> Option<usize> {
+        match self {
+            Gate::Packed(p) => p
+                .find_in(hay, aho_corasick::Span::from(from..hay.len()))
+                .map(|m| m.start()),
+            Gate::Automaton(a) => a
+                .find(aho_corasick::Input::new(hay).span(from..hay.len()))
+                .map(|m| m.start()),
         }
     }
 
@@ -533,10 +645,31 @@ fn make_overlap_free<T>(literals: &mut Vec<Vec<u8>>, by_pattern: &mut Vec<Vec<T>
     false
 }
 
+/// Whether `re`'s only look-around is `$` (text end): then it matches a
+/// text's tail as it matches the same tail inside a longer text.
+fn only_end_looks(re: &str) -> bool {
+    use regex_syntax::hir::{Hir, HirKind, Look};
+    fn ok(h: &Hir) -> bool {
+        match h.kind() {
+            HirKind::Look(l) => *l == Look::End,
+            HirKind::Capture(c) => ok(&c.sub),
+            HirKind::Repetition(r) => ok(&r.sub),
+            HirKind::Concat(subs) | HirKind::Alternation(subs) => subs.iter().all(ok),
+            HirKind::Empty | HirKind::Literal(_) | HirKind::Class(_) => true,
+        }
+    }
+    regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(re)
+        .is_ok_and(|h| ok(&h))
+}
+
 /// A rule's regex: bytes, ASCII classes, a bigger lazy-DFA cache.
 fn compile(re: &str) -> Result<Regex, regex::Error> {
     RegexBuilder::new(re).unicode(false).dfa_size_limit(8 << 20).build()
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -276,3 +276,98 @@ fn custom_datepattern_in_a_ruleset() {
     let err = Ruleset::parse("web.yaml", "name: w\nfailregex: [\"<HOST>\"]\ndatepattern: [apache]\n").unwrap_err();
     assert!(err.message.contains("unknown date format `apache`"), "{err}");
 }
+
+/// A log of every shipped ruleset's example lines, mixed with ordinary
+/// lines, CRLF endings, empty lines and invalid UTF-8 (for scanning tests).
+pub(crate) fn mixed_log() -> Vec<u8> {
+    let mut examples = Vec::new();
+    for (name, _) in crate::matcher::ruleset::SHIPPED {
+        examples.extend(Ruleset::shipped(name).unwrap().examples.into_iter().map(|e| e.line));
+    }
+    let mut log = Vec::new();
+    for i in 0..7 {
+        for (j, e) in examples.iter().enumerate() {
+            log.extend_from_slice(
+                format!("Jan  1 00:00:{:02} host cron[{i}{j}]: ordinary line {j}\n", j % 60).as_bytes(),
+            );
+            log.extend_from_slice(e.as_bytes());
+            log.extend_from_slice(match (i + j) % 5 {
+                0 => b"\r\n" as &[u8],
+                1 => b"\n\n",
+                2 => b" \xff\n",
+                _ => b"\n",
+            });
+        }
+    }
+    log.extend_from_slice(examples[0].as_bytes()); // a last line without `\n`
+    log
+}
+
+/// Whole-buffer scanning: every line [`SourceMatcher::next_candidate`]
+/// passes over is `Missed` for every jail of every shipped ruleset (and
+/// for all of them on one source), so skipping it changes no answer.
+#[test]
+fn lines_between_candidates_are_missed() {
+    let log = mixed_log();
+    let all: Vec<Matcher> = crate::matcher::ruleset::SHIPPED
+        .iter()
+        .map(|(n, _)| shipped(n))
+        .collect();
+    let mut sources: Vec<SourceMatcher> = all.iter().map(SourceMatcher::single).collect();
+    sources.push(SourceMatcher::new(
+        all.iter().map(MatcherRef::Borrowed).collect(),
+        Zone::Local,
+    ));
+    let now = std::time::SystemTime::now();
+    let body = log.strip_suffix(b"\n").unwrap_or(&log);
+    for sm in &mut sources {
+        assert!(sm.skips_lines());
+        let mut candidates = std::collections::HashSet::new();
+        let mut from = 0;
+        while let Some((s, e)) = sm.next_candidate(&log, from) {
+            assert!(s >= from && e >= s && (e == log.len() || log[e] == b'\n'));
+            assert!(s == 0 || log[s - 1] == b'\n');
+            candidates.insert(s);
+            from = e + 1;
+        }
+        let (mut start, mut matched, mut skipped) = (0, 0, 0);
+        for line in body.split(|&b| b == b'\n') {
+            let text = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line)).into_owned();
+            sm.match_line(&text, now);
+            if candidates.contains(&start) {
+                matched += usize::from(sm.any_match());
+            } else {
+                skipped += 1;
+                assert!(!sm.any_match(), "skipped but matches: {text}");
+            }
+            start += line.len() + 1;
+        }
+        assert!(matched > 0 && skipped > matched, "{matched} matched, {skipped} skipped");
+    }
+}
+
+/// Captures on the rule's tail after the prefix's first match give exactly
+/// what the full `^(?:PREFIX)RULE` regex gives, on every line of every
+/// shipped ruleset's examples (incl. the injection ones) and the mixed log.
+#[test]
+fn tail_captures_equal_full_regex_captures() {
+    let log = mixed_log();
+    let now = std::time::SystemTime::now();
+    let mut tails = 0;
+    for (name, _) in crate::matcher::ruleset::SHIPPED {
+        let fast = shipped(name);
+        let mut full = shipped(name);
+        for r in &mut full.rules {
+            tails += usize::from(r.tail.is_some());
+            r.tail = None;
+        }
+        let (mut a, mut b) = (SourceMatcher::single(&fast), SourceMatcher::single(&full));
+        for line in log.split(|&x| x == b'\n') {
+            let text = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line)).into_owned();
+            a.match_line(&text, now);
+            b.match_line(&text, now);
+            assert_eq!(a.results(), b.results(), "{name}: {text}");
+        }
+    }
+    assert!(tails > 20, "the shipped rulesets use tails ({tails})");
+}
