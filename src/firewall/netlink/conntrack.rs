@@ -204,6 +204,21 @@ pub(super) fn matching(
 /// `nets`; returns how many went. A few single IPv4 addresses are looked
 /// up with a filtered dump each; prefixes, many addresses and IPv6 with one
 /// dump of the family's entries, filtered here.
+/// `/proc/sys/net/netfilter/nf_conntrack_count` of the caller's network
+/// namespace, opened once; `None` when conntrack is not loaded (or no /proc).
+pub(super) fn count_file() -> Option<std::fs::File> {
+    std::fs::File::open("/proc/sys/net/netfilter/nf_conntrack_count").ok()
+}
+
+/// How many connections the namespace of `file` (see [`count_file`])
+/// tracks; `None` when it cannot be read.
+pub(super) fn tracked(file: &std::fs::File) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 32];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
+}
+
 pub(super) fn forget(sock: &mut NfSocket, nets: &[IpNet]) -> Result<usize> {
     let mut deleted = 0;
     for (family, v4) in [(NetfilterProtoFamily::IPv4, true), (NetfilterProtoFamily::IPv6, false)] {
