@@ -331,4 +331,20 @@ mod unit {
         let all = Ranges::new(&["::/0".parse().unwrap()], false);
         assert!(all.contains("ffff::1".parse().unwrap()));
     }
+
+    /// The sysctl's text is read from its start each time, so the file
+    /// opened once follows the count; what is not a number is `None`
+    /// (then the cleanup dumps as before).
+    #[test]
+    fn tracked_reads_the_count_again_each_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nf_conntrack_count");
+        std::fs::write(&path, "0\n").unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        assert_eq!(tracked(&file), Some(0));
+        std::fs::write(&path, "1234\n").unwrap();
+        assert_eq!(tracked(&file), Some(1234));
+        std::fs::write(&path, "nonsense\n").unwrap();
+        assert_eq!(tracked(&file), None);
+    }
 }
