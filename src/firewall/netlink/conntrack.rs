@@ -204,6 +204,21 @@ pub(super) fn matching(
 /// `nets`; returns how many went. A few single IPv4 addresses are looked
 /// up with a filtered dump each; prefixes, many addresses and IPv6 with one
 /// dump of the family's entries, filtered here.
+/// `/proc/sys/net/netfilter/nf_conntrack_count` of the caller's network
+/// namespace, opened once; `None` when conntrack is not loaded (or no /proc).
+pub(super) fn count_file() -> Option<std::fs::File> {
+    std::fs::File::open("/proc/sys/net/netfilter/nf_conntrack_count").ok()
+}
+
+/// How many connections the namespace of `file` (see [`count_file`])
+/// tracks; `None` when it cannot be read.
+pub(super) fn tracked(file: &std::fs::File) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 32];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
+}
+
 pub(super) fn forget(sock: &mut NfSocket, nets: &[IpNet]) -> Result<usize> {
     let mut deleted = 0;
     for (family, v4) in [(NetfilterProtoFamily::IPv4, true), (NetfilterProtoFamily::IPv6, false)] {
@@ -315,5 +330,21 @@ mod unit {
         assert!(!v6.contains("2001:db8:0:1::".parse().unwrap()));
         let all = Ranges::new(&["::/0".parse().unwrap()], false);
         assert!(all.contains("ffff::1".parse().unwrap()));
+    }
+
+    /// The sysctl's text is read from its start each time, so the file
+    /// opened once follows the count; what is not a number is `None`
+    /// (then the cleanup dumps as before).
+    #[test]
+    fn tracked_reads_the_count_again_each_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nf_conntrack_count");
+        std::fs::write(&path, "0\n").unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        assert_eq!(tracked(&file), Some(0));
+        std::fs::write(&path, "1234\n").unwrap();
+        assert_eq!(tracked(&file), Some(1234));
+        std::fs::write(&path, "nonsense\n").unwrap();
+        assert_eq!(tracked(&file), None);
     }
 }

@@ -10,8 +10,8 @@ use netlink_packet_core::{DefaultNla, NLM_F_APPEND, NLM_F_CREATE};
 use netlink_packet_netfilter::nftables::{
     ChainAttribute, ChainMessage, Cmp, DataAttribute, ExpressionAttribute, Expressions, Hook as ChainHook, Immediate,
     InetHookNumber, ListAttribute, Lookup, Meta, MetaKey, NfTablesMessage, Operator, Payload, Register, RuleAttribute,
-    RuleMessage, SetAttribute, SetElementAttribute, SetElementFlags, SetElementList, SetElementMessage, SetFlags,
-    SetMessage, TableAttribute, TableFlags, TableMessage, Verdict, VerdictAttribute,
+    RuleMessage, SetAttribute, SetElementAttribute, SetElementList, SetElementMessage, SetFlags, SetMessage,
+    TableAttribute, TableFlags, TableMessage, Verdict, VerdictAttribute,
 };
 
 use super::socket::Op;
@@ -289,69 +289,198 @@ pub(super) fn timeout_ms(d: std::time::Duration) -> u64 {
 /// reaches the top of the address space, an end element flagged
 /// INTERVAL_END that never carries a timeout (the kernel refuses one with
 /// EINVAL).
+///
+/// Written straight into the message bytes rather than through
+/// netlink-packet-netfilter's typed attributes: those cost several
+/// allocations per element and recompute nested lengths at every level,
+/// about 3 µs per element, a third of a second for a restore of 100,000
+/// bans. The bytes are the same (a test compares them with the typed
+/// encoder's).
 pub(super) fn element_ops(table: &str, set: &str, interval: bool, change: Change, items: &[(IpNet, u64)]) -> Vec<Op> {
     let mut ops = Vec::new();
-    let mut elements: Vec<ListAttribute<SetElementAttribute>> = Vec::new();
-    let mut size = 0;
-    let mut count = 0;
+    let mut msg = ElementMessage::new(table, set, change);
     for (net, ms) in items {
-        let (start, end) = interval_keys(net);
-        let mut pair = Vec::with_capacity(2);
-        let mut first = vec![SetElementAttribute::Key(DataAttribute::Value(start))];
-        if change == Change::Add {
-            first.push(SetElementAttribute::Timeout(*ms));
+        let (start, end) = interval_keys_raw(net);
+        let timeout = (change == Change::Add).then_some(*ms);
+        let end = end.filter(|_| interval);
+        let pair_size =
+            element_len(start.len(), timeout.is_some(), false) + end.map_or(0, |e| element_len(e.len(), false, true));
+        if msg.elements_len() + pair_size > MAX_ELEMENTS_BYTES && msg.count > 0 {
+            ops.push(std::mem::replace(&mut msg, ElementMessage::new(table, set, change)).finish());
         }
-        pair.push(ListAttribute::Element(first));
-        if let Some(end) = end.filter(|_| interval) {
-            pair.push(ListAttribute::Element(vec![
-                SetElementAttribute::Key(DataAttribute::Value(end)),
-                SetElementAttribute::Flags(SetElementFlags::IntervalEnd),
-            ]));
+        msg.element(start.as_slice(), timeout, false);
+        if let Some(end) = end {
+            msg.element(end.as_slice(), None, true);
         }
-        let pair_size: usize = pair.iter().map(netlink_packet_core::Emitable::buffer_len).sum();
-        if size + pair_size > MAX_ELEMENTS_BYTES && !elements.is_empty() {
-            ops.push(element_op(table, set, change, std::mem::take(&mut elements), count));
-            size = 0;
-            count = 0;
-        }
-        size += pair_size;
-        count += 1;
-        elements.extend(pair);
+        msg.count += 1;
     }
-    if !elements.is_empty() {
-        ops.push(element_op(table, set, change, elements, count));
+    if msg.count > 0 {
+        ops.push(msg.finish());
     }
     ops
 }
 
-fn element_op(
-    table: &str,
-    set: &str,
-    change: Change,
-    elements: Vec<ListAttribute<SetElementAttribute>>,
-    count: usize,
-) -> Op {
-    let body = SetElementMessage {
-        attributes: vec![
-            SetElementList::Table(table.into()),
-            SetElementList::Set(set.into()),
-            SetElementList::Elements(elements),
-        ],
-    };
-    let s = if count == 1 { "" } else { "s" };
-    let table = describe_table(table);
-    match change {
-        Change::Add => Op::new(
-            NfTablesMessage::NewSetElement(body),
-            NLM_F_CREATE,
-            format!("add {count} element{s} to set {set} in {table}"),
-        ),
-        Change::Delete => Op::new(
-            NfTablesMessage::DeleteSetElement(body),
-            0,
-            format!("delete {count} element{s} from set {set} in {table}"),
-        ),
+/// `interval_keys` without allocating: the start key and the optional end
+/// key, each as up to 16 bytes.
+fn interval_keys_raw(net: &IpNet) -> (Key, Option<Key>) {
+    match net.trunc() {
+        IpNet::V4(n) => {
+            let end = u32::from(n.broadcast()).checked_add(1);
+            (Key::new(&n.network().octets()), end.map(|e| Key::new(&e.to_be_bytes())))
+        }
+        IpNet::V6(n) => {
+            let end = u128::from(n.broadcast()).checked_add(1);
+            (Key::new(&n.network().octets()), end.map(|e| Key::new(&e.to_be_bytes())))
+        }
     }
+}
+
+/// A set key of 4 or 16 bytes, on the stack.
+#[derive(Clone, Copy)]
+struct Key {
+    bytes: [u8; 16],
+    len: usize,
+}
+
+impl Key {
+    fn new(b: &[u8]) -> Key {
+        let mut bytes = [0; 16];
+        bytes[..b.len()].copy_from_slice(b);
+        Key { bytes, len: b.len() }
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// netlink attribute header size and alignment.
+const NLA_HDR: usize = 4;
+const fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
+/// `NFTA_SET_ELEM_LIST_*`, `NFTA_LIST_ELEM`, `NFTA_SET_ELEM_*`,
+/// `NFTA_DATA_VALUE`, `NFT_SET_ELEM_INTERVAL_END` (linux/netfilter/nf_tables.h).
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_FLAGS: u16 = 3;
+const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
+const NFTA_DATA_VALUE: u16 = 1;
+const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_DELSETELEM: u16 = 14;
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFPROTO_INET: u8 = 1;
+/// `NLA_F_NESTED`, set on nested attributes as netlink-packet-core does.
+const NLA_F_NESTED: u16 = 1 << 15;
+
+/// Bytes of one `NFTA_LIST_ELEM` with a key of `key_len` bytes, and a
+/// timeout and/or the interval-end flag.
+fn element_len(key_len: usize, timeout: bool, end: bool) -> usize {
+    let key = NLA_HDR + NLA_HDR + align4(key_len);
+    NLA_HDR + key + if timeout { NLA_HDR + 8 } else { 0 } + if end { NLA_HDR + 4 } else { 0 }
+}
+
+/// One NEWSETELEM/DELSETELEM message being written.
+struct ElementMessage {
+    buf: Vec<u8>,
+    /// Where the `NFTA_SET_ELEM_LIST_ELEMENTS` attribute starts.
+    list: usize,
+    count: usize,
+    change: Change,
+    set: String,
+    table: String,
+}
+
+impl ElementMessage {
+    fn new(table: &str, set: &str, change: Change) -> ElementMessage {
+        let kind = match change {
+            Change::Add => NFT_MSG_NEWSETELEM,
+            Change::Delete => NFT_MSG_DELSETELEM,
+        };
+        let flags = netlink_packet_core::NLM_F_REQUEST
+            | match change {
+                Change::Add => NLM_F_CREATE,
+                Change::Delete => 0,
+            };
+        let mut buf = Vec::with_capacity(256);
+        buf.extend_from_slice(&0u32.to_ne_bytes()); // length, set in `finish`
+        buf.extend_from_slice(&(NFNL_SUBSYS_NFTABLES << 8 | kind).to_ne_bytes());
+        buf.extend_from_slice(&flags.to_ne_bytes());
+        buf.extend_from_slice(&0u32.to_ne_bytes()); // sequence, set per batch
+        buf.extend_from_slice(&0u32.to_ne_bytes()); // port id
+        buf.extend_from_slice(&[NFPROTO_INET, 0, 0, 0]); // nfgenmsg: family, version, res_id
+        put_string(&mut buf, NFTA_SET_ELEM_LIST_TABLE, table);
+        put_string(&mut buf, NFTA_SET_ELEM_LIST_SET, set);
+        let list = buf.len();
+        put_header(&mut buf, 0, NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED);
+        ElementMessage {
+            buf,
+            list,
+            count: 0,
+            change,
+            set: set.to_string(),
+            table: table.to_string(),
+        }
+    }
+
+    fn elements_len(&self) -> usize {
+        self.buf.len() - self.list - NLA_HDR
+    }
+
+    fn element(&mut self, key: &[u8], timeout: Option<u64>, end: bool) {
+        let b = &mut self.buf;
+        put_header(
+            b,
+            element_len(key.len(), timeout.is_some(), end),
+            NFTA_LIST_ELEM | NLA_F_NESTED,
+        );
+        put_header(b, NLA_HDR + NLA_HDR + key.len(), NFTA_SET_ELEM_KEY | NLA_F_NESTED);
+        put_header(b, NLA_HDR + key.len(), NFTA_DATA_VALUE);
+        b.extend_from_slice(key);
+        b.resize(align4(b.len()), 0);
+        if let Some(ms) = timeout {
+            put_header(b, NLA_HDR + 8, NFTA_SET_ELEM_TIMEOUT);
+            b.extend_from_slice(&ms.to_be_bytes());
+        }
+        if end {
+            put_header(b, NLA_HDR + 4, NFTA_SET_ELEM_FLAGS);
+            b.extend_from_slice(&NFT_SET_ELEM_INTERVAL_END.to_be_bytes());
+        }
+    }
+
+    fn finish(mut self) -> Op {
+        let list_len = self.buf.len() - self.list;
+        self.buf[self.list..self.list + 2].copy_from_slice(&(list_len as u16).to_ne_bytes());
+        let len = self.buf.len() as u32;
+        self.buf[..4].copy_from_slice(&len.to_ne_bytes());
+        let (count, set) = (self.count, &self.set);
+        let s = if count == 1 { "" } else { "s" };
+        let table = describe_table(&self.table);
+        let what = match self.change {
+            Change::Add => format!("add {count} element{s} to set {set} in {table}"),
+            Change::Delete => format!("delete {count} element{s} from set {set} in {table}"),
+        };
+        Op::raw(self.buf, what)
+    }
+}
+
+fn put_header(buf: &mut Vec<u8>, len: usize, kind: u16) {
+    buf.extend_from_slice(&(len as u16).to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+}
+
+/// A NUL-terminated string attribute, padded to 4 bytes.
+fn put_string(buf: &mut Vec<u8>, kind: u16, s: &str) {
+    put_header(buf, NLA_HDR + s.len() + 1, kind);
+    buf.extend_from_slice(s.as_bytes());
+    buf.push(0);
+    buf.resize(align4(buf.len()), 0);
 }
 
 /// GETSET dump request for the sets of one table.
@@ -394,6 +523,7 @@ mod unit {
     use std::time::Duration;
 
     use super::*;
+    use netlink_packet_netfilter::nftables::SetElementFlags;
 
     fn keys(net: &str) -> (Vec<u8>, Option<Vec<u8>>) {
         interval_keys(&net.parse().unwrap())
@@ -458,5 +588,119 @@ mod unit {
             hash[0].len(),
             interval[0].len()
         );
+    }
+    /// The typed encoder `element_ops` replaced, kept to check its bytes.
+    fn element_ops_typed(table: &str, set: &str, interval: bool, change: Change, items: &[(IpNet, u64)]) -> Vec<Op> {
+        let mut ops = Vec::new();
+        let mut elements: Vec<ListAttribute<SetElementAttribute>> = Vec::new();
+        let mut size = 0;
+        let mut count = 0;
+        for (net, ms) in items {
+            let (start, end) = interval_keys(net);
+            let mut pair = Vec::with_capacity(2);
+            let mut first = vec![SetElementAttribute::Key(DataAttribute::Value(start))];
+            if change == Change::Add {
+                first.push(SetElementAttribute::Timeout(*ms));
+            }
+            pair.push(ListAttribute::Element(first));
+            if let Some(end) = end.filter(|_| interval) {
+                pair.push(ListAttribute::Element(vec![
+                    SetElementAttribute::Key(DataAttribute::Value(end)),
+                    SetElementAttribute::Flags(SetElementFlags::IntervalEnd),
+                ]));
+            }
+            let pair_size: usize = pair.iter().map(netlink_packet_core::Emitable::buffer_len).sum();
+            if size + pair_size > MAX_ELEMENTS_BYTES && !elements.is_empty() {
+                ops.push(element_op(table, set, change, std::mem::take(&mut elements), count));
+                size = 0;
+                count = 0;
+            }
+            size += pair_size;
+            count += 1;
+            elements.extend(pair);
+        }
+        if !elements.is_empty() {
+            ops.push(element_op(table, set, change, elements, count));
+        }
+        ops
+    }
+
+    fn element_op(
+        table: &str,
+        set: &str,
+        change: Change,
+        elements: Vec<ListAttribute<SetElementAttribute>>,
+        count: usize,
+    ) -> Op {
+        let body = SetElementMessage {
+            attributes: vec![
+                SetElementList::Table(table.into()),
+                SetElementList::Set(set.into()),
+                SetElementList::Elements(elements),
+            ],
+        };
+        let s = if count == 1 { "" } else { "s" };
+        let table = describe_table(table);
+        match change {
+            Change::Add => Op::new(
+                NfTablesMessage::NewSetElement(body),
+                NLM_F_CREATE,
+                format!("add {count} element{s} to set {set} in {table}"),
+            ),
+            Change::Delete => Op::new(
+                NfTablesMessage::DeleteSetElement(body),
+                0,
+                format!("delete {count} element{s} from set {set} in {table}"),
+            ),
+        }
+    }
+
+    #[test]
+    fn element_messages_are_byte_for_byte_the_typed_encoders() {
+        let v4: Vec<(IpNet, u64)> = [
+            "192.0.2.1/32",
+            "10.0.0.0/8",
+            "255.255.255.255/32",
+            "0.0.0.0/0",
+            "198.51.100.0/24",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.parse().unwrap(), 1000 + i as u64 * 7_777_777))
+        .collect();
+        let v6: Vec<(IpNet, u64)> = ["2001:db8::1/128", "2001:db8::/32", "::/0", "ffff::/16", "fe80::/10"]
+            .iter()
+            .map(|s| (s.parse().unwrap(), u64::MAX / 1_000_000 - 1))
+            .collect();
+        // Enough to need several messages, to check where they split.
+        let many: Vec<(IpNet, u64)> = (0..5000u128)
+            .map(|i| {
+                (
+                    IpNet::new(std::net::Ipv6Addr::from(i << 64).into(), 64).unwrap(),
+                    i as u64 + 1,
+                )
+            })
+            .collect();
+        let many4: Vec<(IpNet, u64)> = (0..5000u32)
+            .map(|i| {
+                (
+                    IpNet::new(std::net::Ipv4Addr::from(0x6440_0000 + i).into(), 32).unwrap(),
+                    3_600_000,
+                )
+            })
+            .collect();
+        for items in [&v4[..], &v6[..], &many[..], &many4[..], &v4[..1]] {
+            for interval in [false, true] {
+                for change in [Change::Add, Change::Delete] {
+                    let fast = element_ops("nftban", "asterisk_v4", interval, change, items);
+                    let typed = element_ops_typed("nftban", "asterisk_v4", interval, change, items);
+                    assert_eq!(fast.len(), typed.len(), "{interval} {change:?}");
+                    for (a, b) in fast.iter().zip(&typed) {
+                        assert_eq!(a.what, b.what);
+                        assert!(a.bytes() == b.bytes(), "{interval} {change:?} {}", a.what);
+                    }
+                }
+            }
+        }
     }
 }

@@ -38,6 +38,9 @@ const DUMP_RETRIES: usize = 10;
 pub struct Netlink {
     sock: NfSocket,
     table: String,
+    /// `nf_conntrack_count` of the namespace the socket was opened in (a
+    /// sysctl file belongs to its opener's namespace), if conntrack is loaded.
+    conntrack_count: Option<std::fs::File>,
 }
 
 impl Netlink {
@@ -56,6 +59,7 @@ impl Netlink {
         Ok(Netlink {
             sock,
             table: DEFAULT_TABLE.into(),
+            conntrack_count: conntrack::count_file(),
         })
     }
 
@@ -467,6 +471,12 @@ impl Firewall for Netlink {
 
     /// Dump-and-delete over ctnetlink, see [`conntrack`].
     fn forget_connections(&mut self, nets: &[IpNet]) -> Result<usize> {
+        // A dump walks every bucket of the conntrack hash (262,144 on a
+        // common host) even when it holds nothing: skip it when the
+        // network namespace tracks no connection at all.
+        if self.conntrack_count.as_ref().and_then(conntrack::tracked) == Some(0) {
+            return Ok(0);
+        }
         conntrack::forget(&mut self.sock, nets).map_err(error)
     }
 

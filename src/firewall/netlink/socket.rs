@@ -54,6 +54,17 @@ impl Op {
         }
     }
 
+    /// An op already encoded (sequence number 0, `NLM_F_REQUEST` set).
+    pub(super) fn raw(bytes: Vec<u8>, what: String) -> Op {
+        Op { bytes, what }
+    }
+
+    /// The encoded message.
+    #[cfg(test)]
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// Size on the wire.
     pub(super) fn len(&self) -> usize {
         self.bytes.len()

@@ -222,3 +222,32 @@ fn resume_on_a_replaced_file_reads_it_from_its_start() {
     let got = step(&mut tail, StartAt::Resume(pos));
     assert_eq!(got, ["new file, again"]);
 }
+
+/// The fast path for a plain write reads what was appended, and says
+/// "nothing new" after a truncation so the caller runs the full check,
+/// which then reads the truncated file from its start.
+#[test]
+fn read_appended_reads_writes_and_leaves_truncation_to_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, stats) = setup(dir.path());
+    let mut tail = FileTail::new(&path, stats);
+    let mut out = Vec::new();
+    assert!(
+        !tail.read_appended(&mut |l: &str| out.push(l.to_string())),
+        "no file open yet"
+    );
+    append(&path, b"first line that is long\n");
+    step(&mut tail, StartAt::End);
+    append(&path, b"one\n");
+    assert!(tail.read_appended(&mut |l: &str| out.push(l.to_string())));
+    assert_eq!(out, ["one"]);
+    // copytruncate: the file is emptied, then a shorter line written.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    append(&path, b"two\n");
+    assert!(!tail.read_appended(&mut |l: &str| out.push(l.to_string())));
+    assert_eq!(step(&mut tail, StartAt::Beginning), ["two"]);
+}
