@@ -18,7 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 
 use super::dump::attrs;
-use super::socket::messages;
+use super::monitor::c_string;
+use super::socket::{messages, setsockopt};
 
 /// `NFNLGRP_NFTABLES`, `NFNL_SUBSYS_NFTABLES`, `NFT_MSG_NEWSETELEM`.
 const NFNLGRP_NFTABLES: u32 = 7;
@@ -61,16 +62,15 @@ impl AddedElements {
     pub fn open(timeout: Duration) -> io::Result<AddedElements> {
         let mut sock = Socket::new(NETLINK_NETFILTER)?;
         sock.bind_auto()?;
-        let fd = sock.as_raw_fd();
-        if setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, SOCKET_BUFFER).is_err() {
-            setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, SOCKET_BUFFER)?;
+        if setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, SOCKET_BUFFER).is_err() {
+            setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUF, SOCKET_BUFFER)?;
         }
-        setsockopt(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1 as libc::c_int)?;
+        setsockopt(&sock, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1 as libc::c_int)?;
         let tv = libc::timeval {
             tv_sec: timeout.as_secs() as libc::time_t,
             tv_usec: timeout.subsec_micros() as libc::suseconds_t,
         };
-        setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, tv)?;
+        setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVTIMEO, tv)?;
         sock.add_membership(NFNLGRP_NFTABLES)?;
         Ok(AddedElements {
             sock,
@@ -149,10 +149,6 @@ fn ip(d: &[u8]) -> Option<IpAddr> {
     }
 }
 
-fn c_string(v: &[u8]) -> String {
-    String::from_utf8_lossy(v.split(|&b| b == 0).next().unwrap_or_default()).into_owned()
-}
-
 /// recvmsg with the SCM_TIMESTAMPNS control message: bytes read and the
 /// kernel's time stamp of the datagram.
 fn recv_timestamped(fd: libc::c_int, buf: &mut [u8]) -> io::Result<(usize, Option<SystemTime>)> {
@@ -187,25 +183,6 @@ fn recv_timestamped(fd: libc::c_int, buf: &mut [u8]) -> io::Result<(usize, Optio
         }
     }
     Ok((n as usize, at))
-}
-
-fn setsockopt<T>(fd: libc::c_int, level: libc::c_int, name: libc::c_int, value: T) -> io::Result<()> {
-    // SAFETY: the pointer and length describe `value`, a live `T` for the
-    // call; the option types match what the kernel expects for each name.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&value as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use std::time::Duration;
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 
 use super::dump::attrs;
-use super::socket::messages;
+use super::socket::{messages, setsockopt};
 
 /// `NFNLGRP_NFTABLES`: the multicast group of nf_tables events.
 const NFNLGRP_NFTABLES: u32 = 7;
@@ -135,14 +135,14 @@ impl Monitor {
     pub fn open(table: &str) -> io::Result<Monitor> {
         let mut sock = Socket::new(NETLINK_NETFILTER)?;
         sock.bind_auto()?;
-        if setsockopt(&sock, libc::SO_RCVBUFFORCE, SOCKET_BUFFER).is_err() {
-            setsockopt(&sock, libc::SO_RCVBUF, SOCKET_BUFFER)?;
+        if setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, SOCKET_BUFFER).is_err() {
+            setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUF, SOCKET_BUFFER)?;
         }
         let timeout = libc::timeval {
             tv_sec: READ_TIMEOUT.as_secs() as libc::time_t,
             tv_usec: 0,
         };
-        setsockopt(&sock, libc::SO_RCVTIMEO, timeout)?;
+        setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVTIMEO, timeout)?;
         sock.add_membership(NFNLGRP_NFTABLES)?;
         Ok(Monitor {
             sock,
@@ -297,29 +297,8 @@ fn describe(table: &str, pending: &BTreeMap<(u8, String), usize>) -> Vec<String>
 }
 
 /// A NUL-terminated string attribute.
-fn c_string(v: &[u8]) -> String {
+pub(super) fn c_string(v: &[u8]) -> String {
     String::from_utf8_lossy(v.split(|&b| b == 0).next().unwrap_or_default()).into_owned()
-}
-
-fn setsockopt<T>(sock: &Socket, name: libc::c_int, value: T) -> io::Result<()> {
-    // SAFETY: the pointer and length describe `value`, a live `T` that
-    // outlives the call; the kernel reads `size_of::<T>()` bytes of it; the
-    // fd is owned by `sock`. The option types (c_int for buffer sizes,
-    // timeval for SO_RCVTIMEO) are what the kernel expects.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            name,
-            (&value as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

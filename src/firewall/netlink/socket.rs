@@ -506,7 +506,7 @@ fn set_seq(msg: &mut [u8], seq: u32) {
 
 /// `setsockopt(2)` for the options netlink-sys does not wrap: the send
 /// buffer, the *FORCE variants of both buffers, and the receive timeout.
-fn setsockopt<T>(sock: &Socket, level: libc::c_int, name: libc::c_int, value: T) -> io::Result<()> {
+pub(super) fn setsockopt<T>(sock: &Socket, level: libc::c_int, name: libc::c_int, value: T) -> io::Result<()> {
     // SAFETY: the pointer and length describe `value`, a live, initialised
     // `T` that outlives the call; the kernel only reads `size_of::<T>()`
     // bytes from it, and the fd is owned by `sock`. The option types used
