@@ -466,14 +466,7 @@ pub fn follow(
         // attribute change that would need the path looked up again.
         let mut only_written = false;
         if let Some(ino) = inotify.as_mut() {
-            let mut pfd = libc::pollfd {
-                fd: ino.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd for the duration of the call.
-            let ready = unsafe { libc::poll(&mut pfd, 1, TICK.as_millis() as i32) };
-            if ready > 0 {
+            if readable(ino.as_raw_fd(), TICK) {
                 relevant = false;
                 only_written = true;
                 if let Ok(events) = ino.read_events(&mut buf) {
@@ -524,6 +517,18 @@ pub(super) fn watch_dir(path: &Path) -> Option<Inotify> {
             None
         }
     }
+}
+
+/// Waits at most `timeout` for `fd` to have something to read (inotify
+/// events), so that a reader also wakes once per tick for its checks.
+pub(super) fn readable(fd: std::os::fd::RawFd, timeout: Duration) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) > 0 }
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::file::{watch_dir, FileTail, Left, Position, StartAt, HEAD, TICK};
+use super::file::{readable, watch_dir, FileTail, Left, Position, StartAt, HEAD, TICK};
 use super::{SourceState, SourceStats};
 
 /// File name endings of compressed (rotated) logs, never read.
@@ -350,14 +350,7 @@ pub fn follow(
     while !stop.load(Ordering::Relaxed) {
         let mut relevant = true;
         if let Some(ino) = inotify.as_mut() {
-            let mut pfd = libc::pollfd {
-                fd: ino.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd for the duration of the call.
-            let ready = unsafe { libc::poll(&mut pfd, 1, TICK.as_millis() as i32) };
-            if ready > 0 {
+            if readable(ino.as_raw_fd(), TICK) {
                 relevant = false;
                 if let Ok(events) = ino.read_events(&mut buf) {
                     for ev in events {
