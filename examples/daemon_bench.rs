@@ -799,32 +799,12 @@ fn attacker(phase: u32, i: usize) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 0, 0)) + (phase << 17) + 1 + i as u32)
 }
 
-/// Asterisk's date for now, local time, as both daemons parse it.
-fn now_stamp() -> String {
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs() as libc::time_t;
-    // SAFETY: localtime_r writes the broken-down time into `tm`, a local.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    unsafe { libc::localtime_r(&t, &mut tm) };
-    format!(
-        "[{:04}-{:02}-{:02} {:02}:{:02}:{:02}]",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
-}
-
 /// A chan_sip registration failure: both the asterisk ruleset and
 /// fail2ban's asterisk filter count it.
 fn attack_line(a: Ipv4Addr) -> String {
     format!(
         "{} NOTICE[2143] chan_sip.c: Registration from '\"100\" <sip:100@10.0.0.1>' failed for '{a}:5060' - Wrong password\n",
-        now_stamp()
+        nftban::commands::demo::asterisk_now()
     )
 }
 
@@ -832,10 +812,10 @@ fn attack_line(a: Ipv4Addr) -> String {
 fn noise_line(k: u64) -> String {
     let user = format!("10.{}.{}.{}", k % 4, (k / 4) % 256, 1 + (k / 1024) % 254);
     match k % 4 {
-        0 => format!("{} VERBOSE[2231][C-{k:08x}] pbx.c:     -- Executing [200@default:1] Dial(\"SIP/100-{k:08x}\", \"SIP/200,30\") in new stack\n", now_stamp()),
-        1 => format!("{} VERBOSE[2143] chan_sip.c:     -- Registered SIP '100' at {user}:5060\n", now_stamp()),
-        2 => format!("{} VERBOSE[2231][C-{k:08x}] app_dial.c:     -- SIP/200-{k:08x} answered SIP/100-{k:08x}\n", now_stamp()),
-        _ => format!("{} NOTICE[2143] chan_sip.c: Peer '100' is now Reachable. (12ms / 2000ms)\n", now_stamp()),
+        0 => format!("{} VERBOSE[2231][C-{k:08x}] pbx.c:     -- Executing [200@default:1] Dial(\"SIP/100-{k:08x}\", \"SIP/200,30\") in new stack\n", nftban::commands::demo::asterisk_now()),
+        1 => format!("{} VERBOSE[2143] chan_sip.c:     -- Registered SIP '100' at {user}:5060\n", nftban::commands::demo::asterisk_now()),
+        2 => format!("{} VERBOSE[2231][C-{k:08x}] app_dial.c:     -- SIP/200-{k:08x} answered SIP/100-{k:08x}\n", nftban::commands::demo::asterisk_now()),
+        _ => format!("{} NOTICE[2143] chan_sip.c: Peer '100' is now Reachable. (12ms / 2000ms)\n", nftban::commands::demo::asterisk_now()),
     }
 }
 

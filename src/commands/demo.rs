@@ -40,8 +40,9 @@ fn attack_lines() -> Vec<String> {
     lines
 }
 
-/// The local time as Asterisk writes it: `[YYYY-MM-DD HH:MM:SS]`.
-fn asterisk_now() -> String {
+/// The local time as Asterisk writes it: `[YYYY-MM-DD HH:MM:SS]` (also
+/// used by the daemon benchmark to date its lines).
+pub fn asterisk_now() -> String {
     // SAFETY: time and localtime_r with valid pointers; tm is plain data.
     let tm = unsafe {
         let t = libc::time(std::ptr::null_mut());
