@@ -85,7 +85,7 @@ fn restart_keeps_bans_and_does_not_duplicate_rules() {
     };
     let before = expires();
     assert_eq!(before.len(), 1, "{before:?}");
-    for f in ["nftban.db", "nftban.db-wal", "nftban.db-shm"] {
+    for f in ["nftban.db", "nftban.db-wal", "nftban.db-shm", "nftban.db-pending"] {
         let _ = std::fs::remove_file(s.dir.path().join(f));
     }
     s.top("log: {target: stderr, level: debug}");

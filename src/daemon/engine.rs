@@ -275,7 +275,7 @@ impl Engine {
     pub fn start(&mut self, config: &Config) -> crate::firewall::Result<usize> {
         self.firewall.setup(&config.table_spec())?;
         let now = SystemTime::now();
-        let active = match self.store.as_ref().map(|s| s.active(now)) {
+        let active = match self.store.as_mut().map(|s| s.active(now)) {
             Some(Ok(active)) => active,
             None => Vec::new(),
             Some(Err(e)) => {
@@ -341,7 +341,7 @@ impl Engine {
     /// Recidive counts bans across restarts: feed it the history's bans of
     /// the last `findtime`.
     fn seed_recidive(&mut self, now: SystemTime) {
-        let (Some(r), Some(store)) = (self.recidive, self.store.as_ref()) else {
+        let (Some(r), Some(store)) = (self.recidive, self.store.as_mut()) else {
             return;
         };
         let since = now - self.jails[r].tracker.policy.findtime;
@@ -368,10 +368,12 @@ impl Engine {
         self.cursors.insert(source, cursor);
     }
 
-    /// Save reading positions: at most once a second unless `now_or_never`
-    /// (shutdown). Bans recorded meanwhile went in their own transactions.
+    /// Save reading positions, and move the bans gathered in the history's
+    /// pending file into SQLite with them: at most once a second unless
+    /// `force` (shutdown, reload).
     pub fn save_positions(&mut self, force: bool) {
-        if self.positions.is_empty() && self.cursors.is_empty() {
+        let pending = self.store.as_ref().is_some_and(|s| s.has_pending());
+        if self.positions.is_empty() && self.cursors.is_empty() && !pending {
             return;
         }
         let due = force

@@ -13,6 +13,10 @@
 //! committed; a power cut may lose the last transactions, whose bans are
 //! still in the kernel until they expire.
 //!
+//! Small writes (a ban or two) go first to an append-only file beside the
+//! database and reach SQLite about once a second, many in one transaction:
+//! see [`pending`]. Every read of the history moves them in first.
+//!
 //! The schema version is kept in `PRAGMA user_version`; [`Store::open`]
 //! migrates older files forward and refuses newer ones.
 
@@ -43,6 +47,10 @@ pub enum Error {
     /// A read or write failed (disk full, I/O error, corruption).
     #[error("ban database {path}: {source}")]
     Sql { path: PathBuf, source: rusqlite::Error },
+    /// The pending file beside the database (see [`pending`]) cannot be
+    /// opened, locked or written.
+    #[error("{0}")]
+    Pending(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -64,6 +72,12 @@ pub enum Origin {
 }
 
 impl Origin {
+    fn parse(s: &str) -> Option<Origin> {
+        [Origin::Auto, Origin::Manual, Origin::Adopted, Origin::Escalated]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Origin::Auto => "auto",
@@ -97,10 +111,18 @@ pub struct ActiveBan {
     pub reason: Option<String>,
 }
 
+mod pending;
+pub use pending::path_of as pending_path;
+
+/// Bans recorded in one call up to this many go to the pending file; more
+/// go straight into SQLite (one transaction is then cheap per ban).
+const SMALL_WRITE: usize = 64;
+
 /// The ban history database.
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    pending: pending::Pending,
 }
 
 fn secs(t: SystemTime) -> i64 {
@@ -125,12 +147,71 @@ impl Store {
             })?;
         }
         let conn = Connection::open(path).map_err(open_err)?;
-        let store = Store {
+        let (pending, left) = pending::Pending::open(path).map_err(|e| Error::Pending(e.to_string()))?;
+        let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            pending,
         };
         store.migrate()?;
+        if !left.is_empty() {
+            store.replay(&left)?;
+            tracing::info!(
+                "moved {} ban(s) left in {} by an earlier run into the history",
+                left.len(),
+                store.pending.path().display()
+            );
+        }
         Ok(store)
+    }
+
+    /// Put bans a crashed run left in the pending file into SQLite, each
+    /// unless SQLite has it already (the run died after its commit but
+    /// before emptying the file), then empty the file.
+    fn replay(&mut self, left: &[BanRecord]) -> Result<()> {
+        let tx = self.conn.transaction().map_err(|e| Error::Sql {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        for b in left {
+            tx.execute(
+                "INSERT INTO bans (jail, net, banned_at, expires_at, origin, reason)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM bans
+                     WHERE net = ?2 AND jail = ?1 AND banned_at = ?3 AND expires_at = ?4)",
+                params![
+                    b.jail,
+                    b.net.to_string(),
+                    secs(b.at),
+                    secs(b.expires),
+                    b.origin.as_str(),
+                    b.reason
+                ],
+            )
+            .map_err(|e| Error::Sql {
+                path: self.path.clone(),
+                source: e,
+            })?;
+        }
+        tx.commit().map_err(|e| Error::Sql {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        self.pending.clear().map_err(|e| self.pending_err(e))
+    }
+
+    fn pending_err(&self, e: std::io::Error) -> Error {
+        Error::Pending(format!("{}: {e}", self.pending.path().display()))
+    }
+
+    /// Move the pending bans into SQLite now (a read of the history
+    /// follows, or the daemon stops).
+    pub fn sync(&mut self) -> Result<()> {
+        self.save(&[], &[], &[])
+    }
+
+    /// Whether bans wait in the pending file.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.bans().is_empty()
     }
 
     fn sql(&self, source: rusqlite::Error) -> Error {
@@ -214,20 +295,32 @@ impl Store {
         Ok(())
     }
 
-    /// Record bans, all in one transaction.
+    /// Record bans: a few are appended to the pending file, many go into
+    /// SQLite in one transaction. Either way they survive `kill -9` once
+    /// this returns.
     pub fn record_bans(&mut self, bans: &[BanRecord]) -> Result<()> {
+        if bans.len() <= SMALL_WRITE {
+            match self.pending.append(bans) {
+                Ok(()) => return Ok(()),
+                Err(e) => tracing::warn!(
+                    "cannot append to {}: {e}; writing the ban(s) to SQLite directly",
+                    self.pending.path().display()
+                ),
+            }
+        }
         self.save(bans, &[], &[])
     }
 
-    /// Record bans and file positions in one transaction: after a crash the
-    /// history never holds a position past lines whose bans it lacks.
+    /// Record bans and file positions in one transaction, with the pending
+    /// bans: after a crash the history never holds a position past lines
+    /// whose bans it lacks.
     pub fn save(
         &mut self,
         bans: &[BanRecord],
         positions: &[(String, Position)],
         cursors: &[(String, String)],
     ) -> Result<()> {
-        if bans.is_empty() && positions.is_empty() && cursors.is_empty() {
+        if bans.is_empty() && positions.is_empty() && cursors.is_empty() && !self.has_pending() {
             return Ok(());
         }
         let path = self.path.clone();
@@ -244,7 +337,7 @@ impl Store {
             let mut stmt = c.prepare_cached(
                 "INSERT INTO bans (jail, net, banned_at, expires_at, origin, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            for b in bans {
+            for b in self.pending.bans().iter().chain(bans) {
                 stmt.execute(params![
                     b.jail,
                     b.net.to_string(),
@@ -285,12 +378,21 @@ impl Store {
             let _ = c.execute_batch("ROLLBACK");
         }
         written.map_err(sql)?;
-        ended.map(|_| ()).map_err(sql)
+        ended.map_err(sql)?;
+        if self.has_pending() {
+            // If the file cannot be emptied, a crash replays its lines and
+            // skips them there as already held.
+            if let Err(e) = self.pending.clear() {
+                tracing::warn!("cannot empty {}: {e}", self.pending.path().display());
+            }
+        }
+        Ok(())
     }
 
     /// Mark running bans of `net` as lifted, in one jail or all; they will
     /// not be restored. Returns how many rows changed.
     pub fn record_unban(&mut self, jail: Option<&str>, net: &IpNet, at: SystemTime) -> Result<usize> {
+        self.sync()?;
         let n = match jail {
             Some(j) => self.conn.execute(
                 "UPDATE bans SET unbanned_at = ?1 WHERE net = ?2 AND jail = ?3 AND unbanned_at IS NULL",
@@ -306,6 +408,7 @@ impl Store {
 
     /// Mark the running bans of a jail as lifted (the jail left the config).
     pub fn record_jail_removed(&mut self, jail: &str, at: SystemTime) -> Result<usize> {
+        self.sync()?;
         self.conn
             .execute(
                 "UPDATE bans SET unbanned_at = ?1 WHERE jail = ?2 AND unbanned_at IS NULL",
@@ -316,7 +419,8 @@ impl Store {
 
     /// Bans that are neither expired at `now` nor lifted: one per (jail,
     /// net), with the latest expiry.
-    pub fn active(&self, now: SystemTime) -> Result<Vec<ActiveBan>> {
+    pub fn active(&mut self, now: SystemTime) -> Result<Vec<ActiveBan>> {
+        self.sync()?;
         let mut stmt = self
             .conn
             .prepare(
@@ -357,19 +461,20 @@ impl Store {
             .query_row("SELECT id FROM bans LIMIT 1", [], |r| r.get(0))
             .optional()
             .map_err(|e| self.sql(e))?;
-        Ok(row.is_none())
+        Ok(row.is_none() && !self.has_pending())
     }
 
     /// How many times `net` was banned in `jail` before (for the bantime
     /// increment of repeat offenders).
     pub fn ban_count(&self, jail: &str, net: &IpNet) -> Result<u64> {
+        let pending = self.pending.count(jail, net);
         self.conn
             .query_row(
                 "SELECT COUNT(*) FROM bans WHERE jail = ?1 AND net = ?2",
                 params![jail, net.to_string()],
                 |r| r.get::<_, i64>(0),
             )
-            .map(|n| n as u64)
+            .map(|n| n as u64 + pending)
             .map_err(|e| self.sql(e))
     }
 
@@ -407,7 +512,8 @@ impl Store {
     }
 
     /// Every ban (jail, address, time) recorded since `since`, oldest first.
-    pub fn bans_since(&self, since: SystemTime) -> Result<Vec<(String, IpNet, SystemTime)>> {
+    pub fn bans_since(&mut self, since: SystemTime) -> Result<Vec<(String, IpNet, SystemTime)>> {
+        self.sync()?;
         let mut stmt = self
             .conn
             .prepare("SELECT jail, net, banned_at FROM bans WHERE banned_at >= ?1 ORDER BY banned_at")
@@ -430,6 +536,7 @@ impl Store {
     /// Delete history that ended more than `keep` before `now`. Returns the
     /// number of rows removed.
     pub fn purge(&mut self, now: SystemTime, keep: Duration) -> Result<usize> {
+        self.sync()?;
         let cutoff = secs(now) - keep.as_secs() as i64;
         self.conn
             .execute(
@@ -437,6 +544,17 @@ impl Store {
                 params![cutoff],
             )
             .map_err(|e| self.sql(e))
+    }
+}
+
+impl Drop for Store {
+    /// A clean stop leaves the pending file empty.
+    fn drop(&mut self) {
+        if self.has_pending() {
+            if let Err(e) = self.sync() {
+                tracing::warn!("{e}; the pending bans are moved into the history at the next start");
+            }
+        }
     }
 }
 

@@ -36,7 +36,7 @@ fn active_bans_survive_reopen_with_latest_expiry() {
     ])
     .unwrap();
     drop(s);
-    let s = Store::open(&dir.path().join("sub/nftban.db")).unwrap();
+    let mut s = Store::open(&dir.path().join("sub/nftban.db")).unwrap();
     assert!(!s.is_empty().unwrap());
     let mut active = s.active(t(20)).unwrap();
     active.sort_by(|a, b| a.jail.cmp(&b.jail));
@@ -199,4 +199,91 @@ fn an_escalated_prefix_keeps_its_reason() {
     assert_eq!(active[0].reason.as_deref(), Some(why));
     let origin: String = s.conn.query_row("SELECT origin FROM bans", [], |r| r.get(0)).unwrap();
     assert_eq!(origin, "escalated");
+}
+
+#[test]
+fn small_writes_wait_in_the_pending_file_and_survive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nftban.db");
+    let mut s = Store::open(&db).unwrap();
+    s.record_bans(&[ban("sshd", "198.51.100.1/32", 0, 100)]).unwrap();
+    assert!(s.has_pending());
+    assert!(!s.is_empty().unwrap());
+    assert_eq!(s.ban_count("sshd", &"198.51.100.1/32".parse().unwrap()).unwrap(), 1);
+    // SQLite itself does not hold it yet: a second connection sees nothing.
+    let raw = Connection::open(&db).unwrap();
+    let rows: i64 = raw.query_row("SELECT COUNT(*) FROM bans", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 0);
+    // kill -9: no Drop, no sync.
+    std::mem::forget(s);
+    // The lock of the dead process is gone with its descriptor; here the
+    // forgotten store still holds it, so release it as the kernel would.
+    unlock_pending(&db);
+    let mut s = Store::open(&db).unwrap();
+    assert!(!s.has_pending());
+    let active = s.active(t(1)).unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].net, "198.51.100.1/32".parse::<IpNet>().unwrap());
+    let rows: i64 = raw.query_row("SELECT COUNT(*) FROM bans", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 1);
+    assert_eq!(std::fs::metadata(pending_path(&db)).unwrap().len(), 0);
+}
+
+#[test]
+fn a_pending_line_already_in_sqlite_is_not_counted_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nftban.db");
+    let mut s = Store::open(&db).unwrap();
+    s.record_bans(&[ban("sshd", "198.51.100.1/32", 0, 100)]).unwrap();
+    let line = std::fs::read(pending_path(&db)).unwrap();
+    assert!(!line.is_empty());
+    s.sync().unwrap();
+    assert!(!s.has_pending());
+    assert_eq!(std::fs::metadata(pending_path(&db)).unwrap().len(), 0);
+    // A crash between the commit and emptying the file leaves the line.
+    std::mem::forget(s);
+    unlock_pending(&db);
+    std::fs::write(pending_path(&db), &line).unwrap();
+    let s = Store::open(&db).unwrap();
+    assert_eq!(s.ban_count("sshd", &"198.51.100.1/32".parse().unwrap()).unwrap(), 1);
+}
+
+#[test]
+fn positions_are_saved_with_the_pending_bans() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nftban.db");
+    let mut s = Store::open(&db).unwrap();
+    s.record_bans(&[ban("sshd", "198.51.100.1/32", 0, 100)]).unwrap();
+    let pos = Position {
+        offset: 42,
+        head_len: 1,
+        head_hash: 7,
+    };
+    s.save(&[], &[("/var/log/x".into(), pos)], &[]).unwrap();
+    assert!(!s.has_pending());
+    let raw = Connection::open(&db).unwrap();
+    let rows: i64 = raw.query_row("SELECT COUNT(*) FROM bans", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 1);
+    assert_eq!(s.positions().unwrap()["/var/log/x"], pos);
+}
+
+/// Drop the `flock` of a store that was leaked with `mem::forget` (what the
+/// kernel does when a killed process's descriptors close).
+fn unlock_pending(db: &std::path::Path) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(pending_path(db)).unwrap();
+    // flock locks belong to the open file description, so a new
+    // description cannot unlock the leaked one: find the leaked descriptor.
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        if target == pending_path(db) {
+            let fd: i32 = entry.file_name().to_str().unwrap().parse().unwrap();
+            if fd != f.as_raw_fd() {
+                // SAFETY: closing a descriptor leaked on purpose by the test.
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
 }
