@@ -18,6 +18,7 @@
 
 pub mod engine;
 mod notify;
+mod outbox;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,13 +37,18 @@ use crate::matcher::{LineMatch, MatcherRef, SourceMatcher, Zone};
 use crate::sources::file::{follow, Position, StartAt};
 use crate::sources::{glob, stdin, SourceState, SourceStats};
 pub use engine::Engine;
+use outbox::{Failure, Outbox};
 
 /// What the engine is told.
 pub enum Event {
-    /// A failure line of `addr` in jail number `jail`.
+    /// A failure line of `addr` in jail number `jail` (journal sources).
     Failure { jail: usize, addr: IpAddr, at: SystemTime },
-    /// A file source has sent every failure up to this position.
-    Position { path: String, pos: Position },
+    /// The failures of one read of a file source (or stdin), then, if
+    /// given, the position up to which that file is dealt with.
+    Lines {
+        failures: Vec<outbox::Failure>,
+        position: Option<(String, Position)>,
+    },
     /// A journal source has sent every failure up to this cursor.
     Cursor { source: String, cursor: String },
     /// A control request and where to send the answer.
@@ -190,7 +196,8 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
         };
         std::thread::Builder::new().name(name).spawn(move || {
             let mut sm = SourceMatcher::new(matchers, Zone::Local);
-            let tx2 = tx.clone();
+            // Shared by the line and position callbacks of one thread.
+            let outbox = std::cell::RefCell::new(Outbox::new(tx));
             // `counter`: the stats of the file the line comes from.
             let mut on_line = |counter: &SourceStats, line: &str| {
                 let now = SystemTime::now();
@@ -208,7 +215,7 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
                                     now.duration_since(at).map(|d| d.as_secs()).unwrap_or(0));
                                 continue;
                             }
-                            let _ = tx.send(Event::Failure { jail: ids[k], addr: *addr, at });
+                            outbox.borrow_mut().failure(Failure { jail: ids[k], addr: *addr, at });
                         }
                         LineMatch::NotAnAddress { host, .. } => {
                             tracing::debug!(jail = %names[k], %host, "matched a hostname, not an address: nftban never resolves names; not counted");
@@ -218,19 +225,20 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
                 }
             };
             if path.as_os_str() == stdin::LABEL {
-                // No position: what went through the pipe is gone.
+                // No position: what went through the pipe is gone. Each
+                // failure goes at once (stdin has no end-of-read callback).
                 let counter = stats.clone();
-                stdin::follow(stats, stop, |line| on_line(&counter, line));
+                stdin::follow(stats, stop, |line| {
+                    on_line(&counter, line);
+                    outbox.borrow_mut().send(None);
+                });
             } else if glob::is_pattern(&path) {
-                let on_position = move |file: &std::path::Path, pos: Position| {
-                    let path = file.display().to_string();
-                    let _ = tx2.send(Event::Position { path, pos });
+                let on_position = |file: &std::path::Path, pos: Position| {
+                    outbox.borrow_mut().send(Some((file.display().to_string(), pos)));
                 };
                 glob::follow(&path, stats, stop, &saved, on_line, on_position);
             } else {
-                let on_position = move |pos: Position| {
-                    let _ = tx2.send(Event::Position { path: key.clone(), pos });
-                };
+                let on_position = |pos: Position| outbox.borrow_mut().send(Some((key.clone(), pos)));
                 let counter = stats.clone();
                 follow(&path, stats, stop, start, |line| on_line(&counter, line), on_position);
             }
@@ -375,7 +383,14 @@ fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>, config: &Config, 
         while let Some(ev) = next.take() {
             match ev {
                 Event::Failure { jail, addr, at } => engine.failure(jail, addr, at),
-                Event::Position { path, pos } => engine.position(path, pos),
+                Event::Lines { failures, position } => {
+                    for f in failures {
+                        engine.failure(f.jail, f.addr, f.at);
+                    }
+                    if let Some((path, pos)) = position {
+                        engine.position(path, pos);
+                    }
+                }
                 Event::Cursor { source, cursor } => engine.cursor(source, cursor),
                 Event::Request(Request::Reload, reply) => {
                     let answer = check_reload(config);

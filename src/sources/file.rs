@@ -437,7 +437,9 @@ fn emit(path: &Path, bytes: &[u8], stats: &SourceStats, on_line: &mut dyn FnMut(
 ///
 /// `start` says where the first open begins (the end of the file, or where
 /// an earlier run stopped); `on_position` gets the reading position after
-/// every batch of lines, to be saved once those lines are dealt with.
+/// every batch of lines, to be saved once those lines are dealt with. It is
+/// called after every read that handed out a line (even if the position
+/// came out the same), so a caller may hold what the lines gave until then.
 pub fn follow(
     path: &Path,
     stats: Arc<SourceStats>,
@@ -448,11 +450,17 @@ pub fn follow(
 ) {
     let mut tail = FileTail::new(path, stats);
     let mut last = None;
+    let handed = std::cell::Cell::new(false);
+    let mut on_line = |line: &str| {
+        handed.set(true);
+        on_line(line)
+    };
     let mut report = |tail: &mut FileTail| {
-        if let Some(pos) = tail.position().filter(|p| Some(*p) != last) {
+        if let Some(pos) = tail.position().filter(|p| Some(*p) != last || handed.get()) {
             last = Some(pos);
             on_position(pos);
         }
+        handed.set(false);
     };
     let mut inotify = watch_dir(path);
     tail.check(start, &mut on_line);

@@ -261,7 +261,11 @@ impl Glob {
         let mut gone = Vec::new();
         for (path, m) in self.members.iter_mut() {
             let stats = m.stats.clone();
-            let mut emit = |l: &str| on_line(&stats, l);
+            let mut handed = false;
+            let mut emit = |l: &str| {
+                handed = true;
+                on_line(&stats, l)
+            };
             m.tail.check(StartAt::Beginning, &mut emit);
             let _ = m.tail.read_available(&mut emit);
             if let Some(l) = m.tail.take_left() {
@@ -270,7 +274,9 @@ impl Glob {
                     self.left.pop_front();
                 }
             }
-            if let Some(pos) = m.tail.position().filter(|p| Some(*p) != m.last) {
+            // After every read that handed out lines, even at the same
+            // position: the caller may hold what they gave until then.
+            if let Some(pos) = m.tail.position().filter(|p| Some(*p) != m.last || handed) {
                 m.last = Some(pos);
                 on_position(path, pos);
             }
@@ -318,7 +324,8 @@ impl Glob {
 /// Follow every file `pattern` matches until `stop` is set. `saved` holds
 /// the positions an earlier run stored for files of this pattern;
 /// `on_line` gets each line with the stats of its file (to count matches),
-/// `on_position` each file's reading position once its lines are handed out.
+/// `on_position` each file's reading position once its lines are handed out
+/// (after every read that handed out a line).
 pub fn follow(
     pattern: &Path,
     stats: Arc<SourceStats>,
