@@ -30,6 +30,9 @@ use crate::sources::{SourceState, SourceStats};
 use crate::store::{BanRecord, Origin, Store};
 use crate::tracker::{Policy, Tracker, Verdict};
 
+mod bans;
+pub use bans::Bans;
+
 /// How many bans refused in one batch are logged one by one.
 const LOGGED_REFUSALS: usize = 10;
 
@@ -51,7 +54,7 @@ pub struct JailState {
     pub journal: Vec<String>,
     pub tracker: Tracker,
     /// Banned addresses/prefixes and when their kernel timeout ends.
-    pub bans: BTreeMap<IpNet, SystemTime>,
+    pub bans: Bans,
     pub total_banned: u64,
     pub total_unbanned: u64,
     /// Bans of this jail the kernel refused (a full set, say).
@@ -76,7 +79,7 @@ impl JailState {
             files: files.iter().map(|f| f.display().to_string()).collect(),
             journal: journal.to_vec(),
             tracker: Tracker::new(policy),
-            bans: BTreeMap::new(),
+            bans: Bans::default(),
             total_banned: 0,
             total_unbanned: 0,
             kernel_errors: 0,
@@ -475,7 +478,7 @@ impl Engine {
             }
             Verdict::Ban { bantime } => {
                 let net = IpNet::from(addr);
-                if let Some(cover) = covering(&j.bans, &net, at) {
+                if let Some(cover) = j.bans.covering(&net, at) {
                     tracing::debug!(jail = %j.name, %addr, %cover, "already banned");
                     return;
                 }
@@ -531,7 +534,7 @@ impl Engine {
         let now = at.max(SystemTime::now());
         let net = IpNet::V6(prefix);
         let j = &self.jails[jail];
-        if covering(&j.bans, &net, now).is_some() {
+        if j.bans.covering(&net, now).is_some() {
             return;
         }
         // Every ban inside the prefix sorts between its first address with
@@ -872,7 +875,7 @@ impl Engine {
                     .rev()
                     .find_map(|len| Some(IpNet::new(net.addr(), len).ok()?.trunc()).filter(|w| wanted_set.contains(w)))
             };
-            if let Some(cover) = covering(&j.bans, &net, now).filter(|c| *c != net).or_else(wider_wanted) {
+            if let Some(cover) = j.bans.covering(&net, now).filter(|c| *c != net).or_else(wider_wanted) {
                 result
                     .already_covered
                     .push(format!("{} (inside banned {})", show_net(&net), show_net(&cover)));
@@ -1030,16 +1033,6 @@ impl Engine {
         }
         Response::ok(result)
     }
-}
-
-/// A banned element that contains `net` and has not expired. One map
-/// lookup per prefix length (at most 33 or 129), not a walk over all bans:
-/// with a million bans each new ban stays cheap.
-fn covering(bans: &BTreeMap<IpNet, SystemTime>, net: &IpNet, now: SystemTime) -> Option<IpNet> {
-    (0..=net.prefix_len()).rev().find_map(|len| {
-        let wider = IpNet::new(net.addr(), len).ok()?.trunc();
-        bans.get(&wider).filter(|&&t| t > now).map(|_| wider)
-    })
 }
 
 /// An address prints without `/32` or `/128`, a prefix with its length.
