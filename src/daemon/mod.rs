@@ -80,7 +80,14 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
     // Subscribe before setup, so no change after it goes unseen.
     let monitor = if watch {
         match Monitor::open(&config.table) {
-            Ok(m) => Some(m),
+            Ok(m) => {
+                if let Some(port) = firewall.event_port() {
+                    if let Err(e) = m.ignore_port(port) {
+                        tracing::debug!(error = %e, "cannot filter nftban's own nf_tables events; they are told apart by process id");
+                    }
+                }
+                Some(m)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch nf_tables events: nftban will not notice (nor heal) changes other tools make to table inet {}", config.table);
                 None

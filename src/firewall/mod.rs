@@ -296,6 +296,13 @@ pub trait Firewall: Send {
     fn batches(&self) -> u64 {
         0
     }
+
+    /// The netlink port that nf_tables events of this firewall's own
+    /// changes name as their requester, so the event monitor can have the
+    /// kernel drop them ([`netlink::monitor::Monitor::ignore_port`]).
+    fn event_port(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// The prefix that stands for a single address: /32 or /128.

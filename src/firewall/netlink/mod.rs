@@ -402,6 +402,10 @@ impl Firewall for Netlink {
 
     /// GETCHAIN, a GETSET dump and a GETRULE dump of nftban's table only,
     /// then one GETSETELEM lookup per probe: never a set listing.
+    fn event_port(&self) -> Option<u32> {
+        self.sock.port().ok()
+    }
+
     fn missing(&mut self, spec: &TableSpec, probes: &[(String, IpNet)]) -> Result<Vec<String>> {
         let table = spec.table.as_str();
         let mut chains = Vec::new();

@@ -128,6 +128,8 @@ pub struct Monitor {
     buf: Vec<u8>,
     /// Deletions seen since the last NEWGEN, by kind and object.
     pending: BTreeMap<(u8, String), usize>,
+    /// Event messages read since open (what the port filter saves).
+    pub received: u64,
 }
 
 impl Monitor {
@@ -149,7 +151,58 @@ impl Monitor {
             table: table.to_string(),
             buf: vec![0; READ_BUFFER],
             pending: BTreeMap::new(),
+            received: 0,
         })
+    }
+
+    /// Have the kernel drop, before they reach this socket, the events of
+    /// changes requested through netlink port `port` (nftban's own
+    /// firewall socket). The kernel names the requester's port in every
+    /// event message's `nlmsg_pid`, so a classic BPF filter of four
+    /// instructions can tell them apart. Without it each ban woke this
+    /// thread twice (the element, then the end of its transaction) only to
+    /// find that nftban made it. Events of nftban's other sockets still
+    /// arrive and are recognised by process id as before.
+    pub fn ignore_port(&self, port: u32) -> io::Result<()> {
+        // `ld [12]` loads nlmsg_pid in network byte order: compare with
+        // the port's bytes as the kernel stores them (host order).
+        let want = u32::from_be_bytes(port.to_ne_bytes());
+        let program = [
+            // A = nlmsg_pid
+            libc::sock_filter {
+                code: 0x20,
+                jt: 0,
+                jf: 0,
+                k: 12,
+            },
+            // if A == port goto drop else goto keep
+            libc::sock_filter {
+                code: 0x15,
+                jt: 0,
+                jf: 1,
+                k: want,
+            },
+            // drop: return 0 bytes
+            libc::sock_filter {
+                code: 0x06,
+                jt: 0,
+                jf: 0,
+                k: 0,
+            },
+            // keep: return the whole message
+            libc::sock_filter {
+                code: 0x06,
+                jt: 0,
+                jf: 0,
+                k: u32::MAX,
+            },
+        ];
+        let prog = libc::sock_fprog {
+            len: program.len() as u16,
+            filter: program.as_ptr().cast_mut(),
+        };
+        // The kernel copies the program during the call.
+        setsockopt(&self.sock, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, prog)
     }
 
     /// A handle that pauses and resumes this monitor from another thread.
@@ -187,6 +240,7 @@ impl Monitor {
             let buf = std::mem::take(&mut self.buf);
             for m in messages(&buf[..n]) {
                 let Ok(m) = m else { break };
+                self.received += 1;
                 if m.kind >> 8 != NFNL_SUBSYS_NFTABLES || m.payload.len() < 4 {
                     continue;
                 }

@@ -130,6 +130,14 @@ impl NfSocket {
         })
     }
 
+    /// The netlink port the kernel bound this socket to: events of the
+    /// changes it requests carry it.
+    pub(super) fn port(&self) -> io::Result<u32> {
+        let mut addr = netlink_sys::SocketAddr::new(0, 0);
+        self.sock.get_address(&mut addr)?;
+        Ok(addr.port_number())
+    }
+
     fn next_seq(&mut self) -> u32 {
         self.seq = self.seq.wrapping_add(1);
         if self.seq == 0 {

@@ -756,3 +756,36 @@ fn a_missing_nf_tables_is_named_with_what_to_do() {
         "{e}"
     );
 }
+
+/// The event monitor, told nftban's port, never receives the events of
+/// nftban's own changes, while another process's deletion still arrives;
+/// a monitor without the filter receives both.
+#[test]
+fn own_events_are_dropped_before_the_monitor_reads_them() {
+    let Some(mut nl) = private_netns() else { return };
+    let mut filtered = super::monitor::Monitor::open("nftban").unwrap();
+    let mut plain = super::monitor::Monitor::open("nftban").unwrap();
+    let port = nl.event_port().expect("a netlink firewall has a port");
+    filtered.ignore_port(port).unwrap();
+    nl.setup(&spec(&["sshd"], Action::Drop)).unwrap();
+    let bans: Vec<Ban> = (1..=20)
+        .map(|i| ban("sshd", &format!("192.0.2.{i}"), Duration::from_secs(600)))
+        .collect();
+    assert!(nl.add(&bans).unwrap().is_empty());
+    nl.delete("sshd", &[net("192.0.2.1/32")]).unwrap();
+    // Own changes only: neither reports anything; only the plain one read them.
+    assert!(filtered.wait().unwrap().is_none());
+    assert!(plain.wait().unwrap().is_none());
+    assert_eq!(filtered.received, 0);
+    assert!(plain.received > 20, "{}", plain.received);
+    nft(&["delete", "element", "inet", "nftban", "sshd_v4", "{ 192.0.2.2 }"]);
+    for m in [&mut filtered, &mut plain] {
+        match m.wait().unwrap() {
+            Some(super::monitor::Notice::Changed { what, .. }) => {
+                assert_eq!(what, vec!["1 element deleted from set sshd_v4".to_string()])
+            }
+            other => panic!("another process's deletion not reported: {other:?}"),
+        }
+    }
+    assert!(filtered.received > 0);
+}
