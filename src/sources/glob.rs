@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::file::{readable, watch_dir, FileTail, Left, Position, StartAt, HEAD, TICK};
+use super::file::{readable, watch_dir, FileTail, Left, Pacer, Position, StartAt, HEAD, TICK};
 use super::{SourceState, SourceStats};
 
 /// File name endings of compressed (rotated) logs, never read.
@@ -354,7 +354,9 @@ pub fn follow(
     glob.pass(&mut on_line, &mut on_position);
     let name = pattern.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     let mut buf = [0u8; 4096];
+    let mut pacer = Pacer::default();
     while !stop.load(Ordering::Relaxed) {
+        pacer.pause();
         let mut relevant = true;
         if let Some(ino) = inotify.as_mut() {
             if readable(ino.as_raw_fd(), TICK) {
@@ -371,6 +373,7 @@ pub fn follow(
             std::thread::sleep(TICK);
         }
         if relevant || !glob.waiting.is_empty() {
+            pacer.read();
             glob.pass(&mut on_line, &mut on_position);
         }
     }
