@@ -27,7 +27,7 @@ use crate::firewall::{jail_sets, Ban, Counter, Firewall, Refused, TableSpec};
 use crate::matcher::parse_net;
 use crate::sources::file::Position;
 use crate::sources::{SourceState, SourceStats};
-use crate::store::{BanRecord, Origin, Store};
+use crate::store::{BanRecord, FailureWindow, Origin, Store};
 use crate::tracker::{Policy, Tracker, Verdict};
 
 mod bans;
@@ -291,6 +291,7 @@ impl Engine {
             }
         };
         self.seed_recidive(now);
+        self.restore_failures(now);
         let mut restore = Vec::with_capacity(active.len());
         let mut removed = std::collections::BTreeSet::new();
         for ban in active {
@@ -341,6 +342,62 @@ impl Engine {
         Ok(restore.len() - refused)
     }
 
+    /// Put back the failure windows saved with the file positions (see
+    /// `Tracker::take_changes`). Windows of jails no longer configured are
+    /// deleted from the history.
+    fn restore_failures(&mut self, now: SystemTime) {
+        let Some(store) = self.store.as_mut() else { return };
+        let windows = match store.failure_windows() {
+            Ok(w) => w,
+            Err(e) => {
+                self.store_errors += 1;
+                tracing::warn!(error = %e, "cannot read saved failure counts; counting starts afresh");
+                return;
+            }
+        };
+        let (mut restored, mut gone) = (0, Vec::new());
+        for (jail, net, times) in windows {
+            match self
+                .jails
+                .iter()
+                .position(|j| j.name == jail)
+                .filter(|&i| Some(i) != self.recidive)
+            {
+                Some(i) => {
+                    self.jails[i].tracker.restore(net, &times, now);
+                    restored += 1;
+                }
+                None => gone.push(FailureWindow { jail, net, times: None }),
+            }
+        }
+        if !gone.is_empty() && store.save(&[], &[], &[], &gone).is_err() {
+            self.store_errors += 1;
+        }
+        if restored > 0 {
+            tracing::info!("restored the failure counts of {restored} address(es) not banned yet");
+        }
+    }
+
+    /// Every jail's failure windows changed since the last save (recidive's
+    /// are rebuilt from the ban history at start instead).
+    fn failure_changes(&mut self) -> Vec<FailureWindow> {
+        let recidive = self.recidive;
+        let mut out = Vec::new();
+        for (i, j) in self.jails.iter_mut().enumerate() {
+            if Some(i) == recidive {
+                continue;
+            }
+            for (net, times) in j.tracker.take_changes() {
+                out.push(FailureWindow {
+                    jail: j.name.clone(),
+                    net,
+                    times,
+                });
+            }
+        }
+        out
+    }
+
     /// Recidive counts bans across restarts: feed it the history's bans of
     /// the last `findtime`.
     fn seed_recidive(&mut self, now: SystemTime) {
@@ -351,8 +408,8 @@ impl Engine {
         match store.bans_since(since) {
             Ok(rows) => {
                 for (jail, net, at) in rows {
-                    if jail != RECIDIVE_JAIL && jail != MANUAL_JAIL && net.prefix_len() == net.max_prefix_len() {
-                        let _ = self.jails[r].tracker.failure(net.addr(), at);
+                    if jail != RECIDIVE_JAIL && jail != MANUAL_JAIL {
+                        let _ = self.jails[r].tracker.failure_of(net, at);
                     }
                 }
             }
@@ -376,19 +433,23 @@ impl Engine {
     /// `force` (shutdown, reload).
     pub fn save_positions(&mut self, force: bool) {
         let pending = self.store.as_ref().is_some_and(|s| s.has_pending());
-        if self.positions.is_empty() && self.cursors.is_empty() && !pending {
+        if self.positions.is_empty() && self.cursors.is_empty() && !pending && !force {
             return;
         }
         let due = force
             || self
                 .positions_saved
                 .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
-        let Some(store) = self.store.as_mut().filter(|_| due) else {
+        if !due || self.store.is_none() {
             return;
-        };
+        }
+        // The windows as they stand after the failures of the lines up to
+        // these positions (they came before them on the channel).
+        let windows = self.failure_changes();
+        let Some(store) = self.store.as_mut() else { return };
         let positions: Vec<(String, Position)> = std::mem::take(&mut self.positions).into_iter().collect();
         let cursors: Vec<(String, String)> = std::mem::take(&mut self.cursors).into_iter().collect();
-        if let Err(e) = store.save(&[], &positions, &cursors) {
+        if let Err(e) = store.save(&[], &positions, &cursors, &windows) {
             self.store_errors += 1;
             tracing::warn!(error = %e, "could not save file positions; lines may be read again after a restart");
         }
@@ -470,34 +531,36 @@ impl Engine {
 
     /// A failure of `addr` seen in jail `jail` at `at`.
     pub fn failure(&mut self, jail: usize, addr: IpAddr, at: SystemTime) {
+        self.failure_of(jail, IpNet::from(addr), at)
+    }
+
+    /// A failure of `net` (an address, or a prefix a rule captured with
+    /// `<SUBNET>` or `<ADDR>/<CIDR>`) seen in jail `jail` at `at`.
+    pub fn failure_of(&mut self, jail: usize, net: IpNet, at: SystemTime) {
+        let net = net.trunc();
         let j = &mut self.jails[jail];
-        match j.tracker.failure(addr, at) {
-            Verdict::Ignored => tracing::debug!(jail = %j.name, %addr, "failure from an ignoreip address; not counted"),
+        match j.tracker.failure_of(net, at) {
+            Verdict::Ignored => {
+                tracing::debug!(jail = %j.name, net = %show_net(&net), "failure from (or overlapping) an ignoreip address; not counted")
+            }
             Verdict::Counted { count } => {
-                tracing::debug!(jail = %j.name, %addr, count, maxretry = j.tracker.policy.maxretry, "failure")
+                tracing::debug!(jail = %j.name, net = %show_net(&net), count, maxretry = j.tracker.policy.maxretry, "failure")
             }
             Verdict::Ban { bantime } => {
-                let net = IpNet::from(addr);
                 if let Some(cover) = j.bans.covering(&net, at) {
-                    tracing::debug!(jail = %j.name, %addr, %cover, "already banned");
+                    tracing::debug!(jail = %j.name, net = %show_net(&net), %cover, "already banned");
                     return;
                 }
+                let shown = show_net(&net);
                 let bantime = self.incremented(jail, net, bantime);
                 let j = &mut self.jails[jail];
-                let why = if Some(jail) == self.recidive {
-                    format!(
-                        "banned {} times within {}",
-                        j.tracker.policy.maxretry,
-                        format_duration(j.tracker.policy.findtime)
-                    )
+                let policy = &j.tracker.policy;
+                let (what, window) = (policy.maxretry, format_duration(policy.findtime));
+                if Some(jail) == self.recidive {
+                    tracing::info!(jail = %j.name, "Ban {shown} for {} (banned {what} times within {window})", format_duration(bantime));
                 } else {
-                    format!(
-                        "{} failures within {}",
-                        j.tracker.policy.maxretry,
-                        format_duration(j.tracker.policy.findtime)
-                    )
-                };
-                tracing::info!(jail = %j.name, "Ban {addr} for {} ({why})", format_duration(bantime));
+                    tracing::info!(jail = %j.name, "Ban {shown} for {} ({what} failures within {window})", format_duration(bantime));
+                }
                 j.bans.insert(net, at.max(SystemTime::now()) + bantime);
                 j.total_banned += 1;
                 *j.times_banned.entry(net).or_default() += 1;
@@ -508,9 +571,11 @@ impl Engine {
                 });
                 // Every ban of another jail is one "failure" for recidive.
                 if let Some(r) = self.recidive.filter(|&r| r != jail) {
-                    self.failure(r, addr, at);
+                    self.failure_of(r, net, at);
                 }
-                self.escalate(jail, addr, at);
+                if net.prefix_len() == net.max_prefix_len() {
+                    self.escalate(jail, net.addr(), at);
+                }
             }
         }
     }
@@ -1005,9 +1070,7 @@ impl Engine {
                         self.kernel_errors += 1;
                         return Response::err(format!("kernel refused to unban {}: {e}", show_net(&net)));
                     }
-                    if net.prefix_len() == net.max_prefix_len() {
-                        j.tracker.forget(net.addr());
-                    }
+                    j.tracker.forget(&net);
                     tracing::info!(jail = %j.name, "Unban {} (by hand)", show_net(&net));
                     j.total_unbanned += 1;
                     result.unbanned.push((show_net(&net), j.name.clone()));

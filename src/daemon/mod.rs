@@ -20,7 +20,7 @@ pub mod engine;
 mod notify;
 mod outbox;
 
-use std::net::IpAddr;
+use ipnet::IpNet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
@@ -41,8 +41,8 @@ use outbox::{Failure, Outbox};
 
 /// What the engine is told.
 pub enum Event {
-    /// A failure line of `addr` in jail number `jail` (journal sources).
-    Failure { jail: usize, addr: IpAddr, at: SystemTime },
+    /// A failure line of `net` in jail number `jail` (journal sources).
+    Failure { jail: usize, net: IpNet, at: SystemTime },
     /// The failures of one read of a file source (or stdin), then, if
     /// given, the position up to which that file is dealt with.
     Lines {
@@ -158,7 +158,11 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
                         LineMatch::Failure { addr, .. } => {
                             counter.note_match(at);
                             if counts(at, SystemTime::now(), findtime) {
-                                let _ = tx.send(Event::Failure { jail: i, addr, at });
+                                let _ = tx.send(Event::Failure {
+                                    jail: i,
+                                    net: IpNet::from(addr),
+                                    at,
+                                });
                             }
                         }
                         LineMatch::NotAnAddress { .. } => counter.note_match(at),
@@ -222,7 +226,7 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
                                     now.duration_since(at).map(|d| d.as_secs()).unwrap_or(0));
                                 continue;
                             }
-                            outbox.borrow_mut().failure(Failure { jail: ids[k], addr: *addr, at });
+                            outbox.borrow_mut().failure(Failure { jail: ids[k], net: IpNet::from(*addr), at });
                         }
                         LineMatch::NotAnAddress { host, .. } => {
                             tracing::debug!(jail = %names[k], %host, "matched a hostname, not an address: nftban never resolves names; not counted");
@@ -389,10 +393,10 @@ fn engine_loop(engine: &mut Engine, rx: mpsc::Receiver<Event>, config: &Config, 
         let mut handled = 0;
         while let Some(ev) = next.take() {
             match ev {
-                Event::Failure { jail, addr, at } => engine.failure(jail, addr, at),
+                Event::Failure { jail, net, at } => engine.failure_of(jail, net, at),
                 Event::Lines { failures, position } => {
                     for f in failures {
-                        engine.failure(f.jail, f.addr, f.at);
+                        engine.failure_of(f.jail, f.net, f.at);
                     }
                     if let Some((path, pos)) = position {
                         engine.position(path, pos);

@@ -9,18 +9,20 @@
 //! while the daemon was stopped) sends every [`Outbox::LIMIT`] failures, so
 //! memory stays bounded.
 
-use std::net::IpAddr;
 use std::sync::mpsc::SyncSender;
 use std::time::SystemTime;
+
+use ipnet::IpNet;
 
 use super::Event;
 use crate::sources::file::Position;
 
-/// One failure line of `addr` in jail number `jail`, dated `at`.
+/// One failure line of `net` (an address, or a prefix the rule captured)
+/// in jail number `jail`, dated `at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Failure {
     pub jail: usize,
-    pub addr: IpAddr,
+    pub net: IpNet,
     pub at: SystemTime,
 }
 
@@ -68,7 +70,7 @@ mod tests {
     fn failure(i: usize) -> Failure {
         Failure {
             jail: 0,
-            addr: IpAddr::from([192, 0, 2, (i % 256) as u8]),
+            net: IpNet::from(std::net::IpAddr::from([192, 0, 2, (i % 256) as u8])),
             at: SystemTime::UNIX_EPOCH,
         }
     }

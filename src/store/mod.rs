@@ -29,8 +29,9 @@ use crate::sources::file::Position;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Schema version this build writes. 1: bans. 2: file positions.
-/// 3: journal cursors. 4: a ban's reason (IPv6 escalation).
-const VERSION: i64 = 4;
+/// 3: journal cursors. 4: a ban's reason (IPv6 escalation). 5: failure
+/// windows not yet at `maxretry`.
+const VERSION: i64 = 5;
 
 /// Errors of the ban history.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +100,16 @@ pub struct BanRecord {
     /// Why, in words, when the origin alone does not say it
     /// (`escalated: 3 addresses in 2001:db8:1:2::/64`).
     pub reason: Option<String>,
+}
+
+/// A jail's failures of one address or prefix that have not led to a ban
+/// yet, saved with the file positions (see `Tracker::take_changes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureWindow {
+    pub jail: String,
+    pub net: IpNet,
+    /// The failure times; `None` deletes the saved window.
+    pub times: Option<Vec<SystemTime>>,
 }
 
 /// A ban still running, as read back at start.
@@ -206,7 +217,7 @@ impl Store {
     /// Move the pending bans into SQLite now (a read of the history
     /// follows, or the daemon stops).
     pub fn sync(&mut self) -> Result<()> {
-        self.save(&[], &[], &[])
+        self.save(&[], &[], &[], &[])
     }
 
     /// Whether bans wait in the pending file.
@@ -292,6 +303,20 @@ impl Store {
             )
             .map_err(|e| self.sql(e))?;
         }
+        if version < 5 {
+            c.execute_batch(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS failures (
+                     jail TEXT NOT NULL,
+                     net TEXT NOT NULL,
+                     times TEXT NOT NULL,
+                     PRIMARY KEY (jail, net)
+                 ) WITHOUT ROWID;
+                 PRAGMA user_version = 5;
+                 COMMIT;",
+            )
+            .map_err(|e| self.sql(e))?;
+        }
         Ok(())
     }
 
@@ -308,19 +333,20 @@ impl Store {
                 ),
             }
         }
-        self.save(bans, &[], &[])
+        self.save(bans, &[], &[], &[])
     }
 
-    /// Record bans and file positions in one transaction, with the pending
-    /// bans: after a crash the history never holds a position past lines
-    /// whose bans it lacks.
+    /// Record bans, file positions, journal cursors and failure windows in
+    /// one transaction, with the pending bans: after a crash the history
+    /// never holds a position past lines whose bans or failures it lacks.
     pub fn save(
         &mut self,
         bans: &[BanRecord],
         positions: &[(String, Position)],
         cursors: &[(String, String)],
+        windows: &[FailureWindow],
     ) -> Result<()> {
-        if bans.is_empty() && positions.is_empty() && cursors.is_empty() && !self.has_pending() {
+        if bans.is_empty() && positions.is_empty() && cursors.is_empty() && windows.is_empty() && !self.has_pending() {
             return Ok(());
         }
         let path = self.path.clone();
@@ -367,6 +393,23 @@ impl Store {
             )?;
             for (source, cursor) in cursors {
                 stmt.execute(params![source, cursor, now])?;
+            }
+            for w in windows {
+                let net = w.net.to_string();
+                match &w.times {
+                    Some(times) => {
+                        let times: Vec<String> = times.iter().map(|t| secs(*t).to_string()).collect();
+                        c.prepare_cached(
+                            "INSERT INTO failures (jail, net, times) VALUES (?1, ?2, ?3)
+                                 ON CONFLICT(jail, net) DO UPDATE SET times = ?3",
+                        )?
+                        .execute(params![w.jail, net, times.join(",")])?;
+                    }
+                    None => {
+                        c.prepare_cached("DELETE FROM failures WHERE jail = ?1 AND net = ?2")?
+                            .execute(params![w.jail, net])?;
+                    }
+                }
             }
             Ok(())
         })();
@@ -499,6 +542,31 @@ impl Store {
         rows.collect::<std::result::Result<_, _>>().map_err(|e| self.sql(e))
     }
 
+    /// The saved failure windows: jail, address or prefix, failure times.
+    /// A row that cannot be read is skipped with a warning.
+    pub fn failure_windows(&self) -> Result<Vec<(String, IpNet, Vec<SystemTime>)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT jail, net, times FROM failures")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (jail, net, times) = row.map_err(|e| self.sql(e))?;
+            let times: std::result::Result<Vec<SystemTime>, _> =
+                times.split(',').map(|t| t.parse::<i64>().map(time)).collect();
+            match (net.parse::<IpNet>(), times) {
+                (Ok(net), Ok(times)) => out.push((jail, net, times)),
+                _ => tracing::warn!(%jail, %net, "ban database holds an unreadable failure window; skipped"),
+            }
+        }
+        Ok(out)
+    }
+
     /// The saved journal cursor of every journal source.
     pub fn cursors(&self) -> Result<std::collections::HashMap<String, String>> {
         let mut stmt = self
@@ -511,12 +579,16 @@ impl Store {
         rows.collect::<std::result::Result<_, _>>().map_err(|e| self.sql(e))
     }
 
-    /// Every ban (jail, address, time) recorded since `since`, oldest first.
+    /// Every ban (jail, address or prefix, time) recorded since `since`,
+    /// oldest first; escalated prefixes left out (their addresses' bans
+    /// are there).
     pub fn bans_since(&mut self, since: SystemTime) -> Result<Vec<(String, IpNet, SystemTime)>> {
         self.sync()?;
         let mut stmt = self
             .conn
-            .prepare("SELECT jail, net, banned_at FROM bans WHERE banned_at >= ?1 ORDER BY banned_at")
+            .prepare(
+                "SELECT jail, net, banned_at FROM bans WHERE banned_at >= ?1 AND origin != 'escalated' ORDER BY banned_at",
+            )
             .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map(params![secs(since)], |r| {

@@ -167,11 +167,12 @@ fn positions_are_saved_and_a_version_1_file_is_migrated() {
         head_len: 1024,
         head_hash: u64::MAX - 5,
     };
-    s.save(&[], &[("/var/log/auth.log".into(), p)], &[]).unwrap();
+    s.save(&[], &[("/var/log/auth.log".into(), p)], &[], &[]).unwrap();
     s.save(
         &[],
         &[("/var/log/auth.log".into(), Position { offset: 456, ..p })],
         &[("journal:A=b".into(), "s=1;i=2".into())],
+        &[],
     )
     .unwrap();
     drop(s);
@@ -180,7 +181,7 @@ fn positions_are_saved_and_a_version_1_file_is_migrated() {
     assert_eq!(got.len(), 1);
     assert_eq!(got["/var/log/auth.log"], Position { offset: 456, ..p });
     let v: i64 = s.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(v, 4);
+    assert_eq!(v, 5);
     assert_eq!(s.cursors().unwrap()["journal:A=b"], "s=1;i=2");
 }
 
@@ -259,7 +260,7 @@ fn positions_are_saved_with_the_pending_bans() {
         head_len: 1,
         head_hash: 7,
     };
-    s.save(&[], &[("/var/log/x".into(), pos)], &[]).unwrap();
+    s.save(&[], &[("/var/log/x".into(), pos)], &[], &[]).unwrap();
     assert!(!s.has_pending());
     let raw = Connection::open(&db).unwrap();
     let rows: i64 = raw.query_row("SELECT COUNT(*) FROM bans", [], |r| r.get(0)).unwrap();
@@ -286,4 +287,36 @@ fn unlock_pending(db: &std::path::Path) {
             }
         }
     }
+}
+
+#[test]
+fn failure_windows_are_saved_replaced_and_deleted() {
+    let (_dir, mut s) = open();
+    let w = |net: &str, times: Option<Vec<u64>>| FailureWindow {
+        jail: "sshd".into(),
+        net: net.parse().unwrap(),
+        times: times.map(|v| v.into_iter().map(t).collect()),
+    };
+    s.save(
+        &[],
+        &[],
+        &[],
+        &[w("198.51.100.1/32", Some(vec![1, 2])), w("192.0.2.0/24", Some(vec![3]))],
+    )
+    .unwrap();
+    s.save(
+        &[],
+        &[],
+        &[],
+        &[w("198.51.100.1/32", Some(vec![1, 2, 4])), w("192.0.2.0/24", None)],
+    )
+    .unwrap();
+    assert_eq!(
+        s.failure_windows().unwrap(),
+        vec![(
+            "sshd".to_string(),
+            "198.51.100.1/32".parse().unwrap(),
+            vec![t(1), t(2), t(4)]
+        )]
+    );
 }

@@ -1,11 +1,14 @@
-//! The tracker stage: counts failures per address and decides bans.
+//! The tracker stage: counts failures per address (or per prefix, for rules
+//! that capture one with `<SUBNET>` or `<ADDR>/<CIDR>`) and decides bans.
 //!
 //! Pure logic, no clock and no I/O: the caller passes the time of each
 //! failure, so tests are exact and the same code will serve replays with
 //! times taken from log lines. An address is banned when it has `maxretry`
-//! failures within `findtime`; addresses in `ignoreip` are never counted.
+//! failures within `findtime`; addresses in `ignoreip` are never counted,
+//! nor are prefixes that overlap an `ignoreip` entry (a prefix holding an
+//! ignored address would ban it too).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
@@ -38,11 +41,22 @@ pub enum Verdict {
     Ban { bantime: Duration },
 }
 
+/// One address's (or prefix's) failures within `findtime`, oldest first.
+#[derive(Debug, Default)]
+struct Window {
+    times: VecDeque<SystemTime>,
+    /// The ban history holds a copy (see [`Tracker::take_changes`]).
+    saved: bool,
+}
+
 /// Failure windows of one jail.
 #[derive(Debug)]
 pub struct Tracker {
     pub policy: Policy,
-    failures: HashMap<IpAddr, VecDeque<SystemTime>>,
+    failures: HashMap<IpNet, Window>,
+    /// Windows changed since the last [`Tracker::take_changes`], and saved
+    /// ones that went away.
+    changed: HashSet<IpNet>,
     /// Failures counted since start (ignored ones excluded).
     pub total_failed: u64,
     /// Addresses forgotten because of `max_tracked`.
@@ -54,29 +68,38 @@ impl Tracker {
         Tracker {
             policy,
             failures: HashMap::new(),
+            changed: HashSet::new(),
             total_failed: 0,
             evicted: 0,
         }
     }
 
-    /// Whether `ignoreip` covers an address.
-    pub fn is_ignored(&self, addr: IpAddr) -> bool {
-        self.policy.ignoreip.iter().any(|n| n.contains(&addr))
+    /// Whether `ignoreip` covers an address, or overlaps a prefix.
+    pub fn is_ignored(&self, net: &IpNet) -> bool {
+        self.policy.ignoreip.iter().any(|n| n.contains(net) || net.contains(n))
     }
 
     /// Record one failure of `addr` at time `at`.
     pub fn failure(&mut self, addr: IpAddr, at: SystemTime) -> Verdict {
-        if self.is_ignored(addr) {
+        self.failure_of(IpNet::from(addr), at)
+    }
+
+    /// Record one failure of `net` (an address as a /32 or /128, or a
+    /// prefix, counted apart from the addresses inside it) at time `at`.
+    pub fn failure_of(&mut self, net: IpNet, at: SystemTime) -> Verdict {
+        let net = net.trunc();
+        if self.is_ignored(&net) {
             return Verdict::Ignored;
         }
         self.total_failed += 1;
         let findtime = self.policy.findtime;
-        let window = self.failures.entry(addr).or_default();
-        window.retain(|&t| within(t, at, findtime));
-        window.push_back(at);
-        let count = window.len() as u32;
+        let window = self.failures.entry(net).or_default();
+        window.times.retain(|&t| within(t, at, findtime));
+        window.times.push_back(at);
+        let count = window.times.len() as u32;
+        self.changed.insert(net);
         if count >= self.policy.maxretry {
-            self.failures.remove(&addr);
+            self.remove(&net);
             Verdict::Ban {
                 bantime: self.policy.bantime,
             }
@@ -98,15 +121,15 @@ impl Tracker {
             return;
         }
         let target = cap - cap / 10;
-        let mut by_age: Vec<(SystemTime, IpAddr)> = self
+        let mut by_age: Vec<(SystemTime, IpNet)> = self
             .failures
             .iter()
-            .map(|(a, w)| (w.back().copied().unwrap_or(now), *a))
+            .map(|(a, w)| (w.times.back().copied().unwrap_or(now), *a))
             .collect();
         let excess = self.failures.len() - target;
         by_age.select_nth_unstable(excess - 1);
         for (_, addr) in &by_age[..excess] {
-            self.failures.remove(addr);
+            self.remove(addr);
         }
         self.evicted += excess as u64;
         tracing::warn!(
@@ -121,18 +144,71 @@ impl Tracker {
         self.failures.len()
     }
 
-    /// Forget an address's failures (after an unban, so it starts afresh).
-    pub fn forget(&mut self, addr: IpAddr) {
-        self.failures.remove(&addr);
+    /// Forget the failures of an address or prefix (after an unban, so it
+    /// starts afresh).
+    pub fn forget(&mut self, net: &IpNet) {
+        self.remove(&net.trunc());
+    }
+
+    /// Drop a window; if the history holds it, note it for deletion there.
+    fn remove(&mut self, net: &IpNet) {
+        match self.failures.remove(net) {
+            Some(w) if w.saved => {
+                self.changed.insert(*net);
+            }
+            _ => {
+                self.changed.remove(net);
+            }
+        }
     }
 
     /// Drop windows whose failures are all older than `findtime`.
     pub fn prune(&mut self, now: SystemTime) {
         let findtime = self.policy.findtime;
-        self.failures.retain(|_, w| {
-            w.retain(|&t| within(t, now, findtime));
-            !w.is_empty()
+        let changed = &mut self.changed;
+        self.failures.retain(|net, w| {
+            w.times.retain(|&t| within(t, now, findtime));
+            if w.times.is_empty() && w.saved {
+                changed.insert(*net);
+            }
+            !w.times.is_empty()
         });
+    }
+
+    /// The windows changed since the last call, for the ban history: each
+    /// with its failure times, or `None` where a saved window went away
+    /// (banned, forgotten, expired). Saved with the file positions in one
+    /// transaction, so that after a restart the failures of lines before
+    /// the saved positions still count, and those after are read again:
+    /// an attacker whose lines straddle a restart is still banned at
+    /// `maxretry`, and no failure counts twice. Windows that come and go
+    /// between two saves (most attackers, banned within milliseconds) are
+    /// never written.
+    pub fn take_changes(&mut self) -> Vec<(IpNet, Option<Vec<SystemTime>>)> {
+        let mut out = Vec::with_capacity(self.changed.len());
+        for net in self.changed.drain() {
+            match self.failures.get_mut(&net) {
+                Some(w) => {
+                    w.saved = true;
+                    out.push((net, Some(w.times.iter().copied().collect())));
+                }
+                None => out.push((net, None)),
+            }
+        }
+        out
+    }
+
+    /// Put back a window the history saved (at start), keeping only the
+    /// failures still within `findtime` of `now`.
+    pub fn restore(&mut self, net: IpNet, times: &[SystemTime], now: SystemTime) {
+        let findtime = self.policy.findtime;
+        let times: VecDeque<SystemTime> = times.iter().copied().filter(|&t| within(t, now, findtime)).collect();
+        if times.is_empty() {
+            // Still in the history: delete it at the next save.
+            self.changed.insert(net);
+            return;
+        }
+        self.failures.insert(net, Window { times, saved: true });
     }
 
     /// Addresses with at least one failure within `findtime` of `now`
@@ -141,7 +217,7 @@ impl Tracker {
         let findtime = self.policy.findtime;
         self.failures
             .values()
-            .filter(|w| w.iter().any(|&t| within(t, now, findtime)))
+            .filter(|w| w.times.iter().any(|&t| within(t, now, findtime)))
             .count()
     }
 }
@@ -252,7 +328,55 @@ mod tests {
         let mut t = tracker(2);
         let a = A.parse().unwrap();
         t.failure(a, at(0));
-        t.forget(a);
+        t.forget(&IpNet::from(a));
         assert_eq!(t.failure(a, at(1)), Verdict::Counted { count: 1 });
+    }
+
+    #[test]
+    fn prefixes_are_counted_apart_and_never_over_an_ignored_address() {
+        let mut t = tracker(2);
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        // Host bits are cleared: both lines count for 192.0.2.0/24.
+        assert_eq!(t.failure_of(net("192.0.2.0/24"), at(0)), Verdict::Counted { count: 1 });
+        assert_eq!(
+            t.failure("192.0.2.9".parse().unwrap(), at(0)),
+            Verdict::Counted { count: 1 }
+        );
+        assert!(matches!(t.failure_of(net("192.0.2.77/24"), at(1)), Verdict::Ban { .. }));
+        // A prefix holding an ignored address, or inside an ignored prefix.
+        assert_eq!(t.failure_of(net("127.0.0.0/16"), at(0)), Verdict::Ignored);
+        assert_eq!(t.failure_of(net("0.0.0.0/0"), at(0)), Verdict::Ignored);
+        assert_eq!(t.failure_of(net("2001:db8::/32"), at(0)), Verdict::Ignored);
+        assert_eq!(t.failure_of(net("2001:db8:ffff:1::/64"), at(0)), Verdict::Ignored);
+        assert_eq!(
+            t.failure_of(net("2001:db8:1::/48"), at(0)),
+            Verdict::Counted { count: 1 }
+        );
+    }
+
+    #[test]
+    fn changes_name_what_to_save_and_what_to_delete() {
+        let mut t = tracker(3);
+        let (a, b) = (A.parse().unwrap(), "198.51.100.8".parse().unwrap());
+        let (na, nb) = (IpNet::from(a), IpNet::from(b));
+        t.failure(a, at(0));
+        // b comes and is banned between two saves: nothing to write.
+        for s in 0..3 {
+            t.failure(b, at(s));
+        }
+        assert_eq!(t.take_changes(), vec![(na, Some(vec![at(0)]))]);
+        assert!(t.take_changes().is_empty());
+        // Once saved, a ban or expiry of the window deletes it.
+        t.failure(a, at(1));
+        t.failure(a, at(2));
+        assert_eq!(t.take_changes(), vec![(na, None)]);
+        t.restore(nb, &[at(0), at(1)], at(5));
+        assert_eq!(t.tracked(), 1);
+        t.prune(at(1000));
+        assert_eq!(t.take_changes(), vec![(nb, None)]);
+        // A saved window whose failures are all past findtime is deleted.
+        t.restore(na, &[at(0)], at(1000));
+        assert_eq!(t.tracked(), 0);
+        assert_eq!(t.take_changes(), vec![(na, None)]);
     }
 }

@@ -671,3 +671,46 @@ fn escalation_values_are_checked() {
         assert!(err.contains(&format!("jails.asterisk.ipv6_escalation.{says}")), "{err}");
     }
 }
+
+/// Failures not yet at `maxretry` survive a restart when they were saved
+/// with the positions: two failures before the stop and one after ban. A
+/// window that led to a ban is not brought back.
+#[test]
+fn failure_counts_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nftban.db");
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+    let open = || Engine::new(&config, Box::new(Memory::new())).with_store(crate::store::Store::open(&db).unwrap());
+    let mut e = open();
+    e.start(&config).unwrap();
+    let now = SystemTime::now();
+    let (a, b, old) = (
+        "198.51.100.7".parse().unwrap(),
+        "198.51.100.8".parse().unwrap(),
+        "198.51.100.9".parse().unwrap(),
+    );
+    e.failure(0, a, now);
+    e.failure(0, a, now);
+    for _ in 0..3 {
+        e.failure(0, b, now);
+    }
+    e.failure(0, old, now - Duration::from_secs(590));
+    e.flush();
+    e.save_positions(true);
+    drop(e);
+
+    let mut e = open();
+    e.start(&config).unwrap();
+    assert_eq!(e.jails[0].tracker.tracked(), 2, "a and old; b was banned");
+    // b's ban is restored from the history; a is banned by its third failure.
+    e.failure(0, a, SystemTime::now());
+    e.flush();
+    assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.7", "198.51.100.8"]);
+    // After a's ban its saved window goes at the next save.
+    e.save_positions(true);
+    drop(e);
+    let mut e = open();
+    e.start(&config).unwrap();
+    assert_eq!(e.jails[0].tracker.tracked(), 1, "only old");
+    assert_eq!(e.store_errors, 0);
+}
