@@ -140,6 +140,18 @@ fn secs(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// A ban's columns: jail, net, banned_at, expires_at, origin, reason.
+fn row(b: &BanRecord) -> (&str, String, i64, i64, &'static str, Option<&str>) {
+    (
+        &b.jail,
+        b.net.to_string(),
+        secs(b.at),
+        secs(b.expires),
+        b.origin.as_str(),
+        b.reason.as_deref(),
+    )
+}
+
 fn time(s: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(s.max(0) as u64)
 }
@@ -180,33 +192,22 @@ impl Store {
     /// unless SQLite has it already (the run died after its commit but
     /// before emptying the file), then empty the file.
     fn replay(&mut self, left: &[BanRecord]) -> Result<()> {
-        let tx = self.conn.transaction().map_err(|e| Error::Sql {
-            path: self.path.clone(),
-            source: e,
-        })?;
+        let path = self.path.clone();
+        let sql = |source| Error::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
         for b in left {
             tx.execute(
                 "INSERT INTO bans (jail, net, banned_at, expires_at, origin, reason)
                  SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM bans
                      WHERE net = ?2 AND jail = ?1 AND banned_at = ?3 AND expires_at = ?4)",
-                params![
-                    b.jail,
-                    b.net.to_string(),
-                    secs(b.at),
-                    secs(b.expires),
-                    b.origin.as_str(),
-                    b.reason
-                ],
+                row(b),
             )
-            .map_err(|e| Error::Sql {
-                path: self.path.clone(),
-                source: e,
-            })?;
+            .map_err(sql)?;
         }
-        tx.commit().map_err(|e| Error::Sql {
-            path: self.path.clone(),
-            source: e,
-        })?;
+        tx.commit().map_err(sql)?;
         self.pending.clear().map_err(|e| self.pending_err(e))
     }
 
@@ -364,14 +365,7 @@ impl Store {
                 "INSERT INTO bans (jail, net, banned_at, expires_at, origin, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for b in self.pending.bans().iter().chain(bans) {
-                stmt.execute(params![
-                    b.jail,
-                    b.net.to_string(),
-                    secs(b.at),
-                    secs(b.expires),
-                    b.origin.as_str(),
-                    b.reason
-                ])?;
+                stmt.execute(row(b))?;
             }
             let mut stmt = c.prepare_cached(
                 "INSERT INTO positions (path, offset, head_len, head_hash, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)

@@ -204,10 +204,7 @@ fn an_escalated_prefix_keeps_its_reason() {
 
 #[test]
 fn small_writes_wait_in_the_pending_file_and_survive_a_crash() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("nftban.db");
-    let mut s = Store::open(&db).unwrap();
-    s.record_bans(&[ban("sshd", "198.51.100.1/32", 0, 100)]).unwrap();
+    let (_dir, db, s) = one_ban_recorded();
     assert!(s.has_pending());
     assert!(!s.is_empty().unwrap());
     assert_eq!(s.ban_count("sshd", &"198.51.100.1/32".parse().unwrap()).unwrap(), 1);
@@ -215,11 +212,7 @@ fn small_writes_wait_in_the_pending_file_and_survive_a_crash() {
     let raw = Connection::open(&db).unwrap();
     let rows: i64 = raw.query_row("SELECT COUNT(*) FROM bans", [], |r| r.get(0)).unwrap();
     assert_eq!(rows, 0);
-    // kill -9: no Drop, no sync.
-    std::mem::forget(s);
-    // The lock of the dead process is gone with its descriptor; here the
-    // forgotten store still holds it, so release it as the kernel would.
-    unlock_pending(&db);
+    crash(s, &db);
     let mut s = Store::open(&db).unwrap();
     assert!(!s.has_pending());
     let active = s.active(t(1)).unwrap();
@@ -232,18 +225,14 @@ fn small_writes_wait_in_the_pending_file_and_survive_a_crash() {
 
 #[test]
 fn a_pending_line_already_in_sqlite_is_not_counted_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("nftban.db");
-    let mut s = Store::open(&db).unwrap();
-    s.record_bans(&[ban("sshd", "198.51.100.1/32", 0, 100)]).unwrap();
+    let (_dir, db, mut s) = one_ban_recorded();
     let line = std::fs::read(pending_path(&db)).unwrap();
     assert!(!line.is_empty());
     s.sync().unwrap();
     assert!(!s.has_pending());
     assert_eq!(std::fs::metadata(pending_path(&db)).unwrap().len(), 0);
     // A crash between the commit and emptying the file leaves the line.
-    std::mem::forget(s);
-    unlock_pending(&db);
+    crash(s, &db);
     std::fs::write(pending_path(&db), &line).unwrap();
     let s = Store::open(&db).unwrap();
     assert_eq!(s.ban_count("sshd", &"198.51.100.1/32".parse().unwrap()).unwrap(), 1);
@@ -251,10 +240,7 @@ fn a_pending_line_already_in_sqlite_is_not_counted_twice() {
 
 #[test]
 fn positions_are_saved_with_the_pending_bans() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("nftban.db");
-    let mut s = Store::open(&db).unwrap();
-    s.record_bans(&[ban("sshd", "198.51.100.1/32", 0, 100)]).unwrap();
+    let (_dir, db, mut s) = one_ban_recorded();
     let pos = Position {
         offset: 42,
         head_len: 1,
@@ -266,6 +252,22 @@ fn positions_are_saved_with_the_pending_bans() {
     let rows: i64 = raw.query_row("SELECT COUNT(*) FROM bans", [], |r| r.get(0)).unwrap();
     assert_eq!(rows, 1);
     assert_eq!(s.positions().unwrap()["/var/log/x"], pos);
+}
+
+/// A store in a new folder's `nftban.db`, with one ban recorded.
+fn one_ban_recorded() -> (tempfile::TempDir, std::path::PathBuf, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nftban.db");
+    let mut s = Store::open(&db).unwrap();
+    s.record_bans(&[ban("sshd", "198.51.100.1/32", 0, 100)]).unwrap();
+    (dir, db, s)
+}
+
+/// What `kill -9` does to a store: no Drop, no sync; the kernel closes
+/// its descriptors, which releases the pending file's lock.
+fn crash(s: Store, db: &std::path::Path) {
+    std::mem::forget(s);
+    unlock_pending(db);
 }
 
 /// Drop the `flock` of a store that was leaked with `mem::forget` (what the
