@@ -16,12 +16,13 @@ pub mod fail2ban;
 mod host;
 mod literal;
 pub mod ruleset;
+mod split;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::bytes::{CaptureLocations, Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 pub use date::{DateFormat, DateParser, Found, Zone};
@@ -40,6 +41,27 @@ struct Rule {
     /// The rule without the ruleset's prefix, `^(?:RULE)`, and its `host`
     /// group: captures on the text after the prefix (see [`Matcher::captures`]).
     tail: Option<(Regex, usize)>,
+    /// The full regex split at its host group: the host without captures.
+    split: Option<split::Split>,
+}
+
+/// Per rule, what finding its host needs besides the rule (reused line
+/// after line: no allocation per line).
+#[derive(Debug, Clone)]
+struct Scratch {
+    locs: CaptureLocations,
+    tail: Option<CaptureLocations>,
+    split: Option<split::SplitCache>,
+}
+
+impl Rule {
+    fn scratch(&self) -> Scratch {
+        Scratch {
+            locs: self.regex.capture_locations(),
+            tail: self.tail.as_ref().map(|(t, _)| t.capture_locations()),
+            split: self.split.as_ref().map(|s| s.cache()),
+        }
+    }
 }
 
 /// A compiled ruleset.
@@ -109,6 +131,7 @@ impl Matcher {
                 host,
                 literal: literal::required(&expanded),
                 tail,
+                split: split::Split::new(&full),
             });
         }
         let ignore = if ruleset.ignoreregex.is_empty() {
@@ -219,6 +242,10 @@ impl Matcher {
 
     /// Where rule `rule`'s `host` group is in `text`, if the rule matches.
     ///
+    /// First without captures (see [`split`]): exact whenever the line
+    /// splits one way around the host, which is what the rules are written
+    /// for. Otherwise captures decide.
+    ///
     /// Captures cost most on a candidate line, and more with the ruleset's
     /// prefix in the regex (a bigger automaton over a longer text). A rule's
     /// full regex is `^(?:PREFIX)RULE`; under leftmost-first semantics its
@@ -231,10 +258,32 @@ impl Matcher {
         rule: &Rule,
         text: &[u8],
         prefix_end: &mut Option<Option<usize>>,
-        locs: &mut CaptureLocations,
-        tail_locs: &mut Option<CaptureLocations>,
+        scratch: &mut Scratch,
     ) -> Option<(usize, usize)> {
-        if let (Some((tail, host)), Some(prefix), Some(tail_locs)) = (&rule.tail, &self.prefix, tail_locs.as_mut()) {
+        if let (Some(split), Some(cache)) = (&rule.split, scratch.split.as_mut()) {
+            let start = if split.anchored {
+                0
+            } else {
+                rule.regex.find(text)?.start()
+            };
+            match split.host(text, start, cache) {
+                split::Host::At(s, e) => return Some((s, e)),
+                split::Host::NoMatch => return None,
+                split::Host::Unsure => {}
+            }
+        }
+        self.captured(rule, text, prefix_end, scratch)
+    }
+
+    /// [`Self::captures`] by the capture engine.
+    fn captured(
+        &self,
+        rule: &Rule,
+        text: &[u8],
+        prefix_end: &mut Option<Option<usize>>,
+        scratch: &mut Scratch,
+    ) -> Option<(usize, usize)> {
+        if let (Some((tail, host)), Some(prefix), Some(tail_locs)) = (&rule.tail, &self.prefix, scratch.tail.as_mut()) {
             if !rule.regex.is_match(text) {
                 return None;
             }
@@ -245,24 +294,18 @@ impl Matcher {
                 }
             }
         }
-        rule.regex.captures_read(locs, text)?;
-        Some(locs.get(rule.host).unwrap_or((0, 0)))
+        rule.regex.captures_read(&mut scratch.locs, text)?;
+        Some(scratch.locs.get(rule.host).unwrap_or((0, 0)))
     }
 
     /// Classify `text` given which rules are candidates.
-    fn classify(
-        &self,
-        text: &[u8],
-        cand: &[bool],
-        locs: &mut [CaptureLocations],
-        tail_locs: &mut [Option<CaptureLocations>],
-    ) -> LineMatch {
+    fn classify(&self, text: &[u8], cand: &[bool], scratch: &mut [Scratch]) -> LineMatch {
         let mut prefix_end = None;
         for (i, rule) in self.rules.iter().enumerate() {
             if !cand[i] {
                 continue;
             }
-            let Some((s, e)) = self.captures(rule, text, &mut prefix_end, &mut locs[i], &mut tail_locs[i]) else {
+            let Some((s, e)) = self.captures(rule, text, &mut prefix_end, &mut scratch[i]) else {
                 continue;
             };
             if self.ignore.as_ref().is_some_and(|ig| ig.is_match(text)) {
@@ -285,12 +328,11 @@ impl Matcher {
 #[derive(Debug)]
 pub struct SourceMatcher<'m> {
     jails: Vec<MatcherRef<'m>>,
-    /// Leftmost-first SIMD (Teddy) search of all literals: the gate.
+    /// SIMD (Teddy) search of one set of literals per rule (its most
+    /// selective): a line without any is missed by every rule.
     gate: Option<Gate>,
-    /// Standard semantics, for overlapping search: which literals occur.
-    /// `None` when the literals cannot overlap in any text: then the gate's
-    /// own non-overlapping matches are all the occurrences.
-    ac: Option<AhoCorasick>,
+    /// All literals of all sets: which of them a line holds (overlapping).
+    ac: Option<aho_corasick::dfa::DFA>,
     /// Literal (pattern id) → (slot, bit of the set it belongs to).
     by_pattern: Vec<Vec<(usize, u8)>>,
     /// Per slot, the bits of all its sets: a candidate once all are seen.
@@ -300,8 +342,8 @@ pub struct SourceMatcher<'m> {
     /// Jail → its first slot; slot = first + rule index.
     first: Vec<usize>,
     cand: Vec<bool>,
-    locs: Vec<CaptureLocations>,
-    tail_locs: Vec<Option<CaptureLocations>>,
+    /// Per slot.
+    scratch: Vec<Scratch>,
     pref_locs: Vec<Option<CaptureLocations>>,
     results: Vec<LineMatch>,
     dates: DateParser,
@@ -337,16 +379,17 @@ impl<'m> SourceMatcher<'m> {
     pub fn new(jails: Vec<MatcherRef<'m>>, zone: Zone) -> SourceMatcher<'m> {
         let mut literals: Vec<Vec<u8>> = Vec::new();
         let mut by_pattern: Vec<Vec<(usize, u8)>> = Vec::new();
+        let mut selective: Vec<Vec<u8>> = Vec::new();
         let mut need = Vec::new();
         let mut first = Vec::new();
-        let mut locs = Vec::new();
-        let mut tail_locs = Vec::new();
+        let mut scratch = Vec::new();
         let mut slot = 0;
         for m in &jails {
             first.push(slot);
             for rule in &m.rules {
                 let mut mask = 0u8;
-                for (g, set) in rule.literal.iter().enumerate().take(8) {
+                let sets = &rule.literal[..rule.literal.len().min(8)];
+                for (g, set) in sets.iter().enumerate() {
                     let bit = 1u8 << g;
                     mask |= bit;
                     for lit in set {
@@ -359,30 +402,36 @@ impl<'m> SourceMatcher<'m> {
                         }
                     }
                 }
+                if let Some(set) = sets.iter().max_by_key(|set| literal::selectivity(set)) {
+                    for lit in set {
+                        if !selective.contains(lit) {
+                            selective.push(lit.clone());
+                        }
+                    }
+                }
                 need.push(mask);
-                locs.push(rule.regex.capture_locations());
-                tail_locs.push(rule.tail.as_ref().map(|(t, _)| t.capture_locations()));
+                scratch.push(rule.scratch());
                 slot += 1;
             }
         }
         let has_newline = literals.iter().any(|l| l.contains(&b'\n'));
-        let free = make_overlap_free(&mut literals, &mut by_pattern);
         // Literals are short and few; building cannot fail for them.
-        let gate = if literals.is_empty() {
+        let ac = if literals.is_empty() {
             None
         } else {
-            Gate::new(&literals)
-        };
-        let ac = if free || gate.is_none() {
-            None
-        } else {
-            AhoCorasickBuilder::new()
-                .kind(Some(AhoCorasickKind::DFA))
+            aho_corasick::dfa::Builder::new()
+                .match_kind(MatchKind::Standard)
+                .prefilter(false)
                 .build(&literals)
                 .ok()
         };
-        if gate.is_none() || (!free && ac.is_none()) {
-            // Without an automaton every rule is a candidate.
+        let gate = if selective.is_empty() || ac.is_none() {
+            None
+        } else {
+            Gate::new(&selective)
+        };
+        if gate.is_none() {
+            // Without the automata every rule is a candidate.
             need = vec![0; slot];
             by_pattern.clear();
         }
@@ -401,14 +450,13 @@ impl<'m> SourceMatcher<'m> {
             results: Vec::with_capacity(jails.len()),
             cand: vec![false; slot],
             jails,
-            gate: if free || ac.is_some() { gate } else { None },
-            ac,
+            ac: if gate.is_some() { ac } else { None },
+            gate,
             by_pattern,
             seen: vec![0; slot],
             need,
             first,
-            locs,
-            tail_locs,
+            scratch,
             dates: DateParser::new(formats.as_deref(), zone).with_custom(custom_dates),
             has_newline,
         }
@@ -416,39 +464,33 @@ impl<'m> SourceMatcher<'m> {
 
     /// Classify `line` for every jail; read the answers with [`Self::results`].
     pub fn match_line(&mut self, line: &str, now: SystemTime) {
+        // The gate dismisses most lines fast; only lines with a selective
+        // literal pay for learning which literals they hold.
+        let gated = self.gate.as_ref().is_some_and(|g| g.is_match(line.as_bytes()));
+        self.classify_line(line, now, gated);
+    }
+
+    /// [`Self::match_line`] for a line that [`Self::next_candidate`]
+    /// returned (so holding a literal of the gate).
+    pub fn match_candidate(&mut self, line: &str, now: SystemTime) {
+        if self.skips_lines() {
+            self.classify_line(line, now, true);
+        } else {
+            self.match_line(line, now);
+        }
+    }
+
+    /// `gated`: the line holds a literal of the gate.
+    fn classify_line(&mut self, line: &str, now: SystemTime, gated: bool) {
         self.results.clear();
         self.seen.fill(0);
-        let mut found = false;
-        // The automaton's prefilter dismisses most lines fast; only lines
-        // with some literal pay for learning which ones.
-        if let Some(gate) = &self.gate {
-            match &self.ac {
-                None => {
-                    let (by_pattern, seen) = (&self.by_pattern, &mut self.seen);
-                    gate.for_each(line.as_bytes(), |p| {
-                        for &(s, bit) in &by_pattern[p] {
-                            seen[s] |= bit;
-                            found = true;
-                        }
-                    });
-                }
-                Some(ac) if gate.is_match(line.as_bytes()) => {
-                    for m in ac.find_overlapping_iter(line) {
-                        for &(s, bit) in &self.by_pattern[m.pattern().as_usize()] {
-                            self.seen[s] |= bit;
-                            found = true;
-                        }
-                    }
-                }
-                Some(_) => {}
-            }
+        if let (Some(ac), true) = (&self.ac, gated) {
+            seen_literals(ac, &self.by_pattern, &mut self.seen, line.as_bytes());
         }
         let mut any = false;
-        if found || self.need.contains(&0) {
-            for (c, (&seen, &need)) in self.cand.iter_mut().zip(self.seen.iter().zip(&self.need)) {
-                *c = seen == need;
-                any |= *c;
-            }
+        for (c, (&seen, &need)) in self.cand.iter_mut().zip(self.seen.iter().zip(&self.need)) {
+            *c = seen == need;
+            any |= *c;
         }
         if !any {
             self.results.resize(self.jails.len(), LineMatch::Missed);
@@ -469,12 +511,7 @@ impl<'m> SourceMatcher<'m> {
                 LineMatch::Missed
             } else {
                 match m.text(line.as_bytes(), date_end, &mut self.pref_locs[j]) {
-                    Some(text) => m.classify(
-                        text,
-                        cand,
-                        &mut self.locs[first..first + n],
-                        &mut self.tail_locs[first..first + n],
-                    ),
+                    Some(text) => m.classify(text, cand, &mut self.scratch[first..first + n]),
                     None => LineMatch::Missed,
                 }
             };
@@ -500,10 +537,10 @@ impl<'m> SourceMatcher<'m> {
     }
 
     /// Whole-buffer scanning (ripgrep's way): the first line of `block`
-    /// starting at or after `from` (a line start) that holds a literal, as
-    /// `(start, end)` without its `\n`. Lines before it are `Missed` for
-    /// every jail: [`Self::match_line`] would say so, since it dismisses
-    /// lines without literals. So one SIMD literal scan passes over the
+    /// starting at or after `from` (a line start) that holds a literal of
+    /// the gate, as `(start, end)` without its `\n`. Lines before it are
+    /// `Missed` for every jail: [`Self::match_line`] would say so, since it
+    /// dismisses lines without such literals. So one SIMD literal scan passes over the
     /// ordinary lines without even finding where they end. Without
     /// [`Self::skips_lines`], every line is a candidate.
     pub fn next_candidate(&self, block: &[u8], from: usize) -> Option<(usize, usize)> {
@@ -522,6 +559,27 @@ impl<'m> SourceMatcher<'m> {
     /// The date at the start of `line`, in the formats of this source's rulesets.
     pub fn parse_date(&mut self, line: &str, now: SystemTime) -> Option<Found> {
         self.dates.parse(line, now)
+    }
+}
+
+/// Marks in `seen` the sets of every literal of `ac` that `line` holds.
+#[inline(never)]
+fn seen_literals(ac: &aho_corasick::dfa::DFA, by_pattern: &[Vec<(usize, u8)>], seen: &mut [u8], line: &[u8]) {
+    use aho_corasick::automaton::Automaton;
+    // An unanchored Aho-Corasick DFA without prefilter cannot fail to
+    // start and never dies: one table step per byte.
+    let Ok(mut sid) = ac.start_state(aho_corasick::Anchored::No) else {
+        return;
+    };
+    for &b in line {
+        sid = ac.next_state(aho_corasick::Anchored::No, sid, b);
+        if ac.is_special(sid) && ac.is_match(sid) {
+            for i in 0..ac.match_len(sid) {
+                for &(s, bit) in &by_pattern[ac.match_pattern(sid, i).as_usize()] {
+                    seen[s] |= bit;
+                }
+            }
+        }
     }
 }
 
@@ -568,81 +626,6 @@ impl Gate {
             Gate::Automaton(a) => a.is_match(hay),
         }
     }
-
-    /// Calls `f` with the pattern id of each non-overlapping leftmost-first match.
-    fn for_each(&self, hay: &[u8], mut f: impl FnMut(usize)) {
-        match self {
-            Gate::Packed(p) => p.find_iter(hay).for_each(|m| f(m.pattern().as_usize())),
-            Gate::Automaton(a) => a.find_iter(hay).for_each(|m| f(m.pattern().as_usize())),
-        }
-    }
-}
-
-/// Whether occurrences of `a` and `b` can overlap in some text (one holds
-/// the other, or an end of one is a start of the other).
-fn overlap(a: &[u8], b: &[u8]) -> Option<Overlap> {
-    if memchr::memmem::find(a, b).is_some() {
-        return Some(Overlap::Contains);
-    }
-    for k in (1..a.len().min(b.len())).rev() {
-        if a[a.len() - k..] == b[..k] {
-            return Some(Overlap::Ends(k));
-        }
-    }
-    None
-}
-
-enum Overlap {
-    /// `a` holds `b`.
-    Contains,
-    /// `a`'s last k bytes are `b`'s first k.
-    Ends(usize),
-}
-
-/// Shorten literals until no two can overlap in any text, so that one
-/// non-overlapping scan finds every literal that occurs. A shorter literal
-/// is still required (a piece of a required string is required); slots of
-/// literals that become equal are merged. `false` if that cannot be done
-/// without going under 3 bytes.
-fn make_overlap_free<T>(literals: &mut Vec<Vec<u8>>, by_pattern: &mut Vec<Vec<T>>) -> bool {
-    for _ in 0..256 {
-        let mut changed = false;
-        'pairs: for i in 0..literals.len() {
-            for j in 0..literals.len() {
-                if i == j {
-                    continue;
-                }
-                match overlap(&literals[i], &literals[j]) {
-                    None => {}
-                    Some(Overlap::Contains) => {
-                        // Rules needing i can make do with j, which i holds.
-                        let slots = std::mem::take(&mut by_pattern[i]);
-                        by_pattern[j].extend(slots);
-                        literals.remove(i);
-                        by_pattern.remove(i);
-                        changed = true;
-                        break 'pairs;
-                    }
-                    Some(Overlap::Ends(k)) => {
-                        let (a, b) = (literals[i].len() - k, literals[j].len() - k);
-                        if a >= 3 && a >= b {
-                            literals[i].truncate(a);
-                        } else if b >= 3 {
-                            literals[j].drain(..k);
-                        } else {
-                            return false;
-                        }
-                        changed = true;
-                        break 'pairs;
-                    }
-                }
-            }
-        }
-        if !changed {
-            return true;
-        }
-    }
-    false
 }
 
 /// Whether `re`'s only look-around is `$` (text end): then it matches a
