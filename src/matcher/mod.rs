@@ -38,9 +38,6 @@ struct Rule {
     /// Sets of strings: every line the rule matches contains one string of
     /// each set. Empty: the regex runs on every line.
     literal: Vec<Vec<Vec<u8>>>,
-    /// The rule without the ruleset's prefix, `^(?:RULE)`, and its `host`
-    /// group: captures on the text after the prefix (see [`Matcher::captures`]).
-    tail: Option<(Regex, usize)>,
     /// The full regex split at its host group: the host without captures.
     split: Option<split::Split>,
 }
@@ -50,7 +47,6 @@ struct Rule {
 #[derive(Debug, Clone)]
 struct Scratch {
     locs: CaptureLocations,
-    tail: Option<CaptureLocations>,
     split: Option<split::SplitCache>,
 }
 
@@ -58,10 +54,16 @@ impl Rule {
     fn scratch(&self) -> Scratch {
         Scratch {
             locs: self.regex.capture_locations(),
-            tail: self.tail.as_ref().map(|(t, _)| t.capture_locations()),
             split: self.split.as_ref().map(|s| s.cache()),
         }
     }
+}
+
+/// Per jail, what its rules share on one line.
+#[derive(Debug, Clone)]
+struct JailScratch {
+    pref_locs: Option<CaptureLocations>,
+    prefix: Option<split::PrefixEnds>,
 }
 
 /// A compiled ruleset.
@@ -77,8 +79,8 @@ pub struct Matcher {
     pref: Option<(Regex, usize)>,
     /// Match on the line without its leading date (imported fail2ban filters).
     strip_date: bool,
-    /// `^(?:PREFIX)`: where its first (leftmost-first) match ends, the rules' tails start.
-    prefix: Option<Regex>,
+    /// `^(?:PREFIX)`, whose ends the rules' splits start from.
+    prefix: Option<split::Prefix>,
     /// Date formats of the ruleset (`None`: all).
     pub dates: Option<Vec<DateFormat>>,
     /// The ruleset's own strftime-style datepatterns.
@@ -102,6 +104,11 @@ pub enum LineMatch {
 impl Matcher {
     /// Compile a ruleset; errors name the file, line and column of the rule.
     pub fn new(ruleset: &Ruleset) -> Result<Matcher, RulesetError> {
+        let prefix = if ruleset.prefix.is_empty() {
+            None
+        } else {
+            split::Prefix::new(&format!("^(?:{})", ruleset.prefix))
+        };
         let mut rules = Vec::new();
         for (i, rule) in ruleset.failregex.iter().enumerate() {
             let expanded =
@@ -116,22 +123,11 @@ impl Matcher {
                 .capture_names()
                 .position(|n| n == Some(HOST_GROUP))
                 .ok_or_else(|| ruleset.rule_error(i, "no <HOST> group".into()))?;
-            // Look-arounds would see other context in the tail: no split then.
-            let plain = only_end_looks(&expanded);
-            let tail = if ruleset.prefix.is_empty() || !plain {
-                None
-            } else {
-                compile(&format!("^(?:{expanded})")).ok().and_then(|t| {
-                    let h = t.capture_names().position(|n| n == Some(HOST_GROUP))?;
-                    Some((t, h))
-                })
-            };
             rules.push(Rule {
                 regex,
                 host,
                 literal: literal::required(&expanded),
-                tail,
-                split: split::Split::new(&full),
+                split: split::parse(&full).and_then(|h| split::Split::new(&h, prefix.as_ref().map(|p| &p.hir))),
             });
         }
         let ignore = if ruleset.ignoreregex.is_empty() {
@@ -181,11 +177,7 @@ impl Matcher {
                 .as_deref()
                 .map(|l| ruleset::DatePattern::split(l).1)
                 .unwrap_or_default(),
-            prefix: if ruleset.prefix.is_empty() {
-                None
-            } else {
-                compile(&format!("^(?:{})", ruleset.prefix)).ok()
-            },
+            prefix,
         })
     }
 
@@ -242,70 +234,57 @@ impl Matcher {
 
     /// Where rule `rule`'s `host` group is in `text`, if the rule matches.
     ///
-    /// First without captures (see [`split`]): exact whenever the line
-    /// splits one way around the host, which is what the rules are written
-    /// for. Otherwise captures decide.
-    ///
-    /// Captures cost most on a candidate line, and more with the ruleset's
-    /// prefix in the regex (a bigger automaton over a longer text). A rule's
-    /// full regex is `^(?:PREFIX)RULE`; under leftmost-first semantics its
-    /// match takes the prefix's first parse (in priority order) after which
-    /// RULE matches. So when RULE matches at the end of the prefix's own
-    /// first match (a lazy-DFA search), that is the full regex's match, and
-    /// RULE's captures there are its captures. Otherwise the full regex runs.
+    /// Without captures (see [`split`]) when the line splits one way around
+    /// the host, which is what the rules are written for; otherwise the
+    /// capture engine decides.
     fn captures(
         &self,
         rule: &Rule,
         text: &[u8],
-        prefix_end: &mut Option<Option<usize>>,
+        prefix: &mut Option<split::PrefixEnds>,
         scratch: &mut Scratch,
     ) -> Option<(usize, usize)> {
-        if let (Some(split), Some(cache)) = (&rule.split, scratch.split.as_mut()) {
-            let start = if split.anchored {
-                0
-            } else {
-                rule.regex.find(text)?.start()
-            };
-            match split.host(text, start, cache) {
-                split::Host::At(s, e) => return Some((s, e)),
-                split::Host::NoMatch => return None,
-                split::Host::Unsure => {}
-            }
-        }
-        self.captured(rule, text, prefix_end, scratch)
-    }
-
-    /// [`Self::captures`] by the capture engine.
-    fn captured(
-        &self,
-        rule: &Rule,
-        text: &[u8],
-        prefix_end: &mut Option<Option<usize>>,
-        scratch: &mut Scratch,
-    ) -> Option<(usize, usize)> {
-        if let (Some((tail, host)), Some(prefix), Some(tail_locs)) = (&rule.tail, &self.prefix, scratch.tail.as_mut()) {
-            if !rule.regex.is_match(text) {
-                return None;
-            }
-            let end = *prefix_end.get_or_insert_with(|| prefix.find(text).map(|m| m.end()));
-            if let Some(end) = end {
-                if tail.captures_read(tail_locs, &text[end..]).is_some() {
-                    return tail_locs.get(*host).map(|(s, e)| (s + end, e + end)).or(Some((0, 0)));
-                }
-            }
+        match self.split_host(rule, text, prefix, scratch) {
+            Some(split::Host::At(s, e)) => return Some((s, e)),
+            Some(split::Host::NoMatch) => return None,
+            Some(split::Host::Unsure) | None => {}
         }
         rule.regex.captures_read(&mut scratch.locs, text)?;
         Some(scratch.locs.get(rule.host).unwrap_or((0, 0)))
     }
 
+    /// What the rule's split says about `text` (`None`: the rule has none).
+    fn split_host(
+        &self,
+        rule: &Rule,
+        text: &[u8],
+        prefix: &mut Option<split::PrefixEnds>,
+        scratch: &mut Scratch,
+    ) -> Option<split::Host> {
+        let (split, cache) = (rule.split.as_ref()?, scratch.split.as_mut()?);
+        Some(match (&self.prefix, prefix.as_mut()) {
+            (Some(p), Some(ends)) if split.after_prefix => match p.ends(text, ends) {
+                Some(starts) => split.host(text, starts, cache),
+                None => split::Host::Unsure,
+            },
+            _ if split.anchored => split.host(text, &[0], cache),
+            _ => match rule.regex.find(text) {
+                Some(m) => split.host(text, &[m.start()], cache),
+                None => split::Host::NoMatch,
+            },
+        })
+    }
+
     /// Classify `text` given which rules are candidates.
-    fn classify(&self, text: &[u8], cand: &[bool], scratch: &mut [Scratch]) -> LineMatch {
-        let mut prefix_end = None;
+    fn classify(&self, text: &[u8], cand: &[bool], scratch: &mut [Scratch], jail: &mut JailScratch) -> LineMatch {
+        if let Some(p) = jail.prefix.as_mut() {
+            p.forget();
+        }
         for (i, rule) in self.rules.iter().enumerate() {
             if !cand[i] {
                 continue;
             }
-            let Some((s, e)) = self.captures(rule, text, &mut prefix_end, &mut scratch[i]) else {
+            let Some((s, e)) = self.captures(rule, text, &mut jail.prefix, &mut scratch[i]) else {
                 continue;
             };
             if self.ignore.as_ref().is_some_and(|ig| ig.is_match(text)) {
@@ -333,6 +312,10 @@ pub struct SourceMatcher<'m> {
     gate: Option<Gate>,
     /// All literals of all sets: which of them a line holds (overlapping).
     ac: Option<aho_corasick::dfa::DFA>,
+    /// Every rule is cheap to try on any line ([`split::Split::cheap_to_try`]):
+    /// on a line with a literal of the gate, try them all rather than learn
+    /// (walking the line once more) which literals it holds.
+    try_all: bool,
     /// Literal (pattern id) → (slot, bit of the set it belongs to).
     by_pattern: Vec<Vec<(usize, u8)>>,
     /// Per slot, the bits of all its sets: a candidate once all are seen.
@@ -344,7 +327,8 @@ pub struct SourceMatcher<'m> {
     cand: Vec<bool>,
     /// Per slot.
     scratch: Vec<Scratch>,
-    pref_locs: Vec<Option<CaptureLocations>>,
+    /// Per jail.
+    jail_scratch: Vec<JailScratch>,
     results: Vec<LineMatch>,
     dates: DateParser,
     need_date: bool,
@@ -435,6 +419,10 @@ impl<'m> SourceMatcher<'m> {
             need = vec![0; slot];
             by_pattern.clear();
         }
+        let try_all = jails
+            .iter()
+            .flat_map(|m| &m.rules)
+            .all(|r| r.split.as_ref().is_some_and(|s| s.cheap_to_try()));
         // Formats of all jails (any jail without a list: all formats).
         let formats: Option<Vec<DateFormat>> = jails.iter().try_fold(Vec::new(), |mut acc, m| {
             acc.extend(m.dates.as_ref()?.iter().copied());
@@ -443,14 +431,18 @@ impl<'m> SourceMatcher<'m> {
         let custom_dates = jails.iter().flat_map(|m| m.custom_dates.iter().cloned()).collect();
         SourceMatcher {
             need_date: jails.iter().any(|m| m.strip_date),
-            pref_locs: jails
+            jail_scratch: jails
                 .iter()
-                .map(|m| m.pref.as_ref().map(|(re, _)| re.capture_locations()))
+                .map(|m| JailScratch {
+                    pref_locs: m.pref.as_ref().map(|(re, _)| re.capture_locations()),
+                    prefix: m.prefix.as_ref().map(|p| p.cache()),
+                })
                 .collect(),
             results: Vec::with_capacity(jails.len()),
             cand: vec![false; slot],
             jails,
-            ac: if gate.is_some() { ac } else { None },
+            ac: if gate.is_some() && !try_all { ac } else { None },
+            try_all,
             gate,
             by_pattern,
             seen: vec![0; slot],
@@ -483,14 +475,19 @@ impl<'m> SourceMatcher<'m> {
     /// `gated`: the line holds a literal of the gate.
     fn classify_line(&mut self, line: &str, now: SystemTime, gated: bool) {
         self.results.clear();
-        self.seen.fill(0);
-        if let (Some(ac), true) = (&self.ac, gated) {
-            seen_literals(ac, &self.by_pattern, &mut self.seen, line.as_bytes());
-        }
         let mut any = false;
-        for (c, (&seen, &need)) in self.cand.iter_mut().zip(self.seen.iter().zip(&self.need)) {
-            *c = seen == need;
-            any |= *c;
+        if gated && self.try_all {
+            self.cand.fill(true);
+            any = !self.cand.is_empty();
+        } else {
+            self.seen.fill(0);
+            if let (Some(ac), true) = (&self.ac, gated) {
+                seen_literals(ac, &self.by_pattern, &mut self.seen, line.as_bytes());
+            }
+            for (c, (&seen, &need)) in self.cand.iter_mut().zip(self.seen.iter().zip(&self.need)) {
+                *c = seen == need;
+                any |= *c;
+            }
         }
         if !any {
             self.results.resize(self.jails.len(), LineMatch::Missed);
@@ -510,8 +507,9 @@ impl<'m> SourceMatcher<'m> {
             {
                 LineMatch::Missed
             } else {
-                match m.text(line.as_bytes(), date_end, &mut self.pref_locs[j]) {
-                    Some(text) => m.classify(text, cand, &mut self.scratch[first..first + n]),
+                let js = &mut self.jail_scratch[j];
+                match m.text(line.as_bytes(), date_end, &mut js.pref_locs) {
+                    Some(text) => m.classify(text, cand, &mut self.scratch[first..first + n], js),
                     None => LineMatch::Missed,
                 }
             };
@@ -573,11 +571,25 @@ fn seen_literals(ac: &aho_corasick::dfa::DFA, by_pattern: &[Vec<(usize, u8)>], s
     };
     for &b in line {
         sid = ac.next_state(aho_corasick::Anchored::No, sid, b);
-        if ac.is_special(sid) && ac.is_match(sid) {
-            for i in 0..ac.match_len(sid) {
-                for &(s, bit) in &by_pattern[ac.match_pattern(sid, i).as_usize()] {
-                    seen[s] |= bit;
-                }
+        if ac.is_special(sid) {
+            see(ac, by_pattern, seen, sid);
+        }
+    }
+}
+
+/// The sets of the literals that end in match state `sid` (cold: a few per line).
+#[cold]
+fn see(
+    ac: &aho_corasick::dfa::DFA,
+    by_pattern: &[Vec<(usize, u8)>],
+    seen: &mut [u8],
+    sid: aho_corasick::automaton::StateID,
+) {
+    use aho_corasick::automaton::Automaton;
+    if ac.is_match(sid) {
+        for i in 0..ac.match_len(sid) {
+            for &(s, bit) in &by_pattern[ac.match_pattern(sid, i).as_usize()] {
+                seen[s] |= bit;
             }
         }
     }
@@ -626,27 +638,6 @@ impl Gate {
             Gate::Automaton(a) => a.is_match(hay),
         }
     }
-}
-
-/// Whether `re`'s only look-around is `$` (text end): then it matches a
-/// text's tail as it matches the same tail inside a longer text.
-fn only_end_looks(re: &str) -> bool {
-    use regex_syntax::hir::{Hir, HirKind, Look};
-    fn ok(h: &Hir) -> bool {
-        match h.kind() {
-            HirKind::Look(l) => *l == Look::End,
-            HirKind::Capture(c) => ok(&c.sub),
-            HirKind::Repetition(r) => ok(&r.sub),
-            HirKind::Concat(subs) | HirKind::Alternation(subs) => subs.iter().all(ok),
-            HirKind::Empty | HirKind::Literal(_) | HirKind::Class(_) => true,
-        }
-    }
-    regex_syntax::ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
-        .build()
-        .parse(re)
-        .is_ok_and(|h| ok(&h))
 }
 
 /// A rule's regex: bytes, ASCII classes, a bigger lazy-DFA cache.

@@ -348,22 +348,22 @@ fn lines_between_candidates_are_missed() {
     }
 }
 
-/// Captures on the rule's tail after the prefix's first match give exactly
-/// what the full `^(?:PREFIX)RULE` regex gives, on every line of every
-/// shipped ruleset's examples (incl. the injection ones) and the mixed log.
+/// Without captures (the rules split at `<HOST>`, see [`split`]) every
+/// shipped ruleset classifies every line of the mixed log as with captures
+/// only.
 #[test]
-fn tail_captures_equal_full_regex_captures() {
+fn split_equals_captures_on_the_mixed_log() {
     let log = mixed_log();
     let now = std::time::SystemTime::now();
-    let mut tails = 0;
+    let mut splits = 0;
     for (name, _) in crate::matcher::ruleset::SHIPPED {
         let fast = shipped(name);
-        let mut full = shipped(name);
-        for r in &mut full.rules {
-            tails += usize::from(r.tail.is_some());
-            r.tail = None;
+        let mut slow = shipped(name);
+        for r in &mut slow.rules {
+            splits += usize::from(r.split.is_some());
+            r.split = None;
         }
-        let (mut a, mut b) = (SourceMatcher::single(&fast), SourceMatcher::single(&full));
+        let (mut a, mut b) = (SourceMatcher::single(&fast), SourceMatcher::single(&slow));
         for line in log.split(|&x| x == b'\n') {
             let text = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line)).into_owned();
             a.match_line(&text, now);
@@ -371,7 +371,18 @@ fn tail_captures_equal_full_regex_captures() {
             assert_eq!(a.results(), b.results(), "{name}: {text}");
         }
     }
-    assert!(tails > 20, "the shipped rulesets use tails ({tails})");
+    assert!(splits > 50, "the shipped rulesets split ({splits})");
+}
+
+/// The shipped rulesets take both ways to pick the rules to try on a line
+/// (so the tests over all of them cover both): all rules (each cheap to
+/// try) or those whose literals the line holds.
+#[test]
+fn both_ways_to_pick_candidates_are_used() {
+    let (sshd, asterisk) = (shipped("sshd"), shipped("asterisk"));
+    let (a, b) = (SourceMatcher::single(&sshd), SourceMatcher::single(&asterisk));
+    assert!(a.try_all && a.ac.is_none());
+    assert!(!b.try_all && b.ac.is_some());
 }
 
 /// Text an attacker can put into a field (user name, SIP From display
@@ -436,13 +447,16 @@ fn rule_matchers() -> Vec<(Vec<Matcher>, Vec<String>)> {
 /// what the split said: [At, NoMatch, Unsure].
 fn check_host_span(ms: &[Matcher], caches: &mut [Vec<Scratch>], line: &[u8], seen: &mut [usize; 3]) {
     for (m, scratch) in ms.iter().zip(caches.iter_mut()) {
-        let mut prefix_end = None;
+        let mut prefix = m.prefix.as_ref().map(|p| p.cache());
         for (rule, scratch) in m.rules.iter().zip(scratch.iter_mut()) {
+            if let Some(p) = prefix.as_mut() {
+                p.forget();
+            }
             let want = rule
                 .regex
                 .captures(line)
                 .map(|c| c.name(HOST_GROUP).map_or((0, 0), |g| (g.start(), g.end())));
-            let got = m.captures(rule, line, &mut prefix_end, scratch);
+            let got = m.captures(rule, line, &mut prefix, scratch);
             assert_eq!(
                 got,
                 want,
@@ -451,24 +465,20 @@ fn check_host_span(ms: &[Matcher], caches: &mut [Vec<Scratch>], line: &[u8], see
                 rule.regex,
                 String::from_utf8_lossy(line)
             );
-            let (Some(split), Some(cache)) = (&rule.split, scratch.split.as_mut()) else {
-                continue;
-            };
-            let start = if split.anchored {
-                Some(0)
-            } else {
-                rule.regex.find(line).map(|m| m.start())
-            };
-            match start.map(|s| split.host(line, s, cache)) {
+            if let Some(p) = prefix.as_mut() {
+                p.forget();
+            }
+            match m.split_host(rule, line, &mut prefix, scratch) {
                 Some(split::Host::At(s, e)) => {
                     assert_eq!(want, Some((s, e)));
                     seen[0] += 1;
                 }
-                None | Some(split::Host::NoMatch) => {
+                Some(split::Host::NoMatch) => {
                     assert_eq!(want, None);
                     seen[1] += 1;
                 }
                 Some(split::Host::Unsure) => seen[2] += 1,
+                None => {}
             }
         }
     }
