@@ -13,6 +13,7 @@
 
 pub mod date;
 pub mod fail2ban;
+mod gate;
 mod host;
 mod literal;
 pub mod ruleset;
@@ -22,7 +23,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::bytes::{CaptureLocations, Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 pub use date::{DateFormat, DateParser, Found, Zone};
@@ -309,15 +309,13 @@ pub struct SourceMatcher<'m> {
     jails: Vec<MatcherRef<'m>>,
     /// SIMD (Teddy) search of one set of literals per rule (its most
     /// selective): a line without any is missed by every rule.
-    gate: Option<Gate>,
+    gate: Option<gate::Gate>,
     /// All literals of all sets: which of them a line holds (overlapping).
-    ac: Option<aho_corasick::dfa::DFA>,
+    literals: Option<gate::Literals>,
     /// Every rule is cheap to try on any line ([`split::Split::cheap_to_try`]):
     /// on a line with a literal of the gate, try them all rather than learn
     /// (walking the line once more) which literals it holds.
     try_all: bool,
-    /// Literal (pattern id) → (slot, bit of the set it belongs to).
-    by_pattern: Vec<Vec<(usize, u8)>>,
     /// Per slot, the bits of all its sets: a candidate once all are seen.
     need: Vec<u8>,
     /// Per slot, the bits seen on this line.
@@ -399,30 +397,25 @@ impl<'m> SourceMatcher<'m> {
             }
         }
         let has_newline = literals.iter().any(|l| l.contains(&b'\n'));
-        // Literals are short and few; building cannot fail for them.
-        let ac = if literals.is_empty() {
-            None
-        } else {
-            aho_corasick::dfa::Builder::new()
-                .match_kind(MatchKind::Standard)
-                .prefilter(false)
-                .build(&literals)
-                .ok()
-        };
-        let gate = if selective.is_empty() || ac.is_none() {
-            None
-        } else {
-            Gate::new(&selective)
-        };
-        if gate.is_none() {
-            // Without the automata every rule is a candidate.
-            need = vec![0; slot];
-            by_pattern.clear();
-        }
         let try_all = jails
             .iter()
             .flat_map(|m| &m.rules)
             .all(|r| r.split.as_ref().is_some_and(|s| s.cheap_to_try()));
+        // Literals are short and few; building cannot fail for them.
+        let table = if literals.is_empty() || try_all {
+            None
+        } else {
+            gate::Literals::new(&literals, &by_pattern)
+        };
+        let gate = if selective.is_empty() || (table.is_none() && !try_all) {
+            None
+        } else {
+            gate::Gate::new(&selective)
+        };
+        if gate.is_none() {
+            // Without the automata every rule is a candidate.
+            need = vec![0; slot];
+        }
         // Formats of all jails (any jail without a list: all formats).
         let formats: Option<Vec<DateFormat>> = jails.iter().try_fold(Vec::new(), |mut acc, m| {
             acc.extend(m.dates.as_ref()?.iter().copied());
@@ -441,10 +434,9 @@ impl<'m> SourceMatcher<'m> {
             results: Vec::with_capacity(jails.len()),
             cand: vec![false; slot],
             jails,
-            ac: if gate.is_some() && !try_all { ac } else { None },
+            literals: if gate.is_some() { table } else { None },
             try_all,
             gate,
-            by_pattern,
             seen: vec![0; slot],
             need,
             first,
@@ -481,8 +473,9 @@ impl<'m> SourceMatcher<'m> {
             any = !self.cand.is_empty();
         } else {
             self.seen.fill(0);
-            if let (Some(ac), true) = (&self.ac, gated) {
-                seen_literals(ac, &self.by_pattern, &mut self.seen, line.as_bytes());
+            if let (Some(literals), true) = (&self.literals, gated) {
+                let seen = &mut self.seen;
+                literals.scan(line.as_bytes(), |slot, bit| seen[slot] |= bit);
             }
             for (c, (&seen, &need)) in self.cand.iter_mut().zip(self.seen.iter().zip(&self.need)) {
                 *c = seen == need;
@@ -557,86 +550,6 @@ impl<'m> SourceMatcher<'m> {
     /// The date at the start of `line`, in the formats of this source's rulesets.
     pub fn parse_date(&mut self, line: &str, now: SystemTime) -> Option<Found> {
         self.dates.parse(line, now)
-    }
-}
-
-/// Marks in `seen` the sets of every literal of `ac` that `line` holds.
-#[inline(never)]
-fn seen_literals(ac: &aho_corasick::dfa::DFA, by_pattern: &[Vec<(usize, u8)>], seen: &mut [u8], line: &[u8]) {
-    use aho_corasick::automaton::Automaton;
-    // An unanchored Aho-Corasick DFA without prefilter cannot fail to
-    // start and never dies: one table step per byte.
-    let Ok(mut sid) = ac.start_state(aho_corasick::Anchored::No) else {
-        return;
-    };
-    for &b in line {
-        sid = ac.next_state(aho_corasick::Anchored::No, sid, b);
-        if ac.is_special(sid) {
-            see(ac, by_pattern, seen, sid);
-        }
-    }
-}
-
-/// The sets of the literals that end in match state `sid` (cold: a few per line).
-#[cold]
-fn see(
-    ac: &aho_corasick::dfa::DFA,
-    by_pattern: &[Vec<(usize, u8)>],
-    seen: &mut [u8],
-    sid: aho_corasick::automaton::StateID,
-) {
-    use aho_corasick::automaton::Automaton;
-    if ac.is_match(sid) {
-        for i in 0..ac.match_len(sid) {
-            for &(s, bit) in &by_pattern[ac.match_pattern(sid, i).as_usize()] {
-                seen[s] |= bit;
-            }
-        }
-    }
-}
-
-/// The literal scan: the packed SIMD searcher (Teddy) when the CPU has it,
-/// else an Aho-Corasick automaton with its own prefilter.
-#[derive(Debug)]
-enum Gate {
-    Packed(aho_corasick::packed::Searcher),
-    Automaton(AhoCorasick),
-}
-
-impl Gate {
-    fn new(literals: &[Vec<u8>]) -> Option<Gate> {
-        let packed = aho_corasick::packed::Config::new()
-            .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
-            .builder()
-            .extend(literals)
-            .build();
-        match packed {
-            Some(p) => Some(Gate::Packed(p)),
-            None => AhoCorasickBuilder::new()
-                .match_kind(MatchKind::LeftmostFirst)
-                .build(literals)
-                .ok()
-                .map(Gate::Automaton),
-        }
-    }
-
-    /// Start of the leftmost match at or after `from`.
-    fn find_from(&self, hay: &[u8], from: usize) -> Option<usize> {
-        match self {
-            Gate::Packed(p) => p
-                .find_in(hay, aho_corasick::Span::from(from..hay.len()))
-                .map(|m| m.start()),
-            Gate::Automaton(a) => a
-                .find(aho_corasick::Input::new(hay).span(from..hay.len()))
-                .map(|m| m.start()),
-        }
-    }
-
-    fn is_match(&self, hay: &[u8]) -> bool {
-        match self {
-            Gate::Packed(p) => p.find(hay).is_some(),
-            Gate::Automaton(a) => a.is_match(hay),
-        }
     }
 }
 

@@ -376,13 +376,25 @@ fn each_end(
     let mut at = from;
     while at < text.len() {
         // The common case, as in regex-automata's own search loop: from a
-        // plain state to a plain state, one table look-up.
+        // plain state to a plain state, one table look-up per byte.
         if !sid.is_tagged() {
-            let next = dfa.next_state_untagged(cache, sid, text[at]);
-            if !next.is_tagged() {
+            // SAFETY: `sid` is an untagged state of this cache (from
+            // `start_state_forward` or `next_state`, or this loop), and
+            // nothing changes the cache until `next_state` below; `at` is
+            // below `text.len()`.
+            let step =
+                |sid, at: usize| unsafe { dfa.next_state_untagged_unchecked(cache, sid, *text.get_unchecked(at)) };
+            let mut next = step(sid, at);
+            while !next.is_tagged() {
                 sid = next;
                 at += 1;
-                continue;
+                if at == text.len() {
+                    break;
+                }
+                next = step(sid, at);
+            }
+            if at == text.len() {
+                break;
             }
         }
         sid = dfa.next_state(cache, sid, text[at]).map_err(|_| ())?;

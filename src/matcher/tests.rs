@@ -381,8 +381,8 @@ fn split_equals_captures_on_the_mixed_log() {
 fn both_ways_to_pick_candidates_are_used() {
     let (sshd, asterisk) = (shipped("sshd"), shipped("asterisk"));
     let (a, b) = (SourceMatcher::single(&sshd), SourceMatcher::single(&asterisk));
-    assert!(a.try_all && a.ac.is_none());
-    assert!(!b.try_all && b.ac.is_some());
+    assert!(a.try_all && a.literals.is_none());
+    assert!(!b.try_all && b.literals.is_some());
 }
 
 /// Text an attacker can put into a field (user name, SIP From display
