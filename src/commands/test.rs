@@ -155,8 +155,10 @@ struct Progress {
 }
 
 impl Progress {
+    /// Draws the bar: at once the first time (so that even a fast scan
+    /// shows it), then at most every 200 ms.
     fn tick(&mut self, lines: u64) {
-        if self.last.elapsed().as_millis() < 200 {
+        if self.shown && self.last.elapsed().as_millis() < 200 {
             return;
         }
         self.last = Instant::now();
@@ -467,6 +469,7 @@ fn scan_file_parallel(
             })
             .collect();
         if let (Some(mut p), Some(read)) = (progress, read) {
+            p.tick(0);
             while !workers.iter().all(|w| w.is_finished()) {
                 std::thread::sleep(std::time::Duration::from_millis(50));
                 read.set(done.load(std::sync::atomic::Ordering::Relaxed));
