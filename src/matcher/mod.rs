@@ -3,13 +3,17 @@
 //!
 //! Speed comes from doing little per line. Every rule gets the fixed
 //! strings it cannot match without (up to three sets, one string of each
-//! needed; derived from its regex, see [`literal`]); a [`SourceMatcher`]
-//! puts the strings of all rules of all jails reading one source into one
-//! Aho-Corasick automaton, so an ordinary line costs one literal scan and no
-//! regex at all. Only rules whose sets are all met run their regex, with captures into reused buffers; `ignoreregex` runs only
-//! on lines a rule matched. Nothing is allocated per line. Regexes are
-//! compiled without Unicode classes (`\w`, `\d`, `\s` are ASCII), which
-//! keeps their automata small: logs put addresses and keywords in ASCII.
+//! needed; derived from its regex, see [`literal`]). A [`SourceMatcher`]
+//! gates the lines of a source with one SIMD scan for one set per rule (the
+//! most selective one, see [`gate`]), so an ordinary line costs that scan
+//! and no regex at all. On a line that passes, the rules whose sets are all
+//! met are tried (or all rules, when each is cheap to try, see
+//! [`split::Split::cheap_to_try`]); the host is found by lazy DFAs over the
+//! rule split at `<HOST>` ([`split`]), with captures only for lines that
+//! split more than one way. `ignoreregex` runs only on lines a rule
+//! matched. Nothing is allocated per line. Regexes are compiled without
+//! Unicode classes (`\w`, `\d`, `\s` are ASCII), which keeps their
+//! automata small: logs put addresses and keywords in ASCII.
 
 pub mod date;
 pub mod fail2ban;
