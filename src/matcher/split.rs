@@ -217,10 +217,13 @@ impl Split {
             None => Host::NoMatch,
             Some((p, Some(e))) => Host::At(p, e),
             Some((p, None)) => {
-                let Some(re) = self
-                    .rest
-                    .get_or_init(|| meta::Regex::builder().build_from_hir(&self.rest_hir).ok())
-                else {
+                let Some(re) = self.rest.get_or_init(|| {
+                    // As the regex crate builds a bytes regex.
+                    meta::Regex::builder()
+                        .configure(meta::Config::new().utf8_empty(false))
+                        .build_from_hir(&self.rest_hir)
+                        .ok()
+                }) else {
                     return Host::Unsure;
                 };
                 let (cache, caps) = rest.get_or_insert_with(|| (re.create_cache(), re.create_captures()));
