@@ -1,6 +1,7 @@
 //! Commands that need no daemon and no root.
 
 use crate::support::*;
+use std::process::Stdio;
 
 const FAQ_LINE: &str = "[2015-01-28 05:40:16] NOTICE[-1] Ext. 9015448702956577: Incoming SIP connection from unknown peer failed for 31.3.244.234 - Unknown connection from peer";
 const FAQ_RULE: &str =
@@ -237,5 +238,81 @@ fn test_reads_a_fail2ban_filter_and_gzip() {
     assert_eq!(
         v["date_formats"]["syslog Mon DD HH:MM:SS"], 6,
         "the matched lines' dates"
+    );
+}
+
+/// A log over the size from which `test` shows progress (32 MiB), in a
+/// temporary directory: 300,000 lines, one in ten the seed FAQ's line.
+fn big_log(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let log = dir.join("big.log");
+    let mut chunk = String::new();
+    for i in 0..1000 {
+        if i % 10 == 0 {
+            chunk.push_str(FAQ_LINE);
+        } else {
+            chunk.push_str(&format!(
+                "[2015-01-28 05:40:16] VERBOSE[2116] pbx.c: Executing [{i}@default:1] Dial(\"SIP/100-0000{i}\", \"SIP/200,30\") in new stack"
+            ));
+        }
+        chunk.push('\n');
+    }
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&log).unwrap());
+    for _ in 0..300 {
+        f.write_all(chunk.as_bytes()).unwrap();
+    }
+    f.flush().unwrap();
+    assert!(std::fs::metadata(&log).unwrap().len() >= 32 << 20);
+    log
+}
+
+/// The bar as `test` draws it: `\r[###   ] 12.3% 45678 lines`.
+fn has_progress_bar(text: &[u8]) -> bool {
+    regex::bytes::Regex::new(r"\r\[[# ]{30}\] +[0-9]+\.[0-9]% [0-9]+ lines")
+        .unwrap()
+        .is_match(text)
+}
+
+/// `nftban test` on a big file shows a progress bar on the terminal (its
+/// stderr), and only there: the report on stdout has none.
+#[test]
+fn test_shows_progress_on_a_terminal_for_big_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = big_log(dir.path());
+    let (o, term) = Pty::open().run_on_stderr(nftban().arg("test").arg(&log).arg("asterisk").stdout(Stdio::piped()));
+    assert!(o.status.success());
+    assert!(has_progress_bar(&term), "{}", String::from_utf8_lossy(&term));
+    let out = stdout(&o);
+    assert!(
+        out.contains("Lines: 300000 lines, 0 ignored, 30000 matched, 270000 missed"),
+        "{out}"
+    );
+    assert!(!has_progress_bar(&o.stdout) && !out.contains('\r'), "{out}");
+}
+
+/// Without a terminal there is no bar; with `--json` (stderr on a terminal)
+/// there is none either and stdout is the JSON report alone.
+#[test]
+fn test_shows_no_progress_without_a_terminal_or_with_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = big_log(dir.path());
+    let o = run(nftban().arg("test").arg(&log).arg("asterisk"));
+    assert!(o.status.success());
+    assert!(!has_progress_bar(&o.stderr) && o.stderr.is_empty(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("30000 matched"));
+    let (o, term) = Pty::open().run_on_stderr(
+        nftban()
+            .arg("test")
+            .arg(&log)
+            .arg("asterisk")
+            .arg("--json")
+            .stdout(Stdio::piped()),
+    );
+    assert!(o.status.success());
+    assert!(!has_progress_bar(&term), "{}", String::from_utf8_lossy(&term));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is the JSON report alone");
+    assert_eq!(
+        (v["lines"].as_u64(), v["matched"].as_u64()),
+        (Some(300000), Some(30000))
     );
 }

@@ -155,8 +155,10 @@ struct Progress {
 }
 
 impl Progress {
+    /// Draws the bar: at once the first time (so that even a fast scan
+    /// shows it), then at most every 200 ms.
     fn tick(&mut self, lines: u64) {
-        if self.last.elapsed().as_millis() < 200 {
+        if self.shown && self.last.elapsed().as_millis() < 200 {
             return;
         }
         self.last = Instant::now();
@@ -274,17 +276,17 @@ impl<'m> Scanner<'m> {
         }
         let lines = memchr::memchr_iter(b'\n', block).count() as u64 + u64::from(!block.ends_with(b"\n"));
         self.tally.lines += lines;
-        self.count_invalid_utf8(block);
+        let valid = self.count_invalid_utf8(block);
         let mut seen = 0;
         if self.out.print_missed || !self.sm.skips_lines() {
             for line in block.strip_suffix(b"\n").unwrap_or(block).split(|&b| b == b'\n') {
-                self.line(line);
+                self.line(line, valid, false);
                 seen += 1;
             }
         } else {
             let mut from = 0;
             while let Some((s, e)) = self.sm.next_candidate(block, from) {
-                self.line(&block[s..e]);
+                self.line(&block[s..e], valid, true);
                 seen += 1;
                 from = e + 1;
             }
@@ -293,26 +295,42 @@ impl<'m> Scanner<'m> {
         self.tally.missed += lines - seen;
     }
 
-    /// Lines holding invalid UTF-8 (read with replacement characters).
-    fn count_invalid_utf8(&mut self, block: &[u8]) {
+    /// Counts lines holding invalid UTF-8 (read with replacement
+    /// characters); `true` when the whole block is valid.
+    fn count_invalid_utf8(&mut self, block: &[u8]) -> bool {
         let mut rest = block;
+        let mut valid = true;
         while let Err(e) = std::str::from_utf8(rest) {
             self.tally.invalid_utf8 += 1;
+            valid = false;
             let bad = e.valid_up_to();
             match memchr::memchr(b'\n', &rest[bad..]) {
                 Some(i) => rest = &rest[bad + i + 1..],
                 None => break,
             }
         }
+        valid
     }
 
-    fn line(&mut self, bytes: &[u8]) {
+    /// One line of a block (`valid`: the block is valid UTF-8;
+    /// `candidate`: [`SourceMatcher::next_candidate`] returned it).
+    fn line(&mut self, bytes: &[u8], valid: bool, candidate: bool) {
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        let line = match std::str::from_utf8(bytes) {
-            Ok(s) => std::borrow::Cow::Borrowed(s),
-            Err(_) => String::from_utf8_lossy(bytes),
+        let line = if valid {
+            // SAFETY: a line of a valid UTF-8 block, cut at `\n` (and `\r`),
+            // which are never inside a multi-byte character.
+            std::borrow::Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(bytes) })
+        } else {
+            match std::str::from_utf8(bytes) {
+                Ok(s) => std::borrow::Cow::Borrowed(s),
+                Err(_) => String::from_utf8_lossy(bytes),
+            }
         };
-        self.sm.match_line(&line, self.now);
+        if candidate {
+            self.sm.match_candidate(&line, self.now);
+        } else {
+            self.sm.match_line(&line, self.now);
+        }
         let t = &mut self.tally;
         let m = &self.sm.results()[0];
         match m {
@@ -451,6 +469,7 @@ fn scan_file_parallel(
             })
             .collect();
         if let (Some(mut p), Some(read)) = (progress, read) {
+            p.tick(0);
             while !workers.iter().all(|w| w.is_finished()) {
                 std::thread::sleep(std::time::Duration::from_millis(50));
                 read.set(done.load(std::sync::atomic::Ordering::Relaxed));

@@ -3,25 +3,30 @@
 //!
 //! Speed comes from doing little per line. Every rule gets the fixed
 //! strings it cannot match without (up to three sets, one string of each
-//! needed; derived from its regex, see [`literal`]); a [`SourceMatcher`]
-//! puts the strings of all rules of all jails reading one source into one
-//! Aho-Corasick automaton, so an ordinary line costs one literal scan and no
-//! regex at all. Only rules whose sets are all met run their regex, with captures into reused buffers; `ignoreregex` runs only
-//! on lines a rule matched. Nothing is allocated per line. Regexes are
-//! compiled without Unicode classes (`\w`, `\d`, `\s` are ASCII), which
-//! keeps their automata small: logs put addresses and keywords in ASCII.
+//! needed; derived from its regex, see [`literal`]). A [`SourceMatcher`]
+//! gates the lines of a source with one SIMD scan for one set per rule (the
+//! most selective one, see [`gate`]), so an ordinary line costs that scan
+//! and no regex at all. On a line that passes, the rules whose sets are all
+//! met are tried (or all rules, when each is cheap to try, see
+//! [`split::Split::cheap_to_try`]); the host is found by lazy DFAs over the
+//! rule split at `<HOST>` ([`split`]), with captures only for lines that
+//! split more than one way. `ignoreregex` runs only on lines a rule
+//! matched. Nothing is allocated per line. Regexes are compiled without
+//! Unicode classes (`\w`, `\d`, `\s` are ASCII), which keeps their
+//! automata small: logs put addresses and keywords in ASCII.
 
 pub mod date;
 pub mod fail2ban;
+mod gate;
 mod host;
 mod literal;
 pub mod ruleset;
+mod split;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::bytes::{CaptureLocations, Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 pub use date::{DateFormat, DateParser, Found, Zone};
@@ -37,9 +42,32 @@ struct Rule {
     /// Sets of strings: every line the rule matches contains one string of
     /// each set. Empty: the regex runs on every line.
     literal: Vec<Vec<Vec<u8>>>,
-    /// The rule without the ruleset's prefix, `^(?:RULE)`, and its `host`
-    /// group: captures on the text after the prefix (see [`Matcher::captures`]).
-    tail: Option<(Regex, usize)>,
+    /// The full regex split at its host group: the host without captures.
+    split: Option<split::Split>,
+}
+
+/// Per rule, what finding its host needs besides the rule (reused line
+/// after line: no allocation per line).
+#[derive(Debug, Clone)]
+struct Scratch {
+    locs: CaptureLocations,
+    split: Option<split::SplitCache>,
+}
+
+impl Rule {
+    fn scratch(&self) -> Scratch {
+        Scratch {
+            locs: self.regex.capture_locations(),
+            split: self.split.as_ref().map(|s| s.cache()),
+        }
+    }
+}
+
+/// Per jail, what its rules share on one line.
+#[derive(Debug, Clone)]
+struct JailScratch {
+    pref_locs: Option<CaptureLocations>,
+    prefix: Option<split::PrefixEnds>,
 }
 
 /// A compiled ruleset.
@@ -55,8 +83,8 @@ pub struct Matcher {
     pref: Option<(Regex, usize)>,
     /// Match on the line without its leading date (imported fail2ban filters).
     strip_date: bool,
-    /// `^(?:PREFIX)`: where its first (leftmost-first) match ends, the rules' tails start.
-    prefix: Option<Regex>,
+    /// `^(?:PREFIX)`, whose ends the rules' splits start from.
+    prefix: Option<split::Prefix>,
     /// Date formats of the ruleset (`None`: all).
     pub dates: Option<Vec<DateFormat>>,
     /// The ruleset's own strftime-style datepatterns.
@@ -80,6 +108,11 @@ pub enum LineMatch {
 impl Matcher {
     /// Compile a ruleset; errors name the file, line and column of the rule.
     pub fn new(ruleset: &Ruleset) -> Result<Matcher, RulesetError> {
+        let prefix = if ruleset.prefix.is_empty() {
+            None
+        } else {
+            split::Prefix::new(&format!("^(?:{})", ruleset.prefix))
+        };
         let mut rules = Vec::new();
         for (i, rule) in ruleset.failregex.iter().enumerate() {
             let expanded =
@@ -94,21 +127,11 @@ impl Matcher {
                 .capture_names()
                 .position(|n| n == Some(HOST_GROUP))
                 .ok_or_else(|| ruleset.rule_error(i, "no <HOST> group".into()))?;
-            // Look-arounds would see other context in the tail: no split then.
-            let plain = only_end_looks(&expanded);
-            let tail = if ruleset.prefix.is_empty() || !plain {
-                None
-            } else {
-                compile(&format!("^(?:{expanded})")).ok().and_then(|t| {
-                    let h = t.capture_names().position(|n| n == Some(HOST_GROUP))?;
-                    Some((t, h))
-                })
-            };
             rules.push(Rule {
                 regex,
                 host,
                 literal: literal::required(&expanded),
-                tail,
+                split: split::parse(&full).and_then(|h| split::Split::new(&h, prefix.as_ref().map(|p| &p.hir))),
             });
         }
         let ignore = if ruleset.ignoreregex.is_empty() {
@@ -158,11 +181,7 @@ impl Matcher {
                 .as_deref()
                 .map(|l| ruleset::DatePattern::split(l).1)
                 .unwrap_or_default(),
-            prefix: if ruleset.prefix.is_empty() {
-                None
-            } else {
-                compile(&format!("^(?:{})", ruleset.prefix)).ok()
-            },
+            prefix,
         })
     }
 
@@ -219,50 +238,57 @@ impl Matcher {
 
     /// Where rule `rule`'s `host` group is in `text`, if the rule matches.
     ///
-    /// Captures cost most on a candidate line, and more with the ruleset's
-    /// prefix in the regex (a bigger automaton over a longer text). A rule's
-    /// full regex is `^(?:PREFIX)RULE`; under leftmost-first semantics its
-    /// match takes the prefix's first parse (in priority order) after which
-    /// RULE matches. So when RULE matches at the end of the prefix's own
-    /// first match (a lazy-DFA search), that is the full regex's match, and
-    /// RULE's captures there are its captures. Otherwise the full regex runs.
+    /// Without captures (see [`split`]) when the line splits one way around
+    /// the host, which is what the rules are written for; otherwise the
+    /// capture engine decides.
     fn captures(
         &self,
         rule: &Rule,
         text: &[u8],
-        prefix_end: &mut Option<Option<usize>>,
-        locs: &mut CaptureLocations,
-        tail_locs: &mut Option<CaptureLocations>,
+        prefix: &mut Option<split::PrefixEnds>,
+        scratch: &mut Scratch,
     ) -> Option<(usize, usize)> {
-        if let (Some((tail, host)), Some(prefix), Some(tail_locs)) = (&rule.tail, &self.prefix, tail_locs.as_mut()) {
-            if !rule.regex.is_match(text) {
-                return None;
-            }
-            let end = *prefix_end.get_or_insert_with(|| prefix.find(text).map(|m| m.end()));
-            if let Some(end) = end {
-                if tail.captures_read(tail_locs, &text[end..]).is_some() {
-                    return tail_locs.get(*host).map(|(s, e)| (s + end, e + end)).or(Some((0, 0)));
-                }
-            }
+        match self.split_host(rule, text, prefix, scratch) {
+            Some(split::Host::At(s, e)) => return Some((s, e)),
+            Some(split::Host::NoMatch) => return None,
+            Some(split::Host::Unsure) | None => {}
         }
-        rule.regex.captures_read(locs, text)?;
-        Some(locs.get(rule.host).unwrap_or((0, 0)))
+        rule.regex.captures_read(&mut scratch.locs, text)?;
+        Some(scratch.locs.get(rule.host).unwrap_or((0, 0)))
+    }
+
+    /// What the rule's split says about `text` (`None`: the rule has none).
+    fn split_host(
+        &self,
+        rule: &Rule,
+        text: &[u8],
+        prefix: &mut Option<split::PrefixEnds>,
+        scratch: &mut Scratch,
+    ) -> Option<split::Host> {
+        let (split, cache) = (rule.split.as_ref()?, scratch.split.as_mut()?);
+        Some(match (&self.prefix, prefix.as_mut()) {
+            (Some(p), Some(ends)) if split.after_prefix => match p.ends(text, ends) {
+                Some(starts) => split.host(text, starts, cache),
+                None => split::Host::Unsure,
+            },
+            _ if split.anchored => split.host(text, &[0], cache),
+            _ => match rule.regex.find(text) {
+                Some(m) => split.host(text, &[m.start()], cache),
+                None => split::Host::NoMatch,
+            },
+        })
     }
 
     /// Classify `text` given which rules are candidates.
-    fn classify(
-        &self,
-        text: &[u8],
-        cand: &[bool],
-        locs: &mut [CaptureLocations],
-        tail_locs: &mut [Option<CaptureLocations>],
-    ) -> LineMatch {
-        let mut prefix_end = None;
+    fn classify(&self, text: &[u8], cand: &[bool], scratch: &mut [Scratch], jail: &mut JailScratch) -> LineMatch {
+        if let Some(p) = jail.prefix.as_mut() {
+            p.forget();
+        }
         for (i, rule) in self.rules.iter().enumerate() {
             if !cand[i] {
                 continue;
             }
-            let Some((s, e)) = self.captures(rule, text, &mut prefix_end, &mut locs[i], &mut tail_locs[i]) else {
+            let Some((s, e)) = self.captures(rule, text, &mut jail.prefix, &mut scratch[i]) else {
                 continue;
             };
             if self.ignore.as_ref().is_some_and(|ig| ig.is_match(text)) {
@@ -285,14 +311,15 @@ impl Matcher {
 #[derive(Debug)]
 pub struct SourceMatcher<'m> {
     jails: Vec<MatcherRef<'m>>,
-    /// Leftmost-first SIMD (Teddy) search of all literals: the gate.
-    gate: Option<Gate>,
-    /// Standard semantics, for overlapping search: which literals occur.
-    /// `None` when the literals cannot overlap in any text: then the gate's
-    /// own non-overlapping matches are all the occurrences.
-    ac: Option<AhoCorasick>,
-    /// Literal (pattern id) → (slot, bit of the set it belongs to).
-    by_pattern: Vec<Vec<(usize, u8)>>,
+    /// SIMD (Teddy) search of one set of literals per rule (its most
+    /// selective): a line without any is missed by every rule.
+    gate: Option<gate::Gate>,
+    /// All literals of all sets: which of them a line holds (overlapping).
+    literals: Option<gate::Literals>,
+    /// Every rule is cheap to try on any line ([`split::Split::cheap_to_try`]):
+    /// on a line with a literal of the gate, try them all rather than learn
+    /// (walking the line once more) which literals it holds.
+    try_all: bool,
     /// Per slot, the bits of all its sets: a candidate once all are seen.
     need: Vec<u8>,
     /// Per slot, the bits seen on this line.
@@ -300,9 +327,10 @@ pub struct SourceMatcher<'m> {
     /// Jail → its first slot; slot = first + rule index.
     first: Vec<usize>,
     cand: Vec<bool>,
-    locs: Vec<CaptureLocations>,
-    tail_locs: Vec<Option<CaptureLocations>>,
-    pref_locs: Vec<Option<CaptureLocations>>,
+    /// Per slot.
+    scratch: Vec<Scratch>,
+    /// Per jail.
+    jail_scratch: Vec<JailScratch>,
     results: Vec<LineMatch>,
     dates: DateParser,
     need_date: bool,
@@ -337,16 +365,17 @@ impl<'m> SourceMatcher<'m> {
     pub fn new(jails: Vec<MatcherRef<'m>>, zone: Zone) -> SourceMatcher<'m> {
         let mut literals: Vec<Vec<u8>> = Vec::new();
         let mut by_pattern: Vec<Vec<(usize, u8)>> = Vec::new();
+        let mut selective: Vec<Vec<u8>> = Vec::new();
         let mut need = Vec::new();
         let mut first = Vec::new();
-        let mut locs = Vec::new();
-        let mut tail_locs = Vec::new();
+        let mut scratch = Vec::new();
         let mut slot = 0;
         for m in &jails {
             first.push(slot);
             for rule in &m.rules {
                 let mut mask = 0u8;
-                for (g, set) in rule.literal.iter().enumerate().take(8) {
+                let sets = &rule.literal[..rule.literal.len().min(8)];
+                for (g, set) in sets.iter().enumerate() {
                     let bit = 1u8 << g;
                     mask |= bit;
                     for lit in set {
@@ -359,32 +388,37 @@ impl<'m> SourceMatcher<'m> {
                         }
                     }
                 }
+                if let Some(set) = sets.iter().max_by_key(|set| literal::selectivity(set)) {
+                    for lit in set {
+                        if !selective.contains(lit) {
+                            selective.push(lit.clone());
+                        }
+                    }
+                }
                 need.push(mask);
-                locs.push(rule.regex.capture_locations());
-                tail_locs.push(rule.tail.as_ref().map(|(t, _)| t.capture_locations()));
+                scratch.push(rule.scratch());
                 slot += 1;
             }
         }
         let has_newline = literals.iter().any(|l| l.contains(&b'\n'));
-        let free = make_overlap_free(&mut literals, &mut by_pattern);
+        let try_all = jails
+            .iter()
+            .flat_map(|m| &m.rules)
+            .all(|r| r.split.as_ref().is_some_and(|s| s.cheap_to_try()));
         // Literals are short and few; building cannot fail for them.
-        let gate = if literals.is_empty() {
+        let table = if literals.is_empty() || try_all {
             None
         } else {
-            Gate::new(&literals)
+            gate::Literals::new(&literals, &by_pattern)
         };
-        let ac = if free || gate.is_none() {
+        let gate = if selective.is_empty() || (table.is_none() && !try_all) {
             None
         } else {
-            AhoCorasickBuilder::new()
-                .kind(Some(AhoCorasickKind::DFA))
-                .build(&literals)
-                .ok()
+            gate::Gate::new(&selective)
         };
-        if gate.is_none() || (!free && ac.is_none()) {
-            // Without an automaton every rule is a candidate.
+        if gate.is_none() {
+            // Without the automata every rule is a candidate.
             need = vec![0; slot];
-            by_pattern.clear();
         }
         // Formats of all jails (any jail without a list: all formats).
         let formats: Option<Vec<DateFormat>> = jails.iter().try_fold(Vec::new(), |mut acc, m| {
@@ -394,21 +428,23 @@ impl<'m> SourceMatcher<'m> {
         let custom_dates = jails.iter().flat_map(|m| m.custom_dates.iter().cloned()).collect();
         SourceMatcher {
             need_date: jails.iter().any(|m| m.strip_date),
-            pref_locs: jails
+            jail_scratch: jails
                 .iter()
-                .map(|m| m.pref.as_ref().map(|(re, _)| re.capture_locations()))
+                .map(|m| JailScratch {
+                    pref_locs: m.pref.as_ref().map(|(re, _)| re.capture_locations()),
+                    prefix: m.prefix.as_ref().map(|p| p.cache()),
+                })
                 .collect(),
             results: Vec::with_capacity(jails.len()),
             cand: vec![false; slot],
             jails,
-            gate: if free || ac.is_some() { gate } else { None },
-            ac,
-            by_pattern,
+            literals: if gate.is_some() { table } else { None },
+            try_all,
+            gate,
             seen: vec![0; slot],
             need,
             first,
-            locs,
-            tail_locs,
+            scratch,
             dates: DateParser::new(formats.as_deref(), zone).with_custom(custom_dates),
             has_newline,
         }
@@ -416,35 +452,35 @@ impl<'m> SourceMatcher<'m> {
 
     /// Classify `line` for every jail; read the answers with [`Self::results`].
     pub fn match_line(&mut self, line: &str, now: SystemTime) {
-        self.results.clear();
-        self.seen.fill(0);
-        let mut found = false;
-        // The automaton's prefilter dismisses most lines fast; only lines
-        // with some literal pay for learning which ones.
-        if let Some(gate) = &self.gate {
-            match &self.ac {
-                None => {
-                    let (by_pattern, seen) = (&self.by_pattern, &mut self.seen);
-                    gate.for_each(line.as_bytes(), |p| {
-                        for &(s, bit) in &by_pattern[p] {
-                            seen[s] |= bit;
-                            found = true;
-                        }
-                    });
-                }
-                Some(ac) if gate.is_match(line.as_bytes()) => {
-                    for m in ac.find_overlapping_iter(line) {
-                        for &(s, bit) in &self.by_pattern[m.pattern().as_usize()] {
-                            self.seen[s] |= bit;
-                            found = true;
-                        }
-                    }
-                }
-                Some(_) => {}
-            }
+        // The gate dismisses most lines fast; only lines with a selective
+        // literal pay for learning which literals they hold.
+        let gated = self.gate.as_ref().is_some_and(|g| g.is_match(line.as_bytes()));
+        self.classify_line(line, now, gated);
+    }
+
+    /// [`Self::match_line`] for a line that [`Self::next_candidate`]
+    /// returned (so holding a literal of the gate).
+    pub fn match_candidate(&mut self, line: &str, now: SystemTime) {
+        if self.skips_lines() {
+            self.classify_line(line, now, true);
+        } else {
+            self.match_line(line, now);
         }
+    }
+
+    /// `gated`: the line holds a literal of the gate.
+    fn classify_line(&mut self, line: &str, now: SystemTime, gated: bool) {
+        self.results.clear();
         let mut any = false;
-        if found || self.need.contains(&0) {
+        if gated && self.try_all {
+            self.cand.fill(true);
+            any = !self.cand.is_empty();
+        } else {
+            self.seen.fill(0);
+            if let (Some(literals), true) = (&self.literals, gated) {
+                let seen = &mut self.seen;
+                literals.scan(line.as_bytes(), |slot, bit| seen[slot] |= bit);
+            }
             for (c, (&seen, &need)) in self.cand.iter_mut().zip(self.seen.iter().zip(&self.need)) {
                 *c = seen == need;
                 any |= *c;
@@ -468,13 +504,9 @@ impl<'m> SourceMatcher<'m> {
             {
                 LineMatch::Missed
             } else {
-                match m.text(line.as_bytes(), date_end, &mut self.pref_locs[j]) {
-                    Some(text) => m.classify(
-                        text,
-                        cand,
-                        &mut self.locs[first..first + n],
-                        &mut self.tail_locs[first..first + n],
-                    ),
+                let js = &mut self.jail_scratch[j];
+                match m.text(line.as_bytes(), date_end, &mut js.pref_locs) {
+                    Some(text) => m.classify(text, cand, &mut self.scratch[first..first + n], js),
                     None => LineMatch::Missed,
                 }
             };
@@ -500,10 +532,10 @@ impl<'m> SourceMatcher<'m> {
     }
 
     /// Whole-buffer scanning (ripgrep's way): the first line of `block`
-    /// starting at or after `from` (a line start) that holds a literal, as
-    /// `(start, end)` without its `\n`. Lines before it are `Missed` for
-    /// every jail: [`Self::match_line`] would say so, since it dismisses
-    /// lines without literals. So one SIMD literal scan passes over the
+    /// starting at or after `from` (a line start) that holds a literal of
+    /// the gate, as `(start, end)` without its `\n`. Lines before it are
+    /// `Missed` for every jail: [`Self::match_line`] would say so, since it
+    /// dismisses lines without such literals. So one SIMD literal scan passes over the
     /// ordinary lines without even finding where they end. Without
     /// [`Self::skips_lines`], every line is a candidate.
     pub fn next_candidate(&self, block: &[u8], from: usize) -> Option<(usize, usize)> {
@@ -523,147 +555,6 @@ impl<'m> SourceMatcher<'m> {
     pub fn parse_date(&mut self, line: &str, now: SystemTime) -> Option<Found> {
         self.dates.parse(line, now)
     }
-}
-
-/// The literal scan: the packed SIMD searcher (Teddy) when the CPU has it,
-/// else an Aho-Corasick automaton with its own prefilter.
-#[derive(Debug)]
-enum Gate {
-    Packed(aho_corasick::packed::Searcher),
-    Automaton(AhoCorasick),
-}
-
-impl Gate {
-    fn new(literals: &[Vec<u8>]) -> Option<Gate> {
-        let packed = aho_corasick::packed::Config::new()
-            .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
-            .builder()
-            .extend(literals)
-            .build();
-        match packed {
-            Some(p) => Some(Gate::Packed(p)),
-            None => AhoCorasickBuilder::new()
-                .match_kind(MatchKind::LeftmostFirst)
-                .build(literals)
-                .ok()
-                .map(Gate::Automaton),
-        }
-    }
-
-    /// Start of the leftmost match at or after `from`.
-    fn find_from(&self, hay: &[u8], from: usize) -> Option<usize> {
-        match self {
-            Gate::Packed(p) => p
-                .find_in(hay, aho_corasick::Span::from(from..hay.len()))
-                .map(|m| m.start()),
-            Gate::Automaton(a) => a
-                .find(aho_corasick::Input::new(hay).span(from..hay.len()))
-                .map(|m| m.start()),
-        }
-    }
-
-    fn is_match(&self, hay: &[u8]) -> bool {
-        match self {
-            Gate::Packed(p) => p.find(hay).is_some(),
-            Gate::Automaton(a) => a.is_match(hay),
-        }
-    }
-
-    /// Calls `f` with the pattern id of each non-overlapping leftmost-first match.
-    fn for_each(&self, hay: &[u8], mut f: impl FnMut(usize)) {
-        match self {
-            Gate::Packed(p) => p.find_iter(hay).for_each(|m| f(m.pattern().as_usize())),
-            Gate::Automaton(a) => a.find_iter(hay).for_each(|m| f(m.pattern().as_usize())),
-        }
-    }
-}
-
-/// Whether occurrences of `a` and `b` can overlap in some text (one holds
-/// the other, or an end of one is a start of the other).
-fn overlap(a: &[u8], b: &[u8]) -> Option<Overlap> {
-    if memchr::memmem::find(a, b).is_some() {
-        return Some(Overlap::Contains);
-    }
-    for k in (1..a.len().min(b.len())).rev() {
-        if a[a.len() - k..] == b[..k] {
-            return Some(Overlap::Ends(k));
-        }
-    }
-    None
-}
-
-enum Overlap {
-    /// `a` holds `b`.
-    Contains,
-    /// `a`'s last k bytes are `b`'s first k.
-    Ends(usize),
-}
-
-/// Shorten literals until no two can overlap in any text, so that one
-/// non-overlapping scan finds every literal that occurs. A shorter literal
-/// is still required (a piece of a required string is required); slots of
-/// literals that become equal are merged. `false` if that cannot be done
-/// without going under 3 bytes.
-fn make_overlap_free<T>(literals: &mut Vec<Vec<u8>>, by_pattern: &mut Vec<Vec<T>>) -> bool {
-    for _ in 0..256 {
-        let mut changed = false;
-        'pairs: for i in 0..literals.len() {
-            for j in 0..literals.len() {
-                if i == j {
-                    continue;
-                }
-                match overlap(&literals[i], &literals[j]) {
-                    None => {}
-                    Some(Overlap::Contains) => {
-                        // Rules needing i can make do with j, which i holds.
-                        let slots = std::mem::take(&mut by_pattern[i]);
-                        by_pattern[j].extend(slots);
-                        literals.remove(i);
-                        by_pattern.remove(i);
-                        changed = true;
-                        break 'pairs;
-                    }
-                    Some(Overlap::Ends(k)) => {
-                        let (a, b) = (literals[i].len() - k, literals[j].len() - k);
-                        if a >= 3 && a >= b {
-                            literals[i].truncate(a);
-                        } else if b >= 3 {
-                            literals[j].drain(..k);
-                        } else {
-                            return false;
-                        }
-                        changed = true;
-                        break 'pairs;
-                    }
-                }
-            }
-        }
-        if !changed {
-            return true;
-        }
-    }
-    false
-}
-
-/// Whether `re`'s only look-around is `$` (text end): then it matches a
-/// text's tail as it matches the same tail inside a longer text.
-fn only_end_looks(re: &str) -> bool {
-    use regex_syntax::hir::{Hir, HirKind, Look};
-    fn ok(h: &Hir) -> bool {
-        match h.kind() {
-            HirKind::Look(l) => *l == Look::End,
-            HirKind::Capture(c) => ok(&c.sub),
-            HirKind::Repetition(r) => ok(&r.sub),
-            HirKind::Concat(subs) | HirKind::Alternation(subs) => subs.iter().all(ok),
-            HirKind::Empty | HirKind::Literal(_) | HirKind::Class(_) => true,
-        }
-    }
-    regex_syntax::ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
-        .build()
-        .parse(re)
-        .is_ok_and(|h| ok(&h))
 }
 
 /// A rule's regex: bytes, ASCII classes, a bigger lazy-DFA cache.

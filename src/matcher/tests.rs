@@ -194,37 +194,39 @@ fn fail2ban_conf_is_read() {
     );
 }
 
-/// Literals that could overlap are shortened or merged so one
-/// non-overlapping scan sees them all; every rule stays reachable.
+/// Literals that overlap in a line (one inside another, or one's end the
+/// other's start) are all seen, so every rule stays reachable; a line with
+/// a rule's gate literal but not its other literals runs no regex.
 #[test]
-fn literals_are_made_overlap_free() {
-    let mut lits: Vec<Vec<u8>> = vec![
-        b"Registration from '".to_vec(),
-        b"' failed for '".to_vec(),
-        b"failed for".to_vec(),
-    ];
-    let mut slots: Vec<Vec<usize>> = vec![vec![0], vec![1], vec![2]];
-    assert!(super::make_overlap_free(&mut lits, &mut slots));
-    for (i, a) in lits.iter().enumerate() {
-        for (j, b) in lits.iter().enumerate() {
-            assert!(i == j || super::overlap(a, b).is_none(), "{lits:?}");
+fn overlapping_literals_are_all_seen() {
+    let rs = Ruleset::parse(
+        "o.yaml",
+        "name: o\nfailregex:\n  - \"^Registration from '.*' failed for '<HOST>' - Wrong password$\"\n  - \"^Registration from 'x' failed for <HOST>$\"\n  - \"stration from 'x' failed for <HOST>$\"\n",
+    )
+    .unwrap();
+    let m = Matcher::new(&rs).unwrap();
+    let mut sm = SourceMatcher::single(&m);
+    let now = std::time::SystemTime::now();
+    // Rule 1's literal holds rule 2's, which starts inside rule 0's.
+    sm.match_line("Registration from 'x' failed for 192.0.2.1", now);
+    assert_eq!(sm.cand, vec![false, true, true]);
+    assert_eq!(
+        sm.results()[0],
+        LineMatch::Failure {
+            rule: 1,
+            addr: "192.0.2.1".parse().unwrap()
         }
-    }
-    let mut all: Vec<usize> = slots.concat();
-    all.sort();
-    assert_eq!(all, vec![0, 1, 2]);
-    // The asterisk ruleset still finds every example through the shortened literals.
+    );
     let m = shipped("asterisk");
     let line = "[2015-01-28 05:40:16] NOTICE[31015] chan_sip.c: Registration from '<sip:1005@example.com>' failed for '2001:db8::22' - Wrong password";
     assert!(matches!(m.match_line(line), LineMatch::Failure { .. }));
-    // A line with the first string of a rule but not its others runs no regex
-    // and is missed.
-    assert_eq!(
-        m.match_line(
-            "[2015-01-28 05:40:16] NOTICE[2116] chan_sip.c: Registration from '<sip:100@192.0.2.1>' succeeded"
-        ),
-        LineMatch::Missed
+    let mut sm = SourceMatcher::single(&m);
+    sm.match_line(
+        "[2015-01-28 05:40:16] NOTICE[2116] chan_sip.c: Registration from '<sip:100@192.0.2.1>' succeeded",
+        now,
     );
+    assert_eq!(sm.results(), &[LineMatch::Missed]);
+    assert!(sm.cand.iter().all(|c| !c));
 }
 
 /// `sshd-aggressive` is `sshd` plus probe rules: the shared part must stay
@@ -346,22 +348,22 @@ fn lines_between_candidates_are_missed() {
     }
 }
 
-/// Captures on the rule's tail after the prefix's first match give exactly
-/// what the full `^(?:PREFIX)RULE` regex gives, on every line of every
-/// shipped ruleset's examples (incl. the injection ones) and the mixed log.
+/// Without captures (the rules split at `<HOST>`, see [`split`]) every
+/// shipped ruleset classifies every line of the mixed log as with captures
+/// only.
 #[test]
-fn tail_captures_equal_full_regex_captures() {
+fn split_equals_captures_on_the_mixed_log() {
     let log = mixed_log();
     let now = std::time::SystemTime::now();
-    let mut tails = 0;
+    let mut splits = 0;
     for (name, _) in crate::matcher::ruleset::SHIPPED {
         let fast = shipped(name);
-        let mut full = shipped(name);
-        for r in &mut full.rules {
-            tails += usize::from(r.tail.is_some());
-            r.tail = None;
+        let mut slow = shipped(name);
+        for r in &mut slow.rules {
+            splits += usize::from(r.split.is_some());
+            r.split = None;
         }
-        let (mut a, mut b) = (SourceMatcher::single(&fast), SourceMatcher::single(&full));
+        let (mut a, mut b) = (SourceMatcher::single(&fast), SourceMatcher::single(&slow));
         for line in log.split(|&x| x == b'\n') {
             let text = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line)).into_owned();
             a.match_line(&text, now);
@@ -369,5 +371,177 @@ fn tail_captures_equal_full_regex_captures() {
             assert_eq!(a.results(), b.results(), "{name}: {text}");
         }
     }
-    assert!(tails > 20, "the shipped rulesets use tails ({tails})");
+    assert!(splits > 50, "the shipped rulesets split ({splits})");
+}
+
+/// The shipped rulesets take both ways to pick the rules to try on a line
+/// (so the tests over all of them cover both): all rules (each cheap to
+/// try) or those whose literals the line holds.
+#[test]
+fn both_ways_to_pick_candidates_are_used() {
+    let (sshd, asterisk) = (shipped("sshd"), shipped("asterisk"));
+    let (a, b) = (SourceMatcher::single(&sshd), SourceMatcher::single(&asterisk));
+    assert!(a.try_all && a.literals.is_none());
+    assert!(!b.try_all && b.literals.is_some());
+}
+
+/// Text an attacker can put into a field (user name, SIP From display
+/// name, extension, Call-ID, URI): addresses with the words that follow
+/// the real one in some rule, quotes, ports, brackets.
+const DECOYS: &[&str] = &[
+    " from 203.0.113.9 port 22 ssh2",
+    " from 203.0.113.9",
+    " user x from [2001:db8::9] port 22",
+    "' failed for '203.0.113.9' - Wrong password",
+    "' failed for '203.0.113.9:5060' (callid: x) - Failed to authenticate",
+    " (203.0.113.9:5060) to extension 'x' rejected because extension not found in context 'p'.",
+    "[2001:db8::9]:5060",
+    "2001:db8::9",
+    "203.0.113.9",
+    ",RemoteAddress=\"IPV4/UDP/203.0.113.9/5060\"",
+    " port 22",
+    " [preauth]",
+    "'",
+    "\"",
+    " - Unknown connection from peer",
+    "host.example.com",
+    ":5060",
+    " ",
+];
+
+/// Per shipped ruleset, a matcher for each of its modes and its example
+/// lines; last, a few rules that are not anchored at the line start
+/// (searched for their leftmost match), with every example.
+fn rule_matchers() -> Vec<(Vec<Matcher>, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut all = Vec::new();
+    for (name, _) in ruleset::SHIPPED {
+        let rs = Ruleset::shipped(name).unwrap();
+        let mut ms = vec![Matcher::new(&rs).unwrap()];
+        for mode in rs.modes.keys() {
+            ms.push(Matcher::new(&rs.with_mode(Some(mode)).unwrap()).unwrap());
+        }
+        let lines: Vec<String> = rs.examples.into_iter().map(|e| e.line).collect();
+        all.extend(lines.iter().cloned());
+        out.push((ms, lines));
+    }
+    let unanchored = [
+        "NOTICE.* .*: Incoming SIP connection from unknown peer failed for <HOST> - Unknown connection from peer",
+        "from <HOST>",
+        "user .* from <HOST>(?: port \\d+)?",
+        "(?:failed|rejected) for '?<HOST>'?",
+    ];
+    out.push((
+        unanchored
+            .iter()
+            .map(|re| Matcher::new(&Ruleset::from_regex(re)).unwrap())
+            .collect(),
+        all,
+    ));
+    out
+}
+
+/// Checks one line against every rule: [`Matcher::captures`] (the host
+/// without captures when the line splits one way, else captures) gives
+/// exactly the host group of the plain regex's captures. Counts in `seen`
+/// what the split said: [At, NoMatch, Unsure].
+fn check_host_span(ms: &[Matcher], caches: &mut [Vec<Scratch>], line: &[u8], seen: &mut [usize; 3]) {
+    for (m, scratch) in ms.iter().zip(caches.iter_mut()) {
+        let mut prefix = m.prefix.as_ref().map(|p| p.cache());
+        for (rule, scratch) in m.rules.iter().zip(scratch.iter_mut()) {
+            if let Some(p) = prefix.as_mut() {
+                p.forget();
+            }
+            let want = rule
+                .regex
+                .captures(line)
+                .map(|c| c.name(HOST_GROUP).map_or((0, 0), |g| (g.start(), g.end())));
+            let got = m.captures(rule, line, &mut prefix, scratch);
+            assert_eq!(
+                got,
+                want,
+                "{}: {}\n{}",
+                m.name,
+                rule.regex,
+                String::from_utf8_lossy(line)
+            );
+            if let Some(p) = prefix.as_mut() {
+                p.forget();
+            }
+            match m.split_host(rule, line, &mut prefix, scratch) {
+                Some(split::Host::At(s, e)) => {
+                    assert_eq!(want, Some((s, e)));
+                    seen[0] += 1;
+                }
+                Some(split::Host::NoMatch) => {
+                    assert_eq!(want, None);
+                    seen[1] += 1;
+                }
+                Some(split::Host::Unsure) => seen[2] += 1,
+                None => {}
+            }
+        }
+    }
+}
+
+/// The host found without captures is the host of the full regex's
+/// captures, for every rule, on every example line with decoys put at
+/// every space and quote, and with the rest of the line repeated there
+/// (a field that mimics what follows it). Most lines take the fast path;
+/// lines that split several ways go to captures.
+#[test]
+fn host_without_captures_equals_captures_on_decoyed_examples() {
+    let groups = rule_matchers();
+    let rules = groups.iter().flat_map(|(ms, _)| ms).flat_map(|m| &m.rules);
+    let (split, all) = (rules.clone().filter(|r| r.split.is_some()).count(), rules.count());
+    assert!(split * 10 >= all * 9, "the rules split at <HOST>: {split} of {all}");
+    let mut seen = [0; 3];
+    for (ms, lines) in &groups {
+        let mut caches: Vec<Vec<Scratch>> = ms.iter().map(|m| m.rules.iter().map(Rule::scratch).collect()).collect();
+        for ex in lines {
+            let b = ex.as_bytes();
+            check_host_span(ms, &mut caches, b, &mut seen);
+            let cuts: Vec<usize> = (0..b.len()).filter(|&i| matches!(b[i], b' ' | b'\'' | b'"')).collect();
+            for (c, &k) in cuts.iter().enumerate() {
+                // Each decoy at every third cut (all of them would take long in debug builds).
+                for d in DECOYS.iter().skip(c % 3).step_by(3) {
+                    check_host_span(ms, &mut caches, &[&b[..k], d.as_bytes(), &b[k..]].concat(), &mut seen);
+                }
+                check_host_span(ms, &mut caches, &[&b[..k], &b[k..], &b[k..]].concat(), &mut seen);
+            }
+        }
+    }
+    let [at, no, unsure] = seen;
+    assert!(at > 10_000 && no > 10_000, "{seen:?}");
+    assert!(unsure > 0 && unsure * 20 < at, "captures decide few lines: {seen:?}");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+    /// The same on example lines edited at random: decoys inserted, parts
+    /// repeated, cut or dropped, in sequence.
+    #[test]
+    fn host_without_captures_equals_captures_on_edited_lines(
+        group in proptest::prelude::any::<proptest::sample::Index>(),
+        ex in proptest::prelude::any::<proptest::sample::Index>(),
+        edits in proptest::collection::vec((0u8..4, proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<proptest::sample::Index>(), 0..DECOYS.len()), 1..5),
+    ) {
+        use std::sync::OnceLock;
+        static GROUPS: OnceLock<Vec<(Vec<Matcher>, Vec<String>)>> = OnceLock::new();
+        let groups = GROUPS.get_or_init(rule_matchers);
+        let (ms, examples) = group.get(groups);
+        let mut line = ex.get(examples).as_bytes().to_vec();
+        for (op, i, j, d) in edits {
+            let (i, j) = (i.index(line.len() + 1), j.index(line.len() + 1));
+            let (lo, hi) = (i.min(j), i.max(j));
+            line = match op {
+                0 => [&line[..i], DECOYS[d].as_bytes(), &line[i..]].concat(),
+                1 => [&line[..hi], &line[lo..]].concat(),
+                2 => line[..hi].to_vec(),
+                _ => [&line[..lo], &line[hi..]].concat(),
+            };
+        }
+        let mut caches: Vec<Vec<Scratch>> = ms.iter().map(|m| m.rules.iter().map(Rule::scratch).collect()).collect();
+        check_host_span(ms, &mut caches, &line, &mut [0; 3]);
+    }
 }
