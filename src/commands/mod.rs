@@ -122,7 +122,7 @@ pub fn example_failures(rules: &crate::matcher::Ruleset, matcher: &crate::matche
             continue;
         }
         let got = match matcher.match_line(&ex.line) {
-            LineMatch::Failure { addr, .. } => Some(addr.to_string()),
+            m @ LineMatch::Failure { .. } => m.failure_net().map(|n| crate::daemon::engine::show_net(&n)),
             _ => None,
         };
         let want = ex

@@ -12,17 +12,18 @@
 //! `pread`), and the threads' tallies are merged in file order, so the
 //! report is the one a single pass gives.
 
+use ipnet::IpNet;
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
-use std::net::IpAddr;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
+use crate::daemon::engine::show_net;
 use crate::matcher::{fail2ban, DateFormat, LineMatch, Matcher, Ruleset, SourceMatcher};
 
 /// What to print besides the counts.
@@ -201,7 +202,8 @@ struct Tally {
     invalid_utf8: u64,
     hits: Vec<u64>,
     /// Keyed by address while scanning (no allocation per line), by text at the end.
-    hosts: HashMap<IpAddr, u64>,
+    /// Addresses, and the prefixes of rules that capture one.
+    hosts: HashMap<IpNet, u64>,
     formats: [u64; DateFormat::ALL.len()],
     no_date: u64,
     missed_lines: Vec<String>,
@@ -345,10 +347,12 @@ impl<'m> Scanner<'m> {
                 t.ignored += 1;
                 return;
             }
-            LineMatch::Failure { rule, addr } => {
+            m @ LineMatch::Failure { rule, .. } => {
                 t.matched += 1;
                 t.hits[*rule] += 1;
-                *t.hosts.entry(*addr).or_default() += 1;
+                if let Some(net) = m.failure_net() {
+                    *t.hosts.entry(net).or_default() += 1;
+                }
             }
             LineMatch::NotAnAddress { rule, .. } => {
                 t.matched += 1;
@@ -541,7 +545,7 @@ fn finish_report(mut report: Report, t: Tally) -> Report {
     for (r, n) in report.rules.iter_mut().zip(t.hits) {
         r.hits = n;
     }
-    report.hosts = t.hosts.into_iter().map(|(a, n)| (a.to_string(), n)).collect();
+    report.hosts = t.hosts.into_iter().map(|(a, n)| (show_net(&a), n)).collect();
     for (f, n) in DateFormat::ALL.iter().zip(t.formats) {
         if n > 0 {
             report.date_formats.insert(f.describe().to_string(), n);
@@ -716,6 +720,18 @@ mod tests {
         assert!(r.missed_lines[0].contains("succeeded"));
     }
 
+    /// A rule that captures a prefix reports it under hosts, host bits
+    /// cleared, beside plain addresses.
+    #[test]
+    fn captured_prefixes_are_reported_as_prefixes() {
+        let m = Matcher::new(&load_rule("blocked <SUBNET> by policy$").unwrap()).unwrap();
+        let log = "blocked 192.0.2.77/24 by policy\nblocked 192.0.2.1/24 by policy\nblocked 198.51.100.7 by policy\n";
+        let r = scan(&m, log.as_bytes(), Output::default()).unwrap();
+        assert_eq!(r.matched, 3);
+        assert_eq!(r.hosts.get("192.0.2.0/24"), Some(&2));
+        assert_eq!(r.hosts.get("198.51.100.7"), Some(&1));
+    }
+
     /// The same log gzip'd gives the same report; dates are counted.
     #[test]
     fn gzip_input_is_read() {
@@ -830,9 +846,11 @@ mod tests {
                     t.ignored += 1;
                     continue;
                 }
-                LineMatch::Failure { rule, addr } => {
+                m @ LineMatch::Failure { rule, .. } => {
                     t.hits[rule] += 1;
-                    *t.hosts.entry(addr).or_default() += 1;
+                    if let Some(net) = m.failure_net() {
+                        *t.hosts.entry(net).or_default() += 1;
+                    }
                 }
                 LineMatch::NotAnAddress { rule, .. } => {
                     t.not_an_address += 1;

@@ -155,14 +155,10 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
                     };
                     // The entry's own time: entries read late are judged by when they happened.
                     let on_line = |line: &str, at: SystemTime| match matcher.match_line(line) {
-                        LineMatch::Failure { addr, .. } => {
+                        m @ LineMatch::Failure { .. } => {
                             counter.note_match(at);
-                            if counts(at, SystemTime::now(), findtime) {
-                                let _ = tx.send(Event::Failure {
-                                    jail: i,
-                                    net: IpNet::from(addr),
-                                    at,
-                                });
+                            if let Some(net) = m.failure_net().filter(|_| counts(at, SystemTime::now(), findtime)) {
+                                let _ = tx.send(Event::Failure { jail: i, net, at });
                             }
                         }
                         LineMatch::NotAnAddress { .. } => counter.note_match(at),
@@ -226,7 +222,9 @@ pub fn run(config: Config, firewall: Box<dyn Firewall>, watch: bool) -> anyhow::
                                     now.duration_since(at).map(|d| d.as_secs()).unwrap_or(0));
                                 continue;
                             }
-                            outbox.borrow_mut().failure(Failure { jail: ids[k], net: IpNet::from(*addr), at });
+                            if let Some(net) = r.failure_net() {
+                                outbox.borrow_mut().failure(Failure { jail: ids[k], net, at });
+                            }
                         }
                         LineMatch::NotAnAddress { host, .. } => {
                             tracing::debug!(jail = %names[k], %host, "matched a hostname, not an address: nftban never resolves names; not counted");

@@ -19,6 +19,9 @@ const HOSTNAME: &str = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9
 
 /// Name of the capture group that holds the offender.
 pub const HOST_GROUP: &str = "host";
+
+/// The regex group of a captured prefix length (`<SUBNET>`'s `/len`, `<CIDR>`).
+pub const CIDR_GROUP: &str = "cidr";
 /// Name of the group of fail2ban's `<F-CONTENT>` (in a `prefregex`).
 pub const CONTENT_GROUP: &str = "f_content";
 
@@ -30,7 +33,7 @@ fn address_tag(tag: &str) -> Option<String> {
         "ADDR" | "F-ADDR/" => format!(r"\[?(?P<{h}>{IPV4}|{IPV6})\]?"),
         "IP4" | "F-IP4/" => format!(r"(?P<{h}>{IPV4})"),
         "IP6" | "F-IP6/" => format!(r"\[?(?P<{h}>{IPV6})\]?"),
-        "SUBNET" | "F-SUBNET/" => format!(r"\[?(?P<{h}>{IPV4}|{IPV6})(?:/(?P<cidr>[0-9]{{1,3}}))?\]?"),
+        "SUBNET" | "F-SUBNET/" => format!(r"\[?(?P<{h}>{IPV4}|{IPV6})(?:/(?P<{CIDR_GROUP}>[0-9]{{1,3}}))?\]?"),
         _ => return None,
     })
 }
@@ -38,7 +41,7 @@ fn address_tag(tag: &str) -> Option<String> {
 /// The regex of any other tag (fields), or `None`.
 fn field_tag(tag: &str) -> Option<String> {
     Some(match tag {
-        "CIDR" | "F-CIDR/" => r"(?P<cidr>[0-9]{1,3})".to_string(),
+        "CIDR" | "F-CIDR/" => format!(r"(?P<{CIDR_GROUP}>[0-9]{{1,3}})"),
         "F-ID/" => r"(?P<fid>\S+)".to_string(),
         "F-PORT/" => r"(?P<fport>\w+)".to_string(),
         "DNS" | "F-DNS/" => format!("(?:{HOSTNAME})"),

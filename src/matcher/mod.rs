@@ -24,6 +24,8 @@ pub mod ruleset;
 mod split;
 
 use std::net::IpAddr;
+
+use ipnet::IpNet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -43,7 +45,11 @@ struct Rule {
     /// each set. Empty: the regex runs on every line.
     literal: Vec<Vec<Vec<u8>>>,
     /// The full regex split at its host group: the host without captures.
+    /// `None` also for rules that capture a prefix length.
     split: Option<split::Split>,
+    /// Index of the `cidr` group (`<SUBNET>`, `<CIDR>`): the rule bans the
+    /// prefix it captures, found with the capture engine.
+    cidr: Option<usize>,
 }
 
 /// Per rule, what finding its host needs besides the rule (reused line
@@ -98,11 +104,32 @@ pub enum LineMatch {
     Missed,
     /// A failregex matches but an ignoreregex too.
     Ignored,
-    /// A failure: rule index and the address.
-    Failure { rule: usize, addr: IpAddr },
+    /// A failure: rule index and the address, with the prefix length the
+    /// rule captured (`<SUBNET>`, `<ADDR>/<CIDR>`), if any.
+    Failure {
+        rule: usize,
+        addr: IpAddr,
+        prefix: Option<u8>,
+    },
     /// A failregex matches but what it captured is no address (a hostname);
     /// nftban never resolves names, so nobody is banned.
     NotAnAddress { rule: usize, host: String },
+}
+
+impl LineMatch {
+    /// What a failure bans: the address (as a /32 or /128), or the prefix
+    /// the rule captured, host bits cleared.
+    pub fn failure_net(&self) -> Option<IpNet> {
+        match *self {
+            LineMatch::Failure { addr, prefix, .. } => Some(
+                prefix
+                    .and_then(|len| IpNet::new(addr, len).ok())
+                    .unwrap_or(IpNet::from(addr))
+                    .trunc(),
+            ),
+            _ => None,
+        }
+    }
 }
 
 impl Matcher {
@@ -127,11 +154,17 @@ impl Matcher {
                 .capture_names()
                 .position(|n| n == Some(HOST_GROUP))
                 .ok_or_else(|| ruleset.rule_error(i, "no <HOST> group".into()))?;
+            let cidr = regex.capture_names().position(|n| n == Some(host::CIDR_GROUP));
+            let split = match cidr {
+                Some(_) => None,
+                None => split::parse(&full).and_then(|h| split::Split::new(&h, prefix.as_ref().map(|p| &p.hir))),
+            };
             rules.push(Rule {
                 regex,
                 host,
                 literal: literal::required(&expanded),
-                split: split::parse(&full).and_then(|h| split::Split::new(&h, prefix.as_ref().map(|p| &p.hir))),
+                split,
+                cidr,
             });
         }
         let ignore = if ruleset.ignoreregex.is_empty() {
@@ -236,7 +269,8 @@ impl Matcher {
         Some(text)
     }
 
-    /// Where rule `rule`'s `host` group is in `text`, if the rule matches.
+    /// Where rule `rule`'s `host` group is in `text`, if the rule matches,
+    /// and where its prefix length is when the rule captures one.
     ///
     /// Without captures (see [`split`]) when the line splits one way around
     /// the host, which is what the rules are written for; otherwise the
@@ -247,14 +281,15 @@ impl Matcher {
         text: &[u8],
         prefix: &mut Option<split::PrefixEnds>,
         scratch: &mut Scratch,
-    ) -> Option<(usize, usize)> {
+    ) -> Option<(usize, usize, Option<Span>)> {
         match self.split_host(rule, text, prefix, scratch) {
-            Some(split::Host::At(s, e)) => return Some((s, e)),
+            Some(split::Host::At(s, e)) => return Some((s, e, None)),
             Some(split::Host::NoMatch) => return None,
             Some(split::Host::Unsure) | None => {}
         }
         rule.regex.captures_read(&mut scratch.locs, text)?;
-        Some(scratch.locs.get(rule.host).unwrap_or((0, 0)))
+        let (s, e) = scratch.locs.get(rule.host).unwrap_or((0, 0));
+        Some((s, e, rule.cidr.and_then(|c| scratch.locs.get(c))))
     }
 
     /// What the rule's split says about `text` (`None`: the rule has none).
@@ -288,24 +323,43 @@ impl Matcher {
             if !cand[i] {
                 continue;
             }
-            let Some((s, e)) = self.captures(rule, text, &mut jail.prefix, &mut scratch[i]) else {
+            let Some((s, e, cidr)) = self.captures(rule, text, &mut jail.prefix, &mut scratch[i]) else {
                 continue;
             };
             if self.ignore.as_ref().is_some_and(|ig| ig.is_match(text)) {
                 return LineMatch::Ignored;
             }
             let host = &text[s..e];
-            return match std::str::from_utf8(host).ok().and_then(parse_addr) {
-                Some(addr) => LineMatch::Failure { rule: i, addr },
-                None => LineMatch::NotAnAddress {
+            let addr = std::str::from_utf8(host).ok().and_then(parse_addr);
+            let len = cidr.map(|(cs, ce)| {
+                std::str::from_utf8(&text[cs..ce])
+                    .ok()
+                    .and_then(|l| l.parse::<u8>().ok())
+            });
+            return match (addr, len) {
+                (Some(addr), None) => LineMatch::Failure {
                     rule: i,
-                    host: String::from_utf8_lossy(host).into_owned(),
+                    addr,
+                    prefix: None,
+                },
+                (Some(addr), Some(Some(len))) if IpNet::new(addr, len).is_ok() => LineMatch::Failure {
+                    rule: i,
+                    addr,
+                    prefix: Some(len),
+                },
+                // A hostname, or a prefix length its family cannot have.
+                _ => LineMatch::NotAnAddress {
+                    rule: i,
+                    host: String::from_utf8_lossy(&text[s..cidr.map_or(e, |c| c.1)]).into_owned(),
                 },
             };
         }
         LineMatch::Missed
     }
 }
+
+/// Start and end of a capture group's text in a line.
+type Span = (usize, usize);
 
 /// All rules of all jails that read one source, tried in one pass per line.
 #[derive(Debug)]

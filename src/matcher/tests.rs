@@ -46,7 +46,8 @@ fn seed_faq_lines_are_caught() {
             m.match_line(line),
             LineMatch::Failure {
                 rule: m.match_rule(line).unwrap(),
-                addr: host.parse().unwrap()
+                addr: host.parse().unwrap(),
+                prefix: None,
             },
             "{line}"
         );
@@ -64,7 +65,8 @@ fn seed_faq_regex_works_on_the_command_line() {
         m.match_line(line),
         LineMatch::Failure {
             rule: 0,
-            addr: "31.3.244.234".parse().unwrap()
+            addr: "31.3.244.234".parse().unwrap(),
+            prefix: None,
         }
     );
 }
@@ -169,6 +171,7 @@ fn one_pass_for_several_jails() {
     let want = LineMatch::Failure {
         rule: 0,
         addr: "192.0.2.9".parse().unwrap(),
+        prefix: None,
     };
     assert_eq!(sm.results(), &[want.clone(), want]);
     sm.match_line("nothing here", SystemTime::now());
@@ -189,7 +192,8 @@ fn fail2ban_conf_is_read() {
         m.match_line(line),
         LineMatch::Failure {
             rule: 1,
-            addr: "198.51.100.7".parse().unwrap()
+            addr: "198.51.100.7".parse().unwrap(),
+            prefix: None,
         }
     );
 }
@@ -214,7 +218,8 @@ fn overlapping_literals_are_all_seen() {
         sm.results()[0],
         LineMatch::Failure {
             rule: 1,
-            addr: "192.0.2.1".parse().unwrap()
+            addr: "192.0.2.1".parse().unwrap(),
+            prefix: None,
         }
     );
     let m = shipped("asterisk");
@@ -456,7 +461,7 @@ fn check_host_span(ms: &[Matcher], caches: &mut [Vec<Scratch>], line: &[u8], see
                 .regex
                 .captures(line)
                 .map(|c| c.name(HOST_GROUP).map_or((0, 0), |g| (g.start(), g.end())));
-            let got = m.captures(rule, line, &mut prefix, scratch);
+            let got = m.captures(rule, line, &mut prefix, scratch).map(|(s, e, _)| (s, e));
             assert_eq!(
                 got,
                 want,
@@ -544,4 +549,45 @@ proptest::proptest! {
         let mut caches: Vec<Vec<Scratch>> = ms.iter().map(|m| m.rules.iter().map(Rule::scratch).collect()).collect();
         check_host_span(ms, &mut caches, &line, &mut [0; 3]);
     }
+}
+
+/// `<SUBNET>` and `<ADDR>/<CIDR>` give the prefix to ban; a length its
+/// family cannot have is no address; without a length it is the address.
+#[test]
+fn captured_prefix_lengths_are_kept() {
+    for rule in ["blocked <SUBNET> by policy$", "blocked <ADDR>/<CIDR> by policy$"] {
+        let m = Matcher::new(&Ruleset::from_regex(rule)).unwrap();
+        let got = |line: &str| m.match_line(line);
+        let net = |line: &str| got(line).failure_net().map(|n| n.to_string());
+        assert_eq!(
+            got("blocked 192.0.2.77/24 by policy"),
+            LineMatch::Failure {
+                rule: 0,
+                addr: "192.0.2.77".parse().unwrap(),
+                prefix: Some(24),
+            },
+            "{rule}"
+        );
+        assert_eq!(net("blocked 192.0.2.77/24 by policy").as_deref(), Some("192.0.2.0/24"));
+        assert_eq!(
+            net("blocked 2001:db8:1:2::9/64 by policy").as_deref(),
+            Some("2001:db8:1:2::/64")
+        );
+        assert_eq!(
+            got("blocked 192.0.2.77/33 by policy"),
+            LineMatch::NotAnAddress {
+                rule: 0,
+                host: "192.0.2.77/33".into()
+            },
+            "{rule}"
+        );
+    }
+    let m = Matcher::new(&Ruleset::from_regex("blocked <SUBNET> by policy$")).unwrap();
+    assert_eq!(
+        m.match_line("blocked 192.0.2.77 by policy")
+            .failure_net()
+            .map(|n| n.to_string())
+            .as_deref(),
+        Some("192.0.2.77/32")
+    );
 }

@@ -714,3 +714,30 @@ fn failure_counts_survive_a_restart() {
     assert_eq!(e.jails[0].tracker.tracked(), 1, "only old");
     assert_eq!(e.store_errors, 0);
 }
+
+/// A rule's captured prefix is counted and banned as a prefix; a host
+/// inside it is then already banned; a prefix holding an ignoreip address
+/// is never counted.
+#[test]
+fn captured_prefixes_are_banned_whole() {
+    let mut e = engine();
+    let now = SystemTime::now();
+    let net = |s: &str| s.parse::<IpNet>().unwrap();
+    for host in ["198.51.100.1/24", "198.51.100.2/24", "198.51.100.3/24"] {
+        e.failure_of(0, net(host), now);
+    }
+    e.flush();
+    assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.0/24"]);
+    for _ in 0..3 {
+        e.failure(0, "198.51.100.9".parse().unwrap(), now);
+    }
+    e.flush();
+    assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.0/24"], "already covered");
+    // CONFIG's ignoreip is 192.0.2.0/24: a /16 around it never counts.
+    for _ in 0..3 {
+        e.failure_of(0, net("192.0.0.0/16"), now);
+    }
+    e.flush();
+    assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.0/24"]);
+    assert_eq!(e.jails[0].total_banned, 1);
+}
