@@ -361,6 +361,11 @@ impl Matcher {
 /// Start and end of a capture group's text in a line.
 type Span = (usize, usize);
 
+/// Up to this many literal sets of rules that are not cheap to try are each
+/// searched on their own (SIMD) on a candidate line; more are learnt in one
+/// walk of the line through a table, whose cost does not grow with them.
+const MAX_CHECKS: usize = 4;
+
 /// All rules of all jails that read one source, tried in one pass per line.
 #[derive(Debug)]
 pub struct SourceMatcher<'m> {
@@ -368,12 +373,18 @@ pub struct SourceMatcher<'m> {
     /// SIMD (Teddy) search of one set of literals per rule (its most
     /// selective): a line without any is missed by every rule.
     gate: Option<gate::Gate>,
-    /// All literals of all sets: which of them a line holds (overlapping).
+    /// The literals of the rules that are not cheap to try: which of them a
+    /// line holds (overlapping). Used when they are many (see [`MAX_CHECKS`]).
     literals: Option<gate::Literals>,
-    /// Every rule is cheap to try on any line ([`split::Split::cheap_to_try`]):
-    /// on a line with a literal of the gate, try them all rather than learn
-    /// (walking the line once more) which literals it holds.
-    try_all: bool,
+    /// The sets of the rules that are not cheap to try, when they are few:
+    /// one SIMD search each (slot, bit, search), cheaper than a walk of the
+    /// line through [`Self::literals`].
+    checks: Vec<(usize, u8, gate::Gate)>,
+    /// Per slot: the rule is cheap to try on any line
+    /// ([`split::Split::cheap_to_try`]), so on a line with a literal of the
+    /// gate it is tried rather than checked for its literals (which costs a
+    /// walk of the line).
+    cheap: Vec<bool>,
     /// Per slot, the bits of all its sets: a candidate once all are seen.
     need: Vec<u8>,
     /// Per slot, the bits seen on this line.
@@ -422,6 +433,8 @@ impl<'m> SourceMatcher<'m> {
         let mut selective: Vec<Vec<u8>> = Vec::new();
         let mut need = Vec::new();
         let mut first = Vec::new();
+        let mut cheap = Vec::new();
+        let mut sets_to_check: Vec<(usize, u8, Vec<Vec<u8>>)> = Vec::new();
         let mut scratch = Vec::new();
         let mut slot = 0;
         for m in &jails {
@@ -429,9 +442,15 @@ impl<'m> SourceMatcher<'m> {
             for rule in &m.rules {
                 let mut mask = 0u8;
                 let sets = &rule.literal[..rule.literal.len().min(8)];
+                let is_cheap = rule.split.as_ref().is_some_and(|s| s.cheap_to_try());
+                cheap.push(is_cheap);
                 for (g, set) in sets.iter().enumerate() {
                     let bit = 1u8 << g;
                     mask |= bit;
+                    if is_cheap {
+                        continue;
+                    }
+                    sets_to_check.push((slot, bit, set.clone()));
                     for lit in set {
                         match literals.iter().position(|l| l == lit) {
                             Some(p) => by_pattern[p].push((slot, bit)),
@@ -455,17 +474,26 @@ impl<'m> SourceMatcher<'m> {
             }
         }
         let has_newline = literals.iter().any(|l| l.contains(&b'\n'));
-        let try_all = jails
-            .iter()
-            .flat_map(|m| &m.rules)
-            .all(|r| r.split.as_ref().is_some_and(|s| s.cheap_to_try()));
-        // Literals are short and few; building cannot fail for them.
-        let table = if literals.is_empty() || try_all {
-            None
+        // How a line's literals are learnt for the rules that are not cheap
+        // to try: a search per set when they are few, else one walk.
+        let checks: Option<Vec<(usize, u8, gate::Gate)>> = if sets_to_check.len() <= MAX_CHECKS {
+            sets_to_check
+                .into_iter()
+                .map(|(slot, bit, set)| gate::Gate::new(&set).map(|g| (slot, bit, g)))
+                .collect()
         } else {
-            gate::Literals::new(&literals, &by_pattern)
+            None
         };
-        let gate = if selective.is_empty() || (table.is_none() && !try_all) {
+        let (table, checks, learnt) = match checks {
+            Some(checks) => (None, checks, true),
+            // Literals are short and few; building cannot fail for them.
+            None => {
+                let table = gate::Literals::new(&literals, &by_pattern);
+                let learnt = table.is_some();
+                (table, Vec::new(), learnt)
+            }
+        };
+        let gate = if selective.is_empty() || !learnt {
             None
         } else {
             gate::Gate::new(&selective)
@@ -493,7 +521,8 @@ impl<'m> SourceMatcher<'m> {
             cand: vec![false; slot],
             jails,
             literals: if gate.is_some() { table } else { None },
-            try_all,
+            checks: if gate.is_some() { checks } else { Vec::new() },
+            cheap,
             gate,
             seen: vec![0; slot],
             need,
@@ -526,19 +555,21 @@ impl<'m> SourceMatcher<'m> {
     fn classify_line(&mut self, line: &str, now: SystemTime, gated: bool) {
         self.results.clear();
         let mut any = false;
-        if gated && self.try_all {
-            self.cand.fill(true);
-            any = !self.cand.is_empty();
-        } else {
-            self.seen.fill(0);
-            if let (Some(literals), true) = (&self.literals, gated) {
-                let seen = &mut self.seen;
+        self.seen.fill(0);
+        if gated {
+            let seen = &mut self.seen;
+            if let Some(literals) = &self.literals {
                 literals.scan(line.as_bytes(), |slot, bit| seen[slot] |= bit);
             }
-            for (c, (&seen, &need)) in self.cand.iter_mut().zip(self.seen.iter().zip(&self.need)) {
-                *c = seen == need;
-                any |= *c;
+            for (slot, bit, search) in &self.checks {
+                if search.is_match(line.as_bytes()) {
+                    seen[*slot] |= bit;
+                }
             }
+        }
+        for (i, c) in self.cand.iter_mut().enumerate() {
+            *c = (gated && self.cheap[i]) || self.seen[i] == self.need[i];
+            any |= *c;
         }
         if !any {
             self.results.resize(self.jails.len(), LineMatch::Missed);

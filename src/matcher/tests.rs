@@ -231,7 +231,9 @@ fn overlapping_literals_are_all_seen() {
         now,
     );
     assert_eq!(sm.results(), &[LineMatch::Missed]);
-    assert!(sm.cand.iter().all(|c| !c));
+    // Only rules cheap to try are tried on it: the others lack their literals.
+    assert!(sm.cand.iter().zip(&sm.cheap).all(|(c, cheap)| !c || *cheap));
+    assert!(sm.cand.iter().any(|c| !c));
 }
 
 /// `sshd-aggressive` is `sshd` plus probe rules: the shared part must stay
@@ -379,15 +381,29 @@ fn split_equals_captures_on_the_mixed_log() {
     assert!(splits > 50, "the shipped rulesets split ({splits})");
 }
 
-/// The shipped rulesets take both ways to pick the rules to try on a line
-/// (so the tests over all of them cover both): all rules (each cheap to
-/// try) or those whose literals the line holds.
+/// The shipped rulesets take all three ways to learn which rules to try on
+/// a line holding a literal of the gate (so the tests over all of them cover
+/// each): all rules, each cheap to try (sshd); the cheap ones plus a SIMD
+/// search per literal set of the others (asterisk); a walk of the line
+/// through the literal table when those sets are many.
 #[test]
-fn both_ways_to_pick_candidates_are_used() {
-    let (sshd, asterisk) = (shipped("sshd"), shipped("asterisk"));
-    let (a, b) = (SourceMatcher::single(&sshd), SourceMatcher::single(&asterisk));
-    assert!(a.try_all && a.literals.is_none());
-    assert!(!b.try_all && b.literals.is_some());
+fn every_way_to_pick_candidates_is_used() {
+    let mut ways = std::collections::BTreeMap::new();
+    for (name, _) in crate::matcher::ruleset::SHIPPED {
+        let m = shipped(name);
+        let s = SourceMatcher::single(&m);
+        assert!(s.gate.is_some(), "{name}: every shipped rule has literals");
+        let way = match (s.literals.is_some(), s.checks.is_empty()) {
+            (false, true) => "all cheap",
+            (false, false) => "cheap and checks",
+            (true, true) => "table",
+            (true, false) => panic!("{name}: both a table and checks"),
+        };
+        ways.insert(*name, way);
+    }
+    assert_eq!(ways["sshd"], "all cheap");
+    assert_eq!(ways["asterisk"], "cheap and checks");
+    assert!(ways.values().any(|w| *w == "table"), "{ways:?}");
 }
 
 /// Text an attacker can put into a field (user name, SIP From display
