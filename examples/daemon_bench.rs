@@ -27,7 +27,9 @@
 //!   daemon over the writing interval), peak RSS, and the lag: from the write
 //!   of the last attack line to its ban.
 //! - restore: 100,000 running bans in the daemon's history, daemon started in
-//!   a fresh namespace: until all are in the kernel.
+//!   a fresh namespace: until all are in the kernel. For nftban also a third
+//!   start in a namespace nobody listens to (as in production): until the
+//!   daemon's log line after the kernel accepted the batch.
 //!
 //! fail2ban phases are capped (see `Sizes`), and the output says when a cap
 //! was hit and how far fail2ban got.
@@ -340,6 +342,7 @@ impl Bench {
         println!("nftban: the bans were given with `nftban ban - --jail asterisk` to a first daemon, which was stopped; fail2ban: {n} rows inserted into the `bips` and `bans` tables of its dbfile (created by a first start). From spawning the daemon to the last element's event; at most {} s.\n", s.restore_cap.as_secs());
         println!("| daemon | restored | seconds | bans/s | peak RSS MB |");
         println!("|---|---:|---:|---:|---:|");
+        let mut without_listener = None;
         for &kind in kinds {
             let dir = tempfile::Builder::new().prefix("nftban-dbench-").tempdir()?;
             let addrs: Vec<Ipv4Addr> = (0..n).map(|i| attacker(4, i)).collect();
@@ -393,9 +396,69 @@ impl Bench {
                 }
             }
             run.stop();
+            if kind == Kind::Nftban {
+                without_listener = Some(restore_without_listener(&self.bin, run, n)?);
+            }
+        }
+        if let Some((restored, secs)) = without_listener {
+            println!(
+                "\nnftban without an event listener (as in production, where the daemon pauses its own monitor for big batches): started a third time on the same history in a fresh namespace that nobody listens to, {secs:.3} s from spawning it to its log line after the kernel accepted the batch (the line's own timestamp); {restored} elements in the set afterwards."
+            );
         }
         Ok(())
     }
+}
+
+/// Restart nftban on the history `run` left (its bans still running) in a
+/// fresh namespace that nobody listens to; returns the elements then in
+/// the kernel and the seconds from spawn to the daemon's "restored" line.
+fn restore_without_listener(bin: &Path, mut run: Run, n: usize) -> Res<(usize, f64)> {
+    run.stop();
+    // The folder stays for the third start; the namespace goes with `run`.
+    let tmp = run._tmp.take();
+    let dir = run.dir.clone();
+    drop(run);
+    let ns = NetNs::create("dbench-nftban")?;
+    let t0 = SystemTime::now();
+    let mut again = Run::spawn_at(Kind::Nftban, bin, &ns, &dir, Watch::idle())?;
+    again.ns = Some(ns);
+    let log = std::fs::read_to_string(dir.join("nftban.log"))?;
+    let want = format!("restored {n} bans in");
+    let at = log
+        .lines()
+        .filter(|l| l.contains(&want))
+        .filter_map(log_time)
+        .find(|&t| t >= t0)
+        .ok_or("no 'restored' line from the third start")?;
+    let out = again
+        .ns
+        .as_ref()
+        .ok_or("no namespace")?
+        .command("nft")
+        .args(["list", "set", "inet", "nftban", Kind::Nftban.set()])
+        .output()?;
+    let inside = String::from_utf8_lossy(&out.stdout).matches(" expires ").count();
+    again.stop();
+    drop(again);
+    drop(tmp);
+    Ok((inside, at.duration_since(t0)?.as_secs_f64()))
+}
+
+/// The time at the start of a log line, `2026-12-04T15:08:17.254499Z`.
+fn log_time(line: &str) -> Option<SystemTime> {
+    let t = line.get(..27)?.strip_suffix('Z')?;
+    let num = |a: usize, b: usize| t.get(a..b)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hh, mm, ss, us) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 26)?);
+    // Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?) + Duration::from_micros(us as u64))
 }
 
 /// One daemon in its namespace, with its folder, log file and event watch.
@@ -598,6 +661,18 @@ struct Watch {
 }
 
 impl Watch {
+    /// No listener at all (nothing is ever seen).
+    fn idle() -> Watch {
+        let (_, rx) = mpsc::channel();
+        Watch {
+            rx,
+            set: String::new(),
+            seen: HashMap::new(),
+            last: None,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     /// Listen in `ns`, from a thread of its own that entered it.
     fn open(ns: &NetNs, set: &str) -> Res<Watch> {
         let (tx, rx) = mpsc::channel();
