@@ -473,7 +473,12 @@ impl<'m> SourceMatcher<'m> {
                 slot += 1;
             }
         }
-        let has_newline = literals.iter().any(|l| l.contains(&b'\n'));
+        // Over every rule's literals (the gate holds cheap rules' too).
+        let has_newline = jails
+            .iter()
+            .flat_map(|m| &m.rules)
+            .flat_map(|r| r.literal.iter().flatten())
+            .any(|l| l.contains(&b'\n'));
         // How a line's literals are learnt for the rules that are not cheap
         // to try: a search per set when they are few, else one walk.
         let checks: Option<Vec<(usize, u8, gate::Gate)>> = if sets_to_check.len() <= MAX_CHECKS {

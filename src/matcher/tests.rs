@@ -607,3 +607,19 @@ fn captured_prefix_lengths_are_kept() {
         Some("192.0.2.77/32")
     );
 }
+
+/// A literal with a newline spans lines, so a buffer scan cannot pass over
+/// lines by their literals: also when the rule holding it is cheap to try
+/// (whose literals the matcher otherwise never looks at per line).
+#[test]
+fn a_newline_in_a_cheap_rule_keeps_every_line_a_candidate() {
+    let rs = Ruleset::parse(
+        "n.yaml",
+        "name: n\nprefix: '[a-z]+: *'\nfailregex:\n  - \"Auth failed\\\\nfrom <HOST>$\"\n",
+    )
+    .unwrap();
+    let m = Matcher::new(&rs).unwrap();
+    let sm = SourceMatcher::single(&m);
+    assert_eq!(sm.cheap, vec![true], "the rule is cheap to try");
+    assert!(!sm.skips_lines());
+}
