@@ -366,6 +366,25 @@ type Span = (usize, usize);
 /// walk of the line through a table, whose cost does not grow with them.
 const MAX_CHECKS: usize = 4;
 
+/// The table of the literals of `sets` (slot, bit, literals): each distinct
+/// literal once, with what it marks.
+fn literal_table(sets: &[(usize, u8, Vec<Vec<u8>>)]) -> Option<gate::Literals> {
+    let mut literals: Vec<Vec<u8>> = Vec::new();
+    let mut by_pattern: Vec<Vec<(usize, u8)>> = Vec::new();
+    for (slot, bit, set) in sets {
+        for lit in set {
+            match literals.iter().position(|l| l == lit) {
+                Some(p) => by_pattern[p].push((*slot, *bit)),
+                None => {
+                    literals.push(lit.clone());
+                    by_pattern.push(vec![(*slot, *bit)]);
+                }
+            }
+        }
+    }
+    gate::Literals::new(&literals, &by_pattern)
+}
+
 /// All rules of all jails that read one source, tried in one pass per line.
 #[derive(Debug)]
 pub struct SourceMatcher<'m> {
@@ -428,8 +447,6 @@ impl<'m> SourceMatcher<'m> {
 
     /// The matchers of the jails on one source; results come in this order.
     pub fn new(jails: Vec<MatcherRef<'m>>, zone: Zone) -> SourceMatcher<'m> {
-        let mut literals: Vec<Vec<u8>> = Vec::new();
-        let mut by_pattern: Vec<Vec<(usize, u8)>> = Vec::new();
         let mut selective: Vec<Vec<u8>> = Vec::new();
         let mut need = Vec::new();
         let mut first = Vec::new();
@@ -451,15 +468,6 @@ impl<'m> SourceMatcher<'m> {
                         continue;
                     }
                     sets_to_check.push((slot, bit, set.clone()));
-                    for lit in set {
-                        match literals.iter().position(|l| l == lit) {
-                            Some(p) => by_pattern[p].push((slot, bit)),
-                            None => {
-                                literals.push(lit.clone());
-                                by_pattern.push(vec![(slot, bit)]);
-                            }
-                        }
-                    }
                 }
                 if let Some(set) = sets.iter().max_by_key(|set| literal::selectivity(set)) {
                     for lit in set {
@@ -483,8 +491,8 @@ impl<'m> SourceMatcher<'m> {
         // to try: a search per set when they are few, else one walk.
         let checks: Option<Vec<(usize, u8, gate::Gate)>> = if sets_to_check.len() <= MAX_CHECKS {
             sets_to_check
-                .into_iter()
-                .map(|(slot, bit, set)| gate::Gate::new(&set).map(|g| (slot, bit, g)))
+                .iter()
+                .map(|(slot, bit, set)| gate::Gate::new(set).map(|g| (*slot, *bit, g)))
                 .collect()
         } else {
             None
@@ -493,7 +501,7 @@ impl<'m> SourceMatcher<'m> {
             Some(checks) => (None, checks, true),
             // Literals are short and few; building cannot fail for them.
             None => {
-                let table = gate::Literals::new(&literals, &by_pattern);
+                let table = literal_table(&sets_to_check);
                 let learnt = table.is_some();
                 (table, Vec::new(), learnt)
             }

@@ -4,6 +4,11 @@ fn shipped(name: &str) -> Matcher {
     Matcher::new(&Ruleset::shipped(name).unwrap()).unwrap()
 }
 
+/// The matcher of a ruleset given as YAML text.
+fn matcher_of(yaml: &str) -> Matcher {
+    Matcher::new(&Ruleset::parse("t.yaml", yaml).unwrap()).unwrap()
+}
+
 /// Every example of every shipped ruleset yields its expected host, so a
 /// ruleset cannot ship with a broken rule or without examples.
 #[test]
@@ -203,12 +208,9 @@ fn fail2ban_conf_is_read() {
 /// a rule's gate literal but not its other literals runs no regex.
 #[test]
 fn overlapping_literals_are_all_seen() {
-    let rs = Ruleset::parse(
-        "o.yaml",
+    let m = matcher_of(
         "name: o\nfailregex:\n  - \"^Registration from '.*' failed for '<HOST>' - Wrong password$\"\n  - \"^Registration from 'x' failed for <HOST>$\"\n  - \"stration from 'x' failed for <HOST>$\"\n",
-    )
-    .unwrap();
-    let m = Matcher::new(&rs).unwrap();
+    );
     let mut sm = SourceMatcher::single(&m);
     let now = std::time::SystemTime::now();
     // Rule 1's literal holds rule 2's, which starts inside rule 0's.
@@ -613,12 +615,7 @@ fn captured_prefix_lengths_are_kept() {
 /// (whose literals the matcher otherwise never looks at per line).
 #[test]
 fn a_newline_in_a_cheap_rule_keeps_every_line_a_candidate() {
-    let rs = Ruleset::parse(
-        "n.yaml",
-        "name: n\nprefix: '[a-z]+: *'\nfailregex:\n  - \"Auth failed\\\\nfrom <HOST>$\"\n",
-    )
-    .unwrap();
-    let m = Matcher::new(&rs).unwrap();
+    let m = matcher_of("name: n\nprefix: '[a-z]+: *'\nfailregex:\n  - \"Auth failed\\\\nfrom <HOST>$\"\n");
     let sm = SourceMatcher::single(&m);
     assert_eq!(sm.cheap, vec![true], "the rule is cheap to try");
     assert!(!sm.skips_lines());
