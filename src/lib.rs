@@ -6,6 +6,7 @@
 //! [`firewall`] puts them into the kernel, [`control`] lets the CLI talk to
 //! the running [`daemon`]. See ARCHITECTURE.md for the map.
 
+pub mod address;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -43,7 +43,7 @@ fn in_chunks(args: Vec<String>, mut send: impl FnMut(Vec<String>) -> anyhow::Res
     let mut chunk: Vec<String> = Vec::new();
     let mut sent = 0usize;
     let mut add = |a: String, chunk: &mut Vec<String>, sent: &mut usize| -> anyhow::Result<()> {
-        if let Err(e) = crate::matcher::parse_net(&a) {
+        if let Err(e) = crate::address::parse_net(&a) {
             let before = if *sent > 0 {
                 format!(" ({} addresses before it were sent already)", *sent)
             } else {

@@ -250,7 +250,7 @@ fn kernel_elements(ns: &NetNs, jail: &str) -> anyhow::Result<Vec<String>> {
                     .expires_in
                     .map(|d| format!(" expires {}", crate::config::format_duration(d)))
                     .unwrap_or_default();
-                format!("{}{t}", crate::daemon::engine::show_net(&e.net))
+                format!("{}{t}", crate::address::show(&e.net))
             })
             .collect())
     })

@@ -122,13 +122,13 @@ pub fn example_failures(rules: &crate::matcher::Ruleset, matcher: &crate::matche
             continue;
         }
         let got = match matcher.match_line(&ex.line) {
-            m @ LineMatch::Failure { .. } => m.failure_net().map(|n| crate::daemon::engine::show_net(&n)),
+            m @ LineMatch::Failure { .. } => m.failure_net().map(|n| crate::address::show(&n)),
             _ => None,
         };
         let want = ex
             .host
             .as_deref()
-            .and_then(crate::matcher::parse_addr)
+            .and_then(crate::address::parse_addr)
             .map(|a| a.to_string());
         if got != want {
             let e = rules.error_at(

@@ -23,7 +23,7 @@ use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
-use crate::daemon::engine::show_net;
+use crate::address::show as show_net;
 use crate::matcher::{fail2ban, DateFormat, LineMatch, Matcher, Ruleset, SourceMatcher};
 
 /// What to print besides the counts.

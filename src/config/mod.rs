@@ -369,7 +369,7 @@ fn valid_jail_name(name: &str) -> bool {
 
 fn parse_ignoreip(list: &[String]) -> Result<Vec<IpNet>, String> {
     list.iter()
-        .map(|s| crate::matcher::parse_net(s).map_err(|e| format!("`{s}` is not an address or CIDR prefix: {e}")))
+        .map(|s| crate::address::parse_net(s).map_err(|e| format!("`{s}` is not an address or CIDR prefix: {e}")))
         .collect()
 }
 

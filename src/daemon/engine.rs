@@ -19,12 +19,12 @@ use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
 
+use crate::address::{is_host, parse_net, show as show_net};
 use crate::config::{format_duration, Config, EscalationConfig, IncrementConfig, MANUAL_JAIL, RECIDIVE_JAIL};
 use crate::control::protocol::{BanResult, Banned, JailStatus, SourceStatus, Status, UnbanResult};
 use crate::control::{Request, Response};
 use crate::firewall::netlink::monitor::Pauser;
 use crate::firewall::{jail_sets, Ban, Counter, Firewall, Refused, TableSpec};
-use crate::matcher::parse_net;
 use crate::sources::file::Position;
 use crate::sources::{SourceState, SourceStats};
 use crate::store::{BanRecord, FailureWindow, Origin, Store};
@@ -515,7 +515,7 @@ impl Engine {
                 let best = j
                     .bans
                     .iter()
-                    .filter(|(n, &t)| t > soon && (n.prefix_len() == n.max_prefix_len()) == host)
+                    .filter(|(n, &t)| t > soon && is_host(n) == host)
                     .max_by_key(|(_, &t)| t);
                 if let Some((net, _)) = best {
                     probes.push((j.name.clone(), *net));
@@ -573,7 +573,7 @@ impl Engine {
                 if let Some(r) = self.recidive.filter(|&r| r != jail) {
                     self.failure_of(r, net, at);
                 }
-                if net.prefix_len() == net.max_prefix_len() {
+                if is_host(&net) {
                     self.escalate(jail, net.addr(), at);
                 }
             }
@@ -948,7 +948,7 @@ impl Engine {
             }
             // A single address contains nothing else: skip the walks (a
             // `ban -` of a million addresses must not be quadratic).
-            if net.prefix_len() != net.max_prefix_len() {
+            if !is_host(&net) {
                 lifted.extend(
                     j.bans
                         .iter()
@@ -1095,15 +1095,6 @@ impl Engine {
             }
         }
         Response::ok(result)
-    }
-}
-
-/// An address prints without `/32` or `/128`, a prefix with its length.
-pub fn show_net(net: &IpNet) -> String {
-    if net.prefix_len() == net.max_prefix_len() {
-        net.addr().to_string()
-    } else {
-        net.to_string()
     }
 }
 

@@ -26,7 +26,6 @@ pub mod netlink;
 mod ruleset;
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -149,15 +148,10 @@ pub fn net_set_name(jail: &str, family: Family) -> String {
     format!("{jail}_{}_net", family.suffix())
 }
 
-/// Whether `net` is a single address (/32 or /128).
-pub fn is_host(net: &IpNet) -> bool {
-    net.prefix_len() == net.max_prefix_len()
-}
-
 /// The set of a jail that holds `net`: the hash set for a single address,
 /// the interval set for a prefix.
 pub fn set_of(jail: &str, net: &IpNet) -> String {
-    if is_host(net) {
+    if crate::address::is_host(net) {
         set_name(jail, Family::of(net))
     } else {
         net_set_name(jail, Family::of(net))
@@ -303,11 +297,6 @@ pub trait Firewall: Send {
     fn event_port(&self) -> Option<u32> {
         None
     }
-}
-
-/// The prefix that stands for a single address: /32 or /128.
-pub fn host_net(addr: IpAddr) -> IpNet {
-    IpNet::from(addr)
 }
 
 /// The kernel backend, over netlink. Errors say whether nf_tables is

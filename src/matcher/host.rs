@@ -9,10 +9,6 @@
 //! (`<HOST>(?::\d+)?`). `<CIDR>` is a prefix length (`<ADDR>/<CIDR>`), and
 //! `<F-NAME>...</F-NAME>` a named field (group `f_name`), as in fail2ban.
 
-use std::net::IpAddr;
-
-use ipnet::IpNet;
-
 const IPV4: &str = r"(?:[0-9]{1,3}\.){3}[0-9]{1,3}";
 const IPV6: &str = r"(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9A-Fa-f]{1,4})?";
 const HOSTNAME: &str = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*";
@@ -109,39 +105,12 @@ pub fn expand_tags(rule: &str, need_address: bool) -> Result<String, String> {
     Ok(out)
 }
 
-/// The address in a captured host, if it is one. IPv4-mapped IPv6
-/// (`::ffff:192.0.2.1`) becomes plain IPv4 so it lands in the IPv4 set.
-pub fn parse_addr(text: &str) -> Option<IpAddr> {
-    let text = text.trim_start_matches('[').trim_end_matches(']');
-    match text.parse::<IpAddr>().ok()? {
-        IpAddr::V6(v6) => Some(v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6))),
-        v4 => Some(v4),
-    }
-}
-
-/// Parse `ADDR` or `ADDR/PREFIX` into a network with its host bits cleared.
-/// Host bits set (`192.0.2.1/24`) are an error, not silently widened.
-pub fn parse_net(text: &str) -> Result<IpNet, String> {
-    let text = text.trim();
-    if let Some((addr, len)) = text.split_once('/') {
-        let addr = parse_addr(addr).ok_or_else(|| format!("`{addr}` is not an IP address"))?;
-        let len: u8 = len.parse().map_err(|_| format!("`{len}` is not a prefix length"))?;
-        let net = IpNet::new(addr, len).map_err(|_| format!("prefix length /{len} is too long for {addr}"))?;
-        if net.trunc() != net {
-            return Err(format!("{text} has host bits set; did you mean {}?", net.trunc()));
-        }
-        Ok(net)
-    } else {
-        parse_addr(text)
-            .map(IpNet::from)
-            .ok_or_else(|| "not an IP address".to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::address::parse_addr;
     use proptest::prelude::*;
+    use std::net::IpAddr;
 
     proptest! {
         /// Any generated address, in any of the forms logs write it, comes
@@ -216,25 +185,5 @@ mod tests {
                 "{rule}"
             );
         }
-    }
-
-    #[test]
-    fn addresses_parse_and_mapped_v4_is_v4() {
-        assert_eq!(parse_addr("192.0.2.7"), Some("192.0.2.7".parse().unwrap()));
-        assert_eq!(parse_addr("[2001:db8::1]"), Some("2001:db8::1".parse().unwrap()));
-        assert_eq!(parse_addr("::ffff:192.0.2.7"), Some("192.0.2.7".parse().unwrap()));
-        assert_eq!(parse_addr("example.com"), None);
-        assert_eq!(parse_addr("999.1.1.1"), None);
-    }
-
-    #[test]
-    fn nets_parse_strictly() {
-        assert_eq!(parse_net("192.0.2.1").unwrap().to_string(), "192.0.2.1/32");
-        assert_eq!(parse_net("2001:db8::/32").unwrap().to_string(), "2001:db8::/32");
-        assert!(parse_net("192.0.2.1/24")
-            .unwrap_err()
-            .contains("did you mean 192.0.2.0/24"));
-        assert!(parse_net("192.0.2.0/33").is_err());
-        assert!(parse_net("host.example").is_err());
     }
 }

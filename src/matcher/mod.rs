@@ -32,7 +32,7 @@ use std::time::SystemTime;
 use regex::bytes::{CaptureLocations, Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 pub use date::{DateFormat, DateParser, Found, Zone};
-pub use host::{parse_addr, parse_net, CONTENT_GROUP, HOST_GROUP};
+pub use host::{CONTENT_GROUP, HOST_GROUP};
 pub use ruleset::{Example, Ruleset, RulesetError};
 
 /// One compiled failregex.
@@ -330,7 +330,7 @@ impl Matcher {
                 return LineMatch::Ignored;
             }
             let host = &text[s..e];
-            let addr = std::str::from_utf8(host).ok().and_then(parse_addr);
+            let addr = std::str::from_utf8(host).ok().and_then(crate::address::parse_addr);
             let len = cidr.map(|(cs, ce)| {
                 std::str::from_utf8(&text[cs..ce])
                     .ok()

@@ -6,6 +6,8 @@ use std::time::SystemTime;
 
 use ipnet::IpNet;
 
+use crate::address::is_host;
+
 /// The bans, and how many of them are prefixes: with none (the usual case),
 /// "is this address already covered" is one lookup instead of one per
 /// prefix length (33 for IPv4, 129 for IPv6), which showed in the engine's
@@ -14,10 +16,6 @@ use ipnet::IpNet;
 pub struct Bans {
     map: BTreeMap<IpNet, SystemTime>,
     prefixes: usize,
-}
-
-fn is_prefix(net: &IpNet) -> bool {
-    net.prefix_len() < net.max_prefix_len()
 }
 
 impl Deref for Bans {
@@ -31,7 +29,7 @@ impl Deref for Bans {
 impl Bans {
     pub fn insert(&mut self, net: IpNet, until: SystemTime) -> Option<SystemTime> {
         let old = self.map.insert(net, until);
-        if old.is_none() && is_prefix(&net) {
+        if old.is_none() && !is_host(&net) {
             self.prefixes += 1;
         }
         old
@@ -39,7 +37,7 @@ impl Bans {
 
     pub fn remove(&mut self, net: &IpNet) -> Option<SystemTime> {
         let old = self.map.remove(net);
-        if old.is_some() && is_prefix(net) {
+        if old.is_some() && !is_host(net) {
             self.prefixes -= 1;
         }
         old
@@ -47,7 +45,7 @@ impl Bans {
 
     pub fn retain(&mut self, keep: impl FnMut(&IpNet, &mut SystemTime) -> bool) {
         self.map.retain(keep);
-        self.prefixes = self.map.keys().filter(|n| is_prefix(n)).count();
+        self.prefixes = self.map.keys().filter(|n| !is_host(n)).count();
     }
 
     /// The running ban that holds `net` at `now`: itself, or the longest

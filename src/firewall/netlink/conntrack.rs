@@ -230,7 +230,7 @@ pub(super) fn forget(sock: &mut NfSocket, nets: &[IpNet]) -> Result<usize> {
         if wanted.is_empty() {
             continue;
         }
-        let hosts = wanted.iter().all(|n| n.prefix_len() == n.max_prefix_len());
+        let hosts = wanted.iter().all(crate::address::is_host);
         let ranges = Ranges::new(&wanted, v4);
         let mut doomed = Vec::new();
         // IPv4 only: the kernel's IPv6 source filter is inverted (it skips

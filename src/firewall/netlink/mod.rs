@@ -24,8 +24,7 @@ use ipnet::IpNet;
 use self::messages::Change;
 use self::socket::{Failure, NfSocket, Op};
 use super::{
-    is_host, jail_sets, set_of, Ban, Counter, Element, Error, Family, Firewall, Hook, Refused, Result, SetDef,
-    TableSpec,
+    jail_sets, set_of, Ban, Counter, Element, Error, Family, Firewall, Hook, Refused, Result, SetDef, TableSpec,
 };
 
 /// Table used until [`Firewall::setup`] names another one.
@@ -216,7 +215,7 @@ impl Netlink {
         let mut sets: BTreeMap<SetKey<'_>, Vec<(IpNet, u64)>> = BTreeMap::new();
         for ban in bans {
             let net = ban.net.trunc();
-            sets.entry((ban.jail.as_str(), Family::of(&net), !is_host(&net)))
+            sets.entry((ban.jail.as_str(), Family::of(&net), !crate::address::is_host(&net)))
                 .or_default()
                 .push((net, messages::timeout_ms(ban.timeout)));
         }
@@ -359,7 +358,7 @@ impl Firewall for Netlink {
         for net in nets {
             let net = net.trunc();
             unique
-                .entry((set_of(jail, &net), !is_host(&net)))
+                .entry((set_of(jail, &net), !crate::address::is_host(&net)))
                 .or_default()
                 .insert(net);
         }
