@@ -49,9 +49,12 @@ pub enum Error {
     #[error("ban database {path}: {source}")]
     Sql { path: PathBuf, source: rusqlite::Error },
     /// The pending file beside the database (see [`pending`]) cannot be
-    /// opened, locked or written.
-    #[error("{0}")]
-    Pending(String),
+    /// opened or locked.
+    #[error(transparent)]
+    Pending(#[from] pending::Error),
+    /// The pending file cannot be written or emptied.
+    #[error("{path}: {source}")]
+    PendingWrite { path: PathBuf, source: std::io::Error },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -170,7 +173,7 @@ impl Store {
             })?;
         }
         let conn = Connection::open(path).map_err(open_err)?;
-        let (pending, left) = pending::Pending::open(path).map_err(|e| Error::Pending(e.to_string()))?;
+        let (pending, left) = pending::Pending::open(path)?;
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
@@ -212,7 +215,10 @@ impl Store {
     }
 
     fn pending_err(&self, e: std::io::Error) -> Error {
-        Error::Pending(format!("{}: {e}", self.pending.path().display()))
+        Error::PendingWrite {
+            path: self.pending.path().to_path_buf(),
+            source: e,
+        }
     }
 
     /// Move the pending bans into SQLite now (a read of the history

@@ -47,8 +47,10 @@ struct Line {
 /// Why the pending file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The file cannot be created, opened or read.
     #[error("cannot open {path}: {source}")]
     Open { path: PathBuf, source: std::io::Error },
+    /// Another process holds its lock.
     #[error("{path} is locked: another nftban daemon uses this ban database; stop it first, or give this one its own `database:`")]
     Locked { path: PathBuf },
 }
