@@ -368,7 +368,9 @@ fn latency(seed: &mut u64) -> Res<()> {
         );
         let cfg = Config::from_text(&config, &text)?;
         let mut engine = Engine::new(&cfg, Box::new(Netlink::open()?));
-        engine.firewall.setup(&cfg.table_spec())?;
+        engine.start(&cfg)?;
+        // Preloads and prefix bans go straight to the firewall layer.
+        let mut firewall = Netlink::open()?;
         // (Not 127.0.0.0/8: the default ignoreip would let those pass.)
         let mut all = if prefix {
             random_prefixes(preload + LATENCY_SAMPLES + LATENCY_SAMPLES / 10, seed)
@@ -393,24 +395,26 @@ fn latency(seed: &mut u64) -> Res<()> {
         };
         if preload > 0 {
             let bans: Vec<Ban> = all[LATENCY_SAMPLES..].iter().map(ban).collect();
-            engine.firewall.add(&bans)?;
+            firewall.add(&bans)?;
         }
         let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
         for a in &all[..LATENCY_SAMPLES] {
             let start = Instant::now();
             if prefix {
-                engine.firewall.add(&[ban(a)])?;
+                firewall.add(&[ban(a)])?;
             } else {
-                engine.failure(0, IpAddr::V4(*a), SystemTime::now());
-                engine.flush();
+                let now = SystemTime::now();
+                engine.failure_of(0, IpNet::from(IpAddr::V4(*a)), now, now);
+                engine.flush(now);
             }
             samples.push(start.elapsed());
         }
-        if engine.kernel_errors > 0 {
-            return Err(format!("{} kernel errors during the latency run", engine.kernel_errors).into());
+        let status = engine.status(SystemTime::now());
+        if status.kernel_errors > 0 {
+            return Err(format!("{} kernel errors during the latency run", status.kernel_errors).into());
         }
-        if !prefix && engine.jails[0].total_banned != LATENCY_SAMPLES as u64 {
-            return Err(format!("only {} of the single bans were decided", engine.jails[0].total_banned).into());
+        if !prefix && status.jails[0].total_banned != LATENCY_SAMPLES as u64 {
+            return Err(format!("only {} of the single bans were decided", status.jails[0].total_banned).into());
         }
         samples.sort();
         let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_micros();

@@ -17,5 +17,6 @@ pub mod logging;
 pub mod matcher;
 pub mod netns;
 pub mod sources;
+pub mod status;
 pub mod store;
 pub mod tracker;

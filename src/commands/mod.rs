@@ -16,7 +16,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
             let config = Config::load(&config_path(c.config.as_deref()))?;
             crate::logging::init(&config.log)?;
             let firewall = crate::firewall::open_kernel()?;
-            crate::daemon::run(config, firewall, true)?;
+            crate::daemon::run(config, firewall)?;
             Ok(0)
         }
         Command::Reload(c) => client::reload(&c),

@@ -1,9 +1,12 @@
 //! Messages between the CLI and the daemon over the control socket: one
-//! JSON object per line each way. The status objects are also what
-//! `nftban status --json` prints, so their field names are a stable contract
-//! (docs/cli.md).
+//! JSON object per line each way. A [`Response`] carries, as its `data`,
+//! one of the report types of [`crate::status`] (re-exported here); they are
+//! also what `nftban status --json` prints, so their field names are a
+//! stable contract (docs/cli.md).
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::status::{BanResult, Banned, JailStatus, SourceStatus, Status, UnbanResult};
 
 /// A request from a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,107 +52,13 @@ impl Response {
             data: serde_json::Value::Null,
         }
     }
-}
 
-/// One banned address or prefix and its remaining time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Banned {
-    /// Address, or prefix in CIDR form (`198.51.100.0/24`).
-    pub ip: String,
-    /// Seconds until the kernel lifts the ban.
-    pub expires_in: u64,
-    /// Why, when it is not the jail's usual rule: `escalated: 3 addresses
-    /// in 2001:db8:1:2::/64` for an IPv6 escalation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-/// One source of a jail, and why it may be silent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceStatus {
-    pub path: String,
-    /// `starting`, `missing`, `unreadable`, `reading`, `no_match` (a glob
-    /// pattern that matches no file yet) or `closed` (stdin at its end).
-    pub state: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub lines: u64,
-    pub matched: u64,
-    pub truncated: u64,
-    pub invalid_utf8: u64,
-    /// Seconds since a line last matched.
-    pub last_match_ago: Option<u64>,
-    /// In plain words: why this source has given no ban, or that it is fine.
-    pub diagnosis: String,
-    /// For a glob pattern: each file it matches now, with its own figures
-    /// (the pattern's figures are their sums, including files it no
-    /// longer matches).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub files: Vec<SourceStatus>,
-}
-
-/// `nftban status JAIL --json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JailStatus {
-    pub name: String,
-    pub ruleset: String,
-    pub files: Vec<String>,
-    pub journal: Vec<String>,
-    pub currently_failed: u64,
-    pub total_failed: u64,
-    pub currently_banned: u64,
-    pub total_banned: u64,
-    /// Bans lifted by hand since start.
-    pub total_unbanned: u64,
-    pub banned: Vec<Banned>,
-    /// Packets dropped (or rejected) by this jail's rules, summed over both
-    /// families and every hook, since the rules were last set up.
-    #[serde(default)]
-    pub packets: u64,
-    /// Bytes of those packets.
-    #[serde(default)]
-    pub bytes: u64,
-    /// Bans of this jail the kernel refused (e.g. a full set) since start.
-    #[serde(default)]
-    pub kernel_errors: u64,
-    pub findtime: u64,
-    pub maxretry: u32,
-    pub bantime: u64,
-    /// Addresses whose failures were forgotten because of `max_tracked`.
-    pub evicted: u64,
-    pub sources: Vec<SourceStatus>,
-}
-
-/// `nftban status --json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Status {
-    pub jails: Vec<JailStatus>,
-    /// Bans the kernel refused and other failed kernel requests (conntrack
-    /// removal, replacing contained bans) since start, all jails.
-    #[serde(default)]
-    pub kernel_errors: u64,
-    /// Ban history writes that failed since start (e.g. disk full).
-    #[serde(default)]
-    pub history_errors: u64,
-}
-
-/// Result of a ban request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct BanResult {
-    pub jail: String,
-    pub banned: Vec<Banned>,
-    /// Addresses already covered by a wider banned prefix.
-    pub already_covered: Vec<String>,
-    /// Bans the kernel refused (`address: reason`); the others went in.
-    #[serde(default)]
-    pub failed: Vec<String>,
-}
-
-/// Result of an unban request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct UnbanResult {
-    /// (address, jail) pairs lifted.
-    pub unbanned: Vec<(String, String)>,
-    /// Addresses found in no jail, with the reason.
-    pub not_banned: Vec<String>,
+    /// The answer to a request the daemon carried out: its report, or its
+    /// error's message.
+    pub fn from_result<T: Serialize, E: std::fmt::Display>(result: Result<T, E>) -> Response {
+        match result {
+            Ok(data) => Response::ok(data),
+            Err(e) => Response::err(e.to_string()),
+        }
+    }
 }

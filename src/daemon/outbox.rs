@@ -1,5 +1,6 @@
-//! What a file reader sends the engine: the failures of one read, with the
-//! reading position after it, in one message.
+//! What a source's reader sends the engine: the failures of one read, with
+//! the checkpoint after it (a file position, a journal cursor), in one
+//! message.
 //!
 //! A reader wakes for every write to its file (a thousand times a second
 //! under a steady load). Sending each failure and then the position as
@@ -15,7 +16,7 @@ use std::time::SystemTime;
 use ipnet::IpNet;
 
 use super::Event;
-use crate::sources::file::Position;
+use crate::sources::Checkpoint;
 
 /// One failure line of `net` (an address, or a prefix the rule captured)
 /// in jail number `jail`, dated `at`.
@@ -51,21 +52,22 @@ impl Outbox {
         }
     }
 
-    /// Send what was gathered and, if given, the reading position that
-    /// follows it (the engine saves a position only after handling the
-    /// failures before it). Nothing is sent when there is nothing to say.
-    pub fn send(&mut self, position: Option<(String, Position)>) {
-        if self.failures.is_empty() && position.is_none() {
+    /// Send what was gathered and, if given, the checkpoint that follows
+    /// it (the engine saves a checkpoint only after handling the failures
+    /// before it). Nothing is sent when there is nothing to say.
+    pub fn send(&mut self, checkpoint: Option<Checkpoint>) {
+        if self.failures.is_empty() && checkpoint.is_none() {
             return;
         }
         let failures = std::mem::take(&mut self.failures);
-        let _ = self.tx.send(Event::Lines { failures, position });
+        let _ = self.tx.send(Event::Lines { failures, checkpoint });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::file::Position;
 
     fn failure(i: usize) -> Failure {
         Failure {
@@ -89,11 +91,18 @@ mod tests {
             head_len: 1,
             head_hash: 2,
         };
-        out.send(Some(("/var/log/x".into(), pos)));
+        let checkpoint = Checkpoint::File {
+            path: "/var/log/x".into(),
+            position: pos,
+        };
+        out.send(Some(checkpoint.clone()));
         match rx.try_recv().unwrap() {
-            Event::Lines { failures, position } => {
+            Event::Lines {
+                failures,
+                checkpoint: got,
+            } => {
                 assert_eq!(failures, vec![failure(1), failure(2)]);
-                assert_eq!(position, Some(("/var/log/x".into(), pos)));
+                assert_eq!(got, Some(checkpoint));
             }
             _ => panic!("not a Lines event"),
         }
@@ -101,9 +110,9 @@ mod tests {
             out.failure(failure(i));
         }
         match rx.try_recv().unwrap() {
-            Event::Lines { failures, position } => {
+            Event::Lines { failures, checkpoint } => {
                 assert_eq!(failures.len(), Outbox::LIMIT);
-                assert_eq!(position, None);
+                assert_eq!(checkpoint, None);
             }
             _ => panic!("not a Lines event"),
         }

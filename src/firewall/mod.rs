@@ -244,6 +244,15 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+// Interim until the netlink backend implements watching itself.
+pub use netlink::monitor::Notice;
+
+/// Reads nf_tables events about nftban's table made by other processes;
+/// runs on its own thread.
+pub trait Watcher: Send {
+    fn wait(&mut self) -> Result<Option<Notice>>;
+}
+
 /// The kernel side of nftban. Implemented over netlink for real use and in
 /// memory for tests.
 pub trait Firewall: Send {
@@ -284,6 +293,17 @@ pub trait Firewall: Send {
     /// (jail, banned prefix) whose element is gone. Cheap, never lists a
     /// set: used after nf_tables events were lost, to decide whether to heal.
     fn missing(&mut self, spec: &TableSpec, probes: &[(String, IpNet)]) -> Result<Vec<String>>;
+
+    /// Start watching `table` for other processes' changes. Default: cannot watch.
+    fn watch(&mut self, _table: &str) -> Result<Option<Box<dyn Watcher>>> {
+        Ok(None)
+    }
+
+    /// Whether some of the firewall's own changes ran with the watcher
+    /// paused since the last call. Resets it.
+    fn take_unwatched(&mut self) -> bool {
+        false
+    }
 
     /// How many batches the kernel has applied since open: the daemon logs
     /// how many a restore took (one, for 100,000 bans).

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use inotify::{EventMask, Inotify, WatchMask};
 
-use super::{SourceState, SourceStats};
+use super::{Checkpoint, Context, Sink, Source, SourceState, SourceStats};
 
 /// Lines longer than this are cut; the rest of the line is skipped.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -535,6 +535,46 @@ pub fn follow(
             }
             report(&mut tail);
         }
+    }
+}
+
+/// A single file, followed like `tail -F` (see the module doc).
+pub struct FileSource {
+    path: PathBuf,
+}
+
+impl FileSource {
+    pub fn new(path: PathBuf) -> FileSource {
+        FileSource { path }
+    }
+}
+
+impl Source for FileSource {
+    fn label(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn follow(self: Box<Self>, ctx: Context, sink: &mut dyn Sink) {
+        let key = self.label();
+        // Where an earlier run stopped, else the end: old lines are not replayed.
+        let start = ctx
+            .saved
+            .positions
+            .get(&key)
+            .map_or(StartAt::End, |p| StartAt::Resume(*p));
+        let stats = ctx.stats.clone();
+        let sink = std::cell::RefCell::new(sink);
+        follow(
+            &self.path,
+            ctx.stats,
+            ctx.stop,
+            start,
+            |line| sink.borrow_mut().line(&stats, line, None),
+            |position| {
+                let path = key.clone();
+                sink.borrow_mut().read_done(Some(Checkpoint::File { path, position }))
+            },
+        );
     }
 }
 

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::file::{readable, watch_dir, FileTail, Left, Pacer, Position, StartAt, HEAD, TICK};
-use super::{SourceState, SourceStats};
+use super::{Checkpoint, Context, Sink, Source, SourceState, SourceStats};
 
 /// File name endings of compressed (rotated) logs, never read.
 pub const COMPRESSED: &[&str] = &[".gz", ".xz", ".zst", ".bz2", ".lz4", ".lzma", ".Z", ".zip"];
@@ -318,6 +318,46 @@ impl Glob {
         } else {
             SourceState::Reading
         });
+    }
+}
+
+/// Every file a glob pattern matches (see the module doc).
+pub struct GlobSource {
+    pattern: PathBuf,
+}
+
+impl GlobSource {
+    pub fn new(pattern: PathBuf) -> GlobSource {
+        GlobSource { pattern }
+    }
+}
+
+impl Source for GlobSource {
+    fn label(&self) -> String {
+        self.pattern.display().to_string()
+    }
+
+    fn follow(self: Box<Self>, ctx: Context, sink: &mut dyn Sink) {
+        // The saved positions of the files this pattern stands for.
+        let saved: BTreeMap<PathBuf, Position> = ctx
+            .saved
+            .positions
+            .iter()
+            .map(|(p, pos)| (PathBuf::from(p), *pos))
+            .filter(|(p, _)| path_matches(&self.pattern, p))
+            .collect();
+        let sink = std::cell::RefCell::new(sink);
+        follow(
+            &self.pattern,
+            ctx.stats,
+            ctx.stop,
+            &saved,
+            |from: &SourceStats, line: &str| sink.borrow_mut().line(from, line, None),
+            |file: &Path, position| {
+                let path = file.display().to_string();
+                sink.borrow_mut().read_done(Some(Checkpoint::File { path, position }))
+            },
+        );
     }
 }
 

@@ -20,7 +20,7 @@ fn usec(t: SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_micros() as u64
 }
 
-use super::{SourceState, SourceStats};
+use super::{Checkpoint, Context, Sink, Source, SourceState, SourceStats};
 
 /// Where reading starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +53,48 @@ pub fn label(matches: &[String]) -> String {
     format!("journal:{}", matches.join(","))
 }
 
+/// The journal entries that fit a jail's `journal:` matches.
+pub struct JournalSource {
+    matches: Vec<String>,
+}
+
+impl JournalSource {
+    pub fn new(matches: Vec<String>) -> JournalSource {
+        JournalSource { matches }
+    }
+}
+
+impl Source for JournalSource {
+    fn label(&self) -> String {
+        label(&self.matches)
+    }
+
+    fn follow(self: Box<Self>, ctx: Context, sink: &mut dyn Sink) {
+        let key = self.label();
+        let start = match ctx.saved.cursors.get(&key) {
+            Some(c) => JournalStart::After(c.clone()),
+            None => JournalStart::End,
+        };
+        let stats = ctx.stats.clone();
+        let sink = std::cell::RefCell::new(sink);
+        follow(
+            &self.matches,
+            ctx.stats,
+            ctx.stop,
+            start,
+            // The entry's own time: entries read late are judged by when they happened.
+            |line: &str, at: SystemTime| sink.borrow_mut().line(&stats, line, Some(at)),
+            |cursor: Option<String>| {
+                let checkpoint = cursor.map(|cursor| Checkpoint::Journal {
+                    source: key.clone(),
+                    cursor,
+                });
+                sink.borrow_mut().read_done(checkpoint)
+            },
+        );
+    }
+}
+
 fn open(matches: &[String], start: &JournalStart) -> systemd::Result<Journal> {
     let mut j = OpenOptions::default().system(true).local_only(true).open()?;
     // Same field: OR (the journal does it); different fields: AND.
@@ -81,7 +123,8 @@ fn open(matches: &[String], start: &JournalStart) -> systemd::Result<Journal> {
 }
 
 /// Follow the journal until `stop` is set. `on_line` gets each entry's
-/// message and time; `on_cursor` the cursor after each batch. Never returns
+/// message and time; `on_cursor` the cursor after each batch (`None` if
+/// the journal cannot say it). Never returns
 /// an error: problems go to `stats` and the log, and opening is retried.
 pub fn follow(
     matches: &[String],
@@ -89,7 +132,7 @@ pub fn follow(
     stop: Arc<AtomicBool>,
     start: JournalStart,
     mut on_line: impl FnMut(&str, SystemTime),
-    mut on_cursor: impl FnMut(String),
+    mut on_cursor: impl FnMut(Option<String>),
 ) {
     let mut start = start;
     while !stop.load(Ordering::Relaxed) {
@@ -132,7 +175,7 @@ fn read(
     stats: &SourceStats,
     stop: &AtomicBool,
     on_line: &mut impl FnMut(&str, SystemTime),
-    on_cursor: &mut impl FnMut(String),
+    on_cursor: &mut impl FnMut(Option<String>),
 ) -> Result<(), ReadError> {
     let mut cursor: Option<String> = resume;
     let since = usec(SystemTime::now());
@@ -160,10 +203,11 @@ fn read(
             }
         }
         if batch > 0 {
-            if let Ok(c) = j.cursor() {
-                cursor = Some(c.clone());
-                on_cursor(c);
+            let now = j.cursor().ok();
+            if now.is_some() {
+                cursor.clone_from(&now);
             }
+            on_cursor(now);
             continue;
         }
         match j.wait(Some(Duration::from_secs(1))) {

@@ -1,19 +1,85 @@
 //! The sources stage: where log lines come from.
 //!
-//! Each source runs on its own thread and hands complete lines to a
-//! callback; what a source saw (lines, cuts, bad UTF-8, whether the file is
-//! there at all) is kept in [`SourceStats`] so `nftban status` can say why a
-//! jail sees nothing (seed FAQ row 6).
+//! Every kind of source (a file, a glob pattern, standard input, the
+//! journal) implements [`Source`]: it runs on its own thread, hands each
+//! complete line to a [`Sink`], and after each read says where reading
+//! stands (a [`Checkpoint`]: a file position, a journal cursor) so that a
+//! restart resumes there, reading each line once. What a source saw (lines,
+//! cuts, bad UTF-8, whether the file is there at all) is kept in
+//! [`SourceStats`], and [`SourceStats::status`] turns it into words, so
+//! `nftban status` can say why a jail sees nothing (docs/faq.md row 6).
+//!
+//! Adding a kind of source is one module here that implements [`Source`],
+//! plus one line where the daemon lists a jail's sources
+//! (`daemon::reader::sources_of`).
 
 pub mod file;
 pub mod glob;
 pub mod journal;
+mod status;
 pub mod stdin;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+
+use file::Position;
+
+/// Where reading of a source stands: saved in the ban history together with
+/// the bans and failures of the lines before it, so that a restart resumes
+/// there without losing or repeating a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// A file's position (for a glob pattern, each of its files').
+    File { path: String, position: Position },
+    /// The journal's cursor after the last entry read, per set of matches.
+    Journal { source: String, cursor: String },
+}
+
+/// The checkpoints an earlier run saved: file positions by path, journal
+/// cursors by source label.
+#[derive(Debug, Clone, Default)]
+pub struct Saved {
+    pub positions: HashMap<String, Position>,
+    pub cursors: HashMap<String, String>,
+}
+
+/// Where a source hands what it reads.
+pub trait Sink {
+    /// One complete line, from the file whose stats are `from` (one file of
+    /// a glob pattern, else the source's own), with the time the source
+    /// knows it was written (a journal entry's), if it knows one.
+    fn line(&mut self, from: &SourceStats, line: &str, at: Option<SystemTime>);
+
+    /// The end of one read: every line before this has been handed out;
+    /// `checkpoint` is where reading stands now (none for stdin, whose lines
+    /// cannot be read again).
+    fn read_done(&mut self, checkpoint: Option<Checkpoint>);
+}
+
+/// What a source runs with.
+pub struct Context {
+    /// Its figures and state, shared with `status`.
+    pub stats: Arc<SourceStats>,
+    /// Set when the daemon stops.
+    pub stop: Arc<AtomicBool>,
+    /// Where an earlier run stopped reading.
+    pub saved: Arc<Saved>,
+}
+
+/// A source of log lines.
+pub trait Source: Send {
+    /// How status and logs name it; jails that name the same source share
+    /// one reader.
+    fn label(&self) -> String;
+
+    /// Read until `ctx.stop` is set, handing lines and checkpoints to
+    /// `sink`. Never returns an error: problems go to `ctx.stats` (for
+    /// status) and the log, and reading is retried.
+    fn follow(self: Box<Self>, ctx: Context, sink: &mut dyn Sink);
+}
 
 /// Whether a source can be read.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -12,14 +12,40 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::file::{FileTail, TICK};
-use super::{SourceState, SourceStats};
+use super::{Context, Sink, Source, SourceState, SourceStats};
 
 /// How stdin is named in status and logs.
 pub const LABEL: &str = "stdin";
 
+/// Standard input (`stdin: true` in a jail).
+pub struct StdinSource;
+
+impl Source for StdinSource {
+    fn label(&self) -> String {
+        LABEL.to_string()
+    }
+
+    fn follow(self: Box<Self>, ctx: Context, sink: &mut dyn Sink) {
+        let stats = ctx.stats.clone();
+        let sink = std::cell::RefCell::new(sink);
+        follow(
+            ctx.stats,
+            ctx.stop,
+            |line| sink.borrow_mut().line(&stats, line, None),
+            || sink.borrow_mut().read_done(None),
+        );
+    }
+}
+
 /// Read standard input until its end or until `stop` is set, calling
-/// `on_line` for each line.
-pub fn follow(stats: Arc<SourceStats>, stop: Arc<AtomicBool>, mut on_line: impl FnMut(&str)) {
+/// `on_line` for each line and `on_read` after each read that may have
+/// handed out lines.
+pub fn follow(
+    stats: Arc<SourceStats>,
+    stop: Arc<AtomicBool>,
+    mut on_line: impl FnMut(&str),
+    mut on_read: impl FnMut(),
+) {
     let mut tail = FileTail::new(Path::new(LABEL), stats.clone());
     stats.set_state(SourceState::Reading);
     let mut buf = [0u8; 64 * 1024];
@@ -41,7 +67,10 @@ pub fn follow(stats: Arc<SourceStats>, stop: Arc<AtomicBool>, mut on_line: impl 
         let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
         match n {
             0 => break,
-            n if n > 0 => tail.feed(&buf[..n as usize], &mut on_line),
+            n if n > 0 => {
+                tail.feed(&buf[..n as usize], &mut on_line);
+                on_read();
+            }
             _ => {
                 let e = std::io::Error::last_os_error();
                 if matches!(
@@ -60,6 +89,7 @@ pub fn follow(stats: Arc<SourceStats>, stop: Arc<AtomicBool>, mut on_line: impl 
         return;
     }
     tail.finish(&mut on_line);
+    on_read();
     stats.set_state(SourceState::Closed);
     tracing::info!(
         "stdin closed after {} lines: no more lines will come from it; other sources go on",

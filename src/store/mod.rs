@@ -82,7 +82,8 @@ impl Origin {
             .find(|o| o.as_str() == s)
     }
 
-    fn as_str(self) -> &'static str {
+    /// The origin as the history stores it and logs name it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Origin::Auto => "auto",
             Origin::Manual => "manual",

@@ -1,6 +1,20 @@
 use super::*;
+use crate::address::show as show_net;
+use crate::control::{Request, Response};
 use crate::firewall::memory::Memory;
+use crate::firewall::{Ban, Firewall};
+use crate::sources::SourceState;
+use crate::status::{BanResult, JailStatus, Status, UnbanResult};
+use ipnet::IpNet;
+use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// A control request as the daemon carries it out.
+fn handle(e: &mut Engine, req: Request, now: SystemTime) -> Response {
+    crate::daemon::events::answer(e, req, now)
+}
 
 const CONFIG: &str = "\
 defaults: {findtime: 10m, maxretry: 3, bantime: 1h, ignoreip: [192.0.2.0/24]}
@@ -38,12 +52,13 @@ fn maxretry_failures_ban_once_in_one_flush() {
     let a: IpAddr = "198.51.100.7".parse().unwrap();
     e.failure(0, a, now);
     e.failure(0, a, now);
-    e.flush();
+    e.flush(SystemTime::now());
     assert!(kernel(&mut e, "asterisk").is_empty());
     e.failure(0, a, now);
-    e.flush();
+    e.flush(SystemTime::now());
     assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.7"]);
-    let st: JailStatus = data(e.handle(
+    let st: JailStatus = data(handle(
+        &mut e,
         Request::Status {
             jail: Some("asterisk".into()),
         },
@@ -63,9 +78,10 @@ fn ignoreip_and_few_failures_never_ban() {
     }
     e.failure(0, "198.51.100.8".parse().unwrap(), now);
     e.failure(0, "198.51.100.8".parse().unwrap(), now);
-    e.flush();
+    e.flush(SystemTime::now());
     assert!(kernel(&mut e, "asterisk").is_empty());
-    let st: JailStatus = data(e.handle(
+    let st: JailStatus = data(handle(
+        &mut e,
         Request::Status {
             jail: Some("asterisk".into()),
         },
@@ -78,7 +94,8 @@ fn ignoreip_and_few_failures_never_ban() {
 fn manual_ban_and_unban_from_all_jails() {
     let mut e = engine();
     let now = SystemTime::now();
-    let r: BanResult = data(e.handle(
+    let r: BanResult = data(handle(
+        &mut e,
         Request::Ban {
             addrs: vec!["203.0.113.5".into(), "2001:db8::/48".into()],
             jail: None,
@@ -88,7 +105,8 @@ fn manual_ban_and_unban_from_all_jails() {
     ));
     assert_eq!(r.jail, "manual");
     assert_eq!(kernel(&mut e, "manual"), ["203.0.113.5", "2001:db8::/48"]);
-    let r: UnbanResult = data(e.handle(
+    let r: UnbanResult = data(handle(
+        &mut e,
         Request::Unban {
             addrs: vec!["203.0.113.5".into()],
             jail: None,
@@ -97,7 +115,8 @@ fn manual_ban_and_unban_from_all_jails() {
     ));
     assert_eq!(r.unbanned, [("203.0.113.5".to_string(), "manual".to_string())]);
     assert_eq!(kernel(&mut e, "manual"), ["2001:db8::/48"]);
-    let r: UnbanResult = data(e.handle(
+    let r: UnbanResult = data(handle(
+        &mut e,
         Request::Unban {
             addrs: vec!["203.0.113.5".into()],
             jail: None,
@@ -111,7 +130,8 @@ fn manual_ban_and_unban_from_all_jails() {
 fn prefix_ban_replaces_contained_addresses_and_unban_inside_is_explained() {
     let mut e = engine();
     let now = SystemTime::now();
-    data::<BanResult>(e.handle(
+    data::<BanResult>(handle(
+        &mut e,
         Request::Ban {
             addrs: vec!["198.51.100.7".into()],
             jail: None,
@@ -119,7 +139,8 @@ fn prefix_ban_replaces_contained_addresses_and_unban_inside_is_explained() {
         },
         now,
     ));
-    data::<BanResult>(e.handle(
+    data::<BanResult>(handle(
+        &mut e,
         Request::Ban {
             addrs: vec!["198.51.100.0/24".into()],
             jail: None,
@@ -128,7 +149,8 @@ fn prefix_ban_replaces_contained_addresses_and_unban_inside_is_explained() {
         now,
     ));
     assert_eq!(kernel(&mut e, "manual"), ["198.51.100.0/24"]);
-    let r: BanResult = data(e.handle(
+    let r: BanResult = data(handle(
+        &mut e,
         Request::Ban {
             addrs: vec!["198.51.100.9".into()],
             jail: None,
@@ -137,7 +159,8 @@ fn prefix_ban_replaces_contained_addresses_and_unban_inside_is_explained() {
         now,
     ));
     assert_eq!(r.already_covered, ["198.51.100.9 (inside banned 198.51.100.0/24)"]);
-    let r: UnbanResult = data(e.handle(
+    let r: UnbanResult = data(handle(
+        &mut e,
         Request::Unban {
             addrs: vec!["198.51.100.9".into()],
             jail: None,
@@ -155,7 +178,8 @@ fn prefix_ban_replaces_contained_addresses_and_unban_inside_is_explained() {
 fn bad_requests_name_the_fault() {
     let mut e = engine();
     let now = SystemTime::now();
-    let r = e.handle(
+    let r = handle(
+        &mut e,
         Request::Ban {
             addrs: vec!["300.1.1.1".into()],
             jail: None,
@@ -164,7 +188,8 @@ fn bad_requests_name_the_fault() {
         now,
     );
     assert!(r.error.unwrap().contains("`300.1.1.1`"));
-    let r = e.handle(
+    let r = handle(
+        &mut e,
         Request::Ban {
             addrs: vec!["192.0.2.1".into()],
             jail: Some("nope".into()),
@@ -176,7 +201,8 @@ fn bad_requests_name_the_fault() {
         .error
         .unwrap()
         .contains("no jail named `nope` (jails: asterisk, manual)"));
-    let r = e.handle(
+    let r = handle(
+        &mut e,
         Request::Status {
             jail: Some("nope".into()),
         },
@@ -203,7 +229,8 @@ fn start_without_history_keeps_the_kernels_bans_without_listing_them() {
     let store = crate::store::Store::open(&dir.path().join("nftban.db")).unwrap();
     let mut e = Engine::new(&config, Box::new(fw)).with_store(store);
     assert_eq!(e.start(&config).unwrap(), 0);
-    let st: JailStatus = data(e.handle(
+    let st: JailStatus = data(handle(
+        &mut e,
         Request::Status {
             jail: Some("asterisk".into()),
         },
@@ -229,26 +256,29 @@ fn start_without_history_keeps_the_kernels_bans_without_listing_them() {
 #[test]
 fn silent_source_is_diagnosed() {
     let mut e = engine();
-    let st: JailStatus = data(e.handle(
+    let source = Arc::new(crate::sources::SourceStats::new("/var/log/asterisk/messages".into()));
+    e.attach_source(0, source.clone());
+    let st: JailStatus = data(handle(
+        &mut e,
         Request::Status {
             jail: Some("asterisk".into()),
         },
         SystemTime::now(),
     ));
     assert_eq!(st.sources[0].state, "starting");
-    e.jails[0].sources[0].set_state(SourceState::Missing);
-    let st: JailStatus = data(e.handle(
+    source.set_state(SourceState::Missing);
+    let st: JailStatus = data(handle(
+        &mut e,
         Request::Status {
             jail: Some("asterisk".into()),
         },
         SystemTime::now(),
     ));
     assert!(st.sources[0].diagnosis.contains("does not exist"));
-    e.jails[0].sources[0].set_state(SourceState::Reading);
-    e.jails[0].sources[0]
-        .lines
-        .store(5, std::sync::atomic::Ordering::Relaxed);
-    let st: JailStatus = data(e.handle(
+    source.set_state(SourceState::Reading);
+    source.lines.store(5, std::sync::atomic::Ordering::Relaxed);
+    let st: JailStatus = data(handle(
+        &mut e,
         Request::Status {
             jail: Some("asterisk".into()),
         },
@@ -272,8 +302,9 @@ fn history_is_written_before_the_kernel_and_restored_in_one_batch() {
     for _ in 0..3 {
         e.failure(0, "198.51.100.7".parse().unwrap(), now);
     }
-    e.flush();
-    data::<BanResult>(e.handle(
+    e.flush(SystemTime::now());
+    data::<BanResult>(handle(
+        &mut e,
         Request::Ban {
             addrs: vec!["203.0.113.1".into(), "203.0.113.2".into()],
             jail: None,
@@ -281,7 +312,8 @@ fn history_is_written_before_the_kernel_and_restored_in_one_batch() {
         },
         now,
     ));
-    data::<UnbanResult>(e.handle(
+    data::<UnbanResult>(handle(
+        &mut e,
         Request::Unban {
             addrs: vec!["203.0.113.2".into()],
             jail: None,
@@ -295,7 +327,7 @@ fn history_is_written_before_the_kernel_and_restored_in_one_batch() {
     assert_eq!(e.start(&config).unwrap(), 2);
     assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.7"]);
     assert_eq!(kernel(&mut e, "manual"), ["203.0.113.1"]);
-    assert_eq!(e.store_errors, 0);
+    assert_eq!(e.history.errors, 0);
 }
 
 const TWO_JAILS: &str = "\
@@ -311,7 +343,8 @@ jails:
 ";
 
 fn expires_in(e: &mut Engine, jail: &str, ip: &str) -> Option<u64> {
-    let st: JailStatus = data(e.handle(
+    let st: JailStatus = data(handle(
+        e,
         Request::Status {
             jail: Some(jail.into()),
         },
@@ -331,9 +364,10 @@ fn repeat_offenders_get_longer_bans_up_to_the_max() {
         let now = SystemTime::now();
         e.failure(0, a, now);
         e.failure(0, a, now);
-        e.flush();
+        e.flush(SystemTime::now());
         seen.push(expires_in(&mut e, "asterisk", "198.51.100.7").unwrap());
-        data::<UnbanResult>(e.handle(
+        data::<UnbanResult>(handle(
+            &mut e,
             Request::Unban {
                 addrs: vec![a.to_string()],
                 jail: Some("asterisk".into()),
@@ -359,10 +393,11 @@ fn recidive_bans_an_address_banned_again_and_again_across_jails() {
         e.failure(jail, a, now);
         e.failure(jail, a, now);
     }
-    e.flush();
+    e.flush(SystemTime::now());
     assert!(kernel(&mut e, "recidive").is_empty());
     // Unbanned from asterisk and banned there again: the third ban.
-    data::<UnbanResult>(e.handle(
+    data::<UnbanResult>(handle(
+        &mut e,
         Request::Unban {
             addrs: vec![a.to_string()],
             jail: Some("asterisk".into()),
@@ -371,7 +406,7 @@ fn recidive_bans_an_address_banned_again_and_again_across_jails() {
     ));
     e.failure(0, a, now);
     e.failure(0, a, now);
-    e.flush();
+    e.flush(SystemTime::now());
     assert_eq!(kernel(&mut e, "recidive"), ["203.0.113.9"]);
     let left = expires_in(&mut e, "recidive", "203.0.113.9").unwrap();
     assert!(left > 6 * 86_400, "a week: {left}");
@@ -390,7 +425,8 @@ fn eviction_is_counted_in_status() {
     for i in 0..50u8 {
         e.failure(0, IpAddr::from([198, 51, 100, i]), now);
     }
-    let st: JailStatus = data(e.handle(
+    let st: JailStatus = data(handle(
+        &mut e,
         Request::Status {
             jail: Some("asterisk".into()),
         },
@@ -411,7 +447,8 @@ fn a_refused_ban_is_counted_and_the_others_kept() {
     let mut e = Engine::new(&config, Box::new(fw));
     e.start(&config).unwrap();
     let now = SystemTime::now();
-    let r: BanResult = data(e.handle(
+    let r: BanResult = data(handle(
+        &mut e,
         Request::Ban {
             addrs: vec!["198.51.100.1".into(), "198.51.100.2".into(), "198.51.100.3".into()],
             jail: Some("asterisk".into()),
@@ -432,9 +469,9 @@ fn a_refused_ban_is_counted_and_the_others_kept() {
     for _ in 0..3 {
         e.failure(0, "203.0.113.9".parse().unwrap(), now);
     }
-    e.flush();
+    e.flush(SystemTime::now());
     assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.1", "198.51.100.2"]);
-    let st: Status = data(e.handle(Request::Status { jail: None }, now));
+    let st: Status = data(handle(&mut e, Request::Status { jail: None }, now));
     assert_eq!(st.kernel_errors, 2);
     let a = &st.jails[0];
     assert_eq!((a.name.as_str(), a.kernel_errors), ("asterisk", 2));
@@ -460,8 +497,9 @@ fn bans_remove_conntrack_entries_of_what_they_ban() {
         e.failure(0, "2001:db8::9".parse().unwrap(), now);
     }
     assert!(forgotten.lock().unwrap().is_empty(), "not before the flush");
-    e.flush();
-    let r: BanResult = data(e.handle(
+    e.flush(SystemTime::now());
+    let r: BanResult = data(handle(
+        &mut e,
         Request::Ban {
             addrs: vec!["198.51.100.0/24".into(), "203.0.113.9".into()],
             jail: None,
@@ -490,7 +528,8 @@ fn a_ban_list_with_repeats_and_a_covering_prefix_is_planned_once() {
         "203.0.113.9",
         "198.51.100.7",
     ];
-    let r: BanResult = data(e.handle(
+    let r: BanResult = data(handle(
+        &mut e,
         Request::Ban {
             addrs: addrs.iter().map(|a| a.to_string()).collect(),
             jail: None,
@@ -512,27 +551,27 @@ fn conntrack_removals_of_a_stream_of_bans_are_grouped() {
     let fw = Memory::new();
     let forgotten = fw.forgotten.clone();
     let mut e = Engine::new(&config, Box::new(fw));
-    e.forget_interval = Duration::from_secs(3600);
+    e.forget.interval = Duration::from_secs(3600);
     e.start(&config).unwrap();
     let now = SystemTime::now();
     let ban = |e: &mut Engine, a: &str| {
         for _ in 0..3 {
             e.failure(0, a.parse().unwrap(), now);
         }
-        e.flush();
+        e.flush(SystemTime::now());
     };
     ban(&mut e, "203.0.113.1");
     assert_eq!(forgotten.lock().unwrap().len(), 1, "a lone ban is cleaned at once");
-    assert!(!e.forget_waiting());
+    assert!(!e.forget.waiting());
     ban(&mut e, "203.0.113.2");
     ban(&mut e, "203.0.113.3");
     e.forget_connections(false);
     assert_eq!(forgotten.lock().unwrap().len(), 1, "within the interval: waiting");
-    assert!(e.forget_waiting());
-    let _ = e.handle(Request::Status { jail: None }, now);
+    assert!(e.forget.waiting());
+    let _ = handle(&mut e, Request::Status { jail: None }, now);
     let nets: Vec<String> = forgotten.lock().unwrap().iter().map(show_net).collect();
     assert_eq!(nets, ["203.0.113.1", "203.0.113.2", "203.0.113.3"]);
-    assert!(!e.forget_waiting());
+    assert!(!e.forget.waiting());
 }
 
 /// `packets` and `bytes` of a jail are its two sets' counters summed.
@@ -550,7 +589,7 @@ fn status_sums_the_counters_of_a_jails_sets() {
     fw.counters.insert("manual_v4".into(), Counter { packets: 7, bytes: 7 });
     let mut e = Engine::new(&config, Box::new(fw));
     e.start(&config).unwrap();
-    let st: Status = data(e.handle(Request::Status { jail: None }, SystemTime::now()));
+    let st: Status = data(handle(&mut e, Request::Status { jail: None }, SystemTime::now()));
     assert_eq!((st.jails[0].packets, st.jails[0].bytes), (6, 280));
     assert_eq!(
         (st.jails[1].name.as_str(), st.jails[1].packets, st.jails[1].bytes),
@@ -589,7 +628,7 @@ fn three_addresses_of_a_slash_64_escalate_to_the_prefix() {
         e.failure(0, a.parse().unwrap(), now);
         e.failure(1, a.parse().unwrap(), now);
     }
-    e.flush();
+    e.flush(SystemTime::now());
     // Two in 2001:db8:1:2::/64, one in another /64: no escalation yet.
     assert_eq!(
         kernel(&mut e, "asterisk"),
@@ -597,11 +636,12 @@ fn three_addresses_of_a_slash_64_escalate_to_the_prefix() {
     );
     e.failure(0, "2001:db8:1:2::c".parse().unwrap(), now);
     e.failure(1, "2001:db8:1:2::c".parse().unwrap(), now);
-    e.flush();
+    e.flush(SystemTime::now());
     let why = "escalated: 3 addresses in 2001:db8:1:2::/64";
     assert_eq!(kernel(&mut e, "asterisk"), ["2001:db8:1:2::/64", "2001:db8:1:3::b"]);
     assert_eq!(kernel(&mut e, "sshd").len(), 4, "sshd has no escalation");
-    let st: JailStatus = data(e.handle(
+    let st: JailStatus = data(handle(
+        &mut e,
         Request::Status {
             jail: Some("asterisk".into()),
         },
@@ -614,9 +654,10 @@ fn three_addresses_of_a_slash_64_escalate_to_the_prefix() {
 
     // A fourth address of the /64 is already covered: nothing new.
     e.failure(0, "2001:db8:1:2::d".parse().unwrap(), now);
-    e.flush();
+    e.flush(SystemTime::now());
     assert_eq!(kernel(&mut e, "asterisk"), ["2001:db8:1:2::/64", "2001:db8:1:3::b"]);
-    let r: UnbanResult = data(e.handle(
+    let r: UnbanResult = data(handle(
+        &mut e,
         Request::Unban {
             addrs: vec!["2001:db8:1:2::a".into()],
             jail: Some("asterisk".into()),
@@ -633,14 +674,16 @@ fn three_addresses_of_a_slash_64_escalate_to_the_prefix() {
     let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(crate::store::Store::open(&db).unwrap());
     e.start(&config).unwrap();
     assert_eq!(kernel(&mut e, "asterisk"), ["2001:db8:1:2::/64", "2001:db8:1:3::b"]);
-    let st: JailStatus = data(e.handle(
+    let st: JailStatus = data(handle(
+        &mut e,
         Request::Status {
             jail: Some("asterisk".into()),
         },
         now,
     ));
     assert_eq!(st.banned[0].reason.as_deref(), Some(why));
-    let r: UnbanResult = data(e.handle(
+    let r: UnbanResult = data(handle(
+        &mut e,
         Request::Unban {
             addrs: vec!["2001:db8:1:2::/64".into()],
             jail: None,
@@ -649,7 +692,7 @@ fn three_addresses_of_a_slash_64_escalate_to_the_prefix() {
     ));
     assert_eq!(r.unbanned, [("2001:db8:1:2::/64".to_string(), "asterisk".to_string())]);
     assert_eq!(kernel(&mut e, "asterisk"), ["2001:db8:1:3::b"]);
-    assert_eq!(e.store_errors + e.kernel_errors, 0);
+    assert_eq!(e.history.errors + e.kernel_errors, 0);
 }
 
 #[test]
@@ -695,8 +738,8 @@ fn failure_counts_survive_a_restart() {
         e.failure(0, b, now);
     }
     e.failure(0, old, now - Duration::from_secs(590));
-    e.flush();
-    e.save_positions(true);
+    e.flush(SystemTime::now());
+    e.finish(SystemTime::now());
     drop(e);
 
     let mut e = open();
@@ -704,15 +747,15 @@ fn failure_counts_survive_a_restart() {
     assert_eq!(e.jails[0].tracker.tracked(), 2, "a and old; b was banned");
     // b's ban is restored from the history; a is banned by its third failure.
     e.failure(0, a, SystemTime::now());
-    e.flush();
+    e.flush(SystemTime::now());
     assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.7", "198.51.100.8"]);
     // After a's ban its saved window goes at the next save.
-    e.save_positions(true);
+    e.finish(SystemTime::now());
     drop(e);
     let mut e = open();
     e.start(&config).unwrap();
     assert_eq!(e.jails[0].tracker.tracked(), 1, "only old");
-    assert_eq!(e.store_errors, 0);
+    assert_eq!(e.history.errors, 0);
 }
 
 /// A rule's captured prefix is counted and banned as a prefix; a host
@@ -724,20 +767,66 @@ fn captured_prefixes_are_banned_whole() {
     let now = SystemTime::now();
     let net = |s: &str| s.parse::<IpNet>().unwrap();
     for host in ["198.51.100.1/24", "198.51.100.2/24", "198.51.100.3/24"] {
-        e.failure_of(0, net(host), now);
+        e.failure_of(0, net(host), now, now);
     }
-    e.flush();
+    e.flush(SystemTime::now());
     assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.0/24"]);
     for _ in 0..3 {
         e.failure(0, "198.51.100.9".parse().unwrap(), now);
     }
-    e.flush();
+    e.flush(SystemTime::now());
     assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.0/24"], "already covered");
     // CONFIG's ignoreip is 192.0.2.0/24: a /16 around it never counts.
     for _ in 0..3 {
-        e.failure_of(0, net("192.0.0.0/16"), now);
+        e.failure_of(0, net("192.0.0.0/16"), now, now);
     }
-    e.flush();
+    e.flush(SystemTime::now());
     assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.0/24"]);
     assert_eq!(e.jails[0].total_banned, 1);
+}
+
+/// Bans of another origin (a kernel meter, a fleet peer, a feed) take the
+/// same path as bans by hand, with their reason shown and recorded, and
+/// never override the jail's ignoreip.
+#[test]
+fn another_origins_decisions_are_banned_but_never_in_ignoreip() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nftban.db");
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+    let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(crate::store::Store::open(&db).unwrap());
+    e.start(&config).unwrap();
+    let now = SystemTime::now();
+    let decision = Decision {
+        jail: "asterisk".into(),
+        nets: vec!["198.51.100.0/24".parse().unwrap(), "192.0.2.9/32".parse().unwrap()],
+        bantime: Some(Duration::from_secs(600)),
+        origin: crate::store::Origin::Escalated,
+        reason: Some("test origin".into()),
+    };
+    let r = e.decided(decision, now).unwrap();
+    assert_eq!(r.banned.len(), 1);
+    assert_eq!(r.banned[0].ip, "198.51.100.0/24");
+    assert_eq!(r.failed, ["192.0.2.9: overlaps ignoreip of jail asterisk"]);
+    assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.0/24"]);
+    let st = e.jail_status("asterisk", now).unwrap();
+    assert_eq!(st.banned[0].reason.as_deref(), Some("test origin"));
+    assert!(matches!(
+        e.decided(
+            Decision {
+                jail: "nope".into(),
+                nets: vec![],
+                bantime: None,
+                origin: crate::store::Origin::Manual,
+                reason: None
+            },
+            now
+        ),
+        Err(RequestError::UnknownJail { .. })
+    ));
+    // Restored after a restart, with its reason.
+    drop(e);
+    let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(crate::store::Store::open(&db).unwrap());
+    assert_eq!(e.start(&config).unwrap(), 1);
+    let st = e.jail_status("asterisk", SystemTime::now()).unwrap();
+    assert_eq!(st.banned[0].reason.as_deref(), Some("test origin"));
 }

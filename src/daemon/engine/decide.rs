@@ -1,0 +1,133 @@
+//! Deciding: failures become bans, bans get longer for repeat offenders,
+//! bans and failure windows end.
+//!
+//! The counting itself is the tracker's (pure, clock-free); here a verdict
+//! becomes a ban in the jail's record, queued for the next
+//! [`Engine::flush`], and feeds recidive and IPv6 escalation.
+
+use std::time::{Duration, SystemTime};
+
+use ipnet::IpNet;
+
+use super::jail::JailState;
+use super::Engine;
+use crate::address::{is_host, show as show_net};
+use crate::config::format_duration;
+use crate::firewall::Ban;
+use crate::store::FailureWindow;
+use crate::tracker::Verdict;
+
+impl Engine {
+    /// A failure of `net` (an address, or a prefix a rule captured with
+    /// `<SUBNET>` or `<ADDR>/<CIDR>`) seen in jail number `jail`, dated
+    /// `at` (the line's own time), handled at `now`. A ban it leads to runs
+    /// from `now`, however old the line.
+    pub fn failure_of(&mut self, jail: usize, net: IpNet, at: SystemTime, now: SystemTime) {
+        let net = net.trunc();
+        let j = &mut self.jails[jail];
+        let bantime = match j.tracker.failure_of(net, at) {
+            Verdict::Ignored => {
+                tracing::debug!(jail = %j.name, net = %show_net(&net), "failure from (or overlapping) an ignoreip address; not counted");
+                return;
+            }
+            Verdict::Counted { count } => {
+                tracing::debug!(jail = %j.name, net = %show_net(&net), count, maxretry = j.tracker.policy.maxretry, "failure");
+                return;
+            }
+            Verdict::Ban { bantime } => bantime,
+        };
+        if let Some(cover) = j.bans.covering(&net, at) {
+            tracing::debug!(jail = %j.name, net = %show_net(&net), %cover, "already banned");
+            return;
+        }
+        let bantime = self.incremented(jail, net, bantime);
+        let j = &mut self.jails[jail];
+        let (what, window) = (j.tracker.policy.maxretry, format_duration(j.tracker.policy.findtime));
+        let why = if Some(jail) == self.recidive {
+            format!("banned {what} times within {window}")
+        } else {
+            format!("{what} failures within {window}")
+        };
+        tracing::info!(jail = %j.name, "Ban {} for {} ({why})", show_net(&net), format_duration(bantime));
+        j.bans.insert(net, expiry(now.max(at), bantime));
+        j.count_ban(net);
+        self.pending.push(Ban {
+            jail: j.name.clone(),
+            net,
+            timeout: bantime,
+        });
+        // Every ban of another jail is one "failure" for recidive.
+        if let Some(r) = self.recidive.filter(|&r| r != jail) {
+            self.failure_of(r, net, at, now);
+        }
+        if is_host(&net) {
+            self.escalate(jail, net.addr(), now.max(at));
+        }
+    }
+
+    /// A failure of the address `addr` at `now` (tests).
+    #[cfg(test)]
+    pub(super) fn failure(&mut self, jail: usize, addr: std::net::IpAddr, now: SystemTime) {
+        self.failure_of(jail, IpNet::from(addr), now, now)
+    }
+
+    /// The ban time for the next ban of `net` in jail `jail`: `bantime *
+    /// factor^n` after n earlier bans (from the history, else since start),
+    /// at most the increment's `max`.
+    pub(super) fn incremented(&mut self, jail: usize, net: IpNet, bantime: Duration) -> Duration {
+        let Some(inc) = self.jails[jail].increment else {
+            return bantime;
+        };
+        let name = self.jails[jail].name.clone();
+        let earlier = self
+            .history
+            .ban_count(&name, &net)
+            .unwrap_or_else(|| self.jails[jail].times_banned.get(&net).copied().unwrap_or(0));
+        // The increment only lengthens: `max` caps the growth, never the base.
+        let grown = bantime.as_secs_f64() * inc.factor.powi(earlier.min(64) as i32);
+        Duration::try_from_secs_f64(grown.min(inc.max.0.as_secs_f64()))
+            .unwrap_or(inc.max.0)
+            .max(bantime)
+    }
+
+    /// Forget bans whose kernel timeout has passed (the kernel already
+    /// dropped them) and failure windows that are over; purge old history
+    /// now and then.
+    pub(super) fn expire(&mut self, now: SystemTime) {
+        for j in &mut self.jails {
+            j.bans.retain(|_, &mut t| t > now);
+            if !j.reasons.is_empty() {
+                let bans = &j.bans;
+                j.reasons.retain(|net, _| bans.contains_key(net));
+            }
+            j.tracker.prune(now);
+        }
+        self.history.purge(now);
+    }
+}
+
+/// When a ban of `bantime` made at `from` ends. A bantime too long for the
+/// clock is cut to a century rather than overflowing.
+pub(super) fn expiry(from: SystemTime, bantime: Duration) -> SystemTime {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    from.checked_add(bantime).unwrap_or(from + CENTURY)
+}
+
+/// Every jail's failure windows changed since the last save (recidive's
+/// are rebuilt from the ban history at start instead).
+pub(super) fn failure_changes(jails: &mut [JailState], recidive: Option<usize>) -> Vec<FailureWindow> {
+    let mut out = Vec::new();
+    for (i, j) in jails.iter_mut().enumerate() {
+        if Some(i) == recidive {
+            continue;
+        }
+        for (net, times) in j.tracker.take_changes() {
+            out.push(FailureWindow {
+                jail: j.name.clone(),
+                net,
+                times,
+            });
+        }
+    }
+    out
+}

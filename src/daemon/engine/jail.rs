@@ -1,0 +1,96 @@
+//! One jail's live state inside the engine: its failure windows, its
+//! running bans and its counters.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use super::bans::Bans;
+use crate::config::{EscalationConfig, IncrementConfig, Jail};
+use crate::sources::SourceStats;
+use crate::tracker::{Policy, Tracker};
+
+/// One jail's live state.
+pub(super) struct JailState {
+    pub(super) name: String,
+    pub(super) ruleset: String,
+    pub(super) files: Vec<String>,
+    pub(super) journal: Vec<String>,
+    pub(super) tracker: Tracker,
+    /// Banned addresses/prefixes and when their kernel timeout ends.
+    pub(super) bans: Bans,
+    pub(super) total_banned: u64,
+    pub(super) total_unbanned: u64,
+    /// Bans of this jail the kernel refused (a full set, say).
+    pub(super) kernel_errors: u64,
+    /// The sources the daemon reads for this jail, in config order (files,
+    /// journal, stdin), for `status`.
+    pub(super) sources: Vec<Arc<SourceStats>>,
+    /// Longer bans for repeat offenders.
+    pub(super) increment: Option<IncrementConfig>,
+    /// Ban an IPv6 prefix once enough of its addresses are banned.
+    pub(super) escalation: Option<EscalationConfig>,
+    /// Why a ban was made, for the bans whose jail rule does not say it
+    /// (escalated prefixes); shown by `status`.
+    pub(super) reasons: HashMap<IpNet, String>,
+    /// Bans per address since start, when there is no history to ask.
+    pub(super) times_banned: HashMap<IpNet, u32>,
+}
+
+impl JailState {
+    /// A jail without sources: `recidive` and `manual`, and the base of
+    /// [`JailState::of`].
+    pub(super) fn new(name: &str, policy: Policy) -> JailState {
+        JailState {
+            name: name.into(),
+            ruleset: "-".into(),
+            files: Vec::new(),
+            journal: Vec::new(),
+            tracker: Tracker::new(policy),
+            bans: Bans::default(),
+            total_banned: 0,
+            total_unbanned: 0,
+            kernel_errors: 0,
+            sources: Vec::new(),
+            increment: None,
+            escalation: None,
+            reasons: HashMap::new(),
+            times_banned: HashMap::new(),
+        }
+    }
+
+    /// A configured jail.
+    pub(super) fn of(jail: &Jail) -> JailState {
+        let policy = Policy {
+            findtime: jail.findtime,
+            maxretry: jail.maxretry,
+            bantime: jail.bantime,
+            ignoreip: jail.ignoreip.clone(),
+            max_tracked: jail.max_tracked,
+        };
+        JailState {
+            ruleset: jail.ruleset.clone(),
+            files: jail.files.iter().map(|f| f.display().to_string()).collect(),
+            journal: jail.journal.clone(),
+            increment: jail.increment,
+            escalation: jail.escalation,
+            ..JailState::new(&jail.name, policy)
+        }
+    }
+
+    /// Count a ban decided now, for `status` and the bantime increment.
+    pub(super) fn count_ban(&mut self, net: IpNet) {
+        self.total_banned += 1;
+        *self.times_banned.entry(net).or_default() += 1;
+    }
+
+    /// A ban that did not reach the kernel: out of the record and the
+    /// counts, as if it had not been decided.
+    pub(super) fn drop_refused(&mut self, net: &IpNet) {
+        self.bans.remove(net);
+        self.reasons.remove(net);
+        self.kernel_errors += 1;
+        self.total_banned = self.total_banned.saturating_sub(1);
+    }
+}

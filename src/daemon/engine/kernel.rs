@@ -1,0 +1,219 @@
+//! The engine's kernel side: bans decided go into the kernel in one batch
+//! per burst, refused ones leave the record, banned sources lose their
+//! conntrack entries, and the table is put back when another tool changed
+//! it.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant, SystemTime};
+
+use ipnet::IpNet;
+
+use super::Engine;
+use crate::address::{is_host, show as show_net};
+use crate::firewall::{Ban, Notice};
+use crate::store::Origin;
+
+/// How many bans refused in one batch are logged one by one.
+const LOGGED_REFUSALS: usize = 10;
+
+/// While bans stream in, conntrack entries of banned sources are removed at
+/// most this often. Each removal walks the kernel's whole conntrack table
+/// (shared by all namespaces), however few addresses it is for, so one walk
+/// per ban costs a whole core under a steady stream of bans
+/// (docs/performance.md, "Daemon"). A lone ban is still cleaned at once;
+/// bans in the interval after it are cleaned together at its end. Their
+/// packets are dropped by the rules meanwhile: only the entries' cleanup
+/// waits.
+pub const FORGET_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Banned sources whose conntrack entries are still to be removed.
+pub(super) struct Forget {
+    waiting: Vec<IpNet>,
+    last: Option<Instant>,
+    /// [`FORGET_INTERVAL`]; tests set another.
+    pub(super) interval: Duration,
+}
+
+impl Forget {
+    /// Whether removals wait for the end of the interval.
+    pub(super) fn waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+}
+
+impl Default for Forget {
+    fn default() -> Forget {
+        Forget {
+            waiting: Vec::new(),
+            last: None,
+            interval: FORGET_INTERVAL,
+        }
+    }
+}
+
+impl Engine {
+    /// Send the bans decided since the last flush to the kernel in one
+    /// batch, after writing them to the history.
+    pub fn flush(&mut self, now: SystemTime) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let bans = std::mem::take(&mut self.pending);
+        self.history.record(&bans, Origin::Auto, None, now);
+        let _ = self.push(&bans, now);
+    }
+
+    /// Put `bans` into the kernel, then remove their conntrack entries.
+    /// Bans the kernel refuses are logged, counted and dropped from the
+    /// record and the history; the others stay. Returns the refused ones,
+    /// with the reason.
+    pub(super) fn push(&mut self, bans: &[Ban], now: SystemTime) -> Vec<(Ban, String)> {
+        // `Err` means nothing went in (no table, a broken socket): one log
+        // line for the call, not one per ban, and the history keeps them,
+        // so a restart puts them in.
+        let (refused, whole): (Vec<(Ban, String)>, bool) = match self.firewall.add(bans) {
+            Ok(refused) => (
+                refused.into_iter().map(|r| (r.ban, r.error.to_string())).collect(),
+                false,
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, count = bans.len(), "could not put bans into the kernel");
+                let why = e.to_string();
+                (bans.iter().map(|b| (b.clone(), why.clone())).collect(), true)
+            }
+        };
+        for (k, (ban, why)) in refused.iter().enumerate() {
+            self.kernel_errors += 1;
+            if let Some(j) = self.jails.iter_mut().find(|j| j.name == ban.jail) {
+                j.drop_refused(&ban.net);
+            }
+            if whole {
+                continue;
+            }
+            // A full set refuses every further ban: name the first few.
+            if k < LOGGED_REFUSALS {
+                tracing::error!(jail = %ban.jail, "could not put the ban of {} into the kernel: {why}", show_net(&ban.net));
+            } else if k == LOGGED_REFUSALS {
+                tracing::error!("... and {} more bans refused by the kernel", refused.len() - k);
+            }
+            // Refused by the kernel, so not to be restored either.
+            self.history.forget(&ban.jail, &[ban.net], now);
+        }
+        // Only now that the bans are in place: a packet of the flow that
+        // arrives meanwhile is dropped before its new entry is confirmed.
+        let lost: BTreeSet<(&str, IpNet)> = refused.iter().map(|(b, _)| (b.jail.as_str(), b.net)).collect();
+        self.forget.waiting.extend(
+            bans.iter()
+                .filter(|b| !lost.contains(&(b.jail.as_str(), b.net)))
+                .map(|b| b.net),
+        );
+        self.forget_connections(false);
+        refused
+    }
+
+    /// Remove the conntrack entries of the sources banned since the last
+    /// time: now if `force` or [`FORGET_INTERVAL`] has passed since then,
+    /// else later (the daemon's loop calls [`Engine::tick`] within the
+    /// interval while some are waiting, see [`Engine::wait_at_most`]).
+    pub(super) fn forget_connections(&mut self, force: bool) {
+        let f = &mut self.forget;
+        if f.waiting.is_empty() || !force && f.last.is_some_and(|t| t.elapsed() < f.interval) {
+            return;
+        }
+        let nets = std::mem::take(&mut f.waiting);
+        f.last = Some(Instant::now());
+        match self.firewall.forget_connections(&nets) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                "removed {n} conntrack entr{} of banned sources",
+                if n == 1 { "y" } else { "ies" }
+            ),
+            Err(e) => {
+                self.kernel_errors += 1;
+                tracing::warn!(error = %e, "could not remove the conntrack entries of banned sources");
+            }
+        }
+    }
+
+    /// Put the table back as setup makes it and re-add every live ban
+    /// with its remaining time, from nftban's own record (never by listing
+    /// the kernel's sets). Returns how many bans were re-added.
+    fn restore(&mut self, now: SystemTime) -> crate::firewall::Result<usize> {
+        self.flush(now);
+        self.expire(now);
+        self.firewall.setup(&self.spec)?;
+        let bans: Vec<Ban> = self
+            .jails
+            .iter()
+            .flat_map(|j| {
+                j.bans.iter().filter_map(move |(net, &until)| {
+                    let left = until.duration_since(now).ok().filter(|d| !d.is_zero())?;
+                    Some(Ban {
+                        jail: j.name.clone(),
+                        net: *net,
+                        timeout: left,
+                    })
+                })
+            })
+            .collect();
+        self.firewall.add(&bans)?;
+        Ok(bans.len())
+    }
+
+    /// What is missing from the kernel, checked cheaply: the table's
+    /// objects, and per jail one single-address and one prefix ban (the
+    /// ones with the most time left), looked up one by one.
+    fn missing(&mut self, now: SystemTime) -> crate::firewall::Result<Vec<String>> {
+        let soon = now + Duration::from_secs(2);
+        let mut probes = Vec::new();
+        for j in &self.jails {
+            for host in [true, false] {
+                let best = j
+                    .bans
+                    .iter()
+                    .filter(|(n, &t)| t > soon && is_host(n) == host)
+                    .max_by_key(|(_, &t)| t);
+                if let Some((net, _)) = best {
+                    probes.push((j.name.clone(), *net));
+                }
+            }
+        }
+        self.firewall.missing(&self.spec, &probes)
+    }
+
+    /// Act on what the watcher of nftban's table reported: after another
+    /// process's deletions, restore at once; after lost events (or a big
+    /// batch of nftban's own, during which the watcher was paused), check
+    /// cheaply first and restore only if something is missing.
+    pub fn heal(&mut self, notice: Notice, now: SystemTime) {
+        let table = self.spec.table.clone();
+        let cause = match notice {
+            Notice::Changed { what, pid, process } => {
+                format!("{} by process {process} (pid {pid})", what.join(", "))
+            }
+            Notice::Lost => match self.missing(now) {
+                Ok(missing) if missing.is_empty() => {
+                    tracing::debug!("nf_tables events were lost (ENOBUFS); table inet {table} is intact");
+                    return;
+                }
+                Ok(missing) => format!(
+                    "{} (nf_tables events were lost, so the process is unknown)",
+                    missing.join(", ")
+                ),
+                Err(e) => format!("nf_tables events were lost and checking the table failed ({e})"),
+            },
+        };
+        match self.restore(now) {
+            Ok(n) => tracing::warn!(
+                "table inet {table} was changed by another tool: {cause}; restored the table and {n} ban(s)"
+            ),
+            Err(e) => {
+                self.kernel_errors += 1;
+                tracing::error!(error = %e, "table inet {table} was changed by another tool: {cause}; restoring it failed")
+            }
+        }
+        // The restore itself may have run with the watcher paused: that
+        // window is covered by the restore, so it needs no second check.
+        let _ = self.firewall.take_unwatched();
+    }
+}

@@ -1,0 +1,244 @@
+//! The engine: the one place where ban state changes.
+//!
+//! It owns each jail's tracker and ban record, the ban history and the
+//! firewall. Sources feed it failures, the control socket feeds it requests,
+//! other origins of bans feed it decisions; all arrive on one channel, so
+//! there are no locks around ban state. Bans decided while handling a burst
+//! of events are queued and sent to the kernel together by
+//! [`Engine::flush`], one netlink batch for the whole burst.
+//!
+//! The ban record mirrors the kernel: what nftban added, with expiry times.
+//! It is rebuilt from the ban history at start (never by listing the
+//! kernel's sets), so a restart keeps and shows the bans that are still
+//! running.
+//!
+//! One file per job:
+//! - [`decide`]: failures → bans, bantime increment, expiry;
+//! - [`manual`]: bans by hand and from other origins ([`Decision`]), unbans;
+//! - [`escalation`]: IPv6 prefixes banned once enough of their addresses are;
+//! - [`kernel`]: bans into the kernel, refusals, conntrack, healing;
+//! - [`start`]: setup and restore from the history;
+//! - [`history`]: the ban history, its errors and their logging;
+//! - [`status`]: what `nftban status` shows;
+//! - [`jail`] and [`bans`]: one jail's state, and its running bans.
+//!
+//! The engine knows the kernel only through the [`Firewall`] trait, and
+//! answers with the report types of [`crate::status`]; turning those into
+//! control-socket responses is the daemon's job.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::config::{Config, MANUAL_JAIL};
+use crate::firewall::{Firewall, TableSpec};
+use crate::sources::{Checkpoint, SourceStats};
+use crate::store::Store;
+use crate::tracker::{Policy, DEFAULT_MAX_TRACKED};
+
+mod bans;
+mod decide;
+mod escalation;
+mod history;
+mod jail;
+mod kernel;
+mod manual;
+mod start;
+mod status;
+
+use bans::Bans;
+use decide::failure_changes;
+use history::History;
+use jail::JailState;
+use kernel::Forget;
+pub use kernel::FORGET_INTERVAL;
+pub use manual::Decision;
+
+/// Why a request (ban, unban, status of one jail) was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// No jail of that name.
+    #[error("no jail named `{name}` (jails: {jails})")]
+    UnknownJail { name: String, jails: String },
+    /// The request names no address.
+    #[error("no address given")]
+    NoAddress,
+    /// A text that is not an address or prefix.
+    #[error("`{text}`: {source}")]
+    BadAddress {
+        text: String,
+        source: crate::address::AddressError,
+    },
+    /// A ban of no time at all.
+    #[error("bantime must be longer than 0s")]
+    ZeroBantime,
+    /// The kernel would not lift the bans a prefix replaces.
+    #[error("kernel refused to replace contained bans: {0}")]
+    ReplaceRefused(#[source] crate::firewall::Error),
+    /// The kernel would not lift a ban.
+    #[error("kernel refused to unban {net}: {source}")]
+    UnbanRefused {
+        net: String,
+        source: crate::firewall::Error,
+    },
+    /// The history could not record an unban, so it would come back after
+    /// a restart: nothing was lifted.
+    #[error("cannot record the unban of {net} in the history: {source}")]
+    History { net: String, source: crate::store::Error },
+}
+
+/// Ban state of all jails plus the firewall they are pushed to.
+pub struct Engine {
+    firewall: Box<dyn Firewall>,
+    jails: Vec<JailState>,
+    /// Index of the recidive jail, when `recidive:` is configured.
+    recidive: Option<usize>,
+    /// What setup builds, kept to heal the table.
+    spec: TableSpec,
+    /// Bans decided since the last flush.
+    pending: Vec<crate::firewall::Ban>,
+    /// Bans the kernel refused and other kernel requests that failed,
+    /// since start.
+    kernel_errors: u64,
+    history: History,
+    /// Conntrack entries of banned sources still to be removed.
+    forget: Forget,
+}
+
+impl Engine {
+    /// Build the jails of `config` (plus `recidive` and `manual`) with empty
+    /// state and no sources (see [`Engine::attach_source`]).
+    pub fn new(config: &Config, firewall: Box<dyn Firewall>) -> Engine {
+        let mut jails: Vec<JailState> = config.jails.iter().map(JailState::of).collect();
+        // The recidive jail counts bans, not lines: its "failures" are the
+        // bans of the other jails.
+        let recidive = config.recidive.map(|r| {
+            jails.push(JailState::new(
+                crate::config::RECIDIVE_JAIL,
+                Policy {
+                    findtime: r.findtime.0,
+                    maxretry: r.maxretry,
+                    bantime: r.bantime.0,
+                    ignoreip: vec![],
+                    max_tracked: DEFAULT_MAX_TRACKED,
+                },
+            ));
+            jails.len() - 1
+        });
+        let manual = Policy {
+            findtime: Duration::from_secs(1),
+            maxretry: 1,
+            bantime: config.default_bantime,
+            ignoreip: vec![],
+            max_tracked: 1,
+        };
+        jails.push(JailState::new(MANUAL_JAIL, manual));
+        Engine {
+            firewall,
+            jails,
+            recidive,
+            spec: config.table_spec(),
+            pending: Vec::new(),
+            kernel_errors: 0,
+            history: History::new(config.history_keep),
+            forget: Forget::default(),
+        }
+    }
+
+    /// Keep ban history in `store`: bans are written there before they go
+    /// to the kernel, and restored from there at start.
+    pub fn with_store(mut self, store: Store) -> Engine {
+        self.history = self.history.with_store(store);
+        self
+    }
+
+    /// Jail number `jail` reads `source`: its figures show in the jail's
+    /// status, in the order attached.
+    pub fn attach_source(&mut self, jail: usize, source: Arc<SourceStats>) {
+        self.jails[jail].sources.push(source);
+    }
+
+    /// A source has dealt out every line up to `checkpoint` (their failures
+    /// came before this on the same channel, so they are handled): saved
+    /// with the next save of the history.
+    pub fn checkpoint(&mut self, checkpoint: Checkpoint) {
+        self.history.checkpoint(checkpoint);
+    }
+
+    /// After a burst of events: its bans to the kernel, conntrack entries
+    /// of banned sources removed when due, positions saved when due. Returns
+    /// whether the table should be checked, because some of nftban's own
+    /// changes ran with the watcher paused (changes by others in that
+    /// window went unseen).
+    pub fn after_burst(&mut self, now: SystemTime) -> bool {
+        self.flush(now);
+        self.forget_connections(false);
+        self.save(false);
+        self.firewall.take_unwatched()
+    }
+
+    /// Nothing happened for a while: expire what ended, and do the waiting
+    /// conntrack removals and saves when due.
+    pub fn tick(&mut self, now: SystemTime) {
+        self.forget_connections(false);
+        self.expire(now);
+        self.save(false);
+    }
+
+    /// Stop (or reload): everything decided goes out and is saved.
+    pub fn finish(&mut self, now: SystemTime) {
+        self.flush(now);
+        self.forget_connections(true);
+        self.save(true);
+    }
+
+    /// How long the daemon's loop may wait for an event before calling
+    /// [`Engine::tick`]: sooner while conntrack removals wait.
+    pub fn wait_at_most(&self) -> Duration {
+        if self.forget.waiting() {
+            self.forget.interval
+        } else {
+            Duration::from_secs(1)
+        }
+    }
+
+    /// Save reading positions and the failure windows as they stand.
+    fn save(&mut self, force: bool) {
+        let Engine {
+            history,
+            jails,
+            recidive,
+            ..
+        } = self;
+        history.save(force, || failure_changes(jails, *recidive));
+    }
+
+    fn jail_index(&self, name: &str) -> Result<usize, RequestError> {
+        self.jails
+            .iter()
+            .position(|j| j.name == name)
+            .ok_or_else(|| RequestError::UnknownJail {
+                name: name.into(),
+                jails: self
+                    .jails
+                    .iter()
+                    .map(|j| j.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// Carry out a request at `now`: bans that ended are forgotten first;
+    /// what it decided goes to the kernel at once, and since requests are
+    /// rare, whatever conntrack removals wait are done too (a ban by hand
+    /// has its entries removed before the answer).
+    fn request<T>(&mut self, now: SystemTime, f: impl FnOnce(&mut Engine) -> T) -> T {
+        self.expire(now);
+        let out = f(self);
+        self.flush(now);
+        self.forget_connections(true);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,166 @@
+//! The engine loop: every event (failures from the sources, decisions of
+//! other origins, control requests, the watcher's notices, signals) arrives
+//! on one channel and is handled on this one thread, in order.
+//!
+//! Batching: the loop takes every event already waiting (up to
+//! [`BURST`]) before it flushes, so bans decided together go to the kernel
+//! in one netlink batch, while a lone event is flushed as soon as it is
+//! handled (no timer, no wait for more).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, SystemTime};
+
+use super::engine::Engine;
+use super::outbox::Failure;
+use crate::config::Config;
+use crate::control::{Request, Response};
+use crate::firewall::Notice;
+use crate::sources::Checkpoint;
+
+/// What the engine is told.
+pub enum Event {
+    /// The failures of one read of a source, then, if given, the
+    /// checkpoint up to which that source is dealt with.
+    Lines {
+        failures: Vec<Failure>,
+        checkpoint: Option<Checkpoint>,
+    },
+    /// Bans an origin other than the jails' rules decided.
+    Decided(super::origin::Decision),
+    /// A control request and where to send the answer.
+    Request(Request, mpsc::Sender<Response>),
+    /// nf_tables events about nftban's table: another process deleted
+    /// parts of it, or events were lost.
+    Kernel(Notice),
+    /// Stop (signal name).
+    Shutdown(&'static str),
+}
+
+/// How many events are handled before their bans are flushed, at most.
+const BURST: usize = 10_000;
+
+/// Why the engine loop ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Exit {
+    Stop,
+    Reload,
+}
+
+/// Handle events until a stop or an accepted reload.
+pub(super) fn run(engine: &mut Engine, rx: mpsc::Receiver<Event>, config: &Config, answering: &AtomicBool) -> Exit {
+    loop {
+        let first = match rx.recv_timeout(engine.wait_at_most()) {
+            Ok(ev) => ev,
+            Err(RecvTimeoutError::Timeout) => {
+                engine.tick(SystemTime::now());
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return Exit::Stop,
+        };
+        // Take the whole burst, then send its bans in one batch.
+        let mut next = Some(first);
+        let mut handled = 0;
+        while let Some(ev) = next.take() {
+            if let Some(exit) = handle(engine, ev, config, answering) {
+                return exit;
+            }
+            handled += 1;
+            if handled < BURST {
+                next = rx.try_recv().ok();
+            }
+        }
+        // A big batch ran with the watcher paused: look for what other
+        // tools may have deleted meanwhile, as after lost events.
+        if engine.after_burst(SystemTime::now()) {
+            engine.heal(Notice::Lost, SystemTime::now());
+        }
+    }
+}
+
+/// Handle one event; `Some` ends the loop.
+fn handle(engine: &mut Engine, event: Event, config: &Config, answering: &AtomicBool) -> Option<Exit> {
+    let now = SystemTime::now();
+    match event {
+        Event::Lines { failures, checkpoint } => {
+            for f in failures {
+                engine.failure_of(f.jail, f.net, f.at, now);
+            }
+            if let Some(c) = checkpoint {
+                engine.checkpoint(c);
+            }
+        }
+        Event::Decided(decision) => {
+            if let Err(e) = engine.decided(decision, now) {
+                tracing::warn!("bans from another origin refused: {e}");
+            }
+        }
+        Event::Request(Request::Reload, reply) => {
+            let answer = check_reload(config);
+            let ok = answer.ok;
+            let _ = reply.send(answer);
+            if ok {
+                engine.finish(now);
+                // The "ok" must reach `nftban reload` before the restart
+                // closes the socket (bounded: a stuck client must not hold
+                // the reload).
+                let asked = std::time::Instant::now();
+                while answering.load(Ordering::SeqCst) && asked.elapsed() < Duration::from_secs(2) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                return Some(Exit::Reload);
+            }
+        }
+        Event::Request(req, reply) => {
+            engine.flush(now);
+            let _ = reply.send(answer(engine, req, now));
+        }
+        Event::Kernel(notice) => {
+            engine.flush(now);
+            engine.heal(notice, now);
+        }
+        Event::Shutdown(sig) => {
+            engine.finish(now);
+            tracing::info!("{sig} received, stopping");
+            return Some(Exit::Stop);
+        }
+    }
+    None
+}
+
+/// Carry out a control request (other than reload) and answer it.
+pub(super) fn answer(engine: &mut Engine, req: Request, now: SystemTime) -> Response {
+    match req {
+        Request::Status { jail: None } => Response::ok(engine.status(now)),
+        Request::Status { jail: Some(name) } => Response::from_result(engine.jail_status(&name, now)),
+        Request::Ban { addrs, jail, bantime } => {
+            Response::from_result(engine.ban(&addrs, jail.as_deref(), bantime.map(Duration::from_secs), now))
+        }
+        Request::Unban { addrs, jail } => Response::from_result(engine.unban(&addrs, jail.as_deref(), now)),
+        // Handled by the loop, which restarts the daemon.
+        Request::Reload => Response::err("reload is handled by the daemon loop"),
+    }
+}
+
+/// Check the config file for a reload: the new config as a whole, or its
+/// error (the running one stays).
+fn check_reload(config: &Config) -> Response {
+    match Config::load(&config.path) {
+        Ok(new) => {
+            tracing::info!(
+                "reload: {} is valid ({} jail(s)); restarting with it",
+                config.path.display(),
+                new.jails.len()
+            );
+            Response::ok(format!(
+                "reloading {} ({} jail(s))",
+                config.path.display(),
+                new.jails.len()
+            ))
+        }
+        Err(e) => {
+            tracing::error!("reload refused, the running config stays: {e}");
+            Response::err(format!("reload refused, the running config stays: {e}"))
+        }
+    }
+}
