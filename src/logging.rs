@@ -1,4 +1,4 @@
-//! Where the daemon's log goes (`log.target` in the config, seed FAQ row 5):
+//! Where the daemon's log goes (`log.target` in the config, docs/faq.md row 5):
 //! `stderr`, `journald` (the journal's native protocol, with priorities and
 //! fields, through tracing-journald), `syslog` (RFC 3164 datagrams to
 //! `/dev/log`, facility daemon, priority from the level), or a file path.

@@ -28,8 +28,8 @@ fn ask<T: serde::de::DeserializeOwned>(c: &ConfigArg, req: &Request) -> anyhow::
 
 /// Addresses per request. `nftban ban -` of a million addresses goes as
 /// 100 requests, so neither side ever holds more than one chunk (its
-/// request, parsed list and answer): about 1 GB for a million in one
-/// request before, docs/performance.md "Memory".
+/// request, parsed list and answer), however long the list
+/// (docs/performance.md, "Memory").
 const CHUNK: usize = 10_000;
 
 /// Hand the addresses of `args` to `send` in chunks of [`CHUNK`], each

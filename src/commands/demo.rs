@@ -2,7 +2,7 @@
 //!
 //! Two network namespaces joined by a veth pair: a "PBX" (192.0.2.1) where
 //! `nftban run` watches an Asterisk log, and an "attacker" (192.0.2.66).
-//! The demo writes the seed FAQ's Asterisk attack lines into the log, shows
+//! The demo writes the Asterisk attack lines of docs/faq.md into the log, shows
 //! the attacker's address land in the kernel set with its own timeout, its
 //! SIP packets dropped, and passing again after `nftban unban`. Everything
 //! is removed at the end (deleting the namespaces removes their tables).
@@ -23,7 +23,7 @@ use crate::netns::{is_root, udp_echo, udp_probe, NetNs};
 const PBX: &str = "192.0.2.1";
 const ATTACKER: &str = "192.0.2.66";
 
-/// The attack, as the PBX logs it: seed FAQ rows 3, 4 and 9, three times
+/// The attack, as the PBX logs it: docs/faq.md rows 3, 4 and 9, three times
 /// each (maxretry 3), plus a host with too few failures and an ignored one.
 fn attack_lines() -> Vec<String> {
     // Dated now: nftban takes a failure's time from its line, and lines
@@ -171,7 +171,7 @@ pub fn run() -> anyhow::Result<u8> {
     let before = probe(&attacker)?;
     show_probe(before);
 
-    say("The attack: writing the seed FAQ's Asterisk lines to the log");
+    say("The attack: writing the Asterisk lines of docs/faq.md to the log");
     {
         let mut f = std::fs::OpenOptions::new().append(true).open(&log)?;
         for l in attack_lines() {

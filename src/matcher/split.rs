@@ -1,8 +1,9 @@
 //! Where a rule's `<HOST>` is in a line, without a capture engine.
 //!
 //! Why: on a candidate line, captures (regex-automata's bounded
-//! backtracker over the rule) cost about 17,000 instructions, more than the
-//! literal scan of a hundred ordinary lines. A lazy DFA step costs a few.
+//! backtracker over the rule) cost more instructions than the literal scan
+//! of a hundred ordinary lines (docs/performance.md, "Detection"). A lazy
+//! DFA step costs a few.
 //!
 //! How: a rule's regex is a concatenation `L (?P<host>H) R` (the host group
 //! sits at its top level). In the match the regex crate reports, starting

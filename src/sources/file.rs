@@ -32,12 +32,11 @@ pub(super) const TICK: Duration = Duration::from_secs(1);
 
 /// Reads of one file are at least this far apart. A program that logs
 /// line by line under a flood writes thousands of times a second, and each
-/// write woke the reader and then the engine: at 10,000 lines/s the wake-ups
-/// were most of nftban's CPU. Reading what 5 ms of writes gathered at once
-/// divides them by five or more, and adds at most 5 ms to a ban under a
-/// flood (half of the 10 ms latency budget); a line after a quiet spell is
-/// read at once. (2 ms: 3.7% of a core at 10,000 lines/s in 1,000 writes a
-/// second; 5 ms: 2.4%, docs/performance.md.)
+/// write woke the reader and then the engine: under a steady flood the
+/// wake-ups were most of nftban's CPU. Reading what the gap's writes
+/// gathered at once divides them several times over, and adds at most the
+/// gap to a ban under a flood; a line after a quiet spell is read at once.
+/// The gap was chosen by measurement (docs/performance.md, "Daemon").
 pub(super) const READ_GAP: Duration = Duration::from_millis(5);
 
 /// Keeps reads [`READ_GAP`] apart.
@@ -138,8 +137,8 @@ pub struct FileTail {
     skipping: bool,
     max_line: usize,
     stats: Arc<SourceStats>,
-    /// The read buffer, kept between calls: a busy log is read a thousand
-    /// times a second, and zeroing 64 KiB each time showed in profiles.
+    /// The read buffer, kept between calls: a busy log is read many times
+    /// a second, and zeroing the buffer each time showed in profiles.
     buf: Vec<u8>,
 }
 

@@ -4,7 +4,7 @@
 //! starts is read back from here and put into the kernel in one batch, so a
 //! restart never depends on listing the kernel's sets (listing a set of a
 //! million elements takes over a minute in the kernel) and an address that
-//! was unbanned by hand is not restored (seed FAQ row 7).
+//! was unbanned by hand is not restored (docs/faq.md row 7).
 //!
 //! Bans are written *before* they are sent to the kernel: if the process
 //! dies in between, the next start puts them in; the other order could leave

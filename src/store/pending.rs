@@ -1,14 +1,14 @@
 //! Bans written to the history but not yet to SQLite: an append-only file
 //! beside the database (`nftban.db-pending`).
 //!
-//! A SQLite transaction costs about 60 µs of CPU even in WAL mode (page
-//! writes to the WAL, checksums, file locks, a random leaf of the `net`
-//! index). Bans come one at a time under a steady attack (333 bans/s in the
-//! daemon benchmark, each in its own burst so that it reaches the kernel at
-//! once), and that transaction was a third of the engine's CPU. A line
-//! appended here costs one `write` (a few µs); the engine moves what
-//! gathered into SQLite in one transaction about once a second, together
-//! with the file positions, and then empties this file.
+//! A SQLite transaction costs real CPU even in WAL mode (page writes to the
+//! WAL, checksums, file locks, a random leaf of the `net` index). Bans come
+//! one at a time under a steady attack (each in its own burst, so that it
+//! reaches the kernel at once), and that transaction was a third of the
+//! engine's CPU in the daemon benchmark (docs/performance.md, "Daemon"). A
+//! line appended here costs one `write`; the engine moves what gathered
+//! into SQLite in one transaction about once a second, together with the
+//! file positions, and then empties this file.
 //!
 //! Durability is the same as SQLite's with `synchronous=NORMAL`: a write
 //! is in the page cache when `write` returns, so `kill -9` loses nothing;

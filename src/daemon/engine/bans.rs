@@ -11,7 +11,7 @@ use crate::address::is_host;
 /// The bans, and how many of them are prefixes: with none (the usual case),
 /// "is this address already covered" is one lookup instead of one per
 /// prefix length (33 for IPv4, 129 for IPv6), which showed in the engine's
-/// profile at hundreds of bans a second.
+/// profile under a steady stream of bans.
 #[derive(Debug, Default)]
 pub struct Bans {
     map: BTreeMap<IpNet, SystemTime>,
