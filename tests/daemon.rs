@@ -9,9 +9,7 @@ use crate::support::*;
 /// flush), in status, and without duplicating rules.
 #[test]
 fn restart_keeps_bans_and_does_not_duplicate_rules() {
-    if !kernel_tests_possible("restart_keeps_bans_and_does_not_duplicate_rules") {
-        return;
-    }
+    kernel_test!();
     let ns = NetNs::create("restart").unwrap();
     let s = Setup::asterisk("");
     let d = Daemon::start(&ns, &s);
@@ -115,9 +113,7 @@ fn restart_keeps_bans_and_does_not_duplicate_rules() {
 
 #[test]
 fn ban_from_stdin_and_unban_inside_a_prefix_is_explained() {
-    if !kernel_tests_possible("ban_from_stdin_and_unban_inside_a_prefix_is_explained") {
-        return;
-    }
+    kernel_test!();
     let ns = NetNs::create("stdin").unwrap();
     let s = Setup::asterisk("");
     let _d = Daemon::start(&ns, &s);
@@ -153,9 +149,7 @@ fn ban_from_stdin_and_unban_inside_a_prefix_is_explained() {
 /// Seed FAQ row 6: status says why a jail sees nothing.
 #[test]
 fn status_explains_missing_and_unreadable_sources() {
-    if !kernel_tests_possible("status_explains_missing_and_unreadable_sources") {
-        return;
-    }
+    kernel_test!();
     let ns = NetNs::create("silent").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("not-yet.log");
@@ -213,9 +207,7 @@ fn status_explains_missing_and_unreadable_sources() {
 /// by hand does not come back (seed FAQ row 7).
 #[test]
 fn history_restores_bans_but_not_unbanned_ones() {
-    if !kernel_tests_possible("history_restores_bans_but_not_unbanned_ones") {
-        return;
-    }
+    kernel_test!();
     let ns = NetNs::create("history").unwrap();
     let s = Setup::asterisk("");
     let d = Daemon::start(&ns, &s);
@@ -242,9 +234,7 @@ fn history_restores_bans_but_not_unbanned_ones() {
 /// `Type=notify`: the daemon says READY=1 on $NOTIFY_SOCKET once it serves.
 #[test]
 fn tells_systemd_when_ready() {
-    if !kernel_tests_possible("tells_systemd_when_ready") {
-        return;
-    }
+    kernel_test!();
     let ns = NetNs::create("notify").unwrap();
     let s = Setup::asterisk("");
     let sock = s.dir.path().join("notify.sock");
@@ -290,9 +280,7 @@ fn tells_systemd_when_ready() {
 /// The Prometheus endpoint serves the same figures as status.
 #[test]
 fn metrics_endpoint_serves_ban_counters() {
-    if !kernel_tests_possible("metrics_endpoint_serves_ban_counters") {
-        return;
-    }
+    kernel_test!();
     let ns = NetNs::create("metrics").unwrap();
     let s = Setup::asterisk("");
     let text = std::fs::read_to_string(&s.config).unwrap();
@@ -329,9 +317,7 @@ fn attack(addr: &str) -> String {
 /// each exactly once, and failures counted before the stop still count.
 #[test]
 fn lines_written_while_stopped_count_exactly_once() {
-    if !kernel_tests_possible("lines_written_while_stopped_count_exactly_once") {
-        return;
-    }
+    kernel_test!();
     let ns = NetNs::create("gap").unwrap();
     let s = Setup::asterisk("");
     let d = Daemon::start(&ns, &s);
@@ -372,9 +358,7 @@ fn lines_written_while_stopped_count_exactly_once() {
 /// history, the kernel and status agree, and every attacker is banned.
 #[test]
 fn kill_9_during_a_burst_loses_no_ban() {
-    if !kernel_tests_possible("kill_9_during_a_burst_loses_no_ban") {
-        return;
-    }
+    kernel_test!();
     let ns = NetNs::create("kill9").unwrap();
     let s = Setup::asterisk("");
     let mut d = Daemon::start(&ns, &s);
@@ -428,9 +412,7 @@ fn kill_9_during_a_burst_loses_no_ban() {
 /// share one reader and both see its lines.
 #[test]
 fn old_lines_ban_nobody_and_jails_share_a_file() {
-    if !kernel_tests_possible("old_lines_ban_nobody_and_jails_share_a_file") {
-        return;
-    }
+    kernel_test!();
     let ns = NetNs::create("oldlog").unwrap();
     let s = Setup::asterisk("");
     let text = std::fs::read_to_string(&s.config).unwrap();
@@ -479,9 +461,7 @@ fn old_lines_ban_nobody_and_jails_share_a_file() {
 /// bans are lifted, a new jail bans, other bans stay, same process.
 #[test]
 fn reload_refuses_a_bad_config_and_applies_a_good_one() {
-    if !kernel_tests_possible("reload_refuses_a_bad_config_and_applies_a_good_one") {
-        return;
-    }
+    kernel_test!();
     let ns = NetNs::create("reload").unwrap();
     let s = Setup::asterisk("");
     let mut d = Daemon::start(&ns, &s);
@@ -552,9 +532,7 @@ fn reload_refuses_a_bad_config_and_applies_a_good_one() {
 /// the history, all in one netlink batch: in the kernel, and in status.
 #[test]
 fn restores_100000_bans_in_one_batch() {
-    if !kernel_tests_possible("restores_100000_bans_in_one_batch") {
-        return;
-    }
+    kernel_test!();
     const N: u32 = 100_000;
     let ns = NetNs::create("restore100k").unwrap();
     let s = Setup::asterisk("");
@@ -606,9 +584,7 @@ fn restores_100000_bans_in_one_batch() {
 /// and status lists each file; a pattern matching nothing says so.
 #[test]
 fn glob_patterns_follow_new_files_and_skip_rotated_copies() {
-    if !kernel_tests_possible("glob_patterns_follow_new_files_and_skip_rotated_copies") {
-        return;
-    }
+    kernel_test!();
     let ns = NetNs::create("glob").unwrap();
     let s = Setup::asterisk("");
     let logs = s.dir.path().join("logs");
@@ -690,9 +666,7 @@ fn glob_patterns_follow_new_files_and_skip_rotated_copies() {
 /// running and its file source keeps banning.
 #[test]
 fn stdin_source_bans_and_survives_its_end() {
-    if !kernel_tests_possible("stdin_source_bans_and_survives_its_end") {
-        return;
-    }
+    kernel_test!();
     let ns = NetNs::create("stdinsrc").unwrap();
     let s = Setup::asterisk("    stdin: true\n");
     let stderr_path = s.dir.path().join("daemon-stdin.log");

@@ -25,9 +25,7 @@ fn banned_ips(status: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn attack_lines_become_a_kernel_ban_that_drops_packets() {
-    if !kernel_tests_possible("attack_lines_become_a_kernel_ban_that_drops_packets") {
-        return;
-    }
+    kernel_test!();
     let pbx = NetNs::create("e2e-pbx").unwrap();
     let attacker = NetNs::create("e2e-atk").unwrap();
     NetNs::link(&pbx, "192.0.2.1/24", &attacker, "192.0.2.66/24").unwrap();

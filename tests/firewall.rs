@@ -94,9 +94,7 @@ fn routed() -> Routed {
 /// configured go at the next start.
 #[test]
 fn bans_drop_forwarded_packets_in_forward_and_prerouting() {
-    if !kernel_tests_possible("bans_drop_forwarded_packets_in_forward_and_prerouting") {
-        return;
-    }
+    kernel_test!();
     let r = routed();
     let s = Setup::asterisk("");
     s.top("nftables: {hooks: [forward]}");
@@ -178,9 +176,7 @@ fn exchange(sock: &UdpSocket, n: usize) -> usize {
 /// (automatically, from log lines) the entry is gone and the flow stops.
 #[test]
 fn ban_removes_the_conntrack_entries_of_an_ongoing_flow() {
-    if !kernel_tests_possible("ban_removes_the_conntrack_entries_of_an_ongoing_flow") {
-        return;
-    }
+    kernel_test!();
     let pbx = NetNs::create("ct-pbx").unwrap();
     let attacker = NetNs::create("ct-atk").unwrap();
     NetNs::link(&pbx, "192.0.2.1/24", &attacker, "192.0.2.66/24").unwrap();
@@ -232,9 +228,7 @@ fn ban_removes_the_conntrack_entries_of_an_ongoing_flow() {
 /// add nothing, unbanning inside a prefix says which prefix holds it.
 #[test]
 fn overlapping_bans_of_a_jail_agree_with_the_kernel() {
-    if !kernel_tests_possible("overlapping_bans_of_a_jail_agree_with_the_kernel") {
-        return;
-    }
+    kernel_test!();
     let ns = NetNs::create("overlap").unwrap();
     let s = Setup::asterisk("");
     let d = Daemon::start(&ns, &s);
@@ -332,9 +326,7 @@ fn overlapping_bans_of_a_jail_agree_with_the_kernel() {
 /// pair; the three address elements are gone from the hash set.
 #[test]
 fn escalated_prefix_drops_a_fourth_address() {
-    if !kernel_tests_possible("escalated_prefix_drops_a_fourth_address") {
-        return;
-    }
+    kernel_test!();
     let pbx = NetNs::create("esc-pbx").unwrap();
     let attacker = NetNs::create("esc-atk").unwrap();
     NetNs::link(&pbx, "192.0.2.1/24", &attacker, "192.0.2.66/24").unwrap();
@@ -395,9 +387,7 @@ fn escalated_prefix_drops_a_fourth_address() {
 /// a message that names the capability.
 #[test]
 fn run_without_cap_net_admin_says_so() {
-    if !kernel_tests_possible("run_without_cap_net_admin_says_so") {
-        return;
-    }
+    kernel_test!();
     let ns = NetNs::create("nocap").unwrap();
     let s = Setup::asterisk("");
     use std::os::unix::fs::PermissionsExt;

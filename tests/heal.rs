@@ -57,9 +57,7 @@ fn rule_count(ns: &NetNs) -> usize {
 
 #[test]
 fn bans_come_back_after_flush_ruleset_delete_table_and_flush_set() {
-    if !kernel_tests_possible("bans_come_back_after_flush_ruleset_delete_table_and_flush_set") {
-        return;
-    }
+    kernel_test!();
     let ns = NetNs::create("heal").unwrap();
     let s = Setup::asterisk("");
     let d = Daemon::start(&ns, &s);
@@ -128,9 +126,7 @@ fn bans_come_back_after_flush_ruleset_delete_table_and_flush_set() {
 /// either the events or the check after ENOBUFS find it) heals once.
 #[test]
 fn a_big_flushed_set_comes_back_and_own_big_batches_heal_nothing() {
-    if !kernel_tests_possible("a_big_flushed_set_comes_back_and_own_big_batches_heal_nothing") {
-        return;
-    }
+    kernel_test!();
     const N: u32 = 50_000;
     let ns = NetNs::create("healbig").unwrap();
     let s = Setup::asterisk("");

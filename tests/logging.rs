@@ -5,13 +5,7 @@ use crate::support::*;
 
 #[test]
 fn journald_target_reaches_a_real_journal() {
-    if !kernel_tests_possible("journald_target_reaches_a_real_journal") {
-        return;
-    }
-    if !std::path::Path::new("/lib/systemd/systemd-journald").exists() {
-        eprintln!("skipped journald_target_reaches_a_real_journal: systemd-journald is not installed");
-        return;
-    }
+    kernel_test!(JOURNALD);
     let ns = NetNs::create("journal").unwrap();
     let s = Setup::asterisk("");
     let text = std::fs::read_to_string(&s.config).unwrap();
@@ -52,13 +46,7 @@ kill $J"#,
 /// was stopped are read after it starts (its cursor was saved), each once.
 #[test]
 fn journal_source_bans_and_resumes_after_its_cursor() {
-    if !kernel_tests_possible("journal_source_bans_and_resumes_after_its_cursor") {
-        return;
-    }
-    if !std::path::Path::new("/lib/systemd/systemd-journald").exists() {
-        eprintln!("skipped journal_source_bans_and_resumes_after_its_cursor: systemd-journald is not installed");
-        return;
-    }
+    kernel_test!(JOURNALD);
     let ns = NetNs::create("jsrc").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("nftban.yaml");

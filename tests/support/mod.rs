@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 pub use nftban::netns::NetNs;
 
+mod guard;
+pub use guard::*;
+
 /// The `nftban` binary under test.
 pub fn nftban() -> Command {
     Command::new(env!("CARGO_BIN_EXE_nftban"))
@@ -25,27 +28,6 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// True if kernel tests can run; otherwise prints why the test is skipped.
-pub fn kernel_tests_possible(test: &str) -> bool {
-    if !nftban::netns::is_root() {
-        eprintln!("skipped {test}: needs root to create private network namespaces (CI runs it as root)");
-        return false;
-    }
-    for tool in ["ip", "nft"] {
-        if Command::new(tool)
-            .arg("-V")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_err()
-        {
-            eprintln!("skipped {test}: `{tool}` is not installed (apt-get install iproute2 nftables)");
-            return false;
-        }
-    }
-    true
 }
 
 /// Asterisk's timestamp for now, local time (`[YYYY-MM-DD HH:MM:SS]`): the
