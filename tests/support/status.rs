@@ -9,17 +9,9 @@ pub use nftban::control::protocol::{JailStatus, Status};
 use super::{stdout, wait_for, Setup};
 
 impl Setup {
-    /// `nftban status JAIL --json`, parsed (untyped; being replaced by
-    /// [`Setup::jail_status`]).
-    pub fn status(&self, jail: &str) -> Option<serde_json::Value> {
-        let o = self.cli(&["status", jail, "--json"]);
-        if !o.status.success() {
-            return None;
-        }
-        serde_json::from_slice(&o.stdout).ok()
-    }
-
-    /// `nftban status --json`, or `None` while no daemon answers.
+    /// `nftban status --json` (every jail), or `None` while no daemon
+    /// answers: what [`Daemon::start`](super::Daemon::start) waits for, so
+    /// every start also checks the all-jails form of the contract.
     pub fn try_status(&self) -> Option<Status> {
         self.status_of(&["status", "--json"])
     }
