@@ -4,33 +4,15 @@
 //! again after `nftban unban`.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use nftban::netns::{udp_echo, udp_probe};
+use nftban::netns::udp_echo;
 
 use crate::support::*;
 
-fn registration(addr: &str) -> String {
-    format!("{} NOTICE[31015]: chan_sip.c:25824 in handle_request_register: Registration from '<sip:100@192.0.2.1>' failed for '{addr}:5060' - Wrong password", asterisk_now())
-}
-
-fn banned_ips(status: &serde_json::Value) -> Vec<String> {
-    status["banned"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["ip"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn attack_lines_become_a_kernel_ban_that_drops_packets() {
-    if !kernel_tests_possible("attack_lines_become_a_kernel_ban_that_drops_packets") {
-        return;
-    }
-    let pbx = NetNs::create("e2e-pbx").unwrap();
-    let attacker = NetNs::create("e2e-atk").unwrap();
-    NetNs::link(&pbx, "192.0.2.1/24", &attacker, "192.0.2.66/24").unwrap();
+    kernel_test!();
+    let (pbx, attacker) = pbx_and_attacker("e2e");
     pbx.ip(&["addr", "add", "2001:db8::1/64", "dev", "veth0", "nodad"])
         .unwrap();
     attacker
@@ -40,14 +22,8 @@ fn attack_lines_become_a_kernel_ban_that_drops_packets() {
     let v6: SocketAddr = "[2001:db8::1]:5060".parse().unwrap();
     udp_echo(&pbx, v4).unwrap();
     udp_echo(&pbx, v6).unwrap();
-    let wait = Duration::from_millis(800);
-    // A fresh veth can lose the very first packets: wait until traffic flows.
-    wait_for("the veth pair to carry packets", || {
-        udp_probe(&attacker, v4, wait).unwrap().then_some(())
-    });
-    wait_for("IPv6 on the veth pair", || {
-        udp_probe(&attacker, v6, wait).unwrap().then_some(())
-    });
+    wait_passes(&attacker, v4);
+    wait_passes(&attacker, v6);
 
     let s = Setup::asterisk("");
     let mut daemon = Daemon::start(&pbx, &s);
@@ -60,17 +36,15 @@ fn attack_lines_become_a_kernel_ban_that_drops_packets() {
         f.write_all(&vec![b'A'; 1 << 20]).unwrap();
         f.write_all(b"\n").unwrap();
     }
-    let a = registration("192.0.2.66");
-    let few = registration("192.0.2.77");
-    let ignored = registration("192.0.2.99");
-    let a6 = registration("[2001:db8::66]");
+    let a = failed_registration("192.0.2.66");
+    let few = failed_registration("192.0.2.77");
+    let ignored = failed_registration("192.0.2.99");
+    let a6 = failed_registration("[2001:db8::66]");
     s.append(&[&a, &few, &ignored, &a, &few, &ignored, &ignored, &a6, &a6, &a6, &a]);
 
-    let st = wait_for("192.0.2.66 and 2001:db8::66 banned", || {
-        s.status("asterisk").filter(|st| {
-            let ips = banned_ips(st);
-            ips.contains(&"192.0.2.66".to_string()) && ips.contains(&"2001:db8::66".to_string())
-        })
+    let st = s.wait_jail("asterisk", "192.0.2.66 and 2001:db8::66 banned", |st| {
+        let ips = banned_ips(st);
+        ips.contains(&"192.0.2.66") && ips.contains(&"2001:db8::66")
     });
     assert!(daemon.is_running(), "daemon died:\n{}", daemon.log());
     let log = daemon.log();
@@ -83,19 +57,41 @@ fn attack_lines_become_a_kernel_ban_that_drops_packets() {
         "no message about the long line:\n{log}"
     );
 
-    // status JSON: the contract's fields.
-    assert_eq!(st["name"], "asterisk");
-    assert_eq!(st["files"][0], s.log.to_str().unwrap());
-    assert_eq!(st["currently_banned"], 2);
-    assert_eq!(st["total_banned"], 2);
+    assert_eq!(st.currently_banned, 2);
+    assert_eq!(st.total_banned, 2);
     assert_eq!(
-        st["total_failed"], 8,
+        st.total_failed, 8,
         "3 + 3 from the banned, 2 below maxretry, none from ignoreip"
     );
-    assert_eq!(st["currently_failed"], 1, "192.0.2.77 has failures but no ban");
-    assert!(st["banned"][0]["expires_in"].as_u64().unwrap() <= 3600);
-    assert!(!banned_ips(&st).contains(&"192.0.2.77".to_string()));
-    assert!(!banned_ips(&st).contains(&"192.0.2.99".to_string()));
+    assert_eq!(st.currently_failed, 1, "192.0.2.77 has failures but no ban");
+    assert!(st.banned.iter().all(|b| b.expires_in <= 3600), "{:?}", st.banned);
+    assert!(!banned_ips(&st).contains(&"192.0.2.77"));
+    assert!(!banned_ips(&st).contains(&"192.0.2.99"));
+
+    // status JSON: the contract's field names (docs/cli.md), as a script
+    // reads them.
+    let raw = s.status_json(&["status", "asterisk"]);
+    assert_eq!(raw["name"], "asterisk");
+    assert_eq!(raw["files"][0], s.log.to_str().unwrap());
+    assert_eq!(raw["currently_banned"], 2);
+    assert_eq!(raw["total_banned"], 2);
+    assert_eq!(raw["total_failed"], 8);
+    assert_eq!(raw["currently_failed"], 1);
+    let banned = raw["banned"].as_array().unwrap();
+    assert_eq!(banned.len(), 2, "{raw}");
+    for b in banned {
+        assert!(
+            ["192.0.2.66", "2001:db8::66"].contains(&b["ip"].as_str().unwrap()),
+            "{raw}"
+        );
+        assert!(b["expires_in"].as_u64().unwrap() <= 3600, "{raw}");
+    }
+    let all = s.status_json(&["status"]);
+    assert_eq!(all["jails"][0]["name"], "asterisk");
+    assert_eq!(all["jails"][0]["total_failed"], 8);
+    assert_eq!(all["jails"][1]["name"], "manual");
+    assert_eq!(all["kernel_errors"], 0);
+    assert_eq!(all["history_errors"], 0);
 
     // The kernel: elements with their own timeout, nothing for the others.
     let v4_elems = set_elements(&pbx, "asterisk_v4");
@@ -104,14 +100,8 @@ fn attack_lines_become_a_kernel_ban_that_drops_packets() {
     assert_eq!(v6_elems, vec![("2001:db8::66".to_string(), Some(3600))], "{v6_elems:?}");
 
     // Packets: dropped while banned.
-    assert!(
-        !udp_probe(&attacker, v4, wait).unwrap(),
-        "IPv4 packets pass although banned"
-    );
-    assert!(
-        !udp_probe(&attacker, v6, wait).unwrap(),
-        "IPv6 packets pass although banned"
-    );
+    assert!(!passes(&attacker, v4), "IPv4 packets pass although banned");
+    assert!(!passes(&attacker, v6), "IPv6 packets pass although banned");
 
     // Human status shows the same figures (seed FAQ row 6).
     let o = s.cli(&["status", "asterisk"]);
@@ -136,15 +126,11 @@ fn attack_lines_become_a_kernel_ban_that_drops_packets() {
     );
 
     // Unban: packets pass again; the address is gone from the kernel.
-    let o = s.cli(&["unban", "192.0.2.66"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = s.cli_ok(&["unban", "192.0.2.66"]);
     assert!(stdout(&o).contains("unbanned 192.0.2.66 from jail asterisk"));
     assert!(set_elements(&pbx, "asterisk_v4").is_empty());
-    assert!(
-        udp_probe(&attacker, v4, wait).unwrap(),
-        "packets still dropped after unban"
-    );
-    assert!(!udp_probe(&attacker, v6, wait).unwrap(), "the IPv6 ban must stay");
+    assert!(passes(&attacker, v4), "packets still dropped after unban");
+    assert!(!passes(&attacker, v6), "the IPv6 ban must stay");
     let o = s.cli(&["unban", "192.0.2.66"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("192.0.2.66 is not banned in any jail"));

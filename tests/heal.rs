@@ -8,7 +8,7 @@ use crate::support::*;
 const HEALED: &str = "was changed by another tool";
 
 /// Elements of a set, or `None` while the set does not exist.
-fn elements(ns: &NetNs, set: &str) -> Option<Vec<(String, Option<u32>)>> {
+fn elements_if_set(ns: &NetNs, set: &str) -> Option<Vec<(String, Option<u32>)>> {
     let o = run(ns.command("nft").args(["list", "set", "inet", "nftban", set]));
     o.status.success().then(|| set_elements(ns, set))
 }
@@ -26,44 +26,29 @@ fn heal_lines(d: &Daemon) -> Vec<String> {
 fn healed(ns: &NetNs, d: &Daemon, n: usize) -> String {
     let line = wait_for(&format!("heal warning {n}"), || heal_lines(d).get(n - 1).cloned());
     let v4 = wait_for("the IPv4 address to be back", || {
-        elements(ns, "manual_v4").filter(|e| e.len() == 1)
+        elements_if_set(ns, "manual_v4").filter(|e| e.len() == 1)
     });
     assert_eq!(v4[0].0, "203.0.113.5");
     let t = v4[0].1.expect("a timeout");
     assert!(t <= 7200 && t > 7000, "restored with its remaining time, got {t}s");
     let nets = wait_for("the IPv4 prefix to be back", || {
-        elements(ns, "manual_v4_net").filter(|e| e.len() == 1)
+        elements_if_set(ns, "manual_v4_net").filter(|e| e.len() == 1)
     });
     assert_eq!(nets[0].0, "198.51.100.0/24");
     let v6 = wait_for("the IPv6 ban to be back", || {
-        elements(ns, "manual_v6").filter(|e| e.len() == 1)
+        elements_if_set(ns, "manual_v6").filter(|e| e.len() == 1)
     });
     assert_eq!(v6[0].0, "2001:db8::1");
     line
 }
 
-fn rule_count(ns: &NetNs) -> usize {
-    nft_table(ns)
-        .objects
-        .iter()
-        .filter(|o| {
-            matches!(
-                o,
-                nftables::schema::NfObject::ListObject(nftables::schema::NfListObject::Rule(_))
-            )
-        })
-        .count()
-}
-
 #[test]
 fn bans_come_back_after_flush_ruleset_delete_table_and_flush_set() {
-    if !kernel_tests_possible("bans_come_back_after_flush_ruleset_delete_table_and_flush_set") {
-        return;
-    }
+    kernel_test!();
     let ns = NetNs::create("heal").unwrap();
     let s = Setup::asterisk("");
     let d = Daemon::start(&ns, &s);
-    let o = s.cli(&[
+    s.cli_ok(&[
         "ban",
         "203.0.113.5",
         "198.51.100.0/24",
@@ -71,18 +56,15 @@ fn bans_come_back_after_flush_ruleset_delete_table_and_flush_set() {
         "--bantime",
         "2h",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
     // A table of another tool is never touched, before or after healing.
-    let o = run(ns.command("nft").args(["add table inet other; add chain inet other c"]));
-    assert!(o.status.success(), "{}", stderr(&o));
+    nft(&ns, &["add table inet other; add chain inet other c"]);
     assert!(
         heal_lines(&d).is_empty(),
         "own setup and bans must not heal: {}",
         d.log()
     );
 
-    let o = run(ns.command("nft").args(["flush", "ruleset"]));
-    assert!(o.status.success(), "{}", stderr(&o));
+    nft(&ns, &["flush", "ruleset"]);
     let line = healed(&ns, &d, 1);
     assert!(line.contains("table inet nftban deleted"), "{line}");
     assert!(line.contains("by process nft (pid "), "{line}");
@@ -94,28 +76,23 @@ fn bans_come_back_after_flush_ruleset_delete_table_and_flush_set() {
         "nftban must not recreate another tool's table"
     );
 
-    let o = run(ns.command("nft").args(["delete", "table", "inet", "nftban"]));
-    assert!(o.status.success(), "{}", stderr(&o));
+    nft(&ns, &["delete", "table", "inet", "nftban"]);
     let line = healed(&ns, &d, 2);
     assert!(line.contains("table inet nftban deleted"), "{line}");
 
-    let o = run(ns.command("nft").args(["flush", "set", "inet", "nftban", "manual_v4"]));
-    assert!(o.status.success(), "{}", stderr(&o));
+    nft(&ns, &["flush", "set", "inet", "nftban", "manual_v4"]);
     let line = healed(&ns, &d, 3);
     assert!(line.contains("1 element deleted from set manual_v4"), "{line}");
 
-    let o = run(ns.command("nft").args(["flush", "chain", "inet", "nftban", "input"]));
-    assert!(o.status.success(), "{}", stderr(&o));
+    nft(&ns, &["flush", "chain", "inet", "nftban", "input"]);
     let line = wait_for("heal warning 4", || heal_lines(&d).get(3).cloned());
     assert!(line.contains("8 rules deleted from chain input"), "{line}");
     wait_for("the rules to be back", || (rule_count(&ns) == 8).then_some(()));
 
     // No loop: nftban's own changes (the healing, a new ban, an unban) are
     // seen as its own. Give a loop time to show, then count again.
-    let o = s.cli(&["ban", "203.0.113.6"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = s.cli(&["unban", "203.0.113.6"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    s.cli_ok(&["ban", "203.0.113.6"]);
+    s.cli_ok(&["unban", "203.0.113.6"]);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert_eq!(heal_lines(&d).len(), 4, "one heal per outside change: {}", d.log());
     assert_eq!(rule_count(&ns), 8, "rules duplicated by healing");
@@ -128,25 +105,15 @@ fn bans_come_back_after_flush_ruleset_delete_table_and_flush_set() {
 /// either the events or the check after ENOBUFS find it) heals once.
 #[test]
 fn a_big_flushed_set_comes_back_and_own_big_batches_heal_nothing() {
-    if !kernel_tests_possible("a_big_flushed_set_comes_back_and_own_big_batches_heal_nothing") {
-        return;
-    }
+    kernel_test!();
     const N: u32 = 50_000;
     let ns = NetNs::create("healbig").unwrap();
     let s = Setup::asterisk("");
     let d = Daemon::start(&ns, &s);
-    let mut child = nftban()
-        .args(["ban", "-", "--config"])
-        .arg(&s.config)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     let addr = |i: u32| format!("2001:db8:1::{:x}:{:x}", i >> 16, i & 0xffff);
-    let text: String = (1..=N).map(|i| addr(i) + "\n").collect();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success());
+    let list: String = (1..=N).map(|i| addr(i) + "\n").collect();
+    let o = s.cli_stdin(&["ban", "-"], &list);
+    assert!(o.status.success(), "{}", stderr(&o));
     let get = |addrs: &str| {
         run(ns.command("nft").args([
             "get",
@@ -163,8 +130,7 @@ fn a_big_flushed_set_comes_back_and_own_big_batches_heal_nothing() {
     assert!(get(&both), "the bans are in the kernel");
     assert!(heal_lines(&d).is_empty(), "own big batch healed: {}", d.log());
 
-    let o = run(ns.command("nft").args(["flush", "set", "inet", "nftban", "manual_v6"]));
-    assert!(o.status.success(), "{}", stderr(&o));
+    nft(&ns, &["flush", "set", "inet", "nftban", "manual_v6"]);
     let line = wait_for("a heal warning", || heal_lines(&d).first().cloned());
     assert!(line.contains(&format!("restored the table and {N} ban(s)")), "{line}");
     wait_for("the big set to be back", || get(&both).then_some(()));

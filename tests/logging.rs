@@ -3,42 +3,46 @@
 
 use crate::support::*;
 
-#[test]
-fn journald_target_reaches_a_real_journal() {
-    if !kernel_tests_possible("journald_target_reaches_a_real_journal") {
-        return;
-    }
-    if !std::path::Path::new("/lib/systemd/systemd-journald").exists() {
-        eprintln!("skipped journald_target_reaches_a_real_journal: systemd-journald is not installed");
-        return;
-    }
-    let ns = NetNs::create("journal").unwrap();
-    let s = Setup::asterisk("");
-    let text = std::fs::read_to_string(&s.config).unwrap();
-    std::fs::write(&s.config, format!("log: {{target: journald, level: info}}\n{text}")).unwrap();
+/// Run `body`, a `sh` script, beside a real systemd-journald of its own: in
+/// a private mount namespace with fresh /run/systemd and /run/log. `$J` is
+/// the journal's pid; the script may set `$D` to a daemon's pid; both are
+/// killed when the script ends, whatever its exit.
+fn with_private_journal(body: &str) -> std::process::Output {
     let script = format!(
         r#"set -e
 mount -t tmpfs tmpfs /run/systemd
 mount -t tmpfs tmpfs /run/log
 /lib/systemd/systemd-journald >/dev/null 2>&1 &
 J=$!
+D=
+trap 'x=$?; set +e; kill $D $J 2>/dev/null; exit $x' EXIT
 for i in $(seq 100); do [ -S /run/systemd/journal/socket ] && break; sleep 0.05; done
-trap 'x=$?; set +e; kill $J $D 2>/dev/null; exit $x' EXIT
-ip netns exec {ns} {exe} run --config {config} >/dev/null 2>&1 &
+{body}"#
+    );
+    let o = run(std::process::Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]));
+    assert!(o.status.success(), "script failed: {}\n{}", stderr(&o), stdout(&o));
+    o
+}
+
+#[test]
+fn journald_target_reaches_a_real_journal() {
+    kernel_test!(JOURNALD);
+    let ns = NetNs::create("journal").unwrap();
+    let s = Setup::asterisk("");
+    s.top("log: {target: journald, level: info}");
+    let o = with_private_journal(&format!(
+        r#"ip netns exec {ns} {exe} run --config {config} >/dev/null 2>&1 &
 D=$!
 for i in $(seq 200); do [ -S {sock} ] && break; sleep 0.05; done
 kill -TERM $D; wait $D || true
 journalctl --sync >/dev/null 2>&1 || true
-journalctl -D /run/log/journal -t nftban -o cat --no-pager
-kill $J"#,
+journalctl -D /run/log/journal -t nftban -o cat --no-pager"#,
         ns = ns.name,
         exe = env!("CARGO_BIN_EXE_nftban"),
         config = s.config.display(),
-        sock = s.dir.path().join("nftban.sock").display(),
-    );
-    let o = run(std::process::Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]));
+        sock = s.socket().display(),
+    ));
     let out = stdout(&o);
-    assert!(o.status.success(), "script failed: {}\n{out}", stderr(&o));
     assert!(
         out.contains("control socket"),
         "the daemon's start-up lines are not in the journal:\n{out}\n{}",
@@ -52,34 +56,12 @@ kill $J"#,
 /// was stopped are read after it starts (its cursor was saved), each once.
 #[test]
 fn journal_source_bans_and_resumes_after_its_cursor() {
-    if !kernel_tests_possible("journal_source_bans_and_resumes_after_its_cursor") {
-        return;
-    }
-    if !std::path::Path::new("/lib/systemd/systemd-journald").exists() {
-        eprintln!("skipped journal_source_bans_and_resumes_after_its_cursor: systemd-journald is not installed");
-        return;
-    }
+    kernel_test!(JOURNALD);
     let ns = NetNs::create("jsrc").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("nftban.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "socket: {0}/nftban.sock\ndatabase: {0}/nftban.db\ndefaults: {{maxretry: 3}}\njails:\n  sshd:\n    ruleset: sshd\n    journal: [SYSLOG_IDENTIFIER=sshd-nftban-test]\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let script = format!(
-        r#"set -e
-mount -t tmpfs tmpfs /run/systemd
-mount -t tmpfs tmpfs /run/log
-/lib/systemd/systemd-journald >/dev/null 2>&1 &
-J=$!
-D=
-trap 'x=$?; set +e; kill $D $J 2>/dev/null; exit $x' EXIT
-for i in $(seq 100); do [ -S /run/systemd/journal/socket ] && break; sleep 0.05; done
-fail() {{ systemd-cat -t sshd-nftban-test echo "Failed password for root from $1 port 4242 ssh2"; }}
+    let s = Setup::asterisk("");
+    s.jails("  sshd:\n    ruleset: sshd\n    journal: [SYSLOG_IDENTIFIER=sshd-nftban-test]\n");
+    let o = with_private_journal(&format!(
+        r#"fail() {{ systemd-cat -t sshd-nftban-test echo "Failed password for root from $1 port 4242 ssh2"; }}
 start() {{
   ip netns exec {ns} {exe} run --config {config} >/dev/null 2>>{dir}/daemon.log &
   D=$!
@@ -97,30 +79,22 @@ fail 198.51.100.2; fail 198.51.100.2; fail 198.51.100.2
 start
 wait_for '"ip": "198.51.100.2"'
 {exe} status sshd --json --config {config}
-kill -TERM $D; wait $D || true
-kill $J"#,
+kill -TERM $D; wait $D || true"#,
         ns = ns.name,
         exe = env!("CARGO_BIN_EXE_nftban"),
-        config = config.display(),
-        dir = dir.path().display(),
-    );
-    let o = run(std::process::Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]));
+        config = s.config.display(),
+        dir = s.dir.path().display(),
+    ));
     let out = stdout(&o);
-    assert!(o.status.success(), "script failed: {}\n{out}", stderr(&o));
     let json_start = out.find('{').expect("status JSON");
-    let st: serde_json::Value = serde_json::from_str(&out[json_start..]).unwrap();
-    assert_eq!(st["journal"][0], "SYSLOG_IDENTIFIER=sshd-nftban-test");
-    assert_eq!(st["sources"][0]["path"], "journal:SYSLOG_IDENTIFIER=sshd-nftban-test");
+    let st: JailStatus = parse("nftban status sshd --json", &out[json_start..]);
+    assert_eq!(st.journal, ["SYSLOG_IDENTIFIER=sshd-nftban-test"]);
+    assert_eq!(st.sources[0].path, "journal:SYSLOG_IDENTIFIER=sshd-nftban-test");
     assert_eq!(
-        st["total_failed"], 3,
+        st.total_failed, 3,
         "the second run reads exactly the 3 entries written while stopped"
     );
-    let ips: Vec<&str> = st["banned"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["ip"].as_str().unwrap())
-        .collect();
+    let ips = banned_ips(&st);
     assert!(
         ips.contains(&"198.51.100.1") && ips.contains(&"198.51.100.2"),
         "{ips:?}"
