@@ -1,6 +1,7 @@
 //! The daemon against the real kernel, in a private namespace: restart
 //! keeps bans, manual bans with prefixes and stdin, silent sources explained.
 
+use std::os::unix::net::UnixDatagram;
 use std::process::Stdio;
 
 use crate::support::*;
@@ -239,7 +240,9 @@ fn history_restores_bans_but_not_unbanned_ones() {
     assert!(d.stop());
 }
 
-/// `Type=notify`: the daemon says READY=1 on $NOTIFY_SOCKET once it serves.
+/// `Type=notify`: the daemon says READY=1 on $NOTIFY_SOCKET once it
+/// serves and STOPPING=1 at SIGTERM, to a socket file and to an abstract
+/// name (`@...`), both of which systemd may hand out.
 #[test]
 fn tells_systemd_when_ready() {
     if !kernel_tests_possible("tells_systemd_when_ready") {
@@ -248,25 +251,45 @@ fn tells_systemd_when_ready() {
     let ns = NetNs::create("notify").unwrap();
     let s = Setup::asterisk("");
     let sock = s.dir.path().join("notify.sock");
-    let listener = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+    let listener = UnixDatagram::bind(&sock).unwrap();
+    notify_round(&ns, &s, sock.as_os_str(), &listener);
+
+    // Abstract names belong to a network namespace: bind in the daemon's.
+    let name = format!("nftban-test-notify-{}", std::process::id());
+    let ns_name = ns.name.clone();
+    let abstract_name = name.clone();
+    let listener = std::thread::spawn(move || {
+        let ns = NetNs { name: ns_name };
+        ns.enter().unwrap();
+        std::mem::forget(ns);
+        use std::os::linux::net::SocketAddrExt;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap();
+        UnixDatagram::bind_addr(&addr).unwrap()
+    })
+    .join()
+    .unwrap();
+    notify_round(&ns, &s, format!("@{name}").as_ref(), &listener);
+}
+
+/// `nftban run` with `NOTIFY_SOCKET=socket`, not waited for.
+fn notify_daemon(ns: &NetNs, s: &Setup, socket: &std::ffi::OsStr) -> Daemon {
+    let stderr = s.dir.path().join("daemon-notify.log");
     let child = ns
         .command(env!("CARGO_BIN_EXE_nftban"))
         .args(["run", "--config"])
         .arg(&s.config)
-        .env("NOTIFY_SOCKET", &sock)
+        .env("NOTIFY_SOCKET", socket)
         .stdin(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .unwrap();
-    // Killed on drop, even when an assertion fails.
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Kill(child);
+    Daemon { child, stderr }
+}
+
+/// One daemon start with `NOTIFY_SOCKET=socket`: READY=1 with a status
+/// once it serves, STOPPING=1 at SIGTERM, on `listener`.
+fn notify_round(ns: &NetNs, s: &Setup, socket: &std::ffi::OsStr, listener: &UnixDatagram) {
+    let d = notify_daemon(ns, s, socket);
     let mut buf = [0u8; 256];
     listener
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))
@@ -281,10 +304,27 @@ fn tells_systemd_when_ready() {
     let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(msg.starts_with("READY=1\nSTATUS=watching 1 jail(s)"), "{msg}");
     assert!(s.status("asterisk").is_some(), "READY before the socket answers");
-    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    assert!(d.stop());
     let n = recv(&mut buf);
     assert_eq!(&buf[..n], b"STOPPING=1");
-    assert!(child.0.wait().unwrap().success());
+}
+
+/// A $NOTIFY_SOCKET nobody listens on is warned about; the daemon serves
+/// all the same and stops cleanly.
+#[test]
+fn a_notify_failure_is_only_a_warning() {
+    if !kernel_tests_possible("a_notify_failure_is_only_a_warning") {
+        return;
+    }
+    let ns = NetNs::create("notifyfail").unwrap();
+    let s = Setup::asterisk("");
+    let d = notify_daemon(&ns, &s, s.dir.path().join("nobody.sock").as_os_str());
+    wait_for("the daemon to answer status", || s.status("asterisk"));
+    // READY=1 is sent once the control socket serves: wait for its warning.
+    wait_for("the warning", || {
+        d.log().contains("cannot notify systemd").then_some(())
+    });
+    assert!(d.stop());
 }
 
 /// The Prometheus endpoint serves the same figures as status.
