@@ -1,6 +1,7 @@
 //! The daemon against the real kernel, in a private namespace: restart
 //! keeps bans, manual bans with prefixes and stdin, silent sources explained.
 
+use std::os::unix::net::UnixDatagram;
 use std::process::Stdio;
 
 use crate::support::*;
@@ -161,17 +162,40 @@ fn history_restores_bans_but_not_unbanned_ones() {
     assert!(d.stop());
 }
 
-/// `Type=notify`: the daemon says READY=1 on $NOTIFY_SOCKET once it serves.
+/// `Type=notify`: the daemon says READY=1 on $NOTIFY_SOCKET once it
+/// serves and STOPPING=1 at SIGTERM, to a socket file and to an abstract
+/// name (`@...`), both of which systemd may hand out.
 #[test]
 fn tells_systemd_when_ready() {
     kernel_test!();
     let ns = NetNs::create("notify").unwrap();
     let s = Setup::asterisk("");
     let sock = s.dir.path().join("notify.sock");
-    let listener = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
-    let d = Daemon::spawn(&ns, &s, |c| {
-        c.env("NOTIFY_SOCKET", &sock);
+    let listener = UnixDatagram::bind(&sock).unwrap();
+    notify_round(&ns, &s, sock.as_os_str(), &listener);
+
+    // Abstract names belong to a network namespace: bind in the daemon's.
+    let name = format!("nftban-test-notify-{}", std::process::id());
+    let abstract_name = name.clone();
+    let listener = in_netns(&ns, move || {
+        use std::os::linux::net::SocketAddrExt;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap();
+        UnixDatagram::bind_addr(&addr).unwrap()
     });
+    notify_round(&ns, &s, format!("@{name}").as_ref(), &listener);
+}
+
+/// `nftban run` with `NOTIFY_SOCKET=socket`.
+fn notify_daemon(ns: &NetNs, s: &Setup, socket: &std::ffi::OsStr) -> Daemon {
+    Daemon::spawn(ns, s, |c| {
+        c.env("NOTIFY_SOCKET", socket);
+    })
+}
+
+/// One daemon start with `NOTIFY_SOCKET=socket`: READY=1 with a status
+/// once it serves, STOPPING=1 at SIGTERM, on `listener`.
+fn notify_round(ns: &NetNs, s: &Setup, socket: &std::ffi::OsStr, listener: &UnixDatagram) {
+    let d = notify_daemon(ns, s, socket);
     let mut buf = [0u8; 256];
     listener
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))
@@ -179,7 +203,7 @@ fn tells_systemd_when_ready() {
     let recv = |buf: &mut [u8]| loop {
         match listener.recv(buf) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            other => break other.unwrap(),
+            other => break other.expect("a notification within the deadline"),
         }
     };
     let n = recv(&mut buf);
@@ -190,6 +214,20 @@ fn tells_systemd_when_ready() {
     let n = recv(&mut buf);
     assert_eq!(&buf[..n], b"STOPPING=1");
     assert!(d.wait());
+}
+
+/// A $NOTIFY_SOCKET nobody listens on is warned about; the daemon serves
+/// all the same and stops cleanly.
+#[test]
+fn a_notify_failure_is_only_a_warning() {
+    kernel_test!();
+    let ns = NetNs::create("notifyfail").unwrap();
+    let s = Setup::asterisk("");
+    let d = notify_daemon(&ns, &s, s.dir.path().join("nobody.sock").as_os_str());
+    wait_for("the daemon to answer status", || s.try_status());
+    // READY=1 is sent once the control socket serves: wait for its warning.
+    wait_for("the warning", || d.log().contains("cannot notify systemd").then_some(()));
+    assert!(d.stop());
 }
 
 /// The Prometheus endpoint serves the same figures as status.

@@ -1,106 +1,167 @@
 //! An optional Prometheus endpoint (`metrics: {listen: 127.0.0.1:9477}`;
 //! off by default). It asks the engine for the same status as
-//! `nftban status --json` and prints it in the text exposition format, so
-//! the figures can never disagree with the CLI's.
+//! `nftban status --json` and prints it in the Prometheus text format
+//! (version 0.0.4) with the prometheus-client crate's encoder, so the
+//! figures can never disagree with the CLI's.
 
-use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use super::protocol::Status;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
-/// Render a status as Prometheus text.
-pub fn render(st: &Status) -> String {
-    let mut o = String::new();
-    type Get = fn(&super::protocol::JailStatus) -> u64;
-    let per_jail: [(&str, &str, &str, Get); 11] = [
-        (
-            "nftban_lines_read_total",
-            "counter",
-            "Lines read from the jail's sources since start.",
-            |j| j.sources.iter().map(|s| s.lines).sum(),
-        ),
-        (
-            "nftban_lines_matched_total",
-            "counter",
-            "Lines that matched the jail's ruleset since start.",
-            |j| j.sources.iter().map(|s| s.matched).sum(),
-        ),
-        (
-            "nftban_failures_total",
-            "counter",
-            "Failures counted (ignoreip excluded) since start.",
-            |j| j.total_failed,
-        ),
-        ("nftban_bans_total", "counter", "Bans made since start.", |j| {
-            j.total_banned
-        }),
-        (
-            "nftban_unbans_total",
-            "counter",
-            "Bans lifted by hand since start.",
-            |j| j.total_unbanned,
-        ),
-        ("nftban_banned", "gauge", "Addresses and prefixes banned now.", |j| {
-            j.currently_banned
-        }),
-        (
-            "nftban_failing",
-            "gauge",
-            "Addresses with failures within findtime and no ban yet.",
-            |j| j.currently_failed,
-        ),
-        (
-            "nftban_evicted_total",
-            "counter",
-            "Addresses forgotten because of max_tracked.",
-            |j| j.evicted,
-        ),
-        (
-            "nftban_dropped_packets_total",
-            "counter",
-            "Packets the jail's rules dropped or rejected.",
-            |j| j.packets,
-        ),
-        (
-            "nftban_dropped_bytes_total",
-            "counter",
-            "Bytes the jail's rules dropped or rejected.",
-            |j| j.bytes,
-        ),
-        (
-            "nftban_kernel_refused_total",
-            "counter",
-            "Bans of the jail the kernel refused.",
-            |j| j.kernel_errors,
-        ),
-    ];
-    for (name, kind, help, get) in per_jail {
-        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for j in &st.jails {
-            let _ = writeln!(o, "{name}{{jail=\"{}\"}} {}", j.name, get(j));
+use super::protocol::{JailStatus, Status};
+
+type Get = fn(&JailStatus) -> u64;
+
+/// The per-jail metrics: name as scraped (the encoder adds a counter's
+/// `_total` itself, so it is registered without it), type, help, and
+/// where the value comes from.
+const PER_JAIL: [(&str, MetricType, &str, Get); 11] = [
+    (
+        "nftban_lines_read_total",
+        MetricType::Counter,
+        "Lines read from the jail's sources since start.",
+        |j| j.sources.iter().map(|s| s.lines).sum(),
+    ),
+    (
+        "nftban_lines_matched_total",
+        MetricType::Counter,
+        "Lines that matched the jail's ruleset since start.",
+        |j| j.sources.iter().map(|s| s.matched).sum(),
+    ),
+    (
+        "nftban_failures_total",
+        MetricType::Counter,
+        "Failures counted (ignoreip excluded) since start.",
+        |j| j.total_failed,
+    ),
+    (
+        "nftban_bans_total",
+        MetricType::Counter,
+        "Bans made since start.",
+        |j| j.total_banned,
+    ),
+    (
+        "nftban_unbans_total",
+        MetricType::Counter,
+        "Bans lifted by hand since start.",
+        |j| j.total_unbanned,
+    ),
+    (
+        "nftban_banned",
+        MetricType::Gauge,
+        "Addresses and prefixes banned now.",
+        |j| j.currently_banned,
+    ),
+    (
+        "nftban_failing",
+        MetricType::Gauge,
+        "Addresses with failures within findtime and no ban yet.",
+        |j| j.currently_failed,
+    ),
+    (
+        "nftban_evicted_total",
+        MetricType::Counter,
+        "Addresses forgotten because of max_tracked.",
+        |j| j.evicted,
+    ),
+    (
+        "nftban_dropped_packets_total",
+        MetricType::Counter,
+        "Packets the jail's rules dropped or rejected.",
+        |j| j.packets,
+    ),
+    (
+        "nftban_dropped_bytes_total",
+        MetricType::Counter,
+        "Bytes the jail's rules dropped or rejected.",
+        |j| j.bytes,
+    ),
+    (
+        "nftban_kernel_refused_total",
+        MetricType::Counter,
+        "Bans of the jail the kernel refused.",
+        |j| j.kernel_errors,
+    ),
+];
+
+/// The figures of one scrape, taken from a status (without its lists of
+/// banned addresses), in the status's jail order.
+#[derive(Debug)]
+struct Figures {
+    jails: Vec<(String, [u64; PER_JAIL.len()])>,
+    kernel_errors: u64,
+    history_errors: u64,
+}
+
+impl Figures {
+    fn of(st: &Status) -> Figures {
+        Figures {
+            jails: st
+                .jails
+                .iter()
+                .map(|j| (j.name.clone(), PER_JAIL.map(|(.., get)| get(j))))
+                .collect(),
+            kernel_errors: st.kernel_errors,
+            history_errors: st.history_errors,
         }
     }
-    let _ = writeln!(
-        o,
-        "# HELP nftban_kernel_errors_total Kernel requests that failed since start."
-    );
-    let _ = writeln!(
-        o,
-        "# TYPE nftban_kernel_errors_total counter\nnftban_kernel_errors_total {}",
-        st.kernel_errors
-    );
-    let _ = writeln!(
-        o,
-        "# HELP nftban_history_errors_total Ban history writes that failed since start."
-    );
-    let _ = writeln!(
-        o,
-        "# TYPE nftban_history_errors_total counter\nnftban_history_errors_total {}",
-        st.history_errors
-    );
-    o
+}
+
+/// The name to register: without the `_total` the encoder adds to counters.
+fn registered(name: &str, kind: MetricType) -> &str {
+    match kind {
+        MetricType::Counter => name.strip_suffix("_total").unwrap_or(name),
+        _ => name,
+    }
+}
+
+impl Collector for Figures {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for (i, (name, kind, help, _)) in PER_JAIL.into_iter().enumerate() {
+            let mut family = encoder.encode_descriptor(registered(name, kind), help, None, kind)?;
+            for (jail, values) in &self.jails {
+                let labels = [("jail", jail.as_str())];
+                let metric = family.encode_family(&labels)?;
+                match kind {
+                    MetricType::Counter => ConstCounter::new(values[i]).encode(metric)?,
+                    _ => ConstGauge::new(values[i]).encode(metric)?,
+                }
+            }
+        }
+        for (name, help, value) in [
+            (
+                "nftban_kernel_errors_total",
+                "Kernel requests that failed since start.",
+                self.kernel_errors,
+            ),
+            (
+                "nftban_history_errors_total",
+                "Ban history writes that failed since start.",
+                self.history_errors,
+            ),
+        ] {
+            let kind = MetricType::Counter;
+            ConstCounter::new(value).encode(encoder.encode_descriptor(registered(name, kind), help, None, kind)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Render a status in the Prometheus text format (version 0.0.4, served as
+/// [`prometheus_text::CONTENT_TYPE`]).
+pub fn render(st: &Status) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Figures::of(st)));
+    let mut out = String::new();
+    prometheus_text::encode(&mut out, &registry)?;
+    Ok(out)
 }
 
 /// Bind the endpoint; a non-loopback address is allowed but warned about.
@@ -111,7 +172,8 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr)
 }
 
-/// Serve forever; `status` asks the engine.
+/// Serve forever; `status` asks the engine. HTTP by hand: one GET, one
+/// blocking answer per scrape; an HTTP server crate would add far more code.
 pub fn serve(listener: TcpListener, status: impl Fn() -> Option<Status>) {
     for conn in listener.incoming().flatten() {
         if let Err(e) = answer(conn, &status) {
@@ -130,14 +192,16 @@ fn answer(mut conn: TcpStream, status: &impl Fn() -> Option<Status>) -> std::io:
     } else if path != "/metrics" {
         ("404 Not Found", "see /metrics\n".to_string())
     } else {
-        match status() {
-            Some(st) => ("200 OK", render(&st)),
+        match status().map(|st| render(&st)) {
+            Some(Ok(text)) => ("200 OK", text),
+            Some(Err(_)) => ("500 Internal Server Error", "cannot render the metrics\n".to_string()),
             None => ("503 Service Unavailable", "the daemon is stopping\n".to_string()),
         }
     };
     write!(
         conn,
-        "HTTP/1.0 {code}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.0 {code}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        prometheus_text::CONTENT_TYPE,
         body.len()
     )
 }
@@ -157,7 +221,11 @@ impl<R: BufRead> TakeLine for R {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::protocol::JailStatus;
+    use crate::control::protocol::{JailStatus, SourceStatus};
+
+    fn text(st: &Status) -> String {
+        render(st).unwrap()
+    }
 
     fn jail(name: &str, banned: u64) -> JailStatus {
         JailStatus {
@@ -189,7 +257,7 @@ mod tests {
             kernel_errors: 4,
             history_errors: 0,
         };
-        let text = render(&st);
+        let text = text(&st);
         assert!(text.contains("# TYPE nftban_bans_total counter\nnftban_bans_total{jail=\"sshd\"} 3\nnftban_bans_total{jail=\"manual\"} 3\n"), "{text}");
         assert!(text.contains("nftban_banned{jail=\"sshd\"} 1\n"));
         assert!(text.contains("nftban_kernel_errors_total 4\n"));
@@ -212,7 +280,106 @@ mod tests {
         };
         let ok = get("/metrics");
         assert!(ok.starts_with("HTTP/1.0 200 OK\r\n"), "{ok}");
+        // What Prometheus expects of the text format, version 0.0.4.
+        assert!(
+            ok.contains("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+            "{ok}"
+        );
         assert!(ok.ends_with(&text));
         assert!(get("/").starts_with("HTTP/1.0 404"));
+    }
+
+    fn source(lines: u64, matched: u64) -> SourceStatus {
+        SourceStatus {
+            path: "/var/log/x.log".into(),
+            state: "reading".into(),
+            error: None,
+            lines,
+            matched,
+            truncated: 0,
+            invalid_utf8: 0,
+            last_match_ago: None,
+            diagnosis: String::new(),
+            files: vec![],
+        }
+    }
+
+    /// Every metric, with its HELP and TYPE lines, its labels and its
+    /// value, exactly as exposed: the names are a contract with dashboards
+    /// and alerts, and each value here is distinct so none can come from
+    /// the wrong field.
+    #[test]
+    fn renders_every_metric_with_its_name_labels_and_value() {
+        let sshd = JailStatus {
+            currently_failed: 5,
+            total_failed: 6,
+            currently_banned: 7,
+            total_banned: 8,
+            total_unbanned: 9,
+            evicted: 10,
+            packets: 11,
+            bytes: 12,
+            kernel_errors: 13,
+            sources: vec![source(100, 20), source(1, 2)],
+            ..jail("sshd", 0)
+        };
+        let st = Status {
+            jails: vec![sshd, jail("manual", 0)],
+            kernel_errors: 14,
+            history_errors: 15,
+        };
+        let expected = "\
+# HELP nftban_lines_read_total Lines read from the jail's sources since start.
+# TYPE nftban_lines_read_total counter
+nftban_lines_read_total{jail=\"sshd\"} 101
+nftban_lines_read_total{jail=\"manual\"} 0
+# HELP nftban_lines_matched_total Lines that matched the jail's ruleset since start.
+# TYPE nftban_lines_matched_total counter
+nftban_lines_matched_total{jail=\"sshd\"} 22
+nftban_lines_matched_total{jail=\"manual\"} 0
+# HELP nftban_failures_total Failures counted (ignoreip excluded) since start.
+# TYPE nftban_failures_total counter
+nftban_failures_total{jail=\"sshd\"} 6
+nftban_failures_total{jail=\"manual\"} 7
+# HELP nftban_bans_total Bans made since start.
+# TYPE nftban_bans_total counter
+nftban_bans_total{jail=\"sshd\"} 8
+nftban_bans_total{jail=\"manual\"} 3
+# HELP nftban_unbans_total Bans lifted by hand since start.
+# TYPE nftban_unbans_total counter
+nftban_unbans_total{jail=\"sshd\"} 9
+nftban_unbans_total{jail=\"manual\"} 1
+# HELP nftban_banned Addresses and prefixes banned now.
+# TYPE nftban_banned gauge
+nftban_banned{jail=\"sshd\"} 7
+nftban_banned{jail=\"manual\"} 0
+# HELP nftban_failing Addresses with failures within findtime and no ban yet.
+# TYPE nftban_failing gauge
+nftban_failing{jail=\"sshd\"} 5
+nftban_failing{jail=\"manual\"} 2
+# HELP nftban_evicted_total Addresses forgotten because of max_tracked.
+# TYPE nftban_evicted_total counter
+nftban_evicted_total{jail=\"sshd\"} 10
+nftban_evicted_total{jail=\"manual\"} 0
+# HELP nftban_dropped_packets_total Packets the jail's rules dropped or rejected.
+# TYPE nftban_dropped_packets_total counter
+nftban_dropped_packets_total{jail=\"sshd\"} 11
+nftban_dropped_packets_total{jail=\"manual\"} 10
+# HELP nftban_dropped_bytes_total Bytes the jail's rules dropped or rejected.
+# TYPE nftban_dropped_bytes_total counter
+nftban_dropped_bytes_total{jail=\"sshd\"} 12
+nftban_dropped_bytes_total{jail=\"manual\"} 640
+# HELP nftban_kernel_refused_total Bans of the jail the kernel refused.
+# TYPE nftban_kernel_refused_total counter
+nftban_kernel_refused_total{jail=\"sshd\"} 13
+nftban_kernel_refused_total{jail=\"manual\"} 0
+# HELP nftban_kernel_errors_total Kernel requests that failed since start.
+# TYPE nftban_kernel_errors_total counter
+nftban_kernel_errors_total 14
+# HELP nftban_history_errors_total Ban history writes that failed since start.
+# TYPE nftban_history_errors_total counter
+nftban_history_errors_total 15
+";
+        assert_eq!(text(&st), expected);
     }
 }

@@ -1,22 +1,16 @@
 //! Tell systemd (`Type=notify`) when the daemon is ready and when it stops,
-//! through the datagram socket named in `$NOTIFY_SOCKET`. A few lines of the
-//! sd_notify protocol; no libsystemd needed.
+//! through libsystemd's own `sd_notify(3)` (the `systemd` crate, already
+//! linked for the journal source): it finds `$NOTIFY_SOCKET`, a path or an
+//! abstract name (`@...`), and sends nothing when the variable is unset.
+//! The pure-Rust `sd-notify` crate does not reach abstract names.
 
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixDatagram};
-
-/// Send `state` (e.g. `READY=1`) if started by systemd; otherwise nothing.
+/// Send `state`, newline-separated `KEY=VALUE` assignments (e.g.
+/// `READY=1\nSTATUS=...`), if started by systemd; otherwise nothing. A
+/// failure is only warned about: the daemon runs on without it.
 pub fn notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let path = path.to_string_lossy().into_owned();
-    let addr = match path.strip_prefix('@') {
-        Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),
-        None => SocketAddr::from_pathname(&path),
-    };
-    let sent = addr.and_then(|addr| UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &addr));
-    if let Err(e) = sent {
-        tracing::warn!(socket = %path, error = %e, "cannot notify systemd");
+    let pairs: Vec<(&str, &str)> = state.lines().filter_map(|l| l.split_once('=')).collect();
+    if let Err(e) = systemd::daemon::notify(pairs.iter()) {
+        let socket = std::env::var_os("NOTIFY_SOCKET").unwrap_or_default();
+        tracing::warn!(socket = %socket.to_string_lossy(), error = %e, "cannot notify systemd");
     }
 }

@@ -21,7 +21,7 @@
 //! skipped: they hold old lines, in a form a tail cannot read.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -59,14 +59,19 @@ pub fn is_compressed(name: &OsStr) -> bool {
     COMPRESSED.iter().any(|ext| name.ends_with(ext.as_bytes()))
 }
 
-/// Shell matching of one file name against the pattern's file name
-/// (`fnmatch(3)`: a leading dot must be matched by a dot).
+/// Shell matching of one file name against the pattern's file name, by the
+/// glob crate: `*`, `?`, `[...]`, `[!...]`, and a leading dot matched only
+/// by a dot (as `fnmatch(3)` with `FNM_PERIOD`). `?` is one character, not
+/// one byte; a backslash is no escape (`[*]` matches a `*`); a pattern the
+/// crate rejects (an unclosed `[`, `**` within a name) matches nothing.
+/// Bytes that are not UTF-8 are matched as U+FFFD, so `*` takes them.
 pub fn name_matches(pattern: &OsStr, name: &OsStr) -> bool {
-    let (Ok(p), Ok(n)) = (CString::new(pattern.as_bytes()), CString::new(name.as_bytes())) else {
-        return false;
+    const OPTIONS: ::glob::MatchOptions = ::glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: true,
     };
-    // SAFETY: two valid NUL-terminated strings for the duration of the call.
-    unsafe { libc::fnmatch(p.as_ptr(), n.as_ptr(), libc::FNM_PERIOD) == 0 }
+    ::glob::Pattern::new(&pattern.to_string_lossy()).is_ok_and(|p| p.matches_with(&name.to_string_lossy(), OPTIONS))
 }
 
 /// Whether `path` is one `pattern` stands for (same folder, matching name),

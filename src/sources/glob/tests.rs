@@ -29,6 +29,73 @@ fn names_match_like_the_shell_and_compressed_files_are_left_out() {
     assert!(expand(Path::new("/no/such/folder/*.log")).is_empty());
 }
 
+/// libc's `fnmatch(3)` with `FNM_PERIOD`, which matched names before the
+/// glob crate: the `fnmatch` column of the table below is checked with it.
+fn fnmatch(pattern: &[u8], name: &[u8]) -> bool {
+    let (p, n) = (
+        std::ffi::CString::new(pattern).unwrap(),
+        std::ffi::CString::new(name).unwrap(),
+    );
+    // SAFETY: two valid NUL-terminated strings for the duration of the call.
+    unsafe { libc::fnmatch(p.as_ptr(), n.as_ptr(), libc::FNM_PERIOD) == 0 }
+}
+
+/// The glob crate beside `fnmatch(3)` on tricky cases: (pattern, name,
+/// what fnmatch says, what `name_matches` says). They agree on everything
+/// a log pattern needs; the rows where they differ come last.
+#[test]
+fn name_matching_beside_fnmatch() {
+    let table: &[(&str, &[u8], bool, bool)] = &[
+        ("*.log", b"full.log", true, true),
+        ("*.log", b".x.log", false, false),
+        (".*.log", b".x.log", true, true),
+        ("?x", b".x", false, false),
+        ("[.]x", b".x", false, false),
+        ("*", b".", false, false),
+        ("a?c", b"abc", true, true),
+        ("a?c", b"ac", false, false),
+        ("[ab]*", b"bx", true, true),
+        ("[ab]*", b"cx", false, false),
+        ("[!a]*", b"bx", true, true),
+        ("[!a]*", b"ax", false, false),
+        ("[!a]*", b".x", false, false),
+        ("*[0-9]", b"messages.1", true, true),
+        ("*[0-9]", b"messages", false, false),
+        ("x[z-a]", b"xb", false, false),
+        ("[]]", b"]", true, true),
+        ("[*]", b"*", true, true),
+        ("*.LOG", b"x.log", false, false),
+        ("\u{e9}t\u{e9}*", "\u{e9}t\u{e9}.log".as_bytes(), true, true),
+        ("*.log", b"\xff.log", true, true),
+        // `?` is one character for the crate, one byte for fnmatch in the
+        // C locale (nftban never sets another).
+        ("a?c", "a\u{e9}c".as_bytes(), false, true),
+        // A backslash escapes for fnmatch only; `[*]` does it for both.
+        ("\\*", b"*", true, false),
+        ("\\*", b"\\x", false, true),
+        // `[^...]` is glibc's `[!...]`; for the crate `^` is a member.
+        ("[^a]*", b"bx", true, false),
+        // fnmatch takes an unclosed `[` literally, the crate rejects the
+        // pattern; likewise `**` inside a name, and POSIX classes.
+        ("[", b"[", true, false),
+        ("a[b*", b"a[bc", true, false),
+        ("a**", b"abc", true, false),
+        ("[[:digit:]]*", b"1x", true, false),
+    ];
+    for &(pattern, name, libc_says, ours) in table {
+        assert_eq!(
+            fnmatch(pattern.as_bytes(), name),
+            libc_says,
+            "fnmatch({pattern:?}, {name:?})"
+        );
+        assert_eq!(
+            name_matches(OsStr::new(pattern), OsStr::from_bytes(name)),
+            ours,
+            "name_matches({pattern:?}, {name:?})"
+        );
+    }
+}
+
 /// A glob reader on a thread, collecting (file name, line).
 struct Reader {
     lines: Arc<Mutex<Vec<(String, String)>>>,
