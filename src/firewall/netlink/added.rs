@@ -17,23 +17,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 
-use super::dump::attrs;
-use super::monitor::c_string;
-use super::socket::{messages, setsockopt};
+use super::abi::{
+    attrs, be_u32, c_string, messages, nft_msg_type, NFNLGRP_NFTABLES, NFTA_DATA_VALUE, NFTA_LIST_ELEM,
+    NFTA_SET_ELEM_FLAGS, NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_ELEM_LIST_SET,
+    NFTA_SET_ELEM_LIST_TABLE, NFT_MSG_NEWSETELEM, NFT_SET_ELEM_INTERVAL_END,
+};
+use super::socket::setsockopt;
 
-/// `NFNLGRP_NFTABLES`, `NFNL_SUBSYS_NFTABLES`, `NFT_MSG_NEWSETELEM`.
-const NFNLGRP_NFTABLES: u32 = 7;
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFT_MSG_NEWSETELEM: u16 = 12;
-/// Attributes of a NEWSETELEM message and of its elements.
-const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
-const NFTA_SET_ELEM_LIST_SET: u16 = 2;
-const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_SET_ELEM_KEY: u16 = 1;
-const NFTA_SET_ELEM_FLAGS: u16 = 3;
-const NFTA_DATA_VALUE: u16 = 1;
-const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
 /// Big enough for a million events queued (about 100 bytes each, doubled
 /// by the kernel's accounting), so a restore is not lost to ENOBUFS.
 const SOCKET_BUFFER: i32 = 256 << 20;
@@ -93,7 +83,7 @@ impl AddedElements {
         let at = at.unwrap_or_else(SystemTime::now);
         for m in messages(&self.buf[..n.min(self.buf.len())]) {
             let Ok(m) = m else { break };
-            if m.kind != (NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWSETELEM) || m.payload.len() < 4 {
+            if m.kind != nft_msg_type(NFT_MSG_NEWSETELEM) || m.payload.len() < 4 {
                 continue;
             }
             decode(&m.payload[4..], at, out);
@@ -124,9 +114,7 @@ fn decode(body: &[u8], at: SystemTime, out: &mut Vec<Added>) {
                 NFTA_SET_ELEM_KEY => {
                     addr = attrs(v).find(|(t, _)| *t == NFTA_DATA_VALUE).and_then(|(_, d)| ip(d));
                 }
-                NFTA_SET_ELEM_FLAGS if v.len() >= 4 => {
-                    end = u32::from_be_bytes([v[0], v[1], v[2], v[3]]) & NFT_SET_ELEM_INTERVAL_END != 0;
-                }
+                NFTA_SET_ELEM_FLAGS => end = be_u32(v).is_some_and(|f| f & NFT_SET_ELEM_INTERVAL_END != 0),
                 _ => {}
             }
         }
@@ -187,23 +175,8 @@ fn recv_timestamped(fd: libc::c_int, buf: &mut [u8]) -> io::Result<(usize, Optio
 
 #[cfg(test)]
 mod unit {
+    use super::super::abi::{attr, nested};
     use super::*;
-
-    /// One attribute, padded to 4 bytes.
-    fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
-        let mut v = Vec::new();
-        v.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
-        v.extend_from_slice(&kind.to_ne_bytes());
-        v.extend_from_slice(value);
-        while v.len() % 4 != 0 {
-            v.push(0);
-        }
-        v
-    }
-
-    fn nested(kind: u16, value: &[u8]) -> Vec<u8> {
-        attr(kind | 0x8000, value)
-    }
 
     fn element(key: &[u8], flags: Option<u32>) -> Vec<u8> {
         let mut e = nested(NFTA_SET_ELEM_KEY, &attr(NFTA_DATA_VALUE, key));

@@ -7,6 +7,7 @@
 //! [`dump`]; the requests themselves are built in [`messages`]. No `nft`
 //! process is ever spawned.
 
+pub mod abi;
 pub mod added;
 mod conntrack;
 mod dump;
@@ -297,7 +298,7 @@ impl Firewall for Netlink {
             ops.push(messages::flush_chain(table, hook.chain()));
         }
         for set in &existing {
-            if set.flags & dump::NFT_SET_ANONYMOUS != 0 {
+            if set.flags & abi::NFT_SET_ANONYMOUS != 0 {
                 continue;
             }
             let keep = wanted.get(&set.name).is_some_and(|d| {

@@ -21,37 +21,31 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
+use netlink_sys::Socket;
 
-use super::dump::attrs;
-use super::socket::{messages, setsockopt};
+use super::abi::{
+    attrs, be_u32, c_string, messages, NFNLGRP_NFTABLES, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFTA_CHAIN_NAME,
+    NFTA_CHAIN_TABLE, NFTA_GEN_PROC_NAME, NFTA_GEN_PROC_PID, NFTA_RULE_CHAIN, NFTA_RULE_TABLE, NFTA_SET_ELEM_LIST_SET,
+    NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_NAME, NFTA_SET_TABLE, NFTA_TABLE_NAME, NFT_MSG_DELCHAIN, NFT_MSG_DELRULE,
+    NFT_MSG_DELSET, NFT_MSG_DELSETELEM, NFT_MSG_DELTABLE, NFT_MSG_DESTROYCHAIN, NFT_MSG_DESTROYRULE,
+    NFT_MSG_DESTROYSET, NFT_MSG_DESTROYSETELEM, NFT_MSG_DESTROYTABLE, NFT_MSG_NEWGEN,
+};
+use super::socket::{event_socket, setsockopt};
 
-/// `NFNLGRP_NFTABLES`: the multicast group of nf_tables events.
-const NFNLGRP_NFTABLES: u32 = 7;
-/// `NFNL_SUBSYS_NFTABLES`, the high byte of an event's message type.
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-/// `NFPROTO_INET`, in the nfgenmsg of an inet table's events.
-const NFPROTO_INET: u8 = 1;
-/// nf_tables message types (low byte), `enum nf_tables_msg_types`.
-const NFT_MSG_DELTABLE: u8 = 2;
-const NFT_MSG_DELCHAIN: u8 = 5;
-const NFT_MSG_DELRULE: u8 = 8;
-const NFT_MSG_DELSET: u8 = 11;
-const NFT_MSG_DELSETELEM: u8 = 14;
-const NFT_MSG_NEWGEN: u8 = 15;
-const NFT_MSG_DESTROYTABLE: u8 = 26;
-const NFT_MSG_DESTROYCHAIN: u8 = 27;
-const NFT_MSG_DESTROYRULE: u8 = 28;
-const NFT_MSG_DESTROYSET: u8 = 29;
-const NFT_MSG_DESTROYSETELEM: u8 = 30;
-/// Attribute 1 names the table in table events, and attribute 1 is the
-/// table in chain, rule, set and element events; attribute 2 is the object
-/// (`NFTA_CHAIN_NAME`, `NFTA_RULE_CHAIN`, `NFTA_SET_NAME`, `NFTA_SET_ELEM_LIST_SET`).
-const ATTR_TABLE: u16 = 1;
-const ATTR_OBJECT: u16 = 2;
-/// `NFTA_GEN_PROC_PID`, `NFTA_GEN_PROC_NAME`.
-const NFTA_GEN_PROC_PID: u16 = 2;
-const NFTA_GEN_PROC_NAME: u16 = 3;
+/// The table's name in the events of every kind the monitor reads, and the
+/// deleted object's in all but table events: the same attribute numbers in
+/// each kind's own enum, which is what lets one walk read them all.
+const ATTR_TABLE: u16 = NFTA_TABLE_NAME;
+const ATTR_OBJECT: u16 = NFTA_CHAIN_NAME;
+const _: () = assert!(
+    NFTA_CHAIN_TABLE == ATTR_TABLE
+        && NFTA_RULE_TABLE == ATTR_TABLE
+        && NFTA_SET_TABLE == ATTR_TABLE
+        && NFTA_SET_ELEM_LIST_TABLE == ATTR_TABLE
+        && NFTA_RULE_CHAIN == ATTR_OBJECT
+        && NFTA_SET_NAME == ATTR_OBJECT
+        && NFTA_SET_ELEM_LIST_SET == ATTR_OBJECT
+);
 
 /// Receive buffer asked for (SO_RCVBUFFORCE; the kernel doubles it). Each
 /// event costs about 1 KiB of buffer: about 60,000 events fit.
@@ -92,33 +86,17 @@ pub struct Pauser {
 impl Pauser {
     /// Stop receiving events.
     pub fn pause(&self) -> io::Result<()> {
-        membership(self.fd.as_raw_fd(), libc::NETLINK_DROP_MEMBERSHIP)
+        membership(&self.fd, libc::NETLINK_DROP_MEMBERSHIP)
     }
 
     /// Receive events again.
     pub fn resume(&self) -> io::Result<()> {
-        membership(self.fd.as_raw_fd(), libc::NETLINK_ADD_MEMBERSHIP)
+        membership(&self.fd, libc::NETLINK_ADD_MEMBERSHIP)
     }
 }
 
-fn membership(fd: libc::c_int, op: libc::c_int) -> io::Result<()> {
-    let group = NFNLGRP_NFTABLES as libc::c_int;
-    // SAFETY: `fd` is a live netlink socket owned by the caller; the option
-    // value is a c_int group number, as the kernel expects.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_NETLINK,
-            op,
-            (&group as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+fn membership(fd: &impl AsRawFd, op: libc::c_int) -> io::Result<()> {
+    setsockopt(fd, libc::SOL_NETLINK, op, NFNLGRP_NFTABLES as libc::c_int)
 }
 
 /// A socket subscribed to nf_tables events, watching one table.
@@ -135,17 +113,7 @@ pub struct Monitor {
 impl Monitor {
     /// Subscribe to nf_tables events for `table inet <table>`.
     pub fn open(table: &str) -> io::Result<Monitor> {
-        let mut sock = Socket::new(NETLINK_NETFILTER)?;
-        sock.bind_auto()?;
-        if setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, SOCKET_BUFFER).is_err() {
-            setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUF, SOCKET_BUFFER)?;
-        }
-        let timeout = libc::timeval {
-            tv_sec: READ_TIMEOUT.as_secs() as libc::time_t,
-            tv_usec: 0,
-        };
-        setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVTIMEO, timeout)?;
-        sock.add_membership(NFNLGRP_NFTABLES)?;
+        let sock = event_socket(SOCKET_BUFFER, READ_TIMEOUT)?;
         Ok(Monitor {
             sock,
             table: table.to_string(),
@@ -307,7 +275,7 @@ impl Monitor {
         let mut process = String::new();
         for (t, v) in attrs(body) {
             match t {
-                NFTA_GEN_PROC_PID if v.len() >= 4 => pid = u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
+                NFTA_GEN_PROC_PID => pid = be_u32(v).unwrap_or(0),
                 NFTA_GEN_PROC_NAME => process = c_string(v),
                 _ => {}
             }
@@ -348,11 +316,6 @@ fn describe(table: &str, pending: &BTreeMap<(u8, String), usize>) -> Vec<String>
             _ => format!("{} deleted from set {object}", plural(n, "element", "elements")),
         })
         .collect()
-}
-
-/// A NUL-terminated string attribute.
-pub(super) fn c_string(v: &[u8]) -> String {
-    String::from_utf8_lossy(v.split(|&b| b == 0).next().unwrap_or_default()).into_owned()
 }
 
 #[cfg(test)]
