@@ -45,8 +45,14 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nftban::firewall::netlink::added::{Added, AddedElements};
 use nftban::netns::NetNs;
+
+use added::{Added, AddedElements};
+
+// A module of this example (Cargo would take `examples/added.rs` for an
+// example of its own).
+#[path = "daemon_bench/added.rs"]
+mod added;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 

@@ -8,7 +8,6 @@
 //! process is ever spawned.
 
 pub mod abi;
-pub mod added;
 mod conntrack;
 mod dump;
 mod messages;
@@ -23,6 +22,7 @@ use std::io;
 use ipnet::IpNet;
 
 use self::messages::Change;
+pub use self::socket::event_socket;
 use self::socket::{Failure, NfSocket, Op};
 use super::{
     jail_sets, set_of, Ban, Counter, Element, Error, Family, Firewall, Hook, Refused, Result, SetDef, TableSpec,

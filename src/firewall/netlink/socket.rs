@@ -462,7 +462,7 @@ fn set_seq(msg: &mut [u8], seq: u32) {
 /// `buffer` bytes, since a big transaction sends one event per element and
 /// what does not fit is lost (ENOBUFS); a read waits at most `timeout`,
 /// then fails with `WouldBlock`.
-pub(super) fn event_socket(buffer: i32, timeout: Duration) -> io::Result<Socket> {
+pub fn event_socket(buffer: i32, timeout: Duration) -> io::Result<Socket> {
     let mut sock = Socket::new(NETLINK_NETFILTER)?;
     sock.bind_auto()?;
     raise_buffer(&sock, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, buffer)?;

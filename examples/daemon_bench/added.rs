@@ -4,25 +4,29 @@
 //! over netlink or fail2ban with `nft add element`; both produce the same
 //! NEWSETELEM event per element.
 //!
-//! The socket joins NFNLGRP_NFTABLES like the self-healing [`super::monitor`]
-//! and asks for SO_TIMESTAMPNS, so each datagram carries the kernel's
-//! wall-clock time of queueing: a reader thread that runs late does not make
-//! bans look slower. While such a socket listens the kernel builds one event
-//! per element added, which makes big batches slower (docs/performance.md).
+//! The socket is an nf_tables event socket like the self-healing monitor's
+//! ([`event_socket`]) that also asks for SO_TIMESTAMPNS, so each datagram
+//! carries the kernel's wall-clock time of queueing: a reader thread that
+//! runs late does not make bans look slower. While such a socket listens the
+//! kernel builds one event per element added, which makes big batches slower
+//! (docs/performance.md, section "Restore with and without a listener").
+//!
+//! A module of the benchmark, not of the library: nftban itself never needs
+//! to know what was added (it adds it). It uses the library's public event
+//! socket and netlink attribute walker (`nftban::firewall::netlink::abi`).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
-
-use super::abi::{
-    attrs, be_u32, c_string, messages, nft_msg_type, NFNLGRP_NFTABLES, NFTA_DATA_VALUE, NFTA_LIST_ELEM,
-    NFTA_SET_ELEM_FLAGS, NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_ELEM_LIST_SET,
-    NFTA_SET_ELEM_LIST_TABLE, NFT_MSG_NEWSETELEM, NFT_SET_ELEM_INTERVAL_END,
+use netlink_sys::Socket;
+use nftban::firewall::netlink::abi::{
+    attrs, be_u32, c_string, messages, nft_msg_type, NFTA_DATA_VALUE, NFTA_LIST_ELEM, NFTA_SET_ELEM_FLAGS,
+    NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_ELEM_LIST_SET, NFTA_SET_ELEM_LIST_TABLE,
+    NFT_MSG_NEWSETELEM, NFT_SET_ELEM_INTERVAL_END,
 };
-use super::socket::setsockopt;
+use nftban::firewall::netlink::event_socket;
 
 /// Big enough for a million events queued (about 100 bytes each, doubled
 /// by the kernel's accounting), so a restore is not lost to ENOBUFS.
@@ -50,18 +54,22 @@ pub struct AddedElements {
 impl AddedElements {
     /// Subscribe; `timeout` bounds each [`AddedElements::read`].
     pub fn open(timeout: Duration) -> io::Result<AddedElements> {
-        let mut sock = Socket::new(NETLINK_NETFILTER)?;
-        sock.bind_auto()?;
-        if setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, SOCKET_BUFFER).is_err() {
-            setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUF, SOCKET_BUFFER)?;
-        }
-        setsockopt(&sock, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1 as libc::c_int)?;
-        let tv = libc::timeval {
-            tv_sec: timeout.as_secs() as libc::time_t,
-            tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+        let sock = event_socket(SOCKET_BUFFER, timeout)?;
+        let on: libc::c_int = 1;
+        // SAFETY: the pointer and length describe `on`, a live c_int, the
+        // type SO_TIMESTAMPNS takes; the descriptor is owned by `sock`.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
         };
-        setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVTIMEO, tv)?;
-        sock.add_membership(NFNLGRP_NFTABLES)?;
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
         Ok(AddedElements {
             sock,
             buf: vec![0; READ_BUFFER],
@@ -175,8 +183,8 @@ fn recv_timestamped(fd: libc::c_int, buf: &mut [u8]) -> io::Result<(usize, Optio
 
 #[cfg(test)]
 mod unit {
-    use super::super::abi::{attr, nested};
     use super::*;
+    use nftban::firewall::netlink::abi::{attr, nested};
 
     fn element(key: &[u8], flags: Option<u32>) -> Vec<u8> {
         let mut e = nested(NFTA_SET_ELEM_KEY, &attr(NFTA_DATA_VALUE, key));
