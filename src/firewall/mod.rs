@@ -15,6 +15,13 @@
 //! stops at once, and the rules' counters say how much each jail dropped
 //! ([`Firewall::counters`]).
 //!
+//! Other tools can change nftban's table too (a firewall reload flushing
+//! the whole ruleset would lift every ban): [`Firewall::watch`] hands out a
+//! [`Watcher`] that reports their deletions, so the daemon can restore what
+//! went. The backend keeps the watcher out of its own big batches and says
+//! when it did ([`Firewall::take_unwatched`]), so the daemon needs to know
+//! nothing of netlink.
+//!
 //! The [`Firewall`] trait is what the daemon talks to. [`netlink::Netlink`]
 //! speaks nf_tables over netlink (see docs/firewall.md for why this stack),
 //! [`memory::Memory`] keeps the same state in memory for tests and dry runs.
@@ -244,6 +251,34 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// What the watcher of nftban's table reports (see [`Watcher`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Another process deleted parts of nftban's table.
+    Changed {
+        /// What went, in words: `table inet nftban deleted`, `3 elements
+        /// deleted from set sshd_v4`.
+        what: Vec<String>,
+        /// The process that did it (from the kernel's end-of-transaction
+        /// event).
+        pid: u32,
+        process: String,
+    },
+    /// Events were lost (the kernel's queue overflowed): the table must be
+    /// checked (see [`Firewall::missing`]).
+    Lost,
+}
+
+/// Reads nf_tables events about nftban's table made by other processes;
+/// runs on its own thread, so the daemon can heal the table when another
+/// tool (a firewall reload's `nft flush ruleset`, say) deletes parts of it.
+pub trait Watcher: Send {
+    /// Wait for the next change another process made to the table, or for
+    /// lost events. `Ok(None)` when about a second passed without either,
+    /// so the thread can check whether it should stop.
+    fn wait(&mut self) -> Result<Option<Notice>>;
+}
+
 /// The kernel side of nftban. Implemented over netlink for real use and in
 /// memory for tests.
 pub trait Firewall: Send {
@@ -291,16 +326,35 @@ pub trait Firewall: Send {
         0
     }
 
+    /// Start watching `table` for other processes' changes (subscribe
+    /// before setup so nothing is missed). The firewall filters out its own
+    /// events and, from then on, pauses the watcher by itself during its own
+    /// big batches (where the kernel would otherwise build one event per
+    /// element for it). `Ok(None)`: this firewall cannot watch.
+    fn watch(&mut self, table: &str) -> Result<Option<Box<dyn Watcher>>> {
+        let _ = table;
+        Ok(None)
+    }
+
+    /// Whether some of the firewall's own changes ran with the watcher
+    /// paused since the last call (other tools' changes in that window went
+    /// unseen, so the caller should check the table). Resets it.
+    fn take_unwatched(&mut self) -> bool {
+        false
+    }
+
     /// The netlink port that nf_tables events of this firewall's own
-    /// changes name as their requester, so the event monitor can have the
-    /// kernel drop them ([`netlink::monitor::Monitor::ignore_port`]).
+    /// changes name as their requester, so an event monitor opened by the
+    /// caller can have the kernel drop them
+    /// ([`netlink::monitor::Monitor::ignore_port`]). [`Firewall::watch`]
+    /// does this itself: this goes once the daemon watches through it.
     fn event_port(&self) -> Option<u32> {
         None
     }
 }
 
 /// The kernel backend, over netlink. Errors say whether nf_tables is
-/// missing or the process lacks CAP_NET_ADMIN (seed FAQ row 2).
+/// missing or the process lacks CAP_NET_ADMIN (docs/faq.md row 2).
 pub fn open_kernel() -> Result<Box<dyn Firewall>> {
     Ok(Box::new(netlink::Netlink::open()?))
 }

@@ -1,6 +1,9 @@
 //! Watching nf_tables for other tools' changes to nftban's table, so the
-//! daemon can heal (issue 4: a firewall reload's `nft flush ruleset` must not
-//! silently lift every ban).
+//! daemon can heal: a firewall reload's `nft flush ruleset` must not
+//! silently lift every ban (docs/firewall.md, "Self-healing: watching other
+//! tools"). The netlink firewall's [`crate::firewall::Firewall::watch`]
+//! hands a [`Monitor`] out as the [`Watcher`] and pauses it during its own
+//! big batches ([`Pauser`]).
 //!
 //! A NETLINK_NETFILTER socket joins the multicast group NFNLGRP_NFTABLES:
 //! the kernel then sends an event for every change of every table, and ends
@@ -31,6 +34,11 @@ use super::abi::{
     NFT_MSG_DESTROYSET, NFT_MSG_DESTROYSETELEM, NFT_MSG_DESTROYTABLE, NFT_MSG_NEWGEN,
 };
 use super::socket::{event_socket, setsockopt};
+/// What the monitor reports; it moved to [`crate::firewall`] with the
+/// [`Watcher`] trait, and is named here too while the daemon still opens
+/// the monitor itself.
+pub use crate::firewall::Notice;
+use crate::firewall::Watcher;
 
 /// The table's name in the events of every kind the monitor reads, and the
 /// deleted object's in all but table events: the same attribute numbers in
@@ -55,29 +63,13 @@ const READ_BUFFER: usize = 64 << 10;
 /// Wake up this often even without events, so the thread can stop.
 const READ_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// What the monitor reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notice {
-    /// Another process deleted parts of nftban's table.
-    Changed {
-        /// What went, in words: `table inet nftban deleted`, `3 elements
-        /// deleted from set sshd_v4`.
-        what: Vec<String>,
-        /// The process that did it, from NEWGEN.
-        pid: u32,
-        process: String,
-    },
-    /// Events were lost (ENOBUFS): the table must be checked.
-    Lost,
-}
-
 /// Leaves and rejoins the monitor's multicast group from another thread
 /// (the same socket, through a duplicated descriptor). While no socket is in
 /// the group the kernel builds no events at all; with one, it builds an
-/// event per element added, which costs nftban's own big batches (a million
-/// bans at start or after healing) about 40 % of their speed
-/// (docs/performance.md). Changes made while paused are not reported: check
-/// the table after resuming.
+/// event per element added, which slows nftban's own big batches (a million
+/// bans at start or after healing) markedly (docs/performance.md, section
+/// "Restore with and without a listener"). Changes made while paused are
+/// not reported: check the table after resuming.
 #[derive(Debug)]
 pub struct Pauser {
     fd: std::os::fd::OwnedFd,
@@ -288,6 +280,13 @@ impl Monitor {
             pid,
             process,
         })
+    }
+}
+
+/// The monitor as the firewall hands it out from [`crate::firewall::Firewall::watch`].
+impl Watcher for Monitor {
+    fn wait(&mut self) -> crate::firewall::Result<Option<Notice>> {
+        Monitor::wait(self).map_err(crate::firewall::Error::Io)
     }
 }
 

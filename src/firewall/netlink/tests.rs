@@ -10,7 +10,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::Netlink;
-use crate::firewall::{render_ruleset, Action, Ban, Counter, Error, Firewall, Hook, TableSpec};
+use crate::firewall::{render_ruleset, Action, Ban, Counter, Error, Firewall, Hook, Notice, TableSpec};
 
 /// Move this test's thread into a new network namespace and open the
 /// firewall there; `None` (after saying so) when that needs root we lack.
@@ -748,7 +748,7 @@ fn own_events_are_dropped_before_the_monitor_reads_them() {
     let Some(mut nl) = private_netns() else { return };
     let mut filtered = super::monitor::Monitor::open("nftban").unwrap();
     let mut plain = super::monitor::Monitor::open("nftban").unwrap();
-    let port = nl.event_port().expect("a netlink firewall has a port");
+    let port = nl.sock.port().expect("a netlink firewall has a port");
     filtered.ignore_port(port).unwrap();
     nl.setup(&spec(&["sshd"], Action::Drop)).unwrap();
     let bans: Vec<Ban> = (1..=20)
@@ -764,11 +764,54 @@ fn own_events_are_dropped_before_the_monitor_reads_them() {
     nft(&["delete", "element", "inet", "nftban", "sshd_v4", "{ 192.0.2.2 }"]);
     for m in [&mut filtered, &mut plain] {
         match m.wait().unwrap() {
-            Some(super::monitor::Notice::Changed { what, .. }) => {
+            Some(Notice::Changed { what, .. }) => {
                 assert_eq!(what, vec!["1 element deleted from set sshd_v4".to_string()])
             }
             other => panic!("another process's deletion not reported: {other:?}"),
         }
     }
     assert!(filtered.received > 0);
+}
+
+/// A firewall that watches its table pauses the watcher during its own big
+/// batches and says so once (`take_unwatched`), not after small ones; and
+/// after the pause the watcher still reports another process's deletion.
+/// The deletion is made by `nft`: a second socket of this process would not
+/// do, since the watcher tells nftban's own changes apart by process id.
+#[test]
+fn watching_firewall_pauses_for_big_batches_and_still_sees_others() {
+    let Some(mut nl) = private_netns() else { return };
+    let mut watcher = nl.watch("nftban").unwrap().expect("the netlink firewall can watch");
+    nl.setup(&spec(&["sshd"], Action::Drop)).unwrap();
+    assert!(!nl.take_unwatched(), "setup is no batch of bans");
+
+    let big: Vec<Ban> = (0..super::BIG_BATCH as u32)
+        .map(|i| Ban {
+            jail: "sshd".into(),
+            net: IpNet::from(std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i))),
+            timeout: HOUR,
+        })
+        .collect();
+    assert!(nl.add(&big).unwrap().is_empty());
+    assert!(
+        nl.take_unwatched(),
+        "a batch of BIG_BATCH bans runs with the watcher paused"
+    );
+    assert!(!nl.take_unwatched(), "reset by the call");
+    assert!(nl.add(&big[..3]).unwrap().is_empty());
+    assert!(!nl.take_unwatched(), "a small batch runs watched");
+    assert!(nl.add(&[]).unwrap().is_empty());
+    assert!(!nl.take_unwatched());
+
+    // Own changes are never reported; another process's deletion is.
+    assert_eq!(watcher.wait().unwrap(), None);
+    nft(&["delete", "element", "inet", "nftban", "sshd_v4", "{ 10.0.0.7 }"]);
+    match watcher.wait().unwrap() {
+        Some(Notice::Changed { what, pid, process }) => {
+            assert_eq!(what, ["1 element deleted from set sshd_v4"]);
+            assert_ne!(pid, std::process::id());
+            assert!(process.starts_with("nft"), "{process}");
+        }
+        other => panic!("nft's deletion not reported: {other:?}"),
+    }
 }
