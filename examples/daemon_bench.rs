@@ -687,8 +687,7 @@ impl Watch {
         let stop2 = stop.clone();
         let name = ns.name.clone();
         std::thread::spawn(move || {
-            let opened =
-                enter(&name).and_then(|_| AddedElements::open(Duration::from_millis(200)).map_err(|e| e.to_string()));
+            let opened = enter(&name).and_then(|_| AddedElements::open(Duration::from_millis(200)));
             let mut sock = match opened {
                 Ok(s) => {
                     let _ = ready_tx.send(Ok(()));
@@ -794,12 +793,13 @@ impl Drop for Watch {
 }
 
 /// Move this thread into the named namespace (its owner deletes it).
-fn enter(name: &str) -> Result<(), String> {
+fn enter(name: &str) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(format!("/run/netns/{name}")).map_err(|e| format!("{name}: {e}"))?;
+    let context = |what: &str, e: std::io::Error| std::io::Error::new(e.kind(), format!("{what} {name}: {e}"));
+    let f = std::fs::File::open(format!("/run/netns/{name}")).map_err(|e| context("open namespace", e))?;
     // SAFETY: setns on a valid namespace fd; affects only this thread.
     if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(format!("setns {name}: {}", std::io::Error::last_os_error()));
+        return Err(context("setns", std::io::Error::last_os_error()));
     }
     Ok(())
 }

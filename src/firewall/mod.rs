@@ -241,7 +241,10 @@ pub enum Error {
         "permission denied talking to nf_tables: nftban needs CAP_NET_ADMIN (run as root or grant the capability)"
     )]
     PermissionDenied,
-    /// The kernel refused a request; `what` says which.
+    /// The kernel refused a request; `what` says which. The errno is part
+    /// of the message, since logs and control answers print the message
+    /// alone; it is not also the `#[source]`, which chain printers (`{:#}`)
+    /// would then print a second time.
     #[error("kernel refused to {what}: {error}")]
     Kernel { what: String, error: std::io::Error },
     /// The netlink socket itself failed.

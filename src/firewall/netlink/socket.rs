@@ -66,19 +66,18 @@ impl Op {
     }
 }
 
-/// How a request failed.
-#[derive(Debug)]
+/// How a request failed. Callers match on the errno (ENOENT is often no
+/// error for them) before turning it into the firewall's [`Error`].
+///
+/// [`Error`]: crate::firewall::Error
+#[derive(Debug, thiserror::Error)]
 pub(super) enum Failure {
     /// The kernel answered with an error to the request described by `what`.
+    #[error("kernel refused to {what}: {}", io::Error::from_raw_os_error(*errno))]
     Kernel { what: String, errno: i32 },
     /// The socket failed (send, receive, or a garbled answer).
-    Io(io::Error),
-}
-
-impl From<io::Error> for Failure {
-    fn from(e: io::Error) -> Failure {
-        Failure::Io(e)
-    }
+    #[error(transparent)]
+    Io(#[from] io::Error),
 }
 
 pub(super) type Result<T> = std::result::Result<T, Failure>;
