@@ -1,4 +1,4 @@
-//! Daemon benchmark (issue 5): `nftban run` beside Debian's fail2ban-server,
+//! Daemon benchmark: `nftban run` beside Debian's fail2ban-server,
 //! on the same generated Asterisk log, each daemon in its own private network
 //! namespace. Run it with `bash bench/daemon.sh` (docs/performance.md,
 //! "Daemon"); it needs root, `ip`, `nft` and fail2ban.

@@ -1,9 +1,10 @@
 //! Readers for the dumps nftban asks for: the sets of its table (GETSET),
 //! the elements of one set (GETSETELEM), the chains (GETCHAIN) and the
-//! rules' counters (GETRULE). A direct walk over the
-//! attributes, not netlink-packet-netfilter's generic parser, which is
-//! about 100 times slower on big sets (see shared/netlink-notes.md). Also
-//! turns the start/end elements of an interval set back into prefixes.
+//! rules' counters (GETRULE). A direct walk over the attributes
+//! ([`super::abi::attrs`]), not netlink-packet-netfilter's generic parser,
+//! which allocates for every attribute and is far slower on big sets
+//! (docs/firewall.md, section "Netlink stack: netlink-packet-netfilter").
+//! Also turns the start/end elements of an interval set back into prefixes.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
