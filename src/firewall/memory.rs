@@ -44,15 +44,6 @@ impl Memory {
     pub fn new() -> Memory {
         Memory::default()
     }
-
-    /// Elements of a jail that have not expired yet.
-    pub fn live(&self, jail: &str) -> Vec<IpNet> {
-        let now = Instant::now();
-        self.sets
-            .get(jail)
-            .map(|s| s.iter().filter(|(_, &t)| t > now).map(|(n, _)| *n).collect())
-            .unwrap_or_default()
-    }
 }
 
 impl Firewall for Memory {

@@ -62,14 +62,14 @@ impl std::fmt::Display for Action {
 
 /// Address family of a set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Family {
+pub(crate) enum Family {
     V4,
     V6,
 }
 
 impl Family {
     /// The family of an address or prefix.
-    pub fn of(net: &IpNet) -> Family {
+    pub(crate) fn of(net: &IpNet) -> Family {
         match net {
             IpNet::V4(_) => Family::V4,
             IpNet::V6(_) => Family::V6,
@@ -77,7 +77,7 @@ impl Family {
     }
 
     /// Suffix of the set names: `v4` or `v6`.
-    pub fn suffix(self) -> &'static str {
+    pub(crate) fn suffix(self) -> &'static str {
         match self {
             Family::V4 => "v4",
             Family::V6 => "v6",
@@ -118,7 +118,7 @@ impl Hook {
     /// chains (0), so a banned source is dropped before another table
     /// accepts it; prerouting runs at raw priority, before conntrack
     /// (-200) sees the packet.
-    pub fn priority(self) -> i32 {
+    pub(crate) fn priority(self) -> i32 {
         match self {
             Hook::Prerouting => -300,
             Hook::Input | Hook::Forward => -10,
@@ -141,23 +141,24 @@ pub struct TableSpec {
     pub action: Action,
     /// Hooks that get a chain, each at most once, in [`Hook::ALL`] order.
     pub hooks: Vec<Hook>,
-    /// Jail names, in config order; each gets the sets of [`jail_sets`].
+    /// Jail names, in config order; each gets four sets: `<jail>_v4`,
+    /// `<jail>_v4_net`, `<jail>_v6`, `<jail>_v6_net`.
     pub jails: Vec<String>,
 }
 
 /// Name of the hash set that holds a jail's single addresses of one family.
-pub fn set_name(jail: &str, family: Family) -> String {
+pub(crate) fn set_name(jail: &str, family: Family) -> String {
     format!("{jail}_{}", family.suffix())
 }
 
 /// Name of the interval set that holds a jail's prefixes of one family.
-pub fn net_set_name(jail: &str, family: Family) -> String {
+pub(crate) fn net_set_name(jail: &str, family: Family) -> String {
     format!("{jail}_{}_net", family.suffix())
 }
 
 /// The set of a jail that holds `net`: the hash set for a single address,
 /// the interval set for a prefix.
-pub fn set_of(jail: &str, net: &IpNet) -> String {
+pub(crate) fn set_of(jail: &str, net: &IpNet) -> String {
     if crate::address::is_host(net) {
         set_name(jail, Family::of(net))
     } else {
@@ -167,11 +168,11 @@ pub fn set_of(jail: &str, net: &IpNet) -> String {
 
 /// One of a jail's sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SetDef {
-    pub name: String,
-    pub family: Family,
+pub(crate) struct SetDef {
+    pub(crate) name: String,
+    pub(crate) family: Family,
     /// An interval set (prefixes) rather than a hash set (single addresses).
-    pub interval: bool,
+    pub(crate) interval: bool,
 }
 
 /// A jail's four sets, in the order setup creates them and adds their
@@ -179,7 +180,7 @@ pub struct SetDef {
 /// `<jail>_v6_net`. Why two kinds: a single address in an interval set is
 /// two elements (start and end) and a rbtree insert; in a hash set it is one
 /// element and a hash insert (docs/performance.md has the figures).
-pub fn jail_sets(jail: &str) -> Vec<SetDef> {
+pub(crate) fn jail_sets(jail: &str) -> Vec<SetDef> {
     let mut out = Vec::with_capacity(4);
     for family in [Family::V4, Family::V6] {
         out.push(SetDef {
@@ -324,7 +325,7 @@ pub trait Firewall: Send {
     fn missing(&mut self, spec: &TableSpec, probes: &[(String, IpNet)]) -> Result<Vec<String>>;
 
     /// How many batches the kernel has applied since open: the daemon logs
-    /// how many a restore took (one, for 100,000 bans).
+    /// how many a restore took.
     fn batches(&self) -> u64 {
         0
     }

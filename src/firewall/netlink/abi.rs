@@ -27,8 +27,9 @@
 //! both 2): they stay separate constants here, named as in the header, so
 //! each use says which enum it means.
 //!
-//! Public because the daemon benchmark (`examples/daemon_bench`) reads
-//! nf_tables events with the same numbers and walker.
+//! The daemon benchmark (`examples/daemon_bench`) reads nf_tables events
+//! with the same numbers and walker: what it uses is public, the rest is
+//! the crate's own.
 
 use std::io;
 
@@ -43,7 +44,7 @@ pub(crate) const NLM_F_DUMP_INTR: u16 = 16;
 /// Size of `struct nlattr`.
 pub(crate) const NLA_HDRLEN: usize = 4;
 /// Flag on the type of an attribute whose value is itself attributes.
-pub const NLA_F_NESTED: u16 = 1 << 15;
+pub(crate) const NLA_F_NESTED: u16 = 1 << 15;
 /// The type bits of an attribute (without `NLA_F_NESTED` and
 /// `NLA_F_NET_BYTEORDER`).
 pub(crate) const NLA_TYPE_MASK: u16 = 0x3fff;
@@ -52,9 +53,9 @@ pub(crate) const NLA_TYPE_MASK: u16 = 0x3fff;
 
 /// nf_tables' subsystem: the high byte of its message types, and the
 /// `res_id` of batch messages.
-pub const NFNL_SUBSYS_NFTABLES: u16 = 10;
+pub(crate) const NFNL_SUBSYS_NFTABLES: u16 = 10;
 /// The multicast group of nf_tables events.
-pub const NFNLGRP_NFTABLES: u32 = 7;
+pub(crate) const NFNLGRP_NFTABLES: u32 = 7;
 
 /// The full netlink message type of nf_tables message `msg` (`NFT_MSG_*`).
 pub const fn nft_msg_type(msg: u8) -> u16 {
@@ -184,8 +185,8 @@ pub(crate) const fn align4(n: usize) -> usize {
 pub struct Msg<'a> {
     /// `nlmsg_type`: for nf_tables, [`nft_msg_type`].
     pub kind: u16,
-    pub flags: u16,
-    pub seq: u32,
+    pub(crate) flags: u16,
+    pub(crate) seq: u32,
     /// What follows the netlink header (for nfnetlink: the nfgenmsg, then
     /// the attributes).
     pub payload: &'a [u8],

@@ -31,7 +31,7 @@ use super::{
 };
 
 /// Table used until [`Firewall::setup`] names another one.
-pub const DEFAULT_TABLE: &str = "nftban";
+const DEFAULT_TABLE: &str = "nftban";
 
 /// How often a dump interrupted by concurrent changes is started over.
 const DUMP_RETRIES: usize = 10;
@@ -77,18 +77,6 @@ impl Netlink {
             pauser: None,
             unwatched: false,
         })
-    }
-
-    /// Use `table` for `add`, `delete` and `list` before any `setup` (which
-    /// sets it from its spec).
-    pub fn with_table(mut self, table: impl Into<String>) -> Netlink {
-        self.table = table.into();
-        self
-    }
-
-    /// The table this instance works on.
-    pub fn table(&self) -> &str {
-        &self.table
     }
 
     /// A whole dump folded into `T`: started again (with a fresh `T`) when

@@ -99,7 +99,7 @@ pub struct Monitor {
     /// Deletions seen since the last NEWGEN, by kind and object.
     pending: BTreeMap<(u8, String), usize>,
     /// Event messages read since open (what the port filter saves).
-    pub received: u64,
+    pub(crate) received: u64,
 }
 
 impl Monitor {
