@@ -1,4 +1,4 @@
-//! Daemon benchmark (issue 5): `nftban run` beside Debian's fail2ban-server,
+//! Daemon benchmark: `nftban run` beside Debian's fail2ban-server,
 //! on the same generated Asterisk log, each daemon in its own private network
 //! namespace. Run it with `bash bench/daemon.sh` (docs/performance.md,
 //! "Daemon"); it needs root, `ip`, `nft` and fail2ban.
@@ -45,8 +45,14 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nftban::firewall::netlink::added::{Added, AddedElements};
 use nftban::netns::NetNs;
+
+use added::{Added, AddedElements};
+
+// A module of this example (Cargo would take `examples/added.rs` for an
+// example of its own).
+#[path = "daemon_bench/added.rs"]
+mod added;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -681,8 +687,7 @@ impl Watch {
         let stop2 = stop.clone();
         let name = ns.name.clone();
         std::thread::spawn(move || {
-            let opened =
-                enter(&name).and_then(|_| AddedElements::open(Duration::from_millis(200)).map_err(|e| e.to_string()));
+            let opened = enter(&name).and_then(|_| AddedElements::open(Duration::from_millis(200)));
             let mut sock = match opened {
                 Ok(s) => {
                     let _ = ready_tx.send(Ok(()));
@@ -788,12 +793,13 @@ impl Drop for Watch {
 }
 
 /// Move this thread into the named namespace (its owner deletes it).
-fn enter(name: &str) -> Result<(), String> {
+fn enter(name: &str) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(format!("/run/netns/{name}")).map_err(|e| format!("{name}: {e}"))?;
+    let context = |what: &str, e: std::io::Error| std::io::Error::new(e.kind(), format!("{what} {name}: {e}"));
+    let f = std::fs::File::open(format!("/run/netns/{name}")).map_err(|e| context("open namespace", e))?;
     // SAFETY: setns on a valid namespace fd; affects only this thread.
     if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(format!("setns {name}: {}", std::io::Error::last_os_error()));
+        return Err(context("setns", std::io::Error::last_os_error()));
     }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Kernel benchmark (issue 4): how fast bans reach the kernel through
+//! Kernel benchmark: how fast bans reach the kernel through
 //! nftban's own netlink code, compared in the same run with `nft -f` and with
 //! one `nft` process per ban (what fail2ban does), plus single-ban latency
 //! and the daemon's memory holding many bans.
@@ -270,7 +270,7 @@ fn nft_file(dir: &Path, flags: &str, addrs: &[Ipv4Addr], len: u8, files: usize) 
 fn nft_one_file(dir: &Path, addrs: &[Ipv4Addr], len: u8, limit: Duration) -> Res<Option<Duration>> {
     // One `add element` line per 1,000 elements, all in one file and so in
     // one transaction: nft 1.0.6 is far slower on one line of a million
-    // elements (173 s for a hash set in a first run) than on such lines.
+    // elements than on such lines.
     let mut text = String::with_capacity(addrs.len() * 32);
     for chunk in addrs.chunks(NFT_LINE) {
         let _ = write!(text, "add element inet {NFT_TABLE} s {{ ");

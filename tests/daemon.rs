@@ -226,7 +226,9 @@ fn a_notify_failure_is_only_a_warning() {
     let d = notify_daemon(&ns, &s, s.dir.path().join("nobody.sock").as_os_str());
     wait_for("the daemon to answer status", || s.try_status());
     // READY=1 is sent once the control socket serves: wait for its warning.
-    wait_for("the warning", || d.log().contains("cannot notify systemd").then_some(()));
+    wait_for("the warning", || {
+        d.log().contains("cannot notify systemd").then_some(())
+    });
     assert!(d.stop());
 }
 

@@ -31,20 +31,18 @@ pub struct Memory {
     /// How many times `list` ran; shared, so a test can check that the
     /// engine never lists a set.
     pub lists: Arc<AtomicUsize>,
+    /// Plays the netlink backend's pausing of its watcher during big
+    /// batches: an `add` of at least this many bans counts as made with the
+    /// watcher paused, which `take_unwatched` then reports once (tests of
+    /// the check that follows; the backend's threshold is
+    /// [`super::netlink::BIG_BATCH`]). `None` (the default): never.
+    pub unwatched_from: Option<usize>,
+    unwatched: bool,
 }
 
 impl Memory {
     pub fn new() -> Memory {
         Memory::default()
-    }
-
-    /// Elements of a jail that have not expired yet.
-    pub fn live(&self, jail: &str) -> Vec<IpNet> {
-        let now = Instant::now();
-        self.sets
-            .get(jail)
-            .map(|s| s.iter().filter(|(_, &t)| t > now).map(|(n, _)| *n).collect())
-            .unwrap_or_default()
     }
 }
 
@@ -61,6 +59,9 @@ impl Firewall for Memory {
 
     fn add(&mut self, bans: &[Ban]) -> Result<Vec<Refused>> {
         self.batches += u64::from(!bans.is_empty());
+        if self.unwatched_from.is_some_and(|n| !bans.is_empty() && bans.len() >= n) {
+            self.unwatched = true;
+        }
         let now = Instant::now();
         let mut refused = Vec::new();
         for ban in bans {
@@ -102,6 +103,10 @@ impl Firewall for Memory {
         self.batches
     }
 
+    fn take_unwatched(&mut self) -> bool {
+        std::mem::take(&mut self.unwatched)
+    }
+
     fn missing(&mut self, spec: &TableSpec, probes: &[(String, IpNet)]) -> Result<Vec<String>> {
         if self.spec.as_ref() != Some(spec) {
             return Ok(vec![format!("table inet {} is missing", spec.table)]);
@@ -130,5 +135,34 @@ impl Firewall for Memory {
                     .collect()
             })
             .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    fn bans(n: usize) -> Vec<Ban> {
+        (0..n)
+            .map(|i| Ban {
+                jail: "sshd".into(),
+                net: IpNet::from(std::net::IpAddr::from(std::net::Ipv4Addr::from(0xc000_0200 + i as u32))),
+                timeout: Duration::from_secs(60),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn big_adds_count_as_unwatched_once_when_asked_to() {
+        let mut fw = Memory::new();
+        assert!(fw.watch("nftban").unwrap().is_none(), "memory cannot watch");
+        fw.add(&bans(5)).unwrap();
+        assert!(!fw.take_unwatched(), "off by default");
+        fw.unwatched_from = Some(3);
+        fw.add(&bans(2)).unwrap();
+        assert!(!fw.take_unwatched(), "a small add is watched");
+        fw.add(&bans(3)).unwrap();
+        assert!(fw.take_unwatched());
+        assert!(!fw.take_unwatched(), "reset by the call");
     }
 }

@@ -15,6 +15,13 @@
 //! stops at once, and the rules' counters say how much each jail dropped
 //! ([`Firewall::counters`]).
 //!
+//! Other tools can change nftban's table too (a firewall reload flushing
+//! the whole ruleset would lift every ban): [`Firewall::watch`] hands out a
+//! [`Watcher`] that reports their deletions, so the daemon can restore what
+//! went. The backend keeps the watcher out of its own big batches and says
+//! when it did ([`Firewall::take_unwatched`]), so the daemon needs to know
+//! nothing of netlink.
+//!
 //! The [`Firewall`] trait is what the daemon talks to. [`netlink::Netlink`]
 //! speaks nf_tables over netlink (see docs/firewall.md for why this stack),
 //! [`memory::Memory`] keeps the same state in memory for tests and dry runs.
@@ -55,14 +62,14 @@ impl std::fmt::Display for Action {
 
 /// Address family of a set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Family {
+pub(crate) enum Family {
     V4,
     V6,
 }
 
 impl Family {
     /// The family of an address or prefix.
-    pub fn of(net: &IpNet) -> Family {
+    pub(crate) fn of(net: &IpNet) -> Family {
         match net {
             IpNet::V4(_) => Family::V4,
             IpNet::V6(_) => Family::V6,
@@ -70,7 +77,7 @@ impl Family {
     }
 
     /// Suffix of the set names: `v4` or `v6`.
-    pub fn suffix(self) -> &'static str {
+    pub(crate) fn suffix(self) -> &'static str {
         match self {
             Family::V4 => "v4",
             Family::V6 => "v6",
@@ -111,7 +118,7 @@ impl Hook {
     /// chains (0), so a banned source is dropped before another table
     /// accepts it; prerouting runs at raw priority, before conntrack
     /// (-200) sees the packet.
-    pub fn priority(self) -> i32 {
+    pub(crate) fn priority(self) -> i32 {
         match self {
             Hook::Prerouting => -300,
             Hook::Input | Hook::Forward => -10,
@@ -134,23 +141,24 @@ pub struct TableSpec {
     pub action: Action,
     /// Hooks that get a chain, each at most once, in [`Hook::ALL`] order.
     pub hooks: Vec<Hook>,
-    /// Jail names, in config order; each gets the sets of [`jail_sets`].
+    /// Jail names, in config order; each gets four sets: `<jail>_v4`,
+    /// `<jail>_v4_net`, `<jail>_v6`, `<jail>_v6_net`.
     pub jails: Vec<String>,
 }
 
 /// Name of the hash set that holds a jail's single addresses of one family.
-pub fn set_name(jail: &str, family: Family) -> String {
+pub(crate) fn set_name(jail: &str, family: Family) -> String {
     format!("{jail}_{}", family.suffix())
 }
 
 /// Name of the interval set that holds a jail's prefixes of one family.
-pub fn net_set_name(jail: &str, family: Family) -> String {
+pub(crate) fn net_set_name(jail: &str, family: Family) -> String {
     format!("{jail}_{}_net", family.suffix())
 }
 
 /// The set of a jail that holds `net`: the hash set for a single address,
 /// the interval set for a prefix.
-pub fn set_of(jail: &str, net: &IpNet) -> String {
+pub(crate) fn set_of(jail: &str, net: &IpNet) -> String {
     if crate::address::is_host(net) {
         set_name(jail, Family::of(net))
     } else {
@@ -160,11 +168,11 @@ pub fn set_of(jail: &str, net: &IpNet) -> String {
 
 /// One of a jail's sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SetDef {
-    pub name: String,
-    pub family: Family,
+pub(crate) struct SetDef {
+    pub(crate) name: String,
+    pub(crate) family: Family,
     /// An interval set (prefixes) rather than a hash set (single addresses).
-    pub interval: bool,
+    pub(crate) interval: bool,
 }
 
 /// A jail's four sets, in the order setup creates them and adds their
@@ -172,7 +180,7 @@ pub struct SetDef {
 /// `<jail>_v6_net`. Why two kinds: a single address in an interval set is
 /// two elements (start and end) and a rbtree insert; in a hash set it is one
 /// element and a hash insert (docs/performance.md has the figures).
-pub fn jail_sets(jail: &str) -> Vec<SetDef> {
+pub(crate) fn jail_sets(jail: &str) -> Vec<SetDef> {
     let mut out = Vec::with_capacity(4);
     for family in [Family::V4, Family::V6] {
         out.push(SetDef {
@@ -234,7 +242,10 @@ pub enum Error {
         "permission denied talking to nf_tables: nftban needs CAP_NET_ADMIN (run as root or grant the capability)"
     )]
     PermissionDenied,
-    /// The kernel refused a request; `what` says which.
+    /// The kernel refused a request; `what` says which. The errno is part
+    /// of the message, since logs and control answers print the message
+    /// alone; it is not also the `#[source]`, which chain printers (`{:#}`)
+    /// would then print a second time.
     #[error("kernel refused to {what}: {error}")]
     Kernel { what: String, error: std::io::Error },
     /// The netlink socket itself failed.
@@ -244,12 +255,31 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-// Interim until the netlink backend implements watching itself.
-pub use netlink::monitor::Notice;
+/// What the watcher of nftban's table reports (see [`Watcher`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Another process deleted parts of nftban's table.
+    Changed {
+        /// What went, in words: `table inet nftban deleted`, `3 elements
+        /// deleted from set sshd_v4`.
+        what: Vec<String>,
+        /// The process that did it (from the kernel's end-of-transaction
+        /// event).
+        pid: u32,
+        process: String,
+    },
+    /// Events were lost (the kernel's queue overflowed): the table must be
+    /// checked (see [`Firewall::missing`]).
+    Lost,
+}
 
 /// Reads nf_tables events about nftban's table made by other processes;
-/// runs on its own thread.
+/// runs on its own thread, so the daemon can heal the table when another
+/// tool (a firewall reload's `nft flush ruleset`, say) deletes parts of it.
 pub trait Watcher: Send {
+    /// Wait for the next change another process made to the table, or for
+    /// lost events. `Ok(None)` when about a second passed without either,
+    /// so the thread can check whether it should stop.
     fn wait(&mut self) -> Result<Option<Notice>>;
 }
 
@@ -294,33 +324,32 @@ pub trait Firewall: Send {
     /// set: used after nf_tables events were lost, to decide whether to heal.
     fn missing(&mut self, spec: &TableSpec, probes: &[(String, IpNet)]) -> Result<Vec<String>>;
 
-    /// Start watching `table` for other processes' changes. Default: cannot watch.
-    fn watch(&mut self, _table: &str) -> Result<Option<Box<dyn Watcher>>> {
-        Ok(None)
-    }
-
-    /// Whether some of the firewall's own changes ran with the watcher
-    /// paused since the last call. Resets it.
-    fn take_unwatched(&mut self) -> bool {
-        false
-    }
-
     /// How many batches the kernel has applied since open: the daemon logs
-    /// how many a restore took (one, for 100,000 bans).
+    /// how many a restore took.
     fn batches(&self) -> u64 {
         0
     }
 
-    /// The netlink port that nf_tables events of this firewall's own
-    /// changes name as their requester, so the event monitor can have the
-    /// kernel drop them ([`netlink::monitor::Monitor::ignore_port`]).
-    fn event_port(&self) -> Option<u32> {
-        None
+    /// Start watching `table` for other processes' changes (subscribe
+    /// before setup so nothing is missed). The firewall filters out its own
+    /// events and, from then on, pauses the watcher by itself during its own
+    /// big batches (where the kernel would otherwise build one event per
+    /// element for it). `Ok(None)`: this firewall cannot watch.
+    fn watch(&mut self, table: &str) -> Result<Option<Box<dyn Watcher>>> {
+        let _ = table;
+        Ok(None)
+    }
+
+    /// Whether some of the firewall's own changes ran with the watcher
+    /// paused since the last call (other tools' changes in that window went
+    /// unseen, so the caller should check the table). Resets it.
+    fn take_unwatched(&mut self) -> bool {
+        false
     }
 }
 
 /// The kernel backend, over netlink. Errors say whether nf_tables is
-/// missing or the process lacks CAP_NET_ADMIN (seed FAQ row 2).
+/// missing or the process lacks CAP_NET_ADMIN (docs/faq.md row 2).
 pub fn open_kernel() -> Result<Box<dyn Firewall>> {
     Ok(Box::new(netlink::Netlink::open()?))
 }

@@ -24,21 +24,12 @@ use netlink_packet_core::DefaultNla;
 use netlink_packet_netfilter::conntrack::ConntrackMessage;
 use netlink_packet_netfilter::{NetfilterMessageInner, NetfilterProtoFamily, NetfilterSubsystem};
 
-use super::dump::attrs;
+use super::abi::{
+    attr, attrs, nested, CTA_FILTER, CTA_FILTER_FLAG_CTA_IP_SRC, CTA_FILTER_ORIG_FLAGS, CTA_FILTER_REPLY_FLAGS,
+    CTA_IP_V4_SRC, CTA_IP_V6_SRC, CTA_TUPLE_IP, CTA_TUPLE_ORIG, CTA_ZONE, IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_GET,
+    NLA_F_NESTED,
+};
 use super::socket::{Failure, NfSocket, Result};
-
-const IPCTNL_MSG_CT_GET: u8 = 1;
-const IPCTNL_MSG_CT_DELETE: u8 = 2;
-const CTA_TUPLE_ORIG: u16 = 1;
-const CTA_ZONE: u16 = 18;
-const CTA_TUPLE_IP: u16 = 1;
-const CTA_IP_V4_SRC: u16 = 1;
-const CTA_IP_V6_SRC: u16 = 3;
-const CTA_FILTER: u16 = 25;
-const CTA_FILTER_ORIG_FLAGS: u16 = 1;
-const CTA_FILTER_REPLY_FLAGS: u16 = 2;
-const CTA_FILTER_FLAG_CTA_IP_SRC: u32 = 1;
-const NLA_F_NESTED: u16 = 0x8000;
 
 /// Up to this many single addresses get a filtered dump each; more, or any
 /// prefix, get one dump of the whole family.
@@ -102,15 +93,6 @@ fn delete_message(e: &Entry) -> NetfilterMessageInner {
     ctnetlink(IPCTNL_MSG_CT_DELETE, attributes)
 }
 
-/// An attribute: length, type, value, padded to 4 bytes.
-fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
-    let mut v = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
-    v.extend_from_slice(&kind.to_ne_bytes());
-    v.extend_from_slice(value);
-    v.resize(v.len().next_multiple_of(4), 0);
-    v
-}
-
 /// A GET dump request; with `source`, the kernel sends only the entries
 /// whose original source is that address (CTA_FILTER with
 /// CTA_FILTER_FLAG_CTA_IP_SRC, Linux 5.8 and later), which saves copying
@@ -120,15 +102,15 @@ pub(super) fn dump_request(source: Option<IpAddr>) -> NetfilterMessageInner {
         return ConntrackMessage::Get(vec![]).into();
     };
     let ip = match addr {
-        IpAddr::V4(a) => nla(CTA_IP_V4_SRC, &a.octets()),
-        IpAddr::V6(a) => nla(CTA_IP_V6_SRC, &a.octets()),
+        IpAddr::V4(a) => attr(CTA_IP_V4_SRC, &a.octets()),
+        IpAddr::V6(a) => attr(CTA_IP_V6_SRC, &a.octets()),
     };
-    let mut filter = nla(CTA_FILTER_ORIG_FLAGS, &CTA_FILTER_FLAG_CTA_IP_SRC.to_ne_bytes());
-    filter.extend(nla(CTA_FILTER_REPLY_FLAGS, &0u32.to_ne_bytes()));
+    let mut filter = attr(CTA_FILTER_ORIG_FLAGS, &CTA_FILTER_FLAG_CTA_IP_SRC.to_ne_bytes());
+    filter.extend(attr(CTA_FILTER_REPLY_FLAGS, &0u32.to_ne_bytes()));
     ctnetlink(
         IPCTNL_MSG_CT_GET,
         vec![
-            DefaultNla::new(CTA_TUPLE_ORIG | NLA_F_NESTED, nla(CTA_TUPLE_IP | NLA_F_NESTED, &ip)),
+            DefaultNla::new(CTA_TUPLE_ORIG | NLA_F_NESTED, nested(CTA_TUPLE_IP, &ip)),
             DefaultNla::new(CTA_FILTER | NLA_F_NESTED, filter),
         ],
     )
@@ -282,27 +264,27 @@ mod unit {
 
     #[test]
     fn reads_the_original_source_and_keeps_tuple_and_zone() {
-        let mut ip = nla(CTA_IP_V4_SRC, &[192, 0, 2, 7]);
-        ip.extend(nla(2, &[192, 0, 2, 1]));
-        let mut tuple = nla(CTA_TUPLE_IP | NLA_F_NESTED, &ip);
-        tuple.extend(nla(2 | NLA_F_NESTED, &nla(1, &[17])));
+        let mut ip = attr(CTA_IP_V4_SRC, &[192, 0, 2, 7]);
+        ip.extend(attr(2, &[192, 0, 2, 1]));
+        let mut tuple = nested(CTA_TUPLE_IP, &ip);
+        tuple.extend(nested(2, &attr(1, &[17])));
         // The reply tuple comes second and names the other side.
-        let mut reply_ip = nla(CTA_IP_V4_SRC, &[192, 0, 2, 1]);
-        reply_ip.extend(nla(2, &[192, 0, 2, 7]));
-        let mut msg = nla(CTA_TUPLE_ORIG | NLA_F_NESTED, &tuple);
-        msg.extend(nla(2 | NLA_F_NESTED, &nla(CTA_TUPLE_IP | NLA_F_NESTED, &reply_ip)));
-        msg.extend(nla(CTA_ZONE, &5u16.to_be_bytes()));
+        let mut reply_ip = attr(CTA_IP_V4_SRC, &[192, 0, 2, 1]);
+        reply_ip.extend(attr(2, &[192, 0, 2, 7]));
+        let mut msg = nested(CTA_TUPLE_ORIG, &tuple);
+        msg.extend(nested(2, &nested(CTA_TUPLE_IP, &reply_ip)));
+        msg.extend(attr(CTA_ZONE, &5u16.to_be_bytes()));
         let e = entry(&msg).unwrap();
         assert_eq!(e.source, "192.0.2.7".parse::<IpAddr>().unwrap());
         assert_eq!(e.tuple, tuple);
         assert_eq!(e.zone, Some(5u16.to_be_bytes().to_vec()));
 
-        let v6 = nla(CTA_IP_V6_SRC, &[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]);
-        let msg = nla(CTA_TUPLE_ORIG | NLA_F_NESTED, &nla(CTA_TUPLE_IP | NLA_F_NESTED, &v6));
+        let v6 = attr(CTA_IP_V6_SRC, &[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]);
+        let msg = nested(CTA_TUPLE_ORIG, &nested(CTA_TUPLE_IP, &v6));
         let e = entry(&msg).unwrap();
         assert_eq!(e.source, "2001:db8::9".parse::<IpAddr>().unwrap());
         assert_eq!(e.zone, None);
-        assert!(entry(&nla(CTA_ZONE, &[0, 1])).is_none(), "no tuple, no entry");
+        assert!(entry(&attr(CTA_ZONE, &[0, 1])).is_none(), "no tuple, no entry");
     }
 
     #[test]

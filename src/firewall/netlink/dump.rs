@@ -1,57 +1,24 @@
 //! Readers for the dumps nftban asks for: the sets of its table (GETSET),
 //! the elements of one set (GETSETELEM), the chains (GETCHAIN) and the
-//! rules' counters (GETRULE). A direct walk over the
-//! attributes, not netlink-packet-netfilter's generic parser, which is
-//! about 100 times slower on big sets (see shared/netlink-notes.md). Also
-//! turns the start/end elements of an interval set back into prefixes.
+//! rules' counters (GETRULE). A direct walk over the attributes
+//! ([`super::abi::attrs`]), not netlink-packet-netfilter's generic parser,
+//! which allocates for every attribute and is far slower on big sets
+//! (docs/firewall.md, section "Netlink stack: netlink-packet-netfilter").
+//! Also turns the start/end elements of an interval set back into prefixes.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+use super::abi::{
+    attrs, be_u32, be_u64, c_string, NFTA_CHAIN_HOOK, NFTA_CHAIN_TYPE, NFTA_COUNTER_BYTES, NFTA_COUNTER_PACKETS,
+    NFTA_DATA_VALUE, NFTA_EXPR_DATA, NFTA_EXPR_NAME, NFTA_HOOK_HOOKNUM, NFTA_HOOK_PRIORITY, NFTA_LIST_ELEM,
+    NFTA_LOOKUP_SET, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_SET_ELEM_EXPIRATION, NFTA_SET_ELEM_FLAGS,
+    NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_FLAGS, NFTA_SET_KEY_LEN, NFTA_SET_KEY_TYPE, NFTA_SET_NAME,
+    NFT_SET_ELEM_INTERVAL_END,
+};
 use crate::firewall::{Counter, Element, Family};
-
-const NLA_TYPE_MASK: u16 = 0x3fff;
-const NFTA_SET_NAME: u16 = 2;
-const NFTA_SET_FLAGS: u16 = 3;
-const NFTA_SET_KEY_TYPE: u16 = 4;
-const NFTA_SET_KEY_LEN: u16 = 5;
-const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_SET_ELEM_KEY: u16 = 1;
-const NFTA_SET_ELEM_FLAGS: u16 = 3;
-const NFTA_SET_ELEM_EXPIRATION: u16 = 5;
-const NFTA_DATA_VALUE: u16 = 1;
-const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
-/// `NFT_SET_ANONYMOUS`: sets owned by a rule, never ours to delete.
-pub(super) const NFT_SET_ANONYMOUS: u32 = 1;
-
-/// The attributes (type without flag bits, value) of a netlink payload.
-pub(super) fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        if buf.len() < 4 {
-            return None;
-        }
-        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
-        let kind = u16::from_ne_bytes([buf[2], buf[3]]) & NLA_TYPE_MASK;
-        if len < 4 || len > buf.len() {
-            buf = &[];
-            return None;
-        }
-        let value = &buf[4..len];
-        buf = &buf[((len + 3) & !3).min(buf.len())..];
-        Some((kind, value))
-    })
-}
-
-fn be_u32(v: &[u8]) -> Option<u32> {
-    Some(u32::from_be_bytes(v.get(..4)?.try_into().ok()?))
-}
-
-fn be_u64(v: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?))
-}
 
 /// What a GETSET dump says about one set.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -67,10 +34,7 @@ pub(super) fn set_info(payload: &[u8]) -> Option<SetInfo> {
     let mut info = SetInfo::default();
     for (kind, value) in attrs(payload) {
         match kind {
-            NFTA_SET_NAME => {
-                let s = value.split(|&b| b == 0).next().unwrap_or_default();
-                info.name = String::from_utf8_lossy(s).into_owned();
-            }
+            NFTA_SET_NAME => info.name = c_string(value),
             NFTA_SET_FLAGS => info.flags = be_u32(value)?,
             NFTA_SET_KEY_TYPE => info.key_type = be_u32(value)?,
             NFTA_SET_KEY_LEN => info.key_len = be_u32(value)?,
@@ -79,11 +43,6 @@ pub(super) fn set_info(payload: &[u8]) -> Option<SetInfo> {
     }
     (!info.name.is_empty()).then_some(info)
 }
-
-const NFTA_CHAIN_HOOK: u16 = 4;
-const NFTA_CHAIN_TYPE: u16 = 7;
-const NFTA_HOOK_HOOKNUM: u16 = 1;
-const NFTA_HOOK_PRIORITY: u16 = 2;
 
 /// What a GETCHAIN answer says about a chain's hook.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -108,23 +67,12 @@ pub(super) fn chain_info(payload: &[u8]) -> ChainInfo {
                     }
                 }
             }
-            NFTA_CHAIN_TYPE => {
-                let s = value.split(|&b| b == 0).next().unwrap_or_default();
-                info.kind = String::from_utf8_lossy(s).into_owned();
-            }
+            NFTA_CHAIN_TYPE => info.kind = c_string(value),
             _ => {}
         }
     }
     info
 }
-
-const NFTA_RULE_CHAIN: u16 = 2;
-const NFTA_RULE_EXPRESSIONS: u16 = 4;
-const NFTA_EXPR_NAME: u16 = 1;
-const NFTA_EXPR_DATA: u16 = 2;
-const NFTA_LOOKUP_SET: u16 = 1;
-const NFTA_COUNTER_BYTES: u16 = 1;
-const NFTA_COUNTER_PACKETS: u16 = 2;
 
 /// What a GETRULE dump says about one rule: its chain, the set it looks
 /// up and its counter, if it has them.
@@ -133,11 +81,6 @@ pub(super) struct RuleInfo {
     pub chain: String,
     pub set: Option<String>,
     pub counter: Option<Counter>,
-}
-
-fn c_string(value: &[u8]) -> String {
-    let s = value.split(|&b| b == 0).next().unwrap_or_default();
-    String::from_utf8_lossy(s).into_owned()
 }
 
 /// Parse one NEWRULE message of a GETRULE dump.
@@ -322,6 +265,7 @@ pub(super) fn range_to_prefixes(first: u128, last: u128, bits: u32) -> Vec<(u128
 
 #[cfg(test)]
 mod unit {
+    use super::super::abi::{attr, nested, NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_TIMEOUT, NFTA_SET_TABLE};
     use super::*;
 
     fn start(key: u128, ms: u64) -> RawElement {
@@ -396,20 +340,11 @@ mod unit {
 
     #[test]
     fn parses_set_and_element_attributes() {
-        fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
-            let mut v = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
-            v.extend_from_slice(&kind.to_ne_bytes());
-            v.extend_from_slice(value);
-            while v.len() % 4 != 0 {
-                v.push(0);
-            }
-            v
-        }
-        let mut set = nla(1, b"nftban\0");
-        set.extend(nla(NFTA_SET_NAME, b"sshd_v4\0"));
-        set.extend(nla(NFTA_SET_FLAGS, &0x14u32.to_be_bytes()));
-        set.extend(nla(NFTA_SET_KEY_TYPE, &7u32.to_be_bytes()));
-        set.extend(nla(NFTA_SET_KEY_LEN, &4u32.to_be_bytes()));
+        let mut set = attr(NFTA_SET_TABLE, b"nftban\0");
+        set.extend(attr(NFTA_SET_NAME, b"sshd_v4\0"));
+        set.extend(attr(NFTA_SET_FLAGS, &0x14u32.to_be_bytes()));
+        set.extend(attr(NFTA_SET_KEY_TYPE, &7u32.to_be_bytes()));
+        set.extend(attr(NFTA_SET_KEY_LEN, &4u32.to_be_bytes()));
         let info = set_info(&set).unwrap();
         assert_eq!(
             info,
@@ -421,16 +356,16 @@ mod unit {
             }
         );
 
-        let key = |a: [u8; 4]| nla(NFTA_SET_ELEM_KEY | 0x8000, &nla(NFTA_DATA_VALUE, &a));
+        let key = |a: [u8; 4]| nested(NFTA_SET_ELEM_KEY, &attr(NFTA_DATA_VALUE, &a));
         let mut e1 = key([192, 0, 2, 1]);
-        e1.extend(nla(4, &60_000u64.to_be_bytes()));
-        e1.extend(nla(NFTA_SET_ELEM_EXPIRATION, &59_000u64.to_be_bytes()));
+        e1.extend(attr(NFTA_SET_ELEM_TIMEOUT, &60_000u64.to_be_bytes()));
+        e1.extend(attr(NFTA_SET_ELEM_EXPIRATION, &59_000u64.to_be_bytes()));
         let mut e2 = key([192, 0, 2, 2]);
-        e2.extend(nla(NFTA_SET_ELEM_FLAGS, &1u32.to_be_bytes()));
-        let mut list = nla(NFTA_LIST_ELEM | 0x8000, &e1);
-        list.extend(nla(NFTA_LIST_ELEM | 0x8000, &e2));
-        let mut msg = nla(1, b"nftban\0");
-        msg.extend(nla(NFTA_SET_ELEM_LIST_ELEMENTS | 0x8000, &list));
+        e2.extend(attr(NFTA_SET_ELEM_FLAGS, &NFT_SET_ELEM_INTERVAL_END.to_be_bytes()));
+        let mut list = nested(NFTA_LIST_ELEM, &e1);
+        list.extend(nested(NFTA_LIST_ELEM, &e2));
+        let mut msg = attr(NFTA_SET_ELEM_LIST_TABLE, b"nftban\0");
+        msg.extend(nested(NFTA_SET_ELEM_LIST_ELEMENTS, &list));
         let mut raw = Vec::new();
         elements(&msg, Family::V4, &mut raw);
         assert_eq!(

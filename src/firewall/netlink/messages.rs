@@ -14,30 +14,16 @@ use netlink_packet_netfilter::nftables::{
     TableAttribute, TableFlags, TableMessage, Verdict, VerdictAttribute,
 };
 
+use super::abi::{
+    align4, nft_msg_type, put_header, put_string, ICMPV6_PORT_UNREACH, ICMP_PORT_UNREACH, NFPROTO_INET, NFPROTO_IPV4,
+    NFPROTO_IPV6, NFTA_COUNTER_BYTES, NFTA_COUNTER_PACKETS, NFTA_DATA_VALUE, NFTA_LIST_ELEM, NFTA_REJECT_ICMP_CODE,
+    NFTA_REJECT_TYPE, NFTA_SET_ELEM_FLAGS, NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_ELEM_LIST_SET,
+    NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_TIMEOUT, NFT_MSG_DELSETELEM, NFT_MSG_NEWSETELEM,
+    NFT_PAYLOAD_NETWORK_HEADER, NFT_REJECT_ICMP_UNREACH, NFT_SET_ELEM_INTERVAL_END, NF_ACCEPT, NF_DROP, NLA_F_NESTED,
+    NLA_HDRLEN, TYPE_IP6ADDR, TYPE_IPADDR,
+};
 use super::socket::Op;
 use crate::firewall::{Action, Family, Hook};
-
-/// nft's data types for set keys: `ipv4_addr` and `ipv6_addr`.
-const TYPE_IPADDR: u32 = 7;
-const TYPE_IP6ADDR: u32 = 8;
-/// `NFPROTO_IPV4` / `NFPROTO_IPV6`, as `meta nfproto` loads them.
-const NFPROTO_IPV4: u8 = 2;
-const NFPROTO_IPV6: u8 = 10;
-/// `NFT_PAYLOAD_NETWORK_HEADER`.
-const PAYLOAD_NETWORK: u32 = 1;
-const NF_DROP: u32 = 0;
-const NF_ACCEPT: u32 = 1;
-/// `NFTA_COUNTER_BYTES`, `NFTA_COUNTER_PACKETS`.
-const COUNTER_BYTES: u16 = 1;
-const COUNTER_PACKETS: u16 = 2;
-/// `NFTA_REJECT_TYPE`, `NFTA_REJECT_ICMP_CODE`, `NFT_REJECT_ICMP_UNREACH`.
-const REJECT_TYPE: u16 = 1;
-const REJECT_ICMP_CODE: u16 = 2;
-const REJECT_ICMP_UNREACH: u32 = 0;
-/// ICMP port unreachable (v4 code 3, v6 code 4): what plain `reject`
-/// compiles to once the rule has matched the network protocol.
-const ICMP_PORT_UNREACH: u8 = 3;
-const ICMPV6_PORT_UNREACH: u8 = 4;
 
 /// The element list of one message is a nested attribute with a 16-bit
 /// length: stay well below 64 KiB (about 1,100 IPv4 or 800 IPv6 prefixes).
@@ -191,9 +177,9 @@ pub(super) fn new_rule(table: &str, hook: Hook, set: &str, family: Family, actio
         Action::Reject => Expressions::Other {
             expression_type: "reject".into(),
             attributes: vec![
-                DefaultNla::new(REJECT_TYPE, REJECT_ICMP_UNREACH.to_be_bytes().to_vec()),
+                DefaultNla::new(NFTA_REJECT_TYPE, NFT_REJECT_ICMP_UNREACH.to_be_bytes().to_vec()),
                 DefaultNla::new(
-                    REJECT_ICMP_CODE,
+                    NFTA_REJECT_ICMP_CODE,
                     vec![match family {
                         Family::V4 => ICMP_PORT_UNREACH,
                         Family::V6 => ICMPV6_PORT_UNREACH,
@@ -217,7 +203,7 @@ pub(super) fn new_rule(table: &str, hook: Hook, set: &str, family: Family, actio
         .into(),
         Expressions::Payload(vec![
             Payload::DestinationRegister(Register::Reg1),
-            Payload::Base(PAYLOAD_NETWORK),
+            Payload::Base(NFT_PAYLOAD_NETWORK_HEADER),
             Payload::Offset(offset),
             Payload::Len(len),
         ])
@@ -226,8 +212,8 @@ pub(super) fn new_rule(table: &str, hook: Hook, set: &str, family: Family, actio
         Expressions::Other {
             expression_type: "counter".into(),
             attributes: vec![
-                DefaultNla::new(COUNTER_BYTES, be64(0)),
-                DefaultNla::new(COUNTER_PACKETS, be64(0)),
+                DefaultNla::new(NFTA_COUNTER_BYTES, be64(0)),
+                DefaultNla::new(NFTA_COUNTER_PACKETS, be64(0)),
             ],
         }
         .into(),
@@ -293,9 +279,9 @@ pub(super) fn timeout_ms(d: std::time::Duration) -> u64 {
 /// Written straight into the message bytes rather than through
 /// netlink-packet-netfilter's typed attributes: those cost several
 /// allocations per element and recompute nested lengths at every level,
-/// about 3 µs per element, a third of a second for a restore of 100,000
-/// bans. The bytes are the same (a test compares them with the typed
-/// encoder's).
+/// which showed in the time a restore takes (docs/performance.md, section
+/// "Branch `issue5-cpu`"). The bytes are the same (a test compares them
+/// with the typed encoder's).
 pub(super) fn element_ops(table: &str, set: &str, interval: bool, change: Change, items: &[(IpNet, u64)]) -> Vec<Op> {
     let mut ops = Vec::new();
     let mut msg = ElementMessage::new(table, set, change);
@@ -356,34 +342,11 @@ impl Key {
     }
 }
 
-/// netlink attribute header size and alignment.
-const NLA_HDR: usize = 4;
-const fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
-/// `NFTA_SET_ELEM_LIST_*`, `NFTA_LIST_ELEM`, `NFTA_SET_ELEM_*`,
-/// `NFTA_DATA_VALUE`, `NFT_SET_ELEM_INTERVAL_END` (linux/netfilter/nf_tables.h).
-const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
-const NFTA_SET_ELEM_LIST_SET: u16 = 2;
-const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_SET_ELEM_KEY: u16 = 1;
-const NFTA_SET_ELEM_FLAGS: u16 = 3;
-const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
-const NFTA_DATA_VALUE: u16 = 1;
-const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
-const NFT_MSG_NEWSETELEM: u16 = 12;
-const NFT_MSG_DELSETELEM: u16 = 14;
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFPROTO_INET: u8 = 1;
-/// `NLA_F_NESTED`, set on nested attributes as netlink-packet-core does.
-const NLA_F_NESTED: u16 = 1 << 15;
-
 /// Bytes of one `NFTA_LIST_ELEM` with a key of `key_len` bytes, and a
 /// timeout and/or the interval-end flag.
 fn element_len(key_len: usize, timeout: bool, end: bool) -> usize {
-    let key = NLA_HDR + NLA_HDR + align4(key_len);
-    NLA_HDR + key + if timeout { NLA_HDR + 8 } else { 0 } + if end { NLA_HDR + 4 } else { 0 }
+    let key = NLA_HDRLEN + NLA_HDRLEN + align4(key_len);
+    NLA_HDRLEN + key + if timeout { NLA_HDRLEN + 8 } else { 0 } + if end { NLA_HDRLEN + 4 } else { 0 }
 }
 
 /// One NEWSETELEM/DELSETELEM message being written.
@@ -410,7 +373,7 @@ impl ElementMessage {
             };
         let mut buf = Vec::with_capacity(256);
         buf.extend_from_slice(&0u32.to_ne_bytes()); // length, set in `finish`
-        buf.extend_from_slice(&(NFNL_SUBSYS_NFTABLES << 8 | kind).to_ne_bytes());
+        buf.extend_from_slice(&nft_msg_type(kind).to_ne_bytes());
         buf.extend_from_slice(&flags.to_ne_bytes());
         buf.extend_from_slice(&0u32.to_ne_bytes()); // sequence, set per batch
         buf.extend_from_slice(&0u32.to_ne_bytes()); // port id
@@ -430,7 +393,7 @@ impl ElementMessage {
     }
 
     fn elements_len(&self) -> usize {
-        self.buf.len() - self.list - NLA_HDR
+        self.buf.len() - self.list - NLA_HDRLEN
     }
 
     fn element(&mut self, key: &[u8], timeout: Option<u64>, end: bool) {
@@ -440,16 +403,16 @@ impl ElementMessage {
             element_len(key.len(), timeout.is_some(), end),
             NFTA_LIST_ELEM | NLA_F_NESTED,
         );
-        put_header(b, NLA_HDR + NLA_HDR + key.len(), NFTA_SET_ELEM_KEY | NLA_F_NESTED);
-        put_header(b, NLA_HDR + key.len(), NFTA_DATA_VALUE);
+        put_header(b, NLA_HDRLEN + NLA_HDRLEN + key.len(), NFTA_SET_ELEM_KEY | NLA_F_NESTED);
+        put_header(b, NLA_HDRLEN + key.len(), NFTA_DATA_VALUE);
         b.extend_from_slice(key);
         b.resize(align4(b.len()), 0);
         if let Some(ms) = timeout {
-            put_header(b, NLA_HDR + 8, NFTA_SET_ELEM_TIMEOUT);
+            put_header(b, NLA_HDRLEN + 8, NFTA_SET_ELEM_TIMEOUT);
             b.extend_from_slice(&ms.to_be_bytes());
         }
         if end {
-            put_header(b, NLA_HDR + 4, NFTA_SET_ELEM_FLAGS);
+            put_header(b, NLA_HDRLEN + 4, NFTA_SET_ELEM_FLAGS);
             b.extend_from_slice(&NFT_SET_ELEM_INTERVAL_END.to_be_bytes());
         }
     }
@@ -468,19 +431,6 @@ impl ElementMessage {
         };
         Op::raw(self.buf, what)
     }
-}
-
-fn put_header(buf: &mut Vec<u8>, len: usize, kind: u16) {
-    buf.extend_from_slice(&(len as u16).to_ne_bytes());
-    buf.extend_from_slice(&kind.to_ne_bytes());
-}
-
-/// A NUL-terminated string attribute, padded to 4 bytes.
-fn put_string(buf: &mut Vec<u8>, kind: u16, s: &str) {
-    put_header(buf, NLA_HDR + s.len() + 1, kind);
-    buf.extend_from_slice(s.as_bytes());
-    buf.push(0);
-    buf.resize(align4(buf.len()), 0);
 }
 
 /// GETSET dump request for the sets of one table.

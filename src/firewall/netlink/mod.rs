@@ -3,11 +3,11 @@
 //! Why this stack (see docs/firewall.md): netlink-packet-netfilter has
 //! typed messages for everything nftban needs, including per-element
 //! timeouts and interval-end flags, in pure Rust. What it leaves out, the
-//! batch framing, acks and a fast dump reader, lives in [`socket`] and
-//! [`dump`]; the requests themselves are built in [`messages`]. No `nft`
-//! process is ever spawned.
+//! batch framing, acks and a fast dump reader, lives in `socket.rs` and
+//! `dump.rs`; the requests themselves are built in `messages.rs`, with the
+//! kernel's numbers from [`abi`]. No `nft` process is ever spawned.
 
-pub mod added;
+pub mod abi;
 mod conntrack;
 mod dump;
 mod messages;
@@ -22,16 +22,25 @@ use std::io;
 use ipnet::IpNet;
 
 use self::messages::Change;
+use self::monitor::{Monitor, Pauser};
+pub use self::socket::event_socket;
 use self::socket::{Failure, NfSocket, Op};
 use super::{
     jail_sets, set_of, Ban, Counter, Element, Error, Family, Firewall, Hook, Refused, Result, SetDef, TableSpec,
+    Watcher,
 };
 
 /// Table used until [`Firewall::setup`] names another one.
-pub const DEFAULT_TABLE: &str = "nftban";
+const DEFAULT_TABLE: &str = "nftban";
 
 /// How often a dump interrupted by concurrent changes is started over.
 const DUMP_RETRIES: usize = 10;
+
+/// From this many bans on, one [`Firewall::add`] runs with the watcher
+/// paused: the kernel then skips building an event per element, which a
+/// restore of many bans would otherwise pay for (docs/performance.md,
+/// section "Restore with and without a listener").
+pub const BIG_BATCH: usize = 10_000;
 
 /// A NETLINK_NETFILTER socket speaking nf_tables for nftban's one table.
 pub struct Netlink {
@@ -40,6 +49,12 @@ pub struct Netlink {
     /// `nf_conntrack_count` of the namespace the socket was opened in (a
     /// sysctl file belongs to its opener's namespace), if conntrack is loaded.
     conntrack_count: Option<std::fs::File>,
+    /// Pauses the watcher [`Firewall::watch`] handed out, during batches of
+    /// [`BIG_BATCH`] bans or more; `None` when not watching.
+    pauser: Option<Pauser>,
+    /// A batch ran with the watcher paused since [`Firewall::take_unwatched`]
+    /// was last called.
+    unwatched: bool,
 }
 
 impl Netlink {
@@ -59,19 +74,9 @@ impl Netlink {
             sock,
             table: DEFAULT_TABLE.into(),
             conntrack_count: conntrack::count_file(),
+            pauser: None,
+            unwatched: false,
         })
-    }
-
-    /// Use `table` for `add`, `delete` and `list` before any `setup` (which
-    /// sets it from its spec).
-    pub fn with_table(mut self, table: impl Into<String>) -> Netlink {
-        self.table = table.into();
-        self
-    }
-
-    /// The table this instance works on.
-    pub fn table(&self) -> &str {
-        &self.table
     }
 
     /// A whole dump folded into `T`: started again (with a fresh `T`) when
@@ -258,6 +263,28 @@ impl Netlink {
     }
 }
 
+impl Netlink {
+    /// Pause the watcher before a big batch; false when not watching.
+    fn pause_watcher(&self) -> bool {
+        let Some(pauser) = &self.pauser else { return false };
+        if let Err(e) = pauser.pause() {
+            tracing::debug!(error = %e, "cannot pause the nf_tables event monitor");
+        }
+        true
+    }
+
+    /// Resume the watcher after a big batch, and remember that other tools'
+    /// changes meanwhile went unseen.
+    fn resume_watcher(&mut self) {
+        if let Some(pauser) = &self.pauser {
+            if let Err(e) = pauser.resume() {
+                tracing::warn!(error = %e, "cannot resume the nf_tables event monitor: changes by other tools will go unseen");
+            }
+        }
+        self.unwatched = true;
+    }
+}
+
 impl Firewall for Netlink {
     /// One atomic batch: table; per configured hook its chain (replaced if
     /// it has another hook, priority or type) and a flush of its rules;
@@ -297,7 +324,7 @@ impl Firewall for Netlink {
             ops.push(messages::flush_chain(table, hook.chain()));
         }
         for set in &existing {
-            if set.flags & dump::NFT_SET_ANONYMOUS != 0 {
+            if set.flags & abi::NFT_SET_ANONYMOUS != 0 {
                 continue;
             }
             let keep = wanted.get(&set.name).is_some_and(|d| {
@@ -341,13 +368,38 @@ impl Firewall for Netlink {
     /// NEWSETELEM messages of up to ~1,000 elements, as few batches as the
     /// socket buffer takes. The same prefix twice keeps the last timeout.
     /// A batch the kernel refuses is split until the failing elements are
-    /// found (see `add_split`); they come back as refused.
+    /// found (see `add_split`); they come back as refused. From
+    /// [`BIG_BATCH`] bans on, the watcher (if any) is paused meanwhile.
     fn add(&mut self, bans: &[Ban]) -> Result<Vec<Refused>> {
         let mut refused = Vec::new();
-        if !bans.is_empty() {
-            self.add_split(bans, &mut refused)?;
+        if bans.is_empty() {
+            return Ok(refused);
         }
-        Ok(refused)
+        let paused = bans.len() >= BIG_BATCH && self.pause_watcher();
+        let result = self.add_split(bans, &mut refused);
+        if paused {
+            self.resume_watcher();
+        }
+        result.map(|()| refused)
+    }
+
+    /// Opens a [`Monitor`] of `table` and has the kernel drop the events of
+    /// this firewall's own socket before they reach it; keeps its [`Pauser`]
+    /// for [`Firewall::add`]. Events of nftban's other sockets (none in the
+    /// daemon) are still told apart by process id.
+    fn watch(&mut self, table: &str) -> Result<Option<Box<dyn Watcher>>> {
+        let monitor = Monitor::open(table)?;
+        if let Ok(port) = self.sock.port() {
+            if let Err(e) = monitor.ignore_port(port) {
+                tracing::debug!(error = %e, "cannot filter nftban's own nf_tables events; they are told apart by process id");
+            }
+        }
+        self.pauser = monitor.pauser().ok();
+        Ok(Some(Box::new(monitor)))
+    }
+
+    fn take_unwatched(&mut self) -> bool {
+        std::mem::take(&mut self.unwatched)
     }
 
     /// DELSETELEM of each prefix's start and end elements. If the kernel
@@ -401,10 +453,6 @@ impl Firewall for Netlink {
 
     /// GETCHAIN, a GETSET dump and a GETRULE dump of nftban's table only,
     /// then one GETSETELEM lookup per probe: never a set listing.
-    fn event_port(&self) -> Option<u32> {
-        self.sock.port().ok()
-    }
-
     fn missing(&mut self, spec: &TableSpec, probes: &[(String, IpNet)]) -> Result<Vec<String>> {
         let table = spec.table.as_str();
         let mut chains = Vec::new();
@@ -472,7 +520,7 @@ impl Firewall for Netlink {
         self.sock.batches
     }
 
-    /// Dump-and-delete over ctnetlink, see [`conntrack`].
+    /// Dump-and-delete over ctnetlink, see `conntrack.rs`.
     fn forget_connections(&mut self, nets: &[IpNet]) -> Result<usize> {
         // A dump walks every bucket of the conntrack hash (262,144 on a
         // common host) even when it holds nothing: skip it when the

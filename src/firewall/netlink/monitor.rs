@@ -1,6 +1,9 @@
 //! Watching nf_tables for other tools' changes to nftban's table, so the
-//! daemon can heal (issue 4: a firewall reload's `nft flush ruleset` must not
-//! silently lift every ban).
+//! daemon can heal: a firewall reload's `nft flush ruleset` must not
+//! silently lift every ban (docs/firewall.md, "Self-healing: watching other
+//! tools"). The netlink firewall's [`crate::firewall::Firewall::watch`]
+//! hands a [`Monitor`] out as the [`Watcher`] and pauses it during its own
+//! big batches ([`Pauser`]).
 //!
 //! A NETLINK_NETFILTER socket joins the multicast group NFNLGRP_NFTABLES:
 //! the kernel then sends an event for every change of every table, and ends
@@ -21,37 +24,36 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
+use netlink_sys::Socket;
 
-use super::dump::attrs;
-use super::socket::{messages, setsockopt};
+use super::abi::{
+    attrs, be_u32, c_string, messages, NFNLGRP_NFTABLES, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFTA_CHAIN_NAME,
+    NFTA_CHAIN_TABLE, NFTA_GEN_PROC_NAME, NFTA_GEN_PROC_PID, NFTA_RULE_CHAIN, NFTA_RULE_TABLE, NFTA_SET_ELEM_LIST_SET,
+    NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_NAME, NFTA_SET_TABLE, NFTA_TABLE_NAME, NFT_MSG_DELCHAIN, NFT_MSG_DELRULE,
+    NFT_MSG_DELSET, NFT_MSG_DELSETELEM, NFT_MSG_DELTABLE, NFT_MSG_DESTROYCHAIN, NFT_MSG_DESTROYRULE,
+    NFT_MSG_DESTROYSET, NFT_MSG_DESTROYSETELEM, NFT_MSG_DESTROYTABLE, NFT_MSG_NEWGEN,
+};
+use super::socket::{event_socket, setsockopt};
+/// What the monitor reports; it moved to [`crate::firewall`] with the
+/// [`Watcher`] trait, and is named here too while the daemon still opens
+/// the monitor itself.
+pub use crate::firewall::Notice;
+use crate::firewall::Watcher;
 
-/// `NFNLGRP_NFTABLES`: the multicast group of nf_tables events.
-const NFNLGRP_NFTABLES: u32 = 7;
-/// `NFNL_SUBSYS_NFTABLES`, the high byte of an event's message type.
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-/// `NFPROTO_INET`, in the nfgenmsg of an inet table's events.
-const NFPROTO_INET: u8 = 1;
-/// nf_tables message types (low byte), `enum nf_tables_msg_types`.
-const NFT_MSG_DELTABLE: u8 = 2;
-const NFT_MSG_DELCHAIN: u8 = 5;
-const NFT_MSG_DELRULE: u8 = 8;
-const NFT_MSG_DELSET: u8 = 11;
-const NFT_MSG_DELSETELEM: u8 = 14;
-const NFT_MSG_NEWGEN: u8 = 15;
-const NFT_MSG_DESTROYTABLE: u8 = 26;
-const NFT_MSG_DESTROYCHAIN: u8 = 27;
-const NFT_MSG_DESTROYRULE: u8 = 28;
-const NFT_MSG_DESTROYSET: u8 = 29;
-const NFT_MSG_DESTROYSETELEM: u8 = 30;
-/// Attribute 1 names the table in table events, and attribute 1 is the
-/// table in chain, rule, set and element events; attribute 2 is the object
-/// (`NFTA_CHAIN_NAME`, `NFTA_RULE_CHAIN`, `NFTA_SET_NAME`, `NFTA_SET_ELEM_LIST_SET`).
-const ATTR_TABLE: u16 = 1;
-const ATTR_OBJECT: u16 = 2;
-/// `NFTA_GEN_PROC_PID`, `NFTA_GEN_PROC_NAME`.
-const NFTA_GEN_PROC_PID: u16 = 2;
-const NFTA_GEN_PROC_NAME: u16 = 3;
+/// The table's name in the events of every kind the monitor reads, and the
+/// deleted object's in all but table events: the same attribute numbers in
+/// each kind's own enum, which is what lets one walk read them all.
+const ATTR_TABLE: u16 = NFTA_TABLE_NAME;
+const ATTR_OBJECT: u16 = NFTA_CHAIN_NAME;
+const _: () = assert!(
+    NFTA_CHAIN_TABLE == ATTR_TABLE
+        && NFTA_RULE_TABLE == ATTR_TABLE
+        && NFTA_SET_TABLE == ATTR_TABLE
+        && NFTA_SET_ELEM_LIST_TABLE == ATTR_TABLE
+        && NFTA_RULE_CHAIN == ATTR_OBJECT
+        && NFTA_SET_NAME == ATTR_OBJECT
+        && NFTA_SET_ELEM_LIST_SET == ATTR_OBJECT
+);
 
 /// Receive buffer asked for (SO_RCVBUFFORCE; the kernel doubles it). Each
 /// event costs about 1 KiB of buffer: about 60,000 events fit.
@@ -61,29 +63,13 @@ const READ_BUFFER: usize = 64 << 10;
 /// Wake up this often even without events, so the thread can stop.
 const READ_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// What the monitor reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notice {
-    /// Another process deleted parts of nftban's table.
-    Changed {
-        /// What went, in words: `table inet nftban deleted`, `3 elements
-        /// deleted from set sshd_v4`.
-        what: Vec<String>,
-        /// The process that did it, from NEWGEN.
-        pid: u32,
-        process: String,
-    },
-    /// Events were lost (ENOBUFS): the table must be checked.
-    Lost,
-}
-
 /// Leaves and rejoins the monitor's multicast group from another thread
 /// (the same socket, through a duplicated descriptor). While no socket is in
 /// the group the kernel builds no events at all; with one, it builds an
-/// event per element added, which costs nftban's own big batches (a million
-/// bans at start or after healing) about 40 % of their speed
-/// (docs/performance.md). Changes made while paused are not reported: check
-/// the table after resuming.
+/// event per element added, which slows nftban's own big batches (a million
+/// bans at start or after healing) markedly (docs/performance.md, section
+/// "Restore with and without a listener"). Changes made while paused are
+/// not reported: check the table after resuming.
 #[derive(Debug)]
 pub struct Pauser {
     fd: std::os::fd::OwnedFd,
@@ -92,33 +78,17 @@ pub struct Pauser {
 impl Pauser {
     /// Stop receiving events.
     pub fn pause(&self) -> io::Result<()> {
-        membership(self.fd.as_raw_fd(), libc::NETLINK_DROP_MEMBERSHIP)
+        membership(&self.fd, libc::NETLINK_DROP_MEMBERSHIP)
     }
 
     /// Receive events again.
     pub fn resume(&self) -> io::Result<()> {
-        membership(self.fd.as_raw_fd(), libc::NETLINK_ADD_MEMBERSHIP)
+        membership(&self.fd, libc::NETLINK_ADD_MEMBERSHIP)
     }
 }
 
-fn membership(fd: libc::c_int, op: libc::c_int) -> io::Result<()> {
-    let group = NFNLGRP_NFTABLES as libc::c_int;
-    // SAFETY: `fd` is a live netlink socket owned by the caller; the option
-    // value is a c_int group number, as the kernel expects.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_NETLINK,
-            op,
-            (&group as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+fn membership(fd: &impl AsRawFd, op: libc::c_int) -> io::Result<()> {
+    setsockopt(fd, libc::SOL_NETLINK, op, NFNLGRP_NFTABLES as libc::c_int)
 }
 
 /// A socket subscribed to nf_tables events, watching one table.
@@ -129,23 +99,13 @@ pub struct Monitor {
     /// Deletions seen since the last NEWGEN, by kind and object.
     pending: BTreeMap<(u8, String), usize>,
     /// Event messages read since open (what the port filter saves).
-    pub received: u64,
+    pub(crate) received: u64,
 }
 
 impl Monitor {
     /// Subscribe to nf_tables events for `table inet <table>`.
     pub fn open(table: &str) -> io::Result<Monitor> {
-        let mut sock = Socket::new(NETLINK_NETFILTER)?;
-        sock.bind_auto()?;
-        if setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, SOCKET_BUFFER).is_err() {
-            setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUF, SOCKET_BUFFER)?;
-        }
-        let timeout = libc::timeval {
-            tv_sec: READ_TIMEOUT.as_secs() as libc::time_t,
-            tv_usec: 0,
-        };
-        setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVTIMEO, timeout)?;
-        sock.add_membership(NFNLGRP_NFTABLES)?;
+        let sock = event_socket(SOCKET_BUFFER, READ_TIMEOUT)?;
         Ok(Monitor {
             sock,
             table: table.to_string(),
@@ -307,7 +267,7 @@ impl Monitor {
         let mut process = String::new();
         for (t, v) in attrs(body) {
             match t {
-                NFTA_GEN_PROC_PID if v.len() >= 4 => pid = u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
+                NFTA_GEN_PROC_PID => pid = be_u32(v).unwrap_or(0),
                 NFTA_GEN_PROC_NAME => process = c_string(v),
                 _ => {}
             }
@@ -320,6 +280,13 @@ impl Monitor {
             pid,
             process,
         })
+    }
+}
+
+/// The monitor as the firewall hands it out from [`crate::firewall::Firewall::watch`].
+impl Watcher for Monitor {
+    fn wait(&mut self) -> crate::firewall::Result<Option<Notice>> {
+        Monitor::wait(self).map_err(crate::firewall::Error::Io)
     }
 }
 
@@ -348,11 +315,6 @@ fn describe(table: &str, pending: &BTreeMap<(u8, String), usize>) -> Vec<String>
             _ => format!("{} deleted from set {object}", plural(n, "element", "elements")),
         })
         .collect()
-}
-
-/// A NUL-terminated string attribute.
-pub(super) fn c_string(v: &[u8]) -> String {
-    String::from_utf8_lossy(v.split(|&b| b == 0).next().unwrap_or_default()).into_owned()
 }
 
 #[cfg(test)]

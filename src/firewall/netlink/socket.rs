@@ -16,14 +16,9 @@ use netlink_packet_netfilter::none::ControlMessage;
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 
-/// `NFNL_SUBSYS_NFTABLES`: batches carry it in `res_id`.
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLM_F_DUMP_INTR: u16 = 16;
-/// `NFT_MSG_GETGEN`, used as a cheap probe in [`NfSocket::probe`].
-const NFT_MSG_GETGEN: u8 = 16;
-const NLMSG_HDRLEN: usize = 16;
+use super::abi::{
+    messages, Msg, NFNLGRP_NFTABLES, NFNL_SUBSYS_NFTABLES, NFT_MSG_GETGEN, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP_INTR,
+};
 
 /// Socket buffers asked for (the kernel doubles them). Big batches and
 /// bursts of dump data fit without EMSGSIZE or ENOBUFS.
@@ -71,19 +66,18 @@ impl Op {
     }
 }
 
-/// How a request failed.
-#[derive(Debug)]
+/// How a request failed. Callers match on the errno (ENOENT is often no
+/// error for them) before turning it into the firewall's [`Error`].
+///
+/// [`Error`]: crate::firewall::Error
+#[derive(Debug, thiserror::Error)]
 pub(super) enum Failure {
     /// The kernel answered with an error to the request described by `what`.
+    #[error("kernel refused to {what}: {}", io::Error::from_raw_os_error(*errno))]
     Kernel { what: String, errno: i32 },
     /// The socket failed (send, receive, or a garbled answer).
-    Io(io::Error),
-}
-
-impl From<io::Error> for Failure {
-    fn from(e: io::Error) -> Failure {
-        Failure::Io(e)
-    }
+    #[error(transparent)]
+    Io(#[from] io::Error),
 }
 
 pub(super) type Result<T> = std::result::Result<T, Failure>;
@@ -106,21 +100,11 @@ impl NfSocket {
         // Errors do not echo the request back (a failed 64 KiB message
         // would otherwise come back whole).
         sock.set_cap_ack(true)?;
-        for (force, plain) in [
-            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
-            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
-        ] {
-            // FORCE passes the sysctl cap but needs CAP_NET_ADMIN; without it
-            // take what the cap allows, and rely on splitting batches.
-            if setsockopt(&sock, libc::SOL_SOCKET, force, SOCKET_BUFFER).is_err() {
-                setsockopt(&sock, libc::SOL_SOCKET, plain, SOCKET_BUFFER)?;
-            }
-        }
-        let timeout = libc::timeval {
-            tv_sec: RECV_TIMEOUT.as_secs() as libc::time_t,
-            tv_usec: 0,
-        };
-        setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVTIMEO, timeout)?;
+        // Without CAP_NET_ADMIN the buffers stay at the sysctl cap, and
+        // batches are split to fit (see `transact`).
+        raise_buffer(&sock, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, SOCKET_BUFFER)?;
+        raise_buffer(&sock, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, SOCKET_BUFFER)?;
+        set_recv_timeout(&sock, RECV_TIMEOUT)?;
         Ok(NfSocket {
             sock,
             seq: 0,
@@ -450,47 +434,6 @@ impl NfSocket {
     }
 }
 
-/// One netlink message inside a datagram.
-pub(super) struct Msg<'a> {
-    pub(super) kind: u16,
-    pub(super) flags: u16,
-    pub(super) seq: u32,
-    pub(super) payload: &'a [u8],
-}
-
-impl Msg<'_> {
-    /// For NLMSG_ERROR: the positive errno, 0 for an ack.
-    fn errno(&self) -> Option<i32> {
-        let code = i32::from_ne_bytes(self.payload.get(..4)?.try_into().ok()?);
-        Some(-code)
-    }
-}
-
-/// The netlink messages of one datagram.
-pub(super) fn messages(mut buf: &[u8]) -> impl Iterator<Item = io::Result<Msg<'_>>> {
-    std::iter::from_fn(move || {
-        if buf.len() < NLMSG_HDRLEN {
-            return None;
-        }
-        let len = u32::from_ne_bytes(buf[0..4].try_into().unwrap()) as usize;
-        if len < NLMSG_HDRLEN || len > buf.len() {
-            buf = &[];
-            return Some(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "malformed netlink message",
-            )));
-        }
-        let m = Msg {
-            kind: u16::from_ne_bytes(buf[4..6].try_into().unwrap()),
-            flags: u16::from_ne_bytes(buf[6..8].try_into().unwrap()),
-            seq: u32::from_ne_bytes(buf[8..12].try_into().unwrap()),
-            payload: &buf[NLMSG_HDRLEN..len],
-        };
-        buf = &buf[((len + 3) & !3).min(buf.len())..];
-        Some(Ok(m))
-    })
-}
-
 /// Is `seq` within `first..=last`, allowing for wrap-around?
 fn seq_in(seq: u32, first: u32, last: u32) -> bool {
     seq.wrapping_sub(first) <= last.wrapping_sub(first)
@@ -512,13 +455,49 @@ fn set_seq(msg: &mut [u8], seq: u32) {
     msg[8..12].copy_from_slice(&seq.to_ne_bytes());
 }
 
+/// A NETLINK_NETFILTER socket in the multicast group of nf_tables events
+/// (NFNLGRP_NFTABLES): the kernel sends it an event for every change of
+/// every table in the network namespace. Its receive buffer is raised to
+/// `buffer` bytes, since a big transaction sends one event per element and
+/// what does not fit is lost (ENOBUFS); a read waits at most `timeout`,
+/// then fails with `WouldBlock`.
+pub fn event_socket(buffer: i32, timeout: Duration) -> io::Result<Socket> {
+    let mut sock = Socket::new(NETLINK_NETFILTER)?;
+    sock.bind_auto()?;
+    raise_buffer(&sock, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, buffer)?;
+    set_recv_timeout(&sock, timeout)?;
+    sock.add_membership(NFNLGRP_NFTABLES)?;
+    Ok(sock)
+}
+
+/// Raise a socket buffer to `bytes` (the kernel doubles it): the FORCE
+/// variant passes the sysctl cap (net.core.rmem_max, wmem_max) but needs
+/// CAP_NET_ADMIN; without it, the plain option takes what the cap allows.
+fn raise_buffer(sock: &Socket, force: libc::c_int, plain: libc::c_int, bytes: i32) -> io::Result<()> {
+    if setsockopt(sock, libc::SOL_SOCKET, force, bytes).is_err() {
+        setsockopt(sock, libc::SOL_SOCKET, plain, bytes)?;
+    }
+    Ok(())
+}
+
+/// Make a `recv` that waits longer than `timeout` fail with `WouldBlock`.
+fn set_recv_timeout(sock: &Socket, timeout: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    setsockopt(sock, libc::SOL_SOCKET, libc::SO_RCVTIMEO, tv)
+}
+
 /// `setsockopt(2)` for the options netlink-sys does not wrap: the send
-/// buffer, the *FORCE variants of both buffers, and the receive timeout.
-pub(super) fn setsockopt<T>(sock: &Socket, level: libc::c_int, name: libc::c_int, value: T) -> io::Result<()> {
+/// buffer, the *FORCE variants of both buffers, the receive timeout, a
+/// socket filter, and group membership on a duplicated descriptor.
+pub(super) fn setsockopt<T>(sock: &impl AsRawFd, level: libc::c_int, name: libc::c_int, value: T) -> io::Result<()> {
     // SAFETY: the pointer and length describe `value`, a live, initialised
     // `T` that outlives the call; the kernel only reads `size_of::<T>()`
     // bytes from it, and the fd is owned by `sock`. The option types used
-    // (c_int, timeval) are the ones the kernel expects for these options.
+    // (c_int, timeval, sock_fprog) are the ones the kernel expects for
+    // these options.
     let rc = unsafe {
         libc::setsockopt(
             sock.as_raw_fd(),

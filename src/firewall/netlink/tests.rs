@@ -10,7 +10,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::Netlink;
-use crate::firewall::{render_ruleset, Action, Ban, Counter, Error, Firewall, Hook, TableSpec};
+use crate::firewall::{render_ruleset, Action, Ban, Counter, Error, Firewall, Hook, Notice, TableSpec};
 
 /// Move this test's thread into a new network namespace and open the
 /// firewall there; `None` (after saying so) when that needs root we lack.
@@ -46,6 +46,23 @@ fn nft(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("nft prints UTF-8")
+}
+
+/// Run `nft -f -` on `script`, as another tool would change the table.
+fn nft_script(script: &str) {
+    use std::io::Write;
+    let mut child = nft_command()
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run nft");
+    child
+        .stdin
+        .take()
+        .expect("nft's stdin")
+        .write_all(script.as_bytes())
+        .expect("write to nft");
+    assert!(child.wait().expect("wait for nft").success(), "nft -f: {script}");
 }
 
 fn spec(jails: &[&str], action: Action) -> TableSpec {
@@ -214,29 +231,17 @@ fn setup_adopts_a_table_of_another_shape() {
     // chain at another priority with a rule of its own that uses a set no
     // jail owns, sshd_v4 as a hash set without timeouts, and a well-formed sshd_v6
     // with a ban in it.
-    let mut child = nft_command()
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            b"table inet nftban {
-                set stray { type ipv4_addr; }
-                set sshd_v4 { type ipv4_addr; elements = { 192.0.2.1 } }
-                set sshd_v6 { type ipv6_addr; flags timeout; elements = { 2001:db8::1 timeout 1h } }
-                chain input {
-                    type filter hook input priority 0; policy drop;
-                    ip saddr @stray accept
-                }
-            }",
-        )
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    nft_script(
+        "table inet nftban {
+            set stray { type ipv4_addr; }
+            set sshd_v4 { type ipv4_addr; elements = { 192.0.2.1 } }
+            set sshd_v6 { type ipv6_addr; flags timeout; elements = { 2001:db8::1 timeout 1h } }
+            chain input {
+                type filter hook input priority 0; policy drop;
+                ip saddr @stray accept
+            }
+        }",
+    );
 
     let spec = spec(&["sshd"], Action::Drop);
     fw.setup(&spec).unwrap();
@@ -446,6 +451,12 @@ fn kernel_errors_name_the_request() {
     assert!(nft_elements("sshd_v4").contains_key("203.0.113.1"));
 }
 
+/// Run `ip` (iproute2) with `args` in the test's namespace.
+fn ip(args: &[&str]) {
+    let ok = Command::new("ip").args(args).status().is_ok_and(|s| s.success());
+    assert!(ok, "ip {args:?} failed (is iproute2 installed?)");
+}
+
 /// Send one datagram from `from` to `to` over loopback and say what
 /// happened: "passed", "dropped" (nothing arrived) or "rejected" (the
 /// sender got an ICMP port unreachable).
@@ -472,10 +483,6 @@ fn packets_from_banned_sources_are_dropped_or_rejected() {
     let Some(mut fw) = private_netns() else { return };
     // Loopback with a second address of each family, so a reply to the
     // banned address comes from one that is not banned.
-    let ip = |args: &[&str]| {
-        let ok = Command::new("ip").args(args).status().is_ok_and(|s| s.success());
-        assert!(ok, "ip {args:?} failed (is iproute2 installed?)");
-    };
     ip(&["link", "set", "lo", "up"]);
     ip(&["addr", "add", "2001:db8::2/128", "dev", "lo", "nodad"]);
     ip(&["addr", "add", "c000::2/128", "dev", "lo", "nodad"]);
@@ -557,19 +564,7 @@ fn a_full_set_refuses_only_the_elements_that_do_not_fit() {
     let Some(mut fw) = private_netns() else { return };
     // A set of the right type and flags but with room for 4 elements:
     // setup adopts it.
-    let mut child = nft_command()
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"table inet nftban { set sshd_v4 { type ipv4_addr; flags timeout; size 4; }; }")
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    nft_script("table inet nftban { set sshd_v4 { type ipv4_addr; flags timeout; size 4; }; }");
     fw.setup(&spec(&["sshd"], Action::Drop)).unwrap();
     assert!(nft(&["list", "set", "inet", "nftban", "sshd_v4"]).contains("size 4"));
     let bans: Vec<Ban> = (1..=10)
@@ -604,11 +599,7 @@ fn a_full_set_refuses_only_the_elements_that_do_not_fit() {
 #[test]
 fn counters_sum_dropped_packets_per_set() {
     let Some(mut fw) = private_netns() else { return };
-    let ok = Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok);
+    ip(&["link", "set", "lo", "up"]);
     fw.setup(&spec_hooks(
         &["sshd", "manual"],
         Action::Drop,
@@ -632,11 +623,7 @@ fn counters_sum_dropped_packets_per_set() {
 #[test]
 fn prerouting_drops_and_rejects() {
     let Some(mut fw) = private_netns() else { return };
-    let ok = Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok);
+    ip(&["link", "set", "lo", "up"]);
     fw.setup(&spec_hooks(&["sshd"], Action::Drop, &[Hook::Prerouting]))
         .unwrap();
     fw.add(&[ban("sshd", "127.0.0.2", HOUR)]).unwrap();
@@ -666,10 +653,6 @@ fn conntrack_entries(src: &str) -> Vec<String> {
 #[test]
 fn forget_connections_removes_entries_of_banned_sources_only() {
     let Some(mut fw) = private_netns() else { return };
-    let ip = |args: &[&str]| {
-        let ok = Command::new("ip").args(args).status().is_ok_and(|s| s.success());
-        assert!(ok, "ip {args:?}");
-    };
     ip(&["link", "set", "lo", "up"]);
     ip(&["addr", "add", "2001:db8::2/128", "dev", "lo", "nodad"]);
     ip(&["addr", "add", "2001:db8::3/128", "dev", "lo", "nodad"]);
@@ -765,7 +748,7 @@ fn own_events_are_dropped_before_the_monitor_reads_them() {
     let Some(mut nl) = private_netns() else { return };
     let mut filtered = super::monitor::Monitor::open("nftban").unwrap();
     let mut plain = super::monitor::Monitor::open("nftban").unwrap();
-    let port = nl.event_port().expect("a netlink firewall has a port");
+    let port = nl.sock.port().expect("a netlink firewall has a port");
     filtered.ignore_port(port).unwrap();
     nl.setup(&spec(&["sshd"], Action::Drop)).unwrap();
     let bans: Vec<Ban> = (1..=20)
@@ -781,11 +764,54 @@ fn own_events_are_dropped_before_the_monitor_reads_them() {
     nft(&["delete", "element", "inet", "nftban", "sshd_v4", "{ 192.0.2.2 }"]);
     for m in [&mut filtered, &mut plain] {
         match m.wait().unwrap() {
-            Some(super::monitor::Notice::Changed { what, .. }) => {
+            Some(Notice::Changed { what, .. }) => {
                 assert_eq!(what, vec!["1 element deleted from set sshd_v4".to_string()])
             }
             other => panic!("another process's deletion not reported: {other:?}"),
         }
     }
     assert!(filtered.received > 0);
+}
+
+/// A firewall that watches its table pauses the watcher during its own big
+/// batches and says so once (`take_unwatched`), not after small ones; and
+/// after the pause the watcher still reports another process's deletion.
+/// The deletion is made by `nft`: a second socket of this process would not
+/// do, since the watcher tells nftban's own changes apart by process id.
+#[test]
+fn watching_firewall_pauses_for_big_batches_and_still_sees_others() {
+    let Some(mut nl) = private_netns() else { return };
+    let mut watcher = nl.watch("nftban").unwrap().expect("the netlink firewall can watch");
+    nl.setup(&spec(&["sshd"], Action::Drop)).unwrap();
+    assert!(!nl.take_unwatched(), "setup is no batch of bans");
+
+    let big: Vec<Ban> = (0..super::BIG_BATCH as u32)
+        .map(|i| Ban {
+            jail: "sshd".into(),
+            net: IpNet::from(std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i))),
+            timeout: HOUR,
+        })
+        .collect();
+    assert!(nl.add(&big).unwrap().is_empty());
+    assert!(
+        nl.take_unwatched(),
+        "a batch of BIG_BATCH bans runs with the watcher paused"
+    );
+    assert!(!nl.take_unwatched(), "reset by the call");
+    assert!(nl.add(&big[..3]).unwrap().is_empty());
+    assert!(!nl.take_unwatched(), "a small batch runs watched");
+    assert!(nl.add(&[]).unwrap().is_empty());
+    assert!(!nl.take_unwatched());
+
+    // Own changes are never reported; another process's deletion is.
+    assert_eq!(watcher.wait().unwrap(), None);
+    nft(&["delete", "element", "inet", "nftban", "sshd_v4", "{ 10.0.0.7 }"]);
+    match watcher.wait().unwrap() {
+        Some(Notice::Changed { what, pid, process }) => {
+            assert_eq!(what, ["1 element deleted from set sshd_v4"]);
+            assert_ne!(pid, std::process::id());
+            assert!(process.starts_with("nft"), "{process}");
+        }
+        other => panic!("nft's deletion not reported: {other:?}"),
+    }
 }

@@ -4,36 +4,30 @@
 //! over netlink or fail2ban with `nft add element`; both produce the same
 //! NEWSETELEM event per element.
 //!
-//! The socket joins NFNLGRP_NFTABLES like the self-healing [`super::monitor`]
-//! and asks for SO_TIMESTAMPNS, so each datagram carries the kernel's
-//! wall-clock time of queueing: a reader thread that runs late does not make
-//! bans look slower. While such a socket listens the kernel builds one event
-//! per element added, which makes big batches slower (docs/performance.md).
+//! The socket is an nf_tables event socket like the self-healing monitor's
+//! ([`event_socket`]) that also asks for SO_TIMESTAMPNS, so each datagram
+//! carries the kernel's wall-clock time of queueing: a reader thread that
+//! runs late does not make bans look slower. While such a socket listens the
+//! kernel builds one event per element added, which makes big batches slower
+//! (docs/performance.md, section "Restore with and without a listener").
+//!
+//! A module of the benchmark, not of the library: nftban itself never needs
+//! to know what was added (it adds it). It uses the library's public event
+//! socket and netlink attribute walker (`nftban::firewall::netlink::abi`).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
+use netlink_sys::Socket;
+use nftban::firewall::netlink::abi::{
+    attrs, be_u32, c_string, messages, nft_msg_type, NFTA_DATA_VALUE, NFTA_LIST_ELEM, NFTA_SET_ELEM_FLAGS,
+    NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_ELEM_LIST_SET, NFTA_SET_ELEM_LIST_TABLE,
+    NFT_MSG_NEWSETELEM, NFT_SET_ELEM_INTERVAL_END,
+};
+use nftban::firewall::netlink::event_socket;
 
-use super::dump::attrs;
-use super::monitor::c_string;
-use super::socket::{messages, setsockopt};
-
-/// `NFNLGRP_NFTABLES`, `NFNL_SUBSYS_NFTABLES`, `NFT_MSG_NEWSETELEM`.
-const NFNLGRP_NFTABLES: u32 = 7;
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFT_MSG_NEWSETELEM: u16 = 12;
-/// Attributes of a NEWSETELEM message and of its elements.
-const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
-const NFTA_SET_ELEM_LIST_SET: u16 = 2;
-const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_SET_ELEM_KEY: u16 = 1;
-const NFTA_SET_ELEM_FLAGS: u16 = 3;
-const NFTA_DATA_VALUE: u16 = 1;
-const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
 /// Big enough for a million events queued (about 100 bytes each, doubled
 /// by the kernel's accounting), so a restore is not lost to ENOBUFS.
 const SOCKET_BUFFER: i32 = 256 << 20;
@@ -60,18 +54,22 @@ pub struct AddedElements {
 impl AddedElements {
     /// Subscribe; `timeout` bounds each [`AddedElements::read`].
     pub fn open(timeout: Duration) -> io::Result<AddedElements> {
-        let mut sock = Socket::new(NETLINK_NETFILTER)?;
-        sock.bind_auto()?;
-        if setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, SOCKET_BUFFER).is_err() {
-            setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUF, SOCKET_BUFFER)?;
-        }
-        setsockopt(&sock, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1 as libc::c_int)?;
-        let tv = libc::timeval {
-            tv_sec: timeout.as_secs() as libc::time_t,
-            tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+        let sock = event_socket(SOCKET_BUFFER, timeout)?;
+        let on: libc::c_int = 1;
+        // SAFETY: the pointer and length describe `on`, a live c_int, the
+        // type SO_TIMESTAMPNS takes; the descriptor is owned by `sock`.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
         };
-        setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVTIMEO, tv)?;
-        sock.add_membership(NFNLGRP_NFTABLES)?;
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
         Ok(AddedElements {
             sock,
             buf: vec![0; READ_BUFFER],
@@ -93,7 +91,7 @@ impl AddedElements {
         let at = at.unwrap_or_else(SystemTime::now);
         for m in messages(&self.buf[..n.min(self.buf.len())]) {
             let Ok(m) = m else { break };
-            if m.kind != (NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWSETELEM) || m.payload.len() < 4 {
+            if m.kind != nft_msg_type(NFT_MSG_NEWSETELEM) || m.payload.len() < 4 {
                 continue;
             }
             decode(&m.payload[4..], at, out);
@@ -124,9 +122,7 @@ fn decode(body: &[u8], at: SystemTime, out: &mut Vec<Added>) {
                 NFTA_SET_ELEM_KEY => {
                     addr = attrs(v).find(|(t, _)| *t == NFTA_DATA_VALUE).and_then(|(_, d)| ip(d));
                 }
-                NFTA_SET_ELEM_FLAGS if v.len() >= 4 => {
-                    end = u32::from_be_bytes([v[0], v[1], v[2], v[3]]) & NFT_SET_ELEM_INTERVAL_END != 0;
-                }
+                NFTA_SET_ELEM_FLAGS => end = be_u32(v).is_some_and(|f| f & NFT_SET_ELEM_INTERVAL_END != 0),
                 _ => {}
             }
         }
@@ -188,22 +184,7 @@ fn recv_timestamped(fd: libc::c_int, buf: &mut [u8]) -> io::Result<(usize, Optio
 #[cfg(test)]
 mod unit {
     use super::*;
-
-    /// One attribute, padded to 4 bytes.
-    fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
-        let mut v = Vec::new();
-        v.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
-        v.extend_from_slice(&kind.to_ne_bytes());
-        v.extend_from_slice(value);
-        while v.len() % 4 != 0 {
-            v.push(0);
-        }
-        v
-    }
-
-    fn nested(kind: u16, value: &[u8]) -> Vec<u8> {
-        attr(kind | 0x8000, value)
-    }
+    use nftban::firewall::netlink::abi::{attr, nested};
 
     fn element(key: &[u8], flags: Option<u32>) -> Vec<u8> {
         let mut e = nested(NFTA_SET_ELEM_KEY, &attr(NFTA_DATA_VALUE, key));
