@@ -19,3 +19,4 @@ pub mod netns;
 pub mod sources;
 pub mod store;
 pub mod tracker;
+pub mod yaml;

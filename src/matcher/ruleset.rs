@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::date::{CustomDate, DateFormat};
+use crate::yaml::{locate, locate_item, Place, Position};
 
 /// Rulesets built into the binary: (name, YAML text).
 pub const SHIPPED: &[(&str, &str)] = &[
@@ -175,35 +176,24 @@ impl fmt::Display for RuleKey {
     }
 }
 
-/// A ruleset error: file, position when known, message.
+/// A ruleset error: `file:line:column: message`, the position when known,
+/// the message alone when no file is involved (an unknown shipped name).
+/// The message starts with the key (`failregex[1]: ...`) where there is
+/// one; causes (regex, date pattern and YAML errors) are part of it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", Place { file: &self.origin, at: self.at, key: Some(&self.message) })]
 pub struct RulesetError {
+    /// The file, as messages name it.
     pub origin: String,
-    pub at: Option<(usize, usize)>,
+    pub at: Option<Position>,
     pub message: String,
-}
-
-impl fmt::Display for RulesetError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.at {
-            _ if self.origin.is_empty() => write!(f, "{}", self.message),
-            Some((l, c)) => write!(f, "{}:{l}:{c}: {}", self.origin, self.message),
-            None => write!(f, "{}: {}", self.origin, self.message),
-        }
-    }
-}
-
-impl From<RulesetError> for String {
-    fn from(e: RulesetError) -> String {
-        e.to_string()
-    }
 }
 
 impl Ruleset {
     /// Parse ruleset YAML; `origin` names the file in errors.
     pub fn parse(origin: &str, text: &str) -> Result<Ruleset, RulesetError> {
         let mut r: Ruleset = serde_yaml_ng::from_str(text).map_err(|e| {
-            let (message, at) = crate::config::yaml_error_parts(text, &e);
+            let (message, at) = crate::yaml::parse_error(text, &e);
             RulesetError {
                 origin: origin.to_string(),
                 at,
@@ -239,8 +229,8 @@ impl Ruleset {
     /// An error at a key (and list item) of this ruleset's file.
     pub fn error_at(&self, path: &[&str], index: Option<usize>, message: String) -> RulesetError {
         let at = self.text.as_deref().and_then(|t| match index {
-            Some(i) => crate::config::locate_item(t, path, i),
-            None => crate::config::locate(t, path),
+            Some(i) => locate_item(t, path, i),
+            None => locate(t, path),
         });
         RulesetError {
             origin: self.origin.clone(),
