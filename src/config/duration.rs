@@ -1,9 +1,11 @@
 //! Durations as admins write them: `90`, `30s`, `10m`, `1h`, `2d`, `1w`, or
 //! a sum like `1h30m`. A bare number is seconds, as in fail2ban.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer};
 
 /// A duration read from config or the command line.
@@ -119,6 +121,27 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// What [`parse_duration`] reads, as a regex for the JSON Schema (a test
+/// keeps the two in step).
+const PATTERN: &str = r"^\s*([0-9]+|([0-9]+(ms|s|secs?|m|mins?|h|hours?|d|days?|w|weeks?))+)\s*$";
+
+/// In the JSON Schema a duration is a number of seconds or a text
+/// [`parse_duration`] reads.
+impl JsonSchema for Dur {
+    fn schema_name() -> Cow<'static, str> {
+        "duration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Seconds, or a sum of numbers with units s, m, h, d, w: 90, 90s, 10m, 1h30m, 1d, 1w.",
+            "type": ["string", "integer"],
+            "pattern": PATTERN,
+            "minimum": 0
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +173,18 @@ mod tests {
             .contains("unknown unit `x`"));
         assert!(parse_duration("1h30").unwrap_err().to_string().contains("needs a unit"));
         assert!(parse_duration("99999999999999999999w").is_err());
+    }
+
+    /// The schema's pattern accepts what the parser does, and only that.
+    #[test]
+    fn schema_pattern_agrees_with_the_parser() {
+        let re = regex::Regex::new(PATTERN).unwrap();
+        for text in [
+            "90", "30s", "10m", "1h30m", " 5m ", "2days", "1w2d", "500ms", "3secs", "", "h", "10x", "1h30", "1 h",
+            "m5", "-5s", "1.5h",
+        ] {
+            assert_eq!(re.is_match(text), parse_duration(text).is_ok(), "`{text}`");
+        }
     }
 
     #[test]
