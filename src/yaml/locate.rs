@@ -9,7 +9,7 @@ use super::Position;
 
 /// Line and column (both 1-based) of the key at `path`, e.g.
 /// `["jails", "sshd", "ruleset"]`.
-pub fn locate(text: &str, path: &[&str]) -> Option<Position> {
+pub(crate) fn locate(text: &str, path: &[&str]) -> Option<Position> {
     let mut start = 0;
     let mut parent_indent: Option<usize> = None;
     let mut found = None;
@@ -27,13 +27,13 @@ pub fn locate(text: &str, path: &[&str]) -> Option<Position> {
 
 /// Like [`locate`], but when the full path is not found (a key inside a
 /// flow mapping such as `{maxretry: 1}`), the nearest enclosing key that is.
-pub fn locate_nearest(text: &str, path: &[&str]) -> Option<Position> {
+pub(crate) fn locate_nearest(text: &str, path: &[&str]) -> Option<Position> {
     (1..=path.len()).rev().find_map(|n| locate(text, &path[..n]))
 }
 
 /// Line and column of item `index` (0-based) of the block list under the
 /// key at `path` (`failregex:` then `- ...` lines). Falls back to the key.
-pub fn locate_item(text: &str, path: &[&str], index: usize) -> Option<Position> {
+pub(crate) fn locate_item(text: &str, path: &[&str], index: usize) -> Option<Position> {
     let (key_line, key_col) = locate(text, path)?;
     let mut n = 0;
     let mut item_indent = None;

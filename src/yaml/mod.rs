@@ -3,16 +3,16 @@
 //!
 //! The config file and ruleset files both report problems this way, so
 //! the helpers live here, below the modules that read them: this module
-//! uses no other module of nftban. [`locate`] finds a key's line and column for
-//! problems found after parsing (a jail naming an unknown ruleset),
-//! [`parse_error`] gives the YAML library's own errors a position where it
+//! uses no other module of nftban. `locate` finds a key's line and column
+//! for problems found after parsing (a jail naming an unknown ruleset),
+//! `parse_error` gives the YAML library's own errors a position where it
 //! has none, and [`Located`] is an error at such a place.
 
 mod locate;
 
 use std::fmt;
 
-pub use locate::{locate, locate_item, locate_nearest};
+pub(crate) use locate::{locate, locate_item, locate_nearest};
 
 /// Line and column in a file, both 1-based.
 pub type Position = (usize, usize);
@@ -21,7 +21,7 @@ pub type Position = (usize, usize);
 /// " at line L column C" to its message; that is cut off and returned as
 /// the position. For an unknown key at the top level the library gives no
 /// position: the key is looked up in `text`.
-pub fn parse_error(text: &str, e: &serde_yaml_ng::Error) -> (String, Option<Position>) {
+pub(crate) fn parse_error(text: &str, e: &serde_yaml_ng::Error) -> (String, Option<Position>) {
     let full = e.to_string();
     let message = match full.rfind(" at line ") {
         Some(i) => full[..i].to_string(),
@@ -49,7 +49,7 @@ fn unknown_field(message: &str) -> Option<&str> {
 
 /// `file:line:column: key`, leaving out what is not known (no file: the
 /// key alone; no key: the place alone).
-pub struct Place<'a> {
+pub(crate) struct Place<'a> {
     pub file: &'a str,
     pub at: Option<Position>,
     pub key: Option<&'a str>,
