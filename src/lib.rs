@@ -20,3 +20,4 @@ pub mod sources;
 pub mod status;
 pub mod store;
 pub mod tracker;
+pub mod yaml;

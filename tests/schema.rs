@@ -1,212 +1,189 @@
-//! The JSON Schemas in docs/ say what the serde structs accept: the shipped
-//! rulesets and the default config validate against them, and each object's
-//! property list is exactly the field list serde reports for that struct.
-//! The validator is the subset of JSON Schema the two schemas use.
+//! The JSON Schemas in docs/ are generated from the serde types that read
+//! the files (schemars): field doc comments are the descriptions and
+//! `deny_unknown_fields` is `additionalProperties: false`. A test fails
+//! when the committed schemas differ from what the types generate;
+//! `NFTBAN_WRITE_SCHEMAS=1 cargo test --test integration schema::` writes
+//! them. The shipped rulesets, the default config and README's example
+//! config validate against them (with the `jsonschema` crate), and what
+//! the parser refuses (typos, empty rules, bad durations) does not.
 
+use std::path::{Path, PathBuf};
+
+use nftban::config::{Config, FileConfig};
+use nftban::matcher::Ruleset;
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, Schema};
 use serde_json::Value;
 
-fn root() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn schema(name: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(root().join("docs").join(name)).unwrap()).unwrap()
+/// Doc comments are wrapped at 100 columns; a description is read as
+/// running text, so single line breaks become spaces (paragraphs stay).
+fn unwrap_descriptions(schema: &mut Schema) {
+    if let Some(Value::String(d)) = schema.get_mut("description") {
+        *d = d
+            .split("\n\n")
+            .map(|p| p.replace('\n', " "))
+            .collect::<Vec<_>>()
+            .join("\n\n");
+    }
+    schemars::transform::transform_subschemas(&mut unwrap_descriptions, schema);
 }
 
-fn yaml(text: &str) -> Value {
-    serde_yaml_ng::from_str(text).unwrap()
+/// The schema of `T` as the file holds it (draft 2020-12, pretty-printed).
+fn generate<T: JsonSchema>() -> String {
+    let schema = SchemaSettings::draft2020_12()
+        .with_transform(unwrap_descriptions)
+        .into_generator()
+        .into_root_schema_for::<T>();
+    serde_json::to_string_pretty(&schema).unwrap() + "\n"
 }
 
-fn resolve<'a>(root: &'a Value, s: &'a Value) -> &'a Value {
-    match s.get("$ref").and_then(Value::as_str) {
-        Some(r) => {
-            let name = r.strip_prefix("#/$defs/").expect("only local $defs refs");
-            &root["$defs"][name]
-        }
-        None => s,
-    }
+/// The schemas the types generate: (file in docs/, text).
+fn generated() -> [(&'static str, String); 2] {
+    [
+        ("config.schema.json", generate::<FileConfig>()),
+        ("ruleset.schema.json", generate::<Ruleset>()),
+    ]
 }
 
-fn type_ok(t: &str, v: &Value) -> bool {
-    match t {
-        "string" => v.is_string(),
-        "integer" => v.is_u64() || v.is_i64(),
-        "number" => v.is_number(),
-        "boolean" => v.is_boolean(),
-        "array" => v.is_array(),
-        "object" => v.is_object(),
-        "null" => v.is_null(),
-        _ => panic!("unknown type {t}"),
-    }
-}
-
-/// Errors of `v` against `s`, with JSON paths.
-fn validate(root: &Value, s: &Value, v: &Value, path: &str, errs: &mut Vec<String>) {
-    if s.get("$ref").is_some() {
-        validate(root, resolve(root, s), v, path, errs);
-    }
-    if let Some(Value::Array(alts)) = s.get("anyOf") {
-        let fits = |alt: &Value| {
-            let mut e = Vec::new();
-            validate(root, alt, v, path, &mut e);
-            e.is_empty()
-        };
-        if !alts.iter().any(fits) {
-            errs.push(format!("{path}: {v} fits none of anyOf"));
+#[test]
+fn committed_schemas_are_the_generated_ones() {
+    let write = std::env::var_os("NFTBAN_WRITE_SCHEMAS").is_some_and(|v| v == "1");
+    for (name, text) in generated() {
+        let path = root().join("docs").join(name);
+        if write {
+            std::fs::write(&path, &text).unwrap();
+            continue;
         }
-    }
-    if let Some(t) = s.get("type") {
-        let ok = match t {
-            Value::String(t) => type_ok(t, v),
-            Value::Array(ts) => ts.iter().any(|t| type_ok(t.as_str().unwrap(), v)),
-            _ => panic!("bad type keyword"),
-        };
-        if !ok {
-            errs.push(format!("{path}: not of type {t}"));
-            return;
-        }
-    }
-    if let Some(Value::Array(e)) = s.get("enum") {
-        if !e.contains(v) {
-            errs.push(format!("{path}: {v} not in {e:?}"));
-        }
-    }
-    if let (Some(p), Some(text)) = (s.get("pattern").and_then(Value::as_str), v.as_str()) {
-        if !regex::Regex::new(p).unwrap().is_match(text) {
-            errs.push(format!("{path}: `{text}` does not match {p}"));
-        }
-    }
-    if let (Some(n), Some(text)) = (s.get("minLength").and_then(Value::as_u64), v.as_str()) {
-        if (text.chars().count() as u64) < n {
-            errs.push(format!("{path}: shorter than {n}"));
-        }
-    }
-    if let (Some(n), Some(x)) = (s.get("minimum").and_then(Value::as_i64), v.as_i64()) {
-        if x < n {
-            errs.push(format!("{path}: below {n}"));
-        }
-    }
-    if let Some(items) = v.as_array() {
-        if let Some(n) = s.get("minItems").and_then(Value::as_u64) {
-            if (items.len() as u64) < n {
-                errs.push(format!("{path}: fewer than {n} items"));
-            }
-        }
-        if let Some(is) = s.get("items") {
-            for (i, item) in items.iter().enumerate() {
-                validate(root, is, item, &format!("{path}[{i}]"), errs);
-            }
-        }
-    }
-    if let Some(obj) = v.as_object() {
-        let props = s.get("properties").and_then(Value::as_object);
-        if let Some(Value::Array(req)) = s.get("required") {
-            for r in req {
-                if !obj.contains_key(r.as_str().unwrap()) {
-                    errs.push(format!("{path}: missing {r}"));
-                }
-            }
-        }
-        for (k, val) in obj {
-            let p = format!("{path}.{k}");
-            if let Some(names) = s.get("propertyNames") {
-                validate(root, names, &Value::String(k.clone()), &p, errs);
-            }
-            match (props.and_then(|ps| ps.get(k)), s.get("additionalProperties")) {
-                (Some(ps), _) => validate(root, ps, val, &p, errs),
-                (None, Some(Value::Bool(false))) => errs.push(format!("{p}: unknown key")),
-                (None, Some(extra @ Value::Object(_))) => validate(root, extra, val, &p, errs),
-                _ => {}
-            }
-        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == text,
+            "docs/{name} is not what the types generate; rewrite it with \
+             NFTBAN_WRITE_SCHEMAS=1 cargo test --test integration schema::"
+        );
     }
 }
 
-fn errors(schema: &Value, v: &Value) -> Vec<String> {
-    let mut errs = vec![];
-    validate(schema, schema, v, "$", &mut errs);
-    errs
+/// Editors take the schemas: each names its draft and is valid under it.
+#[test]
+fn schemas_are_valid_draft_2020_12() {
+    for (name, text) in generated() {
+        let schema: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            schema["$schema"], "https://json-schema.org/draft/2020-12/schema",
+            "{name}"
+        );
+        jsonschema::meta::validate(&schema).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(schema["additionalProperties"], false, "{name}");
+    }
+}
+
+fn validator(name: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(root().join("docs").join(name)).unwrap();
+    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
+}
+
+/// The schema's complaints about a YAML document, with their paths.
+fn errors(v: &jsonschema::Validator, yaml: &str) -> Vec<String> {
+    let doc: Value = serde_yaml_ng::from_str(yaml).unwrap();
+    v.iter_errors(&doc)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
 }
 
 #[test]
 fn shipped_rulesets_validate() {
-    let s = schema("ruleset.schema.json");
+    let v = validator("ruleset.schema.json");
     let mut n = 0;
     for entry in std::fs::read_dir(root().join("rulesets")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
-            let v = yaml(&std::fs::read_to_string(&path).unwrap());
-            assert_eq!(errors(&s, &v), Vec::<String>::new(), "{}", path.display());
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(errors(&v, &text), Vec::<String>::new(), "{}", path.display());
             n += 1;
         }
     }
     assert!(n >= 2);
-    // The validator is not vacuous.
-    let bad = yaml("name: x\nfailregex: []\nprefilter: ''\ndatepattern: [rfc]\nexamples: [{line: a}]\nextra: 1\n");
-    assert_eq!(errors(&s, &bad).len(), 5, "{:?}", errors(&s, &bad));
+}
+
+/// What the schema refuses in a ruleset, the parser refuses too.
+#[test]
+fn bad_rulesets_are_refused_by_schema_and_parser() {
+    let v = validator("ruleset.schema.json");
+    let good = "name: x\nfailregex: ['fail <HOST>$']\n";
+    assert_eq!(errors(&v, good), Vec::<String>::new());
+    Ruleset::parse("x.yaml", good).unwrap();
+    for bad in [
+        "name: x\nfailregx: ['fail <HOST>$']\n",
+        "name: x\nfailregex: []\n",
+        "failregex: ['fail <HOST>$']\n",
+        "name: x\nfailregex: ['fail <HOST>$']\nprefilter: ''\n",
+        "name: x\nfailregex: ['fail <HOST>$']\ndatepattern: [rfc]\n",
+        "name: x\nfailregex: ['fail <HOST>$']\nexamples: [{line: a, hots: 192.0.2.1}]\n",
+        "name: x\nfailregex: ['fail <HOST>$']\nmodes: {aggressive: {failregx: []}}\n",
+    ] {
+        assert!(!errors(&v, bad).is_empty(), "the schema takes {bad:?}");
+        assert!(Ruleset::parse("x.yaml", bad).is_err(), "the parser takes {bad:?}");
+    }
+}
+
+fn load(text: &str) -> Result<Config, nftban::config::ConfigError> {
+    Config::from_text(Path::new("/etc/nftban/nftban.yaml"), text)
+}
+
+/// The config of README's "A minimal config" section.
+fn readme_config() -> String {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let from = readme.find("A minimal config").unwrap();
+    let start = readme[from..].find("```yaml\n").unwrap() + from + "```yaml\n".len();
+    let end = readme[start..].find("```").unwrap() + start;
+    readme[start..end].to_string()
 }
 
 #[test]
-fn default_config_validates() {
-    let s = schema("config.schema.json");
-    let v = yaml(&std::fs::read_to_string(root().join("deploy/nftban.yaml")).unwrap());
-    assert_eq!(errors(&s, &v), Vec::<String>::new());
-    let bad = yaml("jails:\n  1x: {ruleset: a, files: [rel], mode: 3}\nlog: {level: loud}\n");
-    assert_eq!(errors(&s, &bad).len(), 4, "{:?}", errors(&s, &bad));
+fn default_and_readme_configs_validate() {
+    let v = validator("config.schema.json");
+    let default = std::fs::read_to_string(root().join("deploy/nftban.yaml")).unwrap();
+    for (what, text) in [("deploy/nftban.yaml", default), ("README", readme_config())] {
+        assert_eq!(errors(&v, &text), Vec::<String>::new(), "{what}");
+        load(&text).unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
 }
 
-/// The fields serde knows for a struct, from its "unknown field" error.
-fn serde_fields<T: serde::de::DeserializeOwned + std::fmt::Debug>(doc: &str) -> Vec<String> {
-    let e = serde_yaml_ng::from_str::<T>(doc).unwrap_err().to_string();
-    let list = e
-        .split("expected one of ")
-        .nth(1)
-        .or_else(|| e.split("expected ").nth(1))
-        .unwrap();
-    let list = list.replace(" or ", ", ");
-    let mut out: Vec<String> = list
-        .split(", ")
-        .map(|f| f.trim_matches(|c: char| c == '`' || c.is_whitespace()).to_string())
-        .map(|f| f.split('`').next().unwrap().to_string())
-        .filter(|f| !f.is_empty())
-        .collect();
-    out.sort();
-    out
-}
-
-fn schema_fields(s: &Value, at: &Value) -> Vec<String> {
-    let at = resolve(s, at);
-    let mut out: Vec<String> = at["properties"].as_object().unwrap().keys().cloned().collect();
-    out.sort();
-    out
-}
-
+/// What the schema refuses in a config, `nftban check` refuses too.
 #[test]
-fn schemas_list_exactly_the_serde_fields() {
-    use nftban::config::{DefaultsConfig, FileConfig, JailConfig, LogConfig, NftablesConfig};
-    use nftban::matcher::ruleset::{Example, Mode};
-    use nftban::matcher::Ruleset;
-    let r = schema("ruleset.schema.json");
-    let c = schema("config.schema.json");
-    let z = "zzz: 1\n";
-    assert_eq!(serde_fields::<Ruleset>(z), schema_fields(&r, &r));
-    assert_eq!(
-        serde_fields::<Mode>(z),
-        schema_fields(&r, &r["properties"]["modes"]["additionalProperties"])
-    );
-    assert_eq!(
-        serde_fields::<Example>(z),
-        schema_fields(&r, &r["properties"]["examples"]["items"])
-    );
-    assert_eq!(serde_fields::<FileConfig>(z), schema_fields(&c, &c));
-    assert_eq!(serde_fields::<LogConfig>(z), schema_fields(&c, &c["properties"]["log"]));
-    assert_eq!(
-        serde_fields::<NftablesConfig>(z),
-        schema_fields(&c, &c["properties"]["nftables"])
-    );
-    assert_eq!(
-        serde_fields::<DefaultsConfig>(z),
-        schema_fields(&c, &c["properties"]["defaults"])
-    );
-    assert_eq!(serde_fields::<JailConfig>(z), schema_fields(&c, &c["$defs"]["jail"]));
+fn bad_configs_are_refused_by_schema_and_parser() {
+    let v = validator("config.schema.json");
+    let good = "jails:\n  sshd:\n    ruleset: sshd\n    files: [/var/log/auth.log]\n";
+    assert_eq!(errors(&v, good), Vec::<String>::new());
+    load(good).unwrap();
+    for bad in [
+        "sockett: /x\n",
+        "jails:\n  sshd: {ruleset: sshd, files: [/var/log/auth.log], maxretri: 3}\n",
+        "jails:\n  1x: {ruleset: sshd, files: [/var/log/auth.log]}\n",
+        "jails:\n  sshd: {ruleset: sshd, files: [auth.log]}\n",
+        "jails:\n  sshd: {ruleset: sshd, journal: [ssh.service]}\n",
+        "jails:\n  sshd: {ruleset: sshd, files: [/var/log/auth.log], maxretry: 0}\n",
+        "jails:\n  sshd: {files: [/var/log/auth.log]}\n",
+        "log: {level: loud}\n",
+        "log: {target: syslogd}\n",
+        "defaults: {bantime: 10x}\n",
+        "defaults: {findtime: 1h30}\n",
+        "defaults: {ignoreip: [not-an-ip]}\n",
+        "defaults: {bantime_increment: {factor: 0.5, max: 1d}}\n",
+        "defaults: {ipv6_escalation: {prefix: 128, threshold: 3}}\n",
+        "nftables: {table: 'my table'}\n",
+        "nftables: {action: explode}\n",
+        "nftables: {hooks: []}\n",
+        "nftables: {hooks: [input, input]}\n",
+        "nftables: {hooks: [output]}\n",
+        "recidive: {findtime: 1d, maxretry: 1, bantime: 1w}\n",
+        "metrics: {}\n",
+    ] {
+        assert!(!errors(&v, bad).is_empty(), "the schema takes {bad:?}");
+        assert!(load(bad).is_err(), "the parser takes {bad:?}");
+    }
 }

@@ -1,20 +1,45 @@
 //! Durations as admins write them: `90`, `30s`, `10m`, `1h`, `2d`, `1w`, or
 //! a sum like `1h30m`. A bare number is seconds, as in fail2ban.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer};
 
 /// A duration read from config or the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Dur(pub Duration);
 
+/// Why a text is not a duration; each names the text as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Nothing but white space.
+    #[error("empty duration")]
+    Empty,
+    /// Something other than a number where a number must be.
+    #[error("`{0}` is not a duration (use e.g. 90s, 10m, 1h, 1d, 1w)")]
+    NotADuration(String),
+    /// A number with more digits than fit 64 bits.
+    #[error("`{0}`: number too large")]
+    NumberTooLarge(String),
+    /// A number without a unit after a number with one (`1h30`).
+    #[error("`{0}`: a number inside a duration needs a unit (s, m, h, d, w)")]
+    NoUnit(String),
+    /// A unit other than ms, s, m, h, d, w (and their long forms).
+    #[error("`{text}`: unknown unit `{unit}` (use s, m, h, d or w)")]
+    UnknownUnit { text: String, unit: String },
+    /// More seconds than fit 64 bits.
+    #[error("`{0}` is too long")]
+    TooLong(String),
+}
+
 /// Parse `1h30m`, `10m`, `45` (seconds) and the like.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let s = text.trim();
     if s.is_empty() {
-        return Err("empty duration".into());
+        return Err(DurationError::Empty);
     }
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
@@ -24,11 +49,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("`{text}` is not a duration (use e.g. 90s, 10m, 1h, 1d, 1w)"));
+            return Err(DurationError::NotADuration(text.into()));
         }
         let n: u64 = rest[..digits]
             .parse()
-            .map_err(|_| format!("`{text}`: number too large"))?;
+            .map_err(|_| DurationError::NumberTooLarge(text.into()))?;
         rest = &rest[digits..];
         let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit = &rest[..unit_len];
@@ -43,16 +68,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" | "hour" | "hours" => 3600,
             "d" | "day" | "days" => 86_400,
             "w" | "week" | "weeks" => 604_800,
-            "" => {
-                return Err(format!(
-                    "`{text}`: a number inside a duration needs a unit (s, m, h, d, w)"
-                ))
+            "" => return Err(DurationError::NoUnit(text.into())),
+            other => {
+                return Err(DurationError::UnknownUnit {
+                    text: text.into(),
+                    unit: other.into(),
+                })
             }
-            other => return Err(format!("`{text}`: unknown unit `{other}` (use s, m, h, d or w)")),
         };
-        total = total
-            .checked_add(n.checked_mul(mult).ok_or_else(|| format!("`{text}` is too long"))?)
-            .ok_or_else(|| format!("`{text}` is too long"))?;
+        total = n
+            .checked_mul(mult)
+            .and_then(|secs| total.checked_add(secs))
+            .ok_or_else(|| DurationError::TooLong(text.into()))?;
     }
     Ok(Duration::from_secs(total))
 }
@@ -94,6 +121,27 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// What [`parse_duration`] reads, as a regex for the JSON Schema (a test
+/// keeps the two in step).
+const PATTERN: &str = r"^\s*([0-9]+|([0-9]+(ms|s|secs?|m|mins?|h|hours?|d|days?|w|weeks?))+)\s*$";
+
+/// In the JSON Schema a duration is a number of seconds or a text
+/// [`parse_duration`] reads.
+impl JsonSchema for Dur {
+    fn schema_name() -> Cow<'static, str> {
+        "duration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Seconds, or a sum of numbers with units s, m, h, d, w: 90, 90s, 10m, 1h30m, 1d, 1w.",
+            "type": ["string", "integer"],
+            "pattern": PATTERN,
+            "minimum": 0
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,10 +166,25 @@ mod tests {
     #[test]
     fn rejects_garbage_with_reason() {
         assert!(parse_duration("").is_err());
-        assert!(parse_duration("h").unwrap_err().contains("not a duration"));
-        assert!(parse_duration("10x").unwrap_err().contains("unknown unit `x`"));
-        assert!(parse_duration("1h30").unwrap_err().contains("needs a unit"));
+        assert!(parse_duration("h").unwrap_err().to_string().contains("not a duration"));
+        assert!(parse_duration("10x")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown unit `x`"));
+        assert!(parse_duration("1h30").unwrap_err().to_string().contains("needs a unit"));
         assert!(parse_duration("99999999999999999999w").is_err());
+    }
+
+    /// The schema's pattern accepts what the parser does, and only that.
+    #[test]
+    fn schema_pattern_agrees_with_the_parser() {
+        let re = regex::Regex::new(PATTERN).unwrap();
+        for text in [
+            "90", "30s", "10m", "1h30m", " 5m ", "2days", "1w2d", "500ms", "3secs", "", "h", "10x", "1h30", "1 h",
+            "m5", "-5s", "1.5h",
+        ] {
+            assert_eq!(re.is_match(text), parse_duration(text).is_ok(), "`{text}`");
+        }
     }
 
     #[test]

@@ -8,21 +8,22 @@
 //! loads is one the daemon can run.
 
 pub mod duration;
-mod locate;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::address::AddressError;
 use crate::firewall::{Action, Hook, TableSpec};
-use crate::matcher::{Matcher, Ruleset};
-pub use duration::{format_duration, parse_duration, Dur};
-pub use locate::{locate, locate_item, locate_nearest};
+use crate::matcher::{Matcher, Ruleset, RulesetError};
+use crate::sources::journal::MatchError;
+use crate::yaml::{locate_nearest, Located};
+pub use duration::{format_duration, parse_duration, Dur, DurationError};
 
 /// Where the config is read from when no `--config` is given.
 pub const DEFAULT_CONFIG: &str = "/etc/nftban/nftban.yaml";
@@ -45,27 +46,39 @@ pub fn config_path(flag: Option<&Path>) -> PathBuf {
     }
 }
 
-/// The top of the YAML file.
-#[derive(Debug, Deserialize)]
+/// What an `ignoreip` entry looks like (the parser decides the rest).
+const ADDRESS_PATTERN: &str = r"^\s*\[?[0-9A-Fa-f:.]+\]?(/[0-9]{1,3})?\s*$";
+/// Jail and table names: they become nftables names (`<jail>_v4`).
+const NAME_PATTERN: &str = "^[A-Za-z][A-Za-z0-9_-]{0,59}$";
+
+/// nftban's configuration (/etc/nftban/nftban.yaml; docs/config.md).
+/// Unknown keys are errors.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "nftban configuration")]
 pub struct FileConfig {
-    /// Control socket (mode 0600).
+    /// Control socket for `nftban status`, `ban`, `unban`, created with
+    /// mode 0600 (default /run/nftban/nftban.sock).
     pub socket: Option<PathBuf>,
-    /// Ban history database (SQLite).
+    /// Ban history database, SQLite (default /var/lib/nftban/nftban.db):
+    /// running bans are restored from it at start.
     pub database: Option<PathBuf>,
-    /// How long ban history is kept after a ban ends.
+    /// How long ban history is kept after a ban ends (default 30d).
     pub history_keep: Option<Dur>,
     /// Where logs go and how much.
     #[serde(default)]
     pub log: LogConfig,
-    /// The kernel table.
+    /// The kernel table nftban owns, what it does to banned sources and
+    /// where.
     #[serde(default)]
     pub nftables: NftablesConfig,
     /// Values every jail inherits unless it sets its own.
     #[serde(default)]
     pub defaults: DefaultsConfig,
-    /// Jails by name.
+    /// Jails by name. A name is a letter, then letters, digits, `_`, `-`
+    /// (it becomes the set names NAME_v4, NAME_v6); `manual` is reserved.
     #[serde(default)]
+    #[schemars(extend("propertyNames" = {"pattern": NAME_PATTERN}))]
     pub jails: BTreeMap<String, JailConfig>,
     /// Longer bans for addresses banned again and again, across jails.
     pub recidive: Option<RecidiveConfig>,
@@ -73,14 +86,19 @@ pub struct FileConfig {
     pub metrics: Option<MetricsConfig>,
 }
 
-/// `log:` — `target` is `stderr` or a file path (journald and syslog targets
-/// are recognised and refused with a clear message until they land).
-#[derive(Debug, Deserialize, Clone)]
+/// `log:` — where logs go and how much.
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
+    /// `stderr` (the journal, under systemd), `journald`, `syslog` or an
+    /// absolute file path.
     #[serde(default = "default_log_target")]
+    #[schemars(pattern("^(stderr|journald|syslog|/.*)$"))]
     pub target: String,
+    /// `error`, `warn`, `info`, `debug` or `trace` (`$NFTBAN_LOG`
+    /// overrides).
     #[serde(default = "default_log_level")]
+    #[schemars(extend("enum" = ["error", "warn", "info", "debug", "trace"]))]
     pub level: String,
 }
 
@@ -102,17 +120,22 @@ impl Default for LogConfig {
 
 /// `nftables:` — the table nftban owns, the verdict for banned sources
 /// and the hooks where it applies.
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NftablesConfig {
+    /// Name of the `inet` table nftban owns.
     #[serde(default = "default_table")]
+    #[schemars(pattern(NAME_PATTERN))]
     pub table: String,
+    /// What happens to packets from banned sources.
     #[serde(default)]
     pub action: Action,
     /// Where packets are dropped: `input` (traffic to this host),
     /// `forward` (routed traffic: containers, VMs), `prerouting` (raw
-    /// priority, before conntrack). One chain per hook.
+    /// priority, before conntrack). One chain per hook, each hook at most
+    /// once.
     #[serde(default = "default_hooks")]
+    #[schemars(length(min = 1), extend("uniqueItems" = true))]
     pub hooks: Vec<Hook>,
 }
 
@@ -134,26 +157,42 @@ impl Default for NftablesConfig {
     }
 }
 
-/// `defaults:` — fail2ban's `[DEFAULT]`.
-#[derive(Debug, Deserialize, Clone, Default)]
+/// `defaults:` — fail2ban's `[DEFAULT]`: what every jail inherits.
+#[derive(Debug, Deserialize, Clone, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DefaultsConfig {
+    /// Window in which failures are counted (default 10m).
     pub findtime: Option<Dur>,
+    /// Failures within `findtime` that earn a ban (default 5).
+    #[schemars(range(min = 1))]
     pub maxretry: Option<u32>,
+    /// Ban length (default 1h); also the `manual` jail's.
     pub bantime: Option<Dur>,
+    /// Addresses and CIDR prefixes never counted nor banned (default
+    /// 127.0.0.0/8 and ::1).
+    #[schemars(inner(pattern(ADDRESS_PATTERN)))]
     pub ignoreip: Option<Vec<String>>,
+    /// Longer bans for repeat offenders (off by default).
     pub bantime_increment: Option<IncrementConfig>,
+    /// At most this many addresses with failures are tracked per jail
+    /// (default 100000).
+    #[schemars(range(min = 1))]
     pub max_tracked: Option<usize>,
+    /// Ban a whole IPv6 prefix once enough of its addresses are banned
+    /// (off by default).
     pub ipv6_escalation: Option<EscalationConfig>,
 }
 
 /// `bantime_increment:` — repeat offenders get longer bans: the n-th ban of
 /// an address in a jail lasts `bantime * factor^(n-1)`, at most `max`.
 /// Earlier bans are counted from the ban history, so this survives restarts.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IncrementConfig {
+    /// How many times longer each further ban lasts, 1 to 100.
+    #[schemars(range(min = 1, max = 100))]
     pub factor: f64,
+    /// The longest a ban gets.
     pub max: Dur,
 }
 
@@ -161,27 +200,33 @@ pub struct IncrementConfig {
 /// distinct IPv6 addresses inside one `/prefix`, the jail bans the whole
 /// prefix: an IPv6 attacker usually holds a /64 (or more) and can hop to a
 /// fresh address for every attempt.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationConfig {
     /// Length of the prefix banned, 1 to 127 (64 is a typical end site).
+    #[schemars(range(min = 1, max = 127))]
     pub prefix: u8,
     /// Distinct banned addresses inside one prefix that ban it, at least 2.
+    #[schemars(range(min = 2))]
     pub threshold: u32,
 }
 
 /// `recidive:` — across all jails, an address banned `maxretry` times
 /// within `findtime` is banned in the `recidive` jail for `bantime`.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecidiveConfig {
+    /// Window in which bans are counted.
     pub findtime: Dur,
+    /// Bans within `findtime` that earn a recidive ban, at least 2.
+    #[schemars(range(min = 2))]
     pub maxretry: u32,
+    /// Length of the recidive ban.
     pub bantime: Dur,
 }
 
 /// `metrics:` — where the Prometheus endpoint listens.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Address and port, e.g. `127.0.0.1:9477`.
@@ -191,33 +236,49 @@ pub struct MetricsConfig {
 /// Name of the jail that holds recidive bans.
 pub const RECIDIVE_JAIL: &str = "recidive";
 
-/// One jail: which lines (ruleset) from where (files, journal), and when to ban.
-#[derive(Debug, Deserialize, Clone)]
+/// One jail: which lines (ruleset) from where (files, journal, stdin), and
+/// when to ban. Unset values come from `defaults`.
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JailConfig {
-    /// A shipped ruleset name or a path to a ruleset YAML file.
+    /// A shipped ruleset name or a path to a ruleset YAML file (relative
+    /// to the config's folder).
     pub ruleset: String,
+    /// Absolute paths of log files, or glob patterns with `*`, `?` or
+    /// `[...]` in the file name (not in folders).
     #[serde(default)]
+    #[schemars(inner(pattern("^/")))]
     pub files: Vec<PathBuf>,
-    /// journald matches; read once the journal source lands.
+    /// journald matches `FIELD=value`, e.g. `_SYSTEMD_UNIT=ssh.service`.
     #[serde(default)]
+    #[schemars(inner(pattern("^[A-Z_][A-Z0-9_]*=")))]
     pub journal: Vec<String>,
-    /// Read lines from standard input (`journalctl -f -o cat | nftban run`).
+    /// Read lines from standard input (`journalctl -f -o cat | nftban
+    /// run`); jails that set it share one reader.
     #[serde(default)]
     pub stdin: bool,
+    /// `false` skips the jail.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Window in which failures are counted.
     pub findtime: Option<Dur>,
+    /// Failures within `findtime` that earn a ban.
+    #[schemars(range(min = 1))]
     pub maxretry: Option<u32>,
+    /// Ban length.
     pub bantime: Option<Dur>,
-    /// Replaces `defaults.ignoreip` for this jail.
+    /// Replaces (does not extend) `defaults.ignoreip` for this jail.
+    #[schemars(inner(pattern(ADDRESS_PATTERN)))]
     pub ignoreip: Option<Vec<String>>,
+    /// Longer bans for repeat offenders.
     pub bantime_increment: Option<IncrementConfig>,
     /// Cap on addresses with failures tracked at once.
+    #[schemars(range(min = 1))]
     pub max_tracked: Option<usize>,
     /// Ban a whole IPv6 prefix once enough of its addresses are banned.
     pub ipv6_escalation: Option<EscalationConfig>,
-    /// A mode of the ruleset (`aggressive` for sshd): its rules are added.
+    /// A mode of the ruleset (`aggressive` for sshd): its rules are added
+    /// to the base rules.
     pub mode: Option<String>,
 }
 
@@ -266,33 +327,102 @@ pub struct Config {
     pub metrics: Option<MetricsConfig>,
 }
 
-/// A config error: the file, where in it, and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    /// 1-based line and column, when known.
-    pub at: Option<(usize, usize)>,
-    pub message: String,
-}
+/// A config error: the file, where in it (line, column, key), and the
+/// [`Problem`] as its source.
+pub type ConfigError = Located<Problem>;
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.at {
-            Some((l, c)) => write!(f, "{}:{l}:{c}: {}", self.file.display(), self.message),
-            None => write!(f, "{}: {}", self.file.display(), self.message),
-        }
-    }
+/// What is wrong in a config file; [`ConfigError`] says where.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    /// The file cannot be read.
+    #[error("cannot read config")]
+    Read(#[source] std::io::Error),
+    /// Not YAML, or not the config's shape: an unknown key, a value of the
+    /// wrong type, a bad duration. The YAML library's message, which names
+    /// the key path.
+    #[error("{0}")]
+    Yaml(String),
+    /// `log.target` is no known target.
+    #[error("`{0}` must be stderr, journald, syslog or an absolute file path")]
+    LogTarget(String),
+    /// `log.level` is no known level.
+    #[error("`{0}` must be one of error, warn, info, debug, trace")]
+    LogLevel(String),
+    /// `nftables.table` cannot name an nftables table.
+    #[error("`{0}` is not a valid table name")]
+    TableName(String),
+    /// A hook appears twice in `nftables.hooks`.
+    #[error("`{0}` is listed twice")]
+    HookTwice(Hook),
+    /// `nftables.hooks` is empty.
+    #[error("give at least one of input, forward, prerouting (bans would drop nothing)")]
+    NoHook,
+    /// `bantime_increment.factor` outside 1 to 100.
+    #[error("must be between 1 and 100 (got {0})")]
+    Factor(f64),
+    /// `ipv6_escalation.prefix` outside 1 to 127.
+    #[error("must be between 1 and 127 (got {0})")]
+    EscalationPrefix(u8),
+    /// `ipv6_escalation.threshold` below 2.
+    #[error("must be at least 2 (banned addresses of one prefix; got {0})")]
+    EscalationThreshold(u32),
+    /// A count (`maxretry`, `max_tracked`) of 0.
+    #[error("must be at least 1")]
+    Zero,
+    /// A duration (`bantime`, `bantime_increment.max`) of 0.
+    #[error("must be longer than 0s")]
+    ZeroDuration,
+    /// `recidive.maxretry` below 2.
+    #[error("must be at least 2 (bans before a recidive ban)")]
+    RecidiveMaxretry,
+    /// `recidive.findtime` or `recidive.bantime` of 0.
+    #[error("findtime and bantime must be longer than 0s")]
+    RecidiveZero,
+    /// An `ignoreip` entry that is no address or prefix.
+    #[error("`{text}` is not an address or CIDR prefix")]
+    Address {
+        text: String,
+        #[source]
+        error: Box<AddressError>,
+    },
+    /// A jail name that cannot be part of a set name.
+    #[error("a jail name starts with a letter and holds only letters, digits, `_` and `-`")]
+    JailName,
+    /// A jail named `recidive` while the `recidive:` rule is on.
+    #[error("`{RECIDIVE_JAIL}` is the jail of the top-level `recidive:` rule; rename this jail")]
+    RecidiveJail,
+    /// A jail named `manual`.
+    #[error("`{MANUAL_JAIL}` is reserved for `nftban ban`")]
+    ManualJail,
+    /// The jail's ruleset cannot be found, read or compiled; the ruleset
+    /// error names its own file and line.
+    #[error(transparent)]
+    Ruleset(Box<RulesetError>),
+    /// The jail's `mode` is not a mode of its ruleset.
+    #[error("{}", .0.message)]
+    Mode(Box<RulesetError>),
+    /// A jail with neither files, journal nor stdin.
+    #[error("no source; give `files` (or `journal`, or `stdin: true`)")]
+    NoSource,
+    /// A relative path in `files`.
+    #[error("`{}` must be an absolute path", .0.display())]
+    RelativeFile(PathBuf),
+    /// A wildcard in a folder of a `files` pattern.
+    #[error("`{}`: wildcards (`*`, `?`, `[`) are allowed in the file name only, not in folders", .0.display())]
+    WildcardFolder(PathBuf),
+    /// A `journal` match that is not `FIELD=value`.
+    #[error(transparent)]
+    Journal(MatchError),
 }
-
-impl std::error::Error for ConfigError {}
 
 impl Config {
     /// Read and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_path_buf(),
+        let text = std::fs::read_to_string(path).map_err(|e| Located {
+            file: path.display().to_string(),
             at: None,
-            message: format!("cannot read config: {e}"),
+            key: None,
+            error: Problem::Read(e),
         })?;
         Config::from_text(path, &text)
     }
@@ -323,40 +453,13 @@ impl Config {
 /// Turn a YAML library error into ours, adding a position when the library
 /// gave none (it omits it for unknown keys at the top level).
 fn yaml_error(path: &Path, text: &str, e: &serde_yaml_ng::Error) -> ConfigError {
-    let (message, at) = yaml_error_parts(text, e);
-    ConfigError {
-        file: path.to_path_buf(),
+    let (message, at) = crate::yaml::parse_error(text, e);
+    Located {
+        file: path.display().to_string(),
         at,
-        message,
+        key: None,
+        error: Problem::Yaml(message),
     }
-}
-
-/// A YAML library error as message and position (also for ruleset files).
-pub fn yaml_error_parts(text: &str, e: &serde_yaml_ng::Error) -> (String, Option<(usize, usize)>) {
-    let full = e.to_string();
-    // The library appends " at line L column C"; we print that ourselves.
-    let message = match full.rfind(" at line ") {
-        Some(i) => full[..i].to_string(),
-        None => full.clone(),
-    };
-    let mut at = e.location().map(|l| (l.line(), l.column()));
-    if at.is_none() {
-        if let Some(key) = unknown_field(&message) {
-            let mut keys: Vec<&str> = match message.split_once(": unknown field") {
-                Some((prefix, _)) => prefix.split('.').collect(),
-                None => vec![],
-            };
-            keys.push(key);
-            at = locate(text, &keys);
-        }
-    }
-    (message, at)
-}
-
-fn unknown_field(message: &str) -> Option<&str> {
-    let i = message.find("unknown field `")? + "unknown field `".len();
-    let rest = &message[i..];
-    Some(&rest[..rest.find('`')?])
 }
 
 /// Jail names become nft set names (`<jail>_v4`): letters, digits, `_`, `-`.
@@ -367,187 +470,134 @@ fn valid_jail_name(name: &str) -> bool {
         && name.len() <= 60
 }
 
-fn parse_ignoreip(list: &[String]) -> Result<Vec<IpNet>, String> {
+fn parse_ignoreip(list: &[String]) -> Result<Vec<IpNet>, Problem> {
     list.iter()
-        .map(|s| crate::address::parse_net(s).map_err(|e| format!("`{s}` is not an address or CIDR prefix: {e}")))
+        .map(|s| {
+            crate::address::parse_net(s).map_err(|error| Problem::Address {
+                text: s.clone(),
+                error: Box::new(error),
+            })
+        })
         .collect()
 }
 
 fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError> {
     // A key in a flow mapping (`nftables: {hooks: [...]}`) is not found by
-    // `locate`: name the line of its nearest parent instead.
-    let err = |keys: &[&str], message: String| ConfigError {
-        file: path.to_path_buf(),
+    // `locate`: name the line of its nearest parent instead. `err_at` is
+    // for a key (`defaults.bantime_increment.factor`) located at another
+    // (`defaults.bantime_increment`).
+    let err_at = |keys: &[&str], key: String, error: Problem| Located {
+        file: path.display().to_string(),
         at: locate_nearest(text, keys),
-        message,
+        key: Some(key),
+        error,
     };
+    let err = |keys: &[&str], error: Problem| err_at(keys, keys.join("."), error);
     let base_dir = path.parent().unwrap_or(Path::new("."));
 
     match raw.log.target.as_str() {
         "stderr" => {}
         "journald" | "syslog" => {}
         t if t.starts_with('/') => {}
-        t => {
-            return Err(err(
-                &["log", "target"],
-                format!("log.target: `{t}` must be stderr, journald, syslog or an absolute file path"),
-            ))
-        }
+        t => return Err(err(&["log", "target"], Problem::LogTarget(t.into()))),
     }
     if !["error", "warn", "info", "debug", "trace"].contains(&raw.log.level.as_str()) {
-        return Err(err(
-            &["log", "level"],
-            format!(
-                "log.level: `{}` must be one of error, warn, info, debug, trace",
-                raw.log.level
-            ),
-        ));
+        return Err(err(&["log", "level"], Problem::LogLevel(raw.log.level.clone())));
     }
     if !valid_jail_name(&raw.nftables.table) {
         return Err(err(
             &["nftables", "table"],
-            format!("nftables.table: `{}` is not a valid table name", raw.nftables.table),
+            Problem::TableName(raw.nftables.table.clone()),
         ));
     }
     let mut hooks = raw.nftables.hooks.clone();
     hooks.sort();
     if let Some(dup) = hooks.windows(2).find(|w| w[0] == w[1]) {
-        return Err(err(
-            &["nftables", "hooks"],
-            format!("nftables.hooks: `{}` is listed twice", dup[0]),
-        ));
+        return Err(err(&["nftables", "hooks"], Problem::HookTwice(dup[0])));
     }
     if hooks.is_empty() {
-        return Err(err(
-            &["nftables", "hooks"],
-            "nftables.hooks: give at least one of input, forward, prerouting (bans would drop nothing)".into(),
-        ));
+        return Err(err(&["nftables", "hooks"], Problem::NoHook));
     }
 
     let d = &raw.defaults;
     let def_findtime = d.findtime.map(|x| x.0).unwrap_or(Duration::from_secs(600));
     let def_maxretry = d.maxretry.unwrap_or(5);
     let def_bantime = d.bantime.map(|x| x.0).unwrap_or(Duration::from_secs(3600));
-    let check_increment = |inc: &Option<IncrementConfig>, keys: &[&str], key: &str| -> Result<(), ConfigError> {
+    let check_increment = |inc: &Option<IncrementConfig>, keys: &[&str]| -> Result<(), ConfigError> {
+        let key = |k: &str| format!("{}.{k}", keys.join("."));
         match inc {
-            Some(i) if !(i.factor >= 1.0 && i.factor <= 100.0) => Err(err(
-                keys,
-                format!("{key}.factor: must be between 1 and 100 (got {})", i.factor),
-            )),
-            Some(i) if i.max.0.is_zero() => Err(err(keys, format!("{key}.max: must be longer than 0s"))),
+            Some(i) if !(i.factor >= 1.0 && i.factor <= 100.0) => {
+                Err(err_at(keys, key("factor"), Problem::Factor(i.factor)))
+            }
+            Some(i) if i.max.0.is_zero() => Err(err_at(keys, key("max"), Problem::ZeroDuration)),
             _ => Ok(()),
         }
     };
-    check_increment(
-        &d.bantime_increment,
-        &["defaults", "bantime_increment"],
-        "defaults.bantime_increment",
-    )?;
-    let check_escalation = |e: &Option<EscalationConfig>, keys: &[&str], key: &str| -> Result<(), ConfigError> {
+    check_increment(&d.bantime_increment, &["defaults", "bantime_increment"])?;
+    let check_escalation = |e: &Option<EscalationConfig>, keys: &[&str]| -> Result<(), ConfigError> {
         match e {
-            Some(e) if !(1..=127).contains(&e.prefix) => Err(err(
-                &[keys, &["prefix"]].concat(),
-                format!("{key}.prefix: must be between 1 and 127 (got {})", e.prefix),
-            )),
+            Some(e) if !(1..=127).contains(&e.prefix) => {
+                Err(err(&[keys, &["prefix"]].concat(), Problem::EscalationPrefix(e.prefix)))
+            }
             Some(e) if e.threshold < 2 => Err(err(
                 &[keys, &["threshold"]].concat(),
-                format!(
-                    "{key}.threshold: must be at least 2 (banned addresses of one prefix; got {})",
-                    e.threshold
-                ),
+                Problem::EscalationThreshold(e.threshold),
             )),
             _ => Ok(()),
         }
     };
-    check_escalation(
-        &d.ipv6_escalation,
-        &["defaults", "ipv6_escalation"],
-        "defaults.ipv6_escalation",
-    )?;
+    check_escalation(&d.ipv6_escalation, &["defaults", "ipv6_escalation"])?;
     let def_max_tracked = d.max_tracked.unwrap_or(crate::tracker::DEFAULT_MAX_TRACKED);
     if def_max_tracked == 0 {
-        return Err(err(
-            &["defaults", "max_tracked"],
-            "defaults.max_tracked: must be at least 1".into(),
-        ));
+        return Err(err(&["defaults", "max_tracked"], Problem::Zero));
     }
     let recidive = raw.recidive;
     if let Some(r) = recidive {
         if r.maxretry < 2 {
-            return Err(err(
-                &["recidive", "maxretry"],
-                "recidive.maxretry: must be at least 2 (bans before a recidive ban)".into(),
-            ));
+            return Err(err(&["recidive", "maxretry"], Problem::RecidiveMaxretry));
         }
         if r.bantime.0.is_zero() || r.findtime.0.is_zero() {
-            return Err(err(
-                &["recidive"],
-                "recidive: findtime and bantime must be longer than 0s".into(),
-            ));
+            return Err(err(&["recidive"], Problem::RecidiveZero));
         }
     }
     let def_ignore = match &d.ignoreip {
-        Some(list) => {
-            parse_ignoreip(list).map_err(|m| err(&["defaults", "ignoreip"], format!("defaults.ignoreip: {m}")))?
-        }
+        Some(list) => parse_ignoreip(list).map_err(|e| err(&["defaults", "ignoreip"], e))?,
         None => vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
     };
     if def_maxretry == 0 {
-        return Err(err(
-            &["defaults", "maxretry"],
-            "defaults.maxretry: must be at least 1".into(),
-        ));
+        return Err(err(&["defaults", "maxretry"], Problem::Zero));
     }
     if def_bantime.is_zero() {
-        return Err(err(
-            &["defaults", "bantime"],
-            "defaults.bantime: must be longer than 0s".into(),
-        ));
+        return Err(err(&["defaults", "bantime"], Problem::ZeroDuration));
     }
 
     let mut jails = Vec::new();
     for (name, j) in raw.jails {
         let at = |key: &'static str| -> [&str; 3] { ["jails", name.as_str(), key] };
+        let jail = ["jails", name.as_str()];
         if !valid_jail_name(&name) {
-            return Err(err(
-                &["jails", &name],
-                format!("jails.{name}: a jail name starts with a letter and holds only letters, digits, `_` and `-`"),
-            ));
+            return Err(err(&jail, Problem::JailName));
         }
         if name == RECIDIVE_JAIL && raw.recidive.is_some() {
-            return Err(err(
-                &["jails", &name],
-                format!(
-                    "jails.{name}: `{RECIDIVE_JAIL}` is the jail of the top-level `recidive:` rule; rename this jail"
-                ),
-            ));
+            return Err(err(&jail, Problem::RecidiveJail));
         }
         if name == MANUAL_JAIL {
-            return Err(err(
-                &["jails", &name],
-                format!("jails.{name}: `{MANUAL_JAIL}` is reserved for `nftban ban`"),
-            ));
+            return Err(err(&jail, Problem::ManualJail));
         }
         if !j.enabled {
             continue;
         }
-        let ruleset = Ruleset::resolve(&j.ruleset, base_dir)
-            .map_err(|m| err(&at("ruleset"), format!("jails.{name}.ruleset: {m}")))?;
+        let ruleset =
+            Ruleset::resolve(&j.ruleset, base_dir).map_err(|e| err(&at("ruleset"), Problem::Ruleset(Box::new(e))))?;
         let ruleset = ruleset
             .with_mode(j.mode.as_deref())
-            .map_err(|m| err(&at("mode"), format!("jails.{name}.mode: {}", m.message)))?;
-        let matcher = Matcher::new(&ruleset).map_err(|m| err(&at("ruleset"), format!("jails.{name}.ruleset: {m}")))?;
+            .map_err(|e| err(&at("mode"), Problem::Mode(Box::new(e))))?;
+        let matcher = Matcher::new(&ruleset).map_err(|e| err(&at("ruleset"), Problem::Ruleset(Box::new(e))))?;
         if j.files.is_empty() && j.journal.is_empty() && !j.stdin {
-            return Err(err(
-                &["jails", &name],
-                format!("jails.{name}: no source; give `files` (or `journal`, or `stdin: true`)"),
-            ));
+            return Err(err(&jail, Problem::NoSource));
         }
         if let Some(f) = j.files.iter().find(|f| !f.is_absolute()) {
-            return Err(err(
-                &at("files"),
-                format!("jails.{name}.files: `{}` must be an absolute path", f.display()),
-            ));
+            return Err(err(&at("files"), Problem::RelativeFile(f.clone())));
         }
         // A pattern's folder is watched with inotify: wildcards in the file name only.
         if let Some(f) = j.files.iter().find(|f| {
@@ -556,59 +606,34 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
                     .any(|c| crate::sources::glob::has_wildcard(c.as_os_str()))
             })
         }) {
-            return Err(err(
-                &at("files"),
-                format!(
-                    "jails.{name}.files: `{}`: wildcards (`*`, `?`, `[`) are allowed in the file name only, not in folders",
-                    f.display()
-                ),
-            ));
+            return Err(err(&at("files"), Problem::WildcardFolder(f.clone())));
         }
         if let Some(e) = j
             .journal
             .iter()
             .find_map(|m| crate::sources::journal::parse_match(m).err())
         {
-            return Err(err(&at("journal"), format!("jails.{name}.journal: {e}")));
+            return Err(err(&at("journal"), Problem::Journal(e)));
         }
         let maxretry = j.maxretry.unwrap_or(def_maxretry);
         if maxretry == 0 {
-            return Err(err(
-                &at("maxretry"),
-                format!("jails.{name}.maxretry: must be at least 1"),
-            ));
+            return Err(err(&at("maxretry"), Problem::Zero));
         }
         let bantime = j.bantime.map(|x| x.0).unwrap_or(def_bantime);
         if bantime.is_zero() {
-            return Err(err(
-                &at("bantime"),
-                format!("jails.{name}.bantime: must be longer than 0s"),
-            ));
+            return Err(err(&at("bantime"), Problem::ZeroDuration));
         }
         let ignoreip = match &j.ignoreip {
-            Some(list) => {
-                parse_ignoreip(list).map_err(|m| err(&at("ignoreip"), format!("jails.{name}.ignoreip: {m}")))?
-            }
+            Some(list) => parse_ignoreip(list).map_err(|e| err(&at("ignoreip"), e))?,
             None => def_ignore.clone(),
         };
-        check_increment(
-            &j.bantime_increment,
-            &at("bantime_increment"),
-            &format!("jails.{name}.bantime_increment"),
-        )?;
+        check_increment(&j.bantime_increment, &at("bantime_increment"))?;
         let increment = j.bantime_increment.or(d.bantime_increment);
-        check_escalation(
-            &j.ipv6_escalation,
-            &at("ipv6_escalation"),
-            &format!("jails.{name}.ipv6_escalation"),
-        )?;
+        check_escalation(&j.ipv6_escalation, &at("ipv6_escalation"))?;
         let escalation = j.ipv6_escalation.or(d.ipv6_escalation);
         let max_tracked = j.max_tracked.unwrap_or(def_max_tracked);
         if max_tracked == 0 {
-            return Err(err(
-                &at("max_tracked"),
-                format!("jails.{name}.max_tracked: must be at least 1"),
-            ));
+            return Err(err(&at("max_tracked"), Problem::Zero));
         }
         jails.push(Jail {
             name: name.clone(),

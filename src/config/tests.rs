@@ -1,7 +1,13 @@
 use super::*;
+use crate::yaml::report;
 
 fn load(text: &str) -> Result<Config, ConfigError> {
     Config::from_text(Path::new("/etc/nftban/nftban.yaml"), text)
+}
+
+/// The error of a config that does not load, as the CLI prints it.
+fn error(text: &str) -> String {
+    report(&load(text).unwrap_err())
 }
 
 const GOOD: &str = "\
@@ -39,21 +45,21 @@ fn unknown_nested_key_names_key_and_line() {
     let text = GOOD.replace("    maxretry: 3", "    maxretr: 3");
     let e = load(&text).unwrap_err();
     assert_eq!(e.at.map(|a| a.0), Some(8), "{e}");
-    assert!(e.to_string().contains("jails.asterisk: unknown field `maxretr`"), "{e}");
+    assert!(report(&e).contains("jails.asterisk: unknown field `maxretr`"), "{e}");
 }
 
 #[test]
 fn unknown_top_level_key_names_key_and_line() {
     let text = format!("{GOOD}sockett: /x\n");
     let e = load(&text).unwrap_err();
-    assert!(e.to_string().contains("unknown field `sockett`"), "{e}");
+    assert!(report(&e).contains("unknown field `sockett`"), "{e}");
     assert_eq!(e.at, Some((13, 1)), "{e}");
 }
 
 #[test]
 fn unknown_ruleset_is_located() {
     let text = GOOD.replace("ruleset: asterisk", "ruleset: astrisk");
-    let e = load(&text).unwrap_err().to_string();
+    let e = error(&text);
     assert!(
         e.starts_with("/etc/nftban/nftban.yaml:6:5: jails.asterisk.ruleset: unknown ruleset `astrisk`"),
         "{e}"
@@ -85,7 +91,7 @@ fn bad_values_are_refused_with_reason() {
         ),
     ];
     for (text, want) in cases {
-        let e = load(&text).unwrap_err().to_string();
+        let e = error(&text);
         assert!(e.contains(want), "want `{want}` in: {e}");
     }
 }
@@ -96,19 +102,16 @@ fn increment_and_recidive_are_checked() {
         "bantime: 1h,",
         "bantime: 1h, bantime_increment: {factor: 0.5, max: 1d},",
     );
-    assert!(load(&inc)
-        .unwrap_err()
-        .to_string()
-        .contains("defaults.bantime_increment.factor: must be between 1 and 100"));
+    assert!(error(&inc).contains("defaults.bantime_increment.factor: must be between 1 and 100"));
     let rec = format!("{GOOD}recidive: {{findtime: 1d, maxretry: 1, bantime: 1w}}\n");
     let e = load(&rec).unwrap_err();
-    assert!(e.to_string().contains("recidive.maxretry: must be at least 2"), "{e}");
+    assert!(report(&e).contains("recidive.maxretry: must be at least 2"), "{e}");
     assert_eq!(e.at, Some((13, 1)), "points at the `recidive:` line");
     let clash = format!(
         "{}recidive: {{findtime: 1d, maxretry: 3, bantime: 1w}}\n",
         GOOD.replace("  sshd:", "  recidive:")
     );
-    assert!(load(&clash).unwrap_err().to_string().contains("rename this jail"));
+    assert!(error(&clash).contains("rename this jail"));
     let ok = format!("{GOOD}recidive: {{findtime: 1d, maxretry: 3, bantime: 1w}}\n");
     let c = load(&ok).unwrap();
     assert_eq!(c.recidive.unwrap().maxretry, 3);
@@ -147,20 +150,20 @@ fn hooks_default_to_input_and_come_in_chain_order() {
 #[test]
 fn bad_hooks_are_refused_with_the_key() {
     let twice = GOOD.replace("action: drop}", "action: drop, hooks: [input, forward, input]}");
-    let e = load(&twice).unwrap_err().to_string();
+    let e = error(&twice);
     assert!(
         e.starts_with("/etc/nftban/nftban.yaml:2:") && e.contains("nftables.hooks: `input` is listed twice"),
         "{e}"
     );
     let none = GOOD.replace("action: drop}", "action: drop, hooks: []}");
-    let e = load(&none).unwrap_err().to_string();
+    let e = error(&none);
     assert!(
         e.contains("nftables.hooks: give at least one of input, forward, prerouting"),
         "{e}"
     );
     let typo = GOOD.replace("action: drop}", "action: drop, hooks: [input, output]}");
     let e = load(&typo).unwrap_err();
-    assert!(e.to_string().contains("unknown variant `output`"), "{e}");
+    assert!(report(&e).contains("unknown variant `output`"), "{e}");
     assert_eq!(e.at.map(|a| a.0), Some(2), "{e}");
 }
 
@@ -174,7 +177,7 @@ fn jail_mode_is_checked_and_located() {
         "normal is the base when no such mode exists"
     );
     let text = GOOD.replace("    bantime: 10m\n", "    bantime: 10m\n    mode: turbo\n");
-    let e = load(&text).unwrap_err().to_string();
+    let e = error(&text);
     assert!(
         e.starts_with("/etc/nftban/nftban.yaml:13:5: jails.sshd.mode: no mode `turbo` in ruleset sshd"),
         "{e}"

@@ -40,7 +40,7 @@ use ipnet::IpNet;
 pub use ruleset::render_ruleset;
 
 /// What to do with a packet from a banned source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Drop silently (the default): an attacker learns nothing.
@@ -87,7 +87,9 @@ impl Family {
 
 /// Where packets from banned sources are stopped: one base chain per hook,
 /// named after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Hook {
     /// Before routing and before conntrack (raw priority, -300): a flood

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::date::{CustomDate, DateFormat};
+use super::host::TagError;
 use super::ruleset::{DatePattern, RuleKey, Ruleset, RulesetError};
 
 type Sections = BTreeMap<String, BTreeMap<String, String>>;
@@ -70,7 +71,7 @@ pub fn load(path: &Path) -> Result<Imported, RulesetError> {
             ));
             continue;
         }
-        match check(&re) {
+        match check(&re, true) {
             Ok(()) => {
                 failregex.push(re);
                 rule_keys.push(RuleKey {
@@ -78,7 +79,7 @@ pub fn load(path: &Path) -> Result<Imported, RulesetError> {
                     index,
                 });
             }
-            Err(why) => skipped.push((re, why)),
+            Err(why) => skipped.push((re, why.to_string())),
         }
     }
     if failregex.is_empty() {
@@ -87,10 +88,10 @@ pub fn load(path: &Path) -> Result<Imported, RulesetError> {
     let ignoreregex = lines(get("ignoreregex"))
         .into_iter()
         .map(|r| python_to_rust(&r))
-        .filter(|r| match check_plain(r) {
+        .filter(|r| match check(r, false) {
             Ok(()) => true,
             Err(why) => {
-                skipped.push((r.clone(), why));
+                skipped.push((r.clone(), why.to_string()));
                 false
             }
         })
@@ -160,17 +161,26 @@ fn import_datepattern(value: &str, skipped: &mut Vec<(String, String)>) -> Optio
     Some(out)
 }
 
-fn check(re: &str) -> Result<(), String> {
-    let expanded = super::host::expand_tags(re, true)?;
-    regex::Regex::new(&expanded).map(|_| ()).map_err(short)
+/// Why a filter's rule is left out (its text is the reason listed).
+#[derive(Debug, thiserror::Error)]
+enum Unrunnable {
+    /// Its address tags: none in a failregex, or more than one.
+    #[error(transparent)]
+    Tags(#[from] TagError),
+    /// Rust's regex refuses it; shown as the last line of the regex error,
+    /// or as the Python feature it lacks (look-around, backreferences).
+    #[error("{}", short(.0))]
+    Regex(regex::Error),
 }
 
-fn check_plain(re: &str) -> Result<(), String> {
-    let expanded = super::host::expand_tags(re, false)?;
-    regex::Regex::new(&expanded).map(|_| ()).map_err(short)
+/// Whether nftban can run a rule: a regex Rust's regex takes, with one
+/// address tag (`need_address`, for a failregex) or at most one.
+fn check(re: &str, need_address: bool) -> Result<(), Unrunnable> {
+    let expanded = super::host::expand_tags(re, need_address)?;
+    regex::Regex::new(&expanded).map(|_| ()).map_err(Unrunnable::Regex)
 }
 
-fn short(e: regex::Error) -> String {
+fn short(e: &regex::Error) -> String {
     let s = e.to_string();
     if s.contains("look-around") {
         "look-around is not supported by Rust's regex".into()

@@ -4,7 +4,7 @@
 //! one named group, `host`, that matches an IPv4 address, an IPv6 address
 //! (optionally in brackets) or, for `<HOST>` only, a hostname. A hostname is
 //! captured only so that `nftban test` can report it as "not an address":
-//! nftban never looks names up (seed FAQ row 1), so such a line bans nobody.
+//! nftban never looks names up (docs/faq.md row 1), so such a line bans nobody.
 //! A port is never part of the tag: a rule that allows one says so
 //! (`<HOST>(?::\d+)?`). `<CIDR>` is a prefix length (`<ADDR>/<CIDR>`), and
 //! `<F-NAME>...</F-NAME>` a named field (group `f_name`), as in fail2ban.
@@ -62,9 +62,20 @@ fn valid_field(name: &str) -> Option<String> {
     ok.then(|| name.to_ascii_lowercase().replace('-', "_"))
 }
 
+/// Why a rule's tags do not give one address to ban.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TagError {
+    /// No address tag where one is needed (a failregex).
+    #[error("no <HOST> (or <ADDR>, <IP4>, <IP6>, <SUBNET>) in the rule: nothing to ban")]
+    NoAddress,
+    /// Two or more address tags: which one is the offender is unclear.
+    #[error("more than one address tag in the rule; use exactly one <HOST>")]
+    TooManyAddresses,
+}
+
 /// Replace the tags of a rule by regex groups. With `need_address`, the rule
 /// must hold exactly one address tag (the `host` group).
-pub fn expand_tags(rule: &str, need_address: bool) -> Result<String, String> {
+pub fn expand_tags(rule: &str, need_address: bool) -> Result<String, TagError> {
     let mut out = String::with_capacity(rule.len() + 200);
     let mut rest = rule;
     let mut addresses = 0;
@@ -97,10 +108,10 @@ pub fn expand_tags(rule: &str, need_address: bool) -> Result<String, String> {
     }
     out.push_str(rest);
     if need_address && addresses == 0 {
-        return Err("no <HOST> (or <ADDR>, <IP4>, <IP6>, <SUBNET>) in the rule: nothing to ban".into());
+        return Err(TagError::NoAddress);
     }
     if addresses > 1 {
-        return Err("more than one address tag in the rule; use exactly one <HOST>".into());
+        return Err(TagError::TooManyAddresses);
     }
     Ok(out)
 }
@@ -147,8 +158,10 @@ mod tests {
     fn tags_expand_to_one_group() {
         assert!(expand_tags("from <HOST> port", true).unwrap().contains("(?P<host>"));
         assert!(expand_tags("no tag", true).is_err());
+        assert_eq!(expand_tags("no tag", true), Err(TagError::NoAddress));
         assert!(expand_tags("<HOST> and <ADDR>", true)
             .unwrap_err()
+            .to_string()
             .contains("more than one"));
         let re = expand_tags("user <F-USER>\\S+</F-USER> from <SUBNET>", true).unwrap();
         assert!(re.contains("(?P<f_user>\\S+)") && re.contains("(?P<cidr>"), "{re}");

@@ -173,7 +173,7 @@ impl Matcher {
             let mut expanded = Vec::new();
             for (i, r) in ruleset.ignoreregex.iter().enumerate() {
                 let at = |m: String| ruleset.error_at(&["ignoreregex"], Some(i), format!("ignoreregex[{i}]: {m}"));
-                let e = host::expand_tags(r, false).map_err(at)?;
+                let e = host::expand_tags(r, false).map_err(|e| at(e.to_string()))?;
                 compile(&e).map_err(|e| at(e.to_string()))?;
                 expanded.push(e);
             }
@@ -188,7 +188,7 @@ impl Matcher {
             None => None,
             Some(p) => {
                 let at = |m: String| ruleset.error_at(&["prefregex"], None, format!("prefregex: {m}"));
-                let e = host::expand_tags(p, false).map_err(at)?;
+                let e = host::expand_tags(p, false).map_err(|e| at(e.to_string()))?;
                 let re = compile(&e).map_err(|e| at(e.to_string()))?;
                 let content = re
                     .capture_names()

@@ -6,13 +6,16 @@
 //! ignoreregex, datepattern, journalmatch, modes) in YAML; docs/rulesets.md
 //! and docs/ruleset.schema.json describe it for people and for editors.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
 
 use super::date::{CustomDate, DateFormat};
+use crate::yaml::{locate, locate_item, Place, Position};
 
 /// Rulesets built into the binary: (name, YAML text).
 pub const SHIPPED: &[(&str, &str)] = &[
@@ -29,11 +32,17 @@ pub const SHIPPED: &[(&str, &str)] = &[
 /// Where admins put their own rulesets or overrides of shipped ones.
 pub const OVERRIDE_DIR: &str = "/etc/nftban/rulesets";
 
-/// A ruleset as written in YAML.
-#[derive(Debug, Clone, Deserialize, Default)]
+/// An nftban ruleset: the detection rules for one service
+/// (rulesets/*.yaml, /etc/nftban/rulesets/*.yaml; docs/rulesets.md).
+/// Unknown keys are errors.
+#[derive(Debug, Clone, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "nftban ruleset")]
 pub struct Ruleset {
+    /// The ruleset's name; shipped rulesets are named like their file.
+    #[schemars(length(min = 1))]
     pub name: String,
+    /// What the rules detect, for people.
     #[serde(default)]
     pub description: String,
     /// A regex put in front of every failregex (the log's fixed prefix:
@@ -46,20 +55,26 @@ pub struct Ruleset {
     /// part only. Mostly for imported fail2ban filters; `prefix` is faster.
     #[serde(default)]
     pub prefregex: Option<String>,
-    /// A line matching any of these is a failure of the captured host.
+    /// A line matching any of these is a failure of the address captured by
+    /// its one `<HOST>` (or `<ADDR>`, `<IP4>`, `<IP6>`, `<SUBNET>`).
+    #[schemars(length(min = 1), inner(length(min = 1)))]
     pub failregex: Vec<String>,
-    /// A line matching any of these is never a failure.
+    /// A line a failregex matched is not a failure if it matches one of
+    /// these.
     #[serde(default)]
+    #[schemars(inner(length(min = 1)))]
     pub ignoreregex: Vec<String>,
     /// A fixed string every failure line contains; a line without it is
     /// missed before any regex runs. Optional: each rule also gets a literal
     /// derived from its regex where one exists.
     #[serde(default)]
+    #[schemars(length(min = 1))]
     pub prefilter: Option<String>,
     /// Which date formats the log's lines start with (`asterisk`, `syslog`,
     /// `iso8601`, `epoch`); absent: all of them are tried; empty: lines
     /// carry no date and the time they are read is used.
     #[serde(default)]
+    #[schemars(extend("uniqueItems" = true))]
     pub datepattern: Option<Vec<DatePattern>>,
     /// journald matches (`_SYSTEMD_UNIT=sshd.service`), for when the journal
     /// source lands; kept so fail2ban filters translate without loss.
@@ -69,7 +84,8 @@ pub struct Ruleset {
     /// `normal`/`aggressive`); a mode's rules are added to the base ones.
     #[serde(default)]
     pub modes: BTreeMap<String, Mode>,
-    /// Sample lines and the host each must yield (`null`: must not match).
+    /// Sample lines the test suite and `nftban check` run, each with the
+    /// host it must yield (`null`: it must give no ban).
     #[serde(default)]
     pub examples: Vec<Example>,
     /// Where it came from, for messages.
@@ -98,17 +114,19 @@ pub enum DatePattern {
     Custom(CustomDate),
 }
 
+/// The named date formats, as `datepattern` names them.
+const NAMED_DATES: [(&str, DateFormat); 4] = [
+    ("asterisk", DateFormat::Asterisk),
+    ("syslog", DateFormat::Syslog),
+    ("iso8601", DateFormat::Iso8601),
+    ("epoch", DateFormat::Epoch),
+];
+
 impl<'de> Deserialize<'de> for DatePattern {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<DatePattern, D::Error> {
         use serde::de::Error;
         let s = String::deserialize(d)?;
-        let named = match s.as_str() {
-            "asterisk" => Some(DateFormat::Asterisk),
-            "syslog" => Some(DateFormat::Syslog),
-            "iso8601" => Some(DateFormat::Iso8601),
-            "epoch" => Some(DateFormat::Epoch),
-            _ => None,
-        };
+        let named = NAMED_DATES.iter().find(|(n, _)| *n == s).map(|(_, f)| *f);
         match named {
             Some(f) => Ok(DatePattern::Named(f)),
             None if s.contains('%') => CustomDate::new(&s).map(DatePattern::Custom).map_err(D::Error::custom),
@@ -116,6 +134,28 @@ impl<'de> Deserialize<'de> for DatePattern {
                 "unknown date format `{s}`: use asterisk, syslog, iso8601, epoch, or strftime directives such as `%d/%b/%Y:%H:%M:%S %z`"
             ))),
         }
+    }
+}
+
+/// In the JSON Schema an entry is a format's name or a text with `%`
+/// directives (which the parser then checks directive by directive).
+impl JsonSchema for DatePattern {
+    fn schema_name() -> Cow<'static, str> {
+        "datepattern".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let names: Vec<&str> = NAMED_DATES.iter().map(|(n, _)| *n).collect();
+        json_schema!({
+            "anyOf": [
+                {"enum": names, "description": "A named date format."},
+                {
+                    "type": "string",
+                    "pattern": "%",
+                    "description": "strftime directives read at the line's start: %Y %y %m %b %B %d %e %a %H %k %I %p %M %S %f %z %Z %s %%; a space matches one or more spaces; `\\x` is a literal x."
+                }
+            ]
+        })
     }
 }
 
@@ -138,23 +178,31 @@ impl DatePattern {
     }
 }
 
-/// Extra rules of a mode.
-#[derive(Debug, Clone, Deserialize, Default)]
+/// Extra rules of a mode, added to the base rules.
+#[derive(Debug, Clone, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mode {
+    /// What the mode adds, for people.
     #[serde(default)]
     pub description: String,
+    /// Added to the ruleset's `failregex`.
     #[serde(default)]
+    #[schemars(inner(length(min = 1)))]
     pub failregex: Vec<String>,
+    /// Added to the ruleset's `ignoreregex`.
     #[serde(default)]
+    #[schemars(inner(length(min = 1)))]
     pub ignoreregex: Vec<String>,
 }
 
 /// One example line of a ruleset.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Example {
+    /// A log line.
     pub line: String,
+    /// The address the line must yield; `null` or absent: it must give no
+    /// ban.
     pub host: Option<String>,
     /// The mode the example is for; absent: the base rules (and, when it
     /// names a host, every mode, since modes only add rules).
@@ -175,35 +223,24 @@ impl fmt::Display for RuleKey {
     }
 }
 
-/// A ruleset error: file, position when known, message.
+/// A ruleset error: `file:line:column: message`, the position when known,
+/// the message alone when no file is involved (an unknown shipped name).
+/// The message starts with the key (`failregex[1]: ...`) where there is
+/// one; causes (regex, date pattern and YAML errors) are part of it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", Place { file: &self.origin, at: self.at, key: Some(&self.message) })]
 pub struct RulesetError {
+    /// The file, as messages name it.
     pub origin: String,
-    pub at: Option<(usize, usize)>,
+    pub at: Option<Position>,
     pub message: String,
-}
-
-impl fmt::Display for RulesetError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.at {
-            _ if self.origin.is_empty() => write!(f, "{}", self.message),
-            Some((l, c)) => write!(f, "{}:{l}:{c}: {}", self.origin, self.message),
-            None => write!(f, "{}: {}", self.origin, self.message),
-        }
-    }
-}
-
-impl From<RulesetError> for String {
-    fn from(e: RulesetError) -> String {
-        e.to_string()
-    }
 }
 
 impl Ruleset {
     /// Parse ruleset YAML; `origin` names the file in errors.
     pub fn parse(origin: &str, text: &str) -> Result<Ruleset, RulesetError> {
         let mut r: Ruleset = serde_yaml_ng::from_str(text).map_err(|e| {
-            let (message, at) = crate::config::yaml_error_parts(text, &e);
+            let (message, at) = crate::yaml::parse_error(text, &e);
             RulesetError {
                 origin: origin.to_string(),
                 at,
@@ -239,8 +276,8 @@ impl Ruleset {
     /// An error at a key (and list item) of this ruleset's file.
     pub fn error_at(&self, path: &[&str], index: Option<usize>, message: String) -> RulesetError {
         let at = self.text.as_deref().and_then(|t| match index {
-            Some(i) => crate::config::locate_item(t, path, i),
-            None => crate::config::locate(t, path),
+            Some(i) => locate_item(t, path, i),
+            None => locate(t, path),
         });
         RulesetError {
             origin: self.origin.clone(),

@@ -31,19 +31,28 @@ pub enum JournalStart {
     After(String),
 }
 
+/// Why a journal match cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MatchError {
+    /// No `=` in it (the match as written).
+    #[error("`{0}` is not FIELD=value")]
+    NotFieldValue(String),
+    /// The part before the `=` is not a field name the journal takes.
+    #[error("`{0}` is not a journal field name (upper-case letters, digits, `_`)")]
+    FieldName(String),
+}
+
 /// Check a match: `FIELD=value` with an upper-case field name, as the
 /// journal requires. Returns the field and the value.
-pub fn parse_match(m: &str) -> Result<(&str, &str), String> {
-    let (field, value) = m.split_once('=').ok_or_else(|| format!("`{m}` is not FIELD=value"))?;
+pub fn parse_match(m: &str) -> Result<(&str, &str), MatchError> {
+    let (field, value) = m.split_once('=').ok_or_else(|| MatchError::NotFieldValue(m.into()))?;
     let ok = !field.is_empty()
         && !field.starts_with(|c: char| c.is_ascii_digit())
         && field
             .chars()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
     if !ok {
-        return Err(format!(
-            "`{field}` is not a journal field name (upper-case letters, digits, `_`)"
-        ));
+        return Err(MatchError::FieldName(field.into()));
     }
     Ok((field, value))
 }
@@ -241,8 +250,14 @@ mod tests {
             Ok(("_SYSTEMD_UNIT", "ssh.service"))
         );
         assert_eq!(parse_match("SYSLOG_IDENTIFIER=a=b"), Ok(("SYSLOG_IDENTIFIER", "a=b")));
-        assert!(parse_match("ssh.service").unwrap_err().contains("FIELD=value"));
-        assert!(parse_match("_systemd_unit=x").unwrap_err().contains("field name"));
+        assert!(parse_match("ssh.service")
+            .unwrap_err()
+            .to_string()
+            .contains("FIELD=value"));
+        assert!(parse_match("_systemd_unit=x")
+            .unwrap_err()
+            .to_string()
+            .contains("field name"));
         assert!(parse_match("=x").is_err());
     }
 }

@@ -706,9 +706,9 @@ fn escalation_values_are_checked() {
         ("{prefix: 64, threshold: 1}", "threshold: must be at least 2"),
     ] {
         let text = ESCALATING.replace("{prefix: 64, threshold: 3}", bad);
-        let err = Config::from_text(Path::new("/x/nftban.yaml"), &text)
-            .unwrap_err()
-            .to_string();
+        // The place and key, then the problem (the error's source).
+        let err = Config::from_text(Path::new("/x/nftban.yaml"), &text).unwrap_err();
+        let err = format!("{:#}", anyhow::Error::new(err));
         // The line of the flow mapping that holds the bad value.
         assert!(err.starts_with("/x/nftban.yaml:6:"), "{err}");
         assert!(err.contains(&format!("jails.asterisk.ipv6_escalation.{says}")), "{err}");

@@ -9,8 +9,6 @@
 //! `%%` from fail2ban's `.conf` files is read as `%`, `\x` as a literal `x`,
 //! and a space matches one or more spaces (syslog pads days with one).
 
-use std::fmt;
-
 /// One compiled pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomDate {
@@ -72,14 +70,26 @@ pub struct Parts {
     pub end: usize,
 }
 
-/// A pattern nftban cannot read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PatternError(pub String);
-
-impl fmt::Display for PatternError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Why nftban cannot read a pattern; each names the pattern as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// A `%` directive nftban does not read.
+    #[error(
+        "`{text}`: %{directive} is not supported (supported: %Y %y %m %b %B %d %e %a %H %k %I %p %M %S %f %z %Z %s %%)"
+    )]
+    Unsupported { text: String, directive: char },
+    /// A `%` at the end, with no directive.
+    #[error("`{0}` ends with a lone %")]
+    LonePercent(String),
+    /// A regex metacharacter: datepatterns are strftime and plain text.
+    #[error("`{text}`: `{found}` is a regex construct; nftban's datepatterns are strftime directives and plain text")]
+    RegexConstruct { text: String, found: char },
+    /// Neither a time of day nor `%s`: a line's time cannot be known.
+    #[error("`{0}` needs at least an hour and minute (%H:%M) or %s")]
+    NoTime(String),
+    /// `%I` without `%p` or the other way round.
+    #[error("`{0}`: %I and %p go together")]
+    HalfDay(String),
 }
 
 const MONTHS: [&str; 12] = [
@@ -147,12 +157,12 @@ impl CustomDate {
                         Some(b's') => Item::Epoch,
                         Some(b'%') => Item::Lit(b'%'),
                         Some(&c) => {
-                            return Err(PatternError(format!(
-                                "`{text}`: %{} is not supported (supported: %Y %y %m %b %B %d %e %a %H %k %I %p %M %S %f %z %Z %s %%)",
-                                c as char
-                            )))
+                            return Err(PatternError::Unsupported {
+                                text: text.into(),
+                                directive: c as char,
+                            })
                         }
-                        None => return Err(PatternError(format!("`{text}` ends with a lone %"))),
+                        None => return Err(PatternError::LonePercent(text.into())),
                     };
                     items.push(item);
                     i += 1;
@@ -168,10 +178,10 @@ impl CustomDate {
                     i += 1;
                 }
                 c @ (b'(' | b')' | b'|' | b'*' | b'+' | b'?' | b'{' | b'}' | b'$' | b'\\' | b'^') => {
-                    return Err(PatternError(format!(
-                        "`{text}`: `{}` is a regex construct; nftban's datepatterns are strftime directives and plain text",
-                        c as char
-                    )))
+                    return Err(PatternError::RegexConstruct {
+                        text: text.into(),
+                        found: c as char,
+                    })
                 }
                 c => {
                     items.push(Item::Lit(c));
@@ -181,12 +191,10 @@ impl CustomDate {
         }
         let has = |it: Item| items.contains(&it);
         if !(has(Item::Epoch) || (has(Item::Hour) || has(Item::Hour12)) && has(Item::Minute)) {
-            return Err(PatternError(format!(
-                "`{text}` needs at least an hour and minute (%H:%M) or %s"
-            )));
+            return Err(PatternError::NoTime(text.into()));
         }
         if has(Item::Hour12) != has(Item::AmPm) {
-            return Err(PatternError(format!("`{text}`: %I and %p go together")));
+            return Err(PatternError::HalfDay(text.into()));
         }
         Ok(CustomDate {
             text: text.to_string(),
@@ -360,15 +368,18 @@ mod tests {
 
     #[test]
     fn unsupported_patterns_say_why() {
-        let e = CustomDate::new("%Y-%m-%d %q").unwrap_err().0;
+        let e = CustomDate::new("%Y-%m-%d %q").unwrap_err().to_string();
         assert!(e.contains("%q is not supported"), "{e}");
-        let e = CustomDate::new("(?:%Y)").unwrap_err().0;
+        let e = CustomDate::new("(?:%Y)").unwrap_err().to_string();
         assert!(e.contains("regex construct"), "{e}");
-        let e = CustomDate::new("%Y-%m-%d").unwrap_err().0;
+        let e = CustomDate::new("%Y-%m-%d").unwrap_err().to_string();
         assert!(e.contains("needs at least an hour"), "{e}");
-        let e = CustomDate::new("%I:%M").unwrap_err().0;
+        let e = CustomDate::new("%I:%M").unwrap_err().to_string();
         assert!(e.contains("%I and %p"), "{e}");
-        assert!(CustomDate::new("%H:%M %").is_err());
+        assert_eq!(
+            CustomDate::new("%H:%M %"),
+            Err(PatternError::LonePercent("%H:%M %".into()))
+        );
     }
 
     #[test]

@@ -5,32 +5,19 @@
 //! It understands block-style YAML, which is how configs are written; for
 //! anything else it returns `None` and the error goes out without a line.
 
+use super::Position;
+
 /// Line and column (both 1-based) of the key at `path`, e.g.
 /// `["jails", "sshd", "ruleset"]`.
-pub fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
-    let lines: Vec<&str> = text.lines().collect();
+pub(crate) fn locate(text: &str, path: &[&str]) -> Option<Position> {
     let mut start = 0;
     let mut parent_indent: Option<usize> = None;
     let mut found = None;
     for key in path {
-        let mut hit = None;
-        for (i, line) in lines.iter().enumerate().skip(start) {
-            let trimmed = line.trim_start();
-            if trimmed.is_empty() || trimmed.starts_with('#') {
-                continue;
-            }
-            let indent = line.len() - trimmed.len();
-            if let Some(p) = parent_indent {
-                if indent <= p {
-                    break; // left the parent's block
-                }
-            }
-            if key_of(trimmed) == Some(key) {
-                hit = Some((i, indent));
-                break;
-            }
-        }
-        let (i, indent) = hit?;
+        let (i, indent) = content_lines(text, start)
+            .take_while(|&(_, indent, _)| parent_indent.is_none_or(|p| indent > p)) // the parent's block
+            .find(|&(_, _, line)| key_of(line) == Some(key))
+            .map(|(i, indent, _)| (i, indent))?;
         found = Some((i + 1, indent + 1));
         start = i + 1;
         parent_indent = Some(indent);
@@ -40,26 +27,21 @@ pub fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
 
 /// Like [`locate`], but when the full path is not found (a key inside a
 /// flow mapping such as `{maxretry: 1}`), the nearest enclosing key that is.
-pub fn locate_nearest(text: &str, path: &[&str]) -> Option<(usize, usize)> {
+pub(crate) fn locate_nearest(text: &str, path: &[&str]) -> Option<Position> {
     (1..=path.len()).rev().find_map(|n| locate(text, &path[..n]))
 }
 
 /// Line and column of item `index` (0-based) of the block list under the
 /// key at `path` (`failregex:` then `- ...` lines). Falls back to the key.
-pub fn locate_item(text: &str, path: &[&str], index: usize) -> Option<(usize, usize)> {
+pub(crate) fn locate_item(text: &str, path: &[&str], index: usize) -> Option<Position> {
     let (key_line, key_col) = locate(text, path)?;
     let mut n = 0;
     let mut item_indent = None;
-    for (i, line) in text.lines().enumerate().skip(key_line) {
-        let trimmed = line.trim_start();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        let indent = line.len() - trimmed.len();
-        if indent + 1 < key_col || (indent + 1 == key_col && !trimmed.starts_with("- ")) {
+    for (i, indent, line) in content_lines(text, key_line) {
+        if indent + 1 < key_col || (indent + 1 == key_col && !line.starts_with("- ")) {
             break; // left the key's block
         }
-        if trimmed.starts_with("- ") || trimmed == "-" {
+        if line.starts_with("- ") || line == "-" {
             if *item_indent.get_or_insert(indent) != indent {
                 continue; // a nested list
             }
@@ -70,6 +52,16 @@ pub fn locate_item(text: &str, path: &[&str], index: usize) -> Option<(usize, us
         }
     }
     Some((key_line, key_col))
+}
+
+/// The lines from index `start` on that are neither blank nor comments:
+/// index, indent, and the line without its indent.
+fn content_lines(text: &str, start: usize) -> impl Iterator<Item = (usize, usize, &str)> {
+    text.lines().enumerate().skip(start).filter_map(|(i, line)| {
+        let trimmed = line.trim_start();
+        let content = !trimmed.is_empty() && !trimmed.starts_with('#');
+        content.then(|| (i, line.len() - trimmed.len(), trimmed))
+    })
 }
 
 /// The key of a `key: value` line, unquoted.
