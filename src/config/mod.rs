@@ -410,6 +410,12 @@ pub enum Problem {
     /// A wildcard in a folder of a `files` pattern.
     #[error("`{}`: wildcards (`*`, `?`, `[`) are allowed in the file name only, not in folders", .0.display())]
     WildcardFolder(PathBuf),
+    /// A `files` pattern whose file name is not a valid pattern.
+    #[error("`{}`: not a valid pattern: {source}", .file.display())]
+    BadPattern {
+        file: PathBuf,
+        source: ::glob::PatternError,
+    },
     /// A `journal` match that is not `FIELD=value`.
     #[error(transparent)]
     Journal(MatchError),
@@ -607,6 +613,12 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
             })
         }) {
             return Err(err(&at("files"), Problem::WildcardFolder(f.clone())));
+        }
+        for f in j.files.iter().filter(|f| crate::sources::glob::is_pattern(f)) {
+            if let Err(source) = crate::sources::glob::check_pattern(f) {
+                let file = f.clone();
+                return Err(err(&at("files"), Problem::BadPattern { file, source }));
+            }
         }
         if let Some(e) = j
             .journal

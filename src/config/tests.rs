@@ -84,6 +84,10 @@ fn bad_values_are_refused_with_reason() {
             GOOD.replace("files: [/var/log/auth.log]", "files: [\"/var/log/*/auth.log\"]"),
             "wildcards (`*`, `?`, `[`) are allowed in the file name only",
         ),
+        (
+            GOOD.replace("files: [/var/log/auth.log]", "files: [\"/var/log/auth[.log\"]"),
+            "`/var/log/auth[.log`: not a valid pattern",
+        ),
         (GOOD.replace("  sshd:", "  manual:"), "reserved"),
         (
             GOOD.replace("files: [/var/log/auth.log]", "journal: [ssh.service]"),

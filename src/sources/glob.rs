@@ -74,6 +74,13 @@ pub fn name_matches(pattern: &OsStr, name: &OsStr) -> bool {
     ::glob::Pattern::new(&pattern.to_string_lossy()).is_ok_and(|p| p.matches_with(&name.to_string_lossy(), OPTIONS))
 }
 
+/// Whether the file name of a pattern can be read as one (an unclosed `[`
+/// cannot), with the reason if not.
+pub fn check_pattern(pattern: &Path) -> Result<(), ::glob::PatternError> {
+    let name = pattern.file_name().unwrap_or_default();
+    ::glob::Pattern::new(&name.to_string_lossy()).map(|_| ())
+}
+
 /// Whether `path` is one `pattern` stands for (same folder, matching name),
 /// compressed or not.
 pub fn path_matches(pattern: &Path, path: &Path) -> bool {
