@@ -13,7 +13,7 @@ fn faq_log(dir: &std::path::Path) -> std::path::PathBuf {
     log
 }
 
-/// Seed FAQ row 4: verify a rule with `nftban test <log> <regex>`.
+/// docs/faq.md row 4: verify a rule with `nftban test <log> <regex>`.
 #[test]
 fn test_with_the_faq_regex() {
     let dir = tempfile::tempdir().unwrap();
@@ -242,7 +242,7 @@ fn test_reads_a_fail2ban_filter_and_gzip() {
 }
 
 /// A log over the size from which `test` shows progress (32 MiB), in a
-/// temporary directory: 300,000 lines, one in ten the seed FAQ's line.
+/// temporary directory: 300,000 lines, one in ten the line of docs/faq.md row 4.
 fn big_log(dir: &std::path::Path) -> std::path::PathBuf {
     use std::io::Write;
     let log = dir.join("big.log");
