@@ -9,12 +9,13 @@
 //! counting are the library's [`crate::scan`], which says why it is fast.
 
 use std::fs::File;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressState, ProgressStyle};
 
 use crate::matcher::{fail2ban, Matcher, Ruleset};
 use crate::scan::{self, Keep, Report, SkippedRule};
@@ -80,66 +81,42 @@ const PROGRESS_FROM: u64 = 32 * 1024 * 1024;
 
 /// The progress bar on stderr, `[###   ]  12.3% 45678 lines`: how far into
 /// a file of known size, and how many lines so far. The scan tells it once
-/// per block, from every thread; it draws at once the first time (so that
-/// even a fast scan shows it), then at most every 200 ms. Cleared when
-/// dropped.
+/// per block (from every thread); indicatif draws at most 5 times a
+/// second, and not at all unless stderr is a terminal whose `TERM` is set
+/// and not `dumb`. Cleared when dropped.
 struct Bar {
-    total: u64,
-    told: Mutex<Told>,
-}
-
-/// What the scan told so far, and when the bar was last drawn.
-struct Told {
-    read: u64,
-    lines: u64,
-    drawn: Option<Instant>,
+    bar: ProgressBar,
+    lines: Arc<AtomicU64>,
 }
 
 impl Bar {
+    /// A bar for `total` bytes, drawn at once (so that even a fast scan
+    /// shows it).
     fn new(total: u64) -> Bar {
-        let bar = Bar {
-            total,
-            told: Mutex::new(Told {
-                read: 0,
-                lines: 0,
-                drawn: None,
-            }),
-        };
-        scan::Progress::advance(&bar, 0, 0);
-        bar
+        let lines = Arc::new(AtomicU64::new(0));
+        let shown = lines.clone();
+        let style = ProgressStyle::with_template("[{bar:30}] {pct} {lines} lines")
+            .expect("a valid template")
+            .progress_chars("# ")
+            .with_key("pct", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:5.1}%", s.fraction() * 100.0);
+            })
+            .with_key("lines", move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}", shown.load(Ordering::Relaxed));
+            });
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(5))
+            .with_style(style)
+            .with_finish(ProgressFinish::AndClear);
+        bar.tick();
+        Bar { bar, lines }
     }
 }
 
 impl scan::Progress for Bar {
     fn advance(&self, bytes: u64, lines: u64) {
-        let mut t = self.told.lock().unwrap_or_else(PoisonError::into_inner);
-        t.read += bytes;
-        t.lines += lines;
-        if t.drawn.is_some_and(|at| at.elapsed().as_millis() < 200) {
-            return;
-        }
-        t.drawn = Some(Instant::now());
-        let pct = t.read as f64 * 100.0 / self.total.max(1) as f64;
-        let width = 30;
-        let done = (((pct / 100.0) * width as f64) as usize).min(width);
-        let mut e = std::io::stderr().lock();
-        let _ = write!(
-            e,
-            "\r[{}{}] {pct:5.1}% {} lines",
-            "#".repeat(done),
-            " ".repeat(width - done),
-            t.lines
-        );
-        let _ = e.flush();
-    }
-}
-
-impl Drop for Bar {
-    fn drop(&mut self) {
-        let t = self.told.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if t.drawn.is_some() {
-            let _ = write!(std::io::stderr().lock(), "\r{}\r", " ".repeat(60));
-        }
+        // Lines first: moving the bar may draw it.
+        self.lines.fetch_add(lines, Ordering::Relaxed);
+        self.bar.inc(bytes);
     }
 }
 
