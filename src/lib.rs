@@ -16,6 +16,7 @@ pub mod firewall;
 pub mod logging;
 pub mod matcher;
 pub mod netns;
+pub mod scan;
 pub mod sources;
 pub mod status;
 pub mod store;

@@ -13,7 +13,7 @@ fn faq_log(dir: &std::path::Path) -> std::path::PathBuf {
     log
 }
 
-/// Seed FAQ row 4: verify a rule with `nftban test <log> <regex>`.
+/// docs/faq.md row 4: verify a rule with `nftban test <log> <regex>`.
 #[test]
 fn test_with_the_faq_regex() {
     let dir = tempfile::tempdir().unwrap();
@@ -242,7 +242,7 @@ fn test_reads_a_fail2ban_filter_and_gzip() {
 }
 
 /// A log over the size from which `test` shows progress (32 MiB), in a
-/// temporary directory: 300,000 lines, one in ten the seed FAQ's line.
+/// temporary directory: 300,000 lines, one in ten the line of docs/faq.md row 4.
 fn big_log(dir: &std::path::Path) -> std::path::PathBuf {
     use std::io::Write;
     let log = dir.join("big.log");
@@ -266,22 +266,45 @@ fn big_log(dir: &std::path::Path) -> std::path::PathBuf {
     log
 }
 
-/// The bar as `test` draws it: `\r[###   ] 12.3% 45678 lines`.
+/// The bar as `test` draws it: `[###   ]  12.3% 45678 lines`.
+fn progress_bar() -> regex::bytes::Regex {
+    regex::bytes::Regex::new(r"\[[# ]{30}\] +[0-9]+\.[0-9]% [0-9]+ lines").unwrap()
+}
+
 fn has_progress_bar(text: &[u8]) -> bool {
-    regex::bytes::Regex::new(r"\r\[[# ]{30}\] +[0-9]+\.[0-9]% [0-9]+ lines")
-        .unwrap()
-        .is_match(text)
+    progress_bar().is_match(text)
+}
+
+/// `nftban test LOG asterisk` with stderr on a terminal of type `term`,
+/// stdout piped: its output and all the terminal showed.
+fn test_on_a_terminal(log: &std::path::Path, term: &str, json: bool) -> (std::process::Output, Vec<u8>) {
+    let mut cmd = nftban();
+    cmd.arg("test").arg(log).arg("asterisk").env("TERM", term);
+    if json {
+        cmd.arg("--json");
+    }
+    Pty::open().run_on_stderr(cmd.stdout(Stdio::piped()))
 }
 
 /// `nftban test` on a big file shows a progress bar on the terminal (its
-/// stderr), and only there: the report on stdout has none.
+/// stderr), redrawn in place and wiped at the end, and only there: the
+/// report on stdout has none.
 #[test]
 fn test_shows_progress_on_a_terminal_for_big_files() {
     let dir = tempfile::tempdir().unwrap();
     let log = big_log(dir.path());
-    let (o, term) = Pty::open().run_on_stderr(nftban().arg("test").arg(&log).arg("asterisk").stdout(Stdio::piped()));
+    let (o, term) = test_on_a_terminal(&log, "xterm", false);
     assert!(o.status.success());
-    assert!(has_progress_bar(&term), "{}", String::from_utf8_lossy(&term));
+    let shown = String::from_utf8_lossy(&term);
+    let last = progress_bar().find_iter(&term).last().expect(&shown);
+    assert!(
+        term[..last.start()].contains(&b'\r'),
+        "redrawn from the line's start: {shown:?}"
+    );
+    assert!(
+        term[last.end()..].windows(2).any(|w| w == b"\r\x1b"),
+        "wiped at the end: {shown:?}"
+    );
     let out = stdout(&o);
     assert!(
         out.contains("Lines: 300000 lines, 0 ignored, 30000 matched, 270000 missed"),
@@ -291,7 +314,8 @@ fn test_shows_progress_on_a_terminal_for_big_files() {
 }
 
 /// Without a terminal there is no bar; with `--json` (stderr on a terminal)
-/// there is none either and stdout is the JSON report alone.
+/// there is none either and stdout is the JSON report alone; nor on a
+/// terminal that cannot move the cursor (`TERM=dumb`).
 #[test]
 fn test_shows_no_progress_without_a_terminal_or_with_json() {
     let dir = tempfile::tempdir().unwrap();
@@ -300,14 +324,7 @@ fn test_shows_no_progress_without_a_terminal_or_with_json() {
     assert!(o.status.success());
     assert!(!has_progress_bar(&o.stderr) && o.stderr.is_empty(), "{}", stderr(&o));
     assert!(stdout(&o).contains("30000 matched"));
-    let (o, term) = Pty::open().run_on_stderr(
-        nftban()
-            .arg("test")
-            .arg(&log)
-            .arg("asterisk")
-            .arg("--json")
-            .stdout(Stdio::piped()),
-    );
+    let (o, term) = test_on_a_terminal(&log, "xterm", true);
     assert!(o.status.success());
     assert!(!has_progress_bar(&term), "{}", String::from_utf8_lossy(&term));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is the JSON report alone");
@@ -315,4 +332,7 @@ fn test_shows_no_progress_without_a_terminal_or_with_json() {
         (v["lines"].as_u64(), v["matched"].as_u64()),
         (Some(300000), Some(30000))
     );
+    let (o, term) = test_on_a_terminal(&log, "dumb", false);
+    assert!(o.status.success() && stdout(&o).contains("30000 matched"));
+    assert!(term.is_empty(), "{}", String::from_utf8_lossy(&term));
 }
