@@ -307,4 +307,31 @@ mod tests {
         assert!(err.starts_with("`300.1.2.3`: "), "{err}");
         assert!(err.ends_with("(10000 addresses before it were sent already)"), "{err}");
     }
+
+    /// The people's view of a jail shows what its rules dropped.
+    #[test]
+    fn a_jails_dropped_packets_are_shown() {
+        let st = JailStatus {
+            name: "asterisk".into(),
+            ruleset: "asterisk".into(),
+            files: vec!["/var/log/asterisk/messages".into()],
+            journal: vec![],
+            currently_failed: 0,
+            total_failed: 0,
+            currently_banned: 0,
+            total_banned: 0,
+            total_unbanned: 0,
+            banned: vec![],
+            packets: 6,
+            bytes: 280,
+            kernel_errors: 0,
+            findtime: 600,
+            maxretry: 3,
+            bantime: 3600,
+            evicted: 0,
+            sources: vec![],
+        };
+        let text = format_jail(&st);
+        assert!(text.contains("|- Dropped:          6 packets, 280 bytes\n"), "{text}");
+    }
 }

@@ -1,6 +1,5 @@
 use super::*;
 use crate::address::show as show_net;
-use crate::control::{Request, Response};
 use crate::firewall::memory::Memory;
 use crate::firewall::{Ban, Firewall};
 use crate::sources::SourceState;
@@ -10,11 +9,6 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-
-/// A control request as the daemon carries it out.
-fn handle(e: &mut Engine, req: Request, now: SystemTime) -> Response {
-    crate::daemon::events::answer(e, req, now)
-}
 
 const CONFIG: &str = "\
 defaults: {findtime: 10m, maxretry: 3, bantime: 1h, ignoreip: [192.0.2.0/24]}
@@ -40,11 +34,6 @@ fn kernel(e: &mut Engine, jail: &str) -> Vec<String> {
         .collect()
 }
 
-fn data<T: serde::de::DeserializeOwned>(r: Response) -> T {
-    assert!(r.ok, "{:?}", r.error);
-    serde_json::from_value(r.data).unwrap()
-}
-
 #[test]
 fn maxretry_failures_ban_once_in_one_flush() {
     let mut e = engine();
@@ -57,13 +46,7 @@ fn maxretry_failures_ban_once_in_one_flush() {
     e.failure(0, a, now);
     e.flush(SystemTime::now());
     assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.7"]);
-    let st: JailStatus = data(handle(
-        &mut e,
-        Request::Status {
-            jail: Some("asterisk".into()),
-        },
-        now,
-    ));
+    let st: JailStatus = e.jail_status("asterisk", now).unwrap();
     assert_eq!((st.total_failed, st.currently_banned, st.total_banned), (3, 1, 1));
     assert_eq!(st.banned[0].ip, "198.51.100.7");
     assert!(st.banned[0].expires_in > 3500 && st.banned[0].expires_in <= 3600);
@@ -80,13 +63,7 @@ fn ignoreip_and_few_failures_never_ban() {
     e.failure(0, "198.51.100.8".parse().unwrap(), now);
     e.flush(SystemTime::now());
     assert!(kernel(&mut e, "asterisk").is_empty());
-    let st: JailStatus = data(handle(
-        &mut e,
-        Request::Status {
-            jail: Some("asterisk".into()),
-        },
-        now,
-    ));
+    let st: JailStatus = e.jail_status("asterisk", now).unwrap();
     assert_eq!((st.currently_failed, st.total_failed, st.currently_banned), (1, 2, 0));
 }
 
@@ -94,35 +71,20 @@ fn ignoreip_and_few_failures_never_ban() {
 fn manual_ban_and_unban_from_all_jails() {
     let mut e = engine();
     let now = SystemTime::now();
-    let r: BanResult = data(handle(
-        &mut e,
-        Request::Ban {
-            addrs: vec!["203.0.113.5".into(), "2001:db8::/48".into()],
-            jail: None,
-            bantime: Some(60),
-        },
-        now,
-    ));
+    let r: BanResult = e
+        .ban(
+            &["203.0.113.5".into(), "2001:db8::/48".into()],
+            None,
+            Some(Duration::from_secs(60)),
+            now,
+        )
+        .unwrap();
     assert_eq!(r.jail, "manual");
     assert_eq!(kernel(&mut e, "manual"), ["203.0.113.5", "2001:db8::/48"]);
-    let r: UnbanResult = data(handle(
-        &mut e,
-        Request::Unban {
-            addrs: vec!["203.0.113.5".into()],
-            jail: None,
-        },
-        now,
-    ));
+    let r: UnbanResult = e.unban(&["203.0.113.5".into()], None, now).unwrap();
     assert_eq!(r.unbanned, [("203.0.113.5".to_string(), "manual".to_string())]);
     assert_eq!(kernel(&mut e, "manual"), ["2001:db8::/48"]);
-    let r: UnbanResult = data(handle(
-        &mut e,
-        Request::Unban {
-            addrs: vec!["203.0.113.5".into()],
-            jail: None,
-        },
-        now,
-    ));
+    let r: UnbanResult = e.unban(&["203.0.113.5".into()], None, now).unwrap();
     assert_eq!(r.not_banned, ["203.0.113.5 is not banned in any jail"]);
 }
 
@@ -130,43 +92,12 @@ fn manual_ban_and_unban_from_all_jails() {
 fn prefix_ban_replaces_contained_addresses_and_unban_inside_is_explained() {
     let mut e = engine();
     let now = SystemTime::now();
-    data::<BanResult>(handle(
-        &mut e,
-        Request::Ban {
-            addrs: vec!["198.51.100.7".into()],
-            jail: None,
-            bantime: None,
-        },
-        now,
-    ));
-    data::<BanResult>(handle(
-        &mut e,
-        Request::Ban {
-            addrs: vec!["198.51.100.0/24".into()],
-            jail: None,
-            bantime: None,
-        },
-        now,
-    ));
+    e.ban(&["198.51.100.7".into()], None, None, now).unwrap();
+    e.ban(&["198.51.100.0/24".into()], None, None, now).unwrap();
     assert_eq!(kernel(&mut e, "manual"), ["198.51.100.0/24"]);
-    let r: BanResult = data(handle(
-        &mut e,
-        Request::Ban {
-            addrs: vec!["198.51.100.9".into()],
-            jail: None,
-            bantime: None,
-        },
-        now,
-    ));
+    let r: BanResult = e.ban(&["198.51.100.9".into()], None, None, now).unwrap();
     assert_eq!(r.already_covered, ["198.51.100.9 (inside banned 198.51.100.0/24)"]);
-    let r: UnbanResult = data(handle(
-        &mut e,
-        Request::Unban {
-            addrs: vec!["198.51.100.9".into()],
-            jail: None,
-        },
-        now,
-    ));
+    let r: UnbanResult = e.unban(&["198.51.100.9".into()], None, now).unwrap();
     assert!(
         r.not_banned[0].contains("inside banned prefix 198.51.100.0/24 in jail manual"),
         "{:?}",
@@ -178,37 +109,20 @@ fn prefix_ban_replaces_contained_addresses_and_unban_inside_is_explained() {
 fn bad_requests_name_the_fault() {
     let mut e = engine();
     let now = SystemTime::now();
-    let r = handle(
-        &mut e,
-        Request::Ban {
-            addrs: vec!["300.1.1.1".into()],
-            jail: None,
-            bantime: None,
-        },
-        now,
-    );
-    assert!(r.error.unwrap().contains("`300.1.1.1`"));
-    let r = handle(
-        &mut e,
-        Request::Ban {
-            addrs: vec!["192.0.2.1".into()],
-            jail: Some("nope".into()),
-            bantime: None,
-        },
-        now,
-    );
-    assert!(r
-        .error
-        .unwrap()
-        .contains("no jail named `nope` (jails: asterisk, manual)"));
-    let r = handle(
-        &mut e,
-        Request::Status {
-            jail: Some("nope".into()),
-        },
-        now,
-    );
-    assert!(!r.ok);
+    let r = e.ban(&["300.1.1.1".into()], None, None, now).unwrap_err();
+    assert!(matches!(r, RequestError::BadAddress { .. }));
+    assert!(r.to_string().contains("`300.1.1.1`"), "{r}");
+    let r = e.ban(&["192.0.2.1".into()], Some("nope"), None, now).unwrap_err();
+    assert_eq!(r.to_string(), "no jail named `nope` (jails: asterisk, manual)");
+    assert!(matches!(
+        e.jail_status("nope", now),
+        Err(RequestError::UnknownJail { .. })
+    ));
+    assert!(matches!(e.ban(&[], None, None, now), Err(RequestError::NoAddress)));
+    assert!(matches!(
+        e.ban(&["192.0.2.1".into()], None, Some(Duration::ZERO), now),
+        Err(RequestError::ZeroBantime)
+    ));
 }
 
 /// A start with no history neither lists the kernel's sets nor touches
@@ -229,13 +143,7 @@ fn start_without_history_keeps_the_kernels_bans_without_listing_them() {
     let store = crate::store::Store::open(&dir.path().join("nftban.db")).unwrap();
     let mut e = Engine::new(&config, Box::new(fw)).with_store(store);
     assert_eq!(e.start(&config).unwrap(), 0);
-    let st: JailStatus = data(handle(
-        &mut e,
-        Request::Status {
-            jail: Some("asterisk".into()),
-        },
-        SystemTime::now(),
-    ));
+    let st: JailStatus = e.jail_status("asterisk", SystemTime::now()).unwrap();
     assert!(st.banned.is_empty());
     assert_eq!(
         lists.load(std::sync::atomic::Ordering::Relaxed),
@@ -258,32 +166,14 @@ fn silent_source_is_diagnosed() {
     let mut e = engine();
     let source = Arc::new(crate::sources::SourceStats::new("/var/log/asterisk/messages".into()));
     e.attach_source(0, source.clone());
-    let st: JailStatus = data(handle(
-        &mut e,
-        Request::Status {
-            jail: Some("asterisk".into()),
-        },
-        SystemTime::now(),
-    ));
+    let st: JailStatus = e.jail_status("asterisk", SystemTime::now()).unwrap();
     assert_eq!(st.sources[0].state, "starting");
     source.set_state(SourceState::Missing);
-    let st: JailStatus = data(handle(
-        &mut e,
-        Request::Status {
-            jail: Some("asterisk".into()),
-        },
-        SystemTime::now(),
-    ));
+    let st: JailStatus = e.jail_status("asterisk", SystemTime::now()).unwrap();
     assert!(st.sources[0].diagnosis.contains("does not exist"));
     source.set_state(SourceState::Reading);
     source.lines.store(5, std::sync::atomic::Ordering::Relaxed);
-    let st: JailStatus = data(handle(
-        &mut e,
-        Request::Status {
-            jail: Some("asterisk".into()),
-        },
-        SystemTime::now(),
-    ));
+    let st: JailStatus = e.jail_status("asterisk", SystemTime::now()).unwrap();
     assert!(
         st.sources[0].diagnosis.contains("5 lines read, none matched"),
         "{}",
@@ -303,23 +193,9 @@ fn history_is_written_before_the_kernel_and_restored_in_one_batch() {
         e.failure(0, "198.51.100.7".parse().unwrap(), now);
     }
     e.flush(SystemTime::now());
-    data::<BanResult>(handle(
-        &mut e,
-        Request::Ban {
-            addrs: vec!["203.0.113.1".into(), "203.0.113.2".into()],
-            jail: None,
-            bantime: None,
-        },
-        now,
-    ));
-    data::<UnbanResult>(handle(
-        &mut e,
-        Request::Unban {
-            addrs: vec!["203.0.113.2".into()],
-            jail: None,
-        },
-        now,
-    ));
+    e.ban(&["203.0.113.1".into(), "203.0.113.2".into()], None, None, now)
+        .unwrap();
+    e.unban(&["203.0.113.2".into()], None, now).unwrap();
     drop(e);
 
     // A new engine on an empty kernel (a reboot): the history refills it.
@@ -343,13 +219,7 @@ jails:
 ";
 
 fn expires_in(e: &mut Engine, jail: &str, ip: &str) -> Option<u64> {
-    let st: JailStatus = data(handle(
-        e,
-        Request::Status {
-            jail: Some(jail.into()),
-        },
-        SystemTime::now(),
-    ));
+    let st: JailStatus = e.jail_status(jail, SystemTime::now()).unwrap();
     st.banned.iter().find(|b| b.ip == ip).map(|b| b.expires_in)
 }
 
@@ -366,14 +236,7 @@ fn repeat_offenders_get_longer_bans_up_to_the_max() {
         e.failure(0, a, now);
         e.flush(SystemTime::now());
         seen.push(expires_in(&mut e, "asterisk", "198.51.100.7").unwrap());
-        data::<UnbanResult>(handle(
-            &mut e,
-            Request::Unban {
-                addrs: vec![a.to_string()],
-                jail: Some("asterisk".into()),
-            },
-            now,
-        ));
+        e.unban(&[a.to_string()], Some("asterisk"), now).unwrap();
     }
     // 1h, 2h, 4h, then capped at 5h.
     let hours: Vec<u64> = seen.iter().map(|s| (s + 60) / 3600).collect();
@@ -396,14 +259,7 @@ fn recidive_bans_an_address_banned_again_and_again_across_jails() {
     e.flush(SystemTime::now());
     assert!(kernel(&mut e, "recidive").is_empty());
     // Unbanned from asterisk and banned there again: the third ban.
-    data::<UnbanResult>(handle(
-        &mut e,
-        Request::Unban {
-            addrs: vec![a.to_string()],
-            jail: Some("asterisk".into()),
-        },
-        now,
-    ));
+    e.unban(&[a.to_string()], Some("asterisk"), now).unwrap();
     e.failure(0, a, now);
     e.failure(0, a, now);
     e.flush(SystemTime::now());
@@ -425,13 +281,7 @@ fn eviction_is_counted_in_status() {
     for i in 0..50u8 {
         e.failure(0, IpAddr::from([198, 51, 100, i]), now);
     }
-    let st: JailStatus = data(handle(
-        &mut e,
-        Request::Status {
-            jail: Some("asterisk".into()),
-        },
-        now,
-    ));
+    let st: JailStatus = e.jail_status("asterisk", now).unwrap();
     assert!(st.evicted >= 40, "{}", st.evicted);
     assert!(st.currently_failed <= 11);
 }
@@ -447,15 +297,14 @@ fn a_refused_ban_is_counted_and_the_others_kept() {
     let mut e = Engine::new(&config, Box::new(fw));
     e.start(&config).unwrap();
     let now = SystemTime::now();
-    let r: BanResult = data(handle(
-        &mut e,
-        Request::Ban {
-            addrs: vec!["198.51.100.1".into(), "198.51.100.2".into(), "198.51.100.3".into()],
-            jail: Some("asterisk".into()),
-            bantime: None,
-        },
-        now,
-    ));
+    let r: BanResult = e
+        .ban(
+            &["198.51.100.1".into(), "198.51.100.2".into(), "198.51.100.3".into()],
+            Some("asterisk"),
+            None,
+            now,
+        )
+        .unwrap();
     let ips: Vec<&str> = r.banned.iter().map(|b| b.ip.as_str()).collect();
     assert_eq!(ips, ["198.51.100.1", "198.51.100.2"]);
     assert_eq!(r.failed.len(), 1);
@@ -471,7 +320,7 @@ fn a_refused_ban_is_counted_and_the_others_kept() {
     }
     e.flush(SystemTime::now());
     assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.1", "198.51.100.2"]);
-    let st: Status = data(handle(&mut e, Request::Status { jail: None }, now));
+    let st: Status = e.status(now);
     assert_eq!(st.kernel_errors, 2);
     let a = &st.jails[0];
     assert_eq!((a.name.as_str(), a.kernel_errors), ("asterisk", 2));
@@ -498,15 +347,9 @@ fn bans_remove_conntrack_entries_of_what_they_ban() {
     }
     assert!(forgotten.lock().unwrap().is_empty(), "not before the flush");
     e.flush(SystemTime::now());
-    let r: BanResult = data(handle(
-        &mut e,
-        Request::Ban {
-            addrs: vec!["198.51.100.0/24".into(), "203.0.113.9".into()],
-            jail: None,
-            bantime: None,
-        },
-        now,
-    ));
+    let r: BanResult = e
+        .ban(&["198.51.100.0/24".into(), "203.0.113.9".into()], None, None, now)
+        .unwrap();
     assert_eq!(r.banned.len(), 2);
     let nets: Vec<String> = forgotten.lock().unwrap().iter().map(show_net).collect();
     assert_eq!(nets, ["203.0.113.9", "2001:db8::9", "198.51.100.0/24", "203.0.113.9"]);
@@ -528,15 +371,14 @@ fn a_ban_list_with_repeats_and_a_covering_prefix_is_planned_once() {
         "203.0.113.9",
         "198.51.100.7",
     ];
-    let r: BanResult = data(handle(
-        &mut e,
-        Request::Ban {
-            addrs: addrs.iter().map(|a| a.to_string()).collect(),
-            jail: None,
-            bantime: None,
-        },
-        SystemTime::now(),
-    ));
+    let r: BanResult = e
+        .ban(
+            &addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            None,
+            None,
+            SystemTime::now(),
+        )
+        .unwrap();
     let banned: Vec<&str> = r.banned.iter().map(|b| b.ip.as_str()).collect();
     assert_eq!(banned, ["198.51.100.7", "203.0.113.0/24"]);
     assert_eq!(r.already_covered, ["203.0.113.9 (inside banned 203.0.113.0/24)"]);
@@ -568,7 +410,7 @@ fn conntrack_removals_of_a_stream_of_bans_are_grouped() {
     e.forget_connections(false);
     assert_eq!(forgotten.lock().unwrap().len(), 1, "within the interval: waiting");
     assert!(e.forget.waiting());
-    let _ = handle(&mut e, Request::Status { jail: None }, now);
+    let _ = e.status(now);
     let nets: Vec<String> = forgotten.lock().unwrap().iter().map(show_net).collect();
     assert_eq!(nets, ["203.0.113.1", "203.0.113.2", "203.0.113.3"]);
     assert!(!e.forget.waiting());
@@ -589,14 +431,12 @@ fn status_sums_the_counters_of_a_jails_sets() {
     fw.counters.insert("manual_v4".into(), Counter { packets: 7, bytes: 7 });
     let mut e = Engine::new(&config, Box::new(fw));
     e.start(&config).unwrap();
-    let st: Status = data(handle(&mut e, Request::Status { jail: None }, SystemTime::now()));
+    let st: Status = e.status(SystemTime::now());
     assert_eq!((st.jails[0].packets, st.jails[0].bytes), (6, 280));
     assert_eq!(
         (st.jails[1].name.as_str(), st.jails[1].packets, st.jails[1].bytes),
         ("manual", 7, 7)
     );
-    let text = crate::commands::client::format_jail(&st.jails[0]);
-    assert!(text.contains("|- Dropped:          6 packets, 280 bytes\n"), "{text}");
 }
 
 const ESCALATING: &str = "\
@@ -640,13 +480,7 @@ fn three_addresses_of_a_slash_64_escalate_to_the_prefix() {
     let why = "escalated: 3 addresses in 2001:db8:1:2::/64";
     assert_eq!(kernel(&mut e, "asterisk"), ["2001:db8:1:2::/64", "2001:db8:1:3::b"]);
     assert_eq!(kernel(&mut e, "sshd").len(), 4, "sshd has no escalation");
-    let st: JailStatus = data(handle(
-        &mut e,
-        Request::Status {
-            jail: Some("asterisk".into()),
-        },
-        now,
-    ));
+    let st: JailStatus = e.jail_status("asterisk", now).unwrap();
     let prefix = st.banned.iter().find(|b| b.ip == "2001:db8:1:2::/64").unwrap();
     assert_eq!(prefix.reason.as_deref(), Some(why));
     assert!(prefix.expires_in > 3500 && prefix.expires_in <= 3600);
@@ -656,14 +490,7 @@ fn three_addresses_of_a_slash_64_escalate_to_the_prefix() {
     e.failure(0, "2001:db8:1:2::d".parse().unwrap(), now);
     e.flush(SystemTime::now());
     assert_eq!(kernel(&mut e, "asterisk"), ["2001:db8:1:2::/64", "2001:db8:1:3::b"]);
-    let r: UnbanResult = data(handle(
-        &mut e,
-        Request::Unban {
-            addrs: vec!["2001:db8:1:2::a".into()],
-            jail: Some("asterisk".into()),
-        },
-        now,
-    ));
+    let r: UnbanResult = e.unban(&["2001:db8:1:2::a".into()], Some("asterisk"), now).unwrap();
     assert_eq!(
         r.not_banned,
         ["2001:db8:1:2::a is inside banned prefix 2001:db8:1:2::/64 in jail asterisk; unban the prefix to lift it"]
@@ -674,22 +501,9 @@ fn three_addresses_of_a_slash_64_escalate_to_the_prefix() {
     let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(crate::store::Store::open(&db).unwrap());
     e.start(&config).unwrap();
     assert_eq!(kernel(&mut e, "asterisk"), ["2001:db8:1:2::/64", "2001:db8:1:3::b"]);
-    let st: JailStatus = data(handle(
-        &mut e,
-        Request::Status {
-            jail: Some("asterisk".into()),
-        },
-        now,
-    ));
+    let st: JailStatus = e.jail_status("asterisk", now).unwrap();
     assert_eq!(st.banned[0].reason.as_deref(), Some(why));
-    let r: UnbanResult = data(handle(
-        &mut e,
-        Request::Unban {
-            addrs: vec!["2001:db8:1:2::/64".into()],
-            jail: None,
-        },
-        now,
-    ));
+    let r: UnbanResult = e.unban(&["2001:db8:1:2::/64".into()], None, now).unwrap();
     assert_eq!(r.unbanned, [("2001:db8:1:2::/64".to_string(), "asterisk".to_string())]);
     assert_eq!(kernel(&mut e, "asterisk"), ["2001:db8:1:3::b"]);
     assert_eq!(e.history.errors + e.kernel_errors, 0);
