@@ -6,19 +6,19 @@
 //! [`firewall`] puts them into the kernel, [`control`] lets the CLI talk to
 //! the running [`daemon`]. See ARCHITECTURE.md for the map.
 
-pub mod address;
+mod address;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod firewall;
-pub mod logging;
+mod logging;
 pub mod matcher;
 pub mod netns;
-pub mod scan;
-pub mod sources;
-pub mod status;
-pub mod store;
-pub mod tracker;
-pub mod yaml;
+mod scan;
+mod sources;
+mod status;
+mod store;
+mod tracker;
+mod yaml;

@@ -70,15 +70,6 @@ pub fn init(log: &LogConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Warnings only, to stderr: for client commands.
-pub fn init_quiet() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("NFTBAN_LOG").unwrap_or_else(|_| EnvFilter::new("warn")))
-        .with_target(false)
-        .with_writer(io::stderr)
-        .try_init();
-}
-
 /// Writes each log event as one syslog datagram.
 pub struct Syslog {
     socket: UnixDatagram,

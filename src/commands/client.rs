@@ -162,7 +162,7 @@ pub fn format_jail(st: &JailStatus) -> String {
     o
 }
 
-pub fn format_all(st: &Status) -> String {
+fn format_all(st: &Status) -> String {
     let mut o = String::new();
     let names: Vec<&str> = st.jails.iter().map(|j| j.name.as_str()).collect();
     let _ = writeln!(o, "Status");

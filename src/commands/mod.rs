@@ -113,7 +113,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
 
 /// The examples of a ruleset (for its mode) that do not give their host,
 /// as `file:line:column: ...` messages.
-pub fn example_failures(rules: &crate::matcher::Ruleset, matcher: &crate::matcher::Matcher) -> Vec<String> {
+fn example_failures(rules: &crate::matcher::Ruleset, matcher: &crate::matcher::Matcher) -> Vec<String> {
     use crate::matcher::LineMatch;
     let mut out = Vec::new();
     for (i, ex) in rules.examples.iter().enumerate() {

@@ -26,11 +26,11 @@ use crate::yaml::{locate_nearest, Located};
 pub use duration::{format_duration, parse_duration, Dur, DurationError};
 
 /// Where the config is read from when no `--config` is given.
-pub const DEFAULT_CONFIG: &str = "/etc/nftban/nftban.yaml";
+const DEFAULT_CONFIG: &str = "/etc/nftban/nftban.yaml";
 /// Default ban history database.
-pub const DEFAULT_DATABASE: &str = "/var/lib/nftban/nftban.db";
+const DEFAULT_DATABASE: &str = "/var/lib/nftban/nftban.db";
 /// Default control socket path.
-pub const DEFAULT_SOCKET: &str = "/run/nftban/nftban.sock";
+const DEFAULT_SOCKET: &str = "/run/nftban/nftban.sock";
 /// The jail that `nftban ban` uses when no `--jail` is given. It always
 /// exists and watches nothing.
 pub const MANUAL_JAIL: &str = "manual";

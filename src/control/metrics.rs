@@ -156,7 +156,7 @@ impl Collector for Figures {
 
 /// Render a status in the Prometheus text format (version 0.0.4, served as
 /// [`prometheus_text::CONTENT_TYPE`]).
-pub fn render(st: &Status) -> Result<String, std::fmt::Error> {
+fn render(st: &Status) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Figures::of(st)));
     let mut out = String::new();

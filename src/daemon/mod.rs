@@ -12,7 +12,7 @@
 mod engine;
 mod events;
 mod notify;
-pub mod origin;
+mod origin;
 mod outbox;
 mod reader;
 

@@ -34,6 +34,13 @@ pub struct Decisions {
     stop: Arc<AtomicBool>,
 }
 
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "no origin is configured until the kernel meter, the fleet and the feeds land; the tests use it"
+    )
+)]
 impl Decisions {
     /// Hand bans to the engine (waits while the engine is busy). False once
     /// the daemon is stopping.

@@ -136,12 +136,12 @@ pub(super) fn spawn(
 
 /// A failure's time: the line's date, or `now` for a line without one or
 /// dated in the future (a clock ahead, a wrong year guess).
-pub fn line_time(date: Option<SystemTime>, now: SystemTime) -> SystemTime {
+fn line_time(date: Option<SystemTime>, now: SystemTime) -> SystemTime {
     date.map_or(now, |t| t.min(now))
 }
 
 /// Whether a failure at `at` still counts at `now` for a jail's `findtime`.
-pub fn counts(at: SystemTime, now: SystemTime, findtime: Duration) -> bool {
+fn counts(at: SystemTime, now: SystemTime, findtime: Duration) -> bool {
     now.duration_since(at).map_or(true, |age| age < findtime)
 }
 

@@ -240,7 +240,8 @@ impl Matcher {
     }
 
     /// Index of the first failregex that matches, if any.
-    pub fn match_rule(&self, line: &str) -> Option<usize> {
+    #[cfg(test)]
+    fn match_rule(&self, line: &str) -> Option<usize> {
         match self.match_line(line) {
             LineMatch::Failure { rule, .. } | LineMatch::NotAnAddress { rule, .. } => Some(rule),
             _ => None,

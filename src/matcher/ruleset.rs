@@ -30,7 +30,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
 ];
 
 /// Where admins put their own rulesets or overrides of shipped ones.
-pub const OVERRIDE_DIR: &str = "/etc/nftban/rulesets";
+const OVERRIDE_DIR: &str = "/etc/nftban/rulesets";
 
 /// An nftban ruleset: the detection rules for one service
 /// (rulesets/*.yaml, /etc/nftban/rulesets/*.yaml; docs/rulesets.md).
@@ -380,7 +380,7 @@ impl Ruleset {
     }
 
     /// Where rule `i` sits, for messages.
-    pub fn rule_key(&self, i: usize) -> RuleKey {
+    fn rule_key(&self, i: usize) -> RuleKey {
         self.rule_keys.get(i).cloned().unwrap_or(RuleKey {
             path: vec!["failregex".into()],
             index: i,

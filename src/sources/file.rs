@@ -25,7 +25,7 @@ use inotify::{EventMask, Inotify, WatchMask};
 use super::{Checkpoint, Context, Sink, Source, SourceState, SourceStats};
 
 /// Lines longer than this are cut; the rest of the line is skipped.
-pub const MAX_LINE: usize = 16 * 1024;
+const MAX_LINE: usize = 16 * 1024;
 
 /// How often the file is checked even without an inotify event.
 pub(super) const TICK: Duration = Duration::from_secs(1);
@@ -239,6 +239,7 @@ impl FileTail {
     }
 
     /// Set the line length limit (tests use a small one).
+    #[cfg(test)]
     pub fn with_max_line(mut self, max: usize) -> FileTail {
         self.max_line = max;
         self
@@ -471,7 +472,7 @@ fn emit(path: &Path, bytes: &[u8], stats: &SourceStats, on_line: &mut dyn FnMut(
 /// every batch of lines, to be saved once those lines are dealt with. It is
 /// called after every read that handed out a line (even if the position
 /// came out the same), so a caller may hold what the lines gave until then.
-pub fn follow(
+fn follow(
     path: &Path,
     stats: Arc<SourceStats>,
     stop: Arc<AtomicBool>,

@@ -34,7 +34,7 @@ use super::file::{readable, watch_dir, FileTail, Left, Pacer, Position, StartAt,
 use super::{Checkpoint, Context, Sink, Source, SourceState, SourceStats};
 
 /// File name endings of compressed (rotated) logs, never read.
-pub const COMPRESSED: &[&str] = &[".gz", ".xz", ".zst", ".bz2", ".lz4", ".lzma", ".Z", ".zip"];
+const COMPRESSED: &[&str] = &[".gz", ".xz", ".zst", ".bz2", ".lz4", ".lzma", ".Z", ".zip"];
 
 /// How long a new file whose head looks like a copy of a known file (or
 /// that is still empty) may wait before it is read anyway.
@@ -54,7 +54,7 @@ pub fn has_wildcard(part: &OsStr) -> bool {
 }
 
 /// Whether a file name is that of a compressed file.
-pub fn is_compressed(name: &OsStr) -> bool {
+fn is_compressed(name: &OsStr) -> bool {
     let name = name.as_bytes();
     COMPRESSED.iter().any(|ext| name.ends_with(ext.as_bytes()))
 }
@@ -65,7 +65,7 @@ pub fn is_compressed(name: &OsStr) -> bool {
 /// one byte; a backslash is no escape (`[*]` matches a `*`); a pattern the
 /// crate rejects (an unclosed `[`, `**` within a name) matches nothing.
 /// Bytes that are not UTF-8 are matched as U+FFFD, so `*` takes them.
-pub fn name_matches(pattern: &OsStr, name: &OsStr) -> bool {
+fn name_matches(pattern: &OsStr, name: &OsStr) -> bool {
     const OPTIONS: ::glob::MatchOptions = ::glob::MatchOptions {
         case_sensitive: true,
         require_literal_separator: true,
@@ -83,7 +83,7 @@ pub fn check_pattern(pattern: &Path) -> Result<(), ::glob::PatternError> {
 
 /// Whether `path` is one `pattern` stands for (same folder, matching name),
 /// compressed or not.
-pub fn path_matches(pattern: &Path, path: &Path) -> bool {
+fn path_matches(pattern: &Path, path: &Path) -> bool {
     match (pattern.file_name(), path.file_name()) {
         (Some(p), Some(n)) => pattern.parent() == path.parent() && name_matches(p, n),
         _ => false,
@@ -378,7 +378,7 @@ impl Source for GlobSource {
 /// `on_line` gets each line with the stats of its file (to count matches),
 /// `on_position` each file's reading position once its lines are handed out
 /// (after every read that handed out a line).
-pub fn follow(
+fn follow(
     pattern: &Path,
     stats: Arc<SourceStats>,
     stop: Arc<AtomicBool>,

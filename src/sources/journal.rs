@@ -24,7 +24,7 @@ use super::{Checkpoint, Context, Sink, Source, SourceState, SourceStats};
 
 /// Where reading starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JournalStart {
+enum JournalStart {
     /// After the newest entry: only what comes from now on.
     End,
     /// After this cursor (saved by an earlier run).
@@ -135,7 +135,7 @@ fn open(matches: &[String], start: &JournalStart) -> systemd::Result<Journal> {
 /// message and time; `on_cursor` the cursor after each batch (`None` if
 /// the journal cannot say it). Never returns
 /// an error: problems go to `stats` and the log, and opening is retried.
-pub fn follow(
+fn follow(
     matches: &[String],
     stats: Arc<SourceStats>,
     stop: Arc<AtomicBool>,

@@ -40,12 +40,7 @@ impl Source for StdinSource {
 /// Read standard input until its end or until `stop` is set, calling
 /// `on_line` for each line and `on_read` after each read that may have
 /// handed out lines.
-pub fn follow(
-    stats: Arc<SourceStats>,
-    stop: Arc<AtomicBool>,
-    mut on_line: impl FnMut(&str),
-    mut on_read: impl FnMut(),
-) {
+fn follow(stats: Arc<SourceStats>, stop: Arc<AtomicBool>, mut on_line: impl FnMut(&str), mut on_read: impl FnMut()) {
     let mut tail = FileTail::new(Path::new(LABEL), stats.clone());
     stats.set_state(SourceState::Reading);
     let mut buf = [0u8; 64 * 1024];

@@ -127,7 +127,6 @@ pub struct ActiveBan {
 }
 
 mod pending;
-pub use pending::path_of as pending_path;
 
 /// Bans recorded in one call up to this many go to the pending file; more
 /// go straight into SQLite (one transaction is then cheap per ban).

@@ -1,4 +1,5 @@
 use super::*;
+use pending::path_of as pending_path;
 
 fn t(s: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)

@@ -9,7 +9,7 @@
 //! ignored address would ban it too).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::IpAddr;
+
 use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
@@ -80,7 +80,8 @@ impl Tracker {
     }
 
     /// Record one failure of `addr` at time `at`.
-    pub fn failure(&mut self, addr: IpAddr, at: SystemTime) -> Verdict {
+    #[cfg(test)]
+    pub fn failure(&mut self, addr: std::net::IpAddr, at: SystemTime) -> Verdict {
         self.failure_of(IpNet::from(addr), at)
     }
 
@@ -140,6 +141,7 @@ impl Tracker {
     }
 
     /// How many addresses are tracked now.
+    #[cfg(test)]
     pub fn tracked(&self) -> usize {
         self.failures.len()
     }
@@ -234,6 +236,7 @@ fn within(t: SystemTime, now: SystemTime, findtime: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     fn tracker(maxretry: u32) -> Tracker {
         Tracker::new(Policy {
