@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Daemon benchmark (issue 5), see docs/performance.md "Daemon": `nftban run`
+# Daemon benchmark, see docs/performance.md "Daemon": `nftban run`
 # beside Debian's fail2ban-server on the same generated Asterisk log, each
 # daemon in private network namespaces created and deleted by the benchmark
 # (nftban-dbench-*): the host's ruleset and network are never touched.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Kernel benchmark (issue 4), see docs/performance.md "Kernel sets".
+# Kernel benchmark, see docs/performance.md "Kernel sets".
 # Builds the release benchmark and nftban, then runs the benchmark inside a
 # private network namespace created here and deleted on exit: the host's
 # ruleset and network are never touched. Needs root, nft and ip.
