@@ -13,53 +13,18 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use inotify::{EventMask, Inotify, WatchMask};
+use inotify::EventMask;
 
+use super::watch::FolderWatch;
 use super::{Checkpoint, Context, Sink, Source, SourceState, SourceStats};
 
 /// Lines longer than this are cut; the rest of the line is skipped.
 const MAX_LINE: usize = 16 * 1024;
-
-/// How often the file is checked even without an inotify event.
-pub(super) const TICK: Duration = Duration::from_secs(1);
-
-/// Reads of one file are at least this far apart. A program that logs
-/// line by line under a flood writes thousands of times a second, and each
-/// write woke the reader and then the engine: under a steady flood the
-/// wake-ups were most of nftban's CPU. Reading what the gap's writes
-/// gathered at once divides them several times over, and adds at most the
-/// gap to a ban under a flood; a line after a quiet spell is read at once.
-/// The gap was chosen by measurement (docs/performance.md, "Daemon").
-pub(super) const READ_GAP: Duration = Duration::from_millis(5);
-
-/// Keeps reads [`READ_GAP`] apart.
-#[derive(Default)]
-pub(super) struct Pacer {
-    last: Option<std::time::Instant>,
-}
-
-impl Pacer {
-    /// Before waiting for the next event: if the last read was less than
-    /// the gap ago, sleep out the rest, so writes meanwhile are read
-    /// together.
-    pub(super) fn pause(&mut self) {
-        if let Some(left) = self.last.take().and_then(|t| READ_GAP.checked_sub(t.elapsed())) {
-            std::thread::sleep(left);
-        }
-    }
-
-    /// A read happened now.
-    pub(super) fn read(&mut self) {
-        self.last = Some(std::time::Instant::now());
-    }
-}
 
 /// Where reading starts when the daemon first opens a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -494,42 +459,28 @@ fn follow(
         }
         handed.set(false);
     };
-    let mut inotify = watch_dir(path);
+    let mut watch = FolderWatch::new(path);
     tail.check(start, &mut on_line);
     let _ = tail.read_available(&mut on_line);
     report(&mut tail);
     let name = path.file_name().map(|n| n.to_os_string());
-    let mut buf = [0u8; 4096];
-    let mut pacer = Pacer::default();
     while !stop.load(Ordering::Relaxed) {
-        pacer.pause();
-        let mut relevant = true;
         // Only writes to the file itself: no rename, create, delete or
         // attribute change that would need the path looked up again.
-        let mut only_written = false;
-        if let Some(ino) = inotify.as_mut() {
-            if readable(ino.as_raw_fd(), TICK) {
-                relevant = false;
-                only_written = true;
-                if let Ok(events) = ino.read_events(&mut buf) {
-                    for ev in events {
-                        if ev.name.is_none() || ev.name.map(|n| n.to_os_string()) == name {
-                            relevant = true;
-                            only_written &= ev.name.is_some() && ev.mask == EventMask::MODIFY;
-                        }
-                    }
-                }
+        let (mut relevant, mut only_written) = (false, true);
+        let woke = watch.wait(|ev_name, mask| {
+            if ev_name.is_none() || ev_name.map(|n| n.to_os_string()) == name {
+                relevant = true;
+                only_written &= ev_name.is_some() && mask == EventMask::MODIFY;
             }
-        } else {
-            std::thread::sleep(TICK);
-        }
+        });
         // A tick with no event checks too: a folder created after start, or
         // a change inotify did not report, is caught within a second. A
         // plain write is read straight away; if it brought nothing new (a
         // truncation, as copytruncate does), the full check follows.
-        if relevant {
-            pacer.read();
-            if !(only_written && tail.read_appended(&mut on_line)) {
+        if relevant || !woke {
+            watch.reading();
+            if !(woke && only_written && tail.read_appended(&mut on_line)) {
                 tail.check(StartAt::Beginning, &mut on_line);
                 let _ = tail.read_available(&mut on_line);
             }
@@ -576,42 +527,6 @@ impl Source for FileSource {
             },
         );
     }
-}
-
-/// An inotify watch on the file's folder, or `None` (then ticks alone drive
-/// reading) if the folder is missing or inotify is unavailable.
-pub(super) fn watch_dir(path: &Path) -> Option<Inotify> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let inotify = Inotify::init().ok()?;
-    let mask = WatchMask::MODIFY
-        | WatchMask::CREATE
-        | WatchMask::MOVED_TO
-        | WatchMask::MOVED_FROM
-        | WatchMask::DELETE
-        | WatchMask::CLOSE_WRITE
-        | WatchMask::ATTRIB;
-    match inotify.watches().add(dir, mask) {
-        Ok(_) => Some(inotify),
-        Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch folder with inotify; checking every second instead");
-            None
-        }
-    }
-}
-
-/// Waits at most `timeout` for `fd` to have something to read (inotify
-/// events), so that a reader also wakes once per tick for its checks.
-pub(super) fn readable(fd: std::os::fd::RawFd, timeout: Duration) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd for the duration of the call.
-    unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) > 0 }
 }
 
 #[cfg(test)]

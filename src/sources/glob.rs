@@ -22,7 +22,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsStr;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -30,7 +29,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::file::{readable, watch_dir, FileTail, Left, Pacer, Position, StartAt, HEAD, TICK};
+use super::file::{FileTail, Left, Position, StartAt, HEAD};
+use super::watch::FolderWatch;
 use super::{Checkpoint, Context, Sink, Source, SourceState, SourceStats};
 
 /// File name endings of compressed (rotated) logs, never read.
@@ -393,7 +393,7 @@ fn follow(
         left: VecDeque::new(),
         waiting: BTreeMap::new(),
     };
-    let mut inotify = watch_dir(pattern);
+    let mut watch = FolderWatch::new(pattern);
     let found = expand(pattern);
     if found.is_empty() {
         tracing::info!(pattern = %pattern.display(), "no file matches {} yet", pattern.display());
@@ -405,27 +405,11 @@ fn follow(
     glob.publish();
     glob.pass(&mut on_line, &mut on_position);
     let name = pattern.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    let mut buf = [0u8; 4096];
-    let mut pacer = Pacer::default();
     while !stop.load(Ordering::Relaxed) {
-        pacer.pause();
-        let mut relevant = true;
-        if let Some(ino) = inotify.as_mut() {
-            if readable(ino.as_raw_fd(), TICK) {
-                relevant = false;
-                if let Ok(events) = ino.read_events(&mut buf) {
-                    for ev in events {
-                        if ev.name.is_none_or(|n| name_matches(&name, n)) {
-                            relevant = true;
-                        }
-                    }
-                }
-            }
-        } else {
-            std::thread::sleep(TICK);
-        }
-        if relevant || !glob.waiting.is_empty() {
-            pacer.read();
+        let mut relevant = false;
+        let woke = watch.wait(|ev_name, _| relevant |= ev_name.is_none_or(|n| name_matches(&name, n)));
+        if relevant || !woke || !glob.waiting.is_empty() {
+            watch.reading();
             glob.pass(&mut on_line, &mut on_position);
         }
     }

@@ -18,6 +18,7 @@ pub mod glob;
 pub mod journal;
 mod status;
 pub mod stdin;
+mod watch;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

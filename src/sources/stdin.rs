@@ -11,7 +11,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::file::{FileTail, TICK};
+use super::file::FileTail;
+use super::watch::TICK;
 use super::{Context, Sink, Source, SourceState, SourceStats};
 
 /// How stdin is named in status and logs.

@@ -251,18 +251,3 @@ fn read_appended_reads_writes_and_leaves_truncation_to_check() {
     assert!(!tail.read_appended(&mut |l: &str| out.push(l.to_string())));
     assert_eq!(step(&mut tail, StartAt::Beginning), ["two"]);
 }
-
-/// After a read, the next wait first sleeps out the rest of the gap (a
-/// lower bound, which sleep guarantees); without a read since, it does not
-/// sleep again.
-#[test]
-fn reads_are_kept_a_gap_apart() {
-    let mut p = Pacer::default();
-    p.pause();
-    assert!(p.last.is_none());
-    p.read();
-    let t = std::time::Instant::now();
-    p.pause();
-    assert!(t.elapsed() >= READ_GAP);
-    assert!(p.last.is_none(), "one sleep per read");
-}
