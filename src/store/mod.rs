@@ -26,12 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ipnet::IpNet;
 
 use crate::sources::file::Position;
-use rusqlite::{params, Connection, OptionalExtension};
-
-/// Schema version this build writes. 1: bans. 2: file positions.
-/// 3: journal cursors. 4: a ban's reason (IPv6 escalation). 5: failure
-/// windows not yet at `maxretry`.
-const VERSION: i64 = 5;
+use rusqlite::{params, Connection};
 
 /// Errors of the ban history.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +122,8 @@ pub struct ActiveBan {
 }
 
 mod pending;
+mod schema;
+use schema::VERSION;
 
 /// Bans recorded in one call up to this many go to the pending file; more
 /// go straight into SQLite (one transaction is then cheap per ban).
@@ -179,7 +176,16 @@ impl Store {
             path: path.to_path_buf(),
             pending,
         };
-        store.migrate()?;
+        schema::migrate(&store.conn).map_err(|e| match e {
+            schema::Failure::TooNew(found) => Error::TooNew {
+                path: path.to_path_buf(),
+                found,
+            },
+            schema::Failure::Sql(source) => Error::Sql {
+                path: path.to_path_buf(),
+                source,
+            },
+        })?;
         if !left.is_empty() {
             store.replay(&left)?;
             tracing::info!(
@@ -237,94 +243,6 @@ impl Store {
             path: self.path.clone(),
             source,
         }
-    }
-
-    fn migrate(&self) -> Result<()> {
-        let c = &self.conn;
-        c.busy_timeout(Duration::from_secs(5)).map_err(|e| self.sql(e))?;
-        c.pragma_update(None, "journal_mode", "WAL").map_err(|e| self.sql(e))?;
-        c.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(|e| self.sql(e))?;
-        let version: i64 = c
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| self.sql(e))?;
-        if version > VERSION {
-            return Err(Error::TooNew {
-                path: self.path.clone(),
-                found: version,
-            });
-        }
-        if version < 1 {
-            c.execute_batch(
-                "BEGIN;
-                 CREATE TABLE IF NOT EXISTS bans (
-                     id INTEGER PRIMARY KEY,
-                     jail TEXT NOT NULL,
-                     net TEXT NOT NULL,
-                     banned_at INTEGER NOT NULL,
-                     expires_at INTEGER NOT NULL,
-                     origin TEXT NOT NULL,
-                     unbanned_at INTEGER
-                 );
-                 CREATE INDEX IF NOT EXISTS bans_live ON bans (expires_at) WHERE unbanned_at IS NULL;
-                 CREATE INDEX IF NOT EXISTS bans_net ON bans (net, jail);
-                 PRAGMA user_version = 1;
-                 COMMIT;",
-            )
-            .map_err(|e| self.sql(e))?;
-        }
-        if version < 2 {
-            c.execute_batch(
-                "BEGIN;
-                 CREATE TABLE IF NOT EXISTS positions (
-                     path TEXT PRIMARY KEY,
-                     offset INTEGER NOT NULL,
-                     head_len INTEGER NOT NULL,
-                     head_hash INTEGER NOT NULL,
-                     updated_at INTEGER NOT NULL
-                 );
-                 PRAGMA user_version = 2;
-                 COMMIT;",
-            )
-            .map_err(|e| self.sql(e))?;
-        }
-        if version < 3 {
-            c.execute_batch(
-                "BEGIN;
-                 CREATE TABLE IF NOT EXISTS cursors (
-                     source TEXT PRIMARY KEY,
-                     cursor TEXT NOT NULL,
-                     updated_at INTEGER NOT NULL
-                 );
-                 PRAGMA user_version = 3;
-                 COMMIT;",
-            )
-            .map_err(|e| self.sql(e))?;
-        }
-        if version < 4 {
-            c.execute_batch(
-                "BEGIN;
-                 ALTER TABLE bans ADD COLUMN reason TEXT;
-                 PRAGMA user_version = 4;
-                 COMMIT;",
-            )
-            .map_err(|e| self.sql(e))?;
-        }
-        if version < 5 {
-            c.execute_batch(
-                "BEGIN;
-                 CREATE TABLE IF NOT EXISTS failures (
-                     jail TEXT NOT NULL,
-                     net TEXT NOT NULL,
-                     times TEXT NOT NULL,
-                     PRIMARY KEY (jail, net)
-                 ) WITHOUT ROWID;
-                 PRAGMA user_version = 5;
-                 COMMIT;",
-            )
-            .map_err(|e| self.sql(e))?;
-        }
-        Ok(())
     }
 
     /// Record bans: a few are appended to the pending file, many go into
@@ -498,7 +416,9 @@ impl Store {
     }
 
     /// Whether the history has any row at all.
+    #[cfg(test)]
     pub fn is_empty(&self) -> Result<bool> {
+        use rusqlite::OptionalExtension;
         let row: Option<i64> = self
             .conn
             .query_row("SELECT id FROM bans LIMIT 1", [], |r| r.get(0))
