@@ -8,14 +8,13 @@
 //! loads is one the daemon can run.
 
 pub mod duration;
+mod file;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::address::AddressError;
@@ -24,6 +23,10 @@ use crate::matcher::{Matcher, Ruleset, RulesetError};
 use crate::sources::journal::MatchError;
 use crate::yaml::{locate_nearest, Located};
 pub use duration::{format_duration, parse_duration, Dur, DurationError};
+pub use file::{
+    DefaultsConfig, EscalationConfig, FileConfig, IncrementConfig, JailConfig, LogConfig, MetricsConfig,
+    NftablesConfig, RecidiveConfig,
+};
 
 /// Where the config is read from when no `--config` is given.
 const DEFAULT_CONFIG: &str = "/etc/nftban/nftban.yaml";
@@ -35,6 +38,9 @@ const DEFAULT_SOCKET: &str = "/run/nftban/nftban.sock";
 /// exists and watches nothing.
 pub const MANUAL_JAIL: &str = "manual";
 
+/// Name of the jail that holds recidive bans.
+pub const RECIDIVE_JAIL: &str = "recidive";
+
 /// The config file's path: `--config`, else `$NFTBAN_CONFIG`, else the default.
 pub fn config_path(flag: Option<&Path>) -> PathBuf {
     if let Some(p) = flag {
@@ -44,246 +50,6 @@ pub fn config_path(flag: Option<&Path>) -> PathBuf {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => PathBuf::from(DEFAULT_CONFIG),
     }
-}
-
-/// What an `ignoreip` entry looks like (the parser decides the rest).
-const ADDRESS_PATTERN: &str = r"^\s*\[?[0-9A-Fa-f:.]+\]?(/[0-9]{1,3})?\s*$";
-/// Jail and table names: they become nftables names (`<jail>_v4`).
-const NAME_PATTERN: &str = "^[A-Za-z][A-Za-z0-9_-]{0,59}$";
-
-/// nftban's configuration (/etc/nftban/nftban.yaml; docs/config.md).
-/// Unknown keys are errors.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(title = "nftban configuration")]
-pub struct FileConfig {
-    /// Control socket for `nftban status`, `ban`, `unban`, created with
-    /// mode 0600 (default /run/nftban/nftban.sock).
-    pub socket: Option<PathBuf>,
-    /// Ban history database, SQLite (default /var/lib/nftban/nftban.db):
-    /// running bans are restored from it at start.
-    pub database: Option<PathBuf>,
-    /// How long ban history is kept after a ban ends (default 30d).
-    pub history_keep: Option<Dur>,
-    /// Where logs go and how much.
-    #[serde(default)]
-    pub log: LogConfig,
-    /// The kernel table nftban owns, what it does to banned sources and
-    /// where.
-    #[serde(default)]
-    pub nftables: NftablesConfig,
-    /// Values every jail inherits unless it sets its own.
-    #[serde(default)]
-    pub defaults: DefaultsConfig,
-    /// Jails by name. A name is a letter, then letters, digits, `_`, `-`
-    /// (it becomes the set names NAME_v4, NAME_v6); `manual` is reserved.
-    #[serde(default)]
-    #[schemars(extend("propertyNames" = {"pattern": NAME_PATTERN}))]
-    pub jails: BTreeMap<String, JailConfig>,
-    /// Longer bans for addresses banned again and again, across jails.
-    pub recidive: Option<RecidiveConfig>,
-    /// Prometheus endpoint; off unless given.
-    pub metrics: Option<MetricsConfig>,
-}
-
-/// `log:` — where logs go and how much.
-#[derive(Debug, Deserialize, Clone, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LogConfig {
-    /// `stderr` (the journal, under systemd), `journald`, `syslog` or an
-    /// absolute file path.
-    #[serde(default = "default_log_target")]
-    #[schemars(pattern("^(stderr|journald|syslog|/.*)$"))]
-    pub target: String,
-    /// `error`, `warn`, `info`, `debug` or `trace` (`$NFTBAN_LOG`
-    /// overrides).
-    #[serde(default = "default_log_level")]
-    #[schemars(extend("enum" = ["error", "warn", "info", "debug", "trace"]))]
-    pub level: String,
-}
-
-fn default_log_target() -> String {
-    "stderr".into()
-}
-fn default_log_level() -> String {
-    "info".into()
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            target: default_log_target(),
-            level: default_log_level(),
-        }
-    }
-}
-
-/// `nftables:` — the table nftban owns, the verdict for banned sources
-/// and the hooks where it applies.
-#[derive(Debug, Deserialize, Clone, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NftablesConfig {
-    /// Name of the `inet` table nftban owns.
-    #[serde(default = "default_table")]
-    #[schemars(pattern(NAME_PATTERN))]
-    pub table: String,
-    /// What happens to packets from banned sources.
-    #[serde(default)]
-    pub action: Action,
-    /// Where packets are dropped: `input` (traffic to this host),
-    /// `forward` (routed traffic: containers, VMs), `prerouting` (raw
-    /// priority, before conntrack). One chain per hook, each hook at most
-    /// once.
-    #[serde(default = "default_hooks")]
-    #[schemars(length(min = 1), extend("uniqueItems" = true))]
-    pub hooks: Vec<Hook>,
-}
-
-fn default_table() -> String {
-    "nftban".into()
-}
-
-fn default_hooks() -> Vec<Hook> {
-    vec![Hook::Input]
-}
-
-impl Default for NftablesConfig {
-    fn default() -> Self {
-        NftablesConfig {
-            table: default_table(),
-            action: Action::Drop,
-            hooks: default_hooks(),
-        }
-    }
-}
-
-/// `defaults:` — fail2ban's `[DEFAULT]`: what every jail inherits.
-#[derive(Debug, Deserialize, Clone, Default, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DefaultsConfig {
-    /// Window in which failures are counted (default 10m).
-    pub findtime: Option<Dur>,
-    /// Failures within `findtime` that earn a ban (default 5).
-    #[schemars(range(min = 1))]
-    pub maxretry: Option<u32>,
-    /// Ban length (default 1h); also the `manual` jail's.
-    pub bantime: Option<Dur>,
-    /// Addresses and CIDR prefixes never counted nor banned (default
-    /// 127.0.0.0/8 and ::1).
-    #[schemars(inner(pattern(ADDRESS_PATTERN)))]
-    pub ignoreip: Option<Vec<String>>,
-    /// Longer bans for repeat offenders (off by default).
-    pub bantime_increment: Option<IncrementConfig>,
-    /// At most this many addresses with failures are tracked per jail
-    /// (default 100000).
-    #[schemars(range(min = 1))]
-    pub max_tracked: Option<usize>,
-    /// Ban a whole IPv6 prefix once enough of its addresses are banned
-    /// (off by default).
-    pub ipv6_escalation: Option<EscalationConfig>,
-}
-
-/// `bantime_increment:` — repeat offenders get longer bans: the n-th ban of
-/// an address in a jail lasts `bantime * factor^(n-1)`, at most `max`.
-/// Earlier bans are counted from the ban history, so this survives restarts.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IncrementConfig {
-    /// How many times longer each further ban lasts, 1 to 100.
-    #[schemars(range(min = 1, max = 100))]
-    pub factor: f64,
-    /// The longest a ban gets.
-    pub max: Dur,
-}
-
-/// `ipv6_escalation:` — once a jail's running bans hold `threshold`
-/// distinct IPv6 addresses inside one `/prefix`, the jail bans the whole
-/// prefix: an IPv6 attacker usually holds a /64 (or more) and can hop to a
-/// fresh address for every attempt.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EscalationConfig {
-    /// Length of the prefix banned, 1 to 127 (64 is a typical end site).
-    #[schemars(range(min = 1, max = 127))]
-    pub prefix: u8,
-    /// Distinct banned addresses inside one prefix that ban it, at least 2.
-    #[schemars(range(min = 2))]
-    pub threshold: u32,
-}
-
-/// `recidive:` — across all jails, an address banned `maxretry` times
-/// within `findtime` is banned in the `recidive` jail for `bantime`.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RecidiveConfig {
-    /// Window in which bans are counted.
-    pub findtime: Dur,
-    /// Bans within `findtime` that earn a recidive ban, at least 2.
-    #[schemars(range(min = 2))]
-    pub maxretry: u32,
-    /// Length of the recidive ban.
-    pub bantime: Dur,
-}
-
-/// `metrics:` — where the Prometheus endpoint listens.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MetricsConfig {
-    /// Address and port, e.g. `127.0.0.1:9477`.
-    pub listen: std::net::SocketAddr,
-}
-
-/// Name of the jail that holds recidive bans.
-pub const RECIDIVE_JAIL: &str = "recidive";
-
-/// One jail: which lines (ruleset) from where (files, journal, stdin), and
-/// when to ban. Unset values come from `defaults`.
-#[derive(Debug, Deserialize, Clone, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JailConfig {
-    /// A shipped ruleset name or a path to a ruleset YAML file (relative
-    /// to the config's folder).
-    pub ruleset: String,
-    /// Absolute paths of log files, or glob patterns with `*`, `?` or
-    /// `[...]` in the file name (not in folders).
-    #[serde(default)]
-    #[schemars(inner(pattern("^/")))]
-    pub files: Vec<PathBuf>,
-    /// journald matches `FIELD=value`, e.g. `_SYSTEMD_UNIT=ssh.service`.
-    #[serde(default)]
-    #[schemars(inner(pattern("^[A-Z_][A-Z0-9_]*=")))]
-    pub journal: Vec<String>,
-    /// Read lines from standard input (`journalctl -f -o cat | nftban
-    /// run`); jails that set it share one reader.
-    #[serde(default)]
-    pub stdin: bool,
-    /// `false` skips the jail.
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    /// Window in which failures are counted.
-    pub findtime: Option<Dur>,
-    /// Failures within `findtime` that earn a ban.
-    #[schemars(range(min = 1))]
-    pub maxretry: Option<u32>,
-    /// Ban length.
-    pub bantime: Option<Dur>,
-    /// Replaces (does not extend) `defaults.ignoreip` for this jail.
-    #[schemars(inner(pattern(ADDRESS_PATTERN)))]
-    pub ignoreip: Option<Vec<String>>,
-    /// Longer bans for repeat offenders.
-    pub bantime_increment: Option<IncrementConfig>,
-    /// Cap on addresses with failures tracked at once.
-    #[schemars(range(min = 1))]
-    pub max_tracked: Option<usize>,
-    /// Ban a whole IPv6 prefix once enough of its addresses are banned.
-    pub ipv6_escalation: Option<EscalationConfig>,
-    /// A mode of the ruleset (`aggressive` for sshd): its rules are added
-    /// to the base rules.
-    pub mode: Option<String>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// A validated jail.
@@ -616,7 +382,7 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         }
         for f in j.files.iter().filter(|f| crate::sources::glob::is_pattern(f)) {
             if let Err(source) = crate::sources::glob::check_pattern(f) {
-                let file = f.clone();
+                let file = f.to_path_buf();
                 return Err(err(&at("files"), Problem::BadPattern { file, source }));
             }
         }
