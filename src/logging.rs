@@ -24,9 +24,23 @@ fn filter(log: &LogConfig) -> EnvFilter {
     EnvFilter::try_from_env("NFTBAN_LOG").unwrap_or_else(|_| EnvFilter::new(&log.level))
 }
 
+/// Why the log target cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// `log.target: journald` without a journal.
+    #[error("log.target journald: cannot reach the journal's socket: {0}")]
+    Journald(std::io::Error),
+    /// `log.target: syslog` without a syslog socket.
+    #[error("log.target syslog: cannot reach {DEV_LOG}: {0}")]
+    Syslog(std::io::Error),
+    /// A log file that cannot be opened for appending.
+    #[error("cannot open log file {path} (log.target): {error}")]
+    File { path: String, error: std::io::Error },
+}
+
 /// Install the global subscriber for the daemon. `NFTBAN_LOG` (a tracing
 /// filter) overrides the level, for debugging.
-pub fn init(log: &LogConfig) -> anyhow::Result<()> {
+pub fn init(log: &LogConfig) -> Result<(), LogError> {
     match log.target.as_str() {
         "stderr" => {
             tracing_subscriber::fmt()
@@ -37,13 +51,12 @@ pub fn init(log: &LogConfig) -> anyhow::Result<()> {
         }
         "journald" => {
             let layer = tracing_journald::layer()
-                .map_err(|e| anyhow::anyhow!("log.target journald: cannot reach the journal's socket: {e}"))?
+                .map_err(LogError::Journald)?
                 .with_syslog_identifier("nftban".into());
             tracing_subscriber::registry().with(filter(log)).with(layer).init();
         }
         "syslog" => {
-            let writer = Syslog::connect(Path::new(DEV_LOG))
-                .map_err(|e| anyhow::anyhow!("log.target syslog: cannot reach {DEV_LOG}: {e}"))?;
+            let writer = Syslog::connect(Path::new(DEV_LOG)).map_err(LogError::Syslog)?;
             tracing_subscriber::fmt()
                 .with_env_filter(filter(log))
                 .with_target(false)
@@ -58,7 +71,10 @@ pub fn init(log: &LogConfig) -> anyhow::Result<()> {
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|e| anyhow::anyhow!("cannot open log file {path} (log.target): {e}"))?;
+                .map_err(|error| LogError::File {
+                    path: path.to_string(),
+                    error,
+                })?;
             tracing_subscriber::fmt()
                 .with_env_filter(filter(log))
                 .with_target(false)

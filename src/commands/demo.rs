@@ -77,7 +77,7 @@ fn say(step: &str) {
 
 fn probe(attacker: &NetNs) -> anyhow::Result<bool> {
     let to: SocketAddr = format!("{PBX}:5060").parse()?;
-    udp_probe(attacker, to, Duration::from_millis(700))
+    Ok(udp_probe(attacker, to, Duration::from_millis(700))?)
 }
 
 fn show_probe(passed: bool) {

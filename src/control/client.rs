@@ -2,29 +2,54 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{Request, Response};
 
+/// Why a request got no answer from the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing listens on the socket (or it cannot be opened).
+    #[error(
+        "cannot reach the nftban daemon at {}: {error}\n(is `nftban run` running? the socket path comes from `socket:` in the config given with --config or $NFTBAN_CONFIG)",
+        .socket.display()
+    )]
+    Unreachable { socket: PathBuf, error: std::io::Error },
+    /// The connection broke while asking or reading the answer.
+    #[error("talking to the daemon at {}: {error}", .socket.display())]
+    Io { socket: PathBuf, error: std::io::Error },
+    /// The daemon closed the connection without answering.
+    #[error("the daemon at {} closed the connection without an answer", .socket.display())]
+    NoAnswer { socket: PathBuf },
+    /// The answer is not the protocol's JSON.
+    #[error("the daemon at {} answered something that is not its protocol: {error}", .socket.display())]
+    BadAnswer { socket: PathBuf, error: serde_json::Error },
+}
+
 /// Send one request and wait for the answer. Errors say which socket and
 /// what to check.
-pub fn call(socket: &Path, request: &Request) -> anyhow::Result<Response> {
-    let mut stream = UnixStream::connect(socket).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot reach the nftban daemon at {}: {e}\n(is `nftban run` running? the socket path comes from `socket:` in the config given with --config or $NFTBAN_CONFIG)",
-            socket.display()
-        )
+pub fn call(socket: &Path, request: &Request) -> Result<Response, ClientError> {
+    let io = |error| ClientError::Io {
+        socket: socket.to_path_buf(),
+        error,
+    };
+    let mut stream = UnixStream::connect(socket).map_err(|error| ClientError::Unreachable {
+        socket: socket.to_path_buf(),
+        error,
     })?;
-    let mut line = serde_json::to_vec(request)?;
+    // A request is plain data: it always serializes.
+    let mut line = serde_json::to_vec(request).unwrap_or_default();
     line.push(b'\n');
-    stream.write_all(&line)?;
+    stream.write_all(&line).map_err(io)?;
     let mut answer = String::new();
-    BufReader::new(stream).read_line(&mut answer)?;
+    BufReader::new(stream).read_line(&mut answer).map_err(io)?;
     if answer.is_empty() {
-        anyhow::bail!(
-            "the daemon at {} closed the connection without an answer",
-            socket.display()
-        );
+        return Err(ClientError::NoAnswer {
+            socket: socket.to_path_buf(),
+        });
     }
-    Ok(serde_json::from_str(&answer)?)
+    serde_json::from_str(&answer).map_err(|error| ClientError::BadAnswer {
+        socket: socket.to_path_buf(),
+        error,
+    })
 }

@@ -160,9 +160,9 @@ fn check_reload(config: &Config) -> Response {
         }
         Err(e) => {
             // The error names the place; its source chain says what is wrong.
-            let e = anyhow::Error::new(e);
-            tracing::error!("reload refused, the running config stays: {e:#}");
-            Response::err(format!("reload refused, the running config stays: {e:#}"))
+            let e = crate::yaml::report(&e);
+            tracing::error!("reload refused, the running config stays: {e}");
+            Response::err(format!("reload refused, the running config stays: {e}"))
         }
     }
 }

@@ -17,12 +17,11 @@ mod outbox;
 mod reader;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
-
-use anyhow::Context as _;
 
 use crate::config::{format_duration, Config};
 use crate::control::server::{serve, Server};
@@ -33,13 +32,48 @@ pub use engine::{Decision, Engine, RequestError, FORGET_INTERVAL};
 pub use events::Event;
 use events::Exit;
 
+/// Why the daemon could not start (or restart for a reload).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The ban history cannot be opened.
+    #[error(transparent)]
+    History(#[from] crate::store::Error),
+    /// The table cannot be created or adopted.
+    #[error("cannot set up `table inet {table}`")]
+    Setup {
+        table: String,
+        source: crate::firewall::Error,
+    },
+    /// The control socket cannot be bound.
+    #[error("cannot open the control socket {}", .path.display())]
+    Socket { path: PathBuf, source: std::io::Error },
+    /// The metrics address cannot be listened on.
+    #[error("cannot listen for metrics on {listen} (metrics.listen)")]
+    Metrics {
+        listen: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    /// A thread (or the signal handler) cannot be started.
+    #[error("cannot start the daemon's threads")]
+    Threads(#[source] std::io::Error),
+    /// The re-exec for a reload failed.
+    #[error("cannot restart for the reload")]
+    Reload(#[source] std::io::Error),
+}
+
+impl From<std::io::Error> for DaemonError {
+    fn from(e: std::io::Error) -> DaemonError {
+        DaemonError::Threads(e)
+    }
+}
+
 /// How many events may wait for the engine before sources block.
 const QUEUE: usize = 16 * 1024;
 
 /// Run the daemon until SIGTERM or SIGINT. The firewall's watcher, if it
 /// has one, reports other processes' changes to nftban's table, and the
 /// engine heals it.
-pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> anyhow::Result<()> {
+pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> Result<(), DaemonError> {
     let store = crate::store::Store::open(&config.database)?;
     let saved = Arc::new(saved_checkpoints(&store));
     tracing::info!("ban history in {}", config.database.display());
@@ -49,9 +83,10 @@ pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> anyhow::Result<()
         None
     });
     let mut engine = Engine::new(&config, firewall).with_store(store);
-    let restored = engine
-        .start(&config)
-        .with_context(|| format!("cannot set up `table inet {}`", config.table))?;
+    let restored = engine.start(&config).map_err(|source| DaemonError::Setup {
+        table: config.table.clone(),
+        source,
+    })?;
     let chains: Vec<&str> = config.hooks.iter().map(|h| h.chain()).collect();
     tracing::info!(
         table = %config.table,
@@ -60,8 +95,10 @@ pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> anyhow::Result<()
         config.action,
         chains.join(", ")
     );
-    let server = Server::bind(&config.socket)
-        .with_context(|| format!("cannot open the control socket {}", config.socket.display()))?;
+    let server = Server::bind(&config.socket).map_err(|source| DaemonError::Socket {
+        path: config.socket.clone(),
+        source,
+    })?;
     tracing::info!("control socket {} (mode 0600)", config.socket.display());
 
     let (tx, rx) = mpsc::sync_channel::<Event>(QUEUE);
@@ -96,10 +133,10 @@ pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> anyhow::Result<()
         notify::notify("RELOADING=1");
         tracing::info!("reloading {}", config.path.display());
         drop(engine);
-        let exe = std::env::current_exe()?;
+        let exe = std::env::current_exe().map_err(DaemonError::Reload)?;
         use std::os::unix::process::CommandExt;
         let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).exec();
-        anyhow::bail!("cannot restart for the reload: {err}");
+        return Err(DaemonError::Reload(err));
     }
     notify::notify("STOPPING=1");
     tracing::info!("stopped; bans stay in the kernel until their timeouts end");
@@ -129,7 +166,7 @@ fn start_sources(
     saved: &Arc<Saved>,
     tx: &SyncSender<Event>,
     stop: &Arc<AtomicBool>,
-) -> anyhow::Result<Vec<Arc<SourceStats>>> {
+) -> Result<Vec<Arc<SourceStats>>, DaemonError> {
     /// One source and the jails that read it.
     struct Shared {
         source: Box<dyn Source>,
@@ -193,7 +230,7 @@ fn ask(tx: &SyncSender<Event>, req: Request) -> Response {
     rrx.recv().unwrap_or_else(|_| Response::err("the daemon is stopping"))
 }
 
-fn spawn_control_thread(server: &Server, tx: SyncSender<Event>, answering: Arc<AtomicBool>) -> anyhow::Result<()> {
+fn spawn_control_thread(server: &Server, tx: SyncSender<Event>, answering: Arc<AtomicBool>) -> Result<(), DaemonError> {
     let listener = server.listener()?;
     std::thread::Builder::new()
         .name("control".into())
@@ -201,9 +238,8 @@ fn spawn_control_thread(server: &Server, tx: SyncSender<Event>, answering: Arc<A
     Ok(())
 }
 
-fn spawn_metrics_thread(listen: std::net::SocketAddr, tx: SyncSender<Event>) -> anyhow::Result<()> {
-    let listener = crate::control::metrics::bind(listen)
-        .with_context(|| format!("cannot listen for metrics on {listen} (metrics.listen)"))?;
+fn spawn_metrics_thread(listen: std::net::SocketAddr, tx: SyncSender<Event>) -> Result<(), DaemonError> {
+    let listener = crate::control::metrics::bind(listen).map_err(|source| DaemonError::Metrics { listen, source })?;
     tracing::info!("Prometheus metrics on http://{listen}/metrics");
     std::thread::Builder::new().name("metrics".into()).spawn(move || {
         crate::control::metrics::serve(listener, || {
@@ -217,7 +253,7 @@ fn spawn_watcher_thread(
     mut watcher: Box<dyn Watcher>,
     tx: SyncSender<Event>,
     stop: Arc<AtomicBool>,
-) -> anyhow::Result<()> {
+) -> Result<(), DaemonError> {
     std::thread::Builder::new().name("nft-monitor".into()).spawn(move || {
         while !stop.load(Ordering::Relaxed) {
             match watcher.wait() {
@@ -237,7 +273,7 @@ fn spawn_watcher_thread(
     Ok(())
 }
 
-fn spawn_signal_thread(tx: SyncSender<Event>) -> anyhow::Result<()> {
+fn spawn_signal_thread(tx: SyncSender<Event>) -> Result<(), DaemonError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     std::thread::Builder::new().name("signals".into()).spawn(move || {

@@ -88,8 +88,8 @@ pub struct Located<E: std::error::Error + 'static> {
     pub error: E,
 }
 
-/// An error and its sources as the CLI prints them (`a: b: c`).
-#[cfg(test)]
+/// An error and its sources as the CLI prints them (`a: b: c`), for
+/// messages that leave the process another way (the answer to a reload).
 pub(crate) fn report(e: &(dyn std::error::Error + 'static)) -> String {
     std::iter::successors(Some(e), |e| e.source())
         .map(|e| e.to_string())
