@@ -25,6 +25,12 @@ fn engine() -> Engine {
     e
 }
 
+/// An engine on an empty in-memory kernel with the history in `db`
+/// (not started).
+fn with_history(config: &Config, db: &Path) -> Engine {
+    Engine::new(config, Box::new(Memory::new())).with_store(crate::store::Store::open(db).unwrap())
+}
+
 fn kernel(e: &mut Engine, jail: &str) -> Vec<String> {
     e.firewall
         .list(jail)
@@ -186,7 +192,7 @@ fn history_is_written_before_the_kernel_and_restored_in_one_batch() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("nftban.db");
     let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
-    let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(crate::store::Store::open(&db).unwrap());
+    let mut e = with_history(&config, &db);
     e.start(&config).unwrap();
     let now = SystemTime::now();
     for _ in 0..3 {
@@ -199,7 +205,7 @@ fn history_is_written_before_the_kernel_and_restored_in_one_batch() {
     drop(e);
 
     // A new engine on an empty kernel (a reboot): the history refills it.
-    let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(crate::store::Store::open(&db).unwrap());
+    let mut e = with_history(&config, &db);
     assert_eq!(e.start(&config).unwrap(), 2);
     assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.7"]);
     assert_eq!(kernel(&mut e, "manual"), ["203.0.113.1"]);
@@ -461,7 +467,7 @@ fn three_addresses_of_a_slash_64_escalate_to_the_prefix() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("nftban.db");
     let config = Config::from_text(Path::new("/x/nftban.yaml"), ESCALATING).unwrap();
-    let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(crate::store::Store::open(&db).unwrap());
+    let mut e = with_history(&config, &db);
     e.start(&config).unwrap();
     let now = SystemTime::now();
     for a in ["2001:db8:1:2::a", "2001:db8:1:3::b", "2001:db8:1:2::b"] {
@@ -498,7 +504,7 @@ fn three_addresses_of_a_slash_64_escalate_to_the_prefix() {
 
     // The history holds the prefix with its reason, not the lifted addresses.
     drop(e);
-    let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(crate::store::Store::open(&db).unwrap());
+    let mut e = with_history(&config, &db);
     e.start(&config).unwrap();
     assert_eq!(kernel(&mut e, "asterisk"), ["2001:db8:1:2::/64", "2001:db8:1:3::b"]);
     let st: JailStatus = e.jail_status("asterisk", now).unwrap();
@@ -537,7 +543,7 @@ fn failure_counts_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("nftban.db");
     let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
-    let open = || Engine::new(&config, Box::new(Memory::new())).with_store(crate::store::Store::open(&db).unwrap());
+    let open = || with_history(&config, &db);
     let mut e = open();
     e.start(&config).unwrap();
     let now = SystemTime::now();
@@ -607,7 +613,7 @@ fn another_origins_decisions_are_banned_but_never_in_ignoreip() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("nftban.db");
     let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
-    let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(crate::store::Store::open(&db).unwrap());
+    let mut e = with_history(&config, &db);
     e.start(&config).unwrap();
     let now = SystemTime::now();
     let decision = Decision {
@@ -639,7 +645,7 @@ fn another_origins_decisions_are_banned_but_never_in_ignoreip() {
     ));
     // Restored after a restart, with its reason.
     drop(e);
-    let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(crate::store::Store::open(&db).unwrap());
+    let mut e = with_history(&config, &db);
     assert_eq!(e.start(&config).unwrap(), 1);
     let st = e.jail_status("asterisk", SystemTime::now()).unwrap();
     assert_eq!(st.banned[0].reason.as_deref(), Some("test origin"));
