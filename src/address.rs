@@ -68,6 +68,33 @@ pub fn is_host(net: &IpNet) -> bool {
     net.prefix_len() == net.max_prefix_len()
 }
 
+/// Ranges no ban may touch, whoever asks (a log line, `nftban ban
+/// --force`, a peer, a feed, a record in the history), with why: banning
+/// them never stops an attacker and can cut the host off. A ban that
+/// overlaps one (contains it or lies in it) is refused, so a wide prefix
+/// that would swallow one is refused too.
+const NEVER_BANNED: &[(&str, &str)] = &[
+    ("0.0.0.0/8", "\"this network\" (0.0.0.0/8) is not a source address"),
+    ("127.0.0.0/8", "loopback is this host itself"),
+    ("224.0.0.0/4", "multicast is not a source address"),
+    ("255.255.255.255/32", "the broadcast address is not a source address"),
+    ("::/128", "the unspecified address is not a source address"),
+    ("::1/128", "loopback is this host itself"),
+    ("ff00::/8", "multicast is not a source address"),
+];
+
+/// Why `net` may never be banned, or `None` if it may.
+#[cfg_attr(not(test), expect(dead_code, reason = "the ban paths use it next"))]
+pub fn never_banned(net: &IpNet) -> Option<&'static str> {
+    if net.prefix_len() == 0 {
+        return Some("a ban of the whole address space would cut the host off");
+    }
+    NEVER_BANNED.iter().find_map(|(range, why)| {
+        let range: IpNet = range.parse().ok()?;
+        (range.contains(net) || net.contains(&range)).then_some(*why)
+    })
+}
+
 /// An address prints without `/32` or `/128`, a prefix with its length.
 pub fn show(net: &IpNet) -> String {
     if is_host(net) {
@@ -107,6 +134,30 @@ mod tests {
         );
         assert_eq!(parse_net("host.example"), Err(AddressError::NotAnAddress));
         assert_eq!(parse_net("192.0.2.0/x"), Err(AddressError::BadPrefixLength("x".into())));
+    }
+
+    #[test]
+    fn some_ranges_are_never_banned() {
+        for text in [
+            "0.0.0.0",
+            "0.0.0.0/0",
+            "::/0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "239.255.255.250",
+            "ff02::1",
+            "::",
+            "::1",
+            "127.0.0.1",
+            "0.0.0.0/1",
+            "128.0.0.0/1",
+            "192.0.0.0/2",
+        ] {
+            assert!(never_banned(&parse_net(text).unwrap()).is_some(), "{text}");
+        }
+        for text in ["192.0.2.1", "198.51.100.0/24", "2001:db8::/32", "1.0.0.0/8", "::ffff:192.0.2.9"] {
+            assert_eq!(never_banned(&parse_net(text).unwrap()), None, "{text}");
+        }
     }
 
     #[test]
