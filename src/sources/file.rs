@@ -8,8 +8,11 @@
 //! another file or a shorter one, then read what was appended.
 //!
 //! Bytes are cut into lines here. Invalid UTF-8 is read lossily, a line
-//! longer than the limit is cut (its head is still matched) and counted, and
-//! a partial last line waits for its newline.
+//! longer than [`MAX_LINE`] is skipped whole, unmatched, and counted (see
+//! `sources`: a line is matched whole or not at all), and a partial last
+//! line waits for its newline. No more than [`MAX_LINE`] bytes of a line are
+//! ever held: once a line is known to be longer, its bytes are dropped as
+//! they come, up to its newline.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -21,10 +24,7 @@ use std::sync::Arc;
 use inotify::EventMask;
 
 use super::watch::FolderWatch;
-use super::{Checkpoint, Context, Sink, Source, SourceState, SourceStats};
-
-/// Lines longer than this are cut; the rest of the line is skipped.
-const MAX_LINE: usize = 16 * 1024;
+use super::{Checkpoint, Context, Sink, Source, SourceState, SourceStats, MAX_LINE};
 
 /// Where reading starts when the daemon first opens a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,8 +97,11 @@ pub struct FileTail {
     reopen: bool,
     /// The file last left (rotated away, gone, or truncated), until taken.
     left: Option<Left>,
+    /// The start of a line whose newline has not come yet (never more than
+    /// `max_line` bytes, nor more capacity).
     pending: Vec<u8>,
-    /// Inside an over-long line: skip bytes until the next newline.
+    /// Inside a line over the limit (already counted): its bytes are
+    /// dropped up to its newline.
     skipping: bool,
     max_line: usize,
     stats: Arc<SourceStats>,
@@ -352,49 +355,58 @@ impl FileTail {
     }
 
     /// Cut bytes read (from a file or a pipe) into lines and hand out the
-    /// complete ones; a partial last line waits for the next bytes.
+    /// complete ones; a partial last line waits for the next bytes. A line
+    /// longer than the limit is handed out in no part: it is counted when
+    /// it is known to be too long, and its bytes dropped up to its newline.
     pub fn feed(&mut self, bytes: &[u8], on_line: &mut dyn FnMut(&str)) {
         let n = bytes.len();
         let start = self.offset;
         self.offset += n as u64;
         let mut chunk = bytes;
-        while let Some(nl) = chunk.iter().position(|&b| b == b'\n') {
+        while let Some(nl) = memchr::memchr(b'\n', chunk) {
             let (head, rest) = chunk.split_at(nl);
             chunk = &rest[1..];
             self.committed = start + (n - chunk.len()) as u64;
             if self.skipping {
+                // The end of a line already counted as too long.
                 self.skipping = false;
                 continue;
             }
-            if self.pending.is_empty() {
-                let take = head.len().min(self.max_line);
-                if head.len() > self.max_line {
-                    note_cut(&self.path, &self.stats, self.max_line);
-                }
-                emit(&self.path, &head[..take], &self.stats, on_line);
+            if self.pending.len() + head.len() > self.max_line {
+                self.pending = Vec::new();
+                self.stats.skip_too_long(self.max_line);
+            } else if self.pending.is_empty() {
+                emit(head, &self.stats, on_line);
             } else {
-                let room = self.max_line.saturating_sub(self.pending.len());
-                if head.len() > room {
-                    note_cut(&self.path, &self.stats, self.max_line);
-                }
-                self.pending.extend_from_slice(&head[..head.len().min(room)]);
+                self.pending.extend_from_slice(head);
                 let line = std::mem::take(&mut self.pending);
-                emit(&self.path, &line, &self.stats, on_line);
+                emit(&line, &self.stats, on_line);
             }
         }
-        if !chunk.is_empty() && !self.skipping {
-            let room = self.max_line.saturating_sub(self.pending.len());
-            if chunk.len() > room {
-                // The line is over the limit: match its head now, skip the rest.
-                self.pending.extend_from_slice(&chunk[..room]);
-                let line = std::mem::take(&mut self.pending);
-                note_cut(&self.path, &self.stats, self.max_line);
-                emit(&self.path, &line, &self.stats, on_line);
-                self.skipping = true;
-            } else {
-                self.pending.extend_from_slice(chunk);
-            }
+        if chunk.is_empty() || self.skipping {
+            return;
         }
+        if self.pending.len() + chunk.len() > self.max_line {
+            // Too long whatever follows: counted now, the rest dropped.
+            self.pending = Vec::new();
+            self.stats.skip_too_long(self.max_line);
+            self.skipping = true;
+        } else {
+            self.keep(chunk);
+        }
+    }
+
+    /// Add the start of a line to `pending`, whose length stays within
+    /// the limit; its capacity does too (a `Vec` left to grow by itself
+    /// could double to twice the limit).
+    fn keep(&mut self, part: &[u8]) {
+        let need = self.pending.len() + part.len();
+        debug_assert!(need <= self.max_line);
+        if need > self.pending.capacity() {
+            let want = (self.pending.capacity() * 2).clamp(need, self.max_line);
+            self.pending.reserve_exact(want - self.pending.len());
+        }
+        self.pending.extend_from_slice(part);
     }
 
     /// The input ended (a pipe closed): a last line without its newline
@@ -402,27 +414,20 @@ impl FileTail {
     pub fn finish(&mut self, on_line: &mut dyn FnMut(&str)) {
         if !self.pending.is_empty() && !self.skipping {
             let line = std::mem::take(&mut self.pending);
-            emit(&self.path, &line, &self.stats, on_line);
+            emit(&line, &self.stats, on_line);
         }
     }
 }
 
-fn note_cut(path: &Path, stats: &SourceStats, max_line: usize) {
-    stats.count_truncated();
-    tracing::warn!(
-        file = %path.display(),
-        "line longer than {max_line} bytes: its first {max_line} bytes are matched, the rest is skipped"
-    );
-}
-
-fn emit(path: &Path, bytes: &[u8], stats: &SourceStats, on_line: &mut dyn FnMut(&str)) {
+/// Hand out one line (within the limit), its `\r` before the newline
+/// dropped, read lossily if it is not UTF-8.
+fn emit(bytes: &[u8], stats: &SourceStats, on_line: &mut dyn FnMut(&str)) {
     let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
     stats.count_line();
     match std::str::from_utf8(bytes) {
         Ok(line) => on_line(line),
         Err(_) => {
-            stats.count_invalid_utf8();
-            tracing::warn!(file = %path.display(), "line is not valid UTF-8; matched with the bad bytes replaced");
+            stats.note_invalid_utf8();
             on_line(&String::from_utf8_lossy(bytes));
         }
     }

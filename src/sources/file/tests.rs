@@ -65,39 +65,106 @@ fn invalid_utf8_is_read_lossily_and_counted() {
     assert_eq!(stats.invalid_utf8.load(Ordering::Relaxed), 1);
 }
 
+/// A line over the limit is not handed out in any part, whether it comes
+/// in one write or across several, and whether its newline comes or not
+/// yet; it is counted once, and the next line is intact. A line at the
+/// limit (its `\r` counted) is handed out whole.
 #[test]
-fn long_lines_are_cut_and_the_next_line_is_intact() {
+fn long_lines_are_skipped_whole_and_the_next_line_is_intact() {
     let dir = tempfile::tempdir().unwrap();
     let (path, stats) = setup(dir.path());
     append(&path, b"");
     let mut tail = FileTail::new(&path, stats.clone()).with_max_line(10);
     step(&mut tail, StartAt::End);
-    // One long line in a single write, one split across writes.
-    append(&path, b"0123456789abcdef\nshort\n01234");
+    // One long line in a single write, one at the limit, one split across writes.
+    append(&path, b"0123456789abcdef\nshort\n012345678\r\n0123456789\n01234");
     let got = step(&mut tail, StartAt::Beginning);
-    assert_eq!(got, ["0123456789", "short"]);
+    assert_eq!(got, ["short", "012345678", "0123456789"]);
     append(&path, b"56789XYZ");
-    assert_eq!(step(&mut tail, StartAt::Beginning), ["0123456789"]);
+    assert!(step(&mut tail, StartAt::Beginning).is_empty());
+    assert_eq!(
+        stats.truncated.load(Ordering::Relaxed),
+        2,
+        "counted once it is known too long"
+    );
     append(&path, b"more tail\nafter\n");
     assert_eq!(step(&mut tail, StartAt::Beginning), ["after"]);
     assert_eq!(stats.truncated.load(Ordering::Relaxed), 2);
+    assert_eq!(stats.lines.load(Ordering::Relaxed), 6, "skipped lines are lines read");
+    // The position is past the skipped line: a restart does not read it again.
+    assert_eq!(tail.position().unwrap().offset, std::fs::metadata(&path).unwrap().len());
 }
 
+/// At the default limit: a line of exactly [`MAX_LINE`] bytes is matched
+/// whole, one byte more and it is skipped whole.
 #[test]
-fn one_megabyte_line_is_cut_at_the_default_limit() {
+fn the_default_limit_is_exact() {
     let dir = tempfile::tempdir().unwrap();
     let (path, stats) = setup(dir.path());
     append(&path, b"");
     let mut tail = FileTail::new(&path, stats.clone());
     step(&mut tail, StartAt::End);
-    let mut big = vec![b'x'; 1 << 20];
-    big.push(b'\n');
-    append(&path, &big);
+    for len in [MAX_LINE, MAX_LINE + 1] {
+        let mut line = vec![b'x'; len];
+        line.push(b'\n');
+        append(&path, &line);
+    }
     append(&path, b"next\n");
     let got = step(&mut tail, StartAt::Beginning);
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].len(), MAX_LINE);
     assert_eq!(got[1], "next");
+    assert_eq!(stats.truncated.load(Ordering::Relaxed), 1);
+}
+
+/// Memory stays bounded whatever the attacker writes: a line of many
+/// times the limit, fed in the reads' own sizes and in odd ones, never
+/// makes the tail hold (or reserve) more than the limit.
+#[test]
+fn a_huge_line_holds_no_more_than_the_limit() {
+    let stats = Arc::new(SourceStats::new("huge".into()));
+    let mut tail = FileTail::new(Path::new("huge"), stats.clone());
+    let mut out = Vec::new();
+    let chunk = vec![b'A'; 64 * 1024 + 7];
+    let mut fed = 0;
+    while fed < 5 * MAX_LINE {
+        tail.feed(&chunk, &mut |l: &str| out.push(l.len()));
+        fed += chunk.len();
+        assert!(
+            tail.pending.capacity() <= MAX_LINE,
+            "{} bytes reserved after {fed} bytes fed",
+            tail.pending.capacity()
+        );
+    }
+    tail.feed(b"A\nfail from 192.0.2.1\n", &mut |l: &str| out.push(l.len()));
+    assert_eq!(out, ["fail from 192.0.2.1".len()]);
+    assert_eq!(stats.truncated.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.lines.load(Ordering::Relaxed), 2);
+    // Just under the limit in small pieces: kept whole, capacity within the limit.
+    let mut tail = FileTail::new(Path::new("huge"), stats.clone());
+    let piece = vec![b'B'; 1000];
+    for _ in 0..MAX_LINE / 1000 {
+        tail.feed(&piece, &mut |l: &str| out.push(l.len()));
+    }
+    assert!(tail.pending.capacity() <= MAX_LINE);
+    tail.feed(b"\n", &mut |l: &str| out.push(l.len()));
+    assert_eq!(out[1], MAX_LINE / 1000 * 1000);
+}
+
+/// Standard input's last line without its newline: handed out at the end
+/// of input if within the limit, never if over it.
+#[test]
+fn a_last_line_over_the_limit_is_not_handed_out_at_the_end() {
+    let stats = Arc::new(SourceStats::new("stdin".into()));
+    let mut out = Vec::new();
+    let mut tail = FileTail::new(Path::new("stdin"), stats.clone()).with_max_line(10);
+    tail.feed(b"ok\n0123456789abc", &mut |l: &str| out.push(l.to_string()));
+    tail.finish(&mut |l: &str| out.push(l.to_string()));
+    let mut tail = FileTail::new(Path::new("stdin"), stats.clone()).with_max_line(10);
+    tail.feed(b"0123456789", &mut |l: &str| out.push(l.to_string()));
+    tail.finish(&mut |l: &str| out.push(l.to_string()));
+    assert_eq!(out, ["ok", "0123456789"]);
+    assert_eq!(stats.truncated.load(Ordering::Relaxed), 1);
 }
 
 #[test]
