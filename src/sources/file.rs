@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use inotify::EventMask;
 
+use super::regular;
 use super::watch::FolderWatch;
 use super::{Checkpoint, Context, Sink, Source, SourceState, SourceStats, MAX_LINE};
 
@@ -216,6 +217,8 @@ impl FileTail {
     /// Open the file if it is not open, or reopen it if the path now names
     /// another file (rotation) or the file got shorter (truncation). Reading
     /// of the old file is finished first so its last lines are not lost.
+    /// Only a regular file is opened (`sources::regular`): anything else at
+    /// the path is reported unreadable, and looked at again next time.
     pub fn check(&mut self, start: StartAt, on_line: &mut dyn FnMut(&str)) {
         let meta = match std::fs::metadata(&self.path) {
             Ok(m) => m,
@@ -227,16 +230,22 @@ impl FileTail {
                     self.file = None;
                     tracing::info!(file = %self.path.display(), "log file is gone; waiting for it to come back");
                 }
-                self.set_state(if e.kind() == io::ErrorKind::NotFound {
-                    SourceState::Missing
+                if e.kind() == io::ErrorKind::NotFound {
+                    self.set_state(SourceState::Missing);
                 } else {
-                    SourceState::Unreadable(e.to_string())
-                });
+                    self.unreadable(e.to_string());
+                }
                 return;
             }
         };
-        if meta.is_dir() {
-            self.set_state(SourceState::Unreadable("is a directory, not a file".into()));
+        if let Err(e) = regular::check(&self.path, &meta) {
+            if self.file.is_some() {
+                // Replaced by what cannot be read: finish the old file.
+                let _ = self.read_available(on_line);
+                self.leave(true);
+                self.file = None;
+            }
+            self.unreadable(e.to_string());
             return;
         }
         let id = (meta.dev(), meta.ino());
@@ -248,7 +257,7 @@ impl FileTail {
                 return;
             }
             tracing::info!(file = %self.path.display(), "log file was rotated; reading the new one from its start");
-            return self.open(StartAt::Beginning, meta.len(), id);
+            return self.open(StartAt::Beginning);
         }
         if self.file.is_some() && meta.len() < self.offset {
             tracing::info!(file = %self.path.display(), "log file was truncated; reading from its start");
@@ -263,54 +272,62 @@ impl FileTail {
             }
         }
         if self.file.is_none() {
-            self.open(start, meta.len(), id);
+            self.open(start);
         }
     }
 
-    fn open(&mut self, start: StartAt, len: u64, id: (u64, u64)) {
-        match File::open(&self.path) {
-            Ok(mut f) => {
-                let offset = match start {
-                    StartAt::End => len,
-                    StartAt::Beginning => 0,
-                    StartAt::Resume(pos) if head_hash(&f, pos.head_len) == Some(pos.head_hash) => {
-                        if len < pos.offset {
-                            tracing::info!(file = %self.path.display(), "log file is shorter than where nftban stopped (truncated meanwhile); reading from its start");
-                            0
-                        } else {
-                            if len > pos.offset {
-                                tracing::info!(file = %self.path.display(), bytes = len - pos.offset, "reading what was written while nftban was stopped");
-                            }
-                            pos.offset
-                        }
+    /// Open the path, if it names a regular file, where `start` says; its
+    /// length and identity are those of the file opened.
+    fn open(&mut self, start: StartAt) {
+        let (mut f, meta) = match regular::open(&self.path) {
+            Ok(opened) => opened,
+            Err(e) => return self.unreadable(e.to_string()),
+        };
+        let (len, id) = (meta.len(), (meta.dev(), meta.ino()));
+        let offset = match start {
+            StartAt::End => len,
+            StartAt::Beginning => 0,
+            StartAt::Resume(pos) if head_hash(&f, pos.head_len) == Some(pos.head_hash) => {
+                if len < pos.offset {
+                    tracing::info!(file = %self.path.display(), "log file is shorter than where nftban stopped (truncated meanwhile); reading from its start");
+                    0
+                } else {
+                    if len > pos.offset {
+                        tracing::info!(file = %self.path.display(), bytes = len - pos.offset, "reading what was written while nftban was stopped");
                     }
-                    StartAt::Resume(_) => {
-                        tracing::info!(file = %self.path.display(), "log file was replaced while nftban was stopped; reading the new one from its start");
-                        0
-                    }
-                };
-                if let Err(e) = f.seek(SeekFrom::Start(offset)) {
-                    self.set_state(SourceState::Unreadable(e.to_string()));
-                    return;
+                    pos.offset
                 }
-                self.file = Some(f);
-                self.id = id;
-                self.offset = offset;
-                self.committed = offset;
-                self.head = None;
-                self.pending.clear();
-                self.skipping = false;
-                self.set_state(SourceState::Reading);
-                tracing::debug!(file = %self.path.display(), offset, "opened log file");
             }
-            Err(e) => {
-                let state = SourceState::Unreadable(e.to_string());
-                if self.stats.state() != state {
-                    tracing::warn!(file = %self.path.display(), error = %e, "cannot open log file; will retry");
-                }
-                self.set_state(state);
+            StartAt::Resume(_) => {
+                tracing::info!(file = %self.path.display(), "log file was replaced while nftban was stopped; reading the new one from its start");
+                0
+            }
+        };
+        if let Err(e) = f.seek(SeekFrom::Start(offset)) {
+            return self.unreadable(e.to_string());
+        }
+        self.file = Some(f);
+        self.id = id;
+        self.offset = offset;
+        self.committed = offset;
+        self.head = None;
+        self.pending.clear();
+        self.skipping = false;
+        self.set_state(SourceState::Reading);
+        tracing::debug!(file = %self.path.display(), offset, "opened log file");
+    }
+
+    /// The path cannot be read, for `why`: said in status, and logged when
+    /// the reason is new (not at every look: the path is looked at again
+    /// every second).
+    fn unreadable(&self, why: String) {
+        let state = SourceState::Unreadable(why);
+        if self.stats.state() != state {
+            if let SourceState::Unreadable(why) = &state {
+                tracing::warn!(file = %self.path.display(), "cannot read log file: {why}; looking again every second");
             }
         }
+        self.set_state(state);
     }
 
     fn set_state(&self, state: SourceState) {
@@ -327,6 +344,9 @@ impl FileTail {
                 Ok(0) => break Ok(()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Opened non-blocking: a file that has nothing now (not one
+                // on a disk, which never says so) is read again next time.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
                 Err(e) => {
                     tracing::warn!(file = %self.path.display(), error = %e, "read failed; will retry");
                     self.stats.set_state(SourceState::Unreadable(e.to_string()));

@@ -25,6 +25,7 @@
 pub mod file;
 pub mod glob;
 pub mod journal;
+mod regular;
 mod status;
 pub mod stdin;
 mod throttle;
