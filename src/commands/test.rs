@@ -174,6 +174,14 @@ pub(crate) fn format_report(r: &Report, out: Output) -> String {
             r.invalid_utf8
         );
     }
+    if r.too_long > 0 {
+        let _ = writeln!(
+            o,
+            "       ({} lines longer than {} bytes, skipped unmatched, as the daemon skips them)",
+            r.too_long,
+            crate::sources::MAX_LINE
+        );
+    }
     let _ = writeln!(o, "\nFailregex: {} total", r.matched);
     let _ = writeln!(o, "|-  #) [# of hits] regular expression");
     for (i, rule) in r.rules.iter().enumerate() {

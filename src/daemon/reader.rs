@@ -146,6 +146,9 @@ fn counts(at: SystemTime, now: SystemTime, findtime: Duration) -> bool {
 }
 
 #[cfg(test)]
+mod hostile;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::matcher::{Matcher, Ruleset};

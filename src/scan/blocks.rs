@@ -9,6 +9,12 @@
 //! would), the others are counted by their newlines and missed in bulk.
 //! When a rule could match a line without a literal, or every missed line
 //! is to be kept, every line is classified.
+//!
+//! A line longer than [`MAX_LINE`] is skipped whole and counted
+//! (`too_long`), as the daemon's sources skip it: the two never disagree
+//! on a line, and memory stays bounded. The buffer holds exactly a line at
+//! the limit with its newline, so every block's lines are within the limit
+//! and a buffer full without a newline is a line over it.
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -18,9 +24,16 @@ use std::time::SystemTime;
 use super::report::Tally;
 use super::{Keep, Progress};
 use crate::matcher::{LineMatch, Matcher, SourceMatcher};
+use crate::sources::MAX_LINE;
 
 /// Bytes read at a time (and the least a thread gets of a file).
 pub(super) const BLOCK: usize = 1 << 20;
+
+/// The read buffer: a line at the limit and its newline, so that a full
+/// buffer without a newline is a line over the limit, and a block of whole
+/// lines never holds one.
+const BUFFER: usize = MAX_LINE + 1;
+const _: () = assert!(BLOCK <= BUFFER, "a block is read at a time");
 
 /// Counts the bytes read from the raw input (before any decompression),
 /// for [`Progress`].
@@ -96,6 +109,12 @@ impl<'m> Scanner<'m> {
         }
         // Lines not looked at hold no literal: missed.
         self.tally.missed += lines - seen;
+    }
+
+    /// A line longer than [`MAX_LINE`]: counted, not classified.
+    fn too_long(&mut self) {
+        self.tally.lines += 1;
+        self.tally.too_long += 1;
     }
 
     /// Counts lines holding invalid UTF-8 (read with replacement
@@ -182,15 +201,20 @@ pub(super) fn scan_stream(
     read: &Cell<u64>,
     progress: &dyn Progress,
 ) -> std::io::Result<()> {
-    let mut buf = vec![0u8; BLOCK];
+    let mut buf = vec![0u8; BUFFER];
     // Bytes of an unfinished line kept at the start of `buf`.
     let mut kept = 0;
+    // Inside a line over the limit (already counted): its bytes are
+    // dropped up to its newline.
+    let mut skipping = false;
     // What `progress` was told so far.
     let (mut told_bytes, mut told_lines) = (0, 0);
     loop {
         if kept == buf.len() {
-            // A line longer than the buffer.
-            buf.resize(buf.len() * 2, 0);
+            // No newline in more than the limit: a line over it.
+            scanner.too_long();
+            kept = 0;
+            skipping = true;
         }
         let n = match input.read(&mut buf[kept..]) {
             Ok(n) => n,
@@ -198,17 +222,36 @@ pub(super) fn scan_stream(
             Err(e) => return Err(e),
         };
         if n == 0 {
-            scanner.block(&buf[..kept]);
+            if !skipping {
+                scanner.block(&buf[..kept]);
+            }
         } else {
             let filled = kept + n;
-            match memchr::memrchr(b'\n', &buf[kept..filled]) {
+            // Where this read's whole lines start: after the end of a
+            // skipped line, if it ends here.
+            let mut begin = 0;
+            if skipping {
+                match memchr::memchr(b'\n', &buf[..filled]) {
+                    Some(i) => {
+                        skipping = false;
+                        begin = i + 1;
+                    }
+                    None => begin = filled,
+                }
+            }
+            // `kept` bytes hold no newline (when skipping, none are kept).
+            let from = begin.max(kept);
+            match memchr::memrchr(b'\n', &buf[from..filled]) {
                 Some(i) => {
-                    let end = kept + i + 1;
-                    scanner.block(&buf[..end]);
+                    let end = from + i + 1;
+                    scanner.block(&buf[begin..end]);
                     buf.copy_within(end..filled, 0);
                     kept = filled - end;
                 }
-                None => kept = filled,
+                None => {
+                    buf.copy_within(begin..filled, 0);
+                    kept = filled - begin;
+                }
             }
         }
         let (bytes, lines) = (read.get(), scanner.tally.lines);

@@ -37,6 +37,10 @@ pub(crate) struct Report {
     /// Matched lines whose host is no address (never resolved, never banned).
     pub(crate) not_an_address: u64,
     pub(crate) invalid_utf8: u64,
+    /// Lines longer than the limit (1 MiB), skipped unmatched as the daemon
+    /// skips them (what `status` counts as `truncated`); among `lines`, not
+    /// among `matched`, `ignored` or `missed`.
+    pub(crate) too_long: u64,
     pub(crate) rules: Vec<RuleHits>,
     /// Address → number of matching lines.
     pub(crate) hosts: BTreeMap<String, u64>,
@@ -69,6 +73,7 @@ pub(super) struct Tally {
     pub(super) missed: u64,
     pub(super) not_an_address: u64,
     pub(super) invalid_utf8: u64,
+    pub(super) too_long: u64,
     pub(super) hits: Vec<u64>,
     /// Keyed by address while scanning (no allocation per line), by text at the end.
     /// Addresses, and the prefixes of rules that capture one.
@@ -89,6 +94,7 @@ impl Tally {
             missed: 0,
             not_an_address: 0,
             invalid_utf8: 0,
+            too_long: 0,
             hits: vec![0; rules],
             hosts: HashMap::new(),
             formats: [0; DateFormat::ALL.len()],
@@ -106,6 +112,7 @@ impl Tally {
         self.missed += o.missed;
         self.not_an_address += o.not_an_address;
         self.invalid_utf8 += o.invalid_utf8;
+        self.too_long += o.too_long;
         for (a, b) in self.hits.iter_mut().zip(o.hits) {
             *a += b;
         }
@@ -131,6 +138,7 @@ impl Tally {
             missed: self.missed,
             not_an_address: self.not_an_address,
             invalid_utf8: self.invalid_utf8,
+            too_long: self.too_long,
             rules: matcher
                 .sources
                 .iter()

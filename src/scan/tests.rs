@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::report::Tally;
 use super::*;
 use crate::matcher::{DateFormat, LineMatch, Ruleset, SourceMatcher};
+use crate::sources::MAX_LINE;
 
 const LOG: &str = "\
 [2015-01-28 05:40:16] NOTICE[-1] Ext. 9015448702956577: Incoming SIP connection from unknown peer failed for 31.3.244.234 - Unknown connection from peer
@@ -113,6 +114,10 @@ fn per_line(m: &Matcher, log: &[u8], keep: Keep) -> Report {
     let body = log.strip_suffix(b"\n").unwrap_or(log);
     for line in body.split(|&b| b == b'\n') {
         t.lines += 1;
+        if line.len() > MAX_LINE {
+            t.too_long += 1;
+            continue;
+        }
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if std::str::from_utf8(line).is_err() {
             t.invalid_utf8 += 1;
@@ -187,5 +192,91 @@ fn block_and_parallel_scans_equal_the_line_by_line_report() {
                 assert_eq!(got.into_report(&m), want, "{name} on {parts} threads");
             }
         }
+    }
+}
+
+/// `len` bytes of `A` (no newline), then `rest`; remembers the most bytes
+/// the scan asked for at once, which is its buffer when it keeps nothing.
+struct Huge {
+    left: usize,
+    rest: &'static [u8],
+    widest: usize,
+}
+
+impl Read for Huge {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.widest = self.widest.max(buf.len());
+        if self.left > 0 {
+            let n = self.left.min(buf.len());
+            buf[..n].fill(b'A');
+            self.left -= n;
+            return Ok(n);
+        }
+        let n = self.rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.rest[..n]);
+        self.rest = &self.rest[n..];
+        Ok(n)
+    }
+}
+
+/// A line many times the limit is skipped and counted, and the scan's
+/// buffer stays a line at the limit (it used to double until the line
+/// fit: a newline-less input took all memory).
+#[test]
+fn a_line_over_the_limit_is_skipped_in_bounded_memory() {
+    let m = Matcher::new(&Ruleset::from_regex("fail from <HOST>$")).unwrap();
+    let mut input = Huge {
+        left: 5 * MAX_LINE,
+        rest: b" fail from 6.6.6.6\nfail from 192.0.2.1\n",
+        widest: 0,
+    };
+    let r = scan_reader(&m, &mut input, Keep::default(), &()).unwrap();
+    assert!(input.widest <= MAX_LINE + 1, "asked for {} bytes at once", input.widest);
+    assert_eq!((r.lines, r.matched, r.missed), (2, 1, 0));
+    assert_eq!(r.too_long, 1);
+    assert_eq!(r.hosts.keys().collect::<Vec<_>>(), ["192.0.2.1"]);
+}
+
+/// Lines around the limit (at it, one byte over, with a `\r`, with
+/// invalid UTF-8 inside, several times over, and a last line over it
+/// without its newline), streamed and split over threads, give the line by
+/// line report: a line over the limit is counted, never classified.
+#[test]
+fn lines_around_the_limit_equal_the_line_by_line_report() {
+    let pad = |len: usize, end: &str| format!("{}{end}", "A".repeat(len - end.len()));
+    let mut log = Vec::new();
+    for line in [
+        pad(MAX_LINE, " fail from 192.0.2.1"),
+        pad(MAX_LINE + 1, " fail from 6.6.6.1"),
+        pad(MAX_LINE, " fail from 192.0.2.2\r"),
+        pad(MAX_LINE + 1, " fail from 6.6.6.2\r"),
+        "fail from 192.0.2.3".to_string(),
+        pad(3 * MAX_LINE + 5, " fail from 6.6.6.3"),
+        String::new(),
+        pad(MAX_LINE - 1, " fail from 192.0.2.4"),
+    ] {
+        log.extend_from_slice(line.as_bytes());
+        log.push(b'\n');
+    }
+    let mut bad = vec![b'A'; MAX_LINE + 10];
+    bad[100] = 0xff;
+    bad.extend_from_slice(b" fail from 6.6.6.4\n");
+    log.extend_from_slice(&bad);
+    log.extend_from_slice(pad(MAX_LINE + 2, " fail from 6.6.6.5").as_bytes());
+    let m = Matcher::new(&Ruleset::from_regex("fail from <HOST>$")).unwrap();
+    let want = per_line(&m, &log, Keep::default());
+    assert_eq!(
+        (want.lines, want.too_long, want.matched, want.invalid_utf8),
+        (10, 5, 4, 0)
+    );
+    assert!(want.hosts.keys().all(|h| h.starts_with("192.0.2.")), "{:?}", want.hosts);
+    assert_eq!(scan(&m, &log, Keep::default()), want, "streamed");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.log");
+    std::fs::write(&path, &log).unwrap();
+    let file = File::open(&path).unwrap();
+    for parts in 1..=4 {
+        let got = parallel::scan_parts(&m, &file, log.len() as u64, parts, Keep::default(), &()).unwrap();
+        assert_eq!(got.into_report(&m), want, "on {parts} threads");
     }
 }

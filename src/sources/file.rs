@@ -8,8 +8,11 @@
 //! another file or a shorter one, then read what was appended.
 //!
 //! Bytes are cut into lines here. Invalid UTF-8 is read lossily, a line
-//! longer than the limit is cut (its head is still matched) and counted, and
-//! a partial last line waits for its newline.
+//! longer than [`MAX_LINE`] is skipped whole, unmatched, and counted (see
+//! `sources`: a line is matched whole or not at all), and a partial last
+//! line waits for its newline. No more than [`MAX_LINE`] bytes of a line are
+//! ever held: once a line is known to be longer, its bytes are dropped as
+//! they come, up to its newline.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -20,11 +23,9 @@ use std::sync::Arc;
 
 use inotify::EventMask;
 
+use super::regular;
 use super::watch::FolderWatch;
-use super::{Checkpoint, Context, Sink, Source, SourceState, SourceStats};
-
-/// Lines longer than this are cut; the rest of the line is skipped.
-const MAX_LINE: usize = 16 * 1024;
+use super::{Checkpoint, Context, Sink, Source, SourceState, SourceStats, MAX_LINE};
 
 /// Where reading starts when the daemon first opens a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,8 +98,11 @@ pub struct FileTail {
     reopen: bool,
     /// The file last left (rotated away, gone, or truncated), until taken.
     left: Option<Left>,
+    /// The start of a line whose newline has not come yet (never more than
+    /// `max_line` bytes, nor more capacity).
     pending: Vec<u8>,
-    /// Inside an over-long line: skip bytes until the next newline.
+    /// Inside a line over the limit (already counted): its bytes are
+    /// dropped up to its newline.
     skipping: bool,
     max_line: usize,
     stats: Arc<SourceStats>,
@@ -213,6 +217,8 @@ impl FileTail {
     /// Open the file if it is not open, or reopen it if the path now names
     /// another file (rotation) or the file got shorter (truncation). Reading
     /// of the old file is finished first so its last lines are not lost.
+    /// Only a regular file is opened (`sources::regular`): anything else at
+    /// the path is reported unreadable, and looked at again next time.
     pub fn check(&mut self, start: StartAt, on_line: &mut dyn FnMut(&str)) {
         let meta = match std::fs::metadata(&self.path) {
             Ok(m) => m,
@@ -224,16 +230,22 @@ impl FileTail {
                     self.file = None;
                     tracing::info!(file = %self.path.display(), "log file is gone; waiting for it to come back");
                 }
-                self.set_state(if e.kind() == io::ErrorKind::NotFound {
-                    SourceState::Missing
+                if e.kind() == io::ErrorKind::NotFound {
+                    self.set_state(SourceState::Missing);
                 } else {
-                    SourceState::Unreadable(e.to_string())
-                });
+                    self.unreadable(e.to_string());
+                }
                 return;
             }
         };
-        if meta.is_dir() {
-            self.set_state(SourceState::Unreadable("is a directory, not a file".into()));
+        if let Err(e) = regular::check(&self.path, &meta) {
+            if self.file.is_some() {
+                // Replaced by what cannot be read: finish the old file.
+                let _ = self.read_available(on_line);
+                self.leave(true);
+                self.file = None;
+            }
+            self.unreadable(e.to_string());
             return;
         }
         let id = (meta.dev(), meta.ino());
@@ -245,7 +257,7 @@ impl FileTail {
                 return;
             }
             tracing::info!(file = %self.path.display(), "log file was rotated; reading the new one from its start");
-            return self.open(StartAt::Beginning, meta.len(), id);
+            return self.open(StartAt::Beginning);
         }
         if self.file.is_some() && meta.len() < self.offset {
             tracing::info!(file = %self.path.display(), "log file was truncated; reading from its start");
@@ -260,54 +272,62 @@ impl FileTail {
             }
         }
         if self.file.is_none() {
-            self.open(start, meta.len(), id);
+            self.open(start);
         }
     }
 
-    fn open(&mut self, start: StartAt, len: u64, id: (u64, u64)) {
-        match File::open(&self.path) {
-            Ok(mut f) => {
-                let offset = match start {
-                    StartAt::End => len,
-                    StartAt::Beginning => 0,
-                    StartAt::Resume(pos) if head_hash(&f, pos.head_len) == Some(pos.head_hash) => {
-                        if len < pos.offset {
-                            tracing::info!(file = %self.path.display(), "log file is shorter than where nftban stopped (truncated meanwhile); reading from its start");
-                            0
-                        } else {
-                            if len > pos.offset {
-                                tracing::info!(file = %self.path.display(), bytes = len - pos.offset, "reading what was written while nftban was stopped");
-                            }
-                            pos.offset
-                        }
+    /// Open the path, if it names a regular file, where `start` says; its
+    /// length and identity are those of the file opened.
+    fn open(&mut self, start: StartAt) {
+        let (mut f, meta) = match regular::open(&self.path) {
+            Ok(opened) => opened,
+            Err(e) => return self.unreadable(e.to_string()),
+        };
+        let (len, id) = (meta.len(), (meta.dev(), meta.ino()));
+        let offset = match start {
+            StartAt::End => len,
+            StartAt::Beginning => 0,
+            StartAt::Resume(pos) if head_hash(&f, pos.head_len) == Some(pos.head_hash) => {
+                if len < pos.offset {
+                    tracing::info!(file = %self.path.display(), "log file is shorter than where nftban stopped (truncated meanwhile); reading from its start");
+                    0
+                } else {
+                    if len > pos.offset {
+                        tracing::info!(file = %self.path.display(), bytes = len - pos.offset, "reading what was written while nftban was stopped");
                     }
-                    StartAt::Resume(_) => {
-                        tracing::info!(file = %self.path.display(), "log file was replaced while nftban was stopped; reading the new one from its start");
-                        0
-                    }
-                };
-                if let Err(e) = f.seek(SeekFrom::Start(offset)) {
-                    self.set_state(SourceState::Unreadable(e.to_string()));
-                    return;
+                    pos.offset
                 }
-                self.file = Some(f);
-                self.id = id;
-                self.offset = offset;
-                self.committed = offset;
-                self.head = None;
-                self.pending.clear();
-                self.skipping = false;
-                self.set_state(SourceState::Reading);
-                tracing::debug!(file = %self.path.display(), offset, "opened log file");
             }
-            Err(e) => {
-                let state = SourceState::Unreadable(e.to_string());
-                if self.stats.state() != state {
-                    tracing::warn!(file = %self.path.display(), error = %e, "cannot open log file; will retry");
-                }
-                self.set_state(state);
+            StartAt::Resume(_) => {
+                tracing::info!(file = %self.path.display(), "log file was replaced while nftban was stopped; reading the new one from its start");
+                0
+            }
+        };
+        if let Err(e) = f.seek(SeekFrom::Start(offset)) {
+            return self.unreadable(e.to_string());
+        }
+        self.file = Some(f);
+        self.id = id;
+        self.offset = offset;
+        self.committed = offset;
+        self.head = None;
+        self.pending.clear();
+        self.skipping = false;
+        self.set_state(SourceState::Reading);
+        tracing::debug!(file = %self.path.display(), offset, "opened log file");
+    }
+
+    /// The path cannot be read, for `why`: said in status, and logged when
+    /// the reason is new (not at every look: the path is looked at again
+    /// every second).
+    fn unreadable(&self, why: String) {
+        let state = SourceState::Unreadable(why);
+        if self.stats.state() != state {
+            if let SourceState::Unreadable(why) = &state {
+                tracing::warn!(file = %self.path.display(), "cannot read log file: {why}; looking again every second");
             }
         }
+        self.set_state(state);
     }
 
     fn set_state(&self, state: SourceState) {
@@ -324,6 +344,9 @@ impl FileTail {
                 Ok(0) => break Ok(()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Opened non-blocking: a file that has nothing now (not one
+                // on a disk, which never says so) is read again next time.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
                 Err(e) => {
                     tracing::warn!(file = %self.path.display(), error = %e, "read failed; will retry");
                     self.stats.set_state(SourceState::Unreadable(e.to_string()));
@@ -352,49 +375,58 @@ impl FileTail {
     }
 
     /// Cut bytes read (from a file or a pipe) into lines and hand out the
-    /// complete ones; a partial last line waits for the next bytes.
+    /// complete ones; a partial last line waits for the next bytes. A line
+    /// longer than the limit is handed out in no part: it is counted when
+    /// it is known to be too long, and its bytes dropped up to its newline.
     pub fn feed(&mut self, bytes: &[u8], on_line: &mut dyn FnMut(&str)) {
         let n = bytes.len();
         let start = self.offset;
         self.offset += n as u64;
         let mut chunk = bytes;
-        while let Some(nl) = chunk.iter().position(|&b| b == b'\n') {
+        while let Some(nl) = memchr::memchr(b'\n', chunk) {
             let (head, rest) = chunk.split_at(nl);
             chunk = &rest[1..];
             self.committed = start + (n - chunk.len()) as u64;
             if self.skipping {
+                // The end of a line already counted as too long.
                 self.skipping = false;
                 continue;
             }
-            if self.pending.is_empty() {
-                let take = head.len().min(self.max_line);
-                if head.len() > self.max_line {
-                    note_cut(&self.path, &self.stats, self.max_line);
-                }
-                emit(&self.path, &head[..take], &self.stats, on_line);
+            if self.pending.len() + head.len() > self.max_line {
+                self.pending = Vec::new();
+                self.stats.skip_too_long(self.max_line);
+            } else if self.pending.is_empty() {
+                emit(head, &self.stats, on_line);
             } else {
-                let room = self.max_line.saturating_sub(self.pending.len());
-                if head.len() > room {
-                    note_cut(&self.path, &self.stats, self.max_line);
-                }
-                self.pending.extend_from_slice(&head[..head.len().min(room)]);
+                self.pending.extend_from_slice(head);
                 let line = std::mem::take(&mut self.pending);
-                emit(&self.path, &line, &self.stats, on_line);
+                emit(&line, &self.stats, on_line);
             }
         }
-        if !chunk.is_empty() && !self.skipping {
-            let room = self.max_line.saturating_sub(self.pending.len());
-            if chunk.len() > room {
-                // The line is over the limit: match its head now, skip the rest.
-                self.pending.extend_from_slice(&chunk[..room]);
-                let line = std::mem::take(&mut self.pending);
-                note_cut(&self.path, &self.stats, self.max_line);
-                emit(&self.path, &line, &self.stats, on_line);
-                self.skipping = true;
-            } else {
-                self.pending.extend_from_slice(chunk);
-            }
+        if chunk.is_empty() || self.skipping {
+            return;
         }
+        if self.pending.len() + chunk.len() > self.max_line {
+            // Too long whatever follows: counted now, the rest dropped.
+            self.pending = Vec::new();
+            self.stats.skip_too_long(self.max_line);
+            self.skipping = true;
+        } else {
+            self.keep(chunk);
+        }
+    }
+
+    /// Add the start of a line to `pending`, whose length stays within
+    /// the limit; its capacity does too (a `Vec` left to grow by itself
+    /// could double to twice the limit).
+    fn keep(&mut self, part: &[u8]) {
+        let need = self.pending.len() + part.len();
+        debug_assert!(need <= self.max_line);
+        if need > self.pending.capacity() {
+            let want = (self.pending.capacity() * 2).clamp(need, self.max_line);
+            self.pending.reserve_exact(want - self.pending.len());
+        }
+        self.pending.extend_from_slice(part);
     }
 
     /// The input ended (a pipe closed): a last line without its newline
@@ -402,27 +434,20 @@ impl FileTail {
     pub fn finish(&mut self, on_line: &mut dyn FnMut(&str)) {
         if !self.pending.is_empty() && !self.skipping {
             let line = std::mem::take(&mut self.pending);
-            emit(&self.path, &line, &self.stats, on_line);
+            emit(&line, &self.stats, on_line);
         }
     }
 }
 
-fn note_cut(path: &Path, stats: &SourceStats, max_line: usize) {
-    stats.count_truncated();
-    tracing::warn!(
-        file = %path.display(),
-        "line longer than {max_line} bytes: its first {max_line} bytes are matched, the rest is skipped"
-    );
-}
-
-fn emit(path: &Path, bytes: &[u8], stats: &SourceStats, on_line: &mut dyn FnMut(&str)) {
+/// Hand out one line (within the limit), its `\r` before the newline
+/// dropped, read lossily if it is not UTF-8.
+fn emit(bytes: &[u8], stats: &SourceStats, on_line: &mut dyn FnMut(&str)) {
     let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
     stats.count_line();
     match std::str::from_utf8(bytes) {
         Ok(line) => on_line(line),
         Err(_) => {
-            stats.count_invalid_utf8();
-            tracing::warn!(file = %path.display(), "line is not valid UTF-8; matched with the bad bytes replaced");
+            stats.note_invalid_utf8();
             on_line(&String::from_utf8_lossy(bytes));
         }
     }

@@ -18,7 +18,11 @@
 //! equal by chance (two files that start with the same line) to prove
 //! anything: such a file is recognised only by its inode, while nftban runs.
 //! Compressed files (`.gz`, `.xz`, `.zst`, `.bz2`, ...) are
-//! skipped: they hold old lines, in a form a tail cannot read.
+//! skipped: they hold old lines, in a form a tail cannot read. Folders are
+//! not files of the pattern; anything else that is not a regular file (a
+//! FIFO, a device, a socket) is listed with its files, unreadable, so that
+//! status says why it is not read, and is read once a regular file takes
+//! its place (see `sources::regular`: nothing else is ever opened).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsStr;
@@ -30,6 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::file::{FileTail, Left, Position, StartAt, HEAD};
+use super::regular;
 use super::watch::FolderWatch;
 use super::{Checkpoint, Context, Sink, Source, SourceState, SourceStats};
 
@@ -90,8 +95,10 @@ fn path_matches(pattern: &Path, path: &Path) -> bool {
     }
 }
 
-/// The files `pattern` matches now, sorted: regular files (or links to
-/// them), compressed ones left out. A missing folder matches nothing.
+/// The files `pattern` matches now, sorted: every entry but folders (and
+/// links to them) and broken links, compressed ones left out. A missing
+/// folder matches nothing. What is not a regular file is in the list, to
+/// be reported unreadable (never opened: `FileTail` checks).
 pub fn expand(pattern: &Path) -> Vec<PathBuf> {
     let (Some(dir), Some(name)) = (pattern.parent(), pattern.file_name()) else {
         return vec![];
@@ -103,16 +110,17 @@ pub fn expand(pattern: &Path) -> Vec<PathBuf> {
         .filter_map(|e| e.ok())
         .filter(|e| name_matches(name, &e.file_name()) && !is_compressed(&e.file_name()))
         .map(|e| e.path())
-        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| !m.is_dir()))
         .collect();
     out.sort();
     out
 }
 
-/// The first bytes of a file (up to [`HEAD`]) and its length.
+/// The first bytes of a file (up to [`HEAD`]) and its length; `None` if
+/// it cannot be read or is not a regular file (which is not opened: a FIFO
+/// must not block the reader).
 fn head_of(path: &Path) -> Option<(Vec<u8>, u64, (u64, u64))> {
-    let f = std::fs::File::open(path).ok()?;
-    let meta = f.metadata().ok()?;
+    let (f, meta) = regular::open(path).ok()?;
     let mut buf = vec![0u8; meta.len().min(HEAD) as usize];
     let mut got = 0;
     while got < buf.len() {

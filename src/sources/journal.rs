@@ -9,6 +9,12 @@
 //! The cursor after each batch is handed out to be saved; the next start
 //! resumes after it, so entries written while nftban was stopped are read,
 //! each once.
+//!
+//! A message is matched whole or not at all, as a file's line: one longer
+//! than [`MAX_LINE`] is skipped and counted. sd-journal may return a field
+//! cut at its "data threshold" (a hint, 64 KiB by default), which would
+//! hand the matcher the head of a long message; the threshold is set just
+//! above the limit, so a message over the limit is seen to be over it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,7 +26,7 @@ fn usec(t: SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_micros() as u64
 }
 
-use super::{Checkpoint, Context, Sink, Source, SourceState, SourceStats};
+use super::{Checkpoint, Context, Sink, Source, SourceState, SourceStats, MAX_LINE};
 
 /// Where reading starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,8 +110,36 @@ impl Source for JournalSource {
     }
 }
 
+/// The data threshold: `MESSAGE=` and one byte more than the limit, so a
+/// field sd-journal cuts there is still seen to be over the limit.
+const DATA_THRESHOLD: usize = "MESSAGE=".len() + MAX_LINE + 1;
+
+/// What one entry's `MESSAGE` value gives the matcher.
+#[derive(Debug, PartialEq, Eq)]
+enum Message<'a> {
+    /// The line (its trailing newlines dropped), and whether it was valid
+    /// UTF-8 (if not, it is read with the bad bytes replaced).
+    Line(std::borrow::Cow<'a, str>, bool),
+    /// Longer than [`MAX_LINE`]: skipped, not matched.
+    TooLong,
+}
+
+fn message(value: &[u8]) -> Message<'_> {
+    let mut end = value.len();
+    while end > 0 && value[end - 1] == b'\n' {
+        end -= 1;
+    }
+    let value = &value[..end];
+    if value.len() > MAX_LINE {
+        return Message::TooLong;
+    }
+    let valid = std::str::from_utf8(value).is_ok();
+    Message::Line(String::from_utf8_lossy(value), valid)
+}
+
 fn open(matches: &[String], start: &JournalStart) -> systemd::Result<Journal> {
     let mut j = OpenOptions::default().system(true).local_only(true).open()?;
+    j.set_data_threshold(DATA_THRESHOLD)?;
     // Same field: OR (the journal does it); different fields: AND.
     for m in matches {
         if let Ok((field, value)) = parse_match(m) {
@@ -197,14 +231,20 @@ fn read(
                 Err(e) => return Err((e, cursor)),
             }
             let at = j.timestamp().unwrap_or_else(|_| SystemTime::now());
-            let message = match j.get_data("MESSAGE") {
-                Ok(Some(field)) => field.value().map(|v| String::from_utf8_lossy(v).into_owned()),
-                Ok(None) => None,
+            match j.get_data("MESSAGE") {
+                Ok(Some(field)) => match field.value().map(message) {
+                    Some(Message::Line(line, valid)) => {
+                        stats.count_line();
+                        if !valid {
+                            stats.note_invalid_utf8();
+                        }
+                        on_line(&line, at);
+                    }
+                    Some(Message::TooLong) => stats.skip_too_long(MAX_LINE),
+                    None => {}
+                },
+                Ok(None) => {}
                 Err(e) => return Err((e, cursor)),
-            };
-            if let Some(line) = message {
-                stats.lines.fetch_add(1, Ordering::Relaxed);
-                on_line(line.trim_end_matches('\n'), at);
             }
             batch += 1;
             if batch >= 1024 {
@@ -259,5 +299,21 @@ mod tests {
             .to_string()
             .contains("field name"));
         assert!(parse_match("=x").is_err());
+    }
+
+    /// A message is matched whole or not at all: at the limit (trailing
+    /// newlines aside) it is a line, one byte over it is skipped; what
+    /// sd-journal may cut at its data threshold is still over the limit.
+    #[test]
+    fn messages_over_the_limit_are_skipped() {
+        let at = "x".repeat(MAX_LINE);
+        assert_eq!(
+            message(format!("{at}\n\n").as_bytes()),
+            Message::Line(at.as_str().into(), true)
+        );
+        assert_eq!(message(format!("{at}y").as_bytes()), Message::TooLong);
+        let cut_by_the_threshold = "x".repeat(DATA_THRESHOLD - "MESSAGE=".len());
+        assert_eq!(message(cut_by_the_threshold.as_bytes()), Message::TooLong);
+        assert_eq!(message(b"bad \xff"), Message::Line("bad \u{fffd}".into(), false));
     }
 }

@@ -9,6 +9,15 @@
 //! [`SourceStats`], and [`SourceStats::status`] turns it into words, so
 //! `nftban status` can say why a jail sees nothing (docs/faq.md row 6).
 //!
+//! A line is matched whole or not at all. The rules are anchored at the
+//! line's end so that text an attacker put earlier in the line cannot take
+//! the place of what the service wrote after it; a line cut short would
+//! give that end to the attacker (a SIP From padded until the cut falls
+//! right after a forged `failed for '6.6.6.6'`). So a line longer than
+//! [`MAX_LINE`] is skipped, counted (`truncated` in status) and logged at
+//! most once a minute per source ([`throttle`]), never matched in part; and
+//! `nftban test` skips the same lines (`crate::scan`).
+//!
 //! Adding a kind of source is one module here that implements [`Source`],
 //! plus one line where the daemon lists a jail's sources
 //! (`daemon::reader::sources_of`).
@@ -16,17 +25,28 @@
 pub mod file;
 pub mod glob;
 pub mod journal;
+mod regular;
 mod status;
 pub mod stdin;
+mod throttle;
 mod watch;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use file::Position;
+use throttle::Throttle;
+
+/// The longest line matched, in bytes (without its newline; a `\r` before
+/// it counts): longer ones are skipped whole, unmatched (see the module
+/// doc). No legitimate log line comes near it: a SIP message over UDP is at
+/// most 64 KiB, so no field an attacker pads in one can reach it; and a
+/// source never holds more than this of a line in memory. The same limit
+/// for files, glob patterns, stdin, the journal and `nftban test`.
+pub const MAX_LINE: usize = 1 << 20;
 
 /// Where reading of a source stands: saved in the ban history together with
 /// the bans and failures of the lines before it, so that a restart resumes
@@ -109,10 +129,15 @@ pub struct SourceStats {
     pub lines: AtomicU64,
     /// Lines that matched a failregex (with an address or not).
     pub matched: AtomicU64,
-    /// Lines cut at the length limit.
+    /// Lines longer than [`MAX_LINE`], skipped unmatched (the name is the
+    /// status field's, from when such lines were cut).
     pub truncated: AtomicU64,
     /// Lines with invalid UTF-8 (read lossily).
     pub invalid_utf8: AtomicU64,
+    /// When to log the next over-long line, and the next invalid UTF-8
+    /// (for a glob pattern's file: its pattern's, so once per source).
+    too_long_log: Mutex<Throttle>,
+    invalid_utf8_log: Mutex<Throttle>,
     /// When a line last matched.
     last_match: Mutex<Option<SystemTime>>,
     /// For a file a glob pattern matches: the pattern's stats, which count
@@ -131,6 +156,8 @@ impl SourceStats {
             matched: AtomicU64::new(0),
             truncated: AtomicU64::new(0),
             invalid_utf8: AtomicU64::new(0),
+            too_long_log: Mutex::new(Throttle::default()),
+            invalid_utf8_log: Mutex::new(Throttle::default()),
             last_match: Mutex::new(None),
             parent: None,
             members: Mutex::new(Vec::new()),
@@ -162,19 +189,50 @@ impl SourceStats {
         }
     }
 
-    /// Count a line cut at the length limit.
-    pub fn count_truncated(&self) {
+    /// Count a line longer than [`MAX_LINE`], skipped (here and in the
+    /// pattern). `Some(n)` when it is to be logged now, `n` such lines
+    /// since the last message of this source (at most one a minute).
+    pub fn count_too_long(&self, now: Instant) -> Option<u64> {
         self.truncated.fetch_add(1, Ordering::Relaxed);
-        if let Some(p) = &self.parent {
-            p.count_truncated();
+        match &self.parent {
+            Some(p) => p.count_too_long(now),
+            None => lock(&self.too_long_log).note(now),
         }
     }
 
-    /// Count a line with invalid UTF-8.
-    pub fn count_invalid_utf8(&self) {
+    /// Count a line with invalid UTF-8; `Some(n)` as for
+    /// [`count_too_long`](Self::count_too_long).
+    pub fn count_invalid_utf8(&self, now: Instant) -> Option<u64> {
         self.invalid_utf8.fetch_add(1, Ordering::Relaxed);
-        if let Some(p) = &self.parent {
-            p.count_invalid_utf8();
+        match &self.parent {
+            Some(p) => p.count_invalid_utf8(now),
+            None => lock(&self.invalid_utf8_log).note(now),
+        }
+    }
+
+    /// A line longer than `max_line` (which is [`MAX_LINE`] but in tests):
+    /// counted as a line read and as skipped, and logged at most once a
+    /// minute per source, so a flood of such lines floods no log.
+    pub fn skip_too_long(&self, max_line: usize) {
+        self.count_line();
+        if let Some(n) = self.count_too_long(Instant::now()) {
+            tracing::warn!(
+                source = %self.path.display(),
+                "line longer than {max_line} bytes skipped, not matched: a line is matched whole or not at all \
+                 ({n} such line(s) since the last message; said at most once a minute)"
+            );
+        }
+    }
+
+    /// A line with invalid UTF-8, matched with the bad bytes replaced:
+    /// counted, and logged at most once a minute per source.
+    pub fn note_invalid_utf8(&self) {
+        if let Some(n) = self.count_invalid_utf8(Instant::now()) {
+            tracing::warn!(
+                source = %self.path.display(),
+                "line is not valid UTF-8; matched with the bad bytes replaced \
+                 ({n} such line(s) since the last message; said at most once a minute)"
+            );
         }
     }
 
@@ -196,5 +254,36 @@ impl SourceStats {
 
     pub fn last_match(&self) -> Option<SystemTime> {
         *self.last_match.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A poisoned lock still holds good figures: a panic elsewhere must not
+/// take a source's accounting down with it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Over-long lines and invalid UTF-8 are logged at most once a minute
+    /// per source: the files of a glob pattern share their pattern's
+    /// throttle, while each file and the pattern count every line.
+    #[test]
+    fn a_patterns_files_share_one_log_throttle() {
+        let pattern = Arc::new(SourceStats::new("/var/log/*.log".into()));
+        let a = SourceStats::member_of("/var/log/a.log".into(), &pattern);
+        let b = SourceStats::member_of("/var/log/b.log".into(), &pattern);
+        let t0 = Instant::now();
+        let s = |secs| t0 + Duration::from_secs(secs);
+        assert_eq!(a.count_too_long(t0), Some(1));
+        assert_eq!(b.count_too_long(s(1)), None, "the same source: held back");
+        assert_eq!(a.count_too_long(s(60)), Some(2));
+        assert_eq!(b.count_invalid_utf8(s(60)), Some(1), "another kind of warning");
+        let n = |x: &AtomicU64| x.load(Ordering::Relaxed);
+        assert_eq!((n(&a.truncated), n(&b.truncated), n(&pattern.truncated)), (2, 1, 3));
+        assert_eq!(n(&pattern.invalid_utf8), 1);
     }
 }

@@ -347,3 +347,40 @@ fn a_copytruncate_copy_is_not_read_twice() {
     assert_eq!(r.lines().len(), 4, "{:?}", r.lines());
     r.stop();
 }
+
+/// A FIFO that matches the pattern used to be passed over in silence (or
+/// to hang the reader, opened between the listing and the look at its
+/// head): it is listed with the files, unreadable, with what it is, and
+/// never opened; once a regular file takes its place it is read from its
+/// start. A folder that matches is no file of the pattern.
+#[test]
+fn a_fifo_matching_the_pattern_is_listed_unreadable_then_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("b.log");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path for the duration of the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    std::fs::create_dir(dir.path().join("folder.log")).unwrap();
+    append(&dir.path().join("a.log"), &["old"]);
+    let r = Reader::start(&dir.path().join("*.log"), BTreeMap::new());
+    r.wait("the FIFO listed unreadable", |r| {
+        r.stats
+            .members()
+            .iter()
+            .any(|m| m.path == fifo && m.state() == SourceState::Unreadable("is a FIFO, not a regular file".into()))
+    });
+    assert_eq!(members(&r.stats), ["a.log", "b.log"]);
+    let status = r.stats.status(0, std::time::SystemTime::now());
+    assert_eq!(status.files[1].state, "unreadable");
+    assert_eq!(status.files[1].error.as_deref(), Some("is a FIFO, not a regular file"));
+    std::fs::remove_file(&fifo).unwrap();
+    append(&fifo, &["first of b"]);
+    r.wait("b.log read", |r| {
+        r.lines().contains(&("b.log".into(), "first of b".into()))
+    });
+    append(&dir.path().join("a.log"), &["new in a"]);
+    r.wait("a.log read on", |r| {
+        r.lines().contains(&("a.log".into(), "new in a".into()))
+    });
+    r.stop();
+}
