@@ -10,4 +10,5 @@ mod e2e;
 mod firewall;
 mod heal;
 mod logging;
+mod policy;
 mod schema;

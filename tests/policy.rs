@@ -1,0 +1,135 @@
+//! Which bans may be made, against the real kernel in private namespaces:
+//! a new ban never shortens a running one (address bans stay beside a
+//! prefix, nested prefixes become the wider one running as long), an
+//! unban of a prefix lifts that prefix only, never-ban addresses and
+//! `ignoreip` are refused with the reason, `--force` passes `ignoreip`
+//! only. Each test reads the kernel's sets back with `nft -j`, asks
+//! `status`, and checks the history by restarting on an emptied kernel.
+
+use crate::support::*;
+
+/// The elements of a set as (address or prefix, timeout in minutes,
+/// rounded up), sorted.
+fn minutes(ns: &NetNs, set: &str) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = elements(ns, set)
+        .into_iter()
+        .map(|e| (e.addr, u64::from(e.timeout.unwrap_or(0)).div_ceil(60)))
+        .collect();
+    out.sort();
+    out
+}
+
+/// What status shows banned in `jail`, with minutes left (rounded up).
+fn status_minutes(s: &Setup, jail: &str) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = s
+        .jail_status(jail)
+        .banned
+        .iter()
+        .map(|b| (b.ip.clone(), b.expires_in.div_ceil(60)))
+        .collect();
+    out.sort();
+    out
+}
+
+fn pairs(items: &[(&str, u64)]) -> Vec<(String, u64)> {
+    items.iter().map(|(a, m)| (a.to_string(), *m)).collect()
+}
+
+/// Stop the daemon, empty the kernel (a reboot) and start again: what it
+/// restores is what the history holds.
+fn restart_on_an_empty_kernel(ns: &NetNs, s: &Setup, d: Daemon) -> Daemon {
+    assert!(d.stop());
+    nft(ns, &["delete", "table", "inet", "nftban"]);
+    Daemon::start(ns, s)
+}
+
+/// Issue 13, item 6: `ban ADDR` for an hour then `ban PREFIX --bantime 5s`
+/// around it: once the prefix has expired in the kernel, the address ban
+/// is still there, in the kernel, in status and in the history.
+#[test]
+fn a_short_prefix_ban_leaves_a_longer_address_ban_running() {
+    kernel_test!();
+    let ns = NetNs::create("pol-short").unwrap();
+    let s = Setup::asterisk("");
+    let d = Daemon::start(&ns, &s);
+    s.cli_ok(&["ban", "198.51.100.10", "2001:db8::10", "--bantime", "1h"]);
+    s.cli_ok(&["ban", "198.51.100.0/24", "2001:db8::/64", "--bantime", "5s"]);
+    assert_eq!(minutes(&ns, "manual_v4"), pairs(&[("198.51.100.10", 60)]));
+    assert_eq!(minutes(&ns, "manual_v4_net"), pairs(&[("198.51.100.0/24", 1)]));
+    assert_eq!(minutes(&ns, "manual_v6"), pairs(&[("2001:db8::10", 60)]));
+    // The prefixes end in the kernel; the address bans do not.
+    wait_for("the 5 s prefixes to expire in the kernel", || {
+        (set_addrs(&ns, "manual_v4_net").is_empty() && set_addrs(&ns, "manual_v6_net").is_empty()).then_some(())
+    });
+    let left = pairs(&[("198.51.100.10", 60), ("2001:db8::10", 60)]);
+    assert_eq!([minutes(&ns, "manual_v4"), minutes(&ns, "manual_v6")].concat(), left);
+    assert_eq!(status_minutes(&s, "manual"), left);
+    let _d = restart_on_an_empty_kernel(&ns, &s, d);
+    assert_eq!([minutes(&ns, "manual_v4"), minutes(&ns, "manual_v6")].concat(), left);
+    assert_eq!(status_minutes(&s, "manual"), left);
+}
+
+/// An automatic ban inside a prefix banned and then unbanned by hand stays
+/// (kernel, status, history); nested prefixes never reach the kernel's
+/// interval set: the wider one runs as long as the longest it meets.
+#[test]
+fn prefixes_never_cut_other_bans_short_in_the_kernel() {
+    kernel_test!();
+    let ns = NetNs::create("pol-nest").unwrap();
+    let s = Setup::asterisk("");
+    let d = Daemon::start(&ns, &s);
+    s.failures("198.51.100.7", 3);
+    s.wait_jail("asterisk", "the automatic ban", |st| st.currently_banned == 1);
+    s.cli_ok(&["ban", "--jail", "asterisk", "198.51.100.0/24"]);
+    assert_eq!(set_addrs(&ns, "asterisk_v4"), ["198.51.100.7"]);
+    let o = s.cli_ok(&["unban", "198.51.100.0/24"]);
+    assert_eq!(stdout(&o), "unbanned 198.51.100.0/24 from jail asterisk\n");
+    assert_eq!(minutes(&ns, "asterisk_v4"), pairs(&[("198.51.100.7", 60)]));
+    assert!(set_addrs(&ns, "asterisk_v4_net").is_empty());
+
+    // A wider prefix over a narrower one that runs longer: it replaces it
+    // and runs as long.
+    s.cli_ok(&["ban", "--jail", "asterisk", "203.0.113.128/25", "--bantime", "2h"]);
+    let o = s.cli_ok(&["ban", "--jail", "asterisk", "203.0.113.0/24", "--bantime", "5s"]);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    // For what is left of the /25's two hours (a second may have passed).
+    assert!(
+        lines[0].starts_with("banned 203.0.113.0/24 in jail asterisk for 1h59m") || lines[0].ends_with("for 2h"),
+        "{out}"
+    );
+    assert_eq!(
+        lines[1],
+        "already banned: 203.0.113.128/25 (banned for longer: 203.0.113.0/24 now runs as long)"
+    );
+    // A narrower prefix inside a wider one that ends sooner: the wider one
+    // runs as long.
+    s.cli_ok(&["ban", "--jail", "asterisk", "2001:db8::/48", "--bantime", "5s"]);
+    let o = s.cli_ok(&["ban", "--jail", "asterisk", "2001:db8:0:1::/64", "--bantime", "3h"]);
+    assert_eq!(
+        stdout(&o),
+        "banned 2001:db8::/48 in jail asterisk for 3h\n\
+         already banned: 2001:db8:0:1::/64 (inside banned 2001:db8::/48, which now runs as long)\n"
+    );
+    let all = pairs(&[("198.51.100.7", 60), ("2001:db8::/48", 180), ("203.0.113.0/24", 120)]);
+    let kernel = |ns: &NetNs| {
+        let mut k = [
+            minutes(ns, "asterisk_v4"),
+            minutes(ns, "asterisk_v4_net"),
+            minutes(ns, "asterisk_v6"),
+            minutes(ns, "asterisk_v6_net"),
+        ]
+        .concat();
+        k.sort();
+        k
+    };
+    assert_eq!(kernel(&ns), all);
+    assert_eq!(status_minutes(&s, "asterisk"), all);
+    let st = s.jail_status("asterisk");
+    assert_eq!(st.kernel_errors, 0);
+    let d = restart_on_an_empty_kernel(&ns, &s, d);
+    assert_eq!(kernel(&ns), all);
+    assert_eq!(status_minutes(&s, "asterisk"), all);
+    assert!(!d.log().contains("ERROR"), "{}", d.log());
+}
