@@ -133,3 +133,47 @@ fn prefixes_never_cut_other_bans_short_in_the_kernel() {
     assert_eq!(status_minutes(&s, "asterisk"), all);
     assert!(!d.log().contains("ERROR"), "{}", d.log());
 }
+
+/// Issue 13, item 9: log lines naming addresses no ban may touch ban
+/// nothing and count as no failure; `ban` of them, or of a prefix that
+/// swallows one, is refused with the reason for each (exit code 1), the
+/// other addresses of the request still banned.
+#[test]
+fn never_ban_addresses_are_never_banned() {
+    kernel_test!();
+    let ns = NetNs::create("pol-never").unwrap();
+    let s = Setup::asterisk("");
+    let d = Daemon::start(&ns, &s);
+    s.wait_jail("asterisk", "the log to be opened", |st| {
+        st.sources[0].state == "reading"
+    });
+    for addr in ["0.0.0.0", "255.255.255.255", "224.0.0.1", "[::]", "[ff02::1]"] {
+        s.failures(addr, 3);
+    }
+    s.failures("198.51.100.3", 3);
+    // The lines are read in order: once the last address is banned, the
+    // others have been dealt with.
+    let st = s.wait_jail("asterisk", "the lines to be read", |st| {
+        st.banned.iter().any(|b| b.ip == "198.51.100.3")
+    });
+    assert_eq!(st.sources[0].matched, 18);
+    assert_eq!(st.total_failed, 3, "the never-ban lines count as no failure");
+    assert_eq!(banned_ips(&st), ["198.51.100.3"]);
+    assert_eq!(set_addrs(&ns, "asterisk_v4"), ["198.51.100.3"]);
+    assert!(set_addrs(&ns, "asterisk_v6").is_empty());
+
+    let o = s.cli(&["ban", "0.0.0.0/0", "::1", "239.1.2.3", "128.0.0.0/1", "203.0.113.9"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "banned 203.0.113.9 in jail manual for 1h\n");
+    assert_eq!(
+        stderr(&o),
+        "nftban: not banned: 0.0.0.0/0: never banned: a ban of the whole address space would cut the host off\n\
+         nftban: not banned: ::1: never banned: loopback is this host itself\n\
+         nftban: not banned: 239.1.2.3: never banned: multicast is not a source address\n\
+         nftban: not banned: 128.0.0.0/1: never banned: multicast is not a source address\n"
+    );
+    assert_eq!(set_addrs(&ns, "manual_v4"), ["203.0.113.9"]);
+    assert!(set_addrs(&ns, "manual_v4_net").is_empty());
+    assert!(set_addrs(&ns, "manual_v6").is_empty());
+    assert!(!d.log().contains("ERROR"), "{}", d.log());
+}

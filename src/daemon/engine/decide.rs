@@ -27,6 +27,10 @@ impl Engine {
         let net = net.trunc();
         let j = &mut self.jails[jail];
         let bantime = match j.tracker.failure_of(net, at) {
+            Verdict::NeverBanned { why } => {
+                tracing::debug!(jail = %j.name, net = %show_net(&net), "not banned: never-ban address ({why}); not counted");
+                return;
+            }
             Verdict::Ignored => {
                 tracing::debug!(jail = %j.name, net = %show_net(&net), "failure from (or overlapping) an ignoreip address; not counted");
                 return;

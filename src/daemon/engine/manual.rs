@@ -16,7 +16,7 @@ use ipnet::IpNet;
 
 use super::decide::expiry;
 use super::{Engine, RequestError};
-use crate::address::{is_host, parse_net, show as show_net};
+use crate::address::{is_host, never_banned, parse_net, show as show_net};
 use crate::config::{format_duration, MANUAL_JAIL};
 use crate::firewall::Ban;
 use crate::status::{BanResult, Banned, UnbanResult};
@@ -63,9 +63,10 @@ impl Engine {
         })
     }
 
-    /// Bans of another origin (a kernel meter, a fleet peer, a feed). Unlike
-    /// bans by hand, they never touch the jail's `ignoreip`: such entries are
-    /// refused and reported in the result's `failed`.
+    /// Bans of another origin (a kernel meter, a fleet peer, a feed). They
+    /// never touch the never-ban list nor the jail's `ignoreip` (nothing
+    /// overrides them here): such entries are refused and reported in the
+    /// result's `failed`, each with why.
     pub fn decided(&mut self, decision: Decision, now: SystemTime) -> Result<BanResult, RequestError> {
         self.request(now, |e| {
             let i = e.jail_index(&decision.jail)?;
@@ -73,22 +74,51 @@ impl Engine {
             if bantime.is_zero() {
                 return Err(RequestError::ZeroBantime);
             }
-            let tracker = &e.jails[i].tracker;
-            let (nets, ignored): (Vec<IpNet>, Vec<IpNet>) =
-                decision.nets.iter().map(|n| n.trunc()).partition(|n| !tracker.is_ignored(n));
+            let nets: Vec<IpNet> = decision.nets.iter().map(|n| n.trunc()).collect();
+            let how = decision.reason.as_deref().unwrap_or(decision.origin.as_str());
+            let mut refused = Vec::new();
+            let nets = e.admissible(i, nets, None, how, &mut refused);
             let grounds = Grounds {
                 origin: decision.origin,
                 reason: decision.reason.as_deref(),
-                how: decision.reason.as_deref().unwrap_or(decision.origin.as_str()),
+                how,
             };
             let mut result = e.impose(i, nets, bantime, grounds, now)?;
-            for net in ignored {
-                let name = &decision.jail;
-                tracing::info!(jail = %name, "{} from {} not banned: it overlaps ignoreip", show_net(&net), decision.origin.as_str());
-                result.failed.push(format!("{}: overlaps ignoreip of jail {name}", show_net(&net)));
-            }
+            refused.append(&mut result.failed);
+            result.failed = refused;
             Ok(result)
         })
+    }
+
+    /// The nets of a request that may be banned in jail number `i`, in
+    /// order; each of the others goes to `refused` with why. The never-ban
+    /// list comes first, and nothing overrides it; then the jail's
+    /// `ignoreip`, which a ban by hand may override: `hint` is what the
+    /// refusal says about that (`None` where nothing may).
+    fn admissible(
+        &self,
+        i: usize,
+        nets: Vec<IpNet>,
+        hint: Option<&str>,
+        how: &str,
+        refused: &mut Vec<String>,
+    ) -> Vec<IpNet> {
+        let j = &self.jails[i];
+        nets.into_iter()
+            .filter(|net| {
+                let why = match never_banned(net) {
+                    Some(why) => format!("never banned: {why}"),
+                    None if j.tracker.is_ignored(net) => match hint {
+                        Some(hint) => format!("overlaps ignoreip of jail {} ({hint})", j.name),
+                        None => format!("overlaps ignoreip of jail {}", j.name),
+                    },
+                    None => return true,
+                };
+                tracing::warn!(jail = %j.name, "{} not banned ({how}): {why}", show_net(net));
+                refused.push(format!("{}: {why}", show_net(net)));
+                false
+            })
+            .collect()
     }
 
     /// Ban `nets` in jail number `i` for `bantime`, planned against what the
@@ -108,6 +138,17 @@ impl Engine {
             jail: name.clone(),
             ..Default::default()
         };
+        // Whoever asks (escalation and captured prefixes come here without
+        // a check of their own): the one list of what no ban may touch.
+        let mut nets = nets;
+        nets.retain(|net| match never_banned(net) {
+            Some(why) => {
+                tracing::warn!(jail = %name, "{} not banned ({how}): never banned: {why}", show_net(net));
+                result.failed.push(format!("{}: never banned: {why}", show_net(net)));
+                false
+            }
+            None => true,
+        });
         let plan = plan(
             &self.jails[i].bans,
             nets,

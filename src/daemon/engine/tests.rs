@@ -887,3 +887,76 @@ fn automatic_bans_are_planned_against_running_prefixes_too() {
     assert_eq!(status_minutes(&mut e, "asterisk", now), all);
     assert_eq!(e.kernel_errors, 0);
 }
+
+// ---- Never-ban addresses ----
+
+/// Log lines naming addresses no ban may touch (unspecified, limited
+/// broadcast, multicast, loopback) ban nothing and count as no failure;
+/// bans by hand and of other origins of them are refused, each with why.
+#[test]
+fn never_ban_addresses_are_banned_by_no_one() {
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+    let mut e = Engine::new(&config, Box::new(Memory::new()));
+    e.start(&config).unwrap();
+    let now = SystemTime::now();
+    let net = |s: &str| s.parse::<IpNet>().unwrap();
+    let never = ["0.0.0.0", "255.255.255.255", "224.0.0.1", "::", "ff02::1", "127.0.0.1"];
+    for a in never {
+        for _ in 0..3 {
+            e.failure(0, a.parse().unwrap(), now);
+        }
+    }
+    for _ in 0..3 {
+        e.failure_of(0, net("0.0.0.0/0"), now, now);
+        e.failure_of(0, net("::/0"), now, now);
+    }
+    e.flush(now);
+    assert!(
+        kernel(&mut e, "asterisk").is_empty(),
+        "{:?}",
+        kernel(&mut e, "asterisk")
+    );
+    assert_eq!(e.jails[0].tracker.total_failed, 0);
+
+    let r: BanResult = e
+        .ban(
+            &[
+                "0.0.0.0/0".into(),
+                "127.0.0.1".into(),
+                "::".into(),
+                "198.51.100.1".into(),
+            ],
+            None,
+            None,
+            now,
+        )
+        .unwrap();
+    assert_eq!(r.banned.len(), 1);
+    assert_eq!(
+        r.failed,
+        [
+            "0.0.0.0/0: never banned: a ban of the whole address space would cut the host off",
+            "127.0.0.1: never banned: loopback is this host itself",
+            "::: never banned: the unspecified address is not a source address",
+        ]
+    );
+    let r = e
+        .decided(
+            Decision {
+                jail: "asterisk".into(),
+                nets: vec![net("224.0.0.0/3"), net("203.0.113.1/32")],
+                bantime: None,
+                origin: crate::store::Origin::Manual,
+                reason: Some("feed".into()),
+            },
+            now,
+        )
+        .unwrap();
+    assert_eq!(r.banned.len(), 1);
+    assert_eq!(
+        r.failed,
+        ["224.0.0.0/3: never banned: multicast is not a source address"]
+    );
+    assert_eq!(kernel(&mut e, "manual"), ["198.51.100.1"]);
+    assert_eq!(kernel(&mut e, "asterisk"), ["203.0.113.1"]);
+}
