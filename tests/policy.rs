@@ -177,3 +177,47 @@ fn never_ban_addresses_are_never_banned() {
     assert!(set_addrs(&ns, "manual_v6").is_empty());
     assert!(!d.log().contains("ERROR"), "{}", d.log());
 }
+
+/// Issue 13, item 9: a ban by hand respects the jail's `ignoreip` (the
+/// `manual` jail's is `defaults.ignoreip`) and says why it refused, unless
+/// `--force`; `--force` never passes the never-ban list.
+#[test]
+fn bans_by_hand_respect_ignoreip_unless_forced() {
+    kernel_test!();
+    let ns = NetNs::create("pol-force").unwrap();
+    let s = Setup::asterisk("");
+    let d = Daemon::start(&ns, &s);
+    // Setup's defaults: ignoreip [127.0.0.0/8, "::1", 192.0.2.99].
+    let o = s.cli(&["ban", "192.0.2.99", "192.0.2.98"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "banned 192.0.2.98 in jail manual for 1h\n");
+    assert_eq!(
+        stderr(&o),
+        "nftban: not banned: 192.0.2.99: overlaps ignoreip of jail manual (--force bans it anyway)\n"
+    );
+    let o = s.cli(&["ban", "--jail", "asterisk", "192.0.2.0/24"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "nftban: not banned: 192.0.2.0/24: overlaps ignoreip of jail asterisk (--force bans it anyway)\n"
+    );
+    assert!(set_addrs(&ns, "asterisk_v4_net").is_empty());
+
+    let o = s.cli_ok(&["ban", "--force", "192.0.2.99"]);
+    assert_eq!(stdout(&o), "banned 192.0.2.99 in jail manual for 1h\n");
+    let o = s.cli(&["ban", "--force", "--jail", "asterisk", "192.0.2.0/24", "127.0.0.1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "banned 192.0.2.0/24 in jail asterisk for 1h\n");
+    assert_eq!(
+        stderr(&o),
+        "nftban: not banned: 127.0.0.1: never banned: loopback is this host itself\n"
+    );
+    assert_eq!(set_addrs(&ns, "manual_v4"), ["192.0.2.98", "192.0.2.99"]);
+    assert_eq!(set_addrs(&ns, "asterisk_v4_net"), ["192.0.2.0/24"]);
+    assert_eq!(banned_ips(&s.jail_status("asterisk")), ["192.0.2.0/24"]);
+    assert!(
+        d.log().contains("Ban 192.0.2.99 for 1h (by hand, forced)"),
+        "{}",
+        d.log()
+    );
+}

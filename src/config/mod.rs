@@ -88,6 +88,9 @@ pub struct Config {
     pub hooks: Vec<Hook>,
     /// The `manual` jail's ban time (`defaults.bantime`).
     pub default_bantime: Duration,
+    /// `defaults.ignoreip`: what the `manual` and `recidive` jails, which
+    /// have no config section of their own, never ban.
+    pub default_ignoreip: Vec<IpNet>,
     pub jails: Vec<Jail>,
     pub recidive: Option<RecidiveConfig>,
     pub metrics: Option<MetricsConfig>,
@@ -444,6 +447,7 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         action: raw.nftables.action,
         hooks,
         default_bantime: def_bantime,
+        default_ignoreip: def_ignore,
         jails,
         recidive,
         metrics: raw.metrics,

@@ -37,13 +37,28 @@ pub struct Decision {
 }
 
 impl Engine {
-    /// `nftban ban`: ban addresses or prefixes in `jail` (default
-    /// `manual`) for `bantime` (default: the jail's).
+    /// `nftban ban` without `--force`: see [`Engine::ban_with`].
     pub fn ban(
         &mut self,
         addrs: &[String],
         jail: Option<&str>,
         bantime: Option<Duration>,
+        now: SystemTime,
+    ) -> Result<BanResult, RequestError> {
+        self.ban_with(addrs, jail, bantime, false, now)
+    }
+
+    /// `nftban ban`: ban addresses or prefixes in `jail` (default
+    /// `manual`) for `bantime` (default: the jail's). What overlaps the
+    /// jail's `ignoreip` is refused unless `force`; what is never banned
+    /// is refused whatever `force` says. Each refusal is in the answer's
+    /// `failed`, with why.
+    pub fn ban_with(
+        &mut self,
+        addrs: &[String],
+        jail: Option<&str>,
+        bantime: Option<Duration>,
+        force: bool,
         now: SystemTime,
     ) -> Result<BanResult, RequestError> {
         self.request(now, |e| {
@@ -54,12 +69,19 @@ impl Engine {
             if bantime.is_zero() {
                 return Err(RequestError::ZeroBantime);
             }
+            let how = if force { "by hand, forced" } else { "by hand" };
+            let rule = if force { Ignoreip::Forced } else { Ignoreip::Overridable };
+            let mut refused = Vec::new();
+            let nets = e.admissible(i, nets, rule, how, &mut refused);
             let grounds = Grounds {
                 origin: Origin::Manual,
                 reason: None,
-                how: "by hand",
+                how,
             };
-            e.impose(i, nets, bantime, grounds, now)
+            let mut result = e.impose(i, nets, bantime, grounds, now)?;
+            refused.append(&mut result.failed);
+            result.failed = refused;
+            Ok(result)
         })
     }
 
@@ -77,7 +99,7 @@ impl Engine {
             let nets: Vec<IpNet> = decision.nets.iter().map(|n| n.trunc()).collect();
             let how = decision.reason.as_deref().unwrap_or(decision.origin.as_str());
             let mut refused = Vec::new();
-            let nets = e.admissible(i, nets, None, how, &mut refused);
+            let nets = e.admissible(i, nets, Ignoreip::Binding, how, &mut refused);
             let grounds = Grounds {
                 origin: decision.origin,
                 reason: decision.reason.as_deref(),
@@ -93,13 +115,12 @@ impl Engine {
     /// The nets of a request that may be banned in jail number `i`, in
     /// order; each of the others goes to `refused` with why. The never-ban
     /// list comes first, and nothing overrides it; then the jail's
-    /// `ignoreip`, which a ban by hand may override: `hint` is what the
-    /// refusal says about that (`None` where nothing may).
+    /// `ignoreip`, as `rule` says.
     fn admissible(
         &self,
         i: usize,
         nets: Vec<IpNet>,
-        hint: Option<&str>,
+        rule: Ignoreip,
         how: &str,
         refused: &mut Vec<String>,
     ) -> Vec<IpNet> {
@@ -108,11 +129,11 @@ impl Engine {
             .filter(|net| {
                 let why = match never_banned(net) {
                     Some(why) => format!("never banned: {why}"),
-                    None if j.tracker.is_ignored(net) => match hint {
-                        Some(hint) => format!("overlaps ignoreip of jail {} ({hint})", j.name),
-                        None => format!("overlaps ignoreip of jail {}", j.name),
-                    },
-                    None => return true,
+                    None if rule == Ignoreip::Forced || !j.tracker.is_ignored(net) => return true,
+                    None if rule == Ignoreip::Overridable => {
+                        format!("overlaps ignoreip of jail {} (--force bans it anyway)", j.name)
+                    }
+                    None => format!("overlaps ignoreip of jail {}", j.name),
                 };
                 tracing::warn!(jail = %j.name, "{} not banned ({how}): {why}", show_net(net));
                 refused.push(format!("{}: {why}", show_net(net)));
@@ -323,6 +344,19 @@ fn parse_all(addrs: &[String]) -> Result<Vec<IpNet>, RequestError> {
             })
         })
         .collect()
+}
+
+/// What a request does with the jail's `ignoreip`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ignoreip {
+    /// What overlaps it is refused; nothing overrides that (other origins
+    /// of bans).
+    Binding,
+    /// What overlaps it is refused, and the refusal says that `--force`
+    /// bans it anyway (bans by hand).
+    Overridable,
+    /// Banned anyway (`nftban ban --force`).
+    Forced,
 }
 
 /// Who asked for a ban and why: for the history, `status` and the log.

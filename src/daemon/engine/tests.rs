@@ -960,3 +960,63 @@ fn never_ban_addresses_are_banned_by_no_one() {
     assert_eq!(kernel(&mut e, "manual"), ["198.51.100.1"]);
     assert_eq!(kernel(&mut e, "asterisk"), ["203.0.113.1"]);
 }
+
+// ---- Bans by hand and ignoreip ----
+
+/// A ban by hand of what overlaps the jail's `ignoreip` is refused, with
+/// why, unless forced; the `manual` jail's `ignoreip` is the defaults'.
+/// `--force` never passes the never-ban list.
+#[test]
+fn manual_bans_respect_ignoreip_unless_forced() {
+    let mut e = engine();
+    let now = SystemTime::now();
+    let r: BanResult = e
+        .ban(&["192.0.2.9".into(), "198.51.100.1".into()], None, None, now)
+        .unwrap();
+    assert_eq!(r.banned.len(), 1);
+    assert_eq!(
+        r.failed,
+        ["192.0.2.9: overlaps ignoreip of jail manual (--force bans it anyway)"]
+    );
+    let r: BanResult = e.ban(&["192.0.0.0/16".into()], Some("asterisk"), None, now).unwrap();
+    assert!(r.banned.is_empty());
+    assert_eq!(
+        r.failed,
+        ["192.0.0.0/16: overlaps ignoreip of jail asterisk (--force bans it anyway)"]
+    );
+    assert_eq!(kernel(&mut e, "manual"), ["198.51.100.1"]);
+    assert!(kernel(&mut e, "asterisk").is_empty());
+    // Forced: ignoreip is passed, the never-ban list is not.
+    let r: BanResult = e
+        .ban_with(
+            &["192.0.0.0/16".into(), "127.0.0.1".into(), "0.0.0.0/0".into()],
+            Some("asterisk"),
+            None,
+            true,
+            now,
+        )
+        .unwrap();
+    let banned: Vec<&str> = r.banned.iter().map(|b| b.ip.as_str()).collect();
+    assert_eq!(banned, ["192.0.0.0/16"]);
+    assert_eq!(
+        r.failed,
+        [
+            "127.0.0.1: never banned: loopback is this host itself",
+            "0.0.0.0/0: never banned: a ban of the whole address space would cut the host off"
+        ]
+    );
+    assert_eq!(kernel(&mut e, "asterisk"), ["192.0.0.0/16"]);
+    // recidive takes the defaults' ignoreip too.
+    let config = Config::from_text(
+        Path::new("/x/nftban.yaml"),
+        &format!("recidive: {{findtime: 1d, maxretry: 3, bantime: 1w}}\n{CONFIG}"),
+    )
+    .unwrap();
+    let mut e = Engine::new(&config, Box::new(Memory::new()));
+    e.start(&config).unwrap();
+    let r: BanResult = e.ban(&["192.0.2.1".into()], Some("recidive"), None, now).unwrap();
+    assert_eq!(
+        r.failed,
+        ["192.0.2.1: overlaps ignoreip of jail recidive (--force bans it anyway)"]
+    );
+}
