@@ -305,12 +305,21 @@ impl Engine {
                         tracing::info!(jail = %j.name, "Unban {} (by hand)", show_net(&net));
                         j.total_unbanned += 1;
                         result.unbanned.push((show_net(&net), j.name.clone()));
-                    } else if let Some(cover) = j.bans.keys().find(|b| b.contains(&net)) {
-                        inside.push(format!("inside banned prefix {} in jail {}", show_net(cover), j.name));
+                    }
+                    // A prefix around it (its own ban lifted or not) still
+                    // drops it: say so, rather than let the unban look whole.
+                    if let Some(cover) = j.bans.covering(&net, now).filter(|c| *c != net) {
+                        inside.push(format!("inside banned prefix {} in jail {}", show_net(&cover), j.name));
                     }
                 }
                 if !found {
                     result.not_banned.push(not_banned(&net, jail, &inside));
+                } else if !inside.is_empty() {
+                    result.not_banned.push(format!(
+                        "{} is still {}; unban the prefix to lift it",
+                        show_net(&net),
+                        inside.join(", ")
+                    ));
                 }
             }
             Ok(result)
