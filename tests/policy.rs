@@ -221,3 +221,53 @@ fn bans_by_hand_respect_ignoreip_unless_forced() {
         d.log()
     );
 }
+
+/// Issue 13, item 9: a jail given twice is an error naming the file and
+/// the line of its second occurrence, for `check` (no root needed) and for
+/// a reload, which is refused while the running config keeps its jails.
+/// (serde_yaml_ng lets the last of two equal map keys win silently.)
+#[test]
+fn a_jail_given_twice_is_refused_by_check_and_reload() {
+    let s = Setup::asterisk("");
+    let good = std::fs::read_to_string(&s.config).unwrap();
+    let twice = format!(
+        "{good}{}",
+        asterisk_jail("asterisk", &[&s.log]).replace("asterisk\n", "sshd\n")
+    );
+    std::fs::write(&s.config, &twice).unwrap();
+    // The same jail name again, with another ruleset.
+    let lines: Vec<&str> = twice.lines().collect();
+    let line = lines.iter().position(|l| *l == "  asterisk:").unwrap() + 1;
+    let second = lines.iter().rposition(|l| *l == "  asterisk:").unwrap() + 1;
+    assert!(second > line, "{twice}");
+    let o = s.cli(&["check"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "nftban: error: {}:{second}:3: jails.asterisk: given twice (first at line {line}); \
+             the last would silently replace the others\n",
+            s.config.display()
+        )
+    );
+
+    kernel_test!();
+    std::fs::write(&s.config, &good).unwrap();
+    let ns = NetNs::create("pol-dup").unwrap();
+    let mut d = Daemon::start(&ns, &s);
+    std::fs::write(&s.config, &twice).unwrap();
+    let o = s.cli(&["reload"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(&format!(
+            "{second}:3: jails.asterisk: given twice (first at line {line})"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert!(d.is_running());
+    s.failures("198.51.100.8", 3);
+    s.wait_jail("asterisk", "a ban under the running config", |st| {
+        st.currently_banned == 1
+    });
+}

@@ -111,6 +111,12 @@ pub enum Problem {
     /// the key path.
     #[error("{0}")]
     Yaml(String),
+    /// A key given twice in one mapping (`jails: {sshd: ..., sshd: ...}`):
+    /// the YAML library would keep the last without a word. The error's
+    /// place is the second occurrence; `first` is the line of the first,
+    /// when it can be found.
+    #[error("given twice{}; the last would silently replace the others", first.map(|l| format!(" (first at line {l})")).unwrap_or_default())]
+    DuplicateKey { first: Option<usize> },
     /// `log.target` is no known target.
     #[error("`{0}` must be stderr, journald, syslog or an absolute file path")]
     LogTarget(String),
@@ -205,6 +211,16 @@ impl Config {
     /// Parse and validate config text; `path` is used in messages and to
     /// resolve relative ruleset paths.
     pub fn from_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        if let Some(dup) = crate::yaml::duplicate_key(text) {
+            return Err(Located {
+                file: path.display().to_string(),
+                at: dup.at,
+                key: Some(dup.key),
+                error: Problem::DuplicateKey {
+                    first: dup.first.map(|(line, _)| line),
+                },
+            });
+        }
         let raw: FileConfig = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(path, text, &e))?;
         build(path, text, raw)
     }
