@@ -1139,3 +1139,91 @@ fn unbanning_an_address_inside_a_banned_prefix_says_the_prefix_still_holds_it() 
     );
     assert_eq!(kernel(&mut e, "manual"), ["198.51.100.0/24"]);
 }
+
+/// The memory firewall, refusing to add the prefixes in `refuse` (as the
+/// kernel refuses an element that overlaps one another tool added).
+struct Refusing {
+    inner: Memory,
+    refuse: Arc<std::sync::Mutex<Vec<IpNet>>>,
+}
+
+impl Firewall for Refusing {
+    fn setup(&mut self, spec: &crate::firewall::TableSpec) -> crate::firewall::Result<()> {
+        self.inner.setup(spec)
+    }
+    fn add(&mut self, bans: &[Ban]) -> crate::firewall::Result<Vec<crate::firewall::Refused>> {
+        let refuse = self.refuse.lock().unwrap().clone();
+        let (no, yes): (Vec<Ban>, Vec<Ban>) = bans.iter().cloned().partition(|b| refuse.contains(&b.net));
+        let mut refused = self.inner.add(&yes)?;
+        refused.extend(no.into_iter().map(|ban| crate::firewall::Refused {
+            ban,
+            error: crate::firewall::Error::Kernel {
+                what: "add 1 element".into(),
+                error: std::io::Error::from_raw_os_error(libc::EEXIST),
+            },
+        }));
+        Ok(refused)
+    }
+    fn delete(&mut self, jail: &str, nets: &[IpNet]) -> crate::firewall::Result<()> {
+        self.inner.delete(jail, nets)
+    }
+    fn list(&mut self, jail: &str) -> crate::firewall::Result<Vec<crate::firewall::Element>> {
+        self.inner.list(jail)
+    }
+    fn forget_connections(&mut self, nets: &[IpNet]) -> crate::firewall::Result<usize> {
+        self.inner.forget_connections(nets)
+    }
+    fn counters(&mut self) -> crate::firewall::Result<std::collections::BTreeMap<String, crate::firewall::Counter>> {
+        self.inner.counters()
+    }
+    fn missing(
+        &mut self,
+        spec: &crate::firewall::TableSpec,
+        probes: &[(String, IpNet)],
+    ) -> crate::firewall::Result<Vec<String>> {
+        self.inner.missing(spec, probes)
+    }
+}
+
+/// A prefix the kernel refuses leaves things as they were: the narrower
+/// prefix it was to replace comes back with its own expiry, and a prefix it
+/// was to lengthen keeps its old one, in the kernel, the record and the
+/// history alike.
+#[test]
+fn a_refused_prefix_leaves_what_it_was_to_replace_or_lengthen() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+    let refuse = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let fw = Refusing {
+        inner: Memory::new(),
+        refuse: Arc::clone(&refuse),
+    };
+    let mut e = Engine::new(&config, Box::new(fw))
+        .with_store(crate::store::Store::open(&dir.path().join("nftban.db")).unwrap());
+    e.start(&config).unwrap();
+    let now = SystemTime::now();
+    let net = |s: &str| s.parse::<IpNet>().unwrap();
+    e.ban(
+        &["198.51.100.128/25".into()],
+        None,
+        Some(Duration::from_secs(7200)),
+        now,
+    )
+    .unwrap();
+    e.ban(&["203.0.113.0/24".into()], None, HOUR, now).unwrap();
+    *refuse.lock().unwrap() = vec![net("198.51.100.0/24"), net("203.0.113.0/24")];
+    let r: BanResult = e
+        .ban(
+            &["198.51.100.0/24".into(), "203.0.113.0/25".into()],
+            None,
+            Some(Duration::from_secs(10_800)),
+            now,
+        )
+        .unwrap();
+    assert!(r.banned.is_empty(), "{r:?}");
+    assert_eq!(r.failed.len(), 2, "{r:?}");
+    let before = pairs(&[("198.51.100.128/25", 120), ("203.0.113.0/24", 60)]);
+    assert_eq!(kernel_minutes(&mut e, "manual"), before);
+    assert_eq!(status_minutes(&mut e, "manual", now), before);
+    assert_eq!(history_minutes(&mut e, "manual", now, now), before);
+}
