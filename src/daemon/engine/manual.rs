@@ -457,14 +457,7 @@ fn plan(bans: &super::Bans, nets: Vec<IpNet>, until: SystemTime, now: SystemTime
                 w.net = wider;
             }
             for (inner, end) in bans.prefixes_inside(&w.net, now) {
-                if end > w.until {
-                    covered.push(format!(
-                        "{} (banned for longer: {} now runs as long)",
-                        show_net(&inner),
-                        show_net(&w.net)
-                    ));
-                    w.until = end;
-                }
+                w.until = w.until.max(end);
                 p.lifted.insert(inner, end);
             }
             // Earlier bans of this request inside it: it holds them for as
@@ -489,6 +482,16 @@ fn plan(bans: &super::Bans, nets: Vec<IpNet>, until: SystemTime, now: SystemTime
         if wanted_set.insert(w.net) {
             wanted_prefixes += usize::from(!is_host(&w.net));
             p.wanted.push(w);
+        }
+    }
+    // Named once each, with the prefix that in the end takes their place.
+    for (inner, _) in p.lifted.iter().filter(|(_, &end)| end > until) {
+        if let Some(outer) = p.wanted.iter().find(|w| w.net.contains(inner)) {
+            covered.push(format!(
+                "{} (banned for longer: {} now runs as long)",
+                show_net(inner),
+                show_net(&outer.net)
+            ));
         }
     }
     p

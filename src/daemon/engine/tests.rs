@@ -1227,3 +1227,42 @@ fn a_refused_prefix_leaves_what_it_was_to_replace_or_lengthen() {
     assert_eq!(status_minutes(&mut e, "manual", now), before);
     assert_eq!(history_minutes(&mut e, "manual", now, now), before);
 }
+
+/// Nested prefixes within one request, over a narrower running one that
+/// runs longer: one element, the widest, running as long as the longest;
+/// each replaced prefix named once.
+#[test]
+fn nested_prefixes_in_one_request_become_the_widest() {
+    let mut e = engine();
+    let now = SystemTime::now();
+    e.ban(
+        &["198.51.100.128/26".into()],
+        None,
+        Some(Duration::from_secs(7200)),
+        now,
+    )
+    .unwrap();
+    let r: BanResult = e
+        .ban(
+            &[
+                "198.51.100.128/25".into(),
+                "198.51.100.0/24".into(),
+                "198.51.100.7".into(),
+            ],
+            None,
+            SECS_5,
+            now,
+        )
+        .unwrap();
+    let banned: Vec<(&str, u64)> = r.banned.iter().map(|b| (b.ip.as_str(), b.expires_in)).collect();
+    assert_eq!(banned, [("198.51.100.0/24", 7200)]);
+    assert_eq!(
+        r.already_covered,
+        [
+            "198.51.100.7 (inside banned 198.51.100.0/24)",
+            "198.51.100.128/26 (banned for longer: 198.51.100.0/24 now runs as long)"
+        ]
+    );
+    assert_eq!(kernel_minutes(&mut e, "manual"), pairs(&[("198.51.100.0/24", 120)]));
+    assert_no_nested_prefixes(&mut e, "manual");
+}
