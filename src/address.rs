@@ -103,12 +103,21 @@ const fn v6(bits: u128, len: u8) -> IpNet {
 /// Why `net` may never be banned, or `None` if it may. The one place that
 /// says so: every path to a ban asks it.
 pub fn never_banned(net: &IpNet) -> Option<&'static str> {
+    // IPv4-mapped IPv6 (`::ffff:127.0.0.1`) is IPv4 here as everywhere,
+    // even from an origin that did not go through `parse_net`.
+    let net = match net {
+        IpNet::V6(n) if n.prefix_len() >= 96 => match n.network().to_ipv4_mapped() {
+            Some(v4) => IpNet::V4(Ipv4Net::new(v4, n.prefix_len() - 96).ok()?),
+            None => *net,
+        },
+        _ => *net,
+    };
     if net.prefix_len() == 0 {
         return Some("a ban of the whole address space would cut the host off");
     }
     NEVER_BANNED
         .iter()
-        .find(|(range, _)| range.contains(net) || net.contains(range))
+        .find(|(range, _)| range.contains(&net) || net.contains(range))
         .map(|(_, why)| *why)
 }
 
@@ -181,6 +190,18 @@ mod tests {
             why("0.0.0.0/0"),
             Some("a ban of the whole address space would cut the host off")
         );
+        // Mapped IPv6 that did not go through parse_net (another origin).
+        let mapped = |text: &str| never_banned(&text.parse::<IpNet>().unwrap());
+        assert_eq!(mapped("::ffff:127.0.0.1/128"), Some("loopback is this host itself"));
+        assert_eq!(
+            mapped("::ffff:224.0.0.0/100"),
+            Some("multicast is not a source address")
+        );
+        assert_eq!(
+            mapped("::ffff:0.0.0.0/96"),
+            Some("a ban of the whole address space would cut the host off")
+        );
+        assert_eq!(mapped("::ffff:192.0.2.9/128"), None);
         for text in [
             "192.0.2.1",
             "198.51.100.0/24",
