@@ -10,9 +10,9 @@
 //!   what was meant, never silently widened;
 //! - an address prints without `/32` or `/128`, a prefix with its length.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// Why a text is not an address or prefix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,30 +69,56 @@ pub fn is_host(net: &IpNet) -> bool {
 }
 
 /// Ranges no ban may touch, whoever asks (a log line, `nftban ban
-/// --force`, a peer, a feed, a record in the history), with why: banning
-/// them never stops an attacker and can cut the host off. A ban that
-/// overlaps one (contains it or lies in it) is refused, so a wide prefix
-/// that would swallow one is refused too.
-const NEVER_BANNED: &[(&str, &str)] = &[
-    ("0.0.0.0/8", "\"this network\" (0.0.0.0/8) is not a source address"),
-    ("127.0.0.0/8", "loopback is this host itself"),
-    ("224.0.0.0/4", "multicast is not a source address"),
-    ("255.255.255.255/32", "the broadcast address is not a source address"),
-    ("::/128", "the unspecified address is not a source address"),
-    ("::1/128", "loopback is this host itself"),
-    ("ff00::/8", "multicast is not a source address"),
+/// --force`, another origin of bans, an IPv6 escalation, a record in the
+/// history), with why: none of them is the source address of an attacker,
+/// and banning them can cut the host off. A ban that overlaps one
+/// (contains it or lies in it) is refused, so a wide prefix that would
+/// swallow one (`0.0.0.0/1`, `::/64`) is refused too. Not listed, on
+/// purpose: private and link-local ranges (an attacker may sit there) and
+/// the host's own addresses (they change; `ignoreip` is the place).
+const NEVER_BANNED: &[(IpNet, &str)] = &[
+    (
+        v4(0, 0, 0, 0, 8),
+        "\"this network\" (0.0.0.0/8) is not a source address",
+    ),
+    (v4(127, 0, 0, 0, 8), "loopback is this host itself"),
+    (v4(224, 0, 0, 0, 4), "multicast is not a source address"),
+    (
+        v4(255, 255, 255, 255, 32),
+        "the broadcast address is not a source address",
+    ),
+    (v6(0, 128), "the unspecified address is not a source address"),
+    (v6(1, 128), "loopback is this host itself"),
+    (v6(0xff00 << 112, 8), "multicast is not a source address"),
 ];
 
-/// Why `net` may never be banned, or `None` if it may.
-#[cfg_attr(not(test), expect(dead_code, reason = "the ban paths use it next"))]
+const fn v4(a: u8, b: u8, c: u8, d: u8, len: u8) -> IpNet {
+    IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::new(a, b, c, d), len))
+}
+
+const fn v6(bits: u128, len: u8) -> IpNet {
+    IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::from_bits(bits), len))
+}
+
+/// Why `net` may never be banned, or `None` if it may. The one place that
+/// says so: every path to a ban asks it.
 pub fn never_banned(net: &IpNet) -> Option<&'static str> {
+    // IPv4-mapped IPv6 (`::ffff:127.0.0.1`) is IPv4 here as everywhere,
+    // even from an origin that did not go through `parse_net`.
+    let net = match net {
+        IpNet::V6(n) if n.prefix_len() >= 96 => match n.network().to_ipv4_mapped() {
+            Some(v4) => IpNet::V4(Ipv4Net::new(v4, n.prefix_len() - 96).ok()?),
+            None => *net,
+        },
+        _ => *net,
+    };
     if net.prefix_len() == 0 {
         return Some("a ban of the whole address space would cut the host off");
     }
-    NEVER_BANNED.iter().find_map(|(range, why)| {
-        let range: IpNet = range.parse().ok()?;
-        (range.contains(net) || net.contains(&range)).then_some(*why)
-    })
+    NEVER_BANNED
+        .iter()
+        .find(|(range, _)| range.contains(&net) || net.contains(range))
+        .map(|(_, why)| *why)
 }
 
 /// An address prints without `/32` or `/128`, a prefix with its length.
@@ -152,9 +178,30 @@ mod tests {
             "0.0.0.0/1",
             "128.0.0.0/1",
             "192.0.0.0/2",
+            "::ffff:127.0.0.1",
+            "::/64",
         ] {
             assert!(never_banned(&parse_net(text).unwrap()).is_some(), "{text}");
         }
+        let why = |text: &str| never_banned(&parse_net(text).unwrap());
+        assert_eq!(why("239.255.255.250"), Some("multicast is not a source address"));
+        assert_eq!(why("::1"), Some("loopback is this host itself"));
+        assert_eq!(
+            why("0.0.0.0/0"),
+            Some("a ban of the whole address space would cut the host off")
+        );
+        // Mapped IPv6 that did not go through parse_net (another origin).
+        let mapped = |text: &str| never_banned(&text.parse::<IpNet>().unwrap());
+        assert_eq!(mapped("::ffff:127.0.0.1/128"), Some("loopback is this host itself"));
+        assert_eq!(
+            mapped("::ffff:224.0.0.0/100"),
+            Some("multicast is not a source address")
+        );
+        assert_eq!(
+            mapped("::ffff:0.0.0.0/96"),
+            Some("a ban of the whole address space would cut the host off")
+        );
+        assert_eq!(mapped("::ffff:192.0.2.9/128"), None);
         for text in [
             "192.0.2.1",
             "198.51.100.0/24",

@@ -56,6 +56,10 @@ pub enum Command {
         /// How long, e.g. 90s, 10m, 1h, 1d [default: the jail's bantime]
         #[arg(long, short = 't', value_name = "DUR")]
         bantime: Option<String>,
+        /// Ban also what overlaps the jail's ignoreip (never loopback, multicast,
+        /// 0.0.0.0/8, 255.255.255.255, ::, nor a prefix holding one)
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         config: ConfigArg,
     },

@@ -107,6 +107,7 @@ pub struct BanResult {
 pub struct UnbanResult {
     /// (address, jail) pairs lifted.
     pub unbanned: Vec<(String, String)>,
-    /// Addresses found in no jail, with the reason.
+    /// Addresses found in no jail, or still inside a banned prefix after
+    /// their own ban was lifted, with the reason.
     pub not_banned: Vec<String>,
 }

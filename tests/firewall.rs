@@ -183,9 +183,12 @@ fn ban_removes_the_conntrack_entries_of_an_ongoing_flow() {
     assert_eq!(s.jail_status("asterisk").kernel_errors, 0);
 }
 
-/// Overlaps are handled, not errors: a prefix over banned hosts replaces
-/// them (manual and automatic bans alike), failures inside a banned prefix
-/// add nothing, unbanning inside a prefix says which prefix holds it.
+/// Overlaps are handled, not errors: a prefix over banned hosts leaves
+/// them in the hash set (manual and automatic bans alike; a new ban never
+/// shortens a running one, tests/policy.rs), failures inside a banned
+/// prefix that ends sooner ban the address too, unbanning inside a prefix
+/// says which prefix holds it, a wider prefix replaces a narrower one in
+/// the interval set.
 #[test]
 fn overlapping_bans_of_a_jail_agree_with_the_kernel() {
     kernel_test!();
@@ -200,47 +203,60 @@ fn overlapping_bans_of_a_jail_agree_with_the_kernel() {
     assert_eq!(elems("asterisk_v4"), ["198.51.100.5", "198.51.100.7"]);
 
     s.cli_ok(&["ban", "--jail", "asterisk", "198.51.100.0/24", "2001:db8::/64"]);
-    assert_eq!(elems("asterisk_v4"), ["198.51.100.0/24"]);
-    assert_eq!(elems("asterisk_v6"), ["2001:db8::/64"]);
+    assert_eq!(
+        elems("asterisk_v4"),
+        ["198.51.100.5", "198.51.100.7", "198.51.100.0/24"]
+    );
+    assert_eq!(elems("asterisk_v6"), ["2001:db8::5", "2001:db8::/64"]);
 
-    // Failures of an address inside the prefix: counted, no new element.
+    // Failures of an address inside the prefix: a ban of its own, as the
+    // prefix (banned a moment before, for as long) ends a moment sooner.
     s.failures("198.51.100.9", 3);
     s.wait_jail("asterisk", "the failures inside the prefix", |st| st.total_failed == 6);
-    assert_eq!(elems("asterisk_v4"), ["198.51.100.0/24"]);
-    let o = s.cli(&["ban", "--jail", "asterisk", "198.51.100.10"]);
+    let hosts = ["198.51.100.5", "198.51.100.7", "198.51.100.9"];
+    assert_eq!(elems("asterisk_v4"), [&hosts[..], &["198.51.100.0/24"]].concat());
+    // Banned by hand for less time than the prefix has left: covered.
+    let o = s.cli(&["ban", "--jail", "asterisk", "198.51.100.10", "--bantime", "10m"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stdout(&o).contains("already banned: 198.51.100.10 (inside banned 198.51.100.0/24)"),
         "{}",
         stdout(&o)
     );
-    let o = s.cli(&["unban", "198.51.100.7"]);
+    let o = s.cli(&["unban", "198.51.100.11"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("198.51.100.7 is inside banned prefix 198.51.100.0/24 in jail asterisk"),
+        stderr(&o).contains("198.51.100.11 is inside banned prefix 198.51.100.0/24 in jail asterisk"),
         "{}",
         stderr(&o)
     );
     // A wider prefix replaces the narrower one.
     s.cli_ok(&["ban", "--jail", "asterisk", "198.51.100.0/23"]);
-    assert_eq!(elems("asterisk_v4"), ["198.51.100.0/23"]);
+    assert_eq!(elems("asterisk_v4"), [&hosts[..], &["198.51.100.0/23"]].concat());
     let st = s.jail_status("asterisk");
-    assert_eq!(banned_ips(&st), ["198.51.100.0/23", "2001:db8::/64"]);
+    assert_eq!(
+        banned_ips(&st),
+        [&["198.51.100.0/23"][..], &hosts, &["2001:db8::/64", "2001:db8::5"]].concat()
+    );
     assert_eq!(st.kernel_errors, 0);
     assert!(!d.log().contains("ERROR"), "{}", d.log());
 
     // A host and its prefix in one request, host first: only the prefix.
     s.cli_ok(&["ban", "--jail", "asterisk", "203.0.113.5", "203.0.113.0/24"]);
-    assert_eq!(elems("asterisk_v4"), ["198.51.100.0/23", "203.0.113.0/24"]);
+    assert_eq!(
+        elems("asterisk_v4"),
+        [&hosts[..], &["198.51.100.0/23", "203.0.113.0/24"]].concat()
+    );
 
     // A prefix the kernel refuses (it overlaps an element another tool
-    // added behind nftban's back): the bans it was to replace come back.
+    // added behind nftban's back): the address inside it stays.
     s.cli_ok(&["ban", "--jail", "asterisk", "192.0.2.5"]);
     nft(
         &ns,
         &["add element inet nftban asterisk_v4_net { 192.0.2.64/26 timeout 1h }"],
     );
-    let o = s.cli(&["ban", "--jail", "asterisk", "192.0.2.0/24"]);
+    // (Forced: the prefix overlaps Setup's ignoreip 192.0.2.99.)
+    let o = s.cli(&["ban", "--force", "--jail", "asterisk", "192.0.2.0/24"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("nftban: not banned: 192.0.2.0/24: kernel refused"),
@@ -249,7 +265,12 @@ fn overlapping_bans_of_a_jail_agree_with_the_kernel() {
     );
     assert_eq!(
         elems("asterisk_v4"),
-        ["192.0.2.5", "192.0.2.64/26", "198.51.100.0/23", "203.0.113.0/24"]
+        [
+            &["192.0.2.5"][..],
+            &hosts,
+            &["192.0.2.64/26", "198.51.100.0/23", "203.0.113.0/24"]
+        ]
+        .concat()
     );
     let st = s.jail_status("asterisk");
     assert_eq!(st.kernel_errors, 1);
@@ -259,7 +280,9 @@ fn overlapping_bans_of_a_jail_agree_with_the_kernel() {
 /// IPv6 escalation against the real kernel: three addresses of
 /// 2001:db8:5::/64 banned from log lines ban the /64, and packets from a
 /// fourth address of it, never seen in the log, are dropped over a veth
-/// pair; the three address elements are gone from the hash set.
+/// pair; the three address elements stay in the hash set (an escalation,
+/// like any ban, never shortens a running one), and the unban of the /64
+/// lifts the prefix alone.
 #[test]
 fn escalated_prefix_drops_a_fourth_address() {
     kernel_test!();
@@ -289,8 +312,11 @@ fn escalated_prefix_drops_a_fourth_address() {
         Some("escalated: 3 addresses in 2001:db8:5::/64"),
         "{st:?}"
     );
-    assert_eq!(st.currently_banned, 1, "{st:?}");
-    assert!(set_elements(&pbx, "asterisk_v6").is_empty());
+    assert_eq!(st.currently_banned, 4, "{st:?}");
+    assert_eq!(
+        set_addrs(&pbx, "asterisk_v6"),
+        ["2001:db8:5::a", "2001:db8:5::b", "2001:db8:5::c"]
+    );
     let net = set_elements(&pbx, "asterisk_v6_net");
     assert_eq!(net.len(), 1, "{net:?}");
     assert_eq!(net[0].0, "2001:db8:5::/64");
@@ -306,6 +332,7 @@ fn escalated_prefix_drops_a_fourth_address() {
     );
     s.cli_ok(&["unban", "2001:db8:5::/64"]);
     assert!(passes(&attacker, to), "unbanned prefix still drops");
+    assert_eq!(s.jail_status("asterisk").currently_banned, 3);
 }
 
 /// Seed FAQ row 2: without CAP_NET_ADMIN, `nftban run` stops at once with

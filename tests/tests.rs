@@ -11,4 +11,5 @@ mod firewall;
 mod heal;
 mod hostile;
 mod logging;
+mod policy;
 mod schema;

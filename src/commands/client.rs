@@ -185,7 +185,13 @@ fn format_all(st: &Status) -> String {
     o
 }
 
-pub fn ban(addrs: Vec<String>, jail: String, bantime: Option<String>, c: &ConfigArg) -> anyhow::Result<u8> {
+pub fn ban(
+    addrs: Vec<String>,
+    jail: String,
+    bantime: Option<String>,
+    force: bool,
+    c: &ConfigArg,
+) -> anyhow::Result<u8> {
     let bantime = match bantime {
         Some(t) => Some(
             parse_duration(&t)
@@ -203,6 +209,7 @@ pub fn ban(addrs: Vec<String>, jail: String, bantime: Option<String>, c: &Config
                 addrs,
                 jail: Some(jail.clone()),
                 bantime,
+                force,
             },
         )?;
         let mut out = std::io::stdout().lock();

@@ -89,8 +89,9 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
             addrs,
             jail,
             bantime,
+            force,
             config,
-        } => client::ban(addrs, jail, bantime, &config),
+        } => client::ban(addrs, jail, bantime, force, &config),
         Command::Unban { addrs, jail, config } => client::unban(addrs, jail, &config),
         Command::Test {
             log,

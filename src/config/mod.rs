@@ -88,6 +88,9 @@ pub struct Config {
     pub hooks: Vec<Hook>,
     /// The `manual` jail's ban time (`defaults.bantime`).
     pub default_bantime: Duration,
+    /// `defaults.ignoreip`: what the `manual` and `recidive` jails, which
+    /// have no config section of their own, never ban.
+    pub default_ignoreip: Vec<IpNet>,
     pub jails: Vec<Jail>,
     pub recidive: Option<RecidiveConfig>,
     pub metrics: Option<MetricsConfig>,
@@ -108,6 +111,12 @@ pub enum Problem {
     /// the key path.
     #[error("{0}")]
     Yaml(String),
+    /// A key given twice in one mapping (`jails: {sshd: ..., sshd: ...}`):
+    /// the YAML library would keep the last without a word. The error's
+    /// place is the second occurrence; `first` is the line of the first,
+    /// when it can be found.
+    #[error("given twice{}; the last would silently replace the others", first.map(|l| format!(" (first at line {l})")).unwrap_or_default())]
+    DuplicateKey { first: Option<usize> },
     /// `log.target` is no known target.
     #[error("`{0}` must be stderr, journald, syslog or an absolute file path")]
     LogTarget(String),
@@ -202,6 +211,16 @@ impl Config {
     /// Parse and validate config text; `path` is used in messages and to
     /// resolve relative ruleset paths.
     pub fn from_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        if let Some(dup) = crate::yaml::duplicate_key(text) {
+            return Err(Located {
+                file: path.display().to_string(),
+                at: dup.at,
+                key: Some(dup.key),
+                error: Problem::DuplicateKey {
+                    first: dup.first.map(|(line, _)| line),
+                },
+            });
+        }
         let raw: FileConfig = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(path, text, &e))?;
         build(path, text, raw)
     }
@@ -444,6 +463,7 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         action: raw.nftables.action,
         hooks,
         default_bantime: def_bantime,
+        default_ignoreip: def_ignore,
         jails,
         recidive,
         metrics: raw.metrics,

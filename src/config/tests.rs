@@ -187,3 +187,29 @@ fn jail_mode_is_checked_and_located() {
         "{e}"
     );
 }
+
+/// A key given twice anywhere (a jail, a jail's setting, a top-level
+/// section) is an error at the line of its second occurrence, saying where
+/// the first is: the YAML library would let the last one win silently.
+#[test]
+fn a_key_given_twice_is_an_error_at_its_second_place() {
+    let twice = format!("{GOOD}  sshd:\n    ruleset: sshd\n    files: [/var/log/secure]\n");
+    assert_eq!(
+        error(&twice),
+        "/etc/nftban/nftban.yaml:13:3: jails.sshd: given twice (first at line 9); \
+         the last would silently replace the others"
+    );
+    let setting = GOOD.replace("    bantime: 10m\n", "    bantime: 10m\n    bantime: 1w\n");
+    assert_eq!(
+        error(&setting),
+        "/etc/nftban/nftban.yaml:13:5: jails.sshd.bantime: given twice (first at line 12); \
+         the last would silently replace the others"
+    );
+    let flow = GOOD.replace("maxretry: 5,", "maxretry: 5, maxretry: 50,");
+    assert_eq!(
+        error(&flow),
+        "/etc/nftban/nftban.yaml:3:40: defaults.maxretry: given twice; the last would silently replace the others"
+    );
+    let top = format!("{GOOD}socket: /run/other.sock\n");
+    assert!(error(&top).starts_with("/etc/nftban/nftban.yaml:13:1: socket: given twice (first at line 1)"));
+}

@@ -15,16 +15,25 @@ pub enum Request {
     /// All jails, or one.
     Status { jail: Option<String> },
     /// Ban addresses or prefixes; `jail` defaults to `manual`, `bantime`
-    /// (seconds) to the jail's.
+    /// (seconds) to the jail's. `force` bans what overlaps the jail's
+    /// `ignoreip` too (never what is never banned); absent means false,
+    /// and it is sent only when true, so older daemons still take the
+    /// requests of newer clients that do not force.
     Ban {
         addrs: Vec<String>,
         jail: Option<String>,
         bantime: Option<u64>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        force: bool,
     },
     /// Unban from one jail or, without `jail`, from all.
     Unban { addrs: Vec<String>, jail: Option<String> },
     /// Re-read the config; refused with its error if it is bad.
     Reload,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The daemon's answer: `ok` with data, or an error message.
@@ -60,5 +69,29 @@ impl Response {
             Ok(data) => Response::ok(data),
             Err(e) => Response::err(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `force` is additive: a request without it (an older client) is not
+    /// forced, and one not forced is sent without it (for older daemons).
+    #[test]
+    fn ban_force_is_optional_both_ways() {
+        let old = r#"{"cmd":"ban","addrs":["192.0.2.1"],"jail":null,"bantime":null}"#;
+        let req: Request = serde_json::from_str(old).unwrap();
+        assert!(matches!(req, Request::Ban { force: false, .. }));
+        assert_eq!(serde_json::to_string(&req).unwrap(), old);
+        let forced = Request::Ban {
+            addrs: vec!["192.0.2.1".into()],
+            jail: None,
+            bantime: None,
+            force: true,
+        };
+        let text = serde_json::to_string(&forced).unwrap();
+        assert!(text.ends_with(r#","force":true}"#), "{text}");
+        assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), forced);
     }
 }

@@ -133,9 +133,18 @@ pub(super) fn answer(engine: &mut Engine, req: Request, now: SystemTime) -> Resp
     match req {
         Request::Status { jail: None } => Response::ok(engine.status(now)),
         Request::Status { jail: Some(name) } => Response::from_result(engine.jail_status(&name, now)),
-        Request::Ban { addrs, jail, bantime } => {
-            Response::from_result(engine.ban(&addrs, jail.as_deref(), bantime.map(Duration::from_secs), now))
-        }
+        Request::Ban {
+            addrs,
+            jail,
+            bantime,
+            force,
+        } => Response::from_result(engine.ban_with(
+            &addrs,
+            jail.as_deref(),
+            bantime.map(Duration::from_secs),
+            force,
+            now,
+        )),
         Request::Unban { addrs, jail } => Response::from_result(engine.unban(&addrs, jail.as_deref(), now)),
         // Handled by the loop, which restarts the daemon.
         Request::Reload => Response::err("reload is handled by the daemon loop"),

@@ -6,7 +6,9 @@
 //! times taken from log lines. An address is banned when it has `maxretry`
 //! failures within `findtime`; addresses in `ignoreip` are never counted,
 //! nor are prefixes that overlap an `ignoreip` entry (a prefix holding an
-//! ignored address would ban it too).
+//! ignored address would ban it too), nor what no ban may ever touch
+//! ([`crate::address::never_banned`]: a log line naming `0.0.0.0` or a
+//! multicast address was written by an attacker, not sent by one).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -33,6 +35,9 @@ pub const DEFAULT_MAX_TRACKED: usize = 100_000;
 /// What one failure leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
+    /// The address is one no ban may touch, for this reason
+    /// ([`crate::address::never_banned`]).
+    NeverBanned { why: &'static str },
     /// The address is in `ignoreip`.
     Ignored,
     /// Counted; `count` failures within `findtime` so far.
@@ -89,6 +94,9 @@ impl Tracker {
     /// prefix, counted apart from the addresses inside it) at time `at`.
     pub fn failure_of(&mut self, net: IpNet, at: SystemTime) -> Verdict {
         let net = net.trunc();
+        if let Some(why) = crate::address::never_banned(&net) {
+            return Verdict::NeverBanned { why };
+        }
         if self.is_ignored(&net) {
             return Verdict::Ignored;
         }
@@ -243,7 +251,9 @@ mod tests {
             findtime: Duration::from_secs(600),
             maxretry,
             bantime: Duration::from_secs(3600),
-            ignoreip: vec!["127.0.0.0/8".parse().unwrap(), "2001:db8:ffff::/48".parse().unwrap()],
+            // Loopback would be refused as a never-ban address before
+            // ignoreip is looked at: these tests are about ignoreip.
+            ignoreip: vec!["100.64.0.0/16".parse().unwrap(), "2001:db8:ffff::/48".parse().unwrap()],
             max_tracked: DEFAULT_MAX_TRACKED,
         })
     }
@@ -302,11 +312,44 @@ mod tests {
     #[test]
     fn ignoreip_is_never_counted() {
         let mut t = tracker(1);
-        assert_eq!(t.failure("127.0.0.5".parse().unwrap(), at(0)), Verdict::Ignored);
+        assert_eq!(t.failure("100.64.0.5".parse().unwrap(), at(0)), Verdict::Ignored);
         assert_eq!(t.failure("2001:db8:ffff::1".parse().unwrap(), at(0)), Verdict::Ignored);
         assert_eq!(t.total_failed, 0);
         assert!(matches!(
             t.failure("2001:db8::1".parse().unwrap(), at(0)),
+            Verdict::Ban { .. }
+        ));
+    }
+
+    #[test]
+    fn never_banned_addresses_are_never_counted() {
+        let mut t = tracker(1);
+        t.policy.ignoreip.clear();
+        for text in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.251",
+            "::",
+            "ff02::1",
+            "127.0.0.1",
+            "::1",
+        ] {
+            let verdict = t.failure(text.parse().unwrap(), at(0));
+            assert!(matches!(verdict, Verdict::NeverBanned { .. }), "{text}: {verdict:?}");
+        }
+        for text in ["0.0.0.0/0", "::/0", "0.0.0.0/1", "ff00::/12"] {
+            let verdict = t.failure_of(text.parse().unwrap(), at(0));
+            assert!(matches!(verdict, Verdict::NeverBanned { .. }), "{text}: {verdict:?}");
+        }
+        assert_eq!(
+            t.failure("0.0.0.0".parse().unwrap(), at(0)),
+            Verdict::NeverBanned {
+                why: "\"this network\" (0.0.0.0/8) is not a source address"
+            }
+        );
+        assert_eq!((t.total_failed, t.tracked()), (0, 0));
+        assert!(matches!(
+            t.failure("198.51.100.1".parse().unwrap(), at(0)),
             Verdict::Ban { .. }
         ));
     }
@@ -347,8 +390,8 @@ mod tests {
         );
         assert!(matches!(t.failure_of(net("192.0.2.77/24"), at(1)), Verdict::Ban { .. }));
         // A prefix holding an ignored address, or inside an ignored prefix.
-        assert_eq!(t.failure_of(net("127.0.0.0/16"), at(0)), Verdict::Ignored);
-        assert_eq!(t.failure_of(net("0.0.0.0/0"), at(0)), Verdict::Ignored);
+        assert_eq!(t.failure_of(net("100.64.0.0/24"), at(0)), Verdict::Ignored);
+        assert_eq!(t.failure_of(net("96.0.0.0/4"), at(0)), Verdict::Ignored);
         assert_eq!(t.failure_of(net("2001:db8::/32"), at(0)), Verdict::Ignored);
         assert_eq!(t.failure_of(net("2001:db8:ffff:1::/64"), at(0)), Verdict::Ignored);
         assert_eq!(

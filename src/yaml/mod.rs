@@ -9,10 +9,12 @@
 //! has none, and [`Located`] is an error at such a place.
 
 mod locate;
+mod unique;
 
 use std::fmt;
 
 pub(crate) use locate::{locate, locate_item, locate_nearest};
+pub(crate) use unique::duplicate_key;
 
 /// Line and column in a file, both 1-based.
 pub type Position = (usize, usize);

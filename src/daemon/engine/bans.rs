@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::time::SystemTime;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::address::is_host;
 
@@ -51,14 +51,77 @@ impl Bans {
     /// The running ban that holds `net` at `now`: itself, or the longest
     /// banned prefix around it.
     pub fn covering(&self, net: &IpNet, now: SystemTime) -> Option<IpNet> {
-        let live = |n: &IpNet| self.map.get(n).is_some_and(|&t| t > now);
+        self.holding(net, |t| t > now)
+    }
+
+    /// A ban that holds `net` (itself, or a prefix around it) and runs
+    /// until `until` or later: a new ban of `net` ending at `until` would
+    /// add nothing.
+    pub fn outlasting(&self, net: &IpNet, until: SystemTime) -> Option<IpNet> {
+        self.holding(net, |t| t >= until)
+    }
+
+    /// `net` itself or the longest prefix around it whose expiry passes
+    /// `keep`: one lookup per prefix length, or one in all without prefixes.
+    fn holding(&self, net: &IpNet, keep: impl Fn(SystemTime) -> bool) -> Option<IpNet> {
+        let held = |n: &IpNet| self.map.get(n).is_some_and(|&t| keep(t));
         if self.prefixes == 0 {
-            return live(net).then_some(*net);
+            return held(net).then_some(*net);
         }
         (0..=net.prefix_len()).rev().find_map(|len| {
             let wider = IpNet::new(net.addr(), len).ok()?.trunc();
-            live(&wider).then_some(wider)
+            held(&wider).then_some(wider)
         })
+    }
+
+    /// The running prefix strictly around `net` at `now`, with its expiry.
+    /// The interval set holds no prefix inside another, so there is at
+    /// most one; should there be more, the widest.
+    pub fn wider_prefix(&self, net: &IpNet, now: SystemTime) -> Option<(IpNet, SystemTime)> {
+        if self.prefixes == 0 {
+            return None;
+        }
+        (0..net.prefix_len()).find_map(|len| {
+            let wider = IpNet::new(net.addr(), len).ok()?.trunc();
+            let &t = self.map.get(&wider).filter(|&&t| t > now)?;
+            Some((wider, t))
+        })
+    }
+
+    /// The running bans strictly inside the prefix `net` at `now`: a range
+    /// walk over the bans between its first and its last address, not a
+    /// walk over all bans.
+    pub fn inside(&self, net: &IpNet, now: SystemTime) -> Vec<(IpNet, SystemTime)> {
+        let (first, last) = match net.trunc() {
+            IpNet::V4(n) => (
+                Ipv4Net::new(n.network(), 0).map(IpNet::V4),
+                Ipv4Net::new(n.broadcast(), 32).map(IpNet::V4),
+            ),
+            IpNet::V6(n) => (
+                Ipv6Net::new(n.network(), 0).map(IpNet::V6),
+                Ipv6Net::new(n.broadcast(), 128).map(IpNet::V6),
+            ),
+        };
+        let (Ok(first), Ok(last)) = (first, last) else {
+            return Vec::new();
+        };
+        // Every net inside sorts between its first address with length 0
+        // and its last address with the full length.
+        self.map
+            .range(first..=last)
+            .filter(|(n, &t)| t > now && *n != net && net.contains(*n))
+            .map(|(n, t)| (*n, *t))
+            .collect()
+    }
+
+    /// The running prefixes strictly inside `net` at `now`.
+    pub fn prefixes_inside(&self, net: &IpNet, now: SystemTime) -> Vec<(IpNet, SystemTime)> {
+        if self.prefixes == 0 || is_host(net) {
+            return Vec::new();
+        }
+        let mut inside = self.inside(net, now);
+        inside.retain(|(n, _)| !is_host(n));
+        inside
     }
 }
 
@@ -101,5 +164,68 @@ mod tests {
         assert_eq!(b.prefixes, 0);
         assert_eq!(b.covering(&net("2001:db8:1:2::5/128"), now), None);
         assert_eq!(b.len(), 2);
+    }
+
+    #[test]
+    fn outlasting_wider_and_inside_look_at_expiry_and_nesting() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let at = |s: u64| now + Duration::from_secs(s);
+        let mut b = Bans::default();
+        b.insert(net("198.51.100.0/24"), at(60));
+        b.insert(net("198.51.100.7/32"), at(3600));
+        b.insert(net("198.51.100.9/32"), now); // expired
+        b.insert(net("198.51.101.0/25"), at(10));
+        b.insert(net("2001:db8::/64"), at(60));
+        b.insert(net("2001:db8::/80"), at(600));
+        // An address running longer holds itself; one not banned is held
+        // by the prefix only until the prefix ends.
+        assert_eq!(
+            b.outlasting(&net("198.51.100.7/32"), at(3600)),
+            Some(net("198.51.100.7/32"))
+        );
+        assert_eq!(b.outlasting(&net("198.51.100.7/32"), at(3601)), None);
+        assert_eq!(
+            b.outlasting(&net("198.51.100.8/32"), at(60)),
+            Some(net("198.51.100.0/24"))
+        );
+        assert_eq!(b.outlasting(&net("198.51.100.8/32"), at(61)), None);
+        assert_eq!(
+            b.outlasting(&net("198.51.100.0/25"), at(30)),
+            Some(net("198.51.100.0/24"))
+        );
+        // The prefix strictly around, running.
+        assert_eq!(
+            b.wider_prefix(&net("198.51.100.128/25"), now),
+            Some((net("198.51.100.0/24"), at(60)))
+        );
+        assert_eq!(b.wider_prefix(&net("198.51.100.0/24"), now), None, "not itself");
+        assert_eq!(b.wider_prefix(&net("198.51.100.0/24"), at(60)), None, "ended");
+        assert_eq!(
+            b.wider_prefix(&net("2001:db8::1:0/112"), now),
+            Some((net("2001:db8::/64"), at(60)))
+        );
+        // What lies inside: running bans only, not the prefix itself, not
+        // its neighbours.
+        assert_eq!(
+            b.inside(&net("198.51.100.0/23"), now),
+            [
+                (net("198.51.100.0/24"), at(60)),
+                (net("198.51.100.7/32"), at(3600)),
+                (net("198.51.101.0/25"), at(10))
+            ]
+        );
+        assert_eq!(
+            b.inside(&net("198.51.100.0/24"), now),
+            [(net("198.51.100.7/32"), at(3600))]
+        );
+        assert_eq!(
+            b.prefixes_inside(&net("198.51.100.0/22"), now),
+            [(net("198.51.100.0/24"), at(60)), (net("198.51.101.0/25"), at(10))]
+        );
+        assert_eq!(
+            b.prefixes_inside(&net("2001:db8::/48"), now),
+            [(net("2001:db8::/64"), at(60)), (net("2001:db8::/80"), at(600))]
+        );
+        assert!(b.prefixes_inside(&net("198.51.100.0/24"), now).is_empty());
     }
 }

@@ -10,11 +10,12 @@ use std::time::{Duration, SystemTime};
 use ipnet::IpNet;
 
 use super::jail::JailState;
+use super::manual::Grounds;
 use super::Engine;
 use crate::address::{is_host, show as show_net};
 use crate::config::format_duration;
 use crate::firewall::Ban;
-use crate::store::FailureWindow;
+use crate::store::{FailureWindow, Origin};
 use crate::tracker::Verdict;
 
 impl Engine {
@@ -26,6 +27,10 @@ impl Engine {
         let net = net.trunc();
         let j = &mut self.jails[jail];
         let bantime = match j.tracker.failure_of(net, at) {
+            Verdict::NeverBanned { why } => {
+                tracing::debug!(jail = %j.name, net = %show_net(&net), "not banned: never-ban address ({why}); not counted");
+                return;
+            }
             Verdict::Ignored => {
                 tracing::debug!(jail = %j.name, net = %show_net(&net), "failure from (or overlapping) an ignoreip address; not counted");
                 return;
@@ -36,32 +41,54 @@ impl Engine {
             }
             Verdict::Ban { bantime } => bantime,
         };
-        if let Some(cover) = j.bans.covering(&net, at) {
-            tracing::debug!(jail = %j.name, net = %show_net(&net), %cover, "already banned");
-            return;
-        }
+        let from = now.max(at);
         let bantime = self.incremented(jail, net, bantime);
         let j = &mut self.jails[jail];
+        // Already held for as long by a running ban (itself, or a prefix
+        // around it): nothing to add. One that ends sooner is not cut
+        // short, and this one goes on after it.
+        if let Some(cover) = j.bans.outlasting(&net, expiry(from, bantime)) {
+            tracing::debug!(jail = %j.name, net = %show_net(&net), cover = %show_net(&cover), "already banned");
+            return;
+        }
         let (what, window) = (j.tracker.policy.maxretry, format_duration(j.tracker.policy.findtime));
         let why = if Some(jail) == self.recidive {
             format!("banned {what} times within {window}")
         } else {
             format!("{what} failures within {window}")
         };
-        tracing::info!(jail = %j.name, "Ban {} for {} ({why})", show_net(&net), format_duration(bantime));
-        j.bans.insert(net, expiry(now.max(at), bantime));
-        j.count_ban(net);
-        self.pending.push(Ban {
-            jail: j.name.clone(),
-            net,
-            timeout: bantime,
-        });
+        if !is_host(&net) {
+            // A prefix a rule captured: planned like any prefix, against
+            // the prefixes the interval set holds already.
+            let grounds = Grounds {
+                origin: Origin::Auto,
+                reason: None,
+                how: &why,
+            };
+            match self.impose(jail, vec![net], bantime, grounds, from) {
+                Ok(r) if r.banned.is_empty() => return,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(jail = %self.jails[jail].name, error = %e, "could not ban {}", show_net(&net));
+                    return;
+                }
+            }
+        } else {
+            tracing::info!(jail = %j.name, "Ban {} for {} ({why})", show_net(&net), format_duration(bantime));
+            j.bans.insert(net, expiry(from, bantime));
+            j.count_ban(net);
+            self.pending.push(Ban {
+                jail: j.name.clone(),
+                net,
+                timeout: bantime,
+            });
+        }
         // Every ban of another jail is one "failure" for recidive.
         if let Some(r) = self.recidive.filter(|&r| r != jail) {
             self.failure_of(r, net, at, now);
         }
         if is_host(&net) {
-            self.escalate(jail, net.addr(), now.max(at));
+            self.escalate(jail, net.addr(), from);
         }
     }
 

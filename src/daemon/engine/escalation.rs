@@ -1,28 +1,33 @@
 //! IPv6 escalation (`ipv6_escalation`): an attacker with a /64 has 2^64
 //! addresses, so banning them one by one never ends. Once a jail's running
 //! bans hold `threshold` distinct addresses inside one `/prefix`, the jail
-//! bans the prefix instead.
+//! bans the prefix too.
+//!
+//! The prefix is a ban like any other, planned by [`Engine::impose`]: it
+//! never shortens a running ban (the address bans inside it stay and go
+//! on after it ends, so an unban of the prefix lifts the prefix only;
+//! narrower prefixes are replaced by it for at least as long), and it is
+//! never made over what the jail's `ignoreip` or the never-ban list
+//! protect: with `prefix: 1`, three addresses of `2001:db8::/32` would
+//! otherwise ban `::/1`, loopback included.
 
 use std::net::IpAddr;
 use std::time::SystemTime;
 
 use ipnet::{IpNet, Ipv6Net};
 
-use super::decide::expiry;
+use super::manual::Grounds;
 use super::Engine;
-use crate::config::format_duration;
-use crate::firewall::Ban;
+use crate::address::{is_host, never_banned, show as show_net};
 use crate::store::Origin;
 
 impl Engine {
-    /// Escalate around `addr`, just banned in jail `jail`: ban its prefix
-    /// with the jail's bantime (incremented for a repeat prefix, and at
-    /// least as long as the longest ban it replaces), record it as
-    /// escalated, then lift the bans it holds: the prefix covers them, and
-    /// an unban of one of them then says that the prefix holds it. If the
-    /// kernel refuses the prefix, the address bans stay as they were.
-    /// Counting is a range walk over the jail's bans inside the prefix, not
-    /// over all bans.
+    /// Escalate around `addr`, just banned in jail `jail`: once the jail's
+    /// running bans hold `threshold` addresses of its prefix, ban the
+    /// prefix with the jail's bantime (incremented for a repeat prefix),
+    /// recorded as escalated with the count as its reason. Counting is a
+    /// range walk over the jail's bans inside the prefix, not over all
+    /// bans.
     pub(super) fn escalate(&mut self, jail: usize, addr: IpAddr, now: SystemTime) {
         let (IpAddr::V6(v6), Some(esc)) = (addr, self.jails[jail].escalation) else {
             return;
@@ -35,60 +40,31 @@ impl Engine {
         if j.bans.covering(&net, now).is_some() {
             return;
         }
-        // Every ban inside the prefix sorts between its first address with
-        // length 0 and its last address with length 128.
-        let (Ok(lo), Ok(hi)) = (Ipv6Net::new(prefix.network(), 0), Ipv6Net::new(prefix.broadcast(), 128)) else {
-            return;
-        };
-        let inside: Vec<(IpNet, SystemTime)> = j
-            .bans
-            .range(IpNet::V6(lo)..=IpNet::V6(hi))
-            .filter(|(n, &t)| t > now && net.contains(*n))
-            .map(|(n, t)| (*n, *t))
-            .collect();
-        let hosts = inside.iter().filter(|(n, _)| n.prefix_len() == 128).count();
+        let hosts = j.bans.inside(&net, now).iter().filter(|(n, _)| is_host(n)).count();
         if hosts < esc.threshold as usize {
             return;
         }
-        // The address bans decided so far go in first, so the kernel and
-        // the record agree before some of them are lifted below.
+        let refusal = match never_banned(&net) {
+            Some(why) => Some(format!("never banned: {why}")),
+            None => j.tracker.is_ignored(&net).then(|| "it overlaps ignoreip".to_string()),
+        };
+        if let Some(why) = refusal {
+            tracing::debug!(jail = %j.name, "{hosts} addresses of {prefix} banned; not escalated: {why}");
+            return;
+        }
+        // The address bans decided so far go in first, in their batch.
         self.flush(now);
         let base = self.jails[jail].tracker.policy.bantime;
-        let longest = inside
-            .iter()
-            .map(|(_, t)| t.duration_since(now).unwrap_or_default())
-            .max()
-            .unwrap_or_default();
-        let bantime = self.incremented(jail, net, base).max(longest);
+        let bantime = self.incremented(jail, net, base);
         let reason = format!("escalated: {hosts} addresses in {prefix}");
-        let j = &mut self.jails[jail];
-        tracing::info!(jail = %j.name, "Ban {prefix} for {} ({reason})", format_duration(bantime));
-        j.bans.insert(net, expiry(now, bantime));
-        j.reasons.insert(net, reason.clone());
-        j.count_ban(net);
-        let name = j.name.clone();
-        let ban = Ban {
-            jail: name.clone(),
-            net,
-            timeout: bantime,
+        let grounds = Grounds {
+            origin: Origin::Escalated,
+            reason: Some(&reason),
+            how: &reason,
         };
-        self.history
-            .record(std::slice::from_ref(&ban), Origin::Escalated, Some(&reason), now);
-        if !self.push(std::slice::from_ref(&ban), now).is_empty() {
-            return;
+        // (A refusal is counted where it happens.)
+        if let Err(e) = self.impose(jail, vec![net], bantime, grounds, now) {
+            tracing::warn!(jail = %self.jails[jail].name, error = %e, "could not escalate to {}", show_net(&net));
         }
-        let inner: Vec<IpNet> = inside.iter().map(|(n, _)| *n).collect();
-        if let Err(e) = self.firewall.delete(&name, &inner) {
-            // They stay in the kernel, covered by the prefix, and in the record.
-            self.kernel_errors += 1;
-            tracing::warn!(jail = %name, error = %e, "could not remove the bans inside escalated {prefix}");
-            return;
-        }
-        let j = &mut self.jails[jail];
-        for n in &inner {
-            j.bans.remove(n);
-            j.reasons.remove(n);
-        }
-        self.history.forget(&name, &inner, now);
     }
 }

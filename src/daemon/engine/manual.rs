@@ -1,12 +1,14 @@
 //! Bans decided outside a jail's failure count: by hand (`nftban ban`,
-//! `nftban unban`) and by any other origin of bans (see
-//! [`crate::daemon::origin`]). They all go through [`Engine::impose`], which
-//! plans the bans against what the jail already holds: an address inside a
-//! banned prefix is already covered, a prefix replaces the bans inside it
-//! (interval sets do not hold overlapping elements), and if the kernel
-//! refuses the prefix, the bans it was to replace come back.
+//! `nftban unban`), by any other origin of bans (see
+//! [`crate::daemon::origin`]), and prefixes (captured by a rule, or an IPv6
+//! escalation). They all go through [`Engine::impose`], which plans the
+//! bans against what the jail already holds so that a new ban never
+//! shortens a running one (see [`plan`]): address bans stay beside the
+//! prefixes around them, nested prefixes become the wider one running as
+//! long as both, and if the kernel refuses a prefix, the prefixes it was
+//! to replace come back. An unban lifts what it names and nothing inside.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
@@ -14,7 +16,7 @@ use ipnet::IpNet;
 
 use super::decide::expiry;
 use super::{Engine, RequestError};
-use crate::address::{is_host, parse_net, show as show_net};
+use crate::address::{is_host, never_banned, parse_net, show as show_net};
 use crate::config::{format_duration, MANUAL_JAIL};
 use crate::firewall::Ban;
 use crate::status::{BanResult, Banned, UnbanResult};
@@ -35,13 +37,28 @@ pub struct Decision {
 }
 
 impl Engine {
-    /// `nftban ban`: ban addresses or prefixes in `jail` (default
-    /// `manual`) for `bantime` (default: the jail's).
+    /// `nftban ban` without `--force`: see [`Engine::ban_with`].
     pub fn ban(
         &mut self,
         addrs: &[String],
         jail: Option<&str>,
         bantime: Option<Duration>,
+        now: SystemTime,
+    ) -> Result<BanResult, RequestError> {
+        self.ban_with(addrs, jail, bantime, false, now)
+    }
+
+    /// `nftban ban`: ban addresses or prefixes in `jail` (default
+    /// `manual`) for `bantime` (default: the jail's). What overlaps the
+    /// jail's `ignoreip` is refused unless `force`; what is never banned
+    /// is refused whatever `force` says. Each refusal is in the answer's
+    /// `failed`, with why.
+    pub fn ban_with(
+        &mut self,
+        addrs: &[String],
+        jail: Option<&str>,
+        bantime: Option<Duration>,
+        force: bool,
         now: SystemTime,
     ) -> Result<BanResult, RequestError> {
         self.request(now, |e| {
@@ -52,13 +69,26 @@ impl Engine {
             if bantime.is_zero() {
                 return Err(RequestError::ZeroBantime);
             }
-            e.impose(i, nets, bantime, Origin::Manual, None, now)
+            let how = if force { "by hand, forced" } else { "by hand" };
+            let rule = if force { Ignoreip::Forced } else { Ignoreip::Overridable };
+            let mut refused = Vec::new();
+            let nets = e.admissible(i, nets, rule, how, &mut refused);
+            let grounds = Grounds {
+                origin: Origin::Manual,
+                reason: None,
+                how,
+            };
+            let mut result = e.impose(i, nets, bantime, grounds, now)?;
+            refused.append(&mut result.failed);
+            result.failed = refused;
+            Ok(result)
         })
     }
 
-    /// Bans of another origin (a kernel meter, a fleet peer, a feed). Unlike
-    /// bans by hand, they never touch the jail's `ignoreip`: such entries are
-    /// refused and reported in the result's `failed`.
+    /// Bans of another origin (a kernel meter, a fleet peer, a feed). They
+    /// never touch the never-ban list nor the jail's `ignoreip` (nothing
+    /// overrides them here): such entries are refused and reported in the
+    /// result's `failed`, each with why.
     pub fn decided(&mut self, decision: Decision, now: SystemTime) -> Result<BanResult, RequestError> {
         self.request(now, |e| {
             let i = e.jail_index(&decision.jail)?;
@@ -66,17 +96,50 @@ impl Engine {
             if bantime.is_zero() {
                 return Err(RequestError::ZeroBantime);
             }
-            let tracker = &e.jails[i].tracker;
-            let (nets, ignored): (Vec<IpNet>, Vec<IpNet>) =
-                decision.nets.iter().map(|n| n.trunc()).partition(|n| !tracker.is_ignored(n));
-            let mut result = e.impose(i, nets, bantime, decision.origin, decision.reason.as_deref(), now)?;
-            for net in ignored {
-                let name = &decision.jail;
-                tracing::info!(jail = %name, "{} from {} not banned: it overlaps ignoreip", show_net(&net), decision.origin.as_str());
-                result.failed.push(format!("{}: overlaps ignoreip of jail {name}", show_net(&net)));
-            }
+            let nets: Vec<IpNet> = decision.nets.iter().map(|n| n.trunc()).collect();
+            let how = decision.reason.as_deref().unwrap_or(decision.origin.as_str());
+            let mut refused = Vec::new();
+            let nets = e.admissible(i, nets, Ignoreip::Binding, how, &mut refused);
+            let grounds = Grounds {
+                origin: decision.origin,
+                reason: decision.reason.as_deref(),
+                how,
+            };
+            let mut result = e.impose(i, nets, bantime, grounds, now)?;
+            refused.append(&mut result.failed);
+            result.failed = refused;
             Ok(result)
         })
+    }
+
+    /// The nets of a request that may be banned in jail number `i`, in
+    /// order; each of the others goes to `refused` with why. The never-ban
+    /// list comes first, and nothing overrides it; then the jail's
+    /// `ignoreip`, as `rule` says.
+    fn admissible(
+        &self,
+        i: usize,
+        nets: Vec<IpNet>,
+        rule: Ignoreip,
+        how: &str,
+        refused: &mut Vec<String>,
+    ) -> Vec<IpNet> {
+        let j = &self.jails[i];
+        nets.into_iter()
+            .filter(|net| {
+                let why = match never_banned(net) {
+                    Some(why) => format!("never banned: {why}"),
+                    None if rule == Ignoreip::Forced || !j.tracker.is_ignored(net) => return true,
+                    None if rule == Ignoreip::Overridable => {
+                        format!("overlaps ignoreip of jail {} (--force bans it anyway)", j.name)
+                    }
+                    None => format!("overlaps ignoreip of jail {}", j.name),
+                };
+                tracing::warn!(jail = %j.name, "{} not banned ({how}): {why}", show_net(net));
+                refused.push(format!("{}: {why}", show_net(net)));
+                false
+            })
+            .collect()
     }
 
     /// Ban `nets` in jail number `i` for `bantime`, planned against what the
@@ -87,71 +150,102 @@ impl Engine {
         i: usize,
         nets: Vec<IpNet>,
         bantime: Duration,
-        origin: Origin,
-        reason: Option<&str>,
+        grounds: Grounds<'_>,
         now: SystemTime,
     ) -> Result<BanResult, RequestError> {
+        let Grounds { origin, reason, how } = grounds;
         let name = self.jails[i].name.clone();
         let mut result = BanResult {
             jail: name.clone(),
             ..Default::default()
         };
-        let plan = plan(&self.jails[i].bans, nets, now, &mut result.already_covered);
+        // Whoever asks (escalation and captured prefixes come here without
+        // a check of their own): the one list of what no ban may touch.
+        let mut nets = nets;
+        nets.retain(|net| match never_banned(net) {
+            Some(why) => {
+                tracing::warn!(jail = %name, "{} not banned ({how}): never banned: {why}", show_net(net));
+                result.failed.push(format!("{}: never banned: {why}", show_net(net)));
+                false
+            }
+            None => true,
+        });
+        let plan = plan(
+            &self.jails[i].bans,
+            nets,
+            expiry(now, bantime),
+            now,
+            &mut result.already_covered,
+        );
         if !plan.lifted.is_empty() {
-            let inner: Vec<IpNet> = plan.lifted.iter().map(|(n, _)| *n).collect();
+            let inner: Vec<IpNet> = plan.lifted.keys().copied().collect();
             if let Err(e) = self.firewall.delete(&name, &inner) {
                 self.kernel_errors += 1;
                 return Err(RequestError::ReplaceRefused(e));
             }
-            // Replaced by the prefix: not to be restored on their own.
+            // Replaced by a prefix that runs as long: not to be restored
+            // on their own.
             self.history.forget(&name, &inner, now);
         }
-        let how = reason.unwrap_or(match origin {
-            Origin::Manual => "by hand",
-            other => other.as_str(),
-        });
         let j = &mut self.jails[i];
-        for (inner, _) in &plan.lifted {
+        for inner in plan.lifted.keys() {
             j.bans.remove(inner);
+            j.reasons.remove(inner);
         }
         let mut pending = Vec::new();
-        for net in plan.wanted {
-            j.bans.insert(net, expiry(now, bantime));
+        for w in &plan.wanted {
+            let left = w.until.duration_since(now).unwrap_or_default();
+            j.bans.insert(w.net, w.until);
             match reason {
-                Some(why) => j.reasons.insert(net, why.to_string()),
-                None => j.reasons.remove(&net),
+                Some(why) => j.reasons.insert(w.net, why.to_string()),
+                None => j.reasons.remove(&w.net),
             };
-            j.count_ban(net);
+            j.count_ban(w.net);
             result.banned.push(Banned {
-                ip: show_net(&net),
-                expires_in: bantime.as_secs(),
+                ip: show_net(&w.net),
+                expires_in: left.as_secs(),
                 reason: reason.map(str::to_string),
             });
-            tracing::info!(jail = %name, "Ban {} for {} ({how})", show_net(&net), format_duration(bantime));
+            tracing::info!(jail = %name, "Ban {} for {} ({how})", show_net(&w.net), format_duration(left));
             pending.push(Ban {
                 jail: name.clone(),
-                net,
-                timeout: bantime,
+                net: w.net,
+                timeout: left,
             });
         }
         self.history.record(&pending, origin, reason, now);
         let mut restore = Vec::new();
+        let mut still = Vec::new();
         for (ban, why) in self.push(&pending, now) {
             let ip = show_net(&ban.net);
             result.banned.retain(|b| b.ip != ip);
             result.failed.push(format!("{ip}: {why}"));
+            // The ban it was to lengthen still runs in the kernel as it was.
+            if let Some(was) = plan.wanted.iter().find(|w| w.net == ban.net).and_then(|w| w.was) {
+                still.push((ban.net, was));
+            }
             // The prefix did not go in: the bans it was to replace come back.
-            for (inner, until) in plan.lifted.iter().filter(|(n, _)| ban.net.contains(n)) {
-                if let Ok(left) = until.duration_since(now) {
-                    self.jails[i].bans.insert(*inner, *until);
-                    restore.push(Ban {
-                        jail: name.clone(),
-                        net: *inner,
-                        timeout: left,
-                    });
-                }
+            for (inner, until) in plan.lifted.iter().filter(|(n, _)| ban.net.contains(*n)) {
+                restore.push((*inner, *until));
             }
         }
+        let back = |bans: &[(IpNet, SystemTime)]| -> Vec<Ban> {
+            bans.iter()
+                .filter_map(|(net, until)| {
+                    Some(Ban {
+                        jail: name.clone(),
+                        net: *net,
+                        timeout: until.duration_since(now).ok()?,
+                    })
+                })
+                .collect()
+        };
+        let (still, restore) = (back(&still), back(&restore));
+        for ban in still.iter().chain(&restore) {
+            self.jails[i].bans.insert(ban.net, expiry(now, ban.timeout));
+        }
+        // The history forgot the refused bans: what still runs goes back in.
+        self.history.record(&still, origin, reason, now);
         if !restore.is_empty() {
             self.history.record(&restore, origin, reason, now);
             for (ban, why) in self.push(&restore, now) {
@@ -211,12 +305,21 @@ impl Engine {
                         tracing::info!(jail = %j.name, "Unban {} (by hand)", show_net(&net));
                         j.total_unbanned += 1;
                         result.unbanned.push((show_net(&net), j.name.clone()));
-                    } else if let Some(cover) = j.bans.keys().find(|b| b.contains(&net)) {
-                        inside.push(format!("inside banned prefix {} in jail {}", show_net(cover), j.name));
+                    }
+                    // A prefix around it (its own ban lifted or not) still
+                    // drops it: say so, rather than let the unban look whole.
+                    if let Some(cover) = j.bans.covering(&net, now).filter(|c| *c != net) {
+                        inside.push(format!("inside banned prefix {} in jail {}", show_net(&cover), j.name));
                     }
                 }
                 if !found {
                     result.not_banned.push(not_banned(&net, jail, &inside));
+                } else if !inside.is_empty() {
+                    result.not_banned.push(format!(
+                        "{} is still {}; unban the prefix to lift it",
+                        show_net(&net),
+                        inside.join(", ")
+                    ));
                 }
             }
             Ok(result)
@@ -252,46 +355,144 @@ fn parse_all(addrs: &[String]) -> Result<Vec<IpNet>, RequestError> {
         .collect()
 }
 
-/// Which bans of a request go in, and which running bans they replace.
-struct Plan {
-    /// In the request's order, each once, none inside another.
-    wanted: Vec<IpNet>,
-    /// Running bans inside a wanted prefix, with their expiry.
-    lifted: Vec<(IpNet, SystemTime)>,
+/// What a request does with the jail's `ignoreip`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ignoreip {
+    /// What overlaps it is refused; nothing overrides that (other origins
+    /// of bans).
+    Binding,
+    /// What overlaps it is refused, and the refusal says that `--force`
+    /// bans it anyway (bans by hand).
+    Overridable,
+    /// Banned anyway (`nftban ban --force`).
+    Forced,
 }
 
-/// Plan a request without touching the record. Addresses inside a running
-/// or requested wider prefix go to `covered`. `wanted_set` answers "is a
-/// wider prefix of this request wanted" in one lookup per prefix length, so
-/// a `ban -` of many addresses is not quadratic.
-fn plan(bans: &super::Bans, nets: Vec<IpNet>, now: SystemTime, covered: &mut Vec<String>) -> Plan {
-    let mut wanted: Vec<IpNet> = Vec::new();
+/// Who asked for a ban and why: for the history, `status` and the log.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Grounds<'a> {
+    pub(super) origin: Origin,
+    /// Shown by `status` and kept in the history; `None` for the jail's
+    /// own rules and bans by hand.
+    pub(super) reason: Option<&'a str>,
+    /// Why, for the log line of each ban.
+    pub(super) how: &'a str,
+}
+
+/// One ban a request puts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Wanted {
+    net: IpNet,
+    /// When it ends: the request's end, or later for a prefix that takes
+    /// the place of a longer one.
+    until: SystemTime,
+    /// When it would have ended, if it runs already (it is lengthened).
+    was: Option<SystemTime>,
+}
+
+/// Which bans of a request go in, and which running bans they replace.
+#[derive(Debug, Default)]
+struct Plan {
+    /// In the request's order, each once, none inside another.
+    wanted: Vec<Wanted>,
+    /// Running prefixes inside a wanted prefix, with their expiry: the
+    /// interval set cannot hold both, and the wanted one runs as long.
+    lifted: BTreeMap<IpNet, SystemTime>,
+}
+
+/// Plan a request of bans that end at `until`, without touching the
+/// record. The rule: a new ban never shortens a running one.
+/// - What a running ban already holds until `until` or later (itself, or
+///   a prefix around it) goes to `covered`; so does what a wider prefix of
+///   the same request holds.
+/// - Addresses live in the hash set and prefixes in the interval set, so
+///   an address ban and a prefix around it coexist: a prefix leaves the
+///   address bans inside it alone, and an address inside a prefix that
+///   ends sooner gets its own ban.
+/// - The interval set holds no prefix inside another, so nested prefixes
+///   become one, the wider, which runs until the later of their ends: a
+///   prefix replaces the running prefixes inside it, and a prefix inside a
+///   running one that ends sooner has that one run as long instead.
+///
+/// "Is a wider prefix of this request wanted" is one lookup per prefix
+/// length, and none while the request has no prefix, so a `ban -` of many
+/// addresses is not quadratic.
+fn plan(bans: &super::Bans, nets: Vec<IpNet>, until: SystemTime, now: SystemTime, covered: &mut Vec<String>) -> Plan {
+    let mut p = Plan::default();
     let mut wanted_set: HashSet<IpNet> = HashSet::new();
-    let mut lifted: Vec<(IpNet, SystemTime)> = Vec::new();
+    let mut wanted_prefixes = 0usize;
     for net in nets {
-        let wider_wanted = || {
-            (0..net.prefix_len())
-                .rev()
+        let in_request = |net: &IpNet| {
+            let lens = if wanted_prefixes == 0 {
+                net.prefix_len()..=net.prefix_len()
+            } else {
+                0..=net.prefix_len()
+            };
+            lens.rev()
                 .find_map(|len| Some(IpNet::new(net.addr(), len).ok()?.trunc()).filter(|w| wanted_set.contains(w)))
         };
-        if let Some(cover) = bans.covering(&net, now).filter(|c| *c != net).or_else(wider_wanted) {
-            covered.push(format!("{} (inside banned {})", show_net(&net), show_net(&cover)));
+        if let Some(cover) = in_request(&net) {
+            if cover != net {
+                covered.push(format!("{} (inside banned {})", show_net(&net), show_net(&cover)));
+            }
             continue;
         }
-        // A single address contains nothing else: skip the walks.
-        if !is_host(&net) {
-            lifted.extend(
-                bans.iter()
-                    .filter(|(b, _)| **b != net && net.contains(*b))
-                    .map(|(b, t)| (*b, *t)),
-            );
-            // A wider prefix of this same request replaces narrower ones of it.
-            wanted.retain(|w| *w == net || !net.contains(w));
-            wanted_set.retain(|w| *w == net || !net.contains(w));
+        if let Some(cover) = bans.outlasting(&net, until) {
+            covered.push(if cover == net {
+                let left = bans[&net].duration_since(now).unwrap_or_default();
+                format!("{} (already banned, {} left)", show_net(&net), format_duration(left))
+            } else {
+                format!("{} (inside banned {})", show_net(&net), show_net(&cover))
+            });
+            continue;
         }
-        if wanted_set.insert(net) {
-            wanted.push(net);
+        let mut w = Wanted { net, until, was: None };
+        if !is_host(&net) {
+            if let Some((wider, _)) = bans.wider_prefix(&net, now) {
+                covered.push(format!(
+                    "{} (inside banned {}, which now runs as long)",
+                    show_net(&net),
+                    show_net(&wider)
+                ));
+                w.net = wider;
+            }
+            for (inner, end) in bans.prefixes_inside(&w.net, now) {
+                w.until = w.until.max(end);
+                p.lifted.insert(inner, end);
+            }
+            // Earlier bans of this request inside it: it holds them for as
+            // long; those that ran already are replaced like the others.
+            let target = w.net;
+            p.wanted.retain(|o| {
+                if o.net == target || !target.contains(&o.net) {
+                    return true;
+                }
+                w.until = w.until.max(o.until);
+                wanted_set.remove(&o.net);
+                if !is_host(&o.net) {
+                    wanted_prefixes -= 1;
+                    if let Some(was) = o.was {
+                        p.lifted.insert(o.net, was);
+                    }
+                }
+                false
+            });
+        }
+        w.was = bans.get(&w.net).copied().filter(|&t| t > now);
+        if wanted_set.insert(w.net) {
+            wanted_prefixes += usize::from(!is_host(&w.net));
+            p.wanted.push(w);
         }
     }
-    Plan { wanted, lifted }
+    // Named once each, with the prefix that in the end takes their place.
+    for (inner, _) in p.lifted.iter().filter(|(_, &end)| end > until) {
+        if let Some(outer) = p.wanted.iter().find(|w| w.net.contains(inner)) {
+            covered.push(format!(
+                "{} (banned for longer: {} now runs as long)",
+                show_net(inner),
+                show_net(&outer.net)
+            ));
+        }
+    }
+    p
 }

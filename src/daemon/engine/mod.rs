@@ -118,7 +118,7 @@ impl Engine {
                     findtime: r.findtime.0,
                     maxretry: r.maxretry,
                     bantime: r.bantime.0,
-                    ignoreip: vec![],
+                    ignoreip: config.default_ignoreip.clone(),
                     max_tracked: DEFAULT_MAX_TRACKED,
                 },
             ));
@@ -128,7 +128,8 @@ impl Engine {
             findtime: Duration::from_secs(1),
             maxretry: 1,
             bantime: config.default_bantime,
-            ignoreip: vec![],
+            // A ban by hand respects it unless forced.
+            ignoreip: config.default_ignoreip.clone(),
             max_tracked: 1,
         };
         jails.push(JailState::new(MANUAL_JAIL, manual));
