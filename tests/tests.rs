@@ -11,3 +11,4 @@ mod firewall;
 mod heal;
 mod logging;
 mod schema;
+mod state;

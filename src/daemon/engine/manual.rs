@@ -15,6 +15,7 @@ use ipnet::IpNet;
 use super::decide::expiry;
 use super::{Engine, RequestError};
 use crate::address::{is_host, parse_net, show as show_net};
+use crate::config::duration::MAX_DURATION;
 use crate::config::{format_duration, MANUAL_JAIL};
 use crate::firewall::Ban;
 use crate::status::{BanResult, Banned, UnbanResult};
@@ -48,10 +49,7 @@ impl Engine {
             let name = jail.unwrap_or(MANUAL_JAIL);
             let i = e.jail_index(name)?;
             let nets = parse_all(addrs)?;
-            let bantime = bantime.unwrap_or(e.jails[i].tracker.policy.bantime);
-            if bantime.is_zero() {
-                return Err(RequestError::ZeroBantime);
-            }
+            let bantime = checked_bantime(bantime.unwrap_or(e.jails[i].tracker.policy.bantime))?;
             e.impose(i, nets, bantime, Origin::Manual, None, now)
         })
     }
@@ -62,10 +60,7 @@ impl Engine {
     pub fn decided(&mut self, decision: Decision, now: SystemTime) -> Result<BanResult, RequestError> {
         self.request(now, |e| {
             let i = e.jail_index(&decision.jail)?;
-            let bantime = decision.bantime.unwrap_or(e.jails[i].tracker.policy.bantime);
-            if bantime.is_zero() {
-                return Err(RequestError::ZeroBantime);
-            }
+            let bantime = checked_bantime(decision.bantime.unwrap_or(e.jails[i].tracker.policy.bantime))?;
             let tracker = &e.jails[i].tracker;
             let (nets, ignored): (Vec<IpNet>, Vec<IpNet>) =
                 decision.nets.iter().map(|n| n.trunc()).partition(|n| !tracker.is_ignored(n));
@@ -222,6 +217,20 @@ impl Engine {
             Ok(result)
         })
     }
+}
+
+/// A bantime a request may ask for: longer than 0s, at most
+/// [`MAX_DURATION`] (longer would overflow the clock downstream).
+fn checked_bantime(bantime: Duration) -> Result<Duration, RequestError> {
+    if bantime.is_zero() {
+        return Err(RequestError::ZeroBantime);
+    }
+    if bantime > MAX_DURATION {
+        return Err(RequestError::BantimeTooLong {
+            secs: bantime.as_secs(),
+        });
+    }
+    Ok(bantime)
 }
 
 /// Why `net` could not be unbanned.

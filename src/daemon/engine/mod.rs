@@ -71,6 +71,13 @@ pub enum RequestError {
     /// A ban of no time at all.
     #[error("bantime must be longer than 0s")]
     ZeroBantime,
+    /// A ban longer than any duration nftban accepts (the control socket
+    /// carries seconds as a plain number).
+    #[error(
+        "bantime {secs}s is longer than the maximum of {}",
+        crate::config::duration::MAX_DURATION_TEXT
+    )]
+    BantimeTooLong { secs: u64 },
     /// The kernel would not lift the bans a prefix replaces.
     #[error("kernel refused to replace contained bans: {0}")]
     ReplaceRefused(#[source] crate::firewall::Error),

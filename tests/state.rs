@@ -1,0 +1,98 @@
+//! Durations, state files and the ban history under faults and hostile
+//! input: durations past the maximum, files written by others, a full
+//! disk, a read-only folder. Daemon tests run in private network (and,
+//! where a file system is faked, mount) namespaces.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+
+use crate::support::*;
+
+/// What the daemon answers to one raw line on its control socket.
+fn raw_request(s: &Setup, line: &str) -> serde_json::Value {
+    let mut sock = UnixStream::connect(s.socket()).unwrap();
+    writeln!(sock, "{line}").unwrap();
+    let mut answer = String::new();
+    BufReader::new(sock).read_line(&mut answer).unwrap();
+    serde_json::from_str(&answer).unwrap_or_else(|e| panic!("not JSON ({e}): {answer}"))
+}
+
+/// `--bantime` past 10 years is refused before anything is sent (no
+/// daemon is needed to see it): it used to reach the daemon and overflow.
+#[test]
+fn the_cli_refuses_a_bantime_past_the_maximum() {
+    let s = Setup::asterisk("");
+    for t in ["10000000000000000000", "3651d", "315360001"] {
+        let o = s.cli(&["ban", "203.0.113.9", "--bantime", t]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert_eq!(
+            stderr(&o),
+            format!("nftban: error: --bantime: `{t}` is longer than the maximum of 10 years (3650d)\n")
+        );
+    }
+}
+
+/// `check` and `reload` refuse a config bantime past the maximum, naming
+/// file, line and key; the running daemon keeps its config and answers.
+#[test]
+fn check_and_reload_refuse_a_bantime_past_the_maximum() {
+    kernel_test!();
+    let ns = NetNs::create("maxdur").unwrap();
+    let s = Setup::asterisk("");
+    let mut d = Daemon::start(&ns, &s);
+    s.jails(&format!(
+        "{}    bantime: 10000000000000000000\n",
+        asterisk_jail("asterisk", &[&s.log])
+    ));
+    let want = format!(
+        "{}:8:14: jails.asterisk.bantime: `10000000000000000000` is longer than the maximum of 10 years (3650d)",
+        s.config.display()
+    );
+    let o = s.cli(&["check"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+    let o = s.cli(&["reload"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("reload refused, the running config stays"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+    assert_eq!(s.jail_status("asterisk").bantime, 3600);
+    s.failures("198.51.100.7", 3);
+    s.wait_jail("asterisk", "the ban of 198.51.100.7", |st| st.currently_banned == 1);
+    assert!(d.is_running());
+}
+
+/// The control socket carries `bantime` as plain seconds: past the
+/// maximum, the daemon answers with an error that names the limit, bans
+/// nothing, and keeps running.
+#[test]
+fn the_daemon_refuses_a_bantime_past_the_maximum_on_its_socket() {
+    kernel_test!();
+    let ns = NetNs::create("maxsock").unwrap();
+    let s = Setup::asterisk("");
+    let mut d = Daemon::start(&ns, &s);
+    for secs in ["10000000000000000000", "18446744073709551615", "315360001"] {
+        let answer = raw_request(
+            &s,
+            &format!(r#"{{"cmd":"ban","addrs":["203.0.113.9"],"jail":null,"bantime":{secs}}}"#),
+        );
+        assert_eq!(answer["ok"], false, "{answer}");
+        assert_eq!(
+            answer["error"],
+            format!("bantime {secs}s is longer than the maximum of 10 years (3650d)"),
+            "{answer}"
+        );
+    }
+    assert!(d.is_running());
+    assert_eq!(s.jail_status("manual").currently_banned, 0);
+    assert!(set_addrs(&ns, "manual_v4").is_empty());
+    let answer = raw_request(
+        &s,
+        r#"{"cmd":"ban","addrs":["203.0.113.9"],"jail":null,"bantime":315360000}"#,
+    );
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert_eq!(set_addrs(&ns, "manual_v4"), ["203.0.113.9"]);
+}
