@@ -136,8 +136,12 @@ pub struct Store {
     pending: pending::Pending,
 }
 
+/// Seconds since the epoch as SQLite keeps them; a time before the epoch
+/// is 0, one past `i64` seconds is `i64::MAX` (never a wrap).
 fn secs(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// A ban's columns: jail, net, banned_at, expires_at, origin, reason.
@@ -152,8 +156,13 @@ fn row(b: &BanRecord) -> (&str, String, i64, i64, &'static str, Option<&str>) {
     )
 }
 
+/// The time of a row's seconds. Negative, or past what the clock can hold,
+/// is the epoch: long over, so harmless (a ban that ended, a failure too old
+/// to count), never a panic. A far but representable future is the
+/// engine's to judge (`engine::start` refuses to restore it).
 fn time(s: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(s.max(0) as u64)
+    let secs = Duration::from_secs(u64::try_from(s).unwrap_or(0));
+    UNIX_EPOCH.checked_add(secs).unwrap_or(UNIX_EPOCH)
 }
 
 impl Store {
@@ -529,7 +538,7 @@ impl Store {
     /// number of rows removed.
     pub fn purge(&mut self, now: SystemTime, keep: Duration) -> Result<usize> {
         self.sync()?;
-        let cutoff = secs(now) - keep.as_secs() as i64;
+        let cutoff = secs(now).saturating_sub(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX));
         self.conn
             .execute(
                 "DELETE FROM bans WHERE expires_at < ?1 OR (unbanned_at IS NOT NULL AND unbanned_at < ?1)",

@@ -162,6 +162,14 @@ impl Pending {
     }
 }
 
+/// `secs` after the epoch, or why not: a number past what the clock can
+/// hold must not panic (that was a crash loop at every start).
+fn time(secs: u64, field: &str) -> Result<std::time::SystemTime, String> {
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs))
+        .ok_or_else(|| format!("{field} {secs} is past what the clock can hold"))
+}
+
 /// The bans in a pending file's text. A line that cannot be read (a power
 /// cut can leave a torn or zeroed tail) is skipped with a warning that
 /// names the file and line.
@@ -178,8 +186,8 @@ fn parse(text: &[u8], path: &Path) -> Vec<BanRecord> {
                 Ok(BanRecord {
                     jail: l.jail,
                     net: l.net,
-                    at: UNIX_EPOCH + Duration::from_secs(l.at),
-                    expires: UNIX_EPOCH + Duration::from_secs(l.expires),
+                    at: time(l.at, "at")?,
+                    expires: time(l.expires, "expires")?,
                     origin,
                     reason: l.reason,
                 })
@@ -249,6 +257,45 @@ mod tests {
         }
         let mut f = File::options().append(true).open(path_of(&db)).unwrap();
         f.write_all(b"{\"jail\":\"sshd\",\"net\":\"198.51.1\0\0\0\n").unwrap();
+        drop(f);
+        let (_, left) = Pending::open(&db).unwrap();
+        assert_eq!(left, vec![ban("198.51.100.7/32", None)]);
+    }
+
+    /// A time past what the clock can hold (written by hand, or by a bug)
+    /// used to panic at every start: a crash loop. The line is skipped
+    /// with a warning and the others are kept.
+    #[test]
+    fn a_time_past_the_clock_is_skipped_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("nftban.db");
+        drop(Pending::open(&db).unwrap());
+        let mut f = File::options().append(true).open(path_of(&db)).unwrap();
+        let max = u64::MAX;
+        for (at, expires) in [
+            (1_800_000_000, max),
+            (max, max),
+            (max, 1_800_000_600),
+            (1 << 63, 1 << 63),
+        ] {
+            writeln!(
+                f,
+                r#"{{"jail":"sshd","net":"198.51.100.9/32","at":{at},"expires":{expires},"origin":"auto"}}"#
+            )
+            .unwrap();
+        }
+        drop(f);
+        {
+            let (mut p, _) = Pending::open(&db).unwrap();
+            p.clear().unwrap();
+            p.append(&[ban("198.51.100.7/32", None)]).unwrap();
+        }
+        let mut f = File::options().append(true).open(path_of(&db)).unwrap();
+        writeln!(
+            f,
+            r#"{{"jail":"sshd","net":"198.51.100.9/32","at":1800000000,"expires":{max},"origin":"auto"}}"#
+        )
+        .unwrap();
         drop(f);
         let (_, left) = Pending::open(&db).unwrap();
         assert_eq!(left, vec![ban("198.51.100.7/32", None)]);

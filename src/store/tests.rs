@@ -323,3 +323,38 @@ fn failure_windows_are_saved_replaced_and_deleted() {
         )]
     );
 }
+
+/// Keeping history "forever" keeps it: a `keep` past what seconds since
+/// the epoch can count used to wrap and purge everything ended a second
+/// ago.
+#[test]
+fn purge_with_an_endless_keep_removes_nothing() {
+    let (_dir, mut s) = open();
+    s.record_bans(&[ban("sshd", "198.51.100.1/32", 0, 10)]).unwrap();
+    assert_eq!(s.purge(t(1000), Duration::MAX).unwrap(), 0);
+    assert_eq!(s.purge(t(1000), Duration::from_secs(u64::MAX / 2 + 1)).unwrap(), 0);
+    assert_eq!(s.ban_count("sshd", &"198.51.100.1/32".parse().unwrap()).unwrap(), 1);
+}
+
+/// Rows with times no clock can hold (a forged or damaged file) are read
+/// without a panic.
+#[test]
+fn absurd_times_in_rows_do_not_panic() {
+    let (_dir, mut s) = open();
+    s.conn
+        .execute_batch(&format!(
+            "INSERT INTO bans (jail, net, banned_at, expires_at, origin) VALUES
+                 ('sshd', '198.51.100.1/32', {min}, {max}, 'auto'),
+                 ('sshd', '198.51.100.2/32', {max}, {min}, 'auto');
+             INSERT INTO failures (jail, net, times) VALUES ('sshd', '198.51.100.3/32', '{min},{max}');",
+            min = i64::MIN,
+            max = i64::MAX
+        ))
+        .unwrap();
+    let active = s.active(t(0)).unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].net, "198.51.100.1/32".parse::<IpNet>().unwrap());
+    assert_eq!(s.bans_since(t(0)).unwrap().len(), 1);
+    assert_eq!(s.failure_windows().unwrap().len(), 1);
+    s.purge(t(0), Duration::from_secs(1)).unwrap();
+}
