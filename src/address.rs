@@ -84,7 +84,6 @@ const NEVER_BANNED: &[(&str, &str)] = &[
 ];
 
 /// Why `net` may never be banned, or `None` if it may.
-#[cfg_attr(not(test), expect(dead_code, reason = "the ban paths use it next"))]
 pub fn never_banned(net: &IpNet) -> Option<&'static str> {
     if net.prefix_len() == 0 {
         return Some("a ban of the whole address space would cut the host off");

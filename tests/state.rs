@@ -96,3 +96,57 @@ fn the_daemon_refuses_a_bantime_past_the_maximum_on_its_socket() {
     assert_eq!(answer["ok"], true, "{answer}");
     assert_eq!(set_addrs(&ns, "manual_v4"), ["203.0.113.9"]);
 }
+
+/// Seconds since the epoch, now.
+fn epoch_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A local user who could append to the pending file (0666 under umask
+/// 000) banned the whole world at the next start, `ignoreip` included, and
+/// an `expires` past the clock made every start panic. Now the daemon
+/// starts, the true ban alone is restored, and the rest is said once.
+#[test]
+fn forged_pending_bans_are_not_restored() {
+    kernel_test!();
+    let ns = NetNs::create("forged").unwrap();
+    let s = Setup::asterisk("");
+    let d = Daemon::start(&ns, &s);
+    s.cli_ok(&["ban", "203.0.113.7", "--jail", "asterisk"]);
+    assert!(d.stop());
+    let now = epoch_now();
+    let day = now + 86_400;
+    let mut lines = Vec::new();
+    for (jail, net, expires) in [
+        ("asterisk", "0.0.0.0/0", day),
+        ("asterisk", "::/0", day),
+        ("asterisk", "127.0.0.1/32", day),
+        ("asterisk", "192.0.2.99/32", day),
+        ("asterisk", "198.51.100.2/32", now + 20 * 365 * 86_400),
+        ("asterisk", "198.51.100.3/32", u64::MAX),
+        ("nosuchjail", "198.51.100.4/32", day),
+    ] {
+        lines.push(format!(
+            r#"{{"jail":"{jail}","net":"{net}","at":{now},"expires":{expires},"origin":"manual"}}"#
+        ));
+    }
+    append_to(&s.dir.path().join("nftban.db-pending"), &lines);
+    let d = Daemon::start(&ns, &s);
+    assert_eq!(banned_ips(&s.jail_status("asterisk")), ["203.0.113.7"]);
+    assert_eq!(set_addrs(&ns, "asterisk_v4"), ["203.0.113.7"]);
+    for set in ["asterisk_v4_net", "asterisk_v6", "asterisk_v6_net"] {
+        assert!(set_addrs(&ns, set).is_empty(), "{set}: {:?}", set_addrs(&ns, set));
+    }
+    let log = d.log();
+    let said = "the ban history holds 5 record(s) nftban would never make";
+    assert_eq!(log.matches(said).count(), 1, "{log}");
+    assert!(log.contains("nftban.db-pending:6: unreadable pending ban skipped (expires 18446744073709551615 is past what the clock can hold)"), "{log}");
+    assert!(d.stop());
+    // Judged once: lifted in the history, so the next start is quiet.
+    let d = Daemon::start(&ns, &s);
+    assert_eq!(banned_ips(&s.jail_status("asterisk")), ["203.0.113.7"]);
+    assert_eq!(d.log().matches("nftban would never make").count(), 1);
+}
