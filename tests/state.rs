@@ -150,3 +150,54 @@ fn forged_pending_bans_are_not_restored() {
     assert_eq!(banned_ips(&s.jail_status("asterisk")), ["203.0.113.7"]);
     assert_eq!(d.log().matches("nftban would never make").count(), 1);
 }
+
+/// The permission bits of `path`.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    meta.permissions().mode() & 0o7777
+}
+
+/// Started under umask 000 (a careless unit, a shell), the daemon created
+/// its history world-readable and its pending file world-writable. Now it
+/// runs with umask 077 and creates every state file 0600, each folder
+/// 0700, the log file too.
+#[test]
+fn state_files_are_private_under_umask_000() {
+    kernel_test!();
+    let ns = NetNs::create("umask").unwrap();
+    let s = Setup::asterisk("");
+    let state = s.dir.path().join("state/nftban");
+    let log = s.dir.path().join("nftban.log");
+    s.top(&format!("database: {}/nftban.db", state.display()));
+    s.top(&format!("log: {{target: {}}}", log.display()));
+    let d = Daemon::spawn(&ns, &s, |cmd| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: umask(2) is async-signal-safe and cannot fail.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::umask(0);
+                Ok(())
+            })
+        };
+    });
+    wait_for("the daemon to answer status", || s.try_status());
+    s.cli_ok(&["ban", "203.0.113.7"]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.child.id())).unwrap();
+    assert!(status.contains("\nUmask:\t0077\n"), "{status}");
+    assert!(d.stop());
+    for folder in [s.dir.path().join("state"), state.clone()] {
+        assert_eq!(mode(&folder), 0o700, "{}", folder.display());
+    }
+    for file in ["nftban.db", "nftban.db-pending"] {
+        assert_eq!(mode(&state.join(file)), 0o600, "{file}");
+    }
+    assert_eq!(mode(&log), 0o600);
+    // While it runs, SQLite's own files are there too.
+    let d = Daemon::start(&ns, &s);
+    s.cli_ok(&["ban", "203.0.113.8"]);
+    for file in ["nftban.db-wal", "nftban.db-shm"] {
+        assert_eq!(mode(&state.join(file)), 0o600, "{file}");
+    }
+    drop(d);
+}

@@ -13,6 +13,12 @@ use crate::firewall::render_ruleset;
 pub fn dispatch(command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Run(c) => {
+            // Everything the daemon creates (ban history, pending file, log
+            // file, their folders) is its own: no umask it was started
+            // with may open them to other users. The store also creates
+            // its files with explicit modes (store::files).
+            // SAFETY: umask(2) only swaps the process's mask; it cannot fail.
+            unsafe { libc::umask(0o077) };
             let config = Config::load(&config_path(c.config.as_deref()))?;
             crate::logging::init(&config.log)?;
             let firewall = crate::firewall::open_kernel()?;

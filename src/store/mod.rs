@@ -34,9 +34,10 @@ pub enum Error {
     /// The database file cannot be opened or created.
     #[error("cannot open the ban database {path}: {source}")]
     Open { path: PathBuf, source: rusqlite::Error },
-    /// The database's folder cannot be created.
-    #[error("cannot create the folder of the ban database {path}: {source}")]
-    Folder { path: PathBuf, source: std::io::Error },
+    /// The database's folder cannot be created or written, or the
+    /// database file cannot be created (see [`files`]).
+    #[error(transparent)]
+    Files(#[from] files::FilesError),
     /// The file was written by a newer nftban.
     #[error("the ban database {path} has schema version {found}, newer than this nftban understands ({VERSION}); upgrade nftban or move the file away")]
     TooNew { path: PathBuf, found: i64 },
@@ -121,6 +122,7 @@ pub struct ActiveBan {
     pub reason: Option<String>,
 }
 
+mod files;
 mod pending;
 mod schema;
 use schema::VERSION;
@@ -166,18 +168,14 @@ fn time(s: i64) -> SystemTime {
 }
 
 impl Store {
-    /// Open (or create, with its folder) the database at `path`.
+    /// Open (or create, with its folder) the database at `path`; its files
+    /// and the folders created for it are private (see [`files`]).
     pub fn open(path: &Path) -> Result<Store> {
         let open_err = |source| Error::Open {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Folder {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        }
+        files::prepare(path)?;
         let conn = Connection::open(path).map_err(open_err)?;
         let (pending, left) = pending::Pending::open(path)?;
         let mut store = Store {

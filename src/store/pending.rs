@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -86,10 +87,15 @@ impl Pending {
             path: path.clone(),
             source,
         };
+        // Private whatever the umask (see `store::files`); never through a
+        // symbolic link, which someone able to write the folder could plant
+        // to make nftban empty another file.
         let mut file = File::options()
             .read(true)
             .append(true)
             .create(true)
+            .mode(super::files::FILE_MODE)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(open_err)?;
         // SAFETY: flock on a descriptor we own; no memory is involved.
