@@ -201,3 +201,73 @@ fn state_files_are_private_under_umask_000() {
     }
     drop(d);
 }
+
+/// `sh -c SCRIPT` in a private mount namespace (`unshare -m`, mounts
+/// private: nothing reaches the host), run inside `ns`.
+fn in_mount_ns(ns: &NetNs, script: &str) -> std::process::Output {
+    run(ns
+        .command("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script]))
+}
+
+/// A database whose folder is on a read-only file system passed `check`,
+/// and the daemon's error did not say why. Both now say "read-only file
+/// system" and name the database and its folder. The folder is made
+/// read-only by a bind mount in a private mount namespace.
+#[test]
+fn a_read_only_database_folder_is_named_by_check_and_run() {
+    kernel_test!();
+    let ns = NetNs::create("rofs").unwrap();
+    let s = Setup::asterisk("");
+    let folder = s.dir.path().join("lib");
+    s.top(&format!("database: {}/nftban.db", folder.display()));
+    let d = Daemon::start(&ns, &s);
+    s.cli_ok(&["ban", "203.0.113.7"]);
+    assert!(d.stop());
+    let read_only = format!(
+        "mount --bind {0} {0} && mount -o remount,bind,ro {0} && exec {1}",
+        folder.display(),
+        env!("CARGO_BIN_EXE_nftban")
+    );
+    let want = format!(
+        "cannot write the ban database {0}/nftban.db in {0}: read-only file system",
+        folder.display()
+    );
+    for args in ["check", "run"] {
+        let o = in_mount_ns(&ns, &format!("{read_only} {args} --config {}", s.config.display()));
+        assert_eq!(o.status.code(), Some(2), "{args}: {}", stderr(&o));
+        assert!(stderr(&o).contains(&want), "{args}: {}", stderr(&o));
+    }
+    // Writable again: check passes and names the database.
+    let o = s.cli_ok(&["check"]);
+    assert!(
+        stdout(&o).contains(&format!("ban history: {}/nftban.db", folder.display())),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// A folder the daemon's user cannot write to is "permission denied",
+/// named, in `check`: run as nobody, which cannot write a root folder.
+#[test]
+fn check_says_permission_denied_for_a_folder_it_cannot_write() {
+    kernel_test!();
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::asterisk("");
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&s.config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let folder = s.dir.path().join("lib");
+    std::fs::create_dir(&folder).unwrap();
+    s.top(&format!("database: {}/nftban.db", folder.display()));
+    let o = run(std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_nftban"))
+        .args(["check", "--config"])
+        .arg(&s.config));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let want = format!(
+        "cannot write the ban database {0}/nftban.db in {0}: permission denied",
+        folder.display()
+    );
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+}

@@ -40,6 +40,9 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
             if bad > 0 {
                 anyhow::bail!("{bad} ruleset example(s) do not hold");
             }
+            // The daemon writes every ban there before the kernel gets it:
+            // a read-only or foreign folder must fail here, not at start.
+            crate::store::check_writable(&config.database)?;
             println!("{}: OK", path.display());
             println!(
                 "logs go to: {}",
@@ -51,6 +54,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
                 }
             );
             println!("control socket: {}", config.socket.display());
+            println!("ban history: {} (writable)", config.database.display());
             for j in &config.jails {
                 println!(
                     "jail {}: ruleset {}{}, {} file(s){}, ban after {} failures within {} for {}",

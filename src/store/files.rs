@@ -25,30 +25,32 @@ pub(super) const FILE_MODE: u32 = 0o600;
 const FOLDER_MODE: u32 = 0o700;
 
 /// Why the history's folder or files cannot be prepared. Each names the
-/// database and says what is wrong in words an admin acts on.
+/// database and says what is wrong in words an admin acts on; the I/O
+/// error is kept (`error`) but not chained as a source, since the message
+/// already says it.
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
     /// The folder cannot be created (or a file is in its place).
-    #[error("cannot create the folder {} for the ban database {}: {}", .folder.display(), .db.display(), plainly(.source))]
+    #[error("cannot create the folder {} for the ban database {}: {}", .folder.display(), .db.display(), plainly(.error))]
     Folder {
         db: PathBuf,
         folder: PathBuf,
-        source: io::Error,
+        error: io::Error,
     },
     /// The database file cannot be created.
-    #[error("cannot create the ban database {}: {}", .db.display(), plainly(.source))]
-    Create { db: PathBuf, source: io::Error },
+    #[error("cannot create the ban database {}: {}", .db.display(), plainly(.error))]
+    Create { db: PathBuf, error: io::Error },
     /// nftban cannot create files in the folder (checked by creating and
     /// removing one, as the daemon will create its own there).
-    #[error("cannot write the ban database {} in {}: {}", .db.display(), .folder.display(), plainly(.source))]
+    #[error("cannot write the ban database {} in {}: {}", .db.display(), .folder.display(), plainly(.error))]
     Unwritable {
         db: PathBuf,
         folder: PathBuf,
-        source: io::Error,
+        error: io::Error,
     },
     /// An existing file of the history cannot be opened for writing.
-    #[error("cannot write the ban database file {}: {}", .file.display(), plainly(.source))]
-    FileUnwritable { file: PathBuf, source: io::Error },
+    #[error("cannot write the ban database file {}: {}", .file.display(), plainly(.error))]
+    FileUnwritable { file: PathBuf, error: io::Error },
 }
 
 /// An I/O error in words an admin acts on: "read-only file system" and
@@ -88,10 +90,10 @@ fn folder_of(db: &Path) -> &Path {
 /// every existing file of the history made 0600.
 pub(super) fn prepare(db: &Path) -> Result<(), FilesError> {
     let folder = folder_of(db);
-    let folder_err = |source| FilesError::Folder {
+    let folder_err = |error| FilesError::Folder {
         db: db.to_path_buf(),
         folder: folder.to_path_buf(),
-        source,
+        error,
     };
     match std::fs::metadata(folder) {
         Ok(meta) if meta.is_dir() => private_folder(folder),
@@ -109,9 +111,9 @@ pub(super) fn prepare(db: &Path) -> Result<(), FilesError> {
         .truncate(false)
         .mode(FILE_MODE)
         .open(db)
-        .map_err(|source| FilesError::Create {
+        .map_err(|error| FilesError::Create {
             db: db.to_path_buf(),
-            source,
+            error,
         })?;
     private_file(db);
     for file in companions(db).iter().filter(|f| f.exists()) {
@@ -139,10 +141,10 @@ pub fn check_writable(db: &Path) -> Result<(), FilesError> {
         .create_new(true)
         .mode(FILE_MODE)
         .open(&probe)
-        .map_err(|source| FilesError::Unwritable {
+        .map_err(|error| FilesError::Unwritable {
             db: db.to_path_buf(),
             folder: existing.to_path_buf(),
-            source,
+            error,
         })?;
     let _ = std::fs::remove_file(&probe);
     let pending = &companions(db)[3];
@@ -150,9 +152,9 @@ pub fn check_writable(db: &Path) -> Result<(), FilesError> {
         OpenOptions::new()
             .append(true)
             .open(file)
-            .map_err(|source| FilesError::FileUnwritable {
+            .map_err(|error| FilesError::FileUnwritable {
                 file: file.to_path_buf(),
-                source,
+                error,
             })?;
     }
     Ok(())

@@ -125,6 +125,7 @@ pub struct ActiveBan {
 mod files;
 mod pending;
 mod schema;
+pub use files::check_writable;
 use schema::VERSION;
 
 /// Bans recorded in one call up to this many go to the pending file; more
