@@ -137,6 +137,8 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     pending: pending::Pending,
+    /// Whether the last append to the pending file failed (logged once).
+    pending_failing: bool,
 }
 
 /// Seconds since the epoch as SQLite keeps them; a time before the epoch
@@ -183,6 +185,7 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             pending,
+            pending_failing: false,
         };
         schema::migrate(&store.conn).map_err(|e| match e {
             schema::Failure::TooNew(found) => Error::TooNew {
@@ -259,11 +262,22 @@ impl Store {
     pub fn record_bans(&mut self, bans: &[BanRecord]) -> Result<()> {
         if bans.len() <= SMALL_WRITE {
             match self.pending.append(bans) {
-                Ok(()) => return Ok(()),
-                Err(e) => tracing::warn!(
-                    "cannot append to {}: {e}; writing the ban(s) to SQLite directly",
-                    self.pending.path().display()
-                ),
+                Ok(()) => {
+                    if std::mem::take(&mut self.pending_failing) {
+                        tracing::info!("{} can be appended to again", self.pending.path().display());
+                    }
+                    return Ok(());
+                }
+                // Once when it starts, not per ban (a full disk fails them
+                // all); SQLite is tried instead.
+                Err(e) if !self.pending_failing => {
+                    self.pending_failing = true;
+                    tracing::warn!(
+                        "cannot append to {}: {e}; writing bans to SQLite directly until it works again",
+                        self.pending.path().display()
+                    );
+                }
+                Err(_) => {}
             }
         }
         self.save(bans, &[], &[], &[])
@@ -558,5 +572,7 @@ impl Drop for Store {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod testfs;
 #[cfg(test)]
 mod tests;

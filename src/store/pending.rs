@@ -64,6 +64,9 @@ pub struct Pending {
     /// Pending bans per (jail, net), for [`super::Store::ban_count`].
     counts: HashMap<(String, IpNet), u64>,
     buf: Vec<u8>,
+    /// The file's length after the last whole append: where a write cut
+    /// short (a full disk) is cut back to.
+    len: u64,
 }
 
 /// Where the pending file of database `db` is.
@@ -116,11 +119,15 @@ impl Pending {
             bans: Vec::new(),
             counts: HashMap::new(),
             buf: Vec::new(),
+            len: text.len() as u64,
         };
         Ok((pending, left))
     }
 
-    /// Append `bans`, in one `write`.
+    /// Append `bans`, in one `write`, or none of them: a write cut short
+    /// (a full disk) is cut back off, so no torn line is left for the next
+    /// line to be glued to, and the caller, told of the failure, keeps them
+    /// all.
     pub fn append(&mut self, bans: &[BanRecord]) -> std::io::Result<()> {
         self.buf.clear();
         for b in bans {
@@ -135,7 +142,15 @@ impl Pending {
             serde_json::to_writer(&mut self.buf, &line).map_err(std::io::Error::other)?;
             self.buf.push(b'\n');
         }
-        self.file.write_all(&self.buf)?;
+        if let Err(e) = self.file.write_all(&self.buf) {
+            // Shrinking needs no space; if even that fails, the start
+            // after skips the torn line (and the one glued to it).
+            if let Err(cut) = self.file.set_len(self.len) {
+                tracing::warn!("{}: cannot cut a torn write back off: {cut}", self.path.display());
+            }
+            return Err(e);
+        }
+        self.len += self.buf.len() as u64;
         for b in bans {
             *self.counts.entry((b.jail.clone(), b.net)).or_default() += 1;
         }
@@ -160,7 +175,9 @@ impl Pending {
     pub fn clear(&mut self) -> std::io::Result<()> {
         self.bans.clear();
         self.counts.clear();
-        self.file.set_len(0)
+        self.file.set_len(0)?;
+        self.len = 0;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -305,6 +322,31 @@ mod tests {
         drop(f);
         let (_, left) = Pending::open(&db).unwrap();
         assert_eq!(left, vec![ban("198.51.100.7/32", None)]);
+    }
+
+    /// A write cut short by a full disk left half a line with no newline:
+    /// the next line appended after it was glued to it, and both were lost
+    /// at the next start. The torn part is cut off.
+    #[test]
+    fn a_write_cut_short_by_a_full_disk_leaves_no_torn_line() {
+        use crate::store::testfs::{fill, possible, with_small_disk};
+        if !possible("a_write_cut_short_by_a_full_disk_leaves_no_torn_line") {
+            return;
+        }
+        with_small_disk("64k", |dir| {
+            let db = dir.join("nftban.db");
+            let (mut p, _) = Pending::open(&db).unwrap();
+            p.append(&[ban("198.51.100.1/32", None)]).unwrap();
+            let filler = fill(dir);
+            // More than the rest of the file's last page: written in part.
+            let many: Vec<BanRecord> = (0..100).map(|i| ban(&format!("198.51.100.{i}/32"), None)).collect();
+            assert!(p.append(&many).is_err());
+            std::fs::remove_file(filler).unwrap();
+            p.append(&[ban("198.51.100.2/32", None)]).unwrap();
+            drop(p);
+            let (_, left) = Pending::open(&db).unwrap();
+            assert_eq!(left, [ban("198.51.100.1/32", None), ban("198.51.100.2/32", None)]);
+        });
     }
 
     #[test]
