@@ -271,3 +271,148 @@ fn check_says_permission_denied_for_a_folder_it_cannot_write() {
     );
     assert!(stderr(&o).contains(&want), "{}", stderr(&o));
 }
+
+/// A process holding a private mount namespace (inside `ns`) where a small
+/// tmpfs is mounted at `dir`: daemons started in it see that tmpfs, and
+/// the test reaches it through `/proc/PID/root`. Killed when dropped.
+struct SmallDisk {
+    holder: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(ns: &NetNs, dir: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let holder = ns
+            .command("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount -t tmpfs -o size={size},mode=0700 nftban-test {} && exec sleep infinity",
+                dir.display()
+            ))
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let disk = SmallDisk {
+            holder,
+            dir: dir.to_path_buf(),
+        };
+        wait_for("the tmpfs to be mounted", || {
+            let mounts = std::fs::read_to_string(format!("/proc/{}/mountinfo", disk.holder.id())).ok()?;
+            mounts.contains("nftban-test").then_some(())
+        });
+        disk
+    }
+
+    /// `path` (inside the tmpfs) as the test reaches it.
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!("/proc/{}/root{}", self.holder.id(), self.dir.display())).join(name)
+    }
+
+    /// `nftban run` on `setup`'s config in this mount namespace (and `ns`),
+    /// its stderr in the setup's log as [`Daemon::spawn`] does.
+    fn daemon(&self, ns: &NetNs, setup: &Setup) -> Daemon {
+        let stderr = setup.dir.path().join("daemon.log");
+        let child = ns
+            .command("nsenter")
+            .arg(format!("--mount=/proc/{}/ns/mnt", self.holder.id()))
+            .arg(env!("CARGO_BIN_EXE_nftban"))
+            .args(["run", "--config"])
+            .arg(&setup.config)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&stderr)
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap();
+        let d = Daemon { child, stderr };
+        wait_for("the daemon to answer status", || setup.try_status());
+        d
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// Fill the file system of `dir` with `dir/filler` until it is full.
+fn fill(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let block = vec![0u8; 4096];
+    loop {
+        match f.write(&block) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("filling {}: {e}", dir.display()),
+        }
+    }
+    path
+}
+
+/// The history on a real disk that fills up (a 4 MiB tmpfs in a private
+/// mount namespace) and is freed again. Before, bans made meanwhile were
+/// never written: after a restart they were missing from status, `unban`
+/// said "not banned in any jail", and an unban meanwhile was refused. Now
+/// bans and unbans keep working, what waits is shown in status, the
+/// history catches up once space is back, and a restart restores exactly
+/// what runs. The failure and the recovery are each logged once.
+#[test]
+fn a_full_disk_loses_no_ban_and_no_unban() {
+    kernel_test!();
+    let ns = NetNs::create("fulldisk").unwrap();
+    let s = Setup::asterisk("");
+    let disk = SmallDisk::mount(&ns, &s.dir.path().join("lib"), "4m");
+    s.top(&format!("database: {}/nftban.db", disk.dir.display()));
+    let d = disk.daemon(&ns, &s);
+    s.cli_ok(&["ban", "203.0.113.1"]);
+    // Moved into SQLite (about once a second), which empties the pending
+    // file: then its next line needs a page the full disk does not have.
+    wait_for("the pending file to be emptied", || {
+        let len = std::fs::metadata(disk.path("nftban.db-pending")).ok()?.len();
+        (len == 0).then_some(())
+    });
+
+    let filler = fill(&disk.path(""));
+    s.cli_ok(&["ban", "203.0.113.2"]);
+    s.cli_ok(&["ban", "203.0.113.3"]);
+    assert_eq!(
+        set_addrs(&ns, "manual_v4"),
+        ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
+    );
+    let st = s.try_status().unwrap();
+    assert!(st.history_errors > 0, "{st:?}");
+    assert_eq!((st.history_waiting, st.history_dropped), (2, 0));
+    let o = s.cli_ok(&["unban", "203.0.113.1"]);
+    assert_eq!(stdout(&o), "unbanned 203.0.113.1 from jail manual\n");
+    assert_eq!(set_addrs(&ns, "manual_v4"), ["203.0.113.2", "203.0.113.3"]);
+    assert_eq!(s.try_status().unwrap().history_waiting, 3);
+
+    std::fs::remove_file(filler).unwrap();
+    wait_for("the history to catch up", || {
+        (s.try_status()?.history_waiting == 0).then_some(())
+    });
+    assert!(d.stop());
+
+    let d = disk.daemon(&ns, &s);
+    assert_eq!(banned_ips(&s.jail_status("manual")), ["203.0.113.2", "203.0.113.3"]);
+    let o = s.cli_ok(&["unban", "203.0.113.2"]);
+    assert_eq!(stdout(&o), "unbanned 203.0.113.2 from jail manual\n");
+    let log = d.log();
+    assert_eq!(
+        log.matches("could not write 1 ban(s) to the history").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(log.matches("the ban history is written again").count(), 1, "{log}");
+    assert!(d.stop());
+}
