@@ -416,3 +416,37 @@ fn a_full_disk_loses_no_ban_and_no_unban() {
     assert_eq!(log.matches("the ban history is written again").count(), 1, "{log}");
     assert!(d.stop());
 }
+
+/// A reload re-executes the daemon, which opens the history anew: if its
+/// folder became read-only meanwhile, the reload used to be accepted and
+/// the daemon then died at its restart. It is refused instead, saying why,
+/// and the running daemon stays.
+#[test]
+fn reload_is_refused_when_the_history_became_read_only() {
+    kernel_test!();
+    let ns = NetNs::create("roreload").unwrap();
+    let s = Setup::asterisk("");
+    let disk = SmallDisk::mount(&ns, &s.dir.path().join("lib"), "4m");
+    s.top(&format!("database: {}/nftban.db", disk.dir.display()));
+    let mut d = disk.daemon(&ns, &s);
+    s.cli_ok(&["ban", "203.0.113.1"]);
+    // A read-only bind mount over the folder: the daemon's open files stay
+    // writable, anything opened anew there is not.
+    let o = run(std::process::Command::new("nsenter")
+        .arg(format!("--mount=/proc/{}/ns/mnt", disk.holder.id()))
+        .args(["sh", "-c"])
+        .arg(format!(
+            "mount --bind {0} {0} && mount -o remount,bind,ro {0}",
+            disk.dir.display()
+        )));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = s.cli(&["reload"]);
+    assert!(!o.status.success());
+    let want = format!(
+        "reload refused, the running config stays: cannot write the ban database {0}/nftban.db in {0}: read-only file system",
+        disk.dir.display()
+    );
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+    assert!(d.is_running());
+    assert_eq!(banned_ips(&s.jail_status("manual")), ["203.0.113.1"]);
+}
