@@ -132,7 +132,7 @@ impl History {
     /// Keep writes that could not be made, after those already waiting.
     /// `Err` gives back one that could not be kept either (an unban, with
     /// the backlog full).
-    fn keep(&mut self, writes: impl IntoIterator<Item = Write>) -> Result<(), Write> {
+    fn hold(&mut self, writes: impl IntoIterator<Item = Write>) -> Result<(), Write> {
         writes.into_iter().try_for_each(|w| self.backlog.push(w))
     }
 
@@ -167,16 +167,16 @@ impl History {
             .collect();
         if !self.backlog.is_empty() {
             // Bans never fail to be kept (the oldest makes room).
-            let _ = self.keep(records.into_iter().map(Write::Ban));
+            let _ = self.hold(records.into_iter().map(Write::Ban));
             return;
         }
-        let result = store.record_bans(&records);
-        let consequence = format!(
-            "could not write {} ban(s) to the history; they are in the kernel, and will be restored after a restart only once written",
-            bans.len()
-        );
-        if self.failed(result, &consequence).is_none() {
-            let _ = self.keep(records.into_iter().map(Write::Ban));
+        if let Err(e) = store.record_bans(&records) {
+            let consequence = format!(
+                "could not write {} ban(s) to the history; they are in the kernel, and will be restored after a restart only once written",
+                bans.len()
+            );
+            self.failed::<()>(Err(e), &consequence);
+            let _ = self.hold(records.into_iter().map(Write::Ban));
         }
     }
 
@@ -200,7 +200,7 @@ impl History {
                 self.recovered(caught_up);
                 Ok(())
             }
-            Err(e) => match self.keep([write]) {
+            Err(e) => match self.hold([write]) {
                 Ok(()) => {
                     self.failed::<()>(Err(e), consequence);
                     Ok(())
