@@ -85,9 +85,19 @@ pub struct Status {
     /// removal, replacing contained bans) since start, all jails.
     #[serde(default)]
     pub kernel_errors: u64,
-    /// Ban history writes that failed since start (e.g. disk full).
+    /// Ban history writes that failed since start (e.g. disk full); each
+    /// retry that fails counts again.
     #[serde(default)]
     pub history_errors: u64,
+    /// Ban history records (bans, unbans) not written yet because writing
+    /// fails: kept in memory and written again about once a second. Lost
+    /// if the daemon stops before.
+    #[serde(default)]
+    pub history_waiting: u64,
+    /// Records dropped since start because too many waited (the oldest
+    /// bans first): those bans are not restored after a restart.
+    #[serde(default)]
+    pub history_dropped: u64,
 }
 
 /// Result of a ban request.

@@ -13,3 +13,4 @@ mod hostile;
 mod logging;
 mod policy;
 mod schema;
+mod state;

@@ -168,6 +168,13 @@ fn format_all(st: &Status) -> String {
     let _ = writeln!(o, "Status");
     let _ = writeln!(o, "|- Number of jail:      {}", st.jails.len());
     let _ = writeln!(o, "|- Kernel errors:       {}", st.kernel_errors);
+    if st.history_errors > 0 || st.history_waiting > 0 || st.history_dropped > 0 {
+        let _ = writeln!(
+            o,
+            "|- History errors:      {} ({} record(s) waiting to be written, {} dropped; see the daemon's log)",
+            st.history_errors, st.history_waiting, st.history_dropped
+        );
+    }
     let _ = writeln!(o, "`- Jail list:   {}", names.join(", "));
     for j in &st.jails {
         let _ = writeln!(
@@ -313,6 +320,27 @@ mod tests {
         assert_eq!(sent, 10_000);
         assert!(err.starts_with("`300.1.2.3`: "), "{err}");
         assert!(err.ends_with("(10000 addresses before it were sent already)"), "{err}");
+    }
+
+    /// The people's overview says when the history fails and what waits,
+    /// and says nothing of it while all is well.
+    #[test]
+    fn history_errors_and_waiting_records_are_shown() {
+        let mut st = Status {
+            jails: vec![],
+            kernel_errors: 0,
+            history_errors: 4,
+            history_waiting: 3,
+            history_dropped: 0,
+        };
+        let text = format_all(&st);
+        assert!(
+            text.contains("|- Kernel errors:       0\n|- History errors:      4 (3 record(s) waiting to be written, 0 dropped; see the daemon's log)\n"),
+            "{text}"
+        );
+        st.history_errors = 0;
+        st.history_waiting = 0;
+        assert!(!format_all(&st).contains("History"));
     }
 
     /// The people's view of a jail shows what its rules dropped.

@@ -13,6 +13,12 @@ use crate::firewall::render_ruleset;
 pub fn dispatch(command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Run(c) => {
+            // Everything the daemon creates (ban history, pending file, log
+            // file, their folders) is its own: no umask it was started
+            // with may open them to other users. The store also creates
+            // its files with explicit modes (store::files).
+            // SAFETY: umask(2) only swaps the process's mask; it cannot fail.
+            unsafe { libc::umask(0o077) };
             let config = Config::load(&config_path(c.config.as_deref()))?;
             crate::logging::init(&config.log)?;
             let firewall = crate::firewall::open_kernel()?;
@@ -34,6 +40,9 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
             if bad > 0 {
                 anyhow::bail!("{bad} ruleset example(s) do not hold");
             }
+            // The daemon writes every ban there before the kernel gets it:
+            // a read-only or foreign folder must fail here, not at start.
+            crate::store::check_writable(&config.database)?;
             println!("{}: OK", path.display());
             println!(
                 "logs go to: {}",
@@ -45,6 +54,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
                 }
             );
             println!("control socket: {}", config.socket.display());
+            println!("ban history: {} (writable)", config.database.display());
             for j in &config.jails {
                 println!(
                     "jail {}: ruleset {}{}, {} file(s){}, ban after {} failures within {} for {}",

@@ -1,5 +1,11 @@
 //! Durations as admins write them: `90`, `30s`, `10m`, `1h`, `2d`, `1w`, or
 //! a sum like `1h30m`. A bare number is seconds, as in fail2ban.
+//!
+//! Every duration nftban accepts, from the config or the command line, is
+//! at most [`MAX_DURATION`] (10 years). A longer one is refused where it is
+//! parsed, so no ban, expiry or saved time downstream can ever overflow the
+//! clock: `bantime: 10000000000000000000` used to pass `check` and then
+//! crash the daemon at its first ban.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -7,6 +13,14 @@ use std::time::Duration;
 
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer};
+
+/// The longest duration accepted anywhere (config, `--bantime`, the control
+/// socket): 10 years of 365 days. Long enough to mean "banned for good",
+/// short enough that now plus it is far from any clock's limit.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
+/// How [`MAX_DURATION`] is named in messages and docs.
+pub const MAX_DURATION_TEXT: &str = "10 years (3650d)";
 
 /// A duration read from config or the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -22,7 +36,7 @@ pub enum DurationError {
     #[error("`{0}` is not a duration (use e.g. 90s, 10m, 1h, 1d, 1w)")]
     NotADuration(String),
     /// A number with more digits than fit 64 bits.
-    #[error("`{0}`: number too large")]
+    #[error("`{0}`: number too large (the maximum is {MAX_DURATION_TEXT})")]
     NumberTooLarge(String),
     /// A number without a unit after a number with one (`1h30`).
     #[error("`{0}`: a number inside a duration needs a unit (s, m, h, d, w)")]
@@ -30,19 +44,36 @@ pub enum DurationError {
     /// A unit other than ms, s, m, h, d, w (and their long forms).
     #[error("`{text}`: unknown unit `{unit}` (use s, m, h, d or w)")]
     UnknownUnit { text: String, unit: String },
-    /// More seconds than fit 64 bits.
-    #[error("`{0}` is too long")]
+    /// Longer than [`MAX_DURATION`].
+    #[error("`{0}` is longer than the maximum of {MAX_DURATION_TEXT}")]
     TooLong(String),
+    /// A negative number.
+    #[error("`{0}`: a duration cannot be negative")]
+    Negative(String),
+    /// A number with a fraction or an exponent (`1.5`, `1e30`).
+    #[error("`{0}` is not a whole number of seconds (use e.g. 90, 90s, 1h30m)")]
+    NotWhole(String),
 }
 
-/// Parse `1h30m`, `10m`, `45` (seconds) and the like.
+/// `secs` seconds, if not longer than [`MAX_DURATION`]; the error names
+/// `text`, the duration as it was written.
+pub fn checked_secs(secs: u64, text: &str) -> Result<Duration, DurationError> {
+    let d = Duration::from_secs(secs);
+    if d > MAX_DURATION {
+        return Err(DurationError::TooLong(text.into()));
+    }
+    Ok(d)
+}
+
+/// Parse `1h30m`, `10m`, `45` (seconds) and the like, at most
+/// [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let s = text.trim();
     if s.is_empty() {
         return Err(DurationError::Empty);
     }
     if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+        return checked_secs(secs, text);
     }
     let mut total: u64 = 0;
     let mut rest = s;
@@ -81,7 +112,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
             .and_then(|secs| total.checked_add(secs))
             .ok_or_else(|| DurationError::TooLong(text.into()))?;
     }
-    Ok(Duration::from_secs(total))
+    checked_secs(total, text)
 }
 
 /// Print a duration the way it is written in config: `1h30m`, `45s`.
@@ -106,18 +137,52 @@ impl fmt::Display for Dur {
     }
 }
 
+/// A duration in YAML: a number of seconds or a text. A visitor rather than
+/// an untagged enum, so that the YAML library places an error at the value
+/// itself (`jails.sshd.bantime`) and says what is wrong with it.
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Secs(u64),
-            Text(String),
+        d.deserialize_any(DurVisitor)
+    }
+}
+
+struct DurVisitor;
+
+impl serde::de::Visitor<'_> for DurVisitor {
+    type Value = Dur;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration: seconds, or a text like 90s, 10m, 1h30m, 1d, 1w")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Dur, E> {
+        checked_secs(v, &v.to_string()).map(Dur).map_err(E::custom)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Dur, E> {
+        match u64::try_from(v) {
+            Ok(v) => self.visit_u64(v),
+            Err(_) => Err(E::custom(DurationError::Negative(v.to_string()))),
         }
-        match Raw::deserialize(d)? {
-            Raw::Secs(s) => Ok(Dur(Duration::from_secs(s))),
-            Raw::Text(t) => parse_duration(&t).map(Dur).map_err(serde::de::Error::custom),
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Dur, E> {
+        Err(E::custom(DurationError::TooLong(v.to_string())))
+    }
+
+    fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Dur, E> {
+        match u128::try_from(v) {
+            Ok(v) => self.visit_u128(v),
+            Err(_) => Err(E::custom(DurationError::Negative(v.to_string()))),
         }
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Dur, E> {
+        Err(E::custom(DurationError::NotWhole(v.to_string())))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Dur, E> {
+        parse_duration(v).map(Dur).map_err(E::custom)
     }
 }
 
@@ -134,10 +199,11 @@ impl JsonSchema for Dur {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "Seconds, or a sum of numbers with units s, m, h, d, w: 90, 90s, 10m, 1h30m, 1d, 1w.",
+            "description": "Seconds, or a sum of numbers with units s, m, h, d, w: 90, 90s, 10m, 1h30m, 1d, 1w. At most 10 years (3650d).",
             "type": ["string", "integer"],
             "pattern": PATTERN,
-            "minimum": 0
+            "minimum": 0,
+            "maximum": MAX_DURATION.as_secs()
         })
     }
 }
@@ -185,6 +251,30 @@ mod tests {
         ] {
             assert_eq!(re.is_match(text), parse_duration(text).is_ok(), "`{text}`");
         }
+    }
+
+    /// Ten years is the longest duration; one second more, or a number
+    /// that used to pass and then overflow the clock, is refused by name.
+    #[test]
+    fn the_maximum_is_ten_years() {
+        assert_eq!(parse_duration("3650d"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("315360000"), Ok(MAX_DURATION));
+        for text in [
+            "3650d1s",
+            "315360001",
+            "10000000000000000000",
+            "10000000000000000000s",
+            "522w",
+        ] {
+            let e = parse_duration(text).unwrap_err();
+            assert_eq!(e, DurationError::TooLong(text.into()));
+            assert_eq!(
+                e.to_string(),
+                format!("`{text}` is longer than the maximum of 10 years (3650d)")
+            );
+        }
+        assert_eq!(checked_secs(315_360_000, "x"), Ok(MAX_DURATION));
+        assert_eq!(checked_secs(u64::MAX, "x"), Err(DurationError::TooLong("x".into())));
     }
 
     #[test]

@@ -213,3 +213,69 @@ fn a_key_given_twice_is_an_error_at_its_second_place() {
     let top = format!("{GOOD}socket: /run/other.sock\n");
     assert!(error(&top).starts_with("/etc/nftban/nftban.yaml:13:1: socket: given twice (first at line 1)"));
 }
+
+/// A duration past the 10-year maximum used to load, then crash the daemon
+/// at its first ban: each duration key is refused at its own line, with
+/// the key and the limit named.
+#[test]
+fn durations_past_the_maximum_are_refused_at_their_key() {
+    let max = "longer than the maximum of 10 years (3650d)";
+    let cases = [
+        (
+            GOOD.replace("    bantime: 10m", "    bantime: 10000000000000000000"),
+            "/etc/nftban/nftban.yaml:12:14: jails.sshd.bantime: `10000000000000000000` is",
+        ),
+        (
+            GOOD.replace("    bantime: 10m", "    bantime: 3651d"),
+            "/etc/nftban/nftban.yaml:12:14: jails.sshd.bantime: `3651d` is",
+        ),
+        (
+            GOOD.replace("    bantime: 10m", "    findtime: 315360001"),
+            "/etc/nftban/nftban.yaml:12:15: jails.sshd.findtime: `315360001` is",
+        ),
+        (
+            format!("{GOOD}history_keep: 99999999999999999999\n"),
+            "/etc/nftban/nftban.yaml:13:15: history_keep: `99999999999999999999` is",
+        ),
+        (
+            format!("{GOOD}recidive:\n  findtime: 1d\n  maxretry: 3\n  bantime: 600w\n"),
+            "/etc/nftban/nftban.yaml:16:12: recidive.bantime: `600w` is",
+        ),
+        (
+            GOOD.replace(
+                "    bantime: 10m",
+                "    bantime_increment:\n      factor: 2\n      max: 5000d",
+            ),
+            "/etc/nftban/nftban.yaml:14:12: jails.sshd.bantime_increment.max: `5000d` is",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = error(&text);
+        assert!(
+            e.starts_with(want) && e.contains(max),
+            "want `{want} ... {max}` in: {e}"
+        );
+    }
+    // The maximum itself is accepted.
+    let c = load(&GOOD.replace("    bantime: 10m", "    bantime: 3650d")).unwrap();
+    assert_eq!(c.jails[1].bantime, crate::config::duration::MAX_DURATION);
+}
+
+/// Numbers that are no duration say why, at the value's own line.
+#[test]
+fn negative_and_fractional_durations_say_why() {
+    for (value, want) in [
+        ("-5", "jails.sshd.bantime: `-5`: a duration cannot be negative"),
+        ("1.5", "jails.sshd.bantime: `1.5` is not a whole number of seconds"),
+        (
+            "1e30",
+            "jails.sshd.bantime: `1000000000000000000000000000000` is not a whole number of seconds",
+        ),
+    ] {
+        let e = error(&GOOD.replace("    bantime: 10m", &format!("    bantime: {value}")));
+        assert!(
+            e.starts_with("/etc/nftban/nftban.yaml:12:14: ") && e.contains(want),
+            "want `{want}` in: {e}"
+        );
+    }
+}

@@ -256,6 +256,8 @@ mod tests {
             jails: vec![jail("sshd", 1), jail("manual", 0)],
             kernel_errors: 4,
             history_errors: 0,
+            history_waiting: 0,
+            history_dropped: 0,
         };
         let text = text(&st);
         assert!(text.contains("# TYPE nftban_bans_total counter\nnftban_bans_total{jail=\"sshd\"} 3\nnftban_bans_total{jail=\"manual\"} 3\n"), "{text}");
@@ -327,6 +329,8 @@ mod tests {
             jails: vec![sshd, jail("manual", 0)],
             kernel_errors: 14,
             history_errors: 15,
+            history_waiting: 0,
+            history_dropped: 0,
         };
         let expected = "\
 # HELP nftban_lines_read_total Lines read from the jail's sources since start.

@@ -154,7 +154,16 @@ pub(super) fn answer(engine: &mut Engine, req: Request, now: SystemTime) -> Resp
 /// Check the config file for a reload: the new config as a whole, or its
 /// error (the running one stays).
 fn check_reload(config: &Config) -> Response {
-    match Config::load(&config.path) {
+    // The restart opens the history anew: a folder that became read-only
+    // would stop the daemon there, after the "ok".
+    let new = Config::load(&config.path)
+        .map_err(|e| crate::yaml::report(&e))
+        .and_then(|new| {
+            crate::store::check_writable(&new.database)
+                .map(|()| new)
+                .map_err(|e| e.to_string())
+        });
+    match new {
         Ok(new) => {
             tracing::info!(
                 "reload: {} is valid ({} jail(s)); restarting with it",
@@ -168,8 +177,8 @@ fn check_reload(config: &Config) -> Response {
             ))
         }
         Err(e) => {
-            // The error names the place; its source chain says what is wrong.
-            let e = crate::yaml::report(&e);
+            // A config error names the place; its source chain says what
+            // is wrong (`report`).
             tracing::error!("reload refused, the running config stays: {e}");
             Response::err(format!("reload refused, the running config stays: {e}"))
         }

@@ -76,7 +76,11 @@ impl Firewall for Memory {
                 });
                 continue;
             }
-            set.insert(ban.net, now + ban.timeout);
+            // As the kernel, which caps a timeout, never overflow: a
+            // century is "longer than anything else here".
+            const CENTURY: Duration = Duration::from_secs(100 * 365 * 86_400);
+            let until = now.checked_add(ban.timeout.min(CENTURY)).unwrap_or(now);
+            set.insert(ban.net, until);
         }
         Ok(refused)
     }
@@ -164,5 +168,17 @@ mod unit {
         fw.add(&bans(3)).unwrap();
         assert!(fw.take_unwatched());
         assert!(!fw.take_unwatched(), "reset by the call");
+    }
+
+    /// A timeout past what the clock can hold is kept as a very long one,
+    /// as the kernel caps it, not a panic.
+    #[test]
+    fn an_endless_timeout_does_not_panic() {
+        let mut fw = Memory::new();
+        let mut ban = bans(1).remove(0);
+        ban.timeout = Duration::MAX;
+        fw.add(&[ban]).unwrap();
+        let listed = fw.list("sshd").unwrap();
+        assert!(listed[0].expires_in.unwrap() > Duration::from_secs(3650 * 86_400));
     }
 }

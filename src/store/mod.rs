@@ -34,9 +34,10 @@ pub enum Error {
     /// The database file cannot be opened or created.
     #[error("cannot open the ban database {path}: {source}")]
     Open { path: PathBuf, source: rusqlite::Error },
-    /// The database's folder cannot be created.
-    #[error("cannot create the folder of the ban database {path}: {source}")]
-    Folder { path: PathBuf, source: std::io::Error },
+    /// The database's folder cannot be created or written, or the
+    /// database file cannot be created (see [`files`]).
+    #[error(transparent)]
+    Files(#[from] files::FilesError),
     /// The file was written by a newer nftban.
     #[error("the ban database {path} has schema version {found}, newer than this nftban understands ({VERSION}); upgrade nftban or move the file away")]
     TooNew { path: PathBuf, found: i64 },
@@ -121,8 +122,10 @@ pub struct ActiveBan {
     pub reason: Option<String>,
 }
 
+mod files;
 mod pending;
 mod schema;
+pub use files::check_writable;
 use schema::VERSION;
 
 /// Bans recorded in one call up to this many go to the pending file; more
@@ -134,10 +137,16 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     pending: pending::Pending,
+    /// Whether the last append to the pending file failed (logged once).
+    pending_failing: bool,
 }
 
+/// Seconds since the epoch as SQLite keeps them; a time before the epoch
+/// is 0, one past `i64` seconds is `i64::MAX` (never a wrap).
 fn secs(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// A ban's columns: jail, net, banned_at, expires_at, origin, reason.
@@ -152,29 +161,31 @@ fn row(b: &BanRecord) -> (&str, String, i64, i64, &'static str, Option<&str>) {
     )
 }
 
+/// The time of a row's seconds. Negative, or past what the clock can hold,
+/// is the epoch: long over, so harmless (a ban that ended, a failure too old
+/// to count), never a panic. A far but representable future is the
+/// engine's to judge (`engine::start` refuses to restore it).
 fn time(s: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(s.max(0) as u64)
+    let secs = Duration::from_secs(u64::try_from(s).unwrap_or(0));
+    UNIX_EPOCH.checked_add(secs).unwrap_or(UNIX_EPOCH)
 }
 
 impl Store {
-    /// Open (or create, with its folder) the database at `path`.
+    /// Open (or create, with its folder) the database at `path`; its files
+    /// and the folders created for it are private (see [`files`]).
     pub fn open(path: &Path) -> Result<Store> {
         let open_err = |source| Error::Open {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Folder {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        }
+        files::prepare(path)?;
         let conn = Connection::open(path).map_err(open_err)?;
         let (pending, left) = pending::Pending::open(path)?;
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
             pending,
+            pending_failing: false,
         };
         schema::migrate(&store.conn).map_err(|e| match e {
             schema::Failure::TooNew(found) => Error::TooNew {
@@ -251,11 +262,22 @@ impl Store {
     pub fn record_bans(&mut self, bans: &[BanRecord]) -> Result<()> {
         if bans.len() <= SMALL_WRITE {
             match self.pending.append(bans) {
-                Ok(()) => return Ok(()),
-                Err(e) => tracing::warn!(
-                    "cannot append to {}: {e}; writing the ban(s) to SQLite directly",
-                    self.pending.path().display()
-                ),
+                Ok(()) => {
+                    if std::mem::take(&mut self.pending_failing) {
+                        tracing::info!("{} can be appended to again", self.pending.path().display());
+                    }
+                    return Ok(());
+                }
+                // Once when it starts, not per ban (a full disk fails them
+                // all); SQLite is tried instead.
+                Err(e) if !self.pending_failing => {
+                    self.pending_failing = true;
+                    tracing::warn!(
+                        "cannot append to {}: {e}; writing bans to SQLite directly until it works again",
+                        self.pending.path().display()
+                    );
+                }
+                Err(_) => {}
             }
         }
         self.save(bans, &[], &[], &[])
@@ -529,7 +551,7 @@ impl Store {
     /// number of rows removed.
     pub fn purge(&mut self, now: SystemTime, keep: Duration) -> Result<usize> {
         self.sync()?;
-        let cutoff = secs(now) - keep.as_secs() as i64;
+        let cutoff = secs(now).saturating_sub(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX));
         self.conn
             .execute(
                 "DELETE FROM bans WHERE expires_at < ?1 OR (unbanned_at IS NOT NULL AND unbanned_at < ?1)",
@@ -550,5 +572,7 @@ impl Drop for Store {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod testfs;
 #[cfg(test)]
 mod tests;

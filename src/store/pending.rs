@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -63,6 +64,9 @@ pub struct Pending {
     /// Pending bans per (jail, net), for [`super::Store::ban_count`].
     counts: HashMap<(String, IpNet), u64>,
     buf: Vec<u8>,
+    /// The file's length after the last whole append: where a write cut
+    /// short (a full disk) is cut back to.
+    len: u64,
 }
 
 /// Where the pending file of database `db` is.
@@ -86,10 +90,15 @@ impl Pending {
             path: path.clone(),
             source,
         };
+        // Private whatever the umask (see `store::files`); never through a
+        // symbolic link, which someone able to write the folder could plant
+        // to make nftban empty another file.
         let mut file = File::options()
             .read(true)
             .append(true)
             .create(true)
+            .mode(super::files::FILE_MODE)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(open_err)?;
         // SAFETY: flock on a descriptor we own; no memory is involved.
@@ -110,11 +119,15 @@ impl Pending {
             bans: Vec::new(),
             counts: HashMap::new(),
             buf: Vec::new(),
+            len: text.len() as u64,
         };
         Ok((pending, left))
     }
 
-    /// Append `bans`, in one `write`.
+    /// Append `bans`, in one `write`, or none of them: a write cut short
+    /// (a full disk) is cut back off, so no torn line is left for the next
+    /// line to be glued to, and the caller, told of the failure, keeps them
+    /// all.
     pub fn append(&mut self, bans: &[BanRecord]) -> std::io::Result<()> {
         self.buf.clear();
         for b in bans {
@@ -129,7 +142,15 @@ impl Pending {
             serde_json::to_writer(&mut self.buf, &line).map_err(std::io::Error::other)?;
             self.buf.push(b'\n');
         }
-        self.file.write_all(&self.buf)?;
+        if let Err(e) = self.file.write_all(&self.buf) {
+            // Shrinking needs no space; if even that fails, the start
+            // after skips the torn line (and the one glued to it).
+            if let Err(cut) = self.file.set_len(self.len) {
+                tracing::warn!("{}: cannot cut a torn write back off: {cut}", self.path.display());
+            }
+            return Err(e);
+        }
+        self.len += self.buf.len() as u64;
         for b in bans {
             *self.counts.entry((b.jail.clone(), b.net)).or_default() += 1;
         }
@@ -154,12 +175,22 @@ impl Pending {
     pub fn clear(&mut self) -> std::io::Result<()> {
         self.bans.clear();
         self.counts.clear();
-        self.file.set_len(0)
+        self.file.set_len(0)?;
+        self.len = 0;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// `secs` after the epoch, or why not: a number past what the clock can
+/// hold must not panic (that was a crash loop at every start).
+fn time(secs: u64, field: &str) -> Result<std::time::SystemTime, String> {
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs))
+        .ok_or_else(|| format!("{field} {secs} is past what the clock can hold"))
 }
 
 /// The bans in a pending file's text. A line that cannot be read (a power
@@ -178,8 +209,8 @@ fn parse(text: &[u8], path: &Path) -> Vec<BanRecord> {
                 Ok(BanRecord {
                     jail: l.jail,
                     net: l.net,
-                    at: UNIX_EPOCH + Duration::from_secs(l.at),
-                    expires: UNIX_EPOCH + Duration::from_secs(l.expires),
+                    at: time(l.at, "at")?,
+                    expires: time(l.expires, "expires")?,
                     origin,
                     reason: l.reason,
                 })
@@ -252,6 +283,70 @@ mod tests {
         drop(f);
         let (_, left) = Pending::open(&db).unwrap();
         assert_eq!(left, vec![ban("198.51.100.7/32", None)]);
+    }
+
+    /// A time past what the clock can hold (written by hand, or by a bug)
+    /// used to panic at every start: a crash loop. The line is skipped
+    /// with a warning and the others are kept.
+    #[test]
+    fn a_time_past_the_clock_is_skipped_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("nftban.db");
+        drop(Pending::open(&db).unwrap());
+        let mut f = File::options().append(true).open(path_of(&db)).unwrap();
+        let max = u64::MAX;
+        for (at, expires) in [
+            (1_800_000_000, max),
+            (max, max),
+            (max, 1_800_000_600),
+            (1 << 63, 1 << 63),
+        ] {
+            writeln!(
+                f,
+                r#"{{"jail":"sshd","net":"198.51.100.9/32","at":{at},"expires":{expires},"origin":"auto"}}"#
+            )
+            .unwrap();
+        }
+        drop(f);
+        {
+            let (mut p, _) = Pending::open(&db).unwrap();
+            p.clear().unwrap();
+            p.append(&[ban("198.51.100.7/32", None)]).unwrap();
+        }
+        let mut f = File::options().append(true).open(path_of(&db)).unwrap();
+        writeln!(
+            f,
+            r#"{{"jail":"sshd","net":"198.51.100.9/32","at":1800000000,"expires":{max},"origin":"auto"}}"#
+        )
+        .unwrap();
+        drop(f);
+        let (_, left) = Pending::open(&db).unwrap();
+        assert_eq!(left, vec![ban("198.51.100.7/32", None)]);
+    }
+
+    /// A write cut short by a full disk left half a line with no newline:
+    /// the next line appended after it was glued to it, and both were lost
+    /// at the next start. The torn part is cut off.
+    #[test]
+    fn a_write_cut_short_by_a_full_disk_leaves_no_torn_line() {
+        use crate::store::testfs::{fill, possible, with_small_disk};
+        if !possible("a_write_cut_short_by_a_full_disk_leaves_no_torn_line") {
+            return;
+        }
+        with_small_disk("64k", |dir| {
+            let db = dir.join("nftban.db");
+            let (mut p, _) = Pending::open(&db).unwrap();
+            p.append(&[ban("198.51.100.1/32", None)]).unwrap();
+            let filler = fill(dir);
+            // More than the rest of the file's last page: written in part.
+            let many: Vec<BanRecord> = (0..100).map(|i| ban(&format!("198.51.100.{i}/32"), None)).collect();
+            assert!(p.append(&many).is_err());
+            std::fs::remove_file(filler).unwrap();
+            p.append(&[ban("198.51.100.2/32", None)]).unwrap();
+            drop(p);
+            let (_, left) = Pending::open(&db).unwrap();
+            assert_eq!(left, [ban("198.51.100.1/32", None), ban("198.51.100.2/32", None)]);
+        });
     }
 
     #[test]

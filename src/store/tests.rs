@@ -323,3 +323,118 @@ fn failure_windows_are_saved_replaced_and_deleted() {
         )]
     );
 }
+
+/// Keeping history "forever" keeps it: a `keep` past what seconds since
+/// the epoch can count used to wrap and purge everything ended a second
+/// ago.
+#[test]
+fn purge_with_an_endless_keep_removes_nothing() {
+    let (_dir, mut s) = open();
+    s.record_bans(&[ban("sshd", "198.51.100.1/32", 0, 10)]).unwrap();
+    assert_eq!(s.purge(t(1000), Duration::MAX).unwrap(), 0);
+    assert_eq!(s.purge(t(1000), Duration::from_secs(u64::MAX / 2 + 1)).unwrap(), 0);
+    assert_eq!(s.ban_count("sshd", &"198.51.100.1/32".parse().unwrap()).unwrap(), 1);
+}
+
+/// Rows with times no clock can hold (a forged or damaged file) are read
+/// without a panic.
+#[test]
+fn absurd_times_in_rows_do_not_panic() {
+    let (_dir, mut s) = open();
+    s.conn
+        .execute_batch(&format!(
+            "INSERT INTO bans (jail, net, banned_at, expires_at, origin) VALUES
+                 ('sshd', '198.51.100.1/32', {min}, {max}, 'auto'),
+                 ('sshd', '198.51.100.2/32', {max}, {min}, 'auto');
+             INSERT INTO failures (jail, net, times) VALUES ('sshd', '198.51.100.3/32', '{min},{max}');",
+            min = i64::MIN,
+            max = i64::MAX
+        ))
+        .unwrap();
+    let active = s.active(t(0)).unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].net, "198.51.100.1/32".parse::<IpNet>().unwrap());
+    assert_eq!(s.bans_since(t(0)).unwrap().len(), 1);
+    assert_eq!(s.failure_windows().unwrap().len(), 1);
+    s.purge(t(0), Duration::from_secs(1)).unwrap();
+}
+
+/// The process umask, set for a test and put back when dropped (even when
+/// the test fails). It is process-wide: files other tests create meanwhile
+/// get looser modes, which they do not check.
+struct Umask(libc::mode_t);
+
+impl Umask {
+    fn set(mask: libc::mode_t) -> Umask {
+        // SAFETY: umask(2) only swaps the process's mask; it cannot fail.
+        Umask(unsafe { libc::umask(mask) })
+    }
+}
+
+impl Drop for Umask {
+    fn drop(&mut self) {
+        // SAFETY: as in `set`.
+        unsafe { libc::umask(self.0) };
+    }
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// The database, its `-wal` and `-shm`, its pending file and the folders
+/// created for them are private whatever the umask: under umask 000 the
+/// pending file was 0666 (anyone could append a ban to restore) and the
+/// folder 0777; under 022 the history was world-readable.
+#[test]
+fn state_files_are_private_whatever_the_umask() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sub/deeper/nftban.db");
+    let mask = Umask::set(0);
+    let mut s = Store::open(&db).unwrap();
+    s.record_bans(&[ban("sshd", "198.51.100.1/32", 0, 100)]).unwrap();
+    s.sync().unwrap();
+    drop(mask);
+    for folder in ["sub", "sub/deeper"] {
+        assert_eq!(mode(&dir.path().join(folder)), 0o700, "{folder}");
+    }
+    for file in ["nftban.db", "nftban.db-wal", "nftban.db-shm", "nftban.db-pending"] {
+        assert_eq!(mode(&dir.path().join("sub/deeper").join(file)), 0o600, "{file}");
+    }
+}
+
+/// Files an older nftban left readable or writable by others are made
+/// private when the store opens; a folder others may write to loses that
+/// right (not when sticky, as /tmp: there only a warning says so).
+#[test]
+fn loose_state_files_are_tightened_at_open() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("nftban");
+    let db = folder.join("nftban.db");
+    let mut s = Store::open(&db).unwrap();
+    s.record_bans(&[ban("sshd", "198.51.100.1/32", 0, 100)]).unwrap();
+    s.sync().unwrap();
+    let names = ["nftban.db", "nftban.db-wal", "nftban.db-shm", "nftban.db-pending"];
+    crash(s, &db);
+    let chmod = |p: &std::path::Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    for name in names {
+        chmod(&folder.join(name), 0o666);
+    }
+    chmod(&folder, 0o777);
+    drop(Store::open(&db).unwrap());
+    assert_eq!(mode(&folder), 0o755);
+    for name in names.iter().filter(|n| folder.join(n).exists()) {
+        assert_eq!(mode(&folder.join(name)), 0o600, "{name}");
+    }
+    assert_eq!(mode(&folder.join("nftban.db")), 0o600);
+    // Sticky and world-writable (as /tmp): left as it is.
+    chmod(&folder, 0o1777);
+    drop(Store::open(&db).unwrap());
+    assert_eq!(mode(&folder), 0o1777);
+}

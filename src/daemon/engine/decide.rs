@@ -134,10 +134,13 @@ impl Engine {
 }
 
 /// When a ban of `bantime` made at `from` ends. A bantime too long for the
-/// clock is cut to a century rather than overflowing.
+/// clock is cut to a century rather than overflowing (bantimes are at most
+/// 10 years, so only an absurd `from` gets there; never a panic).
 pub(super) fn expiry(from: SystemTime, bantime: Duration) -> SystemTime {
     const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-    from.checked_add(bantime).unwrap_or(from + CENTURY)
+    from.checked_add(bantime)
+        .or_else(|| from.checked_add(CENTURY))
+        .unwrap_or(from)
 }
 
 /// Every jail's failure windows changed since the last save (recidive's

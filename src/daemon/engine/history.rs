@@ -1,18 +1,27 @@
 //! The engine's side of the ban history: one type that owns the store (or
-//! its absence), counts what failed to be written, and says so in the log.
+//! its absence), keeps what could not be written, counts what failed, and
+//! says so in the log.
 //!
 //! The history is never what protects the host: a write that fails (a full
-//! disk, say) is logged and counted in `status` (`history_errors`), and the
-//! bans still go to the kernel. What suffers is what comes after a restart:
-//! bans not written are not restored, positions not saved are read again.
-//! So every method here returns plainly (an empty answer on error) and the
-//! error is dealt with once, here, instead of at each call site.
+//! disk, say) does not stop a ban from reaching the kernel, nor an unban
+//! from lifting it. What suffers is what comes after a restart, so nothing
+//! that failed is dropped: bans and unbans wait in a [`Backlog`], in their
+//! order, and reading positions and failure counts wait in memory; all are
+//! written again at every save (about once a second) until it works.
+//! Positions are never saved ahead of bans still waiting, so a crash meanwhile
+//! reads those lines again. `status` shows the failures (`history_errors`),
+//! what waits (`history_waiting`) and what was dropped past the backlog's
+//! bound (`history_dropped`). The error is logged once when writing starts
+//! to fail and once when it works again, not per write. Every method here
+//! returns plainly (an empty answer on error), so the error is dealt with
+//! once, here, instead of at each call site.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use ipnet::IpNet;
 
+use super::backlog::{Backlog, Step, Write};
 use crate::config::format_duration;
 use crate::firewall::Ban;
 use crate::sources::file::Position;
@@ -20,7 +29,8 @@ use crate::sources::Checkpoint;
 use crate::store::{ActiveBan, BanRecord, FailureWindow, Origin, Store};
 
 /// How often reading positions (and the bans gathered in the pending file)
-/// are saved while lines keep coming.
+/// are saved while lines keep coming; also how often what waits is tried
+/// again.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// How often old history is purged.
@@ -30,8 +40,14 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 pub(super) struct History {
     /// `None` runs without one (tests, benchmarks).
     store: Option<Store>,
-    /// Writes and reads that failed since start.
+    /// Writes and reads that failed since start (each retry that fails
+    /// counts again).
     pub(super) errors: u64,
+    /// Whether writing fails now: logged when this turns on and when it
+    /// turns off, not at each failure.
+    failing: bool,
+    /// Bans and unbans not written yet, in order.
+    backlog: Backlog,
     /// How long history is kept, and when it was last purged.
     keep: Duration,
     last_purge: Option<SystemTime>,
@@ -39,6 +55,9 @@ pub(super) struct History {
     /// yet saved; and when they were last saved.
     positions: BTreeMap<String, Position>,
     cursors: BTreeMap<String, String>,
+    /// Failure windows taken from the trackers and not saved yet (a save
+    /// failed, or the jail left the config: `None` deletes).
+    windows: BTreeMap<(String, IpNet), Option<Vec<SystemTime>>>,
     saved_at: Option<Instant>,
 }
 
@@ -47,10 +66,13 @@ impl History {
         History {
             store: None,
             errors: 0,
+            failing: false,
+            backlog: Backlog::default(),
             keep,
             last_purge: None,
             positions: BTreeMap::new(),
             cursors: BTreeMap::new(),
+            windows: BTreeMap::new(),
             saved_at: None,
         }
     }
@@ -64,19 +86,72 @@ impl History {
         self.store.is_some()
     }
 
-    /// Count a failed step and log it once, with what it means for the user.
+    /// Records (bans, unbans) waiting to be written.
+    pub(super) fn waiting(&self) -> u64 {
+        self.backlog.len() as u64
+    }
+
+    /// Records dropped since start because too many waited.
+    pub(super) fn dropped(&self) -> u64 {
+        self.backlog.dropped()
+    }
+
+    /// Count a failed step; log it if the history was working until now,
+    /// with what it means for the user.
     fn failed<T>(&mut self, result: crate::store::Result<T>, consequence: &str) -> Option<T> {
         match result {
             Ok(v) => Some(v),
             Err(e) => {
                 self.errors += 1;
-                tracing::error!(error = %e, "{consequence}");
+                if self.failing {
+                    tracing::debug!(error = %e, "{consequence}");
+                } else {
+                    self.failing = true;
+                    tracing::error!(
+                        error = %e,
+                        "{consequence}; what was not written is kept and written again about once a second (logged again once it works; `nftban status` counts what waits)"
+                    );
+                }
                 None
             }
         }
     }
 
-    /// Write bans decided at `now`, before they go to the kernel.
+    /// A write reached SQLite: if the history was failing, say that it
+    /// works again, and how many waiting records `caught_up` wrote.
+    fn recovered(&mut self, caught_up: usize) {
+        if std::mem::take(&mut self.failing) {
+            let dropped = match self.backlog.dropped() {
+                0 => String::new(),
+                n => format!("; {n} record(s) were dropped since start because too many waited"),
+            };
+            tracing::info!("the ban history is written again: {caught_up} waiting record(s) written{dropped}");
+        }
+    }
+
+    /// Keep writes that could not be made, after those already waiting.
+    /// `Err` gives back one that could not be kept either (an unban, with
+    /// the backlog full).
+    fn hold(&mut self, writes: impl IntoIterator<Item = Write>) -> Result<(), Write> {
+        writes.into_iter().try_for_each(|w| self.backlog.push(w))
+    }
+
+    /// Write what waits, oldest first; returns how many records that was.
+    /// Neither counts nor logs: the caller does.
+    fn catch_up(&mut self) -> crate::store::Result<usize> {
+        let Some(store) = self.store.as_mut() else {
+            return Ok(0);
+        };
+        self.backlog.replay(|step| match step {
+            Step::Bans(bans) => store.record_bans(bans),
+            Step::Unban { jail, net, at } => store.record_unban(jail, net, at).map(drop),
+            Step::JailRemoved { jail, at } => store.record_jail_removed(jail, at).map(drop),
+        })
+    }
+
+    /// Write bans decided at `now`, before they go to the kernel. If the
+    /// history cannot take them (or others wait, which must go first), they
+    /// are kept and written again at the next save.
     pub(super) fn record(&mut self, bans: &[Ban], origin: Origin, reason: Option<&str>, now: SystemTime) {
         let Some(store) = self.store.as_mut() else { return };
         let records: Vec<BanRecord> = bans
@@ -90,33 +165,77 @@ impl History {
                 reason: reason.map(str::to_string),
             })
             .collect();
-        let result = store.record_bans(&records);
-        self.failed(
-            result,
-            &format!(
-                "could not write {} ban(s) to the history; they are in the kernel but will not be restored after a restart",
+        if !self.backlog.is_empty() {
+            // Bans never fail to be kept (the oldest makes room).
+            let _ = self.hold(records.into_iter().map(Write::Ban));
+            return;
+        }
+        if let Err(e) = store.record_bans(&records) {
+            let consequence = format!(
+                "could not write {} ban(s) to the history; they are in the kernel, and will be restored after a restart only once written",
                 bans.len()
-            ),
-        );
+            );
+            self.failed::<()>(Err(e), &consequence);
+            let _ = self.hold(records.into_iter().map(Write::Ban));
+        }
+    }
+
+    /// Write an unban (or a removed jail) after what waits. If it cannot be
+    /// written it is kept, to be written at the next save; `Err` only when
+    /// it can be neither written nor kept (too many records wait).
+    fn write(&mut self, write: Write, consequence: &str) -> Result<(), crate::store::Error> {
+        let result = self.catch_up().and_then(|caught_up| {
+            let Some(store) = self.store.as_mut() else {
+                return Ok(caught_up);
+            };
+            match &write {
+                Write::Ban(b) => store.record_bans(std::slice::from_ref(b)),
+                Write::Unban { jail, net, at } => store.record_unban(jail.as_deref(), net, *at).map(drop),
+                Write::JailRemoved { jail, at } => store.record_jail_removed(jail, *at).map(drop),
+            }
+            .map(|()| caught_up)
+        });
+        match result {
+            Ok(caught_up) => {
+                self.recovered(caught_up);
+                Ok(())
+            }
+            Err(e) => match self.hold([write]) {
+                Ok(()) => {
+                    self.failed::<()>(Err(e), consequence);
+                    Ok(())
+                }
+                Err(_) => {
+                    self.errors += 1;
+                    Err(e)
+                }
+            },
+        }
     }
 
     /// Mark bans as lifted (by hand, replaced by a prefix, or refused by
     /// the kernel): they are not restored. `jail: None` is every jail.
-    /// Returns whether the history holds the unban (true without a store).
+    /// Kept to be written later if the history cannot take it now; `Err`
+    /// when it can be neither written nor kept (true without a store).
     pub(super) fn unban(
         &mut self,
         jail: Option<&str>,
         nets: &[IpNet],
         now: SystemTime,
     ) -> Result<(), crate::store::Error> {
-        let Some(store) = self.store.as_mut() else {
+        if self.store.is_none() {
             return Ok(());
-        };
+        }
         for net in nets {
-            if let Err(e) = store.record_unban(jail, net, now) {
-                self.errors += 1;
-                return Err(e);
-            }
+            let write = Write::Unban {
+                jail: jail.map(str::to_string),
+                net: *net,
+                at: now,
+            };
+            self.write(
+                write,
+                "could not mark a ban lifted in the history; until that is written, a restart would restore it",
+            )?;
         }
         Ok(())
     }
@@ -144,13 +263,17 @@ impl History {
 
     /// A jail left the config: its bans are lifted and not restored again.
     pub(super) fn jail_removed(&mut self, jail: &str, now: SystemTime) {
-        let Some(store) = self.store.as_mut() else { return };
+        if self.store.is_none() {
+            return;
+        }
         tracing::info!("jail {jail} left the config: its bans are lifted");
-        let result = store.record_jail_removed(jail, now);
-        self.failed(
-            result,
-            "could not mark the removed jail's bans as lifted in the history",
-        );
+        let write = Write::JailRemoved {
+            jail: jail.to_string(),
+            at: now,
+        };
+        if let Err(e) = self.write(write, "could not mark the removed jail's bans as lifted in the history") {
+            tracing::warn!(error = %e, jail, "could not mark the removed jail's bans as lifted in the history");
+        }
     }
 
     /// Failure windows saved by an earlier run: (jail, address, times).
@@ -195,34 +318,74 @@ impl History {
         }
     }
 
-    /// Save reading positions with the failure windows as they stand after
-    /// those lines, and move the bans gathered in the pending file into
-    /// SQLite with them: at most once a second unless `force` (shutdown,
-    /// reload). `windows` is asked only when a save happens.
+    /// Write what waits, then save reading positions with the failure
+    /// windows as they stand after those lines, and move the bans gathered
+    /// in the pending file into SQLite with them: at most once a second
+    /// unless `force` (shutdown, reload). `windows` is asked only when a
+    /// save happens. Nothing is dropped when it fails: it is all tried
+    /// again at the next save, and positions never go ahead of bans that
+    /// wait.
     pub(super) fn save(&mut self, force: bool, windows: impl FnOnce() -> Vec<FailureWindow>) {
-        let Some(store) = self.store.as_mut() else { return };
-        let waiting = !self.positions.is_empty() || !self.cursors.is_empty() || store.has_pending();
+        let Some(store) = self.store.as_ref() else { return };
+        let waiting = !self.positions.is_empty()
+            || !self.cursors.is_empty()
+            || !self.windows.is_empty()
+            || !self.backlog.is_empty()
+            || store.has_pending();
         if !waiting && !force {
             return;
         }
         if !force && self.saved_at.is_some_and(|t| t.elapsed() < SAVE_EVERY) {
             return;
         }
-        let positions: Vec<(String, Position)> = std::mem::take(&mut self.positions).into_iter().collect();
-        let cursors: Vec<(String, String)> = std::mem::take(&mut self.cursors).into_iter().collect();
-        let result = store.save(&[], &positions, &cursors, &windows());
         self.saved_at = Some(Instant::now());
-        self.failed(
-            result,
-            "could not save file positions; lines may be read again after a restart",
-        );
+        // Taken from the trackers now; kept here until a save holds them.
+        for w in windows() {
+            self.windows.insert((w.jail, w.net), w.times);
+        }
+        let caught_up = self.catch_up();
+        let Some(caught_up) = self.failed(
+            caught_up,
+            "could not write waiting bans and unbans to the history; file positions are not saved past them",
+        ) else {
+            return;
+        };
+        let positions: Vec<(String, Position)> = self.positions.iter().map(|(p, v)| (p.clone(), *v)).collect();
+        let cursors: Vec<(String, String)> = self.cursors.iter().map(|(s, c)| (s.clone(), c.clone())).collect();
+        let windows: Vec<FailureWindow> = self
+            .windows
+            .iter()
+            .map(|((jail, net), times)| FailureWindow {
+                jail: jail.clone(),
+                net: *net,
+                times: times.clone(),
+            })
+            .collect();
+        let Some(store) = self.store.as_mut() else { return };
+        let result = store.save(&[], &positions, &cursors, &windows);
+        if self
+            .failed(
+                result,
+                "could not save file positions and failure counts; lines may be read again after a restart",
+            )
+            .is_some()
+        {
+            self.positions.clear();
+            self.cursors.clear();
+            self.windows.clear();
+            self.recovered(caught_up);
+        }
     }
 
-    /// Delete saved failure windows (of jails no longer configured).
+    /// Delete saved failure windows (of jails no longer configured), with
+    /// the next save.
     pub(super) fn drop_windows(&mut self, gone: &[FailureWindow]) {
-        let Some(store) = self.store.as_mut() else { return };
-        let result = store.save(&[], &[], &[], gone);
-        self.failed(result, "could not delete the saved failure counts of removed jails");
+        if self.store.is_none() {
+            return;
+        }
+        for w in gone {
+            self.windows.insert((w.jail.clone(), w.net), None);
+        }
     }
 
     /// Remove old history now and then.
@@ -240,5 +403,155 @@ impl History {
             Some(0) | None => {}
             Some(n) => tracing::info!("removed {n} ban history entries older than {}", format_duration(keep)),
         }
+    }
+}
+
+impl Drop for History {
+    /// Stopping (or reloading) with records still waiting loses them: say
+    /// so, once, with what it means.
+    fn drop(&mut self) {
+        if !self.backlog.is_empty() {
+            tracing::error!(
+                "stopping with {} ban history record(s) not written (the history still fails): bans made meanwhile are not restored after a restart (they stay in the kernel until they expire), and unbans made meanwhile may be undone",
+                self.backlog.len()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::SystemTime;
+
+    use super::super::Engine;
+    use crate::address::show as show_net;
+    use crate::config::Config;
+    use crate::firewall::memory::Memory;
+    use crate::store::testfs::{fill, possible, with_small_disk};
+    use crate::store::Store;
+
+    const CONFIG: &str = "\
+defaults: {findtime: 10m, maxretry: 3, bantime: 1h}
+jails:
+  asterisk:
+    ruleset: asterisk
+    files: [/var/log/asterisk/messages]
+";
+
+    fn kernel(e: &mut Engine, jail: &str) -> Vec<String> {
+        let mut v: Vec<String> = e
+            .firewall
+            .list(jail)
+            .unwrap()
+            .iter()
+            .map(|el| show_net(&el.net))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn banned(e: &mut Engine, jail: &str) -> Vec<String> {
+        let st = e.jail_status(jail, SystemTime::now()).unwrap();
+        let mut v: Vec<String> = st.banned.into_iter().map(|b| b.ip).collect();
+        v.sort();
+        v
+    }
+
+    /// A full disk (a real one: a small tmpfs filled to the last page):
+    /// bans still reach the firewall, unban works, nothing is logged per
+    /// write, and once space is back the history catches up, so a restart
+    /// restores the bans made meanwhile and not the one lifted meanwhile.
+    /// Before, those bans were never written: after the restart they were
+    /// missing from status and `unban` said "not banned in any jail".
+    #[test]
+    fn a_full_disk_is_caught_up_once_space_is_back() {
+        if possible("a_full_disk_is_caught_up_once_space_is_back") {
+            with_small_disk("4m", full_disk_scenario);
+        }
+    }
+
+    /// What is logged on this thread, as text.
+    #[derive(Clone, Default)]
+    struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Log {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Log {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    fn full_disk_scenario(dir: &Path) {
+        let log = Log::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        let _logging = tracing::subscriber::set_default(subscriber);
+        let db = dir.join("nftban.db");
+        let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+        let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(Store::open(&db).unwrap());
+        e.start(&config).unwrap();
+        let now = SystemTime::now();
+        let ban = |e: &mut Engine, addr: &str| e.ban(&[addr.to_string()], Some("asterisk"), None, now).unwrap();
+        ban(&mut e, "198.51.100.1");
+        e.finish(now);
+        assert_eq!(e.status(now).history_errors, 0);
+
+        let filler = fill(dir);
+        ban(&mut e, "198.51.100.2");
+        ban(&mut e, "198.51.100.3");
+        assert_eq!(
+            kernel(&mut e, "asterisk"),
+            ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
+        );
+        let st = e.status(now);
+        assert!(st.history_errors > 0);
+        assert_eq!((st.history_waiting, st.history_dropped), (2, 0));
+        // Unban works while the history cannot be written; it waits too.
+        let r = e.unban(&["198.51.100.1".into()], None, now).unwrap();
+        assert_eq!(r.unbanned, [("198.51.100.1".to_string(), "asterisk".to_string())]);
+        assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.2", "198.51.100.3"]);
+        e.finish(now);
+        e.finish(now);
+        assert_eq!(e.status(now).history_waiting, 3);
+
+        std::fs::remove_file(filler).unwrap();
+        e.finish(now);
+        let st = e.status(now);
+        assert_eq!((st.history_waiting, st.history_dropped), (0, 0));
+        e.finish(now);
+        assert_eq!(
+            e.status(now).history_errors,
+            st.history_errors,
+            "no failure once space is back"
+        );
+        let text = log.text();
+        assert_eq!(text.matches(" ERROR ").count(), 1, "{text}");
+        assert_eq!(
+            text.matches("the ban history is written again: 3 waiting record(s) written")
+                .count(),
+            1,
+            "{text}"
+        );
+        drop(e);
+
+        let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(Store::open(&db).unwrap());
+        assert_eq!(e.start(&config).unwrap(), 2);
+        assert_eq!(banned(&mut e, "asterisk"), ["198.51.100.2", "198.51.100.3"]);
+        let r = e.unban(&["198.51.100.2".into()], None, now).unwrap();
+        assert_eq!(r.unbanned, [("198.51.100.2".to_string(), "asterisk".to_string())]);
     }
 }

@@ -164,7 +164,7 @@ impl Engine {
     /// objects, and per jail one single-address and one prefix ban (the
     /// ones with the most time left), looked up one by one.
     fn missing(&mut self, now: SystemTime) -> crate::firewall::Result<Vec<String>> {
-        let soon = now + Duration::from_secs(2);
+        let soon = now.checked_add(Duration::from_secs(2)).unwrap_or(now);
         let mut probes = Vec::new();
         for j in &self.jails {
             for host in [true, false] {

@@ -17,6 +17,7 @@ use ipnet::IpNet;
 use super::decide::expiry;
 use super::{Engine, RequestError};
 use crate::address::{is_host, never_banned, parse_net, show as show_net};
+use crate::config::duration::MAX_DURATION;
 use crate::config::{format_duration, MANUAL_JAIL};
 use crate::firewall::Ban;
 use crate::status::{BanResult, Banned, UnbanResult};
@@ -65,10 +66,7 @@ impl Engine {
             let name = jail.unwrap_or(MANUAL_JAIL);
             let i = e.jail_index(name)?;
             let nets = parse_all(addrs)?;
-            let bantime = bantime.unwrap_or(e.jails[i].tracker.policy.bantime);
-            if bantime.is_zero() {
-                return Err(RequestError::ZeroBantime);
-            }
+            let bantime = checked_bantime(bantime.unwrap_or(e.jails[i].tracker.policy.bantime))?;
             let how = if force { "by hand, forced" } else { "by hand" };
             let rule = if force { Ignoreip::Forced } else { Ignoreip::Overridable };
             let mut refused = Vec::new();
@@ -92,10 +90,7 @@ impl Engine {
     pub fn decided(&mut self, decision: Decision, now: SystemTime) -> Result<BanResult, RequestError> {
         self.request(now, |e| {
             let i = e.jail_index(&decision.jail)?;
-            let bantime = decision.bantime.unwrap_or(e.jails[i].tracker.policy.bantime);
-            if bantime.is_zero() {
-                return Err(RequestError::ZeroBantime);
-            }
+            let bantime = checked_bantime(decision.bantime.unwrap_or(e.jails[i].tracker.policy.bantime))?;
             let nets: Vec<IpNet> = decision.nets.iter().map(|n| n.trunc()).collect();
             let how = decision.reason.as_deref().unwrap_or(decision.origin.as_str());
             let mut refused = Vec::new();
@@ -325,6 +320,20 @@ impl Engine {
             Ok(result)
         })
     }
+}
+
+/// A bantime a request may ask for: longer than 0s, at most
+/// [`MAX_DURATION`] (longer would overflow the clock downstream).
+fn checked_bantime(bantime: Duration) -> Result<Duration, RequestError> {
+    if bantime.is_zero() {
+        return Err(RequestError::ZeroBantime);
+    }
+    if bantime > MAX_DURATION {
+        return Err(RequestError::BantimeTooLong {
+            secs: bantime.as_secs(),
+        });
+    }
+    Ok(bantime)
 }
 
 /// Why `net` could not be unbanned.

@@ -18,7 +18,8 @@
 //! - [`escalation`]: IPv6 prefixes banned once enough of their addresses are;
 //! - [`kernel`]: bans into the kernel, refusals, conntrack, healing;
 //! - [`start`]: setup and restore from the history;
-//! - [`history`]: the ban history, its errors and their logging;
+//! - [`history`]: the ban history, its errors and their logging, and
+//!   [`backlog`]: what it could not write yet, written again at each save;
 //! - [`status`]: what `nftban status` shows;
 //! - [`jail`] and [`bans`]: one jail's state, and its running bans.
 //!
@@ -35,6 +36,7 @@ use crate::sources::{Checkpoint, SourceStats};
 use crate::store::Store;
 use crate::tracker::{Policy, DEFAULT_MAX_TRACKED};
 
+mod backlog;
 mod bans;
 mod decide;
 mod escalation;
@@ -71,6 +73,13 @@ pub enum RequestError {
     /// A ban of no time at all.
     #[error("bantime must be longer than 0s")]
     ZeroBantime,
+    /// A ban longer than any duration nftban accepts (the control socket
+    /// carries seconds as a plain number).
+    #[error(
+        "bantime {secs}s is longer than the maximum of {}",
+        crate::config::duration::MAX_DURATION_TEXT
+    )]
+    BantimeTooLong { secs: u64 },
     /// The kernel would not lift the bans a prefix replaces.
     #[error("kernel refused to replace contained bans: {0}")]
     ReplaceRefused(#[source] crate::firewall::Error),
@@ -80,8 +89,9 @@ pub enum RequestError {
         net: String,
         source: crate::firewall::Error,
     },
-    /// The history could not record an unban, so it would come back after
-    /// a restart: nothing was lifted.
+    /// The history could neither record an unban nor keep it to record
+    /// later (too many records wait), so it would come back after a
+    /// restart: nothing was lifted.
     #[error("cannot record the unban of {net} in the history: {source}")]
     History { net: String, source: crate::store::Error },
 }

@@ -2,14 +2,32 @@
 //! history what an earlier run left running: bans (into the kernel, in one
 //! batch), failure counts not yet at `maxretry`, and recidive's memory of
 //! recent bans.
+//!
+//! The history is a file, and restore never trusts it more than any other
+//! input: a ban nftban would never make (an address no ban may touch,
+//! one overlapping the jail's `ignoreip`, one running past the maximum
+//! bantime, a prefix with host bits set) is not restored but lifted, in
+//! the kernel and in the history, and said once in the log with a count.
+//! Those records come from a hand edit, a forgery (the pending file was
+//! once world-writable under a loose umask) or damage; a forged
+//! `0.0.0.0/0` used to ban the whole world for a day at start.
 
-use std::collections::BTreeSet;
-use std::time::SystemTime;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
 
+use ipnet::IpNet;
+
+use super::jail::JailState;
 use super::Engine;
+use crate::address::{never_banned, show as show_net};
+use crate::config::duration::MAX_DURATION;
 use crate::config::{Config, MANUAL_JAIL, RECIDIVE_JAIL};
 use crate::firewall::Ban;
-use crate::store::FailureWindow;
+use crate::store::{ActiveBan, FailureWindow};
+
+/// Clock steps (NTP, a fixed RTC) move "now" by seconds to hours: a ban
+/// or failure that far off is believed, a day past it is not.
+const CLOCK_SLACK: Duration = Duration::from_secs(86_400);
 
 impl Engine {
     /// Create or adopt the kernel table, then restore the bans the history
@@ -20,16 +38,19 @@ impl Engine {
     /// re-adding the history's bans is idempotent. Without history (a first
     /// start, a deleted database) the record starts empty: bans left in the
     /// kernel keep dropping until they expire, but `status` does not show
-    /// them. Returns how many bans were restored.
+    /// them. Bans nftban would never make are lifted instead (module doc).
+    /// Returns how many bans were restored.
     pub fn start(&mut self, config: &Config) -> crate::firewall::Result<usize> {
         self.spec = config.table_spec();
         self.firewall.setup(&self.spec)?;
         let now = SystemTime::now();
         let active = self.history.active(now);
-        self.seed_recidive(now);
-        self.restore_failures(now);
+        let mut refused = Refusals::default();
+        self.seed_recidive(now, &mut refused);
+        self.restore_failures(now, &mut refused);
         let mut restore = Vec::with_capacity(active.len());
         let mut removed = BTreeSet::new();
+        let mut lift: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
         for ban in active {
             let Some(jail) = self.jails.iter_mut().find(|j| j.name == ban.jail) else {
                 // The jail left the config: its bans are lifted (setup
@@ -39,6 +60,11 @@ impl Engine {
             };
             let left = ban.expires.duration_since(now).unwrap_or_default();
             if left.is_zero() {
+                continue;
+            }
+            if let Some(why) = distrust(jail, &ban, left) {
+                refused.note(why, || format!("{} in jail {}", show_net(&ban.net), ban.jail));
+                lift.entry(ban.jail).or_default().push(ban.net);
                 continue;
             }
             jail.bans.insert(ban.net, ban.expires);
@@ -54,6 +80,8 @@ impl Engine {
         for jail in &removed {
             self.history.jail_removed(jail, now);
         }
+        self.lift_refused(&lift, now);
+        refused.log();
         if restore.is_empty() {
             tracing::info!(
                 "no running ban in the history; bans already in the kernel's sets are kept as they are (not listed, not shown by status) until they expire"
@@ -73,15 +101,39 @@ impl Engine {
         Ok(restore.len() - refused)
     }
 
+    /// Lift bans restore refused: out of the kernel (an older nftban may
+    /// have put them there; deleting what is not there is no error) and
+    /// marked lifted in the history, so they are judged once.
+    fn lift_refused(&mut self, lift: &BTreeMap<String, Vec<IpNet>>, now: SystemTime) {
+        for (jail, nets) in lift {
+            // A prefix with host bits set never went into the kernel.
+            let valid: Vec<IpNet> = nets.iter().filter(|n| n.trunc() == **n).copied().collect();
+            if !valid.is_empty() {
+                if let Err(e) = self.firewall.delete(jail, &valid) {
+                    self.kernel_errors += 1;
+                    tracing::error!(error = %e, jail, "could not lift refused bans from the kernel");
+                }
+            }
+            self.history.forget(jail, nets, now);
+        }
+    }
+
     /// Put back the failure windows saved with the file positions (see
     /// `Tracker::take_changes`). Windows of jails no longer configured are
-    /// deleted from the history.
-    fn restore_failures(&mut self, now: SystemTime) {
+    /// deleted from the history; failure times far ahead of the clock are
+    /// dropped.
+    fn restore_failures(&mut self, now: SystemTime, refused: &mut Refusals) {
         let (mut restored, mut gone) = (0, Vec::new());
-        for (jail, net, times) in self.history.failure_windows() {
+        let latest = now.checked_add(CLOCK_SLACK).unwrap_or(now);
+        for (jail, net, mut times) in self.history.failure_windows() {
             let found = self.jails.iter().position(|j| j.name == jail);
             match found.filter(|&i| Some(i) != self.recidive) {
                 Some(i) => {
+                    let before = times.len();
+                    times.retain(|t| *t <= latest);
+                    for _ in times.len()..before {
+                        refused.note(AHEAD, || format!("a failure of {} in jail {jail}", show_net(&net)));
+                    }
                     self.jails[i].tracker.restore(net, &times, now);
                     restored += 1;
                 }
@@ -97,17 +149,230 @@ impl Engine {
     }
 
     /// Recidive counts bans across restarts: feed it the history's bans of
-    /// the last `findtime`.
-    fn seed_recidive(&mut self, now: SystemTime) {
+    /// the last `findtime` (not those dated far ahead of the clock, which
+    /// would count for ever, nor those no ban may touch).
+    fn seed_recidive(&mut self, now: SystemTime, refused: &mut Refusals) {
         let Some(r) = self.recidive.filter(|_| self.history.has_store()) else {
             return;
         };
         let findtime = self.jails[r].tracker.policy.findtime;
         let since = now.checked_sub(findtime).unwrap_or(std::time::UNIX_EPOCH);
+        let latest = now.checked_add(CLOCK_SLACK).unwrap_or(now);
         for (jail, net, at) in self.history.bans_since(since) {
-            if jail != RECIDIVE_JAIL && jail != MANUAL_JAIL {
+            if jail == RECIDIVE_JAIL || jail == MANUAL_JAIL {
+                continue;
+            }
+            let example = || format!("{} in jail {jail}", show_net(&net));
+            if at > latest {
+                refused.note(AHEAD, example);
+            } else if never_banned(&net).is_some() {
+                refused.note(NEVER, example);
+            } else {
                 let _ = self.jails[r].tracker.failure_of(net, at);
             }
         }
+    }
+}
+
+const NEVER: &str = "that no ban may touch";
+const IGNORED: &str = "overlapping the jail's ignoreip";
+const TOO_LONG: &str = "running past the maximum bantime of 10 years";
+const MALFORMED: &str = "not a valid prefix (host bits set)";
+const AHEAD: &str = "dated more than a day ahead of the clock";
+
+/// Why `ban`, with `left` to run, is not to be restored in `jail`, if it
+/// is not: the bans nftban itself would never make.
+fn distrust(jail: &JailState, ban: &ActiveBan, left: Duration) -> Option<&'static str> {
+    if ban.net.trunc() != ban.net {
+        Some(MALFORMED)
+    } else if never_banned(&ban.net).is_some() {
+        Some(NEVER)
+    } else if jail.tracker.is_ignored(&ban.net) {
+        Some(IGNORED)
+    } else if left > MAX_DURATION.saturating_add(CLOCK_SLACK) {
+        Some(TOO_LONG)
+    } else {
+        None
+    }
+}
+
+/// What restore refused from the history, by reason, each with a count and
+/// its first example: logged once, not once per record (a forged file can
+/// hold millions).
+#[derive(Default)]
+struct Refusals(BTreeMap<&'static str, (usize, String)>);
+
+impl Refusals {
+    fn note(&mut self, why: &'static str, example: impl FnOnce() -> String) {
+        self.0.entry(why).or_insert_with(|| (0, example())).0 += 1;
+    }
+
+    fn log(&self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let total: usize = self.0.values().map(|(n, _)| n).sum();
+        let each: Vec<String> = self
+            .0
+            .iter()
+            .map(|(why, (n, example))| format!("{n} {why} (e.g. {example})"))
+            .collect();
+        tracing::warn!(
+            "the ban history holds {total} record(s) nftban would never make, not restored (bans lifted in the kernel and the history): {}; the database or its pending file was edited, forged or damaged",
+            each.join(", ")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::{Duration, SystemTime};
+
+    use ipnet::IpNet;
+
+    use super::super::Engine;
+    use crate::address::show as show_net;
+    use crate::config::Config;
+    use crate::firewall::memory::Memory;
+    use crate::firewall::{Ban, Firewall};
+    use crate::store::{BanRecord, Origin, Store};
+
+    const CONFIG: &str = "\
+defaults: {findtime: 10m, maxretry: 3, bantime: 1h, ignoreip: [192.0.2.0/24]}
+jails:
+  asterisk:
+    ruleset: asterisk
+    files: [/var/log/asterisk/messages]
+";
+
+    fn config() -> Config {
+        Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap()
+    }
+
+    fn record(jail: &str, net: &str, at: SystemTime, expires: SystemTime) -> BanRecord {
+        BanRecord {
+            jail: jail.into(),
+            net: net.parse().unwrap(),
+            at,
+            expires,
+            origin: Origin::Auto,
+            reason: None,
+        }
+    }
+
+    fn kernel(fw: &mut dyn Firewall, jail: &str) -> Vec<String> {
+        fw.list(jail).unwrap().iter().map(|el| show_net(&el.net)).collect()
+    }
+
+    /// The history is a file: whatever it says is checked like any input.
+    /// Bans nftban would never make (the world, loopback, inside ignoreip,
+    /// longer than the maximum, an expiry past the clock) are not
+    /// restored; the one true ban is. Before, the world was banned at start.
+    #[test]
+    fn restore_skips_what_nftban_would_never_ban() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("nftban.db");
+        let now = SystemTime::now();
+        let hour = now + Duration::from_secs(3600);
+        {
+            let mut s = Store::open(&db).unwrap();
+            s.record_bans(&[
+                record("asterisk", "198.51.100.7/32", now, hour),
+                record("asterisk", "0.0.0.0/0", now, hour),
+                record("asterisk", "::/0", now, hour),
+                record("asterisk", "127.0.0.1/32", now, hour),
+                record("asterisk", "224.0.0.0/4", now, hour),
+                record("asterisk", "192.0.2.0/25", now, hour),
+                record("asterisk", "192.0.0.0/16", now, hour),
+                record(
+                    "asterisk",
+                    "198.51.100.8/32",
+                    now,
+                    now + Duration::from_secs(20 * 365 * 86_400),
+                ),
+                record("manual", "198.51.100.9/32", now, end_of_the_clock()),
+            ])
+            .unwrap();
+        }
+        let config = config();
+        let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(Store::open(&db).unwrap());
+        assert_eq!(e.start(&config).unwrap(), 1);
+        assert_eq!(kernel(e.firewall.as_mut(), "asterisk"), ["198.51.100.7"]);
+        assert!(kernel(e.firewall.as_mut(), "manual").is_empty());
+        let st = e.jail_status("asterisk", now).unwrap();
+        assert_eq!(
+            st.banned.iter().map(|b| b.ip.as_str()).collect::<Vec<_>>(),
+            ["198.51.100.7"]
+        );
+        // Lifted in the history too: the next start has only the true ban.
+        drop(e);
+        let mut s = Store::open(&db).unwrap();
+        let active: Vec<IpNet> = s.active(now).unwrap().into_iter().map(|b| b.net).collect();
+        assert_eq!(active, ["198.51.100.7/32".parse::<IpNet>().unwrap()]);
+    }
+
+    /// The latest time the history's seconds can say (`i64::MAX`).
+    fn end_of_the_clock() -> SystemTime {
+        SystemTime::UNIX_EPOCH
+            .checked_add(Duration::from_secs(i64::MAX as u64))
+            .unwrap()
+    }
+
+    /// A ban the kernel holds but nftban would never make (left by an
+    /// older version that restored a forged record) is lifted from the
+    /// kernel at start, not only left out of the record.
+    #[test]
+    fn restore_lifts_a_refused_ban_from_the_kernel() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("nftban.db");
+        let now = SystemTime::now();
+        let hour = now + Duration::from_secs(3600);
+        Store::open(&db)
+            .unwrap()
+            .record_bans(&[record("asterisk", "0.0.0.0/0", now, hour)])
+            .unwrap();
+        let config = config();
+        let mut fw = Memory::new();
+        fw.setup(&config.table_spec()).unwrap();
+        let world = Ban {
+            jail: "asterisk".into(),
+            net: "0.0.0.0/0".parse().unwrap(),
+            timeout: Duration::from_secs(3600),
+        };
+        fw.add(&[world]).unwrap();
+        let mut e = Engine::new(&config, Box::new(fw)).with_store(Store::open(&db).unwrap());
+        assert_eq!(e.start(&config).unwrap(), 0);
+        assert!(kernel(e.firewall.as_mut(), "asterisk").is_empty());
+    }
+
+    /// Failures and bans dated days ahead of the clock count for ever (a
+    /// failure "from the future" is always within `findtime`): restore
+    /// drops them rather than let a forged record pin a count.
+    #[test]
+    fn restore_drops_times_far_ahead_of_the_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("nftban.db");
+        let now = SystemTime::now();
+        let ahead = now + Duration::from_secs(2 * 86_400);
+        let net: IpNet = "198.51.100.7/32".parse().unwrap();
+        {
+            let mut s = Store::open(&db).unwrap();
+            let far = ahead + Duration::from_secs(3600);
+            s.record_bans(&[record("asterisk", "198.51.100.7/32", ahead, far)])
+                .unwrap();
+            let window = crate::store::FailureWindow {
+                jail: "asterisk".into(),
+                net,
+                times: Some(vec![ahead, ahead]),
+            };
+            s.save(&[], &[], &[], &[window]).unwrap();
+        }
+        let text = format!("{CONFIG}recidive: {{findtime: 1d, maxretry: 2, bantime: 1w}}\n");
+        let config = Config::from_text(Path::new("/x/nftban.yaml"), &text).unwrap();
+        let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(Store::open(&db).unwrap());
+        e.start(&config).unwrap();
+        assert_eq!(e.jail_status("asterisk", now).unwrap().currently_failed, 0);
+        assert_eq!(e.jail_status("recidive", now).unwrap().currently_failed, 0);
     }
 }

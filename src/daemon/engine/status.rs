@@ -20,6 +20,8 @@ impl Engine {
                     .collect(),
                 kernel_errors: e.kernel_errors,
                 history_errors: e.history.errors,
+                history_waiting: e.history.waiting(),
+                history_dropped: e.history.dropped(),
             }
         })
     }

@@ -1266,3 +1266,35 @@ fn nested_prefixes_in_one_request_become_the_widest() {
     assert_eq!(kernel_minutes(&mut e, "manual"), pairs(&[("198.51.100.0/24", 120)]));
     assert_no_nested_prefixes(&mut e, "manual");
 }
+
+/// A bantime past the 10-year maximum, as the control socket can carry it
+/// (the CLI refuses it before sending), is refused with the limit named,
+/// by hand and from other origins: it used to overflow the clock.
+#[test]
+fn a_bantime_past_the_maximum_is_refused() {
+    let mut e = engine();
+    let now = SystemTime::now();
+    for secs in [315_360_001, 10_000_000_000_000_000_000, u64::MAX] {
+        let bantime = Some(Duration::from_secs(secs));
+        let err = e.ban(&["203.0.113.5".into()], None, bantime, now).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("bantime {secs}s is longer than the maximum of 10 years (3650d)")
+        );
+        let decision = Decision {
+            jail: "asterisk".into(),
+            nets: vec!["198.51.100.0/24".parse().unwrap()],
+            bantime,
+            origin: crate::store::Origin::Escalated,
+            reason: None,
+        };
+        let err = e.decided(decision, now).unwrap_err();
+        assert!(err.to_string().contains("longer than the maximum"), "{err}");
+    }
+    assert!(kernel(&mut e, "manual").is_empty());
+    assert!(kernel(&mut e, "asterisk").is_empty());
+    let ten_years = Some(Duration::from_secs(3650 * 86_400));
+    let r = e.ban(&["203.0.113.5".into()], None, ten_years, now).unwrap();
+    assert_eq!(r.banned[0].expires_in, 3650 * 86_400);
+    assert_eq!(kernel(&mut e, "manual"), ["203.0.113.5"]);
+}
