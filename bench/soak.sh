@@ -10,7 +10,8 @@
 # passed, 3 when one failed (its temporary folder is then kept), 2 on error.
 # Needs root, ip and nft. Writes about 1.3 MB/s of log under $TMPDIR (/tmp);
 # the benchmark keeps at most four log files (rotate 3).
-# Usage: bash bench/soak.sh [--minutes N] [--rate LINES_PER_S] [--seed S]   (default 10 minutes)
+# Usage: bash bench/soak.sh [--minutes N] [--rate LINES_PER_S] [--rotations N] [--seed S]
+# (default: 10 minutes, 10,000 lines/s, 3 rotations of each kind)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench/soak.sh: needs root (it creates a network namespace)" >&2; exit 1; }

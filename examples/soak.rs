@@ -3,7 +3,7 @@
 //! `bash bench/soak.sh [--minutes N]` (needs root, `ip`, `nft`).
 //!
 //! ```text
-//! soak NFTBAN_BIN [--minutes N] [--rate LINES_PER_S] [--seed S]
+//! soak NFTBAN_BIN [--minutes N] [--rate LINES_PER_S] [--rotations N] [--seed S]
 //! ```
 //!
 //! One daemon in a private network namespace (deleted at the end), with one
@@ -16,7 +16,8 @@
 //! it; bantime is the run plus an hour, so no ban expires.
 //!
 //! During the run: at 1/8, 3/8 and 6/8 of it a rename rotation, at 2/8, 5/8
-//! and 7/8 a copytruncate ([`writer`]); at 4/8 a restart: the writer is
+//! and 7/8 a copytruncate ([`writer`]; `--rotations N` makes it N of each,
+//! evenly spread, alternating); at 4/8 a restart: the writer is
 //! held until the daemon has read every line written (its `status` line
 //! count must equal them), SIGTERM, the writer goes on; once the daemon has
 //! exited, the positions it saved are read from its history and the lines
@@ -69,17 +70,20 @@ struct Args {
     bin: PathBuf,
     minutes: f64,
     rate: u64,
+    /// Rotations of each kind.
+    rotations: u32,
     seed: u64,
 }
 
 fn args() -> Res<Args> {
     let mut it = std::env::args().skip(1);
-    let usage = "usage: soak NFTBAN_BIN [--minutes N] [--rate LINES_PER_S] [--seed S]";
+    let usage = "usage: soak NFTBAN_BIN [--minutes N] [--rate LINES_PER_S] [--rotations N] [--seed S]";
     let bin = PathBuf::from(it.next().ok_or(usage)?);
     let mut a = Args {
         bin,
         minutes: 10.0,
         rate: 10_000,
+        rotations: 3,
         seed: 1,
     };
     while let Some(flag) = it.next() {
@@ -87,6 +91,7 @@ fn args() -> Res<Args> {
         match flag.as_str() {
             "--minutes" => a.minutes = value.parse()?,
             "--rate" => a.rate = value.parse()?,
+            "--rotations" => a.rotations = value.parse()?,
             "--seed" => a.seed = value.parse()?,
             _ => return Err(format!("unknown argument {flag}; {usage}").into()),
         }
@@ -166,17 +171,21 @@ fn soak(a: &Args) -> Res<bool> {
     let findtime = Duration::from_secs((duration.as_secs() / 3).clamp(20, 600));
     let bantime = duration + Duration::from_secs(3600);
     let restart_at = duration / 2;
-    let rotations: Vec<(Duration, Rotation)> = [
-        (1, Rotation::Rename),
-        (2, Rotation::CopyTruncate),
-        (3, Rotation::Rename),
-        (5, Rotation::CopyTruncate),
-        (6, Rotation::Rename),
-        (7, Rotation::CopyTruncate),
-    ]
-    .iter()
-    .map(|&(k, how)| (duration * k / 8, how))
-    .collect();
+    // 2N + 1 evenly spaced moments: the middle one is the restart, the
+    // others rotations, alternately rename and copytruncate.
+    let n = a.rotations;
+    let rotations: Vec<(Duration, Rotation)> = (1..=2 * n + 1)
+        .filter(|&k| k != n + 1)
+        .enumerate()
+        .map(|(i, k)| {
+            let how = if i % 2 == 0 {
+                Rotation::Rename
+            } else {
+                Rotation::CopyTruncate
+            };
+            (duration * k / (2 * n + 2), how)
+        })
+        .collect();
     let row_every = if duration <= Duration::from_secs(120) {
         Duration::from_secs(10)
     } else {

@@ -62,6 +62,11 @@ pub fn report(s: &Setup, l: &Log, r: &Restart, e: &End, rows: &[Row], samples: &
     let _ = writeln!(o, "- Load average: {} before, {} after", s.load_before, s.load_after);
     let _ = writeln!(
         o,
+        "- Rotations: {0} rename + create and {0} copytruncate while a daemon runs (older copies shifted, at most 3 kept), one rename while none runs; one restart halfway",
+        a.rotations
+    );
+    let _ = writeln!(
+        o,
         "- Daemon: `nftban run` (release build) in a private network namespace; one jail, shipped `asterisk` ruleset, on `log/messages*` (a glob: the rotated copies are read too, each line once); findtime {} s (a third of the run, 20 s to 10 min), maxretry {MAXRETRY}, bantime {} s (the run plus an hour: no ban expires), ignoreip {}; seed {}",
         s.findtime.as_secs(),
         s.bantime.as_secs(),
@@ -192,12 +197,14 @@ pub fn report(s: &Setup, l: &Log, r: &Restart, e: &End, rows: &[Row], samples: &
     // Checks.
     let mut checks: Vec<(String, String, bool)> = Vec::new();
     let mut details: Vec<String> = Vec::new();
+    let read1 = r.read.unwrap_or(0);
     checks.push((
         "daemon 1 read every line written before its stop, once (status `lines` = lines written)".into(),
         format!(
-            "{} read, {} written",
+            "{} read, {} written{}",
             r.read.map_or("?".into(), group),
-            group(r.written)
+            group(r.written),
+            difference(read1, r.written)
         ),
         r.read == Some(r.written),
     ));
@@ -206,11 +213,12 @@ pub fn report(s: &Setup, l: &Log, r: &Restart, e: &End, rows: &[Row], samples: &
     checks.push((
         "daemon 2 read every line daemon 1 left and every later one, once".into(),
         format!(
-            "{} read; {} left by daemon 1 + {} written after its stop = {}",
+            "{} read; {} left by daemon 1 + {} written after its stop = {}{}",
             group(read2),
             group(r.left.lines),
             group(e.written - r.written_at_exit),
-            group(want2)
+            group(want2),
+            difference(read2, want2)
         ),
         read2 == want2,
     ));
@@ -419,6 +427,15 @@ pub fn report(s: &Setup, l: &Log, r: &Restart, e: &End, rows: &[Row], samples: &
         e.alive.as_secs_f64()
     );
     (o, failed == 0)
+}
+
+/// What a line count off by some says: `: 75,004 more (lines read twice)`.
+fn difference(read: u64, want: u64) -> String {
+    match read.cmp(&want) {
+        std::cmp::Ordering::Equal => String::new(),
+        std::cmp::Ordering::Greater => format!(": **{} more** (lines read twice)", group(read - want)),
+        std::cmp::Ordering::Less => format!(": **{} fewer** (lines not read)", group(want - read)),
+    }
 }
 
 /// `12,345,678`.
