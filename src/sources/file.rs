@@ -149,6 +149,19 @@ impl FileTail {
         self.file.as_ref().map(|_| self.id)
     }
 
+    /// Where reading of the open file stands, with its head as this tail
+    /// read it and its identity: what a copy of it is recognised by. Not
+    /// the head the path holds now: a copytruncate may already have
+    /// emptied it, and the copy would then look like a stranger.
+    pub fn reading(&mut self) -> Option<Left> {
+        let pos = self.position()?;
+        Some(Left {
+            pos,
+            head: self.head_bytes.clone(),
+            id: self.id,
+        })
+    }
+
     /// The file last left, once.
     pub fn take_left(&mut self) -> Option<Left> {
         self.left.take()

@@ -228,15 +228,10 @@ impl Glob {
         }
         let since = *self.waiting.entry(path.to_path_buf()).or_insert_with(Instant::now);
         let settled = since.elapsed() >= SETTLE;
-        let live: Vec<Left> = self
-            .members
-            .values_mut()
-            .filter_map(|m| {
-                let pos = m.tail.position()?;
-                let (head, _, id) = head_of(&m.stats.path)?;
-                Some(Left { pos, head, id })
-            })
-            .collect();
+        // The members as their tails read them, not as their paths hold
+        // them now: a member truncated since its tail last looked
+        // (copytruncate) would otherwise no longer own its copy.
+        let live: Vec<Left> = self.members.values_mut().filter_map(|m| m.tail.reading()).collect();
         let left = self.left.iter().rev().map(|k| (k, true));
         for (k, gone) in left.chain(live.iter().map(|k| (k, false))) {
             // A short head may be equal by chance: only a full one tells a copy.

@@ -384,3 +384,58 @@ fn a_fifo_matching_the_pattern_is_listed_unreadable_then_read() {
     });
     r.stop();
 }
+
+/// The copytruncate race the soak benchmark found: the original is
+/// truncated and written again after the pass read it but before the copy
+/// is looked at. The copy must be recognised by the head the member's tail
+/// read, not by what the path holds now, so it waits for the member to
+/// notice its truncation, then resumes where reading stopped: never read
+/// from its start (which counted every copied failure twice).
+#[test]
+fn a_copy_made_just_before_a_truncation_the_pass_has_not_seen_is_not_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("messages");
+    let long = "z".repeat(1500);
+    append(&log, &[&long, "two"]);
+    let mut glob = Glob {
+        pattern: dir.path().join("messages*"),
+        stats: Arc::new(SourceStats::new(dir.path().join("messages*"))),
+        members: BTreeMap::new(),
+        left: VecDeque::new(),
+        waiting: BTreeMap::new(),
+    };
+    let mut lines: Vec<String> = Vec::new();
+    glob.add(log.clone(), StartAt::Beginning, &mut |_, l| lines.push(l.to_string()));
+    assert_eq!(lines.len(), 2);
+    let read_to = glob.members.get_mut(&log).unwrap().tail.position().unwrap().offset;
+    // logrotate's copytruncate, and the service writing on, between two passes.
+    let copy = dir.path().join("messages.1");
+    std::fs::copy(&log, &copy).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(
+        &log,
+        &["after truncation, a line long enough to be something else entirely"],
+    );
+    assert_eq!(glob.decide(&copy), None, "the copy waits: it is the member's own file");
+    // The next pass notices the truncation; the copy is then the left file.
+    let mut positions = Vec::new();
+    glob.pass(&mut |_, l| lines.push(l.to_string()), &mut |p, pos| {
+        positions.push((p.to_path_buf(), pos))
+    });
+    let copy_member = glob.members.get_mut(&copy).expect("the copy followed");
+    assert_eq!(
+        copy_member.tail.position().unwrap().offset,
+        read_to,
+        "on from where reading stopped"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.as_str() == "two").count(),
+        1,
+        "no copied line read twice: {lines:?}"
+    );
+}
