@@ -46,7 +46,10 @@ pub enum DaemonError {
     },
     /// The control socket cannot be bound.
     #[error("cannot open the control socket {}", .path.display())]
-    Socket { path: PathBuf, source: std::io::Error },
+    Socket {
+        path: PathBuf,
+        source: crate::control::server::BindError,
+    },
     /// The metrics address cannot be listened on.
     #[error("cannot listen for metrics on {listen} (metrics.listen)")]
     Metrics {
