@@ -326,3 +326,150 @@ fn past_its_cap_the_daemon_answers_busy() {
     wait_for("status once the crowd is gone", || s.try_status());
     assert!(d.stop());
 }
+
+/// What `RestrictAddressFamilies=` lines allow, by systemd's rules
+/// (systemd.exec(5)): an empty assignment lifts the restriction, `none`
+/// allows nothing, a list is an allow list and `~list` a deny list; a later
+/// assignment of the same kind adds to the first, of the other kind takes
+/// from it.
+fn unit_allows(unit: &str, family: &str) -> bool {
+    enum Rule {
+        Any,
+        Allow(Vec<String>),
+        Deny(Vec<String>),
+    }
+    let mut rule = Rule::Any;
+    for value in unit
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("RestrictAddressFamilies="))
+        .map(str::trim)
+    {
+        let (deny, list) = match value.strip_prefix('~') {
+            Some(rest) => (true, rest),
+            None => (false, value),
+        };
+        let names: Vec<String> = list.split_whitespace().map(String::from).collect();
+        rule = match (rule, deny) {
+            (_, false) if value.is_empty() => Rule::Any,
+            (_, false) if value == "none" => Rule::Allow(Vec::new()),
+            (Rule::Any, false) => Rule::Allow(names),
+            (Rule::Any, true) => Rule::Deny(names),
+            (Rule::Allow(mut a), false) | (Rule::Deny(mut a), true) => {
+                a.extend(names);
+                if deny {
+                    Rule::Deny(a)
+                } else {
+                    Rule::Allow(a)
+                }
+            }
+            (Rule::Allow(a), true) => Rule::Allow(a.into_iter().filter(|f| !names.contains(f)).collect()),
+            (Rule::Deny(d), false) => Rule::Deny(d.into_iter().filter(|f| !names.contains(f)).collect()),
+        };
+    }
+    match rule {
+        Rule::Any => true,
+        Rule::Allow(a) => a.iter().any(|f| f == family),
+        Rule::Deny(d) => !d.iter().any(|f| f == family),
+    }
+}
+
+#[test]
+fn unit_allows_reads_systemd_rules() {
+    let unit = "RestrictAddressFamilies=AF_UNIX\nRestrictAddressFamilies=AF_INET AF_INET6\n";
+    assert!(unit_allows(unit, "AF_UNIX") && unit_allows(unit, "AF_INET6"));
+    assert!(!unit_allows(unit, "AF_NETLINK"));
+    assert!(!unit_allows("RestrictAddressFamilies=~AF_INET AF_NETLINK\n", "AF_INET"));
+    assert!(unit_allows("RestrictAddressFamilies=~AF_INET\n", "AF_UNIX"));
+    assert!(!unit_allows(
+        "RestrictAddressFamilies=AF_INET AF_UNIX\nRestrictAddressFamilies=~AF_INET\n",
+        "AF_INET"
+    ));
+    assert!(unit_allows(
+        "RestrictAddressFamilies=none\nRestrictAddressFamilies=\n",
+        "AF_INET"
+    ));
+    assert!(!unit_allows("RestrictAddressFamilies=none\n", "AF_UNIX"));
+    assert!(unit_allows("[Service]\nType=notify\n", "AF_PACKET"));
+}
+
+/// The address families `nftban run` opens sockets of, and where.
+const FAMILIES: [(&str, &str); 4] = [
+    ("AF_NETLINK", "nf_tables, conntrack and the nf_tables event watcher"),
+    ("AF_UNIX", "the control socket, sd_notify, journald and syslog logging"),
+    ("AF_INET", "the metrics endpoint (metrics.listen: 127.0.0.1:9477)"),
+    ("AF_INET6", "the metrics endpoint (metrics.listen: \"[::1]:9477\")"),
+];
+
+/// The shipped unit's `RestrictAddressFamilies=` allows every family the
+/// daemon uses: a refused one makes `nftban run` exit at start (the
+/// metrics endpoint did, and `Restart=on-failure` looped).
+#[test]
+fn the_shipped_unit_allows_every_address_family_the_daemon_uses() {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nftban.service")).unwrap();
+    for (family, what) in FAMILIES {
+        assert!(
+            unit_allows(&unit, family),
+            "deploy/nftban.service refuses {family}, which nftban uses for {what}"
+        );
+    }
+}
+
+/// The only inet sockets the daemon's code creates are the metrics
+/// endpoint's (src/netns.rs sends the demo's and the tests' probes;
+/// `tests.rs` files are not looked at): a new one must be added to
+/// [`FAMILIES`] and to the unit's comment. What is looked for are the calls
+/// that create one, so a type named in passing does not count.
+#[test]
+fn the_daemon_opens_inet_sockets_only_for_metrics() {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") && !p.ends_with("tests.rs") {
+                out.push(p);
+            }
+        }
+    }
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    walk(&src, &mut files);
+    let creates = [
+        "TcpListener::bind",
+        "TcpStream::connect",
+        "UdpSocket::bind",
+        "libc::socket(",
+        "socket2::",
+    ];
+    let mut found: Vec<String> = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let rel = f.strip_prefix(&src).unwrap().display().to_string();
+        for call in creates.iter().filter(|c| text.contains(*c)) {
+            found.push(format!("{rel}: {call}"));
+        }
+    }
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "control/metrics.rs: TcpListener::bind",
+            // Its tests' scrapes.
+            "control/metrics.rs: TcpStream::connect",
+            "netns.rs: UdpSocket::bind",
+        ]
+    );
+}
+
+/// `nftban check` says where metrics are served, in one line, when they
+/// are configured, and nothing about them otherwise.
+#[test]
+fn check_says_where_metrics_listen() {
+    let s = Setup::asterisk("");
+    let o = s.cli_ok(&["check"]);
+    assert!(!stdout(&o).contains("metrics"), "{}", stdout(&o));
+    s.top("metrics: {listen: \"[::1]:9477\"}");
+    let out = stdout(&s.cli_ok(&["check"]));
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains("metrics")).collect();
+    assert_eq!(lines, ["metrics: http://[::1]:9477/metrics (Prometheus)"], "{out}");
+}

@@ -45,6 +45,9 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
                 }
             );
             println!("control socket: {}", config.socket.display());
+            if let Some(m) = &config.metrics {
+                println!("metrics: http://{}/metrics (Prometheus)", m.listen);
+            }
             for j in &config.jails {
                 println!(
                     "jail {}: ruleset {}{}, {} file(s){}, ban after {} failures within {} for {}",
