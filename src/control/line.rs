@@ -9,11 +9,37 @@
 //! client sends goes unanswered.
 
 use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Request;
+
+/// A connection whose reads and writes can wait at most a given time: the
+/// control socket's and the metrics endpoint's.
+pub trait Timed: Read + Write {
+    fn read_timeout(&self, t: Duration) -> std::io::Result<()>;
+    fn write_timeout(&self, t: Duration) -> std::io::Result<()>;
+}
+
+impl Timed for &UnixStream {
+    fn read_timeout(&self, t: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(t))
+    }
+    fn write_timeout(&self, t: Duration) -> std::io::Result<()> {
+        self.set_write_timeout(Some(t))
+    }
+}
+
+impl Timed for &TcpStream {
+    fn read_timeout(&self, t: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(t))
+    }
+    fn write_timeout(&self, t: Duration) -> std::io::Result<()> {
+        self.set_write_timeout(Some(t))
+    }
+}
 
 /// Why a line is not a request. The message is what the client is told,
 /// after `bad request: `.
@@ -129,7 +155,7 @@ impl Drop for Held<'_> {
 /// Read one line (without its newline; the end of the stream also ends
 /// it) of at most `max` bytes, whole `within` the time from now.
 pub fn read_line<'a>(
-    mut stream: &UnixStream,
+    mut stream: impl Timed,
     max: usize,
     within: Duration,
     budget: &'a Budget,
@@ -145,7 +171,7 @@ pub fn read_line<'a>(
         }
         // The time left, not a fixed timeout: each byte of a trickle
         // brings the deadline no further.
-        stream.set_read_timeout(Some(left))?;
+        stream.read_timeout(left)?;
         let n = match stream.read(&mut chunk) {
             Ok(0) => return Ok(line),
             Ok(n) => n,
@@ -183,7 +209,7 @@ pub fn parse(line: &[u8]) -> Result<Request, BadRequest> {
 
 /// Write all of `bytes` before `deadline`: a client that does not read its
 /// answer is let go then, however little it takes at a time.
-pub fn write_before(mut stream: &UnixStream, bytes: &[u8], deadline: Instant) -> std::io::Result<()> {
+pub fn write_before(mut stream: impl Timed, bytes: &[u8], deadline: Instant) -> std::io::Result<()> {
     let mut rest = bytes;
     while !rest.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -193,7 +219,7 @@ pub fn write_before(mut stream: &UnixStream, bytes: &[u8], deadline: Instant) ->
                 "the client did not take its answer in time",
             ));
         }
-        stream.set_write_timeout(Some(left))?;
+        stream.write_timeout(left)?;
         match stream.write(rest) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => rest = &rest[n..],
