@@ -127,6 +127,12 @@ impl Server {
     }
 }
 
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// What one client may take of the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -396,12 +402,6 @@ fn serve_client<H: Fn(Request) -> Response>(shared: &Shared<H>, stream: UnixStre
     out.push(b'\n');
     if let Err(e) = write_before(&stream, &out, Instant::now() + limits.write) {
         tracing::debug!(error = %e, "control answer not delivered");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 
