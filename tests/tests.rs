@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod control;
 mod daemon;
 mod e2e;
 mod firewall;

@@ -30,7 +30,7 @@ fn ask<T: serde::de::DeserializeOwned>(c: &ConfigArg, req: &Request) -> anyhow::
 /// 100 requests, so neither side ever holds more than one chunk (its
 /// request, parsed list and answer), however long the list
 /// (docs/performance.md, "Memory").
-const CHUNK: usize = 10_000;
+const CHUNK: usize = crate::control::protocol::BAN_CHUNK;
 
 /// Hand the addresses of `args` to `send` in chunks of [`CHUNK`], each
 /// checked before it goes. `-` among the arguments means: read addresses

@@ -55,6 +55,9 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
             );
             println!("control socket: {}", config.socket.display());
             println!("ban history: {} (writable)", config.database.display());
+            if let Some(m) = &config.metrics {
+                println!("metrics: http://{}/metrics (Prometheus)", m.listen);
+            }
             for j in &config.jails {
                 println!(
                     "jail {}: ruleset {}{}, {} file(s){}, ban after {} failures within {} for {}",

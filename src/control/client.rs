@@ -33,16 +33,24 @@ pub fn call(socket: &Path, request: &Request) -> Result<Response, ClientError> {
         socket: socket.to_path_buf(),
         error,
     };
+    // A request is plain data: it always serializes. Before connecting, so
+    // that the daemon's deadline for the line is spent on sending it only.
+    let mut line = serde_json::to_vec(request).unwrap_or_default();
+    line.push(b'\n');
     let mut stream = UnixStream::connect(socket).map_err(|error| ClientError::Unreachable {
         socket: socket.to_path_buf(),
         error,
     })?;
-    // A request is plain data: it always serializes.
-    let mut line = serde_json::to_vec(request).unwrap_or_default();
-    line.push(b'\n');
-    stream.write_all(&line).map_err(io)?;
+    let sent = stream.write_all(&line);
     let mut answer = String::new();
-    BufReader::new(stream).read_line(&mut answer).map_err(io)?;
+    let read = BufReader::new(stream).read_line(&mut answer);
+    // The daemon answers some requests before it has read them all ("too
+    // long", "busy") and closes: that answer, not the broken pipe of the
+    // unfinished write, is what the user needs to see.
+    if answer.is_empty() {
+        sent.map_err(io)?;
+    }
+    read.map_err(io)?;
     if answer.is_empty() {
         return Err(ClientError::NoAnswer {
             socket: socket.to_path_buf(),

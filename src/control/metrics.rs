@@ -4,9 +4,8 @@
 //! (version 0.0.4) with the prometheus-client crate's encoder, so the
 //! figures can never disagree with the CLI's.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, EncodeMetric};
@@ -15,6 +14,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use super::line::{read_line, write_before, Budget, Unreadable};
 use super::protocol::{JailStatus, Status};
 
 type Get = fn(&JailStatus) -> u64;
@@ -172,56 +172,62 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr)
 }
 
+/// How long a client has to send its request line, and to take the
+/// answer: deadlines, not timeouts per read, so a client sending a byte
+/// now and then cannot hold the endpoint past them.
+const READ_WITHIN: Duration = Duration::from_secs(2);
+const WRITE_WITHIN: Duration = Duration::from_secs(10);
+
+/// The longest request line read (`GET /metrics HTTP/1.1` is 21 bytes).
+const REQUEST_LINE: usize = 8192;
+
 /// Serve forever; `status` asks the engine. HTTP by hand: one GET, one
 /// blocking answer per scrape; an HTTP server crate would add far more code.
+/// One scrape at a time on purpose: each asks the engine for a whole
+/// status, and one scraper (or anyone who reaches the address) must not
+/// queue more than one; the deadlines bound how long one client holds it.
 pub fn serve(listener: TcpListener, status: impl Fn() -> Option<Status>) {
+    let budget = Budget::new(REQUEST_LINE);
     for conn in listener.incoming().flatten() {
-        if let Err(e) = answer(conn, &status) {
+        if let Err(e) = answer(conn, &status, &budget) {
             tracing::debug!(error = %e, "metrics request failed");
         }
     }
 }
 
-fn answer(mut conn: TcpStream, status: &impl Fn() -> Option<Status>) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut request = String::new();
-    BufReader::new(conn.try_clone()?).take_line(&mut request)?;
-    let path = request.split_whitespace().nth(1).unwrap_or("");
-    let (code, body) = if !request.starts_with("GET ") {
-        ("405 Method Not Allowed", "only GET\n".to_string())
-    } else if path != "/metrics" {
-        ("404 Not Found", "see /metrics\n".to_string())
-    } else {
-        match status().map(|st| render(&st)) {
-            Some(Ok(text)) => ("200 OK", text),
-            Some(Err(_)) => ("500 Internal Server Error", "cannot render the metrics\n".to_string()),
-            None => ("503 Service Unavailable", "the daemon is stopping\n".to_string()),
+fn answer(conn: TcpStream, status: &impl Fn() -> Option<Status>, budget: &Budget) -> std::io::Result<()> {
+    let (code, body) = match read_line(&conn, REQUEST_LINE, READ_WITHIN, budget) {
+        Err(Unreadable::Io(e)) => return Err(e),
+        Err(e) => ("400 Bad Request", format!("{e}\n")),
+        Ok(line) => {
+            let request = String::from_utf8_lossy(line.bytes());
+            let path = request.split_whitespace().nth(1).unwrap_or("");
+            if !request.starts_with("GET ") {
+                ("405 Method Not Allowed", "only GET\n".to_string())
+            } else if path != "/metrics" {
+                ("404 Not Found", "see /metrics\n".to_string())
+            } else {
+                match status().map(|st| render(&st)) {
+                    Some(Ok(text)) => ("200 OK", text),
+                    Some(Err(_)) => ("500 Internal Server Error", "cannot render the metrics\n".to_string()),
+                    None => ("503 Service Unavailable", "the daemon is stopping\n".to_string()),
+                }
+            }
         }
     };
-    write!(
-        conn,
+    let out = format!(
         "HTTP/1.0 {code}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         prometheus_text::CONTENT_TYPE,
         body.len()
-    )
-}
-
-trait TakeLine {
-    fn take_line(&mut self, out: &mut String) -> std::io::Result<usize>;
-}
-
-impl<R: BufRead> TakeLine for R {
-    /// Read one line, at most 8 KiB.
-    fn take_line(&mut self, out: &mut String) -> std::io::Result<usize> {
-        use std::io::Read;
-        self.take(8192).read_line(out)
-    }
+    );
+    write_before(&conn, out.as_bytes(), Instant::now() + WRITE_WITHIN)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::control::protocol::{JailStatus, SourceStatus};
+    use std::io::Write;
 
     fn text(st: &Status) -> String {
         render(st).unwrap()
@@ -289,6 +295,42 @@ mod tests {
         );
         assert!(ok.ends_with(&text));
         assert!(get("/").starts_with("HTTP/1.0 404"));
+    }
+
+    /// A client sending a byte every 100 ms (never a whole line) is cut at
+    /// the deadline for the request line, so a scrape behind it is
+    /// answered; a per-read timeout would let the trickle go on for ever.
+    #[test]
+    fn a_trickling_client_does_not_hold_the_endpoint() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let st = Status {
+            jails: vec![jail("sshd", 1)],
+            kernel_errors: 0,
+            history_errors: 0,
+            history_waiting: 0,
+            history_dropped: 0,
+        };
+        std::thread::spawn(move || serve(listener, move || Some(st.clone())));
+        let mut trickle = TcpStream::connect(addr).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let trickler = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && trickle.write_all(b"G").is_ok() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        use std::io::Read;
+        let _ = c.read_to_string(&mut out);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        trickler.join().unwrap();
+        assert!(out.starts_with("HTTP/1.0 200 OK\r\n"), "{out:?}");
     }
 
     fn source(lines: u64, matched: u64) -> SourceStatus {

@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::status::{BanResult, Banned, JailStatus, SourceStatus, Status, UnbanResult};
 
+/// The most addresses `nftban ban` sends in one request: a longer list
+/// goes as several, so neither side ever holds more than one chunk.
+pub const BAN_CHUNK: usize = 10_000;
+
 /// A request from a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
@@ -93,5 +97,28 @@ mod tests {
         let text = serde_json::to_string(&forced).unwrap();
         assert!(text.ends_with(r#","force":true}"#), "{text}");
         assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), forced);
+    }
+
+    /// A `nftban ban -` chunk of [`BAN_CHUNK`] addresses, each in the
+    /// longest form the CLI sends as typed (bracketed IPv6 with every
+    /// group at four digits and a dotted IPv4 tail, and `/128`), fits in
+    /// the daemon's request bound with room to spare.
+    #[test]
+    fn a_ban_chunk_of_the_longest_addresses_fits_the_request_bound() {
+        let addrs: Vec<String> = (0..BAN_CHUNK)
+            .map(|i| format!("[2001:0db8:0000:0000:0000:{i:04x}:255.255.255.255]/128"))
+            .collect();
+        assert_eq!(addrs[0].len(), 51);
+        assert!(addrs.iter().all(|a| crate::address::parse_net(a).is_ok()));
+        let line = serde_json::to_vec(&Request::Ban {
+            addrs,
+            jail: Some("a-jail-name-of-some-length".into()),
+            bantime: Some(u64::MAX),
+            force: true,
+        })
+        .unwrap();
+        let limit = crate::control::server::Limits::DEFAULT.request_bytes;
+        assert!(line.len() < limit / 2 + limit / 20, "{} of {limit}", line.len());
+        assert_eq!(line.len(), 540_103);
     }
 }

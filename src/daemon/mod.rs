@@ -3,8 +3,10 @@
 //!
 //! Threads: one per source ([`reader`]: reading and matching; jails that
 //! read the same source share its thread and try all their rules in one
-//! pass per line), one per other origin of bans ([`origin`]), one for the
-//! control socket, one for signals, one reading the firewall's watcher
+//! pass per line), one per other origin of bans ([`origin`]), one accepting
+//! on the control socket and one per client connected to it (bounded;
+//! their requests still reach the engine one at a time, over the channel),
+//! one for signals, one reading the firewall's watcher
 //! (self-healing), and the engine loop ([`events`]) on the caller's thread.
 //! They talk over one bounded channel; when the engine falls behind,
 //! sources wait and their lines stay on disk instead of in memory.
@@ -24,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{format_duration, Config};
-use crate::control::server::{serve, Server};
+use crate::control::server::{raise_open_files, serve, Limits, Server};
 use crate::control::{Request, Response};
 use crate::firewall::{Firewall, Watcher};
 use crate::sources::{Context, Saved, Source, SourceState, SourceStats};
@@ -46,7 +48,10 @@ pub enum DaemonError {
     },
     /// The control socket cannot be bound.
     #[error("cannot open the control socket {}", .path.display())]
-    Socket { path: PathBuf, source: std::io::Error },
+    Socket {
+        path: PathBuf,
+        source: crate::control::server::BindError,
+    },
     /// The metrics address cannot be listened on.
     #[error("cannot listen for metrics on {listen} (metrics.listen)")]
     Metrics {
@@ -74,6 +79,11 @@ const QUEUE: usize = 16 * 1024;
 /// has one, reports other processes' changes to nftban's table, and the
 /// engine heals it.
 pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> Result<(), DaemonError> {
+    // Signals first: a SIGTERM at any point of the start (once the control
+    // socket exists, say) is a clean stop that the engine loop finds
+    // waiting, not the default kill.
+    let (tx, rx) = mpsc::sync_channel::<Event>(QUEUE);
+    spawn_signal_thread(tx.clone())?;
     let store = crate::store::Store::open(&config.database)?;
     let saved = Arc::new(saved_checkpoints(&store));
     tracing::info!("ban history in {}", config.database.display());
@@ -101,11 +111,7 @@ pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> Result<(), Daemon
     })?;
     tracing::info!("control socket {} (mode 0600)", config.socket.display());
 
-    let (tx, rx) = mpsc::sync_channel::<Event>(QUEUE);
     let stop = Arc::new(AtomicBool::new(false));
-    // Signals first: a SIGTERM while the sources start is a clean stop
-    // (the engine loop finds it waiting), not the default kill.
-    spawn_signal_thread(tx.clone())?;
     let sources = start_sources(&config, &mut engine, &saved, &tx, &stop)?;
     for origin in origin::configured(&config) {
         origin::spawn(origin, tx.clone(), stop.clone())?;
@@ -232,9 +238,24 @@ fn ask(tx: &SyncSender<Event>, req: Request) -> Response {
 
 fn spawn_control_thread(server: &Server, tx: SyncSender<Event>, answering: Arc<AtomicBool>) -> Result<(), DaemonError> {
     let listener = server.listener()?;
+    // Every client the cap admits holds a descriptor.
+    let open_files = match raise_open_files() {
+        Ok((before, after)) => {
+            if after > before {
+                tracing::info!("open files limit raised from {before} to {after} (the hard limit) for control clients");
+            }
+            after
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open files limit; serving fewer control clients at once");
+            1024
+        }
+    };
+    let limits = Limits::DEFAULT.within_open_files(open_files);
+    tracing::info!("control socket serves up to {} clients at once", limits.clients);
     std::thread::Builder::new()
         .name("control".into())
-        .spawn(move || serve(listener, answering, |req| ask(&tx, req)))?;
+        .spawn(move || serve(listener, limits, answering, move |req| ask(&tx, req)))?;
     Ok(())
 }
 
