@@ -239,6 +239,21 @@ pub struct RulesetError {
 impl Ruleset {
     /// Parse ruleset YAML; `origin` names the file in errors.
     pub fn parse(origin: &str, text: &str) -> Result<Ruleset, RulesetError> {
+        // A mode or rule key given twice would silently replace the first.
+        if let Some(dup) = crate::yaml::duplicate_key(text) {
+            let first = dup
+                .first
+                .map(|(line, _)| format!(" (first at line {line})"))
+                .unwrap_or_default();
+            return Err(RulesetError {
+                origin: origin.to_string(),
+                at: dup.at,
+                message: format!(
+                    "{}: given twice{first}; the last would silently replace the others",
+                    dup.key
+                ),
+            });
+        }
         let mut r: Ruleset = serde_yaml_ng::from_str(text).map_err(|e| {
             let (message, at) = crate::yaml::parse_error(text, &e);
             RulesetError {

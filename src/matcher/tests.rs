@@ -620,3 +620,17 @@ fn a_newline_in_a_cheap_rule_keeps_every_line_a_candidate() {
     assert_eq!(sm.cheap, vec![true], "the rule is cheap to try");
     assert!(!sm.skips_lines());
 }
+
+/// A mode given twice in a ruleset file would silently replace the first:
+/// it is an error at its second place, as in the config.
+#[test]
+fn a_mode_given_twice_is_an_error_at_its_second_place() {
+    let text = "name: x\nfailregex: ['fail from <HOST>$']\nmodes:\n  strict:\n    failregex: ['a <HOST>$']\n  strict:\n    failregex: ['b <HOST>$']\n";
+    let e = Ruleset::parse("/etc/nftban/rulesets/x.yaml", text).unwrap_err();
+    assert_eq!(e.at.map(|(line, _)| line), Some(6), "{e}");
+    assert!(
+        e.to_string()
+            .contains("modes.strict: given twice (first at line 4); the last would silently replace the others"),
+        "{e}"
+    );
+}
