@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ipnet::IpNet;
 
 use crate::sources::file::Position;
+use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection};
 
 /// Errors of the ban history.
@@ -44,6 +45,9 @@ pub enum Error {
     /// A read or write failed (disk full, I/O error, corruption).
     #[error("ban database {path}: {source}")]
     Sql { path: PathBuf, source: rusqlite::Error },
+    /// The file is not a sound ban history (see [`damage`]).
+    #[error("the ban database {} is damaged: {damage} (`nftban run` moves a damaged history aside, to {}.corrupt-YYYYMMDDTHHMMSS, and starts an empty one)", .path.display(), .path.display())]
+    Damaged { path: PathBuf, damage: Damage },
     /// The pending file beside the database (see [`pending`]) cannot be
     /// opened or locked.
     #[error(transparent)]
@@ -54,6 +58,19 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Whether SQLite said the file is damaged (`database disk image is
+    /// malformed`, `file is not a database`): it will not heal by itself,
+    /// unlike a lock or a full disk; the next start moves it aside.
+    pub fn is_damage(&self) -> bool {
+        match self {
+            Error::Sql { source, .. } | Error::Open { source, .. } => damage::is_damage(source),
+            Error::Damaged { .. } => true,
+            _ => false,
+        }
+    }
+}
 
 /// How a ban came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,15 +139,87 @@ pub struct ActiveBan {
     pub reason: Option<String>,
 }
 
+mod damage;
 mod files;
 mod pending;
 mod schema;
+pub use damage::Damage;
 pub use files::check_writable;
 use schema::VERSION;
 
 /// Bans recorded in one call up to this many go to the pending file; more
 /// go straight into SQLite (one transaction is then cheap per ban).
 const SMALL_WRITE: usize = 64;
+
+/// How long opening the history waits for another process's lock on it
+/// (an admin's `sqlite3` in a transaction, a backup): the daemon is not
+/// running yet, and a restore waits for what it reads.
+const OPEN_WAIT: Duration = Duration::from_secs(5);
+
+/// What opening a database found.
+enum Opened {
+    Sound(Connection),
+    Damaged(Damage),
+}
+
+/// Open the database at `path`, check it ([`damage`]) and bring it to the
+/// current schema. `Err` when it cannot be opened, read or migrated for
+/// another reason than damage (locked, I/O, too new).
+fn connect(path: &Path) -> Result<Opened> {
+    let sql = |source| Error::Sql {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(|source| Error::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    conn.busy_timeout(OPEN_WAIT).map_err(sql)?;
+    // Closing the last connection would otherwise copy the WAL's pages into
+    // the file: a damaged one is to be moved aside as it was found.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(sql)?;
+    if let Some(damage) = damage::diagnose(&conn).map_err(sql)? {
+        return Ok(Opened::Damaged(damage));
+    }
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)
+        .map_err(sql)?;
+    match schema::migrate(&conn) {
+        Ok(()) => Ok(Opened::Sound(conn)),
+        Err(schema::Failure::TooNew(found)) => Err(Error::TooNew {
+            path: path.to_path_buf(),
+            found,
+        }),
+        Err(schema::Failure::Sql(e)) if damage::is_damage(&e) => Ok(Opened::Damaged(Damage::Unreadable(e))),
+        Err(schema::Failure::Sql(e)) => Err(sql(e)),
+    }
+}
+
+/// Whether the history at `db` is sound, without changing anything: what
+/// `nftban check` runs. A database that does not exist yet is fine (the
+/// daemon creates it).
+pub fn check_intact(db: &Path) -> Result<()> {
+    if !db.exists() {
+        return Ok(());
+    }
+    let sql = |source| Error::Sql {
+        path: db.to_path_buf(),
+        source,
+    };
+    let conn =
+        Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|source| Error::Open {
+            path: db.to_path_buf(),
+            source,
+        })?;
+    conn.busy_timeout(OPEN_WAIT).map_err(sql)?;
+    match damage::diagnose(&conn).map_err(sql)? {
+        None => Ok(()),
+        Some(damage) => Err(Error::Damaged {
+            path: db.to_path_buf(),
+            damage,
+        }),
+    }
+}
 
 /// The ban history database.
 pub struct Store {
@@ -172,31 +261,49 @@ fn time(s: i64) -> SystemTime {
 
 impl Store {
     /// Open (or create, with its folder) the database at `path`; its files
-    /// and the folders created for it are private (see [`files`]).
+    /// and the folders created for it are private (see [`files`]). A
+    /// damaged database ([`damage`]) is moved aside and an empty one takes
+    /// its place: the daemon protects with an empty history rather than
+    /// not at all. The error says so loudly, with what that loses.
     pub fn open(path: &Path) -> Result<Store> {
-        let open_err = |source| Error::Open {
-            path: path.to_path_buf(),
-            source,
-        };
         files::prepare(path)?;
-        let conn = Connection::open(path).map_err(open_err)?;
+        // The pending file's lock first: once it is held, no other daemon
+        // uses this database, so a damaged one is this process's to move.
         let (pending, left) = pending::Pending::open(path)?;
+        let conn = match connect(path)? {
+            Opened::Sound(conn) => conn,
+            Opened::Damaged(damage) => {
+                let aside = files::move_aside(path, SystemTime::now())?;
+                let kept = match left.len() {
+                    0 => String::new(),
+                    n => format!(
+                        "; the {n} ban(s) of the last run still in {} go into the new one",
+                        pending.path().display()
+                    ),
+                };
+                tracing::error!(
+                    "the ban database {} is damaged ({damage}): moved aside to {} and started an empty history{kept}. Lost with it: the running bans it held are not restored and not shown by `nftban status` (those still in the kernel drop packets until they expire), files are read from their end (lines written while nftban was stopped are not read), failure counts, bantime increments and recidive start afresh",
+                    path.display(),
+                    aside.display()
+                );
+                files::prepare(path)?;
+                match connect(path)? {
+                    Opened::Sound(conn) => conn,
+                    Opened::Damaged(damage) => {
+                        return Err(Error::Damaged {
+                            path: path.to_path_buf(),
+                            damage,
+                        })
+                    }
+                }
+            }
+        };
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
             pending,
             pending_failing: false,
         };
-        schema::migrate(&store.conn).map_err(|e| match e {
-            schema::Failure::TooNew(found) => Error::TooNew {
-                path: path.to_path_buf(),
-                found,
-            },
-            schema::Failure::Sql(source) => Error::Sql {
-                path: path.to_path_buf(),
-                source,
-            },
-        })?;
         if !left.is_empty() {
             store.replay(&left)?;
             tracing::info!(

@@ -438,3 +438,149 @@ fn loose_state_files_are_tightened_at_open() {
     drop(Store::open(&db).unwrap());
     assert_eq!(mode(&folder), 0o1777);
 }
+
+/// A history of `n` bans (`10.0.x.y`, jail sshd, running at t(0)) in
+/// `dir/nftban.db`, closed cleanly (its WAL checkpointed into the file).
+fn history_of(dir: &std::path::Path, n: u32) -> std::path::PathBuf {
+    let db = dir.join("nftban.db");
+    let mut s = Store::open(&db).unwrap();
+    let bans: Vec<BanRecord> = (0..n)
+        .map(|i| ban("sshd", &format!("10.0.{}.{}/32", i / 256, i % 256), 0, 1_000_000))
+        .collect();
+    s.record_bans(&bans).unwrap();
+    drop(s);
+    db
+}
+
+/// The databases named `nftban.db.corrupt-*` in `dir` (not their `-wal`
+/// and `-shm`), sorted.
+fn set_aside(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("nftban.db.corrupt-") && !["-wal", "-shm"].iter().any(|s| n.ends_with(s)))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Opening a damaged history used to fail, and the daemon did not start:
+/// no protection until someone deleted the file. Now the file (with its
+/// WAL) is moved aside untouched, `check_intact` (what `nftban check`
+/// runs) names the damage without moving anything, and the store opens
+/// empty and works; bans of the last run still in the pending file go into
+/// the new history.
+fn opens_fresh_after(damage: impl FnOnce(&std::path::Path), want: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = history_of(dir.path(), 2000);
+    damage(&db);
+    let before = std::fs::read(&db).unwrap();
+    let wal = |db: &std::path::Path| {
+        let mut p = db.as_os_str().to_owned();
+        p.push("-wal");
+        std::fs::read(p).unwrap_or_default()
+    };
+    let wal_before = wal(&db);
+    let err = check_intact(&db).unwrap_err();
+    assert!(err.is_damage(), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("the ban database {} is damaged: {want}", db.display())),
+        "{text}"
+    );
+    assert!(set_aside(dir.path()).is_empty(), "check moves nothing");
+    assert!(std::fs::read(&db).unwrap() == before, "check changes nothing");
+
+    // A ban of the last run, only in the pending file (kill -9).
+    let mut p = pending::Pending::open(&db).unwrap().0;
+    p.append(&[ban("sshd", "192.0.2.7/32", 0, 1_000_000)]).unwrap();
+    drop(p);
+    let mut s = Store::open(&db).unwrap();
+    let aside = set_aside(dir.path());
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(
+        std::fs::read(dir.path().join(&aside[0])).unwrap() == before,
+        "moved untouched"
+    );
+    assert!(wal(&dir.path().join(&aside[0])) == wal_before, "its WAL with it");
+    assert_eq!(mode(&dir.path().join(&aside[0])), 0o600);
+    let active: Vec<String> = s.active(t(1)).unwrap().iter().map(|b| b.net.to_string()).collect();
+    assert_eq!(active, ["192.0.2.7/32"]);
+    s.record_bans(&[ban("sshd", "192.0.2.8/32", 1, 100)]).unwrap();
+    s.sync().unwrap();
+    drop(s);
+    check_intact(&db).unwrap();
+}
+
+#[test]
+fn a_database_of_garbage_is_moved_aside() {
+    opens_fresh_after(
+        |db| std::fs::write(db, vec![0x5a; 64 * 1024]).unwrap(),
+        "file is not a database",
+    );
+}
+
+#[test]
+fn a_truncated_database_is_moved_aside() {
+    opens_fresh_after(
+        |db| {
+            let f = std::fs::OpenOptions::new().write(true).open(db).unwrap();
+            let len = f.metadata().unwrap().len();
+            f.set_len(len / 2).unwrap();
+        },
+        "database disk image is malformed",
+    );
+}
+
+#[test]
+fn a_database_with_a_damaged_page_is_moved_aside() {
+    opens_fresh_after(
+        |db| {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new().write(true).open(db).unwrap();
+            f.write_all_at(&[0xa5; 4096], 3 * 4096).unwrap();
+        },
+        "",
+    );
+}
+
+/// A `-wal` file of another database beside the history: SQLite applies
+/// its pages without being able to tell, and what it makes is not a ban
+/// history. Moved aside with the database, so the WAL is not applied to
+/// the new one either.
+#[test]
+fn a_wal_of_another_database_is_moved_aside_with_the_database() {
+    opens_fresh_after(
+        |db| {
+            let other = db.with_file_name("other.db");
+            let c = rusqlite::Connection::open(&other).unwrap();
+            c.execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
+                 CREATE TABLE accounts (name TEXT); INSERT INTO accounts VALUES ('x');",
+            )
+            .unwrap();
+            let mut wal = other.into_os_string();
+            wal.push("-wal");
+            let mut ours = db.as_os_str().to_owned();
+            ours.push("-wal");
+            std::fs::copy(&wal, &ours).unwrap();
+            drop(c);
+        },
+        "not a ban history: it has no `bans` table, only accounts",
+    );
+}
+
+/// A zero-length file is what SQLite calls an empty database (and what
+/// the store itself creates before SQLite first opens it): nothing is
+/// moved.
+#[test]
+fn a_zero_length_database_is_an_empty_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nftban.db");
+    std::fs::write(&db, b"").unwrap();
+    check_intact(&db).unwrap();
+    let mut s = Store::open(&db).unwrap();
+    assert!(set_aside(dir.path()).is_empty());
+    assert!(s.active(t(0)).unwrap().is_empty());
+}

@@ -1,0 +1,185 @@
+//! Faults of the ban history and the kernel against the real daemon, in
+//! private network namespaces: the database locked by another process,
+//! damaged on disk, the table deleted in the middle of a big ban, and
+//! `kill -9` at many points of a burst. In each, bans keep reaching the
+//! kernel, and afterwards kernel, status and history agree.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::*;
+
+fn db_of(s: &Setup) -> PathBuf {
+    s.dir.path().join("nftban.db")
+}
+
+/// `n` addresses `10.A.B.C` from `first` on, one a line (for `ban -`).
+fn addresses(first: u32, n: u32) -> Vec<String> {
+    (first..first + n)
+        .map(|i| format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
+        .collect()
+}
+
+/// The permission bits of `path`.
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// Files of the setup's folder named `nftban.db.corrupt-*` (the moved
+/// databases, not their `-wal` and `-shm`).
+fn moved_aside(s: &Setup) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("nftban.db.corrupt-") && !name.ends_with("-wal") && !name.ends_with("-shm")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Damage done to a stopped daemon's history, and what SQLite says of it
+/// (`None`: not damage).
+struct Damage {
+    name: &'static str,
+    /// What `check` and the daemon name, `None` for a file that is sound.
+    says: Option<&'static str>,
+    apply: fn(&Path),
+}
+
+fn garbage(db: &Path) {
+    let bytes: Vec<u8> = (0..256 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(db, bytes).unwrap();
+}
+
+fn truncated(db: &Path) {
+    let f = std::fs::OpenOptions::new().write(true).open(db).unwrap();
+    let len = f.metadata().unwrap().len();
+    assert!(len > 64 * 1024, "a history of some size: {len}");
+    f.set_len(len / 2).unwrap();
+}
+
+fn zero_length(db: &Path) {
+    std::fs::write(db, b"").unwrap();
+}
+
+/// The WAL of another program's database, left beside the history.
+fn foreign_wal(db: &Path) {
+    let other = db.with_file_name("other.db");
+    let c = rusqlite::Connection::open(&other).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
+         CREATE TABLE accounts (name TEXT); INSERT INTO accounts VALUES ('x');",
+    )
+    .unwrap();
+    std::fs::copy(other.with_file_name("other.db-wal"), db.with_file_name("nftban.db-wal")).unwrap();
+}
+
+const DAMAGES: [Damage; 4] = [
+    Damage {
+        name: "garbage",
+        says: Some("file is not a database"),
+        apply: garbage,
+    },
+    Damage {
+        name: "truncated",
+        says: Some("database disk image is malformed"),
+        apply: truncated,
+    },
+    Damage {
+        name: "zero-length",
+        says: None,
+        apply: zero_length,
+    },
+    Damage {
+        name: "WAL of another database",
+        says: Some("not a ban history: it has no `bans` table, only accounts"),
+        apply: foreign_wal,
+    },
+];
+
+/// A damaged history used to stop the daemon from starting at all (exit
+/// 2, `database disk image is malformed`): no new ban until someone
+/// deleted the file. Now `nftban check` names the file and the damage
+/// (exit 2) and moves nothing; the daemon moves the file aside (0600),
+/// says loudly what that loses, starts with an empty history, and bans.
+/// A zero-length file is an empty history, not damage.
+#[test]
+fn a_damaged_history_is_moved_aside_and_the_daemon_protects() {
+    kernel_test!();
+    let ns = NetNs::create("dbdamage").unwrap();
+    for damage in &DAMAGES {
+        let s = Setup::asterisk("");
+        let db = db_of(&s);
+        let d = Daemon::start(&ns, &s);
+        let list = addresses(1, 3000).join("\n");
+        assert!(s.cli_stdin(&["ban", "-"], &list).status.success());
+        assert!(d.stop());
+        nft(&ns, &["delete", "table", "inet", "nftban"]);
+
+        (damage.apply)(&db);
+        let before = std::fs::read(&db).unwrap();
+        let o = s.cli(&["check"]);
+        match damage.says {
+            Some(says) => {
+                assert_eq!(o.status.code(), Some(2), "{}: {}", damage.name, stderr(&o));
+                let want = format!("the ban database {} is damaged: {says}", db.display());
+                assert!(stderr(&o).contains(&want), "{}: {}", damage.name, stderr(&o));
+            }
+            None => assert!(o.status.success(), "{}: {}", damage.name, stderr(&o)),
+        }
+        assert!(
+            std::fs::read(&db).unwrap() == before,
+            "{}: check changed the file",
+            damage.name
+        );
+        assert_eq!(
+            moved_aside(&s),
+            Vec::<PathBuf>::new(),
+            "{}: check moves nothing",
+            damage.name
+        );
+
+        let d = Daemon::start(&ns, &s);
+        s.cli_ok(&["ban", "203.0.113.9"]);
+        assert_eq!(set_addrs(&ns, "manual_v4"), ["203.0.113.9"], "{}", damage.name);
+        assert_eq!(banned_ips(&s.jail_status("manual")), ["203.0.113.9"], "{}", damage.name);
+        let log = d.log();
+        let aside = moved_aside(&s);
+        match damage.says {
+            Some(says) => {
+                assert_eq!(aside.len(), 1, "{}: {aside:?}", damage.name);
+                assert!(
+                    std::fs::read(&aside[0]).unwrap() == before,
+                    "{}: moved as it was",
+                    damage.name
+                );
+                assert_eq!(mode(&aside[0]), 0o600, "{}", damage.name);
+                let want = format!(
+                    "the ban database {} is damaged ({says}): moved aside to {} and started an empty history",
+                    db.display(),
+                    aside[0].display()
+                );
+                assert_eq!(log.matches(&want).count(), 1, "{}: {log}", damage.name);
+                assert!(log.contains("the running bans it held are not restored"), "{log}");
+            }
+            None => {
+                assert_eq!(aside, Vec::<PathBuf>::new(), "{}", damage.name);
+                assert!(!log.contains("damaged"), "{}: {log}", damage.name);
+            }
+        }
+        // The new history works: a restart on an emptied kernel restores.
+        assert!(d.stop());
+        nft(&ns, &["delete", "table", "inet", "nftban"]);
+        let d = Daemon::start(&ns, &s);
+        assert_eq!(set_addrs(&ns, "manual_v4"), ["203.0.113.9"], "{}", damage.name);
+        assert!(s.cli_ok(&["check"]).status.success());
+        assert!(d.stop());
+        nft(&ns, &["delete", "table", "inet", "nftban"]);
+    }
+}
