@@ -5,11 +5,17 @@
 //! kernel, and afterwards kernel, status and history agree.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
 fn db_of(s: &Setup) -> PathBuf {
     s.dir.path().join("nftban.db")
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
 }
 
 /// `n` addresses `10.A.B.C` from `first` on, one a line (for `ban -`).
@@ -182,4 +188,114 @@ fn a_damaged_history_is_moved_aside_and_the_daemon_protects() {
         assert!(d.stop());
         nft(&ns, &["delete", "table", "inet", "nftban"]);
     }
+}
+
+/// Another process's hold on the history: a connection of this test
+/// process (not the daemon's) in an exclusive transaction, until dropped.
+struct Lock {
+    conn: rusqlite::Connection,
+}
+
+impl Lock {
+    fn hold(db: &Path) -> Lock {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        Lock { conn }
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = self.conn.execute_batch("ROLLBACK");
+    }
+}
+
+/// The pending file beside the database is emptied: its bans are in SQLite.
+fn wait_pending_moved(s: &Setup) {
+    let pending = s.dir.path().join("nftban.db-pending");
+    wait_for("the pending file to be emptied", || {
+        let len = std::fs::metadata(&pending).ok()?.len();
+        (len == 0).then_some(())
+    });
+}
+
+/// Ban addresses one after the other through the log (3 failures each),
+/// each waited for in the kernel; returns the longest wait, for the test's
+/// output (not asserted: a measure of how long the engine stalls).
+fn ban_through_the_log(ns: &NetNs, s: &Setup, addrs: &[String], want: &mut Vec<String>) -> Duration {
+    let mut slowest = Duration::ZERO;
+    for addr in addrs {
+        let t = Instant::now();
+        s.failures(addr, 3);
+        want.push(addr.clone());
+        let now = sorted(want.clone());
+        wait_for(&format!("{addr} in the kernel"), || {
+            (sorted(set_addrs(ns, "asterisk_v4")) == now).then_some(())
+        });
+        slowest = slowest.max(t.elapsed());
+        // Apart enough that a save (about once a second) falls between.
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    slowest
+}
+
+/// The history locked by another process (an exclusive transaction held
+/// open, as `sqlite3 nftban.db` with `BEGIN EXCLUSIVE;` typed in does).
+/// Bans keep reaching the kernel, `unban` lifts and says so, status counts
+/// what waits, the error is logged once, and once the lock is gone the
+/// history catches up: a restart on an emptied kernel restores exactly
+/// the bans that run. Before, each save waited SQLite's busy timeout of 5
+/// s on the engine's thread: bans waited up to 5 s to reach the kernel, an
+/// unban up to 10 s.
+#[test]
+fn a_locked_history_delays_no_ban_and_catches_up() {
+    kernel_test!();
+    let ns = NetNs::create("dblock").unwrap();
+    let s = Setup::asterisk("");
+    let d = Daemon::start(&ns, &s);
+    s.cli_ok(&["ban", "203.0.113.1"]);
+    wait_pending_moved(&s);
+
+    let lock = Lock::hold(&db_of(&s));
+    let addrs = |r: std::ops::Range<u32>| r.map(|i| format!("198.51.100.{i}")).collect::<Vec<_>>();
+    let mut banned = Vec::new();
+    let slowest = ban_through_the_log(&ns, &s, &addrs(1..5), &mut banned);
+    let t = Instant::now();
+    let o = s.cli_ok(&["unban", "203.0.113.1"]);
+    let unban = t.elapsed();
+    assert_eq!(stdout(&o), "unbanned 203.0.113.1 from jail manual\n");
+    assert_eq!(set_addrs(&ns, "manual_v4"), Vec::<String>::new());
+    let after = ban_through_the_log(&ns, &s, &addrs(5..7), &mut banned);
+    eprintln!(
+        "while the history was locked: the slowest ban took {:?} to reach the kernel, unban {unban:?}",
+        slowest.max(after)
+    );
+    let st = s.try_status().unwrap();
+    assert_eq!(st.history_waiting, 3, "the unban and the two bans after it: {st:?}");
+    assert!(st.history_errors > 0, "{st:?}");
+
+    drop(lock);
+    wait_for("the history to catch up", || {
+        (s.try_status()?.history_waiting == 0).then_some(())
+    });
+    let log = d.log();
+    assert!(d.stop());
+    assert_eq!(log.matches("database is locked").count(), 1, "{log}");
+    assert_eq!(log.matches("the ban history is written again").count(), 1, "{log}");
+
+    nft(&ns, &["delete", "table", "inet", "nftban"]);
+    let d = Daemon::start(&ns, &s);
+    assert_eq!(sorted(set_addrs(&ns, "asterisk_v4")), sorted(banned.clone()));
+    assert_eq!(set_addrs(&ns, "manual_v4"), Vec::<String>::new());
+    assert_eq!(
+        sorted(
+            banned_ips(&s.jail_status("asterisk"))
+                .iter()
+                .map(|a| a.to_string())
+                .collect()
+        ),
+        sorted(banned)
+    );
+    assert_eq!(banned_ips(&s.jail_status("manual")), Vec::<&str>::new());
+    assert!(d.stop());
 }

@@ -156,6 +156,15 @@ const SMALL_WRITE: usize = 64;
 /// running yet, and a restore waits for what it reads.
 const OPEN_WAIT: Duration = Duration::from_secs(5);
 
+/// How long a read or write waits for another process's lock once the
+/// store is open: long enough for another process's one-statement write,
+/// short enough not to stall the engine, whose thread also puts bans into
+/// the kernel. What cannot be written meanwhile is kept (the pending file,
+/// the engine's backlog) and written at a later save. With SQLite's usual
+/// five seconds, every save while another process held the lock stopped
+/// the engine for five seconds, and bans waited that long.
+const BUSY_WAIT: Duration = Duration::from_millis(100);
+
 /// What opening a database found.
 enum Opened {
     Sound(Connection),
@@ -312,6 +321,7 @@ impl Store {
                 store.pending.path().display()
             );
         }
+        store.conn.busy_timeout(BUSY_WAIT).map_err(|e| store.sql(e))?;
         Ok(store)
     }
 

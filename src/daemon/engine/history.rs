@@ -471,6 +471,58 @@ jails:
         }
     }
 
+    /// Another process holding the history's write lock (an admin's
+    /// `sqlite3` in a transaction, a backup tool) does not stop the engine.
+    /// Before, each write waited SQLite's busy timeout (five seconds) for
+    /// the lock on the engine's thread, every ban behind it waiting too; an
+    /// unban while the lock was held for two seconds was answered only once
+    /// it was released. Now the write gives up after a short wait, the
+    /// unban is answered and its record waits, and is written once the
+    /// lock is gone.
+    #[test]
+    fn a_lock_held_by_another_process_does_not_stop_the_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("nftban.db");
+        let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+        let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(Store::open(&db).unwrap());
+        e.start(&config).unwrap();
+        let now = SystemTime::now();
+        let ban = |e: &mut Engine, addr: &str| e.ban(&[addr.to_string()], Some("asterisk"), None, now).unwrap();
+        ban(&mut e, "198.51.100.1");
+        e.finish(now);
+        ban(&mut e, "198.51.100.2");
+
+        let (locked, is_locked) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn({
+            let db = db.clone();
+            move || {
+                let c = rusqlite::Connection::open(&db).unwrap();
+                c.execute_batch("BEGIN EXCLUSIVE").unwrap();
+                locked.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_secs(2));
+                c.execute_batch("ROLLBACK").unwrap();
+            }
+        });
+        is_locked.recv().unwrap();
+        let r = e.unban(&["198.51.100.1".into()], None, now).unwrap();
+        assert_eq!(r.unbanned, [("198.51.100.1".to_string(), "asterisk".to_string())]);
+        assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.2"]);
+        let st = e.status(now);
+        assert_eq!(
+            (st.history_waiting, st.history_errors),
+            (1, 1),
+            "the unban's record waits, not the engine"
+        );
+        holder.join().unwrap();
+        e.finish(now);
+        assert_eq!(e.status(now).history_waiting, 0);
+        drop(e);
+
+        let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(Store::open(&db).unwrap());
+        assert_eq!(e.start(&config).unwrap(), 1);
+        assert_eq!(banned(&mut e, "asterisk"), ["198.51.100.2"]);
+    }
+
     /// What is logged on this thread, as text.
     #[derive(Clone, Default)]
     struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
