@@ -299,3 +299,96 @@ fn a_locked_history_delays_no_ban_and_catches_up() {
     assert_eq!(banned_ips(&s.jail_status("manual")), Vec::<&str>::new());
     assert!(d.stop());
 }
+
+/// What `ban -` answered: the addresses it banned, and those it said it
+/// did not ban (`nftban: not banned: ADDR: why` on stderr).
+fn ban_answer(o: &std::process::Output) -> (Vec<String>, Vec<String>) {
+    let banned = stdout(o)
+        .lines()
+        .filter_map(|l| l.strip_prefix("banned ")?.split(' ').next().map(str::to_string))
+        .collect();
+    let refused = stderr(o)
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("nftban: not banned: ")?
+                .split(':')
+                .next()
+                .map(str::to_string)
+        })
+        .collect();
+    (banned, refused)
+}
+
+/// A big `ban -` (50,000 addresses, five requests) while another process
+/// deletes nftban's table (`nft delete table`, then `nft flush ruleset`)
+/// in the middle of it. Afterwards the table is back, and kernel, status
+/// and history agree: every address is banned in all three, or was said
+/// not banned in the ban's answer and is in none.
+#[test]
+fn the_table_deleted_in_the_middle_of_a_big_ban() {
+    kernel_test!();
+    let ns = NetNs::create("midbatch").unwrap();
+    for (round, deletion) in [["delete", "table", "inet", "nftban"], ["flush", "ruleset", "", ""]]
+        .iter()
+        .enumerate()
+    {
+        let s = Setup::asterisk("");
+        let d = Daemon::start(&ns, &s);
+        let list = addresses(round as u32 * 100_000, 50_000);
+        let o = std::thread::scope(|sc| {
+            let ban = sc.spawn(|| s.cli_stdin(&["ban", "-"], &list.join("\n")));
+            // Once the daemon has logged bans of the first request, while
+            // the rest are still coming.
+            wait_for("the first bans", || d.log().contains("(by hand)").then_some(()));
+            let args: Vec<&str> = deletion.iter().copied().filter(|a| !a.is_empty()).collect();
+            nft(&ns, &args);
+            ban.join().unwrap()
+        });
+        let (answered, refused) = ban_answer(&o);
+        eprintln!(
+            "{}: {} banned, {} refused",
+            deletion.join(" "),
+            answered.len(),
+            refused.len()
+        );
+        assert_eq!(answered.len() + refused.len(), 50_000, "{}", stderr(&o));
+        let want = sorted(answered);
+        let kernel = wait_for("the table and the bans to be back", || {
+            let o = run(ns
+                .command("nft")
+                .args(["-j", "list", "set", "inet", "nftban", "manual_v4"]));
+            if !o.status.success() {
+                return None;
+            }
+            let got = sorted(set_addrs(&ns, "manual_v4"));
+            (got.len() == want.len()).then_some(got)
+        });
+        assert!(
+            kernel == want,
+            "kernel: {} addresses, answered {}",
+            kernel.len(),
+            want.len()
+        );
+        let st = s.jail_status("manual");
+        let status = sorted(banned_ips(&st).iter().map(|a| a.to_string()).collect());
+        assert!(
+            status == want,
+            "status: {} addresses, answered {}",
+            status.len(),
+            want.len()
+        );
+        assert!(d.stop());
+
+        nft(&ns, &["delete", "table", "inet", "nftban"]);
+        let d = Daemon::start(&ns, &s);
+        let history = sorted(set_addrs(&ns, "manual_v4"));
+        assert!(
+            history == want,
+            "history restores {} addresses, answered {}",
+            history.len(),
+            want.len()
+        );
+        assert!(d.stop());
+        nft(&ns, &["delete", "table", "inet", "nftban"]);
+    }
+}
