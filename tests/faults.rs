@@ -392,3 +392,160 @@ fn the_table_deleted_in_the_middle_of_a_big_ban() {
         nft(&ns, &["delete", "table", "inet", "nftban"]);
     }
 }
+
+/// The reading position of the log saved in the history, read by another
+/// connection (the daemon saves it about once a second).
+fn saved_position(s: &Setup) -> Option<u64> {
+    let c = rusqlite::Connection::open_with_flags(db_of(s), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    c.query_row(
+        "SELECT offset FROM positions WHERE path = ?1",
+        [path_str(&s.log)],
+        |r| r.get::<_, i64>(0),
+    )
+    .ok()
+    .map(|o| o as u64)
+}
+
+/// One round of attackers for [`kill_9_at_many_points_of_a_burst`]: `full`
+/// send `maxretry` (3) failures each and must be banned; `short` send 2
+/// and must not be (a failure counted twice would ban them).
+struct Round {
+    full: Vec<String>,
+    short: Vec<String>,
+}
+
+impl Round {
+    fn new(round: u32, each: u32) -> Round {
+        let addr = |i: u32| format!("10.{}.{}.{}", 100 + round, i / 250, i % 250 + 1);
+        Round {
+            full: (0..each).map(addr).collect(),
+            short: (each..2 * each).map(addr).collect(),
+        }
+    }
+
+    /// The burst's lines, a staircase: step `t` writes the first failure
+    /// of attacker `t`, the second of attacker `t - GAP` and the third of
+    /// attacker `t - 2 GAP` (full and short attackers alternate), so that
+    /// each attacker's failures lie far apart and bans are made all along
+    /// the burst after its start: a kill anywhere splits some attackers'
+    /// failures between two runs, and falls among bans being made.
+    fn lines(&self) -> Vec<String> {
+        const GAP: usize = 25;
+        let all: Vec<(&String, bool)> = self
+            .full
+            .iter()
+            .zip(&self.short)
+            .flat_map(|(f, s)| [(f, true), (s, false)])
+            .collect();
+        let mut lines = Vec::new();
+        for t in 0..all.len() + 2 * GAP {
+            let nth = |back: usize| t.checked_sub(back).and_then(|i| all.get(i));
+            if let Some((a, _)) = nth(0) {
+                lines.push(failed_registration(a));
+            }
+            if let Some((a, _)) = nth(GAP) {
+                lines.push(failed_registration(a));
+            }
+            if let Some((a, true)) = nth(2 * GAP) {
+                lines.push(failed_registration(a));
+            }
+        }
+        lines
+    }
+}
+
+/// `kill -9` at nine points of a burst of failures, each followed by a
+/// restart that reads the rest of the log from the saved position: right
+/// after each eighth of the burst is written (while the daemon reads it,
+/// and once the history holds a position inside the burst, so that the
+/// restart resumes from saved failure counts), and after it was all read. After each restart the kernel and status
+/// hold exactly the attackers that sent three failures (every ban in the
+/// kernel is known, none is missing), and no attacker that sent two is
+/// banned: no failure was counted twice (a line read again although its
+/// failure was saved) nor lost (a position saved past a failure that was
+/// not). At the end the history alone restores exactly those bans into an
+/// emptied kernel.
+#[test]
+fn kill_9_at_many_points_of_a_burst() {
+    kernel_test!();
+    let ns = NetNs::create("kill9many").unwrap();
+    let s = Setup::asterisk("");
+    let mut want: Vec<String> = Vec::new();
+    const SLICES: usize = 8;
+    const PAUSE: Duration = Duration::from_millis(50);
+    for round in 0..=SLICES {
+        let r = Round::new(round as u32, 150);
+        let lines = r.lines();
+        let of_round = |ns: &NetNs| {
+            set_addrs(ns, "asterisk_v4")
+                .iter()
+                .filter(|a| r.full.contains(a) || r.short.contains(a))
+                .count()
+        };
+        let mut d = Some(Daemon::start(&ns, &s));
+        let mut at_kill = 0;
+        for (k, part) in lines.chunks(lines.len().div_ceil(SLICES)).enumerate() {
+            if k + 1 == round {
+                // Once the history holds a position inside the burst (with
+                // the failure counts up to it), kill while the daemon reads
+                // the next slice.
+                let read = std::fs::metadata(&s.log).unwrap().len();
+                wait_for("a position saved inside the burst", || {
+                    (saved_position(&s)? >= read).then_some(())
+                });
+                s.append(part);
+                d.take().unwrap().kill();
+                at_kill = of_round(&ns);
+            } else {
+                s.append(part);
+                std::thread::sleep(PAUSE);
+            }
+        }
+        if let Some(d) = d.take() {
+            // Round 0: killed once the whole burst was read (a third
+            // failure is the burst's last line).
+            let last = r.full.last().unwrap().clone();
+            wait_for("the burst to be read", || {
+                set_addrs(&ns, "asterisk_v4").contains(&last).then_some(())
+            });
+            d.kill();
+            at_kill = of_round(&ns);
+        }
+        eprintln!(
+            "round {round}: killed after {} of {SLICES} eighths of the burst, {at_kill} of its {} bans in the kernel",
+            if round == 0 { SLICES } else { round },
+            r.full.len()
+        );
+
+        let d = Daemon::start(&ns, &s);
+        // A last attacker after the burst: once it is banned, every line
+        // before it has been read.
+        let sentinel = format!("10.99.0.{}", round + 1);
+        s.failures(&sentinel, 3);
+        want.extend(r.full.iter().cloned());
+        want.push(sentinel.clone());
+        let st = s.wait_jail("asterisk", &format!("round {round}: the sentinel banned"), |st| {
+            st.banned.iter().any(|b| b.ip == sentinel)
+        });
+        let status = sorted(banned_ips(&st).iter().map(|a| a.to_string()).collect());
+        let kernel = sorted(set_addrs(&ns, "asterisk_v4"));
+        let short: Vec<&String> = r.short.iter().filter(|a| status.contains(a)).collect();
+        assert_eq!(short, Vec::<&String>::new(), "round {round}: banned with two failures");
+        let missing: Vec<&String> = want.iter().filter(|a| !status.contains(a)).collect();
+        assert_eq!(missing, Vec::<&String>::new(), "round {round}: a failure was lost");
+        assert!(status == sorted(want.clone()), "round {round}: status");
+        assert!(kernel == status, "round {round}: kernel and status differ");
+        if round % 2 == 1 {
+            assert!(d.stop());
+        } else {
+            d.kill();
+        }
+    }
+    nft(&ns, &["delete", "table", "inet", "nftban"]);
+    let d = Daemon::start(&ns, &s);
+    assert!(
+        sorted(set_addrs(&ns, "asterisk_v4")) == sorted(want.clone()),
+        "the history restores"
+    );
+    assert!(d.stop());
+}
