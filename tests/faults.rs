@@ -300,6 +300,81 @@ fn a_locked_history_delays_no_ban_and_catches_up() {
     assert!(d.stop());
 }
 
+/// Damage the history under a running daemon: another connection moves
+/// every page into the file (emptying the WAL, which also tells the
+/// daemon's connection to read the file again), then every page after the
+/// first is overwritten with garbage, as a failing disk or a stray write
+/// would.
+fn damage_under_the_daemon(db: &Path) {
+    use std::os::unix::fs::FileExt;
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+    drop(c);
+    let f = std::fs::OpenOptions::new().write(true).open(db).unwrap();
+    let len = f.metadata().unwrap().len();
+    let junk: Vec<u8> = (0..len - 4096)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8)
+        .collect();
+    f.write_all_at(&junk, 4096).unwrap();
+}
+
+/// The history damaged while the daemon runs: every read and write then
+/// fails with `database disk image is malformed`, and would until a
+/// restart. Bans by the log and by hand keep reaching the kernel and unban
+/// works; the damage is logged once, and at the next save the file is
+/// moved aside and a new history written with every running ban from the
+/// engine's record. Before, the history stayed broken: a restart then
+/// moved it aside and restored only the bans of the pending file (3 of the
+/// 2,103 running), the others being lost with the process.
+#[test]
+fn a_history_damaged_while_running_is_replaced_with_the_running_bans() {
+    kernel_test!();
+    let ns = NetNs::create("dbrot").unwrap();
+    let s = Setup::asterisk("");
+    let d = Daemon::start(&ns, &s);
+    let list = addresses(1, 2000).join("\n");
+    assert!(s.cli_stdin(&["ban", "-"], &list).status.success());
+    wait_pending_moved(&s);
+
+    damage_under_the_daemon(&db_of(&s));
+    let mut banned = Vec::new();
+    let addrs: Vec<String> = (1..4).map(|i| format!("198.51.100.{i}")).collect();
+    ban_through_the_log(&ns, &s, &addrs, &mut banned);
+    wait_for("a save to find the damage", || {
+        (s.try_status()?.history_errors > 0).then_some(())
+    });
+    let more = addresses(5000, 100);
+    let o = s.cli_stdin(&["ban", "-"], &more.join("\n"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = s.cli_ok(&["unban", "10.0.0.1"]);
+    assert_eq!(stdout(&o), "unbanned 10.0.0.1 from jail manual\n");
+    ban_through_the_log(&ns, &s, &["198.51.100.4".to_string()], &mut banned);
+    let manual = sorted(set_addrs(&ns, "manual_v4"));
+    assert_eq!(manual.len(), 2099);
+
+    let replaced = "was moved aside to";
+    wait_for("the damaged history to be replaced", || {
+        (d.log().contains(replaced) && s.try_status()?.history_waiting == 0).then_some(())
+    });
+    let log = d.log();
+    assert_eq!(log.matches("database disk image is malformed").count(), 1, "{log}");
+    assert_eq!(log.matches(replaced).count(), 1, "{log}");
+    assert_eq!(moved_aside(&s).len(), 1);
+    // The new history takes what comes after.
+    ban_through_the_log(&ns, &s, &["198.51.100.5".to_string()], &mut banned);
+    assert!(d.stop());
+
+    nft(&ns, &["delete", "table", "inet", "nftban"]);
+    let d = Daemon::start(&ns, &s);
+    assert!(
+        sorted(set_addrs(&ns, "manual_v4")) == manual,
+        "the manual bans restored"
+    );
+    assert_eq!(sorted(set_addrs(&ns, "asterisk_v4")), sorted(banned));
+    assert_eq!(moved_aside(&s).len(), 1, "the new history is sound");
+    assert!(d.stop());
+}
+
 /// What `ban -` answered: the addresses it banned, and those it said it
 /// did not ban (`nftban: not banned: ADDR: why` on stderr).
 fn ban_answer(o: &std::process::Output) -> (Vec<String>, Vec<String>) {

@@ -325,6 +325,30 @@ impl Store {
         Ok(store)
     }
 
+    /// Replace a database found damaged while the daemon runs: moved aside
+    /// as at open (see [`files::move_aside`]) and an empty one put in its
+    /// place. The pending file is emptied too: its bans are running ones,
+    /// and the caller writes every running ban into the new history
+    /// anyway. Returns where the damaged file went.
+    pub fn replace_damaged(&mut self) -> Result<PathBuf> {
+        let path = self.path.clone();
+        let placeholder = Connection::open_in_memory().map_err(|e| self.sql(e))?;
+        let damaged = std::mem::replace(&mut self.conn, placeholder);
+        // Closed as it is: no checkpoint copies WAL pages into the file.
+        let _ = damaged.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
+        drop(damaged);
+        let aside = files::move_aside(&path, SystemTime::now())?;
+        files::prepare(&path)?;
+        let conn = match connect(&path)? {
+            Opened::Sound(conn) => conn,
+            Opened::Damaged(damage) => return Err(Error::Damaged { path, damage }),
+        };
+        conn.busy_timeout(BUSY_WAIT).map_err(|e| self.sql(e))?;
+        self.conn = conn;
+        self.pending.clear().map_err(|e| self.pending_err(e))?;
+        Ok(aside)
+    }
+
     /// Put bans a crashed run left in the pending file into SQLite, each
     /// unless SQLite has it already (the run died after its commit but
     /// before emptying the file), then empty the file.
@@ -359,6 +383,11 @@ impl Store {
     /// follows, or the daemon stops).
     pub fn sync(&mut self) -> Result<()> {
         self.save(&[], &[], &[], &[])
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Whether bans wait in the pending file.
