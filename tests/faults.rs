@@ -624,3 +624,53 @@ fn kill_9_at_many_points_of_a_burst() {
     );
     assert!(d.stop());
 }
+
+/// The history locked by another process while the daemon restarts: by a
+/// reload (which re-executes it), then by a start after `kill -9` with
+/// bans still in the pending file. Before, the restart could not move
+/// those bans into SQLite within the busy timeout and stopped (`nftban:
+/// error: ban database ...: database is locked`): no daemon until someone
+/// started it again after the lock was gone. Now it starts, restores what
+/// SQLite holds and what the pending file holds, bans, and moves the
+/// pending bans into SQLite once the lock is gone.
+#[test]
+fn a_locked_history_does_not_stop_a_restart() {
+    kernel_test!();
+    let ns = NetNs::create("dblockre").unwrap();
+    let s = Setup::asterisk("");
+    let mut d = Daemon::start(&ns, &s);
+    let pid = d.child.id();
+    s.cli_ok(&["ban", "203.0.113.1"]);
+    wait_pending_moved(&s);
+    let lock = Lock::hold(&db_of(&s));
+    s.cli_ok(&["ban", "203.0.113.2"]);
+    s.cli_ok(&["reload"]);
+    wait_for("the reloaded daemon to restore both bans", || {
+        let st = s.try_jail_status("manual")?;
+        (banned_ips(&st) == ["203.0.113.1", "203.0.113.2"]).then_some(())
+    });
+    assert!(d.is_running(), "{}", d.log());
+    assert_eq!(d.child.id(), pid);
+
+    s.cli_ok(&["ban", "203.0.113.3"]);
+    d.kill();
+    nft(&ns, &["delete", "table", "inet", "nftban"]);
+    let d = Daemon::start(&ns, &s);
+    let want = ["203.0.113.1", "203.0.113.2", "203.0.113.3"];
+    assert_eq!(banned_ips(&s.jail_status("manual")), want);
+    assert_eq!(sorted(set_addrs(&ns, "manual_v4")), want);
+    let log = d.log();
+    assert!(
+        log.contains("cannot move the 2 ban(s) left in") && log.contains("database is locked"),
+        "{log}"
+    );
+    drop(lock);
+    wait_pending_moved(&s);
+    assert!(d.stop());
+
+    nft(&ns, &["delete", "table", "inet", "nftban"]);
+    std::fs::write(s.dir.path().join("nftban.db-pending"), "").unwrap();
+    let d = Daemon::start(&ns, &s);
+    assert_eq!(sorted(set_addrs(&ns, "manual_v4")), want, "all in SQLite now");
+    assert!(d.stop());
+}

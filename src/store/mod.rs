@@ -147,6 +147,13 @@ pub use damage::Damage;
 pub use files::check_writable;
 use schema::VERSION;
 
+/// A ban of the pending file left by an earlier run, unless SQLite holds
+/// it already (the run died after its commit but before emptying the
+/// file).
+const INSERT_UNLESS_HELD: &str = "INSERT INTO bans (jail, net, banned_at, expires_at, origin, reason)
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM bans
+         WHERE net = ?2 AND jail = ?1 AND banned_at = ?3 AND expires_at = ?4)";
+
 /// Bans recorded in one call up to this many go to the pending file; more
 /// go straight into SQLite (one transaction is then cheap per ban).
 const SMALL_WRITE: usize = 64;
@@ -237,6 +244,11 @@ pub struct Store {
     pending: pending::Pending,
     /// Whether the last append to the pending file failed (logged once).
     pending_failing: bool,
+    /// Bans an earlier run left in the pending file that could not be
+    /// moved into SQLite when the store opened (another process held the
+    /// lock, a full disk): still in that file, moved with the next save
+    /// that works, each unless SQLite holds it already.
+    left: Vec<BanRecord>,
 }
 
 /// Seconds since the epoch as SQLite keeps them; a time before the epoch
@@ -312,16 +324,29 @@ impl Store {
             path: path.to_path_buf(),
             pending,
             pending_failing: false,
+            left: Vec::new(),
         };
-        if !left.is_empty() {
-            store.replay(&left)?;
-            tracing::info!(
-                "moved {} ban(s) left in {} by an earlier run into the history",
-                left.len(),
-                store.pending.path().display()
-            );
-        }
         store.conn.busy_timeout(BUSY_WAIT).map_err(|e| store.sql(e))?;
+        if !left.is_empty() {
+            // Not worth refusing to start over (a reload while an admin's
+            // `sqlite3` holds a transaction used to stop the daemon): the
+            // bans are safe in the file, and reads add them meanwhile.
+            match store.replay(&left) {
+                Ok(()) => tracing::info!(
+                    "moved {} ban(s) left in {} by an earlier run into the history",
+                    left.len(),
+                    store.pending.path().display()
+                ),
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot move the {} ban(s) left in {} by an earlier run into the history now ({e}): they stay in that file, are restored from it, and are moved at a later save",
+                        left.len(),
+                        store.pending.path().display()
+                    );
+                    store.left = left;
+                }
+            }
+        }
         Ok(store)
     }
 
@@ -345,6 +370,7 @@ impl Store {
         };
         conn.busy_timeout(BUSY_WAIT).map_err(|e| self.sql(e))?;
         self.conn = conn;
+        self.left.clear();
         self.pending.clear().map_err(|e| self.pending_err(e))?;
         Ok(aside)
     }
@@ -360,13 +386,7 @@ impl Store {
         };
         let tx = self.conn.transaction().map_err(sql)?;
         for b in left {
-            tx.execute(
-                "INSERT INTO bans (jail, net, banned_at, expires_at, origin, reason)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM bans
-                     WHERE net = ?2 AND jail = ?1 AND banned_at = ?3 AND expires_at = ?4)",
-                row(b),
-            )
-            .map_err(sql)?;
+            tx.execute(INSERT_UNLESS_HELD, row(b)).map_err(sql)?;
         }
         tx.commit().map_err(sql)?;
         self.pending.clear().map_err(|e| self.pending_err(e))
@@ -392,7 +412,38 @@ impl Store {
 
     /// Whether bans wait in the pending file.
     pub fn has_pending(&self) -> bool {
-        !self.pending.bans().is_empty()
+        !self.pending.bans().is_empty() || !self.left.is_empty()
+    }
+
+    /// Whether SQLite holds the ban record `b` (same jail, net and times).
+    fn holds(&self, b: &BanRecord) -> Result<bool> {
+        let (jail, net, at, expires, _, _) = row(b);
+        self.conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM bans WHERE net = ?2 AND jail = ?1 AND banned_at = ?3 AND expires_at = ?4)",
+            )
+            .and_then(|mut s| s.query_row(params![jail, net, at, expires], |r| r.get::<_, bool>(0)))
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Move the pending bans into SQLite before a read; if that cannot be
+    /// done now (another process holds the lock), the read goes on and
+    /// `Ok` lists the bans that wait, for the reader to add (a restart
+    /// during the lock must still restore them). `Err` only for damage.
+    fn sync_for_read(&mut self) -> Result<Vec<BanRecord>> {
+        match self.sync() {
+            Ok(()) => Ok(Vec::new()),
+            Err(e) if e.is_damage() => Err(e),
+            Err(_) => {
+                let mut waiting = self.pending.bans().to_vec();
+                for b in &self.left {
+                    if !self.holds(b)? {
+                        waiting.push(b.clone());
+                    }
+                }
+                Ok(waiting)
+            }
+        }
     }
 
     fn sql(&self, source: rusqlite::Error) -> Error {
@@ -453,6 +504,10 @@ impl Store {
         let c = &self.conn;
         c.prepare_cached("BEGIN").and_then(|mut s| s.execute([])).map_err(sql)?;
         let written = (|| -> rusqlite::Result<()> {
+            let mut stmt = c.prepare_cached(INSERT_UNLESS_HELD)?;
+            for b in &self.left {
+                stmt.execute(row(b))?;
+            }
             let mut stmt = c.prepare_cached(
                 "INSERT INTO bans (jail, net, banned_at, expires_at, origin, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
@@ -508,7 +563,8 @@ impl Store {
         }
         written.map_err(sql)?;
         ended.map_err(sql)?;
-        if self.has_pending() {
+        let replayed = !std::mem::take(&mut self.left).is_empty();
+        if replayed || self.has_pending() {
             // If the file cannot be emptied, a crash replays its lines and
             // skips them there as already held.
             if let Err(e) = self.pending.clear() {
@@ -549,7 +605,7 @@ impl Store {
     /// Bans that are neither expired at `now` nor lifted: one per (jail,
     /// net), with the latest expiry.
     pub fn active(&mut self, now: SystemTime) -> Result<Vec<ActiveBan>> {
-        self.sync()?;
+        let waiting = self.sync_for_read()?;
         let mut stmt = self
             .conn
             .prepare(
@@ -580,6 +636,24 @@ impl Store {
                 Err(_) => tracing::warn!(%net, "ban database holds an unreadable address; skipped"),
             }
         }
+        drop(stmt);
+        // Bans not in SQLite yet are newer than every unban there (an
+        // unban moves them in first): each runs, at least until its end.
+        for b in waiting.into_iter().filter(|b| b.expires > now) {
+            match out.iter_mut().find(|a| a.jail == b.jail && a.net == b.net) {
+                Some(a) if a.expires >= b.expires => {}
+                Some(a) => {
+                    a.expires = b.expires;
+                    a.reason = b.reason;
+                }
+                None => out.push(ActiveBan {
+                    jail: b.jail,
+                    net: b.net,
+                    expires: b.expires,
+                    reason: b.reason,
+                }),
+            }
+        }
         Ok(out)
     }
 
@@ -598,7 +672,8 @@ impl Store {
     /// How many times `net` was banned in `jail` before (for the bantime
     /// increment of repeat offenders).
     pub fn ban_count(&self, jail: &str, net: &IpNet) -> Result<u64> {
-        let pending = self.pending.count(jail, net);
+        let pending =
+            self.pending.count(jail, net) + self.left.iter().filter(|b| b.jail == jail && b.net == *net).count() as u64;
         self.conn
             .query_row(
                 "SELECT COUNT(*) FROM bans WHERE jail = ?1 AND net = ?2",
@@ -671,7 +746,7 @@ impl Store {
     /// oldest first; escalated prefixes left out (their addresses' bans
     /// are there).
     pub fn bans_since(&mut self, since: SystemTime) -> Result<Vec<(String, IpNet, SystemTime)>> {
-        self.sync()?;
+        let waiting = self.sync_for_read()?;
         let mut stmt = self
             .conn
             .prepare(
@@ -690,6 +765,14 @@ impl Store {
                 out.push((jail, net, time(at)));
             }
         }
+        let since = secs(since);
+        out.extend(
+            waiting
+                .into_iter()
+                .filter(|b| b.origin != Origin::Escalated && secs(b.at) >= since)
+                .map(|b| (b.jail, b.net, time(secs(b.at)))),
+        );
+        out.sort_by_key(|(_, _, at)| *at);
         Ok(out)
     }
 

@@ -584,3 +584,51 @@ fn a_zero_length_database_is_an_empty_history() {
     assert!(set_aside(dir.path()).is_empty());
     assert!(s.active(t(0)).unwrap().is_empty());
 }
+
+/// Another process's exclusive transaction on `db`, until dropped.
+fn locked(db: &std::path::Path) -> Connection {
+    let c = Connection::open(db).unwrap();
+    c.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    c
+}
+
+/// A store opened while another process holds the lock, with bans an
+/// earlier run left in the pending file: it opens (it used to fail, and
+/// the daemon with it), its reads count those bans, and the next save
+/// once the lock is gone moves them in, once. A line SQLite already holds
+/// (the earlier run died between its commit and emptying the file), here
+/// unbanned since, is not taken for a running ban.
+#[test]
+fn bans_left_in_the_pending_file_wait_for_a_locked_database() {
+    let (_dir, db, mut s) = one_ban_recorded();
+    let held = std::fs::read(pending_path(&db)).unwrap();
+    s.sync().unwrap();
+    s.record_unban(Some("sshd"), &"198.51.100.1/32".parse().unwrap(), t(5))
+        .unwrap();
+    s.record_bans(&[ban("sshd", "198.51.100.2/32", 10, 100)]).unwrap();
+    crash(s, &db);
+    let mut pending = held;
+    pending.extend(std::fs::read(pending_path(&db)).unwrap());
+    std::fs::write(pending_path(&db), &pending).unwrap();
+
+    let lock = locked(&db);
+    let mut s = Store::open(&db).unwrap();
+    assert!(s.has_pending());
+    let active: Vec<String> = s.active(t(20)).unwrap().iter().map(|b| b.net.to_string()).collect();
+    assert_eq!(active, ["198.51.100.2/32"]);
+    let net = |n: &str| n.parse::<IpNet>().unwrap();
+    assert_eq!(s.ban_count("sshd", &net("198.51.100.2/32")).unwrap(), 1);
+    let since: Vec<String> = s.bans_since(t(0)).unwrap().iter().map(|b| b.1.to_string()).collect();
+    assert_eq!(since, ["198.51.100.1/32", "198.51.100.2/32"]);
+    assert!(s.sync().is_err(), "still locked");
+
+    drop(lock);
+    s.sync().unwrap();
+    assert!(!s.has_pending());
+    assert_eq!(std::fs::metadata(pending_path(&db)).unwrap().len(), 0);
+    let raw = Connection::open(&db).unwrap();
+    let rows: i64 = raw.query_row("SELECT COUNT(*) FROM bans", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 2, "each ban once");
+    let active: Vec<String> = s.active(t(20)).unwrap().iter().map(|b| b.net.to_string()).collect();
+    assert_eq!(active, ["198.51.100.2/32"]);
+}
