@@ -33,8 +33,8 @@ use rusqlite::{params, Connection};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The database file cannot be opened or created.
-    #[error("cannot open the ban database {path}: {source}")]
-    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("cannot open the ban database {path}: {error}")]
+    Open { path: PathBuf, error: rusqlite::Error },
     /// The database's folder cannot be created or written, or the
     /// database file cannot be created (see [`files`]).
     #[error(transparent)]
@@ -43,8 +43,8 @@ pub enum Error {
     #[error("the ban database {path} has schema version {found}, newer than this nftban understands ({VERSION}); upgrade nftban or move the file away")]
     TooNew { path: PathBuf, found: i64 },
     /// A read or write failed (disk full, I/O error, corruption).
-    #[error("ban database {path}: {source}")]
-    Sql { path: PathBuf, source: rusqlite::Error },
+    #[error("ban database {path}: {error}")]
+    Sql { path: PathBuf, error: rusqlite::Error },
     /// The file is not a sound ban history (see [`damage`]).
     #[error("the ban database {} is damaged: {damage} (`nftban run` moves a damaged history aside, to {}.corrupt-YYYYMMDDTHHMMSS, and starts an empty one)", .path.display(), .path.display())]
     Damaged { path: PathBuf, damage: Damage },
@@ -65,7 +65,7 @@ impl Error {
     /// unlike a lock or a full disk; the next start moves it aside.
     pub fn is_damage(&self) -> bool {
         match self {
-            Error::Sql { source, .. } | Error::Open { source, .. } => damage::is_damage(source),
+            Error::Sql { error, .. } | Error::Open { error, .. } => damage::is_damage(error),
             Error::Damaged { .. } => true,
             _ => false,
         }
@@ -182,13 +182,13 @@ enum Opened {
 /// current schema. `Err` when it cannot be opened, read or migrated for
 /// another reason than damage (locked, I/O, too new).
 fn connect(path: &Path) -> Result<Opened> {
-    let sql = |source| Error::Sql {
+    let sql = |error| Error::Sql {
         path: path.to_path_buf(),
-        source,
+        error,
     };
-    let conn = Connection::open(path).map_err(|source| Error::Open {
+    let conn = Connection::open(path).map_err(|error| Error::Open {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     conn.busy_timeout(OPEN_WAIT).map_err(sql)?;
     // Closing the last connection would otherwise copy the WAL's pages into
@@ -218,14 +218,14 @@ pub fn check_intact(db: &Path) -> Result<()> {
     if !db.exists() {
         return Ok(());
     }
-    let sql = |source| Error::Sql {
+    let sql = |error| Error::Sql {
         path: db.to_path_buf(),
-        source,
+        error,
     };
     let conn =
-        Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|source| Error::Open {
+        Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|error| Error::Open {
             path: db.to_path_buf(),
-            source,
+            error,
         })?;
     conn.busy_timeout(OPEN_WAIT).map_err(sql)?;
     match damage::diagnose(&conn).map_err(sql)? {
@@ -380,9 +380,9 @@ impl Store {
     /// before emptying the file), then empty the file.
     fn replay(&mut self, left: &[BanRecord]) -> Result<()> {
         let path = self.path.clone();
-        let sql = |source| Error::Sql {
+        let sql = |error| Error::Sql {
             path: path.clone(),
-            source,
+            error,
         };
         let tx = self.conn.transaction().map_err(sql)?;
         for b in left {
@@ -449,7 +449,7 @@ impl Store {
     fn sql(&self, source: rusqlite::Error) -> Error {
         Error::Sql {
             path: self.path.clone(),
-            source,
+            error: source,
         }
     }
 
@@ -494,9 +494,9 @@ impl Store {
             return Ok(());
         }
         let path = self.path.clone();
-        let sql = |source| Error::Sql {
+        let sql = |error| Error::Sql {
             path: path.clone(),
-            source,
+            error,
         };
         // BEGIN and COMMIT as cached statements: `Connection::transaction`
         // parses both again each time, which showed at hundreds of bans a

@@ -632,3 +632,20 @@ fn bans_left_in_the_pending_file_wait_for_a_locked_database() {
     let active: Vec<String> = s.active(t(20)).unwrap().iter().map(|b| b.net.to_string()).collect();
     assert_eq!(active, ["198.51.100.2/32"]);
 }
+
+/// The CLI prints an error with its causes (`{:#}`): SQLite's message was
+/// said three times ("ban database X: database is locked: database is
+/// locked: Error code 5: database is locked"), the field holding it being
+/// also the error's source. It is said once.
+#[test]
+fn an_sqlite_error_is_said_once() {
+    let c = Connection::open_in_memory().unwrap();
+    let error = c.execute_batch("SELEC 1").unwrap_err();
+    let said = error.to_string();
+    let e = Error::Sql {
+        path: "/x/nftban.db".into(),
+        error,
+    };
+    let text = format!("{:#}", anyhow::Error::from(e));
+    assert_eq!(text, format!("ban database /x/nftban.db: {said}"));
+}
