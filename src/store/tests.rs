@@ -649,3 +649,24 @@ fn an_sqlite_error_is_said_once() {
     let text = format!("{:#}", anyhow::Error::from(e));
     assert_eq!(text, format!("ban database /x/nftban.db: {said}"));
 }
+
+/// Noise in the `-wal` or `-shm` beside a sound database is no damage:
+/// SQLite ignores a WAL whose header does not check and rebuilds the
+/// index of `-shm`. Nothing is moved and every ban is still there.
+#[test]
+fn noise_in_the_wal_or_shm_file_loses_nothing() {
+    for suffix in ["-wal", "-shm"] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = history_of(dir.path(), 500);
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        std::fs::write(&p, vec![0x5a; 64 * 1024]).unwrap();
+        check_intact(&db).unwrap();
+        let mut s = Store::open(&db).unwrap();
+        assert!(set_aside(dir.path()).is_empty(), "{suffix}");
+        assert_eq!(s.active(t(1)).unwrap().len(), 500, "{suffix}");
+        s.record_bans(&[ban("sshd", "192.0.2.8/32", 1, 100)]).unwrap();
+        s.sync().unwrap();
+        assert_eq!(s.active(t(1)).unwrap().len(), 501, "{suffix}");
+    }
+}
