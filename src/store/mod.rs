@@ -62,7 +62,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// Whether SQLite said the file is damaged (`database disk image is
     /// malformed`, `file is not a database`): it will not heal by itself,
-    /// unlike a lock or a full disk; the next start moves it aside.
+    /// unlike a lock or a full disk, so it is replaced (at open, or by the
+    /// engine's next save with [`Store::replace_damaged`]).
     pub fn is_damage(&self) -> bool {
         match self {
             Error::Sql { error, .. } | Error::Open { error, .. } => damage::is_damage(error),
