@@ -43,6 +43,9 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
             // The daemon writes every ban there before the kernel gets it:
             // a read-only or foreign folder must fail here, not at start.
             crate::store::check_writable(&config.database)?;
+            // Read only: a damaged history is reported, not moved (the
+            // daemon moves it aside when it starts).
+            crate::store::check_intact(&config.database)?;
             println!("{}: OK", path.display());
             println!(
                 "logs go to: {}",

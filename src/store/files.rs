@@ -51,6 +51,14 @@ pub enum FilesError {
     /// An existing file of the history cannot be opened for writing.
     #[error("cannot write the ban database file {}: {}", .file.display(), plainly(.error))]
     FileUnwritable { file: PathBuf, error: io::Error },
+    /// A damaged database (or one of SQLite's files beside it) cannot be
+    /// moved aside.
+    #[error("cannot move the damaged ban database file {} aside to {}: {}", .file.display(), .aside.display(), plainly(.error))]
+    MoveAside {
+        file: PathBuf,
+        aside: PathBuf,
+        error: io::Error,
+    },
 }
 
 /// An I/O error in words an admin acts on: "read-only file system" and
@@ -67,14 +75,83 @@ fn plainly(e: &io::Error) -> String {
     }
 }
 
+/// `path` with `suffix` appended to its name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// The suffixes of the files SQLite keeps beside a database.
+const SQLITE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
 /// The files SQLite keeps beside `db`, and the pending file.
 fn companions(db: &Path) -> [PathBuf; 4] {
-    let with = |suffix: &str| {
-        let mut p = db.as_os_str().to_owned();
-        p.push(suffix);
-        PathBuf::from(p)
-    };
+    let with = |suffix: &str| with_suffix(db, suffix);
     [with("-wal"), with("-shm"), with("-journal"), with("-pending")]
+}
+
+/// Move the damaged database `db` out of the way, with the files SQLite
+/// keeps beside it, to `DB.corrupt-YYYYMMDDTHHMMSS` (UTC, of `now`; `-2`,
+/// `-3`... added if that name is taken): its `-wal` beside the new name as
+/// `DB.corrupt-...-wal`, so that `sqlite3` opens the copy as it was. Never
+/// deleted, never left where SQLite would pair it with a new database (a
+/// WAL applied to another file damages it). The copy is 0600 like every
+/// file of the history. The pending file stays: its lines are whole records
+/// of their own, still to be moved into the new history. Returns the new
+/// name of the database.
+pub(super) fn move_aside(db: &Path, now: std::time::SystemTime) -> Result<PathBuf, FilesError> {
+    let stamp = format!("{}.corrupt-{}", db.display(), utc_stamp(now));
+    let aside = (1..)
+        .map(|n| PathBuf::from(if n == 1 { stamp.clone() } else { format!("{stamp}-{n}") }))
+        .find(|p| !p.exists() && SQLITE_FILES.iter().all(|s| !with_suffix(p, s).exists()))
+        .unwrap_or_else(|| PathBuf::from(stamp));
+    let moves = std::iter::once((db.to_path_buf(), aside.clone())).chain(
+        SQLITE_FILES
+            .iter()
+            .map(|s| (with_suffix(db, s), with_suffix(&aside, s)))
+            .filter(|(from, _)| from.exists()),
+    );
+    for (from, to) in moves {
+        std::fs::rename(&from, &to).map_err(|error| FilesError::MoveAside {
+            file: from.clone(),
+            aside: to.clone(),
+            error,
+        })?;
+        let _ = std::fs::set_permissions(&to, std::fs::Permissions::from_mode(FILE_MODE));
+    }
+    Ok(aside)
+}
+
+/// `now` as `YYYYMMDDTHHMMSS` in UTC.
+fn utc_stamp(now: std::time::SystemTime) -> String {
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// The calendar date of a day counted from 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, for days on or after the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
 }
 
 /// The folder `db` lives in (`.` for a bare file name).
@@ -206,5 +283,49 @@ fn private_folder(folder: &Path) {
             "the folder {} of the ban database is writable by other users (mode {mode:04o}) and cannot be changed: {e}",
             folder.display()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn the_stamp_is_the_utc_date_and_time() {
+        let at = |s: u64| utc_stamp(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "19700101T000000");
+        // 2024-02-29 23:59:59, a leap day.
+        assert_eq!(at(1_709_251_199), "20240229T235959");
+        assert_eq!(at(1_709_251_200), "20240301T000000");
+        // 2100 is not a leap year.
+        assert_eq!(at(4_107_542_400), "21000301T000000");
+    }
+
+    #[test]
+    fn a_damaged_database_moves_aside_with_its_wal_and_nothing_is_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("nftban.db");
+        let now = UNIX_EPOCH + Duration::from_secs(1_709_251_199);
+        for (name, text) in [
+            ("nftban.db", "db"),
+            ("nftban.db-wal", "wal"),
+            ("nftban.db-pending", "pending"),
+        ] {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let aside = move_aside(&db, now).unwrap();
+        assert_eq!(aside, dir.path().join("nftban.db.corrupt-20240229T235959"));
+        assert_eq!(std::fs::read_to_string(&aside).unwrap(), "db");
+        assert_eq!(std::fs::read_to_string(with_suffix(&aside, "-wal")).unwrap(), "wal");
+        assert_eq!(std::fs::metadata(&aside).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(!db.exists() && !with_suffix(&db, "-wal").exists());
+        assert!(with_suffix(&db, "-pending").exists(), "the pending file stays");
+
+        std::fs::write(&db, "second").unwrap();
+        let again = move_aside(&db, now).unwrap();
+        assert_eq!(again, dir.path().join("nftban.db.corrupt-20240229T235959-2"));
+        assert_eq!(std::fs::read_to_string(&aside).unwrap(), "db", "the first copy is kept");
+        assert_eq!(std::fs::read_to_string(&again).unwrap(), "second");
     }
 }

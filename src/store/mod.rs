@@ -26,14 +26,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ipnet::IpNet;
 
 use crate::sources::file::Position;
+use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection};
 
 /// Errors of the ban history.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The database file cannot be opened or created.
-    #[error("cannot open the ban database {path}: {source}")]
-    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("cannot open the ban database {path}: {error}")]
+    Open { path: PathBuf, error: rusqlite::Error },
     /// The database's folder cannot be created or written, or the
     /// database file cannot be created (see [`files`]).
     #[error(transparent)]
@@ -42,8 +43,11 @@ pub enum Error {
     #[error("the ban database {path} has schema version {found}, newer than this nftban understands ({VERSION}); upgrade nftban or move the file away")]
     TooNew { path: PathBuf, found: i64 },
     /// A read or write failed (disk full, I/O error, corruption).
-    #[error("ban database {path}: {source}")]
-    Sql { path: PathBuf, source: rusqlite::Error },
+    #[error("ban database {path}: {error}")]
+    Sql { path: PathBuf, error: rusqlite::Error },
+    /// The file is not a sound ban history (see [`damage`]).
+    #[error("the ban database {} is damaged: {damage} (`nftban run` moves a damaged history aside, to {}.corrupt-YYYYMMDDTHHMMSS, and starts an empty one)", .path.display(), .path.display())]
+    Damaged { path: PathBuf, damage: Damage },
     /// The pending file beside the database (see [`pending`]) cannot be
     /// opened or locked.
     #[error(transparent)]
@@ -54,6 +58,20 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Whether SQLite said the file is damaged (`database disk image is
+    /// malformed`, `file is not a database`): it will not heal by itself,
+    /// unlike a lock or a full disk, so it is replaced (at open, or by the
+    /// engine's next save with [`Store::replace_damaged`]).
+    pub fn is_damage(&self) -> bool {
+        match self {
+            Error::Sql { error, .. } | Error::Open { error, .. } => damage::is_damage(error),
+            Error::Damaged { .. } => true,
+            _ => false,
+        }
+    }
+}
 
 /// How a ban came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,15 +140,103 @@ pub struct ActiveBan {
     pub reason: Option<String>,
 }
 
+mod damage;
 mod files;
 mod pending;
 mod schema;
+pub use damage::Damage;
 pub use files::check_writable;
 use schema::VERSION;
+
+/// A ban of the pending file left by an earlier run, unless SQLite holds
+/// it already (the run died after its commit but before emptying the
+/// file).
+const INSERT_UNLESS_HELD: &str = "INSERT INTO bans (jail, net, banned_at, expires_at, origin, reason)
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM bans
+         WHERE net = ?2 AND jail = ?1 AND banned_at = ?3 AND expires_at = ?4)";
 
 /// Bans recorded in one call up to this many go to the pending file; more
 /// go straight into SQLite (one transaction is then cheap per ban).
 const SMALL_WRITE: usize = 64;
+
+/// How long opening the history waits for another process's lock on it
+/// (an admin's `sqlite3` in a transaction, a backup): the daemon is not
+/// running yet, and a restore waits for what it reads.
+const OPEN_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a read or write waits for another process's lock once the
+/// store is open: long enough for another process's one-statement write,
+/// short enough not to stall the engine, whose thread also puts bans into
+/// the kernel. What cannot be written meanwhile is kept (the pending file,
+/// the engine's backlog) and written at a later save. With SQLite's usual
+/// five seconds, every save while another process held the lock stopped
+/// the engine for five seconds, and bans waited that long.
+const BUSY_WAIT: Duration = Duration::from_millis(100);
+
+/// What opening a database found.
+enum Opened {
+    Sound(Connection),
+    Damaged(Damage),
+}
+
+/// Open the database at `path`, check it ([`damage`]) and bring it to the
+/// current schema. `Err` when it cannot be opened, read or migrated for
+/// another reason than damage (locked, I/O, too new).
+fn connect(path: &Path) -> Result<Opened> {
+    let sql = |error| Error::Sql {
+        path: path.to_path_buf(),
+        error,
+    };
+    let conn = Connection::open(path).map_err(|error| Error::Open {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    conn.busy_timeout(OPEN_WAIT).map_err(sql)?;
+    // Closing the last connection would otherwise copy the WAL's pages into
+    // the file: a damaged one is to be moved aside as it was found.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(sql)?;
+    if let Some(damage) = damage::diagnose(&conn).map_err(sql)? {
+        return Ok(Opened::Damaged(damage));
+    }
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)
+        .map_err(sql)?;
+    match schema::migrate(&conn) {
+        Ok(()) => Ok(Opened::Sound(conn)),
+        Err(schema::Failure::TooNew(found)) => Err(Error::TooNew {
+            path: path.to_path_buf(),
+            found,
+        }),
+        Err(schema::Failure::Sql(e)) if damage::is_damage(&e) => Ok(Opened::Damaged(Damage::Unreadable(e))),
+        Err(schema::Failure::Sql(e)) => Err(sql(e)),
+    }
+}
+
+/// Whether the history at `db` is sound, without changing anything: what
+/// `nftban check` runs. A database that does not exist yet is fine (the
+/// daemon creates it).
+pub fn check_intact(db: &Path) -> Result<()> {
+    if !db.exists() {
+        return Ok(());
+    }
+    let sql = |error| Error::Sql {
+        path: db.to_path_buf(),
+        error,
+    };
+    let conn =
+        Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|error| Error::Open {
+            path: db.to_path_buf(),
+            error,
+        })?;
+    conn.busy_timeout(OPEN_WAIT).map_err(sql)?;
+    match damage::diagnose(&conn).map_err(sql)? {
+        None => Ok(()),
+        Some(damage) => Err(Error::Damaged {
+            path: db.to_path_buf(),
+            damage,
+        }),
+    }
+}
 
 /// The ban history database.
 pub struct Store {
@@ -139,6 +245,11 @@ pub struct Store {
     pending: pending::Pending,
     /// Whether the last append to the pending file failed (logged once).
     pending_failing: bool,
+    /// Bans an earlier run left in the pending file that could not be
+    /// moved into SQLite when the store opened (another process held the
+    /// lock, a full disk): still in that file, moved with the next save
+    /// that works, each unless SQLite holds it already.
+    left: Vec<BanRecord>,
 }
 
 /// Seconds since the epoch as SQLite keeps them; a time before the epoch
@@ -172,40 +283,97 @@ fn time(s: i64) -> SystemTime {
 
 impl Store {
     /// Open (or create, with its folder) the database at `path`; its files
-    /// and the folders created for it are private (see [`files`]).
+    /// and the folders created for it are private (see [`files`]). A
+    /// damaged database ([`damage`]) is moved aside and an empty one takes
+    /// its place: the daemon protects with an empty history rather than
+    /// not at all. The error says so loudly, with what that loses.
     pub fn open(path: &Path) -> Result<Store> {
-        let open_err = |source| Error::Open {
-            path: path.to_path_buf(),
-            source,
-        };
         files::prepare(path)?;
-        let conn = Connection::open(path).map_err(open_err)?;
+        // The pending file's lock first: once it is held, no other daemon
+        // uses this database, so a damaged one is this process's to move.
         let (pending, left) = pending::Pending::open(path)?;
+        let conn = match connect(path)? {
+            Opened::Sound(conn) => conn,
+            Opened::Damaged(damage) => {
+                let aside = files::move_aside(path, SystemTime::now())?;
+                let kept = match left.len() {
+                    0 => String::new(),
+                    n => format!(
+                        "; the {n} ban(s) of the last run still in {} go into the new one",
+                        pending.path().display()
+                    ),
+                };
+                tracing::error!(
+                    "the ban database {} is damaged ({damage}): moved aside to {} and started an empty history{kept}. Lost with it: the running bans it held are not restored and not shown by `nftban status` (those still in the kernel drop packets until they expire), files are read from their end (lines written while nftban was stopped are not read), failure counts, bantime increments and recidive start afresh",
+                    path.display(),
+                    aside.display()
+                );
+                files::prepare(path)?;
+                match connect(path)? {
+                    Opened::Sound(conn) => conn,
+                    Opened::Damaged(damage) => {
+                        return Err(Error::Damaged {
+                            path: path.to_path_buf(),
+                            damage,
+                        })
+                    }
+                }
+            }
+        };
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
             pending,
             pending_failing: false,
+            left: Vec::new(),
         };
-        schema::migrate(&store.conn).map_err(|e| match e {
-            schema::Failure::TooNew(found) => Error::TooNew {
-                path: path.to_path_buf(),
-                found,
-            },
-            schema::Failure::Sql(source) => Error::Sql {
-                path: path.to_path_buf(),
-                source,
-            },
-        })?;
+        store.conn.busy_timeout(BUSY_WAIT).map_err(|e| store.sql(e))?;
         if !left.is_empty() {
-            store.replay(&left)?;
-            tracing::info!(
-                "moved {} ban(s) left in {} by an earlier run into the history",
-                left.len(),
-                store.pending.path().display()
-            );
+            // Not worth refusing to start over (a reload while an admin's
+            // `sqlite3` holds a transaction used to stop the daemon): the
+            // bans are safe in the file, and reads add them meanwhile.
+            match store.replay(&left) {
+                Ok(()) => tracing::info!(
+                    "moved {} ban(s) left in {} by an earlier run into the history",
+                    left.len(),
+                    store.pending.path().display()
+                ),
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot move the {} ban(s) left in {} by an earlier run into the history now ({e}): they stay in that file, are restored from it, and are moved at a later save",
+                        left.len(),
+                        store.pending.path().display()
+                    );
+                    store.left = left;
+                }
+            }
         }
         Ok(store)
+    }
+
+    /// Replace a database found damaged while the daemon runs: moved aside
+    /// as at open (see [`files::move_aside`]) and an empty one put in its
+    /// place. The pending file is emptied too: its bans are running ones,
+    /// and the caller writes every running ban into the new history
+    /// anyway. Returns where the damaged file went.
+    pub fn replace_damaged(&mut self) -> Result<PathBuf> {
+        let path = self.path.clone();
+        let placeholder = Connection::open_in_memory().map_err(|e| self.sql(e))?;
+        let damaged = std::mem::replace(&mut self.conn, placeholder);
+        // Closed as it is: no checkpoint copies WAL pages into the file.
+        let _ = damaged.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
+        drop(damaged);
+        let aside = files::move_aside(&path, SystemTime::now())?;
+        files::prepare(&path)?;
+        let conn = match connect(&path)? {
+            Opened::Sound(conn) => conn,
+            Opened::Damaged(damage) => return Err(Error::Damaged { path, damage }),
+        };
+        conn.busy_timeout(BUSY_WAIT).map_err(|e| self.sql(e))?;
+        self.conn = conn;
+        self.left.clear();
+        self.pending.clear().map_err(|e| self.pending_err(e))?;
+        Ok(aside)
     }
 
     /// Put bans a crashed run left in the pending file into SQLite, each
@@ -213,19 +381,13 @@ impl Store {
     /// before emptying the file), then empty the file.
     fn replay(&mut self, left: &[BanRecord]) -> Result<()> {
         let path = self.path.clone();
-        let sql = |source| Error::Sql {
+        let sql = |error| Error::Sql {
             path: path.clone(),
-            source,
+            error,
         };
         let tx = self.conn.transaction().map_err(sql)?;
         for b in left {
-            tx.execute(
-                "INSERT INTO bans (jail, net, banned_at, expires_at, origin, reason)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM bans
-                     WHERE net = ?2 AND jail = ?1 AND banned_at = ?3 AND expires_at = ?4)",
-                row(b),
-            )
-            .map_err(sql)?;
+            tx.execute(INSERT_UNLESS_HELD, row(b)).map_err(sql)?;
         }
         tx.commit().map_err(sql)?;
         self.pending.clear().map_err(|e| self.pending_err(e))
@@ -244,15 +406,51 @@ impl Store {
         self.save(&[], &[], &[], &[])
     }
 
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Whether bans wait in the pending file.
     pub fn has_pending(&self) -> bool {
-        !self.pending.bans().is_empty()
+        !self.pending.bans().is_empty() || !self.left.is_empty()
+    }
+
+    /// Whether SQLite holds the ban record `b` (same jail, net and times).
+    fn holds(&self, b: &BanRecord) -> Result<bool> {
+        let (jail, net, at, expires, _, _) = row(b);
+        self.conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM bans WHERE net = ?2 AND jail = ?1 AND banned_at = ?3 AND expires_at = ?4)",
+            )
+            .and_then(|mut s| s.query_row(params![jail, net, at, expires], |r| r.get::<_, bool>(0)))
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Move the pending bans into SQLite before a read; if that cannot be
+    /// done now (another process holds the lock), the read goes on and
+    /// `Ok` lists the bans that wait, for the reader to add (a restart
+    /// during the lock must still restore them). `Err` only for damage.
+    fn sync_for_read(&mut self) -> Result<Vec<BanRecord>> {
+        match self.sync() {
+            Ok(()) => Ok(Vec::new()),
+            Err(e) if e.is_damage() => Err(e),
+            Err(_) => {
+                let mut waiting = self.pending.bans().to_vec();
+                for b in &self.left {
+                    if !self.holds(b)? {
+                        waiting.push(b.clone());
+                    }
+                }
+                Ok(waiting)
+            }
+        }
     }
 
     fn sql(&self, source: rusqlite::Error) -> Error {
         Error::Sql {
             path: self.path.clone(),
-            source,
+            error: source,
         }
     }
 
@@ -297,9 +495,9 @@ impl Store {
             return Ok(());
         }
         let path = self.path.clone();
-        let sql = |source| Error::Sql {
+        let sql = |error| Error::Sql {
             path: path.clone(),
-            source,
+            error,
         };
         // BEGIN and COMMIT as cached statements: `Connection::transaction`
         // parses both again each time, which showed at hundreds of bans a
@@ -307,6 +505,10 @@ impl Store {
         let c = &self.conn;
         c.prepare_cached("BEGIN").and_then(|mut s| s.execute([])).map_err(sql)?;
         let written = (|| -> rusqlite::Result<()> {
+            let mut stmt = c.prepare_cached(INSERT_UNLESS_HELD)?;
+            for b in &self.left {
+                stmt.execute(row(b))?;
+            }
             let mut stmt = c.prepare_cached(
                 "INSERT INTO bans (jail, net, banned_at, expires_at, origin, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
@@ -362,7 +564,8 @@ impl Store {
         }
         written.map_err(sql)?;
         ended.map_err(sql)?;
-        if self.has_pending() {
+        let replayed = !std::mem::take(&mut self.left).is_empty();
+        if replayed || self.has_pending() {
             // If the file cannot be emptied, a crash replays its lines and
             // skips them there as already held.
             if let Err(e) = self.pending.clear() {
@@ -403,7 +606,7 @@ impl Store {
     /// Bans that are neither expired at `now` nor lifted: one per (jail,
     /// net), with the latest expiry.
     pub fn active(&mut self, now: SystemTime) -> Result<Vec<ActiveBan>> {
-        self.sync()?;
+        let waiting = self.sync_for_read()?;
         let mut stmt = self
             .conn
             .prepare(
@@ -434,6 +637,24 @@ impl Store {
                 Err(_) => tracing::warn!(%net, "ban database holds an unreadable address; skipped"),
             }
         }
+        drop(stmt);
+        // Bans not in SQLite yet are newer than every unban there (an
+        // unban moves them in first): each runs, at least until its end.
+        for b in waiting.into_iter().filter(|b| b.expires > now) {
+            match out.iter_mut().find(|a| a.jail == b.jail && a.net == b.net) {
+                Some(a) if a.expires >= b.expires => {}
+                Some(a) => {
+                    a.expires = b.expires;
+                    a.reason = b.reason;
+                }
+                None => out.push(ActiveBan {
+                    jail: b.jail,
+                    net: b.net,
+                    expires: b.expires,
+                    reason: b.reason,
+                }),
+            }
+        }
         Ok(out)
     }
 
@@ -452,7 +673,8 @@ impl Store {
     /// How many times `net` was banned in `jail` before (for the bantime
     /// increment of repeat offenders).
     pub fn ban_count(&self, jail: &str, net: &IpNet) -> Result<u64> {
-        let pending = self.pending.count(jail, net);
+        let pending =
+            self.pending.count(jail, net) + self.left.iter().filter(|b| b.jail == jail && b.net == *net).count() as u64;
         self.conn
             .query_row(
                 "SELECT COUNT(*) FROM bans WHERE jail = ?1 AND net = ?2",
@@ -525,7 +747,7 @@ impl Store {
     /// oldest first; escalated prefixes left out (their addresses' bans
     /// are there).
     pub fn bans_since(&mut self, since: SystemTime) -> Result<Vec<(String, IpNet, SystemTime)>> {
-        self.sync()?;
+        let waiting = self.sync_for_read()?;
         let mut stmt = self
             .conn
             .prepare(
@@ -544,6 +766,14 @@ impl Store {
                 out.push((jail, net, time(at)));
             }
         }
+        let since = secs(since);
+        out.extend(
+            waiting
+                .into_iter()
+                .filter(|b| b.origin != Origin::Escalated && secs(b.at) >= since)
+                .map(|b| (b.jail, b.net, time(secs(b.at)))),
+        );
+        out.sort_by_key(|(_, _, at)| *at);
         Ok(out)
     }
 

@@ -438,3 +438,235 @@ fn loose_state_files_are_tightened_at_open() {
     drop(Store::open(&db).unwrap());
     assert_eq!(mode(&folder), 0o1777);
 }
+
+/// A history of `n` bans (`10.0.x.y`, jail sshd, running at t(0)) in
+/// `dir/nftban.db`, closed cleanly (its WAL checkpointed into the file).
+fn history_of(dir: &std::path::Path, n: u32) -> std::path::PathBuf {
+    let db = dir.join("nftban.db");
+    let mut s = Store::open(&db).unwrap();
+    let bans: Vec<BanRecord> = (0..n)
+        .map(|i| ban("sshd", &format!("10.0.{}.{}/32", i / 256, i % 256), 0, 1_000_000))
+        .collect();
+    s.record_bans(&bans).unwrap();
+    drop(s);
+    db
+}
+
+/// The databases named `nftban.db.corrupt-*` in `dir` (not their `-wal`
+/// and `-shm`), sorted.
+fn set_aside(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("nftban.db.corrupt-") && !["-wal", "-shm"].iter().any(|s| n.ends_with(s)))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Opening a damaged history used to fail, and the daemon did not start:
+/// no protection until someone deleted the file. Now the file (with its
+/// WAL) is moved aside untouched, `check_intact` (what `nftban check`
+/// runs) names the damage without moving anything, and the store opens
+/// empty and works; bans of the last run still in the pending file go into
+/// the new history.
+fn opens_fresh_after(damage: impl FnOnce(&std::path::Path), want: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = history_of(dir.path(), 2000);
+    damage(&db);
+    let before = std::fs::read(&db).unwrap();
+    let wal = |db: &std::path::Path| {
+        let mut p = db.as_os_str().to_owned();
+        p.push("-wal");
+        std::fs::read(p).unwrap_or_default()
+    };
+    let wal_before = wal(&db);
+    let err = check_intact(&db).unwrap_err();
+    assert!(err.is_damage(), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("the ban database {} is damaged: {want}", db.display())),
+        "{text}"
+    );
+    assert!(set_aside(dir.path()).is_empty(), "check moves nothing");
+    assert!(std::fs::read(&db).unwrap() == before, "check changes nothing");
+
+    // A ban of the last run, only in the pending file (kill -9).
+    let mut p = pending::Pending::open(&db).unwrap().0;
+    p.append(&[ban("sshd", "192.0.2.7/32", 0, 1_000_000)]).unwrap();
+    drop(p);
+    let mut s = Store::open(&db).unwrap();
+    let aside = set_aside(dir.path());
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(
+        std::fs::read(dir.path().join(&aside[0])).unwrap() == before,
+        "moved untouched"
+    );
+    assert!(wal(&dir.path().join(&aside[0])) == wal_before, "its WAL with it");
+    assert_eq!(mode(&dir.path().join(&aside[0])), 0o600);
+    let active: Vec<String> = s.active(t(1)).unwrap().iter().map(|b| b.net.to_string()).collect();
+    assert_eq!(active, ["192.0.2.7/32"]);
+    s.record_bans(&[ban("sshd", "192.0.2.8/32", 1, 100)]).unwrap();
+    s.sync().unwrap();
+    drop(s);
+    check_intact(&db).unwrap();
+}
+
+#[test]
+fn a_database_of_garbage_is_moved_aside() {
+    opens_fresh_after(
+        |db| std::fs::write(db, vec![0x5a; 64 * 1024]).unwrap(),
+        "file is not a database",
+    );
+}
+
+#[test]
+fn a_truncated_database_is_moved_aside() {
+    opens_fresh_after(
+        |db| {
+            let f = std::fs::OpenOptions::new().write(true).open(db).unwrap();
+            let len = f.metadata().unwrap().len();
+            f.set_len(len / 2).unwrap();
+        },
+        "database disk image is malformed",
+    );
+}
+
+#[test]
+fn a_database_with_a_damaged_page_is_moved_aside() {
+    opens_fresh_after(
+        |db| {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new().write(true).open(db).unwrap();
+            f.write_all_at(&[0xa5; 4096], 3 * 4096).unwrap();
+        },
+        "",
+    );
+}
+
+/// A `-wal` file of another database beside the history: SQLite applies
+/// its pages without being able to tell, and what it makes is not a ban
+/// history. Moved aside with the database, so the WAL is not applied to
+/// the new one either.
+#[test]
+fn a_wal_of_another_database_is_moved_aside_with_the_database() {
+    opens_fresh_after(
+        |db| {
+            let other = db.with_file_name("other.db");
+            let c = rusqlite::Connection::open(&other).unwrap();
+            c.execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
+                 CREATE TABLE accounts (name TEXT); INSERT INTO accounts VALUES ('x');",
+            )
+            .unwrap();
+            let mut wal = other.into_os_string();
+            wal.push("-wal");
+            let mut ours = db.as_os_str().to_owned();
+            ours.push("-wal");
+            std::fs::copy(&wal, &ours).unwrap();
+            drop(c);
+        },
+        "not a ban history: it has no `bans` table, only accounts",
+    );
+}
+
+/// A zero-length file is what SQLite calls an empty database (and what
+/// the store itself creates before SQLite first opens it): nothing is
+/// moved.
+#[test]
+fn a_zero_length_database_is_an_empty_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nftban.db");
+    std::fs::write(&db, b"").unwrap();
+    check_intact(&db).unwrap();
+    let mut s = Store::open(&db).unwrap();
+    assert!(set_aside(dir.path()).is_empty());
+    assert!(s.active(t(0)).unwrap().is_empty());
+}
+
+/// Another process's exclusive transaction on `db`, until dropped.
+fn locked(db: &std::path::Path) -> Connection {
+    let c = Connection::open(db).unwrap();
+    c.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    c
+}
+
+/// A store opened while another process holds the lock, with bans an
+/// earlier run left in the pending file: it opens (it used to fail, and
+/// the daemon with it), its reads count those bans, and the next save
+/// once the lock is gone moves them in, once. A line SQLite already holds
+/// (the earlier run died between its commit and emptying the file), here
+/// unbanned since, is not taken for a running ban.
+#[test]
+fn bans_left_in_the_pending_file_wait_for_a_locked_database() {
+    let (_dir, db, mut s) = one_ban_recorded();
+    let held = std::fs::read(pending_path(&db)).unwrap();
+    s.sync().unwrap();
+    s.record_unban(Some("sshd"), &"198.51.100.1/32".parse().unwrap(), t(5))
+        .unwrap();
+    s.record_bans(&[ban("sshd", "198.51.100.2/32", 10, 100)]).unwrap();
+    crash(s, &db);
+    let mut pending = held;
+    pending.extend(std::fs::read(pending_path(&db)).unwrap());
+    std::fs::write(pending_path(&db), &pending).unwrap();
+
+    let lock = locked(&db);
+    let mut s = Store::open(&db).unwrap();
+    assert!(s.has_pending());
+    let active: Vec<String> = s.active(t(20)).unwrap().iter().map(|b| b.net.to_string()).collect();
+    assert_eq!(active, ["198.51.100.2/32"]);
+    let net = |n: &str| n.parse::<IpNet>().unwrap();
+    assert_eq!(s.ban_count("sshd", &net("198.51.100.2/32")).unwrap(), 1);
+    let since: Vec<String> = s.bans_since(t(0)).unwrap().iter().map(|b| b.1.to_string()).collect();
+    assert_eq!(since, ["198.51.100.1/32", "198.51.100.2/32"]);
+    assert!(s.sync().is_err(), "still locked");
+
+    drop(lock);
+    s.sync().unwrap();
+    assert!(!s.has_pending());
+    assert_eq!(std::fs::metadata(pending_path(&db)).unwrap().len(), 0);
+    let raw = Connection::open(&db).unwrap();
+    let rows: i64 = raw.query_row("SELECT COUNT(*) FROM bans", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 2, "each ban once");
+    let active: Vec<String> = s.active(t(20)).unwrap().iter().map(|b| b.net.to_string()).collect();
+    assert_eq!(active, ["198.51.100.2/32"]);
+}
+
+/// The CLI prints an error with its causes (`{:#}`): SQLite's message was
+/// said three times ("ban database X: database is locked: database is
+/// locked: Error code 5: database is locked"), the field holding it being
+/// also the error's source. It is said once.
+#[test]
+fn an_sqlite_error_is_said_once() {
+    let c = Connection::open_in_memory().unwrap();
+    let error = c.execute_batch("SELEC 1").unwrap_err();
+    let said = error.to_string();
+    let e = Error::Sql {
+        path: "/x/nftban.db".into(),
+        error,
+    };
+    let text = format!("{:#}", anyhow::Error::from(e));
+    assert_eq!(text, format!("ban database /x/nftban.db: {said}"));
+}
+
+/// Noise in the `-wal` or `-shm` beside a sound database is no damage:
+/// SQLite ignores a WAL whose header does not check and rebuilds the
+/// index of `-shm`. Nothing is moved and every ban is still there.
+#[test]
+fn noise_in_the_wal_or_shm_file_loses_nothing() {
+    for suffix in ["-wal", "-shm"] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = history_of(dir.path(), 500);
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        std::fs::write(&p, vec![0x5a; 64 * 1024]).unwrap();
+        check_intact(&db).unwrap();
+        let mut s = Store::open(&db).unwrap();
+        assert!(set_aside(dir.path()).is_empty(), "{suffix}");
+        assert_eq!(s.active(t(1)).unwrap().len(), 500, "{suffix}");
+        s.record_bans(&[ban("sshd", "192.0.2.8/32", 1, 100)]).unwrap();
+        s.sync().unwrap();
+        assert_eq!(s.active(t(1)).unwrap().len(), 501, "{suffix}");
+    }
+}

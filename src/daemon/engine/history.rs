@@ -12,7 +12,10 @@
 //! reads those lines again. `status` shows the failures (`history_errors`),
 //! what waits (`history_waiting`) and what was dropped past the backlog's
 //! bound (`history_dropped`). The error is logged once when writing starts
-//! to fail and once when it works again, not per write. Every method here
+//! to fail and once when it works again, not per write. A database SQLite
+//! says is damaged will not work again by retrying: the next save moves it
+//! aside and writes a new one with every running ban of the engine's
+//! record. Every method here
 //! returns plainly (an empty answer on error), so the error is dealt with
 //! once, here, instead of at each call site.
 
@@ -22,7 +25,8 @@ use std::time::{Duration, Instant, SystemTime};
 use ipnet::IpNet;
 
 use super::backlog::{Backlog, Step, Write};
-use crate::config::format_duration;
+use super::jail::JailState;
+use crate::config::{format_duration, MANUAL_JAIL};
 use crate::firewall::Ban;
 use crate::sources::file::Position;
 use crate::sources::Checkpoint;
@@ -46,6 +50,9 @@ pub(super) struct History {
     /// Whether writing fails now: logged when this turns on and when it
     /// turns off, not at each failure.
     failing: bool,
+    /// Whether SQLite said the database is damaged: it will not heal by
+    /// itself, so the next save replaces it (see [`History::save`]).
+    damaged: bool,
     /// Bans and unbans not written yet, in order.
     backlog: Backlog,
     /// How long history is kept, and when it was last purged.
@@ -67,6 +74,7 @@ impl History {
             store: None,
             errors: 0,
             failing: false,
+            damaged: false,
             backlog: Backlog::default(),
             keep,
             last_purge: None,
@@ -103,8 +111,16 @@ impl History {
             Ok(v) => Some(v),
             Err(e) => {
                 self.errors += 1;
+                self.damaged |= e.is_damage();
                 if self.failing {
                     tracing::debug!(error = %e, "{consequence}");
+                } else if e.is_damage() {
+                    // Retrying cannot help: the next save replaces it.
+                    self.failing = true;
+                    tracing::error!(
+                        error = %e,
+                        "{consequence}; the ban database is damaged: at the next save (within about a second) it is moved aside and a new one is written with every running ban"
+                    );
                 } else {
                     self.failing = true;
                     tracing::error!(
@@ -325,20 +341,35 @@ impl History {
     /// save happens. Nothing is dropped when it fails: it is all tried
     /// again at the next save, and positions never go ahead of bans that
     /// wait.
-    pub(super) fn save(&mut self, force: bool, windows: impl FnOnce() -> Vec<FailureWindow>) {
+    ///
+    /// A database found damaged is replaced first: moved aside, and a new
+    /// one written with `running`, every ban that runs (the engine's
+    /// record, which [`History::wants_running`] asks for).
+    pub(super) fn save(
+        &mut self,
+        force: bool,
+        running: Option<Vec<BanRecord>>,
+        windows: impl FnOnce() -> Vec<FailureWindow>,
+    ) {
         let Some(store) = self.store.as_ref() else { return };
         let waiting = !self.positions.is_empty()
             || !self.cursors.is_empty()
             || !self.windows.is_empty()
             || !self.backlog.is_empty()
+            || self.damaged
             || store.has_pending();
         if !waiting && !force {
             return;
         }
-        if !force && self.saved_at.is_some_and(|t| t.elapsed() < SAVE_EVERY) {
+        if !self.due(force) {
             return;
         }
         self.saved_at = Some(Instant::now());
+        if let Some(running) = running.filter(|_| self.damaged) {
+            if !self.replace(&running) {
+                return;
+            }
+        }
         // Taken from the trackers now; kept here until a save holds them.
         for w in windows() {
             self.windows.insert((w.jail, w.net), w.times);
@@ -377,6 +408,41 @@ impl History {
         }
     }
 
+    /// Whether a save now is due: forced, or a second since the last.
+    fn due(&self, force: bool) -> bool {
+        force || self.saved_at.is_none_or(|t| t.elapsed() >= SAVE_EVERY)
+    }
+
+    /// Whether the next save wants every running ban: the database is
+    /// damaged and a save is due.
+    pub(super) fn wants_running(&self, force: bool) -> bool {
+        self.damaged && self.store.is_some() && self.due(force)
+    }
+
+    /// Replace the damaged database by a new one holding `running`. What
+    /// waited for the old one is dropped: `running` has every ban still in
+    /// force, an unban's ban is not among them. False if it failed (tried
+    /// again at the next save).
+    fn replace(&mut self, running: &[BanRecord]) -> bool {
+        let Some(store) = self.store.as_mut() else { return false };
+        let path = store.path().to_path_buf();
+        let result = store
+            .replace_damaged()
+            .and_then(|aside| store.record_bans(running).map(|()| aside));
+        let Some(aside) = self.failed(result, "could not replace the damaged ban database") else {
+            return false;
+        };
+        self.damaged = false;
+        let _ = self.backlog.replay(|_| Ok::<(), ()>(()));
+        tracing::warn!(
+            "the damaged ban database {} was moved aside to {}; a new one holds the {} running ban(s), so a restart restores them. Lost with the old one: the bans that ended (bantime increments and recidive count afresh), and reading positions and failure counts unchanged since the damage (a restart reads those files from their end)",
+            path.display(),
+            aside.display(),
+            running.len()
+        );
+        true
+    }
+
     /// Delete saved failure windows (of jails no longer configured), with
     /// the next save.
     pub(super) fn drop_windows(&mut self, gone: &[FailureWindow]) {
@@ -404,6 +470,34 @@ impl History {
             Some(n) => tracing::info!("removed {n} ban history entries older than {}", format_duration(keep)),
         }
     }
+}
+
+/// Every ban that runs at `now`, from the jails' record, as history
+/// records: made `now` (the record keeps no start), by hand in the manual
+/// jail, escalated when its reason says so, by the jail's rules otherwise.
+pub(super) fn running_records(jails: &[JailState], now: SystemTime) -> Vec<BanRecord> {
+    let mut out = Vec::new();
+    for j in jails {
+        for (net, &until) in j.bans.iter().filter(|(_, &t)| t > now) {
+            let reason = j.reasons.get(net).cloned();
+            let origin = if j.name == MANUAL_JAIL {
+                Origin::Manual
+            } else if reason.as_deref().is_some_and(|r| r.starts_with("escalated")) {
+                Origin::Escalated
+            } else {
+                Origin::Auto
+            };
+            out.push(BanRecord {
+                jail: j.name.clone(),
+                net: *net,
+                at: now,
+                expires: until,
+                origin,
+                reason,
+            });
+        }
+    }
+    out
 }
 
 impl Drop for History {
@@ -469,6 +563,58 @@ jails:
         if possible("a_full_disk_is_caught_up_once_space_is_back") {
             with_small_disk("4m", full_disk_scenario);
         }
+    }
+
+    /// Another process holding the history's write lock (an admin's
+    /// `sqlite3` in a transaction, a backup tool) does not stop the engine.
+    /// Before, each write waited SQLite's busy timeout (five seconds) for
+    /// the lock on the engine's thread, every ban behind it waiting too; an
+    /// unban while the lock was held for two seconds was answered only once
+    /// it was released. Now the write gives up after a short wait, the
+    /// unban is answered and its record waits, and is written once the
+    /// lock is gone.
+    #[test]
+    fn a_lock_held_by_another_process_does_not_stop_the_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("nftban.db");
+        let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+        let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(Store::open(&db).unwrap());
+        e.start(&config).unwrap();
+        let now = SystemTime::now();
+        let ban = |e: &mut Engine, addr: &str| e.ban(&[addr.to_string()], Some("asterisk"), None, now).unwrap();
+        ban(&mut e, "198.51.100.1");
+        e.finish(now);
+        ban(&mut e, "198.51.100.2");
+
+        let (locked, is_locked) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn({
+            let db = db.clone();
+            move || {
+                let c = rusqlite::Connection::open(&db).unwrap();
+                c.execute_batch("BEGIN EXCLUSIVE").unwrap();
+                locked.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_secs(2));
+                c.execute_batch("ROLLBACK").unwrap();
+            }
+        });
+        is_locked.recv().unwrap();
+        let r = e.unban(&["198.51.100.1".into()], None, now).unwrap();
+        assert_eq!(r.unbanned, [("198.51.100.1".to_string(), "asterisk".to_string())]);
+        assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.2"]);
+        let st = e.status(now);
+        assert_eq!(
+            (st.history_waiting, st.history_errors),
+            (1, 1),
+            "the unban's record waits, not the engine"
+        );
+        holder.join().unwrap();
+        e.finish(now);
+        assert_eq!(e.status(now).history_waiting, 0);
+        drop(e);
+
+        let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(Store::open(&db).unwrap());
+        assert_eq!(e.start(&config).unwrap(), 1);
+        assert_eq!(banned(&mut e, "asterisk"), ["198.51.100.2"]);
     }
 
     /// What is logged on this thread, as text.

@@ -3,7 +3,7 @@
 //! conntrack entries, and the table is put back when another tool changed
 //! it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use ipnet::IpNet;
@@ -63,15 +63,34 @@ impl Engine {
         let _ = self.push(&bans, now);
     }
 
-    /// Put `bans` into the kernel, then remove their conntrack entries.
+    /// Put `bans` (already in the record) into the kernel, then remove
+    /// their conntrack entries. If the table is gone, it is put back first.
     /// Bans the kernel refuses are logged, counted and dropped from the
     /// record and the history; the others stay. Returns the refused ones,
     /// with the reason.
     pub(super) fn push(&mut self, bans: &[Ban], now: SystemTime) -> Vec<(Ban, String)> {
-        // `Err` means nothing went in (no table, a broken socket): one log
-        // line for the call, not one per ban, and the history keeps them,
-        // so a restart puts them in.
-        let (refused, whole): (Vec<(Ban, String)>, bool) = match self.firewall.add(bans) {
+        let added = match self.firewall.add(bans) {
+            // Another tool deleted the table (or a set) since the last
+            // batch, or in the middle of this one. These bans are in the
+            // record: the table goes back with every ban of the record, as
+            // healing does, rather than refusing them (the watcher's notice
+            // of the deletion, handled later, finds the table whole).
+            Err(e) if no_such_table(&e) => match self.restore(now) {
+                Ok(n) => {
+                    tracing::warn!(
+                        "table inet {} was gone while {} ban(s) went in ({e}): restored the table and {n} ban(s)",
+                        self.spec.table,
+                        bans.len()
+                    );
+                    Ok(Vec::new())
+                }
+                Err(again) => Err(again),
+            },
+            other => other,
+        };
+        // `Err` means nothing went in (no table that could be restored, a
+        // broken socket): one log line for the call, not one per ban.
+        let (refused, whole): (Vec<(Ban, String)>, bool) = match added {
             Ok(refused) => (
                 refused.into_iter().map(|r| (r.ban, r.error.to_string())).collect(),
                 false,
@@ -82,11 +101,17 @@ impl Engine {
                 (bans.iter().map(|b| (b.clone(), why.clone())).collect(), true)
             }
         };
+        let mut unrecord: BTreeMap<&str, Vec<IpNet>> = BTreeMap::new();
         for (k, (ban, why)) in refused.iter().enumerate() {
             self.kernel_errors += 1;
             if let Some(j) = self.jails.iter_mut().find(|j| j.name == ban.jail) {
                 j.drop_refused(&ban.net);
             }
+            // Refused by the kernel, so not to be restored either: the
+            // record, the history and the answer agree. (A whole refusal
+            // used to stay in the history, so a restart put back bans that
+            // `ban` had answered were not made and status did not show.)
+            unrecord.entry(ban.jail.as_str()).or_default().push(ban.net);
             if whole {
                 continue;
             }
@@ -96,8 +121,9 @@ impl Engine {
             } else if k == LOGGED_REFUSALS {
                 tracing::error!("... and {} more bans refused by the kernel", refused.len() - k);
             }
-            // Refused by the kernel, so not to be restored either.
-            self.history.forget(&ban.jail, &[ban.net], now);
+        }
+        for (jail, nets) in &unrecord {
+            self.history.forget(jail, nets, now);
         }
         // Only now that the bans are in place: a packet of the flow that
         // arrives meanwhile is dropped before its new entry is confirmed.
@@ -216,4 +242,10 @@ impl Engine {
         // window is covered by the restore, so it needs no second check.
         let _ = self.firewall.take_unwatched();
     }
+}
+
+/// Whether the kernel said a table or set of the batch does not exist
+/// (ENOENT): another tool deleted it.
+fn no_such_table(e: &crate::firewall::Error) -> bool {
+    matches!(e, crate::firewall::Error::Kernel { error, .. } if error.raw_os_error() == Some(libc::ENOENT))
 }

@@ -214,13 +214,17 @@ impl Engine {
 
     /// Save reading positions and the failure windows as they stand.
     fn save(&mut self, force: bool) {
+        let running = self
+            .history
+            .wants_running(force)
+            .then(|| history::running_records(&self.jails, SystemTime::now()));
         let Engine {
             history,
             jails,
             recidive,
             ..
         } = self;
-        history.save(force, || failure_changes(jails, *recidive));
+        history.save(force, running, || failure_changes(jails, *recidive));
     }
 
     fn jail_index(&self, name: &str) -> Result<usize, RequestError> {

@@ -1298,3 +1298,135 @@ fn a_bantime_past_the_maximum_is_refused() {
     assert_eq!(r.banned[0].expires_in, 3650 * 86_400);
     assert_eq!(kernel(&mut e, "manual"), ["203.0.113.5"]);
 }
+
+/// What [`Failing`] does to the next `add`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    /// The table was deleted by another tool: every `add` says ENOENT
+    /// (and the sets are empty) until `setup` runs again.
+    Gone,
+    /// The netlink socket fails: nothing goes in.
+    Broken,
+}
+
+/// The memory firewall with a [`Fault`] a test switches on.
+struct Failing {
+    inner: Memory,
+    fault: Arc<std::sync::Mutex<Fault>>,
+}
+
+impl Firewall for Failing {
+    fn setup(&mut self, spec: &crate::firewall::TableSpec) -> crate::firewall::Result<()> {
+        let mut fault = self.fault.lock().unwrap();
+        if *fault == Fault::Gone {
+            *fault = Fault::None;
+        }
+        self.inner.setup(spec)
+    }
+    fn add(&mut self, bans: &[Ban]) -> crate::firewall::Result<Vec<crate::firewall::Refused>> {
+        match *self.fault.lock().unwrap() {
+            Fault::None => self.inner.add(bans),
+            Fault::Gone => {
+                for set in self.inner.sets.values_mut() {
+                    set.clear();
+                }
+                Err(crate::firewall::Error::Kernel {
+                    what: format!("add {} elements", bans.len()),
+                    error: std::io::Error::from_raw_os_error(libc::ENOENT),
+                })
+            }
+            Fault::Broken => Err(crate::firewall::Error::Io(std::io::Error::from_raw_os_error(
+                libc::ENOBUFS,
+            ))),
+        }
+    }
+    fn delete(&mut self, jail: &str, nets: &[IpNet]) -> crate::firewall::Result<()> {
+        self.inner.delete(jail, nets)
+    }
+    fn list(&mut self, jail: &str) -> crate::firewall::Result<Vec<crate::firewall::Element>> {
+        self.inner.list(jail)
+    }
+    fn forget_connections(&mut self, nets: &[IpNet]) -> crate::firewall::Result<usize> {
+        self.inner.forget_connections(nets)
+    }
+    fn counters(&mut self) -> crate::firewall::Result<std::collections::BTreeMap<String, crate::firewall::Counter>> {
+        self.inner.counters()
+    }
+    fn missing(
+        &mut self,
+        spec: &crate::firewall::TableSpec,
+        probes: &[(String, IpNet)],
+    ) -> crate::firewall::Result<Vec<String>> {
+        self.inner.missing(spec, probes)
+    }
+}
+
+fn failing(dir: &Path) -> (Config, Engine, Arc<std::sync::Mutex<Fault>>) {
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+    let fault = Arc::new(std::sync::Mutex::new(Fault::None));
+    let fw = Failing {
+        inner: Memory::new(),
+        fault: Arc::clone(&fault),
+    };
+    let mut e =
+        Engine::new(&config, Box::new(fw)).with_store(crate::store::Store::open(&dir.join("nftban.db")).unwrap());
+    e.start(&config).unwrap();
+    (config, e, fault)
+}
+
+/// The table deleted by another tool just before (or in the middle of) a
+/// ban: the ban used to be refused, although the watcher's notice put the
+/// table back a moment later, and the history kept it all the same, so a
+/// restart brought back a ban `ban` had said was not made. Now the table
+/// goes back at once with every ban of the record, and the ban with them.
+#[test]
+fn a_ban_into_a_deleted_table_puts_the_table_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, mut e, fault) = failing(dir.path());
+    let now = SystemTime::now();
+    e.ban(&["198.51.100.1".into()], None, None, now).unwrap();
+    *fault.lock().unwrap() = Fault::Gone;
+    let r: BanResult = e.ban(&["198.51.100.2".into()], None, None, now).unwrap();
+    assert_eq!(r.failed, Vec::<String>::new());
+    assert_eq!(r.banned.len(), 1);
+    assert_eq!(kernel(&mut e, "manual"), ["198.51.100.1", "198.51.100.2"]);
+    assert_eq!(banned(&mut e, "manual"), ["198.51.100.1", "198.51.100.2"]);
+    drop(e);
+    let mut e = with_history(&config, &dir.path().join("nftban.db"));
+    e.start(&config).unwrap();
+    assert_eq!(kernel(&mut e, "manual"), ["198.51.100.1", "198.51.100.2"]);
+}
+
+/// A ban that does not go in at all (the netlink socket fails) is said
+/// refused, and it is refused everywhere: not in status, and not brought
+/// back by a restart (before, the history kept it).
+#[test]
+fn a_ban_refused_whole_is_not_restored_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, mut e, fault) = failing(dir.path());
+    let now = SystemTime::now();
+    e.ban(&["198.51.100.1".into()], None, None, now).unwrap();
+    *fault.lock().unwrap() = Fault::Broken;
+    let r: BanResult = e.ban(&["198.51.100.2".into()], None, None, now).unwrap();
+    assert_eq!(r.failed.len(), 1, "{r:?}");
+    assert!(r.banned.is_empty(), "{r:?}");
+    assert_eq!(banned(&mut e, "manual"), ["198.51.100.1"]);
+    drop(e);
+    let mut e = with_history(&config, &dir.path().join("nftban.db"));
+    e.start(&config).unwrap();
+    assert_eq!(kernel(&mut e, "manual"), ["198.51.100.1"]);
+}
+
+/// The addresses status shows banned in `jail`, sorted.
+fn banned(e: &mut Engine, jail: &str) -> Vec<String> {
+    let mut v: Vec<String> = e
+        .jail_status(jail, SystemTime::now())
+        .unwrap()
+        .banned
+        .into_iter()
+        .map(|b| b.ip)
+        .collect();
+    v.sort();
+    v
+}
