@@ -79,6 +79,7 @@ fn bans_come_back_after_flush_ruleset_delete_table_and_flush_set() {
     nft(&ns, &["delete", "table", "inet", "nftban"]);
     let line = healed(&ns, &d, 2);
     assert!(line.contains("table inet nftban deleted"), "{line}");
+    assert!(line.contains("chain input deleted"), "the chain named: {line}");
 
     nft(&ns, &["flush", "set", "inet", "nftban", "manual_v4"]);
     let line = healed(&ns, &d, 3);

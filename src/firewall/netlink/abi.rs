@@ -94,7 +94,7 @@ pub(crate) const NFT_MSG_DESTROYSETELEM: u8 = 30;
 pub(crate) const NFTA_TABLE_NAME: u16 = 1;
 /// `enum nft_chain_attributes`.
 pub(crate) const NFTA_CHAIN_TABLE: u16 = 1;
-pub(crate) const NFTA_CHAIN_NAME: u16 = 2;
+pub(crate) const NFTA_CHAIN_NAME: u16 = 3;
 pub(crate) const NFTA_CHAIN_HOOK: u16 = 4;
 pub(crate) const NFTA_CHAIN_TYPE: u16 = 7;
 /// `enum nft_hook_attributes`.

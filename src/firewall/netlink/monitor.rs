@@ -41,17 +41,17 @@ pub use crate::firewall::Notice;
 use crate::firewall::Watcher;
 
 /// The table's name in the events of every kind the monitor reads, and the
-/// deleted object's in all but table events: the same attribute numbers in
-/// each kind's own enum, which is what lets one walk read them all.
+/// deleted object's in rule, set and element events: the same attribute
+/// numbers in each kind's own enum, which is what lets one walk read them.
+/// A chain's name is not among them (its attribute 2 is the handle).
 const ATTR_TABLE: u16 = NFTA_TABLE_NAME;
-const ATTR_OBJECT: u16 = NFTA_CHAIN_NAME;
+const ATTR_OBJECT: u16 = NFTA_SET_NAME;
 const _: () = assert!(
     NFTA_CHAIN_TABLE == ATTR_TABLE
         && NFTA_RULE_TABLE == ATTR_TABLE
         && NFTA_SET_TABLE == ATTR_TABLE
         && NFTA_SET_ELEM_LIST_TABLE == ATTR_TABLE
         && NFTA_RULE_CHAIN == ATTR_OBJECT
-        && NFTA_SET_NAME == ATTR_OBJECT
         && NFTA_SET_ELEM_LIST_SET == ATTR_OBJECT
 );
 
@@ -247,7 +247,8 @@ impl Monitor {
         for (t, v) in attrs(body) {
             match t {
                 ATTR_TABLE => table = Some(c_string(v)),
-                ATTR_OBJECT if kind != NFT_MSG_DELTABLE => object = c_string(v),
+                NFTA_CHAIN_NAME if kind == NFT_MSG_DELCHAIN => object = c_string(v),
+                ATTR_OBJECT if kind != NFT_MSG_DELTABLE && kind != NFT_MSG_DELCHAIN => object = c_string(v),
                 _ => {}
             }
         }
