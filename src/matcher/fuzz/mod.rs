@@ -6,6 +6,7 @@
 //! their example lines, and the check that an address the matcher gives is
 //! written in the line.
 
+mod fail2ban;
 mod injection;
 mod lines;
 mod ruleset;
