@@ -9,5 +9,6 @@ mod daemon;
 mod e2e;
 mod firewall;
 mod heal;
+mod hostile_input;
 mod logging;
 mod schema;
