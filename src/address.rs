@@ -155,7 +155,13 @@ mod tests {
         ] {
             assert!(never_banned(&parse_net(text).unwrap()).is_some(), "{text}");
         }
-        for text in ["192.0.2.1", "198.51.100.0/24", "2001:db8::/32", "1.0.0.0/8", "::ffff:192.0.2.9"] {
+        for text in [
+            "192.0.2.1",
+            "198.51.100.0/24",
+            "2001:db8::/32",
+            "1.0.0.0/8",
+            "::ffff:192.0.2.9",
+        ] {
             assert_eq!(never_banned(&parse_net(text).unwrap()), None, "{text}");
         }
     }
