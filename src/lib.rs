@@ -13,6 +13,8 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod firewall;
+#[cfg(test)]
+mod fuzz;
 mod logging;
 pub mod matcher;
 pub mod netns;

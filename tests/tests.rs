@@ -12,6 +12,7 @@ mod faults;
 mod firewall;
 mod heal;
 mod hostile;
+mod hostile_input;
 mod logging;
 mod policy;
 mod schema;

@@ -485,4 +485,6 @@ pub fn socket_of(path: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

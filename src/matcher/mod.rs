@@ -369,4 +369,6 @@ fn compile(re: &str) -> Result<Regex, regex::Error> {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 pub(crate) mod tests;

@@ -8,6 +8,8 @@
 //! `parse_error` gives the YAML library's own errors a position where it
 //! has none, and [`Located`] is an error at such a place.
 
+#[cfg(test)]
+pub(crate) mod fuzz;
 mod locate;
 mod unique;
 
