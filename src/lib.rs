@@ -18,6 +18,7 @@ mod fuzz;
 mod logging;
 pub mod matcher;
 pub mod netns;
+mod regular;
 mod scan;
 mod sources;
 mod status;

@@ -51,7 +51,7 @@ pub enum DurationError {
     #[error("`{0}`: a duration cannot be negative")]
     Negative(String),
     /// A number with a fraction or an exponent (`1.5`, `1e30`).
-    #[error("`{0}` is not a whole number of seconds (use e.g. 90, 90s, 1h30m)")]
+    #[error("`{0}` is not a duration: not a whole number of seconds (use e.g. 90, 90s, 1h30m)")]
     NotWhole(String),
 }
 

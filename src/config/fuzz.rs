@@ -548,7 +548,6 @@ fn aliases_take_memory_bounded_by_the_text() {
 /// `reload` for as long as no one writes to it. A ruleset path that is
 /// not a regular file must be refused, naming it, without reading it.
 #[test]
-#[ignore = "bug: a ruleset path naming /dev/zero or a FIFO is read without bound (memory, hang)"]
 fn a_ruleset_path_that_is_no_file_is_refused() {
     fuzz::in_child(
         &test_path(module_path!(), "a_ruleset_path_that_is_no_file_is_refused"),
@@ -579,7 +578,6 @@ fn a_ruleset_path_that_is_no_file_is_refused() {
 /// with serde's "data did not match any variant of untagged enum Raw",
 /// which names a type inside nftban and not what a duration is.
 #[test]
-#[ignore = "bug: a duration of the wrong type is refused as `untagged enum Raw`, not as a duration"]
 fn a_duration_of_the_wrong_type_says_what_a_duration_is() {
     for value in ["-5", "[1h]", "{h: 1}", "1.5"] {
         let text = format!("defaults: {{bantime: {value}}}\n");

@@ -105,7 +105,7 @@ pub type ConfigError = Located<Problem>;
 pub enum Problem {
     /// The file cannot be read.
     #[error("cannot read config")]
-    Read(#[source] std::io::Error),
+    Read(#[source] crate::regular::OpenError),
     /// Not YAML, or not the config's shape: an unknown key, a value of the
     /// wrong type, a bad duration. The YAML library's message, which names
     /// the key path.
@@ -199,7 +199,7 @@ pub enum Problem {
 impl Config {
     /// Read and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| Located {
+        let text = crate::regular::read_text(path).map_err(|e| Located {
             file: path.display().to_string(),
             at: None,
             key: None,

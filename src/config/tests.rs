@@ -266,10 +266,13 @@ fn durations_past_the_maximum_are_refused_at_their_key() {
 fn negative_and_fractional_durations_say_why() {
     for (value, want) in [
         ("-5", "jails.sshd.bantime: `-5`: a duration cannot be negative"),
-        ("1.5", "jails.sshd.bantime: `1.5` is not a whole number of seconds"),
+        (
+            "1.5",
+            "jails.sshd.bantime: `1.5` is not a duration: not a whole number of seconds",
+        ),
         (
             "1e30",
-            "jails.sshd.bantime: `1000000000000000000000000000000` is not a whole number of seconds",
+            "jails.sshd.bantime: `1000000000000000000000000000000` is not a duration: not a whole number of seconds",
         ),
     ] {
         let e = error(&GOOD.replace("    bantime: 10m", &format!("    bantime: {value}")));

@@ -50,7 +50,11 @@ pub fn load(path: &Path) -> Result<Imported, RulesetError> {
     let def = sections
         .get("Definition")
         .ok_or_else(|| error(path, "no [Definition] section".into()))?;
-    let get = |key: &str| -> Option<String> { def.get(key).map(|v| substitute(&sections, v)) };
+    let get = |key: &str| -> Result<Option<String>, RulesetError> {
+        def.get(key)
+            .map(|v| substitute(&sections, v).map_err(|e| error(path, format!("{key}: {e}"))))
+            .transpose()
+    };
     let lines = |v: Option<String>| -> Vec<String> {
         v.unwrap_or_default()
             .lines()
@@ -61,7 +65,7 @@ pub fn load(path: &Path) -> Result<Imported, RulesetError> {
     let mut skipped = Vec::new();
     let mut failregex = Vec::new();
     let mut rule_keys = Vec::new();
-    for (index, re) in lines(get("failregex")).into_iter().enumerate() {
+    for (index, re) in lines(get("failregex")?).into_iter().enumerate() {
         let re = python_to_rust(&re);
         if re.contains("<F-NOFAIL>") || re.contains("<F-MLFGAINED>") {
             // fail2ban matches these to track multi-line state; they are no failure.
@@ -85,7 +89,7 @@ pub fn load(path: &Path) -> Result<Imported, RulesetError> {
     if failregex.is_empty() {
         return Err(error(path, "no failregex that nftban can run".into()));
     }
-    let ignoreregex = lines(get("ignoreregex"))
+    let ignoreregex = lines(get("ignoreregex")?)
         .into_iter()
         .map(|r| python_to_rust(&r))
         .filter(|r| match check(r, false) {
@@ -96,13 +100,14 @@ pub fn load(path: &Path) -> Result<Imported, RulesetError> {
             }
         })
         .collect();
-    let prefregex = get("prefregex")
+    let prefregex = get("prefregex")?
         .map(|p| python_to_rust(p.trim()))
         .filter(|p| !p.is_empty());
     let datepattern = def
         .get("datepattern")
         .or_else(|| sections.get("Init").and_then(|i| i.get("datepattern")))
-        .map(|v| substitute(&sections, v))
+        .map(|v| substitute(&sections, v).map_err(|e| error(path, format!("datepattern: {e}"))))
+        .transpose()?
         .and_then(|v| import_datepattern(&v, &mut skipped));
     let name = path
         .file_stem()
@@ -113,7 +118,7 @@ pub fn load(path: &Path) -> Result<Imported, RulesetError> {
         prefregex,
         failregex,
         ignoreregex,
-        journalmatch: get("journalmatch")
+        journalmatch: get("journalmatch")?
             .map(|j| j.split_whitespace().map(String::from).collect())
             .unwrap_or_default(),
         origin: path.display().to_string(),
@@ -200,7 +205,7 @@ fn read_with_includes(path: &Path, sections: &mut Sections, depth: usize) -> Res
     if depth > 8 {
         return Err(error(path, "[INCLUDES] nest too deep".into()));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| error(path, format!("cannot read fail2ban filter: {e}")))?;
+    let text = crate::regular::read_text(path).map_err(|e| error(path, format!("cannot read fail2ban filter: {e}")))?;
     let own = parse_ini(&text);
     let dir = path.parent().unwrap_or(Path::new("."));
     let includes = own.get("INCLUDES").cloned().unwrap_or_default();
@@ -278,17 +283,90 @@ fn lookup<'s>(sections: &'s Sections, name: &str) -> Option<&'s String> {
         .or_else(|| default.and_then(|d| d.get(name)))
 }
 
-/// Replace `%(name)s` and known `<name>` until nothing changes.
-fn substitute(sections: &Sections, value: &str) -> String {
+/// The most a value may grow to as it is expanded: far more than any
+/// filter's regex (Debian's largest are a few KiB), far less than what a
+/// value that doubles at each step would take.
+const MAX_EXPANDED: usize = 1 << 20;
+
+/// Replace `%(name)s` and known `<name>` until nothing changes. A value
+/// that refers back to itself, directly or through others, is refused (as
+/// fail2ban refuses it) rather than expanded round after round; so is one
+/// that grows past [`MAX_EXPANDED`] (values that each name the one before
+/// twice double at each step without any cycle).
+fn substitute(sections: &Sections, value: &str) -> Result<String, String> {
+    if let Some(cycle) = find_cycle(sections, value) {
+        return Err(format!(
+            "`{}` refers back to itself{}; a value cannot contain itself",
+            cycle[0],
+            match &cycle[1..] {
+                [] => String::new(),
+                via => format!(
+                    " through {}",
+                    via.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                ),
+            }
+        ));
+    }
     let mut v = value.to_string();
-    for _ in 0..64 {
+    // Without a cycle, each round expands one more level of references.
+    loop {
         let next = substitute_once(sections, &v);
+        if next.len() > MAX_EXPANDED {
+            return Err(format!(
+                "grows past {} KiB as its references are expanded",
+                MAX_EXPANDED >> 10
+            ));
+        }
         if next == v {
-            break;
+            return Ok(v);
         }
         v = next;
     }
-    v
+}
+
+/// The names `value` refers to that have a value: `%(name)s` and plain
+/// `<name>` tags, as [`substitute_once`] reads them.
+fn references<'s>(sections: &'s Sections, value: &'s str) -> impl Iterator<Item = &'s str> + 's {
+    let percent = value
+        .split("%(")
+        .skip(1)
+        .filter_map(|t| t.find(")s").map(|end| &t[..end]));
+    let tags = value.split('<').skip(1).filter_map(|t| {
+        let name = &t[..t.find('>')?];
+        let plain = !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || "_/-".contains(c));
+        plain.then_some(name)
+    });
+    percent.chain(tags).filter(|name| lookup(sections, name).is_some())
+}
+
+/// A chain of names from `value`'s references that leads back to its
+/// start (`[x]` for `x = a%(x)s`, `[x, y]` for `x = <y>`, `y = <x>`), if
+/// any. Depth-first, each name explored once.
+fn find_cycle(sections: &Sections, value: &str) -> Option<Vec<String>> {
+    fn visit<'s>(
+        sections: &'s Sections,
+        name: &'s str,
+        path: &mut Vec<&'s str>,
+        done: &mut std::collections::HashSet<&'s str>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| *n == name) {
+            return Some(path[at..].iter().map(|n| n.to_string()).collect());
+        }
+        if !done.insert(name) {
+            return None;
+        }
+        path.push(name);
+        let value = lookup(sections, name)?;
+        for next in references(sections, value) {
+            if let Some(cycle) = visit(sections, next, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = std::collections::HashSet::new();
+    references(sections, value).find_map(|name| visit(sections, name, &mut Vec::new(), &mut done))
 }
 
 fn substitute_once(sections: &Sections, v: &str) -> String {
@@ -344,6 +422,41 @@ fn substitute_once(sections: &Sections, v: &str) -> String {
 mod tests {
     use super::*;
 
+    fn refusal(definition: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("x.conf");
+        std::fs::write(&conf, format!("[Definition]\n{definition}")).unwrap();
+        load(&conf).unwrap_err().to_string()
+    }
+
+    /// Values that contain themselves are refused with the chain named;
+    /// values that only grow are refused once past the bound; a value
+    /// named twice without a cycle is expanded.
+    #[test]
+    fn values_that_contain_themselves_are_refused() {
+        let own = refusal("x = a%(x)s\nfailregex = fail <HOST> %(x)s\n");
+        assert!(
+            own.contains("failregex: `x` refers back to itself; a value cannot contain itself"),
+            "{own}"
+        );
+        let pair = refusal("x = <y>\ny = b<x>\nfailregex = <x> <HOST>\n");
+        assert!(pair.contains("`x` refers back to itself through `y`"), "{pair}");
+        let doubling: String = (1..=30)
+            .map(|i| format!("x{i} = %(x{})s%(x{})s\n", i - 1, i - 1))
+            .collect();
+        let grows = refusal(&format!("x0 = a\n{doubling}failregex = <HOST> %(x30)s\n"));
+        assert!(grows.contains("failregex: grows past 1024 KiB"), "{grows}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("x.conf");
+        std::fs::write(
+            &conf,
+            "[Definition]\nx = ab\ny = %(x)s<x>\nfailregex = ^%(y)s <HOST>$\n",
+        )
+        .unwrap();
+        assert_eq!(load(&conf).unwrap().ruleset.failregex, ["^abab <HOST>$"]);
+    }
+
     #[test]
     fn no_failure_rules_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
@@ -364,7 +477,7 @@ mod tests {
                     [lt_file]\npl = D<_daemon>:\n[Definition]\n_daemon = sshd\n# c\nfailregex = ^%(p)s a <HOST>$\n    ^b <HOST>$\n";
         let s = parse_ini(text);
         assert_eq!(s["INCLUDES"]["before"], "x.conf");
-        let fr = substitute(&s, &s["Definition"]["failregex"]);
+        let fr = substitute(&s, &s["Definition"]["failregex"]).unwrap();
         assert_eq!(fr, "^Dsshd: a <HOST>$\n^b <HOST>$");
     }
 

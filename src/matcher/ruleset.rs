@@ -372,7 +372,7 @@ impl Ruleset {
 
     /// A ruleset read from a file.
     pub fn from_file(path: &Path) -> Result<Ruleset, RulesetError> {
-        let text = std::fs::read_to_string(path).map_err(|e| RulesetError {
+        let text = crate::regular::read_text(path).map_err(|e| RulesetError {
             origin: path.display().to_string(),
             at: None,
             message: format!("cannot read ruleset: {e}"),

@@ -23,9 +23,9 @@ use std::sync::Arc;
 
 use inotify::EventMask;
 
-use super::regular;
 use super::watch::FolderWatch;
 use super::{Checkpoint, Context, Sink, Source, SourceState, SourceStats, MAX_LINE};
+use crate::regular;
 
 /// Where reading starts when the daemon first opens a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

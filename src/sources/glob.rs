@@ -34,9 +34,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::file::{FileTail, Left, Position, StartAt, HEAD};
-use super::regular;
 use super::watch::FolderWatch;
 use super::{Checkpoint, Context, Sink, Source, SourceState, SourceStats};
+use crate::regular;
 
 /// File name endings of compressed (rotated) logs, never read.
 const COMPRESSED: &[&str] = &[".gz", ".xz", ".zst", ".bz2", ".lz4", ".lzma", ".Z", ".zip"];

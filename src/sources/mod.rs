@@ -25,7 +25,6 @@
 pub mod file;
 pub mod glob;
 pub mod journal;
-mod regular;
 mod status;
 pub mod stdin;
 mod throttle;

@@ -8,7 +8,6 @@
 //! message that says so.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -101,120 +100,12 @@ fn lines() -> Vec<String> {
     out
 }
 
-/// A key in a section.
-type Key = (String, String);
-
-/// The keys a value refers to (`%(name)s`, `<name>`, `<section/name>`),
-/// each where the reader may find it: a plain name in `[Definition]` or
-/// `[DEFAULT]`, `section/name` in that section or `[DEFAULT]`.
-fn references(value: &str) -> Vec<Key> {
-    let mut names = Vec::new();
-    for part in value.split("%(").skip(1) {
-        if let Some(end) = part.find(")s") {
-            names.push(&part[..end]);
-        }
-    }
-    for part in value.split('<').skip(1) {
-        if let Some(end) = part.find('>') {
-            names.push(&part[..end]);
-        }
-    }
-    let key = |s: &str, k: &str| (s.to_string(), k.to_string());
-    names
-        .into_iter()
-        .flat_map(|name| match name.split_once('/') {
-            Some((sec, k)) => [key(sec, k), key("DEFAULT", k)],
-            None => [key("Definition", name), key("DEFAULT", name)],
-        })
-        .collect()
-}
-
-/// Whether some key's value refers back to it (itself or through others),
-/// so that it grows at each round of substitution. The texts are read as
-/// the reader does (sections; a line that starts with white space
-/// continues a value), all as one file.
-fn has_reference_cycle(texts: &[&str]) -> bool {
-    let mut refs: BTreeMap<Key, Vec<Key>> = BTreeMap::new();
-    for text in texts {
-        let mut section = "DEFAULT".to_string();
-        let mut key: Option<Key> = None;
-        for line in text.lines() {
-            let line = line.trim_end_matches('\r');
-            let trimmed = line.trim();
-            if trimmed.starts_with(['#', ';']) || trimmed.is_empty() {
-                continue;
-            }
-            if line.starts_with([' ', '\t']) {
-                if let Some(k) = &key {
-                    refs.entry(k.clone()).or_default().extend(references(trimmed));
-                }
-                continue;
-            }
-            if trimmed.starts_with('[') && trimmed.ends_with(']') {
-                section = trimmed[1..trimmed.len() - 1].trim().to_string();
-                key = None;
-                continue;
-            }
-            if let Some(i) = trimmed.find(['=', ':']) {
-                let k = (section.clone(), trimmed[..i].trim().to_string());
-                // A key given again replaces its value.
-                refs.insert(k.clone(), references(&trimmed[i + 1..]));
-                key = Some(k);
-            }
-        }
-    }
-    fn reaches(refs: &BTreeMap<Key, Vec<Key>>, from: &Key, to: &Key, seen: &mut BTreeSet<Key>) -> bool {
-        refs.get(from)
-            .into_iter()
-            .flatten()
-            .any(|next| next == to || (seen.insert(next.clone()) && reaches(refs, next, to, seen)))
-    }
-    refs.keys().any(|k| reaches(&refs, k, k, &mut BTreeSet::new()))
-}
-
-/// The texts the reader reads for `fuzz.conf` in `folder`: it, what its
-/// `[INCLUDES]` name (and theirs), its `.local`.
-fn texts_read(folder: &Folder) -> Vec<String> {
-    fn read(dir: &Path, name: &str, seen: &mut BTreeSet<String>, out: &mut Vec<String>) {
-        let Ok(text) = std::fs::read_to_string(dir.join(name)) else {
-            return;
-        };
-        if !seen.insert(name.to_string()) || !dir.join(name).is_file() {
-            return;
-        }
-        let mut in_includes = false;
-        for line in text.lines() {
-            let line = line.trim();
-            if line.starts_with('[') {
-                in_includes = line == "[INCLUDES]";
-            } else if let (true, Some((key, value))) = (in_includes, line.split_once(['=', ':'])) {
-                if matches!(key.trim(), "before" | "after") {
-                    for name in value.split_whitespace() {
-                        read(dir, name, seen, out);
-                    }
-                }
-            }
-        }
-        out.push(text);
-    }
-    let mut out = Vec::new();
-    let mut seen = BTreeSet::new();
-    for name in ["fuzz.conf", "fuzz.local"] {
-        read(folder.dir.path(), name, &mut seen, &mut out);
-    }
-    out
-}
-
 /// Loads `fuzz.conf` (with the case's files written) under the memory cap
-/// and checks what comes out. Texts with a value that refers back to
-/// itself are left out: the reader expands them for 64 rounds, without
-/// bound (see [`values_that_refer_to_themselves_are_refused`]).
+/// and checks what comes out: loaded and sound, or refused with the
+/// file named. Values that refer back to themselves are in the mix: they
+/// are refused (see [`values_that_refer_to_themselves_are_refused`]).
 fn check(folder: &Folder, files: &[(&str, String)], tally: &Tally) -> Result<(), TestCaseError> {
     folder.write(files);
-    let texts = texts_read(folder);
-    prop_assume!(!has_reference_cycle(
-        &texts.iter().map(String::as_str).collect::<Vec<_>>()
-    ));
     let size: usize = files.iter().map(|(_, t)| t.len()).sum::<usize>() + folder.includes;
     let cap = PER_BYTE * size + BASE;
     let path = folder.path("fuzz.conf");
@@ -491,7 +382,6 @@ fn load_bounded(text: &str) -> Option<(Result<(), RulesetError>, usize)> {
 /// edited at random did so with a value past 1 MB. All must be refused,
 /// in bounded time and memory.
 #[test]
-#[ignore = "bug: a fail2ban value that refers back to itself is expanded for 64 rounds without bound (hangs)"]
 fn values_that_refer_to_themselves_are_refused() {
     fuzz::in_child(
         &test_path(module_path!(), "values_that_refer_to_themselves_are_refused"),
@@ -524,7 +414,6 @@ fn values_that_refer_to_themselves_are_refused() {
 /// read fail with "out of memory"). An include that is not a regular
 /// file must be refused, naming it, without reading it.
 #[test]
-#[ignore = "bug: a fail2ban include naming /dev/zero is read without bound (memory)"]
 fn an_include_that_never_ends_is_refused() {
     fuzz::in_child(
         &test_path(module_path!(), "an_include_that_never_ends_is_refused"),
@@ -536,21 +425,4 @@ fn an_include_that_never_ends_is_refused() {
             assert!(memory < 1 << 20, "{memory} bytes taken to refuse it: {err}");
         },
     );
-}
-
-#[test]
-fn reference_cycles_are_seen() {
-    assert!(has_reference_cycle(&["[Definition]\nx = a%(x)s\n"]));
-    assert!(has_reference_cycle(&["x = <y>\n  more\ny = b\n  <x>\n"]));
-    assert!(has_reference_cycle(&[
-        "[Definition]\nx = <y>\n",
-        "[DEFAULT]\ny = %(x)s\n"
-    ]));
-    assert!(!has_reference_cycle(&["x = <y>\ny = b\n"]));
-    let dropbear = include_str!("../../../tests/data/fail2ban/dropbear.conf");
-    let common = include_str!("../../../tests/data/fail2ban/common.conf");
-    assert!(!has_reference_cycle(&[common, dropbear]));
-    let folder = Folder::new(&[("common.conf".into(), common.into())]);
-    folder.write(&[("fuzz.conf", dropbear.into())]);
-    assert_eq!(texts_read(&folder), [common, dropbear], "includes are followed");
 }

@@ -13,6 +13,13 @@
 //!
 //! Links are followed wherever they lead (admins link logs in from other
 //! folders); what they lead to must be a regular file.
+//!
+//! The same holds for the files of settings nftban reads (its config, a
+//! ruleset, a fail2ban filter and what it includes): [`read_text`] refuses
+//! anything but a regular file before reading it, and reads at most
+//! [`MAX_TEXT`] bytes, so a path set to `/dev/zero` or a FIFO by mistake
+//! (or by someone who can write the config) gets an error naming it, not
+//! a process that grows until it dies or waits forever.
 
 use std::fs::{File, FileType, Metadata};
 use std::io;
@@ -97,6 +104,31 @@ pub enum OpenError {
     /// Opening or looking at it failed (permissions, gone meanwhile).
     #[error(transparent)]
     Io(#[from] io::Error),
+    /// A file of settings larger than [`MAX_TEXT`].
+    #[error("is larger than {} MiB, more than any file of settings needs", MAX_TEXT >> 20)]
+    TooLarge,
+}
+
+/// The most [`read_text`] reads: far more than any config, ruleset or
+/// filter needs (the largest shipped ruleset is a few KiB).
+pub const MAX_TEXT: u64 = 16 << 20;
+
+/// Read a file of settings as text: only a regular file (links followed),
+/// at most [`MAX_TEXT`] bytes, UTF-8.
+pub fn read_text(path: &Path) -> Result<String, OpenError> {
+    use std::io::Read;
+    let (file, meta) = open(path)?;
+    if meta.len() > MAX_TEXT {
+        return Err(OpenError::TooLarge);
+    }
+    let mut text = String::new();
+    // The file may grow after the look at its size: read one byte more
+    // than allowed to know.
+    file.take(MAX_TEXT + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_TEXT {
+        return Err(OpenError::TooLarge);
+    }
+    Ok(text)
 }
 
 /// Whether `meta` (the path's metadata, links followed) is a regular
@@ -181,5 +213,32 @@ mod tests {
             assert!(meta.is_file() && meta.len() == 2, "{path:?}");
         }
         assert!(matches!(open(&dir.path().join("none")), Err(OpenError::Io(e)) if e.kind() == io::ErrorKind::NotFound));
+    }
+
+    /// Settings are read from regular files only, whole and bounded; what
+    /// is refused is said in words that follow the path.
+    #[test]
+    fn settings_are_read_from_regular_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        mkfifo(&fifo);
+        let said = |p: &Path| read_text(p).unwrap_err().to_string();
+        assert_eq!(said(&fifo), "is a FIFO, not a regular file");
+        assert_eq!(
+            said(Path::new("/dev/zero")),
+            "is a character device, not a regular file"
+        );
+        let big = dir.path().join("big.yaml");
+        std::fs::File::create(&big).unwrap().set_len(MAX_TEXT + 1).unwrap();
+        assert_eq!(
+            said(&big),
+            "is larger than 16 MiB, more than any file of settings needs"
+        );
+        let fine = dir.path().join("fine.yaml");
+        std::fs::write(&fine, "a: 1\n").unwrap();
+        assert_eq!(read_text(&fine).unwrap(), "a: 1\n");
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(&bad, b"\xff\n").unwrap();
+        assert!(said(&bad).contains("UTF-8"), "{}", said(&bad));
     }
 }
