@@ -20,7 +20,8 @@
 //! all the rules of one compiled ruleset at most [`RULESET_BUDGET`]
 //! (measured after compiling each), and each lazy DFA cache has a fixed
 //! capacity. A ruleset past a bound is refused at the rule, with what to
-//! write instead.
+//! write instead. A [`Matcher`] holds no per-jail state: the jails of a
+//! config on the same ruleset and mode share one (`config`).
 
 pub mod date;
 pub mod fail2ban;
