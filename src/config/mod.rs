@@ -59,6 +59,8 @@ pub struct Jail {
     pub ruleset: String,
     /// The ruleset as read (with the jail's mode applied), for `check`.
     pub rules: Arc<Ruleset>,
+    /// The compiled ruleset, shared by every jail of the config on the same
+    /// ruleset and mode (per-jail state lives in the readers and engine).
     pub matcher: Arc<Matcher>,
     pub files: Vec<PathBuf>,
     pub journal: Vec<String>,
@@ -363,6 +365,10 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
     }
 
     let mut jails = Vec::new();
+    // Rulesets compiled for this load: jails on the same ruleset and mode
+    // share one matcher (it holds no per-jail state). Built anew by each
+    // load, so a reload reads the ruleset files again.
+    let mut compiled: Vec<(Arc<Ruleset>, Arc<Matcher>)> = Vec::new();
     for (name, j) in raw.jails {
         let at = |key: &'static str| -> [&str; 3] { ["jails", name.as_str(), key] };
         let jail = ["jails", name.as_str()];
@@ -383,7 +389,15 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         let ruleset = ruleset
             .with_mode(j.mode.as_deref())
             .map_err(|e| err(&at("mode"), Problem::Mode(Box::new(e))))?;
-        let matcher = Matcher::new(&ruleset).map_err(|e| err(&at("ruleset"), Problem::Ruleset(Box::new(e))))?;
+        let (rules, matcher) = match compiled.iter().find(|(r, _)| r.compiles_like(&ruleset)) {
+            Some((r, m)) => (Arc::clone(r), Arc::clone(m)),
+            None => {
+                let m = Matcher::new(&ruleset).map_err(|e| err(&at("ruleset"), Problem::Ruleset(Box::new(e))))?;
+                let shared = (Arc::new(ruleset), Arc::new(m));
+                compiled.push(shared.clone());
+                shared
+            }
+        };
         if j.files.is_empty() && j.journal.is_empty() && !j.stdin {
             return Err(err(&jail, Problem::NoSource));
         }
@@ -434,9 +448,9 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         }
         jails.push(Jail {
             name: name.clone(),
-            ruleset: ruleset.name.clone(),
-            rules: Arc::new(ruleset),
-            matcher: Arc::new(matcher),
+            ruleset: rules.name.clone(),
+            rules,
+            matcher,
             files: j.files,
             journal: j.journal,
             stdin: j.stdin,

@@ -282,3 +282,41 @@ fn negative_and_fractional_durations_say_why() {
         );
     }
 }
+
+/// Jails on the same ruleset and mode share one compiled matcher (and the
+/// ruleset as read); another mode or another ruleset gets its own; a new
+/// load (what a reload does) reads the ruleset file again.
+#[test]
+fn jails_on_one_ruleset_and_mode_share_its_matcher() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("web.yaml");
+    let rules = |extra: &str| {
+        format!(
+            "name: web\nfailregex:\n  - 'denied <HOST>$'{extra}\nmodes:\n  strict:\n    failregex: ['refused <HOST>$']\n"
+        )
+    };
+    std::fs::write(&file, rules("")).unwrap();
+    let f = file.display();
+    let text = format!(
+        "jails:\n  a: {{ruleset: {f}, files: [/x]}}\n  b: {{ruleset: {f}, files: [/y]}}\n  \
+         c: {{ruleset: {f}, mode: strict, files: [/x]}}\n  d: {{ruleset: {f}, mode: strict, files: [/z]}}\n  \
+         e: {{ruleset: sshd, files: [/x]}}\n  f: {{ruleset: sshd, files: [/y], maxretry: 2}}\n"
+    );
+    let c = load(&text).unwrap();
+    let by_name = |n: &str| c.jails.iter().find(|j| j.name == n).unwrap();
+    let same = |x: &str, y: &str| Arc::ptr_eq(&by_name(x).matcher, &by_name(y).matcher);
+    assert!(same("a", "b") && same("c", "d") && same("e", "f"));
+    assert!(!same("a", "c") && !same("a", "e"));
+    assert!(Arc::ptr_eq(&by_name("a").rules, &by_name("b").rules));
+    assert_eq!(
+        (by_name("a").matcher.sources.len(), by_name("c").matcher.sources.len()),
+        (1, 2)
+    );
+    assert_eq!(by_name("f").maxretry, 2);
+    // The file changes; the next load compiles what it says now.
+    std::fs::write(&file, rules("\n  - 'blocked <HOST>$'")).unwrap();
+    let again = load(&text).unwrap();
+    let a = again.jails.iter().find(|j| j.name == "a").unwrap();
+    assert_eq!(a.matcher.sources.len(), 2);
+    assert!(!Arc::ptr_eq(&a.matcher, &by_name("a").matcher));
+}

@@ -281,7 +281,8 @@ impl DateParser {
         }
         // Epoch seconds: 10 digits, optional fraction, then a space, `]` or end.
         if self.has(DateFormat::Epoch) && s.len() >= 10 && s[..10].iter().all(u8::is_ascii_digit) {
-            let secs = num(&s[..10])? as i64;
+            // Up to 9999999999 (year 2286): past u32, within i64.
+            let secs = i64::try_from(num64(&s[..10])?).ok()?;
             let mut end = 10;
             let mut nanos = 0;
             if s.get(end) == Some(&b'.') {
@@ -358,15 +359,19 @@ fn local_to_epoch(y: i64, mo: u32, d: u32, h: u32) -> Option<i64> {
     (t != -1).then_some(t)
 }
 
+/// The number `b`'s digits write (`None`: a non-digit, or past `u32`).
 fn num(b: &[u8]) -> Option<u32> {
-    let mut n = 0u32;
-    for &c in b {
+    u32::try_from(num64(b)?).ok()
+}
+
+/// The number `b`'s digits write (`None`: a non-digit, or past `u64`).
+fn num64(b: &[u8]) -> Option<u64> {
+    b.iter().try_fold(0u64, |n, &c| {
         if !c.is_ascii_digit() {
             return None;
         }
-        n = n * 10 + (c - b'0') as u32;
-    }
-    Some(n)
+        n.checked_mul(10)?.checked_add(u64::from(c - b'0'))
+    })
 }
 
 /// Digits of a fraction as nanoseconds, and how many bytes they take.
@@ -497,6 +502,19 @@ mod tests {
                 "1700000000 x",
                 Some((DateFormat::Epoch, 10, UNIX_EPOCH + Duration::from_secs(1_700_000_000))),
             ),
+            // Past 2^32 seconds (2106): read as the time it is.
+            (
+                "4300000000 x",
+                Some((DateFormat::Epoch, 10, UNIX_EPOCH + Duration::from_secs(4_300_000_000))),
+            ),
+            (
+                "[9999999999.5] x",
+                Some((
+                    DateFormat::Epoch,
+                    14,
+                    UNIX_EPOCH + Duration::from_millis(9_999_999_999_500),
+                )),
+            ),
             ("Failed password for root from 198.51.100.1", None),
             ("[2015-13-28 05:40:16] bad month", None),
             ("Foo 28 05:40:16 not a month", None),
@@ -576,6 +594,19 @@ mod tests {
             (
                 "[2015-01-28 05:40:16] NOTICE",
                 Some((DateFormat::Asterisk, 21, utc(2015, 1, 28, 5, 40, 16))),
+            ),
+            // Epoch seconds past 2^32, up to the 12 digits `%s` reads.
+            (
+                "@4294967296 x",
+                Some((DateFormat::Custom, 11, UNIX_EPOCH + Duration::from_secs(1 << 32))),
+            ),
+            (
+                "@999999999999 x",
+                Some((
+                    DateFormat::Custom,
+                    13,
+                    UNIX_EPOCH + Duration::from_secs(999_999_999_999),
+                )),
             ),
             ("25/Foo/2025:04:05:06 +0100 x", None),
             ("[25/Nov/2025:04:05:06 +0100 no bracket", None),

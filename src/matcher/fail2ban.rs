@@ -178,11 +178,13 @@ enum Unrunnable {
     Regex(regex::Error),
 }
 
-/// Whether nftban can run a rule: a regex Rust's regex takes, with one
-/// address tag (`need_address`, for a failregex) or at most one.
+/// Whether nftban can run a rule: a regex Rust's regex takes as the
+/// matcher compiles it (bytes, ASCII classes, at most
+/// [`super::RULE_LIMIT`]), with one address tag (`need_address`, for a
+/// failregex) or at most one.
 fn check(re: &str, need_address: bool) -> Result<(), Unrunnable> {
     let expanded = super::host::expand_tags(re, need_address)?;
-    regex::Regex::new(&expanded).map(|_| ()).map_err(Unrunnable::Regex)
+    super::compile(&expanded).map(|_| ()).map_err(Unrunnable::Regex)
 }
 
 fn short(e: &regex::Error) -> String {

@@ -14,6 +14,14 @@
 //! matched. Nothing is allocated per line. Regexes are compiled without
 //! Unicode classes (`\w`, `\d`, `\s` are ASCII), which keeps their
 //! automata small: logs put addresses and keywords in ASCII.
+//!
+//! Memory is bounded by what a ruleset says, whatever it says: each NFA
+//! of a rule (its regex's, its split's parts') is at most [`RULE_LIMIT`],
+//! all the rules of one compiled ruleset at most [`RULESET_BUDGET`]
+//! (measured after compiling each), and each lazy DFA cache has a fixed
+//! capacity. A ruleset past a bound is refused at the rule, with what to
+//! write instead. A [`Matcher`] holds no per-jail state: the jails of a
+//! config on the same ruleset and mode share one (`config`).
 
 pub mod date;
 pub mod fail2ban;
@@ -30,16 +38,36 @@ use ipnet::IpNet;
 use std::time::SystemTime;
 
 use regex::bytes::{CaptureLocations, Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex_automata::util::captures::Captures;
+use regex_automata::{meta, Input};
 
 pub use date::{DateFormat, DateParser, Found, Zone};
 pub use host::{CONTENT_GROUP, HOST_GROUP};
 pub use ruleset::{Example, Ruleset, RulesetError};
 pub use source::{MatcherRef, SourceMatcher};
 
+/// The most memory one rule's compiled automata may take (each NFA of its
+/// regex, and of its split's parts, up to this): a rule as the shipped
+/// ones are takes some 100 KiB.
+pub const RULE_LIMIT: usize = 2 << 20;
+
+/// The most memory all the rules of one ruleset (one mode) may take
+/// together, measured after compiling each.
+pub const RULESET_BUDGET: usize = 16 << 20;
+
+/// The lazy DFA cache of a rule's regex (forward and reverse, per thread).
+const RULE_CACHE: usize = 8 << 20;
+
+/// What to do about a rule too big to compile.
+const TOO_BIG: &str = "Unicode classes and counted repetitions make automata big: use ASCII classes \
+                       ((?-u:\\w), [0-9]), fewer repetitions ({1,20} rather than {1,200}), or split the rule";
+
 /// One compiled failregex.
 #[derive(Debug)]
 struct Rule {
-    regex: Regex,
+    /// The whole rule (prefix included), as the regex crate builds a bytes
+    /// regex, but with its cache in [`Scratch`] (one per thread).
+    regex: meta::Regex,
     /// Index of the `host` group.
     host: usize,
     /// Sets of strings: every line the rule matches contains one string of
@@ -57,17 +85,44 @@ struct Rule {
 /// after line: no allocation per line).
 #[derive(Debug, Clone)]
 struct Scratch {
-    locs: CaptureLocations,
+    cache: meta::Cache,
+    caps: Captures,
     split: Option<split::SplitCache>,
 }
 
 impl Rule {
     fn scratch(&self) -> Scratch {
         Scratch {
-            locs: self.regex.capture_locations(),
+            cache: self.regex.create_cache(),
+            caps: self.regex.create_captures(),
             split: self.split.as_ref().map(|s| s.cache()),
         }
     }
+
+    /// Heap bytes the compiled rule holds (its automata; not the caches).
+    fn memory(&self) -> usize {
+        self.regex.memory_usage() + self.split.as_ref().map_or(0, split::Split::memory)
+    }
+}
+
+/// A rule's regex: bytes, ASCII classes unless the rule asks, its NFAs at
+/// most [`RULE_LIMIT`] each.
+fn compile_rule(re: &str) -> Result<meta::Regex, String> {
+    meta::Regex::builder()
+        .syntax(regex_automata::util::syntax::Config::new().unicode(false).utf8(false))
+        .configure(
+            meta::Config::new()
+                .match_kind(regex_automata::MatchKind::LeftmostFirst)
+                .utf8_empty(false)
+                .nfa_size_limit(Some(RULE_LIMIT))
+                .onepass_size_limit(Some(RULE_LIMIT))
+                .hybrid_cache_capacity(RULE_CACHE),
+        )
+        .build(re)
+        .map_err(|e| match e.size_limit() {
+            Some(limit) => format!("compiles to more than {} MiB; {TOO_BIG}", limit >> 20),
+            None => e.to_string(),
+        })
 }
 
 /// Per jail, what its rules share on one line.
@@ -142,6 +197,7 @@ impl Matcher {
             split::Prefix::new(&format!("^(?:{})", ruleset.prefix))
         };
         let mut rules = Vec::new();
+        let mut held = 0;
         for (i, rule) in ruleset.failregex.iter().enumerate() {
             let expanded =
                 host::expand_tags(rule, true).map_err(|e| ruleset.rule_error(i, format!("`{rule}`: {e}")))?;
@@ -150,23 +206,33 @@ impl Matcher {
             } else {
                 format!("^(?:{}){}", ruleset.prefix, expanded.trim_start_matches('^'))
             };
-            let regex = compile(&full).map_err(|e| ruleset.rule_error(i, e.to_string()))?;
-            let host = regex
-                .capture_names()
-                .position(|n| n == Some(HOST_GROUP))
-                .ok_or_else(|| ruleset.rule_error(i, "no <HOST> group".into()))?;
-            let cidr = regex.capture_names().position(|n| n == Some(host::CIDR_GROUP));
+            let regex = compile_rule(&full).map_err(|e| ruleset.rule_error(i, e))?;
+            let group = |name| regex.group_info().to_index(regex_automata::PatternID::ZERO, name);
+            let host = group(HOST_GROUP).ok_or_else(|| ruleset.rule_error(i, "no <HOST> group".into()))?;
+            let cidr = group(host::CIDR_GROUP);
             let split = match cidr {
                 Some(_) => None,
                 None => split::parse(&full).and_then(|h| split::Split::new(&h, prefix.as_ref().map(|p| &p.hir))),
             };
-            rules.push(Rule {
+            let rule = Rule {
                 regex,
                 host,
                 literal: literal::required(&expanded),
                 split,
                 cidr,
-            });
+            };
+            held += rule.memory();
+            if held > RULESET_BUDGET {
+                return Err(ruleset.rule_error(
+                    i,
+                    format!(
+                        "the rules up to this one compile to {} MiB, more than the {} MiB a ruleset may take; {TOO_BIG}",
+                        held.div_ceil(1 << 20),
+                        RULESET_BUDGET >> 20
+                    ),
+                ));
+            }
+            rules.push(rule);
         }
         let ignore = if ruleset.ignoreregex.is_empty() {
             None
@@ -181,6 +247,7 @@ impl Matcher {
             Some(
                 RegexSetBuilder::new(&expanded)
                     .unicode(false)
+                    .size_limit(RULE_LIMIT)
                     .build()
                     .map_err(|e| ruleset.error_at(&["ignoreregex"], None, e.to_string()))?,
             )
@@ -289,9 +356,15 @@ impl Matcher {
             Some(split::Host::NoMatch) => return None,
             Some(split::Host::Unsure) | None => {}
         }
-        rule.regex.captures_read(&mut scratch.locs, text)?;
-        let (s, e) = scratch.locs.get(rule.host).unwrap_or((0, 0));
-        Some((s, e, rule.cidr.and_then(|c| scratch.locs.get(c))))
+        let caps = &mut scratch.caps;
+        rule.regex
+            .search_captures_with(&mut scratch.cache, &Input::new(text), caps);
+        if !caps.is_match() {
+            return None;
+        }
+        let span = |g| caps.get_group(g).map(|s| (s.start, s.end));
+        let (s, e) = span(rule.host).unwrap_or((0, 0));
+        Some((s, e, rule.cidr.and_then(span)))
     }
 
     /// What the rule's split says about `text` (`None`: the rule has none).
@@ -309,7 +382,7 @@ impl Matcher {
                 None => split::Host::Unsure,
             },
             _ if split.anchored => split.host(text, &[0], cache),
-            _ => match rule.regex.find(text) {
+            _ => match rule.regex.search_with(&mut scratch.cache, &Input::new(text)) {
                 Some(m) => split.host(text, &[m.start()], cache),
                 None => split::Host::NoMatch,
             },
@@ -363,9 +436,14 @@ impl Matcher {
 /// Start and end of a capture group's text in a line.
 type Span = (usize, usize);
 
-/// A rule's regex: bytes, ASCII classes, a bigger lazy-DFA cache.
+/// A regex besides the rules (prefregex, an ignoreregex): bytes, ASCII
+/// classes, as big as a rule may be.
 fn compile(re: &str) -> Result<Regex, regex::Error> {
-    RegexBuilder::new(re).unicode(false).dfa_size_limit(8 << 20).build()
+    RegexBuilder::new(re)
+        .unicode(false)
+        .size_limit(RULE_LIMIT)
+        .dfa_size_limit(RULE_CACHE)
+        .build()
 }
 
 #[cfg(test)]

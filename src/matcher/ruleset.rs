@@ -403,6 +403,22 @@ impl Ruleset {
     }
 
     /// An error about rule `i`, with its line and column when the text is known.
+    /// Whether [`crate::matcher::Matcher::new`] makes the same matcher of
+    /// both (what it reads, the mode, where they came from): jails on such
+    /// rulesets share one.
+    pub fn compiles_like(&self, other: &Ruleset) -> bool {
+        self.origin == other.origin
+            && self.name == other.name
+            && self.mode == other.mode
+            && self.prefix == other.prefix
+            && self.prefregex == other.prefregex
+            && self.failregex == other.failregex
+            && self.ignoreregex == other.ignoreregex
+            && self.prefilter == other.prefilter
+            && self.datepattern == other.datepattern
+            && self.strip_date == other.strip_date
+    }
+
     pub fn rule_error(&self, i: usize, message: String) -> RulesetError {
         let key = self.rule_key(i);
         let path: Vec<&str> = key.path.iter().map(|s| s.as_str()).collect();

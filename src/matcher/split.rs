@@ -39,7 +39,7 @@ use regex_automata::{meta, Anchored, Input, MatchKind};
 use regex_syntax::hir::{Hir, HirKind, Look};
 use std::sync::OnceLock;
 
-use super::HOST_GROUP;
+use super::{HOST_GROUP, RULE_LIMIT};
 
 /// Beyond this many ends of `L` the line is left to the capture engine
 /// (each end costs a run of `H` and `R`).
@@ -145,6 +145,12 @@ impl Split {
                 .is_some_and(|first| first.iter().filter(|&&b| b).count() <= 64)
     }
 
+    /// Heap bytes its automata hold (the NFAs of its parts; `rest` is
+    /// built only when needed, under [`RULE_LIMIT`] too).
+    pub fn memory(&self) -> usize {
+        [&self.before, &self.host, &self.after].iter().map(|w| w.memory()).sum()
+    }
+
     pub fn cache(&self) -> SplitCache {
         SplitCache {
             before: self.before.cache(),
@@ -221,7 +227,12 @@ impl Split {
                 let Some(re) = self.rest.get_or_init(|| {
                     // As the regex crate builds a bytes regex.
                     meta::Regex::builder()
-                        .configure(meta::Config::new().utf8_empty(false))
+                        .configure(
+                            meta::Config::new()
+                                .utf8_empty(false)
+                                .nfa_size_limit(Some(RULE_LIMIT))
+                                .onepass_size_limit(Some(RULE_LIMIT)),
+                        )
                         .build_from_hir(&self.rest_hir)
                         .ok()
                 }) else {
@@ -336,6 +347,11 @@ impl Walker {
         self.dfa.create_cache()
     }
 
+    /// Heap bytes it holds: its NFA (the lazy DFA's states are in caches).
+    fn memory(&self) -> usize {
+        self.dfa.get_nfa().memory_usage()
+    }
+
     /// Whether a match may start at `at` (`false`: surely none).
     #[inline(always)]
     fn may_start(&self, text: &[u8], at: usize) -> bool {
@@ -347,10 +363,16 @@ impl Walker {
 }
 
 /// A lazy DFA that reports every match end, not only the preferred one
-/// (MatchKind::All: no thread is dropped after a match).
+/// (MatchKind::All: no thread is dropped after a match). `None` also when
+/// its NFA would pass [`RULE_LIMIT`] (captures then find the host).
 fn all_ends(hir: &Hir) -> Option<DFA> {
     let nfa = thompson::Compiler::new()
-        .configure(thompson::Config::new().which_captures(WhichCaptures::None).utf8(false))
+        .configure(
+            thompson::Config::new()
+                .which_captures(WhichCaptures::None)
+                .utf8(false)
+                .nfa_size_limit(Some(RULE_LIMIT)),
+        )
         .build_from_hir(hir)
         .ok()?;
     DFA::builder()

@@ -123,6 +123,52 @@ fn bad_rule_in_a_file_has_line_and_column() {
     assert!(err.at.is_some() && err.message.contains("unknown field"), "{err}");
 }
 
+/// A rule whose automata would pass [`RULE_LIMIT`] is refused at its
+/// file, line and column, with what to write instead; the same rule with
+/// ASCII classes compiles small.
+#[test]
+fn a_rule_too_big_is_refused_with_what_to_do() {
+    let text = "name: t\nfailregex:\n  - 'ok <HOST>$'\n  - '(?u:\\w){100}<HOST>$'\n";
+    let err = Matcher::new(&Ruleset::parse("t.yaml", text).unwrap()).unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.starts_with("t.yaml:4:3: failregex[1]: "), "{shown}");
+    assert!(
+        shown.contains("more than 2 MiB") && shown.contains("(?-u:\\w)"),
+        "{shown}"
+    );
+    let m = matcher_of("name: t\nfailregex:\n  - '(?-u:\\w){100}<HOST>$'\n");
+    assert!(m.rules[0].memory() < 256 << 10, "{}", m.rules[0].memory());
+}
+
+/// Rules each under [`RULE_LIMIT`] but together over [`RULESET_BUDGET`]:
+/// the ruleset is refused at the rule that passes the budget.
+#[test]
+fn rules_together_over_the_budget_are_refused_at_the_rule_that_passes_it() {
+    let one = matcher_of("name: t\nfailregex:\n  - '(?u:\\w){20}<HOST> 0$'\n");
+    let each = one.rules[0].memory();
+    assert!(each > 1 << 20 && each < RULE_LIMIT, "{each}");
+    let rules: String = (0..32).map(|i| format!("\n  - '(?u:\\w){{20}}<HOST> {i}$'")).collect();
+    let text = format!("name: t\nfailregex:{rules}\n");
+    let err = Matcher::new(&Ruleset::parse("t.yaml", &text).unwrap()).unwrap_err();
+    let over = RULESET_BUDGET / each; // index of the first rule past the budget
+    assert_eq!(err.at, Some((3 + over, 3)), "{err}");
+    assert!(err.message.starts_with(&format!("failregex[{over}]: ")), "{err}");
+    assert!(err.message.contains("16 MiB a ruleset may take"), "{err}");
+}
+
+/// Every shipped ruleset is far below the bounds: each rule a small part
+/// of [`RULE_LIMIT`], each ruleset of [`RULESET_BUDGET`].
+#[test]
+fn shipped_rulesets_are_far_below_the_memory_bounds() {
+    for (name, _) in ruleset::SHIPPED {
+        let m = shipped(name);
+        let rules: Vec<usize> = m.rules.iter().map(Rule::memory).collect();
+        let total: usize = rules.iter().sum();
+        assert!(rules.iter().all(|&r| r < RULE_LIMIT / 16), "{name}: {rules:?}");
+        assert!(total < RULESET_BUDGET / 8, "{name}: {total}");
+    }
+}
+
 /// Modes add rules; an unknown mode is an error naming the known ones.
 #[test]
 fn modes_add_rules() {
@@ -471,23 +517,17 @@ fn rule_matchers() -> Vec<(Vec<Matcher>, Vec<String>)> {
 fn check_host_span(ms: &[Matcher], caches: &mut [Vec<Scratch>], line: &[u8], seen: &mut [usize; 3]) {
     for (m, scratch) in ms.iter().zip(caches.iter_mut()) {
         let mut prefix = m.prefix.as_ref().map(|p| p.cache());
-        for (rule, scratch) in m.rules.iter().zip(scratch.iter_mut()) {
+        for ((rule, scratch), source) in m.rules.iter().zip(scratch.iter_mut()).zip(&m.sources) {
             if let Some(p) = prefix.as_mut() {
                 p.forget();
             }
-            let want = rule
-                .regex
-                .captures(line)
-                .map(|c| c.name(HOST_GROUP).map_or((0, 0), |g| (g.start(), g.end())));
+            let mut caps = rule.regex.create_captures();
+            rule.regex.captures(line, &mut caps);
+            let want = caps
+                .is_match()
+                .then(|| caps.get_group_by_name(HOST_GROUP).map_or((0, 0), |g| (g.start, g.end)));
             let got = m.captures(rule, line, &mut prefix, scratch).map(|(s, e, _)| (s, e));
-            assert_eq!(
-                got,
-                want,
-                "{}: {}\n{}",
-                m.name,
-                rule.regex,
-                String::from_utf8_lossy(line)
-            );
+            assert_eq!(got, want, "{}: {}\n{}", m.name, source, String::from_utf8_lossy(line));
             if let Some(p) = prefix.as_mut() {
                 p.forget();
             }

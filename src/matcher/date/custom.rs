@@ -280,7 +280,7 @@ impl CustomDate {
                     p.offset = Some(0);
                     at += len;
                 }
-                Item::Epoch => p.epoch = Some(digits(s, &mut at, 1, 12)? as i64),
+                Item::Epoch => p.epoch = Some(i64::try_from(digits64(s, &mut at, 1, 12)?).ok()?),
             }
         }
         if let Some(pm) = pm {
@@ -304,13 +304,20 @@ impl CustomDate {
 
 /// `min..=max` ASCII digits at `at` (as many as there are, up to max).
 fn digits(s: &[u8], at: &mut usize, min: usize, max: usize) -> Option<u32> {
+    u32::try_from(digits64(s, at, min, max)?).ok()
+}
+
+/// [`digits`] as a `u64` (epoch seconds pass `u32` in 2106).
+fn digits64(s: &[u8], at: &mut usize, min: usize, max: usize) -> Option<u64> {
     let n = s[*at..].iter().take(max).take_while(|c| c.is_ascii_digit()).count();
     if n < min {
         return None;
     }
-    let v = s[*at..*at + n].iter().fold(0u64, |v, &c| v * 10 + (c - b'0') as u64);
+    let v = s[*at..*at + n]
+        .iter()
+        .try_fold(0u64, |v, &c| v.checked_mul(10)?.checked_add(u64::from(c - b'0')))?;
     *at += n;
-    u32::try_from(v).ok()
+    Some(v)
 }
 
 /// Index of the name (`short`: its first three letters) at `at`, any case.

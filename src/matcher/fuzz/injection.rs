@@ -222,9 +222,11 @@ fn host_span(m: &Matcher, line: &str) -> Option<Span> {
     let LineMatch::Failure { rule, .. } = m.match_line(line) else {
         return None;
     };
-    let caps = m.rules[rule].regex.captures(line.as_bytes())?;
-    let host = caps.name(HOST_GROUP)?;
-    Some((host.start(), host.end()))
+    let re = &m.rules[rule].regex;
+    let mut caps = re.create_captures();
+    re.captures(line.as_bytes(), &mut caps);
+    let host = caps.get_group_by_name(HOST_GROUP)?;
+    Some((host.start, host.end))
 }
 
 /// Addresses the attacker wants banned (none is in an example line).
