@@ -193,10 +193,9 @@ fn shaped_configs_load_or_are_refused_with_a_place() {
 }
 
 /// The same written in flow style, as JSON is (which is YAML too):
-/// `{log: {level: loud}}` is refused as `log.level: ... must be one of`,
-/// with no line, because `yaml::locate` finds keys of block style only.
+/// `{log: {level: loud}}` is refused as `log.level: ... must be one of`
+/// at the line of `level`.
 #[test]
-#[ignore = "bug: errors found after parsing a flow-style (JSON) config carry no line"]
 fn flow_style_configs_are_refused_with_a_place() {
     check_all("flow_style_configs_are_refused_with_a_place", 160, shaped(1.0));
 }

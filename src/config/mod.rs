@@ -273,9 +273,9 @@ fn parse_ignoreip(list: &[String]) -> Result<Vec<IpNet>, Problem> {
 }
 
 fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError> {
-    // A key in a flow mapping (`nftables: {hooks: [...]}`) is not found by
-    // `locate`: name the line of its nearest parent instead. `err_at` is
-    // for a key (`defaults.bantime_increment.factor`) located at another
+    // A key that cannot be found (set through an alias, `sshd: *base`)
+    // is given the line of its nearest parent instead. `err_at` is for a
+    // key (`defaults.bantime_increment.factor`) located at another
     // (`defaults.bantime_increment`).
     let err_at = |keys: &[&str], key: String, error: Problem| Located {
         file: path.display().to_string(),

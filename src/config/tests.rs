@@ -110,7 +110,7 @@ fn increment_and_recidive_are_checked() {
     let rec = format!("{GOOD}recidive: {{findtime: 1d, maxretry: 1, bantime: 1w}}\n");
     let e = load(&rec).unwrap_err();
     assert!(report(&e).contains("recidive.maxretry: must be at least 2"), "{e}");
-    assert_eq!(e.at, Some((13, 1)), "points at the `recidive:` line");
+    assert_eq!(e.at, Some((13, 26)), "points at `maxretry` in the flow mapping");
     let clash = format!(
         "{}recidive: {{findtime: 1d, maxretry: 3, bantime: 1w}}\n",
         GOOD.replace("  sshd:", "  recidive:")
@@ -208,7 +208,8 @@ fn a_key_given_twice_is_an_error_at_its_second_place() {
     let flow = GOOD.replace("maxretry: 5,", "maxretry: 5, maxretry: 50,");
     assert_eq!(
         error(&flow),
-        "/etc/nftban/nftban.yaml:3:40: defaults.maxretry: given twice; the last would silently replace the others"
+        "/etc/nftban/nftban.yaml:3:40: defaults.maxretry: given twice (first at line 3); \
+         the last would silently replace the others"
     );
     let top = format!("{GOOD}socket: /run/other.sock\n");
     assert!(error(&top).starts_with("/etc/nftban/nftban.yaml:13:1: socket: given twice (first at line 1)"));
