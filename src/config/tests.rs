@@ -280,3 +280,54 @@ fn negative_and_fractional_durations_say_why() {
         );
     }
 }
+
+/// Anchors used as they are meant to be, a jail's settings and a list of
+/// trusted addresses named by a dozen jails, load like the text written
+/// out.
+#[test]
+fn anchors_named_by_a_dozen_jails_load() {
+    let mut text = "defaults: {ignoreip: &trusted [127.0.0.0/8, \"::1\", 192.0.2.0/24]}\njails:\n  j0: &jail\n    ruleset: sshd\n    files: [/var/log/auth.log]\n    maxretry: 3\n    ignoreip: *trusted\n".to_string();
+    for i in 1..12 {
+        text.push_str(&format!("  j{i}: *jail\n"));
+    }
+    let c = load(&text).unwrap();
+    assert_eq!(c.jails.len(), 12);
+    assert!(c
+        .jails
+        .iter()
+        .all(|j| j.maxretry == 3 && j.ignoreip.len() == 3 && j.ruleset == "sshd"));
+}
+
+/// Aliases that would expand a config far past its text (a long list
+/// named by hundreds of jails) are refused at the alias that takes it
+/// over, with what to do.
+#[test]
+fn aliases_that_multiply_a_config_are_refused_at_the_alias() {
+    let list: Vec<String> = (0..1000).map(|i| format!("10.0.{}.{}", i / 250, i % 250)).collect();
+    let mut text = format!("defaults: {{ignoreip: &a [{}]}}\njails:\n", list.join(", "));
+    for i in 0..200 {
+        text.push_str(&format!(
+            "  j{i}:\n    enabled: false\n    ruleset: x\n    ignoreip: *a\n"
+        ));
+    }
+    let e = load(&text).unwrap_err();
+    let key = e.key.clone().unwrap();
+    let jail: usize = key
+        .strip_prefix("jails.j")
+        .and_then(|k| k.strip_suffix(".ignoreip"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(e.at, Some((2 + 4 * jail + 4, 15)), "the jail's `ignoreip: *a`");
+    let limit = crate::yaml::expansion::limit(text.len());
+    assert_eq!(
+        report(&e),
+        format!(
+            "/etc/nftban/nftban.yaml:{}:15: {key}: this alias takes the file past {limit} values once aliases \
+             are expanded (the most a file of {} bytes may hold: 50000 plus one per byte); name long lists \
+             and mappings through aliases less often; a jail without `ignoreip` takes `defaults.ignoreip`",
+            2 + 4 * jail + 4,
+            text.len()
+        )
+    );
+}

@@ -75,7 +75,7 @@ fn dash_before(text: &str, at: usize) -> Option<usize> {
 
 /// Line (counted at `\n`) and column (in bytes), both 1-based, of byte
 /// `at`; `None` at the end of the text, where nothing is written.
-fn position(text: &str, at: usize) -> Option<Position> {
+pub(super) fn position(text: &str, at: usize) -> Option<Position> {
     if at >= text.len() || !text.is_char_boundary(at) {
         return None;
     }
@@ -103,6 +103,11 @@ impl<'a> Events<'a> {
             failed: false,
             end: 0,
         }
+    }
+
+    /// Whether the parser stopped at an error (and not at the end).
+    pub(super) fn failed(&self) -> bool {
+        self.failed
     }
 
     /// The next event and the byte it starts at.
