@@ -119,6 +119,11 @@ pub enum Problem {
     /// when it can be found.
     #[error("given twice{}; the last would silently replace the others", first.map(|l| format!(" (first at line {l})")).unwrap_or_default())]
     DuplicateKey { first: Option<usize> },
+    /// YAML aliases that expand the file far past its size (one long list
+    /// named by hundreds of jails); the place is the alias that takes it
+    /// over.
+    #[error("{0}; a jail without `ignoreip` takes `defaults.ignoreip`")]
+    Aliases(crate::yaml::TooLarge),
     /// `log.target` is no known target.
     #[error("`{0}` must be stderr, journald, syslog or an absolute file path")]
     LogTarget(String),
@@ -213,6 +218,15 @@ impl Config {
     /// Parse and validate config text; `path` is used in messages and to
     /// resolve relative ruleset paths.
     pub fn from_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        // Before anything walks the aliases: each would build its copy.
+        if let Some(e) = crate::yaml::expansion(text) {
+            return Err(Located {
+                file: path.display().to_string(),
+                at: e.at,
+                key: Some(e.key).filter(|k| !k.is_empty()),
+                error: Problem::Aliases(e.error),
+            });
+        }
         if let Some(dup) = crate::yaml::duplicate_key(text) {
             return Err(Located {
                 file: path.display().to_string(),
@@ -275,9 +289,9 @@ fn parse_ignoreip(list: &[String]) -> Result<Vec<IpNet>, Problem> {
 }
 
 fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError> {
-    // A key in a flow mapping (`nftables: {hooks: [...]}`) is not found by
-    // `locate`: name the line of its nearest parent instead. `err_at` is
-    // for a key (`defaults.bantime_increment.factor`) located at another
+    // A key that cannot be found (set through an alias, `sshd: *base`)
+    // is given the line of its nearest parent instead. `err_at` is for a
+    // key (`defaults.bantime_increment.factor`) located at another
     // (`defaults.bantime_increment`).
     let err_at = |keys: &[&str], key: String, error: Problem| Located {
         file: path.display().to_string(),

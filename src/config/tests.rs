@@ -110,7 +110,7 @@ fn increment_and_recidive_are_checked() {
     let rec = format!("{GOOD}recidive: {{findtime: 1d, maxretry: 1, bantime: 1w}}\n");
     let e = load(&rec).unwrap_err();
     assert!(report(&e).contains("recidive.maxretry: must be at least 2"), "{e}");
-    assert_eq!(e.at, Some((13, 1)), "points at the `recidive:` line");
+    assert_eq!(e.at, Some((13, 26)), "points at `maxretry` in the flow mapping");
     let clash = format!(
         "{}recidive: {{findtime: 1d, maxretry: 3, bantime: 1w}}\n",
         GOOD.replace("  sshd:", "  recidive:")
@@ -208,7 +208,8 @@ fn a_key_given_twice_is_an_error_at_its_second_place() {
     let flow = GOOD.replace("maxretry: 5,", "maxretry: 5, maxretry: 50,");
     assert_eq!(
         error(&flow),
-        "/etc/nftban/nftban.yaml:3:40: defaults.maxretry: given twice; the last would silently replace the others"
+        "/etc/nftban/nftban.yaml:3:40: defaults.maxretry: given twice (first at line 3); \
+         the last would silently replace the others"
     );
     let top = format!("{GOOD}socket: /run/other.sock\n");
     assert!(error(&top).starts_with("/etc/nftban/nftban.yaml:13:1: socket: given twice (first at line 1)"));
@@ -319,4 +320,55 @@ fn jails_on_one_ruleset_and_mode_share_its_matcher() {
     let a = again.jails.iter().find(|j| j.name == "a").unwrap();
     assert_eq!(a.matcher.sources.len(), 2);
     assert!(!Arc::ptr_eq(&a.matcher, &by_name("a").matcher));
+}
+
+/// Anchors used as they are meant to be, a jail's settings and a list of
+/// trusted addresses named by a dozen jails, load like the text written
+/// out.
+#[test]
+fn anchors_named_by_a_dozen_jails_load() {
+    let mut text = "defaults: {ignoreip: &trusted [127.0.0.0/8, \"::1\", 192.0.2.0/24]}\njails:\n  j0: &jail\n    ruleset: sshd\n    files: [/var/log/auth.log]\n    maxretry: 3\n    ignoreip: *trusted\n".to_string();
+    for i in 1..12 {
+        text.push_str(&format!("  j{i}: *jail\n"));
+    }
+    let c = load(&text).unwrap();
+    assert_eq!(c.jails.len(), 12);
+    assert!(c
+        .jails
+        .iter()
+        .all(|j| j.maxretry == 3 && j.ignoreip.len() == 3 && j.ruleset == "sshd"));
+}
+
+/// Aliases that would expand a config far past its text (a long list
+/// named by hundreds of jails) are refused at the alias that takes it
+/// over, with what to do.
+#[test]
+fn aliases_that_multiply_a_config_are_refused_at_the_alias() {
+    let list: Vec<String> = (0..1000).map(|i| format!("10.0.{}.{}", i / 250, i % 250)).collect();
+    let mut text = format!("defaults: {{ignoreip: &a [{}]}}\njails:\n", list.join(", "));
+    for i in 0..200 {
+        text.push_str(&format!(
+            "  j{i}:\n    enabled: false\n    ruleset: x\n    ignoreip: *a\n"
+        ));
+    }
+    let e = load(&text).unwrap_err();
+    let key = e.key.clone().unwrap();
+    let jail: usize = key
+        .strip_prefix("jails.j")
+        .and_then(|k| k.strip_suffix(".ignoreip"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(e.at, Some((2 + 4 * jail + 4, 15)), "the jail's `ignoreip: *a`");
+    let limit = crate::yaml::expansion::limit(text.len());
+    assert_eq!(
+        report(&e),
+        format!(
+            "/etc/nftban/nftban.yaml:{}:15: {key}: this alias takes the file past {limit} values once aliases \
+             are expanded (the most a file of {} bytes may hold: 50000 plus one per byte); name long lists \
+             and mappings through aliases less often; a jail without `ignoreip` takes `defaults.ignoreip`",
+            2 + 4 * jail + 4,
+            text.len()
+        )
+    );
 }

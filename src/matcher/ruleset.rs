@@ -239,6 +239,17 @@ pub struct RulesetError {
 impl Ruleset {
     /// Parse ruleset YAML; `origin` names the file in errors.
     pub fn parse(origin: &str, text: &str) -> Result<Ruleset, RulesetError> {
+        // Aliases that would make the file far larger than its text.
+        if let Some(e) = crate::yaml::expansion(text) {
+            return Err(RulesetError {
+                origin: origin.to_string(),
+                at: e.at,
+                message: match e.key.as_str() {
+                    "" => e.error.to_string(),
+                    key => format!("{key}: {}", e.error),
+                },
+            });
+        }
         // A mode or rule key given twice would silently replace the first.
         if let Some(dup) = crate::yaml::duplicate_key(text) {
             let first = dup

@@ -674,3 +674,32 @@ fn a_mode_given_twice_is_an_error_at_its_second_place() {
         "{e}"
     );
 }
+
+/// Aliases that would make a ruleset file far larger than its text (one
+/// list of rules named by hundreds of modes) are refused at the alias that
+/// takes it over, before the file is read; a rule list named by a few
+/// modes loads.
+#[test]
+fn aliases_that_multiply_a_ruleset_are_refused_at_the_alias() {
+    let rules: Vec<String> = (0..500).map(|i| format!("'r{i} <HOST>$'")).collect();
+    let modes = |n: usize| -> String { (0..n).map(|i| format!("  m{i}: {{failregex: *r}}\n")).collect() };
+    let text = |n: usize| format!("name: x\nfailregex: &r [{}]\nmodes:\n{}", rules.join(", "), modes(n));
+    let e = Ruleset::parse("/etc/nftban/rulesets/x.yaml", &text(300)).unwrap_err();
+    let shown = e.to_string();
+    let (line, column) = e.at.expect("a place");
+    assert_eq!(
+        column,
+        text(300).lines().nth(line - 1).unwrap().find('*').unwrap() + 1,
+        "{shown}"
+    );
+    let mode = line - 4; // modes start on line 4
+    assert!(
+        shown.starts_with(&format!(
+            "/etc/nftban/rulesets/x.yaml:{line}:{column}: modes.m{mode}.failregex: this alias takes the file past "
+        )),
+        "{shown}"
+    );
+    assert!(shown.contains("aliases less often"), "{shown}");
+    let r = Ruleset::parse("/etc/nftban/rulesets/x.yaml", &text(3)).unwrap();
+    assert_eq!(r.with_mode(Some("m2")).unwrap().failregex.len(), 1000);
+}

@@ -1,6 +1,8 @@
 //! Hostile YAML text for the position finders: whatever the text and the
 //! key path, [`locate`], [`locate_item`] and [`parse_error`] do not panic,
-//! and a position they give is in the text, on the key asked for.
+//! and a position they give is in the text, on the key asked for; nor
+//! does [`expansion`], which refuses no text without aliases and names a
+//! place in the text, at an alias.
 
 use proptest::prelude::*;
 
@@ -17,7 +19,20 @@ pub(crate) fn yaml_lines(text: &str) -> usize {
         .count()
 }
 
-const KEYS: &[&str] = &["a", "jails", "sshd", "failregex", "- a", "\"a\"", "'b'", "k:x", ""];
+const KEYS: &[&str] = &[
+    "a",
+    "jails",
+    "sshd",
+    "failregex",
+    "- a",
+    "\"a\"",
+    "'b'",
+    "k:x",
+    "",
+    "{a",
+    "[b, *c]",
+    "&c",
+];
 
 /// Text of keys at random indents, lists, comments and hostile pieces.
 fn text() -> impl Strategy<Value = String> {
@@ -75,6 +90,25 @@ proptest! {
             let lines: Vec<&str> = text.lines().collect();
             prop_assert!(line >= 1 && line <= lines.len());
             prop_assert!(column >= 1 && column <= lines[line - 1].len() + 1);
+        }
+    }
+
+    /// Text with anchors and aliases, repeated so that some of it
+    /// expands past the limit.
+    #[test]
+    fn expansion_names_an_alias_in_the_text(text in text(), copies in 1usize..400) {
+        let text = text.repeat(copies);
+        match expansion(&text) {
+            None => {}
+            Some(e) => {
+                prop_assert!(text.contains('*'), "refused without an alias: {:?}", e);
+                if let Some((line, column)) = e.at {
+                    let lines: Vec<&str> = text.lines().collect();
+                    prop_assert!(line >= 1 && line <= lines.len(), "line {} of {}", line, lines.len());
+                    let l = lines[line - 1];
+                    prop_assert!(column >= 1 && column <= l.len(), "column {} of {:?}", column, l);
+                }
+            }
         }
     }
 

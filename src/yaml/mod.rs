@@ -6,8 +6,11 @@
 //! uses no other module of nftban. `locate` finds a key's line and column
 //! for problems found after parsing (a jail naming an unknown ruleset),
 //! `parse_error` gives the YAML library's own errors a position where it
-//! has none, and [`Located`] is an error at such a place.
+//! has none, and [`Located`] is an error at such a place. `expansion`
+//! refuses a file whose aliases would make it far larger than its text,
+//! before it is read.
 
+pub(crate) mod expansion;
 #[cfg(test)]
 pub(crate) mod fuzz;
 mod locate;
@@ -15,6 +18,8 @@ mod unique;
 
 use std::fmt;
 
+pub(crate) use expansion::expansion;
+pub use expansion::TooLarge;
 pub(crate) use locate::{locate, locate_item, locate_nearest};
 pub(crate) use unique::duplicate_key;
 

@@ -20,7 +20,8 @@ pub(crate) struct Duplicate {
     pub key: String,
     /// Line and column of its second occurrence.
     pub at: Option<Position>,
-    /// Line and column of its first, when it can be found (block style).
+    /// Line and column of its first, when it can be found (not in a
+    /// mapping inside a list, `l[1].a`: the path has no list indexes).
     pub first: Option<Position>,
 }
 
@@ -211,10 +212,10 @@ mod tests {
         let jails = "jails:\n  sshd:\n    ruleset: sshd\n  asterisk: {}\n  sshd:\n    ruleset: x\n";
         assert_eq!(duplicate_key(jails), dup("jails.sshd", (5, 3), Some((2, 3))));
         assert_eq!(duplicate_key("a: 1\nb: 2\na: 3\n"), dup("a", (3, 1), Some((1, 1))));
-        // Flow style: the second place is known, the first is not.
+        // Flow style: both places are known; in a list, the second only.
         assert_eq!(
             duplicate_key("jails: {x: {maxretry: 1, maxretry: 2}}\n"),
-            dup("jails.x.maxretry", (1, 26), None)
+            dup("jails.x.maxretry", (1, 26), Some((1, 13)))
         );
         assert_eq!(
             duplicate_key("l:\n  - {a: 1}\n  - {a: 1, a: 2}\n"),
