@@ -19,6 +19,24 @@ pub(crate) fn yaml_lines(text: &str) -> usize {
         .count()
 }
 
+/// An error's place, if it has one, is in `text`: a line of it (the YAML
+/// library puts an error at the end of the text on the line after it)
+/// and a column from 1.
+pub(crate) fn place_is_in(text: &str, at: Option<(usize, usize)>, shown: &str) -> Result<(), TestCaseError> {
+    if let Some((line, column)) = at {
+        let lines = yaml_lines(text);
+        prop_assert!(
+            line >= 1 && line <= lines + 1 && column >= 1,
+            "{}:{} in {} lines: {}",
+            line,
+            column,
+            lines,
+            shown
+        );
+    }
+    Ok(())
+}
+
 const KEYS: &[&str] = &[
     "a",
     "jails",

@@ -121,18 +121,7 @@ fn check_error(e: &RulesetError, text: &str) -> Result<(), TestCaseError> {
     if !UNPLACED.iter().any(|u| e.message.contains(u)) {
         prop_assert!(e.at.is_some(), "no line in: {}\n--- text:\n{}", shown, text);
     }
-    if let Some((line, column)) = e.at {
-        let lines = crate::yaml::fuzz::yaml_lines(text);
-        prop_assert!(
-            line >= 1 && line <= lines + 1 && column >= 1,
-            "{}:{} in {} lines: {}",
-            line,
-            column,
-            lines,
-            shown
-        );
-    }
-    Ok(())
+    crate::yaml::fuzz::place_is_in(text, e.at, &shown)
 }
 
 /// Runs `check` on `cases` texts of `strategy` in a child process; both
