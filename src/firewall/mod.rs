@@ -10,6 +10,11 @@
 //! before conntrack) has one rule per set: `ip saddr @<jail>_v4 counter drop`
 //! (or `reject`).
 //!
+//! With `sip:` on, a chain `sip` in prerouting at raw priority meters new
+//! SIP requests per source and has the kernel itself ban those over the
+//! rate in small caught sets ([`sip`]); [`Firewall::catches`] hands out the
+//! reader the daemon learns those bans with.
+//!
 //! Besides the sets, banning an address also removes its existing
 //! conntrack entries ([`Firewall::forget_connections`]), so an ongoing flow
 //! stops at once, and the rules' counters say how much each jail dropped
