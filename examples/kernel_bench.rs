@@ -131,6 +131,7 @@ fn host_set_type() -> String {
         action: Action::Drop,
         hooks: vec![nftban::firewall::Hook::Input],
         jails: vec!["bench".into()],
+        sip: None,
     };
     let text = nftban::firewall::render_ruleset(&spec);
     let set = text.split("set bench_v4 {").nth(1).unwrap_or("");
@@ -196,6 +197,7 @@ fn nftban_add(addrs: &[Ipv4Addr], len: u8) -> Res<Duration> {
         action: Action::Drop,
         hooks: vec![nftban::firewall::Hook::Input],
         jails: vec!["bench".into()],
+        sip: None,
     })?;
     let bans: Vec<Ban> = addrs
         .iter()

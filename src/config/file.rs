@@ -51,6 +51,61 @@ pub struct FileConfig {
     pub recidive: Option<RecidiveConfig>,
     /// Prometheus endpoint; off unless given.
     pub metrics: Option<MetricsConfig>,
+    /// SIP floods stopped in the kernel: per-source meters whose offenders
+    /// the kernel itself bans (docs/config.md, `sip:`). `sip: {}` turns it
+    /// on with the defaults.
+    pub sip: Option<SipConfig>,
+}
+
+/// `sip:` — the kernel meter for SIP floods: a source sending new SIP
+/// requests over `rate` is added by the kernel itself to a ban set and
+/// dropped, before conntrack and before the SIP server sees a packet; the
+/// daemon then makes it a ban of `jail` (origin `kernel meter`).
+#[derive(Debug, Deserialize, Clone, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SipConfig {
+    /// The jail the kernel's bans belong to (its sets, its `ignoreip`, its
+    /// bantime). At the top level only (a jail's own `sip:` names it).
+    /// Default: the jail named `sip`, made (with no log source) if the
+    /// config has none.
+    #[schemars(pattern(NAME_PATTERN))]
+    pub jail: Option<String>,
+    /// The ports metered (default UDP 5060, TCP 5060, TLS 5061).
+    pub ports: Option<SipPorts>,
+    /// New SIP requests per source over which it is banned: `N/second` or
+    /// `N/minute` (default 20/second).
+    #[schemars(pattern(r"^\s*[1-9][0-9]*\s*/\s*(second|minute)\s*$"))]
+    pub rate: Option<String>,
+    /// Requests a source may send at once before the rate applies
+    /// (default twice the rate's N).
+    #[schemars(range(min = 1))]
+    pub burst: Option<u32>,
+    /// Length of the kernel's bans (default: the jail's bantime).
+    pub bantime: Option<Dur>,
+    /// IPv6 sources are metered and banned per prefix of this length, 1
+    /// to 128 (default 64; 128: per address).
+    #[schemars(range(min = 1, max = 128))]
+    pub ipv6_prefix: Option<u8>,
+    /// Sources each meter (and each set of caught sources) holds at once,
+    /// per address family (default 65536).
+    #[schemars(range(min = 1, max = 16_777_216))]
+    pub size: Option<u32>,
+}
+
+/// `sip.ports:` — a list given replaces its default; `[]` meters none of
+/// that transport.
+#[derive(Debug, Deserialize, Clone, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SipPorts {
+    /// UDP ports (default [5060]).
+    #[schemars(inner(range(min = 1)))]
+    pub udp: Option<Vec<u16>>,
+    /// TCP ports (default [5060]); new connections (SYNs) are metered.
+    #[schemars(inner(range(min = 1)))]
+    pub tcp: Option<Vec<u16>>,
+    /// SIP over TLS ports (default [5061]); metered as TCP.
+    #[schemars(inner(range(min = 1)))]
+    pub tls: Option<Vec<u16>>,
 }
 
 /// `log:` — where logs go and how much.
@@ -244,6 +299,9 @@ pub struct JailConfig {
     /// A mode of the ruleset (`aggressive` for sshd): its rules are added
     /// to the base rules.
     pub mode: Option<String>,
+    /// The kernel meter for SIP floods, its bans in this jail (the keys of
+    /// the top-level `sip:` but `jail`). One `sip:` per config.
+    pub sip: Option<SipConfig>,
 }
 
 fn yes() -> bool {

@@ -18,6 +18,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::address::AddressError;
+use crate::firewall::sip::{Rate, SipSpec, SIP_SET_STEMS};
 use crate::firewall::{Action, Hook, TableSpec};
 use crate::matcher::{Matcher, Ruleset, RulesetError};
 use crate::sources::journal::MatchError;
@@ -25,7 +26,7 @@ use crate::yaml::{locate_nearest, Located};
 pub use duration::{format_duration, parse_duration, Dur, DurationError};
 pub use file::{
     DefaultsConfig, EscalationConfig, FileConfig, IncrementConfig, JailConfig, LogConfig, MetricsConfig,
-    NftablesConfig, RecidiveConfig,
+    NftablesConfig, RecidiveConfig, SipConfig, SipPorts,
 };
 
 /// Where the config is read from when no `--config` is given.
@@ -40,6 +41,14 @@ pub const MANUAL_JAIL: &str = "manual";
 
 /// Name of the jail that holds recidive bans.
 pub const RECIDIVE_JAIL: &str = "recidive";
+
+/// The jail of the SIP meter's bans when `sip.jail` is not given; made,
+/// without log sources, when the config has no jail of that name.
+pub const SIP_JAIL: &str = "sip";
+
+/// Most slots a SIP meter set may have (each holds a bucket in kernel
+/// memory, about 100 bytes).
+pub const MAX_SIP_SIZE: u32 = 16_777_216;
 
 /// The config file's path: `--config`, else `$NFTBAN_CONFIG`, else the default.
 pub fn config_path(flag: Option<&Path>) -> PathBuf {
@@ -96,6 +105,11 @@ pub struct Config {
     pub jails: Vec<Jail>,
     pub recidive: Option<RecidiveConfig>,
     pub metrics: Option<MetricsConfig>,
+    /// The kernel meter for SIP floods (`sip:`), if on.
+    pub sip: Option<SipSpec>,
+    /// The meter's jail is none of `jails`: the daemon makes it (named
+    /// [`SIP_JAIL`], no sources, `defaults`' bantime and `ignoreip`).
+    pub sip_implicit_jail: bool,
 }
 
 /// A config error: the file, where in it (line, column, key), and the
@@ -201,6 +215,33 @@ pub enum Problem {
     /// A `journal` match that is not `FIELD=value`.
     #[error(transparent)]
     Journal(MatchError),
+    /// A second `sip:` (top level and in a jail, or in two jails).
+    #[error("one `sip:` per config: it is given at {first} already")]
+    SipTwice { first: String },
+    /// `jail` inside a jail's own `sip:`.
+    #[error("`jail` is for the top-level `sip:` only; a jail's `sip:` belongs to that jail")]
+    SipJailKey,
+    /// `sip.jail` names no enabled jail.
+    #[error("`{0}` is no enabled jail of this config (leave `jail` out to have nftban make a jail `sip`)")]
+    SipNoJail(String),
+    /// `sip.rate` is not `N/second` or `N/minute`.
+    #[error("`{0}` is not a rate: give N/second or N/minute, N at least 1 (e.g. 20/second)")]
+    SipRate(String),
+    /// `sip.ipv6_prefix` outside 1 to 128.
+    #[error("must be between 1 and 128 (got {0}; 128 meters each address)")]
+    SipPrefix(u8),
+    /// A port 0 in `sip.ports`.
+    #[error("port 0 is no port")]
+    SipPort,
+    /// `sip.ports` with every list empty.
+    #[error("meters no port: give at least one of udp, tcp, tls")]
+    SipNoPort,
+    /// `sip.size` outside 1 to [`MAX_SIP_SIZE`].
+    #[error("must be between 1 and {MAX_SIP_SIZE} (got {0})")]
+    SipSize(u32),
+    /// A jail whose sets would have the SIP meter's names.
+    #[error("with `sip:` on, a jail cannot be named `{0}`: its sets would be the SIP meter's (`{0}_v4`); rename it")]
+    SipSetName(String),
 }
 
 impl Config {
@@ -244,6 +285,9 @@ impl Config {
     /// The kernel objects this config asks for.
     pub fn table_spec(&self) -> TableSpec {
         let mut jails: Vec<String> = self.jails.iter().map(|j| j.name.clone()).collect();
+        if self.sip_implicit_jail {
+            jails.push(SIP_JAIL.to_string());
+        }
         if self.recidive.is_some() {
             jails.push(RECIDIVE_JAIL.to_string());
         }
@@ -253,6 +297,7 @@ impl Config {
             action: self.action,
             hooks: self.hooks.clone(),
             jails,
+            sip: self.sip.clone(),
         }
     }
 }
@@ -379,6 +424,8 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
     }
 
     let mut jails = Vec::new();
+    // `sip:` sections of the jails, with their keys.
+    let mut jail_sips: Vec<(String, SipConfig)> = Vec::new();
     // Rulesets compiled for this load: jails on the same ruleset and mode
     // share one matcher (it holds no per-jail state). Built anew by each
     // load, so a reload reads the ruleset files again.
@@ -397,6 +444,9 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         }
         if !j.enabled {
             continue;
+        }
+        if let Some(sip) = j.sip.clone() {
+            jail_sips.push((name.clone(), sip));
         }
         let ruleset =
             Ruleset::resolve(&j.ruleset, base_dir).map_err(|e| err(&at("ruleset"), Problem::Ruleset(Box::new(e))))?;
@@ -478,6 +528,8 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         });
     }
 
+    let (sip, sip_implicit_jail) = build_sip(raw.sip, jail_sips, &jails, def_bantime, &def_ignore, &err)?;
+
     Ok(Config {
         path: path.to_path_buf(),
         socket: raw.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
@@ -495,7 +547,112 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         jails,
         recidive,
         metrics: raw.metrics,
+        sip,
+        sip_implicit_jail,
     })
+}
+
+/// The SIP meter's spec from the top-level `sip:` or a jail's (at most one
+/// of them), and whether its jail is to be made. `err` places a problem at
+/// a key path.
+fn build_sip(
+    top: Option<SipConfig>,
+    in_jails: Vec<(String, SipConfig)>,
+    jails: &[Jail],
+    def_bantime: Duration,
+    def_ignore: &[IpNet],
+    err: &dyn Fn(&[&str], Problem) -> ConfigError,
+) -> Result<(Option<SipSpec>, bool), ConfigError> {
+    // (key path, the jail it names, the section)
+    let mut all: Vec<(Vec<String>, Option<String>, SipConfig)> = Vec::new();
+    if let Some(t) = top {
+        all.push((vec!["sip".into()], None, t));
+    }
+    for (name, c) in in_jails {
+        if c.jail.is_some() {
+            return Err(err(&["jails", &name, "sip", "jail"], Problem::SipJailKey));
+        }
+        all.push((vec!["jails".into(), name.clone(), "sip".into()], Some(name), c));
+    }
+    if all.len() > 1 {
+        let keys: Vec<&str> = all[1].0.iter().map(String::as_str).collect();
+        let first = all[0].0.join(".");
+        return Err(err(&keys, Problem::SipTwice { first }));
+    }
+    let Some((keys, of_jail, c)) = all.pop() else {
+        return Ok((None, false));
+    };
+    if let Some(j) = jails.iter().find(|j| SIP_SET_STEMS.contains(&j.name.as_str())) {
+        return Err(err(&["jails", &j.name], Problem::SipSetName(j.name.clone())));
+    }
+    fn at<'a>(keys: &'a [String], key: &'a str) -> Vec<&'a str> {
+        keys.iter().map(String::as_str).chain([key]).collect()
+    }
+    let at = |key: &'static str| at(&keys, key);
+    let (jail, implicit) = match (of_jail, &c.jail) {
+        (Some(name), _) => (name, false),
+        (None, Some(name)) => {
+            if !jails.iter().any(|j| &j.name == name) {
+                return Err(err(&at("jail"), Problem::SipNoJail(name.clone())));
+            }
+            (name.clone(), false)
+        }
+        (None, None) => (SIP_JAIL.to_string(), !jails.iter().any(|j| j.name == SIP_JAIL)),
+    };
+    let owner = jails.iter().find(|j| j.name == jail);
+    let rate = match &c.rate {
+        Some(text) => text
+            .parse::<Rate>()
+            .map_err(|()| err(&at("rate"), Problem::SipRate(text.clone())))?,
+        None => "20/second".parse().expect("a valid rate"),
+    };
+    let burst = c.burst.unwrap_or(rate.count.saturating_mul(2));
+    if burst == 0 {
+        return Err(err(&at("burst"), Problem::Zero));
+    }
+    let bantime = c
+        .bantime
+        .map(|d| d.0)
+        .unwrap_or_else(|| owner.map_or(def_bantime, |j| j.bantime));
+    if bantime.is_zero() {
+        return Err(err(&at("bantime"), Problem::ZeroDuration));
+    }
+    let ipv6_prefix = c.ipv6_prefix.unwrap_or(64);
+    if !(1..=128).contains(&ipv6_prefix) {
+        return Err(err(&at("ipv6_prefix"), Problem::SipPrefix(ipv6_prefix)));
+    }
+    let size = c.size.unwrap_or(65_536);
+    if !(1..=MAX_SIP_SIZE).contains(&size) {
+        return Err(err(&at("size"), Problem::SipSize(size)));
+    }
+    let ports = c.ports.unwrap_or_default();
+    let udp = ports.udp.unwrap_or_else(|| vec![5060]);
+    let tcp = ports.tcp.unwrap_or_else(|| vec![5060]);
+    let tls = ports.tls.unwrap_or_else(|| vec![5061]);
+    for (key, list) in [("udp", &udp), ("tcp", &tcp), ("tls", &tls)] {
+        if list.contains(&0) {
+            let mut k = at("ports");
+            k.push(key);
+            return Err(err(&k, Problem::SipPort));
+        }
+    }
+    if udp.is_empty() && tcp.is_empty() && tls.is_empty() {
+        return Err(err(&at("ports"), Problem::SipNoPort));
+    }
+    let trusted = owner.map_or_else(|| def_ignore.to_vec(), |j| j.ignoreip.clone());
+    let spec = SipSpec {
+        jail,
+        udp,
+        tcp,
+        tls,
+        rate,
+        burst,
+        bantime,
+        ipv6_prefix,
+        size,
+        trusted,
+    };
+    Ok((Some(spec), implicit))
 }
 
 /// Just the socket path of a config, for client commands: they must work

@@ -372,3 +372,95 @@ fn aliases_that_multiply_a_config_are_refused_at_the_alias() {
         )
     );
 }
+
+const SIP_BASE: &str = "\
+defaults: {bantime: 2h, ignoreip: [127.0.0.0/8]}
+jails:
+  asterisk:
+    ruleset: asterisk
+    files: [/var/log/asterisk/messages]
+    bantime: 30m
+    ignoreip: [10.0.0.0/8]
+";
+
+#[test]
+fn a_bare_sip_section_makes_its_jail_with_the_defaults() {
+    let c = load(&format!("{SIP_BASE}sip: {{}}\n")).unwrap();
+    let s = c.sip.as_ref().unwrap();
+    assert_eq!(s.jail, "sip");
+    assert!(c.sip_implicit_jail);
+    assert_eq!(
+        (s.udp.clone(), s.tcp.clone(), s.tls.clone()),
+        (vec![5060], vec![5060], vec![5061])
+    );
+    assert_eq!((s.rate.to_string(), s.burst), ("20/second".into(), 40));
+    assert_eq!((s.bantime.as_secs(), s.ipv6_prefix, s.size), (7200, 64, 65536));
+    assert_eq!(s.trusted, vec!["127.0.0.0/8".parse::<IpNet>().unwrap()]);
+    assert_eq!(c.table_spec().jails, vec!["asterisk", "sip", "manual"]);
+    assert_eq!(c.table_spec().sip.as_ref(), Some(s));
+}
+
+#[test]
+fn sip_takes_its_jails_bantime_and_ignoreip() {
+    let text = format!(
+        "{SIP_BASE}sip:\n  jail: asterisk\n  rate: 5/minute\n  ports: {{udp: [5070], tls: []}}\n  ipv6_prefix: 128\n  size: 1000\n"
+    );
+    let c = load(&text).unwrap();
+    let s = c.sip.as_ref().unwrap();
+    assert!(!c.sip_implicit_jail);
+    assert_eq!((s.jail.as_str(), s.bantime.as_secs(), s.burst), ("asterisk", 1800, 10));
+    assert_eq!(
+        (s.udp.clone(), s.tcp.clone(), s.tls.clone()),
+        (vec![5070], vec![5060], vec![])
+    );
+    assert_eq!((s.ipv6_prefix, s.size), (128, 1000));
+    assert_eq!(s.trusted, vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+    assert_eq!(c.table_spec().jails, vec!["asterisk", "manual"]);
+    // The same inside the jail.
+    let inside = SIP_BASE.replace(
+        "    bantime: 30m\n",
+        "    bantime: 30m\n    sip: {rate: 5/minute, burst: 7}\n",
+    );
+    let c = load(&inside).unwrap();
+    let s = c.sip.unwrap();
+    assert_eq!((s.jail.as_str(), s.burst), ("asterisk", 7));
+}
+
+#[test]
+fn sip_errors_name_the_key_and_line() {
+    let cases = [
+        ("sip: {jail: nope}\n", "sip.jail", "`nope` is no enabled jail"),
+        ("sip: {rate: 20/hour}\n", "sip.rate", "N/second or N/minute"),
+        ("sip: {rate: 0/second}\n", "sip.rate", "not a rate"),
+        ("sip: {burst: 0}\n", "sip.burst", "at least 1"),
+        ("sip: {bantime: 0}\n", "sip.bantime", "longer than 0s"),
+        ("sip: {ipv6_prefix: 0}\n", "sip.ipv6_prefix", "between 1 and 128"),
+        ("sip: {size: 0}\n", "sip.size", "between 1 and"),
+        ("sip: {ports: {udp: [0]}}\n", "sip.ports.udp", "port 0"),
+        (
+            "sip: {ports: {udp: [], tcp: [], tls: []}}\n",
+            "sip.ports",
+            "meters no port",
+        ),
+    ];
+    for (section, key, words) in cases {
+        let text = format!("{SIP_BASE}{section}");
+        let e = error(&text);
+        assert!(e.contains("nftban.yaml:8:"), "{section}: {e}");
+        assert!(e.contains(key) && e.contains(words), "{section}: {e}");
+    }
+    let unknown = error(&format!("{SIP_BASE}sip: {{rates: 1}}\n"));
+    assert!(unknown.contains("unknown field `rates`"), "{unknown}");
+    let twice = SIP_BASE.replace("    bantime: 30m\n", "    bantime: 30m\n    sip: {}\n");
+    let e = error(&format!("{twice}sip: {{}}\n"));
+    assert!(
+        e.contains("jails.asterisk.sip") && e.contains("given at sip already"),
+        "{e}"
+    );
+    let jail_key = SIP_BASE.replace("    bantime: 30m\n", "    bantime: 30m\n    sip: {jail: asterisk}\n");
+    let e = error(&jail_key);
+    assert!(e.contains("jails.asterisk.sip.jail") && e.contains("top-level"), "{e}");
+    let clash = format!("{SIP_BASE}  sip_meter:\n    ruleset: asterisk\n    stdin: true\nsip: {{jail: asterisk}}\n");
+    let e = error(&clash);
+    assert!(e.contains("jails.sip_meter") && e.contains("rename it"), "{e}");
+}

@@ -92,6 +92,11 @@ pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> Result<(), Daemon
         tracing::warn!(error = %e, "cannot watch nf_tables events: nftban will not notice (nor heal) changes other tools make to table inet {}", config.table);
         None
     });
+    // The kernel meter's reader of its caught sets: a socket of its own.
+    let catches = firewall.catches(&config.table_spec()).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot read the SIP meter's caught sets: the kernel still bans floods, but nftban will not learn of those bans");
+        None
+    });
     let mut engine = Engine::new(&config, firewall).with_store(store);
     let restored = engine.start(&config).map_err(|source| DaemonError::Setup {
         table: config.table.clone(),
@@ -113,7 +118,7 @@ pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> Result<(), Daemon
 
     let stop = Arc::new(AtomicBool::new(false));
     let sources = start_sources(&config, &mut engine, &saved, &tx, &stop)?;
-    for origin in origin::configured(&config) {
+    for origin in origin::configured(&config, catches) {
         origin::spawn(origin, tx.clone(), stop.clone())?;
     }
     wait_for_sources(&sources);

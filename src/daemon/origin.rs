@@ -9,6 +9,8 @@
 //! Adding an origin is one module that implements [`BanOrigin`] and one
 //! line in [`configured`] that builds it from the config.
 
+mod meter;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use std::sync::Arc;
 pub use super::engine::Decision;
 use super::Event;
 use crate::config::Config;
+use crate::firewall::Catches;
 
 /// An origin of bans.
 pub trait BanOrigin: Send {
@@ -34,13 +37,6 @@ pub struct Decisions {
     stop: Arc<AtomicBool>,
 }
 
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "no origin is configured until the kernel meter, the fleet and the feeds land; the tests use it"
-    )
-)]
 impl Decisions {
     /// Hand bans to the engine (waits while the engine is busy). False once
     /// the daemon is stopping.
@@ -54,9 +50,15 @@ impl Decisions {
     }
 }
 
-/// The origins `config` turns on, each built from its own section.
-pub(super) fn configured(_config: &Config) -> Vec<Box<dyn BanOrigin>> {
-    Vec::new()
+/// The origins `config` turns on, each built from its own section; the
+/// kernel meter's needs a reader of its caught sets (`catches`, from the
+/// firewall, `None` when it has none).
+pub(super) fn configured(config: &Config, catches: Option<Box<dyn Catches>>) -> Vec<Box<dyn BanOrigin>> {
+    let mut out: Vec<Box<dyn BanOrigin>> = Vec::new();
+    if let (Some(spec), Some(catches)) = (&config.sip, catches) {
+        out.push(Box::new(meter::KernelMeter::new(catches, spec.clone())));
+    }
+    out
 }
 
 /// Start `origin` on its own thread.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
-use super::{Ban, Counter, Element, Error, Firewall, Refused, Result, TableSpec};
+use super::{Ban, Catches, Counter, Element, Error, Firewall, Refused, Result, TableSpec};
 
 /// Sets kept in memory, keyed by jail, with absolute expiry instants.
 #[derive(Debug, Default)]
@@ -38,6 +38,38 @@ pub struct Memory {
     /// [`super::netlink::BIG_BATCH`]). `None` (the default): never.
     pub unwatched_from: Option<usize>,
     unwatched: bool,
+    /// The SIP meter's caught sources (the ban each stands for, and when
+    /// its element ends), as the kernel would hold them: tests put sources
+    /// here as if the meter had caught them. Shared with [`Firewall::catches`].
+    pub caught: Arc<Mutex<BTreeMap<IpNet, Instant>>>,
+}
+
+/// [`Catches`] over [`Memory::caught`].
+pub struct MemoryCatches {
+    caught: Arc<Mutex<BTreeMap<IpNet, Instant>>>,
+}
+
+impl Catches for MemoryCatches {
+    fn caught(&mut self) -> Result<Vec<Element>> {
+        let now = Instant::now();
+        let caught = self.caught.lock().expect("not poisoned");
+        Ok(caught
+            .iter()
+            .filter(|(_, &t)| t > now)
+            .map(|(n, &t)| Element {
+                net: *n,
+                expires_in: Some(t.saturating_duration_since(now)),
+            })
+            .collect())
+    }
+
+    fn release(&mut self, nets: &[IpNet]) -> Result<()> {
+        let mut caught = self.caught.lock().expect("not poisoned");
+        for net in nets {
+            caught.remove(net);
+        }
+        Ok(())
+    }
 }
 
 impl Memory {
@@ -91,7 +123,26 @@ impl Firewall for Memory {
                 set.remove(net);
             }
         }
+        if self
+            .spec
+            .as_ref()
+            .and_then(|s| s.sip.as_ref())
+            .is_some_and(|m| m.jail == jail)
+        {
+            let mut caught = self.caught.lock().expect("not poisoned");
+            for net in nets {
+                caught.remove(net);
+            }
+        }
         Ok(())
+    }
+
+    fn catches(&mut self, spec: &TableSpec) -> Result<Option<Box<dyn Catches>>> {
+        Ok(spec.sip.is_some().then(|| {
+            Box::new(MemoryCatches {
+                caught: Arc::clone(&self.caught),
+            }) as Box<dyn Catches>
+        }))
     }
 
     fn forget_connections(&mut self, nets: &[IpNet]) -> Result<usize> {

@@ -10,6 +10,11 @@
 //! before conntrack) has one rule per set: `ip saddr @<jail>_v4 counter drop`
 //! (or `reject`).
 //!
+//! With `sip:` on, a chain `sip` in prerouting at raw priority meters new
+//! SIP requests per source and has the kernel itself ban those over the
+//! rate in small caught sets ([`sip`]); [`Firewall::catches`] hands out the
+//! reader the daemon learns those bans with.
+//!
 //! Besides the sets, banning an address also removes its existing
 //! conntrack entries ([`Firewall::forget_connections`]), so an ongoing flow
 //! stops at once, and the rules' counters say how much each jail dropped
@@ -31,6 +36,7 @@
 pub mod memory;
 pub mod netlink;
 mod ruleset;
+pub mod sip;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -146,6 +152,9 @@ pub struct TableSpec {
     /// Jail names, in config order; each gets four sets: `<jail>_v4`,
     /// `<jail>_v4_net`, `<jail>_v6`, `<jail>_v6_net`.
     pub jails: Vec<String>,
+    /// The kernel meter for SIP floods (`sip:`), if on: its chain and sets
+    /// (see [`sip`]).
+    pub sip: Option<sip::SipSpec>,
 }
 
 /// Name of the hash set that holds a jail's single addresses of one family.
@@ -285,6 +294,20 @@ pub trait Watcher: Send {
     fn wait(&mut self) -> Result<Option<Notice>>;
 }
 
+/// Reads what the kernel meter for SIP floods caught (see [`sip`]): the
+/// kernel adds offenders to its small caught sets from the packet path and
+/// announces nothing, so the meter's origin of bans reads them on its own
+/// thread, about every [`sip::CAUGHT_POLL`].
+pub trait Catches: Send {
+    /// The sources in the caught sets: each as the ban it stands for (an
+    /// IPv4 address, an IPv6 prefix of the meter's length), with time left.
+    fn caught(&mut self) -> Result<Vec<Element>>;
+
+    /// Take sources out of the caught sets, once they are banned in the
+    /// jail's own sets. One that is not there is no error.
+    fn release(&mut self, nets: &[IpNet]) -> Result<()>;
+}
+
 /// The kernel side of nftban. Implemented over netlink for real use and in
 /// memory for tests.
 pub trait Firewall: Send {
@@ -302,7 +325,9 @@ pub trait Firewall: Send {
     fn add(&mut self, bans: &[Ban]) -> Result<Vec<Refused>>;
 
     /// Remove elements from a jail's sets. An element that is not there
-    /// (already expired) is not an error.
+    /// (already expired) is not an error. For the jail of the SIP meter,
+    /// also from the meter's caught sets and from the meter itself (so an
+    /// unbanned source starts with a full bucket).
     fn delete(&mut self, jail: &str, nets: &[IpNet]) -> Result<()>;
 
     /// List a jail's elements with their remaining time. The daemon never
@@ -339,6 +364,13 @@ pub trait Firewall: Send {
     /// element for it). `Ok(None)`: this firewall cannot watch.
     fn watch(&mut self, table: &str) -> Result<Option<Box<dyn Watcher>>> {
         let _ = table;
+        Ok(None)
+    }
+
+    /// A reader of what the kernel meter of `spec` catches, to run on
+    /// another thread (its own socket). `Ok(None)`: `spec` has no meter.
+    fn catches(&mut self, spec: &TableSpec) -> Result<Option<Box<dyn Catches>>> {
+        let _ = spec;
         Ok(None)
     }
 

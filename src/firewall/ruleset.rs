@@ -8,6 +8,7 @@
 
 use std::fmt::Write;
 
+use super::sip::{sip_set_name, SipSetKind, SipSpec, Transport, SIP_CHAIN};
 use super::{jail_sets, Action, Family, Hook, TableSpec};
 
 /// The ruleset nftban creates for `spec`, exactly as `nft list table`
@@ -25,6 +26,9 @@ pub fn render_ruleset(spec: &TableSpec) -> String {
         let _ = writeln!(out, "\t\ttype {ty}");
         let _ = writeln!(out, "\t\tflags {flags}");
         let _ = writeln!(out, "\t}}\n");
+    }
+    if let Some(sip) = &spec.sip {
+        render_sip_sets(&mut out, sip);
     }
     for (i, &hook) in spec.hooks.iter().enumerate() {
         if i > 0 {
@@ -53,7 +57,124 @@ pub fn render_ruleset(spec: &TableSpec) -> String {
         }
         let _ = writeln!(out, "\t}}");
     }
+    if let Some(sip) = &spec.sip {
+        if !spec.hooks.is_empty() {
+            let _ = writeln!(out);
+        }
+        render_sip_chain(&mut out, sip);
+    }
     let _ = writeln!(out, "}}");
+    out
+}
+
+/// The SIP meter's six sets, as nft lists them: the trusted sources' (with
+/// their elements, as many per line as nft puts), then the meters and the
+/// caught sources' (empty right after setup).
+fn render_sip_sets(out: &mut String, sip: &SipSpec) {
+    for set in sip.sets() {
+        let ty = match set.family {
+            Family::V4 => "ipv4_addr",
+            Family::V6 => "ipv6_addr",
+        };
+        let _ = writeln!(out, "\tset {} {{", set.name);
+        let _ = writeln!(out, "\t\ttype {ty}");
+        match set.kind {
+            SipSetKind::Trusted => {
+                let _ = writeln!(out, "\t\tflags interval");
+                let elements = sip.trusted_of(set.family);
+                if !elements.is_empty() {
+                    // nft puts two IPv4 elements per line, one IPv6.
+                    let per_line = if set.family == Family::V4 { 2 } else { 1 };
+                    let _ = write!(out, "\t\telements = {{ ");
+                    for (i, net) in elements.iter().enumerate() {
+                        if i > 0 {
+                            out.push_str(if i % per_line == 0 { ",\n\t\t\t     " } else { ", " });
+                        }
+                        out.push_str(&crate::address::show(net));
+                    }
+                    let _ = writeln!(out, " }}");
+                }
+            }
+            SipSetKind::Meter | SipSetKind::Caught => {
+                let _ = writeln!(out, "\t\tsize {}", sip.size);
+                let _ = writeln!(out, "\t\tflags dynamic,timeout");
+            }
+        }
+        let _ = writeln!(out, "\t}}\n");
+    }
+}
+
+/// The SIP meter's chain (see [`super::sip`]).
+fn render_sip_chain(out: &mut String, sip: &SipSpec) {
+    let _ = writeln!(out, "\tchain {SIP_CHAIN} {{");
+    let _ = writeln!(
+        out,
+        "\t\ttype filter hook prerouting priority {}; policy accept;",
+        priority_text(Hook::Prerouting, Hook::Prerouting.priority())
+    );
+    let proto = |f: Family| if f == Family::V4 { "ip" } else { "ip6" };
+    // The source as the meter keys it: IPv6 masked to the meter's prefix.
+    let mask = sip.v6_mask().map(|m| std::net::Ipv6Addr::from(m).to_string());
+    let key = |f: Family| match (f, &mask) {
+        (Family::V6, Some(m)) => format!("ip6 saddr & {m}"),
+        _ => format!("{} saddr", proto(f)),
+    };
+    for f in [Family::V4, Family::V6] {
+        let set = sip_set_name(SipSetKind::Trusted, f);
+        let _ = writeln!(out, "\t\t{} saddr @{set} accept", proto(f));
+    }
+    for d in jail_sets(&sip.jail) {
+        let _ = writeln!(
+            out,
+            "\t\t{} saddr @{} counter packets 0 bytes 0 drop",
+            proto(d.family),
+            d.name
+        );
+    }
+    for f in [Family::V4, Family::V6] {
+        let set = sip_set_name(SipSetKind::Caught, f);
+        // nft writes `==` before a set lookup of a masked value.
+        let op = if f == Family::V6 && mask.is_some() { "== " } else { "" };
+        let _ = writeln!(out, "\t\t{} {op}@{set} counter packets 0 bytes 0 drop", key(f));
+    }
+    let limit = if sip.burst == 5 {
+        format!("limit rate over {}", sip.rate)
+    } else {
+        format!("limit rate over {} burst {} packets", sip.rate, sip.burst)
+    };
+    for f in [Family::V4, Family::V6] {
+        let meter = sip_set_name(SipSetKind::Meter, f);
+        let caught = sip_set_name(SipSetKind::Caught, f);
+        for (transport, port) in sip.ports() {
+            let matched = match transport {
+                Transport::Udp => format!("udp dport {port}"),
+                Transport::TcpSyn => format!("tcp dport {port} tcp flags syn / fin,syn,rst,ack"),
+            };
+            let _ = writeln!(
+                out,
+                "\t\t{matched} update @{meter} {{ {k} timeout {} {limit} }} add @{caught} {{ {k} timeout {} }} counter packets 0 bytes 0 drop",
+                nft_time(sip.meter_timeout()),
+                nft_time(sip.bantime),
+                k = key(f),
+            );
+        }
+    }
+    let _ = writeln!(out, "\t}}");
+}
+
+/// A time as nft prints it: `1h`, `1m30s`, `1d`, `0s`.
+fn nft_time(d: std::time::Duration) -> String {
+    let mut secs = d.as_secs();
+    let mut out = String::new();
+    for (unit, len) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= len {
+            let _ = write!(out, "{}{unit}", secs / len);
+            secs %= len;
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
     out
 }
 
@@ -101,6 +222,7 @@ mod tests {
             action: Action::Drop,
             hooks: vec![Hook::Input],
             jails: vec!["sshd".into(), "manual".into()],
+            sip: None,
         };
         let text = render_ruleset(&spec);
         assert!(text.starts_with("table inet nftban {\n"));
@@ -127,6 +249,7 @@ mod tests {
             action: Action::Drop,
             hooks: vec![Hook::Prerouting, Hook::Input, Hook::Forward],
             jails: vec!["sshd".into()],
+            sip: None,
         };
         let text = render_ruleset(&spec);
         assert!(text.contains("\tchain prerouting {\n\t\ttype filter hook prerouting priority raw; policy accept;\n"));

@@ -87,13 +87,22 @@ pub enum Origin {
     /// An IPv6 prefix banned because enough of its addresses were
     /// (`ipv6_escalation`); the record's reason says how many.
     Escalated,
+    /// Caught by the kernel meter for SIP floods (`sip:`): the kernel
+    /// itself banned the source, the daemon learned of it.
+    KernelMeter,
 }
 
 impl Origin {
     fn parse(s: &str) -> Option<Origin> {
-        [Origin::Auto, Origin::Manual, Origin::Adopted, Origin::Escalated]
-            .into_iter()
-            .find(|o| o.as_str() == s)
+        [
+            Origin::Auto,
+            Origin::Manual,
+            Origin::Adopted,
+            Origin::Escalated,
+            Origin::KernelMeter,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
     }
 
     /// The origin as the history stores it and logs name it.
@@ -103,6 +112,7 @@ impl Origin {
             Origin::Manual => "manual",
             Origin::Adopted => "adopted",
             Origin::Escalated => "escalated",
+            Origin::KernelMeter => "kernel meter",
         }
     }
 }

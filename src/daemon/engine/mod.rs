@@ -119,6 +119,20 @@ impl Engine {
     /// state and no sources (see [`Engine::attach_source`]).
     pub fn new(config: &Config, firewall: Box<dyn Firewall>) -> Engine {
         let mut jails: Vec<JailState> = config.jails.iter().map(JailState::of).collect();
+        // The SIP meter's own jail when the config has none for it: it
+        // holds the kernel's bans and reads no log.
+        if let Some(sip) = config.sip.as_ref().filter(|_| config.sip_implicit_jail) {
+            jails.push(JailState::new(
+                crate::config::SIP_JAIL,
+                Policy {
+                    findtime: Duration::from_secs(1),
+                    maxretry: 1,
+                    bantime: sip.bantime,
+                    ignoreip: config.default_ignoreip.clone(),
+                    max_tracked: 1,
+                },
+            ));
+        }
         // The recidive jail counts bans, not lines: its "failures" are the
         // bans of the other jails.
         let recidive = config.recidive.map(|r| {

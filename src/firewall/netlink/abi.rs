@@ -120,6 +120,29 @@ pub(crate) const NFTA_REJECT_ICMP_CODE: u16 = 2;
 pub(crate) const NFT_REJECT_ICMP_UNREACH: u32 = 0;
 /// `enum nft_payload_bases`.
 pub(crate) const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+pub(crate) const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+/// `enum nft_dynset_attributes` and `enum nft_dynset_ops`.
+pub(crate) const NFTA_DYNSET_SET_NAME: u16 = 1;
+pub(crate) const NFTA_DYNSET_OP: u16 = 3;
+pub(crate) const NFTA_DYNSET_SREG_KEY: u16 = 4;
+pub(crate) const NFTA_DYNSET_TIMEOUT: u16 = 6;
+pub(crate) const NFTA_DYNSET_EXPR: u16 = 7;
+pub(crate) const NFT_DYNSET_OP_ADD: u32 = 0;
+pub(crate) const NFT_DYNSET_OP_UPDATE: u32 = 1;
+/// `enum nft_limit_attributes`, `enum nft_limit_type`, `enum nft_limit_flags`.
+pub(crate) const NFTA_LIMIT_RATE: u16 = 1;
+pub(crate) const NFTA_LIMIT_UNIT: u16 = 2;
+pub(crate) const NFTA_LIMIT_BURST: u16 = 3;
+pub(crate) const NFTA_LIMIT_TYPE: u16 = 4;
+pub(crate) const NFTA_LIMIT_FLAGS: u16 = 5;
+pub(crate) const NFT_LIMIT_PKTS: u32 = 0;
+/// `limit rate over`: the expression matches once the rate is exceeded.
+pub(crate) const NFT_LIMIT_F_INV: u32 = 1;
+/// `enum nft_registers`: the 16-byte register 1 (what `nft` uses).
+pub(crate) const NFT_REG_1: u32 = 1;
+/// `enum nft_set_desc_attributes`, nested in `NFTA_SET_DESC`.
+pub(crate) const NFTA_SET_DESC: u16 = 9;
+pub(crate) const NFTA_SET_DESC_SIZE: u16 = 1;
 /// `enum nft_set_attributes`.
 pub(crate) const NFTA_SET_TABLE: u16 = 1;
 pub(crate) const NFTA_SET_NAME: u16 = 2;
@@ -144,6 +167,18 @@ pub const NFTA_DATA_VALUE: u16 = 1;
 /// `enum nft_gen_attributes`: who made the transaction a NEWGEN ends.
 pub(crate) const NFTA_GEN_PROC_PID: u16 = 2;
 pub(crate) const NFTA_GEN_PROC_NAME: u16 = 3;
+
+// linux/in.h: transport protocol numbers (what `meta l4proto` loads).
+
+pub(crate) const IPPROTO_TCP: u8 = 6;
+pub(crate) const IPPROTO_UDP: u8 = 17;
+
+// linux/tcp.h: TCP header flags (byte 13 of the header).
+
+pub(crate) const TCP_FIN: u8 = 0x01;
+pub(crate) const TCP_SYN: u8 = 0x02;
+pub(crate) const TCP_RST: u8 = 0x04;
+pub(crate) const TCP_ACK: u8 = 0x10;
 
 // linux/netfilter/nfnetlink_conntrack.h
 

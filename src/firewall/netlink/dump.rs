@@ -14,9 +14,9 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use super::abi::{
     attrs, be_u32, be_u64, c_string, NFTA_CHAIN_HOOK, NFTA_CHAIN_TYPE, NFTA_COUNTER_BYTES, NFTA_COUNTER_PACKETS,
     NFTA_DATA_VALUE, NFTA_EXPR_DATA, NFTA_EXPR_NAME, NFTA_HOOK_HOOKNUM, NFTA_HOOK_PRIORITY, NFTA_LIST_ELEM,
-    NFTA_LOOKUP_SET, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_SET_ELEM_EXPIRATION, NFTA_SET_ELEM_FLAGS,
-    NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_FLAGS, NFTA_SET_KEY_LEN, NFTA_SET_KEY_TYPE, NFTA_SET_NAME,
-    NFT_SET_ELEM_INTERVAL_END,
+    NFTA_LOOKUP_SET, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_SET_DESC, NFTA_SET_DESC_SIZE,
+    NFTA_SET_ELEM_EXPIRATION, NFTA_SET_ELEM_FLAGS, NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_FLAGS,
+    NFTA_SET_KEY_LEN, NFTA_SET_KEY_TYPE, NFTA_SET_NAME, NFT_SET_ELEM_INTERVAL_END,
 };
 use crate::firewall::{Counter, Element, Family};
 
@@ -27,6 +27,8 @@ pub(super) struct SetInfo {
     pub flags: u32,
     pub key_type: u32,
     pub key_len: u32,
+    /// The set's `size`, if it has one.
+    pub size: Option<u32>,
 }
 
 /// Parse one NEWSET message of a GETSET dump.
@@ -38,6 +40,11 @@ pub(super) fn set_info(payload: &[u8]) -> Option<SetInfo> {
             NFTA_SET_FLAGS => info.flags = be_u32(value)?,
             NFTA_SET_KEY_TYPE => info.key_type = be_u32(value)?,
             NFTA_SET_KEY_LEN => info.key_len = be_u32(value)?,
+            NFTA_SET_DESC => {
+                info.size = attrs(value)
+                    .find(|&(k, _)| k == NFTA_SET_DESC_SIZE)
+                    .and_then(|(_, v)| be_u32(v));
+            }
             _ => {}
         }
     }
@@ -352,7 +359,8 @@ mod unit {
                 name: "sshd_v4".into(),
                 flags: 0x14,
                 key_type: 7,
-                key_len: 4
+                key_len: 4,
+                size: None,
             }
         );
 

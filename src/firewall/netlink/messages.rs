@@ -260,6 +260,9 @@ pub(super) fn interval_keys(net: &IpNet) -> (Vec<u8>, Option<Vec<u8>>) {
 pub(super) enum Change {
     Add,
     Delete,
+    /// Add without a timeout, for a set that has none (the SIP meter's
+    /// trusted sources).
+    Insert,
 }
 
 /// Milliseconds for an element timeout: at least 1 (0 would mean "never
@@ -363,12 +366,12 @@ struct ElementMessage {
 impl ElementMessage {
     fn new(table: &str, set: &str, change: Change) -> ElementMessage {
         let kind = match change {
-            Change::Add => NFT_MSG_NEWSETELEM,
+            Change::Add | Change::Insert => NFT_MSG_NEWSETELEM,
             Change::Delete => NFT_MSG_DELSETELEM,
         };
         let flags = netlink_packet_core::NLM_F_REQUEST
             | match change {
-                Change::Add => NLM_F_CREATE,
+                Change::Add | Change::Insert => NLM_F_CREATE,
                 Change::Delete => 0,
             };
         let mut buf = Vec::with_capacity(256);
@@ -426,7 +429,7 @@ impl ElementMessage {
         let s = if count == 1 { "" } else { "s" };
         let table = describe_table(&self.table);
         let what = match self.change {
-            Change::Add => format!("add {count} element{s} to set {set} in {table}"),
+            Change::Add | Change::Insert => format!("add {count} element{s} to set {set} in {table}"),
             Change::Delete => format!("delete {count} element{s} from set {set} in {table}"),
         };
         Op::raw(self.buf, what)
@@ -592,7 +595,7 @@ mod unit {
         let s = if count == 1 { "" } else { "s" };
         let table = describe_table(table);
         match change {
-            Change::Add => Op::new(
+            Change::Add | Change::Insert => Op::new(
                 NfTablesMessage::NewSetElement(body),
                 NLM_F_CREATE,
                 format!("add {count} element{s} to set {set} in {table}"),

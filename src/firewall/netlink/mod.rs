@@ -10,8 +10,10 @@
 pub mod abi;
 mod conntrack;
 mod dump;
+mod expr;
 mod messages;
 pub mod monitor;
+mod sip;
 mod socket;
 #[cfg(test)]
 mod tests;
@@ -25,9 +27,10 @@ use self::messages::Change;
 use self::monitor::{Monitor, Pauser};
 pub use self::socket::event_socket;
 use self::socket::{Failure, NfSocket, Op};
+use super::sip::{sip_set_name, SipSetKind, SipSpec, SIP_CHAIN};
 use super::{
-    jail_sets, set_of, Ban, Counter, Element, Error, Family, Firewall, Hook, Refused, Result, SetDef, TableSpec,
-    Watcher,
+    jail_sets, set_of, Ban, Catches, Counter, Element, Error, Family, Firewall, Hook, Refused, Result, SetDef,
+    TableSpec, Watcher,
 };
 
 /// Table used until [`Firewall::setup`] names another one.
@@ -55,6 +58,9 @@ pub struct Netlink {
     /// A batch ran with the watcher paused since [`Firewall::take_unwatched`]
     /// was last called.
     unwatched: bool,
+    /// The SIP meter of the last setup: `delete` of its jail also clears
+    /// its caught and meter sets.
+    sip: Option<SipSpec>,
 }
 
 impl Netlink {
@@ -76,6 +82,7 @@ impl Netlink {
             conntrack_count: conntrack::count_file(),
             pauser: None,
             unwatched: false,
+            sip: None,
         })
     }
 
@@ -147,6 +154,38 @@ impl Netlink {
             |raw, p| dump::elements(p, family, raw),
         )
     }
+}
+
+/// What a set of nftban's must be to be kept: flags, key type and length,
+/// size (for the meter's dynamic sets).
+type SetShape = (u32, u32, u32, Option<u32>);
+
+/// Every set `spec` asks for, by name, with its shape: the jails' sets and
+/// the SIP meter's.
+fn wanted_shapes(spec: &TableSpec) -> BTreeMap<String, SetShape> {
+    let mut out: BTreeMap<String, SetShape> = wanted_sets(spec)
+        .into_values()
+        .map(|d| {
+            let (key_type, key_len) = messages::key_type(d.family);
+            (
+                d.name,
+                (messages::set_flags(d.interval).bits(), key_type, key_len, None),
+            )
+        })
+        .collect();
+    if let Some(sip) = &spec.sip {
+        for d in sip.sets() {
+            let (key_type, key_len) = messages::key_type(d.family);
+            let shape = (
+                sip::set_flags(d.kind).bits(),
+                key_type,
+                key_len,
+                sip::set_size(sip, d.kind),
+            );
+            out.insert(d.name, shape);
+        }
+    }
+    out
 }
 
 /// A set by jail, family and kind (interval or not), without its name.
@@ -296,7 +335,7 @@ impl Firewall for Netlink {
     /// table only.
     fn setup(&mut self, spec: &TableSpec) -> Result<()> {
         let table = spec.table.as_str();
-        let wanted = wanted_sets(spec);
+        let wanted = wanted_shapes(spec);
         let existing = self.existing_sets(table)?;
         let mut chains = BTreeMap::new();
         for hook in Hook::ALL {
@@ -304,6 +343,7 @@ impl Firewall for Netlink {
                 chains.insert(hook, info);
             }
         }
+        let sip_chain = self.existing_chain(table, SIP_CHAIN)?;
 
         let mut ops = vec![messages::new_table(table)];
         for hook in Hook::ALL {
@@ -319,19 +359,33 @@ impl Firewall for Netlink {
                 ops.push(messages::del_chain(table, hook.chain()));
             }
         }
+        // The SIP meter's chain, likewise: replaced if it is of another
+        // shape, deleted once the meter is off.
+        if let Some(chain) = &sip_chain {
+            let fits = chain.hook == Some(messages::hook_number(Hook::Prerouting))
+                && chain.priority == Some(Hook::Prerouting.priority())
+                && chain.kind == "filter";
+            if !fits || spec.sip.is_none() {
+                ops.push(messages::del_chain(table, SIP_CHAIN));
+            }
+        }
         for &hook in &spec.hooks {
             ops.push(messages::new_chain(table, hook));
             ops.push(messages::flush_chain(table, hook.chain()));
+        }
+        if spec.sip.is_some() {
+            ops.push(sip::new_chain(table));
+            ops.push(messages::flush_chain(table, SIP_CHAIN));
         }
         for set in &existing {
             if set.flags & abi::NFT_SET_ANONYMOUS != 0 {
                 continue;
             }
-            let keep = wanted.get(&set.name).is_some_and(|d| {
-                let (key_type, key_len) = messages::key_type(d.family);
-                set.flags == messages::set_flags(d.interval).bits()
+            let keep = wanted.get(&set.name).is_some_and(|&(flags, key_type, key_len, size)| {
+                set.flags == flags
                     && set.key_type == key_type
                     && set.key_len == key_len
+                    && (size.is_none() || set.size == size)
             });
             if !keep {
                 ops.push(messages::del_set(table, &set.name));
@@ -341,10 +395,19 @@ impl Firewall for Netlink {
         for (id, d) in sets.iter().enumerate() {
             ops.push(messages::new_set(table, &d.name, d.family, d.interval, id as u32 + 1));
         }
+        if let Some(meter) = &spec.sip {
+            for (id, d) in meter.sets().iter().enumerate() {
+                ops.push(sip::new_set(table, meter, d, (sets.len() + id) as u32 + 1));
+            }
+            ops.extend(sip::trusted_ops(table, meter));
+        }
         for &hook in &spec.hooks {
             for d in &sets {
                 ops.push(messages::new_rule(table, hook, &d.name, d.family, spec.action));
             }
+        }
+        if let Some(meter) = &spec.sip {
+            ops.extend(sip::rules(table, meter));
         }
         // One batch, never split: all of it or nothing.
         self.sock.batch(&ops).map_err(|f| match f {
@@ -362,6 +425,7 @@ impl Firewall for Netlink {
             f => error(f),
         })?;
         self.table = spec.table.clone();
+        self.sip = spec.sip.clone();
         Ok(())
     }
 
@@ -402,6 +466,14 @@ impl Firewall for Netlink {
         std::mem::take(&mut self.unwatched)
     }
 
+    /// A second socket of its own, for the meter's thread.
+    fn catches(&mut self, spec: &TableSpec) -> Result<Option<Box<dyn Catches>>> {
+        let Some(meter) = spec.sip.clone() else { return Ok(None) };
+        let mut nl = Netlink::open()?;
+        nl.table = spec.table.clone();
+        Ok(Some(Box::new(MeterCatches { nl, meter })))
+    }
+
     /// DELSETELEM of each prefix's start and end elements. If the kernel
     /// says ENOENT (some element expired or was never there), every prefix
     /// is deleted on its own and ENOENT ignored.
@@ -415,7 +487,7 @@ impl Firewall for Netlink {
                 .insert(net);
         }
         // (No timeout when deleting: the 0 is not sent.)
-        let sets: BTreeMap<(String, bool), Vec<(IpNet, u64)>> = unique
+        let mut sets: BTreeMap<(String, bool), Vec<(IpNet, u64)>> = unique
             .into_iter()
             .map(|(set, nets)| (set, nets.into_iter().map(|n| (n, 0)).collect()))
             .collect();
@@ -428,6 +500,19 @@ impl Firewall for Netlink {
                 Change::Delete,
                 items,
             ));
+        }
+        if let Some(meter) = self.sip.as_ref().filter(|m| m.jail == jail) {
+            sets.extend(meter_keys(meter, nets));
+            ops.clear();
+            for ((set, interval), items) in &sets {
+                ops.extend(messages::element_ops(
+                    &self.table,
+                    set,
+                    *interval,
+                    Change::Delete,
+                    items,
+                ));
+            }
         }
         match self.sock.transact(&ops) {
             Err(Failure::Kernel {
@@ -475,7 +560,18 @@ impl Firewall for Netlink {
                 out.push(format!("chain {chain} has {rules} of its {} rules", wanted.len()));
             }
         }
-        for set in wanted.keys() {
+        if let Some(meter) = &spec.sip {
+            if self.existing_chain(table, SIP_CHAIN)?.is_none() {
+                out.push(format!("chain {SIP_CHAIN} is missing"));
+            } else {
+                let rules = self.rule_count(table, SIP_CHAIN)?;
+                let want = sip::rule_count(meter);
+                if rules < want {
+                    out.push(format!("chain {SIP_CHAIN} has {rules} of its {want} rules"));
+                }
+            }
+        }
+        for set in wanted_shapes(spec).keys() {
             if !sets.iter().any(|s| &s.name == set) {
                 out.push(format!("set {set} is missing"));
             }
@@ -548,5 +644,69 @@ impl Firewall for Netlink {
                 }
             },
         )
+    }
+}
+
+/// The keys of `nets` in the meter's caught and meter sets (each a hash
+/// set of addresses, IPv6 ones masked to the meter's prefix), grouped by
+/// set as `delete` sends them.
+fn meter_keys(meter: &SipSpec, nets: &[IpNet]) -> BTreeMap<(String, bool), Vec<(IpNet, u64)>> {
+    let mut out: BTreeMap<(String, bool), Vec<(IpNet, u64)>> = BTreeMap::new();
+    for net in nets {
+        let Some(key) = meter.caught_key(net) else { continue };
+        let key = IpNet::from(key);
+        let family = Family::of(&key);
+        for kind in [SipSetKind::Caught, SipSetKind::Meter] {
+            let items = out.entry((sip_set_name(kind, family), false)).or_default();
+            if !items.iter().any(|(n, _)| *n == key) {
+                items.push((key, 0));
+            }
+        }
+    }
+    out
+}
+
+/// [`Catches`] over netlink: a dump of the two caught sets (small: the
+/// daemon empties them twice a second), and deletes from them.
+struct MeterCatches {
+    nl: Netlink,
+    meter: SipSpec,
+}
+
+impl Catches for MeterCatches {
+    fn caught(&mut self) -> Result<Vec<Element>> {
+        let mut out = Vec::new();
+        for family in [Family::V4, Family::V6] {
+            let raw = self
+                .nl
+                .raw_elements(&sip_set_name(SipSetKind::Caught, family), family)?;
+            for e in dump::hosts(family, raw) {
+                out.push(Element {
+                    net: self.meter.caught_net(e.net.addr()),
+                    expires_in: e.expires_in,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn release(&mut self, nets: &[IpNet]) -> Result<()> {
+        let table = self.nl.table.clone();
+        for ((set, _), items) in meter_keys(&self.meter, nets) {
+            if !set.starts_with(super::sip::SIP_SET_STEMS[2]) {
+                continue;
+            }
+            for item in items {
+                let ops = messages::element_ops(&table, &set, false, Change::Delete, &[item]);
+                match self.nl.sock.transact(&ops) {
+                    Ok(())
+                    | Err(Failure::Kernel {
+                        errno: libc::ENOENT, ..
+                    }) => {}
+                    Err(f) => return Err(error(f)),
+                }
+            }
+        }
+        Ok(())
     }
 }
