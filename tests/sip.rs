@@ -110,6 +110,11 @@ fn a_bare_sip_section_has_a_jail_of_its_own() {
     let ns = NetNs::create("sip-bare").unwrap();
     let s = Setup::asterisk("");
     s.top("sip: {}");
+    let check = stdout(&s.cli_ok(&["check"]));
+    assert!(
+        check.contains("sip kernel meter: UDP 5060, TCP 5060, TLS 5061; a source over 20/second (burst 40) is dropped and banned in jail sip (made for it) for "),
+        "{check}"
+    );
     let text = stdout(&s.cli_ok(&["ruleset"]));
     assert!(text.contains("\tchain sip {\n\t\ttype filter hook prerouting priority raw; policy accept;\n"));
     assert!(text.contains("udp dport 5060 update @sip_meter_v4 { ip saddr timeout 1m limit rate over 20/second burst 40 packets } add @sip_caught_v4 { ip saddr timeout 1h }"), "{text}");

@@ -93,6 +93,29 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
                     }
                 }
             }
+            if let Some(sip) = &config.sip {
+                let ports = |kind: &str, ports: &[u16]| {
+                    (!ports.is_empty()).then(|| {
+                        let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+                        format!("{kind} {}", list.join(","))
+                    })
+                };
+                let metered: Vec<String> = [ports("UDP", &sip.udp), ports("TCP", &sip.tcp), ports("TLS", &sip.tls)]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                println!(
+                    "sip kernel meter: {}; a source over {} (burst {}) is dropped and banned in jail {}{} for {}; IPv6 per /{}; {} trusted prefix(es) never metered",
+                    metered.join(", "),
+                    sip.rate,
+                    sip.burst,
+                    sip.jail,
+                    if config.sip_implicit_jail { " (made for it)" } else { "" },
+                    crate::config::format_duration(sip.bantime),
+                    sip.ipv6_prefix,
+                    sip.trusted.len()
+                );
+            }
             Ok(0)
         }
         Command::Ruleset(c) => {
