@@ -16,4 +16,5 @@ mod hostile_input;
 mod logging;
 mod policy;
 mod schema;
+mod sip;
 mod state;
