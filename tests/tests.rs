@@ -17,4 +17,5 @@ mod logging;
 mod policy;
 mod schema;
 mod sip;
+mod sip_meter;
 mod state;

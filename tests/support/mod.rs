@@ -3,7 +3,8 @@
 //! ([`status`]), a daemon in a namespace ([`Daemon`]), the kernel's state
 //! read back with `nft -j` and packets sent through namespaces
 //! ([`kernel`]), the guard of kernel tests ([`kernel_test!`]) and a
-//! pseudo-terminal ([`Pty`]).
+//! pseudo-terminal ([`Pty`]) and a SIP test bed: Kamailio and its clients
+//! ([`sip_bed`]).
 
 #![allow(dead_code)]
 
@@ -18,12 +19,14 @@ mod daemon;
 mod guard;
 mod kernel;
 mod pty;
+mod sip;
 mod status;
 
 pub use daemon::*;
 pub use guard::*;
 pub use kernel::*;
 pub use pty::*;
+pub use sip::*;
 pub use status::*;
 
 /// The `nftban` binary under test.
