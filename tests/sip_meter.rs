@@ -127,3 +127,44 @@ fn a_bare_sip_section_has_a_jail_of_its_own() {
     assert_eq!(st.currently_banned, 0);
     assert_eq!(stdout(&nft(&ns, &["list", "table", "inet", "nftban"])), text);
 }
+
+/// A flood while the daemon is stopped: the table stays, so the kernel
+/// still meters, catches and drops; the next daemon learns of the ban at
+/// its start, as a ban of the jail with origin `kernel meter`.
+#[test]
+fn a_flood_while_the_daemon_is_stopped_is_learned_at_its_start() {
+    kernel_test!();
+    let (pbx, attacker) = pbx_and_attacker("sip-off");
+    let v4: SocketAddr = "192.0.2.1:5060".parse().unwrap();
+    udp_echo(&pbx, v4).unwrap();
+    wait_passes(&attacker, v4);
+
+    let s = Setup::asterisk("");
+    s.top("sip: {jail: asterisk, rate: 1/minute, burst: 10}");
+    assert!(Daemon::start(&pbx, &s).stop());
+    flood(&attacker, v4, 100);
+    assert_eq!(
+        set_addrs(&pbx, "sip_caught_v4"),
+        ["192.0.2.66"],
+        "caught with no daemon"
+    );
+    assert!(!passes(&attacker, v4), "dropped with no daemon");
+
+    let _daemon = Daemon::start(&pbx, &s);
+    let st = s.wait_jail("asterisk", "the ban made while stopped", |st| {
+        banned_ips(st).contains(&"192.0.2.66")
+    });
+    let ban = st.banned.iter().find(|b| b.ip == "192.0.2.66").unwrap();
+    assert_eq!(ban.reason.as_deref(), Some("kernel meter: over 1/minute"));
+    wait_for("the caught set emptied", || {
+        set_addrs(&pbx, "sip_caught_v4").is_empty().then_some(())
+    });
+    assert_eq!(set_addrs(&pbx, "asterisk_v4"), ["192.0.2.66"]);
+    assert_eq!(
+        history_of(&s, "192.0.2.66"),
+        [(
+            "kernel meter".to_string(),
+            Some("kernel meter: over 1/minute".to_string())
+        )]
+    );
+}
