@@ -355,6 +355,7 @@ mod tests {
             total_failed: 0,
             currently_banned: 0,
             total_banned: 0,
+            bans_by_origin: Default::default(),
             total_unbanned: 0,
             banned: vec![],
             packets: 6,
