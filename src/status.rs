@@ -6,6 +6,8 @@
 //! `--json`). Their JSON field names are a stable contract that scripts
 //! rely on (docs/cli.md): add fields, never rename or remove one.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// One banned address or prefix and its remaining time.
@@ -56,6 +58,13 @@ pub struct JailStatus {
     pub total_failed: u64,
     pub currently_banned: u64,
     pub total_banned: u64,
+    /// `total_banned` by origin, under the names the ban history gives
+    /// them: `auto` (the jail's rules, and the prefixes they capture),
+    /// `manual` (`nftban ban`), `escalated` (IPv6 escalation), `kernel
+    /// meter` (the SIP kernel meter). Origins without a ban are left out.
+    /// Missing from an older daemon's answer: empty.
+    #[serde(default)]
+    pub bans_by_origin: BTreeMap<String, u64>,
     /// Bans lifted by hand since start.
     pub total_unbanned: u64,
     pub banned: Vec<Banned>,
@@ -120,4 +129,30 @@ pub struct UnbanResult {
     /// Addresses found in no jail, or still inside a banned prefix after
     /// their own ban was lifted, with the reason.
     pub not_banned: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `bans_by_origin` goes out and comes back as it was, keyed by the
+    /// history's names of origins; an older daemon's answer without it
+    /// still parses, as empty.
+    #[test]
+    fn bans_by_origin_round_trips_and_may_be_missing() {
+        let text = r#"{"name": "asterisk", "ruleset": "asterisk", "files": [], "journal": [],
+            "currently_failed": 0, "total_failed": 3, "currently_banned": 2, "total_banned": 2,
+            "total_unbanned": 0, "banned": [], "findtime": 600, "maxretry": 3, "bantime": 3600,
+            "evicted": 0, "sources": []}"#;
+        let mut st: JailStatus = serde_json::from_str(text).unwrap();
+        assert!(st.bans_by_origin.is_empty());
+        st.bans_by_origin = BTreeMap::from([("auto".into(), 1), ("kernel meter".into(), 1)]);
+        let json = serde_json::to_value(&st).unwrap();
+        assert_eq!(
+            json["bans_by_origin"],
+            serde_json::json!({"auto": 1, "kernel meter": 1})
+        );
+        let back: JailStatus = serde_json::from_value(json).unwrap();
+        assert_eq!(back, st);
+    }
 }

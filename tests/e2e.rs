@@ -76,6 +76,7 @@ fn attack_lines_become_a_kernel_ban_that_drops_packets() {
     assert_eq!(raw["files"][0], s.log.to_str().unwrap());
     assert_eq!(raw["currently_banned"], 2);
     assert_eq!(raw["total_banned"], 2);
+    assert_eq!(raw["bans_by_origin"], serde_json::json!({"auto": 2}), "{raw}");
     assert_eq!(raw["total_failed"], 8);
     assert_eq!(raw["currently_failed"], 1);
     let banned = raw["banned"].as_array().unwrap();
@@ -117,6 +118,8 @@ fn attack_lines_become_a_kernel_ban_that_drops_packets() {
     ] {
         assert!(text.contains(want), "status lacks `{want}`:\n{text}");
     }
+    // Bans of the jail's own rules only: no line by origin.
+    assert!(!text.contains("by origin"), "{text}");
 
     let o = s.cli(&["status"]);
     let text = stdout(&o);

@@ -56,11 +56,15 @@ fn a_sip_flood_banned_by_the_kernel_is_an_nftban_ban() {
     assert_eq!(ban.reason.as_deref(), Some("kernel meter: over 1/minute"));
     assert!((3590..=3600).contains(&ban.expires_in), "{ban:?}");
     assert_eq!((st.total_banned, st.total_failed), (1, 0));
+    // Counted under its origin, as the history names it.
+    let raw = s.status_json(&["status", "asterisk"]);
+    assert_eq!(raw["bans_by_origin"], serde_json::json!({"kernel meter": 1}), "{raw}");
     let text = stdout(&s.cli_ok(&["status", "asterisk"]));
     assert!(
         text.contains("192.0.2.66 (") && text.contains("left; kernel meter: over 1/minute)"),
         "{text}"
     );
+    assert!(text.contains("|- Total by origin:  kernel meter 1\n"), "{text}");
     // In the jail's set; out of the caught set, which stays small.
     wait_for("the caught set emptied", || {
         set_addrs(&pbx, "sip_caught_v4").is_empty().then_some(())
@@ -160,8 +164,13 @@ fn a_flood_while_the_daemon_is_stopped_is_learned_at_its_start() {
         set_addrs(&pbx, "sip_caught_v4").is_empty().then_some(())
     });
     assert_eq!(set_addrs(&pbx, "asterisk_v4"), ["192.0.2.66"]);
+    // The history is written beside the kernel, not before `status` shows the ban.
+    let history = wait_for("the ban in the history", || {
+        let h = history_of(&s, "192.0.2.66");
+        (!h.is_empty()).then_some(h)
+    });
     assert_eq!(
-        history_of(&s, "192.0.2.66"),
+        history,
         [(
             "kernel meter".to_string(),
             Some("kernel meter: over 1/minute".to_string())

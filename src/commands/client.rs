@@ -130,6 +130,15 @@ pub fn format_jail(st: &JailStatus) -> String {
     let pad = if st.sources.is_empty() { "   " } else { "|  " };
     let _ = writeln!(o, "{pad}|- Currently banned: {}", st.currently_banned);
     let _ = writeln!(o, "{pad}|- Total banned:     {}", st.total_banned);
+    // Only when some ban is not the jail's rules' own (`auto`).
+    if st.bans_by_origin.keys().any(|origin| origin != "auto") {
+        let by: Vec<String> = st
+            .bans_by_origin
+            .iter()
+            .map(|(origin, n)| format!("{origin} {n}"))
+            .collect();
+        let _ = writeln!(o, "{pad}|- Total by origin:  {}", by.join(", "));
+    }
     let _ = writeln!(
         o,
         "{pad}|- Dropped:          {} packets, {} bytes",
@@ -355,6 +364,7 @@ mod tests {
             total_failed: 0,
             currently_banned: 0,
             total_banned: 0,
+            bans_by_origin: Default::default(),
             total_unbanned: 0,
             banned: vec![],
             packets: 6,
@@ -368,5 +378,31 @@ mod tests {
         };
         let text = format_jail(&st);
         assert!(text.contains("|- Dropped:          6 packets, 280 bytes\n"), "{text}");
+    }
+
+    /// Bans by origin are shown under the total only when some ban is
+    /// not the jail's rules' own: a jail of log bans looks as it did.
+    #[test]
+    fn bans_by_origin_are_shown_when_not_all_from_the_rules() {
+        let mut st: JailStatus = serde_json::from_value(serde_json::json!({
+            "name": "asterisk", "ruleset": "asterisk", "files": [], "journal": [],
+            "currently_failed": 0, "total_failed": 9, "currently_banned": 4, "total_banned": 4,
+            "total_unbanned": 0, "banned": [], "findtime": 600, "maxretry": 3, "bantime": 3600,
+            "evicted": 0, "sources": []
+        }))
+        .unwrap();
+        let plain = format_jail(&st);
+        assert!(!plain.contains("by origin"), "{plain}");
+        st.bans_by_origin.insert("auto".into(), 4);
+        assert_eq!(format_jail(&st), plain);
+        st.bans_by_origin.insert("auto".into(), 3);
+        st.bans_by_origin.insert("kernel meter".into(), 1);
+        let text = format_jail(&st);
+        assert!(
+            text.contains("   |- Total banned:     4\n   |- Total by origin:  auto 3, kernel meter 1\n   |- Dropped:"),
+            "{text}"
+        );
+        st.bans_by_origin = [("manual".to_string(), 4)].into();
+        assert!(format_jail(&st).contains("|- Total by origin:  manual 4\n"));
     }
 }

@@ -96,6 +96,9 @@ const PER_JAIL: [(&str, MetricType, &str, Get); 11] = [
 #[derive(Debug)]
 struct Figures {
     jails: Vec<(String, [u64; PER_JAIL.len()])>,
+    /// (jail, origin, bans since start), for `nftban_bans_by_origin_total`:
+    /// only the origins a jail has bans of.
+    by_origin: Vec<(String, String, u64)>,
     kernel_errors: u64,
     history_errors: u64,
 }
@@ -107,6 +110,15 @@ impl Figures {
                 .jails
                 .iter()
                 .map(|j| (j.name.clone(), PER_JAIL.map(|(.., get)| get(j))))
+                .collect(),
+            by_origin: st
+                .jails
+                .iter()
+                .flat_map(|j| {
+                    j.bans_by_origin
+                        .iter()
+                        .map(|(origin, &n)| (j.name.clone(), origin.clone(), n))
+                })
                 .collect(),
             kernel_errors: st.kernel_errors,
             history_errors: st.history_errors,
@@ -134,6 +146,17 @@ impl Collector for Figures {
                     _ => ConstGauge::new(values[i]).encode(metric)?,
                 }
             }
+        }
+        let kind = MetricType::Counter;
+        let mut family = encoder.encode_descriptor(
+            registered("nftban_bans_by_origin_total", kind),
+            "Bans made since start, by origin (auto, manual, escalated, kernel meter).",
+            None,
+            kind,
+        )?;
+        for (jail, origin, value) in &self.by_origin {
+            let labels = [("jail", jail.as_str()), ("origin", origin.as_str())];
+            ConstCounter::new(*value).encode(family.encode_family(&labels)?)?;
         }
         for (name, help, value) in [
             (
@@ -243,6 +266,7 @@ mod tests {
             total_failed: 7,
             currently_banned: banned,
             total_banned: 3,
+            bans_by_origin: Default::default(),
             total_unbanned: 1,
             banned: vec![],
             findtime: 600,
@@ -364,6 +388,7 @@ mod tests {
             packets: 11,
             bytes: 12,
             kernel_errors: 13,
+            bans_by_origin: [("auto".to_string(), 5), ("kernel meter".to_string(), 3)].into(),
             sources: vec![source(100, 20), source(1, 2)],
             ..jail("sshd", 0)
         };
@@ -419,6 +444,10 @@ nftban_dropped_bytes_total{jail=\"manual\"} 640
 # TYPE nftban_kernel_refused_total counter
 nftban_kernel_refused_total{jail=\"sshd\"} 13
 nftban_kernel_refused_total{jail=\"manual\"} 0
+# HELP nftban_bans_by_origin_total Bans made since start, by origin (auto, manual, escalated, kernel meter).
+# TYPE nftban_bans_by_origin_total counter
+nftban_bans_by_origin_total{jail=\"sshd\",origin=\"auto\"} 5
+nftban_bans_by_origin_total{jail=\"sshd\",origin=\"kernel meter\"} 3
 # HELP nftban_kernel_errors_total Kernel requests that failed since start.
 # TYPE nftban_kernel_errors_total counter
 nftban_kernel_errors_total 14

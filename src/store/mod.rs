@@ -74,7 +74,7 @@ impl Error {
 }
 
 /// How a ban came to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Origin {
     /// `maxretry` failures within `findtime`.
     Auto,

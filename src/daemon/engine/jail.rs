@@ -1,7 +1,7 @@
 //! One jail's live state inside the engine: its failure windows, its
 //! running bans and its counters.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use super::bans::Bans;
 use crate::config::{EscalationConfig, IncrementConfig, Jail};
 use crate::sources::SourceStats;
+use crate::store::Origin;
 use crate::tracker::{Policy, Tracker};
 
 /// One jail's live state.
@@ -21,6 +22,8 @@ pub(super) struct JailState {
     /// Banned addresses/prefixes and when their kernel timeout ends.
     pub(super) bans: Bans,
     pub(super) total_banned: u64,
+    /// `total_banned` by origin (none at 0), for `status` and the metrics.
+    pub(super) bans_by_origin: BTreeMap<Origin, u64>,
     pub(super) total_unbanned: u64,
     /// Bans of this jail the kernel refused (a full set, say).
     pub(super) kernel_errors: u64,
@@ -50,6 +53,7 @@ impl JailState {
             tracker: Tracker::new(policy),
             bans: Bans::default(),
             total_banned: 0,
+            bans_by_origin: BTreeMap::new(),
             total_unbanned: 0,
             kernel_errors: 0,
             sources: Vec::new(),
@@ -79,18 +83,29 @@ impl JailState {
         }
     }
 
-    /// Count a ban decided now, for `status` and the bantime increment.
-    pub(super) fn count_ban(&mut self, net: IpNet) {
+    /// Count a ban of `origin` decided now, for `status`, the metrics and
+    /// the bantime increment.
+    pub(super) fn count_ban(&mut self, net: IpNet, origin: Origin) {
         self.total_banned += 1;
+        *self.bans_by_origin.entry(origin).or_default() += 1;
         *self.times_banned.entry(net).or_default() += 1;
     }
 
-    /// A ban that did not reach the kernel: out of the record and the
-    /// counts, as if it had not been decided.
-    pub(super) fn drop_refused(&mut self, net: &IpNet) {
+    /// A ban that did not reach the kernel: out of the record and, if it
+    /// was counted (`counted`: as a ban of that origin), out of the counts,
+    /// as if it had not been decided. A ban put back (restored at start,
+    /// or after a refused prefix) was not counted.
+    pub(super) fn drop_refused(&mut self, net: &IpNet, counted: Option<Origin>) {
         self.bans.remove(net);
         self.reasons.remove(net);
         self.kernel_errors += 1;
+        let Some(origin) = counted else { return };
         self.total_banned = self.total_banned.saturating_sub(1);
+        if let Some(n) = self.bans_by_origin.get_mut(&origin) {
+            *n -= 1;
+            if *n == 0 {
+                self.bans_by_origin.remove(&origin);
+            }
+        }
     }
 }

@@ -60,15 +60,17 @@ impl Engine {
         }
         let bans = std::mem::take(&mut self.pending);
         self.history.record(&bans, Origin::Auto, None, now);
-        let _ = self.push(&bans, now);
+        let _ = self.push(&bans, Some(Origin::Auto), now);
     }
 
     /// Put `bans` (already in the record) into the kernel, then remove
     /// their conntrack entries. If the table is gone, it is put back first.
     /// Bans the kernel refuses are logged, counted and dropped from the
-    /// record and the history; the others stay. Returns the refused ones,
-    /// with the reason.
-    pub(super) fn push(&mut self, bans: &[Ban], now: SystemTime) -> Vec<(Ban, String)> {
+    /// record and the history; the others stay. `counted`: the origin the
+    /// bans were counted under when they were decided (`None` for bans put
+    /// back), whose count a refusal undoes. Returns the refused ones, with
+    /// the reason.
+    pub(super) fn push(&mut self, bans: &[Ban], counted: Option<Origin>, now: SystemTime) -> Vec<(Ban, String)> {
         let added = match self.firewall.add(bans) {
             // Another tool deleted the table (or a set) since the last
             // batch, or in the middle of this one. These bans are in the
@@ -105,7 +107,7 @@ impl Engine {
         for (k, (ban, why)) in refused.iter().enumerate() {
             self.kernel_errors += 1;
             if let Some(j) = self.jails.iter_mut().find(|j| j.name == ban.jail) {
-                j.drop_refused(&ban.net);
+                j.drop_refused(&ban.net, counted);
             }
             // Refused by the kernel, so not to be restored either: the
             // record, the history and the answer agree. (A whole refusal

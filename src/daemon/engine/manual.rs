@@ -195,7 +195,7 @@ impl Engine {
                 Some(why) => j.reasons.insert(w.net, why.to_string()),
                 None => j.reasons.remove(&w.net),
             };
-            j.count_ban(w.net);
+            j.count_ban(w.net, origin);
             result.banned.push(Banned {
                 ip: show_net(&w.net),
                 expires_in: left.as_secs(),
@@ -211,7 +211,7 @@ impl Engine {
         self.history.record(&pending, origin, reason, now);
         let mut restore = Vec::new();
         let mut still = Vec::new();
-        for (ban, why) in self.push(&pending, now) {
+        for (ban, why) in self.push(&pending, Some(origin), now) {
             let ip = show_net(&ban.net);
             result.banned.retain(|b| b.ip != ip);
             result.failed.push(format!("{ip}: {why}"));
@@ -243,7 +243,7 @@ impl Engine {
         self.history.record(&still, origin, reason, now);
         if !restore.is_empty() {
             self.history.record(&restore, origin, reason, now);
-            for (ban, why) in self.push(&restore, now) {
+            for (ban, why) in self.push(&restore, None, now) {
                 tracing::error!(jail = %name, "could not restore the ban of {}: {why}", show_net(&ban.net));
             }
         }

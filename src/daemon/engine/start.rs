@@ -91,7 +91,7 @@ impl Engine {
         // Restored bans the kernel refuses (a set that became smaller, say)
         // are logged and dropped like any refusal.
         let batches = self.firewall.batches();
-        let refused = self.push(&restore, now).len();
+        let refused = self.push(&restore, None, now).len();
         let batches = self.firewall.batches() - batches;
         tracing::info!(
             "restored {} bans in {batches} netlink batch{}",

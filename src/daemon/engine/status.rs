@@ -71,6 +71,11 @@ impl Engine {
             total_failed: j.tracker.total_failed,
             currently_banned: banned.len() as u64,
             total_banned: j.total_banned,
+            bans_by_origin: j
+                .bans_by_origin
+                .iter()
+                .map(|(origin, &n)| (origin.as_str().to_string(), n))
+                .collect(),
             total_unbanned: j.total_unbanned,
             banned,
             packets: counter.packets,

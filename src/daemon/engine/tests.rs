@@ -4,6 +4,7 @@ use crate::firewall::memory::Memory;
 use crate::firewall::{Ban, Firewall};
 use crate::sources::SourceState;
 use crate::status::{BanResult, JailStatus, Status, UnbanResult};
+use crate::store::Origin;
 use ipnet::IpNet;
 use std::net::IpAddr;
 use std::path::Path;
@@ -339,6 +340,61 @@ fn a_refused_ban_is_counted_and_the_others_kept() {
     assert_eq!(nets, ["198.51.100.1", "198.51.100.2"]);
 }
 
+/// Bans since start are counted per jail and per origin, as the history
+/// names them: one from the jail's rules, one by hand, one an origin
+/// decided; a ban the kernel refuses is taken out of its origin's count
+/// as out of `total_banned`, and an origin left at 0 is not listed.
+#[test]
+fn bans_are_counted_by_origin_and_a_refusal_undoes_its_count() {
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+    let mut fw = Memory::new();
+    fw.capacity = Some(3);
+    let mut e = Engine::new(&config, Box::new(fw));
+    e.start(&config).unwrap();
+    let now = SystemTime::now();
+    let decision = |ip: &str, origin| Decision {
+        jail: "asterisk".into(),
+        nets: vec![ip.parse().unwrap()],
+        bantime: None,
+        origin,
+        reason: Some(format!("{}: test", origin.as_str())),
+    };
+    for _ in 0..3 {
+        e.failure(0, "203.0.113.9".parse().unwrap(), now);
+    }
+    e.flush(now);
+    e.ban(&["198.51.100.1".into()], Some("asterisk"), None, now).unwrap();
+    let r = e
+        .decided(decision("198.51.100.2/32", Origin::KernelMeter), now)
+        .unwrap();
+    assert_eq!(r.banned.len(), 1, "{r:?}");
+    let counts = |e: &mut Engine, jail: &str| -> Vec<(String, u64)> {
+        let st = e.jail_status(jail, now).unwrap();
+        assert_eq!(st.bans_by_origin.values().sum::<u64>(), st.total_banned, "{st:?}");
+        st.bans_by_origin.into_iter().collect()
+    };
+    let three = pairs(&[("auto", 1), ("kernel meter", 1), ("manual", 1)]);
+    assert_eq!(counts(&mut e, "asterisk"), three);
+    assert!(counts(&mut e, "manual").is_empty());
+
+    // The set is full: a refused ban of each kind leaves the counts as
+    // they were, with no `escalated` at 0.
+    let r = e.decided(decision("198.51.100.3/32", Origin::Escalated), now).unwrap();
+    assert_eq!(r.failed.len(), 1, "{r:?}");
+    let r = e
+        .decided(decision("198.51.100.4/32", Origin::KernelMeter), now)
+        .unwrap();
+    assert_eq!(r.failed.len(), 1, "{r:?}");
+    e.ban(&["198.51.100.5".into()], Some("asterisk"), None, now).unwrap();
+    for _ in 0..3 {
+        e.failure(0, "203.0.113.10".parse().unwrap(), now);
+    }
+    e.flush(now);
+    assert_eq!(counts(&mut e, "asterisk"), three);
+    let st = e.jail_status("asterisk", now).unwrap();
+    assert_eq!((st.total_banned, st.kernel_errors), (3, 4));
+}
+
 /// Every ban that reaches the kernel, automatic or by hand, address or
 /// prefix, has its conntrack entries removed, once, after it went in.
 #[test]
@@ -501,6 +557,8 @@ fn three_addresses_of_a_slash_64_escalate_to_the_prefix() {
     assert_eq!(prefix.reason.as_deref(), Some(why));
     assert!(prefix.expires_in > 3500 && prefix.expires_in <= 3600);
     assert_eq!(st.total_banned, 5);
+    let by_origin: Vec<(String, u64)> = st.bans_by_origin.clone().into_iter().collect();
+    assert_eq!(by_origin, pairs(&[("auto", 4), ("escalated", 1)]));
 
     // A fourth address of the /64 is already covered: nothing new.
     e.failure(0, "2001:db8:1:2::d".parse().unwrap(), now);
