@@ -23,5 +23,6 @@ mod scan;
 mod sources;
 mod status;
 mod store;
+mod throttle;
 mod tracker;
 mod yaml;

@@ -15,7 +15,7 @@
 //! give that end to the attacker (a SIP From padded until the cut falls
 //! right after a forged `failed for '6.6.6.6'`). So a line longer than
 //! [`MAX_LINE`] is skipped, counted (`truncated` in status) and logged at
-//! most once a minute per source ([`throttle`]), never matched in part; and
+//! most once a minute per source ([`crate::throttle`]), never matched in part; and
 //! `nftban test` skips the same lines (`crate::scan`).
 //!
 //! Adding a kind of source is one module here that implements [`Source`],
@@ -27,7 +27,6 @@ pub mod glob;
 pub mod journal;
 mod status;
 pub mod stdin;
-mod throttle;
 mod watch;
 
 use std::collections::HashMap;
@@ -36,8 +35,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
+use crate::throttle::Throttle;
 use file::Position;
-use throttle::Throttle;
 
 /// The longest line matched, in bytes (without its newline; a `\r` before
 /// it counts): longer ones are skipped whole, unmatched (see the module

@@ -17,7 +17,7 @@
 //! meanwhile (a restart finds them there, still dropped by the kernel).
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
@@ -25,12 +25,16 @@ use super::{BanOrigin, Decision, Decisions};
 use crate::firewall::sip::{SipSpec, CAUGHT_POLL};
 use crate::firewall::Catches;
 use crate::store::Origin;
+use crate::throttle::Throttle;
 
 /// The origin: a reader of the caught sets and the meter's config.
 pub struct KernelMeter {
     catches: Box<dyn Catches>,
     spec: SipSpec,
     poll: Duration,
+    /// The caught sets cannot be read (the table gone until it is healed,
+    /// say): said once, then once a minute, not at every poll.
+    unreadable: Throttle,
 }
 
 impl KernelMeter {
@@ -39,6 +43,7 @@ impl KernelMeter {
             catches,
             spec,
             poll: CAUGHT_POLL,
+            unreadable: Throttle::default(),
         }
     }
 
@@ -56,7 +61,9 @@ impl KernelMeter {
         let elements = match self.catches.caught() {
             Ok(e) => e,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the SIP meter's caught sources; trying again");
+                if let Some(times) = self.unreadable.note(Instant::now()) {
+                    tracing::warn!(error = %e, times, "cannot read the SIP meter's caught sources; trying again every 0.5 s");
+                }
                 return true;
             }
         };

@@ -1,6 +1,7 @@
-//! How often a warning about hostile input is logged: an attacker who
-//! writes a million over-long or garbled lines must not get a million lines
-//! into the admin's log (filling the disk, drowning everything else). The
+//! How often a repeated warning is logged: an attacker who writes a million
+//! over-long or garbled lines must not get a million lines into the admin's
+//! log (filling the disk, drowning everything else), nor must a kernel set
+//! that cannot be read twice a second. The
 //! first occurrence is logged at once; the next ones are counted, and the
 //! first one a minute or more after the last message is logged with how many
 //! came since. Pure and clock-free: the caller says what time it is.
