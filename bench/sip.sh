@@ -144,7 +144,7 @@ kam_pid=$!
 kamcmd_() { kamcmd -s "unix:$dir/kamailio.ctl" "$@"; }
 for _ in $(seq 100); do kamcmd_ core.version >/dev/null 2>&1 && break; sleep 0.1; done
 kamcmd_ core.version >/dev/null || { cat "$dir/kamailio.log" >&2; echo "bench/sip.sh: Kamailio did not start" >&2; exit 2; }
-kam_version=$(kamcmd_ core.version)
+kam_version=$(kamcmd_ core.version | sed "s/ *$//")
 rcv_requests() { kamcmd_ stats.get_statistics rcv_requests | awk -F= '{gsub(/ /, "", $2); print $2}'; }
 requests_from() { kamcmd_ htable.get src "$1" 2>/dev/null | awk '/value:/ {print $2; f=1} END {if (!f) print 0}'; }
 # CPU ticks (utime + stime) of Kamailio's main process and its children.
