@@ -357,7 +357,16 @@ impl Client {
         path
     }
 
-    /// SIPp from this client: `calls` REGISTER calls of `scenario` at
+    /// A send-only SIPp scenario: one OPTIONS per call, no answer awaited
+    /// (so `-m COUNT` is exactly COUNT packets): a flood.
+    pub fn options_scenario(dir: &Path) -> PathBuf {
+        let xml = "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"options flood\">\n<send><![CDATA[\nOPTIONS sip:[remote_ip] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: <sip:flood@[local_ip]>;tag=[call_number]\nTo: <sip:[remote_ip]>\nCall-ID: [call_id]\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nUser-Agent: nftban-test\nContent-Length: 0\n\n]]></send>\n</scenario>\n";
+        let path = dir.join("options-flood.xml");
+        std::fs::write(&path, xml).unwrap();
+        path
+    }
+
+    /// SIPp from this client: `calls` calls of `scenario` at
     /// `rate` per second from local port `port`, each answer awaited at
     /// most 2 s, the whole run at most `secs`. True if every call went as
     /// the scenario says.
