@@ -145,3 +145,43 @@ fn sipp_flood_is_banned_by_the_kernel_meter_while_a_client_registers() {
     );
     assert!(daemon.stop(), "daemon did not exit cleanly on SIGTERM");
 }
+
+/// SIPp over TCP: a flood of OPTIONS on one connection (`-t t1`, one SYN
+/// for all of it) is metered by its requests, not its connections, and
+/// banned within the burst, while a client registering over UDP is not
+/// touched. Kamailio also listens on TCP 5060 in the bed.
+#[test]
+fn sipp_flood_over_one_tcp_connection_is_banned_within_its_burst() {
+    kernel_test!(KAMAILIO, SIPP);
+    let bed = sip_bed();
+    let flooder = bed.client("tcpflood");
+    let good = bed.client("tcpgood");
+    let s = Setup::asterisk("");
+    kamailio_jails(&s, &bed.log);
+    s.top(&format!("sip: {{jail: kamailio, rate: {RATE}, burst: {BURST}}}"));
+    let _daemon = Daemon::start(&bed.ns, &s);
+    let dir = s.dir.path();
+    let right = Client::register_scenario(dir, PASSWORD, 200);
+    let flood = Client::options_scenario(dir);
+    let addr = flooder.addr.as_str();
+
+    let before = bed.requests_from(addr);
+    std::thread::scope(|sc| {
+        let g = sc.spawn(|| good.sipp(dir, &right, 5070, 6, 2, 30));
+        // Its connection is cut by the ban: SIPp may report failure.
+        flooder.sipp_with(dir, &flood, 5080, 500, 500, 20, &["-t", "t1"]);
+        assert!(g.join().unwrap(), "the good client failed to register during the flood");
+    });
+    let through = bed.requests_from(addr) - before;
+    eprintln!("TCP flood: {through} of 500 reached Kamailio");
+    // The SYN and the handshake's last ACK aside, each request is a PSH.
+    assert!(
+        (1..=BURST + SLACK).contains(&through),
+        "{through} of the TCP flood's 500 requests reached Kamailio (burst {BURST})"
+    );
+    let st = s.wait_jail("kamailio", "the TCP flooder's kernel meter ban", |st| {
+        banned_ips(st).contains(&addr)
+    });
+    assert_eq!(banned_ips(&st), [addr], "only the flooder is banned: {st:?}");
+    assert_eq!(st.banned[0].reason.as_deref(), Some("kernel meter: over 10/second"));
+}

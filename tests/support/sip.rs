@@ -102,6 +102,7 @@ debug=2
 log_stderror=yes
 children=2
 listen=udp:0.0.0.0:5060
+listen=tcp:0.0.0.0:5060
 dns=no
 rev_dns=no
 auto_aliases=no
@@ -371,6 +372,22 @@ impl Client {
     /// most 2 s, the whole run at most `secs`. True if every call went as
     /// the scenario says.
     pub fn sipp(&self, dir: &Path, scenario: &Path, port: u16, calls: u32, rate: u32, secs: u32) -> bool {
+        self.sipp_with(dir, scenario, port, calls, rate, secs, &[])
+    }
+
+    /// [`Client::sipp`] with more SIPp arguments (`-t t1`: over one TCP
+    /// connection).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sipp_with(
+        &self,
+        dir: &Path,
+        scenario: &Path,
+        port: u16,
+        calls: u32,
+        rate: u32,
+        secs: u32,
+        extra: &[&str],
+    ) -> bool {
         let o = run(self
             .bounded(secs + 10, dir, "sipp")
             .arg(format!("{}:5060", self.server))
@@ -379,7 +396,16 @@ impl Client {
             .args(["-i", &self.addr, "-p", &port.to_string()])
             .args(["-m", &calls.to_string(), "-r", &rate.to_string()])
             .args(["-nostdin", "-recv_timeout", "2000", "-timeout", &format!("{secs}s")])
+            .args(extra)
             .stdout(Stdio::null()));
+        if !o.status.success() {
+            eprintln!(
+                "sipp from {} exited with {}: {}",
+                self.addr,
+                o.status,
+                stderr(&o).trim()
+            );
+        }
         o.status.success()
     }
 }
