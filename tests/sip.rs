@@ -22,7 +22,7 @@ fn examples() -> PathBuf {
 
 /// The jails of the bed's tests on Kamailio's log: the shipped `kamailio`
 /// ruleset (maxretry 3) and the example scanner ruleset (maxretry 1).
-fn kamailio_jails(s: &Setup, log: &Path) {
+pub(crate) fn kamailio_jails(s: &Setup, log: &Path) {
     s.jails(&format!(
         "  kamailio:\n    ruleset: kamailio\n    files: [{log}]\n    maxretry: 3\n  sip-scanners:\n    ruleset: {rules}\n    files: [{log}]\n    maxretry: 1\n",
         log = log.display(),

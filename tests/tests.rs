@@ -17,5 +17,6 @@ mod logging;
 mod policy;
 mod schema;
 mod sip;
+mod sip_flood;
 mod sip_meter;
 mod state;

@@ -100,7 +100,7 @@ pub struct SipPorts {
     /// UDP ports (default [5060]).
     #[schemars(inner(range(min = 1)))]
     pub udp: Option<Vec<u16>>,
-    /// TCP ports (default [5060]); new connections (SYNs) are metered.
+    /// TCP ports (default [5060]); new connections and requests (SYN or PSH segments) are metered.
     #[schemars(inner(range(min = 1)))]
     pub tcp: Option<Vec<u16>>,
     /// SIP over TLS ports (default [5061]); metered as TCP.

@@ -148,7 +148,7 @@ fn render_sip_chain(out: &mut String, sip: &SipSpec) {
         for (transport, port) in sip.ports() {
             let matched = match transport {
                 Transport::Udp => format!("udp dport {port}"),
-                Transport::TcpSyn => format!("tcp dport {port} tcp flags syn / fin,syn,rst,ack"),
+                Transport::Tcp => format!("tcp dport {port} tcp flags syn,psh"),
             };
             let _ = writeln!(
                 out,

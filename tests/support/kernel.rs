@@ -134,3 +134,23 @@ pub fn in_netns<T: Send>(ns: &NetNs, f: impl FnOnce() -> T + Send) -> T {
         .unwrap()
     })
 }
+
+/// The rules of a chain of nftban's table that have a counter: each rule's
+/// JSON (to tell them apart: the sets it names) and its packet count.
+pub fn rule_counters(ns: &NetNs, chain: &str) -> Vec<(String, u64)> {
+    let o = nft(ns, &["-j", "list", "chain", "inet", "nftban", chain]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|item| item.get("rule"))
+        .filter_map(|rule| {
+            let packets = rule["expr"]
+                .as_array()?
+                .iter()
+                .find_map(|e| e["counter"]["packets"].as_u64())?;
+            Some((rule["expr"].to_string(), packets))
+        })
+        .collect()
+}

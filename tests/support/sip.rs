@@ -102,6 +102,7 @@ debug=2
 log_stderror=yes
 children=2
 listen=udp:0.0.0.0:5060
+listen=tcp:0.0.0.0:5060
 dns=no
 rev_dns=no
 auto_aliases=no
@@ -357,11 +358,36 @@ impl Client {
         path
     }
 
-    /// SIPp from this client: `calls` REGISTER calls of `scenario` at
+    /// A send-only SIPp scenario: one OPTIONS per call, no answer awaited
+    /// (so `-m COUNT` is exactly COUNT packets): a flood.
+    pub fn options_scenario(dir: &Path) -> PathBuf {
+        let xml = "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"options flood\">\n<send><![CDATA[\nOPTIONS sip:[remote_ip] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: <sip:flood@[local_ip]>;tag=[call_number]\nTo: <sip:[remote_ip]>\nCall-ID: [call_id]\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nUser-Agent: nftban-test\nContent-Length: 0\n\n]]></send>\n</scenario>\n";
+        let path = dir.join("options-flood.xml");
+        std::fs::write(&path, xml).unwrap();
+        path
+    }
+
+    /// SIPp from this client: `calls` calls of `scenario` at
     /// `rate` per second from local port `port`, each answer awaited at
     /// most 2 s, the whole run at most `secs`. True if every call went as
     /// the scenario says.
     pub fn sipp(&self, dir: &Path, scenario: &Path, port: u16, calls: u32, rate: u32, secs: u32) -> bool {
+        self.sipp_with(dir, scenario, port, calls, rate, secs, &[])
+    }
+
+    /// [`Client::sipp`] with more SIPp arguments (`-t t1`: over one TCP
+    /// connection).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sipp_with(
+        &self,
+        dir: &Path,
+        scenario: &Path,
+        port: u16,
+        calls: u32,
+        rate: u32,
+        secs: u32,
+        extra: &[&str],
+    ) -> bool {
         let o = run(self
             .bounded(secs + 10, dir, "sipp")
             .arg(format!("{}:5060", self.server))
@@ -370,7 +396,16 @@ impl Client {
             .args(["-i", &self.addr, "-p", &port.to_string()])
             .args(["-m", &calls.to_string(), "-r", &rate.to_string()])
             .args(["-nostdin", "-recv_timeout", "2000", "-timeout", &format!("{secs}s")])
+            .args(extra)
             .stdout(Stdio::null()));
+        if !o.status.success() {
+            eprintln!(
+                "sipp from {} exited with {}: {}",
+                self.addr,
+                o.status,
+                stderr(&o).trim()
+            );
+        }
         o.status.success()
     }
 }

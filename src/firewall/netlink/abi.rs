@@ -175,10 +175,8 @@ pub(crate) const IPPROTO_UDP: u8 = 17;
 
 // linux/tcp.h: TCP header flags (byte 13 of the header).
 
-pub(crate) const TCP_FIN: u8 = 0x01;
 pub(crate) const TCP_SYN: u8 = 0x02;
-pub(crate) const TCP_RST: u8 = 0x04;
-pub(crate) const TCP_ACK: u8 = 0x10;
+pub(crate) const TCP_PSH: u8 = 0x08;
 
 // linux/netfilter/nfnetlink_conntrack.h
 

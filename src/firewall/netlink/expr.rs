@@ -36,6 +36,16 @@ pub(super) fn cmp_eq(value: &[u8]) -> Expr {
     .into()
 }
 
+/// `cmp neq reg 1 VALUE`.
+pub(super) fn cmp_neq(value: &[u8]) -> Expr {
+    Expressions::Cmp(vec![
+        Cmp::SourceRegister(Register::Reg1),
+        Cmp::Op(Operator::NotEqual),
+        Cmp::Data(DataAttribute::Value(value.to_vec())),
+    ])
+    .into()
+}
+
 /// `payload load LEN b @ BASE header + OFFSET => reg 1`.
 pub(super) fn payload(base: u32, offset: u32, len: u32) -> Expr {
     Expressions::Payload(vec![
@@ -166,19 +176,19 @@ pub(super) fn dynset(op: DynsetOp, set: &str, timeout_ms: u64, expr: Option<Stat
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use netlink_packet_core::Emitable;
 
     use super::super::abi::{attrs, be_u32, be_u64, c_string, NFTA_DATA_VALUE, NFTA_LIST_ELEM};
     use super::*;
 
     /// The value bytes of a cmp's or bitwise's data: `NFTA_DATA_VALUE` inside.
-    fn data_value(v: &[u8]) -> Vec<u8> {
+    pub(in crate::firewall::netlink) fn data_value(v: &[u8]) -> Vec<u8> {
         super::super::abi::attr(NFTA_DATA_VALUE, v)
     }
 
     /// An expression as it goes on the wire: (name, data attributes).
-    fn wire(e: &Expr) -> (String, Vec<(u16, Vec<u8>)>) {
+    pub(in crate::firewall::netlink) fn wire(e: &Expr) -> (String, Vec<(u16, Vec<u8>)>) {
         let mut buf = vec![0; e.buffer_len()];
         e.emit(&mut buf);
         let (kind, value) = attrs(&buf).next().unwrap();
@@ -195,7 +205,7 @@ mod tests {
         (name, data)
     }
 
-    fn get(data: &[(u16, Vec<u8>)], kind: u16) -> &[u8] {
+    pub(in crate::firewall::netlink) fn get(data: &[(u16, Vec<u8>)], kind: u16) -> &[u8] {
         &data
             .iter()
             .find(|(k, _)| *k == kind)
@@ -288,6 +298,11 @@ mod tests {
         assert_eq!(name, "cmp");
         // NFTA_CMP_DATA 3, the port in network order.
         assert_eq!(get(&data, 3), data_value(&[0x13, 0xc4]));
+        let (name, data) = wire(&cmp_neq(&[0]));
+        assert_eq!(name, "cmp");
+        // NFTA_CMP_OP 2: NFT_CMP_NEQ is 1.
+        assert_eq!(be_u32(get(&data, 2)), Some(1));
+        assert_eq!(get(&data, 3), data_value(&[0]));
         let (name, data) = wire(&counter());
         assert_eq!(name, "counter");
         assert_eq!(be_u64(get(&data, NFTA_COUNTER_PACKETS)), Some(0));

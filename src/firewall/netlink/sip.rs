@@ -13,7 +13,7 @@ use netlink_packet_netfilter::nftables::{
 
 use super::abi::{
     IPPROTO_TCP, IPPROTO_UDP, NFPROTO_IPV4, NFPROTO_IPV6, NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER,
-    NF_ACCEPT, NF_DROP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
+    NF_ACCEPT, NF_DROP, TCP_PSH, TCP_SYN,
 };
 use super::expr::{self, DynsetOp, Expr, Stateful};
 use super::messages::{describe_table, element_ops, key_type, timeout_ms, Change};
@@ -167,15 +167,12 @@ pub(super) fn rules(table: &str, spec: &SipSpec) -> Vec<Op> {
         for (transport, port) in spec.ports() {
             let mut e = match transport {
                 Transport::Udp => vec![expr::meta(MetaKey::L4Proto), expr::cmp_eq(&[IPPROTO_UDP])],
-                Transport::TcpSyn => vec![expr::meta(MetaKey::L4Proto), expr::cmp_eq(&[IPPROTO_TCP])],
+                Transport::Tcp => vec![expr::meta(MetaKey::L4Proto), expr::cmp_eq(&[IPPROTO_TCP])],
             };
             e.push(expr::payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2));
             e.push(expr::cmp_eq(&port.to_be_bytes()));
-            if transport == Transport::TcpSyn {
-                // `tcp flags syn / fin,syn,rst,ack`: a new connection.
-                e.push(expr::payload(NFT_PAYLOAD_TRANSPORT_HEADER, 13, 1));
-                e.push(expr::mask(&[TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK]));
-                e.push(expr::cmp_eq(&[TCP_SYN]));
+            if transport == Transport::Tcp {
+                e.extend(tcp_syn_or_psh());
             }
             e.extend(source(spec, family, true));
             e.push(expr::dynset(
@@ -189,7 +186,7 @@ pub(super) fn rules(table: &str, spec: &SipSpec) -> Vec<Op> {
             e.extend([expr::counter(), expr::verdict(NF_DROP)]);
             let proto = match transport {
                 Transport::Udp => "udp",
-                Transport::TcpSyn => "tcp",
+                Transport::Tcp => "tcp",
             };
             rules.push((format!("meter {proto} port {port} into set {meter}"), e));
         }
@@ -216,6 +213,17 @@ pub(super) fn rules(table: &str, spec: &SipSpec) -> Vec<Op> {
         .collect()
 }
 
+/// `tcp flags syn,psh` (`tcp flags & (syn | psh) != 0`): a new connection,
+/// or a request written on one (the client's stack pushes the end of each
+/// write); not a pure ACK. See [`Transport::Tcp`].
+fn tcp_syn_or_psh() -> Vec<expr::Expr> {
+    vec![
+        expr::payload(NFT_PAYLOAD_TRANSPORT_HEADER, 13, 1),
+        expr::mask(&[TCP_SYN | TCP_PSH]),
+        expr::cmp_neq(&[0]),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -238,6 +246,38 @@ mod tests {
                 .map(|s| crate::address::parse_net(s).unwrap())
                 .collect(),
         }
+    }
+
+    /// The TCP match, as the kernel runs it: byte 13 of the TCP header,
+    /// masked, compared. A flood over one connection (SIPp `-t t1`) sends
+    /// no SYN after the first, so its requests (PSH) must count.
+    #[test]
+    fn tcp_meters_new_connections_and_each_request_not_pure_acks() {
+        use super::super::abi::be_u32;
+        use super::super::expr::tests::{get, wire};
+        let e: Vec<_> = tcp_syn_or_psh().iter().map(wire).collect();
+        let names: Vec<&str> = e.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["payload", "bitwise", "cmp"]);
+        // payload: transport header (2), offset 13, 1 byte.
+        assert_eq!(
+            (
+                be_u32(get(&e[0].1, 2)),
+                be_u32(get(&e[0].1, 3)),
+                be_u32(get(&e[0].1, 4))
+            ),
+            (Some(2), Some(13), Some(1))
+        );
+        let value = |d: &[u8]| d[4]; // NFTA_DATA_VALUE's one byte, after its header
+        let mask = value(get(&e[1].1, 4));
+        assert_eq!(be_u32(get(&e[2].1, 2)), Some(1), "cmp neq");
+        let zero = value(get(&e[2].1, 3));
+        let counted = |flags: u8| flags & mask != zero;
+        assert!(counted(0x02), "SYN: a new connection");
+        assert!(counted(0x18), "PSH ACK: a request written on a connection");
+        assert!(counted(0x19), "FIN PSH ACK: a last request");
+        assert!(!counted(0x10), "a pure ACK");
+        assert!(!counted(0x11), "FIN ACK");
+        assert!(!counted(0x14), "RST ACK");
     }
 
     #[test]
