@@ -552,7 +552,7 @@ impl Bench {
             let read_while = samples
                 .iter()
                 .filter(|x| x.at <= wall)
-                .filter_map(|x| x.read.map(|r| (x.at, r)))
+                .filter_map(|x| x.read.map(|r| (x.answered, r)))
                 .next_back();
             let read_rate = read_while.map_or("?".to_string(), |(at, r)| format!("{:.0}", r as f64 / at.as_secs_f64()));
             let caught = samples
@@ -1129,10 +1129,12 @@ struct Progress {
     stop: AtomicBool,
 }
 
-/// One look at a daemon's reading: lines written before the question,
-/// lines read by the answer (`None`: no answer).
+/// One look at a daemon's reading: lines written before the question
+/// (asked `at`), lines read by the answer (`None`: no answer), which came
+/// `answered`.
 struct Sample {
     at: Duration,
+    answered: Duration,
     written: u64,
     read: Option<u64>,
 }
@@ -1149,6 +1151,7 @@ fn sample(probe: &Probe, p: &Progress, start: Instant) -> Vec<Sample> {
         }
         out.push(Sample {
             at: t.duration_since(start),
+            answered: start.elapsed(),
             written,
             read,
         });
