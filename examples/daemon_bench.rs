@@ -4,7 +4,7 @@
 //! "Daemon"); it needs root, `ip`, `nft` and fail2ban.
 //!
 //! ```text
-//! daemon_bench NFTBAN_BIN [--only nftban|fail2ban] [--phases latency,burst,steady,restore] [--quick]
+//! daemon_bench NFTBAN_BIN [--only nftban|fail2ban] [--phases latency,burst,steady,restore,flood] [--quick] [--flood-rate LINES_PER_S] [--flood-secs S] [--flood-per-attacker N]
 //! ```
 //!
 //! Every phase starts each daemon afresh in a new namespace, with a fresh
@@ -30,6 +30,13 @@
 //!   a fresh namespace: until all are in the kernel. For nftban also a third
 //!   start in a namespace nobody listens to (as in production): until the
 //!   daemon's log line after the kernel accepted the batch.
+//! - flood: 1,000,000 lines/s into the one file for 10 s (`--flood-rate`,
+//!   `--flood-secs`), 1,000 lines a write, one in five an attack; each
+//!   attacker has 200 attack lines (`--flood-per-attacker`), banned at its
+//!   third, so 1,000 bans/s. How far the daemon has read (nftban: status
+//!   `lines`; fail2ban: its file offset), sampled over time; the lag from
+//!   the write of each attacker's third line to its ban; CPU and RSS as in
+//!   steady.
 //!
 //! fail2ban phases are capped (see `Sizes`), and the output says when a cap
 //! was hit and how far fail2ban got.
@@ -40,7 +47,7 @@ use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -63,6 +70,10 @@ struct Sizes {
     steady_secs: u64,
     steady_rate: u64,
     restore: usize,
+    /// The flood: lines/s, seconds, attack lines per attacker.
+    flood_rate: u64,
+    flood_secs: u64,
+    flood_per_attacker: u64,
     /// Caps for fail2ban (nftban gets the same caps; it never needs them).
     latency_cap: Duration,
     burst_cap: Duration,
@@ -78,6 +89,9 @@ impl Sizes {
             steady_secs: 30,
             steady_rate: 10_000,
             restore: 100_000,
+            flood_rate: 1_000_000,
+            flood_secs: 10,
+            flood_per_attacker: 200,
             latency_cap: Duration::from_secs(60),
             burst_cap: Duration::from_secs(60),
             lag_cap: Duration::from_secs(60),
@@ -92,6 +106,9 @@ impl Sizes {
             steady_secs: 5,
             steady_rate: 10_000,
             restore: 10_000,
+            flood_rate: 1_000_000,
+            flood_secs: 3,
+            flood_per_attacker: 200,
             latency_cap: Duration::from_secs(15),
             burst_cap: Duration::from_secs(15),
             lag_cap: Duration::from_secs(15),
@@ -126,11 +143,20 @@ impl Kind {
 fn main() -> Res<()> {
     let mut args = std::env::args().skip(1);
     let bin = PathBuf::from(args.next().ok_or(
-        "usage: daemon_bench NFTBAN_BIN [--only nftban|fail2ban] [--phases latency,burst,steady,restore] [--quick]",
+        "usage: daemon_bench NFTBAN_BIN [--only nftban|fail2ban] [--phases latency,burst,steady,restore,flood] [--quick] [--flood-rate LINES_PER_S] [--flood-secs S] [--flood-per-attacker N]",
     )?);
     let mut kinds = vec![Kind::Nftban, Kind::Fail2ban];
-    let mut phases: Vec<String> = ["latency", "burst", "steady", "restore"].map(String::from).to_vec();
+    let mut phases: Vec<String> = ["latency", "burst", "steady", "restore", "flood"]
+        .map(String::from)
+        .to_vec();
     let mut sizes = Sizes::full();
+    let (mut flood_rate, mut flood_secs, mut flood_per_attacker) = (None, None, None);
+    let number = |name: &str, v: Option<String>| -> Res<u64> {
+        match v.as_deref().map(str::parse::<u64>) {
+            Some(Ok(n)) if n > 0 => Ok(n),
+            _ => Err(format!("{name} takes a positive whole number").into()),
+        }
+    };
     while let Some(a) = args.next() {
         match a.as_str() {
             "--only" => {
@@ -149,9 +175,15 @@ fn main() -> Res<()> {
                     .collect()
             }
             "--quick" => sizes = Sizes::quick(),
+            "--flood-rate" => flood_rate = Some(number(&a, args.next())?),
+            "--flood-secs" => flood_secs = Some(number(&a, args.next())?),
+            "--flood-per-attacker" => flood_per_attacker = Some(number(&a, args.next())?),
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
+    sizes.flood_rate = flood_rate.unwrap_or(sizes.flood_rate);
+    sizes.flood_secs = flood_secs.unwrap_or(sizes.flood_secs);
+    sizes.flood_per_attacker = flood_per_attacker.unwrap_or(sizes.flood_per_attacker);
     if !nftban::netns::is_root() {
         return Err("needs root (private network namespaces)".into());
     }
@@ -165,6 +197,7 @@ fn main() -> Res<()> {
             "burst" => bench.burst(&kinds)?,
             "steady" => bench.steady(&kinds)?,
             "restore" => bench.restore(&kinds)?,
+            "flood" => bench.flood(&kinds)?,
             other => return Err(format!("unknown phase {other}").into()),
         }
     }
@@ -410,6 +443,178 @@ impl Bench {
             println!(
                 "\nnftban without an event listener (as in production, where the daemon pauses its own monitor for big batches): started a third time on the same history in a fresh namespace that nobody listens to, {secs:.3} s from spawning it to its log line after the kernel accepted the batch (the line's own timestamp); {restored} elements in the set afterwards."
             );
+        }
+        Ok(())
+    }
+
+    fn flood(&self, kinds: &[Kind]) -> Res<()> {
+        let s = &self.sizes;
+        let (rate, secs, per) = (s.flood_rate, s.flood_secs, s.flood_per_attacker);
+        let total = rate * secs;
+        let attack_lines = total.div_ceil(5);
+        // Attackers with at least maxretry lines (a last one with fewer is
+        // never banned).
+        let attackers = attack_lines / per + u64::from(attack_lines % per >= MAXRETRY);
+        if attackers > 27 << 17 {
+            return Err(format!("the flood needs {attackers} attackers, more than the 3.5 million addresses it has; raise --flood-per-attacker").into());
+        }
+        let rest = per.saturating_sub(MAXRETRY);
+        println!("\n### Flood: {rate} lines/s into one file for {secs} s, one in five an attack\n");
+        println!(
+            "{total} lines written in one `write` per millisecond tick ({} lines a write); the attack lines come from {attackers} new attackers, {per} consecutive attack lines each: the {MAXRETRY}rd makes the ban due, the {rest} after it are the flood going on from a banned address (its packets already logged), so {:.0} bans/s. Read: nftban's status `lines` count (control socket, every {} ms), fail2ban's offset in the file (/proc/PID/fdinfo); behind = lines written before the question that were not read by the answer. Lag: from the write of each attacker's {MAXRETRY}rd line to its element in the kernel, over all attackers (one not banned by the cap counts as later than any). CPU over the writing interval as in the steady phase; the writer's own thread in the last column. Waiting at most {} s after the writer stopped.\n",
+            rate / 1000,
+            rate as f64 / 5.0 / per as f64,
+            SAMPLE_EVERY.as_millis(),
+            s.lag_cap.as_secs()
+        );
+        println!("| daemon | lines/s written | lines/s read while writing | behind when the writer stopped | caught up | banned when the writer stopped | lag p50 / p99 / max ms | banned within the cap | CPU % of one core | peak RSS MB | writer CPU % |");
+        println!("|---|---:|---:|---:|---|---:|---|---:|---|---:|---:|");
+        let noise: Vec<String> = (0..NOISE_POOL).map(noise_body).collect();
+        let mut timelines = Vec::new();
+        for &kind in kinds {
+            let mut run = Run::start(kind, &self.bin)?;
+            run.warm_up()?;
+            let before = run.watch.count();
+            let probe = Probe::new(&run)?;
+            let progress = Arc::new(Progress::default());
+            let start = Instant::now();
+            let sampler = {
+                let (probe, progress) = (probe.clone(), progress.clone());
+                std::thread::spawn(move || sample(&probe, &progress, start))
+            };
+            let cpu0 = cpu_ticks(run.pid())?;
+            let readers0 = reader_ticks(run.pid());
+            let writer0 = thread_cpu();
+            let (mut written, mut attack) = (0u64, 0u64);
+            let mut bytes = 0u64;
+            let mut due_at: Vec<Option<SystemTime>> = vec![None; attackers as usize];
+            let mut body = (u64::MAX, String::new());
+            let mut text = String::with_capacity(2 * (rate / 1000) as usize * 140);
+            let mut due_now = Vec::new();
+            while written < total {
+                let due = ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
+                text.clear();
+                due_now.clear();
+                let date = nftban::commands::demo::asterisk_now();
+                while written < due {
+                    text.push_str(&date);
+                    if written % 5 == 0 {
+                        let who = attack / per;
+                        if body.0 != who {
+                            body = (who, attack_body(attacker(5, who as usize)));
+                        }
+                        text.push_str(&body.1);
+                        if attack % per == MAXRETRY - 1 {
+                            due_now.push(who as usize);
+                        }
+                        attack += 1;
+                    } else {
+                        text.push_str(&noise[(written % NOISE_POOL) as usize]);
+                    }
+                    written += 1;
+                }
+                if !text.is_empty() {
+                    let t = SystemTime::now();
+                    run.write(&text)?;
+                    bytes += text.len() as u64;
+                    progress.bytes.store(bytes, Ordering::Relaxed);
+                    progress.written.store(written, Ordering::Relaxed);
+                    for &w in &due_now {
+                        due_at[w] = Some(t);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let wall = start.elapsed();
+            let writer = thread_cpu().saturating_sub(writer0);
+            let cpu1 = cpu_ticks(run.pid())?;
+            let readers1 = reader_ticks(run.pid());
+            let behind_at_stop = probe.read(&progress).map(|r| total.saturating_sub(r));
+            run.watch.drain()?;
+            let at_stop = run.watch.count() - before;
+            // Until every line is read and every attacker banned, or the cap.
+            let deadline = Instant::now() + s.lag_cap;
+            loop {
+                let done_reading = progress.read.load(Ordering::Relaxed) >= total;
+                if (done_reading && run.watch.count() - before >= attackers as usize) || Instant::now() >= deadline {
+                    break;
+                }
+                run.watch
+                    .pump((Instant::now() + Duration::from_millis(100)).min(deadline))?;
+            }
+            let read_at_end = probe.read(&progress);
+            progress.stop.store(true, Ordering::Relaxed);
+            let samples = sampler.join().map_err(|_| "the sampler panicked")?;
+            let hwm = proc_status_kb(run.pid(), "VmHWM")? as f64 / 1024.0;
+            run.watch.drain()?;
+
+            // Read while writing: the last sample taken before the writer stopped.
+            let read_while = samples
+                .iter()
+                .filter(|x| x.at <= wall)
+                .filter_map(|x| x.read.map(|r| (x.answered, r)))
+                .next_back();
+            let read_rate = read_while.map_or("?".to_string(), |(at, r)| format!("{:.0}", r as f64 / at.as_secs_f64()));
+            let caught = samples
+                .iter()
+                .find(|x| x.read.is_some_and(|r| r >= total))
+                .map(|x| x.at);
+            let caught = match (caught, read_at_end) {
+                (Some(at), _) if at <= wall => "at once".to_string(),
+                (Some(at), _) => format!("{:.2} s after the writer stopped", (at - wall).as_secs_f64()),
+                (None, Some(r)) => format!("no: {} lines behind at the cap", total.saturating_sub(r)),
+                (None, None) => "?".to_string(),
+            };
+            let behind = behind_at_stop.map_or("?".to_string(), |b| b.to_string());
+            let mut lag: Vec<Duration> = Vec::new();
+            for (i, t) in due_at.iter().enumerate() {
+                if let (Some(t), Some(at)) = (t, run.watch.seen.get(&IpAddr::V4(attacker(5, i)))) {
+                    lag.push(at.duration_since(*t).unwrap_or_default());
+                }
+            }
+            lag.sort();
+            let banned = lag.len();
+            // Over all attackers: one not banned by the cap is later than any.
+            let lag_pct = |q: f64| {
+                let i = ((q * attackers as f64).ceil() as usize).clamp(1, attackers as usize) - 1;
+                lag.get(i)
+                    .map_or(format!("> {} s", s.lag_cap.as_secs()), |d| format!("{:.1}", ms(*d)))
+            };
+            let tck = clock_ticks();
+            let w = wall.as_secs_f64();
+            let own = (cpu1.0 - cpu0.0) as f64 / tck / w * 100.0;
+            let children = (cpu1.1 - cpu0.1) as f64 / tck / w * 100.0;
+            let readers = readers1.saturating_sub(readers0) as f64 / tck / w * 100.0;
+            let cpu = match kind {
+                Kind::Nftban => format!("{own:.1} (reader {readers:.1}, engine {:.1})", own - readers),
+                Kind::Fail2ban => format!("{own:.1} (+{children:.1})"),
+            };
+            println!(
+                "| {} | {:.0} | {read_rate} | {behind} | {caught} | {at_stop} of {attackers} | {} / {} / {} | {banned} of {attackers} | {cpu} | {hwm:.1} | {:.1} |",
+                kind.name(),
+                written as f64 / w,
+                lag_pct(0.50),
+                lag_pct(0.99),
+                lag_pct(1.0),
+                writer.as_secs_f64() / w * 100.0,
+            );
+            timelines.push((kind, samples));
+            run.stop();
+        }
+        println!("\nBehind (lines written but not yet read) over time, one sample a second; `?` where the daemon did not answer:\n");
+        for (kind, samples) in timelines {
+            let mut line = String::new();
+            let mut next = Duration::ZERO;
+            for x in &samples {
+                if x.at >= next {
+                    let b = x
+                        .read
+                        .map_or("?".to_string(), |r| x.written.saturating_sub(r).to_string());
+                    let _ = write!(line, " {:.0} s: {b};", x.at.as_secs_f64());
+                    next = x.at + Duration::from_secs(1) - SAMPLE_EVERY / 2;
+                }
+            }
+            println!("- {}:{}", kind.name(), line.trim_end_matches(';'));
         }
         Ok(())
     }
@@ -883,21 +1088,174 @@ fn attacker(phase: u32, i: usize) -> Ipv4Addr {
 /// A chan_sip registration failure: both the asterisk ruleset and
 /// fail2ban's asterisk filter count it.
 fn attack_line(a: Ipv4Addr) -> String {
-    format!(
-        "{} NOTICE[2143] chan_sip.c: Registration from '\"100\" <sip:100@10.0.0.1>' failed for '{a}:5060' - Wrong password\n",
-        nftban::commands::demo::asterisk_now()
-    )
+    format!("{}{}", nftban::commands::demo::asterisk_now(), attack_body(a))
+}
+
+/// An attack line after its date.
+fn attack_body(a: Ipv4Addr) -> String {
+    format!(" NOTICE[2143] chan_sip.c: Registration from '\"100\" <sip:100@10.0.0.1>' failed for '{a}:5060' - Wrong password\n")
 }
 
 /// Ordinary traffic neither daemon counts (its address is a user's).
 fn noise_line(k: u64) -> String {
+    format!("{}{}", nftban::commands::demo::asterisk_now(), noise_body(k))
+}
+
+/// A noise line after its date.
+fn noise_body(k: u64) -> String {
     let user = format!("10.{}.{}.{}", k % 4, (k / 4) % 256, 1 + (k / 1024) % 254);
     match k % 4 {
-        0 => format!("{} VERBOSE[2231][C-{k:08x}] pbx.c:     -- Executing [200@default:1] Dial(\"SIP/100-{k:08x}\", \"SIP/200,30\") in new stack\n", nftban::commands::demo::asterisk_now()),
-        1 => format!("{} VERBOSE[2143] chan_sip.c:     -- Registered SIP '100' at {user}:5060\n", nftban::commands::demo::asterisk_now()),
-        2 => format!("{} VERBOSE[2231][C-{k:08x}] app_dial.c:     -- SIP/200-{k:08x} answered SIP/100-{k:08x}\n", nftban::commands::demo::asterisk_now()),
-        _ => format!("{} NOTICE[2143] chan_sip.c: Peer '100' is now Reachable. (12ms / 2000ms)\n", nftban::commands::demo::asterisk_now()),
+        0 => format!(" VERBOSE[2231][C-{k:08x}] pbx.c:     -- Executing [200@default:1] Dial(\"SIP/100-{k:08x}\", \"SIP/200,30\") in new stack\n"),
+        1 => format!(" VERBOSE[2143] chan_sip.c:     -- Registered SIP '100' at {user}:5060\n"),
+        2 => format!(" VERBOSE[2231][C-{k:08x}] app_dial.c:     -- SIP/200-{k:08x} answered SIP/100-{k:08x}\n"),
+        _ => " NOTICE[2143] chan_sip.c: Peer '100' is now Reachable. (12ms / 2000ms)\n".to_string(),
     }
+}
+
+/// The jails' maxretry in both daemons' configs.
+const MAXRETRY: u64 = 3;
+/// Different noise lines the flood cycles through (made once: making each
+/// line anew would cost the writer more than a core at 1,000,000 lines/s).
+const NOISE_POOL: u64 = 1 << 16;
+/// How often the flood asks how far the daemon has read.
+const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+
+/// What the flood's writer has done, and the furthest read seen.
+#[derive(Default)]
+struct Progress {
+    written: AtomicU64,
+    bytes: AtomicU64,
+    read: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// One look at a daemon's reading: lines written before the question
+/// (asked `at`), lines read by the answer (`None`: no answer), which came
+/// `answered`.
+struct Sample {
+    at: Duration,
+    answered: Duration,
+    written: u64,
+    read: Option<u64>,
+}
+
+/// Ask every [`SAMPLE_EVERY`] until told to stop.
+fn sample(probe: &Probe, p: &Progress, start: Instant) -> Vec<Sample> {
+    let mut out = Vec::new();
+    while !p.stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        let written = p.written.load(Ordering::Relaxed);
+        let read = probe.read(p);
+        if let Some(r) = read {
+            p.read.fetch_max(r, Ordering::Relaxed);
+        }
+        out.push(Sample {
+            at: t.duration_since(start),
+            answered: start.elapsed(),
+            written,
+            read,
+        });
+        std::thread::sleep(SAMPLE_EVERY.saturating_sub(t.elapsed()));
+    }
+    out
+}
+
+/// How far a daemon has read the flood's file.
+#[derive(Clone)]
+enum Probe {
+    /// nftban: its status `lines` count, less the count before the flood.
+    Nftban { socket: PathBuf, lines0: u64 },
+    /// fail2ban, which counts no lines: the offset of its descriptor on
+    /// the file, less the offset before the flood, in lines.
+    Fail2ban { pid: u32, log: PathBuf, pos0: u64 },
+}
+
+impl Probe {
+    fn new(run: &Run) -> Res<Probe> {
+        Ok(match run.kind {
+            Kind::Nftban => {
+                let socket = run.dir.join("nftban.sock");
+                let lines0 = nftban_lines(&socket).ok_or("nftban did not answer status")?;
+                Probe::Nftban { socket, lines0 }
+            }
+            Kind::Fail2ban => {
+                let log = run.dir.join("log").join("messages").canonicalize()?;
+                let pos0 = std::fs::metadata(&log)?.len();
+                Probe::Fail2ban {
+                    pid: run.pid(),
+                    log,
+                    pos0,
+                }
+            }
+        })
+    }
+
+    /// Flood lines read so far, if the daemon tells.
+    fn read(&self, p: &Progress) -> Option<u64> {
+        match self {
+            Probe::Nftban { socket, lines0 } => nftban_lines(socket).map(|l| l.saturating_sub(*lines0)),
+            Probe::Fail2ban { pid, log, pos0 } => {
+                // fail2ban opens the file for each round of reading: try
+                // for a while before giving up on this look.
+                let pos = (0..20).find_map(|_| {
+                    let p = fd_pos(*pid, log);
+                    if p.is_none() {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    p
+                })?;
+                let (bytes, written) = (p.bytes.load(Ordering::Relaxed), p.written.load(Ordering::Relaxed));
+                if bytes == 0 {
+                    return Some(0);
+                }
+                let b = pos.saturating_sub(*pos0).min(bytes);
+                Some((b as f64 / bytes as f64 * written as f64) as u64)
+            }
+        }
+    }
+}
+
+/// The `lines` count of the asterisk jail's sources.
+fn nftban_lines(socket: &Path) -> Option<u64> {
+    let resp = nftban::control::client::call(
+        socket,
+        &nftban::control::Request::Status {
+            jail: Some("asterisk".into()),
+        },
+    )
+    .ok()?;
+    if !resp.ok {
+        return None;
+    }
+    let st: nftban::control::protocol::JailStatus = serde_json::from_value(resp.data).ok()?;
+    Some(st.sources.iter().map(|s| s.lines).sum())
+}
+
+/// The offset of `pid`'s descriptor open on `file`, if it has one.
+fn fd_pos(pid: u32, file: &Path) -> Option<u64> {
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        if std::fs::read_link(e.path()).ok().as_deref() == Some(file) {
+            let info =
+                std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", e.file_name().to_string_lossy())).ok()?;
+            return info
+                .lines()
+                .find_map(|l| l.strip_prefix("pos:"))
+                .and_then(|v| v.trim().parse().ok());
+        }
+    }
+    None
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given; rusage is plain data.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_THREAD, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// (utime+stime, cutime+cstime) of a process, in clock ticks.
