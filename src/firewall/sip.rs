@@ -245,7 +245,7 @@ impl SipSpec {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn spec() -> SipSpec {

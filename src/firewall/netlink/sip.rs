@@ -226,25 +226,16 @@ fn tcp_syn_or_psh() -> Vec<expr::Expr> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
+    /// The shared test spec, with trusted prefixes that merge.
     fn spec() -> SipSpec {
         SipSpec {
-            jail: "asterisk".into(),
-            udp: vec![5060],
-            tcp: vec![5060],
-            tls: vec![5061],
-            rate: "20/second".parse().unwrap(),
-            burst: 40,
-            bantime: Duration::from_secs(3600),
-            ipv6_prefix: 64,
-            size: 65536,
             trusted: ["127.0.0.1", "127.0.0.0/8", "10.0.0.0/9", "10.128.0.0/9", "::1"]
                 .iter()
                 .map(|s| crate::address::parse_net(s).unwrap())
                 .collect(),
+            ..crate::firewall::sip::tests::spec()
         }
     }
 
