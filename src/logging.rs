@@ -2,9 +2,16 @@
 //! `stderr`, `journald` (the journal's native protocol, with priorities and
 //! fields, through tracing-journald), `syslog` (RFC 3164 datagrams to
 //! `/dev/log`, facility daemon, priority from the level), or a file path.
+//!
+//! `stderr` is coloured only on a terminal: under systemd or in a file the
+//! escape codes would be noise in every line. And when stderr is the
+//! journal itself (systemd says so in `JOURNAL_STREAM`, the device and
+//! inode of the stream it gave as stderr), the default `stderr` speaks the
+//! journal's native protocol instead, so that each line keeps its priority
+//! and fields without a config change.
 
 use std::fs::OpenOptions;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -43,9 +50,20 @@ pub enum LogError {
 pub fn init(log: &LogConfig) -> Result<(), LogError> {
     match log.target.as_str() {
         "stderr" => {
+            // Under systemd, the journal itself: the native protocol keeps
+            // priorities and fields.
+            if let Some(layer) = stderr_is_the_journal()
+                .then(tracing_journald::layer)
+                .and_then(Result::ok)
+            {
+                let layer = layer.with_syslog_identifier("nftban".into());
+                tracing_subscriber::registry().with(filter(log)).with(layer).init();
+                return Ok(());
+            }
             tracing_subscriber::fmt()
                 .with_env_filter(filter(log))
                 .with_target(false)
+                .with_ansi(io::stderr().is_terminal())
                 .with_writer(io::stderr)
                 .init();
         }
@@ -84,6 +102,27 @@ pub fn init(log: &LogConfig) -> Result<(), LogError> {
         }
     }
     Ok(())
+}
+
+/// Whether stderr is the stream systemd connected to the journal:
+/// `JOURNAL_STREAM` is `DEVICE:INODE` of that stream, and stays in the
+/// environment of children whose stderr is something else, so the two
+/// are compared.
+fn stderr_is_the_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(var) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    // The magic link is followed to the stream itself (a pipe, a socket).
+    std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| journal_stream_is(&var, m.dev(), m.ino()))
+}
+
+/// Whether `JOURNAL_STREAM`'s value names the file of device `dev` and
+/// inode `ino`.
+fn journal_stream_is(var: &str, dev: u64, ino: u64) -> bool {
+    var.split_once(':')
+        .and_then(|(d, i)| Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?)))
+        == Some((dev, ino))
 }
 
 /// Writes each log event as one syslog datagram.
@@ -174,6 +213,16 @@ impl<'a> MakeWriter<'a> for Syslog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn journal_stream_names_one_file() {
+        assert!(journal_stream_is("8:12345", 8, 12345));
+        assert!(!journal_stream_is("8:12345", 8, 12346));
+        assert!(!journal_stream_is("9:12345", 8, 12345));
+        assert!(!journal_stream_is("", 8, 12345));
+        assert!(!journal_stream_is("8", 8, 12345));
+        assert!(!journal_stream_is("x:y", 8, 12345));
+    }
 
     #[test]
     fn syslog_lines_carry_priority_and_tag() {

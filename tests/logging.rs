@@ -100,3 +100,52 @@ kill -TERM $D; wait $D || true"#,
         "{ips:?}"
     );
 }
+
+/// The default `stderr` target under systemd: when stderr is the stream
+/// `JOURNAL_STREAM` names, the daemon speaks the journal's native protocol
+/// (its lines reach the journal with their priority, none go to stderr);
+/// when `JOURNAL_STREAM` names another stream (a child whose stderr was
+/// redirected), stderr is used, without colour codes (not a terminal).
+#[test]
+fn stderr_under_systemd_is_the_journal_and_never_coloured() {
+    kernel_test!(JOURNALD);
+    let ns = NetNs::create("jstream").unwrap();
+    let s = Setup::asterisk("");
+    let err = s.dir.path().join("stderr.log");
+    let other = s.dir.path().join("other.log");
+    let o = with_private_journal(&format!(
+        r#"run_daemon() {{
+  ip netns exec {ns} env JOURNAL_STREAM="$1" {exe} run --config {config} >/dev/null 2>>{err} &
+  D=$!
+  for i in $(seq 200); do [ -S {sock} ] && break; sleep 0.05; done
+  kill -TERM $D; wait $D || true
+  D=
+}}
+: > {err}
+: > {other}
+run_daemon "$(stat -c '%d:%i' {err})"
+echo "stderr lines under the journal: $(wc -l < {err})"
+run_daemon "$(stat -c '%d:%i' {other})"
+journalctl --sync >/dev/null 2>&1 || true
+journalctl -D /run/log/journal -t nftban -o verbose --no-pager | grep -E '^ *(PRIORITY|MESSAGE)=' || true"#,
+        ns = ns.name,
+        exe = env!("CARGO_BIN_EXE_nftban"),
+        config = s.config.display(),
+        sock = s.socket().display(),
+        err = err.display(),
+        other = other.display(),
+    ));
+    let out = stdout(&o);
+    assert!(
+        out.contains("stderr lines under the journal: 0"),
+        "{out}\n{}",
+        stderr(&o)
+    );
+    assert!(out.contains("MESSAGE=control socket"), "{out}");
+    // tracing-journald writes INFO as notice (5).
+    assert!(out.contains("PRIORITY=5"), "info lines keep a priority: {out}");
+    // The second daemon wrote to its stderr, plainly.
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert!(log.contains("control socket"), "{log}");
+    assert!(!log.contains('\x1b'), "colour codes in a log file: {log:?}");
+}
