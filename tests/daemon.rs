@@ -420,6 +420,16 @@ fn restores_100000_bans_in_one_batch() {
         .collect();
     let o = s.cli_stdin(&["ban", "-", "--bantime", "2h"], &list);
     assert!(o.status.success(), "{}", stderr(&o));
+    // One log line per request of the CLI (it sends 10,000 addresses a
+    // request), not one per address.
+    let log = d.log();
+    let bans: Vec<&str> = log.lines().filter(|l| l.contains("Ban ")).collect();
+    assert_eq!(bans.len(), 10, "{:?}", &bans[..bans.len().min(3)]);
+    assert!(
+        bans[0].contains("Ban 10000 addresses and prefixes for up to 2h (by hand): 10.0.0.0, 10.0.0.1, 10.0.0.2, ..."),
+        "{}",
+        bans[0]
+    );
     assert!(d.stop());
     // A reboot: the kernel forgets everything.
     nft(&ns, &["delete", "table", "inet", "nftban"]);

@@ -13,8 +13,10 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
+use tracing::Level;
 
 use super::decide::expiry;
+use super::told::Told;
 use super::{Engine, RequestError};
 use crate::address::{is_host, never_banned, parse_net, show as show_net};
 use crate::config::duration::MAX_DURATION;
@@ -120,7 +122,9 @@ impl Engine {
         refused: &mut Vec<String>,
     ) -> Vec<IpNet> {
         let j = &self.jails[i];
-        nets.into_iter()
+        let mut told = Told::new(Level::WARN, &j.name);
+        let admitted = nets
+            .into_iter()
             .filter(|net| {
                 let why = match never_banned(net) {
                     Some(why) => format!("never banned: {why}"),
@@ -130,11 +134,15 @@ impl Engine {
                     }
                     None => format!("overlaps ignoreip of jail {}", j.name),
                 };
-                tracing::warn!(jail = %j.name, "{} not banned ({how}): {why}", show_net(net));
+                told.add(show_net(net), format!("{} not banned ({how}): {why}", show_net(net)));
                 refused.push(format!("{}: {why}", show_net(net)));
                 false
             })
-            .collect()
+            .collect();
+        told.log(|n, first| {
+            format!("{n} addresses not banned ({how}): {first}; the request's answer says why for each")
+        });
+        admitted
     }
 
     /// Ban `nets` in jail number `i` for `bantime`, planned against what the
@@ -157,14 +165,19 @@ impl Engine {
         // Whoever asks (escalation and captured prefixes come here without
         // a check of their own): the one list of what no ban may touch.
         let mut nets = nets;
+        let mut never = Told::new(Level::WARN, &name);
         nets.retain(|net| match never_banned(net) {
             Some(why) => {
-                tracing::warn!(jail = %name, "{} not banned ({how}): never banned: {why}", show_net(net));
+                never.add(
+                    show_net(net),
+                    format!("{} not banned ({how}): never banned: {why}", show_net(net)),
+                );
                 result.failed.push(format!("{}: never banned: {why}", show_net(net)));
                 false
             }
             None => true,
         });
+        never.log(|n, first| format!("{n} addresses not banned ({how}): never banned: {first}"));
         let plan = plan(
             &self.jails[i].bans,
             nets,
@@ -188,6 +201,13 @@ impl Engine {
             j.reasons.remove(inner);
         }
         let mut pending = Vec::new();
+        let mut told = Told::new(Level::INFO, &name);
+        let longest = plan
+            .wanted
+            .iter()
+            .map(|w| w.until)
+            .max()
+            .and_then(|u| u.duration_since(now).ok());
         for w in &plan.wanted {
             let left = w.until.duration_since(now).unwrap_or_default();
             j.bans.insert(w.net, w.until);
@@ -201,13 +221,22 @@ impl Engine {
                 expires_in: left.as_secs(),
                 reason: reason.map(str::to_string),
             });
-            tracing::info!(jail = %name, "Ban {} for {} ({how})", show_net(&w.net), format_duration(left));
+            told.add(
+                show_net(&w.net),
+                format!("Ban {} for {} ({how})", show_net(&w.net), format_duration(left)),
+            );
             pending.push(Ban {
                 jail: name.clone(),
                 net: w.net,
                 timeout: left,
             });
         }
+        told.log(|n, first| {
+            let upto = longest.map(format_duration).unwrap_or_default();
+            format!(
+                "Ban {n} addresses and prefixes for up to {upto} ({how}): {first}; `nftban status {name}` lists them"
+            )
+        });
         self.history.record(&pending, origin, reason, now);
         let mut restore = Vec::new();
         let mut still = Vec::new();
@@ -276,47 +305,59 @@ impl Engine {
             }
             let nets = parse_all(addrs)?;
             let mut result = UnbanResult::default();
-            for net in nets {
-                e.history
-                    .unban(jail, &[net], now)
-                    .map_err(|source| RequestError::History {
-                        net: show_net(&net),
-                        source,
-                    })?;
-                let mut found = false;
-                let mut inside = Vec::new();
-                for j in e.jails.iter_mut().filter(|j| jail.is_none_or(|n| n == j.name)) {
-                    if j.bans.remove(&net).is_some() {
-                        j.reasons.remove(&net);
-                        found = true;
-                        e.firewall.delete(&j.name, &[net]).map_err(|source| {
-                            e.kernel_errors += 1;
-                            RequestError::UnbanRefused {
-                                net: show_net(&net),
-                                source,
-                            }
+            let mut told: BTreeMap<String, Told> = BTreeMap::new();
+            // Told even when a later address fails: what was lifted is said.
+            let lift = || -> Result<(), RequestError> {
+                for net in nets {
+                    e.history
+                        .unban(jail, &[net], now)
+                        .map_err(|source| RequestError::History {
+                            net: show_net(&net),
+                            source,
                         })?;
-                        j.tracker.forget(&net);
-                        tracing::info!(jail = %j.name, "Unban {} (by hand)", show_net(&net));
-                        j.total_unbanned += 1;
-                        result.unbanned.push((show_net(&net), j.name.clone()));
+                    let mut found = false;
+                    let mut inside = Vec::new();
+                    for j in e.jails.iter_mut().filter(|j| jail.is_none_or(|n| n == j.name)) {
+                        if j.bans.remove(&net).is_some() {
+                            j.reasons.remove(&net);
+                            found = true;
+                            e.firewall.delete(&j.name, &[net]).map_err(|source| {
+                                e.kernel_errors += 1;
+                                RequestError::UnbanRefused {
+                                    net: show_net(&net),
+                                    source,
+                                }
+                            })?;
+                            j.tracker.forget(&net);
+                            told.entry(j.name.clone())
+                                .or_insert_with(|| Told::new(Level::INFO, &j.name))
+                                .add(show_net(&net), format!("Unban {} (by hand)", show_net(&net)));
+                            j.total_unbanned += 1;
+                            result.unbanned.push((show_net(&net), j.name.clone()));
+                        }
+                        // A prefix around it (its own ban lifted or not) still
+                        // drops it: say so, rather than let the unban look whole.
+                        if let Some(cover) = j.bans.covering(&net, now).filter(|c| *c != net) {
+                            inside.push(format!("inside banned prefix {} in jail {}", show_net(&cover), j.name));
+                        }
                     }
-                    // A prefix around it (its own ban lifted or not) still
-                    // drops it: say so, rather than let the unban look whole.
-                    if let Some(cover) = j.bans.covering(&net, now).filter(|c| *c != net) {
-                        inside.push(format!("inside banned prefix {} in jail {}", show_net(&cover), j.name));
+                    if !found {
+                        result.not_banned.push(not_banned(&net, jail, &inside));
+                    } else if !inside.is_empty() {
+                        result.not_banned.push(format!(
+                            "{} is still {}; unban the prefix to lift it",
+                            show_net(&net),
+                            inside.join(", ")
+                        ));
                     }
                 }
-                if !found {
-                    result.not_banned.push(not_banned(&net, jail, &inside));
-                } else if !inside.is_empty() {
-                    result.not_banned.push(format!(
-                        "{} is still {}; unban the prefix to lift it",
-                        show_net(&net),
-                        inside.join(", ")
-                    ));
-                }
+                Ok(())
+            };
+            let outcome = lift();
+            for (_, t) in told {
+                t.log(|n, first| format!("Unban {n} addresses (by hand): {first}"));
             }
+            outcome?;
             Ok(result)
         })
     }

@@ -46,6 +46,7 @@ mod kernel;
 mod manual;
 mod start;
 mod status;
+mod told;
 
 use bans::Bans;
 use decide::failure_changes;
