@@ -9,6 +9,8 @@
 
 pub mod duration;
 mod file;
+mod problem;
+mod sip;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +30,8 @@ pub use file::{
     DefaultsConfig, EscalationConfig, FileConfig, IncrementConfig, JailConfig, LogConfig, MetricsConfig,
     NftablesConfig, RecidiveConfig, SipConfig, SipPorts,
 };
+pub use problem::Problem;
+use sip::build_sip;
 
 /// Where the config is read from when no `--config` is given.
 const DEFAULT_CONFIG: &str = "/etc/nftban/nftban.yaml";
@@ -115,134 +119,6 @@ pub struct Config {
 /// A config error: the file, where in it (line, column, key), and the
 /// [`Problem`] as its source.
 pub type ConfigError = Located<Problem>;
-
-/// What is wrong in a config file; [`ConfigError`] says where.
-#[derive(Debug, thiserror::Error)]
-pub enum Problem {
-    /// The file cannot be read.
-    #[error("cannot read config")]
-    Read(#[source] crate::regular::OpenError),
-    /// Not YAML, or not the config's shape: an unknown key, a value of the
-    /// wrong type, a bad duration. The YAML library's message, which names
-    /// the key path.
-    #[error("{0}")]
-    Yaml(String),
-    /// A key given twice in one mapping (`jails: {sshd: ..., sshd: ...}`):
-    /// the YAML library would keep the last without a word. The error's
-    /// place is the second occurrence; `first` is the line of the first,
-    /// when it can be found.
-    #[error("given twice{}; the last would silently replace the others", first.map(|l| format!(" (first at line {l})")).unwrap_or_default())]
-    DuplicateKey { first: Option<usize> },
-    /// YAML aliases that expand the file far past its size (one long list
-    /// named by hundreds of jails); the place is the alias that takes it
-    /// over.
-    #[error("{0}; a jail without `ignoreip` takes `defaults.ignoreip`")]
-    Aliases(crate::yaml::TooLarge),
-    /// `log.target` is no known target.
-    #[error("`{0}` must be stderr, journald, syslog or an absolute file path")]
-    LogTarget(String),
-    /// `log.level` is no known level.
-    #[error("`{0}` must be one of error, warn, info, debug, trace")]
-    LogLevel(String),
-    /// `nftables.table` cannot name an nftables table.
-    #[error("`{0}` is not a valid table name")]
-    TableName(String),
-    /// A hook appears twice in `nftables.hooks`.
-    #[error("`{0}` is listed twice")]
-    HookTwice(Hook),
-    /// `nftables.hooks` is empty.
-    #[error("give at least one of input, forward, prerouting (bans would drop nothing)")]
-    NoHook,
-    /// `bantime_increment.factor` outside 1 to 100.
-    #[error("must be between 1 and 100 (got {0})")]
-    Factor(f64),
-    /// `ipv6_escalation.prefix` outside 1 to 127.
-    #[error("must be between 1 and 127 (got {0})")]
-    EscalationPrefix(u8),
-    /// `ipv6_escalation.threshold` below 2.
-    #[error("must be at least 2 (banned addresses of one prefix; got {0})")]
-    EscalationThreshold(u32),
-    /// A count (`maxretry`, `max_tracked`) of 0.
-    #[error("must be at least 1")]
-    Zero,
-    /// A duration (`bantime`, `bantime_increment.max`) of 0.
-    #[error("must be longer than 0s")]
-    ZeroDuration,
-    /// `recidive.maxretry` below 2.
-    #[error("must be at least 2 (bans before a recidive ban)")]
-    RecidiveMaxretry,
-    /// `recidive.findtime` or `recidive.bantime` of 0.
-    #[error("findtime and bantime must be longer than 0s")]
-    RecidiveZero,
-    /// An `ignoreip` entry that is no address or prefix.
-    #[error("`{text}` is not an address or CIDR prefix")]
-    Address {
-        text: String,
-        #[source]
-        error: Box<AddressError>,
-    },
-    /// A jail name that cannot be part of a set name.
-    #[error("a jail name starts with a letter and holds only letters, digits, `_` and `-`")]
-    JailName,
-    /// A jail named `recidive` while the `recidive:` rule is on.
-    #[error("`{RECIDIVE_JAIL}` is the jail of the top-level `recidive:` rule; rename this jail")]
-    RecidiveJail,
-    /// A jail named `manual`.
-    #[error("`{MANUAL_JAIL}` is reserved for `nftban ban`")]
-    ManualJail,
-    /// The jail's ruleset cannot be found, read or compiled; the ruleset
-    /// error names its own file and line.
-    #[error(transparent)]
-    Ruleset(Box<RulesetError>),
-    /// The jail's `mode` is not a mode of its ruleset.
-    #[error("{}", .0.message)]
-    Mode(Box<RulesetError>),
-    /// A jail with neither files, journal nor stdin.
-    #[error("no source; give `files` (or `journal`, or `stdin: true`)")]
-    NoSource,
-    /// A relative path in `files`.
-    #[error("`{}` must be an absolute path", .0.display())]
-    RelativeFile(PathBuf),
-    /// A wildcard in a folder of a `files` pattern.
-    #[error("`{}`: wildcards (`*`, `?`, `[`) are allowed in the file name only, not in folders", .0.display())]
-    WildcardFolder(PathBuf),
-    /// A `files` pattern whose file name is not a valid pattern.
-    #[error("`{}`: not a valid pattern: {source}", .file.display())]
-    BadPattern {
-        file: PathBuf,
-        source: ::glob::PatternError,
-    },
-    /// A `journal` match that is not `FIELD=value`.
-    #[error(transparent)]
-    Journal(MatchError),
-    /// A second `sip:` (top level and in a jail, or in two jails).
-    #[error("one `sip:` per config: it is given at {first} already")]
-    SipTwice { first: String },
-    /// `jail` inside a jail's own `sip:`.
-    #[error("`jail` is for the top-level `sip:` only; a jail's `sip:` belongs to that jail")]
-    SipJailKey,
-    /// `sip.jail` names no enabled jail.
-    #[error("`{0}` is no enabled jail of this config (leave `jail` out to have nftban make a jail `sip`)")]
-    SipNoJail(String),
-    /// `sip.rate` is not `N/second` or `N/minute`.
-    #[error("`{0}` is not a rate: give N/second or N/minute, N at least 1 (e.g. 20/second)")]
-    SipRate(String),
-    /// `sip.ipv6_prefix` outside 1 to 128.
-    #[error("must be between 1 and 128 (got {0}; 128 meters each address)")]
-    SipPrefix(u8),
-    /// A port 0 in `sip.ports`.
-    #[error("port 0 is no port")]
-    SipPort,
-    /// `sip.ports` with every list empty.
-    #[error("meters no port: give at least one of udp, tcp, tls")]
-    SipNoPort,
-    /// `sip.size` outside 1 to [`MAX_SIP_SIZE`].
-    #[error("must be between 1 and {MAX_SIP_SIZE} (got {0})")]
-    SipSize(u32),
-    /// A jail whose sets would have the SIP meter's names.
-    #[error("with `sip:` on, a jail cannot be named `{0}`: its sets would be the SIP meter's (`{0}_v4`); rename it")]
-    SipSetName(String),
-}
 
 impl Config {
     /// Read and validate a config file.
@@ -550,109 +426,6 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         sip,
         sip_implicit_jail,
     })
-}
-
-/// The SIP meter's spec from the top-level `sip:` or a jail's (at most one
-/// of them), and whether its jail is to be made. `err` places a problem at
-/// a key path.
-fn build_sip(
-    top: Option<SipConfig>,
-    in_jails: Vec<(String, SipConfig)>,
-    jails: &[Jail],
-    def_bantime: Duration,
-    def_ignore: &[IpNet],
-    err: &dyn Fn(&[&str], Problem) -> ConfigError,
-) -> Result<(Option<SipSpec>, bool), ConfigError> {
-    // (key path, the jail it names, the section)
-    let mut all: Vec<(Vec<String>, Option<String>, SipConfig)> = Vec::new();
-    if let Some(t) = top {
-        all.push((vec!["sip".into()], None, t));
-    }
-    for (name, c) in in_jails {
-        if c.jail.is_some() {
-            return Err(err(&["jails", &name, "sip", "jail"], Problem::SipJailKey));
-        }
-        all.push((vec!["jails".into(), name.clone(), "sip".into()], Some(name), c));
-    }
-    if all.len() > 1 {
-        let keys: Vec<&str> = all[1].0.iter().map(String::as_str).collect();
-        let first = all[0].0.join(".");
-        return Err(err(&keys, Problem::SipTwice { first }));
-    }
-    let Some((keys, of_jail, c)) = all.pop() else {
-        return Ok((None, false));
-    };
-    if let Some(j) = jails.iter().find(|j| SIP_SET_STEMS.contains(&j.name.as_str())) {
-        return Err(err(&["jails", &j.name], Problem::SipSetName(j.name.clone())));
-    }
-    fn at<'a>(keys: &'a [String], key: &'a str) -> Vec<&'a str> {
-        keys.iter().map(String::as_str).chain([key]).collect()
-    }
-    let at = |key: &'static str| at(&keys, key);
-    let (jail, implicit) = match (of_jail, &c.jail) {
-        (Some(name), _) => (name, false),
-        (None, Some(name)) => {
-            if !jails.iter().any(|j| &j.name == name) {
-                return Err(err(&at("jail"), Problem::SipNoJail(name.clone())));
-            }
-            (name.clone(), false)
-        }
-        (None, None) => (SIP_JAIL.to_string(), !jails.iter().any(|j| j.name == SIP_JAIL)),
-    };
-    let owner = jails.iter().find(|j| j.name == jail);
-    let rate = match &c.rate {
-        Some(text) => text
-            .parse::<Rate>()
-            .map_err(|()| err(&at("rate"), Problem::SipRate(text.clone())))?,
-        None => "20/second".parse().expect("a valid rate"),
-    };
-    let burst = c.burst.unwrap_or(rate.count.saturating_mul(2));
-    if burst == 0 {
-        return Err(err(&at("burst"), Problem::Zero));
-    }
-    let bantime = c
-        .bantime
-        .map(|d| d.0)
-        .unwrap_or_else(|| owner.map_or(def_bantime, |j| j.bantime));
-    if bantime.is_zero() {
-        return Err(err(&at("bantime"), Problem::ZeroDuration));
-    }
-    let ipv6_prefix = c.ipv6_prefix.unwrap_or(64);
-    if !(1..=128).contains(&ipv6_prefix) {
-        return Err(err(&at("ipv6_prefix"), Problem::SipPrefix(ipv6_prefix)));
-    }
-    let size = c.size.unwrap_or(65_536);
-    if !(1..=MAX_SIP_SIZE).contains(&size) {
-        return Err(err(&at("size"), Problem::SipSize(size)));
-    }
-    let ports = c.ports.unwrap_or_default();
-    let udp = ports.udp.unwrap_or_else(|| vec![5060]);
-    let tcp = ports.tcp.unwrap_or_else(|| vec![5060]);
-    let tls = ports.tls.unwrap_or_else(|| vec![5061]);
-    for (key, list) in [("udp", &udp), ("tcp", &tcp), ("tls", &tls)] {
-        if list.contains(&0) {
-            let mut k = at("ports");
-            k.push(key);
-            return Err(err(&k, Problem::SipPort));
-        }
-    }
-    if udp.is_empty() && tcp.is_empty() && tls.is_empty() {
-        return Err(err(&at("ports"), Problem::SipNoPort));
-    }
-    let trusted = owner.map_or_else(|| def_ignore.to_vec(), |j| j.ignoreip.clone());
-    let spec = SipSpec {
-        jail,
-        udp,
-        tcp,
-        tls,
-        rate,
-        burst,
-        bantime,
-        ipv6_prefix,
-        size,
-        trusted,
-    };
-    Ok((Some(spec), implicit))
 }
 
 /// Just the socket path of a config, for client commands: they must work

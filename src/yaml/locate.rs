@@ -27,9 +27,24 @@ use super::Position;
 /// there is none, or the path goes through a value that is no mapping
 /// (an alias included).
 pub(crate) fn locate(text: &str, path: &[&str]) -> Option<Position> {
-    let mut events = Events::new(text);
-    let at = events.find(path)?;
+    let found = |text: &str| Events::new(text).find(path);
+    let at = found(text).or_else(|| found(&untabbed(text)?))?;
     position(text, at)
+}
+
+/// `text` with its tabs as spaces, if it has any and the parser stops at
+/// an error in it: the YAML library nftban reads configs with takes a tab
+/// where saphyr-parser stops (`history_keep:<TAB>30d`), and a key after
+/// that would have no place. A tab and a space are one byte each, so every
+/// place found in the copy is the same in the text; only positions are
+/// read from it, never values.
+fn untabbed(text: &str) -> Option<String> {
+    if !text.contains('\t') {
+        return None;
+    }
+    let mut events = Events::new(text);
+    while events.next().is_some() {}
+    events.failed().then(|| text.replace('\t', " "))
 }
 
 /// Like [`locate`], but when the full path is not found (a key set
@@ -43,6 +58,11 @@ pub(crate) fn locate_nearest(text: &str, path: &[&str]) -> Option<Position> {
 /// `path`: the `-` of a block list item, the item itself in a flow list
 /// (`[a, b]`). Falls back to the key.
 pub(crate) fn locate_item(text: &str, path: &[&str], index: usize) -> Option<Position> {
+    let copy = untabbed(text);
+    let text = match (&copy, Events::new(text).find(path)) {
+        (Some(copy), None) => copy.as_str(),
+        _ => text,
+    };
     let mut events = Events::new(text);
     let key = events.find(path)?;
     let fallback = position(text, key);
@@ -228,6 +248,16 @@ impl<'a> Bytes<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tab after a key's colon (which the config's YAML library takes)
+    /// does not hide the keys after it.
+    #[test]
+    fn keys_after_a_tab_are_found() {
+        let text = "a:\t30d\nb:\n  c: [x,\ty]\n";
+        assert!(untabbed(text).is_some(), "saphyr-parser stops at the tab");
+        assert_eq!(locate(text, &["b", "c"]), Some((3, 3)));
+        assert_eq!(locate_item(text, &["b", "c"], 1), Some((3, 10)));
+    }
 
     const YAML: &str = "socket: /run/x\n# comment\njails:\n  sshd:\n    ruleset: sshd\n  asterisk:\n    files: [a]\n    ruleset: astrisk\n";
 

@@ -1,0 +1,195 @@
+//! What the history holds, read back: the running bans to restore, the
+//! saved file positions, journal cursors and failure windows, how often an
+//! address was banned, recent bans for recidive, and the purge of what is
+//! past keeping. Every read moves the pending file's bans in first.
+
+use super::*;
+
+impl Store {
+    /// Bans that are neither expired at `now` nor lifted: one per (jail,
+    /// net), with the latest expiry.
+    pub fn active(&mut self, now: SystemTime) -> Result<Vec<ActiveBan>> {
+        let waiting = self.sync_for_read()?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT jail, net, MAX(expires_at), reason FROM bans
+                 WHERE unbanned_at IS NULL AND expires_at > ?1 GROUP BY jail, net",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![secs(now)], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (jail, net, expires, reason) = row.map_err(|e| self.sql(e))?;
+            match net.parse::<IpNet>() {
+                Ok(net) => out.push(ActiveBan {
+                    jail,
+                    net,
+                    expires: time(expires),
+                    reason,
+                }),
+                Err(_) => tracing::warn!(%net, "ban database holds an unreadable address; skipped"),
+            }
+        }
+        drop(stmt);
+        // Bans not in SQLite yet are newer than every unban there (an
+        // unban moves them in first): each runs, at least until its end.
+        for b in waiting.into_iter().filter(|b| b.expires > now) {
+            match out.iter_mut().find(|a| a.jail == b.jail && a.net == b.net) {
+                Some(a) if a.expires >= b.expires => {}
+                Some(a) => {
+                    a.expires = b.expires;
+                    a.reason = b.reason;
+                }
+                None => out.push(ActiveBan {
+                    jail: b.jail,
+                    net: b.net,
+                    expires: b.expires,
+                    reason: b.reason,
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the history has any row at all.
+    #[cfg(test)]
+    pub fn is_empty(&self) -> Result<bool> {
+        use rusqlite::OptionalExtension;
+        let row: Option<i64> = self
+            .conn
+            .query_row("SELECT id FROM bans LIMIT 1", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        Ok(row.is_none() && !self.has_pending())
+    }
+
+    /// How many times `net` was banned in `jail` before (for the bantime
+    /// increment of repeat offenders).
+    pub fn ban_count(&self, jail: &str, net: &IpNet) -> Result<u64> {
+        let pending =
+            self.pending.count(jail, net) + self.left.iter().filter(|b| b.jail == jail && b.net == *net).count() as u64;
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM bans WHERE jail = ?1 AND net = ?2",
+                params![jail, net.to_string()],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64 + pending)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// The saved reading position of every file.
+    pub fn positions(&self) -> Result<std::collections::HashMap<String, Position>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path, offset, head_len, head_hash FROM positions")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    Position {
+                        offset: r.get::<_, i64>(1)? as u64,
+                        head_len: r.get::<_, i64>(2)? as u64,
+                        head_hash: r.get::<_, i64>(3)? as u64,
+                    },
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// The saved failure windows: jail, address or prefix, failure times.
+    /// A row that cannot be read is skipped with a warning.
+    pub fn failure_windows(&self) -> Result<Vec<(String, IpNet, Vec<SystemTime>)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT jail, net, times FROM failures")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (jail, net, times) = row.map_err(|e| self.sql(e))?;
+            let times: std::result::Result<Vec<SystemTime>, _> =
+                times.split(',').map(|t| t.parse::<i64>().map(time)).collect();
+            match (net.parse::<IpNet>(), times) {
+                (Ok(net), Ok(times)) => out.push((jail, net, times)),
+                _ => tracing::warn!(%jail, %net, "ban database holds an unreadable failure window; skipped"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The saved journal cursor of every journal source.
+    pub fn cursors(&self) -> Result<std::collections::HashMap<String, String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT source, cursor FROM cursors")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// Every ban (jail, address or prefix, time) recorded since `since`,
+    /// oldest first; escalated prefixes left out (their addresses' bans
+    /// are there).
+    pub fn bans_since(&mut self, since: SystemTime) -> Result<Vec<(String, IpNet, SystemTime)>> {
+        let waiting = self.sync_for_read()?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT jail, net, banned_at FROM bans WHERE banned_at >= ?1 AND origin != 'escalated' ORDER BY banned_at",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![secs(since)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (jail, net, at) = row.map_err(|e| self.sql(e))?;
+            if let Ok(net) = net.parse() {
+                out.push((jail, net, time(at)));
+            }
+        }
+        let since = secs(since);
+        out.extend(
+            waiting
+                .into_iter()
+                .filter(|b| b.origin != Origin::Escalated && secs(b.at) >= since)
+                .map(|b| (b.jail, b.net, time(secs(b.at)))),
+        );
+        out.sort_by_key(|(_, _, at)| *at);
+        Ok(out)
+    }
+
+    /// Delete history that ended more than `keep` before `now`. Returns the
+    /// number of rows removed.
+    pub fn purge(&mut self, now: SystemTime, keep: Duration) -> Result<usize> {
+        self.sync()?;
+        let cutoff = secs(now).saturating_sub(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX));
+        self.conn
+            .execute(
+                "DELETE FROM bans WHERE expires_at < ?1 OR (unbanned_at IS NOT NULL AND unbanned_at < ?1)",
+                params![cutoff],
+            )
+            .map_err(|e| self.sql(e))
+    }
+}
