@@ -99,6 +99,9 @@ pub fn status(jail: Option<String>, json: bool, c: &ConfigArg) -> anyhow::Result
     Ok(0)
 }
 
+/// The ruleset a jail without log sources reports.
+const NO_RULESET: &str = "-";
+
 /// fail2ban-client's layout, plus a Sources block that says why a jail may
 /// be silent.
 pub fn format_jail(st: &JailStatus) -> String {
@@ -115,14 +118,23 @@ pub fn format_jail(st: &JailStatus) -> String {
         })
         .collect();
     let _ = writeln!(o, "Status for the jail: {}", st.name);
-    let _ = writeln!(
-        o,
-        "|- Filter (ruleset {}; ban after {} failures within {} for {})",
-        st.ruleset,
-        st.maxretry,
-        format_duration(Duration::from_secs(st.findtime)),
-        format_duration(Duration::from_secs(st.bantime))
-    );
+    let bantime = format_duration(Duration::from_secs(st.bantime));
+    if st.ruleset == NO_RULESET {
+        // `manual`, `sip` (the kernel meter's): no log read, no failure
+        // counted; its maxretry and findtime mean nothing.
+        let _ = writeln!(
+            o,
+            "|- Filter (none: no log is read; bans by hand or from other origins, for {bantime})"
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "|- Filter (ruleset {}; ban after {} failures within {} for {bantime})",
+            st.ruleset,
+            st.maxretry,
+            format_duration(Duration::from_secs(st.findtime)),
+        );
+    }
     let _ = writeln!(o, "|  |- Currently failed: {}", st.currently_failed);
     let _ = writeln!(o, "|  |- Total failed:     {}", st.total_failed);
     let _ = writeln!(o, "|  `- File list:        {}", st.files.join(" "));
@@ -378,6 +390,23 @@ mod tests {
         };
         let text = format_jail(&st);
         assert!(text.contains("|- Dropped:          6 packets, 280 bytes\n"), "{text}");
+        assert!(
+            text.contains("|- Filter (ruleset asterisk; ban after 3 failures within 10m for 1h)\n"),
+            "{text}"
+        );
+        // A jail that reads no log (`manual`, the kernel meter's `sip`) does
+        // not claim a failure threshold.
+        let manual = JailStatus {
+            name: "sip".into(),
+            ruleset: "-".into(),
+            files: vec![],
+            ..st
+        };
+        let text = format_jail(&manual);
+        assert!(
+            text.contains("|- Filter (none: no log is read; bans by hand or from other origins, for 1h)\n"),
+            "{text}"
+        );
     }
 
     /// Bans by origin are shown under the total only when some ban is
