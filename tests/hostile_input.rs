@@ -3,7 +3,7 @@
 //! paste) makes them. Whatever the input, `nftban check` and `nftban test`
 //! answer with their documented exit codes (0, 1, 2) and a message that
 //! names the file; never a panic (exit code 101). The parsers' properties
-//! are property tests beside them (`src/config/fuzz.rs`,
+//! are property tests beside them (`src/config/fuzz/`,
 //! `src/matcher/fuzz/`); these check the commands around them.
 
 use std::path::Path;

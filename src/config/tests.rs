@@ -10,7 +10,7 @@ fn error(text: &str) -> String {
     report(&load(text).unwrap_err())
 }
 
-const GOOD: &str = "\
+pub(super) const GOOD: &str = "\
 socket: /tmp/nftban.sock
 nftables: {table: nftban, action: drop}
 defaults: {findtime: 10m, maxretry: 5, bantime: 1h, ignoreip: [127.0.0.0/8, \"::1\"]}
