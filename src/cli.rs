@@ -42,6 +42,13 @@ pub enum Command {
         /// Print JSON (stable field names, see docs/cli.md)
         #[arg(long)]
         json: bool,
+        /// Show it again every --interval until interrupted (in place on a
+        /// terminal; one block per refresh otherwise)
+        #[arg(long, short = 'w')]
+        watch: bool,
+        /// Time between refreshes with --watch, e.g. 2s, 500ms, 1m
+        #[arg(long, value_name = "DUR", default_value = "2s", requires = "watch")]
+        interval: String,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -60,6 +67,9 @@ pub enum Command {
         /// 0.0.0.0/8, 255.255.255.255, ::, nor a prefix holding one)
         #[arg(long)]
         force: bool,
+        /// Print each request's answer as one line of JSON (docs/cli.md)
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -70,6 +80,9 @@ pub enum Command {
         /// Only this jail (all jails when omitted)
         #[arg(long, short = 'j')]
         jail: Option<String>,
+        /// Print each request's answer as one line of JSON (docs/cli.md)
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -92,9 +105,22 @@ pub enum Command {
     },
     /// Make the daemon re-read its config: a bad one is refused with its error and
     /// the running one stays; a good one is applied as a whole (bans are kept)
-    Reload(ConfigArg),
-    /// Validate the config and its rulesets; errors name file, line and column
-    Check(ConfigArg),
+    Reload {
+        /// Print the daemon's answer as JSON (docs/cli.md)
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Validate the config and its rulesets; errors name file, line and column;
+    /// warns (exit code unchanged) about what the daemon would not see or trip on
+    Check {
+        /// Print the warnings and the summary as JSON (docs/cli.md)
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Print the nftables ruleset nftban would create, in nft syntax
     Ruleset(ConfigArg),
     /// Show nftban at work in private network namespaces (needs root): Asterisk

@@ -107,6 +107,32 @@ pub struct Status {
     /// bans first): those bans are not restored after a restart.
     #[serde(default)]
     pub history_dropped: u64,
+    /// The addresses banned most often since the daemon started, all jails
+    /// together (recidive included), most first: at most
+    /// [`TOP_OFFENDERS`]. Missing from an older daemon's answer: empty.
+    #[serde(default)]
+    pub most_banned: Vec<Offender>,
+    /// The addresses with the most failures within findtime and no ban now
+    /// (what `currently_failed` counts), all jails together, most first: at
+    /// most [`TOP_OFFENDERS`].
+    #[serde(default)]
+    pub most_failed: Vec<Offender>,
+}
+
+/// How many addresses `most_banned` and `most_failed` list.
+pub const TOP_OFFENDERS: usize = 5;
+
+/// An address among the top offenders of `status`: how often it was banned
+/// and how many of its failures count now, whichever list it is in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offender {
+    /// Address, or prefix in CIDR form.
+    pub ip: String,
+    /// Its bans since the daemon started, all jails.
+    pub bans: u64,
+    /// Its failures within findtime now, all jails but recidive; 0 while a
+    /// ban holds it.
+    pub failures: u64,
 }
 
 /// Result of a ban request.

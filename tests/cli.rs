@@ -336,3 +336,173 @@ fn test_shows_no_progress_without_a_terminal_or_with_json() {
     assert!(o.status.success() && stdout(&o).contains("30000 matched"));
     assert!(term.is_empty(), "{}", String::from_utf8_lossy(&term));
 }
+
+/// The lines of `nftban: warning: ...` on stderr.
+fn warnings(o: &std::process::Output) -> Vec<String> {
+    stderr(o)
+        .lines()
+        .filter_map(|l| l.strip_prefix("nftban: warning: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A good config outside /tmp: no warning, and every section it accepted
+/// is summarised.
+#[test]
+fn check_summarises_every_section_and_warns_of_nothing_when_all_is_well() {
+    let s = Setup::asterisk_outside_tmp("");
+    s.top("recidive: {findtime: 1d, maxretry: 3, bantime: 1w}");
+    s.top("metrics: {listen: \"127.0.0.1:9477\"}");
+    s.top("sip: {}");
+    std::fs::write(
+        &s.config,
+        std::fs::read_to_string(&s.config).unwrap()
+            + "  sshd:\n    ruleset: sshd\n    journal: [_SYSTEMD_UNIT=ssh.service, _COMM=sshd]\n",
+    )
+    .unwrap();
+    let o = s.cli(&["check"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(warnings(&o), Vec::<String>::new(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for want in [
+        &format!("{}: OK\n", s.config.display()),
+        "\nlogs go to: stderr (under systemd: the journal)\n",
+        "\nnftables: table inet nftban, drop banned sources on hook(s) input\n",
+        "\nmetrics: http://127.0.0.1:9477/metrics (Prometheus)\n",
+        "\nrecidive: an address banned 3 times within 1d (in any jail) is banned in jail recidive for 7d\n",
+        "\njail asterisk: ruleset asterisk, 1 file(s), ban after 3 failures within 10m for 1h\n",
+        "\njail sshd: ruleset sshd, 0 file(s), 2 journal match(es), ban after 3 failures within 10m for 1h\n  journal: _SYSTEMD_UNIT=ssh.service _COMM=sshd\n",
+        "\nsip kernel meter: UDP 5060",
+    ] {
+        assert!(out.contains(want), "missing `{want}` in:\n{out}");
+    }
+    assert!(!out.contains("warnings:"), "{out}");
+}
+
+/// A log file that does not exist, a glob with no match, a log under
+/// /tmp (hidden by the unit's PrivateTmp) and a FIFO: each a warning that
+/// names the jail's key and the path; the exit code stays 0, as the unit's
+/// ExecStartPre must let the daemon start (it waits for the files).
+#[test]
+fn check_warns_about_log_files_the_daemon_would_not_read_and_exits_0() {
+    let s = Setup::asterisk_outside_tmp("");
+    let dir = s.dir.path();
+    let missing = dir.join("nothing-here.log");
+    let pattern = dir.join("kam-*.log");
+    let fifo = dir.join("fifo.log");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path for the duration of the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let tmp = tempfile::tempdir().unwrap();
+    let in_tmp = tmp.path().join("messages");
+    std::fs::write(&in_tmp, "").unwrap();
+    s.jails(&format!(
+        "{}{}",
+        asterisk_jail("asterisk", &[&s.log, &missing, &pattern]),
+        asterisk_jail("pbx2", &[&in_tmp, &fifo]),
+    ));
+    let o = s.cli(&["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let w = warnings(&o);
+    assert_eq!(w.len(), 4, "{w:#?}");
+    let starts = |i: usize, key: &str, path: &std::path::Path, says: &str| {
+        let head = format!("{key}: {}: ", path.display());
+        assert!(w[i].starts_with(&head), "warning {i} should start `{head}`: {}", w[i]);
+        assert!(w[i].contains(says), "warning {i} should say `{says}`: {}", w[i]);
+    };
+    starts(
+        0,
+        "jails.asterisk.files",
+        &missing,
+        "does not exist: the daemon starts anyway",
+    );
+    starts(1, "jails.asterisk.files", &pattern, "no file matches it yet");
+    starts(2, "jails.pbx2.files", &in_tmp, "PrivateTmp=yes");
+    starts(3, "jails.pbx2.files", &fifo, "is a FIFO, not a regular file");
+    assert!(
+        stdout(&o).ends_with("warnings: 4 (on stderr; the daemon starts anyway)\n"),
+        "{}",
+        stdout(&o)
+    );
+    // Once the file exists and the pattern matches, those two are gone.
+    std::fs::write(&missing, "").unwrap();
+    std::fs::write(dir.join("kam-1.log"), "").unwrap();
+    let w = warnings(&s.cli(&["check"]));
+    assert_eq!(w.len(), 2, "{w:#?}");
+}
+
+/// `log.target: syslog` with no syslog socket at /dev/log: the daemon
+/// would exit at start; check says so, naming the key and the path.
+#[test]
+fn check_warns_about_syslog_without_dev_log() {
+    let s = Setup::asterisk_outside_tmp("");
+    s.top("log: {target: syslog}");
+    let o = s.cli(&["check"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reachable = std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|u| u.connect("/dev/log"))
+        .is_ok();
+    let w = warnings(&o);
+    if reachable {
+        assert_eq!(w, Vec::<String>::new(), "/dev/log is reachable here");
+    } else {
+        assert_eq!(w.len(), 1, "{w:#?}");
+        assert!(
+            w[0].starts_with("log.target: /dev/log: log.target syslog: cannot reach /dev/log ("),
+            "{}",
+            w[0]
+        );
+        assert!(w[0].contains("the daemon would exit at start"), "{}", w[0]);
+    }
+}
+
+/// A metrics address the shipped unit's sandbox refuses (a privileged
+/// port: no CAP_NET_BIND_SERVICE) and one that is not this host's.
+#[test]
+fn check_warns_about_metrics_addresses_the_daemon_cannot_listen_on() {
+    let s = Setup::asterisk_outside_tmp("");
+    s.top("metrics: {listen: \"127.0.0.1:80\"}");
+    let o = s.cli(&["check"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let w = warnings(&o);
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(
+        w[0].starts_with("metrics.listen: 127.0.0.1:80: port 80 is privileged"),
+        "{}",
+        w[0]
+    );
+    assert!(w[0].contains("no CAP_NET_BIND_SERVICE"), "{}", w[0]);
+    // 192.0.2.1 (TEST-NET-1) is no address of this host.
+    s.top("metrics: {listen: \"192.0.2.1:9477\"}");
+    let w = warnings(&s.cli(&["check"]));
+    assert_eq!(
+        w,
+        ["metrics.listen: 192.0.2.1:9477: cannot listen on it: 192.0.2.1 is not an address of this host: the daemon would exit at start"]
+    );
+}
+
+/// `check --json`: the warnings with their key and path, and the summary.
+#[test]
+fn check_json_has_warnings_and_summary() {
+    let s = Setup::asterisk_outside_tmp("");
+    let missing = s.dir.path().join("gone.log");
+    s.jails(&asterisk_jail("asterisk", &[&missing]));
+    let o = s.cli(&["check", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "warnings are in the JSON, not on stderr");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["config"], s.config.display().to_string());
+    assert_eq!(v["warnings"][0]["key"], "jails.asterisk.files");
+    assert_eq!(v["warnings"][0]["path"], missing.display().to_string());
+    assert_eq!(v["warnings"].as_array().unwrap().len(), 1);
+    let summary: Vec<&str> = v["summary"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        summary.iter().any(|l| l.starts_with("jail asterisk: ruleset asterisk")),
+        "{summary:?}"
+    );
+}

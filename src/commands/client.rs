@@ -1,13 +1,12 @@
-//! `status`, `ban`, `unban`: ask the daemon over its control socket and
+//! `ban`, `unban`, `reload`: ask the daemon over its control socket and
 //! print the answer for people (or JSON for scripts).
 
-use std::fmt::Write as _;
 use std::io::{BufRead, Write as _};
 
 use crate::cli::ConfigArg;
 use crate::config::{config_path, format_duration, parse_duration, socket_of};
 use crate::control::client::call;
-use crate::control::protocol::{BanResult, JailStatus, Status, UnbanResult};
+use crate::control::protocol::{BanResult, UnbanResult};
 use crate::control::Request;
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ fn socket(c: &ConfigArg) -> std::path::PathBuf {
     socket_of(&config_path(c.config.as_deref()))
 }
 
-fn ask<T: serde::de::DeserializeOwned>(c: &ConfigArg, req: &Request) -> anyhow::Result<T> {
+pub(super) fn ask<T: serde::de::DeserializeOwned>(c: &ConfigArg, req: &Request) -> anyhow::Result<T> {
     let resp = call(&socket(c), req)?;
     if !resp.ok {
         anyhow::bail!(
@@ -77,147 +76,12 @@ fn in_chunks(args: Vec<String>, mut send: impl FnMut(Vec<String>) -> anyhow::Res
     Ok(())
 }
 
-pub fn status(jail: Option<String>, json: bool, c: &ConfigArg) -> anyhow::Result<u8> {
-    match jail {
-        Some(name) => {
-            let st: JailStatus = ask(c, &Request::Status { jail: Some(name) })?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&st)?);
-            } else {
-                print!("{}", format_jail(&st));
-            }
-        }
-        None => {
-            let st: Status = ask(c, &Request::Status { jail: None })?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&st)?);
-            } else {
-                print!("{}", format_all(&st));
-            }
-        }
-    }
-    Ok(0)
-}
-
-/// The ruleset a jail without log sources reports.
-const NO_RULESET: &str = "-";
-
-/// fail2ban-client's layout, plus a Sources block that says why a jail may
-/// be silent.
-pub fn format_jail(st: &JailStatus) -> String {
-    let mut o = String::new();
-    let banned: Vec<String> = st
-        .banned
-        .iter()
-        .map(|b| {
-            let left = format_duration(Duration::from_secs(b.expires_in));
-            match &b.reason {
-                Some(why) => format!("{} ({left} left; {why})", b.ip),
-                None => format!("{} ({left} left)", b.ip),
-            }
-        })
-        .collect();
-    let _ = writeln!(o, "Status for the jail: {}", st.name);
-    let bantime = format_duration(Duration::from_secs(st.bantime));
-    if st.ruleset == NO_RULESET {
-        // `manual`, `sip` (the kernel meter's): no log read, no failure
-        // counted; its maxretry and findtime mean nothing.
-        let _ = writeln!(
-            o,
-            "|- Filter (none: no log is read; bans by hand or from other origins, for {bantime})"
-        );
-    } else {
-        let _ = writeln!(
-            o,
-            "|- Filter (ruleset {}; ban after {} failures within {} for {bantime})",
-            st.ruleset,
-            st.maxretry,
-            format_duration(Duration::from_secs(st.findtime)),
-        );
-    }
-    let _ = writeln!(o, "|  |- Currently failed: {}", st.currently_failed);
-    let _ = writeln!(o, "|  |- Total failed:     {}", st.total_failed);
-    let _ = writeln!(o, "|  `- File list:        {}", st.files.join(" "));
-    let _ = writeln!(o, "{}- Actions", if st.sources.is_empty() { '`' } else { '|' });
-    let pad = if st.sources.is_empty() { "   " } else { "|  " };
-    let _ = writeln!(o, "{pad}|- Currently banned: {}", st.currently_banned);
-    let _ = writeln!(o, "{pad}|- Total banned:     {}", st.total_banned);
-    // Only when some ban is not the jail's rules' own (`auto`).
-    if st.bans_by_origin.keys().any(|origin| origin != "auto") {
-        let by: Vec<String> = st
-            .bans_by_origin
-            .iter()
-            .map(|(origin, n)| format!("{origin} {n}"))
-            .collect();
-        let _ = writeln!(o, "{pad}|- Total by origin:  {}", by.join(", "));
-    }
-    let _ = writeln!(
-        o,
-        "{pad}|- Dropped:          {} packets, {} bytes",
-        st.packets, st.bytes
-    );
-    if st.kernel_errors > 0 {
-        let _ = writeln!(
-            o,
-            "{pad}|- Kernel refused:   {} ban(s) (see the daemon's log)",
-            st.kernel_errors
-        );
-    }
-    let _ = writeln!(o, "{pad}`- Banned IP list:   {}", banned.join(" "));
-    if !st.sources.is_empty() {
-        let _ = writeln!(o, "`- Sources");
-        for (i, s) in st.sources.iter().enumerate() {
-            let corner = if i + 1 == st.sources.len() { '`' } else { '|' };
-            let last = s
-                .last_match_ago
-                .map(|a| format!("; last match {} ago", format_duration(Duration::from_secs(a))))
-                .unwrap_or_default();
-            let _ = writeln!(o, "   {corner}- {}: {}{last}", s.path, s.diagnosis);
-            let pad = if corner == '`' { ' ' } else { '|' };
-            for (k, f) in s.files.iter().enumerate() {
-                let corner = if k + 1 == s.files.len() { '`' } else { '|' };
-                let _ = writeln!(o, "   {pad}  {corner}- {}: {}", f.path, f.diagnosis);
-            }
-        }
-    }
-    o
-}
-
-fn format_all(st: &Status) -> String {
-    let mut o = String::new();
-    let names: Vec<&str> = st.jails.iter().map(|j| j.name.as_str()).collect();
-    let _ = writeln!(o, "Status");
-    let _ = writeln!(o, "|- Number of jail:      {}", st.jails.len());
-    let _ = writeln!(o, "|- Kernel errors:       {}", st.kernel_errors);
-    if st.history_errors > 0 || st.history_waiting > 0 || st.history_dropped > 0 {
-        let _ = writeln!(
-            o,
-            "|- History errors:      {} ({} record(s) waiting to be written, {} dropped; see the daemon's log)",
-            st.history_errors, st.history_waiting, st.history_dropped
-        );
-    }
-    let _ = writeln!(o, "`- Jail list:   {}", names.join(", "));
-    for j in &st.jails {
-        let _ = writeln!(
-            o,
-            "   {}: {} currently failed, {} banned now, {} banned in total, {} packets ({} bytes) dropped",
-            j.name, j.currently_failed, j.currently_banned, j.total_banned, j.packets, j.bytes
-        );
-        for s in &j.sources {
-            let _ = writeln!(o, "      {}: {}", s.path, s.diagnosis);
-            for f in &s.files {
-                let _ = writeln!(o, "         {}: {}", f.path, f.diagnosis);
-            }
-        }
-    }
-    o
-}
-
 pub fn ban(
     addrs: Vec<String>,
     jail: String,
     bantime: Option<String>,
     force: bool,
+    json: bool,
     c: &ConfigArg,
 ) -> anyhow::Result<u8> {
     let bantime = match bantime {
@@ -240,7 +104,14 @@ pub fn ban(
                 force,
             },
         )?;
+        banned += r.banned.len();
+        failed += r.failed.len();
         let mut out = std::io::stdout().lock();
+        if json {
+            // One line per request: JSON lines, as long as the list.
+            writeln!(out, "{}", serde_json::to_string(&r)?)?;
+            return Ok(());
+        }
         for b in &r.banned {
             writeln!(
                 out,
@@ -256,14 +127,12 @@ pub fn ban(
         for f in &r.failed {
             eprintln!("nftban: not banned: {f}");
         }
-        banned += r.banned.len();
-        failed += r.failed.len();
         Ok(())
     })?;
     Ok(if banned == 0 || failed > 0 { 1 } else { 0 })
 }
 
-pub fn unban(addrs: Vec<String>, jail: Option<String>, c: &ConfigArg) -> anyhow::Result<u8> {
+pub fn unban(addrs: Vec<String>, jail: Option<String>, json: bool, c: &ConfigArg) -> anyhow::Result<u8> {
     let mut unbanned = 0usize;
     in_chunks(addrs, |addrs| {
         let r: UnbanResult = ask(
@@ -273,22 +142,37 @@ pub fn unban(addrs: Vec<String>, jail: Option<String>, c: &ConfigArg) -> anyhow:
                 jail: jail.clone(),
             },
         )?;
+        unbanned += r.unbanned.len();
         let mut out = std::io::stdout().lock();
+        if json {
+            writeln!(out, "{}", serde_json::to_string(&r)?)?;
+            return Ok(());
+        }
         for (ip, jail) in &r.unbanned {
             writeln!(out, "unbanned {ip} from jail {jail}")?;
         }
         for why in &r.not_banned {
             eprintln!("nftban: {why}");
         }
-        unbanned += r.unbanned.len();
         Ok(())
     })?;
     Ok(if unbanned == 0 { 1 } else { 0 })
 }
 
-pub fn reload(c: &ConfigArg) -> anyhow::Result<u8> {
+/// `reload --json`: `{"message": ...}`, the daemon's answer. A refused
+/// reload is an error (exit 2) as without `--json`.
+#[derive(serde::Serialize)]
+struct Reloaded {
+    message: String,
+}
+
+pub fn reload(json: bool, c: &ConfigArg) -> anyhow::Result<u8> {
     let said: String = ask(c, &Request::Reload)?;
-    println!("{said}");
+    if json {
+        println!("{}", serde_json::to_string(&Reloaded { message: said })?);
+    } else {
+        println!("{said}");
+    }
     Ok(0)
 }
 
@@ -341,97 +225,5 @@ mod tests {
         assert_eq!(sent, 10_000);
         assert!(err.starts_with("`300.1.2.3`: "), "{err}");
         assert!(err.ends_with("(10000 addresses before it were sent already)"), "{err}");
-    }
-
-    /// The people's overview says when the history fails and what waits,
-    /// and says nothing of it while all is well.
-    #[test]
-    fn history_errors_and_waiting_records_are_shown() {
-        let mut st = Status {
-            jails: vec![],
-            kernel_errors: 0,
-            history_errors: 4,
-            history_waiting: 3,
-            history_dropped: 0,
-        };
-        let text = format_all(&st);
-        assert!(
-            text.contains("|- Kernel errors:       0\n|- History errors:      4 (3 record(s) waiting to be written, 0 dropped; see the daemon's log)\n"),
-            "{text}"
-        );
-        st.history_errors = 0;
-        st.history_waiting = 0;
-        assert!(!format_all(&st).contains("History"));
-    }
-
-    /// The people's view of a jail shows what its rules dropped.
-    #[test]
-    fn a_jails_dropped_packets_are_shown() {
-        let st = JailStatus {
-            name: "asterisk".into(),
-            ruleset: "asterisk".into(),
-            files: vec!["/var/log/asterisk/messages".into()],
-            journal: vec![],
-            currently_failed: 0,
-            total_failed: 0,
-            currently_banned: 0,
-            total_banned: 0,
-            bans_by_origin: Default::default(),
-            total_unbanned: 0,
-            banned: vec![],
-            packets: 6,
-            bytes: 280,
-            kernel_errors: 0,
-            findtime: 600,
-            maxretry: 3,
-            bantime: 3600,
-            evicted: 0,
-            sources: vec![],
-        };
-        let text = format_jail(&st);
-        assert!(text.contains("|- Dropped:          6 packets, 280 bytes\n"), "{text}");
-        assert!(
-            text.contains("|- Filter (ruleset asterisk; ban after 3 failures within 10m for 1h)\n"),
-            "{text}"
-        );
-        // A jail that reads no log (`manual`, the kernel meter's `sip`) does
-        // not claim a failure threshold.
-        let manual = JailStatus {
-            name: "sip".into(),
-            ruleset: "-".into(),
-            files: vec![],
-            ..st
-        };
-        let text = format_jail(&manual);
-        assert!(
-            text.contains("|- Filter (none: no log is read; bans by hand or from other origins, for 1h)\n"),
-            "{text}"
-        );
-    }
-
-    /// Bans by origin are shown under the total only when some ban is
-    /// not the jail's rules' own: a jail of log bans looks as it did.
-    #[test]
-    fn bans_by_origin_are_shown_when_not_all_from_the_rules() {
-        let mut st: JailStatus = serde_json::from_value(serde_json::json!({
-            "name": "asterisk", "ruleset": "asterisk", "files": [], "journal": [],
-            "currently_failed": 0, "total_failed": 9, "currently_banned": 4, "total_banned": 4,
-            "total_unbanned": 0, "banned": [], "findtime": 600, "maxretry": 3, "bantime": 3600,
-            "evicted": 0, "sources": []
-        }))
-        .unwrap();
-        let plain = format_jail(&st);
-        assert!(!plain.contains("by origin"), "{plain}");
-        st.bans_by_origin.insert("auto".into(), 4);
-        assert_eq!(format_jail(&st), plain);
-        st.bans_by_origin.insert("auto".into(), 3);
-        st.bans_by_origin.insert("kernel meter".into(), 1);
-        let text = format_jail(&st);
-        assert!(
-            text.contains("   |- Total banned:     4\n   |- Total by origin:  auto 3, kernel meter 1\n   |- Dropped:"),
-            "{text}"
-        );
-        st.bans_by_origin = [("manual".to_string(), 4)].into();
-        assert!(format_jail(&st).contains("|- Total by origin:  manual 4\n"));
     }
 }

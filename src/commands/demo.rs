@@ -184,7 +184,7 @@ pub fn run() -> anyhow::Result<u8> {
     })?;
 
     say("nftban status asterisk");
-    print!("{}", super::client::format_jail(&st));
+    print!("{}", super::status::format_jail(&st));
 
     say(&format!(
         "What the kernel holds (sets asterisk_v4, asterisk_v6 and their _net prefix sets in table inet nftban, read over netlink in {})",
@@ -199,7 +199,7 @@ pub fn run() -> anyhow::Result<u8> {
     show_probe(during);
 
     say(&format!("nftban unban {ATTACKER}"));
-    super::client::unban(vec![ATTACKER.into()], None, &cfg)?;
+    super::client::unban(vec![ATTACKER.into()], None, false, &cfg)?;
     let after = probe(&attacker)?;
     show_probe(after);
 

@@ -195,6 +195,16 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr)
 }
 
+/// Whether this process could listen on `ip` (any free port): the address
+/// is one of this host's and its family is allowed (a unit's
+/// `RestrictAddressFamilies=` refuses the others with `EAFNOSUPPORT`).
+/// For `nftban check`, which runs under the same sandbox as the daemon
+/// when it is the unit's `ExecStartPre`. Port 0, so that a running daemon
+/// holding the real port does not make it fail.
+pub fn can_listen_on(ip: std::net::IpAddr) -> std::io::Result<()> {
+    TcpListener::bind(SocketAddr::new(ip, 0)).map(drop)
+}
+
 /// How long a client has to send its request line, and to take the
 /// answer: deadlines, not timeouts per read, so a client sending a byte
 /// now and then cannot hold the endpoint past them.
@@ -288,6 +298,8 @@ mod tests {
             history_errors: 0,
             history_waiting: 0,
             history_dropped: 0,
+            most_banned: vec![],
+            most_failed: vec![],
         };
         let text = text(&st);
         assert!(text.contains("# TYPE nftban_bans_total counter\nnftban_bans_total{jail=\"sshd\"} 3\nnftban_bans_total{jail=\"manual\"} 3\n"), "{text}");
@@ -334,6 +346,8 @@ mod tests {
             history_errors: 0,
             history_waiting: 0,
             history_dropped: 0,
+            most_banned: vec![],
+            most_failed: vec![],
         };
         std::thread::spawn(move || serve(listener, move || Some(st.clone())));
         let mut trickle = TcpStream::connect(addr).unwrap();
@@ -398,6 +412,8 @@ mod tests {
             history_errors: 15,
             history_waiting: 0,
             history_dropped: 0,
+            most_banned: vec![],
+            most_failed: vec![],
         };
         let expected = "\
 # HELP nftban_lines_read_total Lines read from the jail's sources since start.

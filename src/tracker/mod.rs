@@ -222,13 +222,22 @@ impl Tracker {
     }
 
     /// Addresses with at least one failure within `findtime` of `now`
-    /// (fail2ban's "Currently failed").
+    /// (fail2ban's "Currently failed", banned ones included).
+    #[cfg(test)]
     pub fn currently_failed(&self, now: SystemTime) -> usize {
+        self.failing(now).count()
+    }
+
+    /// The addresses (and prefixes) with at least one failure within
+    /// `findtime` of `now`, each with how many. A banned address may be
+    /// among them: its late lines count toward its next ban. Whether it is
+    /// banned is the engine's to say (status leaves those out).
+    pub fn failing(&self, now: SystemTime) -> impl Iterator<Item = (&IpNet, u64)> {
         let findtime = self.policy.findtime;
-        self.failures
-            .values()
-            .filter(|w| w.times.iter().any(|&t| within(t, now, findtime)))
-            .count()
+        self.failures.iter().filter_map(move |(net, w)| {
+            let n = w.times.iter().filter(|&&t| within(t, now, findtime)).count() as u64;
+            (n > 0).then_some((net, n))
+        })
     }
 }
 

@@ -108,7 +108,17 @@ impl Setup {
     /// Config with one asterisk jail (maxretry 3) on `log`; `extra` is
     /// appended to the jail's keys.
     pub fn asterisk(extra: &str) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
+        Setup::asterisk_in(tempfile::tempdir().unwrap(), extra)
+    }
+
+    /// As [`Setup::asterisk`], in a folder outside /tmp (under the target
+    /// folder): `nftban check` warns about logs under /tmp, which the
+    /// shipped unit's `PrivateTmp=yes` hides from the daemon.
+    pub fn asterisk_outside_tmp(extra: &str) -> Setup {
+        Setup::asterisk_in(tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap(), extra)
+    }
+
+    fn asterisk_in(dir: tempfile::TempDir, extra: &str) -> Setup {
         let log = dir.path().join("messages");
         std::fs::write(&log, "").unwrap();
         let config = dir.path().join("nftban.yaml");

@@ -1,19 +1,23 @@
 //! `nftban status`: the engine's figures per jail, with the kernel's rule
-//! counters and each source's own account of itself.
+//! counters and each source's own account of itself, and the top
+//! offenders of all jails.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
+
+use ipnet::IpNet;
 
 use super::{Engine, RequestError};
 use crate::address::show as show_net;
 use crate::firewall::{jail_sets, Counter};
-use crate::status::{Banned, JailStatus, Status};
+use crate::status::{Banned, JailStatus, Offender, Status, TOP_OFFENDERS};
 
 impl Engine {
     /// Every jail.
     pub fn status(&mut self, now: SystemTime) -> Status {
         self.request(now, |e| {
             let counters = e.counters();
+            let (most_banned, most_failed) = e.top_offenders(now);
             Status {
                 jails: (0..e.jails.len())
                     .map(|i| e.jail_status_of(i, now, &counters))
@@ -22,6 +26,8 @@ impl Engine {
                 history_errors: e.history.errors,
                 history_waiting: e.history.waiting(),
                 history_dropped: e.history.dropped(),
+                most_banned,
+                most_failed,
             }
         })
     }
@@ -67,7 +73,7 @@ impl Engine {
             ruleset: j.ruleset.clone(),
             files: j.files.clone(),
             journal: j.journal.clone(),
-            currently_failed: j.tracker.currently_failed(now) as u64,
+            currently_failed: self.unbanned_failing(i, now).count() as u64,
             total_failed: j.tracker.total_failed,
             currently_banned: banned.len() as u64,
             total_banned: j.total_banned,
@@ -92,4 +98,57 @@ impl Engine {
                 .collect(),
         }
     }
+
+    /// Jail `i`'s addresses with failures within findtime and no ban yet
+    /// (docs/cli.md `currently_failed`), with their failures: one its own
+    /// running ban holds (late lines of the attack) or a recidive ban
+    /// holds (a ban of every port) is banned, not "failed".
+    fn unbanned_failing(&self, i: usize, now: SystemTime) -> impl Iterator<Item = (&IpNet, u64)> {
+        let j = &self.jails[i];
+        let recidive = self.recidive.filter(|&r| r != i).map(|r| &self.jails[r]);
+        j.tracker
+            .failing(now)
+            .filter(move |(net, _)| j.bans.covering(net, now).is_none())
+            .filter(move |(net, _)| recidive.is_none_or(|r| r.bans.covering(net, now).is_none()))
+    }
+
+    /// The addresses banned most often since start, and those with the most
+    /// failures and no ban now, all jails together. Recidive's "failures"
+    /// are other jails' bans, counted already: left out.
+    fn top_offenders(&self, now: SystemTime) -> (Vec<Offender>, Vec<Offender>) {
+        let mut bans: HashMap<IpNet, u64> = HashMap::new();
+        let mut failures: HashMap<IpNet, u64> = HashMap::new();
+        for (i, j) in self.jails.iter().enumerate() {
+            for (net, &n) in &j.times_banned {
+                *bans.entry(*net).or_default() += u64::from(n);
+            }
+            if Some(i) != self.recidive {
+                for (net, n) in self.unbanned_failing(i, now) {
+                    *failures.entry(*net).or_default() += n;
+                }
+            }
+        }
+        let offender = |net: &IpNet| Offender {
+            ip: show_net(net),
+            bans: bans.get(net).copied().unwrap_or(0),
+            failures: failures.get(net).copied().unwrap_or(0),
+        };
+        let most_banned = top(&bans).iter().map(offender).collect();
+        let most_failed = top(&failures).iter().map(offender).collect();
+        (most_banned, most_failed)
+    }
+}
+
+/// The [`TOP_OFFENDERS`] keys with the highest counts, highest first (ties
+/// by address, so the list is stable between refreshes). A partial
+/// selection first: a flood leaves many thousands of addresses.
+fn top(counts: &HashMap<IpNet, u64>) -> Vec<IpNet> {
+    let mut all: Vec<(u64, IpNet)> = counts.iter().map(|(net, &n)| (n, *net)).collect();
+    let order = |a: &(u64, IpNet), b: &(u64, IpNet)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+    if all.len() > TOP_OFFENDERS {
+        all.select_nth_unstable_by(TOP_OFFENDERS - 1, order);
+        all.truncate(TOP_OFFENDERS);
+    }
+    all.sort_unstable_by(order);
+    all.into_iter().map(|(_, net)| net).collect()
 }

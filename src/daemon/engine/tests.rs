@@ -277,6 +277,90 @@ fn recidive_bans_an_address_banned_again_and_again_across_jails() {
     assert!(left > 6 * 86_400, "a week: {left}");
 }
 
+/// docs/cli.md: `currently_failed` counts addresses with failures within
+/// findtime and no ban yet. A banned address whose late lines still count
+/// (the lines an attacker sent before the kernel dropped it), and one a
+/// recidive ban holds, are banned, not "currently failed"; in recidive
+/// itself, an address it bans that another jail bans again is not either.
+#[test]
+fn banned_addresses_are_not_currently_failed() {
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), TWO_JAILS).unwrap();
+    let mut e = Engine::new(&config, Box::new(Memory::new()));
+    e.start(&config).unwrap();
+    let now = SystemTime::now();
+    let failed = |e: &mut Engine, jail: &str| e.jail_status(jail, now).unwrap().currently_failed;
+    let a: IpAddr = "203.0.113.9".parse().unwrap();
+    e.failure(0, a, now);
+    e.failure(0, a, now);
+    // A late line of the banned address, and one failure of another.
+    e.failure(0, a, now);
+    e.failure(0, "203.0.113.10".parse().unwrap(), now);
+    e.flush(now);
+    assert_eq!(kernel(&mut e, "asterisk"), ["203.0.113.9"]);
+    assert_eq!(failed(&mut e, "asterisk"), 1, "only 203.0.113.10 waits for its ban");
+    // Banned in sshd and again in asterisk (after an unban): recidive's third ban.
+    e.failure(1, a, now);
+    e.failure(1, a, now);
+    e.unban(&[a.to_string()], Some("asterisk"), now).unwrap();
+    e.failure(0, a, now);
+    e.failure(0, a, now);
+    e.flush(now);
+    assert_eq!(kernel(&mut e, "recidive"), ["203.0.113.9"]);
+    // Lifted from sshd and asterisk, held by recidive: a failure in
+    // asterisk is not "currently failed" there.
+    e.unban(&[a.to_string()], Some("sshd"), now).unwrap();
+    e.unban(&[a.to_string()], Some("asterisk"), now).unwrap();
+    e.failure(0, a, now);
+    assert_eq!(failed(&mut e, "asterisk"), 1, "203.0.113.10 only");
+    // sshd bans it again: one more "failure" for recidive, which holds it.
+    e.failure(1, a, now);
+    e.failure(1, a, now);
+    e.flush(now);
+    assert_eq!(failed(&mut e, "recidive"), 0);
+    assert_eq!(failed(&mut e, "sshd"), 0);
+}
+
+/// `status` names the addresses banned most often since start and those
+/// with the most failures and no ban, across jails; a banned address's
+/// late failures do not make it "failing".
+#[test]
+fn status_lists_the_top_offenders() {
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), TWO_JAILS).unwrap();
+    let mut e = Engine::new(&config, Box::new(Memory::new()));
+    e.start(&config).unwrap();
+    let now = SystemTime::now();
+    let (a, b, c): (IpAddr, IpAddr, IpAddr) = (
+        "203.0.113.1".parse().unwrap(),
+        "203.0.113.2".parse().unwrap(),
+        "203.0.113.3".parse().unwrap(),
+    );
+    // a: banned in asterisk and in sshd; b: in sshd, plus a late line.
+    for jail in [0, 1] {
+        e.failure(jail, a, now);
+        e.failure(jail, a, now);
+    }
+    e.failure(1, b, now);
+    e.failure(1, b, now);
+    e.failure(1, b, now);
+    // c: one failure in each jail, no ban.
+    e.failure(0, c, now);
+    e.failure(1, c, now);
+    e.flush(now);
+    let st = e.status(now);
+    let listed = |top: &[crate::status::Offender]| -> Vec<(String, u64, u64)> {
+        top.iter().map(|t| (t.ip.clone(), t.bans, t.failures)).collect()
+    };
+    assert_eq!(
+        listed(&st.most_banned),
+        [
+            ("203.0.113.1".into(), 2, 0),
+            ("203.0.113.2".into(), 1, 0),
+            ("203.0.113.3".into(), 0, 0)
+        ][..2]
+    );
+    assert_eq!(listed(&st.most_failed), [("203.0.113.3".to_string(), 0, 2)]);
+}
+
 #[test]
 fn eviction_is_counted_in_status() {
     let text = CONFIG.replace(

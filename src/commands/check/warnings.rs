@@ -1,0 +1,234 @@
+//! What `nftban check` warns about: what the daemon would trip on at start
+//! or would not see once running, though the config itself is valid.
+//!
+//! Warnings do not change the exit code. The shipped unit runs `check` as
+//! its `ExecStartPre`, and a log file that does not exist yet (a service
+//! installed after nftban, a log created at its first line) must not keep
+//! the daemon from starting: it waits for the file and reads it once it
+//! appears. What the daemon cannot start without (an unwritable or
+//! damaged history, a bad config) stays an error, checked by the caller.
+//!
+//! The checks model the daemon under the shipped unit
+//! (deploy/nftban.service): root with `CAP_DAC_READ_SEARCH`, so file
+//! permissions never keep it from a log (what does is a missing file, a
+//! path that names no regular file, a file system that refuses even root,
+//! and the unit's own sandbox: `ProtectHome=yes`, `PrivateTmp=yes`); and no
+//! `CAP_NET_BIND_SERVICE`, so no port below 1024 for the metrics endpoint.
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::Config;
+
+/// One warning: the config key at fault, the path or address it names,
+/// and what happens and what to do, in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    /// Dotted key: `jails.asterisk.files`, `log.target`, `metrics.listen`.
+    pub key: String,
+    /// The file, pattern or address the key gives.
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}: {}", self.key, self.path, self.message)
+    }
+}
+
+/// Every warning for `config`, in the config's order: log target, metrics,
+/// then each jail's files.
+pub fn of(config: &Config) -> Vec<Warning> {
+    let mut out = Vec::new();
+    if let Some(w) = log_target(&config.log.target) {
+        out.push(w);
+    }
+    if let Some(m) = &config.metrics {
+        out.extend(metrics(m.listen));
+    }
+    for j in &config.jails {
+        let key = format!("jails.{}.files", j.name);
+        for f in &j.files {
+            let message = if crate::sources::glob::is_pattern(f) {
+                pattern(f)
+            } else {
+                log_file(f)
+            };
+            if let Some(message) = message {
+                out.push(Warning {
+                    key: key.clone(),
+                    path: f.display().to_string(),
+                    message,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Folders the shipped unit hides from the daemon, and the setting that does.
+const SANDBOXED: &[(&str, &str)] = &[
+    ("/home", "ProtectHome=yes"),
+    ("/root", "ProtectHome=yes"),
+    ("/run/user", "ProtectHome=yes"),
+    ("/tmp", "PrivateTmp=yes"),
+    ("/var/tmp", "PrivateTmp=yes"),
+];
+
+/// Why the daemon under the shipped unit would not see `path`.
+fn sandboxed(path: &Path) -> Option<String> {
+    let (dir, setting) = SANDBOXED.iter().find(|(dir, _)| path.starts_with(dir))?;
+    Some(format!(
+        "is under {dir}, which the shipped unit hides from the daemon ({setting} in nftban.service): \
+         it would never see this file; log to another folder, or relax {setting} in a drop-in"
+    ))
+}
+
+/// A log file (no wildcard).
+fn log_file(path: &Path) -> Option<String> {
+    if let Some(why) = sandboxed(path) {
+        return Some(why);
+    }
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Some(
+                "does not exist: the daemon starts anyway, waits for it and reads it once it is created \
+                 (check the path if the service already logs)"
+                    .into(),
+            )
+        }
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+            return Some(format!(
+                "cannot be looked at by this user ({e}); the daemon (root with CAP_DAC_READ_SEARCH) may \
+                 still read it: run `nftban check` as root to know"
+            ))
+        }
+        Err(e) => return Some(format!("cannot be read by the daemon: {e}")),
+    };
+    if let Err(e) = crate::regular::check(path, &meta) {
+        return Some(format!("{e}: the daemon never reads it (it looks again every second)"));
+    }
+    // Permissions do not stop the daemon (CAP_DAC_READ_SEARCH), but a file
+    // system may refuse even root (NFS root_squash, FUSE): as root, try.
+    // SAFETY: geteuid(2) cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        if let Err(e) = crate::regular::open(path) {
+            return Some(format!("cannot be read by the daemon, even as root: {e}"));
+        }
+    }
+    None
+}
+
+/// A glob pattern: no match today is a warning; files created later are
+/// read.
+fn pattern(path: &Path) -> Option<String> {
+    if let Some(why) = sandboxed(path) {
+        return Some(why);
+    }
+    crate::sources::glob::expand(path)
+        .is_empty()
+        .then(|| "no file matches it yet: the daemon starts anyway and reads files that appear later".into())
+}
+
+/// `log.target`: the socket or file the daemon writes its log to at start.
+fn log_target(target: &str) -> Option<Warning> {
+    let at = |path: &str, message: String| Warning {
+        key: "log.target".into(),
+        path: path.into(),
+        message,
+    };
+    match target {
+        "syslog" => {
+            let dev_log = crate::logging::DEV_LOG;
+            crate::logging::Syslog::connect(Path::new(dev_log)).err().map(|e| {
+                at(
+                    dev_log,
+                    format!(
+                        "log.target syslog: cannot reach {dev_log} ({e}): the daemon would exit at start; \
+                         install a syslog daemon (or run systemd-journald), or use `log.target: journald` or `stderr`"
+                    ),
+                )
+            })
+        }
+        "journald" => {
+            const JOURNAL: &str = "/run/systemd/journal/socket";
+            crate::logging::Syslog::connect(Path::new(JOURNAL)).err().map(|e| {
+                at(
+                    JOURNAL,
+                    format!(
+                        "log.target journald: cannot reach the journal's socket ({e}): the daemon would exit at start; \
+                         use `log.target: stderr` where systemd-journald does not run"
+                    ),
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The metrics endpoint as the daemon under the shipped unit would bind it.
+fn metrics(listen: SocketAddr) -> Vec<Warning> {
+    let at = |message: String| Warning {
+        key: "metrics.listen".into(),
+        path: listen.to_string(),
+        message,
+    };
+    let mut out = Vec::new();
+    let first_free = unprivileged_port_start();
+    if listen.port() != 0 && listen.port() < first_free {
+        out.push(at(format!(
+            "port {} is privileged (below net.ipv4.ip_unprivileged_port_start, {first_free}): the shipped unit \
+             gives the daemon no CAP_NET_BIND_SERVICE, so it could not listen there and would exit at start; \
+             use a port from {first_free} up (9477 is nftban's usual)",
+            listen.port()
+        )));
+    }
+    if let Err(e) = crate::control::metrics::can_listen_on(listen.ip()) {
+        let why = match e.raw_os_error() {
+            Some(libc::EADDRNOTAVAIL) => format!("{} is not an address of this host", listen.ip()),
+            Some(libc::EAFNOSUPPORT) => {
+                "this address family is refused here (a unit's RestrictAddressFamilies= without AF_INET and \
+                 AF_INET6, as the shipped unit has them?)"
+                    .to_string()
+            }
+            _ => e.to_string(),
+        };
+        out.push(at(format!(
+            "cannot listen on it: {why}: the daemon would exit at start"
+        )));
+    }
+    out
+}
+
+/// The first port an unprivileged socket may bind (1024 unless lowered).
+fn unprivileged_port_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_units_hidden_folders_are_named_with_their_setting() {
+        let home = sandboxed(Path::new("/home/pbx/asterisk.log")).unwrap();
+        assert!(
+            home.starts_with("is under /home, which the shipped unit hides"),
+            "{home}"
+        );
+        assert!(home.contains("ProtectHome=yes"), "{home}");
+        let tmp = sandboxed(Path::new("/tmp/x/messages")).unwrap();
+        assert!(tmp.contains("PrivateTmp=yes"), "{tmp}");
+        assert_eq!(sandboxed(Path::new("/var/log/asterisk/messages")), None);
+        // A prefix of a folder name is not that folder.
+        assert_eq!(sandboxed(Path::new("/homer/x.log")), None);
+    }
+}
