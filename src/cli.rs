@@ -46,7 +46,7 @@ pub enum Command {
         /// terminal; one block per refresh otherwise)
         #[arg(long, short = 'w')]
         watch: bool,
-        /// Time between refreshes with --watch, e.g. 2s, 500ms, 1m
+        /// Time between refreshes with --watch, at least 1s, e.g. 2s, 1m
         #[arg(long, value_name = "DUR", default_value = "2s", requires = "watch")]
         interval: String,
         #[command(flatten)]

@@ -20,3 +20,4 @@ mod sip;
 mod sip_flood;
 mod sip_meter;
 mod state;
+mod status_view;

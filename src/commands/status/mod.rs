@@ -27,7 +27,10 @@ pub fn status(jail: Option<String>, json: bool, watch: Option<Duration>, c: &Con
         print!("{}", render(jail.as_deref(), json, terminal, true, c)?);
         return Ok(0);
     };
-    anyhow::ensure!(!every.is_zero(), "--interval: must be more than 0");
+    anyhow::ensure!(
+        !every.is_zero(),
+        "--interval: at least 1s (durations are whole seconds)"
+    );
     let mut out = std::io::stdout().lock();
     loop {
         // The daemon may be restarting (a reload, an upgrade): say so and
