@@ -212,3 +212,23 @@ fn the_terminal_table_of_a_quiet_host() {
     st.jails.truncate(1);
     golden("overview-quiet.txt", &table::render(&st));
 }
+
+/// docs/cli.md shows the table as it is: its example is the golden file.
+#[test]
+fn the_docs_show_the_table_as_it_is() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docs = std::fs::read_to_string(root.join("docs/cli.md")).unwrap();
+    let golden = std::fs::read_to_string(root.join("src/commands/status/golden/overview-terminal.txt")).unwrap();
+    let first = golden.lines().next().unwrap();
+    let start = docs
+        .find(&format!("```\n{first}\n"))
+        .expect("docs/cli.md shows the table of `status` for people")
+        + 4;
+    let end = start + docs[start..].find("```").unwrap();
+    assert_eq!(
+        docs[start..end],
+        golden,
+        "docs/cli.md's table differs from {}",
+        "overview-terminal.txt"
+    );
+}
