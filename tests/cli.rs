@@ -337,17 +337,20 @@ fn test_shows_no_progress_without_a_terminal_or_with_json() {
     assert!(term.is_empty(), "{}", String::from_utf8_lossy(&term));
 }
 
-/// The lines of `nftban: warning: ...` on stderr.
+/// The lines of `nftban: warning: ...` on stderr, but those about the
+/// test's database and socket: outside the folders the shipped unit lets
+/// the daemon write, they are always warned about (see the next test).
 fn warnings(o: &std::process::Output) -> Vec<String> {
     stderr(o)
         .lines()
         .filter_map(|l| l.strip_prefix("nftban: warning: "))
+        .filter(|w| !w.starts_with("database: ") && !w.starts_with("socket: "))
         .map(str::to_string)
         .collect()
 }
 
-/// A good config outside /tmp: no warning, and every section it accepted
-/// is summarised.
+/// A good config outside /tmp: no warning but where the test keeps its
+/// database and socket, and every section it accepted is summarised.
 #[test]
 fn check_summarises_every_section_and_warns_of_nothing_when_all_is_well() {
     let s = Setup::asterisk_outside_tmp("");
@@ -363,6 +366,21 @@ fn check_summarises_every_section_and_warns_of_nothing_when_all_is_well() {
     let o = s.cli(&["check"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(warnings(&o), Vec::<String>::new(), "{}", stderr(&o));
+    // The test's database and socket are not where the unit lets the
+    // daemon write (/var/lib/nftban, /run/nftban): warned about, by key.
+    let keys: Vec<String> = stderr(&o)
+        .lines()
+        .map(|l| l.split(": ").take(4).collect::<Vec<_>>().join(": "))
+        .collect();
+    let dir = s.dir.path().display();
+    assert_eq!(
+        keys,
+        [
+            format!("nftban: warning: database: {dir}/nftban.db"),
+            format!("nftban: warning: socket: {dir}/nftban.sock")
+        ]
+    );
+    assert!(stderr(&o).contains("ProtectSystem=strict"), "{}", stderr(&o));
     let out = stdout(&o);
     for want in [
         &format!("{}: OK\n", s.config.display()),
@@ -376,7 +394,10 @@ fn check_summarises_every_section_and_warns_of_nothing_when_all_is_well() {
     ] {
         assert!(out.contains(want), "missing `{want}` in:\n{out}");
     }
-    assert!(!out.contains("warnings:"), "{out}");
+    assert!(
+        out.ends_with("warnings: 2 (on stderr; the daemon starts anyway)\n"),
+        "{out}"
+    );
 }
 
 /// A log file that does not exist, a glob with no match, a log under
@@ -420,7 +441,7 @@ fn check_warns_about_log_files_the_daemon_would_not_read_and_exits_0() {
     starts(2, "jails.pbx2.files", &in_tmp, "PrivateTmp=yes");
     starts(3, "jails.pbx2.files", &fifo, "is a FIFO, not a regular file");
     assert!(
-        stdout(&o).ends_with("warnings: 4 (on stderr; the daemon starts anyway)\n"),
+        stdout(&o).ends_with("warnings: 6 (on stderr; the daemon starts anyway)\n"),
         "{}",
         stdout(&o)
     );
@@ -492,9 +513,12 @@ fn check_json_has_warnings_and_summary() {
     assert_eq!(stderr(&o), "", "warnings are in the JSON, not on stderr");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["config"], s.config.display().to_string());
-    assert_eq!(v["warnings"][0]["key"], "jails.asterisk.files");
-    assert_eq!(v["warnings"][0]["path"], missing.display().to_string());
-    assert_eq!(v["warnings"].as_array().unwrap().len(), 1);
+    let w = v["warnings"].as_array().unwrap();
+    assert_eq!(w.len(), 3, "the database, the socket, the log file: {w:?}");
+    assert_eq!(w[0]["key"], "database");
+    assert_eq!(w[2]["key"], "jails.asterisk.files");
+    assert_eq!(w[2]["path"], missing.display().to_string());
+    assert!(w[2]["message"].as_str().unwrap().starts_with("does not exist"), "{w:?}");
     let summary: Vec<&str> = v["summary"]
         .as_array()
         .unwrap()

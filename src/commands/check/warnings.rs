@@ -40,10 +40,32 @@ impl std::fmt::Display for Warning {
     }
 }
 
-/// Every warning for `config`, in the config's order: log target, metrics,
-/// then each jail's files.
+/// Every warning for `config`: the files the daemon writes (database,
+/// socket, log file), the log target, metrics, then each jail's files.
 pub fn of(config: &Config) -> Vec<Warning> {
     let mut out = Vec::new();
+    let written = [
+        ("database", &config.database, "the ban history"),
+        ("socket", &config.socket, "the control socket"),
+    ];
+    for (key, path, what) in written {
+        if let Some(message) = unit_writes(path, what) {
+            out.push(Warning {
+                key: key.into(),
+                path: path.display().to_string(),
+                message,
+            });
+        }
+    }
+    if config.log.target.starts_with('/') {
+        if let Some(message) = unit_writes(Path::new(&config.log.target), "the log file") {
+            out.push(Warning {
+                key: "log.target".into(),
+                path: config.log.target.clone(),
+                message,
+            });
+        }
+    }
     if let Some(w) = log_target(&config.log.target) {
         out.push(w);
     }
@@ -85,6 +107,29 @@ fn sandboxed(path: &Path) -> Option<String> {
     Some(format!(
         "is under {dir}, which the shipped unit hides from the daemon ({setting} in nftban.service): \
          it would never see this file; log to another folder, or relax {setting} in a drop-in"
+    ))
+}
+
+/// The folders the shipped unit lets the daemon write: `StateDirectory=`
+/// and `RuntimeDirectory=` (`ProtectSystem=strict` makes the rest of the
+/// disk read-only to it).
+const WRITABLE: &[&str] = &["/var/lib/nftban", "/run/nftban"];
+
+/// Why the daemon under the shipped unit could not keep `what` at `path`,
+/// a file it creates and writes.
+fn unit_writes(path: &Path, what: &str) -> Option<String> {
+    if WRITABLE.iter().any(|dir| path.starts_with(dir)) {
+        return None;
+    }
+    if let Some(dir) = ["/tmp", "/var/tmp"].into_iter().find(|dir| path.starts_with(dir)) {
+        return Some(format!(
+            "is under {dir}, which the shipped unit makes private to the daemon (PrivateTmp=yes) and removes when              it stops: {what} would be out of reach of other processes and gone at every restart; use {} instead",
+            if what == "the control socket" { "/run/nftban/" } else { "/var/lib/nftban/" }
+        ));
+    }
+    Some(format!(
+        "is outside {}, the only folders the shipped unit lets the daemon write (ProtectSystem=strict;          StateDirectory=, RuntimeDirectory=): under the unit it could not create {what} and would exit at start;          move it there, or add ReadWritePaths= for its folder in a drop-in",
+        WRITABLE.join(" and ")
     ))
 }
 
@@ -230,5 +275,30 @@ mod tests {
         assert_eq!(sandboxed(Path::new("/var/log/asterisk/messages")), None);
         // A prefix of a folder name is not that folder.
         assert_eq!(sandboxed(Path::new("/homer/x.log")), None);
+    }
+
+    /// The defaults are where the unit lets the daemon write; elsewhere,
+    /// the warning says which setting stops it.
+    #[test]
+    fn files_the_daemon_writes_must_be_where_the_unit_lets_it() {
+        assert_eq!(
+            unit_writes(Path::new("/var/lib/nftban/nftban.db"), "the ban history"),
+            None
+        );
+        assert_eq!(
+            unit_writes(Path::new("/run/nftban/nftban.sock"), "the control socket"),
+            None
+        );
+        let srv = unit_writes(Path::new("/srv/nftban.db"), "the ban history").unwrap();
+        assert!(
+            srv.contains("ProtectSystem=strict") && srv.contains("ReadWritePaths="),
+            "{srv}"
+        );
+        let tmp = unit_writes(Path::new("/tmp/nftban.sock"), "the control socket").unwrap();
+        assert!(
+            tmp.contains("PrivateTmp=yes") && tmp.ends_with("use /run/nftban/ instead"),
+            "{tmp}"
+        );
+        assert!(unit_writes(Path::new("/var/lib/nftbanx/db"), "the ban history").is_some());
     }
 }
