@@ -38,8 +38,7 @@ fn command() -> clap::Command {
 
 /// Write `nftban.1` and one `nftban-COMMAND.1` per visible subcommand into
 /// `dir`; returns the files written. Each subcommand's page points back to
-/// nftban(1), and nftban(1) lists them all, so `man -k nftban` and SEE ALSO
-/// lead from one to the others.
+/// nftban(1), and nftban(1) lists them all in SEE ALSO.
 pub fn man_pages(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let cmd = command();
@@ -57,8 +56,7 @@ pub fn man_pages(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         written.push(path);
         Ok(())
     };
-    let names: Vec<String> = subs.iter().map(page_name).collect();
-    let mut top = names.clone();
+    let mut top: Vec<String> = subs.iter().map(page_name).collect();
     top.push("nft(8)".into());
     write(cmd.clone(), top)?;
     for sub in subs {
