@@ -14,6 +14,7 @@ mod heal;
 mod hostile;
 mod hostile_input;
 mod logging;
+mod package;
 mod policy;
 mod schema;
 mod sip;
