@@ -406,6 +406,28 @@ fn reload_refuses_a_bad_config_and_applies_a_good_one() {
     assert!(d.stop());
 }
 
+/// A SIGTERM while a reload restarts the daemon in place (`systemctl stop`
+/// right after `systemctl reload`) stops it: it was lost between the old
+/// image's signal thread and the new one's, and the daemon ran on.
+#[test]
+fn a_sigterm_during_a_reload_stops_the_daemon() {
+    kernel_test!();
+    let ns = NetNs::create("reloadterm").unwrap();
+    let s = Setup::asterisk("");
+    for round in 0..3 {
+        let mut d = Daemon::start(&ns, &s);
+        s.cli_ok(&["reload"]);
+        // At once: the answer comes before the restart, so the signal
+        // lands while the old image tears down or the new one starts.
+        d.terminate();
+        let stopped = wait_for("the daemon to stop on SIGTERM during a reload", || {
+            d.child.try_wait().unwrap()
+        });
+        assert!(stopped.success(), "round {round}: {stopped:?}\n{}", d.log());
+        assert!(!d.is_running());
+    }
+}
+
 /// 100,000 bans come back after a reboot (the kernel's table gone) from
 /// the history, all in one netlink batch: in the kernel, and in status.
 #[test]

@@ -194,8 +194,8 @@ fn ban_unban_and_reload_speak_json() {
     let o = s.cli_ok(&["reload", "--json"]);
     let v: serde_json::Value = parse("reload --json", stdout(&o).trim_end());
     assert!(v["message"].is_string(), "{v}");
-    // The answer comes before the restart in place: wait for it, as a
-    // SIGTERM in the middle of it is lost (the daemon is stopped on drop).
+    // The answer comes before the restart in place: the restarted daemon
+    // answers too.
     wait_for("the daemon to restart", || {
         (d.log().matches("nftban running").count() >= 2).then_some(())
     });

@@ -83,7 +83,11 @@ pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> Result<(), Daemon
     // socket exists, say) is a clean stop that the engine loop finds
     // waiting, not the default kill.
     let (tx, rx) = mpsc::sync_channel::<Event>(QUEUE);
-    spawn_signal_thread(tx.clone())?;
+    let stop_asked = spawn_signal_thread(tx.clone())?;
+    // A reload's restart arrives with SIGTERM and SIGINT blocked, so that
+    // one sent during it waited, pending, for this image: its handlers are
+    // in place now.
+    stop_signals(libc::SIG_UNBLOCK);
     let store = crate::store::Store::open(&config.database)?;
     let saved = Arc::new(saved_checkpoints(&store));
     tracing::info!("ban history in {}", config.database.display());
@@ -144,6 +148,16 @@ pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> Result<(), Daemon
         notify::notify("RELOADING=1");
         tracing::info!("reloading {}", config.path.display());
         drop(engine);
+        // A SIGTERM from now on would reach a signal thread nobody listens
+        // to any more, and the new image would run on: block them in this
+        // thread (the mask and pending signals pass through exec), and stop
+        // now if one came since the engine loop ended.
+        stop_signals(libc::SIG_BLOCK);
+        if stop_asked.load(Ordering::SeqCst) {
+            notify::notify("STOPPING=1");
+            tracing::info!("stopped (asked during the reload); bans stay in the kernel until their timeouts end");
+            return Ok(());
+        }
         let exe = std::env::current_exe().map_err(DaemonError::Reload)?;
         use std::os::unix::process::CommandExt;
         let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).exec();
@@ -299,8 +313,15 @@ fn spawn_watcher_thread(
     Ok(())
 }
 
-fn spawn_signal_thread(tx: SyncSender<Event>) -> Result<(), DaemonError> {
+/// Start the thread that turns signals into events; the flag it returns
+/// is set by the signal handler itself on SIGTERM or SIGINT, for the
+/// moment the engine loop no longer reads events (a reload's restart).
+fn spawn_signal_thread(tx: SyncSender<Event>) -> Result<Arc<AtomicBool>, DaemonError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let stop_asked = Arc::new(AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        signal_hook::flag::register(sig, stop_asked.clone())?;
+    }
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         for sig in signals.forever() {
@@ -313,5 +334,18 @@ fn spawn_signal_thread(tx: SyncSender<Event>) -> Result<(), DaemonError> {
             let _ = tx.send(event);
         }
     })?;
-    Ok(())
+    Ok(stop_asked)
+}
+
+/// Block or unblock (`how`) SIGTERM and SIGINT in the calling thread.
+fn stop_signals(how: libc::c_int) {
+    // SAFETY: a zeroed sigset_t is a valid argument to sigemptyset, which
+    // initialises it; pthread_sigmask only changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
 }
