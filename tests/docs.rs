@@ -9,3 +9,4 @@ mod consistency;
 mod keys;
 mod markdown;
 mod reference;
+mod rulesets;
