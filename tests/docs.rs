@@ -6,6 +6,7 @@
 //! JSON Schemas.
 
 mod consistency;
+mod grafana;
 mod keys;
 mod markdown;
 mod reference;
