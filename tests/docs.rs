@@ -6,6 +6,7 @@
 //! JSON Schemas.
 
 mod consistency;
+mod getting_started;
 mod grafana;
 mod keys;
 mod markdown;
