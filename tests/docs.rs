@@ -5,6 +5,7 @@
 //! `NFTBAN_WRITE_SCHEMAS=1 cargo test --test integration docs::`, like the
 //! JSON Schemas.
 
+mod asterisk;
 mod consistency;
 mod getting_started;
 mod grafana;
