@@ -6,6 +6,7 @@
 //! JSON Schemas.
 
 mod asterisk;
+mod claims;
 mod consistency;
 mod getting_started;
 mod grafana;

@@ -364,3 +364,38 @@ fn every_subcommand_and_flag_is_in_cli_md() {
         "what src/cli.rs has and docs/cli.md does not say"
     );
 }
+
+/// Every relative link of every page leads to a file of the repository.
+#[test]
+fn every_relative_link_exists() {
+    let mut broken = Vec::new();
+    let mut n = 0;
+    for page in pages() {
+        // Prose only: a regex in a code block or span may hold `](`.
+        let mut in_fence = false;
+        let mut text = String::new();
+        for line in read(&page).lines() {
+            if line.trim_start().starts_with("```") {
+                in_fence = !in_fence;
+            } else if !in_fence {
+                text.extend(line.split('`').step_by(2));
+                text.push('\n');
+            }
+        }
+        let dir = super::markdown::root().join(&page).parent().unwrap().to_path_buf();
+        for (i, _) in text.match_indices("](") {
+            let rest = &text[i + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let target = rest[..end].split('#').next().unwrap();
+            if target.is_empty() || target.contains("://") || target.starts_with("mailto:") || target.contains(' ') {
+                continue;
+            }
+            n += 1;
+            if !dir.join(target).exists() {
+                broken.push(format!("{page}: ({target})"));
+            }
+        }
+    }
+    assert!(n > 30, "only {n} links found");
+    assert_eq!(broken, Vec::<String>::new(), "links to no file");
+}
