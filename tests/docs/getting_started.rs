@@ -25,11 +25,14 @@ use std::path::Path;
 use super::markdown::{blocks, read, root, Block};
 use crate::support::*;
 
-/// The marked shell blocks of the page, each with its marker's word.
-fn steps() -> Vec<(String, Block)> {
+/// The marked shell blocks of the page, each with its marker's word and
+/// the output the page shows after it (the `text` block that follows, if
+/// any).
+fn steps() -> Vec<(String, Block, Option<Block>)> {
     let page = read("docs/getting-started.md");
+    let all = blocks(&page);
     let mut out = Vec::new();
-    for b in blocks(&page) {
+    for (i, b) in all.iter().enumerate() {
         if b.lang != "sh" {
             continue;
         }
@@ -49,9 +52,26 @@ fn steps() -> Vec<(String, Block)> {
             "docs/getting-started.md:{}: marker {kind:?}",
             b.line
         );
-        out.push((kind, b));
+        let shown = all.get(i + 1).filter(|n| n.lang == "text").cloned();
+        out.push((kind, b.clone(), shown));
     }
     out
+}
+
+/// A line with its figures made alike (`59m57s left` and `59m58s left`,
+/// dates, counts): what the page shows is one run, the test another.
+fn alike(line: &str) -> String {
+    let mut out = String::new();
+    for c in line.chars() {
+        if c.is_ascii_digit() {
+            if !out.ends_with('0') {
+                out.push('0');
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out.trim_end().to_string()
 }
 
 /// The one script: the private mounts, then each step between markers in
@@ -69,7 +89,7 @@ fn script(work: &Path) -> String {
         work = work.display(),
         bin = bin.display(),
     );
-    for (i, (kind, b)) in steps().iter().enumerate() {
+    for (i, (kind, b, _)) in steps().iter().enumerate() {
         let body = match kind.as_str() {
             "run" => b.text.clone(),
             "install" => format!(
@@ -96,13 +116,13 @@ fn script(work: &Path) -> String {
 #[test]
 fn getting_started_has_the_steps_it_promises() {
     let steps = steps();
-    let kinds: Vec<&str> = steps.iter().map(|(k, _)| k.as_str()).collect();
+    let kinds: Vec<&str> = steps.iter().map(|(k, _, _)| k.as_str()).collect();
     assert_eq!(kinds.iter().filter(|k| **k == "install").count(), 1, "{kinds:?}");
     assert_eq!(kinds.iter().filter(|k| **k == "start").count(), 1, "{kinds:?}");
     let run: String = steps
         .iter()
-        .filter(|(k, _)| k == "run")
-        .map(|(_, b)| b.text.as_str())
+        .filter(|(k, _, _)| k == "run")
+        .map(|(_, b, _)| b.text.as_str())
         .collect();
     for needed in [
         "/etc/nftban/nftban.yaml",
@@ -136,7 +156,7 @@ fn getting_started_ends_with_a_kernel_ban() {
     let all = format!("{out}\n--- stderr:\n{}", stderr(&o));
     let steps = steps();
     let mut banned_seen = false;
-    for (i, (kind, b)) in steps.iter().enumerate() {
+    for (i, (kind, b, shown)) in steps.iter().enumerate() {
         if kind == "not run" {
             continue;
         }
@@ -156,6 +176,22 @@ fn getting_started_ends_with_a_kernel_ban() {
             b.line
         );
         let said = &text[..end];
+        // What the page shows after the step is what it printed (figures
+        // aside), line by line, in order.
+        if let Some(shown) = shown {
+            let printed: Vec<String> = said.lines().map(alike).collect();
+            let mut at = 0;
+            for line in shown.text.lines().filter(|l| *l != "...") {
+                let want = alike(line);
+                match printed[at..].iter().position(|p| *p == want) {
+                    Some(k) => at += k + 1,
+                    None => panic!(
+                        "docs/getting-started.md:{}: the page shows {line:?}; the step printed:\n{said}",
+                        shown.line
+                    ),
+                }
+            }
+        }
         if b.text.contains("nft list set inet nftban asterisk_v4") && !b.text.contains("unban") {
             assert!(
                 said.contains("203.0.113.7"),
