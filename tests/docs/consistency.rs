@@ -399,3 +399,87 @@ fn every_relative_link_exists() {
     assert!(n > 30, "only {n} links found");
     assert_eq!(broken, Vec::<String>::new(), "links to no file");
 }
+
+/// The defaults docs/config.md's tables give are the defaults: a config
+/// that sets a key to its documented default loads to the same `Config`
+/// as one that leaves it out. Rows whose default is words (`off`, `from
+/// defaults`, `the jail's`) are not values and are left out.
+#[test]
+fn documented_defaults_are_the_defaults() {
+    let text = read("docs/config.md");
+    // The jail reads a file, or the journal when the key set is `files`.
+    let jail = |key: &str| {
+        if key == "jails.NAME.files" {
+            "  j: {ruleset: sshd, journal: [_SYSTEMD_UNIT=ssh.service]"
+        } else {
+            "  j: {ruleset: sshd, files: [/var/log/auth.log]"
+        }
+    };
+    // (key, value) from each row: a cell of one backticked value per key.
+    let mut pairs = Vec::new();
+    let mut prefix = "";
+    for line in text.lines() {
+        if line.starts_with('#') {
+            prefix = if line.contains("`sip:`") { "sip." } else { "" };
+        }
+        let Some(cells) = row(line) else { continue };
+        if cells.len() < 3 || !cells[0].starts_with('`') {
+            continue;
+        }
+        let keys: Vec<&str> = cells[0].split(", ").map(|c| c.trim_matches('`')).collect();
+        let values: Vec<&str> = cells[1].split("`, `").map(|c| c.trim_matches('`')).collect();
+        let all_code = cells[1].starts_with('`') && cells[1].ends_with('`');
+        if !all_code || keys.len() != values.len() {
+            continue;
+        }
+        for (k, v) in keys.iter().zip(values) {
+            pairs.push((format!("{prefix}{k}"), v.to_string()));
+        }
+    }
+    // `sip.jail`'s `sip` names a jail nftban makes when there is none; set
+    // explicitly it must name one of the config's.
+    pairs.retain(|(k, _)| k != "sip.jail");
+    assert!(pairs.len() >= 20, "{pairs:?}");
+    let build = |key: &str, value: Option<&str>| -> String {
+        let mut top = String::from("sip: {}\n");
+        let mut jail_extra = String::new();
+        if let Some(v) = value {
+            let parts: Vec<&str> = key.split('.').collect();
+            match parts.as_slice() {
+                ["jails", "NAME", k] => jail_extra = format!(", {k}: {v}"),
+                [a] => top.push_str(&format!("{a}: {v}\n")),
+                ["sip", rest @ ..] => {
+                    let inner = rest
+                        .iter()
+                        .rev()
+                        .fold(v.to_string(), |acc, p| format!("{{{p}: {acc}}}"));
+                    top = format!("sip: {inner}\n");
+                }
+                [a, rest @ ..] => {
+                    let inner = rest
+                        .iter()
+                        .rev()
+                        .fold(v.to_string(), |acc, p| format!("{{{p}: {acc}}}"));
+                    top.push_str(&format!("{a}: {inner}\n"));
+                }
+                [] => unreachable!(),
+            }
+        }
+        format!("{top}jails:\n{}{jail_extra}}}\n", jail(key))
+    };
+    let base = |key: &str| format!("{:?}", load(&build(key, None)).unwrap());
+    let mut wrong = Vec::new();
+    for (key, value) in &pairs {
+        let yaml = build(key, Some(value));
+        match load(&yaml) {
+            Ok(c) if format!("{c:?}") == base(key) => {}
+            Ok(_) => wrong.push(format!("{key}: `{value}` is not the default")),
+            Err(e) => wrong.push(format!("{key}: `{value}` does not load: {e}")),
+        }
+    }
+    assert_eq!(
+        wrong,
+        Vec::<String>::new(),
+        "docs/config.md's defaults against the loader"
+    );
+}
