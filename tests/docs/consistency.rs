@@ -407,14 +407,6 @@ fn every_relative_link_exists() {
 #[test]
 fn documented_defaults_are_the_defaults() {
     let text = read("docs/config.md");
-    // The jail reads a file, or the journal when the key set is `files`.
-    let jail = |key: &str| {
-        if key == "jails.NAME.files" {
-            "  j: {ruleset: sshd, journal: [_SYSTEMD_UNIT=ssh.service]"
-        } else {
-            "  j: {ruleset: sshd, files: [/var/log/auth.log]"
-        }
-    };
     // (key, value) from each row: a cell of one backticked value per key.
     let mut pairs = Vec::new();
     let mut prefix = "";
@@ -440,46 +432,78 @@ fn documented_defaults_are_the_defaults() {
     // explicitly it must name one of the config's.
     pairs.retain(|(k, _)| k != "sip.jail");
     assert!(pairs.len() >= 20, "{pairs:?}");
-    let build = |key: &str, value: Option<&str>| -> String {
-        let mut top = String::from("sip: {}\n");
-        let mut jail_extra = String::new();
-        if let Some(v) = value {
-            let parts: Vec<&str> = key.split('.').collect();
-            match parts.as_slice() {
-                ["jails", "NAME", k] => jail_extra = format!(", {k}: {v}"),
-                [a] => top.push_str(&format!("{a}: {v}\n")),
-                ["sip", rest @ ..] => {
-                    let inner = rest
-                        .iter()
-                        .rev()
-                        .fold(v.to_string(), |acc, p| format!("{{{p}: {acc}}}"));
-                    top = format!("sip: {inner}\n");
-                }
-                [a, rest @ ..] => {
-                    let inner = rest
-                        .iter()
-                        .rev()
-                        .fold(v.to_string(), |acc, p| format!("{{{p}: {acc}}}"));
-                    top.push_str(&format!("{a}: {inner}\n"));
-                }
-                [] => unreachable!(),
-            }
-        }
-        format!("{top}jails:\n{}{jail_extra}}}\n", jail(key))
-    };
-    let base = |key: &str| format!("{:?}", load(&build(key, None)).unwrap());
-    let mut wrong = Vec::new();
-    for (key, value) in &pairs {
-        let yaml = build(key, Some(value));
-        match load(&yaml) {
-            Ok(c) if format!("{c:?}") == base(key) => {}
-            Ok(_) => wrong.push(format!("{key}: `{value}` is not the default")),
-            Err(e) => wrong.push(format!("{key}: `{value}` does not load: {e}")),
-        }
-    }
+    let wrong: Vec<String> = pairs.iter().filter_map(|(k, v)| is_the_default(k, v).err()).collect();
     assert_eq!(
         wrong,
         Vec::<String>::new(),
         "docs/config.md's defaults against the loader"
+    );
+}
+
+/// A config with `key` (`jails.NAME.x`, `sip.ports.udp`, ...) set to
+/// `value`, or left out: the SIP meter on, one jail `j`, which reads a
+/// file (the journal when the key is `files`).
+fn config_with(key: &str, value: Option<&str>) -> String {
+    let jail = if key == "jails.NAME.files" {
+        "  j: {ruleset: sshd, journal: [_SYSTEMD_UNIT=ssh.service]"
+    } else {
+        "  j: {ruleset: sshd, files: [/var/log/auth.log]"
+    };
+    let mut top = String::from("sip: {}\n");
+    let mut jail_extra = String::new();
+    if let Some(v) = value {
+        let parts: Vec<&str> = key.split('.').collect();
+        let nest = |rest: &[&str]| {
+            rest.iter()
+                .rev()
+                .fold(v.to_string(), |acc, p| format!("{{{p}: {acc}}}"))
+        };
+        match parts.as_slice() {
+            ["jails", "NAME", k] => jail_extra = format!(", {k}: {v}"),
+            [a] => top.push_str(&format!("{a}: {v}\n")),
+            ["sip", rest @ ..] => top = format!("sip: {}\n", nest(rest)),
+            [a, rest @ ..] => top.push_str(&format!("{a}: {}\n", nest(rest))),
+            [] => unreachable!(),
+        }
+    }
+    format!("{top}jails:\n{jail}{jail_extra}}}\n")
+}
+
+/// Whether setting `key` to `value` loads to the same `Config` as leaving
+/// it out.
+fn is_the_default(key: &str, value: &str) -> Result<(), String> {
+    let base = format!("{:?}", load(&config_with(key, None)).unwrap());
+    match load(&config_with(key, Some(value))) {
+        Ok(c) if format!("{c:?}") == base => Ok(()),
+        Ok(_) => Err(format!("{key}: `{value}` is not the default")),
+        Err(e) => Err(format!("{key}: `{value}` does not load: {e}")),
+    }
+}
+
+/// The defaults the config types' doc comments give, `(default X)` (the
+/// descriptions of docs/config.schema.json and docs/config-reference.md),
+/// are the loader's, where X is one value.
+#[test]
+fn defaults_in_the_doc_comments_are_the_defaults() {
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for k in keys() {
+        let Some((_, rest)) = k.description.split_once("(default ") else {
+            continue;
+        };
+        let value = rest.split(')').next().unwrap();
+        if value.contains(' ') || k.path == "sip.jail" || k.path.starts_with("jails.NAME.sip") {
+            continue; // words, not a value
+        }
+        checked += 1;
+        if let Err(e) = is_the_default(&k.path, value) {
+            wrong.push(e);
+        }
+    }
+    assert!(checked >= 8, "only {checked} defaults found in the doc comments");
+    assert_eq!(
+        wrong,
+        Vec::<String>::new(),
+        "src/config/file.rs's doc comments against the loader"
     );
 }
