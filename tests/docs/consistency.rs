@@ -507,3 +507,36 @@ fn defaults_in_the_doc_comments_are_the_defaults() {
         "src/config/file.rs's doc comments against the loader"
     );
 }
+
+/// A key written as YAML in backticks (`sip:`, `modes:`) anywhere in the
+/// docs is a key of the config or of a ruleset file.
+#[test]
+fn every_key_with_a_colon_the_pages_name_exists() {
+    let mut known: BTreeSet<String> = keys()
+        .into_iter()
+        .map(|k| k.path.rsplit('.').next().unwrap().to_string())
+        .collect();
+    let ruleset: serde_json::Value =
+        serde_json::from_str(&crate::schema::generate::<nftban::matcher::Ruleset>()).unwrap();
+    known.extend(ruleset["properties"].as_object().unwrap().keys().cloned());
+    let mut unknown = Vec::new();
+    let mut n = 0;
+    for page in pages() {
+        for span in code_spans(&read(&page)) {
+            let Some(word) = span.strip_suffix(':') else { continue };
+            if word.is_empty() || !word.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                continue;
+            }
+            n += 1;
+            if !known.contains(word) {
+                unknown.push(format!("{page}: `{span}`"));
+            }
+        }
+    }
+    assert!(n >= 20, "only {n} keys found");
+    assert_eq!(
+        unknown,
+        Vec::<String>::new(),
+        "keys named in the docs that neither the config nor a ruleset has"
+    );
+}
