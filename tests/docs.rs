@@ -14,3 +14,4 @@ mod keys;
 mod markdown;
 mod reference;
 mod rulesets;
+mod session;
