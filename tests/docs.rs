@@ -15,3 +15,4 @@ mod markdown;
 mod reference;
 mod rulesets;
 mod session;
+mod troubleshooting;
