@@ -491,9 +491,15 @@ fn defaults_in_the_doc_comments_are_the_defaults() {
         let Some((_, rest)) = k.description.split_once("(default ") else {
             continue;
         };
-        let value = rest.split(')').next().unwrap();
+        let value = rest.split(')').next().unwrap().trim_matches('`');
         if value.contains(' ') || k.path == "sip.jail" || k.path.starts_with("jails.NAME.sip") {
             continue; // words, not a value
+        }
+        // A section with keys of its own that must be given (a server to
+        // reach) cannot be written with this key alone.
+        let parent = k.path.rsplit_once('.').map_or("", |(p, _)| p);
+        if !parent.is_empty() && !parent.contains("NAME") && load(&config_with(parent, Some("{}"))).is_err() {
+            continue;
         }
         checked += 1;
         if let Err(e) = is_the_default(&k.path, value) {

@@ -159,3 +159,45 @@ fn alike_lines_differ_only_in_figures() {
     assert_eq!(alike("203.0.113.7 (59m57s left)"), alike("203.0.113.7 (59m58s left)"));
     assert_ne!(alike("Total failed: 3"), alike("Total failures: 3"));
 }
+
+/// `NFTBAN_WRITE_SCHEMAS=1`, as for the schemas and generated pages: the
+/// outputs a page shows are rewritten with what its steps print, so a
+/// change of output is one command away from the page. Blocks that leave
+/// lines out (`...`) are kept, and still compared.
+pub fn write_mode() -> bool {
+    std::env::var_os("NFTBAN_WRITE_SCHEMAS").is_some_and(|v| v == "1")
+}
+
+/// Whether a shown block may be rewritten: it shows the whole output.
+pub fn rewritable(shown: &Block) -> bool {
+    write_mode() && !shown.text.lines().any(|l| l.trim() == "...")
+}
+
+/// Replace the text of the blocks of `page` whose fences open on the
+/// given lines.
+pub fn rewrite(page: &str, edits: &[(usize, String)]) {
+    if edits.is_empty() {
+        return;
+    }
+    let path = super::markdown::root().join(page);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut edits = edits.to_vec();
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
+    for (fence, body) in edits {
+        // `fence` is 1-based: as a 0-based index it is the first line after it.
+        let start = fence;
+        let end = start
+            + lines[start..]
+                .iter()
+                .position(|l| l.trim_start().starts_with("```"))
+                .unwrap();
+        let new: Vec<String> = body
+            .trim_end_matches('\n')
+            .lines()
+            .map(|l| l.trim_end().to_string())
+            .collect();
+        lines.splice(start..end, new);
+    }
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+}
