@@ -7,6 +7,7 @@ mod support;
 mod cli;
 mod control;
 mod daemon;
+mod docs;
 mod e2e;
 mod faults;
 mod firewall;

@@ -296,8 +296,9 @@ pub struct JailConfig {
     pub max_tracked: Option<usize>,
     /// Ban a whole IPv6 prefix once enough of its addresses are banned.
     pub ipv6_escalation: Option<EscalationConfig>,
-    /// A mode of the ruleset (`aggressive` for sshd): its rules are added
-    /// to the base rules.
+    /// A mode of the ruleset (its `modes:`): its rules are added to the
+    /// base rules. No shipped ruleset has modes today (sshd's probe rules
+    /// are the ruleset `sshd-aggressive`).
     pub mode: Option<String>,
     /// The kernel meter for SIP floods, its bans in this jail (the keys of
     /// the top-level `sip:` but `jail`). One `sip:` per config.
