@@ -8,6 +8,7 @@ mod cli;
 mod control;
 mod daemon;
 mod e2e;
+mod events;
 mod faults;
 mod firewall;
 mod heal;

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod demo;
+pub mod events;
 pub mod test;
 
 use crate::cli::Command;
@@ -26,6 +27,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Reload(c) => client::reload(&c),
+        Command::Events { json, jail, config } => events::events(json, jail, &config),
         Command::Check(c) => {
             let path = config_path(c.config.as_deref());
             let config = Config::load(&path)?;

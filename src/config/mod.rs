@@ -27,7 +27,7 @@ use crate::sources::journal::MatchError;
 use crate::yaml::{locate_nearest, Located};
 pub use duration::{format_duration, parse_duration, Dur, DurationError};
 pub use file::{
-    DefaultsConfig, EscalationConfig, FileConfig, IncrementConfig, JailConfig, LogConfig, MetricsConfig,
+    DefaultsConfig, EscalationConfig, EventsConfig, FileConfig, IncrementConfig, JailConfig, LogConfig, MetricsConfig,
     NftablesConfig, RecidiveConfig, SipConfig, SipPorts,
 };
 pub use problem::Problem;
@@ -109,6 +109,8 @@ pub struct Config {
     pub jails: Vec<Jail>,
     pub recidive: Option<RecidiveConfig>,
     pub metrics: Option<MetricsConfig>,
+    /// Where ban events also go (`events:`); both off by default.
+    pub events: EventsConfig,
     /// The kernel meter for SIP floods (`sip:`), if on.
     pub sip: Option<SipSpec>,
     /// The meter's jail is none of `jails`: the daemon makes it (named
@@ -423,6 +425,7 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         jails,
         recidive,
         metrics: raw.metrics,
+        events: raw.events,
         sip,
         sip_implicit_jail,
     })
