@@ -1,9 +1,11 @@
 //! `nftban events` against the daemon in a private namespace: a ban from
 //! a failing log line, an unban by hand and an expiry, each read as it
 //! happens by `nftban events` (child processes on the control socket),
-//! and the same events in the `events: {file: ...}` JSON lines sink.
+//! and the same events in the `events:` sinks (a JSON lines file, a
+//! datagram socket).
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
@@ -84,7 +86,13 @@ fn events_follow_a_ban_from_the_log_line_to_unban_and_expiry() {
     let ns = NetNs::create("events").unwrap();
     let s = Setup::asterisk("");
     let file = s.dir.path().join("sink/events.jsonl");
-    s.top(&format!("events: {{file: {}}}", file.display()));
+    let siem = UnixDatagram::bind(s.dir.path().join("siem.sock")).unwrap();
+    siem.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.top(&format!(
+        "events: {{file: {}, socket: {}}}",
+        file.display(),
+        s.dir.path().join("siem.sock").display()
+    ));
     let d = Daemon::start(&ns, &s);
     let all = Follower::start(&s, &["--json"]);
     let manual = Follower::start(&s, &["--jail", "manual"]);
@@ -160,6 +168,15 @@ fn events_follow_a_ban_from_the_log_line_to_unban_and_expiry() {
     ]
     .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
     assert_eq!(kinds, want);
+    // And the datagram socket sink, one event per datagram.
+    let mut buf = [0u8; 4096];
+    let datagrams: Vec<_> = (0..4)
+        .map(|_| {
+            let n = siem.recv(&mut buf).expect("an event datagram within 30s");
+            what(&json(std::str::from_utf8(&buf[..n]).unwrap()))
+        })
+        .collect();
+    assert_eq!(datagrams, want);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
@@ -222,4 +239,29 @@ fn events_go_on_after_a_reload() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(d.stop());
+}
+
+/// `check` says where ban events go; a typo under `events:` is an error
+/// at its line and key (no daemon, no root).
+#[test]
+fn check_says_where_ban_events_go_and_refuses_unknown_keys() {
+    let s = Setup::asterisk("");
+    s.top("events: {file: /var/log/nftban/events.jsonl, socket: /run/siem/nftban.sock}");
+    let o = s.cli(&["check"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(
+            "ban events: JSON lines to the file /var/log/nftban/events.jsonl and the socket /run/siem/nftban.sock"
+        ),
+        "{}",
+        stdout(&o)
+    );
+    s.top("events: {files: /tmp/events.jsonl}");
+    let o = s.cli(&["check"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("{}:1:", s.config.display())) && err.contains("events: unknown field `files`"),
+        "{err}"
+    );
 }

@@ -63,6 +63,13 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
             if let Some(m) = &config.metrics {
                 println!("metrics: http://{}/metrics (Prometheus)", m.listen);
             }
+            let sinks: Vec<String> = [("the file", &config.events.file), ("the socket", &config.events.socket)]
+                .into_iter()
+                .filter_map(|(what, p)| Some(format!("{what} {}", p.as_ref()?.display())))
+                .collect();
+            if !sinks.is_empty() {
+                println!("ban events: JSON lines to {}", sinks.join(" and "));
+            }
             for j in &config.jails {
                 println!(
                     "jail {}: ruleset {}{}, {} file(s){}, ban after {} failures within {} for {}",

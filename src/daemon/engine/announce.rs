@@ -10,6 +10,7 @@
 //! deleted them are not events: they were told when they were made.
 //! Nothing is built while nobody listens.
 
+use std::collections::HashSet;
 use std::time::SystemTime;
 
 use ipnet::IpNet;
@@ -48,9 +49,11 @@ impl Engine {
         if !self.events.listened() {
             return;
         }
+        // A set, so that a batch the kernel refused whole stays linear.
+        let refused: HashSet<(&str, IpNet)> = refused.iter().map(|(r, _)| (r.jail.as_str(), r.net)).collect();
         let mut rule: Option<(String, String)> = None;
         for ban in bans {
-            if refused.iter().any(|(r, _)| r.jail == ban.jail && r.net == ban.net) {
+            if refused.contains(&(ban.jail.as_str(), ban.net)) {
                 continue;
             }
             let why = match how {
