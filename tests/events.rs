@@ -264,4 +264,12 @@ fn check_says_where_ban_events_go_and_refuses_unknown_keys() {
         err.contains(&format!("{}:1:", s.config.display())) && err.contains("events: unknown field `files`"),
         "{err}"
     );
+    s.top("events: {file: events.jsonl}");
+    let o = s.cli(&["check"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("events.file: `events.jsonl` must be an absolute path"),
+        "{err}"
+    );
 }

@@ -234,6 +234,13 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
     if !["error", "warn", "info", "debug", "trace"].contains(&raw.log.level.as_str()) {
         return Err(err(&["log", "level"], Problem::LogLevel(raw.log.level.clone())));
     }
+    // The daemon runs from `/` under systemd: a relative path would land
+    // wherever it was started.
+    for (key, path) in [("file", &raw.events.file), ("socket", &raw.events.socket)] {
+        if let Some(p) = path.as_ref().filter(|p| !p.is_absolute()) {
+            return Err(err(&["events", key], Problem::RelativeFile(p.clone())));
+        }
+    }
     if !valid_jail_name(&raw.nftables.table) {
         return Err(err(
             &["nftables", "table"],
