@@ -111,4 +111,33 @@ pub enum Command {
     /// Show nftban at work in private network namespaces (needs root): Asterisk
     /// attack lines in, the attacker's packets dropped, then unbanned
     Demo,
+    /// Delete nftban's table (every ban, and the SIP meter) from the kernel;
+    /// refused while the daemon runs. The Debian package runs it on removal
+    Teardown(ConfigArg),
+    /// Write the man pages or a shell completion script (for packagers).
+    ///
+    /// A subcommand rather than a build.rs: the pages and scripts come from
+    /// the very `Cli` the shipped binary parses with, and a build script
+    /// could only write them into Cargo's hashed OUT_DIR, where cargo-deb's
+    /// fixed asset paths cannot find them.
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
+}
+
+/// What `nftban generate` writes.
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// One man page per command into DIR: nftban.1, nftban-status.1, ...
+    Man {
+        /// Folder to write the pages into (created if missing)
+        dir: PathBuf,
+    },
+    /// The completion script of SHELL, on stdout
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
 }

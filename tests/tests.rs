@@ -15,6 +15,7 @@ mod heal;
 mod hostile;
 mod hostile_input;
 mod logging;
+mod package;
 mod policy;
 mod schema;
 mod sip;

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod demo;
 pub mod events;
+pub mod generate;
 pub mod test;
 
 use crate::cli::Command;
@@ -157,6 +158,34 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
             },
         ),
         Command::Demo => demo::run(),
+        Command::Teardown(c) => teardown(&c),
+        Command::Generate { what } => generate::run(what),
+    }
+}
+
+/// `nftban teardown`: the table named in the config deleted from the kernel
+/// (exit 0), or none there (exit 1). A running daemon would put it straight
+/// back (it heals deletions by other tools) and would then believe bans the
+/// kernel no longer holds: while its socket answers, nothing is deleted.
+fn teardown(c: &crate::cli::ConfigArg) -> anyhow::Result<u8> {
+    let path = config_path(c.config.as_deref());
+    let config = Config::load(&path)?;
+    if std::os::unix::net::UnixStream::connect(&config.socket).is_ok() {
+        anyhow::bail!(
+            "the daemon is running (it answers on {}): stop it first (systemctl stop nftban), \
+             or it would create table inet {} again",
+            config.socket.display(),
+            config.table_spec().table
+        );
+    }
+    let table = config.table_spec().table;
+    let mut firewall = crate::firewall::netlink::Netlink::open()?;
+    if firewall.remove_table(&table)? {
+        println!("table inet {table} deleted");
+        Ok(0)
+    } else {
+        println!("table inet {table} is not there");
+        Ok(1)
     }
 }
 

@@ -47,6 +47,14 @@ pub(super) fn new_table(table: &str) -> Op {
     Op::new(msg, NLM_F_CREATE, format!("create {}", describe_table(table)))
 }
 
+/// Delete the table and everything in it (`nftban teardown`).
+pub(super) fn del_table(table: &str) -> Op {
+    let msg = NfTablesMessage::DeleteTable(TableMessage {
+        attributes: vec![TableAttribute::Name(table.into())],
+    });
+    Op::new(msg, 0, format!("delete {}", describe_table(table)))
+}
+
 /// Create the set unless it exists (no `NLM_F_EXCL`: an existing set keeps
 /// its elements). `id` names the set within the batch; the kernel wants one
 /// (EINVAL without it), unique in the batch.

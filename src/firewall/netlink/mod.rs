@@ -13,6 +13,7 @@ mod dump;
 mod expr;
 mod messages;
 pub mod monitor;
+mod remove;
 mod sip;
 mod socket;
 #[cfg(test)]
