@@ -180,7 +180,12 @@ fn events_follow_a_ban_from_the_log_line_to_unban_and_expiry() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+    // A ban just before a stop is in the file once the daemon is gone.
+    s.cli_ok(&["ban", "192.0.2.50"]);
     assert!(d.stop());
+    let text = std::fs::read_to_string(&file).unwrap();
+    let last = what(&json(text.lines().last().unwrap()));
+    assert_eq!(last, ("ban".into(), "manual".into(), "192.0.2.50".into()), "{text}");
 }
 
 /// An unknown jail is refused with the list of jails; a daemon that is not

@@ -127,7 +127,7 @@ pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> Result<(), Daemon
     }
     wait_for_sources(&sources);
     let answering = Arc::new(AtomicBool::new(false));
-    spawn_event_sinks(&config.events, &hub)?;
+    let sinks = spawn_event_sinks(&config.events, &hub)?;
     spawn_control_thread(&server, tx.clone(), answering.clone(), hub.clone())?;
     if let Some(m) = config.metrics {
         spawn_metrics_thread(m.listen, tx.clone())?;
@@ -141,6 +141,12 @@ pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> Result<(), Daemon
     notify::notify(&format!("READY=1\nSTATUS=watching {} jail(s)", config.jails.len()));
     let exit = events::run(&mut engine, rx, &config, &answering);
     stop.store(true, Ordering::Relaxed);
+    // The last events reach the sinks; `nftban events` clients see the
+    // connection end (and, for a reload, connect again).
+    hub.close();
+    if let Some(sinks) = sinks {
+        sinks.finish(Duration::from_secs(2));
+    }
     drop(server);
     if exit == Exit::Reload {
         // The new config was checked. Start over in this same process (same
@@ -276,7 +282,10 @@ fn spawn_control_thread(
 
 /// The sinks of `events:` (a JSON lines file, a Unix socket), if any, on
 /// a thread of their own.
-fn spawn_event_sinks(config: &crate::config::EventsConfig, hub: &Hub) -> Result<(), DaemonError> {
+fn spawn_event_sinks(
+    config: &crate::config::EventsConfig,
+    hub: &Hub,
+) -> Result<Option<crate::events::sink::Writer>, DaemonError> {
     use crate::events::sink::{FileSink, Sink, SocketSink};
     let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
     if let Some(file) = &config.file {
@@ -286,16 +295,16 @@ fn spawn_event_sinks(config: &crate::config::EventsConfig, hub: &Hub) -> Result<
         sinks.push(Box::new(SocketSink::new(socket.clone())));
     }
     if sinks.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let names: Vec<String> = sinks.iter().map(|s| s.name()).collect();
     // The hub's cap is for clients: the sinks' subscription comes first.
     let sub = hub
         .subscribe(None)
         .map_err(|e| DaemonError::Threads(std::io::Error::other(e)))?;
-    crate::events::sink::spawn(sub, sinks)?;
+    let writer = crate::events::sink::spawn(sub, sinks)?;
     tracing::info!("ban events go to {}", names.join(" and "));
-    Ok(())
+    Ok(Some(writer))
 }
 
 fn spawn_metrics_thread(listen: std::net::SocketAddr, tx: SyncSender<Event>) -> Result<(), DaemonError> {

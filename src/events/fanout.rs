@@ -10,7 +10,7 @@
 //! dropped at the next publish. The engine asks [`Hub::listened`] first,
 //! so that without subscribers no event is even built.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -36,6 +36,8 @@ struct Inner {
     count: AtomicUsize,
     queue: usize,
     most: usize,
+    /// [`Hub::close`] was called.
+    closed: AtomicBool,
 }
 
 /// The engine's end: cheap to clone, every clone the same hub.
@@ -71,6 +73,7 @@ impl Hub {
                 count: AtomicUsize::new(0),
                 queue: queue.max(1),
                 most,
+                closed: AtomicBool::new(false),
             }),
         }
     }
@@ -88,6 +91,10 @@ impl Hub {
         }
         let (tx, rx) = mpsc::sync_channel(self.inner.queue);
         let lost = Arc::new(Mutex::new(0));
+        if self.inner.closed.load(Ordering::Relaxed) {
+            // Its sender dropped here: it reads the end.
+            return Ok(Subscription { rx, lost, held: None });
+        }
         subs.push(Sub {
             tx,
             jail,
@@ -95,6 +102,17 @@ impl Hub {
         });
         self.inner.count.store(subs.len(), Ordering::Relaxed);
         Ok(Subscription { rx, lost, held: None })
+    }
+
+    /// No more events: every subscriber reads what is queued for it, then
+    /// the end ([`Next::Closed`]); later subscriptions get the end at once.
+    /// The daemon closes its hub when it stops, so that the sinks write
+    /// the last events before the process ends.
+    pub fn close(&self) {
+        let mut subs = self.inner.subs.lock().unwrap_or_else(|e| e.into_inner());
+        subs.clear();
+        self.inner.closed.store(true, Ordering::Relaxed);
+        self.inner.count.store(0, Ordering::Relaxed);
     }
 
     /// Hand `event` to every subscriber that wants it, waiting for none.
@@ -265,6 +283,23 @@ mod tests {
         drop(a);
         hub.publish(ban(1));
         assert!(hub.subscribe(None).is_ok());
+    }
+
+    /// Closed, the hub lets each subscriber read what was queued for it,
+    /// then the end; a subscription after that reads the end at once.
+    #[test]
+    fn a_closed_hub_delivers_what_was_queued_then_the_end() {
+        let hub = Hub::default();
+        let mut sub = hub.subscribe(None).unwrap();
+        hub.publish(ban(1));
+        hub.publish(ban(2));
+        hub.close();
+        hub.publish(ban(3));
+        assert!(!hub.listened());
+        assert_eq!(drain(&mut sub), ["192.0.2.1", "192.0.2.2"]);
+        assert_eq!(sub.next(Duration::from_secs(5)), Next::Closed);
+        let mut late = hub.subscribe(None).unwrap();
+        assert_eq!(late.next(Duration::from_secs(5)), Next::Closed);
     }
 
     /// The hub gone, a subscriber reads the end, not an endless wait.
