@@ -129,7 +129,9 @@ fn client_without_daemon_explains() {
 fn help_lists_the_commands() {
     let o = run(nftban().arg("--help"));
     let out = stdout(&o);
-    for cmd in ["run", "status", "ban", "unban", "test", "check", "ruleset", "demo"] {
+    for cmd in [
+        "run", "status", "ban", "unban", "events", "test", "check", "ruleset", "demo",
+    ] {
         assert!(out.contains(&format!("  {cmd} ")), "--help lacks {cmd}:\n{out}");
     }
 }

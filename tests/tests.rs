@@ -9,6 +9,7 @@ mod control;
 mod daemon;
 mod docs;
 mod e2e;
+mod events;
 mod faults;
 mod firewall;
 mod heal;

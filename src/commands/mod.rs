@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod demo;
+pub mod events;
 pub mod generate;
 pub mod test;
 
@@ -27,6 +28,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Reload(c) => client::reload(&c),
+        Command::Events { json, jail, config } => events::events(json, jail, &config),
         Command::Check(c) => {
             let path = config_path(c.config.as_deref());
             let config = Config::load(&path)?;
@@ -61,6 +63,13 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
             println!("ban history: {} (writable)", config.database.display());
             if let Some(m) = &config.metrics {
                 println!("metrics: http://{}/metrics (Prometheus)", m.listen);
+            }
+            let sinks: Vec<String> = [("the file", &config.events.file), ("the socket", &config.events.socket)]
+                .into_iter()
+                .filter_map(|(what, p)| Some(format!("{what} {}", p.as_ref()?.display())))
+                .collect();
+            if !sinks.is_empty() {
+                println!("ban events: JSON lines to {}", sinks.join(" and "));
             }
             for j in &config.jails {
                 println!(
