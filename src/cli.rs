@@ -16,7 +16,7 @@ and bans offenders by putting them into nftables sets, each element with its own
 Bans live in the kernel: they expire there even if nftban is stopped, and survive its restart.\n\n\
 Start with `nftban demo` (as root) to see it work in a private network namespace.",
     after_help = "Exit codes: 0 done, 1 nothing done or nothing found, 2 error.\n\
-Client commands (status, ban, unban) find the daemon's socket from --config, $NFTBAN_CONFIG, or /etc/nftban/nftban.yaml."
+Client commands (status, ban, unban, events) find the daemon's socket from --config, $NFTBAN_CONFIG, or /etc/nftban/nftban.yaml."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -83,6 +83,17 @@ pub enum Command {
         /// Print each request's answer as one line of JSON (docs/cli.md)
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Follow bans, unbans and expiries as they happen, until interrupted
+    Events {
+        /// Print one JSON object per line (stable field names, see docs/cli.md)
+        #[arg(long)]
+        json: bool,
+        /// Only this jail's events
+        #[arg(long, short = 'j')]
+        jail: Option<String>,
         #[command(flatten)]
         config: ConfigArg,
     },

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod control;
 pub mod daemon;
+mod events;
 pub mod firewall;
 #[cfg(test)]
 mod fuzz;

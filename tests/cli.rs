@@ -129,7 +129,9 @@ fn client_without_daemon_explains() {
 fn help_lists_the_commands() {
     let o = run(nftban().arg("--help"));
     let out = stdout(&o);
-    for cmd in ["run", "status", "ban", "unban", "test", "check", "ruleset", "demo"] {
+    for cmd in [
+        "run", "status", "ban", "unban", "events", "test", "check", "ruleset", "demo",
+    ] {
         assert!(out.contains(&format!("  {cmd} ")), "--help lacks {cmd}:\n{out}");
     }
 }
@@ -341,6 +343,9 @@ fn test_shows_no_progress_without_a_terminal_or_with_json() {
 /// test's database and socket: outside the folders the shipped unit lets
 /// the daemon write, they are always warned about (see the next test).
 fn warnings(o: &std::process::Output) -> Vec<String> {
+    for w in stderr(o).lines().filter(|l| l.starts_with("nftban: warning: ")) {
+        assert!(!w.contains("  "), "a run of spaces from a wrapped literal: {w}");
+    }
     stderr(o)
         .lines()
         .filter_map(|l| l.strip_prefix("nftban: warning: "))
@@ -357,6 +362,7 @@ fn check_summarises_every_section_and_warns_of_nothing_when_all_is_well() {
     s.top("recidive: {findtime: 1d, maxretry: 3, bantime: 1w}");
     s.top("metrics: {listen: \"127.0.0.1:9477\"}");
     s.top("sip: {}");
+    s.top("events: {file: /var/log/nftban/events.jsonl}");
     std::fs::write(
         &s.config,
         std::fs::read_to_string(&s.config).unwrap()
@@ -391,6 +397,7 @@ fn check_summarises_every_section_and_warns_of_nothing_when_all_is_well() {
         "\njail asterisk: ruleset asterisk, 1 file(s), ban after 3 failures within 10m for 1h\n",
         "\njail sshd: ruleset sshd, 0 file(s), 2 journal match(es), ban after 3 failures within 10m for 1h\n  journal: _SYSTEMD_UNIT=ssh.service _COMM=sshd\n",
         "\nsip kernel meter: UDP 5060",
+        "\nban events: JSON lines to the file /var/log/nftban/events.jsonl\n",
     ] {
         assert!(out.contains(want), "missing `{want}` in:\n{out}");
     }

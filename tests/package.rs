@@ -264,7 +264,7 @@ systemctl is-active nftban >"$r/active-removed"
 nft list tables >"$r/tables-removed" 2>&1
 ls -d /var/lib/nftban >"$r/state-removed" 2>&1
 dpkg -P nftban >"$r/purge" 2>&1; echo $? >"$r/purge.rc"
-for p in /var/lib/nftban /run/nftban /etc/nftban; do [ -e "$p" ] && echo "$p"; done >"$r/left"
+for p in /var/lib/nftban /run/nftban /var/log/nftban /etc/nftban; do [ -e "$p" ] && echo "$p"; done >"$r/left"
 journalctl -b --no-pager >"$r/journal" 2>&1
 touch "$r/done"
 systemctl --no-block poweroff

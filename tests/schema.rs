@@ -33,7 +33,7 @@ fn unwrap_descriptions(schema: &mut Schema) {
 }
 
 /// The schema of `T` as the file holds it (draft 2020-12, pretty-printed).
-fn generate<T: JsonSchema>() -> String {
+pub(crate) fn generate<T: JsonSchema>() -> String {
     let schema = SchemaSettings::draft2020_12()
         .with_transform(unwrap_descriptions)
         .into_generator()

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod client;
 pub mod demo;
+pub mod events;
 pub mod generate;
 pub mod status;
 pub mod test;
@@ -30,6 +31,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
         }
         Command::Reload { config, json } => client::reload(json, &config),
         Command::Check { config, json } => check::run(&config, json),
+        Command::Events { json, jail, config } => events::events(json, jail, &config),
         Command::Ruleset(c) => {
             let config = Config::load(&config_path(c.config.as_deref()))?;
             print!("{}", render_ruleset(&config.table_spec()));

@@ -51,6 +51,10 @@ pub struct FileConfig {
     pub recidive: Option<RecidiveConfig>,
     /// Prometheus endpoint; off unless given.
     pub metrics: Option<MetricsConfig>,
+    /// Every ban, unban and expiry as JSON lines to a file and/or a Unix
+    /// socket, for SIEMs and chat-ops (the events of `nftban events`).
+    #[serde(default)]
+    pub events: EventsConfig,
     /// SIP floods stopped in the kernel: per-source meters whose offenders
     /// the kernel itself bans (docs/config.md, `sip:`). `sip: {}` turns it
     /// on with the defaults.
@@ -255,6 +259,22 @@ pub struct MetricsConfig {
     pub listen: std::net::SocketAddr,
 }
 
+/// `events:` — where the daemon also writes every ban, unban and expiry,
+/// one JSON object each (the `nftban events --json` format, docs/cli.md).
+/// A sink that fails is logged and tried again at the next event; it never
+/// stops the daemon nor holds its bans.
+#[derive(Debug, Deserialize, Clone, Default, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// A file the events are appended to as JSON lines, created with mode
+    /// 0600 (its folder 0700), e.g. `/var/log/nftban/events.jsonl`; opened
+    /// again when rotation moves it away.
+    pub file: Option<PathBuf>,
+    /// A Unix socket the events are sent to: a datagram socket gets one
+    /// JSON object per datagram, a stream socket JSON lines.
+    pub socket: Option<PathBuf>,
+}
+
 /// One jail: which lines (ruleset) from where (files, journal, stdin), and
 /// when to ban. Unset values come from `defaults`.
 #[derive(Debug, Deserialize, Clone, JsonSchema)]
@@ -296,8 +316,9 @@ pub struct JailConfig {
     pub max_tracked: Option<usize>,
     /// Ban a whole IPv6 prefix once enough of its addresses are banned.
     pub ipv6_escalation: Option<EscalationConfig>,
-    /// A mode of the ruleset (`aggressive` for sshd): its rules are added
-    /// to the base rules.
+    /// A mode of the ruleset (its `modes:`): its rules are added to the
+    /// base rules. No shipped ruleset has modes today (sshd's probe rules
+    /// are the ruleset `sshd-aggressive`).
     pub mode: Option<String>,
     /// The kernel meter for SIP floods, its bans in this jail (the keys of
     /// the top-level `sip:` but `jail`). One `sip:` per config.

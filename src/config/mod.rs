@@ -27,7 +27,7 @@ use crate::sources::journal::MatchError;
 use crate::yaml::{locate_nearest, Located};
 pub use duration::{format_duration, parse_duration, Dur, DurationError};
 pub use file::{
-    DefaultsConfig, EscalationConfig, FileConfig, IncrementConfig, JailConfig, LogConfig, MetricsConfig,
+    DefaultsConfig, EscalationConfig, EventsConfig, FileConfig, IncrementConfig, JailConfig, LogConfig, MetricsConfig,
     NftablesConfig, RecidiveConfig, SipConfig, SipPorts,
 };
 pub use problem::Problem;
@@ -109,6 +109,8 @@ pub struct Config {
     pub jails: Vec<Jail>,
     pub recidive: Option<RecidiveConfig>,
     pub metrics: Option<MetricsConfig>,
+    /// Where ban events also go (`events:`); both off by default.
+    pub events: EventsConfig,
     /// The kernel meter for SIP floods (`sip:`), if on.
     pub sip: Option<SipSpec>,
     /// The meter's jail is none of `jails`: the daemon makes it (named
@@ -231,6 +233,13 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
     }
     if !["error", "warn", "info", "debug", "trace"].contains(&raw.log.level.as_str()) {
         return Err(err(&["log", "level"], Problem::LogLevel(raw.log.level.clone())));
+    }
+    // The daemon runs from `/` under systemd: a relative path would land
+    // wherever it was started.
+    for (key, path) in [("file", &raw.events.file), ("socket", &raw.events.socket)] {
+        if let Some(p) = path.as_ref().filter(|p| !p.is_absolute()) {
+            return Err(err(&["events", key], Problem::RelativeFile(p.clone())));
+        }
     }
     if !valid_jail_name(&raw.nftables.table) {
         return Err(err(
@@ -423,6 +432,7 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         jails,
         recidive,
         metrics: raw.metrics,
+        events: raw.events,
         sip,
         sip_implicit_jail,
     })

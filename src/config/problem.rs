@@ -87,7 +87,7 @@ pub enum Problem {
     /// A jail with neither files, journal nor stdin.
     #[error("no source; give `files` (or `journal`, or `stdin: true`)")]
     NoSource,
-    /// A relative path in `files`.
+    /// A relative path in `files`, `events.file` or `events.socket`.
     #[error("`{}` must be an absolute path", .0.display())]
     RelativeFile(PathBuf),
     /// A wildcard in a folder of a `files` pattern.

@@ -61,3 +61,32 @@ pub fn call(socket: &Path, request: &Request) -> Result<Response, ClientError> {
         error,
     })
 }
+
+/// Subscribe with `request` (`events`): the daemon's answer, and, if it is
+/// `ok`, the connection to read the events from, one JSON line each.
+pub fn subscribe(socket: &Path, request: &Request) -> Result<(Response, BufReader<UnixStream>), ClientError> {
+    let io = |error| ClientError::Io {
+        socket: socket.to_path_buf(),
+        error,
+    };
+    let mut line = serde_json::to_vec(request).unwrap_or_default();
+    line.push(b'\n');
+    let mut stream = UnixStream::connect(socket).map_err(|error| ClientError::Unreachable {
+        socket: socket.to_path_buf(),
+        error,
+    })?;
+    stream.write_all(&line).map_err(io)?;
+    let mut reader = BufReader::new(stream);
+    let mut answer = String::new();
+    reader.read_line(&mut answer).map_err(io)?;
+    if answer.is_empty() {
+        return Err(ClientError::NoAnswer {
+            socket: socket.to_path_buf(),
+        });
+    }
+    let response = serde_json::from_str(&answer).map_err(|error| ClientError::BadAnswer {
+        socket: socket.to_path_buf(),
+        error,
+    })?;
+    Ok((response, reader))
+}

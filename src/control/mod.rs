@@ -6,6 +6,7 @@ mod line;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
+mod subscriber;
 
 pub use protocol::{Request, Response};
 

@@ -34,6 +34,13 @@ pub enum Request {
     Unban { addrs: Vec<String>, jail: Option<String> },
     /// Re-read the config; refused with its error if it is bad.
     Reload,
+    /// Follow bans, unbans and expiries (of one jail, or all): the answer
+    /// (`data`: `{"events": 1}`, the format's version, or an error such as
+    /// an unknown jail) is followed by one event per line for as long as
+    /// the client stays (docs/cli.md, "nftban events"). The connection is
+    /// not cut by the answer deadline; a client that reads too slowly
+    /// loses events and reads a `lost` event saying how many.
+    Events { jail: Option<String> },
 }
 
 fn is_false(b: &bool) -> bool {
@@ -120,5 +127,19 @@ mod tests {
         let limit = crate::control::server::Limits::DEFAULT.request_bytes;
         assert!(line.len() < limit / 2 + limit / 20, "{} of {limit}", line.len());
         assert_eq!(line.len(), 540_103);
+    }
+
+    /// The subscription as it goes over the socket.
+    #[test]
+    fn events_request_on_the_wire() {
+        let req = Request::Events {
+            jail: Some("sshd".into()),
+        };
+        let text = serde_json::to_string(&req).unwrap();
+        assert_eq!(text, r#"{"cmd":"events","jail":"sshd"}"#);
+        assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), req);
+        let all: Request = serde_json::from_str(r#"{"cmd":"events"}"#).unwrap();
+        assert_eq!(all, Request::Events { jail: None });
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"events","follow":true}"#).is_err());
     }
 }

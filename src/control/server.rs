@@ -17,6 +17,9 @@
 //! of all requests held at once, a deadline for taking its answer, and the
 //! number of clients served at once, past which a new one is answered
 //! "busy" and closed.
+//!
+//! One request is answered with more than one line: `events`, whose
+//! answer is followed by the events as they happen ([`subscriber`](super::subscriber)).
 
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -28,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use super::line::{parse, read_line, write_before, Budget, Unreadable};
 use super::{Request, Response};
+use crate::events::{Hub, Subscription};
 
 /// Why the control socket cannot be bound. Each names the path.
 #[derive(Debug, thiserror::Error)]
@@ -262,6 +266,8 @@ struct Shared<H> {
     budget: Budget,
     /// Connections being served.
     open: AtomicUsize,
+    /// Where `events` subscribers subscribe.
+    hub: Hub,
 }
 
 /// A connection's place among [`Limits::clients`], given back on drop.
@@ -277,7 +283,8 @@ impl<H> Drop for Slot<H> {
 /// `limits`; `handle` answers each request (the daemon's hands it to the
 /// engine, which takes requests one at a time, in order). `answering` is
 /// true while some request's answer is not yet written (see [`InFlight`]).
-pub fn serve<H>(listener: UnixListener, limits: Limits, answering: Arc<AtomicBool>, handle: H)
+/// `events` requests subscribe to `hub`.
+pub fn serve<H>(listener: UnixListener, limits: Limits, answering: Arc<AtomicBool>, hub: Hub, handle: H)
 where
     H: Fn(Request) -> Response + Send + Sync + 'static,
 {
@@ -290,6 +297,7 @@ where
         },
         budget: Budget::new(limits.held_bytes),
         open: AtomicUsize::new(0),
+        hub,
     });
     let mut refused = Refused::default();
     for conn in listener.incoming() {
@@ -380,29 +388,49 @@ impl Refused {
 
 /// One client: read its request under the limits, have it answered, write
 /// the answer before the write deadline. Every line gets an answer line;
-/// only a broken connection gets none.
+/// only a broken connection gets none. A subscriber then gets its events.
 fn serve_client<H: Fn(Request) -> Response>(shared: &Shared<H>, stream: UnixStream) {
     let limits = &shared.limits;
     let line = read_line(&stream, limits.request_bytes, limits.read, &shared.budget);
     // The request's bytes stay counted until the answer is written, so
     // the budget also bounds requests waiting for the engine.
-    let (response, _answering) = match line.as_ref().map(|held| parse(held.bytes())) {
-        Ok(Ok(request)) => {
-            let answering = shared.in_flight.begin();
-            ((shared.handle)(request), Some(answering))
-        }
-        Ok(Err(bad)) => (Response::err(format!("bad request: {bad}")), None),
+    let (response, answering, subscription) = match line.as_ref().map(|held| parse(held.bytes())) {
+        Ok(Ok(request)) => answer(shared, request),
+        Ok(Err(bad)) => (Response::err(format!("bad request: {bad}")), None, None),
         Err(Unreadable::Io(e)) => {
             tracing::debug!(error = %e, "control connection broke before its request");
             return;
         }
-        Err(unreadable) => (Response::err(unreadable.to_string()), None),
+        Err(unreadable) => (Response::err(unreadable.to_string()), None, None),
     };
     let mut out = serde_json::to_vec(&response).unwrap_or_default();
     out.push(b'\n');
     if let Err(e) = write_before(&stream, &out, Instant::now() + limits.write) {
         tracing::debug!(error = %e, "control answer not delivered");
+        return;
     }
+    drop((answering, line));
+    if let Some(sub) = subscription.filter(|_| response.ok) {
+        super::subscriber::follow(&stream, sub);
+    }
+}
+
+/// Have `request` answered, counted among those [`InFlight`] until its
+/// answer is written. `events` subscribes first, so that no event after
+/// the answer is missed, and only then asks whether its jail exists.
+fn answer<'a, H: Fn(Request) -> Response>(
+    shared: &'a Shared<H>,
+    request: Request,
+) -> (Response, Option<Answering<'a>>, Option<Subscription>) {
+    let subscription = match &request {
+        Request::Events { jail } => match shared.hub.subscribe(jail.clone()) {
+            Ok(sub) => Some(sub),
+            Err(busy) => return (Response::err(busy.to_string()), None, None),
+        },
+        _ => None,
+    };
+    let answering = shared.in_flight.begin();
+    ((shared.handle)(request), Some(answering), subscription)
 }
 
 #[cfg(test)]
@@ -438,7 +466,7 @@ mod tests {
         let server = Server::bind(&path).unwrap();
         let listener = server.listener().unwrap();
         std::mem::forget(server);
-        std::thread::spawn(move || serve(listener, limits, answering, handle));
+        std::thread::spawn(move || serve(listener, limits, answering, Hub::default(), handle));
         (dir, path)
     }
 
@@ -708,10 +736,16 @@ mod tests {
         let server = Server::bind(&path).unwrap();
         let listener = server.listener().unwrap();
         std::thread::spawn(move || {
-            serve(listener, Limits::DEFAULT, Default::default(), |req| match req {
-                Request::Status { jail } => Response::ok(jail),
-                _ => Response::err("no"),
-            })
+            serve(
+                listener,
+                Limits::DEFAULT,
+                Default::default(),
+                Hub::default(),
+                |req| match req {
+                    Request::Status { jail } => Response::ok(jail),
+                    _ => Response::err("no"),
+                },
+            )
         });
         let r = crate::control::client::call(
             &path,

@@ -146,6 +146,16 @@ pub(super) fn answer(engine: &mut Engine, req: Request, now: SystemTime) -> Resp
             now,
         )),
         Request::Unban { addrs, jail } => Response::from_result(engine.unban(&addrs, jail.as_deref(), now)),
+        // The control server streams the events; the engine says whether
+        // the jail exists.
+        Request::Events { jail } => {
+            Response::from_result(
+                jail.map_or(Ok(()), |j| engine.knows_jail(&j))
+                    .map(|()| crate::events::Subscribed {
+                        events: crate::events::VERSION,
+                    }),
+            )
+        }
         // Handled by the loop, which restarts the daemon.
         Request::Reload => Response::err("reload is handled by the daemon loop"),
     }

@@ -28,6 +28,7 @@ use std::time::Duration;
 use crate::config::{format_duration, Config};
 use crate::control::server::{raise_open_files, serve, Limits, Server};
 use crate::control::{Request, Response};
+use crate::events::Hub;
 use crate::firewall::{Firewall, Watcher};
 use crate::sources::{Context, Saved, Source, SourceState, SourceStats};
 pub use engine::{Decision, Engine, RequestError, FORGET_INTERVAL};
@@ -101,7 +102,10 @@ pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> Result<(), Daemon
         tracing::error!(error = %e, "cannot read the SIP meter's caught sets: the kernel still bans floods, but nftban will not learn of those bans");
         None
     });
-    let mut engine = Engine::new(&config, firewall).with_store(store);
+    let hub = Hub::default();
+    let mut engine = Engine::new(&config, firewall)
+        .with_store(store)
+        .with_events(hub.clone());
     let restored = engine.start(&config).map_err(|source| DaemonError::Setup {
         table: config.table.clone(),
         source,
@@ -127,7 +131,8 @@ pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> Result<(), Daemon
     }
     wait_for_sources(&sources);
     let answering = Arc::new(AtomicBool::new(false));
-    spawn_control_thread(&server, tx.clone(), answering.clone())?;
+    let sinks = spawn_event_sinks(&config.events, &hub)?;
+    spawn_control_thread(&server, tx.clone(), answering.clone(), hub.clone())?;
     if let Some(m) = config.metrics {
         spawn_metrics_thread(m.listen, tx.clone())?;
     }
@@ -140,6 +145,12 @@ pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> Result<(), Daemon
     notify::notify(&format!("READY=1\nSTATUS=watching {} jail(s)", config.jails.len()));
     let exit = events::run(&mut engine, rx, &config, &answering);
     stop.store(true, Ordering::Relaxed);
+    // The last events reach the sinks; `nftban events` clients see the
+    // connection end (and, for a reload, connect again).
+    hub.close();
+    if let Some(sinks) = sinks {
+        sinks.finish(Duration::from_secs(2));
+    }
     drop(server);
     if exit == Exit::Reload {
         // The new config was checked. Start over in this same process (same
@@ -255,7 +266,12 @@ fn ask(tx: &SyncSender<Event>, req: Request) -> Response {
     rrx.recv().unwrap_or_else(|_| Response::err("the daemon is stopping"))
 }
 
-fn spawn_control_thread(server: &Server, tx: SyncSender<Event>, answering: Arc<AtomicBool>) -> Result<(), DaemonError> {
+fn spawn_control_thread(
+    server: &Server,
+    tx: SyncSender<Event>,
+    answering: Arc<AtomicBool>,
+    hub: Hub,
+) -> Result<(), DaemonError> {
     let listener = server.listener()?;
     // Every client the cap admits holds a descriptor.
     let open_files = match raise_open_files() {
@@ -274,8 +290,35 @@ fn spawn_control_thread(server: &Server, tx: SyncSender<Event>, answering: Arc<A
     tracing::info!("control socket serves up to {} clients at once", limits.clients);
     std::thread::Builder::new()
         .name("control".into())
-        .spawn(move || serve(listener, limits, answering, move |req| ask(&tx, req)))?;
+        .spawn(move || serve(listener, limits, answering, hub, move |req| ask(&tx, req)))?;
     Ok(())
+}
+
+/// The sinks of `events:` (a JSON lines file, a Unix socket), if any, on
+/// a thread of their own.
+fn spawn_event_sinks(
+    config: &crate::config::EventsConfig,
+    hub: &Hub,
+) -> Result<Option<crate::events::sink::Writer>, DaemonError> {
+    use crate::events::sink::{FileSink, Sink, SocketSink};
+    let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
+    if let Some(file) = &config.file {
+        sinks.push(Box::new(FileSink::new(file.clone())));
+    }
+    if let Some(socket) = &config.socket {
+        sinks.push(Box::new(SocketSink::new(socket.clone())));
+    }
+    if sinks.is_empty() {
+        return Ok(None);
+    }
+    let names: Vec<String> = sinks.iter().map(|s| s.name()).collect();
+    // The hub's cap is for clients: the sinks' subscription comes first.
+    let sub = hub
+        .subscribe(None)
+        .map_err(|e| DaemonError::Threads(std::io::Error::other(e)))?;
+    let writer = crate::events::sink::spawn(sub, sinks)?;
+    tracing::info!("ban events go to {}", names.join(" and "));
+    Ok(Some(writer))
 }
 
 fn spawn_metrics_thread(listen: std::net::SocketAddr, tx: SyncSender<Event>) -> Result<(), DaemonError> {

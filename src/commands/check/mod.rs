@@ -96,6 +96,13 @@ pub fn summary(config: &Config) -> Vec<String> {
     if let Some(m) = &config.metrics {
         out.push(format!("metrics: http://{}/metrics (Prometheus)", m.listen));
     }
+    let sinks: Vec<String> = [("the file", &config.events.file), ("the socket", &config.events.socket)]
+        .into_iter()
+        .filter_map(|(what, p)| Some(format!("{what} {}", p.as_ref()?.display())))
+        .collect();
+    if !sinks.is_empty() {
+        out.push(format!("ban events: JSON lines to {}", sinks.join(" and ")));
+    }
     if let Some(r) = &config.recidive {
         out.push(format!(
             "recidive: an address banned {} times within {} (in any jail) is banned in jail {} for {}",

@@ -66,6 +66,26 @@ pub fn of(config: &Config) -> Vec<Warning> {
             });
         }
     }
+    if let Some(file) = &config.events.file {
+        if let Some(message) = unit_writes(file, "the events file") {
+            out.push(Warning {
+                key: "events.file".into(),
+                path: file.display().to_string(),
+                message,
+            });
+        }
+    }
+    // A socket another program listens on: the daemon only connects, which
+    // a read-only file system allows; a hidden folder does not.
+    if let Some(socket) = &config.events.socket {
+        if let Some(message) = sandboxed(socket) {
+            out.push(Warning {
+                key: "events.socket".into(),
+                path: socket.display().to_string(),
+                message,
+            });
+        }
+    }
     if let Some(w) = log_target(&config.log.target) {
         out.push(w);
     }
@@ -110,10 +130,10 @@ fn sandboxed(path: &Path) -> Option<String> {
     ))
 }
 
-/// The folders the shipped unit lets the daemon write: `StateDirectory=`
-/// and `RuntimeDirectory=` (`ProtectSystem=strict` makes the rest of the
-/// disk read-only to it).
-const WRITABLE: &[&str] = &["/var/lib/nftban", "/run/nftban"];
+/// The folders the shipped unit lets the daemon write: `StateDirectory=`,
+/// `RuntimeDirectory=` and `LogsDirectory=` (`ProtectSystem=strict` makes
+/// the rest of the disk read-only to it).
+const WRITABLE: &[&str] = &["/var/lib/nftban", "/run/nftban", "/var/log/nftban"];
 
 /// Why the daemon under the shipped unit could not keep `what` at `path`,
 /// a file it creates and writes.
@@ -123,13 +143,25 @@ fn unit_writes(path: &Path, what: &str) -> Option<String> {
     }
     if let Some(dir) = ["/tmp", "/var/tmp"].into_iter().find(|dir| path.starts_with(dir)) {
         return Some(format!(
-            "is under {dir}, which the shipped unit makes private to the daemon (PrivateTmp=yes) and removes when              it stops: {what} would be out of reach of other processes and gone at every restart; use {} instead",
-            if what == "the control socket" { "/run/nftban/" } else { "/var/lib/nftban/" }
+            "is under {dir}, which the shipped unit makes private to the daemon (PrivateTmp=yes) and removes when \
+             it stops: {what} would be out of reach of other processes and gone at every restart; use {} instead",
+            if what == "the control socket" {
+                "/run/nftban/"
+            } else {
+                "/var/lib/nftban/"
+            }
         ));
     }
     Some(format!(
-        "is outside {}, the only folders the shipped unit lets the daemon write (ProtectSystem=strict;          StateDirectory=, RuntimeDirectory=): under the unit it could not create {what} and would exit at start;          move it there, or add ReadWritePaths= for its folder in a drop-in",
-        WRITABLE.join(" and ")
+        "is outside {}, the only folders the shipped unit lets the daemon write (ProtectSystem=strict; \
+         StateDirectory=, RuntimeDirectory=, LogsDirectory=): under the unit it could not create {what}{}; \
+         move it there, or add ReadWritePaths= for its folder in a drop-in",
+        WRITABLE.join(", "),
+        if what == "the events file" {
+            " and would write no event (it runs on)"
+        } else {
+            " and would exit at start"
+        }
     ))
 }
 
@@ -300,5 +332,9 @@ mod tests {
             "{tmp}"
         );
         assert!(unit_writes(Path::new("/var/lib/nftbanx/db"), "the ban history").is_some());
+        // Messages are prose: no run of spaces from a wrapped literal.
+        for m in [srv, tmp, sandboxed(Path::new("/root/x.log")).unwrap()] {
+            assert!(!m.contains("  "), "{m}");
+        }
     }
 }

@@ -51,12 +51,8 @@ impl Engine {
             tracing::debug!(jail = %j.name, net = %show_net(&net), cover = %show_net(&cover), "already banned");
             return;
         }
-        let (what, window) = (j.tracker.policy.maxretry, format_duration(j.tracker.policy.findtime));
-        let why = if Some(jail) == self.recidive {
-            format!("banned {what} times within {window}")
-        } else {
-            format!("{what} failures within {window}")
-        };
+        let why = self.rule_why(jail);
+        let j = &mut self.jails[jail];
         if !is_host(&net) {
             // A prefix a rule captured: planned like any prefix, against
             // the prefixes the interval set holds already.
@@ -121,7 +117,12 @@ impl Engine {
     /// dropped them) and failure windows that are over; purge old history
     /// now and then.
     pub(super) fn expire(&mut self, now: SystemTime) {
-        for j in &mut self.jails {
+        self.expired_at = std::time::Instant::now();
+        for i in 0..self.jails.len() {
+            for event in self.expired(i, now) {
+                self.events.publish(event);
+            }
+            let j = &mut self.jails[i];
             j.bans.retain(|_, &mut t| t > now);
             if !j.reasons.is_empty() {
                 let bans = &j.bans;

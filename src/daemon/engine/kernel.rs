@@ -60,7 +60,8 @@ impl Engine {
         }
         let bans = std::mem::take(&mut self.pending);
         self.history.record(&bans, Origin::Auto, None, now);
-        let _ = self.push(&bans, Some(Origin::Auto), now);
+        let refused = self.push(&bans, Some(Origin::Auto), now);
+        self.announce_bans(&bans, &refused, Origin::Auto, None, now);
     }
 
     /// Put `bans` (already in the record) into the kernel, then remove

@@ -240,7 +240,9 @@ impl Engine {
         self.history.record(&pending, origin, reason, now);
         let mut restore = Vec::new();
         let mut still = Vec::new();
-        for (ban, why) in self.push(&pending, Some(origin), now) {
+        let refused = self.push(&pending, Some(origin), now);
+        self.announce_bans(&pending, &refused, origin, Some(how), now);
+        for (ban, why) in refused {
             let ip = show_net(&ban.net);
             result.banned.retain(|b| b.ip != ip);
             result.failed.push(format!("{ip}: {why}"));
@@ -318,7 +320,7 @@ impl Engine {
                     let mut found = false;
                     let mut inside = Vec::new();
                     for j in e.jails.iter_mut().filter(|j| jail.is_none_or(|n| n == j.name)) {
-                        if j.bans.remove(&net).is_some() {
+                        if let Some(until) = j.bans.remove(&net) {
                             j.reasons.remove(&net);
                             found = true;
                             e.firewall.delete(&j.name, &[net]).map_err(|source| {
@@ -329,6 +331,7 @@ impl Engine {
                                 }
                             })?;
                             j.tracker.forget(&net);
+                            Engine::announce_unban(&e.events, &j.name, &net, until, now);
                             told.entry(j.name.clone())
                                 .or_insert_with(|| Told::new(Level::INFO, &j.name))
                                 .add(show_net(&net), format!("Unban {} (by hand)", show_net(&net)));

@@ -21,6 +21,7 @@
 //! - [`history`]: the ban history, its errors and their logging, and
 //!   [`backlog`]: what it could not write yet, written again at each save;
 //! - [`status`]: what `nftban status` shows;
+//! - [`announce`]: bans, unbans and expiries told to `nftban events`;
 //! - [`jail`] and [`bans`]: one jail's state, and its running bans.
 //!
 //! The engine knows the kernel only through the [`Firewall`] trait, and
@@ -28,14 +29,16 @@
 //! control-socket responses is the daemon's job.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Config, MANUAL_JAIL};
+use crate::events::Hub;
 use crate::firewall::{Firewall, TableSpec};
 use crate::sources::{Checkpoint, SourceStats};
 use crate::store::Store;
 use crate::tracker::{Policy, DEFAULT_MAX_TRACKED};
 
+mod announce;
 mod backlog;
 mod bans;
 mod decide;
@@ -113,6 +116,10 @@ pub struct Engine {
     history: History,
     /// Conntrack entries of banned sources still to be removed.
     forget: Forget,
+    /// Where bans, unbans and expiries are told (`nftban events`).
+    events: Hub,
+    /// When bans that ended were last forgotten.
+    expired_at: Instant,
 }
 
 impl Engine {
@@ -167,7 +174,15 @@ impl Engine {
             kernel_errors: 0,
             history: History::new(config.history_keep),
             forget: Forget::default(),
+            events: Hub::default(),
+            expired_at: Instant::now(),
         }
+    }
+
+    /// Tell bans, unbans and expiries to `hub`'s subscribers.
+    pub fn with_events(mut self, hub: Hub) -> Engine {
+        self.events = hub;
+        self
     }
 
     /// Keep ban history in `store`: bans are written there before they go
@@ -197,6 +212,11 @@ impl Engine {
     /// window went unseen).
     pub fn after_burst(&mut self, now: SystemTime) -> bool {
         self.flush(now);
+        // Under a steady stream of events the loop never idles into a
+        // tick: bans that ended are still forgotten (and told) each second.
+        if self.expired_at.elapsed() >= Duration::from_secs(1) {
+            self.expire(now);
+        }
         self.forget_connections(false);
         self.save(false);
         self.firewall.take_unwatched()
@@ -240,6 +260,12 @@ impl Engine {
             ..
         } = self;
         history.save(force, running, || failure_changes(jails, *recidive));
+    }
+
+    /// `Ok` if a jail of that name exists, else the error that lists the
+    /// jails (an `events --jail` subscription asks).
+    pub fn knows_jail(&self, name: &str) -> Result<(), RequestError> {
+        self.jail_index(name).map(drop)
     }
 
     fn jail_index(&self, name: &str) -> Result<usize, RequestError> {

@@ -15,8 +15,9 @@ use super::abi::{
     IPPROTO_TCP, IPPROTO_UDP, NFPROTO_IPV4, NFPROTO_IPV6, NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER,
     NF_ACCEPT, NF_DROP, TCP_PSH, TCP_SYN,
 };
+use super::elements::{element_ops, timeout_ms, Change};
 use super::expr::{self, DynsetOp, Expr, Stateful};
-use super::messages::{describe_table, element_ops, key_type, timeout_ms, Change};
+use super::messages::{describe_table, key_type};
 use super::socket::Op;
 use crate::firewall::sip::{sip_set_name, SipSet, SipSetKind, SipSpec, Transport, SIP_CHAIN};
 use crate::firewall::{jail_sets, Family, Hook};
