@@ -21,6 +21,7 @@
 //! - [`history`]: the ban history, its errors and their logging, and
 //!   [`backlog`]: what it could not write yet, written again at each save;
 //! - [`status`]: what `nftban status` shows;
+//! - [`announce`]: this node's decisions told to a listener (the fleet);
 //! - [`jail`] and [`bans`]: one jail's state, and its running bans.
 //!
 //! The engine knows the kernel only through the [`Firewall`] trait, and
@@ -36,6 +37,7 @@ use crate::sources::{Checkpoint, SourceStats};
 use crate::store::Store;
 use crate::tracker::{Policy, DEFAULT_MAX_TRACKED};
 
+mod announce;
 mod backlog;
 mod bans;
 mod decide;
@@ -48,6 +50,7 @@ mod start;
 mod status;
 mod told;
 
+pub use announce::{Announce, Local};
 use bans::Bans;
 use decide::failure_changes;
 use history::History;
@@ -113,6 +116,8 @@ pub struct Engine {
     history: History,
     /// Conntrack entries of banned sources still to be removed.
     forget: Forget,
+    /// Who hears of this node's own decisions (the fleet), if anyone.
+    announce: Option<Box<dyn Announce>>,
 }
 
 impl Engine {
@@ -167,6 +172,7 @@ impl Engine {
             kernel_errors: 0,
             history: History::new(config.history_keep),
             forget: Forget::default(),
+            announce: None,
         }
     }
 
