@@ -10,6 +10,7 @@ mod daemon;
 mod e2e;
 mod faults;
 mod firewall;
+mod fleet;
 mod heal;
 mod hostile;
 mod hostile_input;

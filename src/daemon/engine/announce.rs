@@ -176,7 +176,6 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::firewall::memory::Memory;
-    use crate::firewall::Firewall;
     use crate::store::Peer;
 
     const CONFIG: &str = "\
