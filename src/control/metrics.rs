@@ -435,6 +435,49 @@ mod tests {
         assert!(out.starts_with("HTTP/1.0 200 OK\r\n"), "{out:?}");
     }
 
+    /// With a fleet: its counters, gauges and refusals by reason.
+    #[test]
+    fn renders_the_fleets_metrics() {
+        let fleet = crate::status::FleetStatus {
+            node: "pbx-a".into(),
+            state: "connected".into(),
+            published: 3,
+            duplicates: 4,
+            waiting: 5,
+            received: 6,
+            applied: 7,
+            lifted: 8,
+            expired: 9,
+            refused: [("too wide".to_string(), 2), ("ignoreip".to_string(), 1)].into(),
+            ..Default::default()
+        };
+        let st = Status {
+            jails: vec![jail("sshd", 1)],
+            kernel_errors: 0,
+            history_errors: 0,
+            history_waiting: 0,
+            history_dropped: 0,
+            fleet: Some(fleet),
+        };
+        let text = render(&st).unwrap();
+        for line in [
+            "nftban_fleet_published_total 3",
+            "nftban_fleet_duplicates_total 4",
+            "nftban_fleet_waiting 5",
+            "nftban_fleet_received_total 6",
+            "nftban_fleet_applied_total 7",
+            "nftban_fleet_lifted_total 8",
+            "nftban_fleet_expired_total 9",
+            "nftban_fleet_connected 1",
+            "nftban_fleet_refused_total{reason=\"too wide\"} 2",
+            "nftban_fleet_refused_total{reason=\"ignoreip\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
+        let without = Status { fleet: None, ..st };
+        assert!(!render(&without).unwrap().contains("nftban_fleet"));
+    }
+
     fn source(lines: u64, matched: u64) -> SourceStatus {
         SourceStatus {
             path: "/var/log/x.log".into(),

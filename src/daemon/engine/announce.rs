@@ -303,6 +303,29 @@ jails:
         }
     }
 
+    /// A history rebuilt from the record (after damage) keeps a peer's
+    /// ban as the peer's: it would otherwise be published as this node's.
+    #[test]
+    fn a_rebuilt_history_keeps_a_fleet_bans_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut e, _, _) = engine(&dir.path().join("db"));
+        let now = SystemTime::now();
+        e.decided(peer_ban("pbx-a", "198.51.100.1", 600), now).unwrap();
+        e.ban(&["198.51.100.3".into()], Some("sshd"), None, now).unwrap();
+        let mut got: Vec<(String, Origin)> = super::super::history::running_records(&e.jails, now)
+            .into_iter()
+            .map(|r| (crate::address::show(&r.net), r.origin))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("198.51.100.1".to_string(), Origin::Fleet(Peer::of("pbx-a").unwrap())),
+                ("198.51.100.3".to_string(), Origin::Auto),
+            ]
+        );
+    }
+
     #[test]
     fn a_peers_unban_lifts_its_own_bans_only() {
         let dir = tempfile::tempdir().unwrap();
