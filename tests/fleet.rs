@@ -353,3 +353,28 @@ fn killing_one_server_of_a_three_server_cluster_loses_no_ban() {
     c.wait_kernel_within("198.51.100.31", true, 120);
     wait_for("A's queue to empty", || (a.fleet().waiting == 0).then_some(()));
 }
+
+#[test]
+fn a_peer_over_its_rate_is_refused_past_its_burst() {
+    kernel_test!(NATS_SERVER);
+    let bed = shared_nats();
+    let mut b = Node::new(bed, "b", "RATE", ", limits: {rate: 1/minute, burst: 2}", "");
+    b.start();
+    wait_for("B on the stream", || b.fleet().caught_up.then_some(()));
+    // A broken peer publishes five bans at once: its burst goes in.
+    let bans = (1..=5)
+        .map(|i| {
+            serde_json::json!({"v": 1, "node": "x", "jail": "asterisk", "net": format!("198.51.100.{i}"),
+                "kind": "ban", "expires": 4_000_000_000u64, "origin": "auto"})
+        })
+        .collect();
+    forge(bed, "rate.x.asterisk", bans);
+    wait_for("B to read all five", || (b.fleet().received == 5).then_some(()));
+    b.wait_kernel("198.51.100.2", true);
+    let mut kernel = b.kernel();
+    kernel.sort();
+    assert_eq!(kernel, ["198.51.100.1", "198.51.100.2"]);
+    let f = b.fleet();
+    assert_eq!(f.refused.get("rate"), Some(&3), "{f:?}");
+    assert_eq!((f.limits.rate.as_str(), f.limits.burst), ("1/minute", 2));
+}

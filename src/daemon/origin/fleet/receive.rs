@@ -19,6 +19,7 @@ use ipnet::IpNet;
 use super::limits::{Limits, Refusal};
 use super::message::{from_unix, unix_secs, Message, What};
 use super::stats::Stats;
+use crate::config::duration::MAX_DURATION;
 use crate::daemon::origin::{Decision, Decisions};
 use crate::store::{Origin, Peer};
 
@@ -198,7 +199,11 @@ impl Receiver {
             }
         }
         for ((jail, peer, expires, reason), nets) in bans {
-            let left = expires.saturating_sub(unix_secs(now)).max(1);
+            // A peer's clock or config may ask for longer than any ban
+            // nftban makes: cut to that, not refused whole.
+            let left = expires
+                .saturating_sub(unix_secs(now))
+                .clamp(1, MAX_DURATION.as_secs());
             Stats::add(&self.stats.applied, nets.len() as u64);
             let decision = Decision {
                 jail,
