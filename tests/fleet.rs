@@ -378,3 +378,27 @@ fn a_peer_over_its_rate_is_refused_past_its_burst() {
     assert_eq!(f.refused.get("rate"), Some(&3), "{f:?}");
     assert_eq!((f.limits.rate.as_str(), f.limits.burst), ("1/minute", 2));
 }
+
+/// No root needed: `nftban check` says what the fleet section does.
+#[test]
+fn check_says_what_the_fleet_does() {
+    let s = Setup::asterisk("");
+    s.top("fleet: {node: pbx-a, servers: [nats://10.0.0.1:4222], accept: [asterisk], limits: {rate: 5/minute}}");
+    let out = stdout(&s.cli_ok(&["check"]));
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("fleet:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(
+        line,
+        "fleet: node pbx-a on nats://10.0.0.1:4222 (stream NFTBAN, subjects nftban.>); publishes asterisk, manual; accepts asterisk; peers' prefixes up to /24 (IPv4), /48 (IPv6), at most 5/minute bans each (burst 10000)"
+    );
+    s.top("fleet: {node: pbx.a, servers: [nats://10.0.0.1:4222]}");
+    let o = s.cli(&["check"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("fleet.node: `pbx.a` is not a node name"),
+        "{}",
+        stderr(&o)
+    );
+}

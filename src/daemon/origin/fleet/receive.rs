@@ -201,9 +201,7 @@ impl Receiver {
         for ((jail, peer, expires, reason), nets) in bans {
             // A peer's clock or config may ask for longer than any ban
             // nftban makes: cut to that, not refused whole.
-            let left = expires
-                .saturating_sub(unix_secs(now))
-                .clamp(1, MAX_DURATION.as_secs());
+            let left = expires.saturating_sub(unix_secs(now)).clamp(1, MAX_DURATION.as_secs());
             Stats::add(&self.stats.applied, nets.len() as u64);
             let decision = Decision {
                 jail,
