@@ -102,7 +102,7 @@ pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> Result<(), Daemon
     // are told again, for what an outage or a stop kept back.
     let fleet = match config.fleet.clone().map(origin::fleet::fleet) {
         Some((fleet, teller)) => {
-            engine = engine.announcing(Box::new(teller));
+            engine = engine.sharing(Box::new(teller));
             Some(fleet)
         }
         None => None,

@@ -136,7 +136,7 @@ impl Engine {
                 .map(|b| b.net),
         );
         self.forget_connections(false);
-        self.announce_bans(bans, &refused, counted, now);
+        self.share_bans(bans, &refused, counted, now);
         refused
     }
 

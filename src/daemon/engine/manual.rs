@@ -94,7 +94,7 @@ impl Engine {
             let i = e.jail_index(&decision.jail)?;
             let bantime = checked_bantime(decision.bantime.unwrap_or(e.jails[i].tracker.policy.bantime))?;
             let nets: Vec<IpNet> = decision.nets.iter().map(|n| n.trunc()).collect();
-            let reason = super::announce::reason_of(decision.origin, decision.reason);
+            let reason = super::share::reason_of(decision.origin, decision.reason);
             let how = reason.as_deref().unwrap_or(decision.origin.as_str());
             let mut refused = Vec::new();
             let nets = e.admissible(i, nets, Ignoreip::Binding, how, &mut refused);
@@ -324,7 +324,7 @@ impl Engine {
                     for j in e.jails.iter_mut().filter(|j| jail.is_none_or(|n| n == j.name)) {
                         if j.bans.remove(&net).is_some() {
                             let why = j.reasons.remove(&net);
-                            if !why.as_deref().is_some_and(super::announce::learnt) {
+                            if !why.as_deref().is_some_and(super::share::learnt) {
                                 news.push(super::Local::Unban {
                                     jail: j.name.clone(),
                                     net,
@@ -368,7 +368,7 @@ impl Engine {
             for (_, t) in told {
                 t.log(|n, first| format!("Unban {n} addresses (by hand): {first}"));
             }
-            e.announce(news);
+            e.share(news);
             outcome?;
             Ok(result)
         })

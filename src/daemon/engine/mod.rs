@@ -21,7 +21,7 @@
 //! - [`history`]: the ban history, its errors and their logging, and
 //!   [`backlog`]: what it could not write yet, written again at each save;
 //! - [`status`]: what `nftban status` shows;
-//! - [`announce`]: this node's decisions told to a listener (the fleet);
+//! - [`share`]: this node's decisions told to a listener (the fleet);
 //! - [`jail`] and [`bans`]: one jail's state, and its running bans.
 //!
 //! The engine knows the kernel only through the [`Firewall`] trait, and
@@ -37,7 +37,6 @@ use crate::sources::{Checkpoint, SourceStats};
 use crate::store::Store;
 use crate::tracker::{Policy, DEFAULT_MAX_TRACKED};
 
-mod announce;
 mod backlog;
 mod bans;
 mod decide;
@@ -46,11 +45,11 @@ mod history;
 mod jail;
 mod kernel;
 mod manual;
+mod share;
 mod start;
 mod status;
 mod told;
 
-pub use announce::{Announce, Local};
 use bans::Bans;
 use decide::failure_changes;
 use history::History;
@@ -58,6 +57,7 @@ use jail::JailState;
 use kernel::Forget;
 pub use kernel::FORGET_INTERVAL;
 pub use manual::Decision;
+pub use share::{Local, Share};
 
 /// Why a request (ban, unban, status of one jail) was refused.
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +117,7 @@ pub struct Engine {
     /// Conntrack entries of banned sources still to be removed.
     forget: Forget,
     /// Who hears of this node's own decisions (the fleet), if anyone.
-    announce: Option<Box<dyn Announce>>,
+    share: Option<Box<dyn Share>>,
 }
 
 impl Engine {
@@ -172,7 +172,7 @@ impl Engine {
             kernel_errors: 0,
             history: History::new(config.history_keep),
             forget: Forget::default(),
-            announce: None,
+            share: None,
         }
     }
 

@@ -109,7 +109,7 @@ impl Engine {
             super::Local::Ban { jail, net, .. } => !refused.iter().any(|(b, _)| b.jail == *jail && b.net == *net),
             super::Local::Unban { .. } => true,
         });
-        self.announce(news);
+        self.share(news);
         let refused = refused.len();
         let batches = self.firewall.batches() - batches;
         tracing::info!(

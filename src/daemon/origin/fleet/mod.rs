@@ -29,7 +29,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use super::{BanOrigin, Decisions};
 use crate::config::FleetSpec;
-use crate::daemon::engine::{Announce, Local};
+use crate::daemon::engine::{Local, Share};
 use crate::status::FleetStatus;
 use stats::{State, Stats};
 
@@ -62,7 +62,7 @@ pub fn fleet(spec: FleetSpec) -> (Fleet, Teller) {
     (Fleet { spec, stats, news }, teller)
 }
 
-impl Announce for Teller {
+impl Share for Teller {
     fn told(&mut self, mut news: Vec<Local>) {
         news.retain(|n| match n {
             Local::Ban { jail, .. } | Local::Unban { jail, .. } => self.publish.contains(jail),

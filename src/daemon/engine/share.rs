@@ -34,7 +34,7 @@ pub enum Local {
 }
 
 /// The listener of this node's decisions.
-pub trait Announce: Send {
+pub trait Share: Send {
     /// Decisions in the order they were made. Never bans learnt from the
     /// fleet: those are not this node's to share again.
     fn told(&mut self, news: Vec<Local>);
@@ -46,21 +46,21 @@ pub trait Announce: Send {
 impl Engine {
     /// Tell `listener` about this node's decisions from now on (before
     /// [`Engine::start`], so the bans it restores are told too).
-    pub fn announcing(mut self, listener: Box<dyn Announce>) -> Engine {
-        self.announce = Some(listener);
+    pub fn sharing(mut self, listener: Box<dyn Share>) -> Engine {
+        self.share = Some(listener);
         self
     }
 
     /// Bans that went into the kernel (`bans`, less `refused`), decided
     /// with `origin` (`None`: put back, not decided now).
-    pub(super) fn announce_bans(
+    pub(super) fn share_bans(
         &mut self,
         bans: &[Ban],
         refused: &[(Ban, String)],
         origin: Option<Origin>,
         now: SystemTime,
     ) {
-        let Some(listener) = self.announce.as_mut() else { return };
+        let Some(listener) = self.share.as_mut() else { return };
         let Some(origin) = origin.filter(|o| !o.is_fleet()) else {
             return;
         };
@@ -87,15 +87,15 @@ impl Engine {
     }
 
     /// Anything else to tell (restored bans, unbans).
-    pub(super) fn announce(&mut self, news: Vec<Local>) {
-        if let Some(listener) = self.announce.as_mut().filter(|_| !news.is_empty()) {
+    pub(super) fn share(&mut self, news: Vec<Local>) {
+        if let Some(listener) = self.share.as_mut().filter(|_| !news.is_empty()) {
             listener.told(news);
         }
     }
 
     /// The listener's part of `status`, if there is one.
     pub(super) fn fleet_status(&self) -> Option<FleetStatus> {
-        self.announce.as_ref().map(|l| l.status())
+        self.share.as_ref().map(|l| l.status())
     }
 }
 
@@ -190,7 +190,7 @@ jails:
     #[derive(Clone, Default)]
     struct Heard(Arc<Mutex<Vec<Local>>>);
 
-    impl Announce for Heard {
+    impl Share for Heard {
         fn told(&mut self, news: Vec<Local>) {
             self.0.lock().unwrap().extend(news);
         }
@@ -207,7 +207,7 @@ jails:
         let heard = Heard::default();
         let mut e = Engine::new(&config, Box::new(Memory::new()))
             .with_store(crate::store::Store::open(db).unwrap())
-            .announcing(Box::new(heard.clone()));
+            .sharing(Box::new(heard.clone()));
         e.start(&config).unwrap();
         (e, heard, config)
     }
