@@ -71,6 +71,21 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
             if !sinks.is_empty() {
                 println!("ban events: JSON lines to {}", sinks.join(" and "));
             }
+            if let Some(f) = &config.fleet {
+                println!(
+                    "fleet: node {} on {} (stream {}, subjects {}.>); publishes {}; accepts {}; peers' prefixes up to /{} (IPv4), /{} (IPv6), at most {} bans each (burst {})",
+                    f.node,
+                    f.servers.join(", "),
+                    f.stream,
+                    f.subject_prefix,
+                    f.publish.join(", "),
+                    f.accept.keys().cloned().collect::<Vec<_>>().join(", "),
+                    f.ipv4_prefix,
+                    f.ipv6_prefix,
+                    f.rate,
+                    f.burst
+                );
+            }
             for j in &config.jails {
                 println!(
                     "jail {}: ruleset {}{}, {} file(s){}, ban after {} failures within {} for {}",

@@ -22,6 +22,7 @@ impl Engine {
                 history_errors: e.history.errors,
                 history_waiting: e.history.waiting(),
                 history_dropped: e.history.dropped(),
+                fleet: e.fleet_status(),
             }
         })
     }
