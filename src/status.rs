@@ -117,6 +117,10 @@ pub struct Status {
     /// most [`TOP_OFFENDERS`].
     #[serde(default)]
     pub most_failed: Vec<Offender>,
+    /// Bans shared with other nodes over NATS JetStream (`fleet:`),
+    /// absent when the config has no fleet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetStatus>,
 }
 
 /// How many addresses `most_banned` and `most_failed` list.
@@ -133,6 +137,61 @@ pub struct Offender {
     /// Its failures within findtime now, all jails but recidive; 0 while a
     /// ban holds it.
     pub failures: u64,
+}
+
+/// `status.fleet`: this node's part in a fleet (docs/fleet.md). Counts are
+/// since start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FleetStatus {
+    /// This node's name, as its peers see it (`fleet:<node>`).
+    pub node: String,
+    /// `connected`, `connecting` (never connected yet) or `disconnected`.
+    pub state: String,
+    /// The last connection or publishing error, while not connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The JetStream stream the fleet shares.
+    pub stream: String,
+    /// This node's bans and unbans the stream stored.
+    pub published: u64,
+    /// Publishes the stream already held (same `Nats-Msg-Id`: a retry, or
+    /// a ban told again after a restart): stored once.
+    pub duplicates: u64,
+    /// This node's decisions not published yet (NATS unreachable): sent
+    /// when it is back.
+    pub waiting: u64,
+    /// Peers' messages read from the stream (catch-up included).
+    pub received: u64,
+    /// Peers' bans handed to the jails (a ban already running as long is
+    /// then counted as covered by the jail, not banned again).
+    pub applied: u64,
+    /// Peers' unbans handed to the jails.
+    pub lifted: u64,
+    /// Peers' bans that had ended already (catch-up): skipped.
+    pub expired: u64,
+    /// Whether the catch-up from the stream is done: every message stored
+    /// before this node connected has been read.
+    pub caught_up: bool,
+    /// Peers' bans refused, by why: `ignoreip`, `never banned`, `too wide`
+    /// (a prefix wider than the limit, the world included), `rate` (the
+    /// peer's rate limit), `jail` (a jail that does not accept fleet bans),
+    /// `malformed` (not a message of a known version).
+    pub refused: BTreeMap<String, u64>,
+    /// The limits on what peers may ban here.
+    pub limits: FleetLimits,
+}
+
+/// `status.fleet.limits`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FleetLimits {
+    /// IPv4 prefixes wider than this (shorter) are refused.
+    pub ipv4_prefix: u8,
+    /// IPv6 prefixes wider than this are refused.
+    pub ipv6_prefix: u8,
+    /// Bans one peer may publish, sustained (`N/second`, `N/minute`).
+    pub rate: String,
+    /// Bans one peer may publish at once, beyond the rate.
+    pub burst: u32,
 }
 
 /// Result of a ban request.

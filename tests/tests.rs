@@ -12,6 +12,7 @@ mod e2e;
 mod events;
 mod faults;
 mod firewall;
+mod fleet;
 mod heal;
 mod hostile;
 mod hostile_input;

@@ -59,6 +59,107 @@ pub struct FileConfig {
     /// the kernel itself bans (docs/config.md, `sip:`). `sip: {}` turns it
     /// on with the defaults.
     pub sip: Option<SipConfig>,
+    /// Bans shared with other nftban nodes over NATS JetStream
+    /// (docs/fleet.md): this node's bans published, its peers' applied.
+    pub fleet: Option<FleetConfig>,
+}
+
+/// `fleet:` — a fleet of nodes that ban together over NATS JetStream.
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    /// The NATS servers (one, or the servers of a cluster):
+    /// `nats://host:4222`, `tls://host:4222` or `host:port`.
+    #[schemars(length(min = 1))]
+    pub servers: Vec<String>,
+    /// This node's name in the fleet: 1 to 64 letters, digits, `_`, `-`
+    /// (default: the host name, other characters made `-`). Its bans
+    /// show on its peers with origin `fleet:<node>`.
+    #[schemars(pattern(r"^[A-Za-z0-9_-]{1,64}$"))]
+    pub node: Option<String>,
+    /// Credentials for the NATS servers; at most one kind.
+    #[serde(default)]
+    pub auth: FleetAuth,
+    /// TLS to the NATS servers.
+    pub tls: Option<FleetTls>,
+    /// The JetStream stream the fleet shares (default `NFTBAN`), made by
+    /// the first node that finds it missing.
+    #[schemars(pattern(r"^[A-Za-z0-9_-]{1,64}$"))]
+    pub stream: Option<String>,
+    /// The first token of the fleet's subjects (default `nftban`): a node
+    /// publishes on `<prefix>.<node>.<jail>`.
+    #[schemars(pattern(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"))]
+    pub subject_prefix: Option<String>,
+    /// The jails whose bans (and unbans) this node publishes (default:
+    /// every jail, `manual` included).
+    pub publish: Option<Vec<String>>,
+    /// The jails that take the peers' bans of the same jail (default:
+    /// every jail). A peer's ban of a jail not listed is refused.
+    pub accept: Option<Vec<String>>,
+    /// How long the stream keeps a message (default: the longest bantime
+    /// of the config, so a node that starts catches up on every running
+    /// ban). Also the window in which the stream drops a message it
+    /// already holds (`Nats-Msg-Id`).
+    pub retention: Option<Dur>,
+    /// Copies of the stream in a NATS cluster (default 1; 3 in a cluster
+    /// of three servers keeps every ban through the loss of one).
+    #[schemars(range(min = 1, max = 5))]
+    pub replicas: Option<u8>,
+    /// Limits on what peers may ban here.
+    #[serde(default)]
+    pub limits: FleetLimitsConfig,
+}
+
+/// `fleet.auth:` — user and password, a token, an NKey seed file or a
+/// creds file (JWT and NKey), as the NATS servers ask.
+#[derive(Debug, Deserialize, Clone, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FleetAuth {
+    /// User name, with `password`.
+    pub user: Option<String>,
+    /// Password, with `user`.
+    pub password: Option<String>,
+    /// A token.
+    pub token: Option<String>,
+    /// A file holding an NKey seed (`SU...`), read at start.
+    pub nkey_file: Option<PathBuf>,
+    /// A NATS creds file (a user JWT and its NKey seed), read at start.
+    pub creds_file: Option<PathBuf>,
+}
+
+/// `fleet.tls:` — TLS to the NATS servers.
+#[derive(Debug, Deserialize, Clone, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FleetTls {
+    /// PEM file of the CAs the servers' certificates are checked against
+    /// (default: the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate for mutual TLS, with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+}
+
+/// `fleet.limits:` — what a peer may make this node ban.
+#[derive(Debug, Deserialize, Clone, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FleetLimitsConfig {
+    /// IPv4 prefixes wider than `/N` from a peer are refused (default 24;
+    /// `0.0.0.0/0` is refused whatever this says).
+    #[schemars(range(min = 1, max = 32))]
+    pub ipv4_prefix: Option<u8>,
+    /// IPv6 prefixes wider than `/N` from a peer are refused (default 48;
+    /// `::/0` is refused whatever this says).
+    #[schemars(range(min = 1, max = 128))]
+    pub ipv6_prefix: Option<u8>,
+    /// Bans one peer may make here, sustained: `N/second` or `N/minute`
+    /// (default 100/second); counted on the stream's own time stamps, so a
+    /// catch-up judges them as they came.
+    #[schemars(pattern(r"^\s*[1-9][0-9]*\s*/\s*(second|minute)\s*$"))]
+    pub rate: Option<String>,
+    /// Bans one peer may make at once, beyond the rate (default 10000).
+    #[schemars(range(min = 1))]
+    pub burst: Option<u32>,
 }
 
 /// `sip:` — the kernel meter for SIP floods: a source sending new SIP

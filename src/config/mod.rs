@@ -9,6 +9,7 @@
 
 pub mod duration;
 mod file;
+mod fleet;
 mod problem;
 mod sip;
 
@@ -27,9 +28,10 @@ use crate::sources::journal::MatchError;
 use crate::yaml::{locate_nearest, Located};
 pub use duration::{format_duration, parse_duration, Dur, DurationError};
 pub use file::{
-    DefaultsConfig, EscalationConfig, EventsConfig, FileConfig, IncrementConfig, JailConfig, LogConfig, MetricsConfig,
-    NftablesConfig, RecidiveConfig, SipConfig, SipPorts,
+    DefaultsConfig, EscalationConfig, EventsConfig, FileConfig, FleetAuth, FleetConfig, FleetLimitsConfig, FleetTls,
+    IncrementConfig, JailConfig, LogConfig, MetricsConfig, NftablesConfig, RecidiveConfig, SipConfig, SipPorts,
 };
+pub use fleet::{Credentials, FleetSpec};
 pub use problem::Problem;
 use sip::build_sip;
 
@@ -116,6 +118,8 @@ pub struct Config {
     /// The meter's jail is none of `jails`: the daemon makes it (named
     /// [`SIP_JAIL`], no sources, `defaults`' bantime and `ignoreip`).
     pub sip_implicit_jail: bool,
+    /// Bans shared with other nodes over NATS JetStream (`fleet:`), if on.
+    pub fleet: Option<FleetSpec>,
 }
 
 /// A config error: the file, where in it (line, column, key), and the
@@ -415,7 +419,7 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
 
     let (sip, sip_implicit_jail) = build_sip(raw.sip, jail_sips, &jails, def_bantime, &def_ignore, &err)?;
 
-    Ok(Config {
+    let mut config = Config {
         path: path.to_path_buf(),
         socket: raw.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
         database: raw.database.unwrap_or_else(|| PathBuf::from(DEFAULT_DATABASE)),
@@ -435,7 +439,12 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         events: raw.events,
         sip,
         sip_implicit_jail,
-    })
+        fleet: None,
+    };
+    if let Some(f) = raw.fleet {
+        config.fleet = Some(fleet::build_fleet(f, &config, &err)?);
+    }
+    Ok(config)
 }
 
 /// Just the socket path of a config, for client commands: they must work

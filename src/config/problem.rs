@@ -129,4 +129,31 @@ pub enum Problem {
     /// A jail whose sets would have the SIP meter's names.
     #[error("with `sip:` on, a jail cannot be named `{0}`: its sets would be the SIP meter's (`{0}_v4`); rename it")]
     SipSetName(String),
+    /// `fleet.servers` is empty.
+    #[error("give at least one NATS server (`nats://host:4222`)")]
+    FleetNoServer,
+    /// `fleet.node` (or the host name it defaults to) is no node name.
+    #[error("`{0}` is not a node name: 1 to 64 letters, digits, `_`, `-` (it is a NATS subject token)")]
+    FleetNode(String),
+    /// A stream or subject prefix NATS would not take.
+    #[error("`{0}` cannot be a NATS stream name or subject prefix: letters, digits, `_`, `-` (and `.` between tokens of a prefix)")]
+    FleetName(String),
+    /// `fleet.publish` or `fleet.accept` names no jail.
+    #[error("`{0}` is no jail of this config (jails: {1})")]
+    FleetJail(Box<str>, Box<str>),
+    /// Two kinds of credentials, or half of user and password.
+    #[error("{0}")]
+    FleetAuth(&'static str),
+    /// `fleet.tls` with a certificate and no key, or the other way round.
+    #[error("give both `cert_file` and `key_file`, or neither")]
+    FleetTlsPair,
+    /// `fleet.limits.rate` is not `N/second` or `N/minute`.
+    #[error("`{0}` is not a rate: give N/second or N/minute, N at least 1 (e.g. 100/second)")]
+    FleetRate(String),
+    /// A prefix limit outside its family's range.
+    #[error("must be between 1 and {max} (got {got})")]
+    FleetPrefix { got: u8, max: u8 },
+    /// `fleet.replicas` outside 1 to 5.
+    #[error("must be between 1 and 5 (got {0})")]
+    FleetReplicas(u8),
 }

@@ -464,3 +464,83 @@ fn sip_errors_name_the_key_and_line() {
     let e = error(&clash);
     assert!(e.contains("jails.sip_meter") && e.contains("rename it"), "{e}");
 }
+
+#[test]
+fn a_fleet_takes_its_defaults_from_the_jails() {
+    let c = load(&format!(
+        "{SIP_BASE}fleet: {{servers: [nats://10.0.0.1:4222], node: pbx-a}}\n"
+    ))
+    .unwrap();
+    let f = c.fleet.expect("a fleet");
+    assert_eq!(
+        (f.node.as_str(), f.stream.as_str(), f.subject_prefix.as_str()),
+        ("pbx-a", "NFTBAN", "nftban")
+    );
+    assert_eq!(f.publish, ["asterisk", "manual"]);
+    // Each accepting jail with the ignoreip that binds it.
+    assert_eq!(f.accept["asterisk"], ["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+    assert_eq!(f.accept["manual"], ["127.0.0.0/8".parse::<IpNet>().unwrap()]);
+    // The longest bantime: `defaults` (2h) beats the jail's 30m.
+    assert_eq!(f.retention, Duration::from_secs(7200));
+    assert_eq!((f.ipv4_prefix, f.ipv6_prefix, f.burst, f.replicas), (24, 48, 10_000, 1));
+    assert_eq!(f.credentials, Credentials::None);
+}
+
+#[test]
+fn fleet_errors_name_the_key_and_line() {
+    let cases = [
+        ("fleet: {servers: []}\n", "fleet.servers", "at least one NATS server"),
+        ("fleet: {servers: [a], node: 'a.b'}\n", "fleet.node", "not a node name"),
+        (
+            "fleet: {servers: [a], publish: [nope]}\n",
+            "fleet.publish",
+            "`nope` is no jail",
+        ),
+        (
+            "fleet: {servers: [a], accept: [sshd]}\n",
+            "fleet.accept",
+            "jails: asterisk, manual",
+        ),
+        (
+            "fleet: {servers: [a], auth: {user: u}}\n",
+            "fleet.auth",
+            "both `user` and `password`",
+        ),
+        (
+            "fleet: {servers: [a], auth: {token: t, creds_file: /x}}\n",
+            "fleet.auth",
+            "one kind",
+        ),
+        (
+            "fleet: {servers: [a], tls: {cert_file: /c}}\n",
+            "fleet.tls",
+            "both `cert_file`",
+        ),
+        (
+            "fleet: {servers: [a], limits: {rate: 5/hour}}\n",
+            "fleet.limits.rate",
+            "not a rate",
+        ),
+        (
+            "fleet: {servers: [a], limits: {ipv4_prefix: 33}}\n",
+            "fleet.limits.ipv4_prefix",
+            "between 1 and 32",
+        ),
+        (
+            "fleet: {servers: [a], replicas: 7}\n",
+            "fleet.replicas",
+            "between 1 and 5",
+        ),
+        (
+            "fleet: {servers: [a], subject_prefix: 'a..b'}\n",
+            "fleet.subject_prefix",
+            "subject prefix",
+        ),
+    ];
+    for (section, key, words) in cases {
+        let text = format!("{SIP_BASE}{section}");
+        let e = error(&text);
+        assert!(e.contains("nftban.yaml:8:"), "{section}: {e}");
+        assert!(e.contains(key) && e.contains(words), "{section}: {e}");
+    }
+}

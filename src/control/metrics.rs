@@ -101,6 +101,8 @@ struct Figures {
     by_origin: Vec<(String, String, u64)>,
     kernel_errors: u64,
     history_errors: u64,
+    /// The fleet's figures, when there is a fleet.
+    fleet: Option<crate::status::FleetStatus>,
 }
 
 impl Figures {
@@ -122,6 +124,7 @@ impl Figures {
                 .collect(),
             kernel_errors: st.kernel_errors,
             history_errors: st.history_errors,
+            fleet: st.fleet.clone(),
         }
     }
 }
@@ -173,8 +176,81 @@ impl Collector for Figures {
             let kind = MetricType::Counter;
             ConstCounter::new(value).encode(encoder.encode_descriptor(registered(name, kind), help, None, kind)?)?;
         }
+        if let Some(f) = &self.fleet {
+            encode_fleet(f, &mut encoder)?;
+        }
         Ok(())
     }
+}
+
+/// The fleet's metrics (`nftban_fleet_*`, docs/fleet.md).
+fn encode_fleet(f: &crate::status::FleetStatus, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    let counter = MetricType::Counter;
+    for (name, help, value) in [
+        (
+            "nftban_fleet_published_total",
+            "This node's bans and unbans stored by the fleet's stream.",
+            f.published,
+        ),
+        (
+            "nftban_fleet_duplicates_total",
+            "Publishes the stream already held (stored once).",
+            f.duplicates,
+        ),
+        (
+            "nftban_fleet_received_total",
+            "Peers' messages read from the stream.",
+            f.received,
+        ),
+        (
+            "nftban_fleet_applied_total",
+            "Peers' bans handed to the jails.",
+            f.applied,
+        ),
+        (
+            "nftban_fleet_lifted_total",
+            "Peers' unbans handed to the jails.",
+            f.lifted,
+        ),
+        (
+            "nftban_fleet_expired_total",
+            "Peers' bans skipped because they had ended.",
+            f.expired,
+        ),
+    ] {
+        ConstCounter::new(value).encode(encoder.encode_descriptor(
+            registered(name, counter),
+            help,
+            None,
+            counter,
+        )?)?;
+    }
+    let gauge = MetricType::Gauge;
+    for (name, help, value) in [
+        (
+            "nftban_fleet_waiting",
+            "This node's decisions not published yet.",
+            f.waiting,
+        ),
+        (
+            "nftban_fleet_connected",
+            "1 while connected to NATS.",
+            u64::from(f.state == "connected"),
+        ),
+    ] {
+        ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, gauge)?)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        registered("nftban_fleet_refused_total", counter),
+        "Peers' bans refused, by reason (ignoreip, never banned, too wide, rate, jail, malformed).",
+        None,
+        counter,
+    )?;
+    for (reason, value) in &f.refused {
+        let labels = [("reason", reason.as_str())];
+        ConstCounter::new(*value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 /// Render a status in the Prometheus text format (version 0.0.4, served as
@@ -300,6 +376,7 @@ mod tests {
             history_dropped: 0,
             most_banned: vec![],
             most_failed: vec![],
+            fleet: None,
         };
         let text = text(&st);
         assert!(text.contains("# TYPE nftban_bans_total counter\nnftban_bans_total{jail=\"sshd\"} 3\nnftban_bans_total{jail=\"manual\"} 3\n"), "{text}");
@@ -348,6 +425,7 @@ mod tests {
             history_dropped: 0,
             most_banned: vec![],
             most_failed: vec![],
+            fleet: None,
         };
         std::thread::spawn(move || serve(listener, move || Some(st.clone())));
         let mut trickle = TcpStream::connect(addr).unwrap();
@@ -369,6 +447,51 @@ mod tests {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         trickler.join().unwrap();
         assert!(out.starts_with("HTTP/1.0 200 OK\r\n"), "{out:?}");
+    }
+
+    /// With a fleet: its counters, gauges and refusals by reason.
+    #[test]
+    fn renders_the_fleets_metrics() {
+        let fleet = crate::status::FleetStatus {
+            node: "pbx-a".into(),
+            state: "connected".into(),
+            published: 3,
+            duplicates: 4,
+            waiting: 5,
+            received: 6,
+            applied: 7,
+            lifted: 8,
+            expired: 9,
+            refused: [("too wide".to_string(), 2), ("ignoreip".to_string(), 1)].into(),
+            ..Default::default()
+        };
+        let st = Status {
+            jails: vec![jail("sshd", 1)],
+            kernel_errors: 0,
+            history_errors: 0,
+            history_waiting: 0,
+            history_dropped: 0,
+            most_banned: vec![],
+            most_failed: vec![],
+            fleet: Some(fleet),
+        };
+        let text = render(&st).unwrap();
+        for line in [
+            "nftban_fleet_published_total 3",
+            "nftban_fleet_duplicates_total 4",
+            "nftban_fleet_waiting 5",
+            "nftban_fleet_received_total 6",
+            "nftban_fleet_applied_total 7",
+            "nftban_fleet_lifted_total 8",
+            "nftban_fleet_expired_total 9",
+            "nftban_fleet_connected 1",
+            "nftban_fleet_refused_total{reason=\"too wide\"} 2",
+            "nftban_fleet_refused_total{reason=\"ignoreip\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
+        let without = Status { fleet: None, ..st };
+        assert!(!render(&without).unwrap().contains("nftban_fleet"));
     }
 
     fn source(lines: u64, matched: u64) -> SourceStatus {
@@ -414,6 +537,7 @@ mod tests {
             history_dropped: 0,
             most_banned: vec![],
             most_failed: vec![],
+            fleet: None,
         };
         let expected = "\
 # HELP nftban_lines_read_total Lines read from the jail's sources since start.

@@ -28,6 +28,12 @@ pub enum Event {
     },
     /// Bans an origin other than the jails' rules decided.
     Decided(super::origin::Decision),
+    /// A fleet peer lifted its bans: lifted here where they are its.
+    Lifted {
+        jail: String,
+        nets: Vec<ipnet::IpNet>,
+        origin: crate::store::Origin,
+    },
     /// A control request and where to send the answer.
     Request(Request, mpsc::Sender<Response>),
     /// nf_tables events about nftban's table: another process deleted
@@ -94,6 +100,9 @@ fn handle(engine: &mut Engine, event: Event, config: &Config, answering: &Atomic
             if let Err(e) = engine.decided(decision, now) {
                 tracing::warn!("bans from another origin refused: {e}");
             }
+        }
+        Event::Lifted { jail, nets, origin } => {
+            engine.lift_learnt(&jail, &nets, origin, now);
         }
         Event::Request(Request::Reload, reply) => {
             let answer = check_reload(config);

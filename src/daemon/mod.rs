@@ -106,6 +106,15 @@ pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> Result<(), Daemon
     let mut engine = Engine::new(&config, firewall)
         .with_store(store)
         .with_events(hub.clone());
+    // The fleet hears of this node's bans from the start: those restored
+    // are told again, for what an outage or a stop kept back.
+    let fleet = match config.fleet.clone().map(origin::fleet::fleet) {
+        Some((fleet, teller)) => {
+            engine = engine.sharing(Box::new(teller));
+            Some(fleet)
+        }
+        None => None,
+    };
     let restored = engine.start(&config).map_err(|source| DaemonError::Setup {
         table: config.table.clone(),
         source,
@@ -126,7 +135,7 @@ pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> Result<(), Daemon
 
     let stop = Arc::new(AtomicBool::new(false));
     let sources = start_sources(&config, &mut engine, &saved, &tx, &stop)?;
-    for origin in origin::configured(&config, catches) {
+    for origin in origin::configured(&config, catches, fleet) {
         origin::spawn(origin, tx.clone(), stop.clone())?;
     }
     wait_for_sources(&sources);

@@ -9,6 +9,7 @@
 //! Adding an origin is one module that implements [`BanOrigin`] and one
 //! line in [`configured`] that builds it from the config.
 
+pub mod fleet;
 mod meter;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +45,13 @@ impl Decisions {
         !self.stopping() && self.tx.send(Event::Decided(decision)).is_ok()
     }
 
+    /// Lift bans of `origin` in `jail` (a fleet peer's unbans): only
+    /// where the running ban is that origin's. False once the daemon is
+    /// stopping.
+    pub fn lift(&self, jail: String, nets: Vec<ipnet::IpNet>, origin: crate::store::Origin) -> bool {
+        !self.stopping() && self.tx.send(Event::Lifted { jail, nets, origin }).is_ok()
+    }
+
     /// Whether the daemon is stopping.
     pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
@@ -53,8 +61,15 @@ impl Decisions {
 /// The origins `config` turns on, each built from its own section; the
 /// kernel meter's needs a reader of its caught sets (`catches`, from the
 /// firewall, `None` when it has none).
-pub(super) fn configured(config: &Config, catches: Option<Box<dyn Catches>>) -> Vec<Box<dyn BanOrigin>> {
+pub(super) fn configured(
+    config: &Config,
+    catches: Option<Box<dyn Catches>>,
+    fleet: Option<fleet::Fleet>,
+) -> Vec<Box<dyn BanOrigin>> {
     let mut out: Vec<Box<dyn BanOrigin>> = Vec::new();
+    if let Some(f) = fleet {
+        out.push(Box::new(f));
+    }
     if let (Some(spec), Some(catches)) = (&config.sip, catches) {
         out.push(Box::new(meter::KernelMeter::new(catches, spec.clone())));
     }

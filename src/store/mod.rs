@@ -74,7 +74,7 @@ impl Error {
 }
 
 mod record;
-pub use record::{ActiveBan, BanRecord, FailureWindow, Origin};
+pub use record::{valid_node, ActiveBan, BanRecord, FailureWindow, Origin, Peer};
 
 mod damage;
 mod files;

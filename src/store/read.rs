@@ -13,7 +13,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT jail, net, MAX(expires_at), reason FROM bans
+                "SELECT jail, net, MAX(expires_at), reason, origin FROM bans
                  WHERE unbanned_at IS NULL AND expires_at > ?1 GROUP BY jail, net",
             )
             .map_err(|e| self.sql(e))?;
@@ -24,18 +24,20 @@ impl Store {
                     r.get::<_, String>(1)?,
                     r.get::<_, i64>(2)?,
                     r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
                 ))
             })
             .map_err(|e| self.sql(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (jail, net, expires, reason) = row.map_err(|e| self.sql(e))?;
+            let (jail, net, expires, reason, origin) = row.map_err(|e| self.sql(e))?;
             match net.parse::<IpNet>() {
                 Ok(net) => out.push(ActiveBan {
                     jail,
                     net,
                     expires: time(expires),
                     reason,
+                    origin: origin.as_deref().and_then(Origin::parse),
                 }),
                 Err(_) => tracing::warn!(%net, "ban database holds an unreadable address; skipped"),
             }
@@ -49,12 +51,14 @@ impl Store {
                 Some(a) => {
                     a.expires = b.expires;
                     a.reason = b.reason;
+                    a.origin = Some(b.origin);
                 }
                 None => out.push(ActiveBan {
                     jail: b.jail,
                     net: b.net,
                     expires: b.expires,
                     reason: b.reason,
+                    origin: Some(b.origin),
                 }),
             }
         }

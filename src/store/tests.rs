@@ -49,12 +49,14 @@ fn active_bans_survive_reopen_with_latest_expiry() {
                 net: "2001:db8::/64".parse().unwrap(),
                 expires: t(1000),
                 reason: None,
+                origin: Some(Origin::Auto),
             },
             ActiveBan {
                 jail: "sshd".into(),
                 net: "198.51.100.1/32".parse().unwrap(),
                 expires: t(150),
                 reason: None,
+                origin: Some(Origin::Auto),
             },
         ]
     );

@@ -25,6 +25,18 @@ fn load(text: &str) -> Result<Config, String> {
     Config::from_text(Path::new("/etc/nftban/nftban.yaml"), text).map_err(|e| e.to_string())
 }
 
+/// The prefix of the keys in the tables under a heading: a heading that
+/// names `sip:` or `fleet:` holds that section's keys, written without it.
+fn section_of(heading: &str) -> &'static str {
+    if heading.contains("`sip:`") {
+        "sip."
+    } else if heading.contains("`fleet:`") {
+        "fleet."
+    } else {
+        ""
+    }
+}
+
 /// The keys of docs/config.md's tables, each with its row's text. A
 /// table under a heading naming `sip:` holds keys of `sip.`; in a cell
 /// listing several keys, the later ones replace the end of the first
@@ -35,7 +47,7 @@ fn config_md_rows() -> Vec<(String, String)> {
     let mut out = Vec::new();
     for line in text.lines() {
         if line.starts_with('#') {
-            prefix = if line.contains("`sip:`") { "sip." } else { "" };
+            prefix = section_of(line);
         }
         let Some(cells) = row(line) else { continue };
         if cells.len() < 2 || !cells[0].starts_with('`') {
@@ -412,7 +424,7 @@ fn documented_defaults_are_the_defaults() {
     let mut prefix = "";
     for line in text.lines() {
         if line.starts_with('#') {
-            prefix = if line.contains("`sip:`") { "sip." } else { "" };
+            prefix = section_of(line);
         }
         let Some(cells) = row(line) else { continue };
         if cells.len() < 3 || !cells[0].starts_with('`') {
@@ -451,6 +463,19 @@ fn config_with(key: &str, value: Option<&str>) -> String {
     };
     let mut top = String::from("sip: {}\n");
     let mut jail_extra = String::new();
+    // `fleet:` cannot be written without a server: both sides get one.
+    if let Some(rest) = key.strip_prefix("fleet.").filter(|k| *k != "servers") {
+        let set = value.map_or(String::new(), |v| {
+            let nest = rest
+                .split('.')
+                .rev()
+                .fold(v.to_string(), |acc, p| format!("{{{p}: {acc}}}"));
+            let nest = &nest[1..nest.len() - 1];
+            format!(", {nest}")
+        });
+        top.push_str(&format!("fleet: {{servers: [nats://127.0.0.1:4222]{set}}}\n"));
+        return format!("{top}jails:\n{jail}}}\n");
+    }
     if let Some(v) = value {
         let parts: Vec<&str> = key.split('.').collect();
         let nest = |rest: &[&str]| {

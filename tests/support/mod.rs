@@ -3,8 +3,8 @@
 //! ([`status`]), a daemon in a namespace ([`Daemon`]), the kernel's state
 //! read back with `nft -j` and packets sent through namespaces
 //! ([`kernel`]), the guard of kernel tests ([`kernel_test!`]) and a
-//! pseudo-terminal ([`Pty`]) and a SIP test bed: Kamailio and its clients
-//! ([`sip_bed`]).
+//! pseudo-terminal ([`Pty`]), a SIP test bed: Kamailio and its clients
+//! ([`sip_bed`]), and a NATS JetStream bed for the fleet ([`NatsBed`]).
 
 #![allow(dead_code)]
 
@@ -18,6 +18,7 @@ pub use nftban::netns::NetNs;
 mod daemon;
 mod guard;
 mod kernel;
+mod nats;
 mod pty;
 mod sip;
 mod status;
@@ -25,6 +26,7 @@ mod status;
 pub use daemon::*;
 pub use guard::*;
 pub use kernel::*;
+pub use nats::*;
 pub use pty::*;
 pub use sip::*;
 pub use status::*;

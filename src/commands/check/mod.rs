@@ -103,6 +103,21 @@ pub fn summary(config: &Config) -> Vec<String> {
     if !sinks.is_empty() {
         out.push(format!("ban events: JSON lines to {}", sinks.join(" and ")));
     }
+    if let Some(f) = &config.fleet {
+        out.push(format!(
+            "fleet: node {} on {} (stream {}, subjects {}.>); publishes {}; accepts {}; peers' prefixes up to /{} (IPv4), /{} (IPv6), at most {} bans each (burst {})",
+            f.node,
+            f.servers.join(", "),
+            f.stream,
+            f.subject_prefix,
+            f.publish.join(", "),
+            f.accept.keys().cloned().collect::<Vec<_>>().join(", "),
+            f.ipv4_prefix,
+            f.ipv6_prefix,
+            f.rate,
+            f.burst
+        ));
+    }
     if let Some(r) = &config.recidive {
         out.push(format!(
             "recidive: an address banned {} times within {} (in any jail) is banned in jail {} for {}",

@@ -162,6 +162,7 @@ pub fn fixture() -> Status {
                 failures: 2,
             },
         ],
+        fleet: None,
     }
 }
 

@@ -105,6 +105,24 @@ pub fn format_all(st: &Status) -> String {
             st.history_errors, st.history_waiting, st.history_dropped
         );
     }
+    if let Some(f) = &st.fleet {
+        let refused: Vec<String> = f.refused.iter().map(|(why, n)| format!("{why} {n}")).collect();
+        let _ = writeln!(
+            o,
+            "|- Fleet:               node {} {} (stream {}{}); published {}, waiting {}; from peers {} read, {} banned, {} lifted, {} refused{}",
+            f.node,
+            f.state,
+            f.stream,
+            f.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default(),
+            f.published,
+            f.waiting,
+            f.received,
+            f.applied,
+            f.lifted,
+            f.refused.values().sum::<u64>(),
+            if refused.is_empty() { String::new() } else { format!(" ({})", refused.join(", ")) }
+        );
+    }
     let _ = writeln!(o, "`- Jail list:   {}", names.join(", "));
     for j in &st.jails {
         let _ = writeln!(
@@ -152,6 +170,7 @@ mod tests {
             history_dropped: 0,
             most_banned: vec![],
             most_failed: vec![],
+            fleet: None,
         };
         let text = format_all(&st);
         assert!(

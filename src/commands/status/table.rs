@@ -40,6 +40,18 @@ pub fn render(st: &Status) -> String {
         );
     }
     o.push('\n');
+    if let Some(f) = &st.fleet {
+        let _ = writeln!(
+            o,
+            "fleet: node {} {}; {} published, {} waiting; from peers {} banned, {} refused",
+            f.node,
+            f.state,
+            f.published,
+            f.waiting,
+            f.applied,
+            f.refused.values().sum::<u64>()
+        );
+    }
     let name = st
         .jails
         .iter()

@@ -473,14 +473,23 @@ impl History {
 }
 
 /// Every ban that runs at `now`, from the jails' record, as history
-/// records: made `now` (the record keeps no start), by hand in the manual
-/// jail, escalated when its reason says so, by the jail's rules otherwise.
+/// records: made `now` (the record keeps no start), from a fleet peer when
+/// its reason says so, by hand in the manual jail, escalated when its
+/// reason says so, by the jail's rules otherwise.
 pub(super) fn running_records(jails: &[JailState], now: SystemTime) -> Vec<BanRecord> {
     let mut out = Vec::new();
     for j in jails {
         for (net, &until) in j.bans.iter().filter(|(_, &t)| t > now) {
             let reason = j.reasons.get(net).cloned();
-            let origin = if j.name == MANUAL_JAIL {
+            // A fleet peer's ban keeps its origin (its reason starts with
+            // it): it must never come back as this node's own, to publish.
+            let peer = reason
+                .as_deref()
+                .and_then(|r| r.strip_prefix("fleet:"))
+                .and_then(|r| crate::store::Peer::of(r.split(':').next()?));
+            let origin = if let Some(peer) = peer {
+                Origin::Fleet(peer)
+            } else if j.name == MANUAL_JAIL {
                 Origin::Manual
             } else if reason.as_deref().is_some_and(|r| r.starts_with("escalated")) {
                 Origin::Escalated

@@ -137,6 +137,7 @@ impl Engine {
                 .map(|b| b.net),
         );
         self.forget_connections(false);
+        self.share_bans(bans, &refused, counted, now);
         refused
     }
 

@@ -94,12 +94,13 @@ impl Engine {
             let i = e.jail_index(&decision.jail)?;
             let bantime = checked_bantime(decision.bantime.unwrap_or(e.jails[i].tracker.policy.bantime))?;
             let nets: Vec<IpNet> = decision.nets.iter().map(|n| n.trunc()).collect();
-            let how = decision.reason.as_deref().unwrap_or(decision.origin.as_str());
+            let reason = super::share::reason_of(decision.origin, decision.reason);
+            let how = reason.as_deref().unwrap_or(decision.origin.as_str());
             let mut refused = Vec::new();
             let nets = e.admissible(i, nets, Ignoreip::Binding, how, &mut refused);
             let grounds = Grounds {
                 origin: decision.origin,
-                reason: decision.reason.as_deref(),
+                reason: reason.as_deref(),
                 how,
             };
             let mut result = e.impose(i, nets, bantime, grounds, now)?;
@@ -308,6 +309,9 @@ impl Engine {
             let nets = parse_all(addrs)?;
             let mut result = UnbanResult::default();
             let mut told: BTreeMap<String, Told> = BTreeMap::new();
+            // This node's own bans lifted, for the fleet (one learnt from
+            // a peer is lifted here only).
+            let mut news = Vec::new();
             // Told even when a later address fails: what was lifted is said.
             let lift = || -> Result<(), RequestError> {
                 for net in nets {
@@ -321,7 +325,14 @@ impl Engine {
                     let mut inside = Vec::new();
                     for j in e.jails.iter_mut().filter(|j| jail.is_none_or(|n| n == j.name)) {
                         if let Some(until) = j.bans.remove(&net) {
-                            j.reasons.remove(&net);
+                            let why = j.reasons.remove(&net);
+                            if !why.as_deref().is_some_and(super::share::learnt) {
+                                news.push(super::Local::Unban {
+                                    jail: j.name.clone(),
+                                    net,
+                                    at: now,
+                                });
+                            }
                             found = true;
                             e.firewall.delete(&j.name, &[net]).map_err(|source| {
                                 e.kernel_errors += 1;
@@ -360,6 +371,7 @@ impl Engine {
             for (_, t) in told {
                 t.log(|n, first| format!("Unban {n} addresses (by hand): {first}"));
             }
+            e.share(news);
             outcome?;
             Ok(result)
         })

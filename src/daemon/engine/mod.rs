@@ -22,6 +22,7 @@
 //!   [`backlog`]: what it could not write yet, written again at each save;
 //! - [`status`]: what `nftban status` shows;
 //! - [`announce`]: bans, unbans and expiries told to `nftban events`;
+//! - [`share`]: this node's decisions told to a listener (the fleet);
 //! - [`jail`] and [`bans`]: one jail's state, and its running bans.
 //!
 //! The engine knows the kernel only through the [`Firewall`] trait, and
@@ -47,6 +48,7 @@ mod history;
 mod jail;
 mod kernel;
 mod manual;
+mod share;
 mod start;
 mod status;
 mod told;
@@ -58,6 +60,7 @@ use jail::JailState;
 use kernel::Forget;
 pub use kernel::FORGET_INTERVAL;
 pub use manual::Decision;
+pub use share::{Local, Share};
 
 /// Why a request (ban, unban, status of one jail) was refused.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +123,8 @@ pub struct Engine {
     events: Hub,
     /// When bans that ended were last forgotten.
     expired_at: Instant,
+    /// Who hears of this node's own decisions (the fleet), if anyone.
+    share: Option<Box<dyn Share>>,
 }
 
 impl Engine {
@@ -176,6 +181,7 @@ impl Engine {
             forget: Forget::default(),
             events: Hub::default(),
             expired_at: Instant::now(),
+            share: None,
         }
     }
 

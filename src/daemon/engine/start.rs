@@ -23,7 +23,7 @@ use crate::address::{never_banned, show as show_net};
 use crate::config::duration::MAX_DURATION;
 use crate::config::{Config, MANUAL_JAIL, RECIDIVE_JAIL};
 use crate::firewall::Ban;
-use crate::store::{ActiveBan, FailureWindow};
+use crate::store::{ActiveBan, FailureWindow, Origin};
 
 /// Clock steps (NTP, a fixed RTC) move "now" by seconds to hours: a ban
 /// or failure that far off is believed, a day past it is not.
@@ -49,6 +49,9 @@ impl Engine {
         self.seed_recidive(now, &mut refused);
         self.restore_failures(now, &mut refused);
         let mut restore = Vec::with_capacity(active.len());
+        // This node's own bans, told again (the fleet publishes what an
+        // outage or a stop kept back; its peers drop what they have).
+        let mut news = Vec::new();
         let mut removed = BTreeSet::new();
         let mut lift: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
         for ban in active {
@@ -68,6 +71,16 @@ impl Engine {
                 continue;
             }
             jail.bans.insert(ban.net, ban.expires);
+            if !ban.origin.is_some_and(Origin::is_fleet) {
+                news.push(super::Local::Ban {
+                    jail: ban.jail.clone(),
+                    net: ban.net,
+                    expires: ban.expires,
+                    origin: ban.origin.unwrap_or(Origin::Auto),
+                    reason: ban.reason.clone(),
+                    restored: true,
+                });
+            }
             if let Some(why) = ban.reason {
                 jail.reasons.insert(ban.net, why);
             }
@@ -91,7 +104,13 @@ impl Engine {
         // Restored bans the kernel refuses (a set that became smaller, say)
         // are logged and dropped like any refusal.
         let batches = self.firewall.batches();
-        let refused = self.push(&restore, None, now).len();
+        let refused = self.push(&restore, None, now);
+        news.retain(|n| match n {
+            super::Local::Ban { jail, net, .. } => !refused.iter().any(|(b, _)| b.jail == *jail && b.net == *net),
+            super::Local::Unban { .. } => true,
+        });
+        self.share(news);
+        let refused = refused.len();
         let batches = self.firewall.batches() - batches;
         tracing::info!(
             "restored {} bans in {batches} netlink batch{}",

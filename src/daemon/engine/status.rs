@@ -28,6 +28,7 @@ impl Engine {
                 history_dropped: e.history.dropped(),
                 most_banned,
                 most_failed,
+                fleet: e.fleet_status(),
             }
         })
     }

@@ -1,0 +1,363 @@
+//! What the engine tells a listener about this node's own decisions: the
+//! bans it made (from logs, a kernel meter, by hand) once they are in the
+//! kernel, the bans it restored at start, and the unbans by hand. The
+//! fleet origin is the listener: it publishes them to its peers.
+//!
+//! The engine knows only this trait, nothing of NATS; the listener is
+//! called on the engine's thread, so it must only hand the news over
+//! (a channel), never wait on the network.
+
+use std::time::SystemTime;
+
+use ipnet::IpNet;
+
+use super::Engine;
+use crate::firewall::Ban;
+use crate::status::FleetStatus;
+use crate::store::Origin;
+
+/// One decision of this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Local {
+    /// A ban in the kernel until `expires`, or restored at start
+    /// (`restored`: published before, unless an outage kept it back).
+    Ban {
+        jail: String,
+        net: IpNet,
+        expires: SystemTime,
+        origin: Origin,
+        reason: Option<String>,
+        restored: bool,
+    },
+    /// A ban lifted by hand at `at`.
+    Unban { jail: String, net: IpNet, at: SystemTime },
+}
+
+/// The listener of this node's decisions.
+pub trait Share: Send {
+    /// Decisions in the order they were made. Never bans learnt from the
+    /// fleet: those are not this node's to share again.
+    fn told(&mut self, news: Vec<Local>);
+
+    /// Its part of `nftban status`.
+    fn status(&self) -> FleetStatus;
+}
+
+impl Engine {
+    /// Tell `listener` about this node's decisions from now on (before
+    /// [`Engine::start`], so the bans it restores are told too).
+    pub fn sharing(mut self, listener: Box<dyn Share>) -> Engine {
+        self.share = Some(listener);
+        self
+    }
+
+    /// Bans that went into the kernel (`bans`, less `refused`), decided
+    /// with `origin` (`None`: put back, not decided now).
+    pub(super) fn share_bans(
+        &mut self,
+        bans: &[Ban],
+        refused: &[(Ban, String)],
+        origin: Option<Origin>,
+        now: SystemTime,
+    ) {
+        let Some(listener) = self.share.as_mut() else { return };
+        let Some(origin) = origin.filter(|o| !o.is_fleet()) else {
+            return;
+        };
+        let news: Vec<Local> = bans
+            .iter()
+            .filter(|b| !refused.iter().any(|(r, _)| r.jail == b.jail && r.net == b.net))
+            .map(|b| Local::Ban {
+                jail: b.jail.clone(),
+                net: b.net,
+                // As the history writes it, so a restart tells the same.
+                expires: now.checked_add(b.timeout).unwrap_or(now),
+                origin,
+                reason: self
+                    .jails
+                    .iter()
+                    .find(|j| j.name == b.jail)
+                    .and_then(|j| j.reasons.get(&b.net).cloned()),
+                restored: false,
+            })
+            .collect();
+        if !news.is_empty() {
+            listener.told(news);
+        }
+    }
+
+    /// Anything else to tell (restored bans, unbans).
+    pub(super) fn share(&mut self, news: Vec<Local>) {
+        if let Some(listener) = self.share.as_mut().filter(|_| !news.is_empty()) {
+            listener.told(news);
+        }
+    }
+
+    /// The listener's part of `status`, if there is one.
+    pub(super) fn fleet_status(&self) -> Option<FleetStatus> {
+        self.share.as_ref().map(|l| l.status())
+    }
+}
+
+/// The reason a ban of `origin` is kept with: a ban learnt from the fleet
+/// always has one, starting with its origin (`fleet:pbx-a: ...`), which is
+/// how the record tells such a ban from this node's own (see [`learnt`]).
+pub(super) fn reason_of(origin: Origin, reason: Option<String>) -> Option<String> {
+    if !origin.is_fleet() {
+        return reason;
+    }
+    let from = origin.as_str();
+    Some(match reason {
+        Some(r) if r.starts_with(from) => r,
+        Some(r) => format!("{from}: {r}"),
+        None => from.to_string(),
+    })
+}
+
+/// Whether a running ban with reason `why` was learnt from the fleet.
+pub(super) fn learnt(why: &str) -> bool {
+    why.starts_with("fleet:")
+}
+
+impl Engine {
+    /// A peer lifted its ban (`origin`: `fleet:<node>`): lifted here in
+    /// `jail` only where the running ban is that peer's. A ban of this
+    /// node's own, or another peer's, stays (it may run longer), and so
+    /// does one this node lengthened since. Not told to the listener.
+    /// Returns how many were lifted.
+    pub fn lift_learnt(&mut self, jail: &str, nets: &[IpNet], origin: Origin, now: SystemTime) -> usize {
+        self.request(now, |e| {
+            let Ok(i) = e.jail_index(jail) else { return 0 };
+            let from = origin.as_str();
+            let theirs: Vec<IpNet> = nets
+                .iter()
+                .map(|n| n.trunc())
+                .filter(|n| {
+                    e.jails[i].bans.get(n).is_some_and(|&t| t > now)
+                        && e.jails[i].reasons.get(n).is_some_and(|r| {
+                            r.strip_prefix(from)
+                                .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+                        })
+                })
+                .collect();
+            if theirs.is_empty() {
+                return 0;
+            }
+            if let Err(err) = e.history.unban(Some(jail), &theirs, now) {
+                tracing::warn!(jail, error = %err, "cannot record the fleet's unbans in the history; kept as they are");
+                return 0;
+            }
+            if let Err(err) = e.firewall.delete(jail, &theirs) {
+                e.kernel_errors += 1;
+                tracing::warn!(jail, error = %err, "the kernel refused to lift {} ban(s) of {from}", theirs.len());
+            }
+            let j = &mut e.jails[i];
+            for n in &theirs {
+                j.bans.remove(n);
+                j.reasons.remove(n);
+                j.total_unbanned += 1;
+            }
+            tracing::info!(
+                jail,
+                "Unban {} address(es) and prefix(es) ({from} lifted them)",
+                theirs.len()
+            );
+            theirs.len()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::firewall::memory::Memory;
+    use crate::store::Peer;
+
+    const CONFIG: &str = "\
+defaults: {findtime: 10m, maxretry: 2, bantime: 1h, ignoreip: [192.0.2.0/24]}
+jails:
+  sshd:
+    ruleset: sshd
+    files: [/var/log/auth.log]
+";
+
+    /// A listener that keeps what it is told.
+    #[derive(Clone, Default)]
+    struct Heard(Arc<Mutex<Vec<Local>>>);
+
+    impl Share for Heard {
+        fn told(&mut self, news: Vec<Local>) {
+            self.0.lock().unwrap().extend(news);
+        }
+        fn status(&self) -> FleetStatus {
+            FleetStatus {
+                node: "test".into(),
+                ..FleetStatus::default()
+            }
+        }
+    }
+
+    fn engine(db: &Path) -> (Engine, Heard, Config) {
+        let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+        let heard = Heard::default();
+        let mut e = Engine::new(&config, Box::new(Memory::new()))
+            .with_store(crate::store::Store::open(db).unwrap())
+            .sharing(Box::new(heard.clone()));
+        e.start(&config).unwrap();
+        (e, heard, config)
+    }
+
+    fn peer_ban(node: &str, net: &str, secs: u64) -> crate::daemon::Decision {
+        crate::daemon::Decision {
+            jail: "sshd".into(),
+            nets: vec![crate::address::parse_net(net).unwrap()],
+            bantime: Some(Duration::from_secs(secs)),
+            origin: Origin::Fleet(Peer::of(node).unwrap()),
+            reason: Some("auto".into()),
+        }
+    }
+
+    #[test]
+    fn own_bans_and_unbans_are_told_and_fleet_bans_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut e, heard, _) = engine(&dir.path().join("db"));
+        let now = SystemTime::now();
+        let a: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+        e.failure(0, a, now);
+        e.failure(0, a, now);
+        e.flush(now);
+        e.ban(&["203.0.113.5".into()], None, None, now).unwrap();
+        e.decided(peer_ban("pbx-a", "198.51.100.99", 600), now).unwrap();
+        e.unban(&["203.0.113.5".into()], None, now).unwrap();
+        // A peer's ban lifted by hand here is not told either.
+        e.unban(&["198.51.100.99".into()], None, now).unwrap();
+        let heard = heard.0.lock().unwrap().clone();
+        let summary: Vec<(String, String, bool)> = heard
+            .iter()
+            .map(|n| match n {
+                Local::Ban { jail, net, .. } => (jail.clone(), crate::address::show(net), true),
+                Local::Unban { jail, net, .. } => (jail.clone(), crate::address::show(net), false),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("sshd".to_string(), "198.51.100.7".to_string(), true),
+                ("manual".into(), "203.0.113.5".into(), true),
+                ("manual".into(), "203.0.113.5".into(), false),
+            ]
+        );
+        let Local::Ban { origin, expires, .. } = &heard[0] else {
+            panic!()
+        };
+        assert_eq!(*origin, Origin::Auto);
+        let left = expires.duration_since(now).unwrap();
+        assert!(
+            left > Duration::from_secs(3590) && left <= Duration::from_secs(3600),
+            "{left:?}"
+        );
+    }
+
+    #[test]
+    fn a_restart_tells_the_running_own_bans_again_with_the_same_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        let first = {
+            let (mut e, heard, _) = engine(&db);
+            let now = SystemTime::now();
+            e.ban(&["203.0.113.5".into()], Some("sshd"), None, now).unwrap();
+            e.decided(peer_ban("pbx-a", "198.51.100.99", 600), now).unwrap();
+            e.finish(now);
+            let told = heard.0.lock().unwrap().clone();
+            told
+        };
+        let (_e, heard, _) = engine(&db);
+        let again = heard.0.lock().unwrap().clone();
+        assert_eq!(again.len(), 1, "{again:?}");
+        match (&first[0], &again[0]) {
+            (
+                Local::Ban {
+                    net,
+                    expires,
+                    restored: false,
+                    ..
+                },
+                Local::Ban {
+                    net: n2,
+                    expires: e2,
+                    restored: true,
+                    origin,
+                    ..
+                },
+            ) => {
+                let secs = |t: &SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+                assert_eq!((net, secs(expires)), (n2, secs(e2)));
+                assert_eq!(*origin, Origin::Manual);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A history rebuilt from the record (after damage) keeps a peer's
+    /// ban as the peer's: it would otherwise be published as this node's.
+    #[test]
+    fn a_rebuilt_history_keeps_a_fleet_bans_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut e, _, _) = engine(&dir.path().join("db"));
+        let now = SystemTime::now();
+        e.decided(peer_ban("pbx-a", "198.51.100.1", 600), now).unwrap();
+        e.ban(&["198.51.100.3".into()], Some("sshd"), None, now).unwrap();
+        let mut got: Vec<(String, Origin)> = super::super::history::running_records(&e.jails, now)
+            .into_iter()
+            .map(|r| (crate::address::show(&r.net), r.origin))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("198.51.100.1".to_string(), Origin::Fleet(Peer::of("pbx-a").unwrap())),
+                ("198.51.100.3".to_string(), Origin::Auto),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_peers_unban_lifts_its_own_bans_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut e, _, _) = engine(&dir.path().join("db"));
+        let now = SystemTime::now();
+        e.decided(peer_ban("pbx-a", "198.51.100.1", 600), now).unwrap();
+        e.decided(peer_ban("pbx-c", "198.51.100.2", 600), now).unwrap();
+        e.ban(&["198.51.100.3".into()], Some("sshd"), None, now).unwrap();
+        let a = Origin::Fleet(Peer::of("pbx-a").unwrap());
+        let nets: Vec<IpNet> = ["198.51.100.1/32", "198.51.100.2/32", "198.51.100.3/32"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(e.lift_learnt("sshd", &nets, a, now), 1);
+        let mut left: Vec<String> = e
+            .firewall
+            .list("sshd")
+            .unwrap()
+            .iter()
+            .map(|el| crate::address::show(&el.net))
+            .collect();
+        left.sort();
+        assert_eq!(left, ["198.51.100.2", "198.51.100.3"]);
+        let st = e.jail_status("sshd", now).unwrap();
+        assert_eq!(st.bans_by_origin.get("fleet:pbx-a"), Some(&1));
+        let reason = st
+            .banned
+            .iter()
+            .find(|b| b.ip == "198.51.100.2")
+            .unwrap()
+            .reason
+            .clone();
+        assert_eq!(reason.as_deref(), Some("fleet:pbx-c: auto"));
+    }
+}

@@ -1,0 +1,113 @@
+//! The fleet's figures, shared between its runtime thread (which counts)
+//! and the engine (which shows them in `status`).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
+
+use super::limits::Refusal;
+use crate::config::FleetSpec;
+use crate::status::{FleetLimits, FleetStatus};
+
+/// The connection, as `status` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    Connecting = 0,
+    Connected = 1,
+    Disconnected = 2,
+}
+
+/// Counters since start.
+#[derive(Default)]
+pub struct Stats {
+    state: AtomicU8,
+    pub published: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub waiting: AtomicU64,
+    pub received: AtomicU64,
+    pub applied: AtomicU64,
+    pub lifted: AtomicU64,
+    pub expired: AtomicU64,
+    pub caught_up: AtomicBool,
+    refused: Mutex<BTreeMap<Refusal, u64>>,
+    error: Mutex<Option<String>>,
+}
+
+impl Stats {
+    pub fn set_state(&self, state: State) {
+        self.state.store(state as u8, Ordering::Relaxed);
+        if state == State::Connected {
+            *self.error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+
+    pub fn state(&self) -> State {
+        match self.state.load(Ordering::Relaxed) {
+            1 => State::Connected,
+            2 => State::Disconnected,
+            _ => State::Connecting,
+        }
+    }
+
+    /// The last error, shown while not connected.
+    pub fn set_error(&self, error: String) {
+        *self.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+    }
+
+    pub fn refused(&self, why: Refusal) {
+        *self
+            .refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(why)
+            .or_default() += 1;
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `status.fleet`.
+    pub fn status(&self, spec: &FleetSpec) -> FleetStatus {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let state = self.state();
+        FleetStatus {
+            node: spec.node.clone(),
+            state: match state {
+                State::Connecting => "connecting",
+                State::Connected => "connected",
+                State::Disconnected => "disconnected",
+            }
+            .into(),
+            error: self
+                .error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .filter(|_| state != State::Connected),
+            stream: spec.stream.clone(),
+            published: get(&self.published),
+            duplicates: get(&self.duplicates),
+            waiting: get(&self.waiting),
+            received: get(&self.received),
+            applied: get(&self.applied),
+            lifted: get(&self.lifted),
+            expired: get(&self.expired),
+            caught_up: self.caught_up.load(Ordering::Relaxed),
+            refused: self
+                .refused
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(why, n)| (why.as_str().to_string(), *n))
+                .collect(),
+            limits: FleetLimits {
+                ipv4_prefix: spec.ipv4_prefix,
+                ipv6_prefix: spec.ipv6_prefix,
+                rate: spec.rate.to_string(),
+                burst: spec.burst,
+            },
+        }
+    }
+}
