@@ -9,6 +9,7 @@ fn main() -> ExitCode {
     let cli = nftban::cli::Cli::parse();
     match nftban::commands::dispatch(cli.command) {
         Ok(code) => ExitCode::from(code),
+        Err(err) if nftban::commands::broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("nftban: error: {err:#}");
             ExitCode::from(2)

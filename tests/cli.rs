@@ -537,3 +537,31 @@ fn check_json_has_warnings_and_summary() {
         "{summary:?}"
     );
 }
+
+/// `nftban test LOG RULE --print-matched | head -1`: the reader goes away
+/// after one line; the command ends quietly with 0, never a panic.
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("messages");
+    std::fs::write(&log, format!("{FAQ_LINE}\n").repeat(200_000)).unwrap();
+    let mut child = nftban()
+        .arg("test")
+        .arg(&log)
+        .arg(FAQ_RULE)
+        .arg("--print-matched")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close the pipe: the rest of the 200,000 lines
+    // (far past any pipe buffer) meet a reader that is gone.
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    drop(out);
+    let o = child.wait_with_output().unwrap();
+    assert!(!first.is_empty());
+    assert!(o.status.success(), "{:?}: {}", o.status, stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}

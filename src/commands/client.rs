@@ -169,9 +169,9 @@ struct Reloaded {
 pub fn reload(json: bool, c: &ConfigArg) -> anyhow::Result<u8> {
     let said: String = ask(c, &Request::Reload)?;
     if json {
-        println!("{}", serde_json::to_string(&Reloaded { message: said })?);
+        outln!("{}", serde_json::to_string(&Reloaded { message: said })?)?;
     } else {
-        println!("{said}");
+        outln!("{said}")?;
     }
     Ok(0)
 }

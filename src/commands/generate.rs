@@ -16,7 +16,7 @@ pub fn run(what: Generate) -> anyhow::Result<u8> {
     match what {
         Generate::Man { dir } => {
             for page in man_pages(&dir)? {
-                println!("{}", page.display());
+                outln!("{}", page.display())?;
             }
         }
         Generate::Completions { shell } => {

@@ -1,6 +1,24 @@
 //! One module per subcommand; `dispatch` runs the chosen one and returns
 //! the exit code.
 
+/// `print!` to stdout that returns the error instead of panicking: when
+/// the reader went away (`nftban status --json | head`), the command ends
+/// and `main` exits quietly ([`broken_pipe`]).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($t)*)
+    }};
+}
+
+/// `println!` that returns the error instead of panicking (see `out!`).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($t)*)
+    }};
+}
+
 pub mod check;
 pub mod client;
 pub mod demo;
@@ -34,7 +52,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Events { json, jail, config } => events::events(json, jail, &config),
         Command::Ruleset(c) => {
             let config = Config::load(&config_path(c.config.as_deref()))?;
-            print!("{}", render_ruleset(&config.table_spec()));
+            out!("{}", render_ruleset(&config.table_spec()))?;
             Ok(0)
         }
         Command::Status {
@@ -103,10 +121,18 @@ fn teardown(c: &crate::cli::ConfigArg) -> anyhow::Result<u8> {
     let table = config.table_spec().table;
     let mut firewall = crate::firewall::netlink::Netlink::open()?;
     if firewall.remove_table(&table)? {
-        println!("table inet {table} deleted");
+        outln!("table inet {table} deleted")?;
         Ok(0)
     } else {
-        println!("table inet {table} is not there");
+        outln!("table inet {table} is not there")?;
         Ok(1)
     }
+}
+
+/// Whether `err` is stdout's reader gone away (`| head`, `| grep -q`):
+/// not a failure of the command, which said all anyone will read.
+pub fn broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }

@@ -150,9 +150,9 @@ pub(crate) fn run(log: &Path, rule: &str, out: Output) -> anyhow::Result<u8> {
     };
     report.skipped_rules = loaded.skipped;
     if out.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", format_report(&report, out));
+        out!("{}", format_report(&report, out))?;
     }
     Ok(if report.matched > 0 { 0 } else { 1 })
 }

@@ -52,21 +52,21 @@ pub fn run(c: &ConfigArg, json: bool) -> anyhow::Result<u8> {
         summary: summary(&config),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(0);
     }
     for w in &report.warnings {
         eprintln!("nftban: warning: {w}");
     }
-    println!("{}: OK", report.config);
+    outln!("{}: OK", report.config)?;
     for line in &report.summary {
-        println!("{line}");
+        outln!("{line}")?;
     }
     if !report.warnings.is_empty() {
-        println!(
+        outln!(
             "warnings: {} (on stderr; the daemon starts anyway)",
             report.warnings.len()
-        );
+        )?;
     }
     Ok(0)
 }

@@ -24,7 +24,7 @@ const CLEAR: &str = "\x1b[H\x1b[2J";
 pub fn status(jail: Option<String>, json: bool, watch: Option<Duration>, c: &ConfigArg) -> anyhow::Result<u8> {
     let terminal = std::io::stdout().is_terminal();
     let Some(every) = watch else {
-        print!("{}", render(jail.as_deref(), json, terminal, true, c)?);
+        out!("{}", render(jail.as_deref(), json, terminal, true, c)?)?;
         return Ok(0);
     };
     anyhow::ensure!(
