@@ -26,6 +26,19 @@ pub enum ClientError {
     BadAnswer { socket: PathBuf, error: serde_json::Error },
 }
 
+/// `request` as its line, and a connection to the daemon to send it on.
+/// A request is plain data: it always serializes. Before connecting, so
+/// that the daemon's deadline for the line is spent on sending it only.
+fn connect(socket: &Path, request: &Request) -> Result<(UnixStream, Vec<u8>), ClientError> {
+    let mut line = serde_json::to_vec(request).unwrap_or_default();
+    line.push(b'\n');
+    let stream = UnixStream::connect(socket).map_err(|error| ClientError::Unreachable {
+        socket: socket.to_path_buf(),
+        error,
+    })?;
+    Ok((stream, line))
+}
+
 /// Send one request and wait for the answer. Errors say which socket and
 /// what to check.
 pub fn call(socket: &Path, request: &Request) -> Result<Response, ClientError> {
@@ -33,14 +46,7 @@ pub fn call(socket: &Path, request: &Request) -> Result<Response, ClientError> {
         socket: socket.to_path_buf(),
         error,
     };
-    // A request is plain data: it always serializes. Before connecting, so
-    // that the daemon's deadline for the line is spent on sending it only.
-    let mut line = serde_json::to_vec(request).unwrap_or_default();
-    line.push(b'\n');
-    let mut stream = UnixStream::connect(socket).map_err(|error| ClientError::Unreachable {
-        socket: socket.to_path_buf(),
-        error,
-    })?;
+    let (mut stream, line) = connect(socket, request)?;
     let sent = stream.write_all(&line);
     let mut answer = String::new();
     let read = BufReader::new(stream).read_line(&mut answer);
@@ -69,12 +75,7 @@ pub fn subscribe(socket: &Path, request: &Request) -> Result<(Response, BufReade
         socket: socket.to_path_buf(),
         error,
     };
-    let mut line = serde_json::to_vec(request).unwrap_or_default();
-    line.push(b'\n');
-    let mut stream = UnixStream::connect(socket).map_err(|error| ClientError::Unreachable {
-        socket: socket.to_path_buf(),
-        error,
-    })?;
+    let (mut stream, line) = connect(socket, request)?;
     stream.write_all(&line).map_err(io)?;
     let mut reader = BufReader::new(stream);
     let mut answer = String::new();
