@@ -6,7 +6,8 @@
 # latency from a log line on node A to the element in node B's kernel set,
 # the rate at which 100,000 bans from A are applied on B, how long a new node
 # takes to catch up on them, and a CrowdSec-style poll every 10 s beside it.
-# Needs root, ip, nft and the nats-server package. About 2 minutes.
+# Needs root, ip, nft and the nats-server package. About 2 to 4 minutes after
+# the build (the throughput phase waits at most 120 s for B).
 # Usage: bash bench/fleet.sh [--samples N] [--bans N] [--poll-secs S] [--poll-samples N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
