@@ -3,8 +3,8 @@
 //! package), reachable only from their namespaces ([`NatsBed`]): a log's
 //! ban on one node in its peers' kernel sets, dropping the attacker there
 //! too; its unban lifted everywhere; a node started later catching up; an
-//! outage of NATS (bans go on locally, published once when it is back,
-//! across a restart too); peers' bans the limits refuse; one server of a
+//! outage of NATS (bans and unbans go on locally, published once when it
+//! is back, across a restart too); peers' bans the limits refuse; one server of a
 //! three-server cluster killed without losing a ban.
 
 use std::net::SocketAddr;
