@@ -41,25 +41,25 @@
 //! fail2ban phases are capped (see `Sizes`), and the output says when a cap
 //! was hit and how far fail2ban got.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nftban::netns::NetNs;
 
-use added::{Added, AddedElements};
+use watch::Watch;
 
 // A module of this example (Cargo would take `examples/added.rs` for an
 // example of its own).
 #[path = "daemon_bench/added.rs"]
 mod added;
+#[path = "daemon_bench/watch.rs"]
+mod watch;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -858,155 +858,6 @@ impl Drop for Run {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// Elements added to one set, as the kernel announced them.
-struct Watch {
-    rx: mpsc::Receiver<std::io::Result<Vec<Added>>>,
-    set: String,
-    /// First event per address.
-    seen: HashMap<IpAddr, SystemTime>,
-    /// The latest event.
-    last: Option<SystemTime>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Watch {
-    /// No listener at all (nothing is ever seen).
-    fn idle() -> Watch {
-        let (_, rx) = mpsc::channel();
-        Watch {
-            rx,
-            set: String::new(),
-            seen: HashMap::new(),
-            last: None,
-            stop: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
-    /// Listen in `ns`, from a thread of its own that entered it.
-    fn open(ns: &NetNs, set: &str) -> Res<Watch> {
-        let (tx, rx) = mpsc::channel();
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let name = ns.name.clone();
-        std::thread::spawn(move || {
-            let opened = enter(&name).and_then(|_| AddedElements::open(Duration::from_millis(200)));
-            let mut sock = match opened {
-                Ok(s) => {
-                    let _ = ready_tx.send(Ok(()));
-                    s
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            let mut out = Vec::new();
-            while !stop2.load(Ordering::Relaxed) {
-                match sock.read(&mut out) {
-                    Ok(_) if out.is_empty() => {}
-                    Ok(_) => {
-                        if tx.send(Ok(std::mem::take(&mut out))).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                }
-            }
-        });
-        ready_rx.recv()??;
-        Ok(Watch {
-            rx,
-            set: set.to_string(),
-            seen: HashMap::new(),
-            last: None,
-            stop,
-        })
-    }
-
-    fn take(&mut self, batch: Vec<Added>) {
-        for a in batch {
-            if a.set == self.set {
-                self.seen.entry(a.addr).or_insert(a.at);
-                self.last = Some(self.last.map_or(a.at, |l| l.max(a.at)));
-            }
-        }
-    }
-
-    /// Take in what arrived; wait at most until `deadline` for more.
-    /// `Ok(false)` when nothing came by then.
-    fn pump(&mut self, deadline: Instant) -> Res<bool> {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        match self.rx.recv_timeout(wait) {
-            Ok(r) => {
-                self.take(r.map_err(|e| format!("nf_tables events: {e}"))?);
-                while let Ok(r) = self.rx.try_recv() {
-                    self.take(r.map_err(|e| format!("nf_tables events: {e}"))?);
-                }
-                Ok(true)
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => Ok(false),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err("the event reader stopped".into()),
-        }
-    }
-
-    fn drain(&mut self) -> Res<()> {
-        self.pump(Instant::now()).map(|_| ())
-    }
-
-    fn count(&self) -> usize {
-        self.seen.len()
-    }
-
-    /// When `addr` entered the kernel, if by `deadline`.
-    fn wait_for(&mut self, addr: Ipv4Addr, deadline: Instant) -> Res<Option<SystemTime>> {
-        let addr = IpAddr::V4(addr);
-        loop {
-            if let Some(at) = self.seen.get(&addr) {
-                return Ok(Some(*at));
-            }
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
-            self.pump(deadline)?;
-        }
-    }
-
-    /// When the set's `n`-th element arrived, if by `deadline`.
-    fn wait_count(&mut self, n: usize, deadline: Instant) -> Res<Option<SystemTime>> {
-        loop {
-            if self.seen.len() >= n {
-                return Ok(self.last);
-            }
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
-            self.pump(deadline)?;
-        }
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Move this thread into the named namespace (its owner deletes it).
-fn enter(name: &str) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let context = |what: &str, e: std::io::Error| std::io::Error::new(e.kind(), format!("{what} {name}: {e}"));
-    let f = std::fs::File::open(format!("/run/netns/{name}")).map_err(|e| context("open namespace", e))?;
-    // SAFETY: setns on a valid namespace fd; affects only this thread.
-    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(context("setns", std::io::Error::last_os_error()));
-    }
-    Ok(())
 }
 
 /// fail2ban's config: Debian's /etc/fail2ban without jail.d, the asterisk

@@ -3,8 +3,8 @@
 //! package), reachable only from their namespaces ([`NatsBed`]): a log's
 //! ban on one node in its peers' kernel sets, dropping the attacker there
 //! too; its unban lifted everywhere; a node started later catching up; an
-//! outage of NATS (bans go on locally, published once when it is back,
-//! across a restart too); peers' bans the limits refuse; one server of a
+//! outage of NATS (bans and unbans go on locally, published once when it
+//! is back, across a restart too); peers' bans the limits refuse; one server of a
 //! three-server cluster killed without losing a ban.
 
 use std::net::SocketAddr;
@@ -296,6 +296,9 @@ fn with_nats_down_bans_go_on_locally_and_are_published_once_when_it_is_back() {
     wait_for("A and B on the stream", || {
         (a.fleet().state == "connected" && b.fleet().caught_up).then_some(())
     });
+    // A ban both hold before the outage, to be lifted during it.
+    a.s.failures("198.51.100.22", 3);
+    b.wait_kernel("198.51.100.22", true);
 
     bed.stop_server(0, false);
     wait_for("A to see NATS gone", || {
@@ -305,18 +308,22 @@ fn with_nats_down_bans_go_on_locally_and_are_published_once_when_it_is_back() {
     a.s.failures("198.51.100.20", 3);
     a.wait_kernel("198.51.100.20", true);
     wait_for("A's ban to wait", || (a.fleet().waiting >= 1).then_some(()));
-    // ... across a restart of A too (the history keeps it) ...
+    // An unban too, never published before A stops ...
+    a.s.cli_ok(&["unban", "198.51.100.22"]);
+    a.wait_kernel("198.51.100.22", false);
+    // ... across a restart of A too (the history keeps them) ...
     a.stop();
     a.start();
     a.s.failures("198.51.100.21", 3);
     a.wait_kernel("198.51.100.21", true);
     a.wait_kernel("198.51.100.20", true);
-    assert!(b.kernel().is_empty());
+    assert_eq!(b.kernel(), ["198.51.100.22"]);
 
     // ... and published when NATS is back.
     bed.start_server(0);
     b.wait_kernel("198.51.100.20", true);
     b.wait_kernel("198.51.100.21", true);
+    b.wait_kernel("198.51.100.22", false);
     wait_for("A's queue to empty", || (a.fleet().waiting == 0).then_some(()));
     for addr in ["198.51.100.20", "198.51.100.21"] {
         assert_eq!(stream_messages(&bed, "OUTAGE", addr).len(), 1, "{addr} stored once");
@@ -327,6 +334,11 @@ fn with_nats_down_bans_go_on_locally_and_are_published_once_when_it_is_back() {
             b.history(addr)
         );
     }
+    let kinds: Vec<serde_json::Value> = stream_messages(&bed, "OUTAGE", "198.51.100.22")
+        .into_iter()
+        .map(|m| m["kind"].clone())
+        .collect();
+    assert_eq!(kinds, ["ban", "unban"], "the unban stored once");
     assert!(a.log().contains("disconnected from NATS"), "{}", a.log());
 }
 

@@ -74,7 +74,7 @@ impl Error {
 }
 
 mod record;
-pub use record::{valid_node, ActiveBan, BanRecord, FailureWindow, Origin, Peer};
+pub use record::{valid_node, ActiveBan, BanRecord, FailureWindow, LiftedBan, Origin, Peer};
 
 mod damage;
 mod files;

@@ -150,6 +150,55 @@ impl Store {
         rows.collect::<std::result::Result<_, _>>().map_err(|e| self.sql(e))
     }
 
+    /// Bans lifted at or after `since` that would still run at `now`, and
+    /// on whose jail and address no ban runs again: the latest lift of
+    /// each, oldest first. At start the fleet is told this node's own
+    /// again (engine::share), so an unban an outage kept back is published.
+    pub fn lifted_since(&mut self, since: SystemTime, now: SystemTime) -> Result<Vec<LiftedBan>> {
+        let waiting = self.sync_for_read()?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT jail, net, MAX(unbanned_at), origin, reason FROM bans AS b
+                 WHERE unbanned_at >= ?1 AND expires_at > ?2
+                 AND NOT EXISTS (SELECT 1 FROM bans AS r WHERE r.jail = b.jail AND r.net = b.net
+                                 AND r.unbanned_at IS NULL AND r.expires_at > ?2)
+                 GROUP BY jail, net ORDER BY 3",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![secs(since), secs(now)], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (jail, net, at, origin, reason) = row.map_err(|e| self.sql(e))?;
+            let Ok(net) = net.parse::<IpNet>() else { continue };
+            // A ban not in SQLite yet is newer than every unban there.
+            if waiting
+                .iter()
+                .any(|b| b.jail == jail && b.net == net && b.expires > now)
+            {
+                continue;
+            }
+            out.push(LiftedBan {
+                jail,
+                net,
+                at: time(at),
+                origin: origin.as_deref().and_then(Origin::parse),
+                reason,
+            });
+        }
+        Ok(out)
+    }
+
     /// Every ban (jail, address or prefix, time) recorded since `since`,
     /// oldest first; escalated prefixes left out (their addresses' bans
     /// are there).

@@ -139,6 +139,18 @@ pub struct FailureWindow {
     pub times: Option<Vec<SystemTime>>,
 }
 
+/// A ban lifted, as read back at start (for the fleet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiftedBan {
+    pub jail: String,
+    pub net: IpNet,
+    /// When it was lifted (whole seconds, as the history keeps it).
+    pub at: SystemTime,
+    /// The origin and reason of the ban it lifted.
+    pub origin: Option<Origin>,
+    pub reason: Option<String>,
+}
+
 /// A ban still running, as read back at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActiveBan {

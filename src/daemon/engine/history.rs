@@ -302,6 +302,17 @@ impl History {
             .unwrap_or_default()
     }
 
+    /// Bans lifted since `since` that would still run at `now` (none
+    /// running again since), to tell the fleet again at start.
+    pub(super) fn lifted_since(&mut self, since: SystemTime, now: SystemTime) -> Vec<crate::store::LiftedBan> {
+        let Some(store) = self.store.as_mut() else {
+            return Vec::new();
+        };
+        let result = store.lifted_since(since, now);
+        self.failed(result, "cannot read the ban history for unbans to tell the fleet again")
+            .unwrap_or_default()
+    }
+
     /// Bans of every jail since `since`: (jail, address, when).
     pub(super) fn bans_since(&mut self, since: SystemTime) -> Vec<(String, IpNet, SystemTime)> {
         let Some(store) = self.store.as_mut() else {

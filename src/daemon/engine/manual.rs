@@ -330,7 +330,7 @@ impl Engine {
                                 news.push(super::Local::Unban {
                                     jail: j.name.clone(),
                                     net,
-                                    at: now,
+                                    at: super::share::whole_secs(now),
                                 });
                             }
                             found = true;

@@ -7,7 +7,7 @@
 //! called on the engine's thread, so it must only hand the news over
 //! (a channel), never wait on the network.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
 
@@ -29,7 +29,8 @@ pub enum Local {
         reason: Option<String>,
         restored: bool,
     },
-    /// A ban lifted by hand at `at`.
+    /// A ban lifted by hand at `at`, in whole seconds as the history
+    /// keeps it: told again after a restart, it is the same message.
     Unban { jail: String, net: IpNet, at: SystemTime },
 }
 
@@ -41,6 +42,13 @@ pub trait Share: Send {
 
     /// Its part of `nftban status`.
     fn status(&self) -> FleetStatus;
+
+    /// How far back this node's unbans are told again at start: the time
+    /// within which the listener stores a message told twice once (the
+    /// stream's duplicate window). Zero: none is told again.
+    fn retell(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 impl Engine {
@@ -86,6 +94,34 @@ impl Engine {
         }
     }
 
+    /// At start: this node's own unbans within the listener's window, of
+    /// bans that would still run and that nothing banned again, told again
+    /// with the time they were made. One an outage kept back (the node was
+    /// stopped before it was published) goes out now; one already
+    /// published has the same message id, and the stream drops it.
+    pub(super) fn retell_unbans(&mut self, now: SystemTime) {
+        let Some(window) = self.share.as_ref().map(|l| l.retell()).filter(|w| !w.is_zero()) else {
+            return;
+        };
+        let since = now.checked_sub(window).unwrap_or(UNIX_EPOCH);
+        let news: Vec<Local> = self
+            .history
+            .lifted_since(since, now)
+            .into_iter()
+            .filter(|l| !l.origin.is_some_and(Origin::is_fleet) && !l.reason.as_deref().is_some_and(learnt))
+            .filter(|l| self.jails.iter().any(|j| j.name == l.jail))
+            .map(|l| Local::Unban {
+                jail: l.jail,
+                net: l.net,
+                at: l.at,
+            })
+            .collect();
+        if !news.is_empty() {
+            tracing::info!("{} unban(s) of this node's told to the fleet again", news.len());
+        }
+        self.share(news);
+    }
+
     /// Anything else to tell (restored bans, unbans).
     pub(super) fn share(&mut self, news: Vec<Local>) {
         if let Some(listener) = self.share.as_mut().filter(|_| !news.is_empty()) {
@@ -112,6 +148,13 @@ pub(super) fn reason_of(origin: Origin, reason: Option<String>) -> Option<String
         Some(r) => format!("{from}: {r}"),
         None => from.to_string(),
     })
+}
+
+/// `t` in whole seconds, as the history keeps times: an unban told now
+/// and told again after a restart carries the same time.
+pub(super) fn whole_secs(t: SystemTime) -> SystemTime {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    UNIX_EPOCH + Duration::from_secs(secs)
 }
 
 /// Whether a running ban with reason `why` was learnt from the fleet.
@@ -199,6 +242,9 @@ jails:
                 node: "test".into(),
                 ..FleetStatus::default()
             }
+        }
+        fn retell(&self) -> Duration {
+            Duration::from_secs(3600)
         }
     }
 
@@ -301,6 +347,39 @@ jails:
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// An unban the node was stopped before publishing (NATS away) is
+    /// told again at start, as it was told first (same time, so the same
+    /// message id); one of a peer's ban, or of an address banned again
+    /// since, is not.
+    #[test]
+    fn a_restart_tells_own_unbans_again_as_they_were_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        let unbans = |heard: &Heard| -> Vec<Local> {
+            let told = heard.0.lock().unwrap().clone();
+            told.into_iter().filter(|n| matches!(n, Local::Unban { .. })).collect()
+        };
+        let first = {
+            let (mut e, heard, _) = engine(&db);
+            let now = SystemTime::now();
+            e.ban(&["203.0.113.5".into(), "203.0.113.6".into()], Some("sshd"), None, now)
+                .unwrap();
+            e.decided(peer_ban("pbx-a", "198.51.100.99", 600), now).unwrap();
+            e.unban(&["203.0.113.5".into(), "203.0.113.6".into()], None, now)
+                .unwrap();
+            e.unban(&["198.51.100.99".into()], None, now).unwrap();
+            e.ban(&["203.0.113.6".into()], Some("sshd"), None, now).unwrap();
+            e.finish(now);
+            unbans(&heard)
+        };
+        assert_eq!(first.len(), 2, "{first:?}");
+        let (_e, heard, _) = engine(&db);
+        let again = unbans(&heard);
+        assert_eq!(again, first[..1], "only 203.0.113.5's unban, with its first time");
+        let Local::Unban { at, .. } = &again[0] else { panic!() };
+        assert_eq!(*at, whole_secs(*at));
     }
 
     /// A history rebuilt from the record (after damage) keeps a peer's

@@ -45,6 +45,9 @@ impl Engine {
         self.firewall.setup(&self.spec)?;
         let now = SystemTime::now();
         let active = self.history.active(now);
+        // Before the restored bans: an unban told again never follows a
+        // ban of the same address (none runs again, engine::share).
+        self.retell_unbans(now);
         let mut refused = Refusals::default();
         self.seed_recidive(now, &mut refused);
         self.restore_failures(now, &mut refused);

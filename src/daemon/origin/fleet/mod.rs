@@ -78,6 +78,11 @@ impl Share for Teller {
     fn status(&self) -> FleetStatus {
         self.stats.status(&self.spec)
     }
+
+    /// The stream's duplicate window, when nftban made the stream.
+    fn retell(&self) -> Duration {
+        self.spec.retention
+    }
 }
 
 impl BanOrigin for Fleet {

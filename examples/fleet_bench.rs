@@ -1,0 +1,564 @@
+//! Fleet benchmark (issue 15, docs/fleet.md): nftban nodes sharing bans
+//! over Debian's nats-server with JetStream, each node in a private network
+//! namespace of its own, the server in a hub namespace joined to each node
+//! by a veth pair. Run it with `bash bench/fleet.sh` (docs/performance.md,
+//! "Fleet"); it needs root, `ip` and /usr/sbin/nats-server.
+//!
+//! ```text
+//! fleet_bench NFTBAN_BIN [--samples N] [--bans N] [--poll-secs S] [--poll-samples N]
+//! ```
+//!
+//! The kernel side is read as in the daemon benchmark: nf_tables events in
+//! each node's namespace, stamped by the kernel (examples/daemon_bench/
+//! watch.rs); the host's clock is the same for every namespace, so a
+//! line's write on node A and the element's event on node B compare.
+//!
+//! Phases, in one run:
+//! - latency: attackers one at a time, 3 lines each into A's log (maxretry
+//!   3), the third written 5 ms after the first two; from its `write` to the
+//!   element in A's set (nftban alone) and in B's (through NATS).
+//! - throughput: `nftban ban - --jail asterisk` of 100,000 addresses on A;
+//!   on B, from the first of them to the last in the kernel.
+//! - catch-up: node C started afresh (empty history) beside the stream that
+//!   holds those bans: from spawning it to the last element in its set.
+//! - poll: the nearest existing practice, a CrowdSec-style bouncer: a node P
+//!   without `fleet:`, fed by a poller that every 10 s asks A for its bans
+//!   (`nftban status asterisk --json`) and bans the new ones on P
+//!   (`nftban ban -`); attackers on A at spread times, from the third line's
+//!   write to the element in P's set.
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use nftban::netns::NetNs;
+
+#[path = "daemon_bench/added.rs"]
+mod added;
+// The fleet benchmark uses only part of the watch the daemon benchmark shares.
+#[allow(dead_code)]
+#[path = "daemon_bench/watch.rs"]
+mod watch;
+
+use watch::Watch;
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+const NATS_SERVER: &str = "/usr/sbin/nats-server";
+const SET: &str = "asterisk_v4";
+
+fn main() -> Res<()> {
+    let mut args = std::env::args().skip(1);
+    let bin = PathBuf::from(
+        args.next()
+            .ok_or("usage: fleet_bench NFTBAN_BIN [--samples N] [--bans N] [--poll-secs S] [--poll-samples N]")?,
+    );
+    let (mut samples, mut bans, mut poll_secs, mut poll_samples) = (200usize, 100_000usize, 10u64, 60usize);
+    while let Some(a) = args.next() {
+        let v: usize = args
+            .next()
+            .and_then(|v| v.parse().ok())
+            .filter(|&v| v > 0)
+            .ok_or(format!("{a} takes a positive whole number"))?;
+        match a.as_str() {
+            "--samples" => samples = v,
+            "--bans" => bans = v,
+            "--poll-secs" => poll_secs = v as u64,
+            "--poll-samples" => poll_samples = v,
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    if !nftban::netns::is_root() {
+        return Err("needs root (private network namespaces)".into());
+    }
+    let nats = Nats::start()?;
+    let mut a = Node::start(&bin, Some(&nats), "a")?;
+    let mut b = Node::start(&bin, Some(&nats), "b")?;
+    // Warm-up: A has read its file and published once, B has read the
+    // stream and made its sets.
+    let w = Ipv4Addr::new(100, 127, 255, 1);
+    a.write(&attack_line(w).repeat(3))?;
+    for n in [&mut a, &mut b] {
+        if n.watch.wait_for(w, Instant::now() + Duration::from_secs(30))?.is_none() {
+            return Err(format!(
+                "warm-up ban not in {}'s set within 30 s; see {}",
+                n.name,
+                n.dir.display()
+            )
+            .into());
+        }
+    }
+
+    latency(&mut a, &mut b, samples)?;
+    throughput(&bin, &mut a, &mut b, bans)?;
+    let expected = b.watch.count();
+    catch_up(&bin, &nats, expected)?;
+    poll(&bin, &mut a, poll_secs, poll_samples)?;
+    a.stop();
+    b.stop();
+    Ok(())
+}
+
+/// Phase 1: a log line on A to the element in A's and in B's set.
+fn latency(a: &mut Node, b: &mut Node, n: usize) -> Res<()> {
+    println!("\n### Latency: third line written on A → element in the kernel set of A, of B\n");
+    println!("{n} attackers one after the other, 3 lines each (maxretry 3), the third written 5 ms after the first two; 10 ms between attackers.\n");
+    let (mut on_a, mut on_b, mut missed) = (Vec::new(), Vec::new(), 0);
+    for i in 0..n {
+        let x = attacker(1, i);
+        a.write(&attack_line(x).repeat(2))?;
+        std::thread::sleep(Duration::from_millis(5));
+        let t0 = SystemTime::now();
+        a.write(&attack_line(x))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        match (a.watch.wait_for(x, deadline)?, b.watch.wait_for(x, deadline)?) {
+            (Some(ta), Some(tb)) => {
+                on_a.push(ta.duration_since(t0).unwrap_or_default());
+                on_b.push(tb.duration_since(t0).unwrap_or_default());
+            }
+            _ => missed += 1,
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    on_a.sort();
+    on_b.sort();
+    println!("| element in | samples | p50 ms | p99 ms | max ms | not in both within 10 s |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, v) in [("A (nftban alone)", &on_a), ("B (through NATS)", &on_b)] {
+        println!(
+            "| {name} | {} | {:.2} | {:.2} | {:.2} | {missed} |",
+            v.len(),
+            ms(pct(v, 0.50)),
+            ms(pct(v, 0.99)),
+            ms(v.last().copied().unwrap_or_default())
+        );
+    }
+    Ok(())
+}
+
+/// Phase 2: `nftban ban -` of `n` addresses on A, applied on B.
+fn throughput(bin: &Path, a: &mut Node, b: &mut Node, n: usize) -> Res<()> {
+    println!("\n### Throughput: {n} bans by hand on A (`nftban ban - --jail asterisk`), applied on B\n");
+    let addrs: Vec<Ipv4Addr> = (0..n).map(|i| attacker(2, i)).collect();
+    let (before_a, before_b) = (a.watch.count(), b.watch.count());
+    let mut list = String::with_capacity(n * 16);
+    for x in &addrs {
+        list.push_str(&x.to_string());
+        list.push('\n');
+    }
+    let t0 = SystemTime::now();
+    let mut cli = Command::new(bin)
+        .args(["ban", "-", "--jail", "asterisk", "--config"])
+        .arg(a.dir.join("nftban.yaml"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    cli.stdin.take().ok_or("no stdin")?.write_all(list.as_bytes())?;
+    if !cli.wait()?.success() {
+        return Err("nftban ban - failed on A".into());
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    a.watch.wait_count(before_a + n, deadline)?;
+    b.watch.wait_count(before_b + n, deadline)?;
+    let span = |w: &Watch| -> (usize, Option<(SystemTime, SystemTime)>) {
+        let times: Vec<SystemTime> = addrs
+            .iter()
+            .filter_map(|x| w.seen.get(&IpAddr::V4(*x)).copied())
+            .collect();
+        let first = times.iter().min().copied();
+        let last = times.iter().max().copied();
+        (times.len(), first.zip(last))
+    };
+    println!("From spawning the CLI on A (t0) to the elements' events; at most 120 s.\n");
+    println!("| set | elements | t0 → first ms | t0 → last ms | first → last ms | bans/s (first → last) | bans/s (t0 → last) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, w) in [("A", &a.watch), ("B", &b.watch)] {
+        match span(w) {
+            (got, Some((first, last))) => {
+                let since = |t: SystemTime| t.duration_since(t0).unwrap_or_default();
+                let spread = last.duration_since(first).unwrap_or_default();
+                println!(
+                    "| {name} | {got} of {n} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} |",
+                    ms(since(first)),
+                    ms(since(last)),
+                    ms(spread),
+                    got as f64 / spread.as_secs_f64().max(1e-6),
+                    got as f64 / since(last).as_secs_f64().max(1e-6)
+                );
+            }
+            (_, None) => println!("| {name} | 0 of {n} | - | - | - | - | - |"),
+        }
+    }
+    Ok(())
+}
+
+/// Phase 3: a new node catching up on what the stream holds.
+fn catch_up(bin: &Path, nats: &Nats, expected: usize) -> Res<()> {
+    println!("\n### Catch-up: node C started afresh beside the stream\n");
+    let t0 = SystemTime::now();
+    let mut c = Node::start(bin, Some(nats), "c")?;
+    let last = c
+        .watch
+        .wait_count(expected, Instant::now() + Duration::from_secs(120))?;
+    let answered = c.answered.duration_since(t0).unwrap_or_default();
+    println!("C's history is empty; the stream holds every ban of the run so far ({expected} live bans, as on B). From spawning C to its first answer on the control socket, and to the last element in its set; at most 120 s.\n");
+    println!("| live bans | in C's set | spawn → answers ms | spawn → last element ms | bans/s |");
+    println!("|---:|---:|---:|---:|---:|");
+    match last {
+        Some(l) => {
+            let t = l.duration_since(t0).unwrap_or_default();
+            println!(
+                "| {expected} | {} | {:.0} | {:.0} | {:.0} |",
+                c.watch.count(),
+                ms(answered),
+                ms(t),
+                expected as f64 / t.as_secs_f64()
+            );
+        }
+        None => println!(
+            "| {expected} | {} when stopped | {:.0} | > 120000 (cap) | - |",
+            c.watch.count(),
+            ms(answered)
+        ),
+    }
+    c.stop();
+    Ok(())
+}
+
+/// Phase 4: a CrowdSec-style bouncer polling A every `secs` seconds.
+fn poll(bin: &Path, a: &mut Node, secs: u64, n: usize) -> Res<()> {
+    println!("\n### The nearest existing practice: a poll every {secs} s (CrowdSec-style bouncer)\n");
+    let mut p = Node::start(bin, None, "p")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (stop, bin) = (stop.clone(), bin.to_path_buf());
+        let (from, to) = (a.dir.join("nftban.yaml"), p.dir.join("nftban.yaml"));
+        std::thread::spawn(move || poller(&bin, &from, &to, secs, &stop))
+    };
+    // Spread the attackers over 3 poll intervals, at times that do not
+    // line up with the polls.
+    let span = Duration::from_secs(3 * secs);
+    let start = Instant::now();
+    let mut sent = Vec::new();
+    for i in 0..n {
+        let due = start + span.mul_f64((i as f64 + 0.37) / n as f64);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let x = attacker(3, i);
+        a.write(&attack_line(x).repeat(2))?;
+        let t0 = SystemTime::now();
+        a.write(&attack_line(x))?;
+        sent.push((x, t0));
+    }
+    let deadline = Instant::now() + Duration::from_secs(secs + 15);
+    let mut lat = Vec::new();
+    for (x, t0) in &sent {
+        if let Some(t) = p.watch.wait_for(*x, deadline)? {
+            lat.push(t.duration_since(*t0).unwrap_or_default());
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let polls = poller.join().map_err(|_| "the poller panicked")??;
+    lat.sort();
+    let s = secs as f64;
+    println!("{n} attackers on A spread over {} s; a poller asks A for its bans every {secs} s ({polls} polls, each `nftban status asterisk --json` then `nftban ban -` of the new ones on P); from the third line's write on A to the element in P's set. A poll's wait is uniform over the interval, so expected p50 = {:.1} s and p99 = {:.1} s plus the poll's own work.\n", span.as_secs(), s * 0.5, s * 0.99);
+    println!("| path | samples | p50 ms | p99 ms | max ms |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| poll every {secs} s, measured | {} of {n} | {:.0} | {:.0} | {:.0} |",
+        lat.len(),
+        ms(pct(&lat, 0.50)),
+        ms(pct(&lat, 0.99)),
+        ms(lat.last().copied().unwrap_or_default())
+    );
+    println!(
+        "| poll every {secs} s, expected | - | {:.0} | {:.0} | {:.0} |",
+        s * 500.0,
+        s * 990.0,
+        s * 1000.0
+    );
+    p.stop();
+    Ok(())
+}
+
+/// Every `secs` s: A's bans, the new ones banned on P. The first poll only
+/// takes what A already holds (a bouncer's start). Returns the polls made.
+fn poller(bin: &Path, from: &Path, to: &Path, secs: u64, stop: &AtomicBool) -> Result<usize, String> {
+    let mut known: HashSet<String> = HashSet::new();
+    let mut polls = 0;
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if Instant::now() < next {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        next += Duration::from_secs(secs);
+        let out = Command::new(bin)
+            .args(["status", "asterisk", "--json", "--config"])
+            .arg(from)
+            .output()
+            .map_err(|e| format!("status on A: {e}"))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| format!("status --json on A: {e}"))?;
+        let now: Vec<String> = v["banned"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|b| b["ip"].as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let new: Vec<String> = now.into_iter().filter(|ip| known.insert(ip.clone())).collect();
+        if polls > 0 && !new.is_empty() {
+            let mut cli = Command::new(bin)
+                .args(["ban", "-", "--jail", "asterisk", "--config"])
+                .arg(to)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("ban on P: {e}"))?;
+            let list = new.join("\n") + "\n";
+            cli.stdin
+                .take()
+                .ok_or("no stdin")?
+                .write_all(list.as_bytes())
+                .map_err(|e| e.to_string())?;
+            cli.wait().map_err(|e| e.to_string())?;
+        }
+        polls += 1;
+    }
+    Ok(polls)
+}
+
+/// nats-server with JetStream in a hub namespace, its store in a temporary
+/// folder; each node joins the hub by a veth pair on a /24 of its own.
+struct Nats {
+    child: Option<Child>,
+    links: std::cell::Cell<u32>,
+    // Dropped after `Drop::drop` stopped the server.
+    hub: NetNs,
+    _dir: tempfile::TempDir,
+}
+
+impl Nats {
+    fn start() -> Res<Nats> {
+        let hub = NetNs::create("fbench-nats")?;
+        let dir = tempfile::Builder::new().prefix("nftban-fbench-").tempdir()?;
+        let log_path = dir.path().join("nats.log");
+        let log = std::fs::File::create(&log_path)?;
+        let mut cmd = hub.command(NATS_SERVER);
+        cmd.args(["-js", "-sd"])
+            .arg(dir.path().join("store"))
+            .args(["-a", "0.0.0.0", "-p", "4222"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        // SAFETY: prctl in the child before exec; async-signal-safe. The
+        // server dies with the benchmark.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let nats = Nats {
+            child: Some(cmd.spawn()?),
+            links: std::cell::Cell::new(0),
+            hub,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(&log_path)?.contains("Server is ready") {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "nats-server not ready within 30 s: {}",
+                    std::fs::read_to_string(&log_path)?
+                )
+                .into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        println!("nats-server: {}", version());
+        Ok(nats)
+    }
+
+    /// Join `node` to the hub; the server's URL as `node` reaches it.
+    fn link(&self, node: &NetNs) -> Res<String> {
+        let n = self.links.get() + 1;
+        self.links.set(n);
+        NetNs::link_named(
+            &self.hub,
+            &format!("h{n}"),
+            &format!("10.78.{n}.1/24"),
+            node,
+            "nats0",
+            &format!("10.78.{n}.2/24"),
+        )?;
+        Ok(format!("nats://10.78.{n}.1:4222"))
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling a child this program spawned and has not reaped.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+}
+
+fn version() -> String {
+    Command::new(NATS_SERVER)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// One nftban daemon in its namespace, with its folder, log file and
+/// event watch on its asterisk IPv4 set.
+struct Node {
+    name: String,
+    child: Option<Child>,
+    log: std::fs::File,
+    watch: Watch,
+    dir: PathBuf,
+    /// When it first answered on its control socket.
+    answered: SystemTime,
+    // Dropped after `Drop::drop` stopped the daemon: the namespace, then
+    // the folder.
+    _ns: NetNs,
+    _tmp: tempfile::TempDir,
+}
+
+impl Node {
+    /// A node in a fresh namespace and folder, in the fleet when `nats` is
+    /// given, started and answering.
+    fn start(bin: &Path, nats: Option<&Nats>, name: &str) -> Res<Node> {
+        let tmp = tempfile::Builder::new().prefix("nftban-fbench-").tempdir()?;
+        let dir = tmp.path().to_path_buf();
+        let ns = NetNs::create(&format!("fbench-{name}"))?;
+        let fleet = match nats {
+            // Limits raised past the throughput phase: the benchmark
+            // measures the path, not the per-peer rate limit.
+            Some(nats) => format!(
+                "fleet: {{node: {name}, servers: [{}], stream: FBENCH, subject_prefix: fbench, limits: {{rate: 1000000/second, burst: 1000000}}}}\n",
+                nats.link(&ns)?
+            ),
+            None => String::new(),
+        };
+        let watch = Watch::open(&ns, SET)?;
+        std::fs::create_dir_all(dir.join("log"))?;
+        let log_path = dir.join("log").join("messages");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+        let config = dir.join("nftban.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "socket: {0}/nftban.sock\ndatabase: {0}/nftban.db\nlog: {{target: {0}/nftban.log}}\ndefaults: {{findtime: 10m, maxretry: 3, bantime: 1h}}\n{fleet}jails:\n  asterisk:\n    ruleset: asterisk\n    files: [{1}]\n",
+                dir.display(),
+                log_path.display()
+            ),
+        )?;
+        let out = std::fs::File::create(dir.join("nftban.out"))?;
+        let mut child = ns
+            .command(bin)
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ok = Command::new(bin)
+                .args(["status", "--config"])
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ok {
+                break;
+            }
+            if let Some(st) = child.try_wait()? {
+                let out = std::fs::read_to_string(dir.join("nftban.out")).unwrap_or_default();
+                return Err(format!("node {name} exited at start ({st}): {out}").into());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("node {name} did not answer within 60 s; see {}", dir.display()).into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Node {
+            name: name.to_string(),
+            child: Some(child),
+            log,
+            watch,
+            dir,
+            answered: SystemTime::now(),
+            _ns: ns,
+            _tmp: tmp,
+        })
+    }
+
+    fn write(&mut self, text: &str) -> Res<()> {
+        self.log.write_all(text.as_bytes())?;
+        Ok(())
+    }
+
+    /// SIGTERM, wait up to 30 s, then SIGKILL.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling a child this program spawned and has not reaped.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while c.try_wait().ok().flatten().is_none() {
+                if Instant::now() > deadline {
+                    eprintln!("node {} did not stop within 30 s of SIGTERM: killed", self.name);
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.watch.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Attacker `i` of a phase: 100.64.0.0/10 (shared address space), apart
+/// per phase.
+fn attacker(phase: u32, i: usize) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 0, 0)) + (phase << 17) + 1 + i as u32)
+}
+
+/// A chan_sip registration failure the asterisk ruleset counts.
+fn attack_line(a: Ipv4Addr) -> String {
+    format!(
+        "{} NOTICE[2143] chan_sip.c: Registration from '\"100\" <sip:100@10.0.0.1>' failed for '{a}:5060' - Wrong password\n",
+        nftban::commands::demo::asterisk_now()
+    )
+}
+
+fn pct(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
