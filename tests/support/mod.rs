@@ -113,11 +113,33 @@ impl Setup {
         Setup::asterisk_in(tempfile::tempdir().unwrap(), extra)
     }
 
-    /// As [`Setup::asterisk`], in a folder outside /tmp (under the target
-    /// folder): `nftban check` warns about logs under /tmp, which the
-    /// shipped unit's `PrivateTmp=yes` hides from the daemon.
-    pub fn asterisk_outside_tmp(extra: &str) -> Setup {
-        Setup::asterisk_in(tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap(), extra)
+    /// As [`Setup::asterisk`], in a folder the shipped unit lets the
+    /// daemon see: `nftban check` warns about logs under /tmp or /var/tmp
+    /// (`PrivateTmp=yes`) and /home or /root (`ProtectHome=yes`). The target
+    /// folder if the checkout is not under one of them; else, as root, a
+    /// folder under /var/cache/nftban-test; else `None`, and the test says
+    /// why it skips.
+    pub fn asterisk_outside_tmp(extra: &str) -> Option<Setup> {
+        let hidden = ["/tmp", "/var/tmp", "/home", "/root"];
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let dir = if !hidden.iter().any(|h| target.starts_with(h)) {
+            tempfile::tempdir_in(target).unwrap()
+        } else {
+            let cache = Path::new("/var/cache/nftban-test/check");
+            match std::fs::create_dir_all(cache).and_then(|()| tempfile::tempdir_in(cache)) {
+                Ok(dir) => dir,
+                Err(e) => {
+                    eprintln!(
+                        "skipped: the checkout ({}) is where the shipped unit hides files, and {}: {e}; \
+                         run as root or from a checkout outside /tmp, /home and /root",
+                        target.display(),
+                        cache.display()
+                    );
+                    return None;
+                }
+            }
+        };
+        Some(Setup::asterisk_in(dir, extra))
     }
 
     fn asterisk_in(dir: tempfile::TempDir, extra: &str) -> Setup {
