@@ -129,6 +129,13 @@ impl Engine {
         }
     }
 
+    /// Batches the kernel applied since open (tests of the fleet's
+    /// receiver: a burst of a peer's bans is one batch).
+    #[cfg(test)]
+    pub(crate) fn kernel_batches(&self) -> u64 {
+        self.firewall.batches()
+    }
+
     /// The listener's part of `status`, if there is one.
     pub(super) fn fleet_status(&self) -> Option<FleetStatus> {
         self.share.as_ref().map(|l| l.status())

@@ -1,5 +1,8 @@
-//! This node's decisions out to the fleet, in order, each under its
-//! `Nats-Msg-Id`. What cannot be published (NATS away, a cluster electing
+//! This node's decisions out to the fleet, in order, each message under
+//! its `Nats-Msg-Id`. Decisions told together (an engine flush: a burst of
+//! a log, a `ban -` of 100,000) and those that waited meanwhile go out as
+//! few batches (version 2, [`Out::of`]), published in a window whose acks
+//! are awaited together; a lone decision goes out at once, as version 1. What cannot be published (NATS away, a cluster electing
 //! a leader) waits here and is sent again until the stream stores it; a
 //! retry of what was stored after all is dropped by the stream as a
 //! duplicate. A stop or crash loses what waits here, but not the bans:
@@ -13,12 +16,17 @@ use std::time::Duration;
 use async_nats::jetstream::{self, message::PublishMessage};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::message::Message;
+use super::message::{Out, What};
 use super::stats::{State, Stats};
 use crate::daemon::engine::Local;
 
-/// Publishes in flight at once (their acks awaited together).
+/// Messages in flight at once (their acks awaited together).
 const WINDOW: usize = 256;
+
+/// The decisions the `i`th message of `queue` carries.
+fn m_len(queue: &VecDeque<Out>, i: usize) -> u64 {
+    queue.get(i).map_or(0, |m| m.len() as u64)
+}
 
 /// Most decisions that wait; past it the oldest are dropped (their bans
 /// still run here, and a restart tells the running ones again).
@@ -29,12 +37,12 @@ pub struct Publisher {
     pub node: String,
     pub prefix: String,
     pub stats: Arc<Stats>,
-    pub queue: VecDeque<Message>,
+    pub queue: VecDeque<Out>,
 }
 
 impl Publisher {
-    /// The message of one decision.
-    fn message(&self, local: Local) -> Message {
+    /// One decision as (jail, net, what), as messages carry it.
+    fn item(local: Local) -> (String, ipnet::IpNet, What) {
         match local {
             Local::Ban {
                 jail,
@@ -43,37 +51,47 @@ impl Publisher {
                 origin,
                 reason,
                 ..
-            } => Message::ban(&self.node, &jail, &net, expires, origin.as_str(), reason.as_deref()),
-            Local::Unban { jail, net, at } => Message::unban(&self.node, &jail, &net, at),
+            } => (jail, net, What::ban(expires, origin.as_str(), reason)),
+            Local::Unban { jail, net, at } => (jail, net, What::unban(at)),
         }
     }
 
+    /// Queue the decisions told together as their messages.
     fn take(&mut self, news: Vec<Local>) {
-        for n in news {
-            let m = self.message(n);
-            self.queue.push_back(m);
-        }
-        if self.queue.len() > MAX_WAITING {
-            let over = self.queue.len() - MAX_WAITING;
-            self.queue.drain(..over);
-            tracing::warn!("fleet: {over} unpublished decision(s) dropped (more than {MAX_WAITING} waited)");
+        let items = news.into_iter().map(Self::item).collect();
+        self.queue.extend(Out::of(&self.node, items));
+        let mut waiting: usize = self.queue.iter().map(Out::len).sum();
+        while waiting > MAX_WAITING {
+            let Some(dropped) = self.queue.pop_front() else { break };
+            waiting -= dropped.len();
+            tracing::warn!(
+                "fleet: {} unpublished decision(s) dropped (more than {MAX_WAITING} waited)",
+                dropped.len()
+            );
         }
         self.stats
             .waiting
-            .store(self.queue.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            .store(waiting as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Run until `rx` closes (the daemon stops).
     pub async fn run(mut self, js: jetstream::Context, mut rx: UnboundedReceiver<Vec<Local>>) {
         let mut backoff = Duration::from_millis(100);
         loop {
+            let mut news = Vec::new();
             if self.queue.is_empty() {
                 match rx.recv().await {
-                    Some(news) => self.take(news),
+                    Some(first) => news = first,
                     None => return,
                 }
             }
-            while let Ok(news) = rx.try_recv() {
+            // What else was told meanwhile joins them: a burst told in
+            // several flushes goes out in as few batches. Nothing waits
+            // for more: a lone ban goes out at once.
+            while let Ok(more) = rx.try_recv() {
+                news.extend(more);
+            }
+            if !news.is_empty() {
                 self.take(news);
             }
             match self.send_window(&js).await {
@@ -102,6 +120,7 @@ impl Publisher {
         let mut failed = None;
         for m in self.queue.iter().take(n) {
             let publish = PublishMessage::build().payload(m.to_json().into()).message_id(m.id());
+            // Sent now; the ack is awaited below with the others.
             match js.send_publish(m.subject(&self.prefix), publish).await {
                 Ok(ack) => acks.push(ack),
                 Err(e) => {
@@ -119,7 +138,7 @@ impl Publisher {
                     } else {
                         &self.stats.published
                     };
-                    Stats::add(counter, 1);
+                    Stats::add(counter, m_len(&self.queue, done));
                     done += 1;
                 }
                 Err(e) => {
@@ -129,12 +148,48 @@ impl Publisher {
             }
         }
         self.queue.drain(..done);
+        let waiting: usize = self.queue.iter().map(Out::len).sum();
         self.stats
             .waiting
-            .store(self.queue.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            .store(waiting as u64, std::sync::atomic::Ordering::Relaxed);
         match failed {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::store::Origin;
+
+    /// One engine flush of 20,000 bans by hand (a `ban -`) queues three
+    /// batches, not 20,000 messages; what waits counts decisions.
+    #[test]
+    fn a_flush_of_many_bans_waits_as_few_batches() {
+        let mut p = Publisher {
+            node: "a".into(),
+            prefix: "nftban".into(),
+            stats: Arc::new(Stats::default()),
+            queue: VecDeque::new(),
+        };
+        let expires = SystemTime::now() + Duration::from_secs(3600);
+        let news = (0..20_000u32)
+            .map(|i| Local::Ban {
+                jail: "sshd".into(),
+                net: std::net::IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)).into(),
+                expires,
+                origin: Origin::Manual,
+                reason: None,
+                restored: false,
+            })
+            .collect();
+        p.take(news);
+        assert_eq!(p.queue.len(), 3, "{} messages", p.queue.len());
+        assert_eq!(p.stats.waiting.load(std::sync::atomic::Ordering::Relaxed), 20_000);
+        assert_eq!(m_len(&p.queue, 0), super::super::message::MAX_BATCH as u64);
     }
 }

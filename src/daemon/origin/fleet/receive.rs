@@ -1,6 +1,10 @@
 //! The peers' decisions in from the stream: an ordered consumer from the
-//! oldest message the stream keeps (the catch-up), then live. Messages
-//! read together are folded first (per jail, address and peer, the last
+//! oldest message the stream keeps (the catch-up), then live. Every
+//! message already delivered is read before anything is handed over (a
+//! peer's `ban -` arrives as a burst of batches: one engine request for
+//! them all, not one per message), but nothing waits for more: a lone ban
+//! is handed over as soon as it is read. Messages read together are
+//! folded first (per jail, address and peer, the last
 //! word wins), so a catch-up bans each address once, in few engine
 //! requests, and never bans what its peer lifted since; then each is
 //! judged by the limits and handed to the engine, bans as `Decision`s of
@@ -13,18 +17,19 @@ use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use async_nats::jetstream::stream::Stream;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use ipnet::IpNet;
 
 use super::limits::{Limits, Refusal};
-use super::message::{from_unix, unix_secs, Message, What};
+use super::message::{from_unix, read, unix_secs, What};
 use super::stats::Stats;
 use crate::config::duration::MAX_DURATION;
 use crate::daemon::origin::{Decision, Decisions};
 use crate::store::{Origin, Peer};
 
-/// Messages folded at most before they are handed over.
-const FOLD: usize = 10_000;
+/// Decisions folded at most before they are handed over: a peer's
+/// `ban -` of 100,000 is one engine request.
+const FOLD: usize = 100_000;
 
 /// The last word of one peer on one address of one jail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,35 +102,41 @@ impl Receiver {
             if decisions.stopping() {
                 return Ok(());
             }
-            let Ok(next) = next else { continue };
-            let Some(message) = next else {
-                return Err("the consumer ended".into());
-            };
-            let message = message.map_err(|e| e.to_string())?;
-            let Ok(info) = message.info() else {
-                continue;
-            };
-            let (seq, pending, published) = (
-                info.stream_sequence,
-                info.pending,
-                info.published.unix_timestamp_nanos(),
-            );
-            self.last = seq;
-            self.read(message.subject.as_str(), &message.payload, published);
-            if pending == 0 || self.folded.len() >= FOLD {
-                if !self.hand_over(decisions) {
-                    return Ok(());
+            let Ok(mut next) = next else { continue };
+            let mut pending = 0;
+            // This message, then every one already delivered, up to a
+            // fold's worth: handed over together.
+            loop {
+                let Some(message) = next else {
+                    return Err("the consumer ended".into());
+                };
+                let message = message.map_err(|e| e.to_string())?;
+                if let Ok(info) = message.info() {
+                    let (seq, published) = (info.stream_sequence, info.published.unix_timestamp_nanos());
+                    pending = info.pending;
+                    self.last = seq;
+                    self.read(message.subject.as_str(), &message.payload, published);
                 }
-                if pending == 0 && !self.stats.caught_up.swap(true, Ordering::Relaxed) {
-                    tracing::info!("fleet: caught up with the stream");
+                if self.folded.len() >= FOLD {
+                    break;
                 }
+                match messages.next().now_or_never() {
+                    Some(more) => next = more,
+                    None => break,
+                }
+            }
+            if !self.hand_over(decisions) {
+                return Ok(());
+            }
+            if pending == 0 && !self.stats.caught_up.swap(true, Ordering::Relaxed) {
+                tracing::info!("fleet: caught up with the stream");
             }
         }
     }
 
-    /// One message: judged, then folded.
+    /// One message: each of its decisions judged, then folded.
     fn read(&mut self, subject: &str, payload: &[u8], published: i128) {
-        let (m, net) = match Message::read(&self.prefix, subject, payload) {
+        let m = match read(&self.prefix, subject, payload) {
             Ok(read) => read,
             Err(e) => {
                 Stats::add(&self.stats.received, 1);
@@ -137,13 +148,28 @@ impl Receiver {
         if m.node == self.node {
             return;
         }
-        Stats::add(&self.stats.received, 1);
+        Stats::add(&self.stats.received, m.items.len() as u64);
         let Some(peer) = Peer::of(&m.node) else {
-            self.stats.refused(Refusal::Malformed);
+            for _ in &m.items {
+                self.stats.refused(Refusal::Malformed);
+            }
             return;
         };
-        let key = (m.jail.clone(), net.trunc(), peer);
-        match m.what {
+        for item in m.items {
+            match item {
+                Ok((net, what)) => self.fold(&m.node, &m.jail, peer, net, what, published),
+                Err(e) => {
+                    self.stats.refused(Refusal::Malformed);
+                    tracing::warn!("fleet: a decision on {subject} refused: {e}");
+                }
+            }
+        }
+    }
+
+    /// One decision of `node` (`peer`): judged, then folded.
+    fn fold(&mut self, node: &str, jail: &str, peer: Peer, net: IpNet, what: What, published: i128) {
+        let key = (jail.to_string(), net.trunc(), peer);
+        match what {
             What::Unban { .. } => {
                 self.folded.insert(key, Word::Unban);
             }
@@ -152,9 +178,14 @@ impl Receiver {
                 origin,
                 reason,
             } => {
-                if let Err(why) = self.limits.judge(&m.node, &m.jail, &net, published) {
+                if let Err(why) = self.limits.judge(node, jail, &net, published) {
                     self.stats.refused(why);
-                    tracing::info!(jail = %m.jail, "fleet: ban of {} from {} refused ({})", m.net, m.node, why.as_str());
+                    tracing::info!(
+                        jail,
+                        "fleet: ban of {} from {node} refused ({})",
+                        crate::address::show(&net),
+                        why.as_str()
+                    );
                     return;
                 }
                 let reason = match reason {
@@ -220,4 +251,169 @@ impl Receiver {
 
 fn peer_text(peer: Peer) -> &'static str {
     Origin::Fleet(peer).as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::mpsc::{sync_channel, Receiver as Rx};
+
+    use super::*;
+    use crate::config::{Config, Credentials, FleetSpec};
+    use crate::daemon::engine::Engine;
+    use crate::daemon::origin::fleet::message::Out;
+    use crate::daemon::Event;
+    use crate::firewall::memory::Memory;
+
+    fn spec() -> FleetSpec {
+        FleetSpec {
+            servers: vec!["nats://127.0.0.1:4222".into()],
+            node: "b".into(),
+            credentials: Credentials::None,
+            tls: None,
+            stream: "NFTBAN".into(),
+            subject_prefix: "nftban".into(),
+            publish: vec!["sshd".into()],
+            accept: BTreeMap::from([("sshd".into(), vec!["192.0.2.0/24".parse().unwrap()])]),
+            retention: Duration::from_secs(3600),
+            replicas: 1,
+            ipv4_prefix: 24,
+            ipv6_prefix: 48,
+            rate: "1000000/second".parse().unwrap(),
+            burst: 1_000_000,
+        }
+    }
+
+    fn receiver() -> Receiver {
+        let spec = spec();
+        Receiver::new(
+            "b".into(),
+            "nftban".into(),
+            Arc::new(Stats::default()),
+            Limits::new(&spec),
+        )
+    }
+
+    fn decisions() -> (Decisions, Rx<Event>) {
+        let (tx, rx) = sync_channel(1000);
+        let d = Decisions {
+            tx,
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        (d, rx)
+    }
+
+    /// Peer `a`'s bans of `n` addresses from `first`, ending at `expires`,
+    /// as its publisher sends them.
+    fn burst(first: u32, n: u32, expires: u64) -> Vec<Out> {
+        let items = (first..first + n)
+            .map(|i| {
+                let net = IpNet::from(std::net::IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)));
+                ("sshd".to_string(), net, What::ban(from_unix(expires), "manual", None))
+            })
+            .collect();
+        Out::of("a", items)
+    }
+
+    /// What the engine was handed: (nets of each decision, nets of each lift).
+    fn handed(rx: &Rx<Event>) -> (Vec<Decision>, Vec<usize>) {
+        let (mut bans, mut lifts) = (Vec::new(), Vec::new());
+        while let Ok(ev) = rx.try_recv() {
+            match ev {
+                Event::Decided(d) => bans.push(d),
+                Event::Lifted { nets, .. } => lifts.push(nets.len()),
+                _ => panic!("not a fleet event"),
+            }
+        }
+        (bans, lifts)
+    }
+
+    /// A peer's burst of 20,000 bans in three batches, and a lone ban
+    /// besides, read together: one engine decision with every address,
+    /// not one per message or per ban; then one kernel batch.
+    #[test]
+    fn a_burst_of_batches_is_one_decision_and_one_kernel_batch() {
+        let expires = unix_secs(SystemTime::now()) + 3600;
+        let mut r = receiver();
+        let (d, rx) = decisions();
+        let mut out = burst(0, 20_000, expires);
+        out.extend(burst(30_000, 1, expires));
+        assert_eq!(out.len(), 4, "three batches and a version 1 message");
+        for m in &out {
+            r.read(&m.subject("nftban"), &m.to_json(), 0);
+        }
+        assert!(r.hand_over(&d));
+        let (bans, lifts) = handed(&rx);
+        assert!(lifts.is_empty());
+        assert_eq!(bans.len(), 1, "one decision for the burst");
+        assert_eq!(bans[0].nets.len(), 20_001);
+        assert_eq!(bans[0].origin, Origin::Fleet(Peer::of("a").unwrap()));
+        assert_eq!(bans[0].reason.as_deref(), Some("fleet:a: manual"));
+        assert_eq!(r.stats.received.load(Ordering::Relaxed), 20_001);
+
+        // The engine makes it one history write and one kernel batch.
+        let config = Config::from_text(
+            Path::new("/x/nftban.yaml"),
+            "jails:\n  sshd: {ruleset: sshd, files: [/var/log/auth.log], bantime: 1h}\n",
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = Engine::new(&config, Box::new(Memory::new()))
+            .with_store(crate::store::Store::open(&dir.path().join("db")).unwrap());
+        e.start(&config).unwrap();
+        let before = e.kernel_batches();
+        let result = e.decided(bans.into_iter().next().unwrap(), SystemTime::now()).unwrap();
+        assert_eq!(result.banned.len(), 20_001);
+        assert_eq!(e.kernel_batches() - before, 1, "one netlink batch");
+    }
+
+    /// Folding keeps the last word of a peer on an address across the
+    /// messages read together: a ban lifted later in the same read is
+    /// lifted, not banned; ended bans are skipped.
+    #[test]
+    fn a_drain_folds_bans_unbans_and_ended_ones() {
+        let now = unix_secs(SystemTime::now());
+        let mut r = receiver();
+        let (d, rx) = decisions();
+        let net = |s: &str| -> IpNet { s.parse().unwrap() };
+        let items = vec![
+            (
+                "sshd".to_string(),
+                net("198.51.100.1/32"),
+                What::ban(from_unix(now + 600), "auto", None),
+            ),
+            (
+                "sshd".to_string(),
+                net("198.51.100.2/32"),
+                What::ban(from_unix(now + 600), "auto", None),
+            ),
+            (
+                "sshd".to_string(),
+                net("198.51.100.3/32"),
+                What::ban(from_unix(now - 5), "auto", None),
+            ),
+            (
+                "sshd".to_string(),
+                net("192.0.2.7/32"),
+                What::ban(from_unix(now + 600), "auto", None),
+            ),
+        ];
+        for m in Out::of("a", items) {
+            r.read(&m.subject("nftban"), &m.to_json(), 0);
+        }
+        let lift = Out::of(
+            "a",
+            vec![("sshd".to_string(), net("198.51.100.2/32"), What::Unban { at: 1 })],
+        );
+        r.read(&lift[0].subject("nftban"), &lift[0].to_json(), 0);
+        assert!(r.hand_over(&d));
+        let (bans, lifts) = handed(&rx);
+        assert_eq!(lifts, [1]);
+        assert_eq!(bans.len(), 1);
+        assert_eq!(bans[0].nets, [net("198.51.100.1/32")]);
+        assert_eq!(r.stats.expired.load(Ordering::Relaxed), 1);
+        assert_eq!(r.stats.status(&spec()).refused.get("ignoreip"), Some(&1));
+    }
 }
