@@ -118,6 +118,16 @@ impl Message {
         }
     }
 
+    /// The version 1 id of `node`'s decision `what` of `net` in `jail`,
+    /// whatever message carries it.
+    pub fn id_of(node: &str, jail: &str, net: &IpNet, what: &What) -> String {
+        let net = show_net(net);
+        match what {
+            What::Ban { expires, .. } => format!("{node}/{jail}/{net}/b{expires}"),
+            What::Unban { at } => format!("{node}/{jail}/{net}/u{at}"),
+        }
+    }
+
     /// The subject it goes on.
     pub fn subject(&self, prefix: &str) -> String {
         format!("{prefix}.{}.{}", self.node, self.jail)

@@ -142,6 +142,7 @@ async fn serve(spec: FleetSpec, stats: Arc<Stats>, news: UnboundedReceiver<Vec<L
         prefix: spec.subject_prefix.clone(),
         stats: stats.clone(),
         queue: VecDeque::new(),
+        held: Vec::new(),
     };
     let receiver = receive::Receiver::new(
         spec.node.clone(),

@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, message::PublishMessage};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::message::{Out, What};
+use super::message::{Message, Out, What};
 use super::stats::{State, Stats};
 use crate::daemon::engine::Local;
 
@@ -38,6 +38,9 @@ pub struct Publisher {
     pub prefix: String,
     pub stats: Arc<Stats>,
     pub queue: VecDeque<Out>,
+    /// Decisions told since a ban told again at start, until the
+    /// receiver has caught up (see the module doc).
+    pub held: Vec<Local>,
 }
 
 impl Publisher {
@@ -74,12 +77,55 @@ impl Publisher {
             .store(waiting as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Hold `news` while the receiver has not caught up and a ban told
+    /// again at start is among them (or held already); once it has, drop
+    /// the held bans the stream holds and queue the rest. What is not held
+    /// is returned.
+    fn hold(&mut self, news: Vec<Local>) -> Vec<Local> {
+        let caught_up = self.stats.caught_up.load(std::sync::atomic::Ordering::Relaxed);
+        let restored = |n: &Local| matches!(n, Local::Ban { restored: true, .. });
+        if !caught_up && (!self.held.is_empty() || news.iter().any(restored)) {
+            self.held.extend(news);
+            return Vec::new();
+        }
+        // Caught up: the ids read are used now, or never (memory back).
+        let own = std::mem::take(&mut *self.stats.own_stored.lock().unwrap_or_else(|e| e.into_inner()));
+        if self.held.is_empty() {
+            return news;
+        }
+        let mut held = std::mem::take(&mut self.held);
+        let before = held.len();
+        held.retain(|n| {
+            if !restored(n) {
+                return true;
+            }
+            let (jail, net, what) = Self::item(n.clone());
+            !own.contains(&Message::id_of(&self.node, &jail, &net, &what))
+        });
+        let stored = before - held.len();
+        if stored > 0 {
+            tracing::info!("fleet: {stored} ban(s) told again at start were in the stream already");
+            Stats::add(&self.stats.duplicates, stored as u64);
+        }
+        held.extend(news);
+        held
+    }
+
     /// Run until `rx` closes (the daemon stops).
     pub async fn run(mut self, js: jetstream::Context, mut rx: UnboundedReceiver<Vec<Local>>) {
         let mut backoff = Duration::from_millis(100);
         loop {
             let mut news = Vec::new();
-            if self.queue.is_empty() {
+            if !self.held.is_empty() {
+                // Look again for the end of the catch-up now and then.
+                tokio::select! {
+                    got = rx.recv() => match got {
+                        Some(first) => news = first,
+                        None => return,
+                    },
+                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                }
+            } else if self.queue.is_empty() {
                 match rx.recv().await {
                     Some(first) => news = first,
                     None => return,
@@ -91,8 +137,12 @@ impl Publisher {
             while let Ok(more) = rx.try_recv() {
                 news.extend(more);
             }
+            let news = self.hold(news);
             if !news.is_empty() {
                 self.take(news);
+            }
+            if self.queue.is_empty() {
+                continue;
             }
             match self.send_window(&js).await {
                 Ok(()) => backoff = Duration::from_millis(100),
@@ -175,6 +225,7 @@ mod tests {
             prefix: "nftban".into(),
             stats: Arc::new(Stats::default()),
             queue: VecDeque::new(),
+            held: Vec::new(),
         };
         let expires = SystemTime::now() + Duration::from_secs(3600);
         let news = (0..20_000u32)
@@ -191,5 +242,42 @@ mod tests {
         assert_eq!(p.queue.len(), 3, "{} messages", p.queue.len());
         assert_eq!(p.stats.waiting.load(std::sync::atomic::Ordering::Relaxed), 20_000);
         assert_eq!(m_len(&p.queue, 0), super::super::message::MAX_BATCH as u64);
+    }
+
+    /// After a restart, the bans told again wait for the catch-up, with
+    /// what came after them; those the stream holds (whatever batch they
+    /// went out in) are dropped, the others go out in order.
+    #[test]
+    fn bans_told_again_at_start_skip_those_the_stream_holds() {
+        let mut p = Publisher {
+            node: "a".into(),
+            prefix: "nftban".into(),
+            stats: Arc::new(Stats::default()),
+            queue: VecDeque::new(),
+            held: Vec::new(),
+        };
+        let expires = SystemTime::now() + Duration::from_secs(3600);
+        let ban = |last: u8, restored| Local::Ban {
+            jail: "sshd".into(),
+            net: std::net::IpAddr::from([198, 51, 100, last]).into(),
+            expires,
+            origin: Origin::Auto,
+            reason: None,
+            restored,
+        };
+        let (jail, net, what) = Publisher::item(ban(1, true));
+        p.stats
+            .own_stored
+            .lock()
+            .unwrap()
+            .insert(Message::id_of("a", &jail, &net, &what));
+        assert!(p.hold(vec![ban(1, true), ban(2, true)]).is_empty());
+        assert!(p.hold(vec![ban(3, false)]).is_empty(), "what follows waits too");
+        p.stats.caught_up.store(true, std::sync::atomic::Ordering::Relaxed);
+        let out = p.hold(Vec::new());
+        assert_eq!(out, [ban(2, true), ban(3, false)]);
+        assert_eq!(p.stats.duplicates.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert!(p.stats.own_stored.lock().unwrap().is_empty());
+        assert_eq!(p.hold(vec![ban(4, false)]), [ban(4, false)]);
     }
 }

@@ -21,7 +21,7 @@ use futures_util::{FutureExt, StreamExt};
 use ipnet::IpNet;
 
 use super::limits::{Limits, Refusal};
-use super::message::{from_unix, read, unix_secs, What};
+use super::message::{from_unix, read, unix_secs, Message, What};
 use super::stats::Stats;
 use crate::config::duration::MAX_DURATION;
 use crate::daemon::origin::{Decision, Decisions};
@@ -146,6 +146,16 @@ impl Receiver {
             }
         };
         if m.node == self.node {
+            // Before the catch-up ends: this node's bans the stream holds
+            // already, not to be published again (publish.rs).
+            if !self.stats.caught_up.load(Ordering::Relaxed) {
+                let mut own = self.stats.own_stored.lock().unwrap_or_else(|e| e.into_inner());
+                for (net, what) in m.items.iter().flatten() {
+                    if matches!(what, What::Ban { .. }) {
+                        own.insert(Message::id_of(&m.node, &m.jail, net, what));
+                    }
+                }
+            }
             return;
         }
         Stats::add(&self.stats.received, m.items.len() as u64);
@@ -415,5 +425,32 @@ mod tests {
         assert_eq!(bans[0].nets, [net("198.51.100.1/32")]);
         assert_eq!(r.stats.expired.load(Ordering::Relaxed), 1);
         assert_eq!(r.stats.status(&spec()).refused.get("ignoreip"), Some(&1));
+    }
+
+    /// This node's own messages are never applied; read before the
+    /// catch-up ends, their bans' ids are kept for the publisher.
+    #[test]
+    fn own_bans_read_in_the_catch_up_are_kept_for_the_publisher() {
+        let expires = unix_secs(SystemTime::now()) + 3600;
+        let mut r = Receiver::new(
+            "a".into(),
+            "nftban".into(),
+            Arc::new(Stats::default()),
+            Limits::new(&spec()),
+        );
+        let (d, rx) = decisions();
+        for m in burst(0, 3, expires) {
+            r.read(&m.subject("nftban"), &m.to_json(), 0);
+        }
+        assert!(r.hand_over(&d));
+        assert!(handed(&rx).0.is_empty(), "its own bans are not applied");
+        let own = r.stats.own_stored.lock().unwrap().clone();
+        assert_eq!(own.len(), 3);
+        assert!(own.contains(&format!("a/sshd/10.0.0.2/b{expires}")), "{own:?}");
+        r.stats.caught_up.store(true, Ordering::Relaxed);
+        for m in burst(10, 1, expires) {
+            r.read(&m.subject("nftban"), &m.to_json(), 0);
+        }
+        assert_eq!(r.stats.own_stored.lock().unwrap().len(), 3, "not after the catch-up");
     }
 }

@@ -1,7 +1,7 @@
 //! The fleet's figures, shared between its runtime thread (which counts)
 //! and the engine (which shows them in `status`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 
@@ -30,6 +30,11 @@ pub struct Stats {
     pub lifted: AtomicU64,
     pub expired: AtomicU64,
     pub caught_up: AtomicBool,
+    /// The message ids (version 1 form) of this node's own bans read from
+    /// the stream before it was caught up: the bans told again at start
+    /// that are among them were published before, and are not again
+    /// (publish.rs). Emptied once the publisher has used it.
+    pub own_stored: Mutex<HashSet<String>>,
     refused: Mutex<BTreeMap<Refusal, u64>>,
     error: Mutex<Option<String>>,
 }
