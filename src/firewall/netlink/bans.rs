@@ -217,7 +217,13 @@ impl Netlink {
                 ));
             }
         }
-        match self.sock.transact(&ops) {
+        // A big delete (`unban -`) leaves the watcher out, as a big add.
+        let paused = nets.len() >= BIG_BATCH && self.pause_watcher();
+        let once = self.sock.transact(&ops);
+        if paused {
+            self.resume_watcher();
+        }
+        match once {
             Err(Failure::Kernel {
                 errno: libc::ENOENT, ..
             }) => {}
