@@ -4,7 +4,9 @@
 # private network namespace created here and deleted on exit: the host's
 # ruleset and network are never touched. Needs root, nft and ip.
 # Usage: bash bench/kernel.sh [SIZES...]   (default 1000 100000 1000000;
-# `0`: latency and memory only; `latency`, `memory`, `memory-stdin`: that part only)
+# `0`: latency and memory only; `latency`, `memory`, `memory-stdin`: that part only;
+# `bulk [SIZES...]`: only `nftban ban -`/`unban -` end to end, the restart, and /24s,
+# beside `nft -f`, default 100000 1000000 from the full run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench/kernel.sh: needs root (it creates a network namespace)" >&2; exit 1; }

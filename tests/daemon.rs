@@ -29,7 +29,7 @@ fn restart_keeps_bans_and_does_not_duplicate_rules() {
     // Stopped: the bans are still in the kernel.
     let elems = set_elements(&ns, "manual_v4");
     assert!(elems.contains(&("203.0.113.5".to_string(), Some(7200))), "{elems:?}");
-    let nets = set_elements(&ns, "manual_v4_net");
+    let nets = set_elements(&ns, "manual_v4_24");
     assert!(nets.iter().any(|(e, _)| e == "198.51.100.0/24"), "{nets:?}");
 
     let d = Daemon::start(&ns, &s);
@@ -40,10 +40,10 @@ fn restart_keeps_bans_and_does_not_duplicate_rules() {
         assert!(ips.contains(&want), "{want} not restored after restart: {ips:?}");
     }
     assert_eq!(set_elements(&ns, "manual_v4").len(), 1);
-    assert_eq!(set_elements(&ns, "manual_v4_net").len(), 1);
+    assert_eq!(set_elements(&ns, "manual_v4_24").len(), 1);
     // One rule per set: 2 jails (asterisk, manual) x 2 families x
-    // (addresses, prefixes).
-    assert_eq!(rule_count(&ns), 8, "rules duplicated on restart");
+    // (addresses, /24 or /64 prefixes, other prefixes).
+    assert_eq!(rule_count(&ns), 12, "rules duplicated on restart");
     assert!(d.stop());
 
     // The history deleted: the next start keeps the kernel's elements as
@@ -64,7 +64,7 @@ fn restart_keeps_bans_and_does_not_duplicate_rules() {
     assert_eq!(after[0].0, before[0].0);
     // Still counting down from the first ban (a re-add would reset it to 7200).
     assert!(after[0].1 <= before[0].1 && after[0].1 < 7200, "{before:?} {after:?}");
-    let nets = set_elements(&ns, "manual_v4_net");
+    let nets = set_elements(&ns, "manual_v4_24");
     assert!(nets.iter().any(|(e, _)| e == "198.51.100.0/24"), "{nets:?}");
     assert_eq!(set_elements(&ns, "manual_v6_net").len(), 1);
     let st = s.jail_status("manual");
@@ -155,7 +155,7 @@ fn history_restores_bans_but_not_unbanned_ones() {
 
     let d = Daemon::start(&ns, &s);
     assert_eq!(set_addrs(&ns, "manual_v4"), ["203.0.113.5"], "restored v4 bans");
-    assert_eq!(set_addrs(&ns, "manual_v6_net"), ["2001:db8::/64"]);
+    assert_eq!(set_addrs(&ns, "manual_v6_64"), ["2001:db8::/64"]);
     let left = s.jail_status("manual").banned[0].expires_in;
     assert!(left > 3600 && left <= 7200, "remaining time kept, not reset: {left}");
     assert!(d.log().contains("2 running ban(s) restored"), "{}", d.log());

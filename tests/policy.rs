@@ -55,11 +55,11 @@ fn a_short_prefix_ban_leaves_a_longer_address_ban_running() {
     s.cli_ok(&["ban", "198.51.100.10", "2001:db8::10", "--bantime", "1h"]);
     s.cli_ok(&["ban", "198.51.100.0/24", "2001:db8::/64", "--bantime", "5s"]);
     assert_eq!(minutes(&ns, "manual_v4"), pairs(&[("198.51.100.10", 60)]));
-    assert_eq!(minutes(&ns, "manual_v4_net"), pairs(&[("198.51.100.0/24", 1)]));
+    assert_eq!(minutes(&ns, "manual_v4_24"), pairs(&[("198.51.100.0/24", 1)]));
     assert_eq!(minutes(&ns, "manual_v6"), pairs(&[("2001:db8::10", 60)]));
     // The prefixes end in the kernel; the address bans do not.
     wait_for("the 5 s prefixes to expire in the kernel", || {
-        (set_addrs(&ns, "manual_v4_net").is_empty() && set_addrs(&ns, "manual_v6_net").is_empty()).then_some(())
+        (set_addrs(&ns, "manual_v4_24").is_empty() && set_addrs(&ns, "manual_v6_64").is_empty()).then_some(())
     });
     let left = pairs(&[("198.51.100.10", 60), ("2001:db8::10", 60)]);
     assert_eq!([minutes(&ns, "manual_v4"), minutes(&ns, "manual_v6")].concat(), left);
@@ -85,7 +85,7 @@ fn prefixes_never_cut_other_bans_short_in_the_kernel() {
     let o = s.cli_ok(&["unban", "198.51.100.0/24"]);
     assert_eq!(stdout(&o), "unbanned 198.51.100.0/24 from jail asterisk\n");
     assert_eq!(minutes(&ns, "asterisk_v4"), pairs(&[("198.51.100.7", 60)]));
-    assert!(set_addrs(&ns, "asterisk_v4_net").is_empty());
+    assert!(set_addrs(&ns, "asterisk_v4_24").is_empty());
 
     // A wider prefix over a narrower one that runs longer: it replaces it
     // and runs as long.
@@ -116,8 +116,10 @@ fn prefixes_never_cut_other_bans_short_in_the_kernel() {
     let kernel = |ns: &NetNs| {
         let mut k = [
             minutes(ns, "asterisk_v4"),
+            minutes(ns, "asterisk_v4_24"),
             minutes(ns, "asterisk_v4_net"),
             minutes(ns, "asterisk_v6"),
+            minutes(ns, "asterisk_v6_64"),
             minutes(ns, "asterisk_v6_net"),
         ]
         .concat();
@@ -201,7 +203,7 @@ fn bans_by_hand_respect_ignoreip_unless_forced() {
         stderr(&o),
         "nftban: not banned: 192.0.2.0/24: overlaps ignoreip of jail asterisk (--force bans it anyway)\n"
     );
-    assert!(set_addrs(&ns, "asterisk_v4_net").is_empty());
+    assert!(set_addrs(&ns, "asterisk_v4_24").is_empty());
 
     let o = s.cli_ok(&["ban", "--force", "192.0.2.99"]);
     assert_eq!(stdout(&o), "banned 192.0.2.99 in jail manual for 1h\n");
@@ -213,7 +215,7 @@ fn bans_by_hand_respect_ignoreip_unless_forced() {
         "nftban: not banned: 127.0.0.1: never banned: loopback is this host itself\n"
     );
     assert_eq!(set_addrs(&ns, "manual_v4"), ["192.0.2.98", "192.0.2.99"]);
-    assert_eq!(set_addrs(&ns, "asterisk_v4_net"), ["192.0.2.0/24"]);
+    assert_eq!(set_addrs(&ns, "asterisk_v4_24"), ["192.0.2.0/24"]);
     assert_eq!(banned_ips(&s.jail_status("asterisk")), ["192.0.2.0/24"]);
     assert!(
         d.log().contains("Ban 192.0.2.99 for 1h (by hand, forced)"),

@@ -137,7 +137,13 @@ fn forged_pending_bans_are_not_restored() {
     let d = Daemon::start(&ns, &s);
     assert_eq!(banned_ips(&s.jail_status("asterisk")), ["203.0.113.7"]);
     assert_eq!(set_addrs(&ns, "asterisk_v4"), ["203.0.113.7"]);
-    for set in ["asterisk_v4_net", "asterisk_v6", "asterisk_v6_net"] {
+    for set in [
+        "asterisk_v4_24",
+        "asterisk_v4_net",
+        "asterisk_v6",
+        "asterisk_v6_64",
+        "asterisk_v6_net",
+    ] {
         assert!(set_addrs(&ns, set).is_empty(), "{set}: {:?}", set_addrs(&ns, set));
     }
     let log = d.log();

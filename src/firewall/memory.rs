@@ -28,6 +28,9 @@ pub struct Memory {
     pub counters: BTreeMap<String, Counter>,
     /// Calls of `add` with bans: one call is one kernel batch here.
     pub batches: u64,
+    /// Calls of `delete` with nets (tests check that a bulk unban is one
+    /// per jail, not one per address); shared like `forgotten`.
+    pub deletes: Arc<AtomicUsize>,
     /// How many times `list` ran; shared, so a test can check that the
     /// engine never lists a set.
     pub lists: Arc<AtomicUsize>,
@@ -118,6 +121,9 @@ impl Firewall for Memory {
     }
 
     fn delete(&mut self, jail: &str, nets: &[IpNet]) -> Result<()> {
+        if !nets.is_empty() {
+            self.deletes.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(set) = self.sets.get_mut(jail) {
             for net in nets {
                 set.remove(net);

@@ -9,7 +9,7 @@
 use std::fmt::Write;
 
 use super::sip::{sip_set_name, SipSetKind, SipSpec, Transport, SIP_CHAIN};
-use super::{jail_sets, Action, Family, Hook, TableSpec};
+use super::{jail_sets, Action, Family, Hook, SetDef, TableSpec};
 
 /// The ruleset nftban creates for `spec`, exactly as `nft list table`
 /// prints it right after setup (it is valid `nft -f` input as well).
@@ -21,7 +21,7 @@ pub fn render_ruleset(spec: &TableSpec) -> String {
             Family::V4 => "ipv4_addr",
             Family::V6 => "ipv6_addr",
         };
-        let flags = if set.interval { "interval,timeout" } else { "timeout" };
+        let flags = if set.interval() { "interval,timeout" } else { "timeout" };
         let _ = writeln!(out, "\tset {} {{", set.name);
         let _ = writeln!(out, "\t\ttype {ty}");
         let _ = writeln!(out, "\t\tflags {flags}");
@@ -51,7 +51,8 @@ pub fn render_ruleset(spec: &TableSpec) -> String {
             };
             let _ = writeln!(
                 out,
-                "\t\t{proto} saddr @{} counter packets 0 bytes 0 {verdict}",
+                "\t\t{proto} saddr {}@{} counter packets 0 bytes 0 {verdict}",
+                masked(&set),
                 set.name
             );
         }
@@ -126,8 +127,9 @@ fn render_sip_chain(out: &mut String, sip: &SipSpec) {
     for d in jail_sets(&sip.jail) {
         let _ = writeln!(
             out,
-            "\t\t{} saddr @{} counter packets 0 bytes 0 drop",
+            "\t\t{} saddr {}@{} counter packets 0 bytes 0 drop",
             proto(d.family),
+            masked(&d),
             d.name
         );
     }
@@ -160,6 +162,12 @@ fn render_sip_chain(out: &mut String, sip: &SipSpec) {
         }
     }
     let _ = writeln!(out, "\t}}");
+}
+
+/// What comes between `saddr ` and the set name: the mask of a masked set
+/// and the `== ` nft writes before the lookup of a masked value, or nothing.
+fn masked(set: &SetDef) -> String {
+    set.mask_text().map(|m| format!("& {m} == ")).unwrap_or_default()
 }
 
 /// A time as nft prints it: `1h`, `1m30s`, `1d`, `0s`.
@@ -230,8 +238,13 @@ mod tests {
         assert!(text.contains("\tset sshd_v6_net {\n\t\ttype ipv6_addr\n\t\tflags interval,timeout\n"));
         assert!(text.contains("\t\tip saddr @manual_v4_net counter packets 0 bytes 0 drop\n"));
         assert!(text.contains("\t\tip saddr @manual_v4 counter packets 0 bytes 0 drop\n"));
+        assert!(text.contains("\t\tip saddr & 255.255.255.0 == @manual_v4_24 counter packets 0 bytes 0 drop\n"));
+        assert!(
+            text.contains("\t\tip6 saddr & ffff:ffff:ffff:ffff:: == @manual_v6_64 counter packets 0 bytes 0 drop\n")
+        );
+        assert!(text.contains("\tset sshd_v4_24 {\n\t\ttype ipv4_addr\n\t\tflags timeout\n"));
         assert!(text.contains("type filter hook input priority filter - 10; policy accept;"));
-        assert_eq!(text.matches("bytes 0 drop").count(), 8);
+        assert_eq!(text.matches("bytes 0 drop").count(), 12);
         let reject = render_ruleset(&TableSpec {
             action: Action::Reject,
             ..spec
@@ -265,7 +278,7 @@ mod tests {
             ..spec
         });
         assert!(!forward_only.contains("chain input"));
-        assert_eq!(forward_only.matches("bytes 0 drop").count(), 4);
+        assert_eq!(forward_only.matches("bytes 0 drop").count(), 6);
     }
 
     #[test]

@@ -50,10 +50,13 @@ pub struct Element {
     pub expires: Option<u64>,
 }
 
-/// The elements of a set of nftban's table.
+/// The elements of a set of nftban's table. Those of a masked set
+/// (`<jail>_v4_24`, `<jail>_v6_64`), which nft lists as network addresses,
+/// come with their prefix length, as `status` shows them.
 pub fn elements(ns: &NetNs, set: &str) -> Vec<Element> {
     let o = nft(ns, &["-j", "list", "set", "inet", "nftban", set]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let len = ["_v4_24", "_v6_64"].iter().find(|s| set.ends_with(*s)).map(|s| &s[4..]);
     v["nftables"]
         .as_array()
         .unwrap()
@@ -61,6 +64,12 @@ pub fn elements(ns: &NetNs, set: &str) -> Vec<Element> {
         .filter_map(|item| item["set"]["elem"].as_array())
         .flatten()
         .map(element)
+        .map(|mut e| {
+            if let Some(len) = len {
+                e.addr = format!("{}/{len}", e.addr);
+            }
+            e
+        })
         .collect()
 }
 

@@ -66,6 +66,9 @@ pub(super) struct History {
     /// failed, or the jail left the config: `None` deletes).
     windows: BTreeMap<(String, IpNet), Option<Vec<SystemTime>>>,
     saved_at: Option<Instant>,
+    /// Unbans of many nets written in one transaction since start (tests
+    /// check that a bulk unban is one).
+    pub(super) unban_batches: u64,
 }
 
 impl History {
@@ -82,6 +85,7 @@ impl History {
             cursors: BTreeMap::new(),
             windows: BTreeMap::new(),
             saved_at: None,
+            unban_batches: 0,
         }
     }
 
@@ -241,6 +245,17 @@ impl History {
     ) -> Result<(), crate::store::Error> {
         if self.store.is_none() {
             return Ok(());
+        }
+        // Many at once, with nothing waiting before them: one transaction.
+        // If that fails, one by one below, where each is kept to be written
+        // later.
+        if nets.len() > 1 && self.backlog.is_empty() {
+            if let Some(store) = self.store.as_mut() {
+                if store.record_unbans(jail, nets, now).is_ok() {
+                    self.unban_batches += 1;
+                    return Ok(());
+                }
+            }
         }
         for net in nets {
             let write = Write::Unban {

@@ -74,6 +74,63 @@ fn ignoreip_and_few_failures_never_ban() {
     assert_eq!((st.currently_failed, st.total_failed, st.currently_banned), (1, 2, 0));
 }
 
+/// `nftban ban -` and `unban -` of many addresses and prefixes: one kernel
+/// batch for the bans, one delete per jail for the unbans, one history
+/// transaction for the unbans; not one per address (issue 16: the bulk
+/// path at kernel speed).
+#[test]
+fn a_bulk_ban_and_unban_are_one_batch_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+    let fw = Memory::new();
+    let deletes = Arc::clone(&fw.deletes);
+    let mut e = Engine::new(&config, Box::new(fw))
+        .with_store(crate::store::Store::open(&dir.path().join("nftban.db")).unwrap());
+    e.start(&config).unwrap();
+    let now = SystemTime::now();
+    let mut addrs: Vec<String> = (0..3000u32)
+        .map(|i| std::net::Ipv4Addr::from(0x0b00_0000 + i * 7).to_string())
+        .collect();
+    addrs.extend((0..2000u32).map(|i| format!("{}/24", std::net::Ipv4Addr::from(0x0c00_0000 + (i << 8)))));
+    let before = e.firewall.batches();
+    let r = e.ban(&addrs, None, None, now).unwrap();
+    assert_eq!(r.banned.len(), 5000, "{:?}", r.failed);
+    assert_eq!(e.firewall.batches() - before, 1, "one batch for the request");
+    assert_eq!(kernel(&mut e, "manual").len(), 5000);
+    // An address inside a prefix of the same request, and a prefix over
+    // earlier ones of it: the widest alone, once.
+    let r = e
+        .ban(
+            &[
+                "13.0.0.1".into(),
+                "13.0.0.0/24".into(),
+                "13.0.1.0/24".into(),
+                "13.0.0.0/23".into(),
+            ],
+            None,
+            None,
+            now,
+        )
+        .unwrap();
+    let banned: Vec<&str> = r.banned.iter().map(|b| b.ip.as_str()).collect();
+    assert_eq!(banned, ["13.0.0.0/23"]);
+
+    let r = e.unban(&addrs, None, now).unwrap();
+    assert_eq!(r.unbanned.len(), 5000, "{:?}", r.not_banned);
+    assert_eq!(
+        deletes.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "one delete for the jail"
+    );
+    assert_eq!(e.history.unban_batches, 1, "one history transaction");
+    assert_eq!(kernel(&mut e, "manual"), ["13.0.0.0/23"]);
+    // Restarted on the same history: only what was not lifted comes back.
+    drop(e);
+    let mut e = with_history(&config, &dir.path().join("nftban.db"));
+    e.start(&config).unwrap();
+    assert_eq!(kernel(&mut e, "manual"), ["13.0.0.0/23"]);
+}
+
 #[test]
 fn manual_ban_and_unban_from_all_jails() {
     let mut e = engine();

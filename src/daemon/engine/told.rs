@@ -17,7 +17,10 @@ const SHOWN: usize = 3;
 pub(super) struct Told {
     level: Level,
     jail: String,
+    /// The first [`EACH`] + 1 items: all a summary needs.
     items: Vec<(String, String)>,
+    /// How many were added.
+    count: usize,
 }
 
 impl Told {
@@ -26,22 +29,33 @@ impl Told {
             level,
             jail: jail.to_string(),
             items: Vec::new(),
+            count: 0,
         }
     }
 
     /// One address and the line it would have of its own.
     pub(super) fn add(&mut self, address: String, line: String) {
-        self.items.push((address, line));
+        self.add_with(|| (address, line));
+    }
+
+    /// As [`Told::add`], the address and line made only if they can be
+    /// told: a request of a million bans formats a dozen lines, not a
+    /// million (that showed in the profile of `nftban ban -`).
+    pub(super) fn add_with(&mut self, item: impl FnOnce() -> (String, String)) {
+        self.count += 1;
+        if self.items.len() <= EACH {
+            self.items.push(item());
+        }
     }
 
     /// The lines to log: each item's, or one `summary` (given the count and
     /// the first addresses) past [`EACH`].
     fn lines(self, summary: impl FnOnce(usize, &str) -> String) -> Vec<String> {
-        if self.items.len() <= EACH {
+        if self.count <= EACH {
             return self.items.into_iter().map(|(_, line)| line).collect();
         }
         let first: Vec<&str> = self.items.iter().take(SHOWN).map(|(a, _)| a.as_str()).collect();
-        vec![summary(self.items.len(), &format!("{}, ...", first.join(", ")))]
+        vec![summary(self.count, &format!("{}, ...", first.join(", ")))]
     }
 
     /// Log them, with the jail as a field.
@@ -80,5 +94,22 @@ mod tests {
             told(100),
             ["Ban 100 addresses for 1h (by hand): 192.0.2.0, 192.0.2.1, 192.0.2.2, ..."]
         );
+    }
+
+    /// Past [`EACH`] + 1, no line is made: a request of many bans does not
+    /// format one per address.
+    #[test]
+    fn lines_past_the_first_few_are_never_made() {
+        let mut t = Told::new(Level::INFO, "manual");
+        let mut made = 0;
+        for i in 0..1000 {
+            t.add_with(|| {
+                made += 1;
+                (format!("192.0.2.{i}"), format!("Ban 192.0.2.{i}"))
+            });
+        }
+        assert_eq!(made, EACH + 1);
+        let lines = t.lines(|n, first| format!("Ban {n} addresses: {first}"));
+        assert_eq!(lines, ["Ban 1000 addresses: 192.0.2.0, 192.0.2.1, 192.0.2.2, ..."]);
     }
 }

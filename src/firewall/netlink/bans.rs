@@ -12,10 +12,12 @@ use super::elements::{self, Change};
 use super::socket::{Failure, Op};
 use super::{dump, error, Netlink, BIG_BATCH};
 use crate::firewall::sip::{sip_set_name, SipSetKind, SipSpec, SIP_SET_STEMS};
-use crate::firewall::{jail_sets, set_of, Ban, Catches, Element, Family, Refused, Result};
+use crate::firewall::{
+    is_interval, jail_sets, kind_of, set_name, set_of, Ban, Catches, Element, Family, Refused, Result, SetKind,
+};
 
-/// A set by jail, family and kind (interval or not), without its name.
-type SetKey<'a> = (&'a str, Family, bool);
+/// A set by jail, family and kind, without its name.
+type SetKey<'a> = (&'a str, Family, SetKind);
 
 impl Netlink {
     /// NEWSETELEM messages of up to ~1,000 elements, as few batches as the
@@ -48,17 +50,18 @@ impl Netlink {
         let mut sets: BTreeMap<SetKey<'_>, Vec<(IpNet, u64)>> = BTreeMap::new();
         for ban in bans {
             let net = ban.net.trunc();
-            sets.entry((ban.jail.as_str(), Family::of(&net), !crate::address::is_host(&net)))
+            sets.entry((ban.jail.as_str(), Family::of(&net), kind_of(&net)))
                 .or_default()
                 .push((net, elements::timeout_ms(ban.timeout)));
         }
         let mut ops: Vec<Op> = Vec::new();
-        for ((jail, _, interval), items) in &mut sets {
+        for ((jail, family, kind), items) in &mut sets {
             items.reverse();
             items.sort_by_key(|(net, _)| *net);
             items.dedup_by_key(|(net, _)| *net);
-            let set = set_of(jail, &items[0].0);
-            ops.extend(elements::element_ops(&self.table, &set, *interval, Change::Add, items));
+            let set = set_name(jail, *family, *kind);
+            let interval = *kind == SetKind::Interval;
+            ops.extend(elements::element_ops(&self.table, &set, interval, Change::Add, items));
         }
         match self.sock.transact(&ops) {
             Ok(()) => Ok(()),
@@ -85,6 +88,70 @@ impl Netlink {
                 let (a, b) = bans.split_at(bans.len() / 2);
                 self.add_split(a, refused)?;
                 self.add_split(b, refused)
+            }
+            Err(f) => Err(error(f)),
+        }
+    }
+
+    /// `remove` out of and `add` into `jail`'s sets: the DELSETELEMs and
+    /// NEWSETELEMs in one transaction (one batch while they fit the send
+    /// buffer, about 60,000 elements), so a packet never sees the set
+    /// without both. If the kernel refuses it (an element to remove had
+    /// expired already: ENOENT; a refused element), nothing was applied,
+    /// and it is done again in two steps that handle those one by one.
+    pub(super) fn diff_bans(&mut self, jail: &str, remove: &[IpNet], add: &[Ban]) -> Result<Vec<Refused>> {
+        let kept: BTreeSet<IpNet> = add.iter().map(|b| b.net.trunc()).collect();
+        let mut gone: BTreeMap<(String, bool), Vec<(IpNet, u64)>> = BTreeMap::new();
+        for net in remove.iter().map(IpNet::trunc).filter(|n| !kept.contains(n)) {
+            gone.entry((set_of(jail, &net), is_interval(&net)))
+                .or_default()
+                .push((net, 0));
+        }
+        let mut ops: Vec<Op> = Vec::new();
+        for ((set, interval), items) in &mut gone {
+            items.sort_by_key(|(n, _)| *n);
+            items.dedup_by_key(|(n, _)| *n);
+            ops.extend(elements::element_ops(
+                &self.table,
+                set,
+                *interval,
+                Change::Delete,
+                items,
+            ));
+        }
+        let mut sets: BTreeMap<(String, bool), Vec<(IpNet, u64)>> = BTreeMap::new();
+        for ban in add {
+            let net = ban.net.trunc();
+            sets.entry((set_of(&ban.jail, &net), is_interval(&net)))
+                .or_default()
+                .push((net, elements::timeout_ms(ban.timeout)));
+        }
+        for ((set, interval), items) in &mut sets {
+            items.reverse();
+            items.sort_by_key(|(net, _)| *net);
+            items.dedup_by_key(|(net, _)| *net);
+            ops.extend(elements::element_ops(&self.table, set, *interval, Change::Add, items));
+        }
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let paused = remove.len() + add.len() >= BIG_BATCH && self.pause_watcher();
+        let once = self.sock.transact(&ops);
+        if paused {
+            self.resume_watcher();
+        }
+        match once {
+            Ok(()) => Ok(Vec::new()),
+            Err(
+                f @ Failure::Kernel {
+                    errno: libc::EPERM | libc::EACCES,
+                    ..
+                },
+            ) => Err(error(f)),
+            Err(Failure::Kernel { .. }) => {
+                let gone: Vec<IpNet> = gone.into_values().flatten().map(|(n, _)| n).collect();
+                self.delete_bans(jail, &gone)?;
+                self.add_bans(add)
             }
             Err(f) => Err(error(f)),
         }
@@ -118,7 +185,7 @@ impl Netlink {
         for net in nets {
             let net = net.trunc();
             unique
-                .entry((set_of(jail, &net), !crate::address::is_host(&net)))
+                .entry((set_of(jail, &net), is_interval(&net)))
                 .or_default()
                 .insert(net);
         }
@@ -150,7 +217,13 @@ impl Netlink {
                 ));
             }
         }
-        match self.sock.transact(&ops) {
+        // A big delete (`unban -`) leaves the watcher out, as a big add.
+        let paused = nets.len() >= BIG_BATCH && self.pause_watcher();
+        let once = self.sock.transact(&ops);
+        if paused {
+            self.resume_watcher();
+        }
+        match once {
             Err(Failure::Kernel {
                 errno: libc::ENOENT, ..
             }) => {}
@@ -172,8 +245,8 @@ impl Netlink {
         Ok(())
     }
 
-    /// GETSETELEM dumps of the jail's four sets: addresses from the hash
-    /// sets, start and end elements of the interval sets paired back into
+    /// GETSETELEM dumps of the jail's six sets: addresses from the hash
+    /// sets, prefixes of their length from the masked ones, start and end elements of the interval sets paired back into
     /// prefixes. A jail without sets has no elements.
     pub(super) fn list_jail(&mut self, jail: &str) -> Result<Vec<Element>> {
         let mut out = Vec::new();
@@ -181,10 +254,10 @@ impl Netlink {
             // Tests of the daemon check that this line never appears.
             tracing::debug!("listing the elements of set {} (a GETSETELEM dump)", d.name);
             let raw = self.raw_elements(&d.name, d.family)?;
-            if d.interval {
-                out.extend(dump::pair(d.family, raw));
-            } else {
-                out.extend(dump::hosts(d.family, raw));
+            match d.kind {
+                SetKind::Interval => out.extend(dump::pair(d.family, raw)),
+                SetKind::Hosts => out.extend(dump::hosts(d.family, raw, None)),
+                SetKind::Masked(len) => out.extend(dump::hosts(d.family, raw, Some(len))),
             }
         }
         Ok(out)
@@ -231,7 +304,7 @@ impl Catches for MeterCatches {
             let raw = self
                 .nl
                 .raw_elements(&sip_set_name(SipSetKind::Caught, family), family)?;
-            for e in dump::hosts(family, raw) {
+            for e in dump::hosts(family, raw, None) {
                 out.push(Element {
                     net: self.meter.caught_net(e.net.addr()),
                     expires_in: e.expires_in,

@@ -185,12 +185,13 @@ pub(super) fn elements(payload: &[u8], family: Family, out: &mut Vec<RawElement>
     }
 }
 
-/// The elements of a hash set: each key is one address.
-pub(super) fn hosts(family: Family, raw: Vec<RawElement>) -> Vec<Element> {
-    let bits = match family {
+/// The elements of a hash set: each key is one address, or the network
+/// address of a prefix of `len` (a masked set).
+pub(super) fn hosts(family: Family, raw: Vec<RawElement>, len: Option<u8>) -> Vec<Element> {
+    let bits = len.unwrap_or(match family {
         Family::V4 => 32,
         Family::V6 => 128,
-    };
+    });
     raw.into_iter()
         .filter(|e| !e.end)
         .map(|e| Element {

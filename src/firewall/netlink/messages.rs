@@ -20,7 +20,7 @@ use super::abi::{
     TYPE_IP6ADDR, TYPE_IPADDR,
 };
 use super::socket::Op;
-use crate::firewall::{Action, Family, Hook};
+use crate::firewall::{Action, Family, Hook, SetDef};
 
 pub(super) fn describe_table(table: &str) -> String {
     format!("table inet {table}")
@@ -157,7 +157,10 @@ pub(super) fn get_rules(table: &str) -> NfTablesMessage {
 
 /// `ip saddr @set counter drop` (or `ip6 saddr`, or `reject`), appended to
 /// the chain of `hook`. In an inet table nft first checks `meta nfproto`.
-pub(super) fn new_rule(table: &str, hook: Hook, set: &str, family: Family, action: Action) -> Op {
+/// `ip saddr @set counter drop` (or the rule of a masked set: `ip saddr &
+/// MASK == @set ...`, the address masked by a bitwise before the lookup).
+pub(super) fn new_rule(table: &str, hook: Hook, set: &SetDef, action: Action) -> Op {
+    let family = set.family;
     let (nfproto, offset, len) = match family {
         Family::V4 => (NFPROTO_IPV4, 12, 4),
         Family::V6 => (NFPROTO_IPV6, 8, 16),
@@ -186,7 +189,7 @@ pub(super) fn new_rule(table: &str, hook: Hook, set: &str, family: Family, actio
         }
         .into(),
     };
-    let expressions = vec![
+    let mut expressions = vec![
         Expressions::Meta(vec![
             Meta::Key(MetaKey::Nfproto),
             Meta::DestinationRegister(Register::Reg1),
@@ -205,7 +208,16 @@ pub(super) fn new_rule(table: &str, hook: Hook, set: &str, family: Family, actio
             Payload::Len(len),
         ])
         .into(),
-        Expressions::Lookup(vec![Lookup::Set(set.into()), Lookup::SourceRegister(Register::Reg1)]).into(),
+    ];
+    if let Some(mask) = set.mask() {
+        expressions.push(super::expr::mask(&mask));
+    }
+    expressions.extend([
+        Expressions::Lookup(vec![
+            Lookup::Set(set.name.as_str().into()),
+            Lookup::SourceRegister(Register::Reg1),
+        ])
+        .into(),
         Expressions::Other {
             expression_type: "counter".into(),
             attributes: vec![
@@ -215,7 +227,7 @@ pub(super) fn new_rule(table: &str, hook: Hook, set: &str, family: Family, actio
         }
         .into(),
         verdict,
-    ];
+    ]);
     let msg = NfTablesMessage::NewRule(RuleMessage {
         attributes: vec![
             RuleAttribute::Table(table.into()),
@@ -227,7 +239,8 @@ pub(super) fn new_rule(table: &str, hook: Hook, set: &str, family: Family, actio
         msg,
         NLM_F_CREATE | NLM_F_APPEND,
         format!(
-            "add the rule for set {set} to chain {} in {}",
+            "add the rule for set {} to chain {} in {}",
+            set.name,
             hook.chain(),
             describe_table(table)
         ),

@@ -141,6 +141,12 @@ impl Firewall for Netlink {
         self.add_bans(bans)
     }
 
+    /// DELSETELEM then NEWSETELEM in one transaction when it fits one
+    /// batch (see `bans.rs`).
+    fn apply_diff(&mut self, jail: &str, remove: &[IpNet], add: &[Ban]) -> Result<Vec<Refused>> {
+        self.diff_bans(jail, remove, add)
+    }
+
     /// Opens a [`Monitor`] of `table` and has the kernel drop the events of
     /// this firewall's own socket before they reach it; keeps its [`Pauser`]
     /// for [`Firewall::add`]. Events of nftban's other sockets (none in the

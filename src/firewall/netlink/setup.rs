@@ -23,10 +23,8 @@ fn wanted_shapes(spec: &TableSpec) -> BTreeMap<String, SetShape> {
         .into_values()
         .map(|d| {
             let (key_type, key_len) = messages::key_type(d.family);
-            (
-                d.name,
-                (messages::set_flags(d.interval).bits(), key_type, key_len, None),
-            )
+            let flags = messages::set_flags(d.interval()).bits();
+            (d.name, (flags, key_type, key_len, None))
         })
         .collect();
     if let Some(sip) = &spec.sip {
@@ -122,7 +120,7 @@ impl Netlink {
         }
         let sets: Vec<SetDef> = spec.jails.iter().flat_map(|jail| jail_sets(jail)).collect();
         for (id, d) in sets.iter().enumerate() {
-            ops.push(messages::new_set(table, &d.name, d.family, d.interval, id as u32 + 1));
+            ops.push(messages::new_set(table, &d.name, d.family, d.interval(), id as u32 + 1));
         }
         if let Some(meter) = &spec.sip {
             for (id, d) in meter.sets().iter().enumerate() {
@@ -132,7 +130,7 @@ impl Netlink {
         }
         for &hook in &spec.hooks {
             for d in &sets {
-                ops.push(messages::new_rule(table, hook, &d.name, d.family, spec.action));
+                ops.push(messages::new_rule(table, hook, d, spec.action));
             }
         }
         if let Some(meter) = &spec.sip {

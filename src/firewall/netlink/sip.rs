@@ -103,10 +103,9 @@ pub(super) fn trusted_ops(table: &str, spec: &SipSpec) -> Vec<Op> {
 }
 
 /// How many rules the chain has: the trusted sources and the caught ones
-/// per family, the jail's four sets, then one meter rule per port and
-/// family.
+/// per family, the jail's sets, then one meter rule per port and family.
 pub(super) fn rule_count(spec: &SipSpec) -> usize {
-    2 + 4 + 2 + 2 * spec.ports().len()
+    2 + jail_sets(&spec.jail).len() + 2 + 2 * spec.ports().len()
 }
 
 /// `meta nfproto`, then the source address of `family` into register 1,
@@ -144,6 +143,9 @@ pub(super) fn rules(table: &str, spec: &SipSpec) -> Vec<Op> {
     }
     for d in jail_sets(&spec.jail) {
         let mut e = source(spec, d.family, false);
+        if let Some(mask) = d.mask() {
+            e.push(expr::mask(&mask));
+        }
         e.extend([expr::lookup(&d.name), expr::counter(), expr::verdict(NF_DROP)]);
         rules.push((format!("drop set {}", d.name), e));
     }
@@ -286,16 +288,17 @@ mod tests {
         let s = spec();
         let ops = rules("nftban", &s);
         assert_eq!(ops.len(), rule_count(&s));
-        assert_eq!(ops.len(), 14);
+        assert_eq!(ops.len(), 16);
         assert!(ops[0].what.contains("accept set sip_trusted_v4"));
         assert!(ops[2].what.contains("drop set asterisk_v4"));
-        assert!(ops[7].what.contains("drop set sip_caught_v6"));
+        assert!(ops[3].what.contains("drop set asterisk_v4_24"));
+        assert!(ops[9].what.contains("drop set sip_caught_v6"));
         assert!(
-            ops[8].what.contains("meter udp port 5060 into set sip_meter_v4"),
+            ops[10].what.contains("meter udp port 5060 into set sip_meter_v4"),
             "{}",
-            ops[8].what
+            ops[10].what
         );
-        assert!(ops[13].what.contains("meter tcp port 5061 into set sip_meter_v6"));
+        assert!(ops[15].what.contains("meter tcp port 5061 into set sip_meter_v6"));
         // Two trusted sets, flushed then filled (one message each).
         assert_eq!(trusted_ops("nftban", &s).len(), 4);
     }

@@ -115,10 +115,17 @@ fn nft_elements(set: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The elements of a jail's hash set and interval set of one family
-/// (`sshd_v4` and `sshd_v4_net`), together.
+/// The elements of a jail's three sets of one family (`set` is the
+/// addresses' set, `sshd_v4`): addresses, masked prefixes (nft lists their
+/// network addresses; shown here with their length), other prefixes.
 fn both(set: &str) -> BTreeMap<String, String> {
     let mut all = nft_elements(set);
+    let len = if set.ends_with("_v4") { 24 } else { 64 };
+    all.extend(
+        nft_elements(&format!("{set}_{len}"))
+            .into_iter()
+            .map(|(k, v)| (format!("{k}/{len}"), v)),
+    );
     all.extend(nft_elements(&format!("{set}_net")));
     all
 }
@@ -127,7 +134,7 @@ fn rule_lines() -> Vec<String> {
     nft(&["list", "table", "inet", "nftban"])
         .lines()
         .map(str::trim)
-        .filter(|l| l.contains(" saddr @"))
+        .filter(|l| l.contains(" saddr ") && l.contains(" @"))
         .map(String::from)
         .collect()
 }
@@ -189,17 +196,94 @@ fn elements_keep_their_own_timeouts() {
     assert_eq!(both("sshd_v4")["192.0.2.1"], "2h");
 }
 
+/// A /24 and a /64 go into the masked hash sets, one element each (their
+/// network address), not into the interval sets; the masked lookup drops
+/// every address of the /24 and nothing outside it; `list` gives them back
+/// as prefixes; `delete` lifts them.
+#[test]
+fn masked_prefix_sets_hold_slash_24_and_slash_64() {
+    let Some(mut fw) = private_netns() else { return };
+    ip(&["link", "set", "lo", "up"]);
+    fw.setup(&spec(&["sshd"], Action::Drop)).unwrap();
+    fw.add(&[
+        ban("sshd", "127.0.1.0/24", HOUR),
+        ban("sshd", "2001:db8:5::/64", MIN),
+        ban("sshd", "198.51.100.0/25", MIN),
+    ])
+    .unwrap();
+    assert_eq!(nft_elements("sshd_v4_24").keys().collect::<Vec<_>>(), ["127.0.1.0"]);
+    assert_eq!(nft_elements("sshd_v6_64").keys().collect::<Vec<_>>(), ["2001:db8:5::"]);
+    assert!(nft_elements("sshd_v6_net").is_empty());
+    assert_eq!(
+        nft_elements("sshd_v4_net").keys().collect::<Vec<_>>(),
+        ["198.51.100.0/25"]
+    );
+    assert_eq!(udp_probe("127.0.1.7", "127.0.0.1"), "dropped");
+    assert_eq!(udp_probe("127.0.1.254", "127.0.0.1"), "dropped");
+    assert_eq!(udp_probe("127.0.2.7", "127.0.0.1"), "passed");
+    let mut listed: Vec<String> = fw.list("sshd").unwrap().iter().map(|e| e.net.to_string()).collect();
+    listed.sort();
+    assert_eq!(listed, ["127.0.1.0/24", "198.51.100.0/25", "2001:db8:5::/64"]);
+    assert!(fw
+        .missing(&spec(&["sshd"], Action::Drop), &[("sshd".into(), net("127.0.1.0/24"))])
+        .unwrap()
+        .is_empty());
+    fw.delete("sshd", &[net("127.0.1.0/24"), net("2001:db8:5::/64")])
+        .unwrap();
+    assert!(nft_elements("sshd_v4_24").is_empty() && nft_elements("sshd_v6_64").is_empty());
+    assert_eq!(udp_probe("127.0.1.7", "127.0.0.1"), "passed");
+}
+
+/// `apply_diff` removes and adds in one call; an element to remove that is
+/// already gone does not keep the rest out.
+#[test]
+fn apply_diff_removes_and_adds() {
+    let Some(mut fw) = private_netns() else { return };
+    fw.setup(&spec(&["sshd"], Action::Drop)).unwrap();
+    fw.add(&[ban("sshd", "192.0.2.1", HOUR), ban("sshd", "198.51.100.0/24", HOUR)])
+        .unwrap();
+    let refused = fw
+        .apply_diff(
+            "sshd",
+            &[net("192.0.2.1/32"), net("198.51.100.0/24")],
+            &[ban("sshd", "192.0.2.2", HOUR), ban("sshd", "198.51.100.0/24", MIN)],
+        )
+        .unwrap();
+    assert!(refused.is_empty());
+    assert_eq!(
+        both("sshd_v4"),
+        [
+            ("192.0.2.2".to_string(), "1h".to_string()),
+            ("198.51.100.0/24".into(), "1m".into())
+        ]
+        .into_iter()
+        .collect()
+    );
+    // 192.0.2.1 is gone already: the kernel refuses the whole batch with
+    // ENOENT, and the diff is applied again in two steps.
+    fw.apply_diff(
+        "sshd",
+        &[net("192.0.2.1/32"), net("192.0.2.2/32")],
+        &[ban("sshd", "192.0.2.3", HOUR)],
+    )
+    .unwrap();
+    assert_eq!(
+        both("sshd_v4").keys().collect::<Vec<_>>(),
+        ["192.0.2.3", "198.51.100.0/24"]
+    );
+}
+
 #[test]
 fn setup_again_keeps_elements_and_replaces_rules() {
     let Some(mut fw) = private_netns() else { return };
     let two = spec(&["sshd", "manual"], Action::Drop);
     fw.setup(&two).unwrap();
     fw.setup(&two).unwrap();
-    assert_eq!(rule_lines().len(), 8, "setup twice must not duplicate rules");
+    assert_eq!(rule_lines().len(), 12, "setup twice must not duplicate rules");
     fw.add(&[ban("sshd", "192.0.2.1", HOUR), ban("manual", "2001:db8::/64", HOUR)])
         .unwrap();
     fw.setup(&two).unwrap();
-    assert_eq!(rule_lines().len(), 8);
+    assert_eq!(rule_lines().len(), 12);
     assert_eq!(both("sshd_v4").keys().collect::<Vec<_>>(), ["192.0.2.1"]);
     assert_eq!(both("manual_v6").keys().collect::<Vec<_>>(), ["2001:db8::/64"]);
 
@@ -207,13 +291,25 @@ fn setup_again_keeps_elements_and_replaces_rules() {
     // sshd's are kept with their elements, the rules follow the new spec.
     let one = spec(&["sshd"], Action::Reject);
     fw.setup(&one).unwrap();
-    assert_eq!(set_names(), ["sshd_v4", "sshd_v4_net", "sshd_v6", "sshd_v6_net"]);
+    assert_eq!(
+        set_names(),
+        [
+            "sshd_v4",
+            "sshd_v4_24",
+            "sshd_v4_net",
+            "sshd_v6",
+            "sshd_v6_64",
+            "sshd_v6_net"
+        ]
+    );
     assert_eq!(
         rule_lines(),
         [
             "ip saddr @sshd_v4 counter packets 0 bytes 0 reject with icmp port-unreachable",
+            "ip saddr & 255.255.255.0 == @sshd_v4_24 counter packets 0 bytes 0 reject with icmp port-unreachable",
             "ip saddr @sshd_v4_net counter packets 0 bytes 0 reject with icmp port-unreachable",
             "ip6 saddr @sshd_v6 counter packets 0 bytes 0 reject with icmpv6 port-unreachable",
+            "ip6 saddr & ffff:ffff:ffff:ffff:: == @sshd_v6_64 counter packets 0 bytes 0 reject with icmpv6 port-unreachable",
             "ip6 saddr @sshd_v6_net counter packets 0 bytes 0 reject with icmpv6 port-unreachable",
         ]
     );
@@ -249,7 +345,17 @@ fn setup_adopts_a_table_of_another_shape() {
     // (sshd_v4 is listed last now: nft lists sets in creation order.)
     let mut names = set_names();
     names.sort();
-    assert_eq!(names, ["sshd_v4", "sshd_v4_net", "sshd_v6", "sshd_v6_net"]);
+    assert_eq!(
+        names,
+        [
+            "sshd_v4",
+            "sshd_v4_24",
+            "sshd_v4_net",
+            "sshd_v6",
+            "sshd_v6_64",
+            "sshd_v6_net"
+        ]
+    );
     assert!(both("sshd_v4").is_empty(), "sshd_v4 was recreated with the right type");
     assert_eq!(both("sshd_v6").keys().collect::<Vec<_>>(), ["2001:db8::1"]);
     let rendered = render_ruleset(&spec);
@@ -441,7 +547,7 @@ fn kernel_errors_name_the_request() {
     assert!(fw.list("sshd").unwrap().is_empty());
     // A prefix inside one already banned overlaps: the kernel refuses that
     // element, the error says which set, and the others of the call go in.
-    assert!(fw.add(&[ban("sshd", "198.51.100.0/24", MIN)]).unwrap().is_empty());
+    assert!(fw.add(&[ban("sshd", "198.51.100.0/23", MIN)]).unwrap().is_empty());
     let refused = fw
         .add(&[ban("sshd", "198.51.100.128/25", MIN), ban("sshd", "203.0.113.1", MIN)])
         .unwrap();
@@ -549,12 +655,12 @@ fn chains_follow_the_configured_hooks() {
     fw.setup(&spec_hooks(&["sshd"], Action::Drop, &[Hook::Input, Hook::Forward]))
         .unwrap();
     assert_eq!(chains(), ["input", "forward"]);
-    assert_eq!(rule_lines().len(), 8, "2 hooks x 4 sets, never duplicated");
+    assert_eq!(rule_lines().len(), 12, "2 hooks x 6 sets, never duplicated");
     // Only prerouting now: the other chains go, the ban stays.
     let pre = spec_hooks(&["sshd"], Action::Drop, &[Hook::Prerouting]);
     fw.setup(&pre).unwrap();
     assert_eq!(chains(), ["prerouting"]);
-    assert_eq!(rule_lines().len(), 4);
+    assert_eq!(rule_lines().len(), 6);
     assert_eq!(nft_elements("sshd_v4").keys().collect::<Vec<_>>(), ["192.0.2.1"]);
     fw.delete("sshd", &[net("192.0.2.1")]).unwrap();
     assert_eq!(nft(&["list", "table", "inet", "nftban"]), render_ruleset(&pre));
@@ -618,7 +724,8 @@ fn counters_sum_dropped_packets_per_set() {
     assert_eq!(counters["sshd_v6"], Counter::default());
     assert_eq!(counters["manual_v4"], Counter::default());
     assert_eq!(counters["sshd_v4_net"], Counter::default());
-    assert_eq!(counters.len(), 8, "{counters:?}");
+    assert_eq!(counters["sshd_v4_24"], Counter::default());
+    assert_eq!(counters.len(), 12, "{counters:?}");
 }
 
 #[test]
