@@ -330,6 +330,21 @@ pub trait Firewall: Send {
     /// unbanned source starts with a full bucket).
     fn delete(&mut self, jail: &str, nets: &[IpNet]) -> Result<()>;
 
+    /// Apply one refresh of a blocklist feed to the sets of `jail` (a
+    /// feed's own sets, see `daemon::origin::feed`): `add` goes in without
+    /// a timeout (a feed entry lasts while the feed lists it), `remove`
+    /// comes out, both in ONE kernel transaction, so no packet ever meets
+    /// the sets halfway, and entries kept from the last refresh are never
+    /// touched (no moment in which they pass). Adds come before removals in
+    /// the batch. An element to remove that is already gone is no error.
+    /// The default (for firewalls of tests that have no feeds) refuses.
+    fn apply_diff(&mut self, jail: &str, add: &[IpNet], remove: &[IpNet]) -> Result<()> {
+        let _ = (add, remove);
+        Err(Error::Io(std::io::Error::other(format!(
+            "this firewall cannot hold the feed sets of {jail}"
+        ))))
+    }
+
     /// List a jail's elements with their remaining time. The daemon never
     /// calls it (a set of a million elements takes over a minute to list;
     /// nftban keeps its own record in the ban history instead): it is for

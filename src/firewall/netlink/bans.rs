@@ -91,7 +91,7 @@ impl Netlink {
     }
 
     /// Pause the watcher before a big batch; false when not watching.
-    fn pause_watcher(&self) -> bool {
+    pub(super) fn pause_watcher(&self) -> bool {
         let Some(pauser) = &self.pauser else { return false };
         if let Err(e) = pauser.pause() {
             tracing::debug!(error = %e, "cannot pause the nf_tables event monitor");
@@ -101,7 +101,7 @@ impl Netlink {
 
     /// Resume the watcher after a big batch, and remember that other tools'
     /// changes meanwhile went unseen.
-    fn resume_watcher(&mut self) {
+    pub(super) fn resume_watcher(&mut self) {
         if let Some(pauser) = &self.pauser {
             if let Err(e) = pauser.resume() {
                 tracing::warn!(error = %e, "cannot resume the nf_tables event monitor: changes by other tools will go unseen");

@@ -16,6 +16,7 @@
 pub mod abi;
 mod bans;
 mod conntrack;
+mod diff;
 mod dump;
 mod elements;
 mod expr;
@@ -166,6 +167,11 @@ impl Firewall for Netlink {
         let mut nl = Netlink::open()?;
         nl.table = spec.table.clone();
         Ok(Some(Box::new(MeterCatches::new(nl, meter))))
+    }
+
+    /// One batch of NEWSETELEM (no timeout) and DELSETELEM (see `diff.rs`).
+    fn apply_diff(&mut self, jail: &str, add: &[IpNet], remove: &[IpNet]) -> Result<()> {
+        self.diff_feed(jail, add, remove)
     }
 
     /// DELSETELEM of each prefix, ENOENT ignored (see `bans.rs`).
