@@ -92,6 +92,19 @@ pub fn of(config: &Config) -> Vec<Warning> {
     if let Some(m) = &config.metrics {
         out.extend(metrics(m.listen));
     }
+    for f in config.feeds.iter() {
+        if let Some(asked) = f.raised_from {
+            out.push(Warning {
+                key: format!("feeds.{}.refresh", f.name),
+                path: f.source_text(),
+                message: format!(
+                    "{} is below this source's polite minimum; nftban fetches it every {} (docs/feeds.md, \"Politeness\")",
+                    crate::config::format_duration(asked),
+                    crate::config::format_duration(f.refresh)
+                ),
+            });
+        }
+    }
     for j in &config.jails {
         let key = format!("jails.{}.files", j.name);
         for f in &j.files {

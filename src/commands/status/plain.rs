@@ -171,6 +171,7 @@ mod tests {
             most_banned: vec![],
             most_failed: vec![],
             fleet: None,
+            feeds: Vec::new(),
         };
         let text = format_all(&st);
         assert!(
