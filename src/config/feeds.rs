@@ -278,6 +278,75 @@ mod tests {
         assert_eq!(host_of("https:///x"), None);
     }
 
+    fn load(feeds: &str) -> Result<Config, String> {
+        let text = format!(
+            "jails:\n  sshd: {{ruleset: sshd, files: [/var/log/auth.log], ignoreip: [192.0.2.0/24]}}\nfeeds:\n{feeds}"
+        );
+        Config::from_text(Path::new("/etc/nftban/nftban.yaml"), &text).map_err(|e| format!("{e}: {}", e.error))
+    }
+
+    #[test]
+    fn feeds_load_with_their_jail_sets_and_state() {
+        let c = load("  sh: {url: 'https://www.spamhaus.org/drop/drop.txt', format: drop, refresh: 5m, jail: sshd}\n  mine: {file: /etc/nftban/mine.txt, format: plain}\n").unwrap();
+        let names: Vec<&str> = c.feeds.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["mine", "sh"]);
+        let sh = &c.feeds[1];
+        assert_eq!(
+            (sh.refresh, sh.raised_from),
+            (Duration::from_secs(3600), Some(Duration::from_secs(300)))
+        );
+        assert_eq!(sh.ignoreip, vec!["192.0.2.0/24".parse::<IpNet>().unwrap()]);
+        assert_eq!(sh.state, Path::new("/var/lib/nftban/feeds/sh"));
+        let mine = &c.feeds[0];
+        assert_eq!(
+            (mine.jail.as_str(), mine.refresh),
+            ("manual", Duration::from_secs(3600))
+        );
+        let spec = c.table_spec();
+        assert!(spec.jails.ends_with(&["feed_mine".to_string(), "feed_sh".to_string()]));
+    }
+
+    #[test]
+    fn errors_name_the_feed_key() {
+        let cases = [
+            ("  x: {format: plain}\n", "feeds.x: give one source"),
+            ("  x: {file: rel.txt, format: plain}\n", "feeds.x.file:"),
+            (
+                "  x: {url: 'ftp://h/x', format: plain}\n",
+                "feeds.x.url: `ftp://h/x` is not an http",
+            ),
+            (
+                "  x: {url: 'https://h/{key}', format: plain}\n",
+                "feeds.x.key_file: the URL or a header says `{key}`",
+            ),
+            (
+                "  x: {file: /x, format: apiban}\n",
+                "feeds.x.format: `apiban` is APIBAN's HTTP API",
+            ),
+            (
+                "  x: {file: /x, format: plain, jail: nope}\n",
+                "feeds.x.jail: `nope` is no jail of this config (jails: sshd, manual)",
+            ),
+            ("  x: {file: /x, format: csv}\n", "unknown variant `csv`"),
+            ("  x: {file: /x, format: plain, refresh: 0s}\n", "feeds.x.refresh:"),
+            (
+                "  x: {url: 'https://h/', format: plain, headers: {'Bad Name': v}}\n",
+                "feeds.x.headers: header `Bad Name`",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let e = load(yaml).unwrap_err();
+            assert!(e.contains(want), "{yaml}: {e}");
+        }
+        let e = Config::from_text(
+            Path::new("/etc/nftban/nftban.yaml"),
+            "jails:\n  feed_x: {ruleset: sshd, files: [/var/log/auth.log]}\nfeeds:\n  x: {file: /x, format: plain}\n",
+        )
+        .unwrap_err();
+        let e = format!("{e}: {}", e.error);
+        assert!(e.contains("would be those of the jail `feed_x`"), "{e}");
+    }
+
     #[test]
     fn polite_minimums() {
         let url = |u: &str| FeedSource::Url {

@@ -307,6 +307,28 @@ fn unprivileged_port_start() -> u16 {
 mod tests {
     use super::*;
 
+    /// A feed polled faster than its source allows: the warning names the
+    /// key, the source and the interval used instead.
+    #[test]
+    fn a_refresh_below_the_polite_minimum_is_raised_and_said() {
+        let text = "feeds:\n  sh: {url: 'https://www.spamhaus.org/drop/drop.txt', format: drop, refresh: 5m}\n  mine: {file: /etc/nftban/mine.txt, format: plain, refresh: 5m}\n";
+        let config = Config::from_text(Path::new("/etc/nftban/nftban.yaml"), text).unwrap();
+        let feeds: Vec<Warning> = of(&config)
+            .into_iter()
+            .filter(|w| w.key.starts_with("feeds."))
+            .collect();
+        assert_eq!(feeds.len(), 1, "{feeds:?}");
+        assert_eq!(feeds[0].key, "feeds.sh.refresh");
+        assert_eq!(feeds[0].path, "https://www.spamhaus.org/drop/drop.txt");
+        assert!(
+            feeds[0]
+                .message
+                .starts_with("5m is below this source's polite minimum; nftban fetches it every 1h"),
+            "{}",
+            feeds[0].message
+        );
+    }
+
     #[test]
     fn the_units_hidden_folders_are_named_with_their_setting() {
         let home = sandboxed(Path::new("/home/pbx/asterisk.log")).unwrap();
