@@ -239,3 +239,70 @@ fn apiban_is_read_from_its_cursor() {
     let saved = std::fs::read_to_string(setup.dir.path().join("feeds/apiban")).unwrap();
     assert!(saved.contains("#cursor 1701890000"), "{saved}");
 }
+
+/// `n` distinct public /24 prefixes from 20.0.0.0/24 upwards, skipping
+/// the first `skip`.
+fn prefixes(skip: u32, n: u32) -> Vec<String> {
+    (skip..skip + n)
+        .map(|i| format!("{}.{}.{}.0/24", 20 + i / 65_536, (i / 256) % 256, i % 256))
+        .collect()
+}
+
+/// How many elements nftban's set `set` holds (one `nft -j` listing).
+fn count(ns: &NetNs, set: &str) -> usize {
+    elements(ns, set).len()
+}
+
+#[test]
+fn a_large_list_loads_in_one_go_and_a_small_change_is_a_small_diff() {
+    kernel_test!();
+    let (pbx, _attacker) = pbx_and_attacker("feedbig");
+    let setup = Setup::asterisk("");
+    let file = setup.dir.path().join("big.txt");
+    let addrs: Vec<String> = (0..10_000u32)
+        .map(|i| format!("30.{}.{}.{}", i / 65_536, (i / 256) % 256, i % 256))
+        .collect();
+    let first = [prefixes(0, 100_000), addrs.clone()].concat();
+    std::fs::write(&file, first.join("\n")).unwrap();
+    setup.top(&format!(
+        "feeds: {{big: {{file: {}, format: plain, refresh: 1s}}}}",
+        file.display()
+    ));
+    let daemon = Daemon::start(&pbx, &setup);
+    wait_feed(&setup, "big", "110,000 entries", |f| f.entries == 110_000);
+    assert_eq!(count(&pbx, "feed_big_v4_net"), 100_000);
+    assert_eq!(count(&pbx, "feed_big_v4"), 10_000);
+
+    let monitor_out = setup.dir.path().join("monitor.txt");
+    let mut monitor = pbx
+        .command("nft")
+        .args(["monitor", "destroy", "elements"])
+        .stdout(std::fs::File::create(&monitor_out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // 100 prefixes dropped at the start, 100 new ones at the end.
+    let second = [prefixes(100, 100_000), addrs].concat();
+    std::fs::write(&file, second.join("\n")).unwrap();
+    wait_feed(&setup, "big", "the refresh", |f| f.refreshes.get("ok") == Some(&2));
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let deleted = std::fs::read_to_string(&monitor_out).unwrap();
+    for gone in prefixes(0, 100) {
+        assert!(deleted.contains(&gone), "{gone} was not lifted:\n{deleted}");
+    }
+    // Kept entries were never deleted: only the 100 dropped ones are named.
+    let named = prefixes(0, 100_100)
+        .iter()
+        .filter(|p| deleted.contains(p.as_str()))
+        .count();
+    assert_eq!(named, 100, "{deleted}");
+    assert!(
+        daemon
+            .log()
+            .contains("feed big: 110000 entries (+100, -100) in one transaction"),
+        "{}",
+        daemon.log()
+    );
+}

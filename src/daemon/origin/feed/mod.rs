@@ -225,13 +225,24 @@ impl Feed {
         let entries: Vec<IpNet> = fetched.entries.keys().copied().collect();
         let applied = match self.apply(entries, decisions)? {
             Ok(a) => a,
-            Err(e) => return Some(Err(format!("feed {}: {e}", self.spec.name))),
+            Err(e) => {
+                // Not in the kernel: the next fetch must not be a 304.
+                self.validators = Validators::default();
+                return Some(Err(format!("feed {}: {e}", self.spec.name)));
+            }
         };
         let changed = fetched.entries.keys().ne(self.saved.entries.keys()) || fetched.cursor != self.saved.cursor;
         if changed || !self.spec.state.exists() {
             if let Err(e) = state::write(&self.spec.state, &fetched) {
                 tracing::warn!(feed = %self.spec.name, "feed {}: cannot keep the list in {} ({e}); a restart will fetch it again", self.spec.name, self.spec.state.display());
             }
+        } else {
+            // Unchanged: its time says when it was last fetched, which a
+            // restart waits on (see `run`), rather than rewriting it.
+            let _ = std::fs::File::options()
+                .write(true)
+                .open(&self.spec.state)
+                .and_then(|f| f.set_modified(now));
         }
         self.saved = fetched;
         Some(Ok(if applied.added == 0 && applied.removed == 0 {
