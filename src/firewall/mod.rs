@@ -346,9 +346,10 @@ pub trait Firewall: Send {
     }
 
     /// List a jail's elements with their remaining time. The daemon never
-    /// calls it (a set of a million elements takes over a minute to list;
-    /// nftban keeps its own record in the ban history instead): it is for
-    /// `nftban demo`, tests and benchmarks.
+    /// calls it for a jail (a set of a million elements takes over a minute
+    /// to list; nftban keeps its own record in the ban history instead),
+    /// only for a blocklist feed's own sets, once per start: it is for
+    /// that, `nftban demo`, tests and benchmarks.
     fn list(&mut self, jail: &str) -> Result<Vec<Element>>;
 
     /// Remove the conntrack entries whose original source lies in one of
