@@ -327,6 +327,9 @@ mod tests {
             "{}",
             feeds[0].message
         );
+        let summary = super::super::summary(&config);
+        let want = "feed sh: drop from https://www.spamhaus.org/drop/drop.txt every 1h into sets feed_sh_*, never blocking what jail manual's ignoreip holds nor private ranges";
+        assert!(summary.iter().any(|l| l == want), "{summary:?}");
     }
 
     #[test]
