@@ -121,6 +121,50 @@ pub struct Status {
     /// absent when the config has no fleet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetStatus>,
+    /// Blocklists (`feeds:`), in name order; absent when the config has
+    /// none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feeds: Vec<FeedStatus>,
+}
+
+/// One blocklist feed in `status` (docs/feeds.md).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FeedStatus {
+    pub name: String,
+    /// `feed:<name>`: how `status` and the logs name what the feed blocks.
+    pub origin: String,
+    /// The jail whose `ignoreip` binds it.
+    pub jail: String,
+    /// The file, or the URL as configured (`{key}`, never the key).
+    pub source: String,
+    /// `plain`, `netset`, `drop` or `apiban`.
+    pub format: String,
+    /// Seconds between refreshes (after the polite minimum).
+    pub refresh: u64,
+    /// `starting` (nothing loaded yet), `ok`, or `failing` (the last
+    /// refresh failed: the previous list stays).
+    pub state: String,
+    /// Entries in the kernel now.
+    pub entries: u64,
+    /// Entries of the list skipped, by reason: `loopback`, `own address`,
+    /// `ignoreip`, `private`, `never banned`.
+    pub skipped: BTreeMap<String, u64>,
+    /// Entries merged into another (the same twice, or inside a prefix).
+    pub merged: u64,
+    /// Unix time of the last refresh tried, and of the last that worked.
+    pub last_refresh: Option<u64>,
+    pub last_success: Option<u64>,
+    /// Unix time of the next refresh.
+    pub next_refresh: Option<u64>,
+    /// Why the last refresh failed (the feed, the line, the HTTP status);
+    /// `None` once one works again.
+    pub last_error: Option<String>,
+    /// Refreshes since start by result: `ok` (applied), `unchanged` (HTTP
+    /// 304, or the same list), `error`.
+    pub refreshes: BTreeMap<String, u64>,
+    /// Packets and bytes the feed's sets dropped (or rejected), every hook.
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 /// How many addresses `most_banned` and `most_failed` list.

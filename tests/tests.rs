@@ -11,6 +11,7 @@ mod docs;
 mod e2e;
 mod events;
 mod faults;
+mod feeds;
 mod firewall;
 mod fleet;
 mod heal;

@@ -62,6 +62,12 @@ pub struct FileConfig {
     /// Bans shared with other nftban nodes over NATS JetStream
     /// (docs/fleet.md): this node's bans published, its peers' applied.
     pub fleet: Option<FleetConfig>,
+    /// Blocklists by name (docs/feeds.md): APIBAN, FireHOL, Spamhaus DROP,
+    /// lists of one's own, each refreshed as one kernel transaction into
+    /// sets of its own. A name is a letter, then letters, digits, `_`, `-`.
+    #[serde(default)]
+    #[schemars(extend("propertyNames" = {"pattern": NAME_PATTERN}))]
+    pub feeds: BTreeMap<String, super::FeedConfig>,
 }
 
 /// `fleet:` — a fleet of nodes that ban together over NATS JetStream.

@@ -8,6 +8,7 @@
 //! loads is one the daemon can run.
 
 pub mod duration;
+mod feeds;
 mod file;
 mod fleet;
 mod problem;
@@ -27,6 +28,7 @@ use crate::matcher::{Matcher, Ruleset, RulesetError};
 use crate::sources::journal::MatchError;
 use crate::yaml::{locate_nearest, Located};
 pub use duration::{format_duration, parse_duration, Dur, DurationError};
+pub use feeds::{feed_sets, FeedConfig, FeedFormat, FeedSource, FeedSpec};
 pub use file::{
     DefaultsConfig, EscalationConfig, EventsConfig, FileConfig, FleetAuth, FleetConfig, FleetLimitsConfig, FleetTls,
     IncrementConfig, JailConfig, LogConfig, MetricsConfig, NftablesConfig, RecidiveConfig, SipConfig, SipPorts,
@@ -120,6 +122,8 @@ pub struct Config {
     pub sip_implicit_jail: bool,
     /// Bans shared with other nodes over NATS JetStream (`fleet:`), if on.
     pub fleet: Option<FleetSpec>,
+    /// Blocklists (`feeds:`), each in sets of its own, in name order.
+    pub feeds: Vec<FeedSpec>,
 }
 
 /// A config error: the file, where in it (line, column, key), and the
@@ -174,6 +178,9 @@ impl Config {
             jails.push(RECIDIVE_JAIL.to_string());
         }
         jails.push(MANUAL_JAIL.to_string());
+        // A feed's sets are made and dropped as a jail's are: a feed gone
+        // from the config takes its sets (and entries) with it.
+        jails.extend(self.feeds.iter().map(|f| f.sets.clone()));
         TableSpec {
             table: self.table.clone(),
             action: self.action,
@@ -440,10 +447,12 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         sip,
         sip_implicit_jail,
         fleet: None,
+        feeds: Vec::new(),
     };
     if let Some(f) = raw.fleet {
         config.fleet = Some(fleet::build_fleet(f, &config, &err)?);
     }
+    config.feeds = feeds::build_feeds(raw.feeds, &config, &err)?;
     Ok(config)
 }
 

@@ -156,4 +156,31 @@ pub enum Problem {
     /// `fleet.replicas` outside 1 to 5.
     #[error("must be between 1 and 5 (got {0})")]
     FleetReplicas(u8),
+    /// A feed name that cannot name nftables sets.
+    #[error("`{0}` is not a feed name: a letter, then up to 49 letters, digits, `_`, `-` (it names the sets feed_NAME_v4, ...)")]
+    FeedName(String),
+    /// A feed's sets would be a jail's.
+    #[error("the feed's sets `{0}_v4`, ... would be those of the jail `{0}`: rename the feed or the jail")]
+    FeedSetsTaken(String),
+    /// A feed with both or neither of `file` and `url`.
+    #[error("give one source: `file: /path` or `url: https://...`")]
+    FeedSource,
+    /// `headers` or `key_file` on a file feed.
+    #[error("`headers` and `key_file` are for `url` feeds; a file feed reads no key")]
+    FeedFileHeaders,
+    /// A feed URL that is not http(s) with a host.
+    #[error("`{0}` is not an http:// or https:// URL with a host")]
+    FeedUrl(String),
+    /// `{key}` in the URL or a header, and no `key_file`.
+    #[error("the URL or a header says `{{key}}`: give `key_file`, the file holding the key")]
+    FeedNoKeyFile,
+    /// A header name or value HTTP cannot carry.
+    #[error("header `{0}`: a name of letters, digits, `-`, `_`, and a value on one line")]
+    FeedHeader(String),
+    /// `format: apiban` from a file.
+    #[error("`apiban` is APIBAN's HTTP API: give its `url` (https://apiban.org/api/{{key}}/banned)")]
+    FeedApibanFile,
+    /// `feeds.NAME.jail` names no jail.
+    #[error("`{0}` is no jail of this config (jails: {1})")]
+    FeedJail(Box<str>, Box<str>),
 }

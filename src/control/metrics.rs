@@ -103,6 +103,8 @@ struct Figures {
     history_errors: u64,
     /// The fleet's figures, when there is a fleet.
     fleet: Option<crate::status::FleetStatus>,
+    /// The blocklist feeds' figures.
+    feeds: Vec<crate::status::FeedStatus>,
 }
 
 impl Figures {
@@ -125,6 +127,7 @@ impl Figures {
             kernel_errors: st.kernel_errors,
             history_errors: st.history_errors,
             fleet: st.fleet.clone(),
+            feeds: st.feeds.clone(),
         }
     }
 }
@@ -178,6 +181,9 @@ impl Collector for Figures {
         }
         if let Some(f) = &self.fleet {
             encode_fleet(f, &mut encoder)?;
+        }
+        if !self.feeds.is_empty() {
+            encode_feeds(&self.feeds, &mut encoder)?;
         }
         Ok(())
     }
@@ -249,6 +255,62 @@ fn encode_fleet(f: &crate::status::FleetStatus, encoder: &mut DescriptorEncoder)
     for (reason, value) in &f.refused {
         let labels = [("reason", reason.as_str())];
         ConstCounter::new(*value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// The feeds' metrics (`nftban_feed_*`, docs/feeds.md), label `feed`.
+fn encode_feeds(feeds: &[crate::status::FeedStatus], encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    type Of = fn(&crate::status::FeedStatus) -> u64;
+    let gauges: [(&str, &str, Of); 2] = [
+        ("nftban_feed_entries", "Entries of the feed in the kernel now.", |f| {
+            f.entries
+        }),
+        (
+            "nftban_feed_last_success_timestamp_seconds",
+            "Unix time of the feed's last refresh that worked (0: none since start).",
+            |f| f.last_success.unwrap_or(0),
+        ),
+    ];
+    for (name, help, of) in gauges {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for f in feeds {
+            ConstGauge::new(of(f)).encode(family.encode_family(&[("feed", f.name.as_str())])?)?;
+        }
+    }
+    let counter = MetricType::Counter;
+    let mut family = encoder.encode_descriptor(
+        registered("nftban_feed_dropped_packets_total", counter),
+        "Packets the feed's rules dropped or rejected.",
+        None,
+        counter,
+    )?;
+    for f in feeds {
+        ConstCounter::new(f.packets).encode(family.encode_family(&[("feed", f.name.as_str())])?)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        registered("nftban_feed_refreshes_total", counter),
+        "The feed's refreshes since start, by result (ok, unchanged, error).",
+        None,
+        counter,
+    )?;
+    for f in feeds {
+        for (result, n) in &f.refreshes {
+            let labels = [("feed", f.name.as_str()), ("result", result.as_str())];
+            ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    let mut family = encoder.encode_descriptor(
+        "nftban_feed_skipped",
+        "Entries of the feed's list skipped, by reason (loopback, own address, ignoreip, private, never banned).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for f in feeds {
+        for (reason, n) in &f.skipped {
+            let labels = [("feed", f.name.as_str()), ("reason", reason.as_str())];
+            ConstGauge::new(*n).encode(family.encode_family(&labels)?)?;
+        }
     }
     Ok(())
 }
@@ -377,6 +439,7 @@ mod tests {
             most_banned: vec![],
             most_failed: vec![],
             fleet: None,
+            feeds: Vec::new(),
         };
         let text = text(&st);
         assert!(text.contains("# TYPE nftban_bans_total counter\nnftban_bans_total{jail=\"sshd\"} 3\nnftban_bans_total{jail=\"manual\"} 3\n"), "{text}");
@@ -426,6 +489,7 @@ mod tests {
             most_banned: vec![],
             most_failed: vec![],
             fleet: None,
+            feeds: Vec::new(),
         };
         std::thread::spawn(move || serve(listener, move || Some(st.clone())));
         let mut trickle = TcpStream::connect(addr).unwrap();
@@ -474,6 +538,7 @@ mod tests {
             most_banned: vec![],
             most_failed: vec![],
             fleet: Some(fleet),
+            feeds: Vec::new(),
         };
         let text = render(&st).unwrap();
         for line in [
@@ -538,6 +603,7 @@ mod tests {
             most_banned: vec![],
             most_failed: vec![],
             fleet: None,
+            feeds: Vec::new(),
         };
         let expected = "\
 # HELP nftban_lines_read_total Lines read from the jail's sources since start.

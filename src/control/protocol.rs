@@ -6,7 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::status::{BanResult, Banned, FleetLimits, FleetStatus, JailStatus, SourceStatus, Status, UnbanResult};
+pub use crate::status::{
+    BanResult, Banned, FeedStatus, FleetLimits, FleetStatus, JailStatus, SourceStatus, Status, UnbanResult,
+};
 
 /// The most addresses `nftban ban` sends in one request: a longer list
 /// goes as several, so neither side ever holds more than one chunk.

@@ -34,6 +34,13 @@ pub enum Event {
         nets: Vec<ipnet::IpNet>,
         origin: crate::store::Origin,
     },
+    /// A blocklist feed's new list for its sets (`sets`), and where to say
+    /// how it went.
+    Feed {
+        sets: String,
+        list: Vec<ipnet::IpNet>,
+        reply: mpsc::Sender<Result<super::engine::Applied, String>>,
+    },
     /// A control request and where to send the answer.
     Request(Request, mpsc::Sender<Response>),
     /// nf_tables events about nftban's table: another process deleted
@@ -103,6 +110,12 @@ fn handle(engine: &mut Engine, event: Event, config: &Config, answering: &Atomic
         }
         Event::Lifted { jail, nets, origin } => {
             engine.lift_learnt(&jail, &nets, origin, now);
+        }
+        Event::Feed { sets, list, reply } => {
+            // Bans decided in this burst go in first: the diff is its own
+            // transaction.
+            engine.flush(now);
+            let _ = reply.send(engine.apply_feed(&sets, list));
         }
         Event::Request(Request::Reload, reply) => {
             let answer = check_reload(config);

@@ -115,6 +115,11 @@ pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> Result<(), Daemon
         }
         None => None,
     };
+    // Each feed's figures show in `status` from the start.
+    let feeds = origin::feeds(&config);
+    for f in &feeds {
+        engine.attach_feed(f.sets(), f.stats());
+    }
     let restored = engine.start(&config).map_err(|source| DaemonError::Setup {
         table: config.table.clone(),
         source,
@@ -135,7 +140,7 @@ pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> Result<(), Daemon
 
     let stop = Arc::new(AtomicBool::new(false));
     let sources = start_sources(&config, &mut engine, &saved, &tx, &stop)?;
-    for origin in origin::configured(&config, catches, fleet) {
+    for origin in origin::configured(&config, catches, fleet, feeds) {
         origin::spawn(origin, tx.clone(), stop.clone())?;
     }
     wait_for_sources(&sources);

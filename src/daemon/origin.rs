@@ -9,6 +9,7 @@
 //! Adding an origin is one module that implements [`BanOrigin`] and one
 //! line in [`configured`] that builds it from the config.
 
+mod feed;
 pub mod fleet;
 mod meter;
 
@@ -20,6 +21,7 @@ pub use super::engine::Decision;
 use super::Event;
 use crate::config::Config;
 use crate::firewall::Catches;
+pub(super) use feed::feeds;
 
 /// An origin of bans.
 pub trait BanOrigin: Send {
@@ -52,6 +54,22 @@ impl Decisions {
         !self.stopping() && self.tx.send(Event::Lifted { jail, nets, origin }).is_ok()
     }
 
+    /// Have the engine make a feed's sets (`sets`) hold `list`, and wait
+    /// for how it went. `None` once the daemon is stopping.
+    pub fn feed(&self, sets: &str, list: Vec<ipnet::IpNet>) -> Option<Result<super::engine::Applied, String>> {
+        if self.stopping() {
+            return None;
+        }
+        let (reply, answer) = std::sync::mpsc::channel();
+        let event = Event::Feed {
+            sets: sets.to_string(),
+            list,
+            reply,
+        };
+        self.tx.send(event).ok()?;
+        answer.recv().ok()
+    }
+
     /// Whether the daemon is stopping.
     pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
@@ -65,8 +83,12 @@ pub(super) fn configured(
     config: &Config,
     catches: Option<Box<dyn Catches>>,
     fleet: Option<fleet::Fleet>,
+    feeds: Vec<feed::Feed>,
 ) -> Vec<Box<dyn BanOrigin>> {
     let mut out: Vec<Box<dyn BanOrigin>> = Vec::new();
+    for f in feeds {
+        out.push(Box::new(f));
+    }
     if let Some(f) = fleet {
         out.push(Box::new(f));
     }

@@ -45,6 +45,8 @@ pub struct Memory {
     /// its element ends), as the kernel would hold them: tests put sources
     /// here as if the meter had caught them. Shared with [`Firewall::catches`].
     pub caught: Arc<Mutex<BTreeMap<IpNet, Instant>>>,
+    /// Calls of `apply_diff` (feed refreshes), each one batch.
+    pub diffs: usize,
 }
 
 /// [`Catches`] over [`Memory::caught`].
@@ -139,6 +141,21 @@ impl Firewall for Memory {
             for net in nets {
                 caught.remove(net);
             }
+        }
+        Ok(())
+    }
+
+    fn apply_diff(&mut self, jail: &str, add: &[IpNet], remove: &[IpNet]) -> Result<()> {
+        self.batches += u64::from(!add.is_empty() || !remove.is_empty());
+        self.diffs += 1;
+        let set = self.sets.entry(jail.to_string()).or_default();
+        // No timeout: as far off as the clock allows.
+        let never = Instant::now() + Duration::from_secs(100 * 365 * 86_400);
+        for net in add {
+            set.insert(net.trunc(), never);
+        }
+        for net in remove {
+            set.remove(&net.trunc());
         }
         Ok(())
     }

@@ -396,25 +396,26 @@ pub trait Firewall: Send {
     /// unbanned source starts with a full bucket).
     fn delete(&mut self, jail: &str, nets: &[IpNet]) -> Result<()>;
 
-    /// Apply a difference to one jail's sets: `remove` goes out and `add`
-    /// goes in, in one kernel transaction where the backend can (a feed's
-    /// refresh: no moment without the list, removed entries lifted). What
-    /// is in both stays, with the timeout of `add`. Refusals and `Err` as
-    /// for [`Firewall::add`]; `Err` means nothing changed. The default
-    /// deletes, then adds: two transactions.
-    fn apply_diff(&mut self, jail: &str, remove: &[IpNet], add: &[Ban]) -> Result<Vec<Refused>> {
-        let kept: std::collections::HashSet<IpNet> = add.iter().map(|b| b.net.trunc()).collect();
-        let gone: Vec<IpNet> = remove.iter().filter(|n| !kept.contains(&n.trunc())).copied().collect();
-        if !gone.is_empty() {
-            self.delete(jail, &gone)?;
-        }
-        self.add(add)
+    /// Apply one refresh of a blocklist feed to the sets of `jail` (a
+    /// feed's own sets, see `daemon::origin::feed`): `add` goes in without
+    /// a timeout (a feed entry lasts while the feed lists it), `remove`
+    /// comes out, both in ONE kernel transaction, so no packet ever meets
+    /// the sets halfway, and entries kept from the last refresh are never
+    /// touched (no moment in which they pass). Adds come before removals in
+    /// the batch. An element to remove that is already gone is no error.
+    /// The default (for firewalls of tests that have no feeds) refuses.
+    fn apply_diff(&mut self, jail: &str, add: &[IpNet], remove: &[IpNet]) -> Result<()> {
+        let _ = (add, remove);
+        Err(Error::Io(std::io::Error::other(format!(
+            "this firewall cannot hold the feed sets of {jail}"
+        ))))
     }
 
     /// List a jail's elements with their remaining time. The daemon never
-    /// calls it (a set of a million elements takes over a minute to list;
-    /// nftban keeps its own record in the ban history instead): it is for
-    /// `nftban demo`, tests and benchmarks.
+    /// calls it for a jail (a set of a million elements takes over a minute
+    /// to list; nftban keeps its own record in the ban history instead),
+    /// only for a blocklist feed's own sets, once per start: it is for
+    /// that, `nftban demo`, tests and benchmarks.
     fn list(&mut self, jail: &str) -> Result<Vec<Element>>;
 
     /// Remove the conntrack entries whose original source lies in one of

@@ -140,11 +140,11 @@ fn walk(root: &Value, s: &Value, prefix: &str, out: &mut Vec<Key>) {
     }
 }
 
-/// The path a key written in the docs stands for: a jail's name becomes
-/// `NAME` (`jails.asterisk.files` is `jails.NAME.files`).
+/// The path a key written in the docs stands for: a jail's or feed's name
+/// becomes `NAME` (`jails.asterisk.files` is `jails.NAME.files`).
 pub fn normalise(path: &str) -> String {
     let mut parts: Vec<&str> = path.split('.').collect();
-    if parts.len() > 1 && parts[0] == "jails" {
+    if parts.len() > 1 && (parts[0] == "jails" || parts[0] == "feeds") {
         parts[1] = "NAME";
     }
     parts.join(".")

@@ -4,7 +4,8 @@
 //! read back with `nft -j` and packets sent through namespaces
 //! ([`kernel`]), the guard of kernel tests ([`kernel_test!`]) and a
 //! pseudo-terminal ([`Pty`]), a SIP test bed: Kamailio and its clients
-//! ([`sip_bed`]), and a NATS JetStream bed for the fleet ([`NatsBed`]).
+//! ([`sip_bed`]), a NATS JetStream bed for the fleet ([`NatsBed`]), and an
+//! HTTP server for the feeds ([`shared_web`]).
 
 #![allow(dead_code)]
 
@@ -17,6 +18,7 @@ pub use nftban::netns::NetNs;
 
 mod daemon;
 mod guard;
+mod http;
 mod kernel;
 mod nats;
 mod pty;
@@ -25,6 +27,7 @@ mod status;
 
 pub use daemon::*;
 pub use guard::*;
+pub use http::*;
 pub use kernel::*;
 pub use nats::*;
 pub use pty::*;

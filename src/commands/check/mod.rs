@@ -118,6 +118,18 @@ pub fn summary(config: &Config) -> Vec<String> {
             f.burst
         ));
     }
+    for f in &config.feeds {
+        out.push(format!(
+            "feed {}: {} from {} every {} into sets {}_*, never blocking what jail {}'s ignoreip holds{}",
+            f.name,
+            f.format.as_str(),
+            f.source_text(),
+            format_duration(f.refresh),
+            f.sets,
+            f.jail,
+            if f.trusted_private { "" } else { " nor private ranges" }
+        ));
+    }
     if let Some(r) = &config.recidive {
         out.push(format!(
             "recidive: an address banned {} times within {} (in any jail) is banned in jail {} for {}",

@@ -92,6 +92,19 @@ pub fn of(config: &Config) -> Vec<Warning> {
     if let Some(m) = &config.metrics {
         out.extend(metrics(m.listen));
     }
+    for f in config.feeds.iter() {
+        if let Some(asked) = f.raised_from {
+            out.push(Warning {
+                key: format!("feeds.{}.refresh", f.name),
+                path: f.source_text(),
+                message: format!(
+                    "{} is below this source's polite minimum; nftban fetches it every {} (docs/feeds.md, \"Politeness\")",
+                    crate::config::format_duration(asked),
+                    crate::config::format_duration(f.refresh)
+                ),
+            });
+        }
+    }
     for j in &config.jails {
         let key = format!("jails.{}.files", j.name);
         for f in &j.files {
@@ -293,6 +306,31 @@ fn unprivileged_port_start() -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A feed polled faster than its source allows: the warning names the
+    /// key, the source and the interval used instead.
+    #[test]
+    fn a_refresh_below_the_polite_minimum_is_raised_and_said() {
+        let text = "feeds:\n  sh: {url: 'https://www.spamhaus.org/drop/drop.txt', format: drop, refresh: 5m}\n  mine: {file: /etc/nftban/mine.txt, format: plain, refresh: 5m}\n";
+        let config = Config::from_text(Path::new("/etc/nftban/nftban.yaml"), text).unwrap();
+        let feeds: Vec<Warning> = of(&config)
+            .into_iter()
+            .filter(|w| w.key.starts_with("feeds."))
+            .collect();
+        assert_eq!(feeds.len(), 1, "{feeds:?}");
+        assert_eq!(feeds[0].key, "feeds.sh.refresh");
+        assert_eq!(feeds[0].path, "https://www.spamhaus.org/drop/drop.txt");
+        assert!(
+            feeds[0]
+                .message
+                .starts_with("5m is below this source's polite minimum; nftban fetches it every 1h"),
+            "{}",
+            feeds[0].message
+        );
+        let summary = super::super::summary(&config);
+        let want = "feed sh: drop from https://www.spamhaus.org/drop/drop.txt every 1h into sets feed_sh_*, never blocking what jail manual's ignoreip holds nor private ranges";
+        assert!(summary.iter().any(|l| l == want), "{summary:?}");
+    }
 
     #[test]
     fn the_units_hidden_folders_are_named_with_their_setting() {

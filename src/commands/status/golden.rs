@@ -163,6 +163,7 @@ pub fn fixture() -> Status {
             },
         ],
         fleet: None,
+        feeds: Vec::new(),
     }
 }
 

@@ -151,12 +151,70 @@ pub fn format_all(st: &Status) -> String {
     if !st.most_failed.is_empty() {
         let _ = writeln!(o, "Most failed:   {}", list(&st.most_failed, |t| t.failures));
     }
+    o.push_str(&feed_lines(st, std::time::SystemTime::now()));
+    o
+}
+
+/// One line per blocklist feed (none without feeds): entries, what was
+/// skipped, the last and next refresh, and why the last one failed.
+pub fn feed_lines(st: &Status, now: std::time::SystemTime) -> String {
+    let now = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut o = String::new();
+    for f in &st.feeds {
+        let skipped: Vec<String> = f.skipped.iter().map(|(why, n)| format!("{why} {n}")).collect();
+        let last = f.last_refresh.map_or("never".into(), |t| {
+            format!("{} ago", format_duration(Duration::from_secs(now.saturating_sub(t))))
+        });
+        let next = f.next_refresh.map_or("now".into(), |t| {
+            format!("in {}", format_duration(Duration::from_secs(t.saturating_sub(now))))
+        });
+        let _ = write!(
+            o,
+            "Feed {} ({}, {} from {}): {}, {} entries",
+            f.name, f.origin, f.format, f.source, f.state, f.entries
+        );
+        if !skipped.is_empty() {
+            let _ = write!(o, ", skipped {}", skipped.join(", "));
+        }
+        let _ = write!(o, "; last refresh {last}, next {next}");
+        if let Some(e) = &f.last_error {
+            let _ = write!(o, "; last error: {e}");
+        }
+        o.push('\n');
+    }
     o
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each feed gets a line with its figures and its error.
+    #[test]
+    fn feeds_are_shown_with_their_error() {
+        let mut st = super::super::golden::fixture();
+        assert_eq!(feed_lines(&st, std::time::UNIX_EPOCH), "");
+        st.feeds.push(crate::status::FeedStatus {
+            name: "level1".into(),
+            origin: "feed:level1".into(),
+            format: "netset".into(),
+            source: "https://example.org/l1.netset".into(),
+            state: "failing".into(),
+            entries: 4521,
+            skipped: [("private".to_string(), 4)].into(),
+            last_refresh: Some(1000),
+            next_refresh: Some(1060),
+            last_error: Some("feed level1: line 2: `x` is not an address or prefix".into()),
+            ..Default::default()
+        });
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(1030);
+        assert_eq!(
+            feed_lines(&st, at),
+            "Feed level1 (feed:level1, netset from https://example.org/l1.netset): failing, 4521 entries, skipped private 4; last refresh 30s ago, next in 30s; last error: feed level1: line 2: `x` is not an address or prefix\n"
+        );
+        assert!(format_all(&st).contains("Feed level1"));
+        assert!(super::super::table::render(&st).contains("Feed level1"));
+    }
 
     /// The people's overview says when the history fails and what waits,
     /// and says nothing of it while all is well.
@@ -171,6 +229,7 @@ mod tests {
             most_banned: vec![],
             most_failed: vec![],
             fleet: None,
+            feeds: Vec::new(),
         };
         let text = format_all(&st);
         assert!(

@@ -88,6 +88,10 @@ pub fn render(st: &Status) -> String {
             let _ = writeln!(o, "{:<addr$}{:>FIGURE$}{:>10}", t.ip, short(t.bans), short(t.failures));
         }
     }
+    if !st.feeds.is_empty() {
+        o.push('\n');
+        o.push_str(&super::plain::feed_lines(st, std::time::SystemTime::now()));
+    }
     o
 }
 

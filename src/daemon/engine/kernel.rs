@@ -187,6 +187,11 @@ impl Engine {
             })
             .collect();
         self.firewall.add(&bans)?;
+        // The feeds' entries too: one transaction per feed, as a refresh.
+        let feeds: Vec<(String, Vec<IpNet>)> = self.feed_entries().map(|(s, n)| (s.to_string(), n)).collect();
+        for (sets, nets) in &feeds {
+            self.firewall.apply_diff(sets, nets, &[])?;
+        }
         Ok(bans.len())
     }
 
@@ -208,6 +213,7 @@ impl Engine {
                 }
             }
         }
+        probes.extend(self.feed_probes());
         self.firewall.missing(&self.spec, &probes)
     }
 

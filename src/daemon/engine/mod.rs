@@ -23,6 +23,7 @@
 //! - [`status`]: what `nftban status` shows;
 //! - [`announce`]: bans, unbans and expiries told to `nftban events`;
 //! - [`share`]: this node's decisions told to a listener (the fleet);
+//! - [`feeds`]: blocklist feeds' entries, a refresh as one kernel diff;
 //! - [`jail`] and [`bans`]: one jail's state, and its running bans.
 //!
 //! The engine knows the kernel only through the [`Firewall`] trait, and
@@ -44,6 +45,7 @@ mod backlog;
 mod bans;
 mod decide;
 mod escalation;
+mod feeds;
 mod history;
 mod jail;
 mod kernel;
@@ -55,6 +57,7 @@ mod told;
 
 use bans::Bans;
 use decide::failure_changes;
+pub use feeds::{Applied, FeedStats};
 use history::History;
 use jail::JailState;
 use kernel::Forget;
@@ -125,6 +128,9 @@ pub struct Engine {
     expired_at: Instant,
     /// Who hears of this node's own decisions (the fleet), if anyone.
     share: Option<Box<dyn Share>>,
+    /// The blocklist feeds' entries in the kernel, by the stem of their
+    /// sets, and their figures for `status`.
+    feeds: feeds::Feeds,
 }
 
 impl Engine {
@@ -182,6 +188,7 @@ impl Engine {
             events: Hub::default(),
             expired_at: Instant::now(),
             share: None,
+            feeds: feeds::Feeds::default(),
         }
     }
 

@@ -29,6 +29,7 @@ impl Engine {
                 most_banned,
                 most_failed,
                 fleet: e.fleet_status(),
+                feeds: e.feed_status(&counters),
             }
         })
     }

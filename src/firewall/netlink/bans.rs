@@ -93,72 +93,8 @@ impl Netlink {
         }
     }
 
-    /// `remove` out of and `add` into `jail`'s sets: the DELSETELEMs and
-    /// NEWSETELEMs in one transaction (one batch while they fit the send
-    /// buffer, about 60,000 elements), so a packet never sees the set
-    /// without both. If the kernel refuses it (an element to remove had
-    /// expired already: ENOENT; a refused element), nothing was applied,
-    /// and it is done again in two steps that handle those one by one.
-    pub(super) fn diff_bans(&mut self, jail: &str, remove: &[IpNet], add: &[Ban]) -> Result<Vec<Refused>> {
-        let kept: BTreeSet<IpNet> = add.iter().map(|b| b.net.trunc()).collect();
-        let mut gone: BTreeMap<(String, bool), Vec<(IpNet, u64)>> = BTreeMap::new();
-        for net in remove.iter().map(IpNet::trunc).filter(|n| !kept.contains(n)) {
-            gone.entry((set_of(jail, &net), is_interval(&net)))
-                .or_default()
-                .push((net, 0));
-        }
-        let mut ops: Vec<Op> = Vec::new();
-        for ((set, interval), items) in &mut gone {
-            items.sort_by_key(|(n, _)| *n);
-            items.dedup_by_key(|(n, _)| *n);
-            ops.extend(elements::element_ops(
-                &self.table,
-                set,
-                *interval,
-                Change::Delete,
-                items,
-            ));
-        }
-        let mut sets: BTreeMap<(String, bool), Vec<(IpNet, u64)>> = BTreeMap::new();
-        for ban in add {
-            let net = ban.net.trunc();
-            sets.entry((set_of(&ban.jail, &net), is_interval(&net)))
-                .or_default()
-                .push((net, elements::timeout_ms(ban.timeout)));
-        }
-        for ((set, interval), items) in &mut sets {
-            items.reverse();
-            items.sort_by_key(|(net, _)| *net);
-            items.dedup_by_key(|(net, _)| *net);
-            ops.extend(elements::element_ops(&self.table, set, *interval, Change::Add, items));
-        }
-        if ops.is_empty() {
-            return Ok(Vec::new());
-        }
-        let paused = remove.len() + add.len() >= BIG_BATCH && self.pause_watcher();
-        let once = self.sock.transact(&ops);
-        if paused {
-            self.resume_watcher();
-        }
-        match once {
-            Ok(()) => Ok(Vec::new()),
-            Err(
-                f @ Failure::Kernel {
-                    errno: libc::EPERM | libc::EACCES,
-                    ..
-                },
-            ) => Err(error(f)),
-            Err(Failure::Kernel { .. }) => {
-                let gone: Vec<IpNet> = gone.into_values().flatten().map(|(n, _)| n).collect();
-                self.delete_bans(jail, &gone)?;
-                self.add_bans(add)
-            }
-            Err(f) => Err(error(f)),
-        }
-    }
-
     /// Pause the watcher before a big batch; false when not watching.
-    fn pause_watcher(&self) -> bool {
+    pub(super) fn pause_watcher(&self) -> bool {
         let Some(pauser) = &self.pauser else { return false };
         if let Err(e) = pauser.pause() {
             tracing::debug!(error = %e, "cannot pause the nf_tables event monitor");
@@ -168,7 +104,7 @@ impl Netlink {
 
     /// Resume the watcher after a big batch, and remember that other tools'
     /// changes meanwhile went unseen.
-    fn resume_watcher(&mut self) {
+    pub(super) fn resume_watcher(&mut self) {
         if let Some(pauser) = &self.pauser {
             if let Err(e) = pauser.resume() {
                 tracing::warn!(error = %e, "cannot resume the nf_tables event monitor: changes by other tools will go unseen");

@@ -16,6 +16,7 @@
 pub mod abi;
 mod bans;
 mod conntrack;
+mod diff;
 mod dump;
 mod elements;
 mod expr;
@@ -141,12 +142,6 @@ impl Firewall for Netlink {
         self.add_bans(bans)
     }
 
-    /// DELSETELEM then NEWSETELEM in one transaction when it fits one
-    /// batch (see `bans.rs`).
-    fn apply_diff(&mut self, jail: &str, remove: &[IpNet], add: &[Ban]) -> Result<Vec<Refused>> {
-        self.diff_bans(jail, remove, add)
-    }
-
     /// Opens a [`Monitor`] of `table` and has the kernel drop the events of
     /// this firewall's own socket before they reach it; keeps its [`Pauser`]
     /// for [`Firewall::add`]. Events of nftban's other sockets (none in the
@@ -172,6 +167,11 @@ impl Firewall for Netlink {
         let mut nl = Netlink::open()?;
         nl.table = spec.table.clone();
         Ok(Some(Box::new(MeterCatches::new(nl, meter))))
+    }
+
+    /// One batch of NEWSETELEM (no timeout) and DELSETELEM (see `diff.rs`).
+    fn apply_diff(&mut self, jail: &str, add: &[IpNet], remove: &[IpNet]) -> Result<()> {
+        self.diff_feed(jail, add, remove)
     }
 
     /// DELSETELEM of each prefix, ENOENT ignored (see `bans.rs`).

@@ -234,45 +234,6 @@ fn masked_prefix_sets_hold_slash_24_and_slash_64() {
     assert_eq!(udp_probe("127.0.1.7", "127.0.0.1"), "passed");
 }
 
-/// `apply_diff` removes and adds in one call; an element to remove that is
-/// already gone does not keep the rest out.
-#[test]
-fn apply_diff_removes_and_adds() {
-    let Some(mut fw) = private_netns() else { return };
-    fw.setup(&spec(&["sshd"], Action::Drop)).unwrap();
-    fw.add(&[ban("sshd", "192.0.2.1", HOUR), ban("sshd", "198.51.100.0/24", HOUR)])
-        .unwrap();
-    let refused = fw
-        .apply_diff(
-            "sshd",
-            &[net("192.0.2.1/32"), net("198.51.100.0/24")],
-            &[ban("sshd", "192.0.2.2", HOUR), ban("sshd", "198.51.100.0/24", MIN)],
-        )
-        .unwrap();
-    assert!(refused.is_empty());
-    assert_eq!(
-        both("sshd_v4"),
-        [
-            ("192.0.2.2".to_string(), "1h".to_string()),
-            ("198.51.100.0/24".into(), "1m".into())
-        ]
-        .into_iter()
-        .collect()
-    );
-    // 192.0.2.1 is gone already: the kernel refuses the whole batch with
-    // ENOENT, and the diff is applied again in two steps.
-    fw.apply_diff(
-        "sshd",
-        &[net("192.0.2.1/32"), net("192.0.2.2/32")],
-        &[ban("sshd", "192.0.2.3", HOUR)],
-    )
-    .unwrap();
-    assert_eq!(
-        both("sshd_v4").keys().collect::<Vec<_>>(),
-        ["192.0.2.3", "198.51.100.0/24"]
-    );
-}
-
 #[test]
 fn setup_again_keeps_elements_and_replaces_rules() {
     let Some(mut fw) = private_netns() else { return };
