@@ -559,6 +559,45 @@ mod tests {
         assert!(!render(&without).unwrap().contains("nftban_fleet"));
     }
 
+    /// With feeds: entries, skipped by reason, refreshes by result, the
+    /// last success and dropped packets, labelled by feed.
+    #[test]
+    fn renders_the_feeds_metrics() {
+        let feed = crate::status::FeedStatus {
+            name: "level1".into(),
+            entries: 4521,
+            skipped: [("private".to_string(), 4)].into(),
+            refreshes: [("ok".to_string(), 3), ("error".to_string(), 1)].into(),
+            last_success: Some(1_765_040_000),
+            packets: 17,
+            ..Default::default()
+        };
+        let st = Status {
+            jails: vec![jail("sshd", 1)],
+            kernel_errors: 0,
+            history_errors: 0,
+            history_waiting: 0,
+            history_dropped: 0,
+            most_banned: vec![],
+            most_failed: vec![],
+            fleet: None,
+            feeds: vec![feed],
+        };
+        let text = render(&st).unwrap();
+        for line in [
+            "nftban_feed_entries{feed=\"level1\"} 4521",
+            "nftban_feed_skipped{feed=\"level1\",reason=\"private\"} 4",
+            "nftban_feed_refreshes_total{feed=\"level1\",result=\"ok\"} 3",
+            "nftban_feed_refreshes_total{feed=\"level1\",result=\"error\"} 1",
+            "nftban_feed_last_success_timestamp_seconds{feed=\"level1\"} 1765040000",
+            "nftban_feed_dropped_packets_total{feed=\"level1\"} 17",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
+        let without = Status { feeds: vec![], ..st };
+        assert!(!render(&without).unwrap().contains("nftban_feed"));
+    }
+
     fn source(lines: u64, matched: u64) -> SourceStatus {
         SourceStatus {
             path: "/var/log/x.log".into(),
