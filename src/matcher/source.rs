@@ -174,8 +174,10 @@ impl<'m> SourceMatcher<'m> {
             jail_scratch: jails
                 .iter()
                 .map(|m| JailScratch {
-                    pref_locs: m.pref.as_ref().map(|(re, _)| re.capture_locations()),
+                    pref_locs: m.pref.as_ref().map(|p| p.locations()),
                     prefix: m.prefix.as_ref().map(|p| p.cache()),
+                    pref_found: Default::default(),
+                    sessions: Default::default(),
                 })
                 .collect(),
             results: Vec::with_capacity(jails.len()),
@@ -251,7 +253,7 @@ impl<'m> SourceMatcher<'m> {
                 LineMatch::Missed
             } else {
                 let js = &mut self.jail_scratch[j];
-                match m.text(line.as_bytes(), date_end, &mut js.pref_locs) {
+                match m.text(line.as_bytes(), date_end, js) {
                     Some(text) => m.classify(text, cand, &mut self.scratch[first..first + n], js),
                     None => LineMatch::Missed,
                 }
