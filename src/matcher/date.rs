@@ -303,7 +303,17 @@ impl DateParser {
     }
 
     fn syslog(&mut self, s: &[u8], now: SystemTime) -> Option<Found> {
-        // Mon DD HH:MM:SS  (DD may be " 8")
+        // Mon DD HH:MM:SS  (DD may be " 8"; or "8" with one space, as some
+        // syslog daemons and fail2ban's samples write it: read as " 8").
+        let mut padded = [0u8; 15];
+        let s = if s.len() >= 14 && s[3] == b' ' && s[4].is_ascii_digit() && s[5] == b' ' {
+            padded[..4].copy_from_slice(&s[..4]);
+            padded[4] = b' ';
+            padded[5..].copy_from_slice(&s[4..14]);
+            return self.syslog(&padded, now).map(|f| Found { end: 14, ..f });
+        } else {
+            s
+        };
         if s.len() < 15 || s[3] != b' ' || s[9] != b':' || s[12] != b':' || s[6] != b' ' {
             return None;
         }
@@ -456,6 +466,11 @@ mod tests {
             (
                 "Jan  3 05:40:16 host sshd[1]: x",
                 Some((DateFormat::Syslog, 15, utc(2026, 1, 3, 5, 40, 16))),
+            ),
+            // One space before a one-digit day (fail2ban's sshd samples).
+            (
+                "Jan 3 05:40:16 host sshd[1]: x",
+                Some((DateFormat::Syslog, 14, utc(2026, 1, 3, 5, 40, 16))),
             ),
             // December read in January: last year.
             (

@@ -173,15 +173,20 @@ fn lookup<'s>(conf: &'s Conf, name: &str) -> Option<&'s String> {
         return Some(v);
     }
     if let Some(key) = name.strip_prefix("known/") {
-        // The value a later file replaced; else the files' own value, which
-        // an option given to the filter leaves known.
-        let files = |name: &str| {
-            ["Init", "Definition"]
-                .iter()
-                .find_map(|s| sections.get(*s).and_then(|s| s.get(name)))
-                .or_else(|| default.and_then(|d| d.get(name)))
+        // The value a later file replaced (kept at the merge); for an option
+        // given to the filter or an `[Init]` value, the files' own; for a
+        // `[Definition]` value, the `[DEFAULT]` one it hides (sendmail's
+        // `__prefix_line = %(known/__prefix_line)s...` over common.conf's).
+        let stored = ["Init", "Definition"]
+            .iter()
+            .find_map(|s| sections.get(*s).and_then(|s| s.get(name)))
+            .or_else(|| default.and_then(|d| d.get(name)));
+        let init = sections.get("Init").and_then(|s| s.get(key));
+        let own = match conf.options.contains_key(key) {
+            true => init.or_else(|| sections.get("Definition").and_then(|s| s.get(key))),
+            false => init,
         };
-        return files(name).or_else(|| files(key));
+        return stored.or(own).or_else(|| default.and_then(|d| d.get(key)));
     }
     if let Some((sec, key)) = name.split_once('/') {
         return sections

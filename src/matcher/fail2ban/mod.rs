@@ -138,7 +138,11 @@ pub fn load_with(path: &Path, options: &[(String, String)]) -> Result<Imported, 
             }
         })
         .collect();
-    let datepattern = get("datepattern")?.and_then(|v| import_datepattern(&v, &mut skipped));
+    let datepattern = match get("datepattern")? {
+        Some(v) => import_datepattern(&v, &mut skipped),
+        None => None,
+    }
+    .or_else(default_dates);
     let mut name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -162,6 +166,45 @@ pub fn load_with(path: &Path, options: &[(String, String)]) -> Result<Imported, 
         ..Default::default()
     };
     Ok(Imported { ruleset, skipped })
+}
+
+/// fail2ban's default date templates that nftban's named formats do not
+/// read, as strftime patterns read at the line's start (or inside a `[`
+/// that closes after it): Apache's error log (`[Mon Dec 23 13:12:31 2013]`, with microseconds in
+/// 2.4), nginx's error log (`2015/10/29 20:01:02`), ASSP's
+/// (`Apr-07-13 07:08:36`), PHP's and Roundcube's (`[22-Jan-2013 22:28:21
+/// +0200]`), the access log's (`[20/Jan/2015:19:53:28 +0100]`) and US
+/// dates (`01/23/2013 12:34:56`).
+const DEFAULT_TEMPLATES: [&str; 9] = [
+    "%a %b %d %H:%M:%S.%f %Y",
+    "%a %b %d %H:%M:%S %Y",
+    "%Y/%m/%d %H:%M:%S",
+    "%b-%d-%y %H:%M:%S",
+    "%d-%b-%Y %H:%M:%S %z",
+    "%d-%b-%Y %H:%M:%S",
+    "%d/%b/%Y:%H:%M:%S %z",
+    "%m/%d/%Y %H:%M:%S",
+    "%Y%m%d %H:%M:%S",
+];
+
+/// What a filter without a datepattern of its own reads (fail2ban's
+/// default templates): the named formats and [`DEFAULT_TEMPLATES`].
+fn default_dates() -> Option<Vec<DatePattern>> {
+    let mut out: Vec<DatePattern> = DEFAULT_TEMPLATES
+        .iter()
+        .filter_map(|t| CustomDate::new(t).ok().map(DatePattern::Custom))
+        .collect();
+    out.extend(
+        [
+            DateFormat::Asterisk,
+            DateFormat::Syslog,
+            DateFormat::Iso8601,
+            DateFormat::Epoch,
+        ]
+        .into_iter()
+        .map(DatePattern::Named),
+    );
+    Some(out)
 }
 
 /// fail2ban's datepattern lines as nftban's: `{^LN-BEG}` alone is its
@@ -326,8 +369,8 @@ mod tests {
         let conf = dir.path().join("x.conf");
         std::fs::write(
             &conf,
-            "[Definition]\nmode = normal\nre-normal = ^n <HOST>$\nre-aggressive = ^a <HOST>$\n\
-             failregex = <re-<mode>>\n            ^<known/mode> <HOST>$\n[Init]\nmaxlines = 1\n",
+            "[Definition]\nre-normal = ^n <HOST>$\nre-aggressive = ^a <HOST>$\n\
+             failregex = <re-<mode>>\n            ^<known/mode> <HOST>$\n[Init]\nmode = normal\n",
         )
         .unwrap();
         let rules = |options: &[(&str, &str)]| {
@@ -416,7 +459,11 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(imp.skipped.is_empty());
-        assert_eq!(with("{^LN-BEG}").ruleset.datepattern, None);
+        // The default: fail2ban's templates that the named formats lack,
+        // then the named ones.
+        let default = with("{^LN-BEG}").ruleset.datepattern.unwrap();
+        assert_eq!(default.len(), DEFAULT_TEMPLATES.len() + 4);
+        assert_eq!(default, default_dates().unwrap());
         assert_eq!(with("{NONE}").ruleset.datepattern, Some(vec![]));
         assert_eq!(
             with("{^LN-BEG}Epoch").ruleset.datepattern,
@@ -424,7 +471,7 @@ mod tests {
         );
         for regex in ["^(?:%%Y-)?%%m-%%d %%H:%%M:%%S", "%%m-%%d[ T]%%H:%%M:%%S"] {
             let imp = with(regex);
-            assert_eq!(imp.ruleset.datepattern, None, "{regex}");
+            assert_eq!(imp.ruleset.datepattern, default_dates(), "{regex}");
             assert!(imp.skipped[0].0.starts_with("datepattern = ") && imp.skipped[0].1.contains("regex construct"));
         }
         let imp = with("^\\[%%d/%%b/%%Y:%%H:%%M:%%S %%z\\]");
