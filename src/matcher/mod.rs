@@ -149,6 +149,8 @@ struct JailScratch {
     /// (spans in the line without its date).
     pref_found: python::Found,
     sessions: python::Sessions,
+    /// The line with its date cut out, when that is not a slice of it.
+    cut: Vec<u8>,
 }
 
 /// Capture places of a prefregex, per engine.
@@ -411,20 +413,30 @@ impl Matcher {
         }
     }
 
-    /// The text rules run on: without the date (fail2ban filters) and
+    /// The text rules run on: without the date (fail2ban filters: cut out
+    /// as fail2ban does, into `cut` when it is not at the start) and
     /// inside prefregex's `<F-CONTENT>`; `None` when prefregex fails. Also
     /// the line without its date, where prefregex's other fields are
     /// (noted in `jail.pref_found`).
     fn text<'l>(
         &self,
         line: &'l [u8],
-        date_end: Option<usize>,
+        date: Option<Span>,
         jail: &mut JailScratch,
+        cut: &'l mut Vec<u8>,
     ) -> Option<(&'l [u8], &'l [u8])> {
         let mut text = line;
         if self.strip_date {
-            if let Some(end) = date_end {
-                text = &line[end..];
+            match date {
+                Some((0, end)) => text = &line[end..],
+                Some((start, end)) => {
+                    cut.clear();
+                    cut.extend_from_slice(&line[..start]);
+                    cut.extend_from_slice(&line[end..]);
+                    let cut: &'l Vec<u8> = cut;
+                    text = cut;
+                }
+                None => {}
             }
         }
         let whole = text;

@@ -138,7 +138,11 @@ pub fn load_with(path: &Path, options: &[(String, String)]) -> Result<Imported, 
             }
         })
         .collect();
+    // In journal mode the journal gives the time: fail2ban reads no date
+    // in the message (asterisk's journal prefix expects one left in place).
+    let journal = get("logtype")?.is_some_and(|l| l.trim() == "journal");
     let datepattern = match get("datepattern")? {
+        _ if journal => Some(Vec::new()),
         Some(v) => import_datepattern(&v, &mut skipped),
         None => None,
     }
