@@ -177,17 +177,28 @@ pub fn load_with(path: &Path, options: &[(String, String)]) -> Result<Imported, 
 /// that closes after it): Apache's error log (`[Mon Dec 23 13:12:31 2013]`, with microseconds in
 /// 2.4), nginx's error log (`2015/10/29 20:01:02`), ASSP's
 /// (`Apr-07-13 07:08:36`), PHP's and Roundcube's (`[22-Jan-2013 22:28:21
-/// +0200]`), the access log's (`[20/Jan/2015:19:53:28 +0100]`) and US
-/// dates (`01/23/2013 12:34:56`).
-const DEFAULT_TEMPLATES: [&str; 9] = [
+/// +0200]`), BIND's (`11-Aug-2013 03:36:11.372`), the access log's
+/// (`[20/Jan/2015:19:53:28 +0100]`, also without a zone), Kerio's
+/// (`[17/Jun/2011 17:00:45]`), 3proxy's and Domino's (`11-06-2013 02:09:40
+/// +0300`), monit's (`[PDT Apr 16 21:05:29]`), macOS's (`Oct 27 2015
+/// 12:35:40`), stunnel's (`2011.11.21 14:29:16`) and US dates.
+const DEFAULT_TEMPLATES: [&str; 17] = [
     "%a %b %d %H:%M:%S.%f %Y",
     "%a %b %d %H:%M:%S %Y",
     "%Y/%m/%d %H:%M:%S",
     "%b-%d-%y %H:%M:%S",
     "%d-%b-%Y %H:%M:%S %z",
+    "%d-%b-%Y %H:%M:%S.%f",
     "%d-%b-%Y %H:%M:%S",
     "%d/%b/%Y:%H:%M:%S %z",
+    "%d/%b/%Y:%H:%M:%S",
+    "%d/%b/%Y %H:%M:%S",
+    "%d-%m-%Y %H:%M:%S %z",
+    "%d-%m-%Y %H:%M:%S",
     "%m/%d/%Y %H:%M:%S",
+    "%b %d %Y %H:%M:%S",
+    "%Z %b %d %H:%M:%S",
+    "%Y.%m.%d %H:%M:%S",
     "%Y%m%d %H:%M:%S",
 ];
 
