@@ -62,6 +62,10 @@ pub struct Found {
     /// Bytes the date takes, from the line's start (closing `]` included).
     pub end: usize,
     pub time: SystemTime,
+    /// The date sat in a `[...]` that the format itself does not write
+    /// (`[2015-01-28 05:40:16]`): fail2ban cuts the date out of it and
+    /// leaves `[]` (a pattern that writes `\[...\]` cuts them too).
+    pub wrapped: bool,
 }
 
 /// How times without a zone are read.
@@ -160,6 +164,7 @@ impl DateParser {
                 return None;
             }
             found.end += 1;
+            found.wrapped = true;
         }
         Some(found)
     }
@@ -169,10 +174,10 @@ impl DateParser {
     fn parse_custom(&mut self, b: &[u8], now: SystemTime) -> Option<Found> {
         let custom = self.custom.clone();
         for c in custom.iter() {
-            let (parts, end) = match c.read(b) {
-                Some(p) => (p, p.end),
+            let (parts, end, wrapped) = match c.read(b) {
+                Some(p) => (p, p.end, false),
                 None if b[0] == b'[' => match c.read(&b[1..]) {
-                    Some(p) if b.get(1 + p.end) == Some(&b']') => (p, p.end + 2),
+                    Some(p) if b.get(1 + p.end) == Some(&b']') => (p, p.end + 2, true),
                     _ => continue,
                 },
                 None => continue,
@@ -182,6 +187,7 @@ impl DateParser {
                     format: DateFormat::Custom,
                     end,
                     time,
+                    wrapped,
                 });
             }
         }
@@ -277,6 +283,7 @@ impl DateParser {
                 format,
                 end,
                 time: to_time(secs, nanos)?,
+                wrapped: false,
             });
         }
         // Epoch seconds: 10 digits, optional fraction, then a space, `]` or end.
@@ -297,6 +304,7 @@ impl DateParser {
                 format: DateFormat::Epoch,
                 end,
                 time: to_time(secs, nanos)?,
+                wrapped: false,
             });
         }
         None
@@ -336,6 +344,7 @@ impl DateParser {
             format: DateFormat::Syslog,
             end: 15,
             time: to_time(secs, 0)?,
+            wrapped: false,
         })
     }
 

@@ -311,14 +311,14 @@ impl<'m> SourceMatcher<'m> {
 
 /// Where a line's date is, as fail2ban cuts it out before its rules run
 /// (imported filters only): the date itself, without the brackets around
-/// it, which stay (fail2ban's filters expect `[]` there). At the line's
+/// it unless its pattern writes them (fail2ban's filters expect `[]` there). At the line's
 /// start, or else in the first `[...]` that holds a date (access logs:
 /// `1.2.3.4 - - [20/Jan/2015:19:53:28 +0100] "GET ..."`).
 fn date_span(dates: &mut DateParser, line: &str, now: SystemTime) -> Option<(usize, usize)> {
     let b = line.as_bytes();
     let inner = |at: usize, found: Found| {
         let end = at + found.end;
-        if b[at] == b'[' && b.get(end - 1) == Some(&b']') {
+        if found.wrapped {
             (at + 1, end - 1)
         } else {
             (at, end)
