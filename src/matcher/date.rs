@@ -297,7 +297,8 @@ impl DateParser {
                 nanos = n;
                 end += 1 + len;
             }
-            if !matches!(s.get(end), None | Some(b' ') | Some(b']') | Some(b'\t')) {
+            // `:` and `)` end it in audit records: `msg=audit(1373330717.000:4070)`.
+            if !matches!(s.get(end), None | Some(b' ' | b']' | b'\t' | b':' | b')')) {
                 return None;
             }
             return Some(Found {
@@ -545,6 +546,10 @@ mod tests {
             ("Foo 28 05:40:16 not a month", None),
             ("[2015-01-28 05:40:16 no bracket", None),
             ("12345678901234 too many digits", None),
+            (
+                "1373330717.000:4070): audit",
+                Some((DateFormat::Epoch, 14, UNIX_EPOCH + Duration::from_secs(1_373_330_717))),
+            ),
             ("", None),
         ];
         let mut p = DateParser::new(None, Zone::Utc);

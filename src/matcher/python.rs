@@ -106,7 +106,19 @@ pub(super) fn compile(re: &str) -> Result<Regex, String> {
 /// group of its own (`h0`, `h1`, ...), since one rule may have several
 /// (`(?:IPv6:<IP6>|<IP4>)`); names may repeat across branches.
 pub(super) fn expand(rule: &str, need_address: bool) -> Result<String, TagError> {
-    let expanded = host::expand_tags_numbered(rule, need_address)?;
+    let mut expanded = host::expand_tags_numbered(rule, need_address)?;
+    // fail2ban names `<F-USER>`'s group `user`, and rules refer to it so
+    // (roundcube's `user=(?P=user)`); nftban names it `f_user`.
+    let fields: Vec<String> = expanded
+        .split("(?P<f_")
+        .skip(1)
+        .filter_map(|t| t.find('>').map(|end| t[..end].to_string()))
+        .collect();
+    for name in fields {
+        for (python, ours) in [("(?P={})", "(?P=f_{})"), ("(?({})", "(?(f_{})")] {
+            expanded = expanded.replace(&python.replace("{}", &name), &ours.replace("{}", &name));
+        }
+    }
     Ok(format!("(?J){expanded}"))
 }
 
@@ -298,6 +310,13 @@ mod tests {
             Some(Some("192.0.2.9".into()))
         );
         assert_eq!(find(r"^\d{,3} <HOST>$", "12 192.0.2.1"), Some(Some("192.0.2.1".into())));
+        // A field referred to by fail2ban's name for it.
+        let rule = r"^Login failed for <F-USER>\S+</F-USER> from <HOST>(?: user=(?P=user))?$";
+        assert_eq!(
+            find(rule, "Login failed for bob from 192.0.2.4 user=bob"),
+            Some(Some("192.0.2.4".into()))
+        );
+        assert_eq!(find(rule, "Login failed for bob from 192.0.2.4 user=eve"), None);
     }
 
     /// `<F-NOFAIL>` covers its branch only.

@@ -313,7 +313,8 @@ impl<'m> SourceMatcher<'m> {
 /// (imported filters only): the date itself, without the brackets around
 /// it unless its pattern writes them (fail2ban's filters expect `[]` there). At the line's
 /// start, or else in the first `[...]` that holds a date (access logs:
-/// `1.2.3.4 - - [20/Jan/2015:19:53:28 +0100] "GET ..."`).
+/// `1.2.3.4 - - [20/Jan/2015:19:53:28 +0100] "GET ..."`), or right after a
+/// `(` (audit records).
 fn date_span(dates: &mut DateParser, line: &str, now: SystemTime) -> Option<(usize, usize)> {
     let b = line.as_bytes();
     let inner = |at: usize, found: Found| {
@@ -331,4 +332,10 @@ fn date_span(dates: &mut DateParser, line: &str, now: SystemTime) -> Option<(usi
         .skip_while(|&at| at == 0)
         .take(8)
         .find_map(|at| dates.parse(&line[at..], now).map(|f| inner(at, f)))
+        .or_else(|| {
+            // In parentheses: audit records' `msg=audit(1373330717.000:4070)`.
+            memchr::memchr_iter(b'(', b)
+                .take(8)
+                .find_map(|at| dates.parse(&line[at + 1..], now).map(|f| (at + 1, at + 1 + f.end)))
+        })
 }
