@@ -10,6 +10,7 @@ mod daemon;
 mod docs;
 mod e2e;
 mod events;
+mod fail2ban_conformance;
 mod faults;
 mod feeds;
 mod firewall;

@@ -45,7 +45,8 @@ struct Loaded {
     skipped: Vec<SkippedRule>,
 }
 
-/// RULE is a path to a ruleset file, a fail2ban filter `.conf`, a shipped
+/// RULE is a path to a ruleset file, a fail2ban filter `.conf` (with
+/// options as a jail gives them: `sshd.conf[mode=aggressive]`), a shipped
 /// ruleset name, or a regex.
 fn load(rule: &str) -> anyhow::Result<Loaded> {
     let path = Path::new(rule);
@@ -56,8 +57,11 @@ fn load(rule: &str) -> anyhow::Result<Loaded> {
     if (rule.ends_with(".yaml") || rule.ends_with(".yml")) && path.exists() {
         return Ok(plain(Ruleset::from_file(path)?));
     }
-    if (rule.ends_with(".conf") || rule.ends_with(".local")) && path.exists() {
-        let imp = fail2ban::load(path)?;
+    // A fail2ban filter, maybe with options: `sshd.conf[mode=aggressive]`.
+    let (conf, options) = fail2ban::parse_spec(rule);
+    let is_filter = |p: &Path| p.extension().is_some_and(|e| e == "conf" || e == "local");
+    if is_filter(&conf) && conf.exists() {
+        let imp = fail2ban::load_with(&conf, &options)?;
         return Ok(Loaded {
             ruleset: imp.ruleset,
             skipped: imp
@@ -295,24 +299,54 @@ mod tests {
         );
     }
 
-    /// A rule Rust's regex cannot run is skipped and listed, not fatal.
+    /// A rule Rust's regex cannot run runs on the fallback engine (and
+    /// matches as Python would); one neither engine runs is skipped and
+    /// listed with both reasons, not fatal.
     #[test]
     fn unsupported_fail2ban_rules_are_listed() {
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("x.conf");
         std::fs::write(
             &conf,
-            "[Definition]\nfailregex = ^fail (?!bad)<HOST>$\n            ^oops <HOST>$\nignoreregex =\n",
+            "[Definition]\nfailregex = ^fail (?!bad)<HOST>$\n            ^broken (<HOST>$\n            ^oops <HOST>$\nignoreregex =\n",
         )
         .unwrap();
         let loaded = load(conf.to_str().unwrap()).unwrap();
-        assert_eq!(loaded.ruleset.failregex, vec!["^oops <HOST>$".to_string()]);
+        assert_eq!(
+            loaded.ruleset.failregex,
+            vec!["^fail (?!bad)<HOST>$".to_string(), "^oops <HOST>$".to_string()]
+        );
         assert_eq!(loaded.skipped.len(), 1);
         assert!(
-            loaded.skipped[0].reason.contains("look-around"),
+            loaded.skipped[0].reason.contains("with Python's semantics"),
             "{}",
             loaded.skipped[0].reason
         );
+        let r = test(
+            b"fail 192.0.2.1\nfail bad\noops 192.0.2.2\n",
+            conf.to_str().unwrap(),
+            Output::default(),
+        );
+        assert_eq!((r.lines, r.matched), (3, 2));
+        assert_eq!(r.rules.iter().map(|h| h.hits).collect::<Vec<_>>(), vec![1, 1]);
+    }
+
+    /// `FILE.conf[k=v]`: the filter with the options a jail would give it.
+    #[test]
+    fn fail2ban_filter_with_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("m.conf");
+        std::fs::write(
+            &conf,
+            "[Definition]\nmode = normal\nre-normal = ^n <HOST>$\nre-aggressive = ^a <HOST>$\nfailregex = <re-<mode>>\n",
+        )
+        .unwrap();
+        let spec = format!("{}[mode=aggressive]", conf.display());
+        let loaded = load(&spec).unwrap();
+        assert_eq!(loaded.ruleset.failregex, ["^a <HOST>$"]);
+        let r = test(b"a 192.0.2.1\nn 192.0.2.2\n", &spec, Output::default());
+        assert_eq!(r.matched, 1);
+        assert!(r.hosts.contains_key("192.0.2.1"));
     }
 
     #[test]

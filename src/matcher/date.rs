@@ -62,6 +62,10 @@ pub struct Found {
     /// Bytes the date takes, from the line's start (closing `]` included).
     pub end: usize,
     pub time: SystemTime,
+    /// The date sat in a `[...]` that the format itself does not write
+    /// (`[2015-01-28 05:40:16]`): fail2ban cuts the date out of it and
+    /// leaves `[]` (a pattern that writes `\[...\]` cuts them too).
+    pub wrapped: bool,
 }
 
 /// How times without a zone are read.
@@ -160,6 +164,7 @@ impl DateParser {
                 return None;
             }
             found.end += 1;
+            found.wrapped = true;
         }
         Some(found)
     }
@@ -169,10 +174,10 @@ impl DateParser {
     fn parse_custom(&mut self, b: &[u8], now: SystemTime) -> Option<Found> {
         let custom = self.custom.clone();
         for c in custom.iter() {
-            let (parts, end) = match c.read(b) {
-                Some(p) => (p, p.end),
+            let (parts, end, wrapped) = match c.read(b) {
+                Some(p) => (p, p.end, false),
                 None if b[0] == b'[' => match c.read(&b[1..]) {
-                    Some(p) if b.get(1 + p.end) == Some(&b']') => (p, p.end + 2),
+                    Some(p) if b.get(1 + p.end) == Some(&b']') => (p, p.end + 2, true),
                     _ => continue,
                 },
                 None => continue,
@@ -182,6 +187,7 @@ impl DateParser {
                     format: DateFormat::Custom,
                     end,
                     time,
+                    wrapped,
                 });
             }
         }
@@ -277,6 +283,7 @@ impl DateParser {
                 format,
                 end,
                 time: to_time(secs, nanos)?,
+                wrapped: false,
             });
         }
         // Epoch seconds: 10 digits, optional fraction, then a space, `]` or end.
@@ -290,20 +297,32 @@ impl DateParser {
                 nanos = n;
                 end += 1 + len;
             }
-            if !matches!(s.get(end), None | Some(b' ') | Some(b']') | Some(b'\t')) {
+            // `:` and `)` end it in audit records: `msg=audit(1373330717.000:4070)`.
+            if !matches!(s.get(end), None | Some(b' ' | b']' | b'\t' | b':' | b')')) {
                 return None;
             }
             return Some(Found {
                 format: DateFormat::Epoch,
                 end,
                 time: to_time(secs, nanos)?,
+                wrapped: false,
             });
         }
         None
     }
 
     fn syslog(&mut self, s: &[u8], now: SystemTime) -> Option<Found> {
-        // Mon DD HH:MM:SS  (DD may be " 8")
+        // Mon DD HH:MM:SS  (DD may be " 8"; or "8" with one space, as some
+        // syslog daemons and fail2ban's samples write it: read as " 8").
+        let mut padded = [0u8; 15];
+        let s = if s.len() >= 14 && s[3] == b' ' && s[4].is_ascii_digit() && s[5] == b' ' {
+            padded[..4].copy_from_slice(&s[..4]);
+            padded[4] = b' ';
+            padded[5..].copy_from_slice(&s[4..14]);
+            return self.syslog(&padded, now).map(|f| Found { end: 14, ..f });
+        } else {
+            s
+        };
         if s.len() < 15 || s[3] != b' ' || s[9] != b':' || s[12] != b':' || s[6] != b' ' {
             return None;
         }
@@ -326,6 +345,7 @@ impl DateParser {
             format: DateFormat::Syslog,
             end: 15,
             time: to_time(secs, 0)?,
+            wrapped: false,
         })
     }
 
@@ -457,6 +477,11 @@ mod tests {
                 "Jan  3 05:40:16 host sshd[1]: x",
                 Some((DateFormat::Syslog, 15, utc(2026, 1, 3, 5, 40, 16))),
             ),
+            // One space before a one-digit day (fail2ban's sshd samples).
+            (
+                "Jan 3 05:40:16 host sshd[1]: x",
+                Some((DateFormat::Syslog, 14, utc(2026, 1, 3, 5, 40, 16))),
+            ),
             // December read in January: last year.
             (
                 "Dec 31 23:59:59 host sshd[1]: x",
@@ -521,6 +546,10 @@ mod tests {
             ("Foo 28 05:40:16 not a month", None),
             ("[2015-01-28 05:40:16 no bracket", None),
             ("12345678901234 too many digits", None),
+            (
+                "1373330717.000:4070): audit",
+                Some((DateFormat::Epoch, 14, UNIX_EPOCH + Duration::from_secs(1_373_330_717))),
+            ),
             ("", None),
         ];
         let mut p = DateParser::new(None, Zone::Utc);

@@ -76,6 +76,17 @@ pub enum TagError {
 /// Replace the tags of a rule by regex groups. With `need_address`, the rule
 /// must hold exactly one address tag (the `host` group).
 pub fn expand_tags(rule: &str, need_address: bool) -> Result<String, TagError> {
+    expand(rule, need_address, false)
+}
+
+/// [`expand_tags`] for the fallback engine ([`super::python`]): any number
+/// of address tags, the N-th one's group named `hN` (and its prefix length
+/// `cN`), so that each branch of `(?:IPv6:<IP6>|<IP4>)` has its own.
+pub(super) fn expand_tags_numbered(rule: &str, need_address: bool) -> Result<String, TagError> {
+    expand(rule, need_address, true)
+}
+
+fn expand(rule: &str, need_address: bool, numbered: bool) -> Result<String, TagError> {
     let mut out = String::with_capacity(rule.len() + 200);
     let mut rest = rule;
     let mut addresses = 0;
@@ -87,6 +98,14 @@ pub fn expand_tags(rule: &str, need_address: bool) -> Result<String, TagError> {
         let is_group_name = out.ends_with("(?P") || out.ends_with("(?");
         let expanded = match tag {
             Some(t) if !is_group_name => match address_tag(t) {
+                Some(re) if numbered => {
+                    let n = addresses;
+                    addresses += 1;
+                    Some(
+                        re.replace(&format!("(?P<{HOST_GROUP}>"), &format!("(?P<h{n}>"))
+                            .replace(&format!("(?P<{CIDR_GROUP}>"), &format!("(?P<c{n}>")),
+                    )
+                }
                 Some(re) => {
                     addresses += 1;
                     Some(re)
@@ -110,7 +129,7 @@ pub fn expand_tags(rule: &str, need_address: bool) -> Result<String, TagError> {
     if need_address && addresses == 0 {
         return Err(TagError::NoAddress);
     }
-    if addresses > 1 {
+    if addresses > 1 && !numbered {
         return Err(TagError::TooManyAddresses);
     }
     Ok(out)

@@ -28,6 +28,7 @@ pub mod fail2ban;
 mod gate;
 mod host;
 mod literal;
+mod python;
 pub mod ruleset;
 mod source;
 mod split;
@@ -79,15 +80,25 @@ struct Rule {
     /// Index of the `cidr` group (`<SUBNET>`, `<CIDR>`): the rule bans the
     /// prefix it captures, found with the capture engine.
     cidr: Option<usize>,
+    /// A fail2ban rule the fast engine cannot run runs here instead; then
+    /// `regex` is [`never`] and `literal` and `split` are empty.
+    python: Option<python::Rule>,
+}
+
+/// The fast regex of a rule that runs on the fallback engine: it matches
+/// nothing and is never run, so that every rule has the same fields.
+fn never() -> meta::Regex {
+    compile_rule(&format!(r"(?P<{HOST_GROUP}>[^\x00-\xff])")).expect("an empty class compiles")
 }
 
 /// Per rule, what finding its host needs besides the rule (reused line
 /// after line: no allocation per line).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Scratch {
     cache: meta::Cache,
     caps: Captures,
     split: Option<split::SplitCache>,
+    python: Option<pcre2::bytes::CaptureLocations>,
 }
 
 impl Rule {
@@ -96,12 +107,15 @@ impl Rule {
             cache: self.regex.create_cache(),
             caps: self.regex.create_captures(),
             split: self.split.as_ref().map(|s| s.cache()),
+            python: self.python.as_ref().map(python::Rule::locations),
         }
     }
 
     /// Heap bytes the compiled rule holds (its automata; not the caches).
     fn memory(&self) -> usize {
-        self.regex.memory_usage() + self.split.as_ref().map_or(0, split::Split::memory)
+        self.regex.memory_usage()
+            + self.split.as_ref().map_or(0, split::Split::memory)
+            + self.python.as_ref().map_or(0, python::Rule::memory)
     }
 }
 
@@ -125,11 +139,47 @@ fn compile_rule(re: &str) -> Result<meta::Regex, String> {
         })
 }
 
-/// Per jail, what its rules share on one line.
-#[derive(Debug, Clone)]
+/// Per jail, what its rules share on one line, and the jail's fail2ban
+/// sessions (multi-line state, bounded).
+#[derive(Debug)]
 struct JailScratch {
-    pref_locs: Option<CaptureLocations>,
+    pref_locs: Option<PrefLocs>,
     prefix: Option<split::PrefixEnds>,
+    /// What prefregex found on the current line besides its content
+    /// (spans in the line without its date).
+    pref_found: python::Found,
+    sessions: python::Sessions,
+    /// The line with its date cut out, when that is not a slice of it.
+    cut: Vec<u8>,
+}
+
+/// Capture places of a prefregex, per engine.
+#[derive(Debug)]
+enum PrefLocs {
+    Fast(CaptureLocations),
+    Python(pcre2::bytes::CaptureLocations),
+}
+
+/// A prefregex: on the fast engine (its content group, and the groups of
+/// an address and of a session, if it has them), or on the fallback one.
+#[derive(Debug)]
+enum Pref {
+    Fast {
+        regex: Regex,
+        content: usize,
+        host: Option<usize>,
+        mlfid: Option<usize>,
+    },
+    Python(python::Pref),
+}
+
+impl Pref {
+    fn locations(&self) -> PrefLocs {
+        match self {
+            Pref::Fast { regex, .. } => PrefLocs::Fast(regex.capture_locations()),
+            Pref::Python(p) => PrefLocs::Python(p.locations()),
+        }
+    }
 }
 
 /// A compiled ruleset.
@@ -141,8 +191,8 @@ pub struct Matcher {
     pub sources: Vec<String>,
     ignore: Option<RegexSet>,
     prefilter: Option<memchr::memmem::Finder<'static>>,
-    /// prefregex and the index of its `<F-CONTENT>` group.
-    pref: Option<(Regex, usize)>,
+    /// prefregex and where its `<F-CONTENT>` group is.
+    pref: Option<Pref>,
     /// Match on the line without its leading date (imported fail2ban filters).
     strip_date: bool,
     /// `^(?:PREFIX)`, whose ends the rules' splits start from.
@@ -196,30 +246,36 @@ impl Matcher {
         } else {
             split::Prefix::new(&format!("^(?:{})", ruleset.prefix))
         };
+        let pref = Self::prefregex(ruleset)?;
+        // Rules may lack an address when prefregex gives one (or a session).
+        let pref_gives = match &pref {
+            Some(Pref::Fast { host, mlfid, .. }) => host.is_some() || mlfid.is_some(),
+            Some(Pref::Python(p)) => p.gives_address(),
+            None => false,
+        };
         let mut rules = Vec::new();
         let mut held = 0;
         for (i, rule) in ruleset.failregex.iter().enumerate() {
-            let expanded =
-                host::expand_tags(rule, true).map_err(|e| ruleset.rule_error(i, format!("`{rule}`: {e}")))?;
-            let full = if ruleset.prefix.is_empty() {
-                expanded.clone()
+            let fast = if ruleset.fallback && python::has_state_fields(rule) {
+                Err("has fail2ban fields whose branch matters".to_string())
             } else {
-                format!("^(?:{}){}", ruleset.prefix, expanded.trim_start_matches('^'))
+                Self::fast_rule(ruleset, prefix.as_ref(), rule)
             };
-            let regex = compile_rule(&full).map_err(|e| ruleset.rule_error(i, e))?;
-            let group = |name| regex.group_info().to_index(regex_automata::PatternID::ZERO, name);
-            let host = group(HOST_GROUP).ok_or_else(|| ruleset.rule_error(i, "no <HOST> group".into()))?;
-            let cidr = group(host::CIDR_GROUP);
-            let split = match cidr {
-                Some(_) => None,
-                None => split::parse(&full).and_then(|h| split::Split::new(&h, prefix.as_ref().map(|p| &p.hir))),
-            };
-            let rule = Rule {
-                regex,
-                host,
-                literal: literal::required(&expanded),
-                split,
-                cidr,
+            let rule = match fast {
+                Ok(rule) => rule,
+                Err(e) if ruleset.fallback && python::needs_fallback(&e) => {
+                    let py = python::Rule::new(rule, !pref_gives)
+                        .map_err(|p| ruleset.rule_error(i, format!("`{rule}`: {e}; with Python's semantics: {p}")))?;
+                    Rule {
+                        regex: never(),
+                        host: 0,
+                        literal: Vec::new(),
+                        split: None,
+                        cidr: None,
+                        python: Some(py),
+                    }
+                }
+                Err(e) => return Err(ruleset.rule_error(i, e)),
             };
             held += rule.memory();
             if held > RULESET_BUDGET {
@@ -252,19 +308,6 @@ impl Matcher {
                     .map_err(|e| ruleset.error_at(&["ignoreregex"], None, e.to_string()))?,
             )
         };
-        let pref = match &ruleset.prefregex {
-            None => None,
-            Some(p) => {
-                let at = |m: String| ruleset.error_at(&["prefregex"], None, format!("prefregex: {m}"));
-                let e = host::expand_tags(p, false).map_err(|e| at(e.to_string()))?;
-                let re = compile(&e).map_err(|e| at(e.to_string()))?;
-                let content = re
-                    .capture_names()
-                    .position(|n| n == Some(CONTENT_GROUP))
-                    .ok_or_else(|| at("no <F-CONTENT>...</F-CONTENT> in it".into()))?;
-                Some((re, content))
-            }
-        };
         Ok(Matcher {
             name: ruleset.name.clone(),
             rules,
@@ -284,6 +327,60 @@ impl Matcher {
                 .unwrap_or_default(),
             prefix,
         })
+    }
+
+    /// A rule on the fast engine, or why it cannot be (the message).
+    fn fast_rule(ruleset: &Ruleset, prefix: Option<&split::Prefix>, rule: &str) -> Result<Rule, String> {
+        let expanded = host::expand_tags(rule, true).map_err(|e| format!("`{rule}`: {e}"))?;
+        let full = if ruleset.prefix.is_empty() {
+            expanded.clone()
+        } else {
+            format!("^(?:{}){}", ruleset.prefix, expanded.trim_start_matches('^'))
+        };
+        let regex = compile_rule(&full)?;
+        let group = |name| regex.group_info().to_index(regex_automata::PatternID::ZERO, name);
+        let host = group(HOST_GROUP).ok_or_else(|| "no <HOST> group".to_string())?;
+        let cidr = group(host::CIDR_GROUP);
+        let split = match cidr {
+            Some(_) => None,
+            None => split::parse(&full).and_then(|h| split::Split::new(&h, prefix.map(|p| &p.hir))),
+        };
+        Ok(Rule {
+            regex,
+            host,
+            literal: literal::required(&expanded),
+            split,
+            cidr,
+            python: None,
+        })
+    }
+
+    /// The ruleset's prefregex on the fast engine, or (for fail2ban
+    /// filters) on the fallback one when the fast one cannot run it.
+    fn prefregex(ruleset: &Ruleset) -> Result<Option<Pref>, RulesetError> {
+        let Some(p) = &ruleset.prefregex else {
+            return Ok(None);
+        };
+        let at = |m: String| ruleset.error_at(&["prefregex"], None, format!("prefregex: {m}"));
+        let fast = host::expand_tags(p, false)
+            .map_err(|e| e.to_string())
+            .and_then(|e| compile(&e).map_err(|e| e.to_string()));
+        match fast {
+            Ok(regex) => {
+                let group = |name: &str| regex.capture_names().position(|n| n == Some(name));
+                let content = group(CONTENT_GROUP).ok_or_else(|| at("no <F-CONTENT>...</F-CONTENT> in it".into()))?;
+                Ok(Some(Pref::Fast {
+                    content,
+                    host: group(HOST_GROUP),
+                    mlfid: group("f_mlfid"),
+                    regex,
+                }))
+            }
+            Err(e) if ruleset.fallback => python::Pref::new(p)
+                .map(|p| Some(Pref::Python(p)))
+                .map_err(|p| at(format!("{e}; with Python's semantics: {p}"))),
+            Err(e) => Err(at(e)),
+        }
     }
 
     /// Per rule, the sets of strings a line needs one of each of before the
@@ -316,26 +413,60 @@ impl Matcher {
         }
     }
 
-    /// The text rules run on: without the date (fail2ban filters) and
-    /// inside prefregex's `<F-CONTENT>`; `None` when prefregex fails.
+    /// The text rules run on: without the date (fail2ban filters: cut out
+    /// as fail2ban does, into `cut` when it is not at the start) and
+    /// inside prefregex's `<F-CONTENT>`; `None` when prefregex fails. Also
+    /// the line without its date, where prefregex's other fields are
+    /// (noted in `jail.pref_found`).
     fn text<'l>(
         &self,
         line: &'l [u8],
-        date_end: Option<usize>,
-        pref_locs: &mut Option<CaptureLocations>,
-    ) -> Option<&'l [u8]> {
+        date: Option<Span>,
+        jail: &mut JailScratch,
+        cut: &'l mut Vec<u8>,
+    ) -> Option<(&'l [u8], &'l [u8])> {
         let mut text = line;
         if self.strip_date {
-            if let Some(end) = date_end {
-                text = &line[end..];
+            match date {
+                Some((0, end)) => text = &line[end..],
+                Some((start, end)) => {
+                    cut.clear();
+                    cut.extend_from_slice(&line[..start]);
+                    cut.extend_from_slice(&line[end..]);
+                    let cut: &'l Vec<u8> = cut;
+                    text = cut;
+                }
+                None => {}
             }
         }
-        if let (Some((re, content)), Some(locs)) = (&self.pref, pref_locs.as_mut()) {
-            re.captures_read(locs, text)?;
-            let (s, e) = locs.get(*content)?;
-            text = &text[s..e];
+        let whole = text;
+        match (&self.pref, jail.pref_locs.as_mut()) {
+            (
+                Some(Pref::Fast {
+                    regex,
+                    content,
+                    host,
+                    mlfid,
+                }),
+                Some(PrefLocs::Fast(locs)),
+            ) => {
+                regex.captures_read(locs, text)?;
+                let (s, e) = locs.get(*content)?;
+                jail.pref_found = python::Found {
+                    host: host.and_then(|g| locs.get(g)),
+                    mlfid: mlfid.and_then(|g| locs.get(g)),
+                    ..Default::default()
+                };
+                text = &text[s..e];
+            }
+            (Some(Pref::Python(p)), Some(PrefLocs::Python(locs))) => {
+                let ((s, e), found) = p.find(text, locs)?;
+                jail.pref_found = found;
+                text = &text[s..e];
+            }
+            _ => jail.pref_found = python::Found::default(),
         }
-        Some(text)
+        Some((whole, text))
     }
 
     /// Where rule `rule`'s `host` group is in `text`, if the rule matches,
@@ -390,7 +521,13 @@ impl Matcher {
     }
 
     /// Classify `text` given which rules are candidates.
-    fn classify(&self, text: &[u8], cand: &[bool], scratch: &mut [Scratch], jail: &mut JailScratch) -> LineMatch {
+    fn classify(
+        &self,
+        (whole, text): (&[u8], &[u8]),
+        cand: &[bool],
+        scratch: &mut [Scratch],
+        jail: &mut JailScratch,
+    ) -> LineMatch {
         if let Some(p) = jail.prefix.as_mut() {
             p.forget();
         }
@@ -398,38 +535,78 @@ impl Matcher {
             if !cand[i] {
                 continue;
             }
+            if let (Some(py), Some(locs)) = (&rule.python, scratch[i].python.as_mut()) {
+                let Some(found) = py.find(text, locs) else {
+                    continue;
+                };
+                if self.ignore.as_ref().is_some_and(|ig| ig.is_match(text)) {
+                    return LineMatch::Ignored;
+                }
+                return self.fallback_outcome(i, &found, (whole, text), jail);
+            }
             let Some((s, e, cidr)) = self.captures(rule, text, &mut jail.prefix, &mut scratch[i]) else {
                 continue;
             };
             if self.ignore.as_ref().is_some_and(|ig| ig.is_match(text)) {
                 return LineMatch::Ignored;
             }
-            let host = &text[s..e];
-            let addr = std::str::from_utf8(host).ok().and_then(crate::address::parse_addr);
-            let len = cidr.map(|(cs, ce)| {
-                std::str::from_utf8(&text[cs..ce])
-                    .ok()
-                    .and_then(|l| l.parse::<u8>().ok())
-            });
-            return match (addr, len) {
-                (Some(addr), None) => LineMatch::Failure {
-                    rule: i,
-                    addr,
-                    prefix: None,
-                },
-                (Some(addr), Some(Some(len))) if IpNet::new(addr, len).is_ok() => LineMatch::Failure {
-                    rule: i,
-                    addr,
-                    prefix: Some(len),
-                },
-                // A hostname, or a prefix length its family cannot have.
-                _ => LineMatch::NotAnAddress {
-                    rule: i,
-                    host: String::from_utf8_lossy(&text[s..cidr.map_or(e, |c| c.1)]).into_owned(),
-                },
-            };
+            return Self::outcome(i, &text[s..e], cidr.map(|(cs, ce)| &text[cs..ce]));
         }
         LineMatch::Missed
+    }
+
+    /// What a match of a rule on the fallback engine comes to: fail2ban's
+    /// `<F-NOFAIL>` (no failure), its sessions (`<F-MLFID>`: the address
+    /// may come from an earlier line), an address from prefregex.
+    fn fallback_outcome(
+        &self,
+        i: usize,
+        found: &python::Found,
+        (whole, text): (&[u8], &[u8]),
+        jail: &mut JailScratch,
+    ) -> LineMatch {
+        let in_text = |span: Option<Span>| span.map(|(s, e)| &text[s..e]);
+        let in_whole = |span: Option<Span>| span.map(|(s, e)| &whole[s..e]);
+        let host = in_text(found.host).or(in_whole(jail.pref_found.host));
+        let id = in_text(found.mlfid).or(in_whole(jail.pref_found.mlfid));
+        match id {
+            Some(id) => match jail.sessions.merge(id, host, found.nofail, found.forget) {
+                python::Outcome::Failure(h) => Self::outcome(i, &h, None),
+                python::Outcome::Nothing => LineMatch::Missed,
+            },
+            None if found.nofail => LineMatch::Missed,
+            None => match host.or(in_text(found.fid)) {
+                Some(h) => Self::outcome(i, h, None),
+                None => LineMatch::Missed,
+            },
+        }
+    }
+
+    /// The failure of rule `i`: an address (with the prefix length the
+    /// rule captured), or a name nobody is banned for.
+    fn outcome(i: usize, host: &[u8], cidr: Option<&[u8]>) -> LineMatch {
+        let addr = std::str::from_utf8(host).ok().and_then(crate::address::parse_addr);
+        let len = cidr.map(|c| std::str::from_utf8(c).ok().and_then(|l| l.parse::<u8>().ok()));
+        match (addr, len) {
+            (Some(addr), None) => LineMatch::Failure {
+                rule: i,
+                addr,
+                prefix: None,
+            },
+            (Some(addr), Some(Some(len))) if IpNet::new(addr, len).is_ok() => LineMatch::Failure {
+                rule: i,
+                addr,
+                prefix: Some(len),
+            },
+            // A hostname, or a prefix length its family cannot have.
+            _ => LineMatch::NotAnAddress {
+                rule: i,
+                host: match cidr {
+                    Some(c) => format!("{}/{}", String::from_utf8_lossy(host), String::from_utf8_lossy(c)),
+                    None => String::from_utf8_lossy(host).into_owned(),
+                },
+            },
+        }
     }
 }
 

@@ -98,6 +98,12 @@ pub struct Ruleset {
     /// does (set for imported fail2ban filters only).
     #[serde(skip)]
     pub strip_date: bool,
+    /// Rules the fast engine cannot run (Python regex syntax, fail2ban
+    /// fields whose branch matters, several address tags) run on the
+    /// fallback engine instead of being refused (imported fail2ban filters
+    /// only; shipped rulesets keep to the fast engine).
+    #[serde(skip)]
+    pub fallback: bool,
     /// The mode the rules were built for (after [`Ruleset::with_mode`]).
     #[serde(skip)]
     pub mode: Option<String>,
@@ -428,6 +434,7 @@ impl Ruleset {
             && self.prefilter == other.prefilter
             && self.datepattern == other.datepattern
             && self.strip_date == other.strip_date
+            && self.fallback == other.fallback
     }
 
     pub fn rule_error(&self, i: usize, message: String) -> RulesetError {

@@ -174,8 +174,11 @@ impl<'m> SourceMatcher<'m> {
             jail_scratch: jails
                 .iter()
                 .map(|m| JailScratch {
-                    pref_locs: m.pref.as_ref().map(|(re, _)| re.capture_locations()),
+                    pref_locs: m.pref.as_ref().map(|p| p.locations()),
                     prefix: m.prefix.as_ref().map(|p| p.cache()),
+                    pref_found: Default::default(),
+                    cut: Vec::new(),
+                    sessions: Default::default(),
                 })
                 .collect(),
             results: Vec::with_capacity(jails.len()),
@@ -236,8 +239,8 @@ impl<'m> SourceMatcher<'m> {
             self.results.resize(self.jails.len(), LineMatch::Missed);
             return;
         }
-        let date_end = if self.need_date {
-            self.dates.parse(line, now).map(|f| f.end)
+        let date = if self.need_date {
+            date_span(&mut self.dates, line, now)
         } else {
             None
         };
@@ -251,10 +254,13 @@ impl<'m> SourceMatcher<'m> {
                 LineMatch::Missed
             } else {
                 let js = &mut self.jail_scratch[j];
-                match m.text(line.as_bytes(), date_end, &mut js.pref_locs) {
+                let mut cut = std::mem::take(&mut js.cut);
+                let r = match m.text(line.as_bytes(), date, js, &mut cut) {
                     Some(text) => m.classify(text, cand, &mut self.scratch[first..first + n], js),
                     None => LineMatch::Missed,
-                }
+                };
+                js.cut = cut;
+                r
             };
             self.results.push(r);
         }
@@ -301,4 +307,35 @@ impl<'m> SourceMatcher<'m> {
     pub fn parse_date(&mut self, line: &str, now: SystemTime) -> Option<Found> {
         self.dates.parse(line, now)
     }
+}
+
+/// Where a line's date is, as fail2ban cuts it out before its rules run
+/// (imported filters only): the date itself, without the brackets around
+/// it unless its pattern writes them (fail2ban's filters expect `[]` there). At the line's
+/// start, or else in the first `[...]` that holds a date (access logs:
+/// `1.2.3.4 - - [20/Jan/2015:19:53:28 +0100] "GET ..."`), or right after a
+/// `(` (audit records).
+fn date_span(dates: &mut DateParser, line: &str, now: SystemTime) -> Option<(usize, usize)> {
+    let b = line.as_bytes();
+    let inner = |at: usize, found: Found| {
+        let end = at + found.end;
+        if found.wrapped {
+            (at + 1, end - 1)
+        } else {
+            (at, end)
+        }
+    };
+    if let Some(found) = dates.parse(line, now) {
+        return Some(inner(0, found));
+    }
+    memchr::memchr_iter(b'[', b)
+        .skip_while(|&at| at == 0)
+        .take(8)
+        .find_map(|at| dates.parse(&line[at..], now).map(|f| inner(at, f)))
+        .or_else(|| {
+            // In parentheses: audit records' `msg=audit(1373330717.000:4070)`.
+            memchr::memchr_iter(b'(', b)
+                .take(8)
+                .find_map(|at| dates.parse(&line[at + 1..], now).map(|f| (at + 1, at + 1 + f.end)))
+        })
 }
