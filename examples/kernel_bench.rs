@@ -387,17 +387,19 @@ fn latency(seed: &mut u64) -> Res<()> {
         let mut firewall = Netlink::open()?;
         // (Not 127.0.0.0/8: the default ignoreip would let those pass.)
         let mut all = if prefix {
-            random_prefixes(preload + LATENCY_SAMPLES + LATENCY_SAMPLES / 10, seed)
+            random_prefixes(2 * (preload + LATENCY_SAMPLES), seed)
         } else {
-            random_hosts(preload + LATENCY_SAMPLES + LATENCY_SAMPLES / 10, seed)
+            random_hosts(2 * (preload + LATENCY_SAMPLES), seed)
         };
-        all.retain(|a| a.octets()[0] != 127);
+        // Unicast only: the engine never bans multicast, reserved or
+        // loopback sources, which would leave the sample short.
+        all.retain(|a| matches!(a.octets()[0], 1..=126 | 128..=223));
         if masked {
             let mut seen = HashSet::new();
             all = random_hosts(2 * (preload + LATENCY_SAMPLES), seed)
                 .into_iter()
                 .map(|a| Ipv4Addr::from(u32::from(a) & 0xffff_ff00))
-                .filter(|a| a.octets()[0] != 127 && seen.insert(*a))
+                .filter(|a| matches!(a.octets()[0], 1..=126 | 128..=223) && seen.insert(*a))
                 .collect();
         }
         all.truncate(preload + LATENCY_SAMPLES);
