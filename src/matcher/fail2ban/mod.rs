@@ -14,14 +14,15 @@
 //! and listed, and so are rules that mark no failure (`<F-NOFAIL>`,
 //! `<F-MLFGAINED>`: fail2ban's multi-line state, which nftban lacks).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::date::{CustomDate, DateFormat};
 use super::host::TagError;
 use super::ruleset::{DatePattern, RuleKey, Ruleset, RulesetError};
 
-type Sections = BTreeMap<String, BTreeMap<String, String>>;
+pub mod ini;
+
+use ini::{parse_ini, Sections};
 
 /// A filter read from a `.conf` file.
 #[derive(Debug)]
@@ -230,44 +231,6 @@ fn read_with_includes(path: &Path, sections: &mut Sections, depth: usize) -> Res
         }
     }
     Ok(())
-}
-
-/// Python configparser's format, as far as filters use it.
-fn parse_ini(text: &str) -> Sections {
-    let mut out = Sections::new();
-    let mut section = String::from("DEFAULT");
-    let mut key: Option<String> = None;
-    for raw in text.lines() {
-        let line = raw.trim_end_matches('\r');
-        let trimmed = line.trim();
-        if trimmed.starts_with('#') || trimmed.starts_with(';') {
-            continue;
-        }
-        if trimmed.is_empty() {
-            continue;
-        }
-        if line.starts_with([' ', '\t']) {
-            if let Some(k) = &key {
-                let v = out.entry(section.clone()).or_default().entry(k.clone()).or_default();
-                v.push('\n');
-                v.push_str(trimmed);
-            }
-            continue;
-        }
-        if trimmed.starts_with('[') && trimmed.ends_with(']') {
-            section = trimmed[1..trimmed.len() - 1].trim().to_string();
-            key = None;
-            continue;
-        }
-        let split = trimmed.find(['=', ':']);
-        if let Some(i) = split {
-            let k = trimmed[..i].trim().to_string();
-            let v = trimmed[i + 1..].trim().to_string();
-            out.entry(section.clone()).or_default().insert(k.clone(), v);
-            key = Some(k);
-        }
-    }
-    out
 }
 
 /// Look `name` (or `section/name`) up for the `[Definition]` context.
