@@ -14,6 +14,7 @@
 //! and listed, and so are rules that mark no failure (`<F-NOFAIL>`,
 //! `<F-MLFGAINED>`: fail2ban's multi-line state, which nftban lacks).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::date::{CustomDate, DateFormat};
@@ -42,11 +43,58 @@ fn error(path: &Path, message: String) -> RulesetError {
 
 /// Read the filter at `path`.
 pub fn load(path: &Path) -> Result<Imported, RulesetError> {
+    load_with(path, &BTreeMap::new())
+}
+
+/// A filter as a jail names it: its name or path, and the options in
+/// brackets (`sshd[mode=aggressive]`, `filter.d/sshd.conf[mode="ddos", x=1]`).
+/// Values may be quoted with `"` or `'`; commas inside quotes belong to
+/// the value.
+pub fn parse_spec(spec: &str) -> Result<(String, BTreeMap<String, String>), String> {
+    let spec = spec.trim();
+    let Some(open) = spec.find('[') else {
+        return Ok((spec.to_string(), BTreeMap::new()));
+    };
+    let name = spec[..open].trim().to_string();
+    let inner = spec[open + 1..]
+        .strip_suffix(']')
+        .ok_or_else(|| format!("`{spec}`: the options' `[` is not closed by a `]` at the end"))?;
+    let mut options = BTreeMap::new();
+    let mut parts = Vec::new();
+    let (mut current, mut quote) = (String::new(), None);
+    for c in inner.chars() {
+        match (c, quote) {
+            ('"' | '\'', None) => quote = Some(c),
+            (q, Some(open)) if q == open => quote = None,
+            (',', None) => parts.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    if quote.is_some() {
+        return Err(format!("`{spec}`: a quote in the options is not closed"));
+    }
+    parts.push(current);
+    for part in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("`{spec}`: option `{part}` is not `name=value`"))?;
+        options.insert(key.trim().to_string(), value.trim().to_string());
+    }
+    Ok((name, options))
+}
+
+/// Read the filter at `path` with a jail's options (`mode=aggressive`):
+/// as in fail2ban, they take the place of the filter's own values of the
+/// same names (its `[Init]` and `[Definition]` defaults).
+pub fn load_with(path: &Path, options: &BTreeMap<String, String>) -> Result<Imported, RulesetError> {
     let mut sections = Sections::new();
     read_with_includes(path, &mut sections, 0)?;
     let local = path.with_extension("local");
     if local.exists() {
         read_with_includes(&local, &mut sections, 0)?;
+    }
+    for section in ["Init", "Definition"] {
+        sections.entry(section.into()).or_default().extend(options.clone());
     }
     let def = sections
         .get("Definition")
@@ -420,6 +468,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(load(&conf).unwrap().ruleset.failregex, ["^abab <HOST>$"]);
+    }
+
+    /// Options in brackets, quoted or not, and a mode picked by them.
+    #[test]
+    fn specs_and_options() {
+        let (name, opts) = parse_spec("filter.d/sshd.conf[mode=aggressive, x=\"a, b\"]").unwrap();
+        assert_eq!(name, "filter.d/sshd.conf");
+        assert_eq!(opts["mode"], "aggressive");
+        assert_eq!(opts["x"], "a, b");
+        assert_eq!(parse_spec("sshd").unwrap(), ("sshd".to_string(), BTreeMap::new()));
+        assert!(parse_spec("sshd[mode=x").unwrap_err().contains("not closed"));
+        assert!(parse_spec("sshd[mode]")
+            .unwrap_err()
+            .contains("`mode` is not `name=value`"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("m.conf");
+        std::fs::write(
+            &conf,
+            "[Definition]\nmode = normal\nm_normal = ^a <HOST>$\nm_extra = ^b <HOST>$\nfailregex = <m_<mode>>\n",
+        )
+        .unwrap();
+        assert_eq!(load(&conf).unwrap().ruleset.failregex, ["^a <HOST>$"]);
+        let (_, opts) = parse_spec("m.conf[mode=extra]").unwrap();
+        assert_eq!(load_with(&conf, &opts).unwrap().ruleset.failregex, ["^b <HOST>$"]);
     }
 
     #[test]
