@@ -16,6 +16,7 @@ mod fleet;
 mod heal;
 mod hostile;
 mod hostile_input;
+mod import;
 mod logging;
 mod package;
 mod policy;
