@@ -94,6 +94,43 @@ fn stock_debian_tree_imports_into_a_config_check_accepts() {
     assert!(import(&etc, &out, &["--force"]).status.success());
 }
 
+/// Every jail of Debian's tree enabled at once (with bantime increment,
+/// sshd on the journal, recidive): the jails nftban cannot run yet are
+/// left out and reported, each naming its filter; what is written is a
+/// config `nftban check` accepts.
+#[test]
+fn every_stock_jail_enabled_imports_what_it_can_and_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(etc) = stock_copy(dir.path()) else { return };
+    std::fs::write(
+        etc.join("jail.local"),
+        "[DEFAULT]\nenabled = true\nbantime.increment = true\nbantime.maxtime = 5w\n[sshd]\nbackend = systemd\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = import(&etc, &out, &["--json"]);
+    assert!(o.status.success(), "import: {}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let jails = report["jails"].as_array().unwrap();
+    assert!(jails.len() >= 20, "{report}");
+    assert_eq!(report["recidive"], true);
+    let notes = report["not_carried"].as_array().unwrap();
+    for n in notes
+        .iter()
+        .filter(|n| n["reason"].as_str().unwrap().starts_with("jail left out"))
+    {
+        assert!(!jails.contains(&n["jail"]), "{n}");
+        if n["key"] == "filter" {
+            assert!(n["reason"].as_str().unwrap().contains("/filter.d/"), "{n}");
+        }
+    }
+    let yaml = std::fs::read_to_string(out.join("nftban.yaml")).unwrap();
+    assert!(yaml.contains("  bantime_increment: {factor: 2, max: 35d}\n"), "{yaml}");
+    assert!(yaml.contains("    journal: ['_COMM=sshd']\n"), "{yaml}");
+    let o = run(nftban().args(["check", "--config"]).arg(out.join("nftban.yaml")));
+    assert!(o.status.success(), "check: {}{}", stdout(&o), stderr(&o));
+}
+
 /// A fail2ban-server in the foreground, stopped on drop.
 struct Fail2ban(Child);
 

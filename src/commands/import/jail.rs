@@ -292,9 +292,22 @@ pub fn convert(tree: &Tree, dir: &Path, name: &str, notes: &mut Notes) -> Result
             Some(j) => j,
             None => imported.ruleset.journalmatch.join(" "),
         };
-        let mut groups = matches.split(" + ").map(values::list);
-        journal = groups.next().unwrap_or_default();
-        let rest: Vec<String> = groups.map(|g| g.join(" ")).collect();
+        // `+` joins alternatives; nftban's matches on different fields must
+        // all hold, so one group is carried: the process name (`_COMM=`)
+        // if a group is only that, since it is the same whatever the unit
+        // is called (Debian's sshd runs as ssh.service, not sshd.service);
+        // else the first.
+        let mut groups: Vec<Vec<String>> = matches.split(" + ").map(values::list).collect();
+        let pick = groups
+            .iter()
+            .position(|g| !g.is_empty() && g.iter().all(|m| m.starts_with("_COMM=")))
+            .unwrap_or(0);
+        journal = if groups.is_empty() {
+            Vec::new()
+        } else {
+            groups.remove(pick)
+        };
+        let rest: Vec<String> = groups.iter().map(|g| g.join(" ")).collect();
         if !rest.is_empty() {
             notes.add(
                 name,
@@ -366,7 +379,7 @@ pub fn convert(tree: &Tree, dir: &Path, name: &str, notes: &mut Notes) -> Result
 
 /// What fail2ban does for a jail beyond banning, each said in a note.
 fn extra_settings(tree: &Tree, name: &str, notes: &mut Notes) -> Result<(), TreeError> {
-    let action = tree.get(name, "action")?.unwrap_or_default();
+    let action = soft(tree, name, "action", notes).unwrap_or_default();
     let mut scoped = false;
     for line in action.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let (action_name, opts) = fail2ban::parse_spec(line).unwrap_or((line.to_string(), BTreeMap::new()));
@@ -393,8 +406,8 @@ fn extra_settings(tree: &Tree, name: &str, notes: &mut Notes) -> Result<(), Tree
         }
     }
     if scoped {
-        let port = tree.get(name, "port")?.unwrap_or_default();
-        let protocol = tree.get(name, "protocol")?.unwrap_or_default();
+        let port = soft(tree, name, "port", notes).unwrap_or_default();
+        let protocol = soft(tree, name, "protocol", notes).unwrap_or_default();
         notes.add(
             name,
             "port",
@@ -404,16 +417,16 @@ fn extra_settings(tree: &Tree, name: &str, notes: &mut Notes) -> Result<(), Tree
         );
     }
     if tree.sets(name, "action_") {
+        let value = soft(tree, name, "action_", notes).unwrap_or_default();
         notes.add(
             name,
             "action_",
-            &tree.get(name, "action_")?.unwrap_or_default(),
+            &value,
             "a custom action_ of this jail: nftban bans in its own table instead",
             true,
         );
     }
-    let get = |k: &str| tree.get(name, k);
-    if let Some(v) = get("usedns")?.filter(|v| v.trim() != "no") {
+    if let Some(v) = soft(tree, name, "usedns", notes).filter(|v| v.trim() != "no") {
         notes.add(
             name,
             "usedns",
@@ -422,7 +435,7 @@ fn extra_settings(tree: &Tree, name: &str, notes: &mut Notes) -> Result<(), Tree
             false,
         );
     }
-    if let Some(v) = get("ignorecommand")?.filter(|v| !v.trim().is_empty()) {
+    if let Some(v) = soft(tree, name, "ignorecommand", notes).filter(|v| !v.trim().is_empty()) {
         notes.add(
             name,
             "ignorecommand",
@@ -431,18 +444,18 @@ fn extra_settings(tree: &Tree, name: &str, notes: &mut Notes) -> Result<(), Tree
             false,
         );
     }
-    let ignoreself = get("ignoreself")?.map(|v| values::parse_bool(&v).unwrap_or(true));
-    if ignoreself != Some(false) {
+    let ignoreself = soft(tree, name, "ignoreself", notes);
+    if ignoreself.as_deref().map(|v| values::parse_bool(v).unwrap_or(true)) != Some(false) {
         notes.add(
             "DEFAULT",
             "ignoreself",
-            &get("ignoreself")?.unwrap_or_else(|| "true (fail2ban's default)".into()),
+            &ignoreself.unwrap_or_else(|| "true (fail2ban's default)".into()),
             "nftban does not look up this host's own addresses: add them to `ignoreip` (loopback is there by default)",
             false,
         );
     }
-    if let Some(v) =
-        get("logencoding")?.filter(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "auto" | "utf-8" | "utf8"))
+    if let Some(v) = soft(tree, name, "logencoding", notes)
+        .filter(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "auto" | "utf-8" | "utf8"))
     {
         notes.add(
             name,
@@ -461,7 +474,7 @@ fn extra_settings(tree: &Tree, name: &str, notes: &mut Notes) -> Result<(), Tree
         "ignoreregex",
         "prefregex",
     ] {
-        if let Some(v) = get(key)?.filter(|v| !v.trim().is_empty()) {
+        if let Some(v) = soft(tree, name, key, notes).filter(|v| !v.trim().is_empty()) {
             notes.add(
                 name,
                 key,
@@ -472,4 +485,17 @@ fn extra_settings(tree: &Tree, name: &str, notes: &mut Notes) -> Result<(), Tree
         }
     }
     Ok(())
+}
+
+/// `key` of `name` for a note: a value that cannot be interpolated is
+/// itself noted (it would not have been carried either), not an error
+/// that stops the import.
+fn soft(tree: &Tree, name: &str, key: &str, notes: &mut Notes) -> Option<String> {
+    match tree.get(name, key) {
+        Ok(v) => v,
+        Err(e) => {
+            notes.add(name, key, "", format!("cannot be read ({e}); not carried"), false);
+            None
+        }
+    }
 }

@@ -75,8 +75,15 @@ pub fn import(dir: &Path, out: &Path, force: bool) -> anyhow::Result<Imported> {
             recidive = Some(recidive_of(&tree, &defaults, &mut notes)?);
             continue;
         }
-        let Some(mut j) = jail::convert(&tree, dir, name, &mut notes)? else {
-            continue;
+        // A jail fail2ban itself would refuse (a value naming nothing) is
+        // left out and said so; the others are still imported.
+        let mut j = match jail::convert(&tree, dir, name, &mut notes) {
+            Ok(Some(j)) => j,
+            Ok(None) => continue,
+            Err(e) => {
+                notes.add(name, "enabled", "true", format!("jail left out: {e}"), true);
+                continue;
+            }
         };
         let valid = |n: &str| {
             n.len() <= 60
@@ -174,7 +181,7 @@ fn recidive_of(tree: &Tree, defaults: &jail::Banning, notes: &mut Notes) -> anyh
             "bantime.increment",
             "true",
             "recidive bans do not grow in nftban",
-            false,
+            true,
         );
     }
     if let Some(ip) = b.ignoreip.filter(|ip| Some(ip) != defaults.ignoreip.as_ref()) {

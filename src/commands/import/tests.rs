@@ -108,21 +108,49 @@ fn interpolation_as_configparser_with_fail2bans_names() {
     );
 }
 
-/// A reference to nothing is an error naming the section and key.
+/// A reference to nothing leaves the jail out, its section and key named;
+/// a folder without jail files is an error.
 #[test]
 fn undefined_references_name_section_and_key() {
     let dir = tree(&[(
         "jail.conf",
         "[svc]\nenabled = true\nfilter = svc\nlogpath = %(nowhere)s\n",
     )]);
-    let e = import(dir.path(), &dir.path().join("out"), false)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("[svc] logpath: `%(nowhere)s` is not set"), "{e}");
-    let e = import(&dir.path().join("filter.d"), &dir.path().join("out"), false)
+    let i = import(dir.path(), &dir.path().join("out"), false).unwrap();
+    assert!(i.jails.is_empty());
+    let r = &note(&i, "svc", "enabled").reason;
+    assert!(
+        r.contains("jail left out: [svc] logpath: `%(nowhere)s` is not set"),
+        "{r}"
+    );
+    let e = import(&dir.path().join("filter.d"), &dir.path().join("out2"), false)
         .unwrap_err()
         .to_string();
     assert!(e.contains("no jail.conf nor jail.local"), "{e}");
+}
+
+/// Values that name themselves, or grow tenfold at each of ten levels,
+/// are refused with the section and key, not expanded for ever.
+#[test]
+fn loops_and_growth_are_refused() {
+    let dir = tree(&[("jail.conf", "[DEFAULT]\nbantime = %(bantime)s\n")]);
+    let e = import(dir.path(), &dir.path().join("out"), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("[DEFAULT] bantime:") && e.contains("nest deeper than 10"),
+        "{e}"
+    );
+    let mut growing = String::from("[DEFAULT]\nv0 = xxxxxxxxxx\n");
+    for i in 1..=9 {
+        growing.push_str(&format!("v{i} = {}\n", format!("%(v{})s", i - 1).repeat(10)));
+    }
+    growing.push_str("findtime = /%(v9)s\n");
+    let dir = tree(&[("jail.conf", &growing)]);
+    let e = import(dir.path(), &dir.path().join("out"), false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[DEFAULT] findtime: grows past 1024 KiB"), "{e}");
 }
 
 /// fail2ban's times, booleans and increment in nftban's terms.
@@ -184,7 +212,7 @@ fn report_lists_what_is_not_carried() {
         yaml.contains("  bantime_increment: {factor: 2, max: 3650d}\n"),
         "{yaml}"
     );
-    assert!(yaml.contains("    journal: ['_SYSTEMD_UNIT=svc.service']\n"), "{yaml}");
+    assert!(yaml.contains("    journal: ['_COMM=svc']\n"), "{yaml}");
     assert!(note(&i, "DEFAULT", "usedns").reason.contains("never resolves"));
     assert!(note(&i, "DEFAULT", "ignoreip").value == "trusted.example.org");
     assert!(note(&i, "DEFAULT", "ignorecommand").reason.contains("no command"));
@@ -200,7 +228,9 @@ fn report_lists_what_is_not_carried() {
         .not_carried
         .iter()
         .any(|n| n.jail == "svc" && n.value.starts_with("cloudflare") && n.reason.contains("other than banning")));
-    assert!(note(&i, "jrn", "journalmatch").reason.contains("_COMM=svc"));
+    assert!(note(&i, "jrn", "journalmatch")
+        .reason
+        .contains("left out: `_SYSTEMD_UNIT=svc.service`"));
     assert!(note(&i, "DEFAULT", "usedns").file.as_deref() == Some(dir.path().join("jail.conf").as_path()));
     // The report is also beside the config, and the config loads.
     let report = std::fs::read_to_string(out.path().join("import-report.txt")).unwrap();

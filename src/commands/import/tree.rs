@@ -53,6 +53,10 @@ pub struct Tree {
 const MAX_DEPTH: usize = 8;
 /// `%(x)s` inside `%(x)s` at most this deep (configparser's own limit).
 const MAX_INTERPOLATION: usize = 10;
+/// The most a value may grow to as it is interpolated: far more than any
+/// real jail's (a few lines of paths and actions), far less than values
+/// that name the next one many times over would take at ten levels.
+const MAX_VALUE: usize = 1 << 20;
 
 impl Tree {
     /// Read `dir`'s jail files in fail2ban's order.
@@ -80,6 +84,13 @@ impl Tree {
         for file in order.into_iter().filter(|p| p.is_file()) {
             tree.read_file(&file, 0, &mut Vec::new())?;
         }
+        // What fail2ban's jail reader adds to `[DEFAULT]` before it
+        // interpolates (`ignorecommand = %(fail2ban_confpath)s/...`).
+        tree.defaults
+            .insert("fail2ban_confpath".into(), dir.display().to_string());
+        tree.defaults
+            .entry("fail2ban_version".into())
+            .or_insert_with(|| "1.0".into());
         Ok(tree)
     }
 
@@ -211,6 +222,12 @@ impl Tree {
                 .lookup(section, &name)
                 .ok_or_else(|| format!("`%({name})s` is not set (neither in [{section}] nor in [DEFAULT])"))?;
             out.push_str(&self.interpolate(section, &found, depth + 1)?);
+            if out.len() > MAX_VALUE {
+                return Err(format!(
+                    "grows past {} KiB as its references are expanded",
+                    MAX_VALUE >> 10
+                ));
+            }
             rest = &inner[end + 2..];
         }
         out.push_str(rest);
