@@ -134,6 +134,25 @@ pub enum Command {
     },
     /// Print the nftables ruleset nftban would create, in nft syntax
     Ruleset(ConfigArg),
+    /// Turn a fail2ban configuration (jail.conf, jail.d, jail.local,
+    /// filter.d) into an nftban config for its enabled jails, and list
+    /// every setting not carried over and why
+    #[command(name = "import-fail2ban")]
+    ImportFail2ban {
+        /// The fail2ban folder, e.g. /etc/fail2ban
+        dir: PathBuf,
+        /// Folder to write nftban.yaml, import-report.txt and the filters
+        /// (filter.d/) into; created if missing
+        #[arg(long, short = 'o', value_name = "OUTDIR")]
+        output: PathBuf,
+        /// Write into a folder that is not empty (the import's own files
+        /// are replaced, others left alone)
+        #[arg(long)]
+        force: bool,
+        /// Print what was imported and not carried over as JSON (docs/cli.md)
+        #[arg(long)]
+        json: bool,
+    },
     /// Show nftban at work in private network namespaces (needs root): Asterisk
     /// attack lines in, the attacker's packets dropped, then unbanned
     Demo,

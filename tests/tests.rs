@@ -18,6 +18,7 @@ mod fleet;
 mod heal;
 mod hostile;
 mod hostile_input;
+mod import;
 mod logging;
 mod package;
 mod policy;

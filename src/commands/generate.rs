@@ -126,16 +126,18 @@ mod tests {
         assert!(top.starts_with(".ie"), "{top}");
         assert!(top.contains(".TH nftban 1"), "{top}");
         for sub in &subs {
+            // troff writes a name's hyphens as `\-` (`nftban\-import\-fail2ban`).
+            let esc = sub.replace('-', "\\-");
             let file = dir.path().join(format!("nftban-{sub}.1"));
             let page = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
             assert!(page.contains(&format!(".TH nftban-{sub} 1")), "{sub}: {page}");
             assert!(
-                page.contains(&format!("nftban\\-{sub} \\- ")),
+                page.contains(&format!("nftban\\-{esc} \\- ")),
                 "{sub}: no NAME line: {page}"
             );
             assert!(page.contains("\\fBnftban\\fR(1)"), "{sub} has no SEE ALSO nftban(1)");
             assert!(
-                top.contains(&format!("\\fBnftban\\-{sub}\\fR(1)")),
+                top.contains(&format!("\\fBnftban\\-{esc}\\fR(1)")),
                 "nftban(1) does not list {sub}"
             );
         }

@@ -24,6 +24,7 @@ pub mod client;
 pub mod demo;
 pub mod events;
 pub mod generate;
+pub mod import;
 pub mod status;
 pub mod test;
 
@@ -49,6 +50,12 @@ pub fn dispatch(command: Command) -> anyhow::Result<u8> {
         }
         Command::Reload { config, json } => client::reload(json, &config),
         Command::Check { config, json } => check::run(&config, json),
+        Command::ImportFail2ban {
+            dir,
+            output,
+            force,
+            json,
+        } => import::run(&dir, &output, force, json),
         Command::Events { json, jail, config } => events::events(json, jail, &config),
         Command::Ruleset(c) => {
             let config = Config::load(&config_path(c.config.as_deref()))?;

@@ -387,8 +387,10 @@ pub struct EventsConfig {
 #[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JailConfig {
-    /// A shipped ruleset name or a path to a ruleset YAML file (relative
-    /// to the config's folder).
+    /// A shipped ruleset name, a path to a ruleset YAML file, or a path to
+    /// a fail2ban filter `.conf` with its options as jail.conf writes them
+    /// (`filter.d/sshd.conf[mode=aggressive]`); paths are relative to the
+    /// config's folder.
     pub ruleset: String,
     /// Absolute paths of log files, or glob patterns with `*`, `?` or
     /// `[...]` in the file name (not in folders).

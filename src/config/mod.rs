@@ -204,6 +204,21 @@ fn yaml_error(path: &Path, text: &str, e: &serde_yaml_ng::Error) -> ConfigError 
 }
 
 /// Jail names become nft set names (`<jail>_v4`): letters, digits, `_`, `-`.
+/// A jail's `ruleset:`: a fail2ban filter file (`filter.d/sshd.conf`,
+/// with options as a jail.conf names them, `filter.d/sshd.conf[mode=aggressive]`;
+/// relative to the config's folder), as `nftban import-fail2ban` writes
+/// them, or a ruleset name or YAML file. A filter's rules nftban cannot
+/// run are left out as `nftban test` leaves them out; a filter with none
+/// left is an error naming the file.
+fn resolve_ruleset(spec: &str, base_dir: &Path) -> Result<Ruleset, RulesetError> {
+    let file = spec.split('[').next().unwrap_or(spec).trim();
+    if !(file.ends_with(".conf") || file.ends_with(".local")) {
+        return Ruleset::resolve(spec, base_dir);
+    }
+    let (file, options) = crate::matcher::fail2ban::parse_spec(spec.trim());
+    crate::matcher::fail2ban::load_with(&base_dir.join(file), &options).map(|imported| imported.ruleset)
+}
+
 fn valid_jail_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
@@ -345,7 +360,7 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
             jail_sips.push((name.clone(), sip));
         }
         let ruleset =
-            Ruleset::resolve(&j.ruleset, base_dir).map_err(|e| err(&at("ruleset"), Problem::Ruleset(Box::new(e))))?;
+            resolve_ruleset(&j.ruleset, base_dir).map_err(|e| err(&at("ruleset"), Problem::Ruleset(Box::new(e))))?;
         let ruleset = ruleset
             .with_mode(j.mode.as_deref())
             .map_err(|e| err(&at("mode"), Problem::Mode(Box::new(e))))?;

@@ -544,3 +544,30 @@ fn fleet_errors_name_the_key_and_line() {
         assert!(e.contains(key) && e.contains(words), "{section}: {e}");
     }
 }
+
+/// A jail's ruleset may be a fail2ban filter `.conf` beside the config,
+/// with jail.conf's options (what `nftban import-fail2ban` writes); a
+/// filter nftban cannot use is an error naming the filter's file.
+#[test]
+fn fail2ban_filter_rulesets_load_with_options() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("filter.d")).unwrap();
+    std::fs::write(
+        dir.path().join("filter.d/m.conf"),
+        "[Definition]\nmode = normal\nm_normal = ^a <HOST>$\nm_extra = ^b <HOST>$\nfailregex = <m_<mode>>\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("filter.d/bad.conf"),
+        "[Definition]\nfailregex = ^no host$\n",
+    )
+    .unwrap();
+    let config = dir.path().join("nftban.yaml");
+    let text = |ruleset: &str| format!("jails:\n  j:\n    ruleset: {ruleset}\n    files: [/var/log/x.log]\n");
+    let c = Config::from_text(&config, &text("'filter.d/m.conf[mode=extra]'")).unwrap();
+    assert_eq!(c.jails[0].rules.failregex, ["^b <HOST>$"]);
+    let c = Config::from_text(&config, &text("filter.d/m.conf")).unwrap();
+    assert_eq!(c.jails[0].rules.failregex, ["^a <HOST>$"]);
+    let e = report(&Config::from_text(&config, &text("filter.d/bad.conf")).unwrap_err());
+    assert!(e.contains("jails.j.ruleset") && e.contains("filter.d/bad.conf"), "{e}");
+}

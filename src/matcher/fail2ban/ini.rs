@@ -13,7 +13,7 @@ use super::error;
 use crate::matcher::ruleset::RulesetError;
 
 /// Section name to its keys and values.
-pub(super) type Sections = BTreeMap<String, BTreeMap<String, String>>;
+pub type Sections = BTreeMap<String, BTreeMap<String, String>>;
 
 /// A filter's files read together, and the options it was given.
 #[derive(Debug, Default)]
@@ -126,7 +126,7 @@ fn read_with_includes(path: &Path, sections: &mut Sections, depth: usize) -> Res
 }
 
 /// Python configparser's format, as far as filters use it.
-pub(super) fn parse_ini(text: &str) -> Sections {
+pub fn parse_ini(text: &str) -> Sections {
     let mut out = Sections::new();
     let mut section = String::from("DEFAULT");
     let mut key: Option<String> = None;

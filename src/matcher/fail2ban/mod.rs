@@ -18,7 +18,7 @@
 //! on the fallback engine (`matcher::python`). A rule neither runs is
 //! listed with both reasons.
 
-mod ini;
+pub mod ini;
 mod spec;
 
 use std::path::Path;
