@@ -78,7 +78,7 @@ fn stock_debian_tree_imports_into_a_config_check_accepts() {
     let o = run(nftban().args(["check", "--config"]).arg(&config));
     assert!(o.status.success(), "check: {}{}", stdout(&o), stderr(&o));
     assert!(
-        stdout(&o).contains("jail sshd: ruleset sshd (fail2ban filter)"),
+        stdout(&o).contains("jail sshd: ruleset sshd[mode=normal] (fail2ban filter)"),
         "{}",
         stdout(&o)
     );
