@@ -73,6 +73,13 @@ impl Node {
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        // Seen with --nocapture: how long a recovery took (not asserted).
+        eprintln!(
+            "{addr} {} {} after {:.1?}",
+            if present { "in" } else { "out of" },
+            self.ns.name,
+            start.elapsed()
+        );
     }
 
     fn fleet(&self) -> nftban::control::protocol::FleetStatus {

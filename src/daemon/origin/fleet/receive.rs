@@ -1,5 +1,10 @@
-//! The peers' decisions in from the stream: an ordered consumer from the
-//! oldest message the stream keeps (the catch-up), then live. Every
+//! The peers' decisions in from the stream: a consumer of our own from the
+//! oldest message the stream keeps (the catch-up), then live. It is an
+//! ephemeral pull consumer with a short idle heartbeat, made again by this
+//! file (not by async-nats's ordered consumer, whose 15 s heartbeat and
+//! two missed beats kept a node deaf for up to a minute after the server
+//! holding its consumer died): a missed beat, a gap in its sequence or any
+//! error makes it again from the message after the last one read. Every
 //! message already delivered is read before anything is handed over (a
 //! peer's `ban -` arrives as a burst of batches: one engine request for
 //! them all, not one per message), but nothing waits for more: a lone ban
@@ -15,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::stream::Stream;
 use futures_util::{FutureExt, StreamExt};
 use ipnet::IpNet;
@@ -30,6 +35,24 @@ use crate::store::{Origin, Peer};
 /// Decisions folded at most before they are handed over: a peer's
 /// `ban -` of 100,000 is one engine request.
 const FOLD: usize = 100_000;
+
+/// How long one pull request waits on the server; the server sends an
+/// idle heartbeat every half of it. Two beats missed (2 s) and the
+/// consumer is taken for lost (its server died, the stream moved) and
+/// made again: a node hears its peers again a few seconds after a
+/// cluster has a new stream leader.
+const PULL_EXPIRES: Duration = Duration::from_secs(2);
+
+/// How long a lost consumer stays on the server before it removes it.
+const INACTIVE: Duration = Duration::from_secs(10);
+
+/// The pause before making the consumer again after `failures` failures
+/// in a row: short at first (the new consumer usually works at once),
+/// then at most a second, so a cluster's election is not waited out by
+/// more than that.
+fn retry_delay(failures: u32) -> Duration {
+    Duration::from_millis((100u64 << failures.min(4)).min(1000))
+}
 
 /// The last word of one peer on one address of one jail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,11 +87,22 @@ impl Receiver {
     /// Read the stream until the daemon stops; a consumer that fails is
     /// made again from the message after the last one read.
     pub async fn run(mut self, stream: Stream, decisions: &Decisions) {
+        let mut failures = 0;
         while !decisions.stopping() {
+            let last = self.last;
             if let Err(e) = self.consume(&stream, decisions).await {
-                tracing::warn!("fleet: reading the stream failed ({e}); reading on in a second");
+                if self.last != last {
+                    failures = 0;
+                }
+                let delay = retry_delay(failures);
+                failures = failures.saturating_add(1);
+                tracing::warn!(
+                    "fleet: reading the stream failed ({e}); a new consumer from sequence {} in {} ms",
+                    self.last + 1,
+                    delay.as_millis()
+                );
                 self.stats.set_error(e);
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(delay).await;
             }
         }
     }
@@ -81,10 +115,17 @@ impl Receiver {
                 start_sequence: self.last + 1,
             }
         };
+        // What async-nats's ordered consumer makes: one replica in memory,
+        // no acks (order is checked below), gone when left.
         let consumer = stream
-            .create_consumer(pull::OrderedConfig {
+            .create_consumer(pull::Config {
                 filter_subject: format!("{}.>", self.prefix),
                 deliver_policy,
+                ack_policy: AckPolicy::None,
+                max_deliver: 1,
+                num_replicas: 1,
+                memory_storage: true,
+                inactive_threshold: INACTIVE,
                 ..Default::default()
             })
             .await
@@ -93,9 +134,15 @@ impl Receiver {
             tracing::info!("fleet: the stream holds nothing to catch up on");
         }
         let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(500)
+            .expires(PULL_EXPIRES)
+            .heartbeat(PULL_EXPIRES / 2)
             .messages()
             .await
             .map_err(|e| format!("cannot read messages: {e}"))?;
+        // The consumer's own count: a message skipped means one lost.
+        let mut delivered = 0;
         loop {
             // Wake now and then to see whether the daemon stops.
             let next = tokio::time::timeout(Duration::from_millis(500), messages.next()).await;
@@ -112,6 +159,13 @@ impl Receiver {
                 };
                 let message = message.map_err(|e| e.to_string())?;
                 if let Ok(info) = message.info() {
+                    if info.consumer_sequence != delivered + 1 {
+                        return Err(format!(
+                            "the consumer skipped from {delivered} to {} (stream sequence {})",
+                            info.consumer_sequence, info.stream_sequence
+                        ));
+                    }
+                    delivered = info.consumer_sequence;
                     let (seq, published) = (info.stream_sequence, info.published.unix_timestamp_nanos());
                     pending = info.pending;
                     self.last = seq;
@@ -425,6 +479,15 @@ mod tests {
         assert_eq!(bans[0].nets, [net("198.51.100.1/32")]);
         assert_eq!(r.stats.expired.load(Ordering::Relaxed), 1);
         assert_eq!(r.stats.status(&spec()).refused.get("ignoreip"), Some(&1));
+    }
+
+    /// A lost consumer is made again soon, then at most every second:
+    /// never a pause that outlasts a cluster's election by much.
+    #[test]
+    fn a_lost_consumer_is_made_again_within_a_second() {
+        let delays: Vec<u128> = (0..8).map(|n| retry_delay(n).as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1000, 1000, 1000, 1000]);
+        assert_eq!(retry_delay(u32::MAX), Duration::from_secs(1));
     }
 
     /// This node's own messages are never applied; read before the
