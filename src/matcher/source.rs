@@ -106,7 +106,15 @@ impl<'m> SourceMatcher<'m> {
             first.push(slot);
             for rule in &m.rules {
                 let mut mask = 0u8;
-                let sets = &rule.literal[..rule.literal.len().min(8)];
+                // A filter whose date is cut out before its rules run (an
+                // imported fail2ban filter) may need literals that only the
+                // cut line holds (`\[\]` where `[20/Jan/2015:...]` was): the
+                // raw line cannot be judged by them, so its rules are
+                // always tried (and lines are not skipped for this source).
+                let sets = match m.strip_date {
+                    true => &[][..],
+                    false => &rule.literal[..rule.literal.len().min(8)],
+                };
                 let is_cheap = rule.split.as_ref().is_some_and(|s| s.cheap_to_try());
                 cheap.push(is_cheap);
                 for (g, set) in sets.iter().enumerate() {
