@@ -249,6 +249,16 @@ fn fail2ban_and_the_imported_config_ban_the_same_addresses() {
     ssh_lines.push(format!(
         "{now} host sshd[4999]: Accepted password for alice from 198.51.100.3 port 22 ssh2"
     ));
+    // "Failed password" lines: the filter's `Failed (?:<F-NOFAIL>publickey</F-NOFAIL>|\S+)`
+    // rule, which runs on the fallback engine with `<F-NOFAIL>` per branch.
+    for i in 0..5 {
+        pid.set(pid.get() + 1);
+        ssh_lines.push(format!(
+            "{now} host sshd[{}]: Failed password for root from 198.51.100.4 port {} ssh2",
+            pid.get(),
+            51000 + i
+        ));
+    }
     ssh_lines.extend(sshd("2001:db8::7", 5));
     ssh_lines.extend(sshd("192.0.2.77", 5)); // the marker, last
     append_to(&auth, &ssh_lines);
@@ -290,6 +300,9 @@ fn fail2ban_and_the_imported_config_ban_the_same_addresses() {
         nft_sip, f2b_sip,
         "asterisk: nftban (left) and fail2ban (right) ban differently"
     );
-    assert_eq!(f2b_sshd, set(&["192.0.2.77", "198.51.100.1", "2001:db8::7"]));
+    assert_eq!(
+        f2b_sshd,
+        set(&["192.0.2.77", "198.51.100.1", "198.51.100.4", "2001:db8::7"])
+    );
     assert_eq!(f2b_sip, set(&["192.0.2.78", "203.0.113.5"]));
 }
