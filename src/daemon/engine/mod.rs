@@ -50,6 +50,7 @@ mod history;
 mod jail;
 mod kernel;
 mod manual;
+mod plan;
 mod share;
 mod start;
 mod status;
