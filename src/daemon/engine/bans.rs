@@ -22,6 +22,11 @@ pub struct Bans {
     prefixes: usize,
     /// Prefixes (not single addresses) per family and length.
     lens: Box<[[u32; 129]; 2]>,
+    /// No ban ends before this (a lower bound: removals leave it as it
+    /// was). `expire` runs every second and was a walk over every ban: a
+    /// quarter of the engine's CPU while `ban -` filled a jail towards a
+    /// million (docs/performance.md); now it walks only when one is due.
+    first_end: Option<SystemTime>,
 }
 
 impl Default for Bans {
@@ -30,6 +35,7 @@ impl Default for Bans {
             map: BTreeMap::new(),
             prefixes: 0,
             lens: Box::new([[0; 129]; 2]),
+            first_end: None,
         }
     }
 }
@@ -50,6 +56,7 @@ impl Deref for Bans {
 impl Bans {
     pub fn insert(&mut self, net: IpNet, until: SystemTime) -> Option<SystemTime> {
         let old = self.map.insert(net, until);
+        self.first_end = Some(self.first_end.map_or(until, |t| t.min(until)));
         if old.is_none() && !is_host(&net) {
             self.prefixes += 1;
             self.lens[fam(&net)][usize::from(net.prefix_len())] += 1;
@@ -66,14 +73,32 @@ impl Bans {
         old
     }
 
-    pub fn retain(&mut self, keep: impl FnMut(&IpNet, &mut SystemTime) -> bool) {
-        self.map.retain(keep);
+    pub fn retain(&mut self, mut keep: impl FnMut(&IpNet, &mut SystemTime) -> bool) {
+        let mut first: Option<SystemTime> = None;
+        self.map.retain(|net, until| {
+            let kept = keep(net, until);
+            if kept {
+                first = Some(first.map_or(*until, |t| t.min(*until)));
+            }
+            kept
+        });
+        self.first_end = first;
         self.prefixes = 0;
         *self.lens = [[0; 129]; 2];
         for net in self.map.keys().filter(|n| !is_host(n)) {
             self.prefixes += 1;
             self.lens[fam(net)][usize::from(net.prefix_len())] += 1;
         }
+    }
+
+    /// Whether any ban is a prefix (not a single address).
+    pub fn has_prefixes(&self) -> bool {
+        self.prefixes > 0
+    }
+
+    /// Whether a ban may have ended by `now` (never a false "no").
+    pub fn any_ended(&self, now: SystemTime) -> bool {
+        self.first_end.is_some_and(|t| t <= now)
     }
 
     /// The running ban that holds `net` at `now`: itself, or the longest
@@ -170,6 +195,32 @@ mod tests {
 
     fn net(s: &str) -> IpNet {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_walk_for_ended_bans_is_wanted_only_once_one_may_have_ended() {
+        let t = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let mut b = Bans::default();
+        assert!(!b.any_ended(t(5000)), "no bans, nothing ended");
+        b.insert(net("192.0.2.1/32"), t(2000));
+        b.insert(net("192.0.2.2/32"), t(1500));
+        b.insert(net("192.0.2.3/32"), t(3000));
+        assert!(!b.any_ended(t(1499)));
+        assert!(b.any_ended(t(1500)), "the earliest end counts, not the last inserted");
+        // A later end for the same address: the bound stays low (a
+        // lower bound never misses an end).
+        b.insert(net("192.0.2.2/32"), t(4000));
+        assert!(b.any_ended(t(1500)));
+        // The walk at 1600 finds none ended and tightens the bound.
+        b.retain(|_, &mut until| until > t(1600));
+        assert_eq!(b.len(), 3);
+        assert!(!b.any_ended(t(1999)));
+        assert!(b.any_ended(t(2000)));
+        b.retain(|_, &mut until| until > t(2500));
+        assert_eq!(b.len(), 2);
+        assert!(!b.any_ended(t(2999)));
+        b.retain(|_, _| false);
+        assert!(!b.any_ended(t(9999)), "nothing left to end");
     }
 
     #[test]

@@ -119,16 +119,18 @@ impl Engine {
     pub(super) fn expire(&mut self, now: SystemTime) {
         self.expired_at = std::time::Instant::now();
         for i in 0..self.jails.len() {
-            for event in self.expired(i, now) {
-                self.events.publish(event);
+            if self.jails[i].bans.any_ended(now) {
+                for event in self.expired(i, now) {
+                    self.events.publish(event);
+                }
+                let j = &mut self.jails[i];
+                j.bans.retain(|_, &mut t| t > now);
+                if !j.reasons.is_empty() {
+                    let bans = &j.bans;
+                    j.reasons.retain(|net, _| bans.contains_key(net));
+                }
             }
-            let j = &mut self.jails[i];
-            j.bans.retain(|_, &mut t| t > now);
-            if !j.reasons.is_empty() {
-                let bans = &j.bans;
-                j.reasons.retain(|net, _| bans.contains_key(net));
-            }
-            j.tracker.prune(now);
+            self.jails[i].tracker.prune(now);
         }
         self.history.purge(now);
     }

@@ -202,13 +202,15 @@ impl Engine {
         let soon = now.checked_add(Duration::from_secs(2)).unwrap_or(now);
         let mut probes = Vec::new();
         for j in &self.jails {
+            // Any ban that still runs after the check will do; the first
+            // found, not the longest (that was a walk over every ban after
+            // each big batch: quadratic while `ban -` filled a jail).
             for host in [true, false] {
-                let best = j
-                    .bans
-                    .iter()
-                    .filter(|(n, &t)| t > soon && is_host(n) == host)
-                    .max_by_key(|(_, &t)| t);
-                if let Some((net, _)) = best {
+                if !host && !j.bans.has_prefixes() {
+                    continue;
+                }
+                let probe = j.bans.iter().find(|(n, &t)| t > soon && is_host(n) == host);
+                if let Some((net, _)) = probe {
                     probes.push((j.name.clone(), *net));
                 }
             }
