@@ -46,6 +46,13 @@ const STEPS: &[&str] = &[
      ) WITHOUT ROWID;",
 ];
 
+/// SQLite's page cache, in KiB (a negative `cache_size`): room for the
+/// indexes of a million bans, so a bulk ban's random inserts into
+/// `bans_net` stay in memory instead of spilling pages to the WAL in the
+/// middle of the transaction (SQLite's default is 2 MiB; the cache grows
+/// only as pages are used).
+const CACHE_KIB: i64 = -65_536;
+
 /// The schema version this build writes.
 pub(super) const VERSION: i64 = STEPS.len() as i64;
 
@@ -68,6 +75,7 @@ pub(super) fn migrate(c: &Connection) -> Result<(), Failure> {
     c.busy_timeout(Duration::from_secs(5))?;
     c.pragma_update(None, "journal_mode", "WAL")?;
     c.pragma_update(None, "synchronous", "NORMAL")?;
+    c.pragma_update(None, "cache_size", CACHE_KIB)?;
     let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > VERSION {
         return Err(Failure::TooNew(version));
