@@ -601,7 +601,13 @@ struct Daemon {
 impl Daemon {
     /// Started, and answering `status`.
     fn start(bin: &Path, dir: &Path) -> Res<Daemon> {
-        let log = dir.join("bench.log");
+        // The watched log in a folder of its own, as /var/log is apart
+        // from /var/lib/nftban: in the database's folder, every write to
+        // the history woke the file source's folder watch (a tenth of
+        // the daemon's CPU during `ban -`), which no real layout does.
+        let logs = dir.join("logs");
+        std::fs::create_dir_all(&logs)?;
+        let log = logs.join("bench.log");
         if !log.exists() {
             std::fs::write(&log, "")?;
         }
