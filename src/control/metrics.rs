@@ -425,6 +425,7 @@ mod tests {
             bytes: 640,
             kernel_errors: 0,
             sources: vec![],
+            names: None,
         }
     }
 
@@ -631,6 +632,7 @@ mod tests {
             kernel_errors: 13,
             bans_by_origin: [("auto".to_string(), 5), ("kernel meter".to_string(), 3)].into(),
             sources: vec![source(100, 20), source(1, 2)],
+            names: None,
             ..jail("sshd", 0)
         };
         let st = Status {

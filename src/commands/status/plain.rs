@@ -264,6 +264,7 @@ mod tests {
             bantime: 3600,
             evicted: 0,
             sources: vec![],
+            names: None,
         };
         let text = format_jail(&st);
         assert!(text.contains("|- Dropped:          6 packets, 280 bytes\n"), "{text}");
