@@ -131,6 +131,13 @@ impl NameStats {
     }
 }
 
+/// Whether getaddrinfo may be asked about `text`: a DNS name is at most
+/// 253 bytes, and has a letter (getaddrinfo reads `10` or `3232235777` as
+/// an IPv4 address).
+fn could_be_a_name(text: &str) -> bool {
+    text.len() <= 253 && text.bytes().any(|b| b.is_ascii_alphabetic())
+}
+
 /// What the resolver thread is told.
 enum Msg {
     /// A line of jail number `jail` named `name`, dated `at`.
@@ -150,8 +157,13 @@ pub struct Asker {
 
 impl Asker {
     /// Hand a line's name over; never waits. A full queue drops the line
-    /// (counted in `stats`).
+    /// (counted in `stats`). What cannot be a name is counted here, before
+    /// it is copied: a line may hold a megabyte of `a.a.a...`.
     pub fn ask(&self, jail: usize, name: &str, at: SystemTime, stats: &NameStats) {
+        if !could_be_a_name(name) {
+            NameStats::add(&stats.unresolved);
+            return;
+        }
         let msg = Msg::Ask {
             jail,
             name: name.to_string(),

@@ -63,9 +63,7 @@ impl<L: Lookup> Names<L> {
     /// A line of jail `jail` named `name`: answered from the cache into
     /// `out`, or held until its name's lookup answers.
     pub(super) fn ask(&mut self, jail: usize, name: String, at: SystemTime, now: Instant, out: &mut Vec<Failure>) {
-        // getaddrinfo reads `10` or `3232235777` as an IPv4 address: a
-        // name has a letter, and is at most 253 bytes.
-        if name.len() > 253 || !name.bytes().any(|b| b.is_ascii_alphabetic()) {
+        if !super::could_be_a_name(&name) {
             NameStats::add(&self.stats(jail).unresolved);
             return;
         }

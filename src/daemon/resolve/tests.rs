@@ -302,3 +302,22 @@ fn resolved_addresses_meet_ignoreip_in_the_engine() {
     // for the same lookup, or from the cache; one lookup per name anyway.
     assert_eq!((names.usedns, names.lookups, names.resolved), (true, 2, 4));
 }
+
+/// What cannot be a name (past 253 bytes, no letter) is counted by the
+/// reader's handle before anything is copied or queued; a full queue
+/// drops the line and counts it, never waits.
+#[test]
+fn the_readers_handle_refuses_non_names_and_never_waits() {
+    let (tx, rx) = mpsc::sync_channel(1);
+    let asker = super::Asker { tx };
+    let stats = NameStats::default();
+    let long = "a.".repeat(500) + "test";
+    asker.ask(0, &long, SystemTime::now(), &stats);
+    asker.ask(0, "3232235777", SystemTime::now(), &stats);
+    assert_eq!(stats.unresolved.load(Ordering::Relaxed), 2);
+    assert!(rx.try_recv().is_err(), "nothing queued");
+    asker.ask(0, "a.test", SystemTime::now(), &stats);
+    asker.ask(0, "b.test", SystemTime::now(), &stats);
+    assert_eq!(stats.dropped.load(Ordering::Relaxed), 1, "the queue of one was full");
+    assert!(matches!(rx.try_recv(), Ok(Msg::Ask { name, .. }) if name == "a.test"));
+}
