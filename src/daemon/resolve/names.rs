@@ -153,11 +153,17 @@ impl<L: Lookup> Names<L> {
         if let Some(p) = self.pending.remove(&name) {
             self.waiting -= p.lines.len();
             let shown: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-            tracing::info!(
-                "resolved {name} to [{}] for {} line(s) (usedns: yes)",
-                shown.join(", "),
-                p.lines.len()
-            );
+            match shown.is_empty() {
+                true => tracing::info!(
+                    "{name} has no address; {} line(s) not counted (usedns: yes)",
+                    p.lines.len()
+                ),
+                false => tracing::info!(
+                    "resolved {name} to [{}] for {} line(s) (usedns: yes)",
+                    shown.join(", "),
+                    p.lines.len()
+                ),
+            }
             for &(jail, at) in &p.lines {
                 let st = &self.stats[jail];
                 NameStats::add(if addrs.is_empty() { &st.unresolved } else { &st.resolved });
