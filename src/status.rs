@@ -84,6 +84,32 @@ pub struct JailStatus {
     /// Addresses whose failures were forgotten because of `max_tracked`.
     pub evicted: u64,
     pub sources: Vec<SourceStatus>,
+    /// Lines whose host was a name instead of an address, and what became
+    /// of them: absent when the jail has `usedns: no` and met no name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<NameStatus>,
+}
+
+/// A jail's lines that named a host (`usedns:`, docs/config.md), since
+/// start. Counted in lines: a name on ten lines counts ten.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NameStatus {
+    /// The jail resolves names (`usedns: yes`).
+    pub usedns: bool,
+    /// Lines whose host was a name (with `usedns: no`, none banned anyone).
+    pub names: u64,
+    /// Lookups started (system resolver) for this jail's lines.
+    pub lookups: u64,
+    /// Lines answered from the resolver's cache.
+    pub cache_hits: u64,
+    /// Lines whose name gave addresses: each address got the failure.
+    pub resolved: u64,
+    /// Lines whose name gave no address.
+    pub unresolved: u64,
+    /// Lines dropped because their name's lookup took too long.
+    pub timeouts: u64,
+    /// Lines dropped because too many lines were waiting for lookups.
+    pub dropped: u64,
 }
 
 /// `nftban status --json`.

@@ -368,7 +368,7 @@ fn check_summarises_every_section_and_warns_of_nothing_when_all_is_well() {
     std::fs::write(
         &s.config,
         std::fs::read_to_string(&s.config).unwrap()
-            + "  sshd:\n    ruleset: sshd\n    journal: [_SYSTEMD_UNIT=ssh.service, _COMM=sshd]\n",
+            + "  sshd:\n    ruleset: sshd\n    journal: [_SYSTEMD_UNIT=ssh.service, _COMM=sshd]\n    usedns: yes\n",
     )
     .unwrap();
     let o = s.cli(&["check"]);
@@ -397,7 +397,7 @@ fn check_summarises_every_section_and_warns_of_nothing_when_all_is_well() {
         "\nmetrics: http://127.0.0.1:9477/metrics (Prometheus)\n",
         "\nrecidive: an address banned 3 times within 1d (in any jail) is banned in jail recidive for 7d\n",
         "\njail asterisk: ruleset asterisk, 1 file(s), ban after 3 failures within 10m for 1h\n",
-        "\njail sshd: ruleset sshd, 0 file(s), 2 journal match(es), ban after 3 failures within 10m for 1h\n  journal: _SYSTEMD_UNIT=ssh.service _COMM=sshd\n",
+        "\njail sshd: ruleset sshd, 0 file(s), 2 journal match(es), ban after 3 failures within 10m for 1h; host names in <HOST> resolved (usedns: yes)\n  journal: _SYSTEMD_UNIT=ssh.service _COMM=sshd\n",
         "\nsip kernel meter: UDP 5060",
         "\nban events: JSON lines to the file /var/log/nftban/events.jsonl\n",
     ] {

@@ -28,3 +28,4 @@ mod sip_flood;
 mod sip_meter;
 mod state;
 mod status_view;
+mod usedns;

@@ -314,6 +314,9 @@ pub struct DefaultsConfig {
     /// Ban a whole IPv6 prefix once enough of its addresses are banned
     /// (off by default).
     pub ipv6_escalation: Option<EscalationConfig>,
+    /// `yes` resolves host names in `<HOST>`, `no` never does (default
+    /// no): docs/faq.md row 1, docs/config.md "Host names in log lines".
+    pub usedns: Option<super::UseDns>,
 }
 
 /// `bantime_increment:` — repeat offenders get longer bans: the n-th ban of
@@ -432,6 +435,14 @@ pub struct JailConfig {
     /// The kernel meter for SIP floods, its bans in this jail (the keys of
     /// the top-level `sip:` but `jail`). One `sip:` per config.
     pub sip: Option<SipConfig>,
+    /// `yes`: a host name where the rule's `<HOST>` expects an address is
+    /// resolved through the system resolver (/etc/hosts, DNS), on a thread
+    /// of its own with a cache and a timeout, and each address it gives
+    /// gets the line's failure (`ignoreip` applies as to any address).
+    /// `no` (the default): never resolved, the line bans nobody. An
+    /// attacker who controls a name's records chooses what gets banned:
+    /// only for logs whose names the attacker cannot write.
+    pub usedns: Option<super::UseDns>,
 }
 
 fn yes() -> bool {

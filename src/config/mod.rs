@@ -13,6 +13,7 @@ mod file;
 mod fleet;
 mod problem;
 mod sip;
+mod usedns;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub use file::{
 pub use fleet::{Credentials, FleetSpec};
 pub use problem::Problem;
 use sip::build_sip;
+pub use usedns::UseDns;
 
 /// Where the config is read from when no `--config` is given.
 const DEFAULT_CONFIG: &str = "/etc/nftban/nftban.yaml";
@@ -91,6 +93,8 @@ pub struct Jail {
     pub max_tracked: usize,
     /// IPv6 prefix escalation; `None` (the default) never escalates.
     pub escalation: Option<EscalationConfig>,
+    /// Whether host names in `<HOST>` are resolved (`usedns:`).
+    pub usedns: UseDns,
 }
 
 /// A validated configuration: everything the daemon needs, nothing left to check.
@@ -436,6 +440,7 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
             increment,
             max_tracked,
             escalation,
+            usedns: j.usedns.or(d.usedns).unwrap_or_default(),
         });
     }
 

@@ -99,6 +99,9 @@ struct Figures {
     /// (jail, origin, bans since start), for `nftban_bans_by_origin_total`:
     /// only the origins a jail has bans of.
     by_origin: Vec<(String, String, u64)>,
+    /// (jail, its lines that named a host), for the jails that resolve
+    /// names or met some (`usedns`).
+    names: Vec<(String, crate::status::NameStatus)>,
     kernel_errors: u64,
     history_errors: u64,
     /// The fleet's figures, when there is a fleet.
@@ -124,11 +127,58 @@ impl Figures {
                         .map(|(origin, &n)| (j.name.clone(), origin.clone(), n))
                 })
                 .collect(),
+            names: st
+                .jails
+                .iter()
+                .filter_map(|j| j.names.clone().map(|n| (j.name.clone(), n)))
+                .collect(),
             kernel_errors: st.kernel_errors,
             history_errors: st.history_errors,
             fleet: st.fleet.clone(),
             feeds: st.feeds.clone(),
         }
+    }
+}
+
+impl Figures {
+    /// `usedns`: per jail, its lines that named a host by what became of
+    /// them, and the lookups they started; only for the jails in `status`'s
+    /// `names`.
+    fn encode_names(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if self.names.is_empty() {
+            return Ok(());
+        }
+        let kind = MetricType::Counter;
+        let mut family = encoder.encode_descriptor(
+            "nftban_host_name_lines",
+            "Matched lines whose host was a name, by outcome (seen: all of them; resolved, unresolved, cache_hit, timeout, dropped: with usedns: yes).",
+            None,
+            kind,
+        )?;
+        for (jail, n) in &self.names {
+            for (outcome, value) in [
+                ("seen", n.names),
+                ("resolved", n.resolved),
+                ("unresolved", n.unresolved),
+                ("cache_hit", n.cache_hits),
+                ("timeout", n.timeouts),
+                ("dropped", n.dropped),
+            ] {
+                let labels = [("jail", jail.as_str()), ("outcome", outcome)];
+                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "nftban_dns_lookups",
+            "System resolver lookups started for the jail's lines (usedns: yes).",
+            None,
+            kind,
+        )?;
+        for (jail, n) in &self.names {
+            let labels = [("jail", jail.as_str())];
+            ConstCounter::new(n.lookups).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
 }
 
@@ -164,6 +214,7 @@ impl Collector for Figures {
             let labels = [("jail", jail.as_str()), ("origin", origin.as_str())];
             ConstCounter::new(*value).encode(family.encode_family(&labels)?)?;
         }
+        self.encode_names(&mut encoder)?;
         for (name, help, value) in [
             (
                 "nftban_kernel_errors_total",
@@ -425,7 +476,54 @@ mod tests {
             bytes: 640,
             kernel_errors: 0,
             sources: vec![],
+            names: None,
         }
+    }
+
+    /// `usedns`: a jail's name lines by outcome and its lookups, only for
+    /// the jails whose status has `names`.
+    #[test]
+    fn host_name_lines_are_rendered_for_the_jails_that_have_them() {
+        let mut named = jail("named", 0);
+        named.names = Some(crate::status::NameStatus {
+            usedns: true,
+            names: 9,
+            lookups: 3,
+            cache_hits: 4,
+            resolved: 6,
+            unresolved: 2,
+            timeouts: 1,
+            dropped: 0,
+        });
+        let st = Status {
+            jails: vec![named, jail("sshd", 0)],
+            kernel_errors: 0,
+            history_errors: 0,
+            history_waiting: 0,
+            history_dropped: 0,
+            most_banned: vec![],
+            most_failed: vec![],
+            fleet: None,
+            feeds: Vec::new(),
+        };
+        let text = text(&st);
+        for want in [
+            "# TYPE nftban_host_name_lines_total counter\n",
+            "nftban_host_name_lines_total{jail=\"named\",outcome=\"seen\"} 9\n",
+            "nftban_host_name_lines_total{jail=\"named\",outcome=\"resolved\"} 6\n",
+            "nftban_host_name_lines_total{jail=\"named\",outcome=\"timeout\"} 1\n",
+            "nftban_host_name_lines_total{jail=\"named\",outcome=\"cache_hit\"} 4\n",
+            "nftban_dns_lookups_total{jail=\"named\"} 3\n",
+        ] {
+            assert!(text.contains(want), "missing {want} in {text}");
+        }
+        assert!(!text.contains("nftban_host_name_lines_total{jail=\"sshd\""), "{text}");
+        assert!(!render(&Status {
+            jails: vec![jail("sshd", 0)],
+            ..st
+        })
+        .unwrap()
+        .contains("host_name"));
     }
 
     #[test]
@@ -631,6 +729,7 @@ mod tests {
             kernel_errors: 13,
             bans_by_origin: [("auto".to_string(), 5), ("kernel meter".to_string(), 3)].into(),
             sources: vec![source(100, 20), source(1, 2)],
+            names: None,
             ..jail("sshd", 0)
         };
         let st = Status {

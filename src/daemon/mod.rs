@@ -17,6 +17,7 @@ mod notify;
 mod origin;
 mod outbox;
 mod reader;
+mod resolve;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -224,6 +225,19 @@ fn start_sources(
         jails: Vec<usize>,
     }
     let mut shared: BTreeMap<String, Shared> = BTreeMap::new();
+    // Names in `<HOST>`: counted for every jail, resolved on the
+    // resolver's thread for the jails that ask (docs/faq.md row 1).
+    let stats: Vec<Arc<resolve::NameStats>> = config.jails.iter().map(|_| Arc::default()).collect();
+    let resolver = match config.jails.iter().any(|j| j.usedns.resolves()) {
+        true => Some(resolve::spawn(
+            resolve::System,
+            resolve::Limits::DEFAULT,
+            stats.clone(),
+            tx.clone(),
+        )?),
+        false => None,
+    };
+    let names = reader::Names { stats, resolver };
     for (i, jail) in config.jails.iter().enumerate() {
         tracing::info!(
             jail = %jail.name,
@@ -236,6 +250,10 @@ fn start_sources(
             format_duration(jail.findtime),
             format_duration(jail.bantime)
         );
+        engine.attach_names(i, names.stats[i].clone(), jail.usedns.resolves());
+        if jail.usedns.resolves() {
+            tracing::info!(jail = %jail.name, "jail {}: host names in its lines are resolved (usedns: yes)", jail.name);
+        }
         for source in reader::sources_of(jail) {
             let label = source.label();
             let entry = shared.entry(label.clone()).or_insert_with(|| Shared {
@@ -254,7 +272,7 @@ fn start_sources(
             stop: stop.clone(),
             saved: saved.clone(),
         };
-        reader::spawn(source, &jails, &config.jails, ctx, tx.clone())?;
+        reader::spawn(source, &jails, &config.jails, &names, ctx, tx.clone())?;
         all.push(stats);
     }
     Ok(all)

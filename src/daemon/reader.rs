@@ -7,13 +7,18 @@
 //! time is the line's own date when it has one (the entry's time for the
 //! journal), so replaying an old log bans nobody; failures older than the
 //! jail's `findtime` are dropped here, and said so at debug level, before
-//! they reach the engine. A hostname where an address should be is never
-//! resolved (docs/faq.md row 1).
+//! they reach the engine. A hostname where an address should be is
+//! counted, and resolved only for a jail with `usedns: yes`, by the
+//! resolver's thread ([`super::resolve`]; docs/faq.md row 1): the reader
+//! only hands it over, never waits for it.
 
 use std::sync::mpsc::SyncSender;
 use std::time::{Duration, SystemTime};
 
+use std::sync::Arc;
+
 use super::outbox::{Failure, Outbox};
+use super::resolve::{Asker, NameStats};
 use super::Event;
 use crate::config::Jail;
 use crate::matcher::{LineMatch, MatcherRef, SourceMatcher, Zone};
@@ -49,6 +54,10 @@ struct JailRef {
     index: usize,
     name: String,
     findtime: Duration,
+    /// The jail's account of lines that named a host.
+    names: Arc<NameStats>,
+    /// Where its names go to be resolved (`usedns: yes`), else `None`.
+    resolve: Option<Asker>,
 }
 
 /// The sink of one source: matches each line for every jail reading it
@@ -86,7 +95,16 @@ impl Sink for Reader {
                     }
                 }
                 LineMatch::NotAnAddress { host, .. } => {
-                    tracing::debug!(jail = %jail.name, %host, "matched a hostname, not an address: nftban never resolves names; not counted");
+                    jail.names.names.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    match &jail.resolve {
+                        Some(_) if !counts(at, now, jail.findtime) => {
+                            tracing::debug!(jail = %jail.name, %host, "a name on a line older than findtime; not resolved");
+                        }
+                        Some(asker) => asker.ask(jail.index, host, at, &jail.names),
+                        None => {
+                            tracing::debug!(jail = %jail.name, %host, "matched a hostname, not an address: not resolved (usedns: no); not counted");
+                        }
+                    }
                 }
                 LineMatch::Missed | LineMatch::Ignored => {}
             }
@@ -98,12 +116,20 @@ impl Sink for Reader {
     }
 }
 
+/// What the readers share about names: each jail's account (by the
+/// engine's jail numbers) and the resolver, when a jail resolves.
+pub(super) struct Names {
+    pub stats: Vec<Arc<NameStats>>,
+    pub resolver: Option<Asker>,
+}
+
 /// Start the thread that reads `source` for the jails numbered `jails`
 /// (indices into `config_jails`, the same as the engine's).
 pub(super) fn spawn(
     source: Box<dyn Source>,
     jails: &[usize],
     config_jails: &[Jail],
+    names: &Names,
     ctx: Context,
     tx: SyncSender<Event>,
 ) -> std::io::Result<()> {
@@ -117,6 +143,8 @@ pub(super) fn spawn(
             index: i,
             name: config_jails[i].name.clone(),
             findtime: config_jails[i].findtime,
+            names: names.stats[i].clone(),
+            resolve: names.resolver.clone().filter(|_| config_jails[i].usedns.resolves()),
         })
         .collect();
     let name = format!(
@@ -152,7 +180,6 @@ mod hostile;
 mod tests {
     use super::*;
     use crate::matcher::{Matcher, Ruleset};
-    use std::sync::Arc;
 
     /// Replaying an old log bans nobody: the line's own date makes its
     /// failure older than findtime; a fresh or undated line counts.
@@ -191,6 +218,8 @@ mod tests {
                 index: 3,
                 name: "sshd".into(),
                 findtime: Duration::from_secs(600),
+                names: Arc::default(),
+                resolve: None,
             }],
             outbox: Outbox::new(tx),
         };

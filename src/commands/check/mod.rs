@@ -145,7 +145,7 @@ pub fn summary(config: &Config) -> Vec<String> {
             n => format!(", {n} journal match(es)"),
         };
         out.push(format!(
-            "jail {}: ruleset {}{}, {} file(s){journal}{}, ban after {} failures within {} for {}",
+            "jail {}: ruleset {}{}, {} file(s){journal}{}, ban after {} failures within {} for {}{}",
             j.name,
             j.ruleset,
             j.rules
@@ -157,7 +157,12 @@ pub fn summary(config: &Config) -> Vec<String> {
             if j.stdin { " and stdin" } else { "" },
             j.maxretry,
             format_duration(j.findtime),
-            format_duration(j.bantime)
+            format_duration(j.bantime),
+            if j.usedns.resolves() {
+                "; host names in <HOST> resolved (usedns: yes)"
+            } else {
+                ""
+            }
         ));
         for f in j.files.iter().filter(|f| crate::sources::glob::is_pattern(f)) {
             let found = crate::sources::glob::expand(f);

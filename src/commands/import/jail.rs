@@ -35,6 +35,9 @@ pub struct Banning {
     pub bantime: Option<String>,
     pub ignoreip: Option<Vec<String>>,
     pub increment: Option<Increment>,
+    /// fail2ban's `usedns`: `Some(true)` only for an explicit `yes`;
+    /// `warn` (its default), `raw` and `no` do not resolve here.
+    pub usedns: Option<bool>,
 }
 
 /// An nftban jail to write.
@@ -166,6 +169,9 @@ pub fn banning(tree: &Tree, section: &str, notes: &mut Notes) -> Result<Banning,
             }
         }
         b.ignoreip = Some(list);
+    }
+    if let Some(v) = tree.get(section, "usedns")? {
+        b.usedns = Some(v.trim().eq_ignore_ascii_case("yes"));
     }
     let on = tree
         .get(section, "bantime.increment")?
@@ -422,12 +428,17 @@ fn extra_settings(tree: &Tree, name: &str, notes: &mut Notes) -> Result<(), Tree
             true,
         );
     }
-    if let Some(v) = soft(tree, name, "usedns", notes).filter(|v| v.trim() != "no") {
+    // `yes` is carried (`usedns: yes`), `no` is nftban's default.
+    if let Some(v) = soft(tree, name, "usedns", notes)
+        .filter(|v| !v.trim().eq_ignore_ascii_case("no") && !v.trim().eq_ignore_ascii_case("yes"))
+    {
         notes.add(
             name,
             "usedns",
             &v,
-            "nftban never resolves a host name found in a log line (docs/faq.md): such lines are not counted, as with `usedns = no`",
+            "nftban resolves a host name found in a log line only in a jail with `usedns: yes` (docs/faq.md row 1), \
+             and this is not that explicit `yes`: such lines are not counted, as with `usedns = no`; \
+             write `usedns: yes` in a jail whose log names hosts an attacker cannot choose",
             false,
         );
     }

@@ -213,7 +213,10 @@ fn report_lists_what_is_not_carried() {
         "{yaml}"
     );
     assert!(yaml.contains("    journal: ['_COMM=svc']\n"), "{yaml}");
-    assert!(note(&i, "DEFAULT", "usedns").reason.contains("never resolves"));
+    assert!(note(&i, "DEFAULT", "usedns")
+        .reason
+        .contains("only in a jail with `usedns: yes`"));
+    assert!(!yaml.contains("usedns"), "warn resolves nothing here: {yaml}");
     assert!(note(&i, "DEFAULT", "ignoreip").value == "trusted.example.org");
     assert!(note(&i, "DEFAULT", "ignorecommand").reason.contains("no command"));
     assert!(note(&i, "DEFAULT", "ignoreself").reason.contains("ignoreip"));
@@ -277,4 +280,44 @@ fn jails_that_cannot_be_imported_are_reported() {
         .not_carried
         .iter()
         .any(|n| n.jail == "wild" && n.key == "logpath" && n.reason.contains("wildcard in a folder")));
+}
+
+/// An explicit `usedns = yes` is carried (in `defaults:` from `[DEFAULT]`,
+/// in a jail from the jail); `warn` and `raw` are not (noted), and a jail
+/// that says `warn` under a `[DEFAULT]` of `yes` gets `usedns: no`; `no`
+/// is nftban's default, neither written nor noted.
+#[test]
+fn an_explicit_usedns_yes_is_carried() {
+    let dir = tree(&[(
+        "jail.conf",
+        "[DEFAULT]\nusedns = warn\n\
+         [a]\nenabled = true\nfilter = svc\nlogpath = /var/log/a.log\nusedns = yes\n\
+         [b]\nenabled = true\nfilter = svc\nlogpath = /var/log/b.log\nusedns = no\n\
+         [c]\nenabled = true\nfilter = svc\nlogpath = /var/log/c.log\n",
+    )]);
+    let (i, yaml, out) = run_import(dir.path());
+    assert!(
+        yaml.contains("  a:\n    ruleset: 'filter.d/svc.conf'\n    files: ['/var/log/a.log']\n    usedns: yes\n"),
+        "{yaml}"
+    );
+    assert_eq!(yaml.matches("usedns").count(), 1, "{yaml}");
+    assert!(note(&i, "DEFAULT", "usedns").value == "warn");
+    assert!(!i.not_carried.iter().any(|n| n.key == "usedns" && n.jail != "DEFAULT"));
+    let config = crate::config::Config::load(&out.path().join("nftban.yaml")).unwrap();
+    let resolves: Vec<bool> = config.jails.iter().map(|j| j.usedns.resolves()).collect();
+    assert_eq!(resolves, [true, false, false]);
+
+    let dir = tree(&[(
+        "jail.conf",
+        "[DEFAULT]\nusedns = yes\n\
+         [a]\nenabled = true\nfilter = svc\nlogpath = /var/log/a.log\n\
+         [b]\nenabled = true\nfilter = svc\nlogpath = /var/log/b.log\nusedns = raw\n",
+    )]);
+    let (i, yaml, out) = run_import(dir.path());
+    assert!(yaml.contains("defaults:\n  usedns: yes\n"), "{yaml}");
+    assert!(yaml.contains("/var/log/b.log']\n    usedns: no\n"), "{yaml}");
+    assert!(note(&i, "b", "usedns").value == "raw");
+    let config = crate::config::Config::load(&out.path().join("nftban.yaml")).unwrap();
+    let resolves: Vec<bool> = config.jails.iter().map(|j| j.usedns.resolves()).collect();
+    assert_eq!(resolves, [true, false]);
 }

@@ -47,6 +47,11 @@ fn banning(out: &mut String, b: &Banning, base: &Banning, indent: &str) {
             let _ = writeln!(out, "{indent}ignoreip: {}", list(v));
         }
     }
+    // `no` is nftban's default: written only against a `yes` above it.
+    if b.usedns.unwrap_or(false) != base.usedns.unwrap_or(false) {
+        let v = if b.usedns == Some(true) { "yes" } else { "no" };
+        let _ = writeln!(out, "{indent}usedns: {v}");
+    }
     if b.increment != base.increment {
         if let Some(i) = &b.increment {
             let _ = writeln!(

@@ -45,6 +45,7 @@ fn jail(name: &str, ruleset: &str, sources: Vec<SourceStatus>) -> JailStatus {
         bantime: 3600,
         evicted: 0,
         sources,
+        names: None,
     }
 }
 

@@ -46,6 +46,17 @@ pub fn format_jail(st: &JailStatus) -> String {
     }
     let _ = writeln!(o, "|  |- Currently failed: {}", st.currently_failed);
     let _ = writeln!(o, "|  |- Total failed:     {}", st.total_failed);
+    // Only for a jail that resolves names or met some (`usedns`).
+    if let Some(n) = &st.names {
+        let what = match n.usedns {
+            true => format!(
+                "{} line(s): {} resolved, {} without address, {} timed out, {} dropped (usedns: yes)",
+                n.names, n.resolved, n.unresolved, n.timeouts, n.dropped
+            ),
+            false => format!("{} line(s), not resolved (usedns: no)", n.names),
+        };
+        let _ = writeln!(o, "|  |- Host names:       {what}");
+    }
     let _ = writeln!(o, "|  `- File list:        {}", st.files.join(" "));
     let _ = writeln!(o, "{}- Actions", if st.sources.is_empty() { '`' } else { '|' });
     let pad = if st.sources.is_empty() { "   " } else { "|  " };
@@ -264,6 +275,7 @@ mod tests {
             bantime: 3600,
             evicted: 0,
             sources: vec![],
+            names: None,
         };
         let text = format_jail(&st);
         assert!(text.contains("|- Dropped:          6 packets, 280 bytes\n"), "{text}");
@@ -284,6 +296,36 @@ mod tests {
             text.contains("|- Filter (none: no log is read; bans by hand or from other origins, for 1h)\n"),
             "{text}"
         );
+    }
+
+    /// Lines naming a host show under the failures, resolved or not; a
+    /// jail that met none and does not resolve looks as it did.
+    #[test]
+    fn host_name_lines_are_shown_when_there_are_some() {
+        let mut st: JailStatus = serde_json::from_value(serde_json::json!({
+            "name": "sshd", "ruleset": "sshd", "files": [], "journal": [],
+            "currently_failed": 0, "total_failed": 9, "currently_banned": 0, "total_banned": 0,
+            "total_unbanned": 0, "banned": [], "findtime": 600, "maxretry": 3, "bantime": 3600,
+            "evicted": 0, "sources": []
+        }))
+        .unwrap();
+        assert!(!format_jail(&st).contains("Host names"));
+        st.names = Some(crate::status::NameStatus {
+            names: 4,
+            ..Default::default()
+        });
+        assert!(format_jail(&st).contains("|  |- Host names:       4 line(s), not resolved (usedns: no)\n"));
+        st.names = Some(crate::status::NameStatus {
+            usedns: true,
+            names: 4,
+            resolved: 2,
+            unresolved: 1,
+            timeouts: 1,
+            ..Default::default()
+        });
+        assert!(format_jail(&st).contains(
+            "|  |- Host names:       4 line(s): 2 resolved, 1 without address, 1 timed out, 0 dropped (usedns: yes)\n"
+        ));
     }
 
     /// Bans by origin are shown under the total only when some ban is

@@ -8,6 +8,7 @@ use ipnet::IpNet;
 
 use super::bans::Bans;
 use crate::config::{EscalationConfig, IncrementConfig, Jail};
+use crate::daemon::resolve::NameStats;
 use crate::sources::SourceStats;
 use crate::store::Origin;
 use crate::tracker::{Policy, Tracker};
@@ -39,6 +40,9 @@ pub(super) struct JailState {
     pub(super) reasons: HashMap<IpNet, String>,
     /// Bans per address since start, when there is no history to ask.
     pub(super) times_banned: HashMap<IpNet, u32>,
+    /// The jail's lines that named a host, and whether it resolves them
+    /// (`usedns`), for `status`.
+    pub(super) names: Option<(Arc<NameStats>, bool)>,
 }
 
 impl JailState {
@@ -61,6 +65,7 @@ impl JailState {
             escalation: None,
             reasons: HashMap::new(),
             times_banned: HashMap::new(),
+            names: None,
         }
     }
 

@@ -212,6 +212,12 @@ impl Engine {
         self.jails[jail].sources.push(source);
     }
 
+    /// The account of jail number `jail`'s lines that named a host, which
+    /// its readers and the resolver keep; `usedns`: whether it resolves.
+    pub fn attach_names(&mut self, jail: usize, names: Arc<crate::daemon::resolve::NameStats>, usedns: bool) {
+        self.jails[jail].names = Some((names, usedns));
+    }
+
     /// A source has dealt out every line up to `checkpoint` (their failures
     /// came before this on the same channel, so they are handled): saved
     /// with the next save of the history.

@@ -98,6 +98,11 @@ impl Engine {
                 .iter()
                 .map(|s| s.status(j.tracker.total_failed, now))
                 .collect(),
+            names: j
+                .names
+                .as_ref()
+                .map(|(names, usedns)| names.status(*usedns))
+                .filter(|n| n.usedns || n.names > 0),
         }
     }
 

@@ -27,6 +27,8 @@ fn daemon_reads(ruleset: &str, log: &[u8]) -> (Vec<String>, Arc<SourceStats>) {
             index: 0,
             name: ruleset.into(),
             findtime: Duration::from_secs(100 * 365 * 86_400),
+            names: Arc::default(),
+            resolve: None,
         }],
         outbox: Outbox::new(tx),
     };
