@@ -89,6 +89,12 @@ impl Matcher {
                 .map(|p| memchr::memmem::Finder::new(p.as_bytes()).into_owned()),
             pref,
             strip_date: ruleset.strip_date,
+            date_lead: match &ruleset.date_lead {
+                Some(lead) => Some(
+                    compile(lead).map_err(|e| ruleset.error_at(&["datepattern"], None, format!("datepattern: {e}")))?,
+                ),
+                None => None,
+            },
             dates: ruleset.datepattern.as_deref().map(|l| ruleset::DatePattern::split(l).0),
             custom_dates: ruleset
                 .datepattern

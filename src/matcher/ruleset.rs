@@ -104,6 +104,11 @@ pub struct Ruleset {
     /// only; shipped rulesets keep to the fast engine).
     #[serde(skip)]
     pub fallback: bool,
+    /// fail2ban's `datepattern = ^REGEX{DATE}` (rfc5424's
+    /// `^<\d+>\d+\s+{DATE}`): the date is read right after this regex
+    /// (anchored, `^(?:...)`), and cut out with it (imported filters only).
+    #[serde(skip)]
+    pub date_lead: Option<String>,
     /// The mode the rules were built for (after [`Ruleset::with_mode`]).
     #[serde(skip)]
     pub mode: Option<String>,
@@ -433,6 +438,7 @@ impl Ruleset {
             && self.ignoreregex == other.ignoreregex
             && self.prefilter == other.prefilter
             && self.datepattern == other.datepattern
+            && self.date_lead == other.date_lead
             && self.strip_date == other.strip_date
             && self.fallback == other.fallback
     }

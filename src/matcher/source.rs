@@ -256,6 +256,12 @@ impl<'m> SourceMatcher<'m> {
             let n = m.rules.len();
             let first = self.first[j];
             let cand = &self.cand[first..first + n];
+            // A filter whose date follows a regex of its own (rfc5424)
+            // finds it there, and cuts both.
+            let date = match &m.date_lead {
+                Some(lead) => lead_date(lead, &mut self.dates, line, now).map(|f| (0, f.end)),
+                None => date,
+            };
             let r = if !cand.iter().any(|&c| c)
                 || m.prefilter.as_ref().is_some_and(|f| f.find(line.as_bytes()).is_none())
             {
@@ -313,8 +319,24 @@ impl<'m> SourceMatcher<'m> {
 
     /// The date at the start of `line`, in the formats of this source's rulesets.
     pub fn parse_date(&mut self, line: &str, now: SystemTime) -> Option<Found> {
-        self.dates.parse(line, now)
+        self.dates.parse(line, now).or_else(|| {
+            let dates = &mut self.dates;
+            self.jails
+                .iter()
+                .filter_map(|m| m.date_lead.as_ref())
+                .find_map(|lead| lead_date(lead, dates, line, now))
+        })
     }
+}
+
+/// The date right after `lead` at the line's start (fail2ban's
+/// `datepattern = ^REGEX{DATE}`), its end counted from the line's start.
+fn lead_date(lead: &regex::bytes::Regex, dates: &mut DateParser, line: &str, now: SystemTime) -> Option<Found> {
+    let after = lead.find(line.as_bytes())?.end();
+    let mut found = dates.parse(line.get(after..)?, now)?;
+    found.end += after;
+    found.wrapped = false;
+    Some(found)
 }
 
 /// Where a line's date is, as fail2ban cuts it out before its rules run

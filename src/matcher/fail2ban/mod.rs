@@ -141,8 +141,14 @@ pub fn load_with(path: &Path, options: &[(String, String)]) -> Result<Imported, 
     // In journal mode the journal gives the time: fail2ban reads no date
     // in the message (asterisk's journal prefix expects one left in place).
     let journal = get("logtype")?.is_some_and(|l| l.trim() == "journal");
-    let datepattern = match get("datepattern")? {
+    let dp = get("datepattern")?;
+    let date_lead = match &dp {
+        Some(v) if !journal => date_lead(v, &mut skipped),
+        _ => Err(()),
+    };
+    let datepattern = match dp {
         _ if journal => Some(Vec::new()),
+        _ if date_lead.is_ok() => None,
         Some(v) => import_datepattern(&v, &mut skipped),
         None => None,
     }
@@ -167,6 +173,7 @@ pub fn load_with(path: &Path, options: &[(String, String)]) -> Result<Imported, 
         fallback: true,
         rule_keys,
         datepattern,
+        date_lead: date_lead.ok().flatten(),
         ..Default::default()
     };
     Ok(Imported { ruleset, skipped })
@@ -256,6 +263,43 @@ fn import_datepattern(value: &str, skipped: &mut Vec<(String, String)>) -> Optio
         }
     }
     Some(out)
+}
+
+/// fail2ban's `datepattern = ^REGEX{DATE}` (common.conf's rfc5424:
+/// `^<\d+>\d+\s+{DATE}`): its default templates read right after the
+/// regex, which is cut out with the date. `Ok(Some(lead))`: the regex, as
+/// the matcher compiles it (anchored); `Ok(None)`: such a pattern nftban
+/// cannot read (skipped, said so; the default templates are used);
+/// `Err`: no `{DATE}` in it.
+fn date_lead(value: &str, skipped: &mut Vec<(String, String)>) -> Result<Option<String>, ()> {
+    let mut lines = value.lines().map(str::trim).filter(|l| !l.is_empty());
+    let (Some(p), rest) = (lines.next(), lines.count()) else {
+        return Err(());
+    };
+    if !value.contains("{DATE}") {
+        return Err(());
+    }
+    let mut skip = |why: &str| {
+        skipped.push((
+            format!("datepattern = {}", value.trim()),
+            format!("{why}; the default date templates are used"),
+        ));
+        Ok(None)
+    };
+    let Some((lead, after)) = p.split_once("{DATE}") else {
+        return skip("`{DATE}` on one line of several");
+    };
+    let Some(lead) = lead.strip_prefix("{^LN-BEG}").or_else(|| lead.strip_prefix('^')) else {
+        return skip("`{DATE}` after a regex not anchored at the line's start (`^`)");
+    };
+    if rest > 0 || !after.is_empty() {
+        return skip("`{DATE}` with more than a regex before it");
+    }
+    let lead = format!("^(?:{})", python_to_rust(lead));
+    match super::compile(&lead) {
+        Ok(_) => Ok(Some(lead)),
+        Err(e) => skip(&short(&e)),
+    }
 }
 
 /// Why a filter's rule is left out (its text is the reason listed).
@@ -488,6 +532,24 @@ mod tests {
             let imp = with(regex);
             assert_eq!(imp.ruleset.datepattern, default_dates(), "{regex}");
             assert!(imp.skipped[0].0.starts_with("datepattern = ") && imp.skipped[0].1.contains("regex construct"));
+        }
+        // A regex before fail2ban's templates (rfc5424): the templates
+        // after it; what nftban cannot read is said.
+        let imp = with("^<\\d+>\\d+\\s+{DATE}");
+        assert_eq!(imp.ruleset.date_lead.as_deref(), Some("^(?:<\\d+>\\d+\\s+)"));
+        assert_eq!(imp.ruleset.datepattern, default_dates());
+        assert!(imp.skipped.is_empty(), "{:?}", imp.skipped);
+        for (dp, why) in [
+            ("<\\d+>{DATE}", "not anchored"),
+            ("^<\\d+>{DATE} x", "more than a regex"),
+            ("^<(\\d+>{DATE}", "unclosed"),
+        ] {
+            let imp = with(dp);
+            assert_eq!(
+                (imp.ruleset.date_lead, imp.ruleset.datepattern),
+                (None, default_dates())
+            );
+            assert!(imp.skipped[0].1.contains(why), "{dp}: {:?}", imp.skipped);
         }
         let imp = with("^\\[%%d/%%b/%%Y:%%H:%%M:%%S %%z\\]");
         assert!(matches!(
