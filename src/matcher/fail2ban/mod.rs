@@ -335,7 +335,7 @@ fn short(e: &regex::Error) -> String {
 }
 
 /// The spellings of Python's `re` that Rust writes differently: `\Z`
-/// (end of text), `{,n}` (`{0,n}`), a `[` inside a class (`[^[]`: Rust
+/// (end of text), `\<` and `\>` (the characters), `{,n}` (`{0,n}`), a `[` inside a class (`[^[]`: Rust
 /// would open a nested class), `&&`, `--`, `~~` inside a class (Rust's set
 /// operations).
 fn python_to_rust(re: &str) -> String {
@@ -346,6 +346,9 @@ fn python_to_rust(re: &str) -> String {
         match c {
             '\\' => match chars.next() {
                 Some('Z') => out.push('$'),
+                // Python's `\<`, `\>` are the characters; Rust's are word
+                // boundaries (murmur's `\<W\>`).
+                Some(c @ ('<' | '>')) => out.push(c),
                 Some(n) => {
                     out.push('\\');
                     out.push(n);
@@ -482,6 +485,7 @@ mod tests {
         assert_eq!(python_to_rust(r"[^[]+\d{,3}"), r"[^\[]+\d{0,3}");
         assert_eq!(python_to_rust(r"[]a][a&&b]x{,2}"), r"[\]a][a&\&b]x{0,2}");
         assert_eq!(python_to_rust(r"\[x\]"), r"\[x\]");
+        assert_eq!(python_to_rust(r"\<W\> [\<]"), r"<W> [<]");
     }
 
     #[test]
