@@ -90,9 +90,11 @@ impl Matcher {
             pref,
             strip_date: ruleset.strip_date,
             date_lead: match &ruleset.date_lead {
-                Some(lead) => Some(
-                    compile(lead).map_err(|e| ruleset.error_at(&["datepattern"], None, format!("datepattern: {e}")))?,
-                ),
+                Some(lead) => Some((
+                    compile(&lead.regex)
+                        .map_err(|e| ruleset.error_at(&["datepattern"], None, format!("datepattern: {e}")))?,
+                    lead.clone(),
+                )),
                 None => None,
             },
             dates: ruleset.datepattern.as_deref().map(|l| ruleset::DatePattern::split(l).0),

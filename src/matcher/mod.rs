@@ -200,8 +200,8 @@ pub struct Matcher {
     pref: Option<Pref>,
     /// Match on the line without its leading date (imported fail2ban filters).
     strip_date: bool,
-    /// The regex the date follows, cut out with it ([`Ruleset::date_lead`]).
-    date_lead: Option<Regex>,
+    /// The regex the date follows ([`Ruleset::date_lead`]).
+    date_lead: Option<(Regex, ruleset::DateLead)>,
     /// `^(?:PREFIX)`, whose ends the rules' splits start from.
     prefix: Option<split::Prefix>,
     /// Date formats of the ruleset (`None`: all).

@@ -259,7 +259,9 @@ impl<'m> SourceMatcher<'m> {
             // A filter whose date follows a regex of its own (rfc5424)
             // finds it there, and cuts both.
             let date = match &m.date_lead {
-                Some(lead) => lead_date(lead, &mut self.dates, line, now).map(|f| (0, f.end)),
+                Some((regex, lead)) => lead_date(regex, &mut self.dates, line, now)
+                    .map(|(at, f)| (if lead.cut { 0 } else { at }, f.end))
+                    .or(date.filter(|_| lead.or_else)),
                 None => date,
             };
             let r = if !cand.iter().any(|&c| c)
@@ -324,19 +326,25 @@ impl<'m> SourceMatcher<'m> {
             self.jails
                 .iter()
                 .filter_map(|m| m.date_lead.as_ref())
-                .find_map(|lead| lead_date(lead, dates, line, now))
+                .find_map(|(lead, _)| lead_date(lead, dates, line, now).map(|(_, f)| f))
         })
     }
 }
 
 /// The date right after `lead` at the line's start (fail2ban's
-/// `datepattern = ^REGEX{DATE}`), its end counted from the line's start.
-fn lead_date(lead: &regex::bytes::Regex, dates: &mut DateParser, line: &str, now: SystemTime) -> Option<Found> {
+/// `datepattern = ^REGEX{DATE}`): where it starts, and what was found,
+/// its end counted from the line's start.
+fn lead_date(
+    lead: &regex::bytes::Regex,
+    dates: &mut DateParser,
+    line: &str,
+    now: SystemTime,
+) -> Option<(usize, Found)> {
     let after = lead.find(line.as_bytes())?.end();
     let mut found = dates.parse(line.get(after..)?, now)?;
     found.end += after;
     found.wrapped = false;
-    Some(found)
+    Some((after, found))
 }
 
 /// Where a line's date is, as fail2ban cuts it out before its rules run

@@ -28,7 +28,7 @@ pub use spec::parse_spec;
 
 use super::date::{CustomDate, DateFormat};
 use super::host::TagError;
-use super::ruleset::{DatePattern, RuleKey, Ruleset, RulesetError};
+use super::ruleset::{DateLead, DatePattern, RuleKey, Ruleset, RulesetError};
 
 /// A filter read from a `.conf` file.
 #[derive(Debug)]
@@ -267,15 +267,17 @@ fn import_datepattern(value: &str, skipped: &mut Vec<(String, String)>) -> Optio
 
 /// fail2ban's `datepattern = ^REGEX{DATE}` (common.conf's rfc5424:
 /// `^<\d+>\d+\s+{DATE}`): its default templates read right after the
-/// regex, which is cut out with the date. `Ok(Some(lead))`: the regex, as
-/// the matcher compiles it (anchored); `Ok(None)`: such a pattern nftban
-/// cannot read (skipped, said so; the default templates are used);
-/// `Err`: no `{DATE}` in it.
-fn date_lead(value: &str, skipped: &mut Vec<(String, String)>) -> Result<Option<String>, ()> {
+/// regex, which is cut out with the date, or stays when the date alone is
+/// grouped (`^REGEX({DATE})`, tine20's: fail2ban cuts the group).
+/// `Ok(Some(lead))`; `Ok(None)`: such a pattern nftban cannot read
+/// (skipped, said so; the default templates are used); `Err`: no `{DATE}`.
+fn date_lead(value: &str, skipped: &mut Vec<(String, String)>) -> Result<Option<DateLead>, ()> {
     let mut lines = value.lines().map(str::trim).filter(|l| !l.is_empty());
-    let (Some(p), rest) = (lines.next(), lines.count()) else {
+    let Some(p) = lines.next() else {
         return Err(());
     };
+    // Other lines that are fail2ban's default (tine20's second line).
+    let (others, defaults) = lines.fold((0, 0), |(n, d), l| (n + 1, d + usize::from(l == "{^LN-BEG}")));
     if !value.contains("{DATE}") {
         return Err(());
     }
@@ -292,12 +294,25 @@ fn date_lead(value: &str, skipped: &mut Vec<(String, String)>) -> Result<Option<
     let Some(lead) = lead.strip_prefix("{^LN-BEG}").or_else(|| lead.strip_prefix('^')) else {
         return skip("`{DATE}` after a regex not anchored at the line's start (`^`)");
     };
-    if rest > 0 || !after.is_empty() {
-        return skip("`{DATE}` with more than a regex before it");
+    // `(` opening a group, not an escaped one (`\\(` is a `\` and a group).
+    let group = lead
+        .strip_suffix('(')
+        .filter(|l| (l.len() - l.trim_end_matches('\\').len()) % 2 == 0);
+    let (lead, cut) = match (group, after) {
+        (Some(l), ")") => (l, false),
+        (_, "") => (lead, true),
+        _ => return skip("`{DATE}` with more than a regex before it"),
+    };
+    if others > defaults {
+        return skip("`{DATE}` with other patterns than `{^LN-BEG}`");
     }
-    let lead = format!("^(?:{})", python_to_rust(lead));
-    match super::compile(&lead) {
-        Ok(_) => Ok(Some(lead)),
+    let regex = format!("^(?:{})", python_to_rust(lead));
+    match super::compile(&regex) {
+        Ok(_) => Ok(Some(DateLead {
+            regex,
+            cut,
+            or_else: others > 0,
+        })),
         Err(e) => skip(&short(&e)),
     }
 }
@@ -540,7 +555,18 @@ mod tests {
         // A regex before fail2ban's templates (rfc5424): the templates
         // after it; what nftban cannot read is said.
         let imp = with("^<\\d+>\\d+\\s+{DATE}");
-        assert_eq!(imp.ruleset.date_lead.as_deref(), Some("^(?:<\\d+>\\d+\\s+)"));
+        let lead = |regex: &str, cut, or_else| {
+            Some(DateLead {
+                regex: regex.into(),
+                cut,
+                or_else,
+            })
+        };
+        assert_eq!(imp.ruleset.date_lead, lead("^(?:<\\d+>\\d+\\s+)", true, false));
+        // The date alone grouped: the regex stays in the line; a date at
+        // the line's start is read too.
+        let imp = with("^[^-]+ -- ({DATE})\n  {^LN-BEG}");
+        assert_eq!(imp.ruleset.date_lead, lead("^(?:[^-]+ -- )", false, true));
         assert_eq!(imp.ruleset.datepattern, default_dates());
         assert!(imp.skipped.is_empty(), "{:?}", imp.skipped);
         for (dp, why) in [
