@@ -41,6 +41,8 @@ impl Matcher {
                         split: None,
                         cidr: None,
                         python: Some(py),
+                        user: None,
+                        alt_user: None,
                     }
                 }
                 Err(e) => return Err(ruleset.rule_error(i, e)),
@@ -87,6 +89,14 @@ impl Matcher {
                 .map(|p| memchr::memmem::Finder::new(p.as_bytes()).into_owned()),
             pref,
             strip_date: ruleset.strip_date,
+            date_lead: match &ruleset.date_lead {
+                Some(lead) => Some((
+                    compile(&lead.regex)
+                        .map_err(|e| ruleset.error_at(&["datepattern"], None, format!("datepattern: {e}")))?,
+                    lead.clone(),
+                )),
+                None => None,
+            },
             dates: ruleset.datepattern.as_deref().map(|l| ruleset::DatePattern::split(l).0),
             custom_dates: ruleset
                 .datepattern
@@ -109,6 +119,11 @@ impl Matcher {
         let group = |name| regex.group_info().to_index(regex_automata::PatternID::ZERO, name);
         let host = group(HOST_GROUP).ok_or_else(|| "no <HOST> group".to_string())?;
         let cidr = group(host::CIDR_GROUP);
+        let user = group(python::USER);
+        let alt_user = regex
+            .group_info()
+            .pattern_names(regex_automata::PatternID::ZERO)
+            .position(|n| n.is_some_and(python::is_alt_user));
         let split = match cidr {
             Some(_) => None,
             None => split::parse(&full).and_then(|h| split::Split::new(&h, prefix.map(|p| &p.hir))),
@@ -120,6 +135,8 @@ impl Matcher {
             split,
             cidr,
             python: None,
+            user,
+            alt_user,
         })
     }
 

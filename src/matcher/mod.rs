@@ -84,6 +84,10 @@ struct Rule {
     /// A fail2ban rule the fast engine cannot run runs here instead; then
     /// `regex` is [`never`] and `literal` and `split` are empty.
     python: Option<python::Rule>,
+    /// Its `<F-USER>` and `<F-ALT_USER>` groups: in a filter with sessions,
+    /// the users a session tries count (read only from lines it matched).
+    user: Option<usize>,
+    alt_user: Option<usize>,
 }
 
 /// The fast regex of a rule that runs on the fallback engine: it matches
@@ -196,6 +200,8 @@ pub struct Matcher {
     pref: Option<Pref>,
     /// Match on the line without its leading date (imported fail2ban filters).
     strip_date: bool,
+    /// The regex the date follows ([`Ruleset::date_lead`]).
+    date_lead: Option<(Regex, ruleset::DateLead)>,
     /// `^(?:PREFIX)`, whose ends the rules' splits start from.
     prefix: Option<split::Prefix>,
     /// Date formats of the ruleset (`None`: all).
@@ -407,6 +413,16 @@ impl Matcher {
             if self.ignore.as_ref().is_some_and(|ig| ig.is_match(text)) {
                 return LineMatch::Ignored;
             }
+            if let Some((is, ie)) = jail.pref_found.mlfid {
+                // The line is a failure of its own address whatever its
+                // session holds; the session learns the address and user.
+                let line = python::Line {
+                    host: Some(&text[s..e]),
+                    user: Self::fast_user(rule, text, &mut scratch[i]).map(|(us, ue)| &text[us..ue]),
+                    ..Default::default()
+                };
+                jail.sessions.merge(&whole[is..ie], line);
+            }
             return Self::outcome(i, &text[s..e], cidr.map(|(cs, ce)| &text[cs..ce]));
         }
         LineMatch::Missed
@@ -427,16 +443,43 @@ impl Matcher {
         let host = in_text(found.host).or(in_whole(jail.pref_found.host));
         let id = in_text(found.mlfid).or(in_whole(jail.pref_found.mlfid));
         match id {
-            Some(id) => match jail.sessions.merge(id, host, found.nofail, found.forget) {
-                python::Outcome::Failure(h) => Self::outcome(i, &h, None),
-                python::Outcome::Nothing => LineMatch::Missed,
-            },
-            None if found.nofail => LineMatch::Missed,
+            Some(id) => {
+                let line = python::Line {
+                    host,
+                    user: in_text(found.user).or(in_whole(jail.pref_found.user)),
+                    nofail: found.nofail,
+                    gained: found.gained,
+                    forget: found.forget,
+                };
+                match jail.sessions.merge(id, line) {
+                    python::Outcome::Failure(h) => Self::outcome(i, &h, None),
+                    python::Outcome::Nothing => LineMatch::Missed,
+                }
+            }
+            None if found.nofail || found.gained => LineMatch::Missed,
             None => match host.or(in_text(found.fid)) {
                 Some(h) => Self::outcome(i, h, None),
                 None => LineMatch::Missed,
             },
         }
+    }
+
+    /// The user a fast rule's match names (`<F-USER>`, else a non-empty
+    /// `<F-ALT_USER>`), for a session: the capture engine runs again, on a
+    /// matched line of a filter with sessions only.
+    fn fast_user(rule: &Rule, text: &[u8], scratch: &mut Scratch) -> Option<Span> {
+        if rule.user.is_none() && rule.alt_user.is_none() {
+            return None;
+        }
+        let caps = &mut scratch.caps;
+        rule.regex
+            .search_captures_with(&mut scratch.cache, &Input::new(text), caps);
+        let span = |g: Option<usize>| {
+            g.and_then(|g| caps.get_group(g))
+                .map(|s| (s.start, s.end))
+                .filter(|(s, e)| e > s)
+        };
+        span(rule.user).or_else(|| span(rule.alt_user))
     }
 
     /// The failure of rule `i`: an address (with the prefix length the

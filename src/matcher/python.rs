@@ -24,6 +24,11 @@ use super::host::{self, TagError};
 /// The fields of fail2ban that change what a match means. `f_` is how
 /// [`host::expand_tags`] names `<F-NAME>` groups.
 const NOFAIL: &str = "f_nofail";
+/// The user a line names (`<F-USER>`), or else its alternative
+/// (`<F-ALT_USER>`, also numbered `<F-ALT_USER_1>`): fail2ban counts the
+/// users a session tried.
+pub(super) const USER: &str = "f_user";
+pub(super) const ALT_USER: &str = "f_alt_user";
 const MLFGAINED: &str = "f_mlfgained";
 const MLFFORGET: &str = "f_mlfforget";
 const MLFID: &str = "f_mlfid";
@@ -72,7 +77,11 @@ pub(super) struct Rule {
     /// The groups of its address tags, in order (`h0`, `h1`, ...).
     hosts: Vec<usize>,
     nofail: Vec<usize>,
+    gained: Vec<usize>,
     forget: Vec<usize>,
+    /// `<F-USER>` groups, then `<F-ALT_USER>` ones.
+    users: Vec<usize>,
+    alt_users: Vec<usize>,
     mlfid: Option<usize>,
     fid: Option<usize>,
 }
@@ -82,8 +91,14 @@ pub(super) struct Rule {
 pub(super) struct Found {
     /// Where the address (or host name) is, if any address tag took part.
     pub(super) host: Option<(usize, usize)>,
-    /// `<F-NOFAIL>` or `<F-MLFGAINED>` took part: no failure.
+    /// `<F-NOFAIL>` took part: no failure.
     pub(super) nofail: bool,
+    /// `<F-MLFGAINED>` took part: the session logged in (no failure, and
+    /// its pending failures are dropped).
+    pub(super) gained: bool,
+    /// The user the line names: `<F-USER>`, or `<F-ALT_USER>` when that
+    /// is absent or empty (fail2ban's `alt_` fields).
+    pub(super) user: Option<(usize, usize)>,
     /// `<F-MLFFORGET>` took part: the session ends.
     pub(super) forget: bool,
     /// The session the line belongs to (`<F-MLFID>`).
@@ -138,8 +153,11 @@ impl Rule {
         };
         let hosts = groups(&|n| n.starts_with('h') && n[1..].bytes().all(|b| b.is_ascii_digit()) && n.len() > 1);
         Ok(Rule {
-            nofail: groups(&|n| n == NOFAIL || n == MLFGAINED),
+            nofail: groups(&|n| n == NOFAIL),
+            gained: groups(&|n| n == MLFGAINED),
             forget: groups(&|n| n == MLFFORGET),
+            users: groups(&|n| n == USER),
+            alt_users: groups(&|n| is_alt_user(n)),
             mlfid: groups(&|n| n == MLFID).first().copied(),
             fid: groups(&|n| n == "f_id" || n == "fid").first().copied(),
             hosts,
@@ -161,14 +179,28 @@ impl Rule {
     pub(super) fn find(&self, text: &[u8], locs: &mut CaptureLocations) -> Option<Found> {
         self.regex.captures_read(locs, text).ok()??;
         let took_part = |groups: &[usize]| groups.iter().any(|&g| locs.get(g).is_some());
+        let non_empty = |groups: &[usize]| groups.iter().find_map(|&g| locs.get(g).filter(|(s, e)| e > s));
         Some(Found {
             host: self.hosts.iter().find_map(|&g| locs.get(g)),
             nofail: took_part(&self.nofail),
+            gained: took_part(&self.gained),
+            user: non_empty(&self.users).or_else(|| non_empty(&self.alt_users)),
             forget: took_part(&self.forget),
             mlfid: self.mlfid.and_then(|g| locs.get(g)),
             fid: self.fid.and_then(|g| locs.get(g)),
         })
     }
+}
+
+/// Whether a group is an `<F-ALT_USER>` field (`f_alt_user`,
+/// `f_alt_user_2`), as fail2ban's `alt_NAME(_N)` names alternatives.
+pub(super) fn is_alt_user(name: &str) -> bool {
+    name.strip_prefix(ALT_USER).is_some_and(|rest| {
+        rest.is_empty()
+            || rest
+                .strip_prefix('_')
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    })
 }
 
 /// A prefregex on this engine: the content, and the fields the rules may
@@ -207,10 +239,11 @@ impl Pref {
     }
 }
 
-/// fail2ban's multi-line sessions (`<F-MLFID>`) of one jail: the address a
-/// session's earlier line gave, and whether a failure waits for one.
-/// Bounded as fail2ban bounds its own: at most [`SESSIONS`] sessions, the
-/// oldest dropped first.
+/// fail2ban's multi-line sessions (`<F-MLFID>`) of one jail, as its
+/// `_mergeFailure` keeps them: the address a session's earlier line gave,
+/// whether a failure waits for one, and the users it tried. Bounded as
+/// fail2ban bounds its own: at most [`SESSIONS`] sessions, the oldest
+/// dropped first.
 #[derive(Debug, Default, Clone)]
 pub(super) struct Sessions {
     entries: std::collections::VecDeque<(Vec<u8>, Session)>,
@@ -224,6 +257,36 @@ struct Session {
     host: Option<Vec<u8>>,
     /// A failure matched without an address: the next address is failed.
     pending: bool,
+    /// The first user the session named, and whether it named another
+    /// since: fail2ban only asks whether its set of users holds more than
+    /// one, so this is all of it that counts (and stays small).
+    user: Option<Vec<u8>>,
+    other_users: bool,
+}
+
+impl Session {
+    fn add_user(&mut self, user: Option<&[u8]>) {
+        match (&self.user, user) {
+            (None, Some(u)) => self.user = Some(u.to_vec()),
+            (Some(first), Some(u)) if first != u => self.other_users = true,
+            _ => {}
+        }
+    }
+}
+
+/// What a matched line tells its session.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Line<'a> {
+    /// The address (or name) the line or its prefregex gave.
+    pub(super) host: Option<&'a [u8]>,
+    /// The user it names (`<F-USER>`, else `<F-ALT_USER>`), not empty.
+    pub(super) user: Option<&'a [u8]>,
+    /// `<F-NOFAIL>`: no failure by itself.
+    pub(super) nofail: bool,
+    /// `<F-MLFGAINED>`: logged in; no failure, pending failures dropped.
+    pub(super) gained: bool,
+    /// `<F-MLFFORGET>`: the session ends with this line.
+    pub(super) forget: bool,
 }
 
 /// What a line of a session comes to.
@@ -236,32 +299,41 @@ pub(super) enum Outcome {
 }
 
 impl Sessions {
-    /// Merge a match of session `id` (fail2ban's `_mergeFailure`, without
-    /// its user sets): the host from the line or the session; `nofail`
-    /// waits unless a failure of the session is pending; a failure without
-    /// any host waits for one.
-    pub(super) fn merge(&mut self, id: &[u8], host: Option<&[u8]>, nofail: bool, forget: bool) -> Outcome {
+    /// Merge a match of session `id`, as fail2ban's `_mergeFailure` and
+    /// `findFailure` do: the host from the line or the session; a success
+    /// (`gained`) drops the failures pending; a line that is no failure by
+    /// itself (`nofail`, `gained`) is one when a failure of the session is
+    /// pending, or when the session has tried more than one user (an
+    /// intruder trying names, then logging in to make fail2ban forget: its
+    /// gh-2070); a failure without any host waits for one. A session
+    /// forgotten at its first line keeps nothing, users included.
+    pub(super) fn merge(&mut self, id: &[u8], line: Line) -> Outcome {
         let at = self.entries.iter().position(|(k, _)| k == id);
-        let mut session = at
-            .and_then(|i| self.entries.remove(i))
-            .map(|(_, s)| s)
-            .unwrap_or_default();
-        if let Some(h) = host {
+        let known = at.and_then(|i| self.entries.remove(i)).map(|(_, s)| s);
+        let cached = known.is_some() || !line.forget;
+        let mut session = known.unwrap_or_default();
+        if cached {
+            session.add_user(line.user);
+        }
+        if line.gained {
+            session.pending = false;
+        }
+        if let Some(h) = line.host {
             session.host = Some(h.to_vec());
         }
-        let failed = !nofail || session.pending;
-        let outcome = match (&session.host, failed) {
-            (Some(h), true) => {
-                session.pending = false;
-                Outcome::Failure(h.clone())
-            }
-            (None, true) => {
+        let mut nofail = line.nofail || line.gained;
+        if std::mem::take(&mut session.pending) || session.other_users {
+            nofail = false;
+        }
+        let outcome = match (&session.host, nofail) {
+            (_, true) => Outcome::Nothing,
+            (Some(h), false) => Outcome::Failure(h.clone()),
+            (None, false) => {
                 session.pending = true;
                 Outcome::Nothing
             }
-            (_, false) => Outcome::Nothing,
         };
-        if !forget {
+        if !line.forget {
             if self.entries.len() >= SESSIONS {
                 self.entries.pop_front();
             }
@@ -340,25 +412,86 @@ mod tests {
         );
     }
 
+    /// A line as the sessions see it.
+    fn line<'a>(host: Option<&'a str>, user: Option<&'a str>, flags: &str) -> Line<'a> {
+        Line {
+            host: host.map(str::as_bytes),
+            user: user.map(str::as_bytes),
+            nofail: flags.contains("nofail"),
+            gained: flags.contains("gained"),
+            forget: flags.contains("forget"),
+        }
+    }
+
     /// A session's address comes from an earlier line; a failure without
     /// one waits for it; forgetting ends the session; the cache is bounded.
     #[test]
     fn sessions_carry_the_address() {
         let mut s = Sessions::default();
-        assert_eq!(s.merge(b"a", Some(b"192.0.2.1"), true, false), Outcome::Nothing);
+        let ip = |a: &str| Outcome::Failure(a.as_bytes().to_vec());
+        assert_eq!(s.merge(b"a", line(Some("192.0.2.1"), None, "nofail")), Outcome::Nothing);
+        assert_eq!(s.merge(b"a", line(None, None, "")), ip("192.0.2.1"));
+        assert_eq!(s.merge(b"b", line(None, None, "")), Outcome::Nothing);
         assert_eq!(
-            s.merge(b"a", None, false, false),
-            Outcome::Failure(b"192.0.2.1".to_vec())
+            s.merge(b"b", line(Some("192.0.2.2"), None, "nofail forget")),
+            ip("192.0.2.2")
         );
-        assert_eq!(s.merge(b"b", None, false, false), Outcome::Nothing);
-        assert_eq!(
-            s.merge(b"b", Some(b"192.0.2.2"), true, true),
-            Outcome::Failure(b"192.0.2.2".to_vec())
-        );
-        assert_eq!(s.merge(b"b", None, false, false), Outcome::Nothing, "forgotten");
+        assert_eq!(s.merge(b"b", line(None, None, "")), Outcome::Nothing, "forgotten");
         for i in 0..(SESSIONS * 2) {
-            s.merge(format!("s{i}").as_bytes(), Some(b"192.0.2.3"), true, false);
+            s.merge(format!("s{i}").as_bytes(), line(Some("192.0.2.3"), None, "nofail"));
         }
         assert!(s.entries.len() <= SESSIONS);
+    }
+
+    /// fail2ban's gh-2070, as its sshd samples have it: a success drops the
+    /// failures pending; a session that tried several users fails on its
+    /// lines that are no failure by themselves, its success included.
+    #[test]
+    fn sessions_count_users() {
+        let mut s = Sessions::default();
+        let ip = |a: &str| Outcome::Failure(a.as_bytes().to_vec());
+        // One user, two PAM methods, then in: never a failure.
+        let h = Some("192.0.2.113");
+        assert_eq!(s.merge(b"1", line(h, Some("rda"), "nofail")), Outcome::Nothing);
+        assert_eq!(s.merge(b"1", line(h, Some("rda"), "nofail")), Outcome::Nothing);
+        assert_eq!(s.merge(b"1", line(h, Some("rda"), "gained forget")), Outcome::Nothing);
+        assert_eq!(s.merge(b"1", line(h, None, "nofail forget")), Outcome::Nothing);
+        // A second user fails, and so does the success that follows.
+        let h = Some("192.0.2.114");
+        assert_eq!(s.merge(b"2", line(h, Some("root"), "nofail")), Outcome::Nothing);
+        assert_eq!(s.merge(b"2", line(h, Some("sudoer"), "nofail")), ip("192.0.2.114"));
+        assert_eq!(
+            s.merge(b"2", line(h, Some("known"), "gained forget")),
+            ip("192.0.2.114")
+        );
+        // The same user twice is one user; the success as another fails.
+        let h = Some("192.0.2.116");
+        assert_eq!(s.merge(b"3", line(h, Some("root"), "nofail")), Outcome::Nothing);
+        assert_eq!(s.merge(b"3", line(h, Some("root"), "nofail")), Outcome::Nothing);
+        assert_eq!(
+            s.merge(b"3", line(h, Some("known"), "gained forget")),
+            ip("192.0.2.116")
+        );
+        assert_eq!(
+            s.merge(b"3", line(h, None, "nofail forget")),
+            Outcome::Nothing,
+            "forgotten"
+        );
+        // A success drops a failure waiting for its address.
+        assert_eq!(s.merge(b"4", line(None, None, "")), Outcome::Nothing);
+        assert_eq!(
+            s.merge(b"4", line(Some("192.0.2.5"), Some("u"), "gained")),
+            Outcome::Nothing
+        );
+        assert_eq!(s.merge(b"4", line(None, Some("u"), "nofail")), Outcome::Nothing);
+        // A session forgotten at its first line keeps no users.
+        assert_eq!(s.merge(b"5", line(h, Some("a"), "nofail forget")), Outcome::Nothing);
+        assert_eq!(s.merge(b"5", line(h, Some("b"), "nofail")), Outcome::Nothing);
+    }
+
+    #[test]
+    fn alt_user_names() {
+        assert!(is_alt_user("f_alt_user") && is_alt_user("f_alt_user_2"));
+        assert!(!is_alt_user("f_alt_users") && !is_alt_user("f_alt_user_") && !is_alt_user("f_user"));
     }
 }

@@ -104,12 +104,31 @@ pub struct Ruleset {
     /// only; shipped rulesets keep to the fast engine).
     #[serde(skip)]
     pub fallback: bool,
+    /// fail2ban's `datepattern = ^REGEX{DATE}` (rfc5424's
+    /// `^<\d+>\d+\s+{DATE}`): the date is read right after the regex
+    /// (imported filters only).
+    #[serde(skip)]
+    pub date_lead: Option<DateLead>,
     /// The mode the rules were built for (after [`Ruleset::with_mode`]).
     #[serde(skip)]
     pub mode: Option<String>,
     /// Where each failregex came from (`failregex[0]`, `modes.aggressive.failregex[1]`).
     #[serde(skip)]
     pub rule_keys: Vec<RuleKey>,
+}
+
+/// A regex a line's date follows (fail2ban's `datepattern = ^REGEX{DATE}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DateLead {
+    /// The regex, anchored (`^(?:...)`), as the matcher compiles it.
+    pub regex: String,
+    /// Cut out with the date (`^REGEX{DATE}`: fail2ban cuts its whole
+    /// template match), or left in the line (`^REGEX({DATE})`: the group
+    /// is the date fail2ban cuts).
+    pub cut: bool,
+    /// A date where the filter's other patterns find one is read when
+    /// none follows the regex (tine20's second line, `{^LN-BEG}`).
+    pub or_else: bool,
 }
 
 /// One `datepattern` entry: a named format, or strftime directives
@@ -433,6 +452,7 @@ impl Ruleset {
             && self.ignoreregex == other.ignoreregex
             && self.prefilter == other.prefilter
             && self.datepattern == other.datepattern
+            && self.date_lead == other.date_lead
             && self.strip_date == other.strip_date
             && self.fallback == other.fallback
     }

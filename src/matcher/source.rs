@@ -256,6 +256,14 @@ impl<'m> SourceMatcher<'m> {
             let n = m.rules.len();
             let first = self.first[j];
             let cand = &self.cand[first..first + n];
+            // A filter whose date follows a regex of its own (rfc5424)
+            // finds it there, and cuts both.
+            let date = match &m.date_lead {
+                Some((regex, lead)) => lead_date(regex, &mut self.dates, line, now)
+                    .map(|(at, f)| (if lead.cut { 0 } else { at }, f.end))
+                    .or(date.filter(|_| lead.or_else)),
+                None => date,
+            };
             let r = if !cand.iter().any(|&c| c)
                 || m.prefilter.as_ref().is_some_and(|f| f.find(line.as_bytes()).is_none())
             {
@@ -313,8 +321,30 @@ impl<'m> SourceMatcher<'m> {
 
     /// The date at the start of `line`, in the formats of this source's rulesets.
     pub fn parse_date(&mut self, line: &str, now: SystemTime) -> Option<Found> {
-        self.dates.parse(line, now)
+        self.dates.parse(line, now).or_else(|| {
+            let dates = &mut self.dates;
+            self.jails
+                .iter()
+                .filter_map(|m| m.date_lead.as_ref())
+                .find_map(|(lead, _)| lead_date(lead, dates, line, now).map(|(_, f)| f))
+        })
     }
+}
+
+/// The date right after `lead` at the line's start (fail2ban's
+/// `datepattern = ^REGEX{DATE}`): where it starts, and what was found,
+/// its end counted from the line's start.
+fn lead_date(
+    lead: &regex::bytes::Regex,
+    dates: &mut DateParser,
+    line: &str,
+    now: SystemTime,
+) -> Option<(usize, Found)> {
+    let after = lead.find(line.as_bytes())?.end();
+    let mut found = dates.parse(line.get(after..)?, now)?;
+    found.end += after;
+    found.wrapped = false;
+    Some((after, found))
 }
 
 /// Where a line's date is, as fail2ban cuts it out before its rules run

@@ -321,3 +321,46 @@ fn an_explicit_usedns_yes_is_carried() {
     let resolves: Vec<bool> = config.jails.iter().map(|j| j.usedns.resolves()).collect();
     assert_eq!(resolves, [true, false]);
 }
+
+/// `bantime.increment = false` in a jail under `[DEFAULT]`'s `true` gives
+/// that jail no increment (nftban's jails inherit `defaults:`' one and
+/// cannot turn it off, so it is written in the jails that have it); a
+/// jail that sets its own factor keeps it.
+#[test]
+fn a_jail_can_turn_the_increment_off() {
+    let dir = tree(&[
+        (
+            "jail.conf",
+            "[DEFAULT]\nbantime.increment = true\nbantime.maxtime = 1w\nlogpath = /var/log/svc.log\nfilter = svc\n\
+             [grows]\nenabled = true\n[fixed]\nenabled = true\n[faster]\nenabled = true\nbantime.factor = 2\n\
+             bantime.multipliers = 1 3 9 27\n",
+        ),
+        ("jail.local", "[fixed]\nbantime.increment = false\n"),
+    ]);
+    let (_, yaml, out) = run_import(dir.path());
+    let defaults = yaml.split("jails:").next().unwrap();
+    assert!(!defaults.contains("bantime_increment"), "{yaml}");
+    let config = crate::config::Config::load(&out.path().join("nftban.yaml")).unwrap();
+    let increment = |name: &str| {
+        let j = config.jails.iter().find(|j| j.name == name).unwrap();
+        j.increment.map(|i| (i.factor, i.max.0.as_secs()))
+    };
+    assert_eq!(increment("grows"), Some((2.0, 7 * 86400)), "{yaml}");
+    assert_eq!(increment("fixed"), None, "{yaml}");
+    assert_eq!(increment("faster"), Some((3.0, 7 * 86400)), "{yaml}");
+
+    // With every jail growing, the increment stays in `defaults:`.
+    let dir = tree(&[(
+        "jail.conf",
+        "[DEFAULT]\nbantime.increment = true\nbantime.maxtime = 1w\n[svc]\nenabled = true\nlogpath = /var/log/svc.log\n",
+    )]);
+    let (_, yaml, _out) = run_import(dir.path());
+    assert!(
+        yaml.contains("defaults:\n  bantime_increment: {factor: 2, max: 7d}\n"),
+        "{yaml}"
+    );
+    assert!(
+        !yaml.split("jails:").nth(1).unwrap().contains("bantime_increment"),
+        "{yaml}"
+    );
+}

@@ -74,8 +74,17 @@ pub fn config(o: &Output) -> String {
         o.source
     );
     let none = Banning::default();
+    // nftban has no way for a jail to turn off the increment of
+    // `defaults:` (a jail's own `bantime_increment` replaces it, and its
+    // absence inherits it): when a jail has none (`bantime.increment =
+    // false` under fail2ban's `[DEFAULT]` true), the increment is written
+    // in each jail that has one instead.
+    let mut base = o.defaults.clone();
+    if o.jails.iter().any(|j| j.banning.increment.is_none()) {
+        base.increment = None;
+    }
     let mut defaults = String::new();
-    banning(&mut defaults, o.defaults, &none, "  ");
+    banning(&mut defaults, &base, &none, "  ");
     if !defaults.is_empty() {
         let _ = write!(out, "defaults:\n{defaults}");
     }
@@ -100,7 +109,7 @@ pub fn config(o: &Output) -> String {
         if !j.journal.is_empty() {
             let _ = writeln!(out, "    journal: {}", list(&j.journal));
         }
-        banning(&mut out, &j.banning, o.defaults, "    ");
+        banning(&mut out, &j.banning, &base, "    ");
     }
     out
 }

@@ -40,12 +40,15 @@ impl Conf {
         })
     }
 
-    /// A value of `[Definition]` (or `[Init]`, which wins), not expanded.
+    /// A value of `[Definition]` (or `[Init]`, which wins), not expanded;
+    /// else `[DEFAULT]`'s, which configparser gives every section
+    /// (common.conf's `datepattern = <lt_<logtype>/datepattern>`).
     pub(super) fn raw(&self, key: &str) -> Option<&String> {
         self.options
             .get(key)
             .or_else(|| self.sections.get("Init").and_then(|s| s.get(key)))
             .or_else(|| self.sections.get("Definition").and_then(|s| s.get(key)))
+            .or_else(|| self.sections.get("DEFAULT").and_then(|s| s.get(key)))
     }
 
     /// A value of `[Definition]` (or `[Init]`, or an option), expanded.

@@ -28,7 +28,7 @@ pub use spec::parse_spec;
 
 use super::date::{CustomDate, DateFormat};
 use super::host::TagError;
-use super::ruleset::{DatePattern, RuleKey, Ruleset, RulesetError};
+use super::ruleset::{DateLead, DatePattern, RuleKey, Ruleset, RulesetError};
 
 /// A filter read from a `.conf` file.
 #[derive(Debug)]
@@ -141,8 +141,14 @@ pub fn load_with(path: &Path, options: &[(String, String)]) -> Result<Imported, 
     // In journal mode the journal gives the time: fail2ban reads no date
     // in the message (asterisk's journal prefix expects one left in place).
     let journal = get("logtype")?.is_some_and(|l| l.trim() == "journal");
-    let datepattern = match get("datepattern")? {
+    let dp = get("datepattern")?;
+    let date_lead = match &dp {
+        Some(v) if !journal => date_lead(v, &mut skipped),
+        _ => Err(()),
+    };
+    let datepattern = match dp {
         _ if journal => Some(Vec::new()),
+        _ if date_lead.is_ok() => None,
         Some(v) => import_datepattern(&v, &mut skipped),
         None => None,
     }
@@ -167,6 +173,7 @@ pub fn load_with(path: &Path, options: &[(String, String)]) -> Result<Imported, 
         fallback: true,
         rule_keys,
         datepattern,
+        date_lead: date_lead.ok().flatten(),
         ..Default::default()
     };
     Ok(Imported { ruleset, skipped })
@@ -258,6 +265,58 @@ fn import_datepattern(value: &str, skipped: &mut Vec<(String, String)>) -> Optio
     Some(out)
 }
 
+/// fail2ban's `datepattern = ^REGEX{DATE}` (common.conf's rfc5424:
+/// `^<\d+>\d+\s+{DATE}`): its default templates read right after the
+/// regex, which is cut out with the date, or stays when the date alone is
+/// grouped (`^REGEX({DATE})`, tine20's: fail2ban cuts the group).
+/// `Ok(Some(lead))`; `Ok(None)`: such a pattern nftban cannot read
+/// (skipped, said so; the default templates are used); `Err`: no `{DATE}`.
+fn date_lead(value: &str, skipped: &mut Vec<(String, String)>) -> Result<Option<DateLead>, ()> {
+    let mut lines = value.lines().map(str::trim).filter(|l| !l.is_empty());
+    let Some(p) = lines.next() else {
+        return Err(());
+    };
+    // Other lines that are fail2ban's default (tine20's second line).
+    let (others, defaults) = lines.fold((0, 0), |(n, d), l| (n + 1, d + usize::from(l == "{^LN-BEG}")));
+    if !value.contains("{DATE}") {
+        return Err(());
+    }
+    let mut skip = |why: &str| {
+        skipped.push((
+            format!("datepattern = {}", value.trim()),
+            format!("{why}; the default date templates are used"),
+        ));
+        Ok(None)
+    };
+    let Some((lead, after)) = p.split_once("{DATE}") else {
+        return skip("`{DATE}` on one line of several");
+    };
+    let Some(lead) = lead.strip_prefix("{^LN-BEG}").or_else(|| lead.strip_prefix('^')) else {
+        return skip("`{DATE}` after a regex not anchored at the line's start (`^`)");
+    };
+    // `(` opening a group, not an escaped one (`\\(` is a `\` and a group).
+    let group = lead
+        .strip_suffix('(')
+        .filter(|l| (l.len() - l.trim_end_matches('\\').len()) % 2 == 0);
+    let (lead, cut) = match (group, after) {
+        (Some(l), ")") => (l, false),
+        (_, "") => (lead, true),
+        _ => return skip("`{DATE}` with more than a regex before it"),
+    };
+    if others > defaults {
+        return skip("`{DATE}` with other patterns than `{^LN-BEG}`");
+    }
+    let regex = format!("^(?:{})", python_to_rust(lead));
+    match super::compile(&regex) {
+        Ok(_) => Ok(Some(DateLead {
+            regex,
+            cut,
+            or_else: others > 0,
+        })),
+        Err(e) => skip(&short(&e)),
+    }
+}
+
 /// Why a filter's rule is left out (its text is the reason listed).
 #[derive(Debug, thiserror::Error)]
 enum Unrunnable {
@@ -291,7 +350,7 @@ fn short(e: &regex::Error) -> String {
 }
 
 /// The spellings of Python's `re` that Rust writes differently: `\Z`
-/// (end of text), `{,n}` (`{0,n}`), a `[` inside a class (`[^[]`: Rust
+/// (end of text), `\<` and `\>` (the characters), `{,n}` (`{0,n}`), a `[` inside a class (`[^[]`: Rust
 /// would open a nested class), `&&`, `--`, `~~` inside a class (Rust's set
 /// operations).
 fn python_to_rust(re: &str) -> String {
@@ -302,6 +361,9 @@ fn python_to_rust(re: &str) -> String {
         match c {
             '\\' => match chars.next() {
                 Some('Z') => out.push('$'),
+                // Python's `\<`, `\>` are the characters; Rust's are word
+                // boundaries (murmur's `\<W\>`).
+                Some(c @ ('<' | '>')) => out.push(c),
                 Some(n) => {
                     out.push('\\');
                     out.push(n);
@@ -438,6 +500,7 @@ mod tests {
         assert_eq!(python_to_rust(r"[^[]+\d{,3}"), r"[^\[]+\d{0,3}");
         assert_eq!(python_to_rust(r"[]a][a&&b]x{,2}"), r"[\]a][a&\&b]x{0,2}");
         assert_eq!(python_to_rust(r"\[x\]"), r"\[x\]");
+        assert_eq!(python_to_rust(r"\<W\> [\<]"), r"<W> [<]");
     }
 
     #[test]
@@ -488,6 +551,35 @@ mod tests {
             let imp = with(regex);
             assert_eq!(imp.ruleset.datepattern, default_dates(), "{regex}");
             assert!(imp.skipped[0].0.starts_with("datepattern = ") && imp.skipped[0].1.contains("regex construct"));
+        }
+        // A regex before fail2ban's templates (rfc5424): the templates
+        // after it; what nftban cannot read is said.
+        let imp = with("^<\\d+>\\d+\\s+{DATE}");
+        let lead = |regex: &str, cut, or_else| {
+            Some(DateLead {
+                regex: regex.into(),
+                cut,
+                or_else,
+            })
+        };
+        assert_eq!(imp.ruleset.date_lead, lead("^(?:<\\d+>\\d+\\s+)", true, false));
+        // The date alone grouped: the regex stays in the line; a date at
+        // the line's start is read too.
+        let imp = with("^[^-]+ -- ({DATE})\n  {^LN-BEG}");
+        assert_eq!(imp.ruleset.date_lead, lead("^(?:[^-]+ -- )", false, true));
+        assert_eq!(imp.ruleset.datepattern, default_dates());
+        assert!(imp.skipped.is_empty(), "{:?}", imp.skipped);
+        for (dp, why) in [
+            ("<\\d+>{DATE}", "not anchored"),
+            ("^<\\d+>{DATE} x", "more than a regex"),
+            ("^<(\\d+>{DATE}", "unclosed"),
+        ] {
+            let imp = with(dp);
+            assert_eq!(
+                (imp.ruleset.date_lead, imp.ruleset.datepattern),
+                (None, default_dates())
+            );
+            assert!(imp.skipped[0].1.contains(why), "{dp}: {:?}", imp.skipped);
         }
         let imp = with("^\\[%%d/%%b/%%Y:%%H:%%M:%%S %%z\\]");
         assert!(matches!(
