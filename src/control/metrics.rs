@@ -455,6 +455,21 @@ mod tests {
         render(st).unwrap()
     }
 
+    /// A status of these jails with nothing else to report.
+    fn status(jails: Vec<JailStatus>) -> Status {
+        Status {
+            jails,
+            kernel_errors: 0,
+            history_errors: 0,
+            history_waiting: 0,
+            history_dropped: 0,
+            most_banned: vec![],
+            most_failed: vec![],
+            fleet: None,
+            feeds: Vec::new(),
+        }
+    }
+
     fn jail(name: &str, banned: u64) -> JailStatus {
         JailStatus {
             name: name.into(),
@@ -495,17 +510,7 @@ mod tests {
             timeouts: 1,
             dropped: 0,
         });
-        let st = Status {
-            jails: vec![named, jail("sshd", 0)],
-            kernel_errors: 0,
-            history_errors: 0,
-            history_waiting: 0,
-            history_dropped: 0,
-            most_banned: vec![],
-            most_failed: vec![],
-            fleet: None,
-            feeds: Vec::new(),
-        };
+        let st = status(vec![named, jail("sshd", 0)]);
         let text = text(&st);
         for want in [
             "# TYPE nftban_host_name_lines_total counter\n",
@@ -529,15 +534,8 @@ mod tests {
     #[test]
     fn renders_per_jail_series_and_serves_them() {
         let st = Status {
-            jails: vec![jail("sshd", 1), jail("manual", 0)],
             kernel_errors: 4,
-            history_errors: 0,
-            history_waiting: 0,
-            history_dropped: 0,
-            most_banned: vec![],
-            most_failed: vec![],
-            fleet: None,
-            feeds: Vec::new(),
+            ..status(vec![jail("sshd", 1), jail("manual", 0)])
         };
         let text = text(&st);
         assert!(text.contains("# TYPE nftban_bans_total counter\nnftban_bans_total{jail=\"sshd\"} 3\nnftban_bans_total{jail=\"manual\"} 3\n"), "{text}");
@@ -578,17 +576,7 @@ mod tests {
     fn a_trickling_client_does_not_hold_the_endpoint() {
         let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
-        let st = Status {
-            jails: vec![jail("sshd", 1)],
-            kernel_errors: 0,
-            history_errors: 0,
-            history_waiting: 0,
-            history_dropped: 0,
-            most_banned: vec![],
-            most_failed: vec![],
-            fleet: None,
-            feeds: Vec::new(),
-        };
+        let st = status(vec![jail("sshd", 1)]);
         std::thread::spawn(move || serve(listener, move || Some(st.clone())));
         let mut trickle = TcpStream::connect(addr).unwrap();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
