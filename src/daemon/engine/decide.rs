@@ -119,6 +119,10 @@ impl Engine {
     pub(super) fn expire(&mut self, now: SystemTime) {
         self.expired_at = std::time::Instant::now();
         for i in 0..self.jails.len() {
+            if !self.jails[i].bans.any_ended(now) {
+                self.jails[i].tracker.prune(now);
+                continue;
+            }
             for event in self.expired(i, now) {
                 self.events.publish(event);
             }
