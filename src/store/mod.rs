@@ -80,6 +80,7 @@ mod damage;
 mod files;
 mod pending;
 mod read;
+pub use read::RunningBan;
 mod schema;
 pub use damage::Damage;
 pub use files::check_writable;

@@ -3,6 +3,8 @@
 //! address was banned, recent bans for recidive, and the purge of what is
 //! past keeping. Every read moves the pending file's bans in first.
 
+use std::sync::Arc;
+
 use super::*;
 
 impl Store {
@@ -244,5 +246,164 @@ impl Store {
                 params![cutoff],
             )
             .map_err(|e| self.sql(e))
+    }
+}
+
+/// A running ban as [`Store::each_running`] streams it. The jail's name is
+/// shared by all of its bans: one allocation per jail, not one per ban (a
+/// restore reads a million of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningBan {
+    pub jail: Arc<str>,
+    pub net: IpNet,
+    pub expires: SystemTime,
+    /// The record's reason, if it has one.
+    pub reason: Option<String>,
+    /// The record's origin (`None`: one this version does not know).
+    pub origin: Option<Origin>,
+}
+
+impl Store {
+    /// Every record of a ban neither expired at `now` nor lifted, handed to
+    /// `each` at most `chunk` at a time; `each` says whether to go on.
+    /// Returns how many records were handed over.
+    ///
+    /// What a restore reads, in bounded memory: rows are streamed from one
+    /// statement instead of collected, and not grouped in SQL (`GROUP BY
+    /// jail, net` walks the `(net, jail)` index and looks each row up in
+    /// the table, in address order, not file order: 38 s for a million).
+    /// So a (jail, net) banned again while running comes once per record:
+    /// the caller keeps the latest expiry, whatever the order. Bans still
+    /// in the pending file come after all of SQLite's (see
+    /// [`Store::active`]).
+    pub fn each_running(
+        &mut self,
+        now: SystemTime,
+        chunk: usize,
+        mut each: impl FnMut(Vec<RunningBan>) -> bool,
+    ) -> Result<usize> {
+        let chunk = chunk.max(1);
+        let waiting = self.sync_for_read()?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT jail, net, expires_at, reason, origin FROM bans
+                 WHERE unbanned_at IS NULL AND expires_at > ?1",
+            )
+            .map_err(|e| self.sql(e))?;
+        let mut rows = stmt.query(params![secs(now)]).map_err(|e| self.sql(e))?;
+        let mut names = Names::default();
+        let mut out = Vec::with_capacity(chunk);
+        let (mut handed, mut unreadable) = (0, Unreadable::default());
+        loop {
+            let row = match rows.next() {
+                Ok(Some(row)) => row,
+                Ok(None) => break,
+                Err(e) => return Err(self.sql(e)),
+            };
+            let read = (|| -> rusqlite::Result<Option<RunningBan>> {
+                let net = row.get_ref(1)?.as_str()?;
+                let Ok(net) = net.parse::<IpNet>() else {
+                    unreadable.note(net);
+                    return Ok(None);
+                };
+                Ok(Some(RunningBan {
+                    jail: names.jail(row.get_ref(0)?.as_str()?),
+                    net,
+                    expires: time(row.get(2)?),
+                    reason: row.get(3)?,
+                    origin: names.origin(row.get_ref(4)?.as_str_or_null()?),
+                }))
+            })();
+            match read {
+                Ok(Some(ban)) => out.push(ban),
+                Ok(None) => {}
+                Err(e) => return Err(self.sql(e)),
+            }
+            if out.len() == chunk {
+                handed += out.len();
+                if !each(std::mem::replace(&mut out, Vec::with_capacity(chunk))) {
+                    return Ok(handed);
+                }
+            }
+        }
+        unreadable.log();
+        // Bans not in SQLite yet are newer than every unban there (an
+        // unban moves them in first): each runs, at least until its end.
+        for b in waiting.into_iter().filter(|b| b.expires > now) {
+            out.push(RunningBan {
+                jail: names.jail(&b.jail),
+                net: b.net,
+                expires: b.expires,
+                reason: b.reason,
+                origin: Some(b.origin),
+            });
+            if out.len() == chunk {
+                handed += out.len();
+                if !each(std::mem::replace(&mut out, Vec::with_capacity(chunk))) {
+                    return Ok(handed);
+                }
+            }
+        }
+        handed += out.len();
+        if !out.is_empty() {
+            each(out);
+        }
+        Ok(handed)
+    }
+}
+
+/// Jail names and origins read so far: each row's are compared with the
+/// last ones instead of allocated (a history holds a few of each).
+#[derive(Default)]
+struct Names {
+    jails: Vec<Arc<str>>,
+    origin: Option<(String, Option<Origin>)>,
+}
+
+impl Names {
+    fn jail(&mut self, name: &str) -> Arc<str> {
+        if let Some(j) = self.jails.iter().find(|j| ***j == *name) {
+            return j.clone();
+        }
+        let j: Arc<str> = Arc::from(name);
+        self.jails.push(j.clone());
+        j
+    }
+
+    fn origin(&mut self, text: Option<&str>) -> Option<Origin> {
+        let text = text?;
+        match &self.origin {
+            Some((last, origin)) if last == text => *origin,
+            _ => {
+                let origin = Origin::parse(text);
+                self.origin = Some((text.to_string(), origin));
+                origin
+            }
+        }
+    }
+}
+
+/// Rows whose address cannot be read: skipped, and said once with a count
+/// and the first (a damaged or forged file may hold millions).
+#[derive(Default)]
+struct Unreadable(usize, String);
+
+impl Unreadable {
+    fn note(&mut self, net: &str) {
+        if self.0 == 0 {
+            self.1 = net.to_string();
+        }
+        self.0 += 1;
+    }
+
+    fn log(&self) {
+        if self.0 > 0 {
+            tracing::warn!(
+                first = %self.1,
+                "ban database holds {} unreadable address(es); skipped",
+                self.0
+            );
+        }
     }
 }

@@ -30,7 +30,7 @@ use crate::config::{format_duration, MANUAL_JAIL};
 use crate::firewall::Ban;
 use crate::sources::file::Position;
 use crate::sources::Checkpoint;
-use crate::store::{ActiveBan, BanRecord, FailureWindow, Origin, Store};
+use crate::store::{BanRecord, FailureWindow, Origin, RunningBan, Store};
 
 /// How often reading positions (and the bans gathered in the pending file)
 /// are saved while lines keep coming; also how often what waits is tried
@@ -279,8 +279,10 @@ impl History {
         }
     }
 
-    /// Bans still running at `now`, to restore.
-    pub(super) fn active(&mut self, now: SystemTime) -> Vec<ActiveBan> {
+    /// Bans still running at `now`, all at once (tests; a restore streams
+    /// them, see [`History::each_running`]).
+    #[cfg(test)]
+    pub(super) fn active(&mut self, now: SystemTime) -> Vec<crate::store::ActiveBan> {
         let Some(store) = self.store.as_mut() else {
             return Vec::new();
         };
@@ -290,6 +292,19 @@ impl History {
             "cannot read the ban history: no ban restored (bans still in the kernel stay until they expire)",
         )
         .unwrap_or_default()
+    }
+
+    /// The records of bans still running at `now`, handed to `each` at
+    /// most `chunk` at a time while it says to go on (see
+    /// `Store::each_running`). A failure to read is logged and counted:
+    /// the bans read before it are restored, the others not.
+    pub(super) fn each_running(&mut self, now: SystemTime, chunk: usize, each: impl FnMut(Vec<RunningBan>) -> bool) {
+        let Some(store) = self.store.as_mut() else { return };
+        let result = store.each_running(now, chunk, each);
+        self.failed(
+            result,
+            "cannot read the ban history: the running bans after the error are not restored (bans still in the kernel stay until they expire)",
+        );
     }
 
     /// A jail left the config: its bans are lifted and not restored again.

@@ -104,6 +104,31 @@ impl Engine {
                 (bans.iter().map(|b| (b.clone(), why.clone())).collect(), true)
             }
         };
+        self.unrecord(&refused, whole, counted, now);
+        // Only now that the bans are in place: a packet of the flow that
+        // arrives meanwhile is dropped before its new entry is confirmed.
+        let lost: BTreeSet<(&str, IpNet)> = refused.iter().map(|(b, _)| (b.jail.as_str(), b.net)).collect();
+        self.forget.waiting.extend(
+            bans.iter()
+                .filter(|b| !lost.contains(&(b.jail.as_str(), b.net)))
+                .map(|b| b.net),
+        );
+        self.forget_connections(false);
+        self.share_bans(bans, &refused, counted, now);
+        refused
+    }
+
+    /// Bans the kernel refused leave the record and the history: logged
+    /// (the first few one by one; none if `whole`, a failure of the whole
+    /// call the caller logged once) and counted. `counted`: as in
+    /// [`Engine::push`].
+    pub(super) fn unrecord(
+        &mut self,
+        refused: &[(Ban, String)],
+        whole: bool,
+        counted: Option<Origin>,
+        now: SystemTime,
+    ) {
         let mut unrecord: BTreeMap<&str, Vec<IpNet>> = BTreeMap::new();
         for (k, (ban, why)) in refused.iter().enumerate() {
             self.kernel_errors += 1;
@@ -128,17 +153,6 @@ impl Engine {
         for (jail, nets) in &unrecord {
             self.history.forget(jail, nets, now);
         }
-        // Only now that the bans are in place: a packet of the flow that
-        // arrives meanwhile is dropped before its new entry is confirmed.
-        let lost: BTreeSet<(&str, IpNet)> = refused.iter().map(|(b, _)| (b.jail.as_str(), b.net)).collect();
-        self.forget.waiting.extend(
-            bans.iter()
-                .filter(|b| !lost.contains(&(b.jail.as_str(), b.net)))
-                .map(|b| b.net),
-        );
-        self.forget_connections(false);
-        self.share_bans(bans, &refused, counted, now);
-        refused
     }
 
     /// Remove the conntrack entries of the sources banned since the last
@@ -168,31 +182,38 @@ impl Engine {
     /// Put the table back as setup makes it and re-add every live ban
     /// with its remaining time, from nftban's own record (never by listing
     /// the kernel's sets). Returns how many bans were re-added.
-    fn restore(&mut self, now: SystemTime) -> crate::firewall::Result<usize> {
+    pub(super) fn restore(&mut self, now: SystemTime) -> crate::firewall::Result<usize> {
         self.flush(now);
         self.expire(now);
         self.firewall.setup(&self.spec)?;
-        let bans: Vec<Ban> = self
-            .jails
-            .iter()
-            .flat_map(|j| {
-                j.bans.iter().filter_map(move |(net, &until)| {
-                    let left = until.duration_since(now).ok().filter(|d| !d.is_zero())?;
-                    Some(Ban {
-                        jail: j.name.clone(),
-                        net: *net,
-                        timeout: left,
-                    })
-                })
-            })
-            .collect();
+        // In chunks, as at start: a million bans are never copied at once.
+        let chunk = self.restore_chunk.max(1);
+        let (mut bans, mut added) = (Vec::new(), 0);
+        for j in &self.jails {
+            for (net, &until) in j.bans.iter() {
+                let Some(left) = until.duration_since(now).ok().filter(|d| !d.is_zero()) else {
+                    continue;
+                };
+                bans.push(Ban {
+                    jail: j.name.clone(),
+                    net: *net,
+                    timeout: left,
+                });
+                if bans.len() == chunk {
+                    self.firewall.add(&bans)?;
+                    added += bans.len();
+                    bans.clear();
+                }
+            }
+        }
         self.firewall.add(&bans)?;
+        added += bans.len();
         // The feeds' entries too: one transaction per feed, as a refresh.
         let feeds: Vec<(String, Vec<IpNet>)> = self.feed_entries().map(|(s, n)| (s.to_string(), n)).collect();
         for (sets, nets) in &feeds {
             self.firewall.apply_diff(sets, nets, &[])?;
         }
-        Ok(bans.len())
+        Ok(added)
     }
 
     /// What is missing from the kernel, checked cheaply: the table's
@@ -258,6 +279,6 @@ impl Engine {
 
 /// Whether the kernel said a table or set of the batch does not exist
 /// (ENOENT): another tool deleted it.
-fn no_such_table(e: &crate::firewall::Error) -> bool {
+pub(super) fn no_such_table(e: &crate::firewall::Error) -> bool {
     matches!(e, crate::firewall::Error::Kernel { error, .. } if error.raw_os_error() == Some(libc::ENOENT))
 }

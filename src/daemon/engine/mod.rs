@@ -123,6 +123,9 @@ pub struct Engine {
     history: History,
     /// Conntrack entries of banned sources still to be removed.
     forget: Forget,
+    /// Bans per kernel call when restoring ([`start::RESTORE_CHUNK`];
+    /// tests set fewer).
+    restore_chunk: usize,
     /// Where bans, unbans and expiries are told (`nftban events`).
     events: Hub,
     /// When bans that ended were last forgotten.
@@ -186,6 +189,7 @@ impl Engine {
             kernel_errors: 0,
             history: History::new(config.history_keep),
             forget: Forget::default(),
+            restore_chunk: start::RESTORE_CHUNK,
             events: Hub::default(),
             expired_at: Instant::now(),
             share: None,

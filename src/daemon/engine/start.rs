@@ -13,17 +13,19 @@
 //! `0.0.0.0/0` used to ban the whole world for a day at start.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
 
 use super::jail::JailState;
+use super::share::Share;
 use super::Engine;
 use crate::address::{never_banned, show as show_net};
 use crate::config::duration::MAX_DURATION;
 use crate::config::{Config, MANUAL_JAIL, RECIDIVE_JAIL};
-use crate::firewall::Ban;
-use crate::store::{ActiveBan, FailureWindow, Origin};
+use crate::firewall::{Ban, Firewall};
+use crate::store::{FailureWindow, Origin, RunningBan};
 
 /// Clock steps (NTP, a fixed RTC) move "now" by seconds to hours: a ban
 /// or failure that far off is believed, a day past it is not.
@@ -31,96 +33,102 @@ const CLOCK_SLACK: Duration = Duration::from_secs(86_400);
 
 impl Engine {
     /// Create or adopt the kernel table, then restore the bans the history
-    /// says are still running, all in one batch. The kernel's sets are never
-    /// listed (listing a big set is slow in the kernel, docs/firewall.md):
-    /// setup creates only what is missing and never flushes a set, so bans
-    /// already in the kernel stay there with their own timeouts, and
-    /// re-adding the history's bans is idempotent. Without history (a first
-    /// start, a deleted database) the record starts empty: bans left in the
-    /// kernel keep dropping until they expire, but `status` does not show
-    /// them. Bans nftban would never make are lifted instead (module doc).
+    /// says are still running. The kernel's sets are never listed (listing
+    /// a big set is slow in the kernel, docs/firewall.md): setup creates
+    /// only what is missing and never flushes a set, so bans already in the
+    /// kernel stay there with their own timeouts, and re-adding the
+    /// history's bans is idempotent. Without history (a first start, a
+    /// deleted database) the record starts empty: bans left in the kernel
+    /// keep dropping until they expire, but `status` does not show them.
+    /// Bans nftban would never make are lifted instead (module doc).
+    ///
+    /// The history is read on a thread of its own and handed over
+    /// [`RESTORE_CHUNK`] bans at a time, each chunk one kernel call while
+    /// the next is read: a million bans are never held twice (they were
+    /// read all at once, then copied for the kernel and for the fleet: 912
+    /// MB), and reading overlaps the kernel's work (docs/performance.md).
     /// Returns how many bans were restored.
     pub fn start(&mut self, config: &Config) -> crate::firewall::Result<usize> {
         self.spec = config.table_spec();
         self.firewall.setup(&self.spec)?;
         let now = SystemTime::now();
-        let active = self.history.active(now);
         // Before the restored bans: an unban told again never follows a
         // ban of the same address (none runs again, engine::share).
         self.retell_unbans(now);
         let mut refused = Refusals::default();
         self.seed_recidive(now, &mut refused);
         self.restore_failures(now, &mut refused);
-        let mut restore = Vec::with_capacity(active.len());
-        // This node's own bans, told again (the fleet publishes what an
-        // outage or a stop kept back; its peers drop what they have).
-        let mut news = Vec::new();
-        let mut removed = BTreeSet::new();
-        let mut lift: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
-        for ban in active {
-            let Some(jail) = self.jails.iter_mut().find(|j| j.name == ban.jail) else {
-                // The jail left the config: its bans are lifted (setup
-                // removed its sets) and not restored again.
-                removed.insert(ban.jail);
-                continue;
-            };
-            let left = ban.expires.duration_since(now).unwrap_or_default();
-            if left.is_zero() {
-                continue;
-            }
-            if let Some(why) = distrust(jail, &ban, left) {
-                refused.note(why, || format!("{} in jail {}", show_net(&ban.net), ban.jail));
-                lift.entry(ban.jail).or_default().push(ban.net);
-                continue;
-            }
-            jail.bans.insert(ban.net, ban.expires);
-            if !ban.origin.is_some_and(Origin::is_fleet) {
-                news.push(super::Local::Ban {
-                    jail: ban.jail.clone(),
-                    net: ban.net,
-                    expires: ban.expires,
-                    origin: ban.origin.unwrap_or(Origin::Auto),
-                    reason: ban.reason.clone(),
-                    restored: true,
-                });
-            }
-            if let Some(why) = ban.reason {
-                jail.reasons.insert(ban.net, why);
-            }
-            restore.push(Ban {
-                jail: ban.jail,
-                net: ban.net,
-                timeout: left,
+        let batches = self.firewall.batches();
+        let mut run = Restoring::new(now, refused);
+        let chunk = self.restore_chunk;
+        {
+            let Engine {
+                history,
+                jails,
+                firewall,
+                share,
+                ..
+            } = self;
+            std::thread::scope(|s| {
+                // Two chunks in flight at most: one read, one into the kernel.
+                let (tx, rx) = mpsc::sync_channel(1);
+                let reader = s.spawn(move || history.each_running(now, chunk, |rows| tx.send(rows).is_ok()));
+                for rows in rx {
+                    run.chunk(rows, jails, firewall.as_mut(), share);
+                }
+                // A panic of the reader is the daemon's: it happens again.
+                if let Err(panic) = reader.join() {
+                    std::panic::resume_unwind(panic);
+                }
             });
         }
+        let Restoring {
+            refused,
+            removed,
+            lift,
+            kernel,
+            whole,
+            gone,
+            restored,
+            conntrack_errors,
+            ..
+        } = run;
+        self.kernel_errors += conntrack_errors;
         for jail in &removed {
             self.history.jail_removed(jail, now);
         }
         self.lift_refused(&lift, now);
         refused.log();
-        if restore.is_empty() {
+        if let Some(e) = gone {
+            // Another tool deleted the table (or a set) during the restore:
+            // it goes back with every ban of the record, as healing does.
+            match self.restore(now) {
+                Ok(n) => tracing::warn!(
+                    "table inet {} was gone while the bans were restored ({e}): restored the table and {n} ban(s)",
+                    self.spec.table
+                ),
+                Err(again) => return Err(again),
+            }
+        }
+        if let Some(e) = &whole {
+            tracing::error!(error = %e, count = kernel.len(), "could not put restored bans into the kernel");
+        }
+        // Restored bans the kernel refuses (a set that became smaller, say)
+        // are logged and dropped like any refusal.
+        self.unrecord(&kernel, whole.is_some(), None, now);
+        let restored = restored.saturating_sub(kernel.len());
+        if restored == 0 {
             tracing::info!(
                 "no running ban in the history; bans already in the kernel's sets are kept as they are (not listed, not shown by status) until they expire"
             );
             return Ok(0);
         }
-        // Restored bans the kernel refuses (a set that became smaller, say)
-        // are logged and dropped like any refusal.
-        let batches = self.firewall.batches();
-        let refused = self.push(&restore, None, now);
-        news.retain(|n| match n {
-            super::Local::Ban { jail, net, .. } => !refused.iter().any(|(b, _)| b.jail == *jail && b.net == *net),
-            super::Local::Unban { .. } => true,
-        });
-        self.share(news);
-        let refused = refused.len();
         let batches = self.firewall.batches() - batches;
         tracing::info!(
-            "restored {} bans in {batches} netlink batch{}",
-            restore.len() - refused,
+            "restored {restored} bans in {batches} netlink batch{}",
             if batches == 1 { "" } else { "es" }
         );
-        Ok(restore.len() - refused)
+        Ok(restored)
     }
 
     /// Lift bans restore refused: out of the kernel (an older nftban may
@@ -196,20 +204,174 @@ impl Engine {
     }
 }
 
+/// Bans per kernel call when restoring: about 1.4 MB of netlink messages,
+/// one batch; a million bans are 31 calls. Bigger chunks gain nothing in
+/// the kernel (docs/performance.md) and hold more rows at once.
+pub(super) const RESTORE_CHUNK: usize = 32_768;
+
+/// What a restore found, chunk by chunk, for the engine to act on once the
+/// history is read (the reader thread holds the history until then).
+struct Restoring {
+    now: SystemTime,
+    refused: Refusals,
+    /// Jails left the config that still had bans.
+    removed: BTreeSet<String>,
+    /// Bans nftban would never make, to lift.
+    lift: BTreeMap<String, Vec<IpNet>>,
+    /// Bans the kernel refused, with why.
+    kernel: Vec<(Ban, String)>,
+    /// The error of a kernel call that refused a whole chunk (a broken
+    /// socket), if one did.
+    whole: Option<crate::firewall::Error>,
+    /// The table or a set was gone (another tool deleted it meanwhile).
+    gone: Option<crate::firewall::Error>,
+    /// Distinct bans put in the record.
+    restored: usize,
+    /// Conntrack removals that failed.
+    conntrack_errors: u64,
+}
+
+impl Restoring {
+    fn new(now: SystemTime, refused: Refusals) -> Restoring {
+        Restoring {
+            now,
+            refused,
+            removed: BTreeSet::new(),
+            lift: BTreeMap::new(),
+            kernel: Vec::new(),
+            whole: None,
+            gone: None,
+            restored: 0,
+            conntrack_errors: 0,
+        }
+    }
+
+    /// One chunk of the history's running bans into the jails' records,
+    /// then into the kernel in one call, then told to the fleet. A (jail,
+    /// net) the history holds twice (banned again while running) keeps the
+    /// latest expiry: a later record running longer is put in again (the
+    /// kernel takes the new timeout), one running shorter is skipped.
+    fn chunk(
+        &mut self,
+        rows: Vec<RunningBan>,
+        jails: &mut [JailState],
+        firewall: &mut dyn Firewall,
+        share: &mut Option<Box<dyn Share>>,
+    ) {
+        let now = self.now;
+        let mut bans = Vec::with_capacity(rows.len());
+        // This node's own bans, told again (the fleet publishes what an
+        // outage or a stop kept back; its peers drop what they have).
+        let mut news = Vec::new();
+        for ban in rows {
+            let Some(jail) = jails.iter_mut().find(|j| *j.name == *ban.jail) else {
+                // The jail left the config: its bans are lifted (setup
+                // removed its sets) and not restored again.
+                if !self.removed.contains(&*ban.jail) {
+                    self.removed.insert(ban.jail.to_string());
+                }
+                continue;
+            };
+            let left = ban.expires.duration_since(now).unwrap_or_default();
+            if left.is_zero() {
+                continue;
+            }
+            if let Some(why) = distrust(jail, &ban.net, left) {
+                self.refused
+                    .note(why, || format!("{} in jail {}", show_net(&ban.net), ban.jail));
+                self.lift.entry(ban.jail.to_string()).or_default().push(ban.net);
+                continue;
+            }
+            match jail.bans.insert(ban.net, ban.expires) {
+                Some(old) if old >= ban.expires => {
+                    jail.bans.insert(ban.net, old);
+                    continue;
+                }
+                Some(_) => {}
+                None => self.restored += 1,
+            }
+            match &ban.reason {
+                Some(why) => jail.reasons.insert(ban.net, why.clone()),
+                None => jail.reasons.remove(&ban.net),
+            };
+            if share.is_some() && !ban.origin.is_some_and(Origin::is_fleet) {
+                news.push(super::Local::Ban {
+                    jail: jail.name.clone(),
+                    net: ban.net,
+                    expires: ban.expires,
+                    origin: ban.origin.unwrap_or(Origin::Auto),
+                    reason: ban.reason,
+                    restored: true,
+                });
+            }
+            bans.push(Ban {
+                jail: jail.name.clone(),
+                net: ban.net,
+                timeout: left,
+            });
+        }
+        if bans.is_empty() {
+            return;
+        }
+        let refused: Vec<(Ban, String)> = match firewall.add(&bans) {
+            Ok(refused) => refused.into_iter().map(|r| (r.ban, r.error.to_string())).collect(),
+            // Healed once the history is read (`start`).
+            Err(e) if super::kernel::no_such_table(&e) => {
+                self.gone.get_or_insert(e);
+                return;
+            }
+            Err(e) => {
+                let why = e.to_string();
+                self.whole.get_or_insert(e);
+                bans.iter().map(|b| (b.clone(), why.clone())).collect()
+            }
+        };
+        // As after any ban: the conntrack entries of the banned sources go
+        // (a walk of the conntrack table per chunk, none when it is empty).
+        let lost: BTreeSet<(&str, IpNet)> = refused.iter().map(|(b, _)| (b.jail.as_str(), b.net)).collect();
+        let nets: Vec<IpNet> = bans
+            .iter()
+            .filter(|b| lost.is_empty() || !lost.contains(&(b.jail.as_str(), b.net)))
+            .map(|b| b.net)
+            .collect();
+        match firewall.forget_connections(&nets) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                "removed {n} conntrack entr{} of restored bans' sources",
+                if n == 1 { "y" } else { "ies" }
+            ),
+            Err(e) => {
+                self.conntrack_errors += 1;
+                tracing::warn!(error = %e, "could not remove the conntrack entries of restored bans' sources");
+            }
+        }
+        if let Some(listener) = share.as_mut() {
+            news.retain(|n| match n {
+                super::Local::Ban { jail, net, .. } => !lost.contains(&(jail.as_str(), *net)),
+                super::Local::Unban { .. } => true,
+            });
+            if !news.is_empty() {
+                listener.told(news);
+            }
+        }
+        self.kernel.extend(refused);
+    }
+}
+
 const NEVER: &str = "that no ban may touch";
 const IGNORED: &str = "overlapping the jail's ignoreip";
 const TOO_LONG: &str = "running past the maximum bantime of 10 years";
 const MALFORMED: &str = "not a valid prefix (host bits set)";
 const AHEAD: &str = "dated more than a day ahead of the clock";
 
-/// Why `ban`, with `left` to run, is not to be restored in `jail`, if it
+/// Why a ban of `net`, with `left` to run, is not to be restored in `jail`, if it
 /// is not: the bans nftban itself would never make.
-fn distrust(jail: &JailState, ban: &ActiveBan, left: Duration) -> Option<&'static str> {
-    if ban.net.trunc() != ban.net {
+fn distrust(jail: &JailState, net: &IpNet, left: Duration) -> Option<&'static str> {
+    if net.trunc() != *net {
         Some(MALFORMED)
-    } else if never_banned(&ban.net).is_some() {
+    } else if never_banned(net).is_some() {
         Some(NEVER)
-    } else if jail.tracker.is_ignored(&ban.net) {
+    } else if jail.tracker.is_ignored(net) {
         Some(IGNORED)
     } else if left > MAX_DURATION.saturating_add(CLOCK_SLACK) {
         Some(TOO_LONG)
@@ -332,6 +494,59 @@ jails:
         let mut s = Store::open(&db).unwrap();
         let active: Vec<IpNet> = s.active(now).unwrap().into_iter().map(|b| b.net).collect();
         assert_eq!(active, ["198.51.100.7/32".parse::<IpNet>().unwrap()]);
+    }
+
+    /// A restore streams the history into the kernel in chunks, one
+    /// kernel call each: not one call per ban (a million round trips), and
+    /// not every ban at once (a million rows held, then copied: 912 MB).
+    /// A (jail, net) recorded twice keeps its latest expiry, whichever
+    /// record comes first; an expired record is not restored.
+    #[test]
+    fn restore_goes_into_the_kernel_chunk_by_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("nftban.db");
+        let now = SystemTime::now();
+        let hours = |h: u64| now + Duration::from_secs(h * 3600);
+        let earlier = now - Duration::from_secs(60);
+        let mut records: Vec<BanRecord> = (1..=250)
+            .map(|i| record("asterisk", &format!("198.51.100.{i}/32"), earlier, hours(1)))
+            .collect();
+        // Banned again while running: .1 for longer, .2 for shorter.
+        records.push(record("asterisk", "198.51.100.1/32", now, hours(3)));
+        records.push(record("asterisk", "198.51.100.2/32", now, hours(2)));
+        records[1].expires = hours(5);
+        records.push(record(
+            "asterisk",
+            "198.51.101.1/32",
+            earlier,
+            now - Duration::from_secs(1),
+        ));
+        Store::open(&db).unwrap().record_bans(&records).unwrap();
+        let config = config();
+        let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(Store::open(&db).unwrap());
+        e.restore_chunk = 100;
+        let before = e.firewall.batches();
+        assert_eq!(e.start(&config).unwrap(), 250);
+        // 252 running records: chunks of 100, 100 and 52.
+        assert_eq!(e.firewall.batches() - before, 3);
+        let minutes: std::collections::BTreeMap<String, u64> = e
+            .firewall
+            .list("asterisk")
+            .unwrap()
+            .iter()
+            .map(|el| {
+                (
+                    show_net(&el.net),
+                    el.expires_in.unwrap_or_default().as_secs().div_ceil(60),
+                )
+            })
+            .collect();
+        assert_eq!(minutes.len(), 250);
+        assert_eq!(minutes["198.51.100.1"], 180);
+        assert_eq!(minutes["198.51.100.2"], 300);
+        assert_eq!(minutes["198.51.100.250"], 60);
+        assert!(!minutes.contains_key("198.51.101.1"), "expired");
+        assert_eq!(e.jail_status("asterisk", now).unwrap().banned.len(), 250);
     }
 
     /// The latest time the history's seconds can say (`i64::MAX`).
