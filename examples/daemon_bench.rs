@@ -1078,7 +1078,7 @@ fn nftban_lines(socket: &Path) -> Option<u64> {
     if !resp.ok {
         return None;
     }
-    let st: nftban::control::protocol::JailStatus = serde_json::from_value(resp.data).ok()?;
+    let st: nftban::control::protocol::JailStatus = resp.data().ok()?;
     Some(st.sources.iter().map(|s| s.lines).sum())
 }
 

@@ -22,7 +22,7 @@ pub(super) fn ask<T: serde::de::DeserializeOwned>(c: &ConfigArg, req: &Request) 
             resp.error.unwrap_or_else(|| "the daemon refused the request".into())
         );
     }
-    Ok(serde_json::from_value(resp.data)?)
+    Ok(resp.data()?)
 }
 
 /// Addresses per request. `nftban ban -` of a million addresses goes as

@@ -157,7 +157,7 @@ pub fn run() -> anyhow::Result<u8> {
             },
         )
         .ok()?;
-        serde_json::from_value(resp.data).ok()
+        resp.data().ok()
     };
     let started = wait_for("the daemon's control socket", Duration::from_secs(10), || status(&cfg));
     if started.is_err() {

@@ -755,7 +755,7 @@ mod tests {
         )
         .unwrap();
         assert!(r.ok);
-        assert_eq!(r.data, serde_json::json!("sshd"));
+        assert_eq!(r.data.get(), r#""sshd""#);
         let r = crate::control::client::call(
             &path,
             &Request::Unban {
