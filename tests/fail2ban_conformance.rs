@@ -28,8 +28,8 @@ const LOGS: &str = "/usr/lib/python3/dist-packages/fail2ban/tests/files/logs";
 
 /// What nftban reaches today, so that a change that loses cases fails:
 /// (cases whose annotated host is an address that pass, all cases that pass).
-const FLOOR_ADDRESS: usize = 1083;
-const FLOOR_ALL: usize = 1362;
+const FLOOR_ADDRESS: usize = 1089;
+const FLOOR_ALL: usize = 1368;
 
 /// One annotated case.
 #[derive(Debug)]

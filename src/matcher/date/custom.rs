@@ -47,7 +47,8 @@ enum Item {
     Fraction,
     /// `%z`: `Z`, `±HH`, `±HHMM`, `±HH:MM`.
     Offset,
-    /// `%Z`: `UTC`, `GMT` or `Z`.
+    /// `%Z`: `Z` or a zone name of 3 to 5 capitals; only `UTC`, `GMT` and
+    /// `Z` give an offset (fail2ban reads other names over, as local time).
     ZoneName,
     /// `%s`: seconds since 1970.
     Epoch,
@@ -269,15 +270,18 @@ impl CustomDate {
                     at += len;
                 }
                 Item::ZoneName => {
+                    // fail2ban's `%Z`: `Z` or a name of 3 to 5 capitals.
+                    // Only UTC, GMT and Z say an offset; another name
+                    // (monit's `PDT Apr 16 21:05:29`) is read over, the
+                    // time taken as local, as fail2ban does.
                     let rest = &s[at..];
-                    let len = if rest.starts_with(b"UTC") || rest.starts_with(b"GMT") {
-                        3
-                    } else if rest.starts_with(b"Z") {
-                        1
-                    } else {
+                    let len = rest.iter().take(5).take_while(|c| c.is_ascii_uppercase()).count();
+                    let name = &rest[..len];
+                    if name == b"Z" || name == b"UTC" || name == b"GMT" {
+                        p.offset = Some(0);
+                    } else if len < 3 {
                         return None;
-                    };
-                    p.offset = Some(0);
+                    }
                     at += len;
                 }
                 Item::Epoch => p.epoch = Some(i64::try_from(digits64(s, &mut at, 1, 12)?).ok()?),
@@ -405,5 +409,25 @@ mod tests {
         assert_eq!(p.read(b"Jan  3 05:40:16 host").unwrap().day, Some(3));
         assert!(p.read(b"Jan 33 05:40:16 host").is_none());
         assert!(p.read(b"Foo  3 05:40:16 host").is_none());
+    }
+
+    /// monit's `[PDT Apr 16 21:05:29]`: a zone name is read over (the time
+    /// is local, as fail2ban takes it); UTC, GMT and Z say the offset; a
+    /// word that is not a zone name is no date.
+    #[test]
+    fn zone_names_are_read_over_unless_they_say_the_offset() {
+        let p = CustomDate::new("%Z %b %d %H:%M:%S").unwrap();
+        let got = p.read(b"PDT Apr 16 21:05:29] error").unwrap();
+        assert_eq!(
+            (got.month, got.day, got.hour, got.offset, got.end),
+            (Some(4), Some(16), 21, None, 19)
+        );
+        assert_eq!(p.read(b"CEST Aug  6 10:14:52]").unwrap().offset, None);
+        assert_eq!(p.read(b"UTC Apr 16 21:05:29").unwrap().offset, Some(0));
+        assert_eq!(p.read(b"GMT Apr 16 21:05:29").unwrap().offset, Some(0));
+        assert_eq!(p.read(b"Z Apr 16 21:05:29").unwrap().offset, Some(0));
+        assert!(p.read(b"pdt Apr 16 21:05:29").is_none(), "capitals only");
+        assert!(p.read(b"AB Apr 16 21:05:29").is_none(), "two letters are no zone");
+        assert!(p.read(b"ABCDEFG Apr 16 21:05:29").is_none(), "nor seven");
     }
 }

@@ -189,7 +189,7 @@ pub fn load_with(path: &Path, options: &[(String, String)]) -> Result<Imported, 
 /// (`[17/Jun/2011 17:00:45]`), 3proxy's and Domino's (`11-06-2013 02:09:40
 /// +0300`), monit's (`[PDT Apr 16 21:05:29]`), macOS's (`Oct 27 2015
 /// 12:35:40`), stunnel's (`2011.11.21 14:29:16`) and US dates.
-const DEFAULT_TEMPLATES: [&str; 17] = [
+const DEFAULT_TEMPLATES: [&str; 16] = [
     "%a %b %d %H:%M:%S.%f %Y",
     "%a %b %d %H:%M:%S %Y",
     "%Y/%m/%d %H:%M:%S",
@@ -200,7 +200,6 @@ const DEFAULT_TEMPLATES: [&str; 17] = [
     "%d/%b/%Y:%H:%M:%S %z",
     "%d/%b/%Y:%H:%M:%S",
     "%d/%b/%Y %H:%M:%S",
-    "%d-%m-%Y %H:%M:%S %z",
     "%d-%m-%Y %H:%M:%S",
     "%m/%d/%Y %H:%M:%S",
     "%b %d %Y %H:%M:%S",
