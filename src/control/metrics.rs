@@ -616,15 +616,8 @@ mod tests {
             ..Default::default()
         };
         let st = Status {
-            jails: vec![jail("sshd", 1)],
-            kernel_errors: 0,
-            history_errors: 0,
-            history_waiting: 0,
-            history_dropped: 0,
-            most_banned: vec![],
-            most_failed: vec![],
             fleet: Some(fleet),
-            feeds: Vec::new(),
+            ..status(vec![jail("sshd", 1)])
         };
         let text = render(&st).unwrap();
         for line in [
@@ -659,15 +652,8 @@ mod tests {
             ..Default::default()
         };
         let st = Status {
-            jails: vec![jail("sshd", 1)],
-            kernel_errors: 0,
-            history_errors: 0,
-            history_waiting: 0,
-            history_dropped: 0,
-            most_banned: vec![],
-            most_failed: vec![],
-            fleet: None,
             feeds: vec![feed],
+            ..status(vec![jail("sshd", 1)])
         };
         let text = render(&st).unwrap();
         for line in [
@@ -721,15 +707,9 @@ mod tests {
             ..jail("sshd", 0)
         };
         let st = Status {
-            jails: vec![sshd, jail("manual", 0)],
             kernel_errors: 14,
             history_errors: 15,
-            history_waiting: 0,
-            history_dropped: 0,
-            most_banned: vec![],
-            most_failed: vec![],
-            fleet: None,
-            feeds: Vec::new(),
+            ..status(vec![sshd, jail("manual", 0)])
         };
         let expected = "\
 # HELP nftban_lines_read_total Lines read from the jail's sources since start.
