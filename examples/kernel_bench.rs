@@ -603,7 +603,7 @@ impl Daemon {
     fn start(bin: &Path, dir: &Path) -> Res<Daemon> {
         // The watched log in a folder of its own, as /var/log is apart
         // from /var/lib/nftban: in the database's folder, every write to
-        // the history woke the file source's folder watch (a tenth of
+        // the history woke the file source's folder watch (which showed in
         // the daemon's CPU during `ban -`), which no real layout does.
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs)?;

@@ -54,8 +54,8 @@ fn is_false(b: &bool) -> bool {
 ///
 /// `data` is kept as the JSON text it is sent as, written straight from
 /// the report: going through a `serde_json::Value` first held every field
-/// of every ban as a map of its own, and the `status` of a daemon holding a
-/// million bans peaked at 900 MB that way (docs/performance.md).
+/// of every ban as a map of its own, many times the text's size for the
+/// `status` of a daemon holding a million bans (docs/performance.md).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Response {
     pub ok: bool,

@@ -271,7 +271,8 @@ impl Store {
     /// What a restore reads, in bounded memory: rows are streamed from one
     /// statement instead of collected, and not grouped in SQL (`GROUP BY
     /// jail, net` walks the `(net, jail)` index and looks each row up in
-    /// the table, in address order, not file order: 38 s for a million).
+    /// the table, in address order, not file order: slow at a million,
+    /// docs/performance.md).
     /// So a (jail, net) banned again while running comes once per record:
     /// the caller keeps the latest expiry, whatever the order. Bans still
     /// in the pending file come after all of SQLite's (see

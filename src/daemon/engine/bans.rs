@@ -23,9 +23,10 @@ pub struct Bans {
     /// Prefixes (not single addresses) per family and length.
     lens: Box<[[u32; 129]; 2]>,
     /// No ban ends before this (a lower bound: removals leave it as it
-    /// was). `expire` runs every second and was a walk over every ban: a
-    /// quarter of the engine's CPU while `ban -` filled a jail towards a
-    /// million (docs/performance.md); now it walks only when one is due.
+    /// was). `expire` runs every second and was a walk over every ban,
+    /// which showed in the engine's profile while `ban -` filled a jail
+    /// towards a million (docs/performance.md); now it walks only when one
+    /// is due.
     first_end: Option<SystemTime>,
 }
 

@@ -498,7 +498,7 @@ jails:
 
     /// A restore streams the history into the kernel in chunks, one
     /// kernel call each: not one call per ban (a million round trips), and
-    /// not every ban at once (a million rows held, then copied: 912 MB).
+    /// not every ban at once (a million rows held, then copied).
     /// A (jail, net) recorded twice keeps its latest expiry, whichever
     /// record comes first; an expired record is not restored.
     #[test]
