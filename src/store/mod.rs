@@ -13,9 +13,10 @@
 //! committed; a power cut may lose the last transactions, whose bans are
 //! still in the kernel until they expire.
 //!
-//! Small writes (a ban or two) go first to an append-only file beside the
-//! database and reach SQLite about once a second, many in one transaction:
-//! see [`pending`]. Every read of the history moves them in first.
+//! Ban writes go first to an append-only file beside the database and
+//! reach SQLite about once a second, or once [`PENDING_MOST`] wait, many in
+//! one transaction: see [`pending`]. Every read of the history moves them
+//! in first.
 //!
 //! The schema version is kept in `PRAGMA user_version`; [`Store::open`]
 //! migrates older files forward and refuses newer ones.
@@ -93,9 +94,14 @@ const INSERT_UNLESS_HELD: &str = "INSERT INTO bans (jail, net, banned_at, expire
      SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM bans
          WHERE net = ?2 AND jail = ?1 AND banned_at = ?3 AND expires_at = ?4)";
 
-/// Bans recorded in one call up to this many go to the pending file; more
-/// go straight into SQLite (one transaction is then cheap per ban).
-const SMALL_WRITE: usize = 64;
+/// Bans wait in the pending file until the next save (about once a
+/// second) or until this many wait, then go into SQLite in one
+/// transaction. A transaction's cost per ban falls with its size: every
+/// ban adds a key at a random place of the `bans_net` index, and each
+/// commit writes every index page it touched to the WAL, so ten commits of
+/// 10,000 bans write most of the index ten times where one of 100,000
+/// writes it once. The bound keeps the pending bans' memory small.
+const PENDING_MOST: usize = 131_072;
 
 /// How long opening the history waits for another process's lock on it
 /// (an admin's `sqlite3` in a transaction, a backup): the daemon is not
@@ -188,6 +194,8 @@ pub struct Store {
     /// lock, a full disk): still in that file, moved with the next save
     /// that works, each unless SQLite holds it already.
     left: Vec<BanRecord>,
+    /// [`PENDING_MOST`] (smaller in tests).
+    pending_most: usize,
 }
 
 /// Seconds since the epoch as SQLite keeps them; a time before the epoch
@@ -263,6 +271,7 @@ impl Store {
             path: path.to_path_buf(),
             pending,
             pending_failing: false,
+            pending_most: PENDING_MOST,
             left: Vec::new(),
         };
         store.conn.busy_timeout(BUSY_WAIT).map_err(|e| store.sql(e))?;
@@ -392,15 +401,22 @@ impl Store {
         }
     }
 
-    /// Record bans: a few are appended to the pending file, many go into
-    /// SQLite in one transaction. Either way they survive `kill -9` once
-    /// this returns.
+    /// Record bans: appended to the pending file, moved into SQLite with
+    /// the next save, or at once when [`PENDING_MOST`] wait. Either way
+    /// they survive `kill -9` once this returns.
     pub fn record_bans(&mut self, bans: &[BanRecord]) -> Result<()> {
-        if bans.len() <= SMALL_WRITE {
+        if bans.len() <= self.pending_most {
             match self.pending.append(bans) {
                 Ok(()) => {
                     if std::mem::take(&mut self.pending_failing) {
                         tracing::info!("{} can be appended to again", self.pending.path().display());
+                    }
+                    if self.pending.bans().len() >= self.pending_most {
+                        // In SQLite or not, they are recorded: a failure
+                        // here keeps them pending for the next save.
+                        if let Err(e) = self.sync() {
+                            tracing::debug!(error = %e, "pending bans not moved into the history yet");
+                        }
                     }
                     return Ok(());
                 }

@@ -5,10 +5,13 @@
 //! WAL, checksums, file locks, a random leaf of the `net` index). Bans come
 //! one at a time under a steady attack (each in its own burst, so that it
 //! reaches the kernel at once), and that transaction was a third of the
-//! engine's CPU in the daemon benchmark (docs/performance.md, "Daemon"). A
-//! line appended here costs one `write`; the engine moves what gathered
-//! into SQLite in one transaction about once a second, together with the
-//! file positions, and then empties this file.
+//! engine's CPU in the daemon benchmark (docs/performance.md, "Daemon"); a
+//! bulk request comes in chunks of 10,000, and ten commits of 10,000 write
+//! the address index's pages ten times where one of 100,000 writes them
+//! once. A line appended here costs one `write`; the engine moves what
+//! gathered into SQLite in one transaction about once a second (or once
+//! `PENDING_MOST` wait), together with the file positions, and then
+//! empties this file.
 //!
 //! Durability is the same as SQLite's with `synchronous=NORMAL`: a write
 //! is in the page cache when `write` returns, so `kill -9` loses nothing;
@@ -20,6 +23,7 @@
 //! The file is locked (`flock`) while a store has it open, so two daemons
 //! can never share one database (and replay each other's lines).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -33,16 +37,18 @@ use serde::{Deserialize, Serialize};
 
 use super::{BanRecord, Origin};
 
-/// One line of the file.
+/// One line of the file. Written from borrowed text (a bulk ban appends
+/// hundreds of thousands of lines a second: no copy of each jail name,
+/// origin and reason just to write them), read back owned.
 #[derive(Serialize, Deserialize)]
-struct Line {
-    jail: String,
+struct Line<'a> {
+    jail: Cow<'a, str>,
     net: IpNet,
     at: u64,
     expires: u64,
-    origin: String,
+    origin: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
+    reason: Option<Cow<'a, str>>,
 }
 
 /// Why the pending file cannot be used.
@@ -132,12 +138,12 @@ impl Pending {
         self.buf.clear();
         for b in bans {
             let line = Line {
-                jail: b.jail.clone(),
+                jail: Cow::Borrowed(&b.jail),
                 net: b.net,
                 at: secs(b.at),
                 expires: secs(b.expires),
-                origin: b.origin.as_str().into(),
-                reason: b.reason.clone(),
+                origin: Cow::Borrowed(b.origin.as_str()),
+                reason: b.reason.as_deref().map(Cow::Borrowed),
             };
             serde_json::to_writer(&mut self.buf, &line).map_err(std::io::Error::other)?;
             self.buf.push(b'\n');
@@ -207,12 +213,12 @@ fn parse(text: &[u8], path: &Path) -> Vec<BanRecord> {
             .and_then(|l| {
                 let origin = Origin::parse(&l.origin).ok_or_else(|| format!("unknown origin {:?}", l.origin))?;
                 Ok(BanRecord {
-                    jail: l.jail,
+                    jail: l.jail.into_owned(),
                     net: l.net,
                     at: time(l.at, "at")?,
                     expires: time(l.expires, "expires")?,
                     origin,
-                    reason: l.reason,
+                    reason: l.reason.map(Cow::into_owned),
                 })
             });
         match parsed {

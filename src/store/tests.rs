@@ -226,6 +226,36 @@ fn small_writes_wait_in_the_pending_file_and_survive_a_crash() {
     assert_eq!(std::fs::metadata(pending_path(&db)).unwrap().len(), 0);
 }
 
+/// A bulk ban waits in the pending file like a single one, and all that
+/// waits goes into SQLite in one transaction once the bound is reached.
+#[test]
+fn bulk_writes_wait_too_until_the_bound_moves_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nftban.db");
+    let mut s = Store::open(&db).unwrap();
+    s.pending_most = 5;
+    let bulk = |from: u32, n: u32| -> Vec<BanRecord> {
+        (from..from + n)
+            .map(|i| ban("manual", &format!("198.51.100.{i}/32"), 0, 600))
+            .collect()
+    };
+    let raw = Connection::open(&db).unwrap();
+    let rows = || -> i64 { raw.query_row("SELECT COUNT(*) FROM bans", [], |r| r.get(0)).unwrap() };
+    s.record_bans(&bulk(1, 4)).unwrap();
+    assert!(s.has_pending());
+    assert_eq!(rows(), 0, "4 bans, under the bound: pending");
+    s.record_bans(&bulk(5, 2)).unwrap();
+    assert!(!s.has_pending(), "6 waiting, past the bound of 5: moved");
+    assert_eq!(rows(), 6);
+    assert_eq!(std::fs::metadata(pending_path(&db)).unwrap().len(), 0);
+    // More than the bound at once: straight into SQLite, after what waits.
+    s.record_bans(&bulk(20, 1)).unwrap();
+    s.record_bans(&bulk(30, 6)).unwrap();
+    assert!(!s.has_pending());
+    assert_eq!(rows(), 13);
+    assert_eq!(s.active(t(1)).unwrap().len(), 13);
+}
+
 #[test]
 fn a_pending_line_already_in_sqlite_is_not_counted_twice() {
     let (_dir, db, mut s) = one_ban_recorded();
