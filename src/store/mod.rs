@@ -16,7 +16,8 @@
 //! Ban writes go first to an append-only file beside the database and
 //! reach SQLite about once a second, or once [`PENDING_MOST`] wait, many in
 //! one transaction: see [`pending`]. Every read of the history moves them
-//! in first.
+//! in first. The WAL is copied into the database file by a thread of its
+//! own: see [`checkpoint`].
 //!
 //! The schema version is kept in `PRAGMA user_version`; [`Store::open`]
 //! migrates older files forward and refuses newer ones.
@@ -77,6 +78,7 @@ impl Error {
 mod record;
 pub use record::{valid_node, ActiveBan, BanRecord, FailureWindow, LiftedBan, Origin, Peer};
 
+mod checkpoint;
 mod damage;
 mod files;
 mod pending;
@@ -196,6 +198,8 @@ pub struct Store {
     left: Vec<BanRecord>,
     /// [`PENDING_MOST`] (smaller in tests).
     pending_most: usize,
+    /// The thread that copies the WAL into the file after commits.
+    checkpoints: checkpoint::Checkpoints,
 }
 
 /// Seconds since the epoch as SQLite keeps them; a time before the epoch
@@ -273,6 +277,7 @@ impl Store {
             pending_failing: false,
             pending_most: PENDING_MOST,
             left: Vec::new(),
+            checkpoints: checkpoint::Checkpoints::start(path),
         };
         store.conn.busy_timeout(BUSY_WAIT).map_err(|e| store.sql(e))?;
         if !left.is_empty() {
@@ -306,6 +311,7 @@ impl Store {
     pub fn replace_damaged(&mut self) -> Result<PathBuf> {
         let path = self.path.clone();
         let placeholder = Connection::open_in_memory().map_err(|e| self.sql(e))?;
+        self.checkpoints.stop();
         let damaged = std::mem::replace(&mut self.conn, placeholder);
         // Closed as it is: no checkpoint copies WAL pages into the file.
         let _ = damaged.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
@@ -318,6 +324,7 @@ impl Store {
         };
         conn.busy_timeout(BUSY_WAIT).map_err(|e| self.sql(e))?;
         self.conn = conn;
+        self.checkpoints = checkpoint::Checkpoints::start(&path);
         self.left.clear();
         self.pending.clear().map_err(|e| self.pending_err(e))?;
         Ok(aside)
@@ -518,6 +525,7 @@ impl Store {
         }
         written.map_err(sql)?;
         ended.map_err(sql)?;
+        self.checkpoints.nudge();
         let replayed = !std::mem::take(&mut self.left).is_empty();
         if replayed || self.has_pending() {
             // If the file cannot be emptied, a crash replays its lines and
@@ -574,6 +582,7 @@ impl Store {
         if done.is_err() && !c.is_autocommit() {
             let _ = c.execute_batch("ROLLBACK");
         }
+        self.checkpoints.nudge();
         done.map_err(|e| self.sql(e))
     }
 
@@ -597,6 +606,9 @@ impl Drop for Store {
                 tracing::warn!("{e}; the pending bans are moved into the history at the next start");
             }
         }
+        // Before the connection closes: it is then the last, and copies
+        // what the WAL still holds into the file.
+        self.checkpoints.stop();
     }
 }
 

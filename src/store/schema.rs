@@ -76,6 +76,7 @@ pub(super) fn migrate(c: &Connection) -> Result<(), Failure> {
     c.pragma_update(None, "journal_mode", "WAL")?;
     c.pragma_update(None, "synchronous", "NORMAL")?;
     c.pragma_update(None, "cache_size", CACHE_KIB)?;
+    c.pragma_update(None, "wal_autocheckpoint", super::checkpoint::BACKSTOP_PAGES)?;
     let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > VERSION {
         return Err(Failure::TooNew(version));

@@ -256,6 +256,34 @@ fn bulk_writes_wait_too_until_the_bound_moves_them_all() {
     assert_eq!(s.active(t(1)).unwrap().len(), 13);
 }
 
+/// The engine's connection leaves checkpoints to their thread: a commit
+/// far below the backstop reaches the database file itself once the
+/// thread has served its nudge.
+#[test]
+fn commits_reach_the_database_file_through_the_checkpoint_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nftban.db");
+    let mut s = Store::open(&db).unwrap();
+    let backstop: i64 = s.conn.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0)).unwrap();
+    assert_eq!(backstop, checkpoint::BACKSTOP_PAGES);
+    let before = std::fs::metadata(&db).unwrap().len();
+    let bans: Vec<BanRecord> = (0..2000)
+        .map(|i| ban("manual", &format!("10.{}.{}.1/32", i / 256, i % 256), 0, 600))
+        .collect();
+    s.record_bans(&bans).unwrap();
+    s.sync().unwrap();
+    s.checkpoints.stop();
+    let after = std::fs::metadata(&db).unwrap().len();
+    assert!(
+        after > before + 50_000,
+        "the file grew from {before} to {after} bytes only"
+    );
+    // The store goes on without the thread.
+    s.record_bans(&bans[..1]).unwrap();
+    s.sync().unwrap();
+    assert_eq!(s.active(t(1)).unwrap().len(), 2000);
+}
+
 #[test]
 fn a_pending_line_already_in_sqlite_is_not_counted_twice() {
     let (_dir, db, mut s) = one_ban_recorded();
