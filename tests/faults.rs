@@ -307,9 +307,7 @@ fn a_locked_history_delays_no_ban_and_catches_up() {
 /// would.
 fn damage_under_the_daemon(db: &Path) {
     use std::os::unix::fs::FileExt;
-    let c = rusqlite::Connection::open(db).unwrap();
-    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
-    drop(c);
+    empty_wal(db);
     let f = std::fs::OpenOptions::new().write(true).open(db).unwrap();
     let len = f.metadata().unwrap().len();
     let junk: Vec<u8> = (0..len - 4096)

@@ -315,6 +315,27 @@ impl SmallDisk {
         std::path::PathBuf::from(format!("/proc/{}/root{}", self.holder.id(), self.dir.display())).join(name)
     }
 
+    /// Run `f` on a thread inside this mount namespace, where paths name
+    /// the tmpfs as the daemon sees it. (SQLite resolves `/proc/PID/root`
+    /// as a link, and would open the folder beneath the tmpfs instead.)
+    fn inside<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        use std::os::fd::AsRawFd;
+        let mnt = std::fs::File::open(format!("/proc/{}/ns/mnt", self.holder.id())).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // A thread may enter another mount namespace once it no
+                // longer shares its filesystem attributes with the others.
+                // SAFETY: plain system calls on this thread and on a
+                // descriptor that outlives them.
+                assert_eq!(unsafe { libc::unshare(libc::CLONE_FS) }, 0);
+                assert_eq!(unsafe { libc::setns(mnt.as_raw_fd(), libc::CLONE_NEWNS) }, 0);
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
     /// `nftban run` on `setup`'s config in this mount namespace (and `ns`),
     /// its stderr in the setup's log as [`Daemon::spawn`] does.
     fn daemon(&self, ns: &NetNs, setup: &Setup) -> Daemon {
@@ -387,6 +408,8 @@ fn a_full_disk_loses_no_ban_and_no_unban() {
         let len = std::fs::metadata(disk.path("nftban.db-pending")).ok()?.len();
         (len == 0).then_some(())
     });
+    let db = disk.dir.join("nftban.db");
+    disk.inside(|| empty_wal(&db));
 
     let filler = fill(&disk.path(""));
     s.cli_ok(&["ban", "203.0.113.2"]);

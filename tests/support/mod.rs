@@ -95,6 +95,27 @@ pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Copy the history's WAL into its file and cut the WAL to nothing, after
+/// the daemon's own checkpoint if one runs (its checkpoint thread's runs
+/// make a truncating one answer busy). For tests that fill the disk or
+/// write over the file: a WAL with room left takes SQLite's writes without
+/// a new block, and its pages would hide what was written over.
+pub fn empty_wal(db: &Path) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    // A read first: until the connection has read the file, it does not
+    // know it is in WAL mode, and a checkpoint answers "not in WAL mode".
+    let _: i64 = c
+        .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
+        .unwrap();
+    let wal = PathBuf::from(format!("{}-wal", db.display()));
+    wait_for("the WAL to be checkpointed and cut to nothing", || {
+        let busy: i64 = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).ok()?;
+        let empty = std::fs::metadata(&wal).map_or(true, |m| m.len() == 0);
+        (busy == 0 && empty).then_some(())
+    });
+}
+
 /// A jail of the `asterisk` ruleset reading `files`, as YAML under
 /// `jails:` (for [`Setup::jails`]).
 pub fn asterisk_jail(name: &str, files: &[&Path]) -> String {

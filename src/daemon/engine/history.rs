@@ -710,6 +710,11 @@ jails:
         // that checkpoints after each commit often leaves it so).
         let c = rusqlite::Connection::open(&db).unwrap();
         c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+        // A read first: until then the connection does not know the file
+        // is in WAL mode, and a checkpoint answers "not in WAL mode".
+        let _: i64 = c
+            .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
+            .unwrap();
         // Busy while the thread's own checkpoint runs: again after it.
         for _ in 0..500 {
             let busy: i64 = c
