@@ -16,6 +16,16 @@ use crate::config::{Credentials, FleetSpec};
 /// retried under the same `Nats-Msg-Id`, which the stream stores once.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The wait before try number `attempts` (from 1) to reach a server: none
+/// before the first, so a node starting (or a connection just lost) tries
+/// at once, then 250 ms more per try, at most 2 s between tries, so a node
+/// is back soon after a server restarts. (async-nats counts the first try
+/// as 1: a wait of `attempts × 250 ms` held every start and every
+/// reconnection back by 250 ms, a quarter of a new node's catch-up.)
+fn reconnect_delay(attempts: usize) -> Duration {
+    Duration::from_millis((attempts.saturating_sub(1) as u64 * 250).min(2000))
+}
+
 /// Connect (in the background: the client keeps trying, and buffers what
 /// is published meanwhile); the connection's ups and downs go to `stats`.
 pub async fn connect(spec: &FleetSpec, stats: Arc<Stats>) -> Result<Client, String> {
@@ -49,8 +59,7 @@ pub async fn connect(spec: &FleetSpec, stats: Arc<Stats>) -> Result<Client, Stri
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(2))
-        // Back soon after a server restarts: at most 2 s between tries.
-        .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 250).min(2000)))
+        .reconnect_delay_callback(reconnect_delay)
         .event_callback(move |event| {
             let stats = events.clone();
             async move {
@@ -104,4 +113,18 @@ pub async fn stream(js: &jetstream::Context, spec: &FleetSpec) -> Result<stream:
     js.get_or_create_stream(config)
         .await
         .map_err(|e| format!("cannot find or make the stream {}: {e}", spec.stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_try_is_at_once_then_the_waits_grow_to_two_seconds() {
+        let waits: Vec<u64> = [1, 2, 3, 8, 9, 1000]
+            .into_iter()
+            .map(|a| reconnect_delay(a).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [0, 250, 500, 1750, 2000, 2000]);
+    }
 }
