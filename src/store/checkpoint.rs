@@ -4,9 +4,9 @@
 //! default the connection that commits also copies them back into the
 //! database file (a checkpoint) once the WAL passes 1,000 pages, inside
 //! that commit. For a bulk ban that copy is most of the `bans_net` index,
-//! on the engine's thread, whose next job is the kernel; it was about a
-//! tenth of the daemon's time during a `ban -` of a million
-//! (docs/performance.md). So the engine's connection leaves checkpoints
+//! on the engine's thread, whose next job is the kernel (its share of the
+//! daemon's time during a `ban -` of a million is in docs/performance.md).
+//! So the engine's connection leaves checkpoints
 //! to a thread with a connection of its own: each commit nudges it, and it
 //! checkpoints in passive mode (it never waits for, nor blocks, the
 //! engine's reads and writes). Nudges while it works are folded into one.

@@ -4,9 +4,9 @@
 //! A SQLite transaction costs real CPU even in WAL mode (page writes to the
 //! WAL, checksums, file locks, a random leaf of the `net` index). Bans come
 //! one at a time under a steady attack (each in its own burst, so that it
-//! reaches the kernel at once), and that transaction was a third of the
-//! engine's CPU in the daemon benchmark (docs/performance.md, "Daemon"); a
-//! bulk request comes in chunks of 10,000, and ten commits of 10,000 write
+//! reaches the kernel at once), and that transaction was a large share of
+//! the engine's CPU in the daemon benchmark (docs/performance.md,
+//! "Daemon"); a bulk request comes in chunks of 10,000, and ten commits of 10,000 write
 //! the address index's pages ten times where one of 100,000 writes them
 //! once. A line appended here costs one `write`; the engine moves what
 //! gathered into SQLite in one transaction about once a second (or once

@@ -21,7 +21,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// at once, then 250 ms more per try, at most 2 s between tries, so a node
 /// is back soon after a server restarts. (async-nats counts the first try
 /// as 1: a wait of `attempts × 250 ms` held every start and every
-/// reconnection back by 250 ms, a quarter of a new node's catch-up.)
+/// reconnection back by 250 ms; docs/performance.md, "Fleet".)
 fn reconnect_delay(attempts: usize) -> Duration {
     Duration::from_millis((attempts.saturating_sub(1) as u64 * 250).min(2000))
 }
