@@ -210,10 +210,10 @@ fn a_log_ban_on_one_node_drops_the_attacker_on_its_peers_and_its_unban_lifts_it(
     assert!((3590..=3600).contains(&ban.expires_in), "{ban:?}");
     assert_eq!(st.bans_by_origin.get("fleet:a"), Some(&1));
     assert_eq!(
-        b.history(ATTACKER),
+        b.settled_history(ATTACKER),
         [("fleet:a".to_string(), Some("fleet:a: auto".to_string()))]
     );
-    assert_eq!(a.history(ATTACKER), [("auto".to_string(), None)]);
+    assert_eq!(a.settled_history(ATTACKER), [("auto".to_string(), None)]);
     // Published once by A; B and C publish nothing of it (no echo).
     wait_for("A's publish to be acknowledged", || {
         (a.fleet().published == 1).then_some(())
