@@ -13,11 +13,10 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
-use tracing::Level;
 
 use super::decide::expiry;
 use super::plan::plan;
-use super::told::Told;
+use super::told::{Kind, Told};
 use super::{Engine, RequestError};
 use crate::address::{is_host, never_banned, parse_net, show as show_net};
 use crate::config::duration::MAX_DURATION;
@@ -124,7 +123,7 @@ impl Engine {
         refused: &mut Vec<String>,
     ) -> Vec<IpNet> {
         let j = &self.jails[i];
-        let mut told = Told::new(Level::WARN, &j.name);
+        let mut told = Told::new(Kind::Refused, &j.name, how);
         let admitted = nets
             .into_iter()
             .filter(|net| {
@@ -141,9 +140,7 @@ impl Engine {
                 false
             })
             .collect();
-        told.log(|n, first| {
-            format!("{n} addresses not banned ({how}): {first}; the request's answer says why for each")
-        });
+        told.log();
         admitted
     }
 
@@ -167,7 +164,7 @@ impl Engine {
         // Whoever asks (escalation and captured prefixes come here without
         // a check of their own): the one list of what no ban may touch.
         let mut nets = nets;
-        let mut never = Told::new(Level::WARN, &name);
+        let mut never = Told::new(Kind::NeverBanned, &name, how);
         nets.retain(|net| match never_banned(net) {
             Some(why) => {
                 never.add(
@@ -179,7 +176,7 @@ impl Engine {
             }
             None => true,
         });
-        never.log(|n, first| format!("{n} addresses not banned ({how}): never banned: {first}"));
+        never.log();
         let plan = plan(
             &self.jails[i].bans,
             nets,
@@ -203,13 +200,13 @@ impl Engine {
             j.reasons.remove(inner);
         }
         let mut pending = Vec::new();
-        let mut told = Told::new(Level::INFO, &name);
         let longest = plan
             .wanted
             .iter()
             .map(|w| w.until)
             .max()
             .and_then(|u| u.duration_since(now).ok());
+        let mut told = Told::new(Kind::Ban { upto: longest }, &name, how);
         for w in &plan.wanted {
             let left = w.until.duration_since(now).unwrap_or_default();
             j.bans.insert(w.net, w.until);
@@ -234,12 +231,7 @@ impl Engine {
                 timeout: left,
             });
         }
-        told.log(|n, first| {
-            let upto = longest.map(format_duration).unwrap_or_default();
-            format!(
-                "Ban {n} addresses and prefixes for up to {upto} ({how}): {first}; `nftban status {name}` lists them"
-            )
-        });
+        told.log();
         self.history.record(&pending, origin, reason, now);
         let mut restore = Vec::new();
         let mut still = Vec::new();
@@ -349,7 +341,7 @@ impl Engine {
                             gone.entry(k).or_default().push((net, until));
                             j.tracker.forget(&net);
                             told.entry(j.name.clone())
-                                .or_insert_with(|| Told::new(Level::INFO, &j.name))
+                                .or_insert_with(|| Told::new(Kind::Unban, &j.name, "by hand"))
                                 .add_with(|| {
                                     let ip = show_net(&net);
                                     let line = format!("Unban {ip} (by hand)");
@@ -392,7 +384,7 @@ impl Engine {
             };
             let outcome = lift();
             for (_, t) in told {
-                t.log(|n, first| format!("Unban {n} addresses (by hand): {first}"));
+                t.log();
             }
             e.share(news);
             outcome?;

@@ -4,7 +4,9 @@
 //! write 100,000 log lines: the request's answer and `nftban status` list
 //! every address; the log says what happened.
 
-use tracing::Level;
+use std::time::Duration;
+
+use crate::config::format_duration;
 
 /// The most addresses told one line each.
 pub(super) const EACH: usize = 10;
@@ -12,11 +14,30 @@ pub(super) const EACH: usize = 10;
 /// The addresses shown in a summary line.
 const SHOWN: usize = 3;
 
+/// What a [`Told`]'s lines are about, which says its summary line and its
+/// level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// Refused before the plan (the never-ban list, the jail's `ignoreip`):
+    /// the request's answer says why for each.
+    Refused,
+    /// On the never-ban list, refused by [`super::Engine::impose`] itself
+    /// (escalation and captured prefixes come there unchecked).
+    NeverBanned,
+    /// Bans, the longest running for `upto`.
+    Ban { upto: Option<Duration> },
+    /// Unbans.
+    Unban,
+}
+
 /// Lines to log for one kind of action of one request: `(address, the rest
 /// of its line)`.
+#[derive(Debug)]
 pub(super) struct Told {
-    level: Level,
+    kind: Kind,
     jail: String,
+    /// Who and why, as the lines say it (`by hand`).
+    how: String,
     /// The first [`EACH`] + 1 items: all a summary needs.
     items: Vec<(String, String)>,
     /// How many were added.
@@ -24,10 +45,11 @@ pub(super) struct Told {
 }
 
 impl Told {
-    pub(super) fn new(level: Level, jail: &str) -> Told {
+    pub(super) fn new(kind: Kind, jail: &str, how: &str) -> Told {
         Told {
-            level,
+            kind,
             jail: jail.to_string(),
+            how: how.to_string(),
             items: Vec::new(),
             count: 0,
         }
@@ -48,23 +70,38 @@ impl Told {
         }
     }
 
-    /// The lines to log: each item's, or one `summary` (given the count and
-    /// the first addresses) past [`EACH`].
-    fn lines(self, summary: impl FnOnce(usize, &str) -> String) -> Vec<String> {
+    /// The lines to log: each item's, or one summary past [`EACH`].
+    fn lines(self) -> Vec<String> {
         if self.count <= EACH {
             return self.items.into_iter().map(|(_, line)| line).collect();
         }
         let first: Vec<&str> = self.items.iter().take(SHOWN).map(|(a, _)| a.as_str()).collect();
-        vec![summary(self.count, &format!("{}, ...", first.join(", ")))]
+        let (n, how, first) = (self.count, &self.how, format!("{}, ...", first.join(", ")));
+        vec![match self.kind {
+            Kind::Refused => {
+                format!("{n} addresses not banned ({how}): {first}; the request's answer says why for each")
+            }
+            Kind::NeverBanned => format!("{n} addresses not banned ({how}): never banned: {first}"),
+            Kind::Ban { upto } => {
+                let upto = upto.map(format_duration).unwrap_or_default();
+                let jail = &self.jail;
+                format!(
+                    "Ban {n} addresses and prefixes for up to {upto} ({how}): {first}; `nftban status {jail}` lists them"
+                )
+            }
+            Kind::Unban => format!("Unban {n} addresses ({how}): {first}"),
+        }]
     }
 
-    /// Log them, with the jail as a field.
-    pub(super) fn log(self, summary: impl FnOnce(usize, &str) -> String) {
-        let (level, jail) = (self.level, self.jail.clone());
-        for line in self.lines(summary) {
-            match level {
-                Level::WARN => tracing::warn!(jail = %jail, "{line}"),
-                _ => tracing::info!(jail = %jail, "{line}"),
+    /// Log them, with the jail as a field, refusals as warnings.
+    pub(super) fn log(self) {
+        let jail = self.jail.clone();
+        let warn = matches!(self.kind, Kind::Refused | Kind::NeverBanned);
+        for line in self.lines() {
+            if warn {
+                tracing::warn!(jail = %jail, "{line}");
+            } else {
+                tracing::info!(jail = %jail, "{line}");
             }
         }
     }
@@ -74,12 +111,26 @@ impl Told {
 mod tests {
     use super::*;
 
-    fn told(n: usize) -> Vec<String> {
-        let mut t = Told::new(Level::INFO, "manual");
-        for i in 0..n {
+    const HOUR: Option<Duration> = Some(Duration::from_secs(3600));
+
+    /// `n` bans from `192.0.2.{from}` on, each for `upto`.
+    fn bans(from: usize, n: usize, upto: Option<Duration>) -> Told {
+        let mut t = Told::new(Kind::Ban { upto }, "manual", "by hand");
+        for i in from..from + n {
             t.add(format!("192.0.2.{i}"), format!("Ban 192.0.2.{i} for 1h (by hand)"));
         }
-        t.lines(|n, first| format!("Ban {n} addresses for 1h (by hand): {first}"))
+        t
+    }
+
+    fn told(n: usize) -> Vec<String> {
+        bans(0, n, HOUR).lines()
+    }
+
+    /// The summary line of `n` bans from `192.0.2.0` on.
+    fn summary(n: usize, upto: &str) -> [String; 1] {
+        [format!(
+            "Ban {n} addresses and prefixes for up to {upto} (by hand): 192.0.2.0, 192.0.2.1, 192.0.2.2, ...; `nftban status manual` lists them"
+        )]
     }
 
     #[test]
@@ -90,26 +141,25 @@ mod tests {
             ["Ban 192.0.2.0 for 1h (by hand)", "Ban 192.0.2.1 for 1h (by hand)"]
         );
         assert_eq!(told(EACH).len(), EACH);
-        assert_eq!(
-            told(100),
-            ["Ban 100 addresses for 1h (by hand): 192.0.2.0, 192.0.2.1, 192.0.2.2, ..."]
-        );
+        assert_eq!(told(100), summary(100, "1h"));
     }
 
     /// Past [`EACH`] + 1, no line is made: a request of many bans does not
     /// format one per address.
     #[test]
     fn lines_past_the_first_few_are_never_made() {
-        let mut t = Told::new(Level::INFO, "manual");
+        let mut t = Told::new(Kind::Unban, "manual", "by hand");
         let mut made = 0;
         for i in 0..1000 {
             t.add_with(|| {
                 made += 1;
-                (format!("192.0.2.{i}"), format!("Ban 192.0.2.{i}"))
+                (format!("192.0.2.{i}"), format!("Unban 192.0.2.{i}"))
             });
         }
         assert_eq!(made, EACH + 1);
-        let lines = t.lines(|n, first| format!("Ban {n} addresses: {first}"));
-        assert_eq!(lines, ["Ban 1000 addresses: 192.0.2.0, 192.0.2.1, 192.0.2.2, ..."]);
+        assert_eq!(
+            t.lines(),
+            ["Unban 1000 addresses (by hand): 192.0.2.0, 192.0.2.1, 192.0.2.2, ..."]
+        );
     }
 }
