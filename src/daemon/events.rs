@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, SystemTime};
 
-use super::engine::Engine;
+use super::engine::{Chunk, Engine};
 use super::outbox::Failure;
 use crate::config::Config;
 use crate::control::{Request, Response};
@@ -165,6 +165,7 @@ pub(super) fn answer(engine: &mut Engine, req: Request, now: SystemTime) -> Resp
             jail.as_deref(),
             bantime.map(Duration::from_secs),
             force,
+            Chunk::Last,
             now,
         )),
         Request::Unban { addrs, jail } => Response::from_result(engine.unban(&addrs, jail.as_deref(), now)),

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
 
+use super::held::Chunk;
 use super::jail::JailState;
 use super::manual::Grounds;
 use super::Engine;
@@ -60,6 +61,7 @@ impl Engine {
                 origin: Origin::Auto,
                 reason: None,
                 how: &why,
+                chunk: Chunk::Last,
             };
             match self.impose(jail, vec![net], bantime, grounds, from) {
                 Ok(r) if r.banned.is_empty() => return,

@@ -16,6 +16,7 @@ use std::time::SystemTime;
 
 use ipnet::{IpNet, Ipv6Net};
 
+use super::held::Chunk;
 use super::manual::Grounds;
 use super::Engine;
 use crate::address::{is_host, never_banned, show as show_net};
@@ -61,6 +62,7 @@ impl Engine {
             origin: Origin::Escalated,
             reason: Some(&reason),
             how: &reason,
+            chunk: Chunk::Last,
         };
         // (A refusal is counted where it happens.)
         if let Err(e) = self.impose(jail, vec![net], bantime, grounds, now) {

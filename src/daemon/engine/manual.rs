@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use ipnet::IpNet;
 
 use super::decide::expiry;
+use super::held::Chunk;
 use super::plan::plan;
 use super::told::{Kind, Told};
 use super::{Engine, RequestError};
@@ -48,20 +49,22 @@ impl Engine {
         bantime: Option<Duration>,
         now: SystemTime,
     ) -> Result<BanResult, RequestError> {
-        self.ban_with(addrs, jail, bantime, false, now)
+        self.ban_with(addrs, jail, bantime, false, Chunk::Last, now)
     }
 
     /// `nftban ban`: ban addresses or prefixes in `jail` (default
     /// `manual`) for `bantime` (default: the jail's). What overlaps the
     /// jail's `ignoreip` is refused unless `force`; what is never banned
     /// is refused whatever `force` says. Each refusal is in the answer's
-    /// `failed`, with why.
+    /// `failed`, with why. The log lines wait for the command's last
+    /// `chunk` (see [`super::held`]).
     pub fn ban_with(
         &mut self,
         addrs: &[String],
         jail: Option<&str>,
         bantime: Option<Duration>,
         force: bool,
+        chunk: Chunk,
         now: SystemTime,
     ) -> Result<BanResult, RequestError> {
         self.request(now, |e| {
@@ -71,13 +74,14 @@ impl Engine {
             let bantime = checked_bantime(bantime.unwrap_or(e.jails[i].tracker.policy.bantime))?;
             let how = if force { "by hand, forced" } else { "by hand" };
             let rule = if force { Ignoreip::Forced } else { Ignoreip::Overridable };
-            let mut refused = Vec::new();
-            let nets = e.admissible(i, nets, rule, how, &mut refused);
             let grounds = Grounds {
                 origin: Origin::Manual,
                 reason: None,
                 how,
+                chunk,
             };
+            let mut refused = Vec::new();
+            let nets = e.admissible(i, nets, rule, grounds, now, &mut refused);
             let mut result = e.impose(i, nets, bantime, grounds, now)?;
             refused.append(&mut result.failed);
             result.failed = refused;
@@ -96,13 +100,14 @@ impl Engine {
             let nets: Vec<IpNet> = decision.nets.iter().map(|n| n.trunc()).collect();
             let reason = super::share::reason_of(decision.origin, decision.reason);
             let how = reason.as_deref().unwrap_or(decision.origin.as_str());
-            let mut refused = Vec::new();
-            let nets = e.admissible(i, nets, Ignoreip::Binding, how, &mut refused);
             let grounds = Grounds {
                 origin: decision.origin,
                 reason: reason.as_deref(),
                 how,
+                chunk: Chunk::Last,
             };
+            let mut refused = Vec::new();
+            let nets = e.admissible(i, nets, Ignoreip::Binding, grounds, now, &mut refused);
             let mut result = e.impose(i, nets, bantime, grounds, now)?;
             refused.append(&mut result.failed);
             result.failed = refused;
@@ -115,14 +120,16 @@ impl Engine {
     /// list comes first, and nothing overrides it; then the jail's
     /// `ignoreip`, as `rule` says.
     fn admissible(
-        &self,
+        &mut self,
         i: usize,
         nets: Vec<IpNet>,
         rule: Ignoreip,
-        how: &str,
+        grounds: Grounds<'_>,
+        now: SystemTime,
         refused: &mut Vec<String>,
     ) -> Vec<IpNet> {
         let j = &self.jails[i];
+        let how = grounds.how;
         let mut told = Told::new(Kind::Refused, &j.name, how);
         let admitted = nets
             .into_iter()
@@ -140,7 +147,7 @@ impl Engine {
                 false
             })
             .collect();
-        told.log();
+        self.held.tell(told, grounds.chunk, now);
         admitted
     }
 
@@ -155,7 +162,9 @@ impl Engine {
         grounds: Grounds<'_>,
         now: SystemTime,
     ) -> Result<BanResult, RequestError> {
-        let Grounds { origin, reason, how } = grounds;
+        let Grounds {
+            origin, reason, how, ..
+        } = grounds;
         let name = self.jails[i].name.clone();
         let mut result = BanResult {
             jail: name.clone(),
@@ -176,7 +185,7 @@ impl Engine {
             }
             None => true,
         });
-        never.log();
+        self.held.tell(never, grounds.chunk, now);
         let plan = plan(
             &self.jails[i].bans,
             nets,
@@ -231,7 +240,7 @@ impl Engine {
                 timeout: left,
             });
         }
-        told.log();
+        self.held.tell(told, grounds.chunk, now);
         self.history.record(&pending, origin, reason, now);
         let mut restore = Vec::new();
         let mut still = Vec::new();
@@ -287,13 +296,25 @@ impl Engine {
         Ok(result)
     }
 
-    /// `nftban unban`: lift bans in one jail or, without `jail`, in all;
-    /// they are forgotten in the history first, so they are never restored
-    /// even if the kernel step fails (docs/faq.md row 7).
+    /// An `nftban unban` of one request: see [`Engine::unban_with`].
     pub fn unban(
         &mut self,
         addrs: &[String],
         jail: Option<&str>,
+        now: SystemTime,
+    ) -> Result<UnbanResult, RequestError> {
+        self.unban_with(addrs, jail, Chunk::Last, now)
+    }
+
+    /// `nftban unban`: lift bans in one jail or, without `jail`, in all;
+    /// they are forgotten in the history first, so they are never restored
+    /// even if the kernel step fails (docs/faq.md row 7). The log lines
+    /// wait for the command's last `chunk` (see [`super::held`]).
+    pub fn unban_with(
+        &mut self,
+        addrs: &[String],
+        jail: Option<&str>,
+        chunk: Chunk,
         now: SystemTime,
     ) -> Result<UnbanResult, RequestError> {
         self.request(now, |e| {
@@ -302,7 +323,14 @@ impl Engine {
             }
             let nets = parse_all(addrs)?;
             let mut result = UnbanResult::default();
-            let mut told: BTreeMap<String, Told> = BTreeMap::new();
+            // Each jail's, even empty: the last chunk logs what earlier
+            // ones held there, whether it lifted anything there or not.
+            let mut told: BTreeMap<String, Told> = e
+                .jails
+                .iter()
+                .filter(|j| jail.is_none_or(|n| n == j.name))
+                .map(|j| (j.name.clone(), Told::new(Kind::Unban, &j.name, "by hand")))
+                .collect();
             // This node's own bans lifted, for the fleet (one learnt from
             // a peer is lifted here only).
             let mut news = Vec::new();
@@ -340,13 +368,13 @@ impl Engine {
                             found = true;
                             gone.entry(k).or_default().push((net, until));
                             j.tracker.forget(&net);
-                            told.entry(j.name.clone())
-                                .or_insert_with(|| Told::new(Kind::Unban, &j.name, "by hand"))
-                                .add_with(|| {
+                            if let Some(told) = told.get_mut(&j.name) {
+                                told.add_with(|| {
                                     let ip = show_net(&net);
                                     let line = format!("Unban {ip} (by hand)");
                                     (ip, line)
                                 });
+                            }
                             j.total_unbanned += 1;
                             result.unbanned.push((show_net(&net), j.name.clone()));
                         }
@@ -384,7 +412,7 @@ impl Engine {
             };
             let outcome = lift();
             for (_, t) in told {
-                t.log();
+                e.held.tell(t, chunk, now);
             }
             e.share(news);
             outcome?;
@@ -467,4 +495,6 @@ pub(super) struct Grounds<'a> {
     pub(super) reason: Option<&'a str>,
     /// Why, for the log line of each ban.
     pub(super) how: &'a str,
+    /// Whether its log lines wait for more requests of the same command.
+    pub(super) chunk: Chunk,
 }

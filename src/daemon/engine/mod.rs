@@ -15,6 +15,8 @@
 //! One file per job:
 //! - [`decide`]: failures → bans, bantime increment, expiry;
 //! - [`manual`]: bans by hand and from other origins ([`Decision`]), unbans;
+//! - [`told`]: a request's bans, unbans and refusals in the log, and
+//!   [`held`]: the requests of one `nftban ban -` logged as one;
 //! - [`escalation`]: IPv6 prefixes banned once enough of their addresses are;
 //! - [`kernel`]: bans into the kernel, refusals, conntrack, healing;
 //! - [`start`]: setup and restore from the history;
@@ -46,6 +48,7 @@ mod bans;
 mod decide;
 mod escalation;
 mod feeds;
+mod held;
 mod history;
 mod jail;
 mod kernel;
@@ -59,6 +62,7 @@ mod told;
 use bans::Bans;
 use decide::failure_changes;
 pub use feeds::{Applied, FeedStats};
+pub use held::Chunk;
 use history::History;
 use jail::JailState;
 use kernel::Forget;
@@ -135,6 +139,8 @@ pub struct Engine {
     /// The blocklist feeds' entries in the kernel, by the stem of their
     /// sets, and their figures for `status`.
     feeds: feeds::Feeds,
+    /// The log lines of `nftban ban -` requests with more to come.
+    held: held::Held,
 }
 
 impl Engine {
@@ -194,6 +200,7 @@ impl Engine {
             expired_at: Instant::now(),
             share: None,
             feeds: feeds::Feeds::default(),
+            held: held::Held::default(),
         }
     }
 
@@ -243,22 +250,28 @@ impl Engine {
         }
         self.forget_connections(false);
         self.save(false);
+        // Nor would summaries held for a command that went quiet be told.
+        self.held.quiet(now);
         self.firewall.take_unwatched()
     }
 
-    /// Nothing happened for a while: expire what ended, and do the waiting
-    /// conntrack removals and saves when due.
+    /// Nothing happened for a while: expire what ended, do the waiting
+    /// conntrack removals and saves when due, and log the summaries of
+    /// commands that went quiet without their last request.
     pub fn tick(&mut self, now: SystemTime) {
         self.forget_connections(false);
         self.expire(now);
         self.save(false);
+        self.held.quiet(now);
     }
 
-    /// Stop (or reload): everything decided goes out and is saved.
+    /// Stop (or reload): everything decided goes out and is saved, and
+    /// every summary held is logged.
     pub fn finish(&mut self, now: SystemTime) {
         self.flush(now);
         self.forget_connections(true);
         self.save(true);
+        self.held.all();
     }
 
     /// How long the daemon's loop may wait for an event before calling

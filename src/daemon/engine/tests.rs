@@ -1200,6 +1200,7 @@ fn manual_bans_respect_ignoreip_unless_forced() {
             Some("asterisk"),
             None,
             true,
+            Chunk::Last,
             now,
         )
         .unwrap();
@@ -1628,4 +1629,102 @@ fn banned(e: &mut Engine, jail: &str) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// `n` addresses `10.0.B.C` from `from` on.
+fn ten(from: u32, n: u32) -> Vec<String> {
+    (from..from + n)
+        .map(|i| std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string())
+        .collect()
+}
+
+/// One `nftban ban -` sent as four requests, the first three saying more
+/// follow, is logged as one command (issue 16): one summary line per kind
+/// with the whole count, its first addresses and its longest bantime.
+/// Likewise `unban -`, in each jail it lifted bans from, though its last
+/// request lifted none there.
+#[test]
+fn the_requests_of_one_bulk_command_are_logged_as_one() {
+    let mut e = engine();
+    let now = SystemTime::now();
+    let hours = |h: u64| Some(Duration::from_secs(h * 3600));
+    let chunks = [(Chunk::More, 1), (Chunk::More, 2), (Chunk::More, 1), (Chunk::Last, 1)];
+    for (k, (chunk, h)) in (0u32..).zip(chunks) {
+        // 15 bans and 3 addresses in ignoreip each.
+        let mut addrs = ten(k * 15, 15);
+        addrs.extend((0..3).map(|i| format!("192.0.2.{}", k * 3 + i)));
+        let r = e.ban_with(&addrs, None, hours(h), false, chunk, now).unwrap();
+        assert_eq!((r.banned.len(), r.failed.len()), (15, 3));
+        if chunk == Chunk::More {
+            assert_eq!(e.held.logged, Vec::<String>::new(), "chunk {k}");
+        }
+    }
+    assert_eq!(
+        e.held.logged,
+        [
+            "12 addresses not banned (by hand): 192.0.2.0, 192.0.2.1, 192.0.2.2, ...; the request's answer says why for each",
+            "Ban 60 addresses and prefixes for up to 2h (by hand): 10.0.0.0, 10.0.0.1, 10.0.0.2, ...; `nftban status manual` lists them",
+        ]
+    );
+
+    e.held.logged.clear();
+    e.ban(&ten(100, 20), Some("asterisk"), None, now).unwrap();
+    e.held.logged.clear();
+    let lifts = [
+        (Chunk::More, ten(0, 30)),
+        (Chunk::More, ten(100, 20)),
+        (Chunk::More, ten(30, 20)),
+        (Chunk::Last, ten(50, 10)),
+    ];
+    for (chunk, addrs) in lifts {
+        e.unban_with(&addrs, None, chunk, now).unwrap();
+    }
+    assert_eq!(
+        e.held.logged,
+        [
+            "Unban 20 addresses (by hand): 10.0.0.100, 10.0.0.101, 10.0.0.102, ...",
+            "Unban 60 addresses (by hand): 10.0.0.0, 10.0.0.1, 10.0.0.2, ...",
+        ]
+    );
+}
+
+/// A command whose last request never comes (its client killed, an
+/// invalid address read after some went) is still logged: by the tick
+/// once it has been quiet for [`held::QUIET`], at the latest at a stop.
+#[test]
+fn a_bulk_command_cut_short_is_logged_when_quiet_or_at_a_stop() {
+    let mut e = engine();
+    let now = SystemTime::now();
+    e.ban_with(&ten(0, 20), None, None, false, Chunk::More, now).unwrap();
+    e.tick(now + Duration::from_secs(1));
+    assert_eq!(e.held.logged, Vec::<String>::new());
+    e.ban_with(
+        &ten(20, 20),
+        None,
+        None,
+        false,
+        Chunk::More,
+        now + Duration::from_secs(2),
+    )
+    .unwrap();
+    e.tick(now + held::QUIET);
+    assert_eq!(
+        e.held.logged,
+        Vec::<String>::new(),
+        "quiet since the second request only"
+    );
+    e.tick(now + Duration::from_secs(2) + held::QUIET);
+    assert_eq!(
+        e.held.logged,
+        ["Ban 40 addresses and prefixes for up to 1h (by hand): 10.0.0.0, 10.0.0.1, 10.0.0.2, ...; `nftban status manual` lists them"]
+    );
+
+    e.held.logged.clear();
+    e.unban_with(&ten(0, 40), Some("manual"), Chunk::More, now).unwrap();
+    assert_eq!(e.held.logged, Vec::<String>::new());
+    e.finish(now);
+    assert_eq!(
+        e.held.logged,
+        ["Unban 40 addresses (by hand): 10.0.0.0, 10.0.0.1, 10.0.0.2, ..."]
+    );
 }

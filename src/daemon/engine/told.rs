@@ -2,8 +2,10 @@
 //! own up to [`EACH`], past that one summary line. `nftban ban -` of
 //! 100,000 addresses (or a kernel meter round in a flood, a feed) must not
 //! write 100,000 log lines: the request's answer and `nftban status` list
-//! every address; the log says what happened.
+//! every address; the log says what happened. The requests of one
+//! `nftban ban -` add up to one line (see [`super::held`]).
 
+use std::mem::discriminant;
 use std::time::Duration;
 
 use crate::config::format_duration;
@@ -70,6 +72,29 @@ impl Told {
         }
     }
 
+    /// Whether `other` adds up with this into one summary: the same jail,
+    /// kind and wording (bans of any length).
+    pub(super) fn same_line(&self, other: &Told) -> bool {
+        self.jail == other.jail && self.how == other.how && discriminant(&self.kind) == discriminant(&other.kind)
+    }
+
+    /// Add `other`'s addresses (see [`Told::same_line`]) after this one's,
+    /// as if one request had told them all: the counts add up, the first
+    /// items are kept, and bans run for up to the longer of the two.
+    pub(super) fn merge(&mut self, other: Told) {
+        self.count += other.count;
+        let room = (EACH + 1).saturating_sub(self.items.len());
+        self.items.extend(other.items.into_iter().take(room));
+        if let (Kind::Ban { upto }, Kind::Ban { upto: theirs }) = (&mut self.kind, other.kind) {
+            *upto = (*upto).max(theirs);
+        }
+    }
+
+    /// Whether there is nothing to tell.
+    pub(super) fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
     /// The lines to log: each item's, or one summary past [`EACH`].
     fn lines(self) -> Vec<String> {
         if self.count <= EACH {
@@ -93,17 +118,20 @@ impl Told {
         }]
     }
 
-    /// Log them, with the jail as a field, refusals as warnings.
-    pub(super) fn log(self) {
+    /// Log them, with the jail as a field, refusals as warnings; returns
+    /// the lines logged.
+    pub(super) fn log(self) -> Vec<String> {
         let jail = self.jail.clone();
         let warn = matches!(self.kind, Kind::Refused | Kind::NeverBanned);
-        for line in self.lines() {
+        let lines = self.lines();
+        for line in &lines {
             if warn {
                 tracing::warn!(jail = %jail, "{line}");
             } else {
                 tracing::info!(jail = %jail, "{line}");
             }
         }
+        lines
     }
 }
 
@@ -161,5 +189,44 @@ mod tests {
             t.lines(),
             ["Unban 1000 addresses (by hand): 192.0.2.0, 192.0.2.1, 192.0.2.2, ..."]
         );
+    }
+
+    /// Chunks merged say what one request of them all would have said: the
+    /// count adds up, the first addresses are the first chunk's, the time
+    /// is the longest of any chunk; a few in all are still told each.
+    #[test]
+    fn merged_chunks_are_told_as_one_request() {
+        let mut t = bans(0, 20, HOUR);
+        t.merge(bans(20, 30, Some(Duration::from_secs(7200))));
+        t.merge(bans(50, 5, HOUR));
+        assert_eq!(t.lines(), summary(55, "2h"));
+        let mut t = bans(0, 4, HOUR);
+        t.merge(bans(4, 3, HOUR));
+        let lines = t.lines();
+        assert_eq!(lines.len(), 7);
+        assert_eq!(lines[6], "Ban 192.0.2.6 for 1h (by hand)");
+        // Past EACH together, though neither was: the first three shown.
+        let mut t = bans(0, 6, None);
+        t.merge(bans(6, 6, HOUR));
+        assert_eq!(t.lines(), summary(12, "1h"));
+        // An empty chunk changes nothing, and keeps no more than EACH + 1.
+        let mut t = bans(0, 8, HOUR);
+        t.merge(bans(8, 0, None));
+        t.merge(bans(8, 8, HOUR));
+        assert_eq!((t.count, t.items.len()), (16, EACH + 1));
+    }
+
+    #[test]
+    fn only_the_same_jail_kind_and_wording_add_up() {
+        let t = bans(0, 1, HOUR);
+        assert!(t.same_line(&bans(1, 1, Some(Duration::from_secs(60)))));
+        assert!(!t.same_line(&Told::new(Kind::Ban { upto: HOUR }, "sshd", "by hand")));
+        assert!(!t.same_line(&Told::new(Kind::Ban { upto: HOUR }, "manual", "by hand, forced")));
+        assert!(!t.same_line(&Told::new(Kind::Unban, "manual", "by hand")));
+        assert!(!Told::new(Kind::Refused, "manual", "by hand").same_line(&Told::new(
+            Kind::NeverBanned,
+            "manual",
+            "by hand"
+        )));
     }
 }
