@@ -274,6 +274,7 @@ fn main() -> Res<()> {
                 jail: None,
                 bantime: None,
                 force: false,
+                more: false,
             },
         )?;
         if !r.ok {

@@ -443,15 +443,13 @@ fn restores_100000_bans_a_batch_per_chunk() {
         .collect();
     let o = s.cli_stdin(&["ban", "-", "--bantime", "2h"], &list);
     assert!(o.status.success(), "{}", stderr(&o));
-    // One log line per request of the CLI (it sends 10,000 addresses a
-    // request), not one per address.
-    let log = d.log();
-    let bans: Vec<&str> = log.lines().filter(|l| l.contains("Ban ")).collect();
-    assert_eq!(bans.len(), 10, "{:?}", &bans[..bans.len().min(3)]);
+    // One log line for the command, logged with its last request: not one
+    // per address, nor one per request of the CLI (it sends 10,000
+    // addresses a request).
+    let ban = only_line(&d.log(), "Ban ");
     assert!(
-        bans[0].contains("Ban 10000 addresses and prefixes for up to 2h (by hand): 10.0.0.0, 10.0.0.1, 10.0.0.2, ..."),
-        "{}",
-        bans[0]
+        ban.contains("Ban 100000 addresses and prefixes for up to 2h (by hand): 10.0.0.0, 10.0.0.1, 10.0.0.2, ..."),
+        "{ban}"
     );
     assert!(d.stop());
     // A reboot: the kernel forgets everything.
@@ -476,7 +474,23 @@ fn restores_100000_bans_a_batch_per_chunk() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+    // `unban -` likewise: one line for its three requests.
+    let some: String = list.lines().take(25_000).map(|l| format!("{l}\n")).collect();
+    let o = s.cli_stdin(&["unban", "-"], &some);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let unban = only_line(&d.log(), "Unban ");
+    assert!(
+        unban.contains("Unban 25000 addresses (by hand): 10.0.0.0, 10.0.0.1, 10.0.0.2, ..."),
+        "{unban}"
+    );
     assert!(d.stop());
+}
+
+/// The one line of `log` that holds `what`.
+fn only_line(log: &str, what: &str) -> String {
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(what)).collect();
+    assert_eq!(lines.len(), 1, "{:?}", &lines[..lines.len().min(3)]);
+    lines[0].to_string()
 }
 
 /// A glob pattern in `files`: every matching file is read, one created

@@ -7,7 +7,7 @@ use crate::cli::ConfigArg;
 use crate::config::{config_path, format_duration, parse_duration, socket_of};
 use crate::control::client::call;
 use crate::control::protocol::{BanResult, UnbanResult};
-use crate::control::Request;
+use crate::control::{Request, Response};
 use std::time::Duration;
 
 fn socket(c: &ConfigArg) -> std::path::PathBuf {
@@ -15,7 +15,11 @@ fn socket(c: &ConfigArg) -> std::path::PathBuf {
 }
 
 pub(super) fn ask<T: serde::de::DeserializeOwned>(c: &ConfigArg, req: &Request) -> anyhow::Result<T> {
-    let resp = call(&socket(c), req)?;
+    answered(call(&socket(c), req)?)
+}
+
+/// The report of an answer, or its error.
+fn answered<T: serde::de::DeserializeOwned>(resp: Response) -> anyhow::Result<T> {
     if !resp.ok {
         anyhow::bail!(
             "{}",
@@ -32,13 +36,17 @@ pub(super) fn ask<T: serde::de::DeserializeOwned>(c: &ConfigArg, req: &Request) 
 const CHUNK: usize = crate::control::protocol::BAN_CHUNK;
 
 /// Hand the addresses of `args` to `send` in chunks of [`CHUNK`], each
-/// checked before it goes. `-` among the arguments means: read addresses
-/// from stdin, one or more per line (blank lines and `#` comments
-/// skipped), streamed rather than read whole. An invalid address stops
-/// the reading: the chunks before it were already sent, and the error says
-/// how many addresses that was. With no address at all, one empty chunk is
-/// sent, for the daemon's own error.
-fn in_chunks(args: Vec<String>, mut send: impl FnMut(Vec<String>) -> anyhow::Result<()>) -> anyhow::Result<()> {
+/// checked before it goes, with whether more chunks follow (the protocol's
+/// `more`: the daemon logs the whole command as one). `-` among the
+/// arguments means: read addresses from stdin, one or more per line (blank
+/// lines and `#` comments skipped), streamed rather than read whole. A
+/// full chunk goes once the next address is read, as only then is it known
+/// not to be the last. An invalid address stops the reading: the chunks
+/// before it were already sent (the daemon logs them once they have had no
+/// follower for a while), and the error says how many addresses that was.
+/// With no address at all, one empty chunk is sent, for the daemon's own
+/// error.
+fn in_chunks(args: Vec<String>, mut send: impl FnMut(Vec<String>, bool) -> anyhow::Result<()>) -> anyhow::Result<()> {
     let mut chunk: Vec<String> = Vec::new();
     let mut sent = 0usize;
     let mut add = |a: String, chunk: &mut Vec<String>, sent: &mut usize| -> anyhow::Result<()> {
@@ -50,11 +58,11 @@ fn in_chunks(args: Vec<String>, mut send: impl FnMut(Vec<String>) -> anyhow::Res
             };
             anyhow::bail!("`{a}`: {e}{before}");
         }
-        chunk.push(a);
         if chunk.len() >= CHUNK {
             *sent += chunk.len();
-            send(std::mem::take(chunk))?;
+            send(std::mem::take(chunk), true)?;
         }
+        chunk.push(a);
         Ok(())
     };
     for a in args {
@@ -70,10 +78,36 @@ fn in_chunks(args: Vec<String>, mut send: impl FnMut(Vec<String>) -> anyhow::Res
             add(a, &mut chunk, &mut sent)?;
         }
     }
-    if !chunk.is_empty() || sent == 0 {
-        send(chunk)?;
+    send(chunk, false)
+}
+
+/// Ask for one chunk of a `ban -` or `unban -` command with `call`. A
+/// daemon older than the requests' `more` (started before nftban was
+/// upgraded, not restarted since) refuses the field: the chunk goes again
+/// without it, and so do the command's other chunks (`plain` remembers),
+/// each logged by that daemon as a request of its own.
+fn ask_chunk<E>(
+    mut call: impl FnMut(&Request) -> Result<Response, E>,
+    mut req: Request,
+    plain: &mut bool,
+) -> Result<Response, E> {
+    if *plain {
+        without_more(&mut req);
     }
-    Ok(())
+    let resp = call(&req)?;
+    if resp.refuses_field("more") && without_more(&mut req) {
+        *plain = true;
+        return call(&req);
+    }
+    Ok(resp)
+}
+
+/// Clear the request's `more`; whether it was set.
+fn without_more(req: &mut Request) -> bool {
+    match req {
+        Request::Ban { more, .. } | Request::Unban { more, .. } => std::mem::take(more),
+        _ => false,
+    }
 }
 
 pub fn ban(
@@ -94,16 +128,16 @@ pub fn ban(
     };
     // Printed chunk by chunk, so nothing grows with the number of addresses.
     let (mut banned, mut failed) = (0usize, 0usize);
-    in_chunks(addrs, |addrs| {
-        let r: BanResult = ask(
-            c,
-            &Request::Ban {
-                addrs,
-                jail: Some(jail.clone()),
-                bantime,
-                force,
-            },
-        )?;
+    let mut plain = false;
+    in_chunks(addrs, |addrs, more| {
+        let req = Request::Ban {
+            addrs,
+            jail: Some(jail.clone()),
+            bantime,
+            force,
+            more,
+        };
+        let r: BanResult = answered(ask_chunk(|r| call(&socket(c), r), req, &mut plain)?)?;
         banned += r.banned.len();
         failed += r.failed.len();
         let mut out = std::io::stdout().lock();
@@ -134,14 +168,14 @@ pub fn ban(
 
 pub fn unban(addrs: Vec<String>, jail: Option<String>, json: bool, c: &ConfigArg) -> anyhow::Result<u8> {
     let mut unbanned = 0usize;
-    in_chunks(addrs, |addrs| {
-        let r: UnbanResult = ask(
-            c,
-            &Request::Unban {
-                addrs,
-                jail: jail.clone(),
-            },
-        )?;
+    let mut plain = false;
+    in_chunks(addrs, |addrs, more| {
+        let req = Request::Unban {
+            addrs,
+            jail: jail.clone(),
+            more,
+        };
+        let r: UnbanResult = answered(ask_chunk(|r| call(&socket(c), r), req, &mut plain)?)?;
         unbanned += r.unbanned.len();
         let mut out = std::io::stdout().lock();
         if json {
@@ -189,21 +223,21 @@ mod tests {
     #[test]
     fn addresses_go_in_chunks_of_ten_thousand() {
         let mut sizes = Vec::new();
-        in_chunks(addrs(25_000), |c| {
+        in_chunks(addrs(25_000), |c, _| {
             sizes.push(c.len());
             Ok(())
         })
         .unwrap();
         assert_eq!(sizes, [10_000, 10_000, 5_000]);
         let mut sizes = Vec::new();
-        in_chunks(addrs(20_000), |c| {
+        in_chunks(addrs(20_000), |c, _| {
             sizes.push(c.len());
             Ok(())
         })
         .unwrap();
         assert_eq!(sizes, [10_000, 10_000], "no empty request after a full chunk");
         let mut sizes = Vec::new();
-        in_chunks(vec![], |c| {
+        in_chunks(vec![], |c, _| {
             sizes.push(c.len());
             Ok(())
         })
@@ -216,7 +250,7 @@ mod tests {
         let mut list = addrs(15_000);
         list[12_345] = "300.1.2.3".into();
         let mut sent = 0;
-        let err = in_chunks(list, |c| {
+        let err = in_chunks(list, |c, _| {
             sent += c.len();
             Ok(())
         })
@@ -225,5 +259,143 @@ mod tests {
         assert_eq!(sent, 10_000);
         assert!(err.starts_with("`300.1.2.3`: "), "{err}");
         assert!(err.ends_with("(10000 addresses before it were sent already)"), "{err}");
+    }
+
+    /// The chunks sent of one command (each one's size, and whether more
+    /// follow it), and the command's error if any.
+    fn sent(list: Vec<String>) -> (Vec<(usize, bool)>, Result<(), String>) {
+        let mut sent = Vec::new();
+        let done = in_chunks(list, |c, more| {
+            sent.push((c.len(), more));
+            Ok(())
+        });
+        (sent, done.map_err(|e| e.to_string()))
+    }
+
+    /// The chunks of one command that went whole.
+    fn chunks(list: Vec<String>) -> Vec<(usize, bool)> {
+        let (chunks, done) = sent(list);
+        assert_eq!(done, Ok(()));
+        chunks
+    }
+
+    /// The last chunk, and only it, says no more follow.
+    #[test]
+    fn every_chunk_but_the_last_says_more_follow() {
+        assert_eq!(chunks(addrs(25_000)), [(10_000, true), (10_000, true), (5_000, false)]);
+        assert_eq!(chunks(addrs(20_000)), [(10_000, true), (10_000, false)]);
+        assert_eq!(chunks(addrs(10_001)), [(10_000, true), (1, false)]);
+        assert_eq!(chunks(addrs(10_000)), [(10_000, false)]);
+        assert_eq!(chunks(addrs(3)), [(3, false)]);
+        assert_eq!(chunks(vec![]), [(0, false)]);
+    }
+
+    /// An invalid address after sent chunks: they all said more follow,
+    /// and the one it was in is not sent (the daemon logs what it held
+    /// once the command goes quiet). A full chunk not yet known to be
+    /// the last is not sent either.
+    #[test]
+    fn an_invalid_address_leaves_only_chunks_that_said_more() {
+        let mut list = addrs(25_000);
+        list[21_000] = "300.1.2.3".into();
+        let (chunks, done) = sent(list);
+        assert_eq!(chunks, [(10_000, true), (10_000, true)]);
+        let err = done.unwrap_err();
+        assert!(err.ends_with("(20000 addresses before it were sent already)"), "{err}");
+        let mut list = addrs(10_001);
+        list[10_000] = "300.1.2.3".into();
+        let (chunks, done) = sent(list);
+        assert_eq!(chunks, []);
+        let err = done.unwrap_err();
+        assert!(!err.contains("sent already"), "{err}");
+    }
+
+    /// The requests as a daemon from before `more` reads them: it denies
+    /// unknown fields.
+    #[derive(serde::Deserialize)]
+    #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+    #[allow(dead_code)]
+    enum Older {
+        Ban {
+            addrs: Vec<String>,
+            jail: Option<String>,
+            bantime: Option<u64>,
+            #[serde(default)]
+            force: bool,
+        },
+        Unban {
+            addrs: Vec<String>,
+            jail: Option<String>,
+        },
+    }
+
+    /// A daemon's answer to `req`: an older one's if `older`, and the
+    /// line each request went as.
+    fn daemon(older: bool, lines: &mut Vec<String>) -> impl FnMut(&Request) -> Result<Response, ()> + '_ {
+        move |req| {
+            let line = serde_json::to_string(req).unwrap();
+            lines.push(line.clone());
+            let parsed = if older {
+                serde_json::from_str::<Older>(&line).map(drop)
+            } else {
+                serde_json::from_str::<Request>(&line).map(drop)
+            };
+            Ok(match parsed {
+                Ok(()) => Response::ok(UnbanResult::default()),
+                // As the control socket words it.
+                Err(e) => Response::err(format!("bad request: {e}")),
+            })
+        }
+    }
+
+    fn unban(more: bool) -> Request {
+        Request::Unban {
+            addrs: vec!["192.0.2.1".into()],
+            jail: None,
+            more,
+        }
+    }
+
+    /// Against a daemon that does not know `more`, the first chunk goes
+    /// again without it and the next go without it at once; a daemon that
+    /// knows it is asked once per chunk.
+    #[test]
+    fn an_older_daemon_gets_the_chunks_without_more() {
+        let with = r#"{"cmd":"unban","addrs":["192.0.2.1"],"jail":null,"more":true}"#;
+        let without = r#"{"cmd":"unban","addrs":["192.0.2.1"],"jail":null}"#;
+        let (mut lines, mut plain) = (Vec::new(), false);
+        for more in [true, true, false] {
+            let r = ask_chunk(daemon(true, &mut lines), unban(more), &mut plain).unwrap();
+            assert!(r.ok, "{:?}", r.error);
+        }
+        assert!(plain);
+        assert_eq!(lines, [with, without, without, without]);
+
+        let (mut lines, mut plain) = (Vec::new(), false);
+        for more in [true, false] {
+            assert!(
+                ask_chunk(daemon(false, &mut lines), unban(more), &mut plain)
+                    .unwrap()
+                    .ok
+            );
+        }
+        assert!(!plain);
+        assert_eq!(lines, [with, without]);
+
+        // Another refusal is the answer, not a reason to send again.
+        let (mut lines, mut plain) = (Vec::new(), false);
+        let bad = Request::Ban {
+            addrs: vec![],
+            jail: None,
+            bantime: Some(0),
+            force: false,
+            more: true,
+        };
+        let refuse = |req: &Request| {
+            lines.push(serde_json::to_string(req).unwrap());
+            Ok::<_, ()>(Response::err("bantime must be longer than 0s"))
+        };
+        assert!(!ask_chunk(refuse, bad, &mut plain).unwrap().ok);
+        assert_eq!((lines.len(), plain), (1, false));
     }
 }

@@ -25,16 +25,32 @@ pub enum Request {
     /// (seconds) to the jail's. `force` bans what overlaps the jail's
     /// `ignoreip` too (never what is never banned); absent means false,
     /// and it is sent only when true, so older daemons still take the
-    /// requests of newer clients that do not force.
+    /// requests of newer clients that do not force. `more`: see
+    /// [`Request::Unban`].
     Ban {
         addrs: Vec<String>,
         jail: Option<String>,
         bantime: Option<u64>,
         #[serde(default, skip_serializing_if = "is_false")]
         force: bool,
+        #[serde(default, skip_serializing_if = "is_false")]
+        more: bool,
     },
     /// Unban from one jail or, without `jail`, from all.
-    Unban { addrs: Vec<String>, jail: Option<String> },
+    ///
+    /// `more` (of a ban too): more requests of the same command follow
+    /// (`nftban ban -` sends [`BAN_CHUNK`] addresses a request), so the
+    /// daemon logs this one's summary with the last one's, as one command.
+    /// Absent means false and it is sent only when true, as `force`: an
+    /// older client's requests are each logged as they come, and a daemon
+    /// that does not know it refuses it as an unknown field (see
+    /// [`Response::refuses_field`]).
+    Unban {
+        addrs: Vec<String>,
+        jail: Option<String>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        more: bool,
+    },
     /// Re-read the config; refused with its error if it is bad.
     Reload,
     /// Follow bans, unbans and expiries (of one jail, or all): the answer
@@ -95,6 +111,17 @@ impl Response {
         }
     }
 
+    /// Whether this is a daemon's refusal of a request for a field `name`
+    /// it does not know (it is older than the field): serde's words, after
+    /// `bad request: `.
+    pub fn refuses_field(&self, name: &str) -> bool {
+        !self.ok
+            && self
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains(&format!("unknown field `{name}`")))
+    }
+
     /// The data read as the report it holds.
     pub fn data<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
         serde_json::from_str(self.data.get())
@@ -135,23 +162,54 @@ mod tests {
         );
     }
 
-    /// `force` is additive: a request without it (an older client) is not
-    /// forced, and one not forced is sent without it (for older daemons).
+    /// `force` and `more` are additive: a request without them (an older
+    /// client) is not forced and is the last of its command, and each is
+    /// sent only when true (for older daemons).
     #[test]
-    fn ban_force_is_optional_both_ways() {
-        let old = r#"{"cmd":"ban","addrs":["192.0.2.1"],"jail":null,"bantime":null}"#;
-        let req: Request = serde_json::from_str(old).unwrap();
-        assert!(matches!(req, Request::Ban { force: false, .. }));
-        assert_eq!(serde_json::to_string(&req).unwrap(), old);
-        let forced = Request::Ban {
+    fn ban_force_and_more_are_optional_both_ways() {
+        let olds = [
+            r#"{"cmd":"ban","addrs":["192.0.2.1"],"jail":null,"bantime":null}"#,
+            r#"{"cmd":"unban","addrs":["192.0.2.1"],"jail":null}"#,
+        ];
+        for old in olds {
+            let req: Request = serde_json::from_str(old).unwrap();
+            assert!(matches!(
+                req,
+                Request::Ban {
+                    force: false,
+                    more: false,
+                    ..
+                } | Request::Unban { more: false, .. }
+            ));
+            assert_eq!(serde_json::to_string(&req).unwrap(), old);
+        }
+        let ban = |force, more| Request::Ban {
             addrs: vec!["192.0.2.1".into()],
             jail: None,
             bantime: None,
-            force: true,
+            force,
+            more,
         };
-        let text = serde_json::to_string(&forced).unwrap();
-        assert!(text.ends_with(r#","force":true}"#), "{text}");
-        assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), forced);
+        for (req, end) in [
+            (ban(true, false), r#""bantime":null,"force":true}"#),
+            (ban(false, true), r#""bantime":null,"more":true}"#),
+        ] {
+            let text = serde_json::to_string(&req).unwrap();
+            assert!(text.ends_with(end), "{text}");
+            assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), req);
+        }
+    }
+
+    /// What an older daemon answers to a field it does not know, as the
+    /// control socket words it, is told apart from other refusals.
+    #[test]
+    fn a_refused_field_is_recognised() {
+        let bad = crate::control::line::parse(br#"{"cmd":"status","more":true}"#).unwrap_err();
+        let answer = Response::err(format!("bad request: {bad}"));
+        assert!(answer.refuses_field("more"), "{:?}", answer.error);
+        assert!(!answer.refuses_field("force"));
+        assert!(!Response::err("`more`: invalid IP address syntax").refuses_field("more"));
+        assert!(!Response::ok("unknown field `more`").refuses_field("more"));
     }
 
     /// A `nftban ban -` chunk of [`BAN_CHUNK`] addresses, each in the
@@ -170,11 +228,12 @@ mod tests {
             jail: Some("a-jail-name-of-some-length".into()),
             bantime: Some(u64::MAX),
             force: true,
+            more: true,
         })
         .unwrap();
         let limit = crate::control::server::Limits::DEFAULT.request_bytes;
         assert!(line.len() < limit / 2 + limit / 20, "{} of {limit}", line.len());
-        assert_eq!(line.len(), 540_103);
+        assert_eq!(line.len(), 540_115);
     }
 
     /// The subscription as it goes over the socket.

@@ -663,6 +663,7 @@ mod tests {
             jail: None,
             bantime: None,
             force: false,
+            more: false,
         };
         let r = crate::control::client::call(&path, &ban).unwrap();
         assert_eq!(
@@ -761,6 +762,7 @@ mod tests {
             &Request::Unban {
                 addrs: vec![],
                 jail: None,
+                more: false,
             },
         )
         .unwrap();

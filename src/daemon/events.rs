@@ -160,15 +160,18 @@ pub(super) fn answer(engine: &mut Engine, req: Request, now: SystemTime) -> Resp
             jail,
             bantime,
             force,
+            more,
         } => Response::from_result(engine.ban_with(
             &addrs,
             jail.as_deref(),
             bantime.map(Duration::from_secs),
             force,
-            Chunk::Last,
+            Chunk::more(more),
             now,
         )),
-        Request::Unban { addrs, jail } => Response::from_result(engine.unban(&addrs, jail.as_deref(), now)),
+        Request::Unban { addrs, jail, more } => {
+            Response::from_result(engine.unban_with(&addrs, jail.as_deref(), Chunk::more(more), now))
+        }
         // The control server streams the events; the engine says whether
         // the jail exists.
         Request::Events { jail } => {
