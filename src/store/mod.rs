@@ -103,7 +103,8 @@ const INSERT_UNLESS_HELD: &str = "INSERT INTO bans (jail, net, banned_at, expire
 /// ban adds a key at a random place of the `bans_net` index, and each
 /// commit writes every index page it touched to the WAL, so ten commits of
 /// 10,000 bans write most of the index ten times where one of 100,000
-/// writes it once. The bound keeps the pending bans' memory small.
+/// writes it once. The bound keeps each move, and the file it reads back,
+/// small enough that the engine does not stop long for it.
 const PENDING_MOST: usize = 131_072;
 
 /// How long opening the history waits for another process's lock on it
@@ -199,6 +200,9 @@ pub struct Store {
     left: Vec<BanRecord>,
     /// [`PENDING_MOST`] (smaller in tests).
     pending_most: usize,
+    /// Whether moving the pending bans into SQLite at the bound failed,
+    /// and no save has worked since: the bound then waits for the save.
+    stalled: bool,
     /// The thread that copies the WAL into the file after commits.
     checkpoints: checkpoint::Checkpoints,
 }
@@ -221,6 +225,11 @@ fn row(b: &BanRecord) -> (&str, String, i64, i64, &'static str, Option<&str>) {
         b.origin.as_str(),
         b.reason.as_deref(),
     )
+}
+
+/// Seconds of the pending file as SQLite keeps them (as [`secs`]).
+fn whole(s: u64) -> i64 {
+    i64::try_from(s).unwrap_or(i64::MAX)
 }
 
 /// The time of a row's seconds. Negative, or past what the clock can hold,
@@ -277,6 +286,7 @@ impl Store {
             pending,
             pending_failing: false,
             pending_most: PENDING_MOST,
+            stalled: false,
             left: Vec::new(),
             checkpoints: checkpoint::Checkpoints::start(path),
         };
@@ -368,7 +378,7 @@ impl Store {
 
     /// Whether bans wait in the pending file.
     pub fn has_pending(&self) -> bool {
-        !self.pending.bans().is_empty() || !self.left.is_empty()
+        self.pending.len() > 0 || !self.left.is_empty()
     }
 
     /// Whether SQLite holds the ban record `b` (same jail, net and times).
@@ -391,7 +401,7 @@ impl Store {
             Ok(()) => Ok(Vec::new()),
             Err(e) if e.is_damage() => Err(e),
             Err(_) => {
-                let mut waiting = self.pending.bans().to_vec();
+                let mut waiting = self.pending.waiting().map_err(|e| self.pending_err(e))?;
                 for b in &self.left {
                     if !self.holds(b)? {
                         waiting.push(b.clone());
@@ -419,10 +429,14 @@ impl Store {
                     if std::mem::take(&mut self.pending_failing) {
                         tracing::info!("{} can be appended to again", self.pending.path().display());
                     }
-                    if self.pending.bans().len() >= self.pending_most {
+                    if self.pending.len() >= self.pending_most && !self.stalled {
                         // In SQLite or not, they are recorded: a failure
-                        // here keeps them pending for the next save.
+                        // here keeps them pending, and the engine's next
+                        // save (which retries, and reports what fails)
+                        // moves them. Until a save succeeds, no further
+                        // ban waits here for SQLite's lock.
                         if let Err(e) = self.sync() {
+                            self.stalled = true;
                             tracing::debug!(error = %e, "pending bans not moved into the history yet");
                         }
                     }
@@ -464,6 +478,7 @@ impl Store {
         // BEGIN and COMMIT as cached statements: `Connection::transaction`
         // parses both again each time, which showed at hundreds of bans a
         // second (one transaction per burst of bans).
+        let moved = self.pending.read_back().map_err(|e| self.pending_err(e))?;
         let c = &self.conn;
         c.prepare_cached("BEGIN").and_then(|mut s| s.execute([])).map_err(sql)?;
         let written = (|| -> rusqlite::Result<()> {
@@ -474,7 +489,17 @@ impl Store {
             let mut stmt = c.prepare_cached(
                 "INSERT INTO bans (jail, net, banned_at, expires_at, origin, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            for b in self.pending.bans().iter().chain(bans) {
+            for r in pending::rows(&moved, self.pending.path()) {
+                stmt.execute(params![
+                    r.jail,
+                    r.net,
+                    whole(r.at),
+                    whole(r.expires),
+                    r.origin,
+                    r.reason
+                ])?;
+            }
+            for b in bans {
                 stmt.execute(row(b))?;
             }
             let mut stmt = c.prepare_cached(
@@ -526,6 +551,7 @@ impl Store {
         }
         written.map_err(sql)?;
         ended.map_err(sql)?;
+        self.stalled = false;
         self.checkpoints.nudge();
         let replayed = !std::mem::take(&mut self.left).is_empty();
         if replayed || self.has_pending() {

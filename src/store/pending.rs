@@ -13,6 +13,13 @@
 //! `PENDING_MOST` wait), together with the file positions, and then
 //! empties this file.
 //!
+//! The bans are not kept in memory as well: the move reads this run's
+//! lines back from the file (from the page cache) and binds their text
+//! as it stands. A copy of every ban waiting was two or three allocations
+//! per ban at a bulk ban's pace, and grew without bound while SQLite
+//! could not take them (another process holding its lock, a full disk);
+//! the file holds them either way.
+//!
 //! Durability is the same as SQLite's with `synchronous=NORMAL`: a write
 //! is in the page cache when `write` returns, so `kill -9` loses nothing;
 //! a power cut may lose the last lines, whose bans are still in the kernel
@@ -28,7 +35,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -51,6 +58,23 @@ struct Line<'a> {
     reason: Option<Cow<'a, str>>,
 }
 
+/// A line of this run as it is moved into SQLite: borrowed from the
+/// file's text, the address or prefix as written (the text SQLite holds,
+/// as `IpNet`'s `Display` makes both).
+#[derive(Deserialize)]
+pub struct Row<'a> {
+    #[serde(borrow)]
+    pub jail: Cow<'a, str>,
+    #[serde(borrow)]
+    pub net: Cow<'a, str>,
+    pub at: u64,
+    pub expires: u64,
+    #[serde(borrow)]
+    pub origin: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub reason: Option<Cow<'a, str>>,
+}
+
 /// Why the pending file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -66,9 +90,16 @@ pub enum Error {
 pub struct Pending {
     file: File,
     path: PathBuf,
-    bans: Vec<BanRecord>,
+    /// Where this run's lines begin: those before are a crashed run's,
+    /// handed to the caller by [`Pending::open`].
+    start: u64,
+    /// How many bans this run appended since the last [`Pending::clear`].
+    appended: usize,
+    /// The jails of the pending bans, each named once: the keys of
+    /// `counts` hold an index here rather than a copy of the name.
+    jails: Vec<String>,
     /// Pending bans per (jail, net), for [`super::Store::ban_count`].
-    counts: HashMap<(String, IpNet), u64>,
+    counts: HashMap<(usize, IpNet), u64>,
     buf: Vec<u8>,
     /// The file's length after the last whole append: where a write cut
     /// short (a full disk) is cut back to.
@@ -122,7 +153,9 @@ impl Pending {
         let pending = Pending {
             file,
             path,
-            bans: Vec::new(),
+            start: text.len() as u64,
+            appended: 0,
+            jails: Vec::new(),
             counts: HashMap::new(),
             buf: Vec::new(),
             len: text.len() as u64,
@@ -157,16 +190,46 @@ impl Pending {
             return Err(e);
         }
         self.len += self.buf.len() as u64;
+        self.appended += bans.len();
+        let mut last: Option<(&str, usize)> = None;
         for b in bans {
-            *self.counts.entry((b.jail.clone(), b.net)).or_default() += 1;
+            // The bans of one write are almost always of one jail.
+            let jail = match last {
+                Some((name, k)) if name == b.jail => k,
+                _ => {
+                    let k = match self.jails.iter().position(|j| *j == b.jail) {
+                        Some(k) => k,
+                        None => {
+                            self.jails.push(b.jail.clone());
+                            self.jails.len() - 1
+                        }
+                    };
+                    last = Some((&b.jail, k));
+                    k
+                }
+            };
+            *self.counts.entry((jail, b.net)).or_default() += 1;
         }
-        self.bans.extend_from_slice(bans);
         Ok(())
     }
 
-    /// The bans appended since the last [`Pending::clear`].
-    pub fn bans(&self) -> &[BanRecord] {
-        &self.bans
+    /// How many bans this run appended since the last [`Pending::clear`].
+    pub fn len(&self) -> usize {
+        self.appended
+    }
+
+    /// This run's lines, read back from the file: for [`rows`] to move
+    /// into SQLite, or [`Pending::waiting`].
+    pub fn read_back(&self) -> std::io::Result<Vec<u8>> {
+        let mut text = vec![0; (self.len - self.start) as usize];
+        self.file.read_exact_at(&mut text, self.start)?;
+        Ok(text)
+    }
+
+    /// The bans this run appended, read back as records (a read of the
+    /// history while SQLite cannot take them).
+    pub fn waiting(&self) -> std::io::Result<Vec<BanRecord>> {
+        Ok(parse(&self.read_back()?, &self.path))
     }
 
     /// How many pending bans `net` has in `jail`.
@@ -174,15 +237,20 @@ impl Pending {
         if self.counts.is_empty() {
             return 0;
         }
-        self.counts.get(&(jail.to_string(), *net)).copied().unwrap_or(0)
+        let Some(k) = self.jails.iter().position(|j| j == jail) else {
+            return 0;
+        };
+        self.counts.get(&(k, *net)).copied().unwrap_or(0)
     }
 
-    /// SQLite holds everything: empty the file and the memory.
+    /// SQLite holds everything: empty the file and the counts.
     pub fn clear(&mut self) -> std::io::Result<()> {
-        self.bans.clear();
         self.counts.clear();
+        self.jails.clear();
+        self.appended = 0;
         self.file.set_len(0)?;
         self.len = 0;
+        self.start = 0;
         Ok(())
     }
 
@@ -199,15 +267,37 @@ fn time(secs: u64, field: &str) -> Result<std::time::SystemTime, String> {
         .ok_or_else(|| format!("{field} {secs} is past what the clock can hold"))
 }
 
+/// The lines of [`Pending::read_back`]'s text, borrowed from it. A line
+/// that cannot be read (only a bug, or someone else, could have written
+/// it: a write cut short is cut back off) is skipped with a warning that
+/// names the file and its line within this run's part.
+pub fn rows<'t>(text: &'t [u8], path: &'t Path) -> impl Iterator<Item = Row<'t>> + 't {
+    lines(text).filter_map(move |(n, line)| match serde_json::from_slice::<Row>(line) {
+        Ok(row) => Some(row),
+        Err(e) => {
+            tracing::warn!(
+                "{}: unreadable pending ban skipped (line {} of this run's): {e}",
+                path.display(),
+                n + 1
+            );
+            None
+        }
+    })
+}
+
+/// The lines of a pending file's text that are not blank, numbered.
+fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    text.split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.iter().all(|b| b.is_ascii_whitespace() || *b == 0))
+}
+
 /// The bans in a pending file's text. A line that cannot be read (a power
 /// cut can leave a torn or zeroed tail) is skipped with a warning that
 /// names the file and line.
 fn parse(text: &[u8], path: &Path) -> Vec<BanRecord> {
     let mut out = Vec::new();
-    for (n, line) in text.split(|&b| b == b'\n').enumerate() {
-        if line.iter().all(|b| b.is_ascii_whitespace() || *b == 0) {
-            continue;
-        }
+    for (n, line) in lines(text) {
         let parsed = serde_json::from_slice::<Line>(line)
             .map_err(|e| e.to_string())
             .and_then(|l| {
@@ -261,7 +351,8 @@ mod tests {
             assert!(left.is_empty());
             p.append(&bans[..1]).unwrap();
             p.append(&bans[1..]).unwrap();
-            assert_eq!(p.bans(), &bans[..]);
+            assert_eq!(p.waiting().unwrap(), bans);
+            assert_eq!(p.len(), 2);
             assert_eq!(p.count("sshd", &bans[0].net), 1);
             assert_eq!(p.count("other", &bans[0].net), 0);
             // Dropped without clear: what a kill -9 leaves.
@@ -269,7 +360,8 @@ mod tests {
         let (mut p, left) = Pending::open(&db).unwrap();
         assert_eq!(left, bans);
         // Reopening does not count them as pending of this run.
-        assert!(p.bans().is_empty());
+        assert_eq!(p.len(), 0);
+        assert!(p.waiting().unwrap().is_empty());
         p.clear().unwrap();
         drop(p);
         let (_, left) = Pending::open(&db).unwrap();

@@ -681,6 +681,12 @@ fn bans_left_in_the_pending_file_wait_for_a_locked_database() {
     let since: Vec<String> = s.bans_since(t(0)).unwrap().iter().map(|b| b.1.to_string()).collect();
     assert_eq!(since, ["198.51.100.1/32", "198.51.100.2/32"]);
     assert!(s.sync().is_err(), "still locked");
+    // A ban of this run, after the left ones in the file: read back on
+    // its own (the left ones are not read twice).
+    s.record_bans(&[ban("sshd", "198.51.100.3/32", 12, 100)]).unwrap();
+    let mut active: Vec<String> = s.active(t(20)).unwrap().iter().map(|b| b.net.to_string()).collect();
+    active.sort();
+    assert_eq!(active, ["198.51.100.2/32", "198.51.100.3/32"]);
 
     drop(lock);
     s.sync().unwrap();
@@ -688,9 +694,40 @@ fn bans_left_in_the_pending_file_wait_for_a_locked_database() {
     assert_eq!(std::fs::metadata(pending_path(&db)).unwrap().len(), 0);
     let raw = Connection::open(&db).unwrap();
     let rows: i64 = raw.query_row("SELECT COUNT(*) FROM bans", [], |r| r.get(0)).unwrap();
-    assert_eq!(rows, 2, "each ban once");
+    assert_eq!(rows, 3, "each ban once");
     let active: Vec<String> = s.active(t(20)).unwrap().iter().map(|b| b.net.to_string()).collect();
-    assert_eq!(active, ["198.51.100.2/32"]);
+    assert_eq!(active, ["198.51.100.2/32", "198.51.100.3/32"]);
+}
+
+/// Past the bound while another process holds SQLite's lock: the move
+/// fails once, and the bans that follow are appended without trying it
+/// again (each try waits for the lock) until a save works; nothing is
+/// lost, and the bound works again after that save.
+#[test]
+fn a_locked_database_stalls_the_bound_until_a_save_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nftban.db");
+    let mut s = Store::open(&db).unwrap();
+    s.pending_most = 3;
+    let bulk = |from: u32, n: u32| -> Vec<BanRecord> {
+        (from..from + n)
+            .map(|i| ban("manual", &format!("198.51.100.{i}/32"), 0, 600))
+            .collect()
+    };
+    let raw = Connection::open(&db).unwrap();
+    let rows = || -> i64 { raw.query_row("SELECT COUNT(*) FROM bans", [], |r| r.get(0)).unwrap() };
+    let lock = locked(&db);
+    s.record_bans(&bulk(1, 3)).unwrap();
+    assert!(s.has_pending(), "the move failed: still pending");
+    drop(lock);
+    s.record_bans(&bulk(4, 3)).unwrap();
+    assert_eq!(rows(), 0, "no new try at the bound before a save works");
+    assert!(s.has_pending());
+    s.sync().unwrap();
+    assert_eq!(rows(), 6);
+    s.record_bans(&bulk(7, 3)).unwrap();
+    assert_eq!(rows(), 9, "the save lifted the stall: the bound moves them again");
+    assert!(!s.has_pending());
 }
 
 /// The CLI prints an error with its causes (`{:#}`): SQLite's message was
