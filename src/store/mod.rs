@@ -82,6 +82,7 @@ mod checkpoint;
 mod damage;
 mod files;
 mod lift;
+mod mover;
 mod pending;
 mod read;
 pub use read::RunningBan;
@@ -93,6 +94,10 @@ use schema::VERSION;
 /// A ban of the pending file left by an earlier run, unless SQLite holds
 /// it already (the run died after its commit but before emptying the
 /// file).
+/// A ban's row.
+const INSERT: &str =
+    "INSERT INTO bans (jail, net, banned_at, expires_at, origin, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
 const INSERT_UNLESS_HELD: &str = "INSERT INTO bans (jail, net, banned_at, expires_at, origin, reason)
      SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM bans
          WHERE net = ?2 AND jail = ?1 AND banned_at = ?3 AND expires_at = ?4)";
@@ -106,6 +111,16 @@ const INSERT_UNLESS_HELD: &str = "INSERT INTO bans (jail, net, banned_at, expire
 /// writes it once. The bound keeps each move, and the file it reads back,
 /// small enough that the engine does not stop long for it.
 const PENDING_MOST: usize = 131_072;
+
+/// Pending bans from which the engine's save hands their move to the
+/// mover thread (see [`mover`]) rather than doing it itself: fewer are
+/// quicker to move here than to hand over and wait for.
+const HAND_OFF_LEAST: usize = 16_384;
+
+/// The pending file's size past which a save moves what waits itself
+/// (waiting for a move in flight): the file is emptied only by such a
+/// save, and moves by the mover alone never empty it.
+const FILE_MOST: u64 = 256 << 20;
 
 /// How long opening the history waits for another process's lock on it
 /// (an admin's `sqlite3` in a transaction, a backup): the daemon is not
@@ -200,11 +215,15 @@ pub struct Store {
     left: Vec<BanRecord>,
     /// [`PENDING_MOST`] (smaller in tests).
     pending_most: usize,
+    /// [`HAND_OFF_LEAST`] (smaller in tests).
+    hand_off_least: usize,
     /// Whether moving the pending bans into SQLite at the bound failed,
     /// and no save has worked since: the bound then waits for the save.
     stalled: bool,
     /// The thread that copies the WAL into the file after commits.
     checkpoints: checkpoint::Checkpoints,
+    /// The thread that moves many pending bans into SQLite.
+    mover: mover::Mover,
 }
 
 /// Seconds since the epoch as SQLite keeps them; a time before the epoch
@@ -286,10 +305,13 @@ impl Store {
             pending,
             pending_failing: false,
             pending_most: PENDING_MOST,
+            hand_off_least: HAND_OFF_LEAST,
             stalled: false,
             left: Vec::new(),
             checkpoints: checkpoint::Checkpoints::start(path),
+            mover: mover::Mover::none(),
         };
+        store.mover = store.start_mover();
         store.conn.busy_timeout(BUSY_WAIT).map_err(|e| store.sql(e))?;
         if !left.is_empty() {
             // Not worth refusing to start over (a reload while an admin's
@@ -322,6 +344,9 @@ impl Store {
     pub fn replace_damaged(&mut self) -> Result<PathBuf> {
         let path = self.path.clone();
         let placeholder = Connection::open_in_memory().map_err(|e| self.sql(e))?;
+        // What it moved is lost with the file; the caller writes every
+        // running ban anew.
+        self.mover.stop();
         self.checkpoints.stop();
         let damaged = std::mem::replace(&mut self.conn, placeholder);
         // Closed as it is: no checkpoint copies WAL pages into the file.
@@ -338,6 +363,7 @@ impl Store {
         self.checkpoints = checkpoint::Checkpoints::start(&path);
         self.left.clear();
         self.pending.clear().map_err(|e| self.pending_err(e))?;
+        self.mover = self.start_mover();
         Ok(aside)
     }
 
@@ -356,6 +382,67 @@ impl Store {
         }
         tx.commit().map_err(sql)?;
         self.pending.clear().map_err(|e| self.pending_err(e))
+    }
+
+    /// A mover thread for this store, reading its pending file; none if
+    /// the file cannot be opened again for it.
+    fn start_mover(&self) -> mover::Mover {
+        match self.pending.reader() {
+            Ok(file) => mover::Mover::start(&self.path, file, self.pending.path().to_path_buf()),
+            Err(e) => {
+                tracing::debug!(error = %e, "no mover thread for {}", self.path.display());
+                mover::Mover::none()
+            }
+        }
+    }
+
+    /// Take in the outcome of the move in flight, waiting for it: before
+    /// the engine's connection reads or writes SQLite.
+    fn settle(&mut self) {
+        if let Some(outcome) = self.mover.wait() {
+            self.moved(outcome);
+        }
+    }
+
+    /// A move by the mover ended: done, or its bans wait again, and the
+    /// bound waits for a save that works (which tries the move itself).
+    fn moved(&mut self, outcome: mover::Outcome) {
+        match outcome {
+            Ok(()) => {
+                self.pending.handed_back(true);
+                self.checkpoints.nudge();
+            }
+            Err(e) => {
+                self.pending.handed_back(false);
+                self.stalled = true;
+                tracing::debug!(error = %e, "pending bans not moved into the history yet");
+            }
+        }
+    }
+
+    /// Whether the mover can take a move now (a finished one taken in).
+    fn mover_free(&mut self) -> bool {
+        let (free, finished) = self.mover.free();
+        if let Some(outcome) = finished {
+            self.moved(outcome);
+        }
+        free
+    }
+
+    /// Hand what waits to the mover: true if it took it.
+    fn hand_off(&mut self) -> bool {
+        // Past FILE_MOST, the engine moves what waits itself: only that
+        // empties the file.
+        let full = self.pending.size() >= FILE_MOST;
+        if !self.left.is_empty() || self.stalled || full || !self.mover_free() {
+            return false;
+        }
+        let range = self.pending.hand_off();
+        if !self.mover.hand(range) {
+            self.pending.handed_back(false);
+            return false;
+        }
+        true
     }
 
     fn pending_err(&self, e: std::io::Error) -> Error {
@@ -378,7 +465,7 @@ impl Store {
 
     /// Whether bans wait in the pending file.
     pub fn has_pending(&self) -> bool {
-        self.pending.len() > 0 || !self.left.is_empty()
+        self.pending.holds_any() || !self.left.is_empty()
     }
 
     /// Whether SQLite holds the ban record `b` (same jail, net and times).
@@ -429,15 +516,19 @@ impl Store {
                     if std::mem::take(&mut self.pending_failing) {
                         tracing::info!("{} can be appended to again", self.pending.path().display());
                     }
-                    if self.pending.len() >= self.pending_most && !self.stalled {
-                        // In SQLite or not, they are recorded: a failure
-                        // here keeps them pending, and the engine's next
-                        // save (which retries, and reports what fails)
-                        // moves them. Until a save succeeds, no further
-                        // ban waits here for SQLite's lock.
-                        if let Err(e) = self.sync() {
-                            self.stalled = true;
-                            tracing::debug!(error = %e, "pending bans not moved into the history yet");
+                    if self.pending.len() >= self.pending_most && !self.stalled && !self.hand_off() {
+                        // No mover free: moved here, unless one is in
+                        // flight (then the next write past the bound
+                        // hands them over). In SQLite or not, they are
+                        // recorded: a failure keeps them pending, and the
+                        // engine's next save (which retries, and reports
+                        // what fails) moves them. Until a save succeeds, no
+                        // further ban waits here for SQLite's lock.
+                        if !self.mover.busy() {
+                            if let Err(e) = self.sync() {
+                                self.stalled = true;
+                                tracing::debug!(error = %e, "pending bans not moved into the history yet");
+                            }
                         }
                     }
                     return Ok(());
@@ -467,7 +558,48 @@ impl Store {
         cursors: &[(String, String)],
         windows: &[FailureWindow],
     ) -> Result<()> {
-        if bans.is_empty() && positions.is_empty() && cursors.is_empty() && windows.is_empty() && !self.has_pending() {
+        self.settle();
+        self.commit(bans, positions, cursors, windows, true)
+    }
+
+    /// The engine's save of every second: as [`Store::save`], but it never
+    /// waits for the mover. `Ok(false)`: a move is in flight, nothing was
+    /// saved; try again later. Many pending bans are handed to the mover
+    /// after the positions are saved (the pending file keeps them until
+    /// then, and a start moves what it holds first, so no saved position
+    /// is ever ahead of bans the history lacks).
+    pub fn save_soon(
+        &mut self,
+        positions: &[(String, Position)],
+        cursors: &[(String, String)],
+        windows: &[FailureWindow],
+    ) -> Result<bool> {
+        self.mover_free();
+        if self.mover.busy() {
+            return Ok(false);
+        }
+        let free = self.left.is_empty() && !self.stalled && self.pending.size() < FILE_MOST && self.mover.runs();
+        if free && self.pending.len() >= self.hand_off_least {
+            self.commit(&[], positions, cursors, windows, false)?;
+            self.hand_off();
+            return Ok(true);
+        }
+        self.save(&[], positions, cursors, windows).map(|()| true)
+    }
+
+    /// One transaction of `bans`, the positions, cursors and windows, and
+    /// (with `with_pending`, and no move in flight) what the pending file
+    /// holds, which is then emptied.
+    fn commit(
+        &mut self,
+        bans: &[BanRecord],
+        positions: &[(String, Position)],
+        cursors: &[(String, String)],
+        windows: &[FailureWindow],
+        with_pending: bool,
+    ) -> Result<()> {
+        let pending = with_pending && self.has_pending();
+        if bans.is_empty() && positions.is_empty() && cursors.is_empty() && windows.is_empty() && !pending {
             return Ok(());
         }
         let path = self.path.clone();
@@ -478,17 +610,19 @@ impl Store {
         // BEGIN and COMMIT as cached statements: `Connection::transaction`
         // parses both again each time, which showed at hundreds of bans a
         // second (one transaction per burst of bans).
-        let moved = self.pending.read_back().map_err(|e| self.pending_err(e))?;
+        let moved = match pending {
+            true => self.pending.read_back().map_err(|e| self.pending_err(e))?,
+            false => Vec::new(),
+        };
+        let left: &[BanRecord] = if pending { &self.left } else { &[] };
         let c = &self.conn;
         c.prepare_cached("BEGIN").and_then(|mut s| s.execute([])).map_err(sql)?;
         let written = (|| -> rusqlite::Result<()> {
             let mut stmt = c.prepare_cached(INSERT_UNLESS_HELD)?;
-            for b in &self.left {
+            for b in left {
                 stmt.execute(row(b))?;
             }
-            let mut stmt = c.prepare_cached(
-                "INSERT INTO bans (jail, net, banned_at, expires_at, origin, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
+            let mut stmt = c.prepare_cached(INSERT)?;
             for r in pending::rows(&moved, self.pending.path()) {
                 stmt.execute(params![
                     r.jail,
@@ -551,8 +685,11 @@ impl Store {
         }
         written.map_err(sql)?;
         ended.map_err(sql)?;
-        self.stalled = false;
         self.checkpoints.nudge();
+        if !pending {
+            return Ok(());
+        }
+        self.stalled = false;
         let replayed = !std::mem::take(&mut self.left).is_empty();
         if replayed || self.has_pending() {
             // If the file cannot be emptied, a crash replays its lines and
@@ -575,6 +712,7 @@ impl Drop for Store {
         }
         // Before the connection closes: it is then the last, and copies
         // what the WAL still holds into the file.
+        self.mover.stop();
         self.checkpoints.stop();
     }
 }

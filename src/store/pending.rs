@@ -86,20 +86,27 @@ pub enum Error {
     Locked { path: PathBuf },
 }
 
+/// Pending bans per (jail's index in `Pending::jails`, net).
+type Counts = HashMap<(usize, IpNet), u64>;
+
 /// The pending file and what it holds.
 pub struct Pending {
     file: File,
     path: PathBuf,
-    /// Where this run's lines begin: those before are a crashed run's,
-    /// handed to the caller by [`Pending::open`].
+    /// Where the lines begin that are neither in SQLite nor handed to the
+    /// mover: those before are a crashed run's (handed to the caller by
+    /// [`Pending::open`]) or moved.
     start: u64,
-    /// How many bans this run appended since the last [`Pending::clear`].
+    /// How many bans lie from `start` on.
     appended: usize,
+    /// The range handed to the mover, how many bans it holds and their
+    /// counts, until the move is told done or failed.
+    moving: Option<(super::mover::Range, usize, Counts)>,
     /// The jails of the pending bans, each named once: the keys of
     /// `counts` hold an index here rather than a copy of the name.
     jails: Vec<String>,
     /// Pending bans per (jail, net), for [`super::Store::ban_count`].
-    counts: HashMap<(usize, IpNet), u64>,
+    counts: Counts,
     buf: Vec<u8>,
     /// The file's length after the last whole append: where a write cut
     /// short (a full disk) is cut back to.
@@ -155,6 +162,7 @@ impl Pending {
             path,
             start: text.len() as u64,
             appended: 0,
+            moving: None,
             jails: Vec::new(),
             counts: HashMap::new(),
             buf: Vec::new(),
@@ -213,17 +221,58 @@ impl Pending {
         Ok(())
     }
 
-    /// How many bans this run appended since the last [`Pending::clear`].
+    /// How many bans wait, neither in SQLite nor handed to the mover.
     pub fn len(&self) -> usize {
         self.appended
     }
 
-    /// This run's lines, read back from the file: for [`rows`] to move
+    /// Whether bans wait or are being moved.
+    pub fn holds_any(&self) -> bool {
+        self.appended > 0 || self.moving.is_some()
+    }
+
+    /// The lines that wait, read back from the file: for [`rows`] to move
     /// into SQLite, or [`Pending::waiting`].
     pub fn read_back(&self) -> std::io::Result<Vec<u8>> {
-        let mut text = vec![0; (self.len - self.start) as usize];
-        self.file.read_exact_at(&mut text, self.start)?;
-        Ok(text)
+        read_range(&self.file, self.start, self.len)
+    }
+
+    /// Hand the lines that wait to the mover: their range, from now on no
+    /// longer waiting here (they are still counted).
+    pub fn hand_off(&mut self) -> super::mover::Range {
+        let range = super::mover::Range {
+            from: self.start,
+            to: self.len,
+        };
+        let counts = std::mem::take(&mut self.counts);
+        self.moving = Some((range, std::mem::take(&mut self.appended), counts));
+        self.start = self.len;
+        range
+    }
+
+    /// The mover is done with its range: `moved` into SQLite, or not (its
+    /// lines wait again, before those appended since).
+    pub fn handed_back(&mut self, moved: bool) {
+        let Some((range, n, counts)) = self.moving.take() else {
+            return;
+        };
+        if !moved {
+            self.start = range.from;
+            self.appended += n;
+            for (k, c) in counts {
+                *self.counts.entry(k).or_default() += c;
+            }
+        }
+    }
+
+    /// The file's length in bytes.
+    pub fn size(&self) -> u64 {
+        self.len
+    }
+
+    /// A descriptor of the file for the mover's reads.
+    pub fn reader(&self) -> std::io::Result<File> {
+        self.file.try_clone()
     }
 
     /// The bans this run appended, read back as records (a read of the
@@ -234,13 +283,14 @@ impl Pending {
 
     /// How many pending bans `net` has in `jail`.
     pub fn count(&self, jail: &str, net: &IpNet) -> u64 {
-        if self.counts.is_empty() {
+        if self.counts.is_empty() && self.moving.is_none() {
             return 0;
         }
         let Some(k) = self.jails.iter().position(|j| j == jail) else {
             return 0;
         };
-        self.counts.get(&(k, *net)).copied().unwrap_or(0)
+        let moving = self.moving.as_ref().and_then(|(_, _, m)| m.get(&(k, *net)));
+        self.counts.get(&(k, *net)).copied().unwrap_or(0) + moving.copied().unwrap_or(0)
     }
 
     /// SQLite holds everything: empty the file and the counts.
@@ -248,6 +298,7 @@ impl Pending {
         self.counts.clear();
         self.jails.clear();
         self.appended = 0;
+        self.moving = None;
         self.file.set_len(0)?;
         self.len = 0;
         self.start = 0;
@@ -265,6 +316,13 @@ fn time(secs: u64, field: &str) -> Result<std::time::SystemTime, String> {
     UNIX_EPOCH
         .checked_add(Duration::from_secs(secs))
         .ok_or_else(|| format!("{field} {secs} is past what the clock can hold"))
+}
+
+/// The bytes `from..to` of a pending file.
+pub fn read_range(file: &File, from: u64, to: u64) -> std::io::Result<Vec<u8>> {
+    let mut text = vec![0; to.saturating_sub(from) as usize];
+    file.read_exact_at(&mut text, from)?;
+    Ok(text)
 }
 
 /// The lines of [`Pending::read_back`]'s text, borrowed from it. A line

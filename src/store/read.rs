@@ -81,7 +81,9 @@ impl Store {
 
     /// How many times `net` was banned in `jail` before (for the bantime
     /// increment of repeat offenders).
-    pub fn ban_count(&self, jail: &str, net: &IpNet) -> Result<u64> {
+    pub fn ban_count(&mut self, jail: &str, net: &IpNet) -> Result<u64> {
+        // The bans in flight are counted either in SQLite or here.
+        self.settle();
         let pending =
             self.pending.count(jail, net) + self.left.iter().filter(|b| b.jail == jail && b.net == *net).count() as u64;
         self.conn

@@ -69,14 +69,22 @@ impl From<rusqlite::Error> for Failure {
     }
 }
 
+/// What each connection that writes the history sets for itself (the
+/// engine's and the mover's): `synchronous=NORMAL` (WAL's own durability:
+/// a commit survives a crash of the process), the page cache, and
+/// checkpoints left to their thread up to the backstop.
+pub(super) fn settle_in(c: &Connection) -> rusqlite::Result<()> {
+    c.pragma_update(None, "synchronous", "NORMAL")?;
+    c.pragma_update(None, "cache_size", CACHE_KIB)?;
+    c.pragma_update(None, "wal_autocheckpoint", super::checkpoint::BACKSTOP_PAGES)
+}
+
 /// Set the connection up (WAL, `synchronous=NORMAL`, a busy timeout) and
 /// bring its file to [`VERSION`].
 pub(super) fn migrate(c: &Connection) -> Result<(), Failure> {
     c.busy_timeout(Duration::from_secs(5))?;
     c.pragma_update(None, "journal_mode", "WAL")?;
-    c.pragma_update(None, "synchronous", "NORMAL")?;
-    c.pragma_update(None, "cache_size", CACHE_KIB)?;
-    c.pragma_update(None, "wal_autocheckpoint", super::checkpoint::BACKSTOP_PAGES)?;
+    settle_in(c)?;
     let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > VERSION {
         return Err(Failure::TooNew(version));

@@ -207,7 +207,7 @@ fn an_escalated_prefix_keeps_its_reason() {
 
 #[test]
 fn small_writes_wait_in_the_pending_file_and_survive_a_crash() {
-    let (_dir, db, s) = one_ban_recorded();
+    let (_dir, db, mut s) = one_ban_recorded();
     assert!(s.has_pending());
     assert!(!s.is_empty().unwrap());
     assert_eq!(s.ban_count("sshd", &"198.51.100.1/32".parse().unwrap()).unwrap(), 1);
@@ -227,12 +227,14 @@ fn small_writes_wait_in_the_pending_file_and_survive_a_crash() {
 }
 
 /// A bulk ban waits in the pending file like a single one, and all that
-/// waits goes into SQLite in one transaction once the bound is reached.
+/// waits goes into SQLite in one transaction once the bound is reached:
+/// here by the engine's thread itself, as when no mover thread runs.
 #[test]
 fn bulk_writes_wait_too_until_the_bound_moves_them_all() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("nftban.db");
     let mut s = Store::open(&db).unwrap();
+    s.mover = mover::Mover::none();
     s.pending_most = 5;
     let bulk = |from: u32, n: u32| -> Vec<BanRecord> {
         (from..from + n)
@@ -295,7 +297,7 @@ fn a_pending_line_already_in_sqlite_is_not_counted_twice() {
     // A crash between the commit and emptying the file leaves the line.
     crash(s, &db);
     std::fs::write(pending_path(&db), &line).unwrap();
-    let s = Store::open(&db).unwrap();
+    let mut s = Store::open(&db).unwrap();
     assert_eq!(s.ban_count("sshd", &"198.51.100.1/32".parse().unwrap()).unwrap(), 1);
 }
 
@@ -708,6 +710,7 @@ fn a_locked_database_stalls_the_bound_until_a_save_works() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("nftban.db");
     let mut s = Store::open(&db).unwrap();
+    s.mover = mover::Mover::none();
     s.pending_most = 3;
     let bulk = |from: u32, n: u32| -> Vec<BanRecord> {
         (from..from + n)
@@ -766,4 +769,130 @@ fn noise_in_the_wal_or_shm_file_loses_nothing() {
         s.sync().unwrap();
         assert_eq!(s.active(t(1)).unwrap().len(), 501, "{suffix}");
     }
+}
+
+/// `n` bans in jail `manual` from 10.0.`from`.0 on.
+fn bulk(from: u32, n: u32) -> Vec<BanRecord> {
+    (from..from + n)
+        .map(|i| ban("manual", &format!("10.0.{}.{}/32", i / 256, i % 256), 0, 600))
+        .collect()
+}
+
+fn rows_in(db: &std::path::Path) -> i64 {
+    let raw = Connection::open(db).unwrap();
+    raw.query_row("SELECT COUNT(*) FROM bans", [], |r| r.get(0)).unwrap()
+}
+
+/// Past the bound, the move goes to the mover thread and the engine's
+/// writes go on meanwhile (appended after the range in flight); a read
+/// waits for the move, and a save moves the rest and empties the file.
+#[test]
+fn a_bulk_past_the_bound_is_moved_by_the_mover_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nftban.db");
+    let mut s = Store::open(&db).unwrap();
+    s.pending_most = 6;
+    s.record_bans(&bulk(0, 6)).unwrap();
+    assert!(s.mover.busy(), "handed to the mover");
+    assert_eq!(s.pending.len(), 0);
+    s.record_bans(&bulk(6, 2)).unwrap();
+    assert_eq!(s.pending.len(), 2, "appended after the range in flight");
+    assert_eq!(
+        s.ban_count("manual", &"10.0.0.1/32".parse().unwrap()).unwrap(),
+        1,
+        "counted once, in flight or moved"
+    );
+    assert_eq!(rows_in(&db), 6, "the count waited for the move");
+    assert!(s.has_pending());
+    assert!(std::fs::metadata(pending_path(&db)).unwrap().len() > 0);
+    assert_eq!(s.active(t(1)).unwrap().len(), 8);
+    assert!(!s.has_pending());
+    assert_eq!(rows_in(&db), 8, "each once");
+    assert_eq!(std::fs::metadata(pending_path(&db)).unwrap().len(), 0);
+}
+
+/// A move the mover could not make (another process holds SQLite's lock)
+/// is rolled back and its bans wait again; the bound then waits for a save
+/// that works, which moves them all, once.
+#[test]
+fn a_failed_move_of_the_mover_waits_for_the_next_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nftban.db");
+    let mut s = Store::open(&db).unwrap();
+    s.pending_most = 6;
+    let lock = locked(&db);
+    s.record_bans(&bulk(0, 6)).unwrap();
+    assert!(s.mover.busy());
+    s.settle();
+    assert!(s.stalled, "the move failed on the lock");
+    assert_eq!(s.pending.len(), 6, "its bans wait again");
+    drop(lock);
+    s.record_bans(&bulk(6, 3)).unwrap();
+    assert!(!s.mover.busy(), "nothing handed over before a save works");
+    assert_eq!(rows_in(&db), 0);
+    s.sync().unwrap();
+    assert_eq!(rows_in(&db), 9);
+    assert!(!s.stalled);
+    s.record_bans(&bulk(9, 6)).unwrap();
+    assert!(s.mover.busy(), "the bound hands over again");
+    s.settle();
+    assert_eq!(rows_in(&db), 15);
+}
+
+/// The mover commits but never empties the file: a crash then leaves
+/// lines SQLite holds, and the next start moves each of them once.
+#[test]
+fn a_crash_after_the_movers_commit_moves_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nftban.db");
+    let mut s = Store::open(&db).unwrap();
+    s.pending_most = 6;
+    s.record_bans(&bulk(0, 6)).unwrap();
+    s.settle();
+    s.record_bans(&bulk(6, 1)).unwrap();
+    assert_eq!(rows_in(&db), 6);
+    crash(s, &db);
+    let mut s = Store::open(&db).unwrap();
+    assert_eq!(rows_in(&db), 7, "each once");
+    assert_eq!(s.active(t(1)).unwrap().len(), 7);
+    assert_eq!(std::fs::metadata(pending_path(&db)).unwrap().len(), 0);
+}
+
+/// The engine's save of every second hands many pending bans to the
+/// mover after saving the positions, and saves nothing while a move is in
+/// flight (the positions wait for a later save, never lost).
+#[test]
+fn the_save_of_every_second_hands_a_bulk_to_the_mover() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nftban.db");
+    let mut s = Store::open(&db).unwrap();
+    s.hand_off_least = 4;
+    let p = |offset| {
+        vec![(
+            "/var/log/auth.log".to_string(),
+            Position {
+                offset,
+                head_len: 10,
+                head_hash: 7,
+            },
+        )]
+    };
+    s.record_bans(&bulk(0, 3)).unwrap();
+    assert!(s.save_soon(&p(1), &[], &[]).unwrap(), "few: saved by the engine");
+    assert_eq!(rows_in(&db), 3);
+    assert_eq!(std::fs::metadata(pending_path(&db)).unwrap().len(), 0);
+    s.record_bans(&bulk(3, 4)).unwrap();
+    assert!(s.save_soon(&p(2), &[], &[]).unwrap());
+    assert!(s.mover.busy(), "many: handed to the mover");
+    assert_eq!(s.positions().unwrap()["/var/log/auth.log"].offset, 2);
+    let again = s.save_soon(&p(3), &[], &[]).unwrap();
+    s.settle();
+    if !again {
+        assert_eq!(
+            s.positions().unwrap()["/var/log/auth.log"].offset,
+            2,
+            "not saved in flight"
+        );
+    }
+    assert_eq!(rows_in(&db), 7);
 }

@@ -356,7 +356,7 @@ impl History {
     /// How many times `net` was banned in `jail` before; `None` without a
     /// history (or when it cannot be read), so the caller counts itself.
     pub(super) fn ban_count(&mut self, jail: &str, net: &IpNet) -> Option<u32> {
-        let store = self.store.as_ref()?;
+        let store = self.store.as_mut()?;
         let result = store.ban_count(jail, net);
         self.failed(result, "cannot read ban history for the bantime increment")
             .map(|n| n.min(u32::MAX as u64) as u32)
@@ -434,13 +434,16 @@ impl History {
             })
             .collect();
         let Some(store) = self.store.as_mut() else { return };
-        let result = store.save(&[], &positions, &cursors, &windows);
-        if self
-            .failed(
-                result,
-                "could not save file positions and failure counts; lines may be read again after a restart",
-            )
-            .is_some()
+        // Forced (a stop, a reload): all of it now. Otherwise not while
+        // the store's mover thread moves a bulk of bans: next second.
+        let result = match force {
+            true => store.save(&[], &positions, &cursors, &windows).map(|()| true),
+            false => store.save_soon(&positions, &cursors, &windows),
+        };
+        if self.failed(
+            result,
+            "could not save file positions and failure counts; lines may be read again after a restart",
+        ) == Some(true)
         {
             self.positions.clear();
             self.cursors.clear();
