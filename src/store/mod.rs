@@ -85,19 +85,20 @@ mod lift;
 mod mover;
 mod pending;
 mod read;
+mod write;
 pub use read::RunningBan;
 mod schema;
 pub use damage::Damage;
 pub use files::check_writable;
 use schema::VERSION;
 
-/// A ban of the pending file left by an earlier run, unless SQLite holds
-/// it already (the run died after its commit but before emptying the
-/// file).
 /// A ban's row.
 const INSERT: &str =
     "INSERT INTO bans (jail, net, banned_at, expires_at, origin, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
+/// A ban of the pending file left by an earlier run, unless SQLite holds
+/// it already (the run died after its commit but before emptying the
+/// file, or after a move by the mover thread, which never empties it).
 const INSERT_UNLESS_HELD: &str = "INSERT INTO bans (jail, net, banned_at, expires_at, origin, reason)
      SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM bans
          WHERE net = ?2 AND jail = ?1 AND banned_at = ?3 AND expires_at = ?4)";
@@ -384,67 +385,6 @@ impl Store {
         self.pending.clear().map_err(|e| self.pending_err(e))
     }
 
-    /// A mover thread for this store, reading its pending file; none if
-    /// the file cannot be opened again for it.
-    fn start_mover(&self) -> mover::Mover {
-        match self.pending.reader() {
-            Ok(file) => mover::Mover::start(&self.path, file, self.pending.path().to_path_buf()),
-            Err(e) => {
-                tracing::debug!(error = %e, "no mover thread for {}", self.path.display());
-                mover::Mover::none()
-            }
-        }
-    }
-
-    /// Take in the outcome of the move in flight, waiting for it: before
-    /// the engine's connection reads or writes SQLite.
-    fn settle(&mut self) {
-        if let Some(outcome) = self.mover.wait() {
-            self.moved(outcome);
-        }
-    }
-
-    /// A move by the mover ended: done, or its bans wait again, and the
-    /// bound waits for a save that works (which tries the move itself).
-    fn moved(&mut self, outcome: mover::Outcome) {
-        match outcome {
-            Ok(()) => {
-                self.pending.handed_back(true);
-                self.checkpoints.nudge();
-            }
-            Err(e) => {
-                self.pending.handed_back(false);
-                self.stalled = true;
-                tracing::debug!(error = %e, "pending bans not moved into the history yet");
-            }
-        }
-    }
-
-    /// Whether the mover can take a move now (a finished one taken in).
-    fn mover_free(&mut self) -> bool {
-        let (free, finished) = self.mover.free();
-        if let Some(outcome) = finished {
-            self.moved(outcome);
-        }
-        free
-    }
-
-    /// Hand what waits to the mover: true if it took it.
-    fn hand_off(&mut self) -> bool {
-        // Past FILE_MOST, the engine moves what waits itself: only that
-        // empties the file.
-        let full = self.pending.size() >= FILE_MOST;
-        if !self.left.is_empty() || self.stalled || full || !self.mover_free() {
-            return false;
-        }
-        let range = self.pending.hand_off();
-        if !self.mover.hand(range) {
-            self.pending.handed_back(false);
-            return false;
-        }
-        true
-    }
-
     fn pending_err(&self, e: std::io::Error) -> Error {
         Error::PendingWrite {
             path: self.pending.path().to_path_buf(),
@@ -504,201 +444,6 @@ impl Store {
             path: self.path.clone(),
             error: source,
         }
-    }
-
-    /// Record bans: appended to the pending file, moved into SQLite with
-    /// the next save, or at once when [`PENDING_MOST`] wait. Either way
-    /// they survive `kill -9` once this returns.
-    pub fn record_bans(&mut self, bans: &[BanRecord]) -> Result<()> {
-        if bans.len() <= self.pending_most {
-            match self.pending.append(bans) {
-                Ok(()) => {
-                    if std::mem::take(&mut self.pending_failing) {
-                        tracing::info!("{} can be appended to again", self.pending.path().display());
-                    }
-                    if self.pending.len() >= self.pending_most && !self.stalled && !self.hand_off() {
-                        // No mover free: moved here, unless one is in
-                        // flight (then the next write past the bound
-                        // hands them over). In SQLite or not, they are
-                        // recorded: a failure keeps them pending, and the
-                        // engine's next save (which retries, and reports
-                        // what fails) moves them. Until a save succeeds, no
-                        // further ban waits here for SQLite's lock.
-                        if !self.mover.busy() {
-                            if let Err(e) = self.sync() {
-                                self.stalled = true;
-                                tracing::debug!(error = %e, "pending bans not moved into the history yet");
-                            }
-                        }
-                    }
-                    return Ok(());
-                }
-                // Once when it starts, not per ban (a full disk fails them
-                // all); SQLite is tried instead.
-                Err(e) if !self.pending_failing => {
-                    self.pending_failing = true;
-                    tracing::warn!(
-                        "cannot append to {}: {e}; writing bans to SQLite directly until it works again",
-                        self.pending.path().display()
-                    );
-                }
-                Err(_) => {}
-            }
-        }
-        self.save(bans, &[], &[], &[])
-    }
-
-    /// Record bans, file positions, journal cursors and failure windows in
-    /// one transaction, with the pending bans: after a crash the history
-    /// never holds a position past lines whose bans or failures it lacks.
-    pub fn save(
-        &mut self,
-        bans: &[BanRecord],
-        positions: &[(String, Position)],
-        cursors: &[(String, String)],
-        windows: &[FailureWindow],
-    ) -> Result<()> {
-        self.settle();
-        self.commit(bans, positions, cursors, windows, true)
-    }
-
-    /// The engine's save of every second: as [`Store::save`], but it never
-    /// waits for the mover. `Ok(false)`: a move is in flight, nothing was
-    /// saved; try again later. Many pending bans are handed to the mover
-    /// after the positions are saved (the pending file keeps them until
-    /// then, and a start moves what it holds first, so no saved position
-    /// is ever ahead of bans the history lacks).
-    pub fn save_soon(
-        &mut self,
-        positions: &[(String, Position)],
-        cursors: &[(String, String)],
-        windows: &[FailureWindow],
-    ) -> Result<bool> {
-        self.mover_free();
-        if self.mover.busy() {
-            return Ok(false);
-        }
-        let free = self.left.is_empty() && !self.stalled && self.pending.size() < FILE_MOST && self.mover.runs();
-        if free && self.pending.len() >= self.hand_off_least {
-            self.commit(&[], positions, cursors, windows, false)?;
-            self.hand_off();
-            return Ok(true);
-        }
-        self.save(&[], positions, cursors, windows).map(|()| true)
-    }
-
-    /// One transaction of `bans`, the positions, cursors and windows, and
-    /// (with `with_pending`, and no move in flight) what the pending file
-    /// holds, which is then emptied.
-    fn commit(
-        &mut self,
-        bans: &[BanRecord],
-        positions: &[(String, Position)],
-        cursors: &[(String, String)],
-        windows: &[FailureWindow],
-        with_pending: bool,
-    ) -> Result<()> {
-        let pending = with_pending && self.has_pending();
-        if bans.is_empty() && positions.is_empty() && cursors.is_empty() && windows.is_empty() && !pending {
-            return Ok(());
-        }
-        let path = self.path.clone();
-        let sql = |error| Error::Sql {
-            path: path.clone(),
-            error,
-        };
-        // BEGIN and COMMIT as cached statements: `Connection::transaction`
-        // parses both again each time, which showed at hundreds of bans a
-        // second (one transaction per burst of bans).
-        let moved = match pending {
-            true => self.pending.read_back().map_err(|e| self.pending_err(e))?,
-            false => Vec::new(),
-        };
-        let left: &[BanRecord] = if pending { &self.left } else { &[] };
-        let c = &self.conn;
-        c.prepare_cached("BEGIN").and_then(|mut s| s.execute([])).map_err(sql)?;
-        let written = (|| -> rusqlite::Result<()> {
-            let mut stmt = c.prepare_cached(INSERT_UNLESS_HELD)?;
-            for b in left {
-                stmt.execute(row(b))?;
-            }
-            let mut stmt = c.prepare_cached(INSERT)?;
-            for r in pending::rows(&moved, self.pending.path()) {
-                stmt.execute(params![
-                    r.jail,
-                    r.net,
-                    whole(r.at),
-                    whole(r.expires),
-                    r.origin,
-                    r.reason
-                ])?;
-            }
-            for b in bans {
-                stmt.execute(row(b))?;
-            }
-            let mut stmt = c.prepare_cached(
-                "INSERT INTO positions (path, offset, head_len, head_hash, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT(path) DO UPDATE SET offset = ?2, head_len = ?3, head_hash = ?4, updated_at = ?5",
-            )?;
-            let now = secs(SystemTime::now());
-            for (path, p) in positions {
-                stmt.execute(params![
-                    path,
-                    p.offset as i64,
-                    p.head_len as i64,
-                    p.head_hash as i64,
-                    now
-                ])?;
-            }
-            let mut stmt = c.prepare_cached(
-                "INSERT INTO cursors (source, cursor, updated_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(source) DO UPDATE SET cursor = ?2, updated_at = ?3",
-            )?;
-            for (source, cursor) in cursors {
-                stmt.execute(params![source, cursor, now])?;
-            }
-            for w in windows {
-                let net = w.net.to_string();
-                match &w.times {
-                    Some(times) => {
-                        let times: Vec<String> = times.iter().map(|t| secs(*t).to_string()).collect();
-                        c.prepare_cached(
-                            "INSERT INTO failures (jail, net, times) VALUES (?1, ?2, ?3)
-                                 ON CONFLICT(jail, net) DO UPDATE SET times = ?3",
-                        )?
-                        .execute(params![w.jail, net, times.join(",")])?;
-                    }
-                    None => {
-                        c.prepare_cached("DELETE FROM failures WHERE jail = ?1 AND net = ?2")?
-                            .execute(params![w.jail, net])?;
-                    }
-                }
-            }
-            Ok(())
-        })();
-        let end = if written.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        let ended = c.prepare_cached(end).and_then(|mut s| s.execute([]));
-        if ended.is_err() && !c.is_autocommit() {
-            // A failed COMMIT (busy, disk full) leaves the transaction open:
-            // end it, so the next BEGIN does not fail too.
-            let _ = c.execute_batch("ROLLBACK");
-        }
-        written.map_err(sql)?;
-        ended.map_err(sql)?;
-        self.checkpoints.nudge();
-        if !pending {
-            return Ok(());
-        }
-        self.stalled = false;
-        let replayed = !std::mem::take(&mut self.left).is_empty();
-        if replayed || self.has_pending() {
-            // If the file cannot be emptied, a crash replays its lines and
-            // skips them there as already held.
-            if let Err(e) = self.pending.clear() {
-                tracing::warn!("cannot empty {}: {e}", self.pending.path().display());
-            }
-        }
-        Ok(())
     }
 }
 
