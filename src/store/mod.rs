@@ -247,6 +247,22 @@ fn row(b: &BanRecord) -> (&str, String, i64, i64, &'static str, Option<&str>) {
     )
 }
 
+/// Insert the pending file's lines of `text` (from `path`) with `stmt`,
+/// an [`INSERT`].
+fn insert_lines(stmt: &mut rusqlite::CachedStatement<'_>, text: &[u8], path: &Path) -> rusqlite::Result<()> {
+    for r in pending::rows(text, path) {
+        stmt.execute(params![
+            r.jail,
+            r.net,
+            whole(r.at),
+            whole(r.expires),
+            r.origin,
+            r.reason
+        ])?;
+    }
+    Ok(())
+}
+
 /// Seconds of the pending file as SQLite keeps them (as [`secs`]).
 fn whole(s: u64) -> i64 {
     i64::try_from(s).unwrap_or(i64::MAX)

@@ -22,9 +22,9 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
 
 use rusqlite::config::DbConfig;
-use rusqlite::{params, Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags};
 
-use super::{pending, whole, BUSY_WAIT, INSERT};
+use super::{insert_lines, pending, BUSY_WAIT, INSERT};
 
 /// How a move ended: done, or why not.
 pub(super) type Outcome = Result<(), String>;
@@ -176,20 +176,9 @@ impl Drop for Mover {
 fn carry(conn: &Connection, file: &File, path: &Path, range: Range) -> Result<(), Box<dyn std::error::Error>> {
     let text = pending::read_range(file, range.from, range.to)?;
     conn.execute_batch("BEGIN")?;
-    let written = (|| -> rusqlite::Result<()> {
-        let mut stmt = conn.prepare_cached(INSERT)?;
-        for r in pending::rows(&text, path) {
-            stmt.execute(params![
-                r.jail,
-                r.net,
-                whole(r.at),
-                whole(r.expires),
-                r.origin,
-                r.reason
-            ])?;
-        }
-        Ok(())
-    })();
+    let written = conn
+        .prepare_cached(INSERT)
+        .and_then(|mut stmt| insert_lines(&mut stmt, &text, path));
     let end = if written.is_ok() { "COMMIT" } else { "ROLLBACK" };
     let ended = conn.execute_batch(end);
     if ended.is_err() && !conn.is_autocommit() {

@@ -236,13 +236,7 @@ fn bulk_writes_wait_too_until_the_bound_moves_them_all() {
     let mut s = Store::open(&db).unwrap();
     s.mover = mover::Mover::none();
     s.pending_most = 5;
-    let bulk = |from: u32, n: u32| -> Vec<BanRecord> {
-        (from..from + n)
-            .map(|i| ban("manual", &format!("198.51.100.{i}/32"), 0, 600))
-            .collect()
-    };
-    let raw = Connection::open(&db).unwrap();
-    let rows = || -> i64 { raw.query_row("SELECT COUNT(*) FROM bans", [], |r| r.get(0)).unwrap() };
+    let rows = || rows_in(&db);
     s.record_bans(&bulk(1, 4)).unwrap();
     assert!(s.has_pending());
     assert_eq!(rows(), 0, "4 bans, under the bound: pending");
@@ -712,13 +706,7 @@ fn a_locked_database_stalls_the_bound_until_a_save_works() {
     let mut s = Store::open(&db).unwrap();
     s.mover = mover::Mover::none();
     s.pending_most = 3;
-    let bulk = |from: u32, n: u32| -> Vec<BanRecord> {
-        (from..from + n)
-            .map(|i| ban("manual", &format!("198.51.100.{i}/32"), 0, 600))
-            .collect()
-    };
-    let raw = Connection::open(&db).unwrap();
-    let rows = || -> i64 { raw.query_row("SELECT COUNT(*) FROM bans", [], |r| r.get(0)).unwrap() };
+    let rows = || rows_in(&db);
     let lock = locked(&db);
     s.record_bans(&bulk(1, 3)).unwrap();
     assert!(s.has_pending(), "the move failed: still pending");

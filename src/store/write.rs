@@ -124,16 +124,7 @@ impl Store {
                 stmt.execute(row(b))?;
             }
             let mut stmt = c.prepare_cached(INSERT)?;
-            for r in pending::rows(&moved, self.pending.path()) {
-                stmt.execute(params![
-                    r.jail,
-                    r.net,
-                    whole(r.at),
-                    whole(r.expires),
-                    r.origin,
-                    r.reason
-                ])?;
-            }
+            insert_lines(&mut stmt, &moved, self.pending.path())?;
             for b in bans {
                 stmt.execute(row(b))?;
             }
