@@ -825,6 +825,12 @@ fn a_failed_move_of_the_mover_waits_for_the_next_save() {
     assert!(s.mover.busy(), "the bound hands over again");
     s.settle();
     assert_eq!(rows_in(&db), 15);
+    assert!(!s.has_pending());
+    assert_eq!(
+        std::fs::metadata(pending_path(&db)).unwrap().len(),
+        0,
+        "nothing came after the move: the file is emptied"
+    );
 }
 
 /// The mover commits but never empties the file: a crash then leaves
@@ -836,9 +842,10 @@ fn a_crash_after_the_movers_commit_moves_nothing_twice() {
     let mut s = Store::open(&db).unwrap();
     s.pending_most = 6;
     s.record_bans(&bulk(0, 6)).unwrap();
-    s.settle();
     s.record_bans(&bulk(6, 1)).unwrap();
+    s.settle();
     assert_eq!(rows_in(&db), 6);
+    assert!(std::fs::metadata(pending_path(&db)).unwrap().len() > 0);
     crash(s, &db);
     let mut s = Store::open(&db).unwrap();
     assert_eq!(rows_in(&db), 7, "each once");

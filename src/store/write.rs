@@ -220,6 +220,13 @@ impl Store {
             Ok(()) => {
                 self.pending.handed_back(true);
                 self.checkpoints.nudge();
+                // Nothing came after the range: SQLite holds every line,
+                // and a crash from here on has none to check again.
+                if self.pending.len() == 0 && self.left.is_empty() {
+                    if let Err(e) = self.pending.clear() {
+                        tracing::warn!("cannot empty {}: {e}", self.pending.path().display());
+                    }
+                }
             }
             Err(e) => {
                 self.pending.handed_back(false);
