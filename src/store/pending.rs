@@ -40,14 +40,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+#[cfg(test)]
+use serde::Serialize;
 
 use super::{BanRecord, Origin};
 
-/// One line of the file. Written from borrowed text (a bulk ban appends
-/// hundreds of thousands of lines a second: no copy of each jail name,
-/// origin and reason just to write them), read back owned.
-#[derive(Serialize, Deserialize)]
+/// One line of the file, as read back after a crash (owned). Written by
+/// [`LineWriter`], which makes the same text serde would make of it.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct Line<'a> {
     jail: Cow<'a, str>,
     net: IpNet,
@@ -56,6 +58,76 @@ struct Line<'a> {
     origin: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reason: Option<Cow<'a, str>>,
+}
+
+/// Writes the lines of the file: the text serde_json makes of a [`Line`]
+/// (a test holds the two equal), written field by field rather than
+/// through serde and the formatter, with the JSON text of the jail,
+/// origin and reason kept from the line before (a bulk ban's lines share
+/// them). A bulk ban writes hundreds of thousands of lines a second, on
+/// the engine's thread.
+#[derive(Default)]
+struct LineWriter {
+    jail: Quoted,
+    origin: Quoted,
+    reason: Quoted,
+    numbers: itoa::Buffer,
+}
+
+/// A string and its JSON text (quoted and escaped).
+#[derive(Default)]
+struct Quoted {
+    text: String,
+    json: Vec<u8>,
+}
+
+impl Quoted {
+    fn of(&mut self, s: &str) -> &[u8] {
+        if self.json.is_empty() || self.text != s {
+            self.text.clear();
+            self.text.push_str(s);
+            self.json.clear();
+            // A `str` always serializes.
+            let _ = serde_json::to_writer(&mut self.json, s);
+        }
+        &self.json
+    }
+}
+
+impl LineWriter {
+    /// Append `b`'s line, with its newline, to `buf`.
+    fn line(&mut self, buf: &mut Vec<u8>, b: &BanRecord) {
+        buf.extend_from_slice(b"{\"jail\":");
+        buf.extend_from_slice(self.jail.of(&b.jail));
+        buf.extend_from_slice(b",\"net\":\"");
+        match b.net {
+            IpNet::V4(net) => {
+                for (k, octet) in net.addr().octets().into_iter().enumerate() {
+                    if k > 0 {
+                        buf.push(b'.');
+                    }
+                    buf.extend_from_slice(self.numbers.format(octet).as_bytes());
+                }
+                buf.push(b'/');
+                buf.extend_from_slice(self.numbers.format(net.prefix_len()).as_bytes());
+            }
+            // Rarer, and its shortest form is not worth writing again.
+            IpNet::V6(net) => {
+                let _ = write!(buf, "{net}");
+            }
+        }
+        buf.extend_from_slice(b"\",\"at\":");
+        buf.extend_from_slice(self.numbers.format(secs(b.at)).as_bytes());
+        buf.extend_from_slice(b",\"expires\":");
+        buf.extend_from_slice(self.numbers.format(secs(b.expires)).as_bytes());
+        buf.extend_from_slice(b",\"origin\":");
+        buf.extend_from_slice(self.origin.of(b.origin.as_str()));
+        if let Some(reason) = &b.reason {
+            buf.extend_from_slice(b",\"reason\":");
+            buf.extend_from_slice(self.reason.of(reason));
+        }
+        buf.extend_from_slice(b"}\n");
+    }
 }
 
 /// A line of this run as it is moved into SQLite: borrowed from the
@@ -108,6 +180,7 @@ pub struct Pending {
     /// Pending bans per (jail, net), for [`super::Store::ban_count`].
     counts: Counts,
     buf: Vec<u8>,
+    writer: LineWriter,
     /// The file's length after the last whole append: where a write cut
     /// short (a full disk) is cut back to.
     len: u64,
@@ -166,6 +239,7 @@ impl Pending {
             jails: Vec::new(),
             counts: HashMap::new(),
             buf: Vec::new(),
+            writer: LineWriter::default(),
             len: text.len() as u64,
         };
         Ok((pending, left))
@@ -178,16 +252,7 @@ impl Pending {
     pub fn append(&mut self, bans: &[BanRecord]) -> std::io::Result<()> {
         self.buf.clear();
         for b in bans {
-            let line = Line {
-                jail: Cow::Borrowed(&b.jail),
-                net: b.net,
-                at: secs(b.at),
-                expires: secs(b.expires),
-                origin: Cow::Borrowed(b.origin.as_str()),
-                reason: b.reason.as_deref().map(Cow::Borrowed),
-            };
-            serde_json::to_writer(&mut self.buf, &line).map_err(std::io::Error::other)?;
-            self.buf.push(b'\n');
+            self.writer.line(&mut self.buf, b);
         }
         if let Err(e) = self.file.write_all(&self.buf) {
             // Shrinking needs no space; if even that fails, the start
@@ -390,6 +455,57 @@ mod tests {
             expires: at + Duration::from_secs(600),
             origin: Origin::Escalated,
             reason: reason.map(String::from),
+        }
+    }
+
+    /// The hand-written lines are the text serde makes of a [`Line`],
+    /// whatever the addresses, strings (quotes, control characters,
+    /// non-ASCII) and times, and however the jail, origin and reason
+    /// change from line to line.
+    #[test]
+    fn lines_are_written_as_serde_writes_them() {
+        let nets = [
+            "198.51.100.7/32",
+            "0.0.0.0/0",
+            "255.255.255.255/32",
+            "10.1.20.0/24",
+            "2001:db8::1/128",
+            "2001:db8:1:2::/64",
+            "::/0",
+            "::ffff:192.0.2.1/128",
+        ];
+        let strings = ["sshd", "a \"quoted\"\tjail\n", "é\u{1}\u{7f}\\ü", ""];
+        let origins = [Origin::Auto, Origin::Manual, Origin::Escalated];
+        let times = [0, 1, 1_800_000_000, u64::from(u32::MAX) + 7];
+        let mut w = LineWriter::default();
+        let mut n = 0usize;
+        for (i, net) in nets.iter().enumerate() {
+            for (k, s) in strings.iter().enumerate() {
+                n += 1;
+                let at = UNIX_EPOCH + Duration::from_secs(times[(i + k) % times.len()]);
+                let b = BanRecord {
+                    jail: strings[(i * 3 + k) % strings.len()].to_string(),
+                    net: net.parse().unwrap(),
+                    at,
+                    expires: at + Duration::from_secs(600 * (k as u64)),
+                    origin: origins[n % origins.len()],
+                    reason: (n % 3 != 0).then(|| s.to_string()),
+                };
+                let mut ours = Vec::new();
+                w.line(&mut ours, &b);
+                let line = Line {
+                    jail: Cow::Borrowed(&b.jail),
+                    net: b.net,
+                    at: secs(b.at),
+                    expires: secs(b.expires),
+                    origin: Cow::Borrowed(b.origin.as_str()),
+                    reason: b.reason.as_deref().map(Cow::Borrowed),
+                };
+                let mut theirs = serde_json::to_vec(&line).unwrap();
+                theirs.push(b'\n');
+                assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
+                assert_eq!(parse(&ours, Path::new("x")), [b]);
+            }
         }
     }
 
