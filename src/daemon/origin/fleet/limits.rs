@@ -103,10 +103,15 @@ impl Limits {
     /// One token of `node`'s bucket, if it has one.
     fn take(&mut self, node: &str, published: i128) -> Result<(), Refusal> {
         let (per_second, burst) = (self.per_second, self.burst);
-        let b = self.buckets.entry(node.to_string()).or_insert(Bucket {
-            tokens: burst,
-            last: published,
-        });
+        // Looked up by `&str`: the node's name is copied once, for its
+        // new bucket, not for every ban of a peer's batch.
+        let b = match self.buckets.get_mut(node) {
+            Some(b) => b,
+            None => self.buckets.entry(node.to_string()).or_insert(Bucket {
+                tokens: burst,
+                last: published,
+            }),
+        };
         // A clock that steps back (another server of a cluster) adds nothing.
         let elapsed = (published - b.last).max(0) as f64 / 1e9;
         b.tokens = (b.tokens + elapsed * per_second).min(burst);

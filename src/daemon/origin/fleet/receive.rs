@@ -54,12 +54,17 @@ fn retry_delay(failures: u32) -> Duration {
     Duration::from_millis((100u64 << failures.min(4)).min(1000))
 }
 
-/// The last word of one peer on one address of one jail.
+/// The last word of one peer on one address of one jail. The reason is
+/// shared by every ban of a group (one peer's `ban -` says the same of
+/// each address): made once per group, not once per address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Word {
-    Ban { expires: u64, reason: String },
+    Ban { expires: u64, reason: Arc<str> },
     Unban,
 }
+
+/// The words of one peer in one jail, by address.
+type Words = HashMap<IpNet, Word>;
 
 /// The receiving side.
 pub struct Receiver {
@@ -67,7 +72,10 @@ pub struct Receiver {
     pub prefix: String,
     pub stats: Arc<Stats>,
     pub limits: Limits,
-    folded: HashMap<(String, IpNet, Peer), Word>,
+    /// Per jail and peer: looked up once per message, not per address.
+    folded: HashMap<(String, Peer), Words>,
+    /// The addresses in `folded`.
+    count: usize,
     /// The last stream sequence read, to resume after a consumer is lost.
     last: u64,
 }
@@ -80,6 +88,7 @@ impl Receiver {
             stats,
             limits,
             folded: HashMap::new(),
+            count: 0,
             last: 0,
         }
     }
@@ -171,7 +180,7 @@ impl Receiver {
                     self.last = seq;
                     self.read(message.subject.as_str(), &message.payload, published);
                 }
-                if self.folded.len() >= FOLD {
+                if self.count >= FOLD {
                     break;
                 }
                 match messages.next().now_or_never() {
@@ -219,53 +228,72 @@ impl Receiver {
             }
             return;
         };
+        let Receiver {
+            folded,
+            count,
+            limits,
+            stats,
+            ..
+        } = self;
+        let jail = m.jail.as_str();
+        let words = folded.entry((m.jail.clone(), peer)).or_default();
+        let before = words.len();
+        words.reserve(m.items.len());
+        // The reason of the group in hand: made again only when the
+        // origin or reason changes, not for every address.
+        let mut said: Option<(String, Option<String>, Arc<str>)> = None;
         for item in m.items {
-            match item {
-                Ok((net, what)) => self.fold(&m.node, &m.jail, peer, net, what, published),
+            let (net, what) = match item {
+                Ok(decision) => decision,
                 Err(e) => {
-                    self.stats.refused(Refusal::Malformed);
+                    stats.refused(Refusal::Malformed);
                     tracing::warn!("fleet: a decision on {subject} refused: {e}");
+                    continue;
                 }
-            }
-        }
-    }
-
-    /// One decision of `node` (`peer`): judged, then folded.
-    fn fold(&mut self, node: &str, jail: &str, peer: Peer, net: IpNet, what: What, published: i128) {
-        let key = (jail.to_string(), net.trunc(), peer);
-        match what {
-            What::Unban { .. } => {
-                self.folded.insert(key, Word::Unban);
-            }
-            What::Ban {
+            };
+            let key = net.trunc();
+            let What::Ban {
                 expires,
                 origin,
                 reason,
-            } => {
-                if let Err(why) = self.limits.judge(node, jail, &net, published) {
-                    self.stats.refused(why);
-                    tracing::info!(
-                        jail,
-                        "fleet: ban of {} from {node} refused ({})",
-                        crate::address::show(&net),
-                        why.as_str()
-                    );
-                    return;
+            } = what
+            else {
+                words.insert(key, Word::Unban);
+                continue;
+            };
+            if let Err(why) = limits.judge(&m.node, jail, &net, published) {
+                stats.refused(why);
+                tracing::info!(
+                    jail,
+                    "fleet: ban of {} from {} refused ({})",
+                    crate::address::show(&net),
+                    m.node,
+                    why.as_str()
+                );
+                continue;
+            }
+            let reason = match &said {
+                Some((o, r, shared)) if *o == origin && *r == reason => shared.clone(),
+                _ => {
+                    let shared: Arc<str> = match &reason {
+                        Some(r) => format!("{}: {r}", peer_text(peer)),
+                        None => format!("{}: {origin}", peer_text(peer)),
+                    }
+                    .into();
+                    said = Some((origin, reason, shared.clone()));
+                    shared
                 }
-                let reason = match reason {
-                    Some(r) => format!("{}: {r}", peer_text(peer)),
-                    None => format!("{}: {origin}", peer_text(peer)),
-                };
-                // A peer's later ban of the same address: the longer stands.
-                let longer = match self.folded.get(&key) {
-                    Some(Word::Ban { expires: e, .. }) => expires > *e,
-                    _ => true,
-                };
-                if longer {
-                    self.folded.insert(key, Word::Ban { expires, reason });
-                }
+            };
+            // A peer's later ban of the same address: the longer stands.
+            let longer = match words.get(&key) {
+                Some(Word::Ban { expires: e, .. }) => expires > *e,
+                _ => true,
+            };
+            if longer {
+                words.insert(key, Word::Ban { expires, reason });
             }
         }
+        *count += words.len() - before;
     }
 
     /// Hand what is folded to the engine: bans grouped into decisions of
@@ -273,18 +301,30 @@ impl Receiver {
     /// peer. False once the daemon stops.
     fn hand_over(&mut self, decisions: &Decisions) -> bool {
         let now = SystemTime::now();
-        let mut bans: BTreeMap<(String, Peer, u64, String), Vec<IpNet>> = BTreeMap::new();
+        let mut bans: BTreeMap<(String, Peer, u64, Arc<str>), Vec<IpNet>> = BTreeMap::new();
         let mut lifts: BTreeMap<(String, Peer), Vec<IpNet>> = BTreeMap::new();
-        for ((jail, net, peer), word) in self.folded.drain() {
-            match word {
-                Word::Ban { expires, reason } => {
-                    if from_unix(expires) <= now {
-                        Stats::add(&self.stats.expired, 1);
-                        continue;
+        self.count = 0;
+        for ((jail, peer), words) in self.folded.drain() {
+            // Grouped here first: the jail's name is not compared per address.
+            let mut groups: HashMap<(u64, Arc<str>), Vec<IpNet>> = HashMap::new();
+            let mut lifted = Vec::new();
+            for (net, word) in words {
+                match word {
+                    Word::Ban { expires, reason } => {
+                        if from_unix(expires) <= now {
+                            Stats::add(&self.stats.expired, 1);
+                            continue;
+                        }
+                        groups.entry((expires, reason)).or_default().push(net);
                     }
-                    bans.entry((jail, peer, expires, reason)).or_default().push(net);
+                    Word::Unban => lifted.push(net),
                 }
-                Word::Unban => lifts.entry((jail, peer)).or_default().push(net),
+            }
+            if !lifted.is_empty() {
+                lifts.entry((jail.clone(), peer)).or_default().append(&mut lifted);
+            }
+            for ((expires, reason), nets) in groups {
+                bans.insert((jail.clone(), peer, expires, reason), nets);
             }
         }
         for ((jail, peer), nets) in lifts {
@@ -303,7 +343,7 @@ impl Receiver {
                 nets,
                 bantime: Some(Duration::from_secs(left)),
                 origin: Origin::Fleet(peer),
-                reason: Some(reason),
+                reason: Some(reason.to_string()),
             };
             if !decisions.send(decision) {
                 return false;
@@ -431,6 +471,46 @@ mod tests {
         let result = e.decided(bans.into_iter().next().unwrap(), SystemTime::now()).unwrap();
         assert_eq!(result.banned.len(), 20_001);
         assert_eq!(e.kernel_batches() - before, 1, "one netlink batch");
+    }
+
+    /// A peer's burst is folded with one reason per message for all its
+    /// addresses (not one made per address), and the count that bounds a
+    /// fold is of the addresses held: a ban told again is counted once,
+    /// and the count is back to zero once handed over.
+    #[test]
+    fn a_burst_shares_its_reason_and_counts_each_address_once() {
+        let expires = unix_secs(SystemTime::now()) + 3600;
+        let mut r = receiver();
+        let (d, rx) = decisions();
+        // Three batches, then the first 5,000 addresses again, longer.
+        let out: Vec<Out> = burst(0, 20_000, expires)
+            .into_iter()
+            .chain(burst(0, 5_000, expires + 60))
+            .collect();
+        assert_eq!(out.len(), 4);
+        for m in &out {
+            r.read(&m.subject("nftban"), &m.to_json(), 0);
+        }
+        assert_eq!(r.count, 20_000);
+        let reasons: std::collections::HashSet<*const u8> = r
+            .folded
+            .values()
+            .flat_map(|words| words.values())
+            .filter_map(|w| match w {
+                Word::Ban { reason, .. } => Some(reason.as_ptr()),
+                Word::Unban => None,
+            })
+            .collect();
+        assert!(reasons.len() <= out.len(), "{} reasons made", reasons.len());
+        assert!(r.hand_over(&d));
+        assert_eq!(r.count, 0);
+        let (bans, _) = handed(&rx);
+        let sizes: Vec<(u64, usize)> = bans
+            .iter()
+            .map(|b| (b.bantime.unwrap().as_secs() / 60, b.nets.len()))
+            .collect();
+        assert_eq!(sizes, [(60, 15_000), (61, 5_000)], "the longer ban stands");
+        assert!(bans.iter().all(|b| b.reason.as_deref() == Some("fleet:a: manual")));
     }
 
     /// Folding keeps the last word of a peer on an address across the
