@@ -12,7 +12,7 @@ pub use crate::status::{
 };
 
 /// The most addresses `nftban ban` sends in one request: a longer list
-/// goes as several, so neither side ever holds more than one chunk.
+/// goes as several, so neither side ever holds more than a few chunks.
 pub const BAN_CHUNK: usize = 10_000;
 
 /// A request from a client.
