@@ -42,7 +42,7 @@ pub enum Event {
         reply: mpsc::Sender<Result<super::engine::Applied, String>>,
     },
     /// A control request and where to send the answer.
-    Request(Request, mpsc::Sender<Response>),
+    Request(Request, mpsc::Sender<Answer>),
     /// nf_tables events about nftban's table: another process deleted
     /// parts of it, or events were lost.
     Kernel(Notice),
@@ -120,7 +120,7 @@ fn handle(engine: &mut Engine, event: Event, config: &Config, answering: &Atomic
         Event::Request(Request::Reload, reply) => {
             let answer = check_reload(config);
             let ok = answer.ok;
-            let _ = reply.send(answer);
+            let _ = reply.send(Answer::Ready(answer));
             if ok {
                 engine.finish(now);
                 // The "ok" must reach `nftban reload` before the restart
@@ -150,18 +150,47 @@ fn handle(engine: &mut Engine, event: Event, config: &Config, answering: &Atomic
     None
 }
 
+/// The engine's answer to a control request: whole, or a report that the
+/// asking thread writes as JSON. A `ban -` chunk's report holds 10,000
+/// addresses: written on the engine's thread, it kept the engine from the
+/// next chunk (in its profile of a bulk ban), while the asking thread
+/// only waits.
+pub enum Answer {
+    Ready(Response),
+    Later(Box<dyn FnOnce() -> Response + Send>),
+}
+
+impl Answer {
+    /// The report of a request the engine carried out, to be written by
+    /// the asking thread; or its error's message.
+    fn later<T: serde::Serialize + Send + 'static, E: std::fmt::Display>(result: Result<T, E>) -> Answer {
+        match result {
+            Ok(report) => Answer::Later(Box::new(move || Response::ok(report))),
+            Err(e) => Answer::Ready(Response::err(e.to_string())),
+        }
+    }
+
+    /// The answer as it goes to the client.
+    pub fn into_response(self) -> Response {
+        match self {
+            Answer::Ready(r) => r,
+            Answer::Later(write) => write(),
+        }
+    }
+}
+
 /// Carry out a control request (other than reload) and answer it.
-pub(super) fn answer(engine: &mut Engine, req: Request, now: SystemTime) -> Response {
+pub(super) fn answer(engine: &mut Engine, req: Request, now: SystemTime) -> Answer {
     match req {
-        Request::Status { jail: None } => Response::ok(engine.status(now)),
-        Request::Status { jail: Some(name) } => Response::from_result(engine.jail_status(&name, now)),
+        Request::Status { jail: None } => Answer::Ready(Response::ok(engine.status(now))),
+        Request::Status { jail: Some(name) } => Answer::Ready(Response::from_result(engine.jail_status(&name, now))),
         Request::Ban {
             addrs,
             jail,
             bantime,
             force,
             more,
-        } => Response::from_result(engine.ban_with(
+        } => Answer::later(engine.ban_with(
             &addrs,
             jail.as_deref(),
             bantime.map(Duration::from_secs),
@@ -170,20 +199,18 @@ pub(super) fn answer(engine: &mut Engine, req: Request, now: SystemTime) -> Resp
             now,
         )),
         Request::Unban { addrs, jail, more } => {
-            Response::from_result(engine.unban_with(&addrs, jail.as_deref(), Chunk::more(more), now))
+            Answer::later(engine.unban_with(&addrs, jail.as_deref(), Chunk::more(more), now))
         }
         // The control server streams the events; the engine says whether
         // the jail exists.
-        Request::Events { jail } => {
-            Response::from_result(
-                jail.map_or(Ok(()), |j| engine.knows_jail(&j))
-                    .map(|()| crate::events::Subscribed {
-                        events: crate::events::VERSION,
-                    }),
-            )
-        }
+        Request::Events { jail } => Answer::Ready(Response::from_result(
+            jail.map_or(Ok(()), |j| engine.knows_jail(&j))
+                .map(|()| crate::events::Subscribed {
+                    events: crate::events::VERSION,
+                }),
+        )),
         // Handled by the loop, which restarts the daemon.
-        Request::Reload => Response::err("reload is handled by the daemon loop"),
+        Request::Reload => Answer::Ready(Response::err("reload is handled by the daemon loop")),
     }
 }
 

@@ -295,7 +295,9 @@ fn ask(tx: &SyncSender<Event>, req: Request) -> Response {
     if tx.send(Event::Request(req, rtx)).is_err() {
         return Response::err("the daemon is stopping");
     }
-    rrx.recv().unwrap_or_else(|_| Response::err("the daemon is stopping"))
+    rrx.recv()
+        .map(events::Answer::into_response)
+        .unwrap_or_else(|_| Response::err("the daemon is stopping"))
 }
 
 fn spawn_control_thread(

@@ -74,7 +74,7 @@ impl Engine {
         } else {
             tracing::info!(jail = %j.name, "Ban {} for {} ({why})", show_net(&net), format_duration(bantime));
             j.bans.insert(net, expiry(from, bantime));
-            j.count_ban(net, Origin::Auto);
+            j.count_bans([net], Origin::Auto);
             self.pending.push(Ban {
                 jail: j.name.clone(),
                 net,

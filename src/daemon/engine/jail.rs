@@ -88,12 +88,18 @@ impl JailState {
         }
     }
 
-    /// Count a ban of `origin` decided now, for `status`, the metrics and
-    /// the bantime increment.
-    pub(super) fn count_ban(&mut self, net: IpNet, origin: Origin) {
-        self.total_banned += 1;
-        *self.bans_by_origin.entry(origin).or_default() += 1;
-        *self.times_banned.entry(net).or_default() += 1;
+    /// Count bans of `origin` decided now, for `status`, the metrics and
+    /// the bantime increment: the totals once for all of them.
+    pub(super) fn count_bans(&mut self, nets: impl IntoIterator<Item = IpNet>, origin: Origin) {
+        let mut n = 0;
+        for net in nets {
+            *self.times_banned.entry(net).or_default() += 1;
+            n += 1;
+        }
+        if n > 0 {
+            self.total_banned += n;
+            *self.bans_by_origin.entry(origin).or_default() += n;
+        }
     }
 
     /// A ban that did not reach the kernel: out of the record and, if it

@@ -208,7 +208,8 @@ impl Engine {
             j.bans.remove(inner);
             j.reasons.remove(inner);
         }
-        let mut pending = Vec::new();
+        let mut pending = Vec::with_capacity(plan.wanted.len());
+        result.banned.reserve(plan.wanted.len());
         let longest = plan
             .wanted
             .iter()
@@ -220,10 +221,10 @@ impl Engine {
             let left = w.until.duration_since(now).unwrap_or_default();
             j.bans.insert(w.net, w.until);
             match reason {
-                Some(why) => j.reasons.insert(w.net, why.to_string()),
-                None => j.reasons.remove(&w.net),
-            };
-            j.count_ban(w.net, origin);
+                Some(why) => _ = j.reasons.insert(w.net, why.to_string()),
+                None if !j.reasons.is_empty() => _ = j.reasons.remove(&w.net),
+                None => {}
+            }
             result.banned.push(Banned {
                 ip: show_net(&w.net),
                 expires_in: left.as_secs(),
@@ -240,6 +241,7 @@ impl Engine {
                 timeout: left,
             });
         }
+        j.count_bans(plan.wanted.iter().map(|w| w.net), origin);
         self.held.tell(told, grounds.chunk, now);
         self.history.record(&pending, origin, reason, now);
         let mut restore = Vec::new();

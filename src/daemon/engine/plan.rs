@@ -62,7 +62,7 @@ pub(super) fn plan(
     // The request's wanted bans in order (`None`: taken over by a wider
     // one), and where each net is.
     let mut wanted: Vec<Option<Wanted>> = Vec::new();
-    let mut index: HashMap<IpNet, usize> = HashMap::new();
+    let mut index: HashMap<IpNet, usize> = HashMap::with_capacity(nets.len());
     // Wanted nets per family and prefix length.
     let mut lens = [[0u32; 129]; 2];
     let fam = |net: &IpNet| usize::from(matches!(net, IpNet::V6(_)));
@@ -82,7 +82,15 @@ pub(super) fn plan(
             }
             continue;
         }
-        if let Some(cover) = bans.outlasting(&net, until) {
+        // The net's own ban, looked up once: a bulk ban of addresses into
+        // a jail without prefixes needs no other lookup.
+        let own = bans.get(&net).copied();
+        let cover = match own {
+            Some(t) if t >= until => Some(net),
+            _ if bans.has_prefixes() => bans.outlasting(&net, until),
+            _ => None,
+        };
+        if let Some(cover) = cover {
             covered.push(if cover == net {
                 let left = bans[&net].duration_since(now).unwrap_or_default();
                 format!("{} (already banned, {} left)", show_net(&net), format_duration(left))
@@ -129,7 +137,7 @@ pub(super) fn plan(
                 }
             }
         }
-        w.was = bans.get(&w.net).copied().filter(|&t| t > now);
+        w.was = if w.net == net { own } else { bans.get(&w.net).copied() }.filter(|&t| t > now);
         if let std::collections::hash_map::Entry::Vacant(slot) = index.entry(w.net) {
             slot.insert(wanted.len());
             lens[fam(&w.net)][usize::from(w.net.prefix_len())] += 1;
