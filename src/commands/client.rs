@@ -102,18 +102,16 @@ fn pipelined(
     let (chunks, read) = std::sync::mpsc::sync_channel::<anyhow::Result<(Vec<String>, bool)>>(1);
     // Not a scoped thread: should the command stop early (the daemon
     // down), a reader blocked on stdin must not keep it from exiting.
-    std::thread::Builder::new()
-        .name("ban-reader".into())
-        .spawn(move || {
-            let to = &chunks;
-            let done = in_chunks(args, |chunk, more| {
-                to.send(Ok((chunk, more)))
-                    .map_err(|_| anyhow::anyhow!("the command stopped"))
-            });
-            if let Err(e) = done {
-                let _ = to.send(Err(e));
-            }
-        })?;
+    std::thread::Builder::new().name("ban-reader".into()).spawn(move || {
+        let to = &chunks;
+        let done = in_chunks(args, |chunk, more| {
+            to.send(Ok((chunk, more)))
+                .map_err(|_| anyhow::anyhow!("the command stopped"))
+        });
+        if let Err(e) = done {
+            let _ = to.send(Err(e));
+        }
+    })?;
     std::thread::scope(|s| {
         let (answers, shown) = std::sync::mpsc::sync_channel::<Response>(1);
         let printer = s.spawn(move || shown.into_iter().try_for_each(&mut show));
@@ -385,11 +383,15 @@ mod tests {
         assert!(!err.contains("sent already"), "{err}");
     }
 
+    /// What [`piped`] saw: the chunks asked (size, more), the chunks
+    /// printed (by number), and the command's error.
+    type Piped = (Vec<(usize, bool)>, Vec<usize>, Result<(), String>);
+
     /// A bulk command through [`pipelined`] with a daemon that answers
     /// each chunk with its number (refusing chunk `refuse`), and a printer
     /// that fails at chunk `fail`: what was asked, what was printed, and
     /// the command's error.
-    fn piped(list: Vec<String>, refuse: Option<usize>, fail: Option<usize>) -> (Vec<(usize, bool)>, Vec<usize>, Result<(), String>) {
+    fn piped(list: Vec<String>, refuse: Option<usize>, fail: Option<usize>) -> Piped {
         let (mut asked, mut shown) = (Vec::new(), Vec::new());
         let done = pipelined(
             list,
