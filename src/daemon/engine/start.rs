@@ -70,14 +70,45 @@ impl Engine {
                 ..
             } = self;
             std::thread::scope(|s| {
-                // Two chunks in flight at most: one read, one into the kernel.
+                // Three stages, each a chunk at a time: the history read on
+                // one thread, the records on this one, the kernel on a
+                // third. A chunk goes into the record while the one before
+                // goes into the kernel (the two were most of a restore's
+                // time, one after the other).
                 let (tx, rx) = mpsc::sync_channel(1);
                 let reader = s.spawn(move || history.each_running(now, chunk, |rows| tx.send(rows).is_ok()));
+                let (to_kernel, kernel_rx) = mpsc::sync_channel::<Vec<Ban>>(1);
+                let (from_kernel, added) = mpsc::channel();
+                let firewall = firewall.as_mut();
+                let kernel = s.spawn(move || {
+                    for bans in kernel_rx {
+                        let outcome = Restoring::into_kernel(&bans, firewall);
+                        if from_kernel.send((bans, outcome)).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let mut news = std::collections::VecDeque::new();
                 for rows in rx {
-                    run.chunk(rows, jails, firewall.as_mut(), share);
+                    let (bans, told) = run.record(rows, jails, share.is_some());
+                    if bans.is_empty() {
+                        continue;
+                    }
+                    news.push_back(told);
+                    if to_kernel.send(bans).is_err() {
+                        break;
+                    }
+                    while let Ok((bans, outcome)) = added.try_recv() {
+                        run.added(&bans, outcome, news.pop_front().unwrap_or_default(), share);
+                    }
                 }
-                // A panic of the reader is the daemon's: it happens again.
-                if let Err(panic) = reader.join() {
+                drop(to_kernel);
+                for (bans, outcome) in added {
+                    run.added(&bans, outcome, news.pop_front().unwrap_or_default(), share);
+                }
+                // A panic of the reader or the kernel's thread is the
+                // daemon's: it happens again.
+                if let Some(panic) = [reader.join().err(), kernel.join().err()].into_iter().flatten().next() {
                     std::panic::resume_unwind(panic);
                 }
             });
@@ -246,18 +277,18 @@ impl Restoring {
         }
     }
 
-    /// One chunk of the history's running bans into the jails' records,
-    /// then into the kernel in one call, then told to the fleet. A (jail,
-    /// net) the history holds twice (banned again while running) keeps the
-    /// latest expiry: a later record running longer is put in again (the
-    /// kernel takes the new timeout), one running shorter is skipped.
-    fn chunk(
+    /// One chunk of the history's running bans into the jails' records:
+    /// the bans for the kernel, and (with `sharing`) the news for the
+    /// fleet. A (jail, net) the history holds twice (banned again while
+    /// running) keeps the latest expiry: a later record running longer is
+    /// put in again (the kernel takes the new timeout), one running
+    /// shorter is skipped.
+    fn record(
         &mut self,
         rows: Vec<RunningBan>,
         jails: &mut [JailState],
-        firewall: &mut dyn Firewall,
-        share: &mut Option<Box<dyn Share>>,
-    ) {
+        sharing: bool,
+    ) -> (Vec<Ban>, Vec<super::Local>) {
         let now = self.now;
         let mut bans = Vec::with_capacity(rows.len());
         // This node's own bans, told again (the fleet publishes what an
@@ -291,10 +322,11 @@ impl Restoring {
                 None => self.restored += 1,
             }
             match &ban.reason {
-                Some(why) => jail.reasons.insert(ban.net, why.clone()),
-                None => jail.reasons.remove(&ban.net),
-            };
-            if share.is_some() && !ban.origin.is_some_and(Origin::is_fleet) {
+                Some(why) => _ = jail.reasons.insert(ban.net, why.clone()),
+                None if !jail.reasons.is_empty() => _ = jail.reasons.remove(&ban.net),
+                None => {}
+            }
+            if sharing && !ban.origin.is_some_and(Origin::is_fleet) {
                 news.push(super::Local::Ban {
                     jail: jail.name.clone(),
                     net: ban.net,
@@ -310,42 +342,64 @@ impl Restoring {
                 timeout: left,
             });
         }
-        if bans.is_empty() {
-            return;
-        }
-        let refused: Vec<(Ban, String)> = match firewall.add(&bans) {
+        (bans, news)
+    }
+
+    /// One chunk of restored bans into the kernel in one call, and the
+    /// conntrack entries of their sources out (a walk of the conntrack
+    /// table per chunk, none when it is empty): on the kernel's thread.
+    fn into_kernel(bans: &[Ban], firewall: &mut dyn Firewall) -> Added {
+        let refused: Vec<(Ban, String)> = match firewall.add(bans) {
             Ok(refused) => refused.into_iter().map(|r| (r.ban, r.error.to_string())).collect(),
             // Healed once the history is read (`start`).
-            Err(e) if super::kernel::no_such_table(&e) => {
-                self.gone.get_or_insert(e);
-                return;
-            }
+            Err(e) if super::kernel::no_such_table(&e) => return Added::Gone(e),
             Err(e) => {
                 let why = e.to_string();
-                self.whole.get_or_insert(e);
-                bans.iter().map(|b| (b.clone(), why.clone())).collect()
+                let refused = bans.iter().map(|b| (b.clone(), why.clone())).collect();
+                return Added::Whole(e, refused);
             }
         };
-        // As after any ban: the conntrack entries of the banned sources go
-        // (a walk of the conntrack table per chunk, none when it is empty).
+        // As after any ban: only once the bans are in place.
         let lost: BTreeSet<(&str, IpNet)> = refused.iter().map(|(b, _)| (b.jail.as_str(), b.net)).collect();
         let nets: Vec<IpNet> = bans
             .iter()
             .filter(|b| lost.is_empty() || !lost.contains(&(b.jail.as_str(), b.net)))
             .map(|b| b.net)
             .collect();
-        match firewall.forget_connections(&nets) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                "removed {n} conntrack entr{} of restored bans' sources",
-                if n == 1 { "y" } else { "ies" }
-            ),
-            Err(e) => {
-                self.conntrack_errors += 1;
-                tracing::warn!(error = %e, "could not remove the conntrack entries of restored bans' sources");
+        let conntrack = firewall.forget_connections(&nets);
+        Added::In { refused, conntrack }
+    }
+
+    /// What the kernel made of a chunk: its refusals kept, the fleet told
+    /// of the bans that went in.
+    fn added(&mut self, bans: &[Ban], outcome: Added, mut news: Vec<super::Local>, share: &mut Option<Box<dyn Share>>) {
+        let refused = match outcome {
+            Added::Gone(e) => {
+                self.gone.get_or_insert(e);
+                return;
             }
-        }
+            Added::Whole(e, refused) => {
+                self.whole.get_or_insert(e);
+                refused
+            }
+            Added::In { refused, conntrack } => {
+                match conntrack {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        "removed {n} conntrack entr{} of restored bans' sources",
+                        if n == 1 { "y" } else { "ies" }
+                    ),
+                    Err(e) => {
+                        self.conntrack_errors += 1;
+                        tracing::warn!(error = %e, "could not remove the conntrack entries of restored bans' sources");
+                    }
+                }
+                refused
+            }
+        };
+        debug_assert!(bans.len() >= refused.len());
         if let Some(listener) = share.as_mut() {
+            let lost: BTreeSet<(&str, IpNet)> = refused.iter().map(|(b, _)| (b.jail.as_str(), b.net)).collect();
             news.retain(|n| match n {
                 super::Local::Ban { jail, net, .. } => !lost.contains(&(jail.as_str(), *net)),
                 super::Local::Unban { .. } => true,
@@ -356,6 +410,20 @@ impl Restoring {
         }
         self.kernel.extend(refused);
     }
+}
+
+/// What one kernel call of a restore made of its chunk.
+enum Added {
+    /// In, but for the refused bans; and how removing their sources'
+    /// conntrack entries went.
+    In {
+        refused: Vec<(Ban, String)>,
+        conntrack: crate::firewall::Result<usize>,
+    },
+    /// Nothing went in: the call failed as a whole (a broken socket).
+    Whole(crate::firewall::Error, Vec<(Ban, String)>),
+    /// The table or a set was gone (another tool deleted it meanwhile).
+    Gone(crate::firewall::Error),
 }
 
 const NEVER: &str = "that no ban may touch";
@@ -484,7 +552,7 @@ jails:
         assert_eq!(e.start(&config).unwrap(), 1);
         assert_eq!(kernel(e.firewall.as_mut(), "asterisk"), ["198.51.100.7"]);
         assert!(kernel(e.firewall.as_mut(), "manual").is_empty());
-        let st = e.jail_status("asterisk", now).unwrap();
+        let st = e.jail_status("asterisk", now, false).unwrap();
         assert_eq!(
             st.banned.iter().map(|b| b.ip.as_str()).collect::<Vec<_>>(),
             ["198.51.100.7"]
@@ -546,7 +614,7 @@ jails:
         assert_eq!(minutes["198.51.100.2"], 300);
         assert_eq!(minutes["198.51.100.250"], 60);
         assert!(!minutes.contains_key("198.51.101.1"), "expired");
-        assert_eq!(e.jail_status("asterisk", now).unwrap().banned.len(), 250);
+        assert_eq!(e.jail_status("asterisk", now, false).unwrap().banned.len(), 250);
     }
 
     /// The latest time the history's seconds can say (`i64::MAX`).
@@ -609,7 +677,7 @@ jails:
         let config = Config::from_text(Path::new("/x/nftban.yaml"), &text).unwrap();
         let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(Store::open(&db).unwrap());
         e.start(&config).unwrap();
-        assert_eq!(e.jail_status("asterisk", now).unwrap().currently_failed, 0);
-        assert_eq!(e.jail_status("recidive", now).unwrap().currently_failed, 0);
+        assert_eq!(e.jail_status("asterisk", now, false).unwrap().currently_failed, 0);
+        assert_eq!(e.jail_status("recidive", now, false).unwrap().currently_failed, 0);
     }
 }
