@@ -116,9 +116,15 @@ fn start_daemon(ns: &NetNs, nftban: &Path, dir: &Path) -> Res<Daemon> {
     let d = Daemon { child };
     let socket = dir.join("nftban.sock");
     let start = Instant::now();
-    while call(&socket, &Request::Status { jail: None })
-        .map(|r| !r.ok)
-        .unwrap_or(true)
+    while call(
+        &socket,
+        &Request::Status {
+            jail: None,
+            brief: false,
+        },
+    )
+    .map(|r| !r.ok)
+    .unwrap_or(true)
     {
         if start.elapsed() > Duration::from_secs(30) {
             return Err(format!("the daemon did not answer; see {}/daemon.log", dir.display()).into());
@@ -213,9 +219,15 @@ fn sample(socket: &Path, samples: usize) -> (Vec<Duration>, usize) {
     let mut not_ok = 0;
     for _ in 0..samples {
         let t = Instant::now();
-        let ok = call(socket, &Request::Status { jail: None })
-            .map(|r| r.ok)
-            .unwrap_or(false);
+        let ok = call(
+            socket,
+            &Request::Status {
+                jail: None,
+                brief: false,
+            },
+        )
+        .map(|r| r.ok)
+        .unwrap_or(false);
         times.push(t.elapsed());
         not_ok += usize::from(!ok);
         std::thread::sleep(Duration::from_millis(20));

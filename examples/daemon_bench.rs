@@ -1072,6 +1072,7 @@ fn nftban_lines(socket: &Path) -> Option<u64> {
         socket,
         &nftban::control::Request::Status {
             jail: Some("asterisk".into()),
+            brief: false,
         },
     )
     .ok()?;

@@ -429,7 +429,7 @@ fn latency(seed: &mut u64) -> Res<()> {
             }
             samples.push(start.elapsed());
         }
-        let status = engine.status(SystemTime::now());
+        let status = engine.status(SystemTime::now(), true);
         if status.kernel_errors > 0 {
             return Err(format!("{} kernel errors during the latency run", status.kernel_errors).into());
         }

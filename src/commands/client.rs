@@ -18,6 +18,27 @@ pub(super) fn ask<T: serde::de::DeserializeOwned>(c: &ConfigArg, req: &Request) 
     answered(call(&socket(c), req)?)
 }
 
+/// [`ask`] a `status` with `brief`: see [`brief_or_not`].
+pub(super) fn ask_brief<T: serde::de::DeserializeOwned>(c: &ConfigArg, req: Request) -> anyhow::Result<T> {
+    answered(brief_or_not(|r| call(&socket(c), r), req)?)
+}
+
+/// Ask `req` with `call`; a daemon from before the `status` request's
+/// `brief` (started before nftban was upgraded, not restarted since)
+/// refuses the field, and is asked again without it.
+fn brief_or_not<E>(mut call: impl FnMut(&Request) -> Result<Response, E>, mut req: Request) -> Result<Response, E> {
+    let resp = call(&req)?;
+    match &mut req {
+        Request::Status {
+            brief: brief @ true, ..
+        } if resp.refuses_field("brief") => {
+            *brief = false;
+            call(&req)
+        }
+        _ => Ok(resp),
+    }
+}
+
 /// The report of an answer, or its error.
 fn answered<T: serde::de::DeserializeOwned>(resp: Response) -> anyhow::Result<T> {
     if !resp.ok {
@@ -444,6 +465,48 @@ mod tests {
         assert!(asked.len() < 6, "asked on after the printer stopped: {asked:?}");
         assert!(shown.is_empty(), "{shown:?}");
         assert_eq!(done, Err("printing chunk 1 failed".into()));
+    }
+
+    /// A daemon from before `brief` refuses it and is asked again
+    /// without; a newer one is asked once, with it.
+    #[test]
+    fn an_older_daemon_gets_the_status_without_brief() {
+        #[derive(serde::Deserialize)]
+        #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+        #[allow(dead_code)]
+        enum OlderStatus {
+            Status { jail: Option<String> },
+        }
+        for older in [true, false] {
+            let mut asked = Vec::new();
+            let daemon = |req: &Request| -> Result<Response, ()> {
+                let line = serde_json::to_string(req).unwrap();
+                asked.push(line.clone());
+                Ok(match older {
+                    true => match serde_json::from_str::<OlderStatus>(&line) {
+                        Ok(_) => Response::ok("whole"),
+                        Err(e) => Response::err(format!("bad request: {e}")),
+                    },
+                    false => Response::ok("brief"),
+                })
+            };
+            let req = Request::Status {
+                jail: None,
+                brief: true,
+            };
+            let resp = brief_or_not(daemon, req).unwrap();
+            let got: String = resp.data().unwrap();
+            if older {
+                assert_eq!(got, "whole");
+                assert_eq!(asked.len(), 2, "{asked:?}");
+                assert!(
+                    asked[0].contains("\"brief\":true") && !asked[1].contains("brief"),
+                    "{asked:?}"
+                );
+            } else {
+                assert_eq!((got.as_str(), asked.len()), ("brief", 1));
+            }
+        }
     }
 
     /// The requests as a daemon from before `more` reads them: it denies

@@ -154,6 +154,7 @@ pub fn run() -> anyhow::Result<u8> {
             &crate::config::socket_of(c.config.as_deref()?),
             &Request::Status {
                 jail: Some("asterisk".into()),
+                brief: false,
             },
         )
         .ok()?;

@@ -264,7 +264,8 @@ mod tests {
         assert_eq!(
             parse(b"{\"cmd\":\"status\",\"jail\":\"sshd\"}\r").unwrap(),
             Request::Status {
-                jail: Some("sshd".into())
+                jail: Some("sshd".into()),
+                brief: false,
             }
         );
     }

@@ -19,8 +19,16 @@ pub const BAN_CHUNK: usize = 10_000;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
-    /// All jails, or one.
-    Status { jail: Option<String> },
+    /// All jails, or one. `brief`: without the lists of bans (each
+    /// jail's `banned` empty; `currently_banned` still counts them), for
+    /// the overview `nftban status` prints and for the metrics: a million
+    /// bans are a list of some 50 MB, built and read for nothing. Absent
+    /// means false and it is sent only when true, as `force`.
+    Status {
+        jail: Option<String>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        brief: bool,
+    },
     /// Ban addresses or prefixes; `jail` defaults to `manual`, `bantime`
     /// (seconds) to the jail's. `force` bans what overlaps the jail's
     /// `ignoreip` too (never what is never banned); absent means false,
@@ -162,14 +170,16 @@ mod tests {
         );
     }
 
-    /// `force` and `more` are additive: a request without them (an older
-    /// client) is not forced and is the last of its command, and each is
-    /// sent only when true (for older daemons).
+    /// `force`, `more` and `brief` are additive: a request without them
+    /// (an older client) is not forced, is the last of its command and
+    /// asks for the whole status, and each is sent only when true (for
+    /// older daemons).
     #[test]
-    fn ban_force_and_more_are_optional_both_ways() {
+    fn ban_force_more_and_brief_are_optional_both_ways() {
         let olds = [
             r#"{"cmd":"ban","addrs":["192.0.2.1"],"jail":null,"bantime":null}"#,
             r#"{"cmd":"unban","addrs":["192.0.2.1"],"jail":null}"#,
+            r#"{"cmd":"status","jail":null}"#,
         ];
         for old in olds {
             let req: Request = serde_json::from_str(old).unwrap();
@@ -180,6 +190,7 @@ mod tests {
                     more: false,
                     ..
                 } | Request::Unban { more: false, .. }
+                    | Request::Status { brief: false, .. }
             ));
             assert_eq!(serde_json::to_string(&req).unwrap(), old);
         }
@@ -193,6 +204,13 @@ mod tests {
         for (req, end) in [
             (ban(true, false), r#""bantime":null,"force":true}"#),
             (ban(false, true), r#""bantime":null,"more":true}"#),
+            (
+                Request::Status {
+                    jail: None,
+                    brief: true,
+                },
+                r#""jail":null,"brief":true}"#,
+            ),
         ] {
             let text = serde_json::to_string(&req).unwrap();
             assert!(text.ends_with(end), "{text}");

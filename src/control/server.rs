@@ -743,7 +743,7 @@ mod tests {
                 Default::default(),
                 Hub::default(),
                 |req| match req {
-                    Request::Status { jail } => Response::ok(jail),
+                    Request::Status { jail, .. } => Response::ok(jail),
                     _ => Response::err("no"),
                 },
             )
@@ -752,6 +752,7 @@ mod tests {
             &path,
             &Request::Status {
                 jail: Some("sshd".into()),
+                brief: false,
             },
         )
         .unwrap();

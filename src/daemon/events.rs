@@ -182,8 +182,11 @@ impl Answer {
 /// Carry out a control request (other than reload) and answer it.
 pub(super) fn answer(engine: &mut Engine, req: Request, now: SystemTime) -> Answer {
     match req {
-        Request::Status { jail: None } => Answer::Ready(Response::ok(engine.status(now))),
-        Request::Status { jail: Some(name) } => Answer::Ready(Response::from_result(engine.jail_status(&name, now))),
+        Request::Status { jail: None, brief } => Answer::Ready(Response::ok(engine.status(now, brief))),
+        Request::Status {
+            jail: Some(name),
+            brief,
+        } => Answer::Ready(Response::from_result(engine.jail_status(&name, now, brief))),
         Request::Ban {
             addrs,
             jail,

@@ -359,7 +359,17 @@ fn spawn_metrics_thread(listen: std::net::SocketAddr, tx: SyncSender<Event>) -> 
     let listener = crate::control::metrics::bind(listen).map_err(|source| DaemonError::Metrics { listen, source })?;
     tracing::info!("Prometheus metrics on http://{listen}/metrics");
     std::thread::Builder::new().name("metrics".into()).spawn(move || {
-        crate::control::metrics::serve(listener, || ask(&tx, Request::Status { jail: None }).data().ok())
+        crate::control::metrics::serve(listener, || {
+            ask(
+                &tx,
+                Request::Status {
+                    jail: None,
+                    brief: true,
+                },
+            )
+            .data()
+            .ok()
+        })
     })?;
     Ok(())
 }

@@ -10,7 +10,7 @@ pub mod table;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use super::client::ask;
+use super::client::{ask, ask_brief};
 use crate::cli::ConfigArg;
 use crate::control::protocol::{JailStatus, Status};
 use crate::control::Request;
@@ -63,8 +63,10 @@ pub fn status(jail: Option<String>, json: bool, watch: Option<Duration>, c: &Con
 /// One answer, as it is printed. With `--json` under `--watch`, one line
 /// per answer (JSON lines); without `--watch`, pretty-printed as ever.
 fn render(jail: Option<&str>, json: bool, terminal: bool, pretty: bool, c: &ConfigArg) -> anyhow::Result<String> {
+    // The overview for people shows no list of bans: none is asked for.
     let request = Request::Status {
         jail: jail.map(str::to_string),
+        brief: jail.is_none() && !json,
     };
     Ok(match jail {
         Some(_) => {
@@ -76,7 +78,7 @@ fn render(jail: Option<&str>, json: bool, terminal: bool, pretty: bool, c: &Conf
             }
         }
         None => {
-            let st: Status = ask(c, &request)?;
+            let st: Status = ask_brief(c, request)?;
             if json {
                 json_text(&st, pretty)?
             } else if terminal {

@@ -599,7 +599,7 @@ jails:
     }
 
     fn banned(e: &mut Engine, jail: &str) -> Vec<String> {
-        let st = e.jail_status(jail, SystemTime::now()).unwrap();
+        let st = e.jail_status(jail, SystemTime::now(), false).unwrap();
         let mut v: Vec<String> = st.banned.into_iter().map(|b| b.ip).collect();
         v.sort();
         v
@@ -654,7 +654,7 @@ jails:
         let r = e.unban(&["198.51.100.1".into()], None, now).unwrap();
         assert_eq!(r.unbanned, [("198.51.100.1".to_string(), "asterisk".to_string())]);
         assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.2"]);
-        let st = e.status(now);
+        let st = e.status(now, false);
         assert_eq!(
             (st.history_waiting, st.history_errors),
             (1, 1),
@@ -662,7 +662,7 @@ jails:
         );
         holder.join().unwrap();
         e.finish(now);
-        assert_eq!(e.status(now).history_waiting, 0);
+        assert_eq!(e.status(now, false).history_waiting, 0);
         drop(e);
 
         let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(Store::open(&db).unwrap());
@@ -707,7 +707,7 @@ jails:
         let ban = |e: &mut Engine, addr: &str| e.ban(&[addr.to_string()], Some("asterisk"), None, now).unwrap();
         ban(&mut e, "198.51.100.1");
         e.finish(now);
-        assert_eq!(e.status(now).history_errors, 0);
+        assert_eq!(e.status(now, false).history_errors, 0);
         // The WAL emptied to nothing, as a checkpoint leaves it at times:
         // with room left in it, SQLite writes on a full disk (the thread
         // that checkpoints after each commit often leaves it so).
@@ -738,7 +738,7 @@ jails:
             kernel(&mut e, "asterisk"),
             ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
         );
-        let st = e.status(now);
+        let st = e.status(now, false);
         assert!(st.history_errors > 0);
         assert_eq!((st.history_waiting, st.history_dropped), (2, 0));
         // Unban works while the history cannot be written; it waits too.
@@ -747,15 +747,15 @@ jails:
         assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.2", "198.51.100.3"]);
         e.finish(now);
         e.finish(now);
-        assert_eq!(e.status(now).history_waiting, 3);
+        assert_eq!(e.status(now, false).history_waiting, 3);
 
         std::fs::remove_file(filler).unwrap();
         e.finish(now);
-        let st = e.status(now);
+        let st = e.status(now, false);
         assert_eq!((st.history_waiting, st.history_dropped), (0, 0));
         e.finish(now);
         assert_eq!(
-            e.status(now).history_errors,
+            e.status(now, false).history_errors,
             st.history_errors,
             "no failure once space is back"
         );

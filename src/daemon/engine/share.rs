@@ -435,7 +435,7 @@ jails:
             .collect();
         left.sort();
         assert_eq!(left, ["198.51.100.2", "198.51.100.3"]);
-        let st = e.jail_status("sshd", now).unwrap();
+        let st = e.jail_status("sshd", now, false).unwrap();
         assert_eq!(st.bans_by_origin.get("fleet:pbx-a"), Some(&1));
         let reason = st
             .banned

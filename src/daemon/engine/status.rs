@@ -14,13 +14,15 @@ use crate::status::{Banned, JailStatus, Offender, Status, TOP_OFFENDERS};
 
 impl Engine {
     /// Every jail.
-    pub fn status(&mut self, now: SystemTime) -> Status {
+    /// Every jail; `brief`: without their lists of bans (see
+    /// [`crate::control::Request::Status`]).
+    pub fn status(&mut self, now: SystemTime, brief: bool) -> Status {
         self.request(now, |e| {
             let counters = e.counters();
             let (most_banned, most_failed) = e.top_offenders(now);
             Status {
                 jails: (0..e.jails.len())
-                    .map(|i| e.jail_status_of(i, now, &counters))
+                    .map(|i| e.jail_status_of(i, now, &counters, brief))
                     .collect(),
                 kernel_errors: e.kernel_errors,
                 history_errors: e.history.errors,
@@ -35,11 +37,11 @@ impl Engine {
     }
 
     /// One jail, by name.
-    pub fn jail_status(&mut self, name: &str, now: SystemTime) -> Result<JailStatus, RequestError> {
+    pub fn jail_status(&mut self, name: &str, now: SystemTime, brief: bool) -> Result<JailStatus, RequestError> {
         self.request(now, |e| {
             let i = e.jail_index(name)?;
             let counters = e.counters();
-            Ok(e.jail_status_of(i, now, &counters))
+            Ok(e.jail_status_of(i, now, &counters, brief))
         })
     }
 
@@ -51,7 +53,13 @@ impl Engine {
         })
     }
 
-    fn jail_status_of(&self, i: usize, now: SystemTime, counters: &BTreeMap<String, Counter>) -> JailStatus {
+    fn jail_status_of(
+        &self,
+        i: usize,
+        now: SystemTime,
+        counters: &BTreeMap<String, Counter>,
+        brief: bool,
+    ) -> JailStatus {
         let j = &self.jails[i];
         let mut counter = Counter::default();
         for set in jail_sets(&j.name) {
@@ -60,16 +68,19 @@ impl Engine {
                 counter.bytes += c.bytes;
             }
         }
-        let banned: Vec<Banned> = j
-            .bans
-            .iter()
-            .filter(|(_, &t)| t > now)
-            .map(|(net, &t)| Banned {
-                ip: show_net(net),
-                expires_in: t.duration_since(now).unwrap_or_default().as_secs(),
-                reason: j.reasons.get(net).cloned(),
-            })
-            .collect();
+        let running = j.bans.iter().filter(|(_, &t)| t > now);
+        let (currently_banned, banned) = if brief {
+            (running.count(), Vec::new())
+        } else {
+            let banned: Vec<Banned> = running
+                .map(|(net, &t)| Banned {
+                    ip: show_net(net),
+                    expires_in: t.duration_since(now).unwrap_or_default().as_secs(),
+                    reason: j.reasons.get(net).cloned(),
+                })
+                .collect();
+            (banned.len(), banned)
+        };
         JailStatus {
             name: j.name.clone(),
             ruleset: j.ruleset.clone(),
@@ -77,7 +88,7 @@ impl Engine {
             journal: j.journal.clone(),
             currently_failed: self.unbanned_failing(i, now).count() as u64,
             total_failed: j.tracker.total_failed,
-            currently_banned: banned.len() as u64,
+            currently_banned: currently_banned as u64,
             total_banned: j.total_banned,
             bans_by_origin: j
                 .bans_by_origin

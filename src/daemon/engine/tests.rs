@@ -53,7 +53,7 @@ fn maxretry_failures_ban_once_in_one_flush() {
     e.failure(0, a, now);
     e.flush(SystemTime::now());
     assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.7"]);
-    let st: JailStatus = e.jail_status("asterisk", now).unwrap();
+    let st: JailStatus = e.jail_status("asterisk", now, false).unwrap();
     assert_eq!((st.total_failed, st.currently_banned, st.total_banned), (3, 1, 1));
     assert_eq!(st.banned[0].ip, "198.51.100.7");
     assert!(st.banned[0].expires_in > 3500 && st.banned[0].expires_in <= 3600);
@@ -70,7 +70,7 @@ fn ignoreip_and_few_failures_never_ban() {
     e.failure(0, "198.51.100.8".parse().unwrap(), now);
     e.flush(SystemTime::now());
     assert!(kernel(&mut e, "asterisk").is_empty());
-    let st: JailStatus = e.jail_status("asterisk", now).unwrap();
+    let st: JailStatus = e.jail_status("asterisk", now, false).unwrap();
     assert_eq!((st.currently_failed, st.total_failed, st.currently_banned), (1, 2, 0));
 }
 
@@ -97,6 +97,13 @@ fn a_bulk_ban_and_unban_are_one_batch_each() {
     assert_eq!(r.banned.len(), 5000, "{:?}", r.failed);
     assert_eq!(e.firewall.batches() - before, 1, "one batch for the request");
     assert_eq!(kernel(&mut e, "manual").len(), 5000);
+    // The overview counts them without listing them; the whole status
+    // lists them.
+    let manual = |st: crate::control::protocol::Status| st.jails.into_iter().find(|j| j.name == "manual").unwrap();
+    let brief = manual(e.status(now, true));
+    assert_eq!((brief.currently_banned, brief.banned.len()), (5000, 0));
+    let whole = manual(e.status(now, false));
+    assert_eq!((whole.currently_banned, whole.banned.len()), (5000, 5000));
     // An address inside a prefix of the same request, and a prefix over
     // earlier ones of it: the widest alone, once.
     let r = e
@@ -181,7 +188,7 @@ fn bad_requests_name_the_fault() {
     let r = e.ban(&["192.0.2.1".into()], Some("nope"), None, now).unwrap_err();
     assert_eq!(r.to_string(), "no jail named `nope` (jails: asterisk, manual)");
     assert!(matches!(
-        e.jail_status("nope", now),
+        e.jail_status("nope", now, false),
         Err(RequestError::UnknownJail { .. })
     ));
     assert!(matches!(e.ban(&[], None, None, now), Err(RequestError::NoAddress)));
@@ -209,7 +216,7 @@ fn start_without_history_keeps_the_kernels_bans_without_listing_them() {
     let store = crate::store::Store::open(&dir.path().join("nftban.db")).unwrap();
     let mut e = Engine::new(&config, Box::new(fw)).with_store(store);
     assert_eq!(e.start(&config).unwrap(), 0);
-    let st: JailStatus = e.jail_status("asterisk", SystemTime::now()).unwrap();
+    let st: JailStatus = e.jail_status("asterisk", SystemTime::now(), false).unwrap();
     assert!(st.banned.is_empty());
     assert_eq!(
         lists.load(std::sync::atomic::Ordering::Relaxed),
@@ -232,14 +239,14 @@ fn silent_source_is_diagnosed() {
     let mut e = engine();
     let source = Arc::new(crate::sources::SourceStats::new("/var/log/asterisk/messages".into()));
     e.attach_source(0, source.clone());
-    let st: JailStatus = e.jail_status("asterisk", SystemTime::now()).unwrap();
+    let st: JailStatus = e.jail_status("asterisk", SystemTime::now(), false).unwrap();
     assert_eq!(st.sources[0].state, "starting");
     source.set_state(SourceState::Missing);
-    let st: JailStatus = e.jail_status("asterisk", SystemTime::now()).unwrap();
+    let st: JailStatus = e.jail_status("asterisk", SystemTime::now(), false).unwrap();
     assert!(st.sources[0].diagnosis.contains("does not exist"));
     source.set_state(SourceState::Reading);
     source.lines.store(5, std::sync::atomic::Ordering::Relaxed);
-    let st: JailStatus = e.jail_status("asterisk", SystemTime::now()).unwrap();
+    let st: JailStatus = e.jail_status("asterisk", SystemTime::now(), false).unwrap();
     assert!(
         st.sources[0].diagnosis.contains("5 lines read, none matched"),
         "{}",
@@ -285,7 +292,7 @@ jails:
 ";
 
 fn expires_in(e: &mut Engine, jail: &str, ip: &str) -> Option<u64> {
-    let st: JailStatus = e.jail_status(jail, SystemTime::now()).unwrap();
+    let st: JailStatus = e.jail_status(jail, SystemTime::now(), false).unwrap();
     st.banned.iter().find(|b| b.ip == ip).map(|b| b.expires_in)
 }
 
@@ -345,7 +352,7 @@ fn banned_addresses_are_not_currently_failed() {
     let mut e = Engine::new(&config, Box::new(Memory::new()));
     e.start(&config).unwrap();
     let now = SystemTime::now();
-    let failed = |e: &mut Engine, jail: &str| e.jail_status(jail, now).unwrap().currently_failed;
+    let failed = |e: &mut Engine, jail: &str| e.jail_status(jail, now, false).unwrap().currently_failed;
     let a: IpAddr = "203.0.113.9".parse().unwrap();
     e.failure(0, a, now);
     e.failure(0, a, now);
@@ -403,7 +410,7 @@ fn status_lists_the_top_offenders() {
     e.failure(0, c, now);
     e.failure(1, c, now);
     e.flush(now);
-    let st = e.status(now);
+    let st = e.status(now, false);
     let listed = |top: &[crate::status::Offender]| -> Vec<(String, u64, u64)> {
         top.iter().map(|t| (t.ip.clone(), t.bans, t.failures)).collect()
     };
@@ -431,7 +438,7 @@ fn eviction_is_counted_in_status() {
     for i in 0..50u8 {
         e.failure(0, IpAddr::from([198, 51, 100, i]), now);
     }
-    let st: JailStatus = e.jail_status("asterisk", now).unwrap();
+    let st: JailStatus = e.jail_status("asterisk", now, false).unwrap();
     assert!(st.evicted >= 40, "{}", st.evicted);
     assert!(st.currently_failed <= 11);
 }
@@ -470,7 +477,7 @@ fn a_refused_ban_is_counted_and_the_others_kept() {
     }
     e.flush(SystemTime::now());
     assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.1", "198.51.100.2"]);
-    let st: Status = e.status(now);
+    let st: Status = e.status(now, false);
     assert_eq!(st.kernel_errors, 2);
     let a = &st.jails[0];
     assert_eq!((a.name.as_str(), a.kernel_errors), ("asterisk", 2));
@@ -510,7 +517,7 @@ fn bans_are_counted_by_origin_and_a_refusal_undoes_its_count() {
         .unwrap();
     assert_eq!(r.banned.len(), 1, "{r:?}");
     let counts = |e: &mut Engine, jail: &str| -> Vec<(String, u64)> {
-        let st = e.jail_status(jail, now).unwrap();
+        let st = e.jail_status(jail, now, false).unwrap();
         assert_eq!(st.bans_by_origin.values().sum::<u64>(), st.total_banned, "{st:?}");
         st.bans_by_origin.into_iter().collect()
     };
@@ -532,7 +539,7 @@ fn bans_are_counted_by_origin_and_a_refusal_undoes_its_count() {
     }
     e.flush(now);
     assert_eq!(counts(&mut e, "asterisk"), three);
-    let st = e.jail_status("asterisk", now).unwrap();
+    let st = e.jail_status("asterisk", now, false).unwrap();
     assert_eq!((st.total_banned, st.kernel_errors), (3, 4));
 }
 
@@ -615,7 +622,7 @@ fn conntrack_removals_of_a_stream_of_bans_are_grouped() {
     e.forget_connections(false);
     assert_eq!(forgotten.lock().unwrap().len(), 1, "within the interval: waiting");
     assert!(e.forget.waiting());
-    let _ = e.status(now);
+    let _ = e.status(now, false);
     let nets: Vec<String> = forgotten.lock().unwrap().iter().map(show_net).collect();
     assert_eq!(nets, ["203.0.113.1", "203.0.113.2", "203.0.113.3"]);
     assert!(!e.forget.waiting());
@@ -636,7 +643,7 @@ fn status_sums_the_counters_of_a_jails_sets() {
     fw.counters.insert("manual_v4".into(), Counter { packets: 7, bytes: 7 });
     let mut e = Engine::new(&config, Box::new(fw));
     e.start(&config).unwrap();
-    let st: Status = e.status(SystemTime::now());
+    let st: Status = e.status(SystemTime::now(), false);
     assert_eq!((st.jails[0].packets, st.jails[0].bytes), (6, 280));
     assert_eq!(
         (st.jails[1].name.as_str(), st.jails[1].packets, st.jails[1].bytes),
@@ -693,7 +700,7 @@ fn three_addresses_of_a_slash_64_escalate_to_the_prefix() {
     let escalated = [&["2001:db8:1:2::/64"][..], &hosts].concat();
     assert_eq!(kernel(&mut e, "asterisk"), escalated);
     assert_eq!(kernel(&mut e, "sshd").len(), 4, "sshd has no escalation");
-    let st: JailStatus = e.jail_status("asterisk", now).unwrap();
+    let st: JailStatus = e.jail_status("asterisk", now, false).unwrap();
     let prefix = st.banned.iter().find(|b| b.ip == "2001:db8:1:2::/64").unwrap();
     assert_eq!(prefix.reason.as_deref(), Some(why));
     assert!(prefix.expires_in > 3500 && prefix.expires_in <= 3600);
@@ -716,7 +723,7 @@ fn three_addresses_of_a_slash_64_escalate_to_the_prefix() {
     let mut e = with_history(&config, &db);
     e.start(&config).unwrap();
     assert_eq!(kernel(&mut e, "asterisk"), escalated);
-    let st: JailStatus = e.jail_status("asterisk", now).unwrap();
+    let st: JailStatus = e.jail_status("asterisk", now, false).unwrap();
     assert_eq!(st.banned[0].reason.as_deref(), Some(why));
     let r: UnbanResult = e.unban(&["2001:db8:1:2::/64".into()], None, now).unwrap();
     assert_eq!(r.unbanned, [("2001:db8:1:2::/64".to_string(), "asterisk".to_string())]);
@@ -837,7 +844,7 @@ fn another_origins_decisions_are_banned_but_never_in_ignoreip() {
     assert_eq!(r.banned[0].ip, "198.51.100.0/24");
     assert_eq!(r.failed, ["192.0.2.9: overlaps ignoreip of jail asterisk"]);
     assert_eq!(kernel(&mut e, "asterisk"), ["198.51.100.0/24"]);
-    let st = e.jail_status("asterisk", now).unwrap();
+    let st = e.jail_status("asterisk", now, false).unwrap();
     assert_eq!(st.banned[0].reason.as_deref(), Some("test origin"));
     assert!(matches!(
         e.decided(
@@ -856,7 +863,7 @@ fn another_origins_decisions_are_banned_but_never_in_ignoreip() {
     drop(e);
     let mut e = with_history(&config, &db);
     assert_eq!(e.start(&config).unwrap(), 1);
-    let st = e.jail_status("asterisk", SystemTime::now()).unwrap();
+    let st = e.jail_status("asterisk", SystemTime::now(), false).unwrap();
     assert_eq!(st.banned[0].reason.as_deref(), Some("test origin"));
 }
 
@@ -875,7 +882,7 @@ fn kernel_minutes(e: &mut Engine, jail: &str) -> Vec<(String, u64)> {
 
 /// What status shows running at `at`, with minutes left (rounded up).
 fn status_minutes(e: &mut Engine, jail: &str, at: SystemTime) -> Vec<(String, u64)> {
-    let st: JailStatus = e.jail_status(jail, at).unwrap();
+    let st: JailStatus = e.jail_status(jail, at, false).unwrap();
     st.banned
         .iter()
         .map(|b| (b.ip.clone(), b.expires_in.div_ceil(60)))
@@ -1271,7 +1278,7 @@ fn escalation_never_shortens_nor_swallows_other_bans() {
     assert_no_nested_prefixes(&mut e, "asterisk");
     assert_eq!(status_minutes(&mut e, "asterisk", now), escalated);
     assert_eq!(history_minutes(&mut e, "asterisk", now, now), escalated);
-    let st: JailStatus = e.jail_status("asterisk", now).unwrap();
+    let st: JailStatus = e.jail_status("asterisk", now, false).unwrap();
     let prefix = st.banned.iter().find(|b| b.ip == "2001:db8:1:2::/64").unwrap();
     assert_eq!(
         prefix.reason.as_deref(),
@@ -1293,7 +1300,7 @@ fn escalation_never_shortens_nor_swallows_other_bans() {
         e.failure(0, a.parse().unwrap(), now);
     }
     e.flush(now);
-    let st: JailStatus = e.jail_status("asterisk", now).unwrap();
+    let st: JailStatus = e.jail_status("asterisk", now, false).unwrap();
     assert!(!banned_has(&st, "2001:db8:9::/64"), "{:?}", st.banned);
     assert_eq!(st.currently_banned, 6);
     assert_eq!(e.kernel_errors, 0);
@@ -1621,7 +1628,7 @@ fn a_ban_refused_whole_is_not_restored_later() {
 /// The addresses status shows banned in `jail`, sorted.
 fn banned(e: &mut Engine, jail: &str) -> Vec<String> {
     let mut v: Vec<String> = e
-        .jail_status(jail, SystemTime::now())
+        .jail_status(jail, SystemTime::now(), false)
         .unwrap()
         .banned
         .into_iter()

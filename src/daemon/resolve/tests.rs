@@ -294,7 +294,7 @@ fn resolved_addresses_meet_ignoreip_in_the_engine() {
         }
     }
     engine.flush(SystemTime::now());
-    let st = engine.jail_status("asterisk", SystemTime::now()).unwrap();
+    let st = engine.jail_status("asterisk", SystemTime::now(), false).unwrap();
     let banned: Vec<&str> = st.banned.iter().map(|b| b.ip.as_str()).collect();
     assert_eq!(banned, ["198.51.100.7"]);
     let names = st.names.expect("the jail's account of names");
