@@ -32,25 +32,36 @@ pub(super) struct Checkpoints {
     thread: Option<JoinHandle<()>>,
 }
 
+/// A connection to the history at `path` for a thread beside the
+/// engine's (`what`: its name in the log), set up further by `setup`.
+/// The engine's connection checkpoints when it closes; such a one never
+/// does, so a database found damaged and closed as it is
+/// (`Store::replace_damaged`) is not written to by it. `None` (said at
+/// debug level) if it cannot be opened: the engine's connection then does
+/// that thread's work itself.
+pub(super) fn open_beside(
+    path: &Path,
+    what: &str,
+    setup: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+) -> Option<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let opened = Connection::open_with_flags(path, flags).and_then(|conn| {
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        setup(&conn)?;
+        Ok(conn)
+    });
+    opened
+        .map_err(|e| tracing::debug!(error = %e, "no {what} thread for {}", path.display()))
+        .ok()
+}
+
 impl Checkpoints {
     /// Start checkpointing the database at `path` (it exists: the engine's
     /// connection made it). If that fails, the engine's connection
     /// checkpoints by itself past [`BACKSTOP_PAGES`].
     pub(super) fn start(path: &Path) -> Checkpoints {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let opened = Connection::open_with_flags(path, flags).and_then(|conn| {
-            // The engine's connection checkpoints when it closes; this one
-            // never does, so a database found damaged and closed as it is
-            // (`Store::replace_damaged`) is not written to by it.
-            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
-            Ok(conn)
-        });
-        let conn = match opened {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::debug!(error = %e, "no checkpoint thread for {}", path.display());
-                return Checkpoints::none();
-            }
+        let Some(conn) = open_beside(path, "checkpoint", |_| Ok(())) else {
+            return Checkpoints::none();
         };
         let (nudge, nudged) = sync_channel::<()>(1);
         let thread = std::thread::Builder::new()

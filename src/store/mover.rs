@@ -21,8 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
 
-use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 
 use super::{insert_lines, pending, BUSY_WAIT, INSERT};
 
@@ -52,21 +51,12 @@ impl Mover {
     /// it shares nothing with the appends but the file). `None` if it
     /// cannot start.
     pub(super) fn start(db: &Path, file: File, pending_path: PathBuf) -> Mover {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let opened = Connection::open_with_flags(db, flags).and_then(|conn| {
-            // Never the last to close (the engine's connection outlives
-            // it), and a damaged file is closed as it is.
-            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        let setup = |conn: &Connection| {
             conn.busy_timeout(BUSY_WAIT)?;
-            super::schema::settle_in(&conn)?;
-            Ok(conn)
-        });
-        let conn = match opened {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::debug!(error = %e, "no mover thread for {}", db.display());
-                return Mover::none();
-            }
+            super::schema::settle_in(conn)
+        };
+        let Some(conn) = super::checkpoint::open_beside(db, "mover", setup) else {
+            return Mover::none();
         };
         let (jobs, job) = channel::<Range>();
         let (report, done) = channel();

@@ -166,16 +166,8 @@ impl Engine {
         }
         let nets = std::mem::take(&mut f.waiting);
         f.last = Some(Instant::now());
-        match self.firewall.forget_connections(&nets) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                "removed {n} conntrack entr{} of banned sources",
-                if n == 1 { "y" } else { "ies" }
-            ),
-            Err(e) => {
-                self.kernel_errors += 1;
-                tracing::warn!(error = %e, "could not remove the conntrack entries of banned sources");
-            }
+        if !conntrack_logged(self.firewall.forget_connections(&nets), "banned") {
+            self.kernel_errors += 1;
         }
     }
 
@@ -281,4 +273,21 @@ impl Engine {
 /// (ENOENT): another tool deleted it.
 pub(super) fn no_such_table(e: &crate::firewall::Error) -> bool {
     matches!(e, crate::firewall::Error::Kernel { error, .. } if error.raw_os_error() == Some(libc::ENOENT))
+}
+
+/// Log how removing the conntrack entries of the `whose` sources went
+/// (`banned`, `restored bans'`): how many, or why not. Whether it worked.
+pub(super) fn conntrack_logged(removed: crate::firewall::Result<usize>, whose: &str) -> bool {
+    match removed {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            "removed {n} conntrack entr{} of {whose} sources",
+            if n == 1 { "y" } else { "ies" }
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not remove the conntrack entries of {whose} sources");
+            return false;
+        }
+    }
+    true
 }

@@ -383,16 +383,8 @@ impl Restoring {
                 refused
             }
             Added::In { refused, conntrack } => {
-                match conntrack {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(
-                        "removed {n} conntrack entr{} of restored bans' sources",
-                        if n == 1 { "y" } else { "ies" }
-                    ),
-                    Err(e) => {
-                        self.conntrack_errors += 1;
-                        tracing::warn!(error = %e, "could not remove the conntrack entries of restored bans' sources");
-                    }
+                if !super::kernel::conntrack_logged(conntrack, "restored bans'") {
+                    self.conntrack_errors += 1;
                 }
                 refused
             }
