@@ -157,16 +157,14 @@ impl Engine {
             }
             all
         });
-        let (most_banned, bans): (Vec<IpNet>, Box<dyn Fn(&IpNet) -> u64>) = match (&summed, banning.first()) {
-            (Some(all), _) => (
-                top(all.iter().map(|(net, &n)| (*net, n))),
-                Box::new(|net| all.get(net).copied().unwrap_or(0)),
-            ),
-            (None, Some(one)) => (
-                top(one.iter().map(|(net, &n)| (*net, u64::from(n)))),
-                Box::new(|net| one.get(net).map_or(0, |&n| u64::from(n))),
-            ),
-            (None, None) => (Vec::new(), Box::new(|_| 0)),
+        let most_banned: Vec<IpNet> = match (&summed, banning.first()) {
+            (Some(all), _) => top(all.iter().map(|(net, &n)| (*net, n))),
+            (None, Some(one)) => top(one.iter().map(|(net, &n)| (*net, u64::from(n)))),
+            (None, None) => Vec::new(),
+        };
+        let bans = |net: &IpNet| match (&summed, banning.first()) {
+            (Some(all), _) => all.get(net).copied().unwrap_or(0),
+            (None, one) => one.and_then(|t| t.get(net)).map_or(0, |&n| u64::from(n)),
         };
         let offender = |net: &IpNet| Offender {
             ip: show_net(net),
