@@ -106,8 +106,8 @@ fn in_chunks(args: Vec<String>, mut send: impl FnMut(Vec<String>, bool) -> anyho
 /// the addresses ([`in_chunks`]), this one asks the daemon chunk by chunk
 /// (`ask`), and a third reads and prints each answer (`show`). So the
 /// daemon works on a chunk while the client reads the next one and prints
-/// the last one, instead of waiting while the client does both (the
-/// client's part of `ban -` was about a fifth of its time). The chunks
+/// the last one, instead of waiting while the client does both
+/// (docs/performance.md, "a pipelined client"). The chunks
 /// still go one after the other, each once the one before has been
 /// answered: the daemon carries them out in order and logs the command
 /// as one. The client holds at most three chunks (read, asked, printed).

@@ -21,8 +21,8 @@ pub const BAN_CHUNK: usize = 10_000;
 pub enum Request {
     /// All jails, or one. `brief`: without the lists of bans (each
     /// jail's `banned` empty; `currently_banned` still counts them), for
-    /// the overview `nftban status` prints and for the metrics: a million
-    /// bans are a list of some 50 MB, built and read for nothing. Absent
+    /// the overview `nftban status` prints and for the metrics: with many
+    /// bans, a long list built and read for nothing. Absent
     /// means false and it is sent only when true, as `force`.
     Status {
         jail: Option<String>,

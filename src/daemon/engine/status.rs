@@ -135,8 +135,9 @@ impl Engine {
     /// are other jails' bans, counted already: left out.
     ///
     /// The bans of one jail are not copied: they were summed into a new map
-    /// at every `status`, 0.4–0.8 s after a `ban -` of a million (the
-    /// metrics ask every scrape). Only several jails with bans are summed.
+    /// at every `status`, slow after a `ban -` of a million (the metrics ask
+    /// every scrape; docs/performance.md). Only several jails with bans are
+    /// summed.
     fn top_offenders(&self, now: SystemTime) -> (Vec<Offender>, Vec<Offender>) {
         let mut failures: HashMap<IpNet, u64> = HashMap::new();
         for i in (0..self.jails.len()).filter(|&i| Some(i) != self.recidive) {
