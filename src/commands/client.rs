@@ -26,17 +26,12 @@ pub(super) fn ask_brief<T: serde::de::DeserializeOwned>(c: &ConfigArg, req: Requ
 /// Ask `req` with `call`; a daemon from before the `status` request's
 /// `brief` (started before nftban was upgraded, not restarted since)
 /// refuses the field, and is asked again without it.
-fn brief_or_not<E>(mut call: impl FnMut(&Request) -> Result<Response, E>, mut req: Request) -> Result<Response, E> {
-    let resp = call(&req)?;
-    match &mut req {
-        Request::Status {
-            brief: brief @ true, ..
-        } if resp.refuses_field("brief") => {
-            *brief = false;
-            call(&req)
-        }
-        _ => Ok(resp),
-    }
+fn brief_or_not<E>(call: impl FnMut(&Request) -> Result<Response, E>, req: Request) -> Result<Response, E> {
+    let without_brief = |req: &mut Request| match req {
+        Request::Status { brief, .. } => std::mem::take(brief),
+        _ => false,
+    };
+    Ok(or_without(call, req, "brief", without_brief)?.0)
 }
 
 /// The report of an answer, or its error.
@@ -136,38 +131,25 @@ fn pipelined(
     std::thread::scope(|s| {
         let (answers, shown) = std::sync::mpsc::sync_channel::<Response>(1);
         let printer = s.spawn(move || shown.into_iter().try_for_each(&mut show));
-        let asked = read.into_iter().try_for_each(|chunk| -> anyhow::Result<()> {
-            let (chunk, more) = chunk?;
-            let resp = ask(chunk, more)?;
-            let ok = resp.ok;
-            // A printer that stopped has its own error, below.
-            if answers.send(resp).is_err() || !ok {
-                anyhow::bail!(Stopped);
+        let asked = move || -> anyhow::Result<()> {
+            for chunk in read {
+                let (chunk, more) = chunk?;
+                let resp = ask(chunk, more)?;
+                let ok = resp.ok;
+                // A printer that stopped, or is handed a refusal, has the
+                // command's error: the asking stops without one.
+                if answers.send(resp).is_err() || !ok {
+                    break;
+                }
             }
             Ok(())
-        });
-        drop(answers);
+        };
+        // The printer's channel closes with the asking (it owns it).
+        let asked = asked();
         let shown = printer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-        shown?;
-        match asked {
-            Err(e) if e.is::<Stopped>() => Ok(()),
-            other => other,
-        }
+        shown.and(asked)
     })
 }
-
-/// The asking stage of [`pipelined`] stopped because the printing stage
-/// did (or will, with the refusal it was just handed): its error tells.
-#[derive(Debug)]
-struct Stopped;
-
-impl std::fmt::Display for Stopped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("stopped")
-    }
-}
-
-impl std::error::Error for Stopped {}
 
 /// Ask for one chunk of a `ban -` or `unban -` command with `call`. A
 /// daemon older than the requests' `more` (started before nftban was
@@ -175,19 +157,32 @@ impl std::error::Error for Stopped {}
 /// without it, and so do the command's other chunks (`plain` remembers),
 /// each logged by that daemon as a request of its own.
 fn ask_chunk<E>(
-    mut call: impl FnMut(&Request) -> Result<Response, E>,
+    call: impl FnMut(&Request) -> Result<Response, E>,
     mut req: Request,
     plain: &mut bool,
 ) -> Result<Response, E> {
     if *plain {
         without_more(&mut req);
     }
-    let resp = call(&req)?;
-    if resp.refuses_field("more") && without_more(&mut req) {
-        *plain = true;
-        return call(&req);
-    }
+    let (resp, refused) = or_without(call, req, "more", without_more)?;
+    *plain |= refused;
     Ok(resp)
+}
+
+/// Ask `req` with `call`. A daemon older than its optional `field`
+/// refuses it: asked again with `clear` (which says whether the field was
+/// set). The answer, and whether the field was refused.
+fn or_without<E>(
+    mut call: impl FnMut(&Request) -> Result<Response, E>,
+    mut req: Request,
+    field: &str,
+    clear: fn(&mut Request) -> bool,
+) -> Result<(Response, bool), E> {
+    let resp = call(&req)?;
+    if resp.refuses_field(field) && clear(&mut req) {
+        return Ok((call(&req)?, true));
+    }
+    Ok((resp, false))
 }
 
 /// Clear the request's `more`; whether it was set.
