@@ -79,8 +79,7 @@ impl Store {
         if self.mover.busy() {
             return Ok(false);
         }
-        let free = self.left.is_empty() && !self.stalled && self.pending.size() < FILE_MOST && self.mover.runs();
-        if free && self.pending.len() >= self.hand_off_least {
+        if self.may_hand_off() && self.mover.runs() && self.pending.len() >= self.hand_off_least {
             self.commit(&[], positions, cursors, windows, false)?;
             self.hand_off();
             return Ok(true);
@@ -245,12 +244,18 @@ impl Store {
         free
     }
 
+    /// Whether what waits may go to the mover, as far as the store is
+    /// concerned: no earlier run's bans to move first, no failed move
+    /// waiting for a save that works, and the file under [`FILE_MOST`]
+    /// (past it, the engine moves what waits itself: only that empties
+    /// the file).
+    fn may_hand_off(&self) -> bool {
+        self.left.is_empty() && !self.stalled && self.pending.size() < FILE_MOST
+    }
+
     /// Hand what waits to the mover: true if it took it.
     fn hand_off(&mut self) -> bool {
-        // Past FILE_MOST, the engine moves what waits itself: only that
-        // empties the file.
-        let full = self.pending.size() >= FILE_MOST;
-        if !self.left.is_empty() || self.stalled || full || !self.mover_free() {
+        if !self.may_hand_off() || !self.mover_free() {
             return false;
         }
         let range = self.pending.hand_off();
