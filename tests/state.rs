@@ -149,7 +149,7 @@ fn forged_pending_bans_are_not_restored() {
     let log = d.log();
     let said = "the ban history holds 5 record(s) nftban would never make";
     assert_eq!(log.matches(said).count(), 1, "{log}");
-    assert!(log.contains("nftban.db-pending:6: unreadable pending ban skipped (expires 18446744073709551615 is past what the clock can hold)"), "{log}");
+    assert!(log.contains("nftban.db-pending:6: unreadable pending line skipped (expires 18446744073709551615 is past what the clock can hold)"), "{log}");
     assert!(d.stop());
     // Judged once: lifted in the history, so the next start is quiet.
     let d = Daemon::start(&ns, &s);

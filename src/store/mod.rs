@@ -85,8 +85,10 @@ mod lift;
 mod mover;
 mod pending;
 mod read;
+mod waiting;
 mod write;
 pub use read::RunningBan;
+use waiting::Waiting;
 mod schema;
 pub use damage::Damage;
 pub use files::check_writable;
@@ -102,6 +104,24 @@ const INSERT: &str =
 const INSERT_UNLESS_HELD: &str = "INSERT INTO bans (jail, net, banned_at, expires_at, origin, reason)
      SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM bans
          WHERE net = ?2 AND jail = ?1 AND banned_at = ?3 AND expires_at = ?4)";
+
+/// An unban: the running bans of `net` (?2) in a jail (?3) lifted at ?1.
+const LIFT: &str = "UPDATE bans SET unbanned_at = ?1 WHERE net = ?2 AND jail = ?3 AND unbanned_at IS NULL";
+
+/// An unban in every jail.
+const LIFT_ALL: &str = "UPDATE bans SET unbanned_at = ?1 WHERE net = ?2 AND unbanned_at IS NULL";
+
+/// An unban of the pending file left by an earlier run: as [`LIFT`], but
+/// only of bans from before it, since SQLite may hold bans that followed
+/// it already (the run died after its commit but before emptying the
+/// file). A ban in the same second as the unban that followed it is
+/// lifted too: the file's seconds cannot tell the two apart.
+const LIFT_LEFT: &str =
+    "UPDATE bans SET unbanned_at = ?1 WHERE net = ?2 AND jail = ?3 AND unbanned_at IS NULL AND banned_at <= ?1";
+
+/// [`LIFT_LEFT`] in every jail.
+const LIFT_LEFT_ALL: &str =
+    "UPDATE bans SET unbanned_at = ?1 WHERE net = ?2 AND unbanned_at IS NULL AND banned_at <= ?1";
 
 /// Bans wait in the pending file until the next save (about once a
 /// second) or until this many wait, then go into SQLite in one
@@ -209,11 +229,11 @@ pub struct Store {
     pending: pending::Pending,
     /// Whether the last append to the pending file failed (logged once).
     pending_failing: bool,
-    /// Bans an earlier run left in the pending file that could not be
-    /// moved into SQLite when the store opened (another process held the
-    /// lock, a full disk): still in that file, moved with the next save
-    /// that works, each unless SQLite holds it already.
-    left: Vec<BanRecord>,
+    /// Bans and unbans an earlier run left in the pending file that could
+    /// not be moved into SQLite when the store opened (another process
+    /// held the lock, a full disk): still in that file, moved with the next
+    /// save that works, each ban unless SQLite holds it already.
+    left: Vec<pending::Entry>,
     /// [`PENDING_MOST`] (smaller in tests).
     pending_most: usize,
     /// [`HAND_OFF_LEAST`] (smaller in tests).
@@ -247,18 +267,49 @@ fn row(b: &BanRecord) -> (&str, String, i64, i64, &'static str, Option<&str>) {
     )
 }
 
-/// Insert the pending file's lines of `text` (from `path`) with `stmt`,
-/// an [`INSERT`].
-fn insert_lines(stmt: &mut rusqlite::CachedStatement<'_>, text: &[u8], path: &Path) -> rusqlite::Result<()> {
+/// Move the pending file's lines of `text` (from `path`) into SQLite with
+/// `c`, in a transaction the caller opened: bans inserted, unbans applied,
+/// in the file's order.
+fn move_lines(c: &Connection, text: &[u8], path: &Path) -> rusqlite::Result<()> {
+    let mut insert = c.prepare_cached(INSERT)?;
     for r in pending::rows(text, path) {
-        stmt.execute(params![
-            r.jail,
-            r.net,
-            whole(r.at),
-            whole(r.expires),
-            r.origin,
-            r.reason
-        ])?;
+        match r {
+            pending::Row::Ban {
+                jail,
+                net,
+                at,
+                expires,
+                origin,
+                reason,
+            } => insert.execute(params![jail, net, whole(at), whole(expires), origin, reason])?,
+            pending::Row::Lift {
+                jail: Some(jail),
+                net,
+                at,
+            } => c.prepare_cached(LIFT)?.execute(params![whole(at), net, jail])?,
+            pending::Row::Lift { jail: None, net, at } => {
+                c.prepare_cached(LIFT_ALL)?.execute(params![whole(at), net])?
+            }
+        };
+    }
+    Ok(())
+}
+
+/// Move what an earlier run left in the pending file into SQLite with `c`,
+/// in a transaction the caller opened: each ban unless SQLite holds it
+/// already, each unban of the bans before it.
+fn move_left(c: &Connection, left: &[pending::Entry]) -> rusqlite::Result<()> {
+    for entry in left {
+        match entry {
+            pending::Entry::Ban(b) => c.prepare_cached(INSERT_UNLESS_HELD)?.execute(row(b))?,
+            pending::Entry::Lift(l) => {
+                let (at, net) = (secs(l.at), l.net.to_string());
+                match &l.jail {
+                    Some(jail) => c.prepare_cached(LIFT_LEFT)?.execute(params![at, net, jail])?,
+                    None => c.prepare_cached(LIFT_LEFT_ALL)?.execute(params![at, net])?,
+                }
+            }
+        };
     }
     Ok(())
 }
@@ -336,13 +387,13 @@ impl Store {
             // bans are safe in the file, and reads add them meanwhile.
             match store.replay(&left) {
                 Ok(()) => tracing::info!(
-                    "moved {} ban(s) left in {} by an earlier run into the history",
+                    "moved {} ban(s) and unban(s) left in {} by an earlier run into the history",
                     left.len(),
                     store.pending.path().display()
                 ),
                 Err(e) => {
                     tracing::warn!(
-                        "cannot move the {} ban(s) left in {} by an earlier run into the history now ({e}): they stay in that file, are restored from it, and are moved at a later save",
+                        "cannot move the {} ban(s) and unban(s) left in {} by an earlier run into the history now ({e}): they stay in that file, are restored from it, and are moved at a later save",
                         left.len(),
                         store.pending.path().display()
                     );
@@ -384,19 +435,16 @@ impl Store {
         Ok(aside)
     }
 
-    /// Put bans a crashed run left in the pending file into SQLite, each
-    /// unless SQLite has it already (the run died after its commit but
-    /// before emptying the file), then empty the file.
-    fn replay(&mut self, left: &[BanRecord]) -> Result<()> {
+    /// Put what a crashed run left in the pending file into SQLite (see
+    /// [`move_left`]), then empty the file.
+    fn replay(&mut self, left: &[pending::Entry]) -> Result<()> {
         let path = self.path.clone();
         let sql = |error| Error::Sql {
             path: path.clone(),
             error,
         };
         let tx = self.conn.transaction().map_err(sql)?;
-        for b in left {
-            tx.execute(INSERT_UNLESS_HELD, row(b)).map_err(sql)?;
-        }
+        move_left(&tx, left).map_err(sql)?;
         tx.commit().map_err(sql)?;
         self.pending.clear().map_err(|e| self.pending_err(e))
     }
@@ -436,21 +484,24 @@ impl Store {
     }
 
     /// Move the pending bans into SQLite before a read; if that cannot be
-    /// done now (another process holds the lock), the read goes on and
-    /// `Ok` lists the bans that wait, for the reader to add (a restart
-    /// during the lock must still restore them). `Err` only for damage.
-    fn sync_for_read(&mut self) -> Result<Vec<BanRecord>> {
+    /// done now (another process holds the lock), the read goes on with
+    /// what waits in the pending file, for the reader to add its bans and
+    /// leave out what its unbans lifted (a restart during the lock must
+    /// still restore the one and not the other). `Err` only for damage.
+    fn sync_for_read(&mut self) -> Result<Waiting> {
         match self.sync() {
-            Ok(()) => Ok(Vec::new()),
+            Ok(()) => Ok(Waiting::default()),
             Err(e) if e.is_damage() => Err(e),
             Err(_) => {
-                let mut waiting = self.pending.waiting().map_err(|e| self.pending_err(e))?;
-                for b in &self.left {
-                    if !self.holds(b)? {
-                        waiting.push(b.clone());
+                let mut entries = Vec::with_capacity(self.left.len());
+                for e in &self.left {
+                    match e {
+                        pending::Entry::Ban(b) if self.holds(b)? => {}
+                        e => entries.push(e.clone()),
                     }
                 }
-                Ok(waiting)
+                entries.extend(self.pending.waiting().map_err(|e| self.pending_err(e))?);
+                Ok(Waiting::of(entries))
             }
         }
     }

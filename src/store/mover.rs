@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 
-use super::{insert_lines, pending, BUSY_WAIT, INSERT};
+use super::{move_lines, pending, BUSY_WAIT};
 
 /// How a move ended: done, or why not.
 pub(super) type Outcome = Result<(), String>;
@@ -162,13 +162,11 @@ impl Drop for Mover {
     }
 }
 
-/// Insert the pending lines of `range` in one transaction, or none.
+/// Move the pending lines of `range` in one transaction, or none.
 fn carry(conn: &Connection, file: &File, path: &Path, range: Range) -> Result<(), Box<dyn std::error::Error>> {
     let text = pending::read_range(file, range.from, range.to)?;
     conn.execute_batch("BEGIN")?;
-    let written = conn
-        .prepare_cached(INSERT)
-        .and_then(|mut stmt| insert_lines(&mut stmt, &text, path));
+    let written = move_lines(conn, &text, path);
     let end = if written.is_ok() { "COMMIT" } else { "ROLLBACK" };
     let ended = conn.execute_batch(end);
     if ended.is_err() && !conn.is_autocommit() {

@@ -12,11 +12,13 @@ impl Store {
     /// net), with the latest expiry.
     pub fn active(&mut self, now: SystemTime) -> Result<Vec<ActiveBan>> {
         let waiting = self.sync_for_read()?;
+        // Grouped here rather than by `GROUP BY`: a row an unban in the
+        // pending file lifted is left out before its group is made.
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT jail, net, MAX(expires_at), reason, origin FROM bans
-                 WHERE unbanned_at IS NULL AND expires_at > ?1 GROUP BY jail, net",
+                "SELECT jail, net, expires_at, reason, origin, banned_at FROM bans
+                 WHERE unbanned_at IS NULL AND expires_at > ?1 ORDER BY jail, net",
             )
             .map_err(|e| self.sql(e))?;
         let rows = stmt
@@ -27,27 +29,40 @@ impl Store {
                     r.get::<_, i64>(2)?,
                     r.get::<_, Option<String>>(3)?,
                     r.get::<_, Option<String>>(4)?,
+                    r.get::<_, i64>(5)?,
                 ))
             })
             .map_err(|e| self.sql(e))?;
-        let mut out = Vec::new();
+        let mut out: Vec<ActiveBan> = Vec::new();
         for row in rows {
-            let (jail, net, expires, reason, origin) = row.map_err(|e| self.sql(e))?;
-            match net.parse::<IpNet>() {
-                Ok(net) => out.push(ActiveBan {
-                    jail,
-                    net,
-                    expires: time(expires),
-                    reason,
-                    origin: origin.as_deref().and_then(Origin::parse),
-                }),
-                Err(_) => tracing::warn!(%net, "ban database holds an unreadable address; skipped"),
+            let (jail, net, expires, reason, origin, banned_at) = row.map_err(|e| self.sql(e))?;
+            let Ok(net) = net.parse::<IpNet>() else {
+                tracing::warn!(%net, "ban database holds an unreadable address; skipped");
+                continue;
+            };
+            if waiting.lifted(&jail, &net, time(banned_at)) {
+                continue;
+            }
+            let ban = ActiveBan {
+                jail,
+                net,
+                expires: time(expires),
+                reason,
+                origin: origin.as_deref().and_then(Origin::parse),
+            };
+            match out.last_mut() {
+                Some(a) if a.jail == ban.jail && a.net == ban.net => {
+                    if ban.expires > a.expires {
+                        *a = ban;
+                    }
+                }
+                _ => out.push(ban),
             }
         }
         drop(stmt);
-        // Bans not in SQLite yet are newer than every unban there (an
-        // unban moves them in first): each runs, at least until its end.
-        for b in waiting.into_iter().filter(|b| b.expires > now) {
+        // Bans not in SQLite yet are newer than every row there: each
+        // runs, at least until its end, unless an unban after it lifted it.
+        for b in waiting.running().filter(|b| b.expires > now).cloned() {
             match out.iter_mut().find(|a| a.jail == b.jail && a.net == b.net) {
                 Some(a) if a.expires >= b.expires => {}
                 Some(a) => {
@@ -84,8 +99,12 @@ impl Store {
     pub fn ban_count(&mut self, jail: &str, net: &IpNet) -> Result<u64> {
         // The bans in flight are counted either in SQLite or here.
         self.settle();
-        let pending =
-            self.pending.count(jail, net) + self.left.iter().filter(|b| b.jail == jail && b.net == *net).count() as u64;
+        let pending = self.pending.count(jail, net)
+            + self
+                .left
+                .iter()
+                .filter(|e| matches!(e, pending::Entry::Ban(b) if b.jail == jail && b.net == *net))
+                .count() as u64;
         self.conn
             .query_row(
                 "SELECT COUNT(*) FROM bans WHERE jail = ?1 AND net = ?2",
@@ -158,6 +177,9 @@ impl Store {
     /// on whose jail and address no ban runs again: the latest lift of
     /// each, oldest first. At start the fleet is told this node's own
     /// again (engine::share), so an unban an outage kept back is published.
+    /// While SQLite cannot be written (another process holds its lock),
+    /// the unbans still in the pending file are not listed: they are at
+    /// the next start.
     pub fn lifted_since(&mut self, since: SystemTime, now: SystemTime) -> Result<Vec<LiftedBan>> {
         let waiting = self.sync_for_read()?;
         let mut stmt = self
@@ -187,7 +209,7 @@ impl Store {
             let Ok(net) = net.parse::<IpNet>() else { continue };
             // A ban not in SQLite yet is newer than every unban there.
             if waiting
-                .iter()
+                .running()
                 .any(|b| b.jail == jail && b.net == net && b.expires > now)
             {
                 continue;
@@ -229,9 +251,10 @@ impl Store {
         let since = secs(since);
         out.extend(
             waiting
-                .into_iter()
+                .bans()
+                .iter()
                 .filter(|b| b.origin != Origin::Escalated && secs(b.at) >= since)
-                .map(|b| (b.jail, b.net, time(secs(b.at)))),
+                .map(|b| (b.jail.clone(), b.net, time(secs(b.at)))),
         );
         out.sort_by_key(|(_, _, at)| *at);
         Ok(out)
@@ -277,7 +300,8 @@ impl Store {
     /// docs/performance.md).
     /// So a (jail, net) banned again while running comes once per record:
     /// the caller keeps the latest expiry, whatever the order. Bans still
-    /// in the pending file come after all of SQLite's (see
+    /// in the pending file (SQLite's lock held by another process) come
+    /// after all of SQLite's, and rows its unbans lifted are left out (see
     /// [`Store::active`]).
     pub fn each_running(
         &mut self,
@@ -290,11 +314,12 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT jail, net, expires_at, reason, origin FROM bans
+                "SELECT jail, net, expires_at, reason, origin, banned_at FROM bans
                  WHERE unbanned_at IS NULL AND expires_at > ?1",
             )
             .map_err(|e| self.sql(e))?;
         let mut rows = stmt.query(params![secs(now)]).map_err(|e| self.sql(e))?;
+        let lifts = waiting.lifts_any();
         let mut names = Names::default();
         let mut out = Vec::with_capacity(chunk);
         let (mut handed, mut unreadable) = (0, Unreadable::default());
@@ -310,8 +335,12 @@ impl Store {
                     unreadable.note(net);
                     return Ok(None);
                 };
+                let jail = row.get_ref(0)?.as_str()?;
+                if lifts && waiting.lifted(jail, &net, time(row.get(5)?)) {
+                    return Ok(None);
+                }
                 Ok(Some(RunningBan {
-                    jail: names.jail(row.get_ref(0)?.as_str()?),
+                    jail: names.jail(jail),
                     net,
                     expires: time(row.get(2)?),
                     reason: row.get(3)?,
@@ -331,14 +360,14 @@ impl Store {
             }
         }
         unreadable.log();
-        // Bans not in SQLite yet are newer than every unban there (an
-        // unban moves them in first): each runs, at least until its end.
-        for b in waiting.into_iter().filter(|b| b.expires > now) {
+        // Bans not in SQLite yet are newer than every row there: each
+        // runs, at least until its end, unless an unban after it lifted it.
+        for b in waiting.running().filter(|b| b.expires > now) {
             out.push(RunningBan {
                 jail: names.jail(&b.jail),
                 net: b.net,
                 expires: b.expires,
-                reason: b.reason,
+                reason: b.reason.clone(),
                 origin: Some(b.origin),
             });
             if out.len() == chunk {

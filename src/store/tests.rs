@@ -71,16 +71,10 @@ fn unbanned_addresses_are_not_restored() {
         ban("asterisk", "198.51.100.1/32", 0, 100),
     ])
     .unwrap();
-    assert_eq!(
-        s.record_unban(Some("sshd"), &"198.51.100.1/32".parse().unwrap(), t(5))
-            .unwrap(),
-        1
-    );
+    s.record_unban(Some("sshd"), &"198.51.100.1/32".parse().unwrap(), t(5))
+        .unwrap();
     assert_eq!(s.active(t(10)).unwrap().len(), 1);
-    assert_eq!(
-        s.record_unban(None, &"198.51.100.1/32".parse().unwrap(), t(6)).unwrap(),
-        1
-    );
+    s.record_unban(None, &"198.51.100.1/32".parse().unwrap(), t(6)).unwrap();
     assert!(s.active(t(10)).unwrap().is_empty());
     // A new ban after the unban is restored again.
     s.record_bans(&[ban("sshd", "198.51.100.1/32", 7, 100)]).unwrap();
@@ -890,4 +884,132 @@ fn the_save_of_every_second_hands_a_bulk_to_the_mover() {
         );
     }
     assert_eq!(rows_in(&db), 7);
+}
+
+/// The rows of the history: jail, banned_at, unbanned_at, in order.
+fn lifts_in(db: &std::path::Path) -> Vec<(String, i64, Option<i64>)> {
+    let raw = Connection::open(db).unwrap();
+    let mut stmt = raw
+        .prepare("SELECT jail, banned_at, unbanned_at FROM bans ORDER BY id")
+        .unwrap();
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
+    let base = secs(t(0));
+    rows.map(|r| r.unwrap())
+        .map(|(j, at, lifted): (String, i64, Option<i64>)| (j, at - base, lifted.map(|l| l - base)))
+        .collect()
+}
+
+/// An unban is a line of the pending file, like a ban, and reaches SQLite
+/// with the bans around it, in their order, whether the engine's thread
+/// or the mover moves them: it lifts the ban before it in its jail, not
+/// the other jail's, and not the ban that followed it (in the same second).
+#[test]
+fn unbans_wait_in_the_pending_file_and_lift_only_the_bans_before_them() {
+    for mover in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("nftban.db");
+        let mut s = Store::open(&db).unwrap();
+        if !mover {
+            s.mover = mover::Mover::none();
+        }
+        s.pending_most = 4;
+        let net: IpNet = "198.51.100.1/32".parse().unwrap();
+        s.record_bans(&[
+            ban("sshd", "198.51.100.1/32", 0, 100),
+            ban("asterisk", "198.51.100.1/32", 0, 100),
+        ])
+        .unwrap();
+        s.record_unbans(Some("sshd"), &[net], t(5)).unwrap();
+        assert_eq!(rows_in(&db), 0, "the unban waits with the bans");
+        assert!(s.has_pending());
+        // The fourth line: past the bound, moved.
+        s.record_bans(&[ban("sshd", "198.51.100.1/32", 5, 50)]).unwrap();
+        assert_eq!(s.mover.busy(), mover);
+        s.settle();
+        assert_eq!(
+            lifts_in(&db),
+            [
+                ("sshd".to_string(), 0, Some(5)),
+                ("asterisk".to_string(), 0, None),
+                ("sshd".to_string(), 5, None)
+            ],
+            "mover: {mover}"
+        );
+        // In every jail, left by a crash: lifted at the next start.
+        s.record_unbans(None, &[net], t(6)).unwrap();
+        crash(s, &db);
+        let mut s = Store::open(&db).unwrap();
+        assert!(s.active(t(10)).unwrap().is_empty(), "mover: {mover}");
+        assert_eq!(std::fs::metadata(pending_path(&db)).unwrap().len(), 0);
+    }
+}
+
+/// A run that died after its move but before emptying the file leaves
+/// lines SQLite holds already: at the next start, an unban among them
+/// lifts only the bans before it, not the ban SQLite took after it.
+#[test]
+fn an_unban_left_in_the_pending_file_does_not_lift_a_later_ban() {
+    let (_dir, db, mut s) = one_ban_recorded();
+    let net: IpNet = "198.51.100.1/32".parse().unwrap();
+    s.record_unban(Some("sshd"), &net, t(5)).unwrap();
+    s.record_bans(&[ban("sshd", "198.51.100.1/32", 7, 100)]).unwrap();
+    let lines = std::fs::read(pending_path(&db)).unwrap();
+    s.sync().unwrap();
+    crash(s, &db);
+    std::fs::write(pending_path(&db), &lines).unwrap();
+    let mut s = Store::open(&db).unwrap();
+    assert_eq!(
+        lifts_in(&db),
+        [("sshd".to_string(), 0, Some(5)), ("sshd".to_string(), 7, None)]
+    );
+    let active = s.active(t(10)).unwrap();
+    assert_eq!((active.len(), active[0].expires), (1, t(107)));
+}
+
+/// While another process holds SQLite's lock, a read (a restore) leaves
+/// out what this run's unbans in the pending file lifted, in SQLite and
+/// in the file, and keeps the ban that came after.
+#[test]
+fn a_locked_database_reads_the_pending_unbans_too() {
+    let (_dir, db, mut s) = one_ban_recorded();
+    s.record_bans(&[ban("asterisk", "198.51.100.1/32", 0, 100)]).unwrap();
+    s.sync().unwrap();
+    let net = |n: &str| n.parse::<IpNet>().unwrap();
+    s.record_bans(&[ban("sshd", "198.51.100.2/32", 1, 100)]).unwrap();
+    let lock = locked(&db);
+    s.record_unbans(Some("sshd"), &[net("198.51.100.1/32"), net("198.51.100.2/32")], t(5))
+        .unwrap();
+    s.record_bans(&[ban("sshd", "198.51.100.2/32", 6, 100)]).unwrap();
+    let mut running = Vec::new();
+    s.each_running(t(10), 100, |bans| {
+        running.extend(
+            bans.into_iter()
+                .map(|b| (b.jail.to_string(), b.net.to_string(), b.expires)),
+        );
+        true
+    })
+    .unwrap();
+    assert_eq!(
+        running,
+        [
+            ("asterisk".to_string(), "198.51.100.1/32".to_string(), t(100)),
+            ("sshd".to_string(), "198.51.100.2/32".to_string(), t(106))
+        ]
+    );
+    drop(lock);
+    s.sync().unwrap();
+    let mut active: Vec<(String, String)> = s
+        .active(t(10))
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.jail, b.net.to_string()))
+        .collect();
+    active.sort();
+    assert_eq!(
+        active,
+        [
+            ("asterisk".to_string(), "198.51.100.1/32".to_string()),
+            ("sshd".to_string(), "198.51.100.2/32".to_string())
+        ]
+    );
 }

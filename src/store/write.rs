@@ -11,42 +11,50 @@ impl Store {
     /// the next save, or at once when [`PENDING_MOST`] wait. Either way
     /// they survive `kill -9` once this returns.
     pub fn record_bans(&mut self, bans: &[BanRecord]) -> Result<()> {
-        if bans.len() <= self.pending_most {
-            match self.pending.append(bans) {
-                Ok(()) => {
-                    if std::mem::take(&mut self.pending_failing) {
-                        tracing::info!("{} can be appended to again", self.pending.path().display());
-                    }
-                    if self.pending.len() >= self.pending_most && !self.stalled && !self.hand_off() {
-                        // No mover free: moved here, unless one is in
-                        // flight (then the next write past the bound
-                        // hands them over). In SQLite or not, they are
-                        // recorded: a failure keeps them pending, and the
-                        // engine's next save (which retries, and reports
-                        // what fails) moves them. Until a save succeeds, no
-                        // further ban waits here for SQLite's lock.
-                        if !self.mover.busy() {
-                            if let Err(e) = self.sync() {
-                                self.stalled = true;
-                                tracing::debug!(error = %e, "pending bans not moved into the history yet");
-                            }
+        if bans.len() <= self.pending_most && self.append(|p| p.append(bans)) {
+            return Ok(());
+        }
+        self.save(bans, &[], &[], &[])
+    }
+
+    /// Append lines to the pending file with `write`, and move what waits
+    /// once [`PENDING_MOST`] lines do. False if the file cannot be
+    /// appended to: the caller writes to SQLite instead.
+    pub(super) fn append(&mut self, write: impl FnOnce(&mut pending::Pending) -> std::io::Result<()>) -> bool {
+        match write(&mut self.pending) {
+            Ok(()) => {
+                if std::mem::take(&mut self.pending_failing) {
+                    tracing::info!("{} can be appended to again", self.pending.path().display());
+                }
+                if self.pending.len() >= self.pending_most && !self.stalled && !self.hand_off() {
+                    // No mover free: moved here, unless one is in
+                    // flight (then the next write past the bound
+                    // hands them over). In SQLite or not, they are
+                    // recorded: a failure keeps them pending, and the
+                    // engine's next save (which retries, and reports
+                    // what fails) moves them. Until a save succeeds, no
+                    // further ban waits here for SQLite's lock.
+                    if !self.mover.busy() {
+                        if let Err(e) = self.sync() {
+                            self.stalled = true;
+                            tracing::debug!(error = %e, "pending bans not moved into the history yet");
                         }
                     }
-                    return Ok(());
                 }
-                // Once when it starts, not per ban (a full disk fails them
-                // all); SQLite is tried instead.
-                Err(e) if !self.pending_failing => {
-                    self.pending_failing = true;
+                true
+            }
+            // Once when it starts, not per ban (a full disk fails them
+            // all); SQLite is tried instead.
+            Err(e) => {
+                if !std::mem::replace(&mut self.pending_failing, true) {
                     tracing::warn!(
                         "cannot append to {}: {e}; writing bans to SQLite directly until it works again",
                         self.pending.path().display()
                     );
                 }
-                Err(_) => {}
+                false
             }
         }
-        self.save(bans, &[], &[], &[])
     }
 
     /// Record bans, file positions, journal cursors and failure windows in
@@ -111,19 +119,16 @@ impl Store {
             true => self.pending.read_back().map_err(|e| self.pending_err(e))?,
             false => Vec::new(),
         };
-        let left: &[BanRecord] = if pending { &self.left } else { &[] };
+        let left: &[pending::Entry] = if pending { &self.left } else { &[] };
         // BEGIN and COMMIT as cached statements: `Connection::transaction`
         // parses both again each time, which showed at hundreds of bans a
         // second (one transaction per burst of bans).
         let c = &self.conn;
         c.prepare_cached("BEGIN").and_then(|mut s| s.execute([])).map_err(sql)?;
         let written = (|| -> rusqlite::Result<()> {
-            let mut stmt = c.prepare_cached(INSERT_UNLESS_HELD)?;
-            for b in left {
-                stmt.execute(row(b))?;
-            }
+            move_left(c, left)?;
+            move_lines(c, &moved, self.pending.path())?;
             let mut stmt = c.prepare_cached(INSERT)?;
-            insert_lines(&mut stmt, &moved, self.pending.path())?;
             for b in bans {
                 stmt.execute(row(b))?;
             }
