@@ -347,6 +347,7 @@ impl Engine {
                         net: describe(&nets),
                         source,
                     })?;
+                let sharing = e.share.is_some();
                 // Per jail: the nets lifted from its record, with their end.
                 let mut gone: BTreeMap<usize, Vec<(IpNet, SystemTime)>> = BTreeMap::new();
                 for net in nets {
@@ -359,8 +360,12 @@ impl Engine {
                         .filter(|(_, j)| jail.is_none_or(|n| n == j.name))
                     {
                         if let Some(until) = j.bans.remove(&net) {
-                            let why = j.reasons.remove(&net);
-                            if !why.as_deref().is_some_and(super::share::learnt) {
+                            // Most bans have no reason: no hash then.
+                            let why = match j.reasons.is_empty() {
+                                true => None,
+                                false => j.reasons.remove(&net),
+                            };
+                            if sharing && !why.as_deref().is_some_and(super::share::learnt) {
                                 news.push(super::Local::Unban {
                                     jail: j.name.clone(),
                                     net,
@@ -382,6 +387,10 @@ impl Engine {
                         }
                         // A prefix around it (its own ban lifted or not) still
                         // drops it: say so, rather than let the unban look whole.
+                        // (Without prefixes only `net` itself could cover it.)
+                        if !j.bans.has_prefixes() {
+                            continue;
+                        }
                         if let Some(cover) = j.bans.covering(&net, now).filter(|c| *c != net) {
                             inside.push(format!("inside banned prefix {} in jail {}", show_net(&cover), j.name));
                         }
