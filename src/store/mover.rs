@@ -6,8 +6,9 @@
 //! and on the engine's thread that cost stopped the engine while it ran.
 //! So a move of many is handed here: this thread, with a connection of its
 //! own, reads the range of the pending file it was given (written whole
-//! before it is handed over: the file is only appended to) and inserts it
-//! in one transaction, while the engine goes on.
+//! before it is handed over: the file is only appended to) and moves it
+//! in one transaction (bans inserted, unbans applied, in order), while the
+//! engine goes on.
 //!
 //! The store keeps its own writes out of the way meanwhile: anything that
 //! writes or reads SQLite on the engine's connection waits for the move in
