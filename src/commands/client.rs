@@ -226,30 +226,47 @@ pub fn ban(
         let r: BanResult = answered(resp)?;
         banned += r.banned.len();
         failed += r.failed.len();
-        let mut out = std::io::stdout().lock();
+        let mut out = chunk_out();
         if json {
             // One line per request: JSON lines, as long as the list.
             writeln!(out, "{}", serde_json::to_string(&r)?)?;
+            out.flush()?;
             return Ok(());
         }
+        // The bans of a chunk mostly end in the same second.
+        let mut left: Option<(u64, String)> = None;
         for b in &r.banned {
-            writeln!(
-                out,
-                "banned {} in jail {} for {}",
-                b.ip,
-                r.jail,
-                format_duration(Duration::from_secs(b.expires_in))
-            )?;
+            let left = match &mut left {
+                Some((secs, text)) if *secs == b.expires_in => text,
+                slot => {
+                    &slot
+                        .insert((b.expires_in, format_duration(Duration::from_secs(b.expires_in))))
+                        .1
+                }
+            };
+            for part in ["banned ", &b.ip, " in jail ", &r.jail, " for ", left, "\n"] {
+                out.write_all(part.as_bytes())?;
+            }
         }
         for a in &r.already_covered {
             writeln!(out, "already banned: {a}")?;
         }
+        // Before the errors on stderr, as they were printed before.
+        out.flush()?;
         for f in &r.failed {
             eprintln!("nftban: not banned: {f}");
         }
         Ok(())
     })?;
     Ok(if banned == 0 || failed > 0 { 1 } else { 0 })
+}
+
+/// Standard output for one answer's lines, written in blocks: Rust's
+/// standard output writes at every newline, a `write` per line, which
+/// was a fifth of the client's time in a `ban -` of 100,000. The caller
+/// flushes it at the end of the answer.
+fn chunk_out() -> std::io::BufWriter<std::io::StdoutLock<'static>> {
+    std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock())
 }
 
 pub fn unban(addrs: Vec<String>, jail: Option<String>, json: bool, c: &ConfigArg) -> anyhow::Result<u8> {
@@ -266,14 +283,18 @@ pub fn unban(addrs: Vec<String>, jail: Option<String>, json: bool, c: &ConfigArg
     pipelined(addrs, ask, |resp| {
         let r: UnbanResult = answered(resp)?;
         unbanned += r.unbanned.len();
-        let mut out = std::io::stdout().lock();
+        let mut out = chunk_out();
         if json {
             writeln!(out, "{}", serde_json::to_string(&r)?)?;
+            out.flush()?;
             return Ok(());
         }
         for (ip, jail) in &r.unbanned {
-            writeln!(out, "unbanned {ip} from jail {jail}")?;
+            for part in ["unbanned ", ip, " from jail ", jail, "\n"] {
+                out.write_all(part.as_bytes())?;
+            }
         }
+        out.flush()?;
         for why in &r.not_banned {
             eprintln!("nftban: {why}");
         }
