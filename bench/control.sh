@@ -11,25 +11,6 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench/control.sh: needs root (it creates a network namespace)" >&2; exit 1; }
 cargo build --release --locked --bin nftban --example control_bench
 
-pid=""
-cleanup() {
-    # The benchmark deletes its namespace and folder itself; this is for
-    # when it was killed or failed.
-    set +e
-    if [ -n "$pid" ]; then
-        kill "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-        for ns in $(ip netns list | awk -v p="-$pid-" '$1 ~ /^nftban-cbench-/ && index($1, p) {print $1}'); do
-            for p in $(ip netns pids "$ns"); do kill -9 "$p" 2>/dev/null || true; done
-            ip netns delete "$ns"
-        done
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-echo "# $(date -u +%FT%TZ), $(git rev-parse --short HEAD 2>/dev/null || echo '?'), nproc $(nproc), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
-target/release/examples/control_bench "$PWD/target/release/nftban" "$@" &
-pid=$!
-wait "$pid"
-echo "# done $(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg)"
+# shellcheck source=bench/example.sh
+. bench/example.sh
+run_example control_bench nftban-cbench "" "$@"
