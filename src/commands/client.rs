@@ -263,8 +263,8 @@ pub fn ban(
 
 /// Standard output for one answer's lines, written in blocks: Rust's
 /// standard output writes at every newline, a `write` per line, which
-/// was a fifth of the client's time in a `ban -` of 100,000. The caller
-/// flushes it at the end of the answer.
+/// showed in the client's profile of a bulk `ban -` (docs/performance.md).
+/// The caller flushes it at the end of the answer.
 fn chunk_out() -> std::io::BufWriter<std::io::StdoutLock<'static>> {
     std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock())
 }

@@ -32,10 +32,11 @@
 //!
 //! Unbans are lines of the file too (`"unban":true`, with the jail, or
 //! none for every jail, the address or prefix and the time): marking a
-//! ban lifted is an `UPDATE` of its row, as costly as its insert, and it
-//! was half the engine's time in an `unban -` of 100,000. The lines are
-//! moved in the order they were written, so an unban lifts the bans
-//! before it and not one after it.
+//! ban lifted is an `UPDATE` of its row, as costly as its insert, and on
+//! the engine's thread it was most of a bulk `unban -`
+//! (docs/performance.md, "Kernel sets"). The lines are moved in the
+//! order they were written, so an unban lifts the bans before it and not
+//! one after it.
 
 use std::collections::HashMap;
 use std::fs::File;
