@@ -14,27 +14,6 @@ use serde::Serialize;
 
 use crate::store::{BanRecord, Origin};
 
-/// One line of the file, as read back after a crash (owned): a ban, or
-/// an unban (`unban`, with no expiry or origin, and no jail for every
-/// jail). Written by [`LineWriter`], which makes the same text serde would
-/// make of it.
-#[derive(Deserialize)]
-#[cfg_attr(test, derive(Serialize))]
-struct Line<'a> {
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    unban: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    jail: Option<Cow<'a, str>>,
-    net: IpNet,
-    at: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    expires: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    origin: Option<Cow<'a, str>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    reason: Option<Cow<'a, str>>,
-}
-
 /// A line of the file read back: a ban, or an unban.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
@@ -138,7 +117,7 @@ impl LineWriter {
     }
 }
 
-/// A line of this run as it is moved into SQLite: borrowed from the
+/// A line as it is moved into SQLite: borrowed from the
 /// file's text, the address or prefix as written (the text SQLite holds,
 /// as `IpNet`'s `Display` makes both).
 pub enum Row<'a> {
@@ -158,25 +137,36 @@ pub enum Row<'a> {
     },
 }
 
-/// A [`Row`] as serde reads it.
+/// One line of the file as serde reads it, borrowed from the text: a ban,
+/// or an unban (`unban`, with no expiry or origin, and no jail for every
+/// jail). Written by [`LineWriter`], which makes the same text serde would
+/// make of it.
 #[derive(Deserialize)]
-struct RawRow<'a> {
-    #[serde(default)]
+#[cfg_attr(test, derive(Serialize))]
+struct Line<'a> {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     unban: bool,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     jail: Option<Cow<'a, str>>,
     #[serde(borrow)]
     net: Cow<'a, str>,
     at: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     expires: Option<u64>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     origin: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     reason: Option<Cow<'a, str>>,
 }
 
-impl<'a> RawRow<'a> {
+impl<'a> Line<'a> {
+    /// The line of `text`, checked: a ban has its jail, expiry and origin.
+    fn read(text: &'a [u8]) -> Result<Row<'a>, String> {
+        serde_json::from_slice::<Line>(text)
+            .map_err(|e| e.to_string())
+            .and_then(|line| line.row().map_err(String::from))
+    }
+
     fn row(self) -> Result<Row<'a>, &'static str> {
         if self.unban {
             return Ok(Row::Lift {
@@ -203,6 +193,11 @@ fn secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// The address or prefix of a line, or why not.
+fn net_of(text: &str) -> Result<IpNet, String> {
+    text.parse().map_err(|_| format!("not an address or prefix: {text:?}"))
+}
+
 /// `secs` after the epoch, or why not: a number past what the clock can
 /// hold must not panic (that was a crash loop at every start).
 fn time(secs: u64, field: &str) -> Result<SystemTime, String> {
@@ -216,12 +211,7 @@ fn time(secs: u64, field: &str) -> Result<SystemTime, String> {
 /// it: a write cut short is cut back off) is skipped with a warning that
 /// names the file and its line within this run's part.
 pub fn rows<'t>(text: &'t [u8], path: &'t Path) -> impl Iterator<Item = Row<'t>> + 't {
-    let read = |line| -> Result<Row, String> {
-        serde_json::from_slice::<RawRow>(line)
-            .map_err(|e| e.to_string())
-            .and_then(|raw| raw.row().map_err(String::from))
-    };
-    lines(text).filter_map(move |(n, line)| match read(line) {
+    lines(text).filter_map(move |(n, line)| match Line::read(line) {
         Ok(row) => Some(row),
         Err(e) => {
             tracing::warn!(
@@ -247,30 +237,28 @@ fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
 pub(super) fn parse(text: &[u8], path: &Path) -> Vec<Entry> {
     let mut out = Vec::new();
     for (n, line) in lines(text) {
-        let parsed = serde_json::from_slice::<Line>(line)
-            .map_err(|e| e.to_string())
-            .and_then(|l| {
-                let at = time(l.at, "at")?;
-                if l.unban {
-                    return Ok(Entry::Lift(Lift {
-                        jail: l.jail.map(Cow::into_owned),
-                        net: l.net,
-                        at,
-                    }));
-                }
-                let (Some(jail), Some(expires), Some(origin)) = (l.jail, l.expires, l.origin) else {
-                    return Err("a ban without its jail, expiry or origin".to_string());
-                };
-                let origin = Origin::parse(&origin).ok_or_else(|| format!("unknown origin {origin:?}"))?;
-                Ok(Entry::Ban(BanRecord {
-                    jail: jail.into_owned(),
-                    net: l.net,
-                    at,
-                    expires: time(expires, "expires")?,
-                    origin,
-                    reason: l.reason.map(Cow::into_owned),
-                }))
-            });
+        let parsed = Line::read(line).and_then(|row| match row {
+            Row::Lift { jail, net, at } => Ok(Entry::Lift(Lift {
+                jail: jail.map(Cow::into_owned),
+                net: net_of(&net)?,
+                at: time(at, "at")?,
+            })),
+            Row::Ban {
+                jail,
+                net,
+                at,
+                expires,
+                origin,
+                reason,
+            } => Ok(Entry::Ban(BanRecord {
+                jail: jail.into_owned(),
+                net: net_of(&net)?,
+                at: time(at, "at")?,
+                expires: time(expires, "expires")?,
+                origin: Origin::parse(&origin).ok_or_else(|| format!("unknown origin {origin:?}"))?,
+                reason: reason.map(Cow::into_owned),
+            })),
+        });
         match parsed {
             Ok(e) => out.push(e),
             Err(e) => tracing::warn!("{}:{}: unreadable pending line skipped ({e})", path.display(), n + 1),
@@ -329,7 +317,7 @@ mod tests {
                 let line = Line {
                     unban: false,
                     jail: Some(Cow::Borrowed(&b.jail)),
-                    net: b.net,
+                    net: Cow::Owned(b.net.to_string()),
                     at: secs(b.at),
                     expires: Some(secs(b.expires)),
                     origin: Some(Cow::Borrowed(b.origin.as_str())),
@@ -347,7 +335,7 @@ mod tests {
                 let line = Line {
                     unban: true,
                     jail: jail.map(Cow::Borrowed),
-                    net: b.net,
+                    net: Cow::Owned(b.net.to_string()),
                     at: secs(b.at),
                     expires: None,
                     origin: None,
