@@ -272,6 +272,8 @@ fn row(b: &BanRecord) -> (&str, String, i64, i64, &'static str, Option<&str>) {
 /// in the file's order.
 fn move_lines(c: &Connection, text: &[u8], path: &Path) -> rusqlite::Result<()> {
     let mut insert = c.prepare_cached(INSERT)?;
+    // Once per move, not per line (each is a lookup in the cache).
+    let (mut lift, mut lift_all) = (c.prepare_cached(LIFT)?, c.prepare_cached(LIFT_ALL)?);
     for r in pending::rows(text, path) {
         match r {
             pending::Row::Ban {
@@ -286,10 +288,8 @@ fn move_lines(c: &Connection, text: &[u8], path: &Path) -> rusqlite::Result<()> 
                 jail: Some(jail),
                 net,
                 at,
-            } => c.prepare_cached(LIFT)?.execute(params![whole(at), net, jail])?,
-            pending::Row::Lift { jail: None, net, at } => {
-                c.prepare_cached(LIFT_ALL)?.execute(params![whole(at), net])?
-            }
+            } => lift.execute(params![whole(at), net, jail])?,
+            pending::Row::Lift { jail: None, net, at } => lift_all.execute(params![whole(at), net])?,
         };
     }
     Ok(())
