@@ -360,7 +360,7 @@ impl Restoring {
             }
         };
         // As after any ban: only once the bans are in place.
-        let lost: BTreeSet<(&str, IpNet)> = refused.iter().map(|(b, _)| (b.jail.as_str(), b.net)).collect();
+        let lost = refused_keys(&refused);
         let nets: Vec<IpNet> = bans
             .iter()
             .filter(|b| lost.is_empty() || !lost.contains(&(b.jail.as_str(), b.net)))
@@ -391,7 +391,7 @@ impl Restoring {
         };
         debug_assert!(bans.len() >= refused.len());
         if let Some(listener) = share.as_mut() {
-            let lost: BTreeSet<(&str, IpNet)> = refused.iter().map(|(b, _)| (b.jail.as_str(), b.net)).collect();
+            let lost = refused_keys(&refused);
             news.retain(|n| match n {
                 super::Local::Ban { jail, net, .. } => !lost.contains(&(jail.as_str(), *net)),
                 super::Local::Unban { .. } => true,
@@ -402,6 +402,12 @@ impl Restoring {
         }
         self.kernel.extend(refused);
     }
+}
+
+/// The (jail, net) of each refused ban, to leave them out of what follows
+/// a chunk (conntrack, the fleet's news).
+fn refused_keys(refused: &[(Ban, String)]) -> BTreeSet<(&str, IpNet)> {
+    refused.iter().map(|(b, _)| (b.jail.as_str(), b.net)).collect()
 }
 
 /// What one kernel call of a restore made of its chunk.
