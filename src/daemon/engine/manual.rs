@@ -387,11 +387,7 @@ impl Engine {
                         }
                         // A prefix around it (its own ban lifted or not) still
                         // drops it: say so, rather than let the unban look whole.
-                        // (Without prefixes only `net` itself could cover it.)
-                        if !j.bans.has_prefixes() {
-                            continue;
-                        }
-                        if let Some(cover) = j.bans.covering(&net, now).filter(|c| *c != net) {
+                        if let Some((cover, _)) = j.bans.wider_prefix(&net, now) {
                             inside.push(format!("inside banned prefix {} in jail {}", show_net(&cover), j.name));
                         }
                     }
