@@ -107,7 +107,7 @@ impl Engine {
         let earlier = self
             .history
             .ban_count(&name, &net)
-            .unwrap_or_else(|| self.jails[jail].times_banned.get(&net).copied().unwrap_or(0));
+            .unwrap_or_else(|| self.jails[jail].times_banned.get(&net));
         // The increment only lengthens: `max` caps the growth, never the base.
         let grown = bantime.as_secs_f64() * inc.factor.powi(earlier.min(64) as i32);
         Duration::try_from_secs_f64(grown.min(inc.max.0.as_secs_f64()))

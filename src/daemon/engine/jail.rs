@@ -7,6 +7,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::bans::Bans;
+use super::counts::BanCounts;
 use crate::config::{EscalationConfig, IncrementConfig, Jail};
 use crate::daemon::resolve::NameStats;
 use crate::sources::SourceStats;
@@ -38,8 +39,9 @@ pub(super) struct JailState {
     /// Why a ban was made, for the bans whose jail rule does not say it
     /// (escalated prefixes); shown by `status`.
     pub(super) reasons: HashMap<IpNet, String>,
-    /// Bans per address since start, when there is no history to ask.
-    pub(super) times_banned: HashMap<IpNet, u32>,
+    /// Bans per address since start (bounded: `counts.rs`), for `status`
+    /// and, when there is no history to ask, the increment.
+    pub(super) times_banned: BanCounts,
     /// The jail's lines that named a host, and whether it resolves them
     /// (`usedns`), for `status`.
     pub(super) names: Option<(Arc<NameStats>, bool)>,
@@ -64,7 +66,7 @@ impl JailState {
             increment: None,
             escalation: None,
             reasons: HashMap::new(),
-            times_banned: HashMap::new(),
+            times_banned: BanCounts::default(),
             names: None,
         }
     }
@@ -93,7 +95,7 @@ impl JailState {
     pub(super) fn count_bans(&mut self, nets: impl IntoIterator<Item = IpNet>, origin: Origin) {
         let mut n = 0;
         for net in nets {
-            *self.times_banned.entry(net).or_default() += 1;
+            self.times_banned.add(net);
             n += 1;
         }
         if n > 0 {

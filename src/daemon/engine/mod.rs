@@ -45,6 +45,7 @@ use crate::tracker::{Policy, DEFAULT_MAX_TRACKED};
 mod announce;
 mod backlog;
 mod bans;
+mod counts;
 mod decide;
 mod escalation;
 mod feeds;

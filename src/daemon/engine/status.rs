@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use ipnet::IpNet;
 
+use super::counts::BanCounts;
 use super::{Engine, RequestError};
 use crate::address::show as show_net;
 use crate::firewall::{jail_sets, Counter};
@@ -145,7 +146,7 @@ impl Engine {
                 *failures.entry(*net).or_default() += n;
             }
         }
-        let banning: Vec<&HashMap<IpNet, u32>> = self
+        let banning: Vec<&BanCounts> = self
             .jails
             .iter()
             .map(|j| &j.times_banned)
@@ -165,7 +166,7 @@ impl Engine {
         };
         let bans = |net: &IpNet| match (&summed, banning.first()) {
             (Some(all), _) => all.get(net).copied().unwrap_or(0),
-            (None, one) => one.and_then(|t| t.get(net)).map_or(0, |&n| u64::from(n)),
+            (None, one) => one.map_or(0, |t| u64::from(t.get(net))),
         };
         let offender = |net: &IpNet| Offender {
             ip: show_net(net),
