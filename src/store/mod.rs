@@ -270,11 +270,11 @@ fn row(b: &BanRecord) -> (&str, String, i64, i64, &'static str, Option<&str>) {
 /// Move the pending file's lines of `text` (from `path`) into SQLite with
 /// `c`, in a transaction the caller opened: bans inserted, unbans applied,
 /// in the file's order.
-fn move_lines(c: &Connection, text: &[u8], path: &Path) -> rusqlite::Result<()> {
+fn move_lines(c: &Connection, text: &[u8], path: &Path, before: usize) -> rusqlite::Result<()> {
     let mut insert = c.prepare_cached(INSERT)?;
     // Once per move, not per line (each is a lookup in the cache).
     let (mut lift, mut lift_all) = (c.prepare_cached(LIFT)?, c.prepare_cached(LIFT_ALL)?);
-    for r in pending::rows(text, path) {
+    for r in pending::rows(text, path, before) {
         match r {
             pending::Row::Ban {
                 jail,

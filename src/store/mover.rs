@@ -165,9 +165,13 @@ impl Drop for Mover {
 
 /// Move the pending lines of `range` in one transaction, or none.
 fn carry(conn: &Connection, file: &File, path: &Path, range: Range) -> Result<(), Box<dyn std::error::Error>> {
-    let text = pending::read_range(file, range.from, range.to)?;
     conn.execute_batch("BEGIN")?;
-    let written = move_lines(conn, &text, path);
+    let written = pending::each_piece(
+        file,
+        range.from,
+        range.to,
+        |text, before| -> Result<(), Box<dyn std::error::Error>> { Ok(move_lines(conn, text, path, before)?) },
+    );
     let end = if written.is_ok() { "COMMIT" } else { "ROLLBACK" };
     let ended = conn.execute_batch(end);
     if ended.is_err() && !conn.is_autocommit() {

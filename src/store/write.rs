@@ -127,7 +127,7 @@ impl Store {
         c.prepare_cached("BEGIN").and_then(|mut s| s.execute([])).map_err(sql)?;
         let written = (|| -> rusqlite::Result<()> {
             move_left(c, left)?;
-            move_lines(c, &moved, self.pending.path())?;
+            move_lines(c, &moved, self.pending.path(), 0)?;
             let mut stmt = c.prepare_cached(INSERT)?;
             for b in bans {
                 stmt.execute(row(b))?;

@@ -210,14 +210,14 @@ fn time(secs: u64, field: &str) -> Result<SystemTime, String> {
 /// that cannot be read (only a bug, or someone else, could have written
 /// it: a write cut short is cut back off) is skipped with a warning that
 /// names the file and its line within this run's part.
-pub fn rows<'t>(text: &'t [u8], path: &'t Path) -> impl Iterator<Item = Row<'t>> + 't {
+pub fn rows<'t>(text: &'t [u8], path: &'t Path, before: usize) -> impl Iterator<Item = Row<'t>> + 't {
     lines(text).filter_map(move |(n, line)| match Line::read(line) {
         Ok(row) => Some(row),
         Err(e) => {
             tracing::warn!(
                 "{}: unreadable pending line skipped (line {} of this run's): {e}",
                 path.display(),
-                n + 1
+                before + n + 1
             );
             None
         }

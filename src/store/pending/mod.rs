@@ -341,6 +341,42 @@ fn count_into<'b>(counts: &mut Counts, jails: &mut Vec<String>, bans: impl Itera
     }
 }
 
+/// How much of a pending file a move reads at a time.
+const PIECE: usize = 1 << 20;
+
+/// The lines `from..to` of a pending file, read in pieces of about
+/// [`PIECE`] bytes, each ending at a line's end, handed to `each` with the
+/// number of lines before it: a move of a million lines (about 70 MB) read
+/// at once was the largest buffer of the daemon's peak memory
+/// (docs/performance.md).
+pub fn each_piece<E: From<std::io::Error>>(
+    file: &File,
+    from: u64,
+    to: u64,
+    mut each: impl FnMut(&[u8], usize) -> Result<(), E>,
+) -> Result<(), E> {
+    let (mut at, mut want, mut lines) = (from, PIECE, 0);
+    let mut buf = Vec::new();
+    while at < to {
+        let n = want.min(usize::try_from(to - at).unwrap_or(usize::MAX));
+        buf.resize(n, 0);
+        file.read_exact_at(&mut buf, at)?;
+        let end = match buf.iter().rposition(|&b| b == b'\n') {
+            _ if at + n as u64 == to => n,
+            Some(i) => i + 1,
+            // A line longer than the piece (none is written so): read more.
+            None => {
+                want *= 2;
+                continue;
+            }
+        };
+        each(&buf[..end], lines)?;
+        lines += buf[..end].iter().filter(|&&b| b == b'\n').count();
+        at += end as u64;
+    }
+    Ok(())
+}
+
 /// The bytes `from..to` of a pending file.
 pub fn read_range(file: &File, from: u64, to: u64) -> std::io::Result<Vec<u8>> {
     let mut text = vec![0; to.saturating_sub(from) as usize];
@@ -368,6 +404,41 @@ mod tests {
             origin: Origin::Escalated,
             reason: reason.map(String::from),
         }
+    }
+
+    #[test]
+    fn a_range_is_read_in_pieces_of_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        // 40,000 numbered lines (about 3 pieces), one line longer than a
+        // piece in the middle, and a last line without its newline.
+        let mut text = String::new();
+        for i in 0..40_000 {
+            text.push_str(&format!(
+                "{i} {}\n",
+                "x".repeat(if i == 20_000 { PIECE + 10 } else { 60 })
+            ));
+        }
+        text.push_str("40000 end");
+        std::fs::write(&path, &text).unwrap();
+        let file = File::open(&path).unwrap();
+        let (from, to) = (3, text.len() as u64);
+        let mut seen = Vec::new();
+        let mut pieces = 0;
+        each_piece::<std::io::Error>(&file, from, to, |piece, before| {
+            pieces += 1;
+            let piece = std::str::from_utf8(piece).unwrap();
+            assert!(
+                pieces == 1 || piece.starts_with(&format!("{before} ")),
+                "piece after {before} lines"
+            );
+            seen.push(piece.to_string());
+            Ok(())
+        })
+        .unwrap();
+        assert!(pieces >= 3, "{pieces} piece(s)");
+        assert_eq!(seen.concat(), text[3..], "every byte once, in order");
+        assert!(seen[..seen.len() - 1].iter().all(|p| p.ends_with('\n')));
     }
 
     #[test]
