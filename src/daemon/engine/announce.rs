@@ -100,9 +100,9 @@ impl Engine {
         }
         let j = &self.jails[jail];
         j.bans
-            .iter()
-            .filter(|(_, &until)| until <= now)
-            .map(|(net, &until)| Event::new(Kind::Expire, &j.name, show_net(net), until))
+            .sorted(|until| until <= now)
+            .into_iter()
+            .map(|(net, until)| Event::new(Kind::Expire, &j.name, show_net(&net), until))
             .collect()
     }
 }

@@ -126,7 +126,7 @@ impl Engine {
                     self.events.publish(event);
                 }
                 let j = &mut self.jails[i];
-                j.bans.retain(|_, &mut t| t > now);
+                j.bans.retain(|_, t| t > now);
                 if !j.reasons.is_empty() {
                     let bans = &j.bans;
                     j.reasons.retain(|net, _| bans.contains_key(net));

@@ -523,8 +523,8 @@ impl History {
 pub(super) fn running_records(jails: &[JailState], now: SystemTime) -> Vec<BanRecord> {
     let mut out = Vec::new();
     for j in jails {
-        for (net, &until) in j.bans.iter().filter(|(_, &t)| t > now) {
-            let reason = j.reasons.get(net).cloned();
+        for (net, until) in j.bans.iter().filter(|&(_, t)| t > now) {
+            let reason = j.reasons.get(&net).cloned();
             // A fleet peer's ban keeps its origin (its reason starts with
             // it): it must never come back as this node's own, to publish.
             let peer = reason
@@ -542,7 +542,7 @@ pub(super) fn running_records(jails: &[JailState], now: SystemTime) -> Vec<BanRe
             };
             out.push(BanRecord {
                 jail: j.name.clone(),
-                net: *net,
+                net,
                 at: now,
                 expires: until,
                 origin,

@@ -182,13 +182,13 @@ impl Engine {
         let chunk = self.restore_chunk.max(1);
         let (mut bans, mut added) = (Vec::new(), 0);
         for j in &self.jails {
-            for (net, &until) in j.bans.iter() {
+            for (net, until) in j.bans.iter() {
                 let Some(left) = until.duration_since(now).ok().filter(|d| !d.is_zero()) else {
                     continue;
                 };
                 bans.push(Ban {
                     jail: j.name.clone(),
-                    net: *net,
+                    net,
                     timeout: left,
                 });
                 if bans.len() == chunk {
@@ -222,9 +222,9 @@ impl Engine {
                 if !host && !j.bans.has_prefixes() {
                     continue;
                 }
-                let probe = j.bans.iter().find(|(n, &t)| t > soon && is_host(n) == host);
+                let probe = j.bans.iter().find(|(n, t)| *t > soon && is_host(n) == host);
                 if let Some((net, _)) = probe {
-                    probes.push((j.name.clone(), *net));
+                    probes.push((j.name.clone(), net));
                 }
             }
         }

@@ -84,15 +84,15 @@ pub(super) fn plan(
         }
         // The net's own ban, looked up once: a bulk ban of addresses into
         // a jail without prefixes needs no other lookup.
-        let own = bans.get(&net).copied();
+        let own = bans.get(&net);
         let cover = match own {
             Some(t) if t >= until => Some(net),
             _ if bans.has_prefixes() => bans.outlasting(&net, until),
             _ => None,
         };
         if let Some(cover) = cover {
-            covered.push(if cover == net {
-                let left = bans[&net].duration_since(now).unwrap_or_default();
+            covered.push(if let (true, Some(end)) = (cover == net, own) {
+                let left = end.duration_since(now).unwrap_or_default();
                 format!("{} (already banned, {} left)", show_net(&net), format_duration(left))
             } else {
                 format!("{} (inside banned {})", show_net(&net), show_net(&cover))
@@ -137,7 +137,7 @@ pub(super) fn plan(
                 }
             }
         }
-        w.was = if w.net == net { own } else { bans.get(&w.net).copied() }.filter(|&t| t > now);
+        w.was = if w.net == net { own } else { bans.get(&w.net) }.filter(|&t| t > now);
         if let std::collections::hash_map::Entry::Vacant(slot) = index.entry(w.net) {
             slot.insert(wanted.len());
             lens[fam(&w.net)][usize::from(w.net.prefix_len())] += 1;

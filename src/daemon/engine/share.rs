@@ -183,7 +183,7 @@ impl Engine {
                 .iter()
                 .map(|n| n.trunc())
                 .filter(|n| {
-                    e.jails[i].bans.get(n).is_some_and(|&t| t > now)
+                    e.jails[i].bans.get(n).is_some_and(|t| t > now)
                         && e.jails[i].reasons.get(n).is_some_and(|r| {
                             r.strip_prefix(from)
                                 .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))

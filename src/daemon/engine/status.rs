@@ -69,15 +69,17 @@ impl Engine {
                 counter.bytes += c.bytes;
             }
         }
-        let running = j.bans.iter().filter(|(_, &t)| t > now);
         let (currently_banned, banned) = if brief {
-            (running.count(), Vec::new())
+            (j.bans.iter().filter(|&(_, t)| t > now).count(), Vec::new())
         } else {
-            let banned: Vec<Banned> = running
-                .map(|(net, &t)| Banned {
-                    ip: show_net(net),
+            let banned: Vec<Banned> = j
+                .bans
+                .sorted(|t| t > now)
+                .into_iter()
+                .map(|(net, t)| Banned {
+                    ip: show_net(&net),
                     expires_in: t.duration_since(now).unwrap_or_default().as_secs(),
-                    reason: j.reasons.get(net).cloned(),
+                    reason: j.reasons.get(&net).cloned(),
                 })
                 .collect();
             (banned.len(), banned)
