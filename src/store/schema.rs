@@ -46,12 +46,15 @@ const STEPS: &[&str] = &[
      ) WITHOUT ROWID;",
 ];
 
-/// SQLite's page cache, in KiB (a negative `cache_size`): room for the
-/// indexes of a million bans, so a bulk ban's random inserts into
-/// `bans_net` stay in memory instead of spilling pages to the WAL in the
-/// middle of the transaction (SQLite's default is 2 MiB; the cache grows
-/// only as pages are used).
-const CACHE_KIB: i64 = -65_536;
+/// SQLite's page cache, in KiB (a negative `cache_size`), per connection
+/// that writes (the engine's and the mover's): room for the hot pages of a
+/// bulk ban's random inserts into `bans_net`, so fewer spill to the WAL in
+/// the middle of its transaction (SQLite's default is 2 MiB; the cache
+/// grows only as pages are used). Not room for the whole index of a
+/// million bans: that was the largest part of the daemon's memory after a
+/// `ban -` of a million, for a history that catches up a little sooner
+/// (docs/performance.md).
+const CACHE_KIB: i64 = -16_384;
 
 /// The schema version this build writes.
 pub(super) const VERSION: i64 = STEPS.len() as i64;
