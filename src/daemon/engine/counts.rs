@@ -5,10 +5,10 @@
 //! count for each of them forever: the counts were the largest thing in
 //! the engine's memory after a `ban -` of a million (docs/performance.md).
 //!
-//! Past [`ROOM`] addresses, the least banned are forgotten first (all
-//! those banned once, then twice, …) until at most half the room is used:
-//! the most banned, which `status` shows, stay; the history, when there is
-//! one, keeps every count for the increment.
+//! Past [`ROOM`] addresses, the least banned half is forgotten (those
+//! banned as often as the median or less): the most banned, which
+//! `status` shows, stay; the history, when there is one, keeps every count
+//! for the increment.
 
 use std::collections::HashMap;
 
@@ -45,13 +45,14 @@ impl BanCounts {
         self.map.iter()
     }
 
-    /// Forget the least banned until at most half the room is used.
+    /// Forget the least banned, those banned as often as the median or
+    /// less: at least half the room is freed, in one pass whatever the
+    /// counts are.
     fn make_room(&mut self) {
-        let mut floor = 1;
-        while self.map.len() > ROOM / 2 {
-            self.map.retain(|_, n| *n > floor);
-            floor += 1;
-        }
+        let mut counts: Vec<u32> = self.map.values().copied().collect();
+        let mid = counts.len() / 2;
+        let (_, &mut floor, _) = counts.select_nth_unstable(mid);
+        self.map.retain(|_, n| *n > floor);
     }
 }
 
@@ -91,5 +92,21 @@ mod tests {
         }
         // The latest of those banned once are still counted.
         assert_eq!(c.get(&addr(999_999)), 1);
+    }
+
+    #[test]
+    fn room_is_made_by_forgetting_the_least_banned_half() {
+        let mut c = BanCounts::default();
+        for i in 0..ROOM as u32 {
+            for _ in 0..=(i % 8) {
+                c.add(addr(i));
+            }
+        }
+        assert_eq!(c.map.len(), ROOM);
+        c.add(addr(ROOM as u32));
+        assert!(c.map.len() <= ROOM / 2 + 1, "{} counted", c.map.len());
+        assert_eq!(c.get(&addr(7)), 8, "among the most banned");
+        assert_eq!(c.get(&addr(8)), 0, "among the least");
+        assert_eq!(c.get(&addr(ROOM as u32)), 1);
     }
 }
