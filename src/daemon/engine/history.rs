@@ -524,7 +524,7 @@ pub(super) fn running_records(jails: &[JailState], now: SystemTime) -> Vec<BanRe
     let mut out = Vec::new();
     for j in jails {
         for (net, until) in j.bans.iter().filter(|&(_, t)| t > now) {
-            let reason = j.reasons.get(&net).cloned();
+            let reason = j.reasons.get(&net).map(|r| r.to_string());
             // A fleet peer's ban keeps its origin (its reason starts with
             // it): it must never come back as this node's own, to publish.
             let peer = reason

@@ -38,7 +38,9 @@ pub(super) struct JailState {
     pub(super) escalation: Option<EscalationConfig>,
     /// Why a ban was made, for the bans whose jail rule does not say it
     /// (escalated prefixes); shown by `status`.
-    pub(super) reasons: HashMap<IpNet, String>,
+    /// One text shared by the bans of a request (a feed's, a fleet peer's
+    /// batch), not a copy per ban.
+    pub(super) reasons: HashMap<IpNet, Arc<str>>,
     /// Bans per address since start (bounded: `counts.rs`), for `status`
     /// and, when there is no history to ask, the increment.
     pub(super) times_banned: BanCounts,

@@ -217,11 +217,12 @@ impl Engine {
             .max()
             .and_then(|u| u.duration_since(now).ok());
         let mut told = Told::new(Kind::Ban { upto: longest }, &name, how);
+        let why: Option<std::sync::Arc<str>> = reason.map(Into::into);
         for w in &plan.wanted {
             let left = w.until.duration_since(now).unwrap_or_default();
             j.bans.insert(w.net, w.until);
-            match reason {
-                Some(why) => _ = j.reasons.insert(w.net, why.to_string()),
+            match &why {
+                Some(why) => _ = j.reasons.insert(w.net, why.clone()),
                 None if !j.reasons.is_empty() => _ = j.reasons.remove(&w.net),
                 None => {}
             }

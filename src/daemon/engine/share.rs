@@ -85,7 +85,7 @@ impl Engine {
                     .jails
                     .iter()
                     .find(|j| j.name == b.jail)
-                    .and_then(|j| j.reasons.get(&b.net).cloned()),
+                    .and_then(|j| j.reasons.get(&b.net).map(|r| r.to_string())),
                 restored: false,
             })
             .collect();

@@ -294,6 +294,9 @@ impl Restoring {
         // This node's own bans, told again (the fleet publishes what an
         // outage or a stop kept back; its peers drop what they have).
         let mut news = Vec::new();
+        // The last reason, shared by the bans after it that give the same
+        // (a fleet peer's batch, a feed's load come back in a row).
+        let mut last: Option<std::sync::Arc<str>> = None;
         for ban in rows {
             let Some(jail) = jails.iter_mut().find(|j| *j.name == *ban.jail) else {
                 // The jail left the config: its bans are lifted (setup
@@ -322,7 +325,14 @@ impl Restoring {
                 None => self.restored += 1,
             }
             match &ban.reason {
-                Some(why) => _ = jail.reasons.insert(ban.net, why.clone()),
+                Some(why) => {
+                    let why = match last.take() {
+                        Some(l) if *l == **why => l,
+                        _ => why.as_str().into(),
+                    };
+                    jail.reasons.insert(ban.net, why.clone());
+                    last = Some(why);
+                }
                 None if !jail.reasons.is_empty() => _ = jail.reasons.remove(&ban.net),
                 None => {}
             }

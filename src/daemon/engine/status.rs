@@ -79,7 +79,7 @@ impl Engine {
                 .map(|(net, t)| Banned {
                     ip: show_net(&net),
                     expires_in: t.duration_since(now).unwrap_or_default().as_secs(),
-                    reason: j.reasons.get(&net).cloned(),
+                    reason: j.reasons.get(&net).map(|r| r.to_string()),
                 })
                 .collect();
             (banned.len(), banned)

@@ -1175,6 +1175,35 @@ fn never_ban_addresses_are_banned_by_no_one() {
     assert_eq!(kernel(&mut e, "asterisk"), ["203.0.113.1"]);
 }
 
+/// The bans of one request with a reason (a feed's load, a fleet peer's
+/// batch) share one text in memory, and each still shows it.
+#[test]
+fn a_requests_reason_is_one_text_shared_by_its_bans() {
+    let net = |s: &str| s.parse::<IpNet>().unwrap();
+    let mut e = engine();
+    let now = SystemTime::now();
+    let r = e
+        .decided(
+            Decision {
+                jail: "asterisk".into(),
+                nets: vec![net("203.0.113.1/32"), net("203.0.113.2/32"), net("198.51.100.0/24")],
+                bantime: None,
+                origin: crate::store::Origin::Manual,
+                reason: Some("feed firehol".into()),
+            },
+            now,
+        )
+        .unwrap();
+    assert_eq!(r.banned.len(), 3);
+    let i = e.jail_index("asterisk").unwrap();
+    let reasons = &e.jails[i].reasons;
+    let one = &reasons[&net("203.0.113.1/32")];
+    assert_eq!(&**one, "feed firehol");
+    for other in ["203.0.113.2/32", "198.51.100.0/24"] {
+        assert!(std::sync::Arc::ptr_eq(one, &reasons[&net(other)]), "{other} has a copy");
+    }
+}
+
 // ---- Bans by hand and ignoreip ----
 
 /// A ban by hand of what overlaps the jail's `ignoreip` is refused, with
