@@ -228,29 +228,24 @@ impl Bans {
     /// they are fewer.
     pub fn inside(&self, net: &IpNet, now: SystemTime) -> Vec<(IpNet, SystemTime)> {
         let mut inside = self.ordered_inside(net, now);
-        if let IpNet::V4(n) = net.trunc() {
-            let size = 1u64 << (32 - u32::from(n.prefix_len()));
-            let running = |(a, t): (Ipv4Addr, u64)| {
-                let t = from_nanos(t);
-                (t > now && n.prefix_len() < 32).then_some((host(a), t))
-            };
-            if size <= self.v4.len() as u64 {
-                let first = u32::from(n.network());
-                let found = (0..size).filter_map(|i| {
-                    let a = Ipv4Addr::from(first + i as u32);
-                    self.v4.get(&a).and_then(|&t| running((a, t)))
-                });
-                inside.extend(found);
-            } else {
-                inside.extend(
-                    self.v4
-                        .iter()
-                        .filter(|(a, _)| n.contains(*a))
-                        .filter_map(|(a, &t)| running((*a, t))),
-                );
-            }
-            inside.sort_unstable_by_key(|(n, _)| *n);
+        // An address holds no other; IPv6 addresses are in the ordered map.
+        let IpNet::V4(n) = net.trunc() else { return inside };
+        if n.prefix_len() == 32 {
+            return inside;
         }
+        let running = |a: Ipv4Addr, t: u64| Some((host(a), from_nanos(t))).filter(|(_, t)| *t > now);
+        let size = 1u64 << (32 - u32::from(n.prefix_len()));
+        if size <= self.v4.len() as u64 {
+            let first = u32::from(n.network());
+            inside.extend((0..size).filter_map(|i| {
+                let a = Ipv4Addr::from(first + i as u32);
+                running(a, *self.v4.get(&a)?)
+            }));
+        } else {
+            let within = self.v4.iter().filter(|(a, _)| n.contains(*a));
+            inside.extend(within.filter_map(|(a, &t)| running(*a, t)));
+        }
+        inside.sort_unstable_by_key(|(n, _)| *n);
         inside
     }
 
