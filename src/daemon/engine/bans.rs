@@ -20,8 +20,8 @@ use crate::address::is_host;
 /// IPv4 addresses, the bulk of a jail's bans, are kept in a hash map apart
 /// from the rest (prefixes and IPv6 addresses, in address order): each ban
 /// looks its address up twice (is it banned, record it), and in an ordered
-/// map of a million those two searches were a third of the engine's time
-/// in a `ban -` of a million (docs/performance.md). No query needs IPv4
+/// map of a million those two searches led the engine's profile of a
+/// `ban -` of a million (docs/performance.md). No query needs IPv4
 /// addresses in order: a prefix ban leaves the addresses inside it alone,
 /// and escalation counts IPv6 addresses; [`Bans::inside`] of an IPv4
 /// prefix probes its addresses or walks the map, whichever is fewer, and

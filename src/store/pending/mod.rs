@@ -346,8 +346,8 @@ const PIECE: usize = 1 << 20;
 
 /// The lines `from..to` of a pending file, read in pieces of about
 /// [`PIECE`] bytes, each ending at a line's end, handed to `each` with the
-/// number of lines before it: a move of a million lines (about 70 MB) read
-/// at once was the largest buffer of the daemon's peak memory
+/// number of lines before it: a big move read at once was the largest
+/// buffer of the daemon's peak memory in a `ban -` of a million
 /// (docs/performance.md).
 pub fn each_piece<E: From<std::io::Error>>(
     file: &File,
