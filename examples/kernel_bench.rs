@@ -140,6 +140,7 @@ fn host_set_type() -> String {
         action: Action::Drop,
         hooks: vec![nftban::firewall::Hook::Input],
         jails: vec!["bench".into()],
+        prefix_sets: nftban::firewall::PrefixSets::default(),
         sip: None,
     };
     let text = nftban::firewall::render_ruleset(&spec);
@@ -206,6 +207,7 @@ fn nftban_add(addrs: &[Ipv4Addr], len: u8) -> Res<Duration> {
         action: Action::Drop,
         hooks: vec![nftban::firewall::Hook::Input],
         jails: vec!["bench".into()],
+        prefix_sets: nftban::firewall::PrefixSets::default(),
         sip: None,
     })?;
     let bans: Vec<Ban> = addrs
@@ -353,38 +355,52 @@ fn nft(cmd: &str) -> Res<()> {
 /// Addresses: the engine (maxretry 1) decides on a failure and flushes its
 /// one ban, as the daemon's loop does for a lone event; timed from the
 /// `Engine::failure` call to the netlink ack at the end of `Engine::flush`.
-/// Prefixes: one `Firewall::add` of a /31 into the interval set, call to
-/// ack. Each with the set empty and with many elements already in it.
+/// Prefixes: one `Firewall::add` of a /31 into the interval set, of a /24
+/// into the default masked set, of a /22 into the masked set that
+/// `nftables.prefix_sets: {ipv4: [24, 22]}` adds, call to ack. Each with
+/// the set empty and with many elements already in it.
 fn latency(seed: &mut u64) -> Res<()> {
     println!("| single bans | set type | elements already in the set | samples | p50 µs | p99 µs | max µs |");
     println!("|---|---|---|---|---|---|---|");
-    // (prefix, masked, preload). masked: /24s, which go to the jail's
-    // masked hash set `bench_v4_24` (docs/firewall.md, "Prefix sets");
-    // otherwise /31s, which go to the interval set. No interval set of a
+    // (length, preload). /32: addresses, through the engine. /24: the
+    // jail's masked hash set `bench_v4_24` (docs/firewall.md, "Prefix
+    // sets"); /22: `bench_v4_22`, a length configured in
+    // `nftables.prefix_sets`; /31: the interval set. No interval set of a
     // million: loading it takes far longer than the run may.
-    for (prefix, masked, preload) in [
-        (false, false, 0usize),
-        (false, false, 1_000_000),
-        (true, false, 0),
-        (true, false, 1_000),
-        (true, false, 100_000),
-        (true, true, 0),
-        (true, true, 1_000),
-        (true, true, 100_000),
-        (true, true, 1_000_000),
+    for (len, preload) in [
+        (32u8, 0usize),
+        (32, 1_000_000),
+        (31, 0),
+        (31, 1_000),
+        (31, 100_000),
+        (24, 0),
+        (24, 1_000),
+        (24, 100_000),
+        (24, 1_000_000),
+        (22, 1_000),
+        (22, 100_000),
+        (22, 1_000_000),
     ] {
+        let (prefix, masked) = (len < 32, len <= 24);
         nft("delete table inet nftban").ok();
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("nftban.yaml");
+        let lengths = if len == 22 {
+            "nftables: {prefix_sets: {ipv4: [24, 22]}}\n"
+        } else {
+            ""
+        };
         let text = format!(
-            "socket: {0}/nftban.sock\ndefaults: {{maxretry: 1, findtime: 10m, bantime: 1h}}\njails:\n  bench:\n    ruleset: asterisk\n    files: [{0}/none.log]\n",
+            "socket: {0}/nftban.sock\n{lengths}defaults: {{maxretry: 1, findtime: 10m, bantime: 1h}}\njails:\n  bench:\n    ruleset: asterisk\n    files: [{0}/none.log]\n",
             dir.path().display()
         );
         let cfg = Config::from_text(&config, &text)?;
         let mut engine = Engine::new(&cfg, Box::new(Netlink::open()?));
         engine.start(&cfg)?;
-        // Preloads and prefix bans go straight to the firewall layer.
+        // Preloads and prefix bans go straight to the firewall layer, set
+        // up as the engine did (it keeps the sets: no second table).
         let mut firewall = Netlink::open()?;
+        firewall.setup(&cfg.table_spec())?;
         // (Not 127.0.0.0/8: the default ignoreip would let those pass.)
         let mut all = if prefix {
             random_prefixes(2 * (preload + LATENCY_SAMPLES), seed)
@@ -396,18 +412,14 @@ fn latency(seed: &mut u64) -> Res<()> {
         all.retain(|a| matches!(a.octets()[0], 1..=126 | 128..=223));
         if masked {
             let mut seen = HashSet::new();
+            let mask = u32::MAX << (32 - len);
             all = random_hosts(2 * (preload + LATENCY_SAMPLES), seed)
                 .into_iter()
-                .map(|a| Ipv4Addr::from(u32::from(a) & 0xffff_ff00))
+                .map(|a| Ipv4Addr::from(u32::from(a) & mask))
                 .filter(|a| matches!(a.octets()[0], 1..=126 | 128..=223) && seen.insert(*a))
                 .collect();
         }
         all.truncate(preload + LATENCY_SAMPLES);
-        let len = match (prefix, masked) {
-            (true, true) => 24,
-            (true, false) => 31,
-            _ => 32,
-        };
         let ban = |a: &Ipv4Addr| Ban {
             jail: "bench".into(),
             net: IpNet::V4(Ipv4Net::new(*a, len).unwrap()),
@@ -440,15 +452,18 @@ fn latency(seed: &mut u64) -> Res<()> {
         let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_micros();
         let (what, set) = if masked {
             (
-                "one /24: `Firewall::add` → netlink ack",
-                "timeout (hash), masked /24 set",
+                format!("one /{len}: `Firewall::add` → netlink ack"),
+                format!("timeout (hash), masked /{len} set"),
             )
         } else if prefix {
-            ("one /31: `Firewall::add` → netlink ack", "interval,timeout")
+            (
+                "one /31: `Firewall::add` → netlink ack".to_string(),
+                "interval,timeout".to_string(),
+            )
         } else {
             (
-                "one address: `Engine::failure` decision → `Engine::flush` netlink ack",
-                "timeout (hash)",
+                "one address: `Engine::failure` decision → `Engine::flush` netlink ack".to_string(),
+                "timeout (hash)".to_string(),
             )
         };
         println!(

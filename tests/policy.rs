@@ -7,6 +7,7 @@
 //! `status`, and checks the history by restarting on an emptied kernel.
 
 use crate::support::*;
+use nftban::netns::udp_echo;
 
 /// The elements of a set as (address or prefix, timeout in minutes,
 /// rounded up), sorted.
@@ -272,4 +273,80 @@ fn a_jail_given_twice_is_refused_by_check_and_reload() {
     s.wait_jail("asterisk", "a ban under the running config", |st| {
         st.currently_banned == 1
     });
+}
+
+/// `nftables.prefix_sets` changed by a reload: a /27 and a /48 banned
+/// while their lengths had no set of their own (in the interval sets) are
+/// moved by the reload into their new masked sets, running as long as
+/// before, and the /27 keeps dropping the attacker's packets over the
+/// veth pair; the other bans are untouched; an unban then lifts both from
+/// the kernel, and the attacker passes.
+#[test]
+fn a_reload_with_new_prefix_sets_moves_running_prefixes() {
+    kernel_test!();
+    let (pbx, attacker) = pbx_and_attacker("pol-lengths");
+    let sip: std::net::SocketAddr = "192.0.2.1:5060".parse().unwrap();
+    udp_echo(&pbx, sip).unwrap();
+    wait_passes(&attacker, sip);
+    let s = Setup::asterisk("");
+    let d = Daemon::start(&pbx, &s);
+    let pid = d.child.id();
+    s.cli_ok(&[
+        "ban",
+        "192.0.2.64/27",
+        "2001:db8:1::/48",
+        "198.51.100.0/24",
+        "203.0.113.7",
+        "--bantime",
+        "2h",
+    ]);
+    assert_eq!(minutes(&pbx, "manual_v4_net"), pairs(&[("192.0.2.64/27", 120)]));
+    assert_eq!(minutes(&pbx, "manual_v6_net"), pairs(&[("2001:db8:1::/48", 120)]));
+    assert!(!passes(&attacker, sip), "the /27 drops 192.0.2.66");
+
+    s.top("nftables: {prefix_sets: {ipv4: [24, 27], ipv6: [48]}}");
+    let o = s.cli_ok(&["reload"]);
+    assert!(stdout(&o).contains("reloading"), "{}", stdout(&o));
+    let exists = |set: &str| {
+        run(pbx.command("nft").args(["list", "set", "inet", "nftban", set]))
+            .status
+            .success()
+    };
+    wait_for("the /27 in its own set after the reload", || {
+        (exists("manual_v4_27") && !set_addrs(&pbx, "manual_v4_27").is_empty()).then_some(())
+    });
+    wait_for("the daemon to answer again", || s.try_jail_status("manual"));
+    assert_eq!(d.child.id(), pid, "reloaded in place");
+    assert_eq!(minutes(&pbx, "manual_v4_27"), pairs(&[("192.0.2.64/27", 120)]));
+    assert_eq!(minutes(&pbx, "manual_v6_48"), pairs(&[("2001:db8:1::/48", 120)]));
+    assert!(set_addrs(&pbx, "manual_v4_net").is_empty());
+    assert!(set_addrs(&pbx, "manual_v6_net").is_empty());
+    assert!(!exists("manual_v6_64"), "/64 is no longer configured");
+    assert_eq!(set_addrs(&pbx, "manual_v4_24"), ["198.51.100.0/24"]);
+    assert_eq!(set_addrs(&pbx, "manual_v4"), ["203.0.113.7"]);
+    assert!(
+        !passes(&attacker, sip),
+        "the /27 still drops 192.0.2.66 from its masked set"
+    );
+    assert!(
+        d.log()
+            .contains("the prefix lengths with a set of their own changed: set manual_v4_net is emptied"),
+        "{}",
+        d.log()
+    );
+
+    let o = s.cli_ok(&["unban", "192.0.2.64/27", "2001:db8:1::/48"]);
+    assert_eq!(
+        stdout(&o),
+        "unbanned 192.0.2.64/27 from jail manual\nunbanned 2001:db8:1::/48 from jail manual\n"
+    );
+    assert!(set_addrs(&pbx, "manual_v4_27").is_empty());
+    assert!(set_addrs(&pbx, "manual_v6_48").is_empty());
+    assert!(set_addrs(&pbx, "manual_v4_net").is_empty());
+    wait_passes(&attacker, sip);
+    assert_eq!(
+        status_minutes(&s, "manual"),
+        pairs(&[("198.51.100.0/24", 120), ("203.0.113.7", 120)])
+    );
+    assert!(d.stop());
 }

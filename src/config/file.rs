@@ -270,6 +270,46 @@ pub struct NftablesConfig {
     #[serde(default = "default_hooks")]
     #[schemars(length(min = 1), extend("uniqueItems" = true))]
     pub hooks: Vec<Hook>,
+    /// The prefix lengths that get a hash set of their own in every jail
+    /// (looked up with the source masked to the length): a prefix of such
+    /// a length is banned and lifted in microseconds whatever the set
+    /// holds; one of any other length goes to the jail's interval set,
+    /// milliseconds at 100,000 prefixes. Each length is one more rule per
+    /// jail and hook. Default: /24 and /64.
+    #[serde(default)]
+    pub prefix_sets: PrefixSetsConfig,
+}
+
+/// `nftables.prefix_sets:` — per family, the prefix lengths with a masked
+/// hash set of their own.
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixSetsConfig {
+    /// IPv4 lengths, 1 to 31 (default `[24]`).
+    #[serde(default = "default_masked_v4")]
+    #[schemars(extend("uniqueItems" = true))]
+    pub ipv4: Vec<u8>,
+    /// IPv6 lengths, 1 to 127 (default `[64]`).
+    #[serde(default = "default_masked_v6")]
+    #[schemars(extend("uniqueItems" = true))]
+    pub ipv6: Vec<u8>,
+}
+
+fn default_masked_v4() -> Vec<u8> {
+    vec![crate::firewall::MASKED_V4]
+}
+
+fn default_masked_v6() -> Vec<u8> {
+    vec![crate::firewall::MASKED_V6]
+}
+
+impl Default for PrefixSetsConfig {
+    fn default() -> Self {
+        PrefixSetsConfig {
+            ipv4: default_masked_v4(),
+            ipv6: default_masked_v6(),
+        }
+    }
 }
 
 fn default_table() -> String {
@@ -286,6 +326,7 @@ impl Default for NftablesConfig {
             table: default_table(),
             action: Action::Drop,
             hooks: default_hooks(),
+            prefix_sets: PrefixSetsConfig::default(),
         }
     }
 }

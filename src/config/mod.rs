@@ -56,6 +56,10 @@ pub const RECIDIVE_JAIL: &str = "recidive";
 /// without log sources, when the config has no jail of that name.
 pub const SIP_JAIL: &str = "sip";
 
+/// Lengths per family in `nftables.prefix_sets` at most: each is one more
+/// rule, and one more hash lookup for every packet, in every jail.
+pub const MAX_PREFIX_SETS: usize = 8;
+
 /// Most slots a SIP meter set may have (each holds a bucket in kernel
 /// memory, about 100 bytes).
 pub const MAX_SIP_SIZE: u32 = 16_777_216;
@@ -109,6 +113,8 @@ pub struct Config {
     pub action: Action,
     /// Hooks with a chain, each once, in [`Hook::ALL`] order.
     pub hooks: Vec<Hook>,
+    /// `nftables.prefix_sets`: the prefix lengths with a masked set.
+    pub prefix_sets: crate::firewall::PrefixSets,
     /// The `manual` jail's ban time (`defaults.bantime`).
     pub default_bantime: Duration,
     /// `defaults.ignoreip`: what the `manual` and `recidive` jails, which
@@ -190,6 +196,7 @@ impl Config {
             action: self.action,
             hooks: self.hooks.clone(),
             jails,
+            prefix_sets: self.prefix_sets,
             sip: self.sip.clone(),
         }
     }
@@ -285,6 +292,20 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
     if hooks.is_empty() {
         return Err(err(&["nftables", "hooks"], Problem::NoHook));
     }
+    let masked = &raw.nftables.prefix_sets;
+    for (key, lengths, max) in [("ipv4", &masked.ipv4, 31), ("ipv6", &masked.ipv6, 127)] {
+        let at = ["nftables", "prefix_sets", key];
+        if lengths.len() > MAX_PREFIX_SETS {
+            return Err(err(&at, Problem::PrefixSetsMany(lengths.len())));
+        }
+        if let Some(&got) = lengths.iter().find(|&&l| l == 0 || l > max) {
+            return Err(err(&at, Problem::PrefixSetLength { got, max }));
+        }
+        if let Some((_, &l)) = lengths.iter().enumerate().find(|(i, l)| lengths[..*i].contains(l)) {
+            return Err(err(&at, Problem::PrefixSetTwice(l)));
+        }
+    }
+    let prefix_sets = crate::firewall::PrefixSets::new(&masked.ipv4, &masked.ipv6);
 
     let d = &raw.defaults;
     let def_findtime = d.findtime.map(|x| x.0).unwrap_or(Duration::from_secs(600));
@@ -458,6 +479,7 @@ fn build(path: &Path, text: &str, raw: FileConfig) -> Result<Config, ConfigError
         table: raw.nftables.table,
         action: raw.nftables.action,
         hooks,
+        prefix_sets,
         default_bantime: def_bantime,
         default_ignoreip: def_ignore,
         jails,

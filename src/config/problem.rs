@@ -40,6 +40,15 @@ pub enum Problem {
     /// `nftables.hooks` is empty.
     #[error("give at least one of input, forward, prerouting (bans would drop nothing)")]
     NoHook,
+    /// A length in `nftables.prefix_sets` out of its family's range.
+    #[error("{got} is no prefix length with a set of its own: give 1 to {max} (a /{full} is an address, in the jail's address set)", full = max + 1)]
+    PrefixSetLength { got: u8, max: u8 },
+    /// A length listed twice in `nftables.prefix_sets`.
+    #[error("/{0} is listed twice")]
+    PrefixSetTwice(u8),
+    /// Too many lengths in one family of `nftables.prefix_sets`.
+    #[error("{0} lengths: give at most {MAX_PREFIX_SETS} (each is one more rule and lookup per packet in every jail)")]
+    PrefixSetsMany(usize),
     /// `bantime_increment.factor` outside 1 to 100.
     #[error("must be between 1 and 100 (got {0})")]
     Factor(f64),

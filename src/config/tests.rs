@@ -171,6 +171,38 @@ fn bad_hooks_are_refused_with_the_key() {
     assert_eq!(e.at.map(|a| a.0), Some(2), "{e}");
 }
 
+/// `nftables.prefix_sets`: /24 and /64 by default, the lengths given
+/// otherwise (an empty list: every prefix in the interval set); a length
+/// out of range, given twice, or too many are refused at the key.
+#[test]
+fn prefix_sets_default_to_24_and_64_and_are_checked_at_their_key() {
+    use crate::firewall::PrefixSets;
+    assert_eq!(load(GOOD).unwrap().table_spec().prefix_sets, PrefixSets::default());
+    let more = GOOD.replace(
+        "action: drop}",
+        "action: drop, prefix_sets: {ipv4: [16, 22, 24], ipv6: []}}",
+    );
+    assert_eq!(
+        load(&more).unwrap().table_spec().prefix_sets,
+        PrefixSets::new(&[16, 22, 24], &[])
+    );
+    let only_v6 = GOOD.replace("action: drop}", "action: drop, prefix_sets: {ipv6: [48, 64]}}");
+    assert_eq!(load(&only_v6).unwrap().prefix_sets, PrefixSets::new(&[24], &[48, 64]));
+    for (lengths, want) in [
+        ("{ipv4: [32]}", "nftables.prefix_sets.ipv4: 32 is no prefix length with a set of its own: give 1 to 31 (a /32 is an address"),
+        ("{ipv4: [0]}", "nftables.prefix_sets.ipv4: 0 is no prefix length"),
+        ("{ipv6: [64, 128]}", "nftables.prefix_sets.ipv6: 128 is no prefix length with a set of its own: give 1 to 127"),
+        ("{ipv4: [24, 16, 24]}", "nftables.prefix_sets.ipv4: /24 is listed twice"),
+        ("{ipv4: [8, 9, 10, 11, 12, 13, 14, 15, 16]}", "nftables.prefix_sets.ipv4: 9 lengths: give at most 8"),
+        ("{ipv4: [24], ipv5: [1]}", "unknown field `ipv5`"),
+        ("{ipv4: [300]}", "nftables.prefix_sets.ipv4"),
+    ] {
+        let text = GOOD.replace("action: drop}", &format!("action: drop, prefix_sets: {lengths}}}"));
+        let e = error(&text);
+        assert!(e.starts_with("/etc/nftban/nftban.yaml:2:") && e.contains(want), "{lengths}: {e}");
+    }
+}
+
 /// `mode:` picks a ruleset mode; an unknown one is located at its key.
 #[test]
 fn jail_mode_is_checked_and_located() {

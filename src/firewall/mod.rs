@@ -2,10 +2,11 @@
 //!
 //! nftban owns exactly one table (`table inet nftban` by default) and never
 //! touches another. Per jail and family it keeps a hash set for single
-//! addresses, `<jail>_v4` (flag `timeout`), a hash set for /24 prefixes
-//! looked up with the source masked, `<jail>_v4_24`, and an interval set for
-//! other prefixes, `<jail>_v4_net` (flags `interval,timeout`); likewise
-//! `_v6`, `_v6_64` and `_v6_net`. Every element
+//! addresses, `<jail>_v4` (flag `timeout`), a hash set per configured
+//! prefix length looked up with the source masked, `<jail>_v4_24` (/24 by
+//! default), and an interval set for other prefixes, `<jail>_v4_net` (flags
+//! `interval,timeout`); likewise `_v6`, `_v6_64` and `_v6_net` ([`layout`]).
+//! Every element
 //! carries its own timeout: a ban expires in the kernel even when nftban is
 //! stopped. One base chain per configured [`Hook`] (`input` by default;
 //! `forward` for routed and container traffic; `prerouting` at raw priority,
@@ -35,6 +36,7 @@
 //! [`render_ruleset`] prints, in `nft` syntax, what [`Firewall::setup`]
 //! creates, for `nftban ruleset` and for the docs.
 
+mod layout;
 pub mod memory;
 pub mod netlink;
 mod ruleset;
@@ -45,6 +47,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+pub use layout::PrefixSets;
+pub(crate) use layout::{masked_length, set_name, SetDef, SetKind, MASKED_V4, MASKED_V6};
 pub use ruleset::render_ruleset;
 
 /// What to do with a packet from a banned source.
@@ -151,127 +155,14 @@ pub struct TableSpec {
     pub action: Action,
     /// Hooks that get a chain, each at most once, in [`Hook::ALL`] order.
     pub hooks: Vec<Hook>,
-    /// Jail names, in config order; each gets six sets (see
-    /// [`jail_sets`]).
+    /// Jail names, in config order; each gets its sets (six by default,
+    /// see [`PrefixSets`]).
     pub jails: Vec<String>,
+    /// The prefix lengths with a masked hash set of their own.
+    pub prefix_sets: PrefixSets,
     /// The kernel meter for SIP floods (`sip:`), if on: its chain and sets
     /// (see [`sip`]).
     pub sip: Option<sip::SipSpec>,
-}
-
-/// The prefix lengths that get a hash set of their own, per family: the
-/// lengths block lists and nftban itself use most (FireHOL and Spamhaus
-/// lists are mostly /24s; IPv6 escalation bans /64s). A prefix of such a
-/// length is one element, its network address, in a hash set looked up
-/// with the source masked to that length (`ip saddr & 255.255.255.0 ==
-/// @sshd_v4_24`): a hash insert, about 10 µs whatever the set holds,
-/// where the interval set's rbtree insert walks for overlaps and took
-/// 12 ms at 100,000 prefixes (docs/performance.md, "Prefix sets"). Each
-/// such set costs one more rule, one hash lookup per packet; the other
-/// lengths stay in the interval set.
-pub(crate) const MASKED_V4: u8 = 24;
-/// See [`MASKED_V4`].
-pub(crate) const MASKED_V6: u8 = 64;
-
-/// What a set of a jail holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum SetKind {
-    /// Single addresses, a hash set looked up with the source address.
-    Hosts,
-    /// Prefixes of one length, a hash set of their network addresses
-    /// looked up with the source masked to that length.
-    Masked(u8),
-    /// Prefixes of any other length, an interval set (start and end
-    /// element per prefix).
-    Interval,
-}
-
-/// The kind of set a jail holds `net` in.
-pub(crate) fn kind_of(net: &IpNet) -> SetKind {
-    let len = net.prefix_len();
-    match net {
-        _ if crate::address::is_host(net) => SetKind::Hosts,
-        IpNet::V4(_) if len == MASKED_V4 => SetKind::Masked(len),
-        IpNet::V6(_) if len == MASKED_V6 => SetKind::Masked(len),
-        _ => SetKind::Interval,
-    }
-}
-
-/// Whether `net` goes into an interval set (a start and an end element).
-pub(crate) fn is_interval(net: &IpNet) -> bool {
-    kind_of(net) == SetKind::Interval
-}
-
-/// Name of a jail's set of one family and kind: `<jail>_v4` (addresses),
-/// `<jail>_v4_24` (/24 prefixes), `<jail>_v4_net` (other prefixes).
-pub(crate) fn set_name(jail: &str, family: Family, kind: SetKind) -> String {
-    match kind {
-        SetKind::Hosts => format!("{jail}_{}", family.suffix()),
-        SetKind::Masked(len) => format!("{jail}_{}_{len}", family.suffix()),
-        SetKind::Interval => format!("{jail}_{}_net", family.suffix()),
-    }
-}
-
-/// The set of a jail that holds `net`: the hash set for a single address,
-/// the masked hash set for a prefix of its length, the interval set for
-/// other prefixes.
-pub(crate) fn set_of(jail: &str, net: &IpNet) -> String {
-    set_name(jail, Family::of(net), kind_of(net))
-}
-
-/// One of a jail's sets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SetDef {
-    pub(crate) name: String,
-    pub(crate) family: Family,
-    pub(crate) kind: SetKind,
-}
-
-impl SetDef {
-    /// An interval set (prefixes as start and end elements).
-    pub(crate) fn interval(&self) -> bool {
-        self.kind == SetKind::Interval
-    }
-
-    /// The mask its rule applies to the source address before the lookup
-    /// (a masked hash set's), as bytes in network order.
-    pub(crate) fn mask(&self) -> Option<Vec<u8>> {
-        let SetKind::Masked(len) = self.kind else { return None };
-        Some(match self.family {
-            Family::V4 => (u32::MAX << (32 - u32::from(len))).to_be_bytes().to_vec(),
-            Family::V6 => (u128::MAX << (128 - u32::from(len))).to_be_bytes().to_vec(),
-        })
-    }
-
-    /// The mask as nft prints it: `255.255.255.0`, `ffff:ffff:ffff:ffff::`.
-    pub(crate) fn mask_text(&self) -> Option<String> {
-        let m = self.mask()?;
-        Some(match self.family {
-            Family::V4 => std::net::Ipv4Addr::from(<[u8; 4]>::try_from(m).ok()?).to_string(),
-            Family::V6 => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(m).ok()?).to_string(),
-        })
-    }
-}
-
-/// A jail's six sets, in the order setup creates them and adds their
-/// rules: per family (IPv4, then IPv6) addresses, the masked prefix
-/// length, other prefixes: `<jail>_v4`, `<jail>_v4_24`, `<jail>_v4_net`,
-/// `<jail>_v6`, `<jail>_v6_64`, `<jail>_v6_net`. Why three kinds: a single
-/// address in an interval set is two elements and a rbtree insert, in a
-/// hash set one element and a hash insert; a prefix of the common length
-/// likewise (see [`MASKED_V4`]; docs/performance.md has the figures).
-pub(crate) fn jail_sets(jail: &str) -> Vec<SetDef> {
-    let mut out = Vec::with_capacity(6);
-    for (family, len) in [(Family::V4, MASKED_V4), (Family::V6, MASKED_V6)] {
-        for kind in [SetKind::Hosts, SetKind::Masked(len), SetKind::Interval] {
-            out.push(SetDef {
-                name: set_name(jail, family, kind),
-                family,
-                kind,
-            });
-        }
-    }
-    out
 }
 
 /// One ban to put into the kernel.

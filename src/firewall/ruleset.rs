@@ -9,14 +9,14 @@
 use std::fmt::Write;
 
 use super::sip::{sip_set_name, SipSetKind, SipSpec, Transport, SIP_CHAIN};
-use super::{jail_sets, Action, Family, Hook, SetDef, TableSpec};
+use super::{Action, Family, Hook, PrefixSets, SetDef, TableSpec};
 
 /// The ruleset nftban creates for `spec`, exactly as `nft list table`
 /// prints it right after setup (it is valid `nft -f` input as well).
 pub fn render_ruleset(spec: &TableSpec) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "table inet {} {{", spec.table);
-    for set in spec.jails.iter().flat_map(|jail| jail_sets(jail)) {
+    for set in spec.jails.iter().flat_map(|jail| spec.prefix_sets.jail_sets(jail)) {
         let ty = match set.family {
             Family::V4 => "ipv4_addr",
             Family::V6 => "ipv6_addr",
@@ -40,7 +40,7 @@ pub fn render_ruleset(spec: &TableSpec) -> String {
             "\t\ttype filter hook {hook} priority {}; policy accept;",
             priority_text(hook, hook.priority())
         );
-        for set in spec.jails.iter().flat_map(|jail| jail_sets(jail)) {
+        for set in spec.jails.iter().flat_map(|jail| spec.prefix_sets.jail_sets(jail)) {
             // A plain `reject` after `ip saddr` compiles to an ICMP port
             // unreachable of the packet's family, and nft prints it so.
             let (proto, verdict) = match (set.family, spec.action) {
@@ -62,7 +62,7 @@ pub fn render_ruleset(spec: &TableSpec) -> String {
         if !spec.hooks.is_empty() {
             let _ = writeln!(out);
         }
-        render_sip_chain(&mut out, sip);
+        render_sip_chain(&mut out, sip, spec.prefix_sets);
     }
     let _ = writeln!(out, "}}");
     out
@@ -106,7 +106,7 @@ fn render_sip_sets(out: &mut String, sip: &SipSpec) {
 }
 
 /// The SIP meter's chain (see [`super::sip`]).
-fn render_sip_chain(out: &mut String, sip: &SipSpec) {
+fn render_sip_chain(out: &mut String, sip: &SipSpec, prefix_sets: PrefixSets) {
     let _ = writeln!(out, "\tchain {SIP_CHAIN} {{");
     let _ = writeln!(
         out,
@@ -124,7 +124,7 @@ fn render_sip_chain(out: &mut String, sip: &SipSpec) {
         let set = sip_set_name(SipSetKind::Trusted, f);
         let _ = writeln!(out, "\t\t{} saddr @{set} accept", proto(f));
     }
-    for d in jail_sets(&sip.jail) {
+    for d in prefix_sets.jail_sets(&sip.jail) {
         let _ = writeln!(
             out,
             "\t\t{} saddr {}@{} counter packets 0 bytes 0 drop",
@@ -230,6 +230,7 @@ mod tests {
             action: Action::Drop,
             hooks: vec![Hook::Input],
             jails: vec!["sshd".into(), "manual".into()],
+            prefix_sets: crate::firewall::PrefixSets::default(),
             sip: None,
         };
         let text = render_ruleset(&spec);
@@ -262,6 +263,7 @@ mod tests {
             action: Action::Drop,
             hooks: vec![Hook::Prerouting, Hook::Input, Hook::Forward],
             jails: vec!["sshd".into()],
+            prefix_sets: crate::firewall::PrefixSets::default(),
             sip: None,
         };
         let text = render_ruleset(&spec);

@@ -51,12 +51,19 @@ pub struct Element {
 }
 
 /// The elements of a set of nftban's table. Those of a masked set
-/// (`<jail>_v4_24`, `<jail>_v6_64`), which nft lists as network addresses,
-/// come with their prefix length, as `status` shows them.
+/// (`<jail>_v4_24`, `<jail>_v6_64`, `<jail>_v4_22`), which nft lists as
+/// network addresses, come with their prefix length, as `status` shows them.
 pub fn elements(ns: &NetNs, set: &str) -> Vec<Element> {
     let o = nft(ns, &["-j", "list", "set", "inet", "nftban", set]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let len = ["_v4_24", "_v6_64"].iter().find(|s| set.ends_with(*s)).map(|s| &s[4..]);
+    let len = set
+        .rsplit_once('_')
+        .filter(|(head, len)| {
+            (head.ends_with("_v4") || head.ends_with("_v6"))
+                && !len.is_empty()
+                && len.bytes().all(|b| b.is_ascii_digit())
+        })
+        .map(|(_, len)| len);
     v["nftables"]
         .as_array()
         .unwrap()

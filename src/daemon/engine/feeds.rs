@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use ipnet::IpNet;
 
 use super::Engine;
-use crate::firewall::{jail_sets, Counter};
+use crate::firewall::Counter;
 use crate::status::FeedStatus;
 
 /// A feed's figures, written by its thread, read by `status`.
@@ -107,7 +107,7 @@ impl Engine {
             .iter()
             .map(|(sets, stats)| {
                 let mut st = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                for d in jail_sets(sets) {
+                for d in self.spec.prefix_sets.jail_sets(sets) {
                     if let Some(c) = counters.get(&d.name) {
                         st.packets += c.packets;
                         st.bytes += c.bytes;

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use super::counts::BanCounts;
 use super::{Engine, RequestError};
 use crate::address::show as show_net;
-use crate::firewall::{jail_sets, Counter};
+use crate::firewall::Counter;
 use crate::status::{Banned, JailStatus, Offender, Status, TOP_OFFENDERS};
 
 impl Engine {
@@ -63,7 +63,7 @@ impl Engine {
     ) -> JailStatus {
         let j = &self.jails[i];
         let mut counter = Counter::default();
-        for set in jail_sets(&j.name) {
+        for set in self.spec.prefix_sets.jail_sets(&j.name) {
             if let Some(c) = counters.get(&set.name) {
                 counter.packets += c.packets;
                 counter.bytes += c.bytes;

@@ -157,6 +157,7 @@ mod tests {
             action: crate::firewall::Action::Drop,
             hooks: vec![crate::firewall::Hook::Input],
             jails: vec!["asterisk".into()],
+            prefix_sets: crate::firewall::PrefixSets::default(),
             sip: Some(spec()),
         };
         fw.setup(&table).unwrap();
@@ -213,6 +214,7 @@ mod tests {
             action: crate::firewall::Action::Drop,
             hooks: vec![crate::firewall::Hook::Input],
             jails: vec!["asterisk".into(), "sshd".into()],
+            prefix_sets: crate::firewall::PrefixSets::default(),
             sip: Some(spec()),
         };
         fw.setup(&table).unwrap();

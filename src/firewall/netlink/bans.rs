@@ -12,9 +12,7 @@ use super::elements::{self, Change};
 use super::socket::{Failure, Op};
 use super::{dump, error, Netlink, BIG_BATCH};
 use crate::firewall::sip::{sip_set_name, SipSetKind, SipSpec, SIP_SET_STEMS};
-use crate::firewall::{
-    is_interval, jail_sets, kind_of, set_name, set_of, Ban, Catches, Element, Family, Refused, Result, SetKind,
-};
+use crate::firewall::{set_name, Ban, Catches, Element, Family, Refused, Result, SetKind};
 
 /// A set by jail, family and kind, without its name.
 type SetKey<'a> = (&'a str, Family, SetKind);
@@ -50,7 +48,7 @@ impl Netlink {
         let mut sets: BTreeMap<SetKey<'_>, Vec<(IpNet, u64)>> = BTreeMap::new();
         for ban in bans {
             let net = ban.net.trunc();
-            sets.entry((ban.jail.as_str(), Family::of(&net), kind_of(&net)))
+            sets.entry((ban.jail.as_str(), Family::of(&net), self.prefix_sets.kind_of(&net)))
                 .or_default()
                 .push((net, elements::timeout_ms(ban.timeout)));
         }
@@ -121,7 +119,7 @@ impl Netlink {
         for net in nets {
             let net = net.trunc();
             unique
-                .entry((set_of(jail, &net), is_interval(&net)))
+                .entry((self.prefix_sets.set_of(jail, &net), self.prefix_sets.is_interval(&net)))
                 .or_default()
                 .insert(net);
         }
@@ -186,7 +184,7 @@ impl Netlink {
     /// prefixes. A jail without sets has no elements.
     pub(super) fn list_jail(&mut self, jail: &str) -> Result<Vec<Element>> {
         let mut out = Vec::new();
-        for d in jail_sets(jail) {
+        for d in self.prefix_sets.jail_sets(jail) {
             // Tests of the daemon check that this line never appears.
             tracing::debug!("listing the elements of set {} (a GETSETELEM dump)", d.name);
             let raw = self.raw_elements(&d.name, d.family)?;

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use super::elements::{self, Change};
 use super::socket::{Failure, Op};
 use super::{error, Netlink, BIG_BATCH};
-use crate::firewall::{is_interval, set_of, Result};
+use crate::firewall::Result;
 
 impl Netlink {
     /// Adds first, then removals, in one batch. A batch too big for the
@@ -65,7 +65,7 @@ impl Netlink {
         let mut sets: BTreeMap<(String, bool), Vec<(IpNet, u64)>> = BTreeMap::new();
         for net in nets {
             let net = net.trunc();
-            sets.entry((set_of(jail, &net), is_interval(&net)))
+            sets.entry((self.prefix_sets.set_of(jail, &net), self.prefix_sets.is_interval(&net)))
                 .or_default()
                 .push((net, 0));
         }

@@ -40,7 +40,7 @@ use self::monitor::{Monitor, Pauser};
 pub use self::socket::event_socket;
 use self::socket::{Failure, NfSocket};
 use super::sip::SipSpec;
-use super::{Ban, Catches, Counter, Element, Error, Firewall, Refused, Result, TableSpec, Watcher};
+use super::{Ban, Catches, Counter, Element, Error, Firewall, PrefixSets, Refused, Result, TableSpec, Watcher};
 
 /// Table used until [`Firewall::setup`] names another one.
 const DEFAULT_TABLE: &str = "nftban";
@@ -67,6 +67,9 @@ pub struct Netlink {
     /// The SIP meter of the last setup: `delete` of its jail also clears
     /// its caught and meter sets.
     sip: Option<SipSpec>,
+    /// The prefix lengths of the last setup, which say which set holds a
+    /// prefix (the default layout before any).
+    prefix_sets: PrefixSets,
 }
 
 impl Netlink {
@@ -89,6 +92,7 @@ impl Netlink {
             pauser: None,
             unwatched: false,
             sip: None,
+            prefix_sets: PrefixSets::default(),
         })
     }
 }
@@ -166,6 +170,7 @@ impl Firewall for Netlink {
         let Some(meter) = spec.sip.clone() else { return Ok(None) };
         let mut nl = Netlink::open()?;
         nl.table = spec.table.clone();
+        nl.prefix_sets = spec.prefix_sets;
         Ok(Some(Box::new(MeterCatches::new(nl, meter))))
     }
 
@@ -184,7 +189,7 @@ impl Firewall for Netlink {
         self.missing_parts(spec, probes)
     }
 
-    /// GETSETELEM dumps of the jail's four sets (see `bans.rs`).
+    /// GETSETELEM dumps of the jail's sets (see `bans.rs`).
     fn list(&mut self, jail: &str) -> Result<Vec<Element>> {
         self.list_jail(jail)
     }

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use super::socket::Failure;
 use super::{abi, elements, error, messages, sip, Netlink};
 use crate::firewall::sip::SIP_CHAIN;
-use crate::firewall::{jail_sets, set_of, Error, Hook, Result, SetDef, TableSpec};
+use crate::firewall::{masked_length, Error, Family, Hook, Result, SetDef, SetKind, TableSpec};
 
 /// What a set of nftban's must be to be kept: flags, key type and length,
 /// size (for the meter's dynamic sets).
@@ -46,9 +46,35 @@ fn wanted_shapes(spec: &TableSpec) -> BTreeMap<String, SetShape> {
 fn wanted_sets(spec: &TableSpec) -> BTreeMap<String, SetDef> {
     spec.jails
         .iter()
-        .flat_map(|jail| jail_sets(jail))
+        .flat_map(|jail| spec.prefix_sets.jail_sets(jail))
         .map(|d| (d.name.clone(), d))
         .collect()
+}
+
+/// The interval sets to empty because their jail's masked lengths changed
+/// (`nftables.prefix_sets`): a prefix of a length that now has a masked
+/// set of its own may sit in the interval set since an earlier run, where
+/// an unban would no longer look for it. Setup deletes and creates such a
+/// set again in its batch; the restore that follows puts its bans back
+/// where they now belong (and a feed's first list after start, its
+/// entries). Only when the set is there and the jail's masked sets
+/// in the kernel are not those wanted: a first start changes nothing.
+fn relaid_intervals(spec: &TableSpec, existing: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for jail in &spec.jails {
+        for family in [Family::V4, Family::V6] {
+            let interval = crate::firewall::set_name(jail, family, SetKind::Interval);
+            if !existing.contains(&interval) {
+                continue;
+            }
+            let mut had: Vec<u8> = existing.iter().filter_map(|s| masked_length(jail, family, s)).collect();
+            had.sort_unstable_by(|a, b| b.cmp(a));
+            if had != spec.prefix_sets.lengths(family) {
+                out.push(interval);
+            }
+        }
+    }
+    out
 }
 
 impl Netlink {
@@ -104,6 +130,7 @@ impl Netlink {
             ops.push(sip::new_chain(table));
             ops.push(messages::flush_chain(table, SIP_CHAIN));
         }
+        let mut deleted = Vec::new();
         for set in &existing {
             if set.flags & abi::NFT_SET_ANONYMOUS != 0 {
                 continue;
@@ -116,9 +143,21 @@ impl Netlink {
             });
             if !keep {
                 ops.push(messages::del_set(table, &set.name));
+                deleted.push(set.name.as_str());
             }
         }
-        let sets: Vec<SetDef> = spec.jails.iter().flat_map(|jail| jail_sets(jail)).collect();
+        let names: Vec<String> = existing.iter().map(|s| s.name.clone()).collect();
+        for interval in relaid_intervals(spec, &names) {
+            if wanted.contains_key(&interval) && !deleted.contains(&interval.as_str()) {
+                tracing::info!("the prefix lengths with a set of their own changed: set {interval} is emptied, its bans go back where they now belong");
+                ops.push(messages::del_set(table, &interval));
+            }
+        }
+        let sets: Vec<SetDef> = spec
+            .jails
+            .iter()
+            .flat_map(|jail| spec.prefix_sets.jail_sets(jail))
+            .collect();
         for (id, d) in sets.iter().enumerate() {
             ops.push(messages::new_set(table, &d.name, d.family, d.interval(), id as u32 + 1));
         }
@@ -134,7 +173,7 @@ impl Netlink {
             }
         }
         if let Some(meter) = &spec.sip {
-            ops.extend(sip::rules(table, meter));
+            ops.extend(sip::rules(table, meter, spec.prefix_sets));
         }
         // One batch, never split: all of it or nothing.
         self.sock.batch(&ops).map_err(|f| match f {
@@ -153,6 +192,7 @@ impl Netlink {
         })?;
         self.table = spec.table.clone();
         self.sip = spec.sip.clone();
+        self.prefix_sets = spec.prefix_sets;
         Ok(())
     }
 
@@ -185,7 +225,7 @@ impl Netlink {
                 out.push(format!("chain {SIP_CHAIN} is missing"));
             } else {
                 let rules = self.rule_count(table, SIP_CHAIN)?;
-                let want = sip::rule_count(meter);
+                let want = sip::rule_count(meter, spec.prefix_sets);
                 if rules < want {
                     out.push(format!("chain {SIP_CHAIN} has {rules} of its {want} rules"));
                 }
@@ -197,7 +237,7 @@ impl Netlink {
             }
         }
         for (jail, net) in probes {
-            let set = set_of(jail, net);
+            let set = spec.prefix_sets.set_of(jail, net);
             if !sets.iter().any(|s| s.name == set) {
                 continue;
             }

@@ -20,7 +20,7 @@ use super::expr::{self, DynsetOp, Expr, Stateful};
 use super::messages::{describe_table, key_type};
 use super::socket::Op;
 use crate::firewall::sip::{sip_set_name, SipSet, SipSetKind, SipSpec, Transport, SIP_CHAIN};
-use crate::firewall::{jail_sets, Family, Hook};
+use crate::firewall::{Family, Hook, PrefixSets};
 
 /// The chain of the meter: prerouting at raw priority, before conntrack.
 pub(super) fn new_chain(table: &str) -> Op {
@@ -104,8 +104,8 @@ pub(super) fn trusted_ops(table: &str, spec: &SipSpec) -> Vec<Op> {
 
 /// How many rules the chain has: the trusted sources and the caught ones
 /// per family, the jail's sets, then one meter rule per port and family.
-pub(super) fn rule_count(spec: &SipSpec) -> usize {
-    2 + jail_sets(&spec.jail).len() + 2 + 2 * spec.ports().len()
+pub(super) fn rule_count(spec: &SipSpec, prefix_sets: PrefixSets) -> usize {
+    2 + prefix_sets.jail_sets(&spec.jail).len() + 2 + 2 * spec.ports().len()
 }
 
 /// `meta nfproto`, then the source address of `family` into register 1,
@@ -133,7 +133,7 @@ fn load_source(spec: &SipSpec, family: Family, masked: bool, offset: u32, len: u
 
 /// Every rule of the chain, in order (see the module doc of
 /// [`crate::firewall::sip`]).
-pub(super) fn rules(table: &str, spec: &SipSpec) -> Vec<Op> {
+pub(super) fn rules(table: &str, spec: &SipSpec, prefix_sets: PrefixSets) -> Vec<Op> {
     let mut rules: Vec<(String, Vec<Expr>)> = Vec::new();
     for family in [Family::V4, Family::V6] {
         let set = sip_set_name(SipSetKind::Trusted, family);
@@ -141,7 +141,7 @@ pub(super) fn rules(table: &str, spec: &SipSpec) -> Vec<Op> {
         e.extend([expr::lookup(&set), expr::verdict(NF_ACCEPT)]);
         rules.push((format!("accept set {set}"), e));
     }
-    for d in jail_sets(&spec.jail) {
+    for d in prefix_sets.jail_sets(&spec.jail) {
         let mut e = source(spec, d.family, false);
         if let Some(mask) = d.mask() {
             e.push(expr::mask(&mask));
@@ -286,8 +286,8 @@ mod tests {
     #[test]
     fn one_rule_per_port_and_family_after_the_drops() {
         let s = spec();
-        let ops = rules("nftban", &s);
-        assert_eq!(ops.len(), rule_count(&s));
+        let ops = rules("nftban", &s, PrefixSets::default());
+        assert_eq!(ops.len(), rule_count(&s, PrefixSets::default()));
         assert_eq!(ops.len(), 16);
         assert!(ops[0].what.contains("accept set sip_trusted_v4"));
         assert!(ops[2].what.contains("drop set asterisk_v4"));

@@ -71,6 +71,7 @@ fn spec(jails: &[&str], action: Action) -> TableSpec {
         action,
         hooks: vec![Hook::Input],
         jails: jails.iter().map(|j| j.to_string()).collect(),
+        prefix_sets: crate::firewall::PrefixSets::default(),
         sip: None,
     }
 }
@@ -161,6 +162,75 @@ fn setup_creates_what_render_ruleset_says_drop() {
 #[test]
 fn setup_creates_what_render_ruleset_says_reject() {
     golden(Action::Reject);
+}
+
+/// `nftables.prefix_sets` with more lengths: a masked set and a rule per
+/// length, as `nftban ruleset` says (`ip saddr & 255.255.252.0 ==
+/// @sshd_v4_22`).
+#[test]
+fn setup_creates_what_render_ruleset_says_with_more_prefix_sets() {
+    let Some(mut fw) = private_netns() else { return };
+    let spec = TableSpec {
+        prefix_sets: crate::firewall::PrefixSets::new(&[16, 24, 22], &[48, 64]),
+        ..spec(&["sshd"], Action::Drop)
+    };
+    fw.setup(&spec).unwrap();
+    let listed = nft(&["list", "table", "inet", "nftban"]);
+    assert_eq!(listed, render_ruleset(&spec));
+    assert!(
+        listed.contains("ip saddr & 255.255.252.0 == @sshd_v4_22 counter"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("ip6 saddr & ffff:ffff:ffff:: == @sshd_v6_48 counter"),
+        "{listed}"
+    );
+}
+
+/// A prefix goes to the set of its length; when the lengths change, setup
+/// empties the interval set of the family whose lengths changed (a /22
+/// banned before 22 had a set would hide there from an unban), keeps the
+/// other sets' elements, and a re-add (the restore after setup) puts the
+/// prefix where it now belongs; a second setup with the same lengths
+/// empties nothing.
+#[test]
+fn changed_prefix_sets_move_prefixes_out_of_the_interval_set() {
+    let Some(mut fw) = private_netns() else { return };
+    fw.setup(&spec(&["sshd"], Action::Drop)).unwrap();
+    let bans = [
+        ban("sshd", "10.20.4.0/22", HOUR),
+        ban("sshd", "198.51.100.0/24", HOUR),
+        ban("sshd", "192.0.2.1", HOUR),
+        ban("sshd", "2001:db8:1::/48", HOUR),
+    ];
+    fw.add(&bans).unwrap();
+    assert!(nft_elements("sshd_v4_net").contains_key("10.20.4.0/22"));
+    assert!(nft_elements("sshd_v6_net").contains_key("2001:db8:1::/48"));
+    let listed = |fw: &mut Netlink| -> Vec<String> {
+        let mut v: Vec<String> = fw.list("sshd").unwrap().iter().map(|e| e.net.to_string()).collect();
+        v.sort();
+        v
+    };
+
+    let wider = TableSpec {
+        prefix_sets: crate::firewall::PrefixSets::new(&[24, 22], &[48]),
+        ..spec(&["sshd"], Action::Drop)
+    };
+    fw.setup(&wider).unwrap();
+    assert_eq!(listed(&mut fw), ["192.0.2.1/32", "198.51.100.0/24"]);
+    fw.add(&bans).unwrap();
+    assert_eq!(nft_elements("sshd_v4_22").keys().collect::<Vec<_>>(), ["10.20.4.0"]);
+    assert_eq!(nft_elements("sshd_v6_48").keys().collect::<Vec<_>>(), ["2001:db8:1::"]);
+    assert!(nft_elements("sshd_v4_net").is_empty());
+    assert!(nft_elements("sshd_v6_net").is_empty());
+    assert_eq!(
+        listed(&mut fw),
+        ["10.20.4.0/22", "192.0.2.1/32", "198.51.100.0/24", "2001:db8:1::/48"]
+    );
+
+    fw.setup(&wider).unwrap();
+    fw.delete("sshd", &[net("10.20.4.0/22")]).unwrap();
+    assert_eq!(listed(&mut fw), ["192.0.2.1/32", "198.51.100.0/24", "2001:db8:1::/48"]);
 }
 
 #[test]
@@ -961,7 +1031,10 @@ fn the_sip_meter_reads_back_as_nftables_json() {
     }
     let chain = chain.expect("chain sip");
     assert_eq!(chain.prio, Some(-300));
-    assert_eq!(rules, super::sip::rule_count(&sip_spec("asterisk")));
+    assert_eq!(
+        rules,
+        super::sip::rule_count(&sip_spec("asterisk"), crate::firewall::PrefixSets::default())
+    );
     for name in ["sip_meter_v4", "sip_meter_v6", "sip_caught_v4", "sip_caught_v6"] {
         let (size, flags) = &sets[name];
         assert_eq!(*size, Some(4096), "{name}");
