@@ -365,6 +365,7 @@ fn check_summarises_every_section_and_warns_of_nothing_when_all_is_well() {
     s.top("metrics: {listen: \"127.0.0.1:9477\"}");
     s.top("sip: {}");
     s.top("events: {file: /var/log/nftban/events.jsonl}");
+    s.top("nftables: {prefix_sets: {ipv4: [24, 16], ipv6: []}}");
     std::fs::write(
         &s.config,
         std::fs::read_to_string(&s.config).unwrap()
@@ -394,6 +395,7 @@ fn check_summarises_every_section_and_warns_of_nothing_when_all_is_well() {
         &format!("{}: OK\n", s.config.display()),
         "\nlogs go to: stderr (under systemd: the journal)\n",
         "\nnftables: table inet nftban, drop banned sources on hook(s) input\n",
+        "\nprefix sets: IPv4 /24 /16, IPv6 none (each a hash set per jail; other lengths in its interval set)\n",
         "\nmetrics: http://127.0.0.1:9477/metrics (Prometheus)\n",
         "\nrecidive: an address banned 3 times within 1d (in any jail) is banned in jail recidive for 7d\n",
         "\njail asterisk: ruleset asterisk, 1 file(s), ban after 3 failures within 10m for 1h\n",

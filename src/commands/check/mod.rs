@@ -93,6 +93,26 @@ pub fn summary(config: &Config) -> Vec<String> {
         config.action,
         hooks.join(", ")
     ));
+    if config.prefix_sets != crate::firewall::PrefixSets::default() {
+        let show = |family| {
+            let lengths: Vec<String> = config
+                .prefix_sets
+                .lengths(family)
+                .iter()
+                .map(|l| format!("/{l}"))
+                .collect();
+            if lengths.is_empty() {
+                "none".to_string()
+            } else {
+                lengths.join(" ")
+            }
+        };
+        out.push(format!(
+            "prefix sets: IPv4 {}, IPv6 {} (each a hash set per jail; other lengths in its interval set)",
+            show(crate::firewall::Family::V4),
+            show(crate::firewall::Family::V6)
+        ));
+    }
     if let Some(m) = &config.metrics {
         out.push(format!("metrics: http://{}/metrics (Prometheus)", m.listen));
     }
