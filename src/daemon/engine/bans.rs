@@ -28,9 +28,10 @@ use crate::address::is_host;
 /// `status` sorts what it lists.
 #[derive(Debug)]
 pub struct Bans {
-    /// IPv4 addresses → their end in nanoseconds since the epoch (8 bytes,
-    /// not a `SystemTime`'s 16: the map is the engine's largest).
-    v4: HashMap<Ipv4Addr, u64>,
+    /// IPv4 addresses → their end (see [`End`]: 12 bytes an entry, not
+    /// a `SystemTime`'s 20 or a `u64`'s 16 with its padding: the map is
+    /// the engine's largest).
+    v4: HashMap<Ipv4Addr, End>,
     /// Prefixes and IPv6 addresses.
     map: BTreeMap<IpNet, SystemTime>,
     prefixes: usize,
@@ -61,6 +62,9 @@ fn fam(net: &IpNet) -> usize {
     usize::from(matches!(net, IpNet::V6(_)))
 }
 
+/// Below this room the IPv4 map never shrinks (a few hundred KB).
+const SHRINK_FROM: usize = 16_384;
+
 /// `net`'s address if it is a single IPv4 address.
 fn v4_host(net: &IpNet) -> Option<Ipv4Addr> {
     match net {
@@ -69,13 +73,23 @@ fn v4_host(net: &IpNet) -> Option<Ipv4Addr> {
     }
 }
 
-fn to_nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
+/// A ban's end in nanoseconds since the epoch, as two halves: a `u64`
+/// beside a 4-byte address would be aligned to 8 and padded to 16 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct End([u32; 2]);
 
-fn from_nanos(n: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_nanos(n)
+impl End {
+    fn of(t: SystemTime) -> End {
+        let n = t
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        End([(n >> 32) as u32, n as u32])
+    }
+
+    fn time(self) -> SystemTime {
+        let [high, low] = self.0;
+        UNIX_EPOCH + Duration::from_nanos(u64::from(high) << 32 | u64::from(low))
+    }
 }
 
 fn host(addr: Ipv4Addr) -> IpNet {
@@ -86,7 +100,7 @@ impl Bans {
     pub fn insert(&mut self, net: IpNet, until: SystemTime) -> Option<SystemTime> {
         self.first_end = Some(self.first_end.map_or(until, |t| t.min(until)));
         if let Some(addr) = v4_host(&net) {
-            return self.v4.insert(addr, to_nanos(until)).map(from_nanos);
+            return self.v4.insert(addr, End::of(until)).map(End::time);
         }
         let old = self.map.insert(net, until);
         if old.is_none() && !is_host(&net) {
@@ -98,7 +112,9 @@ impl Bans {
 
     pub fn remove(&mut self, net: &IpNet) -> Option<SystemTime> {
         if let Some(addr) = v4_host(net) {
-            return self.v4.remove(&addr).map(from_nanos);
+            let old = self.v4.remove(&addr).map(End::time);
+            self.shrink_if_sparse();
+            return old;
         }
         let old = self.map.remove(net);
         if old.is_some() && !is_host(net) {
@@ -111,7 +127,7 @@ impl Bans {
     /// When the ban of exactly `net` ends, if there is one.
     pub fn get(&self, net: &IpNet) -> Option<SystemTime> {
         match v4_host(net) {
-            Some(addr) => self.v4.get(&addr).copied().map(from_nanos),
+            Some(addr) => self.v4.get(&addr).copied().map(End::time),
             None => self.map.get(net).copied(),
         }
     }
@@ -132,7 +148,7 @@ impl Bans {
     /// Every ban with its end, IPv4 addresses in no particular order
     /// ([`Bans::sorted`] for address order).
     pub fn iter(&self) -> impl Iterator<Item = (IpNet, SystemTime)> + '_ {
-        let v4 = self.v4.iter().map(|(a, &t)| (host(*a), from_nanos(t)));
+        let v4 = self.v4.iter().map(|(a, &t)| (host(*a), t.time()));
         v4.chain(self.map.iter().map(|(n, &t)| (*n, t)))
     }
 
@@ -152,7 +168,8 @@ impl Bans {
             }
             kept
         };
-        self.v4.retain(|a, t| kept(&host(*a), from_nanos(*t)));
+        self.v4.retain(|a, t| kept(&host(*a), t.time()));
+        self.shrink_if_sparse();
         self.map.retain(|net, until| kept(net, *until));
         self.first_end = first;
         self.prefixes = 0;
@@ -160,6 +177,17 @@ impl Bans {
         for net in self.map.keys().filter(|n| !is_host(n)) {
             self.prefixes += 1;
             self.lens[fam(net)][usize::from(net.prefix_len())] += 1;
+        }
+    }
+
+    /// A hash map keeps its room when emptied: after the `unban -` or the
+    /// expiry of a million addresses, the room of a million for nothing. Once it is an
+    /// eighth full it shrinks to twice what it holds (each shrink a rehash
+    /// of what is left, at most a quarter of the last: cheap overall).
+    fn shrink_if_sparse(&mut self) {
+        let room = self.v4.capacity();
+        if room > SHRINK_FROM && self.v4.len() < room / 8 {
+            self.v4.shrink_to(self.v4.len() * 2);
         }
     }
 
@@ -233,7 +261,7 @@ impl Bans {
         if n.prefix_len() == 32 {
             return inside;
         }
-        let running = |a: Ipv4Addr, t: u64| Some((host(a), from_nanos(t))).filter(|(_, t)| *t > now);
+        let running = |a: Ipv4Addr, t: End| Some((host(a), t.time())).filter(|(_, t)| *t > now);
         let size = 1u64 << (32 - u32::from(n.prefix_len()));
         if size <= self.v4.len() as u64 {
             let first = u32::from(n.network());
@@ -449,5 +477,29 @@ mod tests {
             [(net("2001:db8::/64"), at(60)), (net("2001:db8::/80"), at(600))]
         );
         assert!(b.prefixes_inside(&net("198.51.100.0/24"), now).is_empty());
+    }
+
+    #[test]
+    fn the_ipv4_map_gives_its_room_back_once_mostly_empty() {
+        let now = SystemTime::now() + Duration::from_secs(3600);
+        let mut bans = Bans::default();
+        let addrs: Vec<IpNet> = (0..100_000u32).map(|i| host(Ipv4Addr::from(0x0a00_0000 + i))).collect();
+        for a in &addrs {
+            bans.insert(*a, now);
+        }
+        let full = bans.v4.capacity();
+        assert!(full >= 100_000);
+        for a in &addrs[10..] {
+            assert_eq!(bans.remove(a), Some(now));
+        }
+        assert!(bans.v4.capacity() <= SHRINK_FROM, "{} of {full}", bans.v4.capacity());
+        assert_eq!(bans.len(), 10);
+        assert_eq!(bans.get(&addrs[3]), Some(now));
+        for a in &addrs {
+            bans.insert(*a, now);
+        }
+        bans.retain(|n, _| *n == addrs[0]);
+        assert!(bans.v4.capacity() <= SHRINK_FROM);
+        assert_eq!(bans.sorted(|_| true), [(addrs[0], now)]);
     }
 }
