@@ -330,7 +330,7 @@ fn a_reload_with_new_prefix_sets_moves_running_prefixes() {
     );
     assert!(
         d.log()
-            .contains("the prefix lengths with a set of their own changed: set manual_v4_net is emptied"),
+            .contains("the prefix lengths with a set of their own changed: emptied asterisk_v4_net, asterisk_v6_net, manual_v4_net, manual_v6_net;"),
         "{}",
         d.log()
     );

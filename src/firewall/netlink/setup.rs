@@ -147,10 +147,11 @@ impl Netlink {
             }
         }
         let names: Vec<String> = existing.iter().map(|s| s.name.clone()).collect();
+        let mut emptied = Vec::new();
         for interval in relaid_intervals(spec, &names) {
             if wanted.contains_key(&interval) && !deleted.contains(&interval.as_str()) {
-                tracing::info!("the prefix lengths with a set of their own changed: set {interval} is emptied, its bans go back where they now belong");
                 ops.push(messages::del_set(table, &interval));
+                emptied.push(interval);
             }
         }
         let sets: Vec<SetDef> = spec
@@ -190,6 +191,12 @@ impl Netlink {
             },
             f => error(f),
         })?;
+        if !emptied.is_empty() {
+            tracing::info!(
+                "the prefix lengths with a set of their own changed: emptied {}; the restore puts their bans back where they now belong",
+                emptied.join(", ")
+            );
+        }
         self.table = spec.table.clone();
         self.sip = spec.sip.clone();
         self.prefix_sets = spec.prefix_sets;
