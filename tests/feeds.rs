@@ -208,6 +208,14 @@ fn ignoreip_loopback_own_and_private_ranges_are_skipped_unless_trusted() {
     );
     assert_eq!(trusted.skipped.get("private"), None);
     assert_eq!(trusted.skipped.get("ignoreip"), Some(&1));
+
+    // The file edited, then a reload: read again at once (its kept list
+    // is an hour younger than its refresh, which a URL would wait out).
+    std::fs::write(&plain, "198.51.100.7\n198.51.100.8\n203.0.113.0/24\n").unwrap();
+    setup.cli_ok(&["reload"]);
+    wait_for("the edited list after the reload", || {
+        (feed_elements(&pbx, "mine") == list(&["198.51.100.7", "198.51.100.8", "203.0.113.0/24"])).then_some(())
+    });
 }
 
 #[test]

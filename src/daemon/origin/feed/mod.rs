@@ -304,6 +304,23 @@ impl Feed {
     }
 }
 
+impl Feed {
+    /// How long after start the first fetch waits, given when the list
+    /// put back from disk was fetched (`None`: none was kept). A URL waits
+    /// for the rest of the interval it was fetched in (the source's
+    /// politeness holds across restarts); a local file costs nothing to
+    /// read, so it is read at once: a list edited before a reload or a
+    /// restart applies then, not an interval later.
+    fn first_wait(&self, kept_at: Option<SystemTime>, now: SystemTime) -> Duration {
+        let Some(at) = kept_at else { return Duration::ZERO };
+        if matches!(self.spec.source, FeedSource::File(_)) {
+            return Duration::ZERO;
+        }
+        let since = now.duration_since(at).unwrap_or_default();
+        self.spec.refresh.checked_sub(since).unwrap_or_default()
+    }
+}
+
 impl BanOrigin for Feed {
     fn name(&self) -> String {
         format!("feed:{}", self.spec.name)
@@ -311,15 +328,12 @@ impl BanOrigin for Feed {
 
     fn run(mut self: Box<Self>, decisions: Decisions) {
         // The list kept on disk first, so the kernel has it before (and
-        // whether or not) the source answers; the first fetch then waits
-        // for the rest of the interval it was fetched in.
-        let mut next = Instant::now();
-        if let Some(at) = self.restore(&decisions) {
-            let since = SystemTime::now().duration_since(at).unwrap_or_default();
-            if let Some(left) = self.spec.refresh.checked_sub(since) {
-                next += left;
-                self.update(|st| st.next_refresh = Some(unix(SystemTime::now() + left)));
-            }
+        // whether or not) the source answers.
+        let kept_at = self.restore(&decisions);
+        let first = self.first_wait(kept_at, SystemTime::now());
+        let mut next = Instant::now() + first;
+        if !first.is_zero() {
+            self.update(|st| st.next_refresh = Some(unix(SystemTime::now() + first)));
         }
         while !decisions.stopping() {
             if Instant::now() >= next {

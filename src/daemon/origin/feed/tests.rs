@@ -138,6 +138,32 @@ fn a_file_feed_refreshes_keeps_its_list_on_disk_and_survives_a_bad_line() {
     assert_eq!(again.stats.lock().unwrap().entries, 2);
 }
 
+/// After a start that put a kept list back, a URL is fetched once the
+/// rest of its interval has passed; a local file at once (an edit made
+/// before a reload applies at the reload), as is any source without a
+/// kept list.
+#[test]
+fn a_local_file_is_read_at_start_a_url_after_the_rest_of_its_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    let ten_minutes_ago = now - Duration::from_secs(600);
+    let config = config_with(dir.path(), "mine: {file: /etc/nftban/mine.txt, format: plain}");
+    let file = feeds(&config).pop().unwrap();
+    assert_eq!(file.first_wait(Some(ten_minutes_ago), now), Duration::ZERO);
+    assert_eq!(file.first_wait(None, now), Duration::ZERO);
+    let config = config_with(
+        dir.path(),
+        "mine: {url: 'http://192.0.2.1/list', format: plain, refresh: 1h}",
+    );
+    let url = feeds(&config).pop().unwrap();
+    assert_eq!(url.first_wait(Some(ten_minutes_ago), now), Duration::from_secs(3000));
+    assert_eq!(
+        url.first_wait(Some(now - Duration::from_secs(7200)), now),
+        Duration::ZERO
+    );
+    assert_eq!(url.first_wait(None, now), Duration::ZERO);
+}
+
 #[test]
 fn backoff_doubles_from_the_polite_minimum_up_to_refresh() {
     let dir = tempfile::tempdir().unwrap();
