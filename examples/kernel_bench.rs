@@ -616,6 +616,12 @@ struct Daemon {
 impl Daemon {
     /// Started, and answering `status`.
     fn start(bin: &Path, dir: &Path) -> Res<Daemon> {
+        Daemon::start_with(bin, dir, "")
+    }
+
+    /// As [`Daemon::start`], with `extra` (top-level YAML: `feeds:`,
+    /// `nftables:`) in the config.
+    fn start_with(bin: &Path, dir: &Path, extra: &str) -> Res<Daemon> {
         // The watched log in a folder of its own, as /var/log is apart
         // from /var/lib/nftban: in the database's folder, every write to
         // the history woke the file source's folder watch (which showed in
@@ -630,7 +636,7 @@ impl Daemon {
         std::fs::write(
             &config,
             format!(
-                "socket: {0}/nftban.sock\ndatabase: {0}/nftban.db\ndefaults: {{maxretry: 1, findtime: 10m, bantime: 1h}}\njails:\n  bench:\n    ruleset: asterisk\n    files: [{1}]\n",
+                "socket: {0}/nftban.sock\ndatabase: {0}/nftban.db\n{extra}defaults: {{maxretry: 1, findtime: 10m, bantime: 1h}}\njails:\n  bench:\n    ruleset: asterisk\n    files: [{1}]\n",
                 dir.display(),
                 log.display()
             ),
@@ -820,6 +826,92 @@ fn bulk(bin: &Path, dir: &Path, sizes: &[usize], seed: &mut u64) -> Res<()> {
         );
         d.stop()?;
     }
+    if prefixes > 0 {
+        feed_load(bin, dir, prefixes, 24, "", seed)?;
+        feed_load(
+            bin,
+            dir,
+            prefixes,
+            22,
+            "nftables: {prefix_sets: {ipv4: [24, 22]}}\n",
+            seed,
+        )?;
+    }
+    Ok(())
+}
+
+/// A blocklist feed of `n` distinct public /`len` prefixes from a local
+/// file (`feeds: {bench: {file: ..., format: plain}}`, `extra` in the
+/// config too), timed from the daemon's spawn to its last prefix in the
+/// kernel (`nft get element` every 10 ms): the feed is read, parsed,
+/// filtered and applied as one transaction after the start. Beside one
+/// `nft -f` of the same prefixes into an interval set.
+fn feed_load(bin: &Path, dir: &Path, n: usize, len: u8, extra: &str, seed: &mut u64) -> Res<()> {
+    // Public ranges only: a feed skips private, reserved and documentation
+    // ranges, and the last prefix must be one it keeps.
+    let public = |a: &Ipv4Addr| {
+        !matches!(
+            a.octets()[0],
+            0 | 10 | 100 | 127 | 169 | 172 | 192 | 198 | 203 | 224..=255
+        )
+    };
+    let mask = u32::MAX << (32 - len);
+    let mut seen = HashSet::new();
+    let nets: Vec<Ipv4Addr> = random_hosts(n * 3, seed)
+        .into_iter()
+        .map(|a| Ipv4Addr::from(u32::from(a) & mask))
+        .filter(|a| public(a) && seen.insert(*a))
+        .take(n)
+        .collect();
+    if nets.len() < n {
+        return Err("not enough public prefixes drawn".into());
+    }
+    let list = dir.join("feed.txt");
+    let mut text = String::with_capacity(n * 20);
+    for a in &nets {
+        let _ = writeln!(text, "{a}/{len}");
+    }
+    std::fs::write(&list, text)?;
+    nft("delete table inet nftban").ok();
+    for f in ["nftban.db", "nftban.db-wal", "nftban.db-shm", "nftban.db-pending"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    // No kept list of an earlier run: the load is the file's.
+    let _ = std::fs::remove_dir_all(dir.join("feeds"));
+    let feeds = format!("feeds: {{bench: {{file: {}, format: plain}}}}\n", list.display());
+    let start = Instant::now();
+    let d = Daemon::start_with(bin, dir, &format!("{extra}{feeds}"))?;
+    let last = nets[n - 1];
+    let set = format!("feed_bench_v4_{len}");
+    let deadline = start + Duration::from_secs(120);
+    while nft(&format!("get element inet nftban {set} {{ {last} }}")).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("{last}/{len} of the feed is not in {set} after 120 s").into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let t = start.elapsed();
+    let peak = proc_status(d.pid(), "VmHWM")?;
+    d.stop()?;
+    let t_nft = nft_file(dir, "interval,timeout", &nets, len, 1);
+    nft(&format!("delete table inet {NFT_TABLE}")).ok();
+    let (nt, ratio) = match t_nft {
+        Ok(Some(nt)) => (
+            format!("{:.2}", nt.as_secs_f64()),
+            format!("{:.1}×", nt.as_secs_f64() / t.as_secs_f64()),
+        ),
+        _ => ("-".into(), "-".into()),
+    };
+    let layout = if extra.is_empty() {
+        ""
+    } else {
+        ", `prefix_sets` /24 /22"
+    };
+    println!(
+        "| a feed of /{len} prefixes from a file, daemon spawn → last prefix in the kernel ({set}{layout}; `nft -f` into interval,timeout) | {n} | {:.2} | {:.0} | {nt} | {ratio} | | {peak} | |",
+        t.as_secs_f64(),
+        n as f64 / t.as_secs_f64()
+    );
     Ok(())
 }
 
