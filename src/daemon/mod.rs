@@ -84,12 +84,16 @@ pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> Result<(), Daemon
     // Signals first: a SIGTERM at any point of the start (once the control
     // socket exists, say) is a clean stop that the engine loop finds
     // waiting, not the default kill.
+    //
+    // SIGTERM and SIGINT are blocked in every thread but the signal
+    // thread, which unblocks them for itself: every thread spawned from
+    // here inherits the block. At a reload's restart that thread is
+    // stopped first, so a SIGTERM sent then is taken by no thread about
+    // to vanish: it stays pending through the exec, for the new image
+    // (whose signal thread takes it as soon as it runs).
+    stop_signals(libc::SIG_BLOCK);
     let (tx, rx) = mpsc::sync_channel::<Event>(QUEUE);
-    let stop_asked = spawn_signal_thread(tx.clone())?;
-    // A reload's restart arrives with SIGTERM and SIGINT blocked, so that
-    // one sent during it waited, pending, for this image: its handlers are
-    // in place now.
-    stop_signals(libc::SIG_UNBLOCK);
+    let signals = spawn_signal_thread(tx.clone())?;
     let store = crate::store::Store::open(&config.database)?;
     let saved = Arc::new(saved_checkpoints(&store));
     tracing::info!("ban history in {}", config.database.display());
@@ -174,20 +178,16 @@ pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> Result<(), Daemon
         notify::notify("RELOADING=1");
         tracing::info!("reloading {}", config.path.display());
         drop(engine);
-        // A SIGTERM from now on would reach a signal thread nobody listens
-        // to any more, and the new image would run on: block them in this
-        // thread (the mask and pending signals pass through exec), and stop
-        // now if one came since the engine loop ended.
-        stop_signals(libc::SIG_BLOCK);
-        if stop_asked.load(Ordering::SeqCst) {
+        // A SIGTERM from now on must wait, pending, for the new image:
+        // the signal thread, the only one that takes it, ends (the mask
+        // and pending signals pass through exec). Stop now if one came
+        // since the engine loop ended.
+        if signals.end() {
             notify::notify("STOPPING=1");
             tracing::info!("stopped (asked during the reload); bans stay in the kernel until their timeouts end");
             return Ok(());
         }
-        let exe = std::env::current_exe().map_err(DaemonError::Reload)?;
-        use std::os::unix::process::CommandExt;
-        let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).exec();
-        return Err(DaemonError::Reload(err));
+        return Err(DaemonError::Reload(exec_self()));
     }
     notify::notify("STOPPING=1");
     tracing::info!("stopped; bans stay in the kernel until their timeouts end");
@@ -398,17 +398,39 @@ fn spawn_watcher_thread(
     Ok(())
 }
 
-/// Start the thread that turns signals into events; the flag it returns
-/// is set by the signal handler itself on SIGTERM or SIGINT, for the
-/// moment the engine loop no longer reads events (a reload's restart).
-fn spawn_signal_thread(tx: SyncSender<Event>) -> Result<Arc<AtomicBool>, DaemonError> {
+/// The thread that turns signals into events, the only one that takes
+/// SIGTERM and SIGINT.
+struct SignalThread {
+    /// Set by the signal handler itself on SIGTERM or SIGINT, for the
+    /// moment the engine loop no longer reads events (a reload's restart).
+    stop_asked: Arc<AtomicBool>,
+    handle: signal_hook::iterator::Handle,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl SignalThread {
+    /// End the thread (from then on no thread takes SIGTERM or SIGINT:
+    /// they stay pending) and say whether a stop was asked before.
+    fn end(self) -> bool {
+        self.handle.close();
+        let _ = self.thread.join();
+        self.stop_asked.load(Ordering::SeqCst)
+    }
+}
+
+/// Start the signal thread (see [`SignalThread`]).
+fn spawn_signal_thread(tx: SyncSender<Event>) -> Result<SignalThread, DaemonError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let stop_asked = Arc::new(AtomicBool::new(false));
     for sig in [SIGTERM, SIGINT] {
         signal_hook::flag::register(sig, stop_asked.clone())?;
     }
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-    std::thread::Builder::new().name("signals".into()).spawn(move || {
+    let handle = signals.handle();
+    let thread = std::thread::Builder::new().name("signals".into()).spawn(move || {
+        // The only thread that takes them (see `run`); one sent before
+        // now, or during a reload's restart, was pending and comes now.
+        stop_signals(libc::SIG_UNBLOCK);
         for sig in signals.forever() {
             let event = match sig {
                 // As `nftban reload`; nobody waits for the answer.
@@ -419,7 +441,40 @@ fn spawn_signal_thread(tx: SyncSender<Event>) -> Result<Arc<AtomicBool>, DaemonE
             let _ = tx.send(event);
         }
     })?;
-    Ok(stop_asked)
+    Ok(SignalThread {
+        stop_asked,
+        handle,
+        thread,
+    })
+}
+
+/// Replace this process with a new image of the same program and
+/// arguments (a reload); returns only on failure. Not `Command::exec`:
+/// std empties the signal mask right before execve, so a SIGTERM pending
+/// then would be taken by this image's handler, about to vanish, and lost.
+/// execv keeps the mask, and the SIGTERM stays pending for the new image.
+fn exec_self() -> std::io::Error {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return e,
+    };
+    let c = |s: &std::ffi::OsStr| CString::new(s.as_bytes()).map_err(std::io::Error::from);
+    let strings = c(exe.as_os_str()).and_then(|path| {
+        let args: std::io::Result<Vec<CString>> = std::env::args_os().map(|a| c(&a)).collect();
+        Ok((path, args?))
+    });
+    let (path, args) = match strings {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    // SAFETY: `path` and every argument are NUL-terminated strings that
+    // outlive the call, and `argv` ends with a null pointer.
+    unsafe { libc::execv(path.as_ptr(), argv.as_ptr()) };
+    std::io::Error::last_os_error()
 }
 
 /// Block or unblock (`how`) SIGTERM and SIGINT in the calling thread.
