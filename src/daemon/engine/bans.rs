@@ -181,9 +181,10 @@ impl Bans {
     }
 
     /// A hash map keeps its room when emptied: after the `unban -` or the
-    /// expiry of a million addresses, the room of a million for nothing. Once it is an
-    /// eighth full it shrinks to twice what it holds (each shrink a rehash
-    /// of what is left, at most a quarter of the last: cheap overall).
+    /// expiry of a million addresses, the room of a million for nothing.
+    /// Once it is an eighth full it shrinks to twice what it holds (each
+    /// shrink a rehash of what is left, at most a quarter of the last:
+    /// cheap overall).
     fn shrink_if_sparse(&mut self) {
         let room = self.v4.capacity();
         if room > SHRINK_FROM && self.v4.len() < room / 8 {
