@@ -287,6 +287,7 @@ fn main() -> Res<()> {
                 bantime: None,
                 force: false,
                 more: false,
+                follows: false,
             },
         )?;
         if !r.ok {

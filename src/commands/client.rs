@@ -10,6 +10,8 @@ use crate::control::protocol::{BanResult, UnbanResult};
 use crate::control::{Request, Response};
 use std::time::Duration;
 
+use super::asking::{Asking, Daemon, Socket};
+
 fn socket(c: &ConfigArg) -> std::path::PathBuf {
     socket_of(&config_path(c.config.as_deref()))
 }
@@ -26,12 +28,16 @@ pub(super) fn ask_brief<T: serde::de::DeserializeOwned>(c: &ConfigArg, req: Requ
 /// Ask `req` with `call`; a daemon from before the `status` request's
 /// `brief` (started before nftban was upgraded, not restarted since)
 /// refuses the field, and is asked again without it.
-fn brief_or_not<E>(call: impl FnMut(&Request) -> Result<Response, E>, req: Request) -> Result<Response, E> {
-    let without_brief = |req: &mut Request| match req {
+fn brief_or_not<E>(mut call: impl FnMut(&Request) -> Result<Response, E>, mut req: Request) -> Result<Response, E> {
+    let resp = call(&req)?;
+    let brief = match &mut req {
         Request::Status { brief, .. } => std::mem::take(brief),
         _ => false,
     };
-    Ok(or_without(call, req, "brief", without_brief)?.0)
+    if brief && resp.refuses_field("brief") {
+        return call(&req);
+    }
+    Ok(resp)
 }
 
 /// The report of an answer, or its error.
@@ -99,23 +105,26 @@ fn in_chunks(args: Vec<String>, mut send: impl FnMut(Vec<String>, bool) -> anyho
 
 /// A bulk command in three stages that overlap: a thread reads and checks
 /// the addresses ([`in_chunks`]), this one asks the daemon chunk by chunk
-/// (`ask`), and a third reads and prints each answer (`show`). So the
-/// daemon works on a chunk while the client reads the next one and prints
-/// the last one, instead of waiting while the client does both
-/// (docs/performance.md, "a pipelined client"). The chunks
-/// still go one after the other, each once the one before has been
-/// answered: the daemon carries them out in order and logs the command
-/// as one. The client holds at most three chunks (read, asked, printed).
+/// ([`Asking`]: each chunk whose next one is read already goes before the
+/// answer to the one before it is read), and a third reads and prints each
+/// answer (`show`). So the daemon works on a chunk while the client reads
+/// the next one and prints the last one, instead of waiting while the
+/// client does both (docs/performance.md, "a pipelined client"). The
+/// daemon carries the chunks out in order and logs the command as one.
+/// The client holds a few chunks at most (read, asked, printed).
 ///
-/// A refused chunk (`ok: false`) is the last one asked; `show` says why.
-/// An invalid address stops the reading: the chunks read before it are
-/// asked and printed, then its error is the command's.
-fn pipelined(
+/// `make` makes a chunk's request, with its `more` and `follows`. A
+/// refused chunk (`ok: false`) is the last one carried out; `show` says
+/// why. An invalid address stops the reading: the chunks read before it
+/// are asked and printed, then its error is the command's.
+fn pipelined<D: Daemon>(
     args: Vec<String>,
-    mut ask: impl FnMut(Vec<String>, bool) -> anyhow::Result<Response>,
+    mut asking: Asking<D>,
+    make: impl Fn(Vec<String>, bool, bool) -> Request,
     mut show: impl FnMut(Response) -> anyhow::Result<()> + Send,
 ) -> anyhow::Result<()> {
-    let (chunks, read) = std::sync::mpsc::sync_channel::<anyhow::Result<(Vec<String>, bool)>>(1);
+    type Chunk = anyhow::Result<(Vec<String>, bool)>;
+    let (chunks, read) = std::sync::mpsc::sync_channel::<Chunk>(1);
     // Not a scoped thread: should the command stop early (the daemon
     // down), a reader blocked on stdin must not keep it from exiting.
     std::thread::Builder::new().name("ban-reader".into()).spawn(move || {
@@ -132,66 +141,45 @@ fn pipelined(
         let (answers, shown) = std::sync::mpsc::sync_channel::<Response>(1);
         let printer = s.spawn(move || shown.into_iter().try_for_each(&mut show));
         let asked = move || -> anyhow::Result<()> {
-            for chunk in read {
-                let (chunk, more) = chunk?;
-                let resp = ask(chunk, more)?;
+            // A printer that stopped, or is handed a refusal, has the
+            // command's error: the asking stops without one.
+            let mut deliver = |resp: Response| {
                 let ok = resp.ok;
-                // A printer that stopped, or is handed a refusal, has the
-                // command's error: the asking stops without one.
-                if answers.send(resp).is_err() || !ok {
-                    break;
+                answers.send(resp).is_ok() && ok
+            };
+            let mut hand: Option<Chunk> = read.recv().ok();
+            while let Some(chunk) = hand.take() {
+                let (chunk, more) = chunk?;
+                // The next chunk, if it is read by then: this one says
+                // `follows`, and it goes right after.
+                let next = match more && asking.may_follow() {
+                    true => read.recv_timeout(NEXT_WAIT).ok(),
+                    false => None,
+                };
+                let follows = matches!(next, Some(Ok(_)));
+                if !asking.ask(make(chunk, more, follows), &mut deliver)? {
+                    return Ok(());
                 }
+                hand = match next {
+                    Some(next) => Some(next),
+                    None if more => read.recv().ok(),
+                    None => None,
+                };
             }
-            Ok(())
+            asking.settle(&mut deliver)
         };
-        // The printer's channel closes with the asking (it owns it).
-        let asked = asked();
+        // The printer's channel closes with the asking (it owns it), which
+        // is dropped here.
+        let asked = { asked }();
         let shown = printer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
         shown.and(asked)
     })
 }
 
-/// Ask for one chunk of a `ban -` or `unban -` command with `call`. A
-/// daemon older than the requests' `more` (started before nftban was
-/// upgraded, not restarted since) refuses the field: the chunk goes again
-/// without it, and so do the command's other chunks (`plain` remembers),
-/// each logged by that daemon as a request of its own.
-fn ask_chunk<E>(
-    call: impl FnMut(&Request) -> Result<Response, E>,
-    mut req: Request,
-    plain: &mut bool,
-) -> Result<Response, E> {
-    if *plain {
-        without_more(&mut req);
-    }
-    let (resp, refused) = or_without(call, req, "more", without_more)?;
-    *plain |= refused;
-    Ok(resp)
-}
-
-/// Ask `req` with `call`. A daemon older than its optional `field`
-/// refuses it: asked again with `clear` (which says whether the field was
-/// set). The answer, and whether the field was refused.
-fn or_without<E>(
-    mut call: impl FnMut(&Request) -> Result<Response, E>,
-    mut req: Request,
-    field: &str,
-    clear: fn(&mut Request) -> bool,
-) -> Result<(Response, bool), E> {
-    let resp = call(&req)?;
-    if resp.refuses_field(field) && clear(&mut req) {
-        return Ok((call(&req)?, true));
-    }
-    Ok((resp, false))
-}
-
-/// Clear the request's `more`; whether it was set.
-fn without_more(req: &mut Request) -> bool {
-    match req {
-        Request::Ban { more, .. } | Request::Unban { more, .. } => std::mem::take(more),
-        _ => false,
-    }
-}
+/// How long the asking waits for the next chunk to be read before it
+/// sends one without `follows`: the first chunks of a command from a file
+/// come a few milliseconds apart; from a slow pipe, later.
+const NEXT_WAIT: Duration = Duration::from_millis(50);
 
 pub fn ban(
     addrs: Vec<String>,
@@ -211,18 +199,15 @@ pub fn ban(
     };
     // Printed chunk by chunk, so nothing grows with the number of addresses.
     let (mut banned, mut failed) = (0usize, 0usize);
-    let mut plain = false;
-    let ask = |addrs, more| {
-        let req = Request::Ban {
-            addrs,
-            jail: Some(jail.clone()),
-            bantime,
-            force,
-            more,
-        };
-        Ok(ask_chunk(|r| call(&socket(c), r), req, &mut plain)?)
+    let make = |addrs, more, follows| Request::Ban {
+        addrs,
+        jail: Some(jail.clone()),
+        bantime,
+        force,
+        more,
+        follows,
     };
-    pipelined(addrs, ask, |resp| {
+    pipelined(addrs, Asking::new(Socket::new(socket(c))), make, |resp| {
         let r: BanResult = answered(resp)?;
         banned += r.banned.len();
         failed += r.failed.len();
@@ -271,16 +256,13 @@ fn chunk_out() -> std::io::BufWriter<std::io::StdoutLock<'static>> {
 
 pub fn unban(addrs: Vec<String>, jail: Option<String>, json: bool, c: &ConfigArg) -> anyhow::Result<u8> {
     let mut unbanned = 0usize;
-    let mut plain = false;
-    let ask = |addrs, more| {
-        let req = Request::Unban {
-            addrs,
-            jail: jail.clone(),
-            more,
-        };
-        Ok(ask_chunk(|r| call(&socket(c), r), req, &mut plain)?)
+    let make = |addrs, more, follows| Request::Unban {
+        addrs,
+        jail: jail.clone(),
+        more,
+        follows,
     };
-    pipelined(addrs, ask, |resp| {
+    pipelined(addrs, Asking::new(Socket::new(socket(c))), make, |resp| {
         let r: UnbanResult = answered(resp)?;
         unbanned += r.unbanned.len();
         let mut out = chunk_out();
@@ -420,26 +402,26 @@ mod tests {
         assert!(!err.contains("sent already"), "{err}");
     }
 
-    /// What [`piped`] saw: the chunks asked (size, more), the chunks
-    /// printed (by number), and the command's error.
+    /// What [`piped`] saw: the chunks carried out (size, more), the
+    /// chunks printed (by number), and the command's error.
     type Piped = (Vec<(usize, bool)>, Vec<usize>, Result<(), String>);
 
     /// A bulk command through [`pipelined`] with a daemon that answers
     /// each chunk with its number (refusing chunk `refuse`), and a printer
-    /// that fails at chunk `fail`: what was asked, what was printed, and
-    /// the command's error.
+    /// that fails at chunk `fail`: what was carried out, what was printed,
+    /// and the command's error.
     fn piped(list: Vec<String>, refuse: Option<usize>, fail: Option<usize>) -> Piped {
-        let (mut asked, mut shown) = (Vec::new(), Vec::new());
+        use super::super::asking::tests::{Age, Fake};
+        let mut shown = Vec::new();
+        let mut daemon = Fake::new(Age::Now, refuse);
         let done = pipelined(
             list,
-            |chunk, more| {
-                asked.push((chunk.len(), more));
-                let n = asked.len();
-                Ok(if refuse == Some(n) {
-                    Response::err(format!("chunk {n} refused"))
-                } else {
-                    Response::ok(n)
-                })
+            Asking::new(&mut daemon),
+            |addrs, more, follows| Request::Unban {
+                addrs,
+                jail: None,
+                more,
+                follows,
             },
             |resp| {
                 let n: usize = answered(resp)?;
@@ -448,7 +430,7 @@ mod tests {
                 Ok(())
             },
         );
-        (asked, shown, done.map_err(|e| e.to_string()))
+        (daemon.sizes, shown, done.map_err(|e| e.to_string()))
     }
 
     /// The stages keep the chunks in order, each asked and printed once,
@@ -523,94 +505,5 @@ mod tests {
                 assert_eq!((got.as_str(), asked.len()), ("brief", 1));
             }
         }
-    }
-
-    /// The requests as a daemon from before `more` reads them: it denies
-    /// unknown fields.
-    #[derive(serde::Deserialize)]
-    #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
-    #[allow(dead_code)]
-    enum Older {
-        Ban {
-            addrs: Vec<String>,
-            jail: Option<String>,
-            bantime: Option<u64>,
-            #[serde(default)]
-            force: bool,
-        },
-        Unban {
-            addrs: Vec<String>,
-            jail: Option<String>,
-        },
-    }
-
-    /// A daemon's answer to `req`: an older one's if `older`, and the
-    /// line each request went as.
-    fn daemon(older: bool, lines: &mut Vec<String>) -> impl FnMut(&Request) -> Result<Response, ()> + '_ {
-        move |req| {
-            let line = serde_json::to_string(req).unwrap();
-            lines.push(line.clone());
-            let parsed = if older {
-                serde_json::from_str::<Older>(&line).map(drop)
-            } else {
-                serde_json::from_str::<Request>(&line).map(drop)
-            };
-            Ok(match parsed {
-                Ok(()) => Response::ok(UnbanResult::default()),
-                // As the control socket words it.
-                Err(e) => Response::err(format!("bad request: {e}")),
-            })
-        }
-    }
-
-    fn unban(more: bool) -> Request {
-        Request::Unban {
-            addrs: vec!["192.0.2.1".into()],
-            jail: None,
-            more,
-        }
-    }
-
-    /// Against a daemon that does not know `more`, the first chunk goes
-    /// again without it and the next go without it at once; a daemon that
-    /// knows it is asked once per chunk.
-    #[test]
-    fn an_older_daemon_gets_the_chunks_without_more() {
-        let with = r#"{"cmd":"unban","addrs":["192.0.2.1"],"jail":null,"more":true}"#;
-        let without = r#"{"cmd":"unban","addrs":["192.0.2.1"],"jail":null}"#;
-        let (mut lines, mut plain) = (Vec::new(), false);
-        for more in [true, true, false] {
-            let r = ask_chunk(daemon(true, &mut lines), unban(more), &mut plain).unwrap();
-            assert!(r.ok, "{:?}", r.error);
-        }
-        assert!(plain);
-        assert_eq!(lines, [with, without, without, without]);
-
-        let (mut lines, mut plain) = (Vec::new(), false);
-        for more in [true, false] {
-            assert!(
-                ask_chunk(daemon(false, &mut lines), unban(more), &mut plain)
-                    .unwrap()
-                    .ok
-            );
-        }
-        assert!(!plain);
-        assert_eq!(lines, [with, without]);
-
-        // Another refusal is the answer, not a reason to send again.
-        let (mut lines, mut plain) = (Vec::new(), false);
-        let bad = Request::Ban {
-            addrs: vec![],
-            jail: None,
-            bantime: Some(0),
-            force: false,
-            more: true,
-        };
-        let refuse = |req: &Request| {
-            lines.push(serde_json::to_string(req).unwrap());
-            Ok::<_, ()>(Response::err("bantime must be longer than 0s"))
-        };
-        assert!(!ask_chunk(refuse, bad, &mut plain).unwrap().ok);
-        assert_eq!((lines.len(), plain), (1, false));
     }
 }

@@ -19,6 +19,7 @@ macro_rules! outln {
     }};
 }
 
+mod asking;
 pub mod check;
 pub mod client;
 pub mod demo;

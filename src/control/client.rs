@@ -42,17 +42,22 @@ fn connect(socket: &Path, request: &Request) -> Result<(UnixStream, Vec<u8>), Cl
 /// Send one request and wait for the answer. Errors say which socket and
 /// what to check.
 pub fn call(socket: &Path, request: &Request) -> Result<Response, ClientError> {
+    let (mut stream, line) = connect(socket, request)?;
+    let sent = stream.write_all(&line);
+    read_answer(&mut BufReader::with_capacity(1 << 16, stream), socket, sent)
+}
+
+/// Read the next answer line. `sent`: how the write of its request went.
+/// The daemon answers some requests before it has read them all ("too
+/// long", "busy") and closes: that answer, not the broken pipe of the
+/// unfinished write, is what the user needs to see.
+fn read_answer(reader: &mut impl BufRead, socket: &Path, sent: std::io::Result<()>) -> Result<Response, ClientError> {
     let io = |error| ClientError::Io {
         socket: socket.to_path_buf(),
         error,
     };
-    let (mut stream, line) = connect(socket, request)?;
-    let sent = stream.write_all(&line);
     let mut answer = String::new();
-    let read = BufReader::new(stream).read_line(&mut answer);
-    // The daemon answers some requests before it has read them all ("too
-    // long", "busy") and closes: that answer, not the broken pipe of the
-    // unfinished write, is what the user needs to see.
+    let read = reader.read_line(&mut answer);
     if answer.is_empty() {
         sent.map_err(io)?;
     }
@@ -66,6 +71,57 @@ pub fn call(socket: &Path, request: &Request) -> Result<Response, ClientError> {
         socket: socket.to_path_buf(),
         error,
     })
+}
+
+/// A connection that carries the requests of one command one after the
+/// other, each sent before the answer to the one before it is read (the
+/// chunks of a `ban -` that say `follows`): the answers come in order.
+pub struct Pipe {
+    socket: PathBuf,
+    stream: UnixStream,
+    answers: BufReader<UnixStream>,
+    /// A write that failed, for when its answer does not come either.
+    unsent: Option<std::io::Error>,
+}
+
+impl Pipe {
+    pub fn open(socket: &Path) -> Result<Pipe, ClientError> {
+        let stream = UnixStream::connect(socket).map_err(|error| ClientError::Unreachable {
+            socket: socket.to_path_buf(),
+            error,
+        })?;
+        let answers = stream.try_clone().map_err(|error| ClientError::Io {
+            socket: socket.to_path_buf(),
+            error,
+        })?;
+        Ok(Pipe {
+            socket: socket.to_path_buf(),
+            stream,
+            answers: BufReader::with_capacity(1 << 16, answers),
+            unsent: None,
+        })
+    }
+
+    /// Send `request`. A failed write shows when its answer is read: the
+    /// daemon may have answered why before it closed.
+    pub fn send(&mut self, request: &Request) {
+        if self.unsent.is_some() {
+            return;
+        }
+        // A request is plain data: it always serializes.
+        let mut line = serde_json::to_vec(request).unwrap_or_default();
+        line.push(b'\n');
+        self.unsent = self.stream.write_all(&line).err();
+    }
+
+    /// The next answer, to the oldest request sent and not yet answered.
+    pub fn answer(&mut self) -> Result<Response, ClientError> {
+        let sent = match self.unsent.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        };
+        read_answer(&mut self.answers, &self.socket, sent)
+    }
 }
 
 /// Subscribe with `request` (`events`): the daemon's answer, and, if it is

@@ -152,47 +152,82 @@ impl Drop for Held<'_> {
     }
 }
 
-/// Read one line (without its newline; the end of the stream also ends
-/// it) of at most `max` bytes, whole `within` the time from now.
-pub fn read_line<'a>(
-    mut stream: impl Timed,
-    max: usize,
-    within: Duration,
-    budget: &'a Budget,
-) -> Result<Held<'a>, Unreadable> {
-    let deadline = Instant::now() + within;
-    let too_slow = || BadRequest::TooSlow { deadline: within };
-    let mut line = Held::new(budget);
-    let mut chunk = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(too_slow().into());
+/// The lines of one connection, read one at a time: what a read took past
+/// a line's end is the start of the next one (a client may send its next
+/// request before the answer to this one, see [`Request::follows`]).
+#[derive(Default)]
+pub struct Lines {
+    rest: Vec<u8>,
+}
+
+impl Lines {
+    /// Read one line (without its newline; the end of the stream also
+    /// ends it) of at most `max` bytes, whole `within` the time from now.
+    pub fn read<'a>(
+        &mut self,
+        mut stream: impl Timed,
+        max: usize,
+        within: Duration,
+        budget: &'a Budget,
+    ) -> Result<Held<'a>, Unreadable> {
+        let deadline = Instant::now() + within;
+        let too_slow = || BadRequest::TooSlow { deadline: within };
+        let mut line = Held::new(budget);
+        let rest = std::mem::take(&mut self.rest);
+        if self.add(&mut line, &rest, max)? {
+            return Ok(line);
         }
-        // The time left, not a fixed timeout: each byte of a trickle
-        // brings the deadline no further.
-        stream.read_timeout(left)?;
-        let n = match stream.read(&mut chunk) {
-            Ok(0) => return Ok(line),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                return Err(too_slow().into())
+        let mut chunk = [0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(too_slow().into());
             }
-            Err(e) => return Err(e.into()),
-        };
-        let (part, whole) = match memchr::memchr(b'\n', &chunk[..n]) {
-            Some(end) => (&chunk[..end], true),
-            None => (&chunk[..n], false),
+            // The time left, not a fixed timeout: each byte of a trickle
+            // brings the deadline no further.
+            stream.read_timeout(left)?;
+            let n = match stream.read(&mut chunk) {
+                Ok(0) => return Ok(line),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    return Err(too_slow().into())
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if self.add(&mut line, &chunk[..n], max)? {
+                return Ok(line);
+            }
+        }
+    }
+
+    /// Add `bytes` to `line` up to its end, if they hold it (then true,
+    /// and what follows is kept for the next line).
+    fn add(&mut self, line: &mut Held<'_>, bytes: &[u8], max: usize) -> Result<bool, Unreadable> {
+        let (part, whole) = match memchr::memchr(b'\n', bytes) {
+            Some(end) => {
+                self.rest.extend_from_slice(&bytes[end + 1..]);
+                (&bytes[..end], true)
+            }
+            None => (bytes, false),
         };
         if line.bytes.len() + part.len() > max {
             return Err(BadRequest::TooLong { limit: max }.into());
         }
         line.extend(part)?;
-        if whole {
-            return Ok(line);
-        }
+        Ok(whole)
     }
+}
+
+/// Read one line of a connection that carries one request: see
+/// [`Lines::read`].
+pub fn read_line<'a>(
+    stream: impl Timed,
+    max: usize,
+    within: Duration,
+    budget: &'a Budget,
+) -> Result<Held<'a>, Unreadable> {
+    Lines::default().read(stream, max, within, budget)
 }
 
 /// The request a line holds, or why it holds none.

@@ -33,8 +33,8 @@ pub enum Request {
     /// (seconds) to the jail's. `force` bans what overlaps the jail's
     /// `ignoreip` too (never what is never banned); absent means false,
     /// and it is sent only when true, so older daemons still take the
-    /// requests of newer clients that do not force. `more`: see
-    /// [`Request::Unban`].
+    /// requests of newer clients that do not force. `more` and
+    /// `follows`: see [`Request::Unban`].
     Ban {
         addrs: Vec<String>,
         jail: Option<String>,
@@ -43,6 +43,8 @@ pub enum Request {
         force: bool,
         #[serde(default, skip_serializing_if = "is_false")]
         more: bool,
+        #[serde(default, skip_serializing_if = "is_false")]
+        follows: bool,
     },
     /// Unban from one jail or, without `jail`, from all.
     ///
@@ -53,11 +55,24 @@ pub enum Request {
     /// older client's requests are each logged as they come, and a daemon
     /// that does not know it refuses it as an unknown field (see
     /// [`Response::refuses_field`]).
+    ///
+    /// `follows` (of a ban too, with `more`): the command's next request
+    /// comes on the same connection right after this one, without
+    /// waiting for this answer, so the daemon reads and parses it while
+    /// the engine carries this one out, and starts it as soon as this one
+    /// is done (the engine still takes them one at a time, in order). The
+    /// answers come in the requests' order. After a refused request the
+    /// connection ends: the request after it is not carried out. Absent
+    /// means false, and the connection then ends with this answer, as
+    /// every connection did before; a daemon that does not know it
+    /// refuses it as an unknown field, with nothing carried out.
     Unban {
         addrs: Vec<String>,
         jail: Option<String>,
         #[serde(default, skip_serializing_if = "is_false")]
         more: bool,
+        #[serde(default, skip_serializing_if = "is_false")]
+        follows: bool,
     },
     /// Re-read the config; refused with its error if it is bad.
     Reload,
@@ -68,6 +83,17 @@ pub enum Request {
     /// not cut by the answer deadline; a client that reads too slowly
     /// loses events and reads a `lost` event saying how many.
     Events { jail: Option<String> },
+}
+
+impl Request {
+    /// Whether the next request of the same command follows on this
+    /// connection (see [`Request::Unban`]).
+    pub fn follows(&self) -> bool {
+        match self {
+            Request::Ban { follows, .. } | Request::Unban { follows, .. } => *follows,
+            _ => false,
+        }
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -170,12 +196,12 @@ mod tests {
         );
     }
 
-    /// `force`, `more` and `brief` are additive: a request without them
-    /// (an older client) is not forced, is the last of its command and
-    /// asks for the whole status, and each is sent only when true (for
-    /// older daemons).
+    /// `force`, `more`, `follows` and `brief` are additive: a request
+    /// without them (an older client) is not forced, is the last of its
+    /// command, ends its connection and asks for the whole status, and
+    /// each is sent only when true (for older daemons).
     #[test]
-    fn ban_force_more_and_brief_are_optional_both_ways() {
+    fn ban_force_more_follows_and_brief_are_optional_both_ways() {
         let olds = [
             r#"{"cmd":"ban","addrs":["192.0.2.1"],"jail":null,"bantime":null}"#,
             r#"{"cmd":"unban","addrs":["192.0.2.1"],"jail":null}"#,
@@ -188,22 +214,28 @@ mod tests {
                 Request::Ban {
                     force: false,
                     more: false,
+                    follows: false,
                     ..
-                } | Request::Unban { more: false, .. }
-                    | Request::Status { brief: false, .. }
+                } | Request::Unban {
+                    more: false,
+                    follows: false,
+                    ..
+                } | Request::Status { brief: false, .. }
             ));
             assert_eq!(serde_json::to_string(&req).unwrap(), old);
         }
-        let ban = |force, more| Request::Ban {
+        let ban = |force, more, follows| Request::Ban {
             addrs: vec!["192.0.2.1".into()],
             jail: None,
             bantime: None,
             force,
             more,
+            follows,
         };
         for (req, end) in [
-            (ban(true, false), r#""bantime":null,"force":true}"#),
-            (ban(false, true), r#""bantime":null,"more":true}"#),
+            (ban(true, false, false), r#""bantime":null,"force":true}"#),
+            (ban(false, true, false), r#""bantime":null,"more":true}"#),
+            (ban(false, true, true), r#""bantime":null,"more":true,"follows":true}"#),
             (
                 Request::Status {
                     jail: None,
@@ -247,11 +279,12 @@ mod tests {
             bantime: Some(u64::MAX),
             force: true,
             more: true,
+            follows: true,
         })
         .unwrap();
         let limit = crate::control::server::Limits::DEFAULT.request_bytes;
         assert!(line.len() < limit / 2 + limit / 20, "{} of {limit}", line.len());
-        assert_eq!(line.len(), 540_115);
+        assert_eq!(line.len(), 540_130);
     }
 
     /// The subscription as it goes over the socket.

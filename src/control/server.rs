@@ -20,6 +20,9 @@
 //!
 //! One request is answered with more than one line: `events`, whose
 //! answer is followed by the events as they happen ([`subscriber`](super::subscriber)).
+//! And one connection carries more than one request: the chunks of a
+//! `ban -` that say `follows`, each read while the one before is carried
+//! out ([`serve_chunks`]).
 
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -29,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::line::{parse, read_line, write_before, Budget, Unreadable};
+use super::line::{parse, write_before, Budget, Held, Lines, Unreadable};
 use super::{Request, Response};
 use crate::events::{Hub, Subscription};
 
@@ -389,12 +392,19 @@ impl Refused {
 /// One client: read its request under the limits, have it answered, write
 /// the answer before the write deadline. Every line gets an answer line;
 /// only a broken connection gets none. A subscriber then gets its events.
-fn serve_client<H: Fn(Request) -> Response>(shared: &Shared<H>, stream: UnixStream) {
+fn serve_client<H: Fn(Request) -> Response + Sync>(shared: &Shared<H>, stream: UnixStream) {
     let limits = &shared.limits;
-    let line = read_line(&stream, limits.request_bytes, limits.read, &shared.budget);
+    let mut lines = Lines::default();
+    let line = lines.read(&stream, limits.request_bytes, limits.read, &shared.budget);
     // The request's bytes stay counted until the answer is written, so
     // the budget also bounds requests waiting for the engine.
     let (response, answering, subscription) = match line.as_ref().map(|held| parse(held.bytes())) {
+        Ok(Ok(request)) if request.follows() => {
+            if let Ok(held) = line {
+                serve_chunks(shared, &stream, lines, request, held);
+            }
+            return;
+        }
         Ok(Ok(request)) => answer(shared, request),
         Ok(Err(bad)) => (Response::err(format!("bad request: {bad}")), None, None),
         Err(Unreadable::Io(e)) => {
@@ -403,15 +413,155 @@ fn serve_client<H: Fn(Request) -> Response>(shared: &Shared<H>, stream: UnixStre
         }
         Err(unreadable) => (Response::err(unreadable.to_string()), None, None),
     };
-    let mut out = serde_json::to_vec(&response).unwrap_or_default();
-    out.push(b'\n');
-    if let Err(e) = write_before(&stream, &out, Instant::now() + limits.write) {
-        tracing::debug!(error = %e, "control answer not delivered");
+    if !write_answer(&stream, &response, limits) {
         return;
     }
     drop((answering, line));
     if let Some(sub) = subscription.filter(|_| response.ok) {
         super::subscriber::follow(&stream, sub);
+    }
+}
+
+/// Write `response`'s line before the write deadline: whether it was.
+fn write_answer(stream: &UnixStream, response: &Response, limits: &Limits) -> bool {
+    let mut out = serde_json::to_vec(response).unwrap_or_default();
+    out.push(b'\n');
+    match write_before(stream, &out, Instant::now() + limits.write) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "control answer not delivered");
+            false
+        }
+    }
+}
+
+/// The requests of one command that follow each other on a connection
+/// (`follows`, see [`Request::Unban`]), from `first`: each is carried out
+/// on a thread of its own while this one reads and parses the next, and
+/// is answered while the next is carried out. So the engine, which still
+/// takes them one at a time and in order, does not wait between them for
+/// the answer to be written, the client to read it and send the next, and
+/// the next to be read and parsed. A refused request ends the connection
+/// (the one after it, read already, is not carried out), as does a line
+/// after it that is not a `ban` or `unban` (answered with why).
+fn serve_chunks<H: Fn(Request) -> Response + Sync>(
+    shared: &Shared<H>,
+    stream: &UnixStream,
+    mut lines: Lines,
+    first: Request,
+    held: Held<'_>,
+) {
+    let limits = &shared.limits;
+    std::thread::scope(|s| {
+        let mut follows = first.follows();
+        let mut job = Job::start(s, shared, first, held);
+        loop {
+            let next = match follows {
+                true => Next::read(shared, stream, &mut lines),
+                false => Next::End,
+            };
+            let (response, answering, held) = job.finish();
+            let (after, refusal) = match next {
+                Next::Request(request, held) if response.ok => {
+                    follows = request.follows();
+                    (Some(Job::start(s, shared, request, held)), None)
+                }
+                Next::Bad(why) if response.ok => (None, Some(why)),
+                _ => (None, None),
+            };
+            let written = write_answer(stream, &response, limits);
+            drop((answering, held));
+            match after {
+                Some(next) if written => job = next,
+                // Nobody reads the answers: the one started ends on its
+                // own (the scope waits for it), unanswered.
+                Some(_) => return,
+                None => {
+                    if let Some(why) = refusal.filter(|_| written) {
+                        write_answer(stream, &Response::err(why), limits);
+                    }
+                    return;
+                }
+            }
+        }
+    });
+}
+
+/// A request being carried out: on a thread of its own, or (none could be
+/// started) done already.
+struct Job<'scope, 'a> {
+    run: Result<std::thread::ScopedJoinHandle<'scope, Response>, Response>,
+    answering: Answering<'a>,
+    held: Held<'a>,
+}
+
+impl<'scope, 'a: 'scope> Job<'scope, 'a> {
+    fn start<H: Fn(Request) -> Response + Sync>(
+        s: &'scope std::thread::Scope<'scope, '_>,
+        shared: &'a Shared<H>,
+        request: Request,
+        held: Held<'a>,
+    ) -> Job<'scope, 'a> {
+        let answering = shared.in_flight.begin();
+        // The request goes over a channel once the thread exists, so that
+        // it is still here to be carried out if the thread cannot start.
+        let (give, take) = std::sync::mpsc::channel::<Request>();
+        let started = std::thread::Builder::new()
+            .name("control-chunk".into())
+            .stack_size(CLIENT_STACK)
+            .spawn_scoped(s, move || {
+                take.recv()
+                    .map_or_else(|_| Response::err("not carried out"), &shared.handle)
+            });
+        let run = match started {
+            Ok(thread) => {
+                let _ = give.send(request);
+                Ok(thread)
+            }
+            Err(_) => Err((shared.handle)(request)),
+        };
+        Job { run, answering, held }
+    }
+
+    /// Wait for the answer: with what stays held until it is written.
+    fn finish(self) -> (Response, Answering<'a>, Held<'a>) {
+        let response = match self.run {
+            Ok(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Response::err("the request's thread failed")),
+            Err(done) => done,
+        };
+        (response, self.answering, self.held)
+    }
+}
+
+/// What came after a request that said `follows`.
+enum Next<'a> {
+    /// The next request of the command, and its line.
+    Request(Request, Held<'a>),
+    /// A line that is not one: why, for its answer.
+    Bad(String),
+    /// Nothing to answer: the connection broke, or no request was to follow.
+    End,
+}
+
+impl<'a> Next<'a> {
+    fn read<H>(shared: &'a Shared<H>, stream: &UnixStream, lines: &mut Lines) -> Next<'a> {
+        let limits = &shared.limits;
+        match lines.read(stream, limits.request_bytes, limits.read, &shared.budget) {
+            Ok(held) => match parse(held.bytes()) {
+                Ok(request @ (Request::Ban { .. } | Request::Unban { .. })) => Next::Request(request, held),
+                Ok(_) => {
+                    Next::Bad("bad request: only a `ban` or `unban` may follow a request that says `follows`".into())
+                }
+                Err(bad) => Next::Bad(format!("bad request: {bad}")),
+            },
+            Err(Unreadable::Io(e)) => {
+                tracing::debug!(error = %e, "control connection broke before its next request");
+                Next::End
+            }
+            Err(unreadable) => Next::Bad(unreadable.to_string()),
+        }
     }
 }
 
@@ -664,6 +814,7 @@ mod tests {
             bantime: None,
             force: false,
             more: false,
+            follows: false,
         };
         let r = crate::control::client::call(&path, &ban).unwrap();
         assert_eq!(
@@ -764,9 +915,93 @@ mod tests {
                 addrs: vec![],
                 jail: None,
                 more: false,
+                follows: false,
             },
         )
         .unwrap();
         assert_eq!(r.error.as_deref(), Some("no"));
+    }
+
+    /// Every answer line of a connection that sends `bytes` at once, until
+    /// the daemon ends it.
+    fn answers(path: &Path, bytes: &[u8]) -> Vec<String> {
+        let mut c = UnixStream::connect(path).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let _ = c.write_all(bytes);
+        BufReader::new(c).lines().map(|l| l.unwrap()).collect()
+    }
+
+    /// The line of an unban of 192.0.2.`n` that says `more`, and `follows`
+    /// if asked.
+    fn chunk(n: u32, follows: bool) -> String {
+        format!("{{\"cmd\":\"unban\",\"addrs\":[\"192.0.2.{n}\"],\"jail\":null,\"more\":true,\"follows\":{follows}}}\n")
+    }
+
+    /// A server whose handle answers an unban with its first address,
+    /// refusing 192.0.2.`refuse`, and notes each it is handed (failing
+    /// should two be handed at once).
+    fn chunked(refuse: u32) -> (tempfile::TempDir, PathBuf, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let busy = Arc::new(AtomicBool::new(false));
+        let noted = seen.clone();
+        let (dir, path) = start(Limits::DEFAULT, move |req| {
+            assert!(!busy.swap(true, Ordering::SeqCst), "two requests handed at once");
+            let Request::Unban { addrs, .. } = req else {
+                panic!("{req:?}")
+            };
+            noted.lock().unwrap().push(addrs[0].clone());
+            busy.store(false, Ordering::SeqCst);
+            match addrs[0] == format!("192.0.2.{refuse}") {
+                true => Response::err("refused"),
+                false => Response::ok(&addrs[0]),
+            }
+        });
+        (dir, path, seen)
+    }
+
+    /// Requests that say `follows`, sent at once on one connection: each
+    /// is carried out, one at a time and in order, and answered in order;
+    /// the connection ends with the answer to the one that does not say
+    /// it (the line after it is not read).
+    #[test]
+    fn requests_that_follow_are_carried_out_and_answered_in_order() {
+        let (_dir, path, seen) = chunked(0);
+        let mut bytes: String = (1..=3).map(|n| chunk(n, n < 3)).collect();
+        bytes.push_str(std::str::from_utf8(status()).unwrap());
+        let got = answers(&path, bytes.as_bytes());
+        let want: Vec<String> = (1..=3)
+            .map(|n| format!("{{\"ok\":true,\"data\":\"192.0.2.{n}\"}}"))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(*seen.lock().unwrap(), ["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
+    }
+
+    /// A refused request ends the connection: the one after it, sent
+    /// already, is not carried out. A line after one that follows that is
+    /// not a `ban` or `unban` is answered with why, and not carried out.
+    #[test]
+    fn a_refusal_or_another_request_ends_the_requests_that_follow() {
+        let (_dir, path, seen) = chunked(2);
+        let bytes: String = (1..=3).map(|n| chunk(n, n < 3)).collect();
+        let got = answers(&path, bytes.as_bytes());
+        assert_eq!(
+            got,
+            [
+                r#"{"ok":true,"data":"192.0.2.1"}"#,
+                r#"{"ok":false,"error":"refused","data":null}"#
+            ]
+        );
+        assert_eq!(*seen.lock().unwrap(), ["192.0.2.1", "192.0.2.2"]);
+
+        let (_dir, path, seen) = chunked(0);
+        let mut bytes = chunk(1, true);
+        bytes.push_str(std::str::from_utf8(status()).unwrap());
+        let got = answers(&path, bytes.as_bytes());
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(
+            error_of(&format!("{}\n", got[1])),
+            "bad request: only a `ban` or `unban` may follow a request that says `follows`"
+        );
+        assert_eq!(*seen.lock().unwrap(), ["192.0.2.1"]);
     }
 }

@@ -193,6 +193,8 @@ pub(super) fn answer(engine: &mut Engine, req: Request, now: SystemTime) -> Answ
             bantime,
             force,
             more,
+            // The connection's business (the control server's).
+            follows: _,
         } => Answer::later(engine.ban_with(
             &addrs,
             jail.as_deref(),
@@ -201,7 +203,7 @@ pub(super) fn answer(engine: &mut Engine, req: Request, now: SystemTime) -> Answ
             Chunk::more(more),
             now,
         )),
-        Request::Unban { addrs, jail, more } => {
+        Request::Unban { addrs, jail, more, .. } => {
             Answer::later(engine.unban_with(&addrs, jail.as_deref(), Chunk::more(more), now))
         }
         // The control server streams the events; the engine says whether
