@@ -10,6 +10,7 @@
 //! `status` shows, stay; the history, when there is one, keeps every count
 //! for the increment.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use ipnet::IpNet;
@@ -26,10 +27,19 @@ pub(super) struct BanCounts {
 impl BanCounts {
     /// One more ban of `net`.
     pub(super) fn add(&mut self, net: IpNet) {
-        if self.map.len() >= ROOM && !self.map.contains_key(&net) {
-            self.make_room();
+        // One lookup for the usual case (a bulk ban counts every address
+        // it bans), a second only when room is made.
+        let full = self.map.len() >= ROOM;
+        match self.map.entry(net) {
+            Entry::Occupied(mut seen) => *seen.get_mut() += 1,
+            Entry::Vacant(new) if !full => {
+                new.insert(1);
+            }
+            Entry::Vacant(_) => {
+                self.make_room();
+                self.map.insert(net, 1);
+            }
         }
-        *self.map.entry(net).or_default() += 1;
     }
 
     /// Bans of `net` counted (0 if never, or forgotten).
