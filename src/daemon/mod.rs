@@ -454,19 +454,8 @@ fn spawn_signal_thread(tx: SyncSender<Event>) -> Result<SignalThread, DaemonErro
 /// then would be taken by this image's handler, about to vanish, and lost.
 /// execv keeps the mask, and the SIGTERM stays pending for the new image.
 fn exec_self() -> std::io::Error {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => return e,
-    };
-    let c = |s: &std::ffi::OsStr| CString::new(s.as_bytes()).map_err(std::io::Error::from);
-    let strings = c(exe.as_os_str()).and_then(|path| {
-        let args: std::io::Result<Vec<CString>> = std::env::args_os().map(|a| c(&a)).collect();
-        Ok((path, args?))
-    });
-    let (path, args) = match strings {
-        Ok(s) => s,
+    let (path, args) = match this_command() {
+        Ok(command) => command,
         Err(e) => return e,
     };
     let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
@@ -475,6 +464,15 @@ fn exec_self() -> std::io::Error {
     // outlive the call, and `argv` ends with a null pointer.
     unsafe { libc::execv(path.as_ptr(), argv.as_ptr()) };
     std::io::Error::last_os_error()
+}
+
+/// This process's executable and arguments, as `execv` takes them.
+fn this_command() -> std::io::Result<(std::ffi::CString, Vec<std::ffi::CString>)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |s: &std::ffi::OsStr| std::ffi::CString::new(s.as_bytes()).map_err(std::io::Error::from);
+    let path = c(std::env::current_exe()?.as_os_str())?;
+    let args = std::env::args_os().map(|a| c(&a)).collect::<std::io::Result<_>>()?;
+    Ok((path, args))
 }
 
 /// Block or unblock (`how`) SIGTERM and SIGINT in the calling thread.
