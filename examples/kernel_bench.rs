@@ -710,6 +710,15 @@ impl Daemon {
     }
 }
 
+/// No table in the kernel and no history in `dir`: the next daemon starts
+/// from nothing.
+fn start_afresh(dir: &Path) {
+    nft("delete table inet nftban").ok();
+    for f in ["nftban.db", "nftban.db-wal", "nftban.db-shm", "nftban.db-pending"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+}
+
 /// The bulk path end to end (issue 16): `nftban ban -` and `unban -` of `n`
 /// addresses into a running daemon with the history on, timed from the
 /// client's start to its exit (the daemon answers once the bans are in
@@ -747,10 +756,7 @@ fn bulk(bin: &Path, dir: &Path, sizes: &[usize], seed: &mut u64) -> Res<()> {
         for a in &addrs {
             let _ = writeln!(text, "{}", element(a, len).trim_end_matches(" timeout 1h"));
         }
-        nft("delete table inet nftban").ok();
-        for f in ["nftban.db", "nftban.db-wal", "nftban.db-shm", "nftban.db-pending"] {
-            let _ = std::fs::remove_file(dir.join(f));
-        }
+        start_afresh(dir);
         let d = Daemon::start(bin, dir)?;
         let (ok, t_ban, client) = d.cli(&["ban", "-", "--jail", "bench"], Some(&text))?;
         if !ok {
@@ -872,10 +878,7 @@ fn feed_load(bin: &Path, dir: &Path, n: usize, len: u8, extra: &str, seed: &mut 
         let _ = writeln!(text, "{a}/{len}");
     }
     std::fs::write(&list, text)?;
-    nft("delete table inet nftban").ok();
-    for f in ["nftban.db", "nftban.db-wal", "nftban.db-shm", "nftban.db-pending"] {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
+    start_afresh(dir);
     // No kept list of an earlier run: the load is the file's.
     let _ = std::fs::remove_dir_all(dir.join("feeds"));
     let feeds = format!("feeds: {{bench: {{file: {}, format: plain}}}}\n", list.display());
