@@ -8,8 +8,8 @@
 //! time and in order, and the answers come in order. Before, each chunk
 //! went on a connection of its own once the one before was answered, and
 //! the engine waited between chunks for the answer to be written, read
-//! and printed and the next request to be sent and parsed: about a fifth
-//! of a `ban -` of 100,000 (docs/performance.md).
+//! and printed and the next request to be sent and parsed (measured in
+//! docs/performance.md, "a command's chunks on one connection").
 //!
 //! A daemon from before `follows` (or before `more`) refuses the field as
 //! unknown and carries nothing out: the chunk goes again without it, as
