@@ -42,6 +42,9 @@ const MEMORY_BANS: usize = 1_000_000;
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> Res<()> {
+    if std::env::args().nth(1).as_deref() == Some(PEAK_INTO) {
+        peak_into(std::env::args().skip(2).collect());
+    }
     let mut args = std::env::args().skip(1);
     let nftban_bin = PathBuf::from(args.next().ok_or("usage: kernel_bench NFTBAN_BINARY [SIZES...]")?);
     let args: Vec<String> = args.collect();
@@ -481,7 +484,7 @@ fn latency(seed: &mut u64) -> Res<()> {
 /// from log lines (a file of one failure per address, maxretry 1), and all
 /// given at once with `nftban ban -`. VmRSS once the last ban is in the
 /// kernel, and VmHWM (peak); for `nftban ban -` also the client's peak
-/// RSS (ru_maxrss from wait4).
+/// RSS (its ru_maxrss, through [`peak_into`]).
 fn memory(bin: &Path, dir: &Path, seed: &mut u64) -> Res<()> {
     let addrs: Vec<Ipv4Addr> = random_hosts(MEMORY_BANS * 2, seed)
         .into_iter()
@@ -560,23 +563,18 @@ fn memory(bin: &Path, dir: &Path, seed: &mut u64) -> Res<()> {
             for a in &addrs {
                 let _ = writeln!(text, "{a}");
             }
-            let mut cli = Command::new(bin)
+            let (mut cmd, peak) = measured(bin, dir)?;
+            let mut cli = cmd
                 .args(["ban", "-", "--jail", "bench", "--config"])
                 .arg(&config)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .spawn()?;
             cli.stdin.take().ok_or("no stdin")?.write_all(text.as_bytes())?;
-            // wait4 rather than Child::wait, for the child's peak RSS.
-            let mut status = 0;
-            // SAFETY: an all-zero rusage is a valid value to be overwritten.
-            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-            // SAFETY: both pointers are to live locals of the right types.
-            let waited = unsafe { libc::wait4(cli.id() as i32, &mut status, 0, &mut usage) };
-            if waited < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+            if !cli.wait()?.success() {
                 return Err("nftban ban - failed".into());
             }
-            client_peak = format!("{} kB", usage.ru_maxrss);
+            client_peak = format!("{} kB", peak_of(&peak));
             "all at once, `nftban ban -`"
         };
         // Done when the last address is in the kernel.
@@ -666,10 +664,12 @@ impl Daemon {
     }
 
     /// Run `nftban ARGS --config ...` with `input` on its stdin: whether it
-    /// succeeded, how long it took, and its peak RSS (ru_maxrss, kB).
+    /// succeeded, how long it took, and its peak RSS (kB, through [`peak_into`]).
     fn cli(&self, args: &[&str], input: Option<&str>) -> Res<(bool, Duration, i64)> {
+        let dir = self.config.parent().ok_or("the config has no folder")?;
+        let (mut cmd, peak) = measured(&self.bin, dir)?;
         let start = Instant::now();
-        let mut cli = Command::new(&self.bin)
+        let mut cli = cmd
             .args(args)
             .arg("--config")
             .arg(&self.config)
@@ -680,13 +680,8 @@ impl Daemon {
         if let Some(text) = input {
             cli.stdin.take().ok_or("no stdin")?.write_all(text.as_bytes())?;
         }
-        let mut status = 0;
-        // SAFETY: an all-zero rusage is a valid value to be overwritten.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: both pointers are to live locals of the right types.
-        let waited = unsafe { libc::wait4(cli.id() as i32, &mut status, 0, &mut usage) };
-        let ok = waited >= 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-        Ok((ok, start.elapsed(), usage.ru_maxrss))
+        let ok = cli.wait()?.success();
+        Ok((ok, start.elapsed(), peak_of(&peak)))
     }
 
     /// Log lines holding `what`.
@@ -924,4 +919,54 @@ fn proc_status(pid: u32, field: &str) -> Res<String> {
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
         .ok_or_else(|| format!("no {field} in /proc/{pid}/status").into())
+}
+
+/// The argument that makes this program the runner of [`peak_into`].
+const PEAK_INTO: &str = "--peak-into";
+
+/// `--peak-into FILE BIN ARGS...`: run BIN with ARGS (stdin, stdout and
+/// stderr passed on), write its peak RSS in kB (its `ru_maxrss`) to FILE,
+/// and exit as it did. A client is measured through this fresh process
+/// rather than spawned from the benchmark itself: Linux counts in a
+/// process's `ru_maxrss` the RSS it had before its exec, and a client
+/// spawned straight from the benchmark, which holds a million addresses,
+/// showed the benchmark's size rather than its own.
+fn peak_into(args: Vec<String>) -> ! {
+    let [file, bin, rest @ ..] = args.as_slice() else {
+        eprintln!("usage: kernel_bench {PEAK_INTO} FILE BIN ARGS...");
+        std::process::exit(2);
+    };
+    let child = match Command::new(bin).args(rest).spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("{bin}: {e}");
+            std::process::exit(2);
+        }
+    };
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value to be overwritten.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to live locals of the right types.
+    let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let _ = std::fs::write(file, usage.ru_maxrss.to_string());
+    let ok = waited >= 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    std::process::exit(if ok { 0 } else { 1 });
+}
+
+/// A command for `bin`'s `args` that runs through [`peak_into`], and the
+/// file its peak RSS is written to.
+fn measured(bin: &Path, dir: &Path) -> Res<(Command, PathBuf)> {
+    let file = dir.join("client-peak");
+    let _ = std::fs::remove_file(&file);
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg(PEAK_INTO).arg(&file).arg(bin);
+    Ok((cmd, file))
+}
+
+/// The peak RSS [`peak_into`] wrote to `file`, in kB (0 if it did not).
+fn peak_of(file: &Path) -> i64 {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
 }
