@@ -361,6 +361,36 @@ mod tests {
         assert_eq!(line.bytes(), b"{\"cmd\":\"reload\"}");
     }
 
+    /// Lines sent in one write, and a line split over writes, come one
+    /// per read of the same `Lines`, each counted on its own; what is
+    /// left after the last newline is the start of the next line.
+    #[test]
+    fn lines_of_one_connection_keep_what_a_read_took_past_a_line() {
+        let budget = Budget::new(1 << 20);
+        let (mut client, server) = pair();
+        client.write_all(b"one\ntwo\nthr").unwrap();
+        let mut lines = Lines::default();
+        let one = lines.read(&server, 100, FAR, &budget).unwrap();
+        assert_eq!(one.bytes(), b"one");
+        assert_eq!(budget.used(), 3, "only the line is held, not what follows it");
+        let two = lines.read(&server, 100, FAR, &budget).unwrap();
+        assert_eq!(two.bytes(), b"two");
+        client.write_all(b"ee\n").unwrap();
+        assert_eq!(lines.read(&server, 100, FAR, &budget).unwrap().bytes(), b"three");
+        drop((one, two));
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(lines.read(&server, 100, FAR, &budget).unwrap().bytes(), b"");
+        // The bound holds for a line that began in an earlier read.
+        let (mut client, server) = pair();
+        client.write_all(b"a\n0123456789ab\n").unwrap();
+        let mut lines = Lines::default();
+        assert_eq!(lines.read(&server, 10, FAR, &budget).unwrap().bytes(), b"a");
+        assert!(matches!(
+            lines.read(&server, 10, FAR, &budget),
+            Err(Unreadable::Bad(BadRequest::TooLong { limit: 10 }))
+        ));
+    }
+
     /// The bound is on the line: exactly `max` bytes and a newline pass,
     /// one more byte does not (even when it comes in another read).
     #[test]
