@@ -95,6 +95,16 @@ impl Netlink {
             prefix_sets: PrefixSets::default(),
         })
     }
+
+    /// Whether the set named `set` of this firewall's table holds `net`:
+    /// one lookup, never a listing. For benchmarks and tests that watch a
+    /// set fill without listening to nf_tables events (a listener makes the
+    /// kernel build an event per element added, in the adder's time). A
+    /// set that is not there holds nothing (the kernel's ENOENT either way).
+    pub fn holds(&mut self, set: &str, net: &IpNet) -> Result<bool> {
+        let table = self.table.clone();
+        self.lookup(&table, set, net)
+    }
 }
 
 /// What an errno met while opening nf_tables (creating the socket, or the

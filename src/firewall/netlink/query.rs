@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::io;
 
+use ipnet::IpNet;
+
 use super::socket::Failure;
 use super::{dump, elements, error, messages, Netlink};
 use crate::firewall::{Counter, Error, Family, Result};
@@ -86,6 +88,22 @@ impl Netlink {
 
     /// A GETRULE dump of nftban's table (a few rules, never the sets): the
     /// counter of each rule that looks a set up, summed per set.
+    /// Whether `set` of `table` holds the element of `net`: one GETSETELEM
+    /// lookup (not a dump), ENOENT being "no" (also when the set is not
+    /// there: callers that care check the sets first). Interval sets answer for
+    /// the interval that starts at `net`.
+    pub(super) fn lookup(&mut self, table: &str, set: &str, net: &IpNet) -> Result<bool> {
+        let what = format!("look up {net} in set {set} of {}", messages::describe_table(table));
+        let key = elements::interval_keys(net).0;
+        match self.sock.get(elements::get_element(table, set, key), &what, |_| {}) {
+            Ok(()) => Ok(true),
+            Err(Failure::Kernel {
+                errno: libc::ENOENT, ..
+            }) => Ok(false),
+            Err(f) => Err(error(f)),
+        }
+    }
+
     pub(super) fn read_counters(&mut self) -> Result<BTreeMap<String, Counter>> {
         let table = self.table.clone();
         let what = format!("list the rules of {}", messages::describe_table(&table));

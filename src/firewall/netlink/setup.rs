@@ -8,7 +8,7 @@ use std::io;
 use ipnet::IpNet;
 
 use super::socket::Failure;
-use super::{abi, elements, error, messages, sip, Netlink};
+use super::{abi, error, messages, sip, Netlink};
 use crate::firewall::sip::SIP_CHAIN;
 use crate::firewall::{masked_length, Error, Family, Hook, Result, SetDef, SetKind, TableSpec};
 
@@ -248,14 +248,8 @@ impl Netlink {
             if !sets.iter().any(|s| s.name == set) {
                 continue;
             }
-            let what = format!("look up {net} in set {set} of {}", messages::describe_table(table));
-            let key = elements::interval_keys(net).0;
-            match self.sock.get(elements::get_element(table, &set, key), &what, |_| {}) {
-                Ok(()) => {}
-                Err(Failure::Kernel {
-                    errno: libc::ENOENT, ..
-                }) => out.push(format!("element {net} is missing from set {set}")),
-                Err(f) => return Err(error(f)),
+            if !self.lookup(table, &set, net)? {
+                out.push(format!("element {net} is missing from set {set}"));
             }
         }
         Ok(out)

@@ -266,6 +266,23 @@ fn elements_keep_their_own_timeouts() {
     assert_eq!(both("sshd_v4")["192.0.2.1"], "2h");
 }
 
+/// `holds` answers for one element of one set, present or not, without a
+/// listing; the kernel answers ENOENT for a set that is not there too.
+#[test]
+fn holds_looks_up_one_element() {
+    let Some(mut fw) = private_netns() else { return };
+    fw.setup(&spec(&["sshd"], Action::Drop)).unwrap();
+    fw.add(&[ban("sshd", "192.0.2.1", HOUR), ban("sshd", "2001:db8::2", HOUR)])
+        .unwrap();
+    assert!(fw.holds("sshd_v4", &net("192.0.2.1")).unwrap());
+    assert!(!fw.holds("sshd_v4", &net("192.0.2.2")).unwrap());
+    assert!(fw.holds("sshd_v6", &net("2001:db8::2")).unwrap());
+    assert!(!fw.holds("sshd_v6", &net("2001:db8::1")).unwrap());
+    fw.delete("sshd", &[net("192.0.2.1")]).unwrap();
+    assert!(!fw.holds("sshd_v4", &net("192.0.2.1")).unwrap());
+    assert!(!fw.holds("nosuch_v4", &net("192.0.2.1")).unwrap());
+}
+
 /// A /24 and a /64 go into the masked hash sets, one element each (their
 /// network address), not into the interval sets; the masked lookup drops
 /// every address of the /24 and nothing outside it; `list` gives them back
