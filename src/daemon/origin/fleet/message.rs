@@ -32,6 +32,9 @@ pub const BATCH_VERSION: u32 = 2;
 /// Most decisions in one batch: about 20 bytes an IPv4 address and 50 an
 /// IPv6 prefix, so well under NATS's default 1 MiB message limit.
 pub const MAX_BATCH: usize = 8192;
+// A full batch from a peer is applied with the watcher paused (the kernel
+// builds no event per element for it).
+const _: () = assert!(crate::firewall::netlink::BIG_BATCH <= MAX_BATCH);
 
 /// One message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
