@@ -14,6 +14,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+/// A hash map keyed by addresses or prefixes, for the maps the engine
+/// touches once or more per ban (a jail's bans, their counts and reasons, a
+/// request's plan, the history's counts): hashed with foldhash instead of
+/// the standard SipHash, which showed in the engine's profile of a bulk
+/// ban (docs/performance.md). Seeded at random per process, as the
+/// standard one is; foldhash is "minimally DoS-resistant" (its authors'
+/// words): enough here, where the keys are addresses seen or listed, not
+/// arbitrary strings, and the program's hash state is never shown.
+pub type AddrMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Why a text is not an address or prefix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressError {

@@ -1,12 +1,12 @@
 //! A jail's running bans: address or prefix → when its kernel timeout ends.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::address::is_host;
+use crate::address::{is_host, AddrMap};
 
 /// The bans, and how many of them are prefixes: with none (the usual case),
 /// "is this address already covered" is one lookup instead of one per
@@ -31,7 +31,7 @@ pub struct Bans {
     /// IPv4 addresses → their end (see [`End`]: 12 bytes an entry, not
     /// a `SystemTime`'s 20 or a `u64`'s 16 with its padding: the map is
     /// the engine's largest).
-    v4: HashMap<Ipv4Addr, End>,
+    v4: AddrMap<Ipv4Addr, End>,
     /// Prefixes and IPv6 addresses.
     map: BTreeMap<IpNet, SystemTime>,
     prefixes: usize,
@@ -48,7 +48,7 @@ pub struct Bans {
 impl Default for Bans {
     fn default() -> Bans {
         Bans {
-            v4: HashMap::new(),
+            v4: AddrMap::default(),
             map: BTreeMap::new(),
             prefixes: 0,
             lens: Box::new([[0; 129]; 2]),

@@ -11,9 +11,10 @@
 //! for the increment.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
 
 use ipnet::IpNet;
+
+use crate::address::AddrMap;
 
 /// Addresses counted per jail, at most.
 pub(super) const ROOM: usize = 65_536;
@@ -21,7 +22,7 @@ pub(super) const ROOM: usize = 65_536;
 /// Bans per address since start, for at most [`ROOM`] addresses.
 #[derive(Debug, Default)]
 pub(super) struct BanCounts {
-    map: HashMap<IpNet, u32>,
+    map: AddrMap<IpNet, u32>,
 }
 
 impl BanCounts {

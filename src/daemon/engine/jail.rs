@@ -1,13 +1,14 @@
 //! One jail's live state inside the engine: its failure windows, its
 //! running bans and its counters.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ipnet::IpNet;
 
 use super::bans::Bans;
 use super::counts::BanCounts;
+use crate::address::AddrMap;
 use crate::config::{EscalationConfig, IncrementConfig, Jail};
 use crate::daemon::resolve::NameStats;
 use crate::sources::SourceStats;
@@ -40,7 +41,7 @@ pub(super) struct JailState {
     /// (escalated prefixes); shown by `status`.
     /// One text shared by the bans of a request (a feed's, a fleet peer's
     /// batch), not a copy per ban.
-    pub(super) reasons: HashMap<IpNet, Arc<str>>,
+    pub(super) reasons: AddrMap<IpNet, Arc<str>>,
     /// Bans per address since start (bounded: `counts.rs`), for `status`
     /// and, when there is no history to ask, the increment.
     pub(super) times_banned: BanCounts,
@@ -67,7 +68,7 @@ impl JailState {
             sources: Vec::new(),
             increment: None,
             escalation: None,
-            reasons: HashMap::new(),
+            reasons: AddrMap::default(),
             times_banned: BanCounts::default(),
             names: None,
         }

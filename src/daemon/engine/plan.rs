@@ -3,12 +3,12 @@
 //! which go in and which running prefixes they replace, so that a new ban
 //! never shortens a running one.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
 use ipnet::IpNet;
 
-use crate::address::{is_host, show as show_net};
+use crate::address::{is_host, show as show_net, AddrMap};
 use crate::config::format_duration;
 
 /// One ban a request puts in.
@@ -62,7 +62,7 @@ pub(super) fn plan(
     // The request's wanted bans in order (`None`: taken over by a wider
     // one), and where each net is.
     let mut wanted: Vec<Option<Wanted>> = Vec::new();
-    let mut index: HashMap<IpNet, usize> = HashMap::with_capacity(nets.len());
+    let mut index: AddrMap<IpNet, usize> = AddrMap::with_capacity_and_hasher(nets.len(), Default::default());
     // Wanted nets per family and prefix length.
     let mut lens = [[0u32; 129]; 2];
     let fam = |net: &IpNet| usize::from(matches!(net, IpNet::V6(_)));

@@ -38,7 +38,6 @@
 //! order they were written, so an unban lifts the bans before it and not
 //! one after it.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -47,6 +46,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use ipnet::IpNet;
+
+use crate::address::AddrMap;
 
 use super::BanRecord;
 
@@ -66,7 +67,7 @@ pub enum Error {
 }
 
 /// Pending bans per (jail's index in `Pending::jails`, net).
-type Counts = HashMap<(usize, IpNet), u64>;
+type Counts = AddrMap<(usize, IpNet), u64>;
 
 /// The pending file and what it holds.
 pub struct Pending {
@@ -285,7 +286,7 @@ impl Pending {
     /// Count what waits and what is being moved, if not counted yet.
     fn counted(&mut self) -> std::io::Result<()> {
         let mut count = |counts: &mut Option<Counts>, text: &[u8]| {
-            let mut c = Counts::new();
+            let mut c = Counts::default();
             let entries = parse(text, &self.path);
             count_into(
                 &mut c,
