@@ -272,18 +272,25 @@ fn nft_row(t: Res<Option<Duration>>, what: &str, set: &str, n: usize) {
 /// transaction; only the `nft -f` processes are timed. `None` if they took
 /// longer than `NFT_LIMIT` (the run is stopped).
 fn nft_file(dir: &Path, flags: &str, addrs: &[Ipv4Addr], len: u8, files: usize) -> Res<Option<Duration>> {
+    Ok(nft_file_peak(dir, flags, addrs, len, files)?.map(|(t, _)| t))
+}
+
+/// [`nft_file`], and the highest peak RSS (kB) of its `nft` processes.
+fn nft_file_peak(dir: &Path, flags: &str, addrs: &[Ipv4Addr], len: u8, files: usize) -> Res<Option<(Duration, i64)>> {
     fresh_nft_set(flags)?;
-    let mut total = Duration::ZERO;
+    let (mut total, mut peak) = (Duration::ZERO, 0);
     for part in addrs.chunks(addrs.len().div_ceil(files)) {
         match nft_one_file(dir, part, len, NFT_LIMIT.saturating_sub(total))? {
-            Some(t) => total += t,
+            Some((t, p)) => (total, peak) = (total + t, peak.max(p)),
             None => return Ok(None),
         }
     }
-    Ok(Some(total))
+    Ok(Some((total, peak)))
 }
 
-fn nft_one_file(dir: &Path, addrs: &[Ipv4Addr], len: u8, limit: Duration) -> Res<Option<Duration>> {
+/// One `nft -f` of `addrs`: how long it took and its peak RSS (kB, through
+/// [`peak_into`]); `None` past `limit`.
+fn nft_one_file(dir: &Path, addrs: &[Ipv4Addr], len: u8, limit: Duration) -> Res<Option<(Duration, i64)>> {
     // One `add element` line per 1,000 elements, all in one file and so in
     // one transaction: nft 1.0.6 is far slower on one line of a million
     // elements than on such lines.
@@ -300,20 +307,25 @@ fn nft_one_file(dir: &Path, addrs: &[Ipv4Addr], len: u8, limit: Duration) -> Res
     }
     let file = dir.join(format!("elements-{}.nft", addrs.len()));
     std::fs::write(&file, text)?;
+    use std::os::unix::process::CommandExt as _;
+    let (mut cmd, peak) = measured(Path::new("nft"), dir)?;
     let start = Instant::now();
-    let mut child = Command::new("nft")
+    let mut child = cmd
         .arg("-f")
         .arg(&file)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        // Its own group: past the limit, `nft` goes with the runner.
+        .process_group(0)
         .spawn()?;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
         }
         if start.elapsed() > limit {
-            child.kill()?;
+            // SAFETY: a signal to the process group of our own child.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
             child.wait()?;
             std::fs::remove_file(&file)?;
             return Ok(None);
@@ -325,7 +337,7 @@ fn nft_one_file(dir: &Path, addrs: &[Ipv4Addr], len: u8, limit: Duration) -> Res
     if !status.success() {
         return Err(format!("nft -f {} failed", file.display()).into());
     }
-    Ok(Some(t))
+    Ok(Some((t, peak_of(&peak))))
 }
 
 /// One `nft add element` process per address, as fail2ban does.
@@ -723,8 +735,8 @@ fn start_afresh(dir: &Path) {
 /// reboot); and `ban -` of 100,000 distinct /24s beside `nft -f` into an
 /// interval set.
 fn bulk(bin: &Path, dir: &Path, sizes: &[usize], seed: &mut u64) -> Res<()> {
-    println!("| bulk, end to end | elements | seconds | per second | `nft -f` same elements, seconds | nftban / `nft -f` | log lines | daemon peak RSS | client peak RSS |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| bulk, end to end | elements | seconds | per second | `nft -f` same elements, seconds | nftban / `nft -f` | log lines | daemon peak RSS | client peak RSS | `nft -f` peak RSS |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let unicast = |a: &Ipv4Addr| matches!(a.octets()[0], 1..=126 | 128..=223);
     let mut runs: Vec<(&str, usize, u8)> = sizes.iter().map(|&n| ("addresses", n, 32)).collect();
     // (100,000 /24s: the feed load; fewer when asked for less.)
@@ -768,11 +780,11 @@ fn bulk(bin: &Path, dir: &Path, sizes: &[usize], seed: &mut u64) -> Res<()> {
         } else {
             ("interval,timeout", "interval,timeout")
         };
-        let t_nft = nft_file(dir, nft_flags, &addrs, len, 1);
+        let t_nft = nft_file_peak(dir, nft_flags, &addrs, len, 1);
         nft(&format!("delete table inet {NFT_TABLE}")).ok();
-        let t_nft = match t_nft {
-            Ok(Some(t)) => Some(t),
-            _ => None,
+        let (t_nft, nft_peak) = match t_nft {
+            Ok(Some((t, p))) => (Some(t), format!("{p} kB")),
+            _ => (None, "-".into()),
         };
         let rel = |t: Duration| match t_nft {
             Some(nt) => (
@@ -783,7 +795,7 @@ fn bulk(bin: &Path, dir: &Path, sizes: &[usize], seed: &mut u64) -> Res<()> {
         };
         let (nt, ratio) = rel(t_ban);
         println!(
-            "| `nftban ban -` ({kind}; `nft -f` into {nft_set}) | {n} | {:.2} | {:.0} | {nt} | {ratio} | {ban_lines} | {peak} | {client} kB |",
+            "| `nftban ban -` ({kind}; `nft -f` into {nft_set}) | {n} | {:.2} | {:.0} | {nt} | {ratio} | {ban_lines} | {peak} | {client} kB | {nft_peak} |",
             t_ban.as_secs_f64(),
             n as f64 / t_ban.as_secs_f64()
         );
@@ -800,7 +812,7 @@ fn bulk(bin: &Path, dir: &Path, sizes: &[usize], seed: &mut u64) -> Res<()> {
             nft(&format!("get element inet nftban {set} {{ {last} }}"))
                 .map_err(|e| format!("{last} was not restored: {e}"))?;
             println!(
-                "| restart into an empty kernel, restoring every ban (to the first `status` answer) | {n} | {:.2} | {:.0} | | | | {} | |",
+                "| restart into an empty kernel, restoring every ban (to the first `status` answer) | {n} | {:.2} | {:.0} | | | | {} | | |",
                 t.as_secs_f64(),
                 n as f64 / t.as_secs_f64(),
                 proc_status(d.pid(), "VmHWM")?
@@ -820,7 +832,7 @@ fn bulk(bin: &Path, dir: &Path, sizes: &[usize], seed: &mut u64) -> Res<()> {
         }
         let unban_lines = d.log_lines("Unban ")? - before;
         println!(
-            "| `nftban unban -` ({kind}) | {n} | {:.2} | {:.0} | | | {unban_lines} | {} | {client} kB |",
+            "| `nftban unban -` ({kind}) | {n} | {:.2} | {:.0} | | | {unban_lines} | {} | {client} kB | |",
             t_unban.as_secs_f64(),
             n as f64 / t_unban.as_secs_f64(),
             proc_status(d.pid(), "VmHWM")?
@@ -891,14 +903,15 @@ fn feed_load(bin: &Path, dir: &Path, n: usize, len: u8, extra: &str, seed: &mut 
     let t = start.elapsed();
     let peak = proc_status(d.pid(), "VmHWM")?;
     d.stop()?;
-    let t_nft = nft_file(dir, "interval,timeout", &nets, len, 1);
+    let t_nft = nft_file_peak(dir, "interval,timeout", &nets, len, 1);
     nft(&format!("delete table inet {NFT_TABLE}")).ok();
-    let (nt, ratio) = match t_nft {
-        Ok(Some(nt)) => (
+    let (nt, ratio, nft_peak) = match t_nft {
+        Ok(Some((nt, p))) => (
             format!("{:.2}", nt.as_secs_f64()),
             format!("{:.1}×", nt.as_secs_f64() / t.as_secs_f64()),
+            format!("{p} kB"),
         ),
-        _ => ("-".into(), "-".into()),
+        _ => ("-".into(), "-".into(), "-".into()),
     };
     let layout = if extra.is_empty() {
         ""
@@ -906,7 +919,7 @@ fn feed_load(bin: &Path, dir: &Path, n: usize, len: u8, extra: &str, seed: &mut 
         ", `prefix_sets` /24 /22"
     };
     println!(
-        "| a feed of /{len} prefixes from a file, daemon spawn → last prefix in the kernel ({set}{layout}; `nft -f` into interval,timeout) | {n} | {:.2} | {:.0} | {nt} | {ratio} | | {peak} | |",
+        "| a feed of /{len} prefixes from a file, daemon spawn → last prefix in the kernel ({set}{layout}; `nft -f` into interval,timeout) | {n} | {:.2} | {:.0} | {nt} | {ratio} | | {peak} | | {nft_peak} |",
         t.as_secs_f64(),
         n as f64 / t.as_secs_f64()
     );
@@ -956,7 +969,7 @@ fn peak_into(args: Vec<String>) -> ! {
 /// A command for `bin`'s `args` that runs through [`peak_into`], and the
 /// file its peak RSS is written to.
 fn measured(bin: &Path, dir: &Path) -> Res<(Command, PathBuf)> {
-    let file = dir.join("client-peak");
+    let file = dir.join("peak-rss");
     let _ = std::fs::remove_file(&file);
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg(PEAK_INTO).arg(&file).arg(bin);
