@@ -86,12 +86,10 @@ impl Netlink {
         )
     }
 
-    /// A GETRULE dump of nftban's table (a few rules, never the sets): the
-    /// counter of each rule that looks a set up, summed per set.
     /// Whether `set` of `table` holds the element of `net`: one GETSETELEM
     /// lookup (not a dump), ENOENT being "no" (also when the set is not
-    /// there: callers that care check the sets first). Interval sets answer for
-    /// the interval that starts at `net`.
+    /// there: callers that care check the sets first). Interval sets answer
+    /// for the interval that starts at `net`.
     pub(super) fn lookup(&mut self, table: &str, set: &str, net: &IpNet) -> Result<bool> {
         let what = format!("look up {net} in set {set} of {}", messages::describe_table(table));
         let key = elements::interval_keys(net).0;
@@ -104,6 +102,8 @@ impl Netlink {
         }
     }
 
+    /// A GETRULE dump of nftban's table (a few rules, never the sets): the
+    /// counter of each rule that looks a set up, summed per set.
     pub(super) fn read_counters(&mut self) -> Result<BTreeMap<String, Counter>> {
         let table = self.table.clone();
         let what = format!("list the rules of {}", messages::describe_table(&table));
