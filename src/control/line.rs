@@ -61,9 +61,28 @@ pub enum BadRequest {
     /// No newline within the size bound.
     #[error("longer than {limit} bytes without a newline")]
     TooLong { limit: usize },
-    /// No whole line before the deadline.
-    #[error("no whole line within {}s of connecting (a request is one line, sent at once)", .deadline.as_secs_f64())]
-    TooSlow { deadline: Duration },
+    /// No whole line before the deadline, counted from `since`.
+    #[error("no whole line within {}s of {since} (a request is one line, sent at once)", .deadline.as_secs_f64())]
+    TooSlow { deadline: Duration, since: Since },
+}
+
+/// From when a line's deadline counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// The connection's first line.
+    Connecting,
+    /// A line after a request that said `follows`: from when that request
+    /// was read.
+    RequestBefore,
+}
+
+impl std::fmt::Display for Since {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Since::Connecting => "connecting",
+            Since::RequestBefore => "the request before it (which said `follows`)",
+        })
+    }
 }
 
 /// Why a line could not be read.
@@ -158,6 +177,8 @@ impl Drop for Held<'_> {
 #[derive(Default)]
 pub struct Lines {
     rest: Vec<u8>,
+    /// A line was read already: the next one's deadline counts from then.
+    read_one: bool,
 }
 
 impl Lines {
@@ -171,7 +192,14 @@ impl Lines {
         budget: &'a Budget,
     ) -> Result<Held<'a>, Unreadable> {
         let deadline = Instant::now() + within;
-        let too_slow = || BadRequest::TooSlow { deadline: within };
+        let since = match std::mem::replace(&mut self.read_one, true) {
+            false => Since::Connecting,
+            true => Since::RequestBefore,
+        };
+        let too_slow = || BadRequest::TooSlow {
+            deadline: within,
+            since,
+        };
         let mut line = Held::new(budget);
         let rest = std::mem::take(&mut self.rest);
         if self.add(&mut line, &rest, max)? {
@@ -389,6 +417,36 @@ mod tests {
             lines.read(&server, 10, FAR, &budget),
             Err(Unreadable::Bad(BadRequest::TooLong { limit: 10 }))
         ));
+    }
+
+    /// A line that follows another and does not come in time is told so
+    /// from the request before it, not from connecting.
+    #[test]
+    fn a_slow_line_after_a_request_counts_from_that_request() {
+        let budget = Budget::new(1 << 20);
+        let (mut client, server) = pair();
+        client.write_all(b"one\n").unwrap();
+        let mut lines = Lines::default();
+        assert_eq!(lines.read(&server, 100, FAR, &budget).unwrap().bytes(), b"one");
+        let err = lines
+            .read(&server, 100, Duration::from_millis(50), &budget)
+            .err()
+            .expect("no second line");
+        assert!(
+            matches!(
+                err,
+                Unreadable::Bad(BadRequest::TooSlow {
+                    since: Since::RequestBefore,
+                    ..
+                })
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "bad request: no whole line within 0.05s of the request before it (which said `follows`) (a request is one line, sent at once)"
+        );
+        drop(client);
     }
 
     /// The bound is on the line: exactly `max` bytes and a newline pass,
