@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::address::{is_host, AddrMap};
+use super::hosts::Hosts;
+use crate::address::is_host;
 
 /// The bans, and how many of them are prefixes: with none (the usual case),
 /// "is this address already covered" is one lookup instead of one per
@@ -17,8 +18,9 @@ use crate::address::{is_host, AddrMap};
 /// (per family), not per possible length: a jail of 100,000 /24s checks
 /// two lengths for an IPv4 address, not 33.
 ///
-/// IPv4 addresses, the bulk of a jail's bans, are kept in a hash map apart
-/// from the rest (prefixes and IPv6 addresses, in address order): each ban
+/// IPv4 addresses, the bulk of a jail's bans, are kept in hash maps apart
+/// from the rest (prefixes and IPv6 addresses, in address order; many
+/// small maps rather than one, see [`Hosts`]): each ban
 /// looks its address up twice (is it banned, record it), and in an ordered
 /// map of a million those two searches led the engine's profile of a
 /// `ban -` of a million (docs/performance.md). No query needs IPv4
@@ -31,7 +33,8 @@ pub struct Bans {
     /// IPv4 addresses → their end (see [`End`]: 12 bytes an entry, not
     /// a `SystemTime`'s 20 or a `u64`'s 16 with its padding: the map is
     /// the engine's largest).
-    v4: AddrMap<Ipv4Addr, End>,
+    /// In many small maps, not one (see [`Hosts`]).
+    v4: Hosts<End>,
     /// Prefixes and IPv6 addresses.
     map: BTreeMap<IpNet, SystemTime>,
     prefixes: usize,
@@ -48,7 +51,7 @@ pub struct Bans {
 impl Default for Bans {
     fn default() -> Bans {
         Bans {
-            v4: AddrMap::default(),
+            v4: Hosts::default(),
             map: BTreeMap::new(),
             prefixes: 0,
             lens: Box::new([[0; 129]; 2]),
@@ -61,9 +64,6 @@ impl Default for Bans {
 fn fam(net: &IpNet) -> usize {
     usize::from(matches!(net, IpNet::V6(_)))
 }
-
-/// Below this room the IPv4 map never shrinks (a few hundred KB).
-const SHRINK_FROM: usize = 16_384;
 
 /// `net`'s address if it is a single IPv4 address.
 fn v4_host(net: &IpNet) -> Option<Ipv4Addr> {
@@ -112,9 +112,7 @@ impl Bans {
 
     pub fn remove(&mut self, net: &IpNet) -> Option<SystemTime> {
         if let Some(addr) = v4_host(net) {
-            let old = self.v4.remove(&addr).map(End::time);
-            self.shrink_if_sparse();
-            return old;
+            return self.v4.remove(&addr).map(End::time);
         }
         let old = self.map.remove(net);
         if old.is_some() && !is_host(net) {
@@ -169,7 +167,6 @@ impl Bans {
             kept
         };
         self.v4.retain(|a, t| kept(&host(*a), t.time()));
-        self.shrink_if_sparse();
         self.map.retain(|net, until| kept(net, *until));
         self.first_end = first;
         self.prefixes = 0;
@@ -177,18 +174,6 @@ impl Bans {
         for net in self.map.keys().filter(|n| !is_host(n)) {
             self.prefixes += 1;
             self.lens[fam(net)][usize::from(net.prefix_len())] += 1;
-        }
-    }
-
-    /// A hash map keeps its room when emptied: after the `unban -` or the
-    /// expiry of a million addresses, the room of a million for nothing.
-    /// Once it is an eighth full it shrinks to twice what it holds (each
-    /// shrink a rehash of what is left, at most a quarter of the last:
-    /// cheap overall).
-    fn shrink_if_sparse(&mut self) {
-        let room = self.v4.capacity();
-        if room > SHRINK_FROM && self.v4.len() < room / 8 {
-            self.v4.shrink_to(self.v4.len() * 2);
         }
     }
 
@@ -493,14 +478,14 @@ mod tests {
         for a in &addrs[10..] {
             assert_eq!(bans.remove(a), Some(now));
         }
-        assert!(bans.v4.capacity() <= SHRINK_FROM, "{} of {full}", bans.v4.capacity());
+        assert!(bans.v4.capacity() <= 16_384, "{} of {full}", bans.v4.capacity());
         assert_eq!(bans.len(), 10);
         assert_eq!(bans.get(&addrs[3]), Some(now));
         for a in &addrs {
             bans.insert(*a, now);
         }
         bans.retain(|n, _| *n == addrs[0]);
-        assert!(bans.v4.capacity() <= SHRINK_FROM);
+        assert!(bans.v4.capacity() <= 16_384);
         assert_eq!(bans.sorted(|_| true), [(addrs[0], now)]);
     }
 }

@@ -51,6 +51,7 @@ mod escalation;
 mod feeds;
 mod held;
 mod history;
+mod hosts;
 mod jail;
 mod kernel;
 mod manual;
