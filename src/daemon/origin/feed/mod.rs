@@ -104,8 +104,10 @@ impl Feed {
         f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
-    /// Filter `entries` and have the engine apply them. Skipped counts go
-    /// to the figures once the engine took the list.
+    /// Filter `entries` and have the engine apply them. The entries, the
+    /// skipped counts and the state `ok` go to the figures together once
+    /// the engine took the list: a `status` between two updates showed a
+    /// feed's entries while it still said `starting`.
     fn apply(&mut self, entries: Vec<IpNet>, decisions: &Decisions) -> Option<Result<Applied, String>> {
         let filter = Filter {
             ignoreip: self.spec.ignoreip.clone(),
@@ -119,6 +121,7 @@ impl Feed {
                 st.entries = applied.entries as u64;
                 st.skipped = judged.skipped;
                 st.merged = judged.merged;
+                st.state = "ok".into();
             });
         }
         Some(result)
@@ -141,7 +144,6 @@ impl Feed {
         match self.apply(entries, decisions)? {
             Ok(a) => {
                 tracing::info!(feed = %self.spec.name, "feed {}: {} entries put back from {}", self.spec.name, a.entries, self.spec.state.display());
-                self.update(|st| st.state = "ok".into());
             }
             Err(e) => {
                 tracing::error!(feed = %self.spec.name, "feed {}: the saved list could not be put back: {e}", self.spec.name);

@@ -71,6 +71,11 @@ fn a_file_feed_refreshes_keeps_its_list_on_disk_and_survives_a_bad_line() {
     let (decisions, held) = engine();
     let outcome = feed.refresh(&decisions).unwrap();
     assert!(matches!(outcome, Ok(Outcome::Applied(Applied { added: 2, .. }))));
+    // What a `status` reads between the refresh and its record: the
+    // entries and the state together, never the entries of a feed still
+    // said to be starting.
+    let st = feed.stats.lock().unwrap().clone();
+    assert_eq!((st.entries, st.state.as_str()), (2, "ok"));
     feed.record(outcome);
     assert_eq!(*held.lock().unwrap(), nets(&["192.0.2.1/32", "203.0.113.0/24"]));
     let st = feed.stats.lock().unwrap().clone();
