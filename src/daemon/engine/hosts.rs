@@ -1,13 +1,13 @@
 //! A jail's IPv4 address bans, in [`SHARDS`] hash maps instead of one.
 //!
 //! A hash map grows by doubling: the new table is made, the entries moved,
-//! the old one freed. At a million bans that was a table of 27 MB beside
-//! the old one of 14 MB for a moment, the largest part of the daemon's
-//! peak memory in a `ban -` of a million (heaptrack: 41 of 71 MB of heap at
-//! the peak, docs/performance.md). Split by address over many small maps,
-//! each grows on its own: the moment costs a sixty-fourth of that. The
-//! memory held is the same, and so is the work per ban (one map chosen by
-//! a multiply and a shift, then one lookup in it).
+//! the old one freed, so for a moment it holds both. At a million bans
+//! that moment was the largest part of the daemon's peak memory in a
+//! `ban -` (docs/performance.md, "the IPv4 bans in 64 maps"). Split by
+//! address over many small maps, each grows on its own: the moment costs a
+//! sixty-fourth of that. The memory held is the same, and so is the work
+//! per ban (one map chosen by a multiply and a shift, then one lookup in
+//! it).
 
 use std::net::Ipv4Addr;
 
