@@ -26,25 +26,21 @@ pub enum ClientError {
     BadAnswer { socket: PathBuf, error: serde_json::Error },
 }
 
-/// `request` as its line, and a connection to the daemon to send it on.
-/// A request is plain data: it always serializes. Before connecting, so
-/// that the daemon's deadline for the line is spent on sending it only.
-fn connect(socket: &Path, request: &Request) -> Result<(UnixStream, Vec<u8>), ClientError> {
+/// `request` as its line. A request is plain data: it always serializes.
+fn line_of(request: &Request) -> Vec<u8> {
     let mut line = serde_json::to_vec(request).unwrap_or_default();
     line.push(b'\n');
-    let stream = UnixStream::connect(socket).map_err(|error| ClientError::Unreachable {
-        socket: socket.to_path_buf(),
-        error,
-    })?;
-    Ok((stream, line))
+    line
 }
 
 /// Send one request and wait for the answer. Errors say which socket and
-/// what to check.
+/// what to check. The line is made before connecting, so that the daemon's
+/// deadline for it is spent on sending it only.
 pub fn call(socket: &Path, request: &Request) -> Result<Response, ClientError> {
-    let (mut stream, line) = connect(socket, request)?;
-    let sent = stream.write_all(&line);
-    read_answer(&mut BufReader::with_capacity(1 << 16, stream), socket, sent)
+    let line = line_of(request);
+    let mut pipe = Pipe::open(socket)?;
+    pipe.send_line(&line);
+    pipe.answer()
 }
 
 /// Read the next answer line. `sent`: how the write of its request went.
@@ -105,13 +101,13 @@ impl Pipe {
     /// Send `request`. A failed write shows when its answer is read: the
     /// daemon may have answered why before it closed.
     pub fn send(&mut self, request: &Request) {
-        if self.unsent.is_some() {
-            return;
+        self.send_line(&line_of(request));
+    }
+
+    fn send_line(&mut self, line: &[u8]) {
+        if self.unsent.is_none() {
+            self.unsent = self.stream.write_all(line).err();
         }
-        // A request is plain data: it always serializes.
-        let mut line = serde_json::to_vec(request).unwrap_or_default();
-        line.push(b'\n');
-        self.unsent = self.stream.write_all(&line).err();
     }
 
     /// The next answer, to the oldest request sent and not yet answered.
@@ -127,23 +123,9 @@ impl Pipe {
 /// Subscribe with `request` (`events`): the daemon's answer, and, if it is
 /// `ok`, the connection to read the events from, one JSON line each.
 pub fn subscribe(socket: &Path, request: &Request) -> Result<(Response, BufReader<UnixStream>), ClientError> {
-    let io = |error| ClientError::Io {
-        socket: socket.to_path_buf(),
-        error,
-    };
-    let (mut stream, line) = connect(socket, request)?;
-    stream.write_all(&line).map_err(io)?;
-    let mut reader = BufReader::new(stream);
-    let mut answer = String::new();
-    reader.read_line(&mut answer).map_err(io)?;
-    if answer.is_empty() {
-        return Err(ClientError::NoAnswer {
-            socket: socket.to_path_buf(),
-        });
-    }
-    let response = serde_json::from_str(&answer).map_err(|error| ClientError::BadAnswer {
-        socket: socket.to_path_buf(),
-        error,
-    })?;
-    Ok((response, reader))
+    let line = line_of(request);
+    let mut pipe = Pipe::open(socket)?;
+    pipe.send_line(&line);
+    let response = pipe.answer()?;
+    Ok((response, pipe.answers))
 }
