@@ -234,6 +234,108 @@ struct Probed {
     late: (usize, usize),
 }
 
+/// One node's kernel set looked up, from a thread that entered the node's
+/// namespace, until a deadline.
+struct Prober {
+    fw: nftban::firewall::netlink::Netlink,
+    ns: String,
+    deadline: Instant,
+}
+
+/// One round of [`Prober::until_none_missing`].
+struct Pass {
+    /// Missing at the first lookup of each.
+    at_first: usize,
+    /// Still missing at the deadline.
+    left: usize,
+    /// When the last missing one showed, if some were missing at first.
+    whole_at: Option<SystemTime>,
+}
+
+impl Prober {
+    /// Enter `ns` (this thread's namespace from now on) and open netlink there.
+    fn open(ns: String, deadline: Instant) -> Result<Prober, String> {
+        watch::enter(&ns).map_err(|e| e.to_string())?;
+        let fw = nftban::firewall::netlink::Netlink::open().map_err(|e| e.to_string())?;
+        Ok(Prober { fw, ns, deadline })
+    }
+
+    fn holds(&mut self, x: Ipv4Addr) -> Result<bool, String> {
+        self.fw
+            .holds(SET, &ipnet::IpNet::from(IpAddr::V4(x)))
+            .map_err(|e| format!("look up {x} on {}: {e}", self.ns))
+    }
+
+    /// When `x` was first there, looked up every [`PROBE_EVERY`]; `None`
+    /// past the deadline.
+    fn seen(&mut self, x: Ipv4Addr) -> Result<Option<SystemTime>, String> {
+        while Instant::now() < self.deadline {
+            if self.holds(x)? {
+                return Ok(Some(SystemTime::now()));
+            }
+            std::thread::sleep(PROBE_EVERY);
+        }
+        Ok(None)
+    }
+
+    /// Every one of `missing` looked up, then those still missing again
+    /// every [`PROBE_EVERY`], until none is or the deadline passes.
+    fn until_none_missing(&mut self, mut missing: Vec<Ipv4Addr>) -> Result<Pass, String> {
+        let mut at_first = None;
+        loop {
+            let mut kept = Vec::new();
+            for x in missing {
+                if !self.holds(x)? {
+                    kept.push(x);
+                }
+            }
+            missing = kept;
+            let first = *at_first.get_or_insert(missing.len());
+            if missing.is_empty() || Instant::now() >= self.deadline {
+                let whole_at = (first > 0 && missing.is_empty()).then(SystemTime::now);
+                return Ok(Pass {
+                    at_first: first,
+                    left: missing.len(),
+                    whole_at,
+                });
+            }
+            std::thread::sleep(PROBE_EVERY);
+        }
+    }
+
+    /// When `first` and then `last` were there, then every one of `want`
+    /// looked up (a listing is no count: a dump while the kernel's hash
+    /// table is resized gives some elements twice and misses others).
+    /// First a sample of a thousand, again and again while some are missing
+    /// (then the last counts from when none is): a peer's batch that came
+    /// late shows there within a few ms. Then all of them, again for those
+    /// missing until none is; if some were, the last counts from the end
+    /// of that pass (an upper bound).
+    fn run(mut self, first: Ipv4Addr, last: Ipv4Addr, want: HashSet<Ipv4Addr>) -> Result<Probed, String> {
+        let mut times = match self.seen(first)? {
+            Some(t1) => self.seen(last)?.map(|t2| (t1, t2)),
+            None => None,
+        };
+        let all: Vec<Ipv4Addr> = want.iter().copied().collect();
+        let sample: Vec<Ipv4Addr> = all.iter().step_by((all.len() / 1000).max(1)).copied().collect();
+        let mut late = Vec::new();
+        let mut left = 0;
+        for list in [sample, all] {
+            let pass = self.until_none_missing(list)?;
+            if let (Some(t2), Some((t1, _))) = (pass.whole_at, times) {
+                times = Some((t1, t2));
+            }
+            late.push(pass.at_first);
+            left = pass.left;
+        }
+        Ok(Probed {
+            got: want.len() - left,
+            times,
+            late: (late[0], late[1]),
+        })
+    }
+}
+
 /// Phase 3: a new node catching up on what the stream holds: `live`, the
 /// bans B holds, the last of them the stream's last. C is not watched
 /// (as in the throughput phase): once it answers, its set is probed for
@@ -578,75 +680,9 @@ impl Node {
         let ns = self._ns.name.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let handle = std::thread::spawn(move || -> Result<Probed, String> {
-            let opened = watch::enter(&ns)
-                .map_err(|e| e.to_string())
-                .and_then(|_| nftban::firewall::netlink::Netlink::open().map_err(|e| e.to_string()));
-            let mut fw = match opened {
-                Ok(fw) => {
-                    let _ = ready_tx.send(Ok(()));
-                    fw
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e.clone()));
-                    return Err(e);
-                }
-            };
-            let deadline = Instant::now() + within;
-            let mut holds = |x: Ipv4Addr| -> Result<bool, String> {
-                fw.holds(SET, &ipnet::IpNet::from(IpAddr::V4(x)))
-                    .map_err(|e| format!("look up {x} on {ns}: {e}"))
-            };
-            let mut when = |x: Ipv4Addr| -> Result<Option<SystemTime>, String> {
-                while Instant::now() < deadline {
-                    if holds(x)? {
-                        return Ok(Some(SystemTime::now()));
-                    }
-                    std::thread::sleep(PROBE_EVERY);
-                }
-                Ok(None)
-            };
-            let mut times = match when(first)? {
-                Some(t1) => when(last)?.map(|t2| (t1, t2)),
-                None => None,
-            };
-            // Then every one looked up (a listing is no count: a dump
-            // while the kernel's hash table is resized gives some elements
-            // twice and misses others). First a sample of a thousand, again
-            // and again while some are missing (then the last counts from
-            // when none is): a peer's batch that came late shows there
-            // within a few ms. Then all of them, again for those missing
-            // until none is; if some were, the last counts from the end of
-            // that pass (an upper bound).
-            let all: Vec<Ipv4Addr> = want.iter().copied().collect();
-            let sample: Vec<Ipv4Addr> = all.iter().step_by((all.len() / 1000).max(1)).copied().collect();
-            let mut look = |missing: Vec<Ipv4Addr>, times: &mut Option<(SystemTime, SystemTime)>| {
-                let (mut missing, mut late, mut first_pass) = (missing, false, None);
-                loop {
-                    let mut kept = Vec::new();
-                    for x in missing {
-                        if !holds(x)? {
-                            kept.push(x);
-                        }
-                    }
-                    missing = kept;
-                    first_pass.get_or_insert(missing.len());
-                    if late && missing.is_empty() {
-                        *times = times.map(|(t1, _)| (t1, SystemTime::now()));
-                    }
-                    if missing.is_empty() || Instant::now() >= deadline {
-                        return Ok::<(usize, usize), String>((first_pass.unwrap_or(0), missing.len()));
-                    }
-                    late = true;
-                    std::thread::sleep(PROBE_EVERY);
-                }
-            };
-            let sample_late = look(sample, &mut times)?.0;
-            let (all_late, missing) = look(all, &mut times)?;
-            Ok(Probed {
-                got: want.len() - missing,
-                times,
-                late: (sample_late, all_late),
-            })
+            let opened = Prober::open(ns, Instant::now() + within);
+            let _ = ready_tx.send(opened.as_ref().map(|_| ()).map_err(String::clone));
+            opened?.run(first, last, want)
         });
         ready_rx.recv().map_err(|_| "the prober stopped")??;
         Ok(handle)
