@@ -1013,3 +1013,42 @@ fn a_locked_database_reads_the_pending_unbans_too() {
         ]
     );
 }
+
+/// The engine's own move of what waits (no mover, or the file past
+/// `FILE_MOST`) reads the file in pieces, not whole: every line of a file
+/// of several pieces reaches SQLite once, in order (an unban in the middle
+/// lifts the bans before it, not those after), and the file is emptied.
+#[test]
+fn a_save_moves_a_pending_file_of_many_pieces_line_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nftban.db");
+    let mut s = Store::open(&db).unwrap();
+    s.mover = mover::Mover::none();
+    let first = bulk(0, 20_000);
+    s.record_bans(&first).unwrap();
+    let lifted: Vec<IpNet> = first[..10].iter().map(|b| b.net).collect();
+    s.record_unbans(Some("manual"), &lifted, t(5)).unwrap();
+    // Banned again after the unban: not lifted by it.
+    s.record_bans(&bulk(0, 5)).unwrap();
+    s.record_bans(&bulk(20_000, 20_000)).unwrap();
+    let size = std::fs::metadata(pending_path(&db)).unwrap().len();
+    assert!(size > 3 << 20, "several pieces of 1 MiB: {size} bytes");
+    assert_eq!(rows_in(&db), 0);
+    // Counted from the file, in pieces too.
+    let count = |s: &mut Store, b: &BanRecord| s.ban_count("manual", &b.net).unwrap();
+    assert_eq!(count(&mut s, &first[3]), 2, "banned, and banned again");
+    assert_eq!(count(&mut s, &first[7]), 1);
+    assert_eq!(count(&mut s, &bulk(39_999, 1)[0]), 1, "the last line");
+    s.sync().unwrap();
+    assert!(!s.has_pending());
+    assert_eq!(std::fs::metadata(pending_path(&db)).unwrap().len(), 0);
+    let rows = lifts_in(&db);
+    assert_eq!(rows.len(), 40_005, "each line once");
+    assert!(
+        rows[..10].iter().all(|r| r.2 == Some(5)),
+        "the unban lifted the bans before it"
+    );
+    assert!(rows[10..].iter().all(|r| r.2.is_none()), "and no other");
+    let active = s.active(t(1)).unwrap();
+    assert_eq!(active.len(), 40_000 - 10 + 5);
+}

@@ -115,19 +115,23 @@ impl Store {
             path: path.clone(),
             error,
         };
-        let moved = match pending {
-            true => self.pending.read_back().map_err(|e| self.pending_err(e))?,
-            false => Vec::new(),
-        };
         let left: &[pending::Entry] = if pending { &self.left } else { &[] };
         // BEGIN and COMMIT as cached statements: `Connection::transaction`
         // parses both again each time, which showed at hundreds of bans a
         // second (one transaction per burst of bans).
         let c = &self.conn;
         c.prepare_cached("BEGIN").and_then(|mut s| s.execute([])).map_err(sql)?;
-        let written = (|| -> rusqlite::Result<()> {
+        let written = (|| -> std::result::Result<(), Failed> {
             move_left(c, left)?;
-            move_lines(c, &moved, self.pending.path(), 0)?;
+            if pending {
+                // In pieces, not read back whole: past `FILE_MOST` this
+                // move is of hundreds of MB.
+                let path = self.pending.path();
+                self.pending
+                    .each_waiting(|text, before| -> std::result::Result<(), Failed> {
+                        Ok(move_lines(c, text, path, before)?)
+                    })?;
+            }
             let mut stmt = c.prepare_cached(INSERT)?;
             for b in bans {
                 stmt.execute(row(b))?;
@@ -179,7 +183,10 @@ impl Store {
             // end it, so the next BEGIN does not fail too.
             let _ = c.execute_batch("ROLLBACK");
         }
-        written.map_err(sql)?;
+        written.map_err(|failed| match failed {
+            Failed::Read(e) => self.pending_err(e),
+            Failed::Sql(e) => sql(e),
+        })?;
         ended.map_err(sql)?;
         self.checkpoints.nudge();
         if !pending {
@@ -269,5 +276,23 @@ impl Store {
             return false;
         }
         true
+    }
+}
+
+/// Why a commit's writes failed: reading the pending file back, or SQLite.
+enum Failed {
+    Read(std::io::Error),
+    Sql(rusqlite::Error),
+}
+
+impl From<std::io::Error> for Failed {
+    fn from(e: std::io::Error) -> Failed {
+        Failed::Read(e)
+    }
+}
+
+impl From<rusqlite::Error> for Failed {
+    fn from(e: rusqlite::Error) -> Failed {
+        Failed::Sql(e)
     }
 }

@@ -233,8 +233,9 @@ fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
 
 /// The bans and unbans in a pending file's text, in order. A line that
 /// cannot be read (a power cut can leave a torn or zeroed tail) is skipped
-/// with a warning that names the file and line.
-pub(super) fn parse(text: &[u8], path: &Path) -> Vec<Entry> {
+/// with a warning that names the file and line (`before`: the lines read
+/// before `text`).
+pub(super) fn parse(text: &[u8], path: &Path, before: usize) -> Vec<Entry> {
     let mut out = Vec::new();
     for (n, line) in lines(text) {
         let parsed = Line::read(line).and_then(|row| match row {
@@ -261,7 +262,11 @@ pub(super) fn parse(text: &[u8], path: &Path) -> Vec<Entry> {
         });
         match parsed {
             Ok(e) => out.push(e),
-            Err(e) => tracing::warn!("{}:{}: unreadable pending line skipped ({e})", path.display(), n + 1),
+            Err(e) => tracing::warn!(
+                "{}:{}: unreadable pending line skipped ({e})",
+                path.display(),
+                before + n + 1
+            ),
         }
     }
     out
@@ -326,7 +331,7 @@ mod tests {
                 let mut theirs = serde_json::to_vec(&line).unwrap();
                 theirs.push(b'\n');
                 assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
-                assert_eq!(parse(&ours, Path::new("x")), [Entry::Ban(b.clone())]);
+                assert_eq!(parse(&ours, Path::new("x"), 0), [Entry::Ban(b.clone())]);
 
                 // The unban of the same net, in its jail and in every jail.
                 let jail = (n % 2 == 0).then_some(b.jail.as_str());
@@ -349,7 +354,7 @@ mod tests {
                     net: b.net,
                     at: b.at,
                 };
-                assert_eq!(parse(&ours, Path::new("x")), [Entry::Lift(lift)]);
+                assert_eq!(parse(&ours, Path::new("x"), 0), [Entry::Lift(lift)]);
             }
         }
     }

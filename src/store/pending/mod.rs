@@ -137,7 +137,7 @@ impl Pending {
         }
         let mut text = Vec::new();
         file.read_to_end(&mut text).map_err(open_err)?;
-        let left = parse(&text, &path);
+        let left = parse(&text, &path, 0);
         let pending = Pending {
             file,
             path,
@@ -205,10 +205,19 @@ impl Pending {
         self.appended > 0 || self.moving.is_some()
     }
 
-    /// The lines that wait, read back from the file: for [`rows`] to move
-    /// into SQLite, or [`Pending::waiting`].
-    pub fn read_back(&self) -> std::io::Result<Vec<u8>> {
+    /// The lines that wait, read back from the file (for
+    /// [`Pending::waiting`]).
+    fn read_back(&self) -> std::io::Result<Vec<u8>> {
         read_range(&self.file, self.start, self.len)
+    }
+
+    /// The lines that wait, read back from the file in pieces (see
+    /// [`each_piece`]), for [`rows`] to move into SQLite.
+    pub fn each_waiting<E: From<std::io::Error>>(
+        &self,
+        each: impl FnMut(&[u8], usize) -> Result<(), E>,
+    ) -> Result<(), E> {
+        each_piece(&self.file, self.start, self.len, each)
     }
 
     /// Hand the lines that wait to the mover: their range, from now on no
@@ -258,7 +267,7 @@ impl Pending {
     /// The bans and unbans this run appended, read back (a read of the
     /// history while SQLite cannot take them).
     pub fn waiting(&self) -> std::io::Result<Vec<Entry>> {
-        Ok(parse(&self.read_back()?, &self.path))
+        Ok(parse(&self.read_back()?, &self.path, 0))
     }
 
     /// How many pending bans `net` has in `jail`: counted from the file
@@ -285,22 +294,23 @@ impl Pending {
 
     /// Count what waits and what is being moved, if not counted yet.
     fn counted(&mut self) -> std::io::Result<()> {
-        let mut count = |counts: &mut Option<Counts>, text: &[u8]| {
+        // In pieces (see [`each_piece`]): what waits may be hundreds of MB.
+        let (file, path, jails) = (&self.file, &self.path, &mut self.jails);
+        let mut count = |counts: &mut Option<Counts>, from: u64, to: u64| {
             let mut c = Counts::default();
-            let entries = parse(text, &self.path);
-            count_into(
-                &mut c,
-                &mut self.jails,
-                bans_of(&entries).map(|b| (b.jail.as_str(), b.net)),
-            );
+            each_piece(file, from, to, |text, before| -> std::io::Result<()> {
+                let entries = parse(text, path, before);
+                count_into(&mut c, jails, bans_of(&entries).map(|b| (b.jail.as_str(), b.net)));
+                Ok(())
+            })?;
             *counts = Some(c);
+            std::io::Result::Ok(())
         };
         if let Some((range, _, moving @ None)) = self.moving.as_mut() {
-            count(moving, &read_range(&self.file, range.from, range.to)?);
+            count(moving, range.from, range.to)?;
         }
         if self.counts.is_none() {
-            let text = read_range(&self.file, self.start, self.len)?;
-            count(&mut self.counts, &text);
+            count(&mut self.counts, self.start, self.len)?;
         }
         Ok(())
     }
