@@ -267,14 +267,28 @@ fn row(b: &BanRecord) -> (&str, String, i64, i64, &'static str, Option<&str>) {
     )
 }
 
+/// Whose lines a move carries: this run's, or those a crashed run left,
+/// which SQLite may hold already (see [`move_left`]).
+#[derive(Clone, Copy)]
+enum Lines {
+    Ours,
+    Left,
+}
+
 /// Move the pending file's lines of `text` (from `path`) into SQLite with
 /// `c`, in a transaction the caller opened: bans inserted, unbans applied,
-/// in the file's order.
-fn move_lines(c: &Connection, text: &[u8], path: &Path, before: usize) -> rusqlite::Result<()> {
-    let mut insert = c.prepare_cached(INSERT)?;
+/// in the file's order. Returns how many lines it moved.
+fn move_lines(c: &Connection, text: &[u8], path: &Path, before: usize, whose: Lines) -> rusqlite::Result<usize> {
+    let (insert, lift, lift_all) = match whose {
+        Lines::Ours => (INSERT, LIFT, LIFT_ALL),
+        Lines::Left => (INSERT_UNLESS_HELD, LIFT_LEFT, LIFT_LEFT_ALL),
+    };
     // Once per move, not per line (each is a lookup in the cache).
-    let (mut lift, mut lift_all) = (c.prepare_cached(LIFT)?, c.prepare_cached(LIFT_ALL)?);
+    let mut insert = c.prepare_cached(insert)?;
+    let (mut lift, mut lift_all) = (c.prepare_cached(lift)?, c.prepare_cached(lift_all)?);
+    let mut moved = 0;
     for r in pending::rows(text, path, before) {
+        moved += 1;
         match r {
             pending::Row::Ban {
                 jail,
@@ -292,11 +306,30 @@ fn move_lines(c: &Connection, text: &[u8], path: &Path, before: usize) -> rusqli
             pending::Row::Lift { jail: None, net, at } => lift_all.execute(params![whole(at), net])?,
         };
     }
-    Ok(())
+    Ok(moved)
 }
 
-/// Move what an earlier run left in the pending file into SQLite with `c`,
-/// in a transaction the caller opened: each ban unless SQLite holds it
+/// Why a move failed: reading the pending file back, or SQLite.
+enum Failed {
+    Read(std::io::Error),
+    Sql(rusqlite::Error),
+}
+
+impl From<std::io::Error> for Failed {
+    fn from(e: std::io::Error) -> Failed {
+        Failed::Read(e)
+    }
+}
+
+impl From<rusqlite::Error> for Failed {
+    fn from(e: rusqlite::Error) -> Failed {
+        Failed::Sql(e)
+    }
+}
+
+/// Move what an earlier run left in the pending file, read into memory
+/// because SQLite could not take it at the start, into SQLite with `c`, in
+/// a transaction the caller opened: each ban unless SQLite holds it
 /// already, each unban of the bans before it.
 fn move_left(c: &Connection, left: &[pending::Entry]) -> rusqlite::Result<()> {
     for entry in left {
@@ -339,17 +372,17 @@ impl Store {
         // The pending file's lock first: once it is held, no other daemon
         // uses this database, so a damaged one is this process's to move.
         let (pending, left) = pending::Pending::open(path)?;
+        let kept = match left {
+            0 => String::new(),
+            _ => format!(
+                "; the bans of the last run still in {} go into the new one",
+                pending.path().display()
+            ),
+        };
         let conn = match connect(path)? {
             Opened::Sound(conn) => conn,
             Opened::Damaged(damage) => {
                 let aside = files::move_aside(path, SystemTime::now())?;
-                let kept = match left.len() {
-                    0 => String::new(),
-                    n => format!(
-                        "; the {n} ban(s) of the last run still in {} go into the new one",
-                        pending.path().display()
-                    ),
-                };
                 tracing::error!(
                     "the ban database {} is damaged ({damage}): moved aside to {} and started an empty history{kept}. Lost with it: the running bans it held are not restored and not shown by `nftban status` (those still in the kernel drop packets until they expire), files are read from their end (lines written while nftban was stopped are not read), failure counts, bantime increments and recidive start afresh",
                     path.display(),
@@ -381,23 +414,23 @@ impl Store {
         };
         store.mover = store.start_mover();
         store.conn.busy_timeout(BUSY_WAIT).map_err(|e| store.sql(e))?;
-        if !left.is_empty() {
+        if left > 0 {
             // Not worth refusing to start over (a reload while an admin's
             // `sqlite3` holds a transaction used to stop the daemon): the
             // bans are safe in the file, and reads add them meanwhile.
-            match store.replay(&left) {
-                Ok(()) => tracing::info!(
-                    "moved {} ban(s) and unban(s) left in {} by an earlier run into the history",
-                    left.len(),
+            match store.replay(left) {
+                Ok(n) => tracing::info!(
+                    "moved {n} ban(s) and unban(s) left in {} by an earlier run into the history",
                     store.pending.path().display()
                 ),
                 Err(e) => {
+                    let entries = store.pending.left(left).map_err(|e| store.pending_err(e))?;
                     tracing::warn!(
                         "cannot move the {} ban(s) and unban(s) left in {} by an earlier run into the history now ({e}): they stay in that file, are restored from it, and are moved at a later save",
-                        left.len(),
+                        entries.len(),
                         store.pending.path().display()
                     );
-                    store.left = left;
+                    store.left = entries;
                 }
             }
         }
@@ -435,18 +468,34 @@ impl Store {
         Ok(aside)
     }
 
-    /// Put what a crashed run left in the pending file into SQLite (see
-    /// [`move_left`]), then empty the file.
-    fn replay(&mut self, left: &[pending::Entry]) -> Result<()> {
+    /// Put what a crashed run left in the first `left` bytes of the
+    /// pending file into SQLite (as [`move_left`] does), read in pieces,
+    /// in one transaction; then empty the file. Returns how many lines it
+    /// moved.
+    fn replay(&mut self, left: u64) -> Result<usize> {
         let path = self.path.clone();
         let sql = |error| Error::Sql {
             path: path.clone(),
             error,
         };
-        let tx = self.conn.transaction().map_err(sql)?;
-        move_left(&tx, left).map_err(sql)?;
-        tx.commit().map_err(sql)?;
-        self.pending.clear().map_err(|e| self.pending_err(e))
+        let (conn, pending) = (&mut self.conn, &self.pending);
+        let moved = (|| -> std::result::Result<usize, Failed> {
+            let tx = conn.transaction()?;
+            let mut moved = 0;
+            pending.each_left(left, |text, before| -> std::result::Result<(), Failed> {
+                moved += move_lines(&tx, text, pending.path(), before, Lines::Left)?;
+                Ok(())
+            })?;
+            tx.commit()?;
+            Ok(moved)
+        })();
+        let moved = match moved {
+            Ok(n) => n,
+            Err(Failed::Read(e)) => return Err(self.pending_err(e)),
+            Err(Failed::Sql(e)) => return Err(sql(e)),
+        };
+        self.pending.clear().map_err(|e| self.pending_err(e))?;
+        Ok(moved)
     }
 
     fn pending_err(&self, e: std::io::Error) -> Error {

@@ -1052,3 +1052,31 @@ fn a_save_moves_a_pending_file_of_many_pieces_line_by_line() {
     let active = s.active(t(1)).unwrap();
     assert_eq!(active.len(), 40_000 - 10 + 5);
 }
+
+/// What a crashed run left is moved at the next start in pieces too,
+/// whatever its size: every line once, in order, and the file emptied.
+#[test]
+fn a_crash_leaving_a_pending_file_of_many_pieces_loses_nothing_at_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nftban.db");
+    let mut s = Store::open(&db).unwrap();
+    s.mover = mover::Mover::none();
+    let first = bulk(0, 20_000);
+    s.record_bans(&first).unwrap();
+    let lifted: Vec<IpNet> = first[..10].iter().map(|b| b.net).collect();
+    s.record_unbans(Some("manual"), &lifted, t(5)).unwrap();
+    s.record_bans(&bulk(20_000, 20_000)).unwrap();
+    assert!(std::fs::metadata(pending_path(&db)).unwrap().len() > 3 << 20);
+    crash(s, &db);
+    let mut s = Store::open(&db).unwrap();
+    assert!(!s.has_pending());
+    assert_eq!(std::fs::metadata(pending_path(&db)).unwrap().len(), 0);
+    let rows = lifts_in(&db);
+    assert_eq!(rows.len(), 40_000, "each line once");
+    assert!(
+        rows[..10].iter().all(|r| r.2 == Some(5)),
+        "the unban lifted the bans before it"
+    );
+    assert!(rows[10..].iter().all(|r| r.2.is_none()));
+    assert_eq!(s.active(t(1)).unwrap().len(), 40_000 - 10);
+}

@@ -129,7 +129,7 @@ impl Store {
                 let path = self.pending.path();
                 self.pending
                     .each_waiting(|text, before| -> std::result::Result<(), Failed> {
-                        Ok(move_lines(c, text, path, before)?)
+                        Ok(move_lines(c, text, path, before, Lines::Ours).map(drop)?)
                     })?;
             }
             let mut stmt = c.prepare_cached(INSERT)?;
@@ -276,23 +276,5 @@ impl Store {
             return false;
         }
         true
-    }
-}
-
-/// Why a commit's writes failed: reading the pending file back, or SQLite.
-enum Failed {
-    Read(std::io::Error),
-    Sql(rusqlite::Error),
-}
-
-impl From<std::io::Error> for Failed {
-    fn from(e: std::io::Error) -> Failed {
-        Failed::Read(e)
-    }
-}
-
-impl From<rusqlite::Error> for Failed {
-    fn from(e: rusqlite::Error) -> Failed {
-        Failed::Sql(e)
     }
 }

@@ -39,7 +39,7 @@
 //! one after it.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -107,9 +107,12 @@ pub fn path_of(db: &Path) -> PathBuf {
 
 impl Pending {
     /// Open (or create) and lock the pending file of database `db`. Returns
-    /// it, empty in memory, and the bans and unbans a crashed run left in
-    /// it (the caller moves them into SQLite, then calls [`Pending::clear`]).
-    pub fn open(db: &Path) -> Result<(Pending, Vec<Entry>), Error> {
+    /// it, empty in memory, and how many bytes of bans and unbans a crashed
+    /// run left in it: they are not read here (after a `kill -9` in a bulk
+    /// ban, hundreds of MB); the caller moves them into SQLite
+    /// ([`Pending::each_left`]), or reads them ([`Pending::left`]), then
+    /// calls [`Pending::clear`].
+    pub fn open(db: &Path) -> Result<(Pending, u64), Error> {
         let path = path_of(db);
         let open_err = |source| Error::Open {
             path: path.clone(),
@@ -118,7 +121,7 @@ impl Pending {
         // Private whatever the umask (see `store::files`); never through a
         // symbolic link, which someone able to write the folder could plant
         // to make nftban empty another file.
-        let mut file = File::options()
+        let file = File::options()
             .read(true)
             .append(true)
             .create(true)
@@ -135,22 +138,36 @@ impl Pending {
                 open_err(e)
             });
         }
-        let mut text = Vec::new();
-        file.read_to_end(&mut text).map_err(open_err)?;
-        let left = parse(&text, &path, 0);
+        let left = file.metadata().map_err(open_err)?.len();
         let pending = Pending {
             file,
             path,
-            start: text.len() as u64,
+            start: left,
             appended: 0,
             moving: None,
             jails: Vec::new(),
             counts: None,
             buf: Vec::new(),
             writer: LineWriter::default(),
-            len: text.len() as u64,
+            len: left,
         };
         Ok((pending, left))
+    }
+
+    /// The first `left` bytes, what a crashed run left ([`Pending::open`]),
+    /// in pieces (see [`each_piece`]): to move them into SQLite.
+    pub fn each_left<E: From<std::io::Error>>(
+        &self,
+        left: u64,
+        each: impl FnMut(&[u8], usize) -> Result<(), E>,
+    ) -> Result<(), E> {
+        each_piece(&self.file, 0, left, each)
+    }
+
+    /// The bans and unbans in the first `left` bytes, read into memory: for
+    /// when SQLite cannot take them at the start, and reads must see them.
+    pub fn left(&self, left: u64) -> std::io::Result<Vec<Entry>> {
+        Ok(parse(&read_range(&self.file, 0, left)?, &self.path, 0))
     }
 
     /// Append `bans`, in one `write`, or none of them: a write cut short
@@ -452,6 +469,12 @@ mod tests {
         assert!(seen[..seen.len() - 1].iter().all(|p| p.ends_with('\n')));
     }
 
+    /// What a crashed run left in the pending file of `db`, read back.
+    fn left_of(db: &Path) -> Vec<Entry> {
+        let (p, n) = Pending::open(db).unwrap();
+        p.left(n).unwrap()
+    }
+
     #[test]
     fn appended_bans_come_back_after_a_crash() {
         let dir = tempfile::tempdir().unwrap();
@@ -465,7 +488,7 @@ mod tests {
         ];
         {
             let (mut p, left) = Pending::open(&db).unwrap();
-            assert!(left.is_empty());
+            assert_eq!(left, 0);
             p.append(&bans[..1]).unwrap();
             p.append(&bans[1..]).unwrap();
             assert_eq!(p.waiting().unwrap(), entries(&bans));
@@ -478,7 +501,8 @@ mod tests {
             assert_eq!(p.count("sshd", &bans[0].net), 1, "and not a ban");
             // Dropped without clear: what a kill -9 leaves.
         }
-        let (mut p, left) = Pending::open(&db).unwrap();
+        let (mut p, n) = Pending::open(&db).unwrap();
+        let left = p.left(n).unwrap();
         let mut want = entries(&bans);
         want.push(Entry::Lift(Lift {
             jail: Some("sshd".into()),
@@ -492,7 +516,7 @@ mod tests {
         p.clear().unwrap();
         drop(p);
         let (_, left) = Pending::open(&db).unwrap();
-        assert!(left.is_empty());
+        assert_eq!(left, 0);
     }
 
     /// The counts are read from the file at the first question, kept up
@@ -538,7 +562,7 @@ mod tests {
         let mut f = File::options().append(true).open(path_of(&db)).unwrap();
         f.write_all(b"{\"jail\":\"sshd\",\"net\":\"198.51.1\0\0\0\n").unwrap();
         drop(f);
-        let (_, left) = Pending::open(&db).unwrap();
+        let left = left_of(&db);
         assert_eq!(left, entries(&[ban("198.51.100.7/32", None)]));
     }
 
@@ -577,7 +601,7 @@ mod tests {
         )
         .unwrap();
         drop(f);
-        let (_, left) = Pending::open(&db).unwrap();
+        let left = left_of(&db);
         assert_eq!(left, entries(&[ban("198.51.100.7/32", None)]));
     }
 
@@ -601,7 +625,7 @@ mod tests {
             std::fs::remove_file(filler).unwrap();
             p.append(&[ban("198.51.100.2/32", None)]).unwrap();
             drop(p);
-            let (_, left) = Pending::open(&db).unwrap();
+            let left = left_of(&db);
             assert_eq!(
                 left,
                 entries(&[ban("198.51.100.1/32", None), ban("198.51.100.2/32", None)])
