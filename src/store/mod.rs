@@ -267,28 +267,14 @@ fn row(b: &BanRecord) -> (&str, String, i64, i64, &'static str, Option<&str>) {
     )
 }
 
-/// Whose lines a move carries: this run's, or those a crashed run left,
-/// which SQLite may hold already (see [`move_left`]).
-#[derive(Clone, Copy)]
-enum Lines {
-    Ours,
-    Left,
-}
-
 /// Move the pending file's lines of `text` (from `path`) into SQLite with
 /// `c`, in a transaction the caller opened: bans inserted, unbans applied,
-/// in the file's order. Returns how many lines it moved.
-fn move_lines(c: &Connection, text: &[u8], path: &Path, before: usize, whose: Lines) -> rusqlite::Result<usize> {
-    let (insert, lift, lift_all) = match whose {
-        Lines::Ours => (INSERT, LIFT, LIFT_ALL),
-        Lines::Left => (INSERT_UNLESS_HELD, LIFT_LEFT, LIFT_LEFT_ALL),
-    };
+/// in the file's order.
+fn move_lines(c: &Connection, text: &[u8], path: &Path, before: usize) -> rusqlite::Result<()> {
+    let mut insert = c.prepare_cached(INSERT)?;
     // Once per move, not per line (each is a lookup in the cache).
-    let mut insert = c.prepare_cached(insert)?;
-    let (mut lift, mut lift_all) = (c.prepare_cached(lift)?, c.prepare_cached(lift_all)?);
-    let mut moved = 0;
+    let (mut lift, mut lift_all) = (c.prepare_cached(LIFT)?, c.prepare_cached(LIFT_ALL)?);
     for r in pending::rows(text, path, before) {
-        moved += 1;
         match r {
             pending::Row::Ban {
                 jail,
@@ -306,7 +292,7 @@ fn move_lines(c: &Connection, text: &[u8], path: &Path, before: usize, whose: Li
             pending::Row::Lift { jail: None, net, at } => lift_all.execute(params![whole(at), net])?,
         };
     }
-    Ok(moved)
+    Ok(())
 }
 
 /// Why a move failed: reading the pending file back, or SQLite.
@@ -327,9 +313,8 @@ impl From<rusqlite::Error> for Failed {
     }
 }
 
-/// Move what an earlier run left in the pending file, read into memory
-/// because SQLite could not take it at the start, into SQLite with `c`, in
-/// a transaction the caller opened: each ban unless SQLite holds it
+/// Move what an earlier run left in the pending file into SQLite with `c`,
+/// in a transaction the caller opened: each ban unless SQLite holds it
 /// already, each unban of the bans before it.
 fn move_left(c: &Connection, left: &[pending::Entry]) -> rusqlite::Result<()> {
     for entry in left {
@@ -469,9 +454,9 @@ impl Store {
     }
 
     /// Put what a crashed run left in the first `left` bytes of the
-    /// pending file into SQLite (as [`move_left`] does), read in pieces,
-    /// in one transaction; then empty the file. Returns how many lines it
-    /// moved.
+    /// pending file into SQLite (see [`move_left`]), read in pieces, in one
+    /// transaction; then empty the file. Returns how many bans and unbans
+    /// it moved.
     fn replay(&mut self, left: u64) -> Result<usize> {
         let path = self.path.clone();
         let sql = |error| Error::Sql {
@@ -482,8 +467,9 @@ impl Store {
         let moved = (|| -> std::result::Result<usize, Failed> {
             let tx = conn.transaction()?;
             let mut moved = 0;
-            pending.each_left(left, |text, before| -> std::result::Result<(), Failed> {
-                moved += move_lines(&tx, text, pending.path(), before, Lines::Left)?;
+            pending.each_left(left, |entries| -> std::result::Result<(), Failed> {
+                move_left(&tx, &entries)?;
+                moved += entries.len();
                 Ok(())
             })?;
             tx.commit()?;

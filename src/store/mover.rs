@@ -24,7 +24,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 
-use super::{move_lines, pending, Lines, BUSY_WAIT};
+use super::{move_lines, pending, BUSY_WAIT};
 
 /// How a move ended: done, or why not.
 pub(super) type Outcome = Result<(), String>;
@@ -170,9 +170,7 @@ fn carry(conn: &Connection, file: &File, path: &Path, range: Range) -> Result<()
         file,
         range.from,
         range.to,
-        |text, before| -> Result<(), Box<dyn std::error::Error>> {
-            Ok(move_lines(conn, text, path, before, Lines::Ours).map(drop)?)
-        },
+        |text, before| -> Result<(), Box<dyn std::error::Error>> { Ok(move_lines(conn, text, path, before)?) },
     );
     let end = if written.is_ok() { "COMMIT" } else { "ROLLBACK" };
     let ended = conn.execute_batch(end);

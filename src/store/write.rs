@@ -129,7 +129,7 @@ impl Store {
                 let path = self.pending.path();
                 self.pending
                     .each_waiting(|text, before| -> std::result::Result<(), Failed> {
-                        Ok(move_lines(c, text, path, before, Lines::Ours).map(drop)?)
+                        Ok(move_lines(c, text, path, before)?)
                     })?;
             }
             let mut stmt = c.prepare_cached(INSERT)?;

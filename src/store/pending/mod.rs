@@ -154,14 +154,19 @@ impl Pending {
         Ok((pending, left))
     }
 
-    /// The first `left` bytes, what a crashed run left ([`Pending::open`]),
-    /// in pieces (see [`each_piece`]): to move them into SQLite.
+    /// The bans and unbans in the first `left` bytes, what a crashed run
+    /// left ([`Pending::open`]), read in pieces (see [`each_piece`]) and
+    /// handed to `each` a piece's worth at a time: to move them into SQLite.
+    /// A line that cannot be read is skipped with a warning, as in
+    /// [`Pending::left`].
     pub fn each_left<E: From<std::io::Error>>(
         &self,
         left: u64,
-        each: impl FnMut(&[u8], usize) -> Result<(), E>,
+        mut each: impl FnMut(Vec<Entry>) -> Result<(), E>,
     ) -> Result<(), E> {
-        each_piece(&self.file, 0, left, each)
+        each_piece(&self.file, 0, left, |text, before| {
+            each(parse(text, &self.path, before))
+        })
     }
 
     /// The bans and unbans in the first `left` bytes, read into memory: for
