@@ -1018,22 +1018,29 @@ fn a_locked_database_reads_the_pending_unbans_too() {
 /// `FILE_MOST`) reads the file in pieces, not whole: every line of a file
 /// of several pieces reaches SQLite once, in order (an unban in the middle
 /// lifts the bans before it, not those after), and the file is emptied.
-#[test]
-fn a_save_moves_a_pending_file_of_many_pieces_line_by_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("nftban.db");
-    let mut s = Store::open(&db).unwrap();
+/// A store without a mover whose pending file holds several pieces of
+/// 1 MiB: 20,000 bans, an unban of the first ten, 20,000 more.
+fn many_pieces_pending(db: &std::path::Path) -> (Store, Vec<BanRecord>) {
+    let mut s = Store::open(db).unwrap();
     s.mover = mover::Mover::none();
     let first = bulk(0, 20_000);
     s.record_bans(&first).unwrap();
     let lifted: Vec<IpNet> = first[..10].iter().map(|b| b.net).collect();
     s.record_unbans(Some("manual"), &lifted, t(5)).unwrap();
+    s.record_bans(&bulk(20_000, 20_000)).unwrap();
+    let size = std::fs::metadata(pending_path(db)).unwrap().len();
+    assert!(size > 3 << 20, "several pieces of 1 MiB: {size} bytes");
+    assert_eq!(rows_in(db), 0);
+    (s, first)
+}
+
+#[test]
+fn a_save_moves_a_pending_file_of_many_pieces_line_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nftban.db");
+    let (mut s, first) = many_pieces_pending(&db);
     // Banned again after the unban: not lifted by it.
     s.record_bans(&bulk(0, 5)).unwrap();
-    s.record_bans(&bulk(20_000, 20_000)).unwrap();
-    let size = std::fs::metadata(pending_path(&db)).unwrap().len();
-    assert!(size > 3 << 20, "several pieces of 1 MiB: {size} bytes");
-    assert_eq!(rows_in(&db), 0);
     // Counted from the file, in pieces too.
     let count = |s: &mut Store, b: &BanRecord| s.ban_count("manual", &b.net).unwrap();
     assert_eq!(count(&mut s, &first[3]), 2, "banned, and banned again");
@@ -1060,14 +1067,7 @@ fn a_save_moves_a_pending_file_of_many_pieces_line_by_line() {
 fn a_crash_leaving_a_pending_file_of_many_pieces_loses_nothing_at_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("nftban.db");
-    let mut s = Store::open(&db).unwrap();
-    s.mover = mover::Mover::none();
-    let first = bulk(0, 20_000);
-    s.record_bans(&first).unwrap();
-    let lifted: Vec<IpNet> = first[..10].iter().map(|b| b.net).collect();
-    s.record_unbans(Some("manual"), &lifted, t(5)).unwrap();
-    s.record_bans(&bulk(20_000, 20_000)).unwrap();
-    assert!(std::fs::metadata(pending_path(&db)).unwrap().len() > 3 << 20);
+    let (s, _) = many_pieces_pending(&db);
     crash(s, &db);
     // A line whose time no clock can hold, at the end: skipped as before.
     let mut f = std::fs::File::options().append(true).open(pending_path(&db)).unwrap();
