@@ -316,10 +316,24 @@ impl From<rusqlite::Error> for Failed {
 /// Move what an earlier run left in the pending file into SQLite with `c`,
 /// in a transaction the caller opened: each ban unless SQLite holds it
 /// already, each unban of the bans before it.
-fn move_left(c: &Connection, left: &[pending::Entry]) -> rusqlite::Result<()> {
+///
+/// SQLite holds a prefix of the file's lines: moves go in the file's
+/// order, each in one transaction, and the file is emptied only once
+/// SQLite holds it all. So the check stops at the first ban SQLite does not
+/// hold (`checking` turns false; it carries over from one call to the
+/// next, for a file moved in pieces), and the bans after it are inserted
+/// as they are. Checking them too was wrong, not only slow: a ban made
+/// again in the same second as an unbanned one, with the same bantime, is
+/// the same row, and was taken for it and lost.
+fn move_left(c: &Connection, left: &[pending::Entry], checking: &mut bool) -> rusqlite::Result<()> {
     for entry in left {
         match entry {
-            pending::Entry::Ban(b) => c.prepare_cached(INSERT_UNLESS_HELD)?.execute(row(b))?,
+            pending::Entry::Ban(b) if *checking => {
+                let inserted = c.prepare_cached(INSERT_UNLESS_HELD)?.execute(row(b))?;
+                *checking = inserted == 0;
+                inserted
+            }
+            pending::Entry::Ban(b) => c.prepare_cached(INSERT)?.execute(row(b))?,
             pending::Entry::Lift(l) => {
                 let (at, net) = (secs(l.at), l.net.to_string());
                 match &l.jail {
@@ -466,9 +480,9 @@ impl Store {
         let (conn, pending) = (&mut self.conn, &self.pending);
         let moved = (|| -> std::result::Result<usize, Failed> {
             let tx = conn.transaction()?;
-            let mut moved = 0;
+            let (mut moved, mut checking) = (0, true);
             pending.each_left(left, |entries| -> std::result::Result<(), Failed> {
-                move_left(&tx, &entries)?;
+                move_left(&tx, &entries, &mut checking)?;
                 moved += entries.len();
                 Ok(())
             })?;

@@ -122,7 +122,7 @@ impl Store {
         let c = &self.conn;
         c.prepare_cached("BEGIN").and_then(|mut s| s.execute([])).map_err(sql)?;
         let written = (|| -> std::result::Result<(), Failed> {
-            move_left(c, left)?;
+            move_left(c, left, &mut true)?;
             if pending {
                 // In pieces, not read back whole: past `FILE_MOST` this
                 // move is of hundreds of MB.
