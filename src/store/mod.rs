@@ -29,7 +29,7 @@ use ipnet::IpNet;
 
 use crate::sources::file::Position;
 use rusqlite::config::DbConfig;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 /// Errors of the ban history.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +122,38 @@ const LIFT_LEFT: &str =
 /// [`LIFT_LEFT`] in every jail.
 const LIFT_LEFT_ALL: &str =
     "UPDATE bans SET unbanned_at = ?1 WHERE net = ?2 AND unbanned_at IS NULL AND banned_at <= ?1";
+
+/// How far into the pending file SQLite holds its lines, in bytes: a row
+/// of `positions` under the pending file's own path (a file nftban reads
+/// back, as it reads logs; a table of its own would be a new schema
+/// version, which an older nftban refuses). Every move sets it in its own
+/// transaction to the end of what it moved; while the file is emptied it
+/// says "not known" (-1), and 0 once it is empty ([`Store::empty_pending`]),
+/// so it never points into lines written after. A start skips what it
+/// says SQLite holds and inserts the rest without a look; not known (or a
+/// history older than this row), it checks the lines against the history.
+const SET_HELD: &str = "INSERT INTO positions (path, offset, head_len, head_hash, updated_at) VALUES (?1, ?2, 0, 0, ?3)
+     ON CONFLICT(path) DO UPDATE SET offset = ?2, updated_at = ?3";
+
+/// Record with `c` that SQLite holds the first `held` bytes of the
+/// pending file at `path`, or (`None`) that this is not known (see
+/// [`SET_HELD`]).
+fn set_held(c: &Connection, path: &Path, held: Option<u64>) -> rusqlite::Result<()> {
+    let offset = held.map_or(-1, |h| i64::try_from(h).unwrap_or(i64::MAX));
+    c.prepare_cached(SET_HELD)?
+        .execute(params![path.to_string_lossy(), offset, secs(SystemTime::now())])?;
+    Ok(())
+}
+
+/// How many bytes of the pending file at `path` SQLite says it holds
+/// (see [`SET_HELD`]); `None` if it does not know.
+fn held(c: &Connection, path: &Path) -> rusqlite::Result<Option<u64>> {
+    let offset: Option<i64> = c
+        .prepare_cached("SELECT offset FROM positions WHERE path = ?1")?
+        .query_row(params![path.to_string_lossy()], |r| r.get(0))
+        .optional()?;
+    Ok(offset.and_then(|o| u64::try_from(o).ok()))
+}
 
 /// Bans wait in the pending file until the next save (about once a
 /// second) or until this many wait, then go into SQLite in one
@@ -480,12 +512,21 @@ impl Store {
         let (conn, pending) = (&mut self.conn, &self.pending);
         let moved = (|| -> std::result::Result<usize, Failed> {
             let tx = conn.transaction()?;
-            let (mut moved, mut checking) = (0, true);
-            pending.each_left(left, |entries| -> std::result::Result<(), Failed> {
+            // What SQLite says it holds is skipped unread; the rest needs
+            // no check. Not known, or not at a line's end (a history from
+            // another time beside this file): each line is checked.
+            let held = held(&tx, pending.path())?.map(|h| h.min(left));
+            let (from, mut checking) = match held {
+                Some(h) if pending.ends_line(h)? => (h, false),
+                _ => (0, true),
+            };
+            let mut moved = 0;
+            pending.each_left(from, left, |entries| -> std::result::Result<(), Failed> {
                 move_left(&tx, &entries, &mut checking)?;
                 moved += entries.len();
                 Ok(())
             })?;
+            set_held(&tx, pending.path(), Some(left))?;
             tx.commit()?;
             Ok(moved)
         })();
@@ -494,8 +535,26 @@ impl Store {
             Err(Failed::Read(e)) => return Err(self.pending_err(e)),
             Err(Failed::Sql(e)) => return Err(sql(e)),
         };
-        self.pending.clear().map_err(|e| self.pending_err(e))?;
+        self.empty_pending().map_err(|e| self.pending_err(e))?;
         Ok(moved)
+    }
+
+    /// Empty the pending file, which SQLite holds all of, keeping what
+    /// SQLite says it holds of it true (see [`SET_HELD`]): "not known"
+    /// first (if even that cannot be written, the file is left as it is,
+    /// for a later save to empty), 0 once empty. A crash between the two
+    /// leaves "not known": the next start checks what the file then holds.
+    fn empty_pending(&mut self) -> std::io::Result<()> {
+        let path = self.pending.path().to_path_buf();
+        if let Err(e) = set_held(&self.conn, &path, None) {
+            tracing::debug!(error = %e, "{} not emptied yet", path.display());
+            return Ok(());
+        }
+        self.pending.clear()?;
+        if let Err(e) = set_held(&self.conn, &path, Some(0)) {
+            tracing::debug!(error = %e, "{} emptied; the history does not say so yet", path.display());
+        }
+        Ok(())
     }
 
     fn pending_err(&self, e: std::io::Error) -> Error {

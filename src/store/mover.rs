@@ -24,7 +24,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 
-use super::{move_lines, pending, BUSY_WAIT};
+use super::{move_lines, pending, set_held, BUSY_WAIT};
 
 /// How a move ended: done, or why not.
 pub(super) type Outcome = Result<(), String>;
@@ -171,7 +171,8 @@ fn carry(conn: &Connection, file: &File, path: &Path, range: Range) -> Result<()
         range.from,
         range.to,
         |text, before| -> Result<(), Box<dyn std::error::Error>> { Ok(move_lines(conn, text, path, before)?) },
-    );
+    )
+    .and_then(|()| Ok(set_held(conn, path, Some(range.to))?));
     let end = if written.is_ok() { "COMMIT" } else { "ROLLBACK" };
     let ended = conn.execute_batch(end);
     if ended.is_err() && !conn.is_autocommit() {

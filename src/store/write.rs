@@ -131,6 +131,7 @@ impl Store {
                     .each_waiting(|text, before| -> std::result::Result<(), Failed> {
                         Ok(move_lines(c, text, path, before)?)
                     })?;
+                set_held(c, path, Some(self.pending.size()))?;
             }
             let mut stmt = c.prepare_cached(INSERT)?;
             for b in bans {
@@ -197,7 +198,7 @@ impl Store {
         if replayed || self.has_pending() {
             // If the file cannot be emptied, a crash replays its lines and
             // skips them there as already held.
-            if let Err(e) = self.pending.clear() {
+            if let Err(e) = self.empty_pending() {
                 tracing::warn!("cannot empty {}: {e}", self.pending.path().display());
             }
         }
@@ -232,9 +233,12 @@ impl Store {
                 self.pending.handed_back(true);
                 self.checkpoints.nudge();
                 // Nothing came after the range: SQLite holds every line,
-                // and a crash from here on has none to check again.
+                // and a crash from here on has none to check again. What
+                // SQLite says it holds goes back to 0 first: the lines
+                // written next must not be taken for held (if it cannot,
+                // the file is emptied by a later save that moves it all).
                 if self.pending.len() == 0 && self.left.is_empty() {
-                    if let Err(e) = self.pending.clear() {
+                    if let Err(e) = self.empty_pending() {
                         tracing::warn!("cannot empty {}: {e}", self.pending.path().display());
                     }
                 }

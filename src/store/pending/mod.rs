@@ -154,19 +154,31 @@ impl Pending {
         Ok((pending, left))
     }
 
-    /// The bans and unbans in the first `left` bytes, what a crashed run
-    /// left ([`Pending::open`]), read in pieces (see [`each_piece`]) and
-    /// handed to `each` a piece's worth at a time: to move them into SQLite.
-    /// A line that cannot be read is skipped with a warning, as in
+    /// The bans and unbans in bytes `from..to` of what a crashed run left
+    /// ([`Pending::open`]), read in pieces (see [`each_piece`]) and handed
+    /// to `each` a piece's worth at a time: to move them into SQLite. A
+    /// line that cannot be read is skipped with a warning, as in
     /// [`Pending::left`].
     pub fn each_left<E: From<std::io::Error>>(
         &self,
-        left: u64,
+        from: u64,
+        to: u64,
         mut each: impl FnMut(Vec<Entry>) -> Result<(), E>,
     ) -> Result<(), E> {
-        each_piece(&self.file, 0, left, |text, before| {
+        each_piece(&self.file, from, to, |text, before| {
             each(parse(text, &self.path, before))
         })
+    }
+
+    /// Whether a line of the file ends just before byte `at` (0: the
+    /// file's start).
+    pub fn ends_line(&self, at: u64) -> std::io::Result<bool> {
+        if at == 0 {
+            return Ok(true);
+        }
+        let mut byte = [0u8];
+        self.file.read_exact_at(&mut byte, at - 1)?;
+        Ok(byte[0] == b'\n')
     }
 
     /// The bans and unbans in the first `left` bytes, read into memory: for
