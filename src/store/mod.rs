@@ -541,13 +541,15 @@ impl Store {
 
     /// Empty the pending file, which SQLite holds all of, keeping what
     /// SQLite says it holds of it true (see [`SET_HELD`]): "not known"
-    /// first (if even that cannot be written, the file is left as it is,
-    /// for a later save to empty), 0 once empty. A crash between the two
-    /// leaves "not known": the next start checks what the file then holds.
+    /// first (if even that cannot be written, the file keeps its lines,
+    /// none of them waiting, for a later save to empty it), 0 once empty.
+    /// A crash between the two leaves "not known": the next start checks
+    /// what the file then holds.
     fn empty_pending(&mut self) -> std::io::Result<()> {
         let path = self.pending.path().to_path_buf();
         if let Err(e) = set_held(&self.conn, &path, None) {
             tracing::debug!(error = %e, "{} not emptied yet", path.display());
+            self.pending.none_waiting();
             return Ok(());
         }
         self.pending.clear()?;

@@ -233,10 +233,8 @@ impl Store {
                 self.pending.handed_back(true);
                 self.checkpoints.nudge();
                 // Nothing came after the range: SQLite holds every line,
-                // and a crash from here on has none to check again. What
-                // SQLite says it holds goes back to 0 first: the lines
-                // written next must not be taken for held (if it cannot,
-                // the file is emptied by a later save that moves it all).
+                // and a crash from here on has none to check again (what
+                // SQLite says it holds is kept true, see `empty_pending`).
                 if self.pending.len() == 0 && self.left.is_empty() {
                     if let Err(e) = self.empty_pending() {
                         tracing::warn!("cannot empty {}: {e}", self.pending.path().display());

@@ -349,12 +349,19 @@ impl Pending {
         Ok(())
     }
 
-    /// SQLite holds everything: empty the file and the counts.
-    pub fn clear(&mut self) -> std::io::Result<()> {
+    /// SQLite holds everything: no line waits any more, whether or not
+    /// the file can be emptied now (it keeps them until then).
+    pub fn none_waiting(&mut self) {
         self.counts = None;
         self.jails.clear();
         self.appended = 0;
         self.moving = None;
+        self.start = self.len;
+    }
+
+    /// SQLite holds everything: empty the file and the counts.
+    pub fn clear(&mut self) -> std::io::Result<()> {
+        self.none_waiting();
         self.file.set_len(0)?;
         self.len = 0;
         self.start = 0;
@@ -648,6 +655,31 @@ mod tests {
                 entries(&[ban("198.51.100.1/32", None), ban("198.51.100.2/32", None)])
             );
         });
+    }
+
+    /// Lines SQLite holds that cannot be emptied from the file yet (the
+    /// history could not be told first): none waits, none is handed to the
+    /// mover again, and the file keeps them until it is emptied.
+    #[test]
+    fn lines_held_but_not_emptied_wait_no_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("nftban.db");
+        let (mut p, _) = Pending::open(&db).unwrap();
+        let a = ban("198.51.100.7/32", None);
+        p.append(&[a.clone(), a.clone()]).unwrap();
+        assert_eq!(p.count("sshd", &a.net), 2);
+        let size = p.size();
+        p.none_waiting();
+        assert_eq!(p.len(), 0);
+        assert!(!p.holds_any());
+        assert_eq!(p.count("sshd", &a.net), 0);
+        assert!(p.waiting().unwrap().is_empty());
+        assert_eq!(std::fs::metadata(path_of(&db)).unwrap().len(), size, "kept in the file");
+        p.append(std::slice::from_ref(&a)).unwrap();
+        let range = p.hand_off();
+        assert_eq!((range.from, p.len()), (size, 0), "only what came after is handed off");
+        p.clear().unwrap();
+        assert_eq!(std::fs::metadata(path_of(&db)).unwrap().len(), 0);
     }
 
     #[test]
