@@ -1,4 +1,5 @@
 use super::*;
+use left::held;
 use pending::path_of as pending_path;
 
 fn t(s: u64) -> SystemTime {
