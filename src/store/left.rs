@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{pending, row, secs, Error, Failed, Result, Store, INSERT};
+use super::{pending, row, secs, Failed, Result, Store, INSERT};
 
 /// A ban of the pending file left by an earlier run, unless SQLite holds
 /// it already (the run died after its commit but before emptying the
@@ -99,11 +99,6 @@ impl Store {
     /// transaction; then empty the file. Returns how many bans and unbans
     /// it moved.
     pub(super) fn replay(&mut self, left: u64) -> Result<usize> {
-        let path = self.path.clone();
-        let sql = |error| Error::Sql {
-            path: path.clone(),
-            error,
-        };
         let (conn, pending) = (&mut self.conn, &self.pending);
         let moved = (|| -> std::result::Result<usize, Failed> {
             let tx = conn.transaction()?;
@@ -125,11 +120,7 @@ impl Store {
             tx.commit()?;
             Ok(moved)
         })();
-        let moved = match moved {
-            Ok(n) => n,
-            Err(Failed::Read(e)) => return Err(self.pending_err(e)),
-            Err(Failed::Sql(e)) => return Err(sql(e)),
-        };
+        let moved = moved.map_err(|failed| self.move_err(failed))?;
         self.empty_pending().map_err(|e| self.pending_err(e))?;
         Ok(moved)
     }

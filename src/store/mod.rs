@@ -475,6 +475,14 @@ impl Store {
         }
     }
 
+    /// The error of a move that `failed`: the pending file's, or SQLite's.
+    fn move_err(&self, failed: Failed) -> Error {
+        match failed {
+            Failed::Read(e) => self.pending_err(e),
+            Failed::Sql(e) => self.sql(e),
+        }
+    }
+
     fn sql(&self, source: rusqlite::Error) -> Error {
         Error::Sql {
             path: self.path.clone(),

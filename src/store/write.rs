@@ -184,10 +184,7 @@ impl Store {
             // end it, so the next BEGIN does not fail too.
             let _ = c.execute_batch("ROLLBACK");
         }
-        written.map_err(|failed| match failed {
-            Failed::Read(e) => self.pending_err(e),
-            Failed::Sql(e) => sql(e),
-        })?;
+        written.map_err(|failed| self.move_err(failed))?;
         ended.map_err(sql)?;
         self.checkpoints.nudge();
         if !pending {
