@@ -37,10 +37,16 @@ fn line_of(request: &Request) -> Vec<u8> {
 /// what to check. The line is made before connecting, so that the daemon's
 /// deadline for it is spent on sending it only.
 pub fn call(socket: &Path, request: &Request) -> Result<Response, ClientError> {
+    ask(socket, request).map(|(answer, _)| answer)
+}
+
+/// `request` sent on a connection of its own, its answer, and the
+/// connection (for what follows the answer).
+fn ask(socket: &Path, request: &Request) -> Result<(Response, Pipe), ClientError> {
     let line = line_of(request);
     let mut pipe = Pipe::open(socket)?;
     pipe.send_line(&line);
-    pipe.answer()
+    Ok((pipe.answer()?, pipe))
 }
 
 /// Read the next answer line. `sent`: how the write of its request went.
@@ -123,9 +129,5 @@ impl Pipe {
 /// Subscribe with `request` (`events`): the daemon's answer, and, if it is
 /// `ok`, the connection to read the events from, one JSON line each.
 pub fn subscribe(socket: &Path, request: &Request) -> Result<(Response, BufReader<UnixStream>), ClientError> {
-    let line = line_of(request);
-    let mut pipe = Pipe::open(socket)?;
-    pipe.send_line(&line);
-    let response = pipe.answer()?;
-    Ok((response, pipe.answers))
+    ask(socket, request).map(|(answer, pipe)| (answer, pipe.answers))
 }
