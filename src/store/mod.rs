@@ -436,6 +436,12 @@ impl Store {
         &self.path
     }
 
+    /// Give back the memory a big piece of work on this connection held
+    /// (a restore's reads): its page cache and the allocator's free heap.
+    pub fn give_back(&self) {
+        schema::give_back(&self.conn);
+    }
+
     /// Whether bans wait in the pending file.
     pub fn has_pending(&self) -> bool {
         self.pending.holds_any() || !self.left.is_empty()

@@ -19,12 +19,18 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::Connection;
 
 use super::{move_lines, pending, set_held, BUSY_WAIT};
+
+/// How long the mover waits without a move before it gives its page
+/// cache back (`schema::give_back`): once a bulk is moved, a daemon that
+/// took a million bans holds the bans, not the pages it wrote them with.
+const IDLE: Duration = Duration::from_secs(1);
 
 /// How a move ended: done, or why not.
 pub(super) type Outcome = Result<(), String>;
@@ -64,8 +70,20 @@ impl Mover {
         let thread = std::thread::Builder::new()
             .name("nftban-history".into())
             .spawn(move || {
-                for range in job {
+                let mut holding = false;
+                loop {
+                    let range = match job.recv_timeout(IDLE) {
+                        Ok(range) => range,
+                        Err(RecvTimeoutError::Timeout) => {
+                            if std::mem::take(&mut holding) {
+                                super::schema::give_back(&conn);
+                            }
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    };
                     let moved = carry(&conn, &file, &pending_path, range).map_err(|e| e.to_string());
+                    holding = true;
                     if report.send(moved).is_err() {
                         break;
                     }

@@ -307,6 +307,14 @@ impl History {
         );
     }
 
+    /// Give back the memory the history's connection held for a big
+    /// read (the restore).
+    pub(super) fn give_back(&self) {
+        if let Some(store) = &self.store {
+            store.give_back();
+        }
+    }
+
     /// A jail left the config: its bans are lifted and not restored again.
     pub(super) fn jail_removed(&mut self, jail: &str, now: SystemTime) {
         if self.store.is_none() {

@@ -147,6 +147,7 @@ impl Engine {
         // Restored bans the kernel refuses (a set that became smaller, say)
         // are logged and dropped like any refusal.
         self.unrecord(&kernel, whole.is_some(), None, now);
+        self.history.give_back();
         let restored = restored.saturating_sub(kernel.len());
         if restored == 0 {
             tracing::info!(
