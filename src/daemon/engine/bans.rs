@@ -18,9 +18,9 @@ use crate::address::is_host;
 /// (per family), not per possible length: a jail of 100,000 /24s checks
 /// two lengths for an IPv4 address, not 33.
 ///
-/// IPv4 addresses, the bulk of a jail's bans, are kept in hash maps apart
-/// from the rest (prefixes and IPv6 addresses, in address order; many
-/// small maps rather than one, see [`Hosts`]): each ban
+/// IPv4 addresses, the bulk of a jail's bans, are kept in a hash table
+/// apart from the rest (prefixes and IPv6 addresses, in address order; the
+/// table is [`Hosts`], made to spend little room per entry): each ban
 /// looks its address up twice (is it banned, record it), and in an ordered
 /// map of a million those two searches led the engine's profile of a
 /// `ban -` of a million (docs/performance.md). No query needs IPv4
@@ -31,9 +31,8 @@ use crate::address::is_host;
 #[derive(Debug)]
 pub struct Bans {
     /// IPv4 addresses → their end (see [`End`]: 12 bytes an entry, not
-    /// a `SystemTime`'s 20 or a `u64`'s 16 with its padding: the map is
+    /// a `SystemTime`'s 20 or a `u64`'s 16 with its padding: the table is
     /// the engine's largest).
-    /// In many small maps, not one (see [`Hosts`]).
     v4: Hosts<End>,
     /// Prefixes and IPv6 addresses.
     map: BTreeMap<IpNet, SystemTime>,
@@ -75,7 +74,7 @@ fn v4_host(net: &IpNet) -> Option<Ipv4Addr> {
 
 /// A ban's end in nanoseconds since the epoch, as two halves: a `u64`
 /// beside a 4-byte address would be aligned to 8 and padded to 16 bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct End([u32; 2]);
 
 impl End {
@@ -146,7 +145,7 @@ impl Bans {
     /// Every ban with its end, IPv4 addresses in no particular order
     /// ([`Bans::sorted`] for address order).
     pub fn iter(&self) -> impl Iterator<Item = (IpNet, SystemTime)> + '_ {
-        let v4 = self.v4.iter().map(|(a, &t)| (host(*a), t.time()));
+        let v4 = self.v4.iter().map(|(a, &t)| (host(a), t.time()));
         v4.chain(self.map.iter().map(|(n, &t)| (*n, t)))
     }
 
@@ -166,7 +165,7 @@ impl Bans {
             }
             kept
         };
-        self.v4.retain(|a, t| kept(&host(*a), t.time()));
+        self.v4.retain(|a, t| kept(&host(a), t.time()));
         self.map.retain(|net, until| kept(net, *until));
         self.first_end = first;
         self.prefixes = 0;
@@ -256,8 +255,8 @@ impl Bans {
                 running(a, *self.v4.get(&a)?)
             }));
         } else {
-            let within = self.v4.iter().filter(|(a, _)| n.contains(*a));
-            inside.extend(within.filter_map(|(a, &t)| running(*a, t)));
+            let within = self.v4.iter().filter(|(a, _)| n.contains(a));
+            inside.extend(within.filter_map(|(a, &t)| running(a, t)));
         }
         inside.sort_unstable_by_key(|(n, _)| *n);
         inside
