@@ -719,6 +719,18 @@ impl Daemon {
         Ok(())
     }
 
+    /// The daemon's VmRSS once idle (and its peak): read after a pause
+    /// longer than the one after which the history's mover gives back its
+    /// page cache (`store::mover::IDLE`, 1 s).
+    fn settled(&self) -> Res<String> {
+        std::thread::sleep(Duration::from_secs(2));
+        Ok(format!(
+            "{} ({} peak)",
+            proc_status(self.pid(), "VmRSS")?,
+            proc_status(self.pid(), "VmHWM")?
+        ))
+    }
+
     fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -750,7 +762,7 @@ fn start_afresh(dir: &Path) {
 /// reboot); and `ban -` of 100,000 distinct /24s beside `nft -f` into an
 /// interval set.
 fn bulk(bin: &Path, dir: &Path, sizes: &[usize], seed: &mut u64) -> Res<()> {
-    println!("| bulk, end to end | elements | seconds | per second | `nft -f` same elements, seconds | nftban / `nft -f` | log lines | daemon peak RSS | daemon RSS once in SQLite | client peak RSS | `nft -f` peak RSS |");
+    println!("| bulk, end to end | elements | seconds | per second | `nft -f` same elements, seconds | nftban / `nft -f` | log lines | daemon peak RSS | daemon RSS settled: history caught up, 2 s idle (peak) | client peak RSS | `nft -f` peak RSS |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let unicast = |a: &Ipv4Addr| matches!(a.octets()[0], 1..=126 | 128..=223);
     let mut runs: Vec<(&str, usize, u8)> = sizes.iter().map(|&n| ("addresses", n, 32)).collect();
@@ -792,14 +804,11 @@ fn bulk(bin: &Path, dir: &Path, sizes: &[usize], seed: &mut u64) -> Res<()> {
         let peak = proc_status(d.pid(), "VmHWM")?;
         // The answer comes once the bans are in the kernel and the pending
         // file; the mover carries them into SQLite after it, and its page
-        // cache grows then. What the daemon holds once that is done, read
-        // before `nft -f` runs (which then has the machine to itself).
+        // cache grows then. What the daemon holds once that is done and
+        // the work's memory is given back, read before `nft -f` runs
+        // (which then has the machine to itself).
         d.history_caught_up(dir)?;
-        let settled = format!(
-            "{} ({} peak)",
-            proc_status(d.pid(), "VmRSS")?,
-            proc_status(d.pid(), "VmHWM")?
-        );
+        let settled = d.settled()?;
         let (nft_flags, nft_set) = if len == 32 {
             ("timeout", "timeout (hash)")
         } else {
@@ -836,11 +845,12 @@ fn bulk(bin: &Path, dir: &Path, sizes: &[usize], seed: &mut u64) -> Res<()> {
             let t = start.elapsed();
             nft(&format!("get element inet nftban {set} {{ {last} }}"))
                 .map_err(|e| format!("{last} was not restored: {e}"))?;
+            let peak = proc_status(d.pid(), "VmHWM")?;
             println!(
-                "| restart into an empty kernel, restoring every ban (to the first `status` answer) | {n} | {:.2} | {:.0} | | | | {} | | | |",
+                "| restart into an empty kernel, restoring every ban (to the first `status` answer) | {n} | {:.2} | {:.0} | | | | {peak} | {} | | |",
                 t.as_secs_f64(),
                 n as f64 / t.as_secs_f64(),
-                proc_status(d.pid(), "VmHWM")?
+                d.settled()?
             );
             d
         } else {
@@ -856,11 +866,13 @@ fn bulk(bin: &Path, dir: &Path, sizes: &[usize], seed: &mut u64) -> Res<()> {
             return Err(format!("{last} is still in the kernel after `unban -`").into());
         }
         let unban_lines = d.log_lines("Unban ")? - before;
+        let peak = proc_status(d.pid(), "VmHWM")?;
+        d.history_caught_up(dir)?;
         println!(
-            "| `nftban unban -` ({kind}) | {n} | {:.2} | {:.0} | | | {unban_lines} | {} | | {client} kB | |",
+            "| `nftban unban -` ({kind}) | {n} | {:.2} | {:.0} | | | {unban_lines} | {peak} | {} | {client} kB | |",
             t_unban.as_secs_f64(),
             n as f64 / t_unban.as_secs_f64(),
-            proc_status(d.pid(), "VmHWM")?
+            d.settled()?
         );
         d.stop()?;
     }
