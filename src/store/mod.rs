@@ -437,7 +437,8 @@ impl Store {
     }
 
     /// Give back the memory a big piece of work on this connection held
-    /// (a restore's reads): its page cache and the allocator's free heap.
+    /// (a restore's reads, a purge's walk): its page cache and the
+    /// allocator's free heap.
     pub fn give_back(&self) {
         schema::give_back(&self.conn);
     }

@@ -308,7 +308,7 @@ impl History {
     }
 
     /// Give back the memory the history's connection held for a big
-    /// read (the restore).
+    /// read (the restore; the purge gives its own back).
     pub(super) fn give_back(&self) {
         if let Some(store) = &self.store {
             store.give_back();
@@ -506,7 +506,7 @@ impl History {
         }
     }
 
-    /// Remove old history now and then.
+    /// Remove old history now and then (and give the page cache back).
     pub(super) fn purge(&mut self, now: SystemTime) {
         let due = self
             .last_purge
@@ -517,6 +517,9 @@ impl History {
         self.last_purge = Some(now);
         let keep = self.keep;
         let result = store.purge(now, keep);
+        // The purge walks the whole table; with the pages of the hour's
+        // own saves, what it left in the cache goes back.
+        store.give_back();
         match self.failed(result, "could not purge old ban history") {
             Some(0) | None => {}
             Some(n) => tracing::info!("removed {n} ban history entries older than {}", format_duration(keep)),
