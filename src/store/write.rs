@@ -107,6 +107,10 @@ impl Store {
         with_pending: bool,
     ) -> Result<()> {
         let pending = with_pending && self.has_pending();
+        // A move of this many is the engine's own only when the mover
+        // could not take it (the file past `FILE_MOST`, no mover): what it
+        // filled the page cache with goes back after it, as the mover's.
+        let big = pending && self.pending.len() >= PENDING_MOST;
         if bans.is_empty() && positions.is_empty() && cursors.is_empty() && windows.is_empty() && !pending {
             return Ok(());
         }
@@ -187,6 +191,9 @@ impl Store {
         written.map_err(|failed| self.move_err(failed))?;
         ended.map_err(sql)?;
         self.checkpoints.nudge();
+        if big {
+            self.give_back();
+        }
         if !pending {
             return Ok(());
         }
