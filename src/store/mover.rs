@@ -70,9 +70,16 @@ impl Mover {
         let thread = std::thread::Builder::new()
             .name("nftban-history".into())
             .spawn(move || {
+                // Whether the cache holds a move's pages: then wait at most
+                // IDLE for the next move; else sleep until one comes.
                 let mut holding = false;
                 loop {
-                    let range = match job.recv_timeout(IDLE) {
+                    let next = if holding {
+                        job.recv_timeout(IDLE)
+                    } else {
+                        job.recv().map_err(|_| RecvTimeoutError::Disconnected)
+                    };
+                    let range = match next {
                         Ok(range) => range,
                         Err(RecvTimeoutError::Timeout) => {
                             if std::mem::take(&mut holding) {

@@ -86,7 +86,8 @@ pub(super) fn settle_in(c: &Connection) -> rusqlite::Result<()> {
 /// its bound ([`CACHE_KIB`]) by a bulk's inserts or a restore's reads, and
 /// the freed heap under it, which the allocator would otherwise keep.
 /// For when a connection is done with a big piece of work (the mover once
-/// idle, the engine after the restore), not after each write.
+/// idle; the engine after the restore, the purge, or a big move of its
+/// own), not after each write.
 pub(super) fn give_back(c: &Connection) {
     if let Err(e) = c.release_memory() {
         tracing::debug!(error = %e, "a connection's page cache was not released");

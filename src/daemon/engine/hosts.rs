@@ -10,8 +10,9 @@
 //! addressing table (linear probing) whose room is any size: it grows by
 //! an eighth once four-fifths full, so an entry takes 15 to 17 bytes. A
 //! lookup stays one hash and a short run of neighbouring slots (sorted
-//! arrays, tried first, took a dozen dependent loads per lookup and
-//! slowed a `ban -` of a million by a tenth).
+//! arrays, tried first, took less room, but their binary search is a
+//! chain of dependent loads, which slowed a `ban -` of a million by about
+//! a tenth).
 //!
 //! The parts are there so that a growth copies one part, not the table:
 //! the moment of holding both old and new is a part's worth. The address
