@@ -164,13 +164,18 @@ pub fn run(config: Config, mut firewall: Box<dyn Firewall>) -> Result<(), Daemon
     notify::notify(&format!("READY=1\nSTATUS=watching {} jail(s)", config.jails.len()));
     let exit = events::run(&mut engine, rx, &config, &answering);
     stop.store(true, Ordering::Relaxed);
+    // The socket goes first: an `nftban events` client whose connection
+    // ends below connects again at once, and must find no socket (and
+    // retry until the reloaded daemon binds it) rather than this one,
+    // whose engine no longer answers ("the daemon is stopping", which
+    // ended the client).
+    drop(server);
     // The last events reach the sinks; `nftban events` clients see the
     // connection end (and, for a reload, connect again).
     hub.close();
     if let Some(sinks) = sinks {
         sinks.finish(Duration::from_secs(2));
     }
-    drop(server);
     if exit == Exit::Reload {
         // The new config was checked. Start over in this same process (same
         // pid for systemd): bans stay in the kernel, the history restores
