@@ -246,6 +246,53 @@ fn events_go_on_after_a_reload() {
     assert!(d.stop());
 }
 
+/// A reload held up by a sink that takes nothing (a SIEM's socket that
+/// never reads: the daemon waits up to 2 s for its sinks at the stop):
+/// `nftban events` reconnects in that time, and must find no socket and
+/// wait for the reloaded daemon, not reach the stopping one, which
+/// answered "the daemon is stopping" and ended the client.
+#[test]
+fn events_go_on_after_a_reload_held_up_by_a_stuck_sink() {
+    kernel_test!();
+    let ns = NetNs::create("events-stuck").unwrap();
+    let s = Setup::asterisk("");
+    let path = s.dir.path().join("stuck.sock");
+    // Bound, never read: the sink's datagrams fill its queue, then wait.
+    let _stuck = UnixDatagram::bind(&path).unwrap();
+    s.top(&format!("events: {{socket: {}}}", path.display()));
+    let d = Daemon::start(&ns, &s);
+    let mut child = nftban()
+        .args(["events", "--json", "--config"])
+        .arg(&s.config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lines_of(child.stdout.take().unwrap());
+    let err = lines_of(child.stderr.take().unwrap());
+    let said = |want: &str| {
+        let line = err.recv_timeout(Duration::from_secs(30)).expect("a line on stderr");
+        assert!(line.contains(want), "{want}: {line}");
+    };
+    said("following");
+    let list: String = (0..2_000u32)
+        .map(|i| format!("100.64.{}.{}\n", i / 256, i % 256))
+        .collect();
+    let o = s.cli_stdin(&["ban", "-", "--jail", "manual"], &list);
+    assert!(o.status.success(), "{}", stderr(&o));
+    s.cli_ok(&["reload"]);
+    said("closed the connection");
+    said("connected again");
+    s.cli_ok(&["ban", "192.0.2.45"]);
+    let seen = std::iter::from_fn(|| out.recv_timeout(Duration::from_secs(30)).ok())
+        .map(|l| json(&l))
+        .find(|e| what(e).2 == "192.0.2.45");
+    assert!(seen.is_some(), "the ban after the reload reached `nftban events`");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(d.stop());
+}
+
 /// `check` says where ban events go; a typo under `events:` is an error
 /// at its line and key (no daemon, no root).
 #[test]
