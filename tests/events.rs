@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
@@ -205,6 +205,48 @@ fn events_of_an_unknown_jail_or_without_a_daemon_are_errors() {
     assert!(d.stop());
 }
 
+/// `nftban events --json` as a child, its stdout and its stderr lines on
+/// channels: for the reload tests, which read what it says of its
+/// connection. Started once it says it follows; killed on drop.
+struct Said {
+    child: Child,
+    out: Receiver<String>,
+    err: Receiver<String>,
+}
+
+impl Said {
+    fn start(s: &Setup) -> Said {
+        let mut child = nftban()
+            .args(["events", "--json", "--config"])
+            .arg(&s.config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nftban events");
+        let out = lines_of(child.stdout.take().unwrap());
+        let err = lines_of(child.stderr.take().unwrap());
+        let events = Said { child, out, err };
+        events.said("following");
+        events
+    }
+
+    /// The next line on its stderr holds `want`.
+    fn said(&self, want: &str) {
+        let line = self
+            .err
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a line on stderr");
+        assert!(line.contains(want), "{want}: {line}");
+    }
+}
+
+impl Drop for Said {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A reload restarts the daemon and closes the connection: `nftban events`
 /// says so, connects again, and goes on with the events after it.
 #[test]
@@ -213,27 +255,15 @@ fn events_go_on_after_a_reload() {
     let ns = NetNs::create("events-reload").unwrap();
     let s = Setup::asterisk("");
     let d = Daemon::start(&ns, &s);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nftban"));
-    let mut child = cmd
-        .args(["events", "--json", "--config"])
-        .arg(&s.config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = lines_of(child.stdout.take().unwrap());
-    let err = lines_of(child.stderr.take().unwrap());
-    let said = |want: &str| {
-        let line = err.recv_timeout(Duration::from_secs(30)).expect("a line on stderr");
-        assert!(line.contains(want), "{want}: {line}");
-    };
-    said("following");
+    let events = Said::start(&s);
     s.cli_ok(&["reload"]);
-    said("closed the connection");
-    said("connected again");
+    events.said("closed the connection");
+    events.said("connected again");
     s.cli_ok(&["ban", "192.0.2.44"]);
     let ban = json(
-        &out.recv_timeout(Duration::from_secs(30))
+        &events
+            .out
+            .recv_timeout(Duration::from_secs(30))
             .expect("the ban after the reload"),
     );
     assert_eq!(
@@ -241,8 +271,7 @@ fn events_go_on_after_a_reload() {
         ("ban".into(), "manual".into(), "192.0.2.44".into()),
         "{ban}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(events);
     assert!(d.stop());
 }
 
@@ -261,35 +290,21 @@ fn events_go_on_after_a_reload_held_up_by_a_stuck_sink() {
     let _stuck = UnixDatagram::bind(&path).unwrap();
     s.top(&format!("events: {{socket: {}}}", path.display()));
     let d = Daemon::start(&ns, &s);
-    let mut child = nftban()
-        .args(["events", "--json", "--config"])
-        .arg(&s.config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = lines_of(child.stdout.take().unwrap());
-    let err = lines_of(child.stderr.take().unwrap());
-    let said = |want: &str| {
-        let line = err.recv_timeout(Duration::from_secs(30)).expect("a line on stderr");
-        assert!(line.contains(want), "{want}: {line}");
-    };
-    said("following");
+    let events = Said::start(&s);
     let list: String = (0..2_000u32)
         .map(|i| format!("100.64.{}.{}\n", i / 256, i % 256))
         .collect();
     let o = s.cli_stdin(&["ban", "-", "--jail", "manual"], &list);
     assert!(o.status.success(), "{}", stderr(&o));
     s.cli_ok(&["reload"]);
-    said("closed the connection");
-    said("connected again");
+    events.said("closed the connection");
+    events.said("connected again");
     s.cli_ok(&["ban", "192.0.2.45"]);
-    let seen = std::iter::from_fn(|| out.recv_timeout(Duration::from_secs(30)).ok())
+    let seen = std::iter::from_fn(|| events.out.recv_timeout(Duration::from_secs(30)).ok())
         .map(|l| json(&l))
         .find(|e| what(e).2 == "192.0.2.45");
     assert!(seen.is_some(), "the ban after the reload reached `nftban events`");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(events);
     assert!(d.stop());
 }
 
