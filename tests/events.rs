@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use crate::support::*;
 
-/// `nftban events ARGS` as a child, its stdout lines on a channel; killed
-/// on drop.
+/// `nftban events ARGS` as a child, its stdout and its stderr lines on
+/// channels; killed on drop.
 struct Follower {
     child: Child,
     lines: Receiver<String>,
+    err: Receiver<String>,
 }
 
 impl Follower {
@@ -33,12 +34,21 @@ impl Follower {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn nftban events");
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut first = String::new();
-        err.read_line(&mut first).unwrap();
-        assert!(first.contains("following"), "nftban events said: {first:?}");
         let lines = lines_of(child.stdout.take().unwrap());
-        Follower { child, lines }
+        let err = lines_of(child.stderr.take().unwrap());
+        let f = Follower { child, lines, err };
+        f.said("following");
+        f
+    }
+
+    /// The next line on its stderr (what it says of its connection)
+    /// holds `want`.
+    fn said(&self, want: &str) {
+        let line = self
+            .err
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a line on stderr");
+        assert!(line.contains(want), "nftban events said {line:?}, not {want:?}");
     }
 
     /// The next line it printed (generous deadline: none is the failure).
@@ -205,48 +215,6 @@ fn events_of_an_unknown_jail_or_without_a_daemon_are_errors() {
     assert!(d.stop());
 }
 
-/// `nftban events --json` as a child, its stdout and its stderr lines on
-/// channels: for the reload tests, which read what it says of its
-/// connection. Started once it says it follows; killed on drop.
-struct Said {
-    child: Child,
-    out: Receiver<String>,
-    err: Receiver<String>,
-}
-
-impl Said {
-    fn start(s: &Setup) -> Said {
-        let mut child = nftban()
-            .args(["events", "--json", "--config"])
-            .arg(&s.config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn nftban events");
-        let out = lines_of(child.stdout.take().unwrap());
-        let err = lines_of(child.stderr.take().unwrap());
-        let events = Said { child, out, err };
-        events.said("following");
-        events
-    }
-
-    /// The next line on its stderr holds `want`.
-    fn said(&self, want: &str) {
-        let line = self
-            .err
-            .recv_timeout(Duration::from_secs(30))
-            .expect("a line on stderr");
-        assert!(line.contains(want), "{want}: {line}");
-    }
-}
-
-impl Drop for Said {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A reload restarts the daemon and closes the connection: `nftban events`
 /// says so, connects again, and goes on with the events after it.
 #[test]
@@ -255,17 +223,12 @@ fn events_go_on_after_a_reload() {
     let ns = NetNs::create("events-reload").unwrap();
     let s = Setup::asterisk("");
     let d = Daemon::start(&ns, &s);
-    let events = Said::start(&s);
+    let events = Follower::start(&s, &["--json"]);
     s.cli_ok(&["reload"]);
     events.said("closed the connection");
     events.said("connected again");
     s.cli_ok(&["ban", "192.0.2.44"]);
-    let ban = json(
-        &events
-            .out
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the ban after the reload"),
-    );
+    let ban = json(&events.next());
     assert_eq!(
         what(&ban),
         ("ban".into(), "manual".into(), "192.0.2.44".into()),
@@ -290,7 +253,7 @@ fn events_go_on_after_a_reload_held_up_by_a_stuck_sink() {
     let _stuck = UnixDatagram::bind(&path).unwrap();
     s.top(&format!("events: {{socket: {}}}", path.display()));
     let d = Daemon::start(&ns, &s);
-    let events = Said::start(&s);
+    let events = Follower::start(&s, &["--json"]);
     let list: String = (0..2_000u32)
         .map(|i| format!("100.64.{}.{}\n", i / 256, i % 256))
         .collect();
@@ -300,7 +263,7 @@ fn events_go_on_after_a_reload_held_up_by_a_stuck_sink() {
     events.said("closed the connection");
     events.said("connected again");
     s.cli_ok(&["ban", "192.0.2.45"]);
-    let seen = std::iter::from_fn(|| events.out.recv_timeout(Duration::from_secs(30)).ok())
+    let seen = std::iter::from_fn(|| events.lines.recv_timeout(Duration::from_secs(30)).ok())
         .map(|l| json(&l))
         .find(|e| what(e).2 == "192.0.2.45");
     assert!(seen.is_some(), "the ban after the reload reached `nftban events`");
