@@ -82,9 +82,8 @@ impl Mover {
                     let range = match next {
                         Ok(range) => range,
                         Err(RecvTimeoutError::Timeout) => {
-                            if std::mem::take(&mut holding) {
-                                super::schema::give_back(&conn);
-                            }
+                            super::schema::give_back(&conn);
+                            holding = false;
                             continue;
                         }
                         Err(RecvTimeoutError::Disconnected) => break,
