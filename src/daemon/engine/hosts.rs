@@ -11,8 +11,8 @@
 //! an eighth once four-fifths full, so an entry takes 15 to 17 bytes. A
 //! lookup stays one hash and a short run of neighbouring slots (sorted
 //! arrays, tried first, took less room, but their binary search is a
-//! chain of dependent loads, which slowed a `ban -` of a million by about
-//! a tenth).
+//! chain of dependent loads, which slowed a `ban -` of a million:
+//! docs/performance.md, "what a million bans cost the daemon").
 //!
 //! The parts are there so that a growth copies one part, not the table:
 //! the moment of holding both old and new is a part's worth. The address
