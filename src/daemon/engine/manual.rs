@@ -82,7 +82,23 @@ impl Engine {
             };
             let mut refused = Vec::new();
             let nets = e.admissible(i, nets, rule, grounds, now, &mut refused);
+            // What `--force` let past the jail's `ignoreip` says so in the
+            // history, whose restore would otherwise lift it as a record
+            // nftban never makes (engine::start), and in `status`.
+            let (forced, nets): (Vec<IpNet>, Vec<IpNet>) = nets
+                .into_iter()
+                .partition(|net| force && e.jails[i].tracker.is_ignored(net));
             let mut result = e.impose(i, nets, bantime, grounds, now)?;
+            if !forced.is_empty() {
+                let past = Grounds {
+                    reason: Some(FORCED),
+                    ..grounds
+                };
+                let more = e.impose(i, forced, bantime, past, now)?;
+                result.banned.extend(more.banned);
+                result.already_covered.extend(more.already_covered);
+                result.failed.extend(more.failed);
+            }
             refused.append(&mut result.failed);
             result.failed = refused;
             Ok(result)
@@ -480,6 +496,11 @@ fn parse_all(addrs: &[String]) -> Result<Vec<IpNet>, RequestError> {
         })
         .collect()
 }
+
+/// The reason of a ban by hand that `--force` let past the jail's
+/// `ignoreip`: kept in the history, which restores such a ban although
+/// `ignoreip` covers it.
+pub(crate) const FORCED: &str = "forced past ignoreip";
 
 /// What a request does with the jail's `ignoreip`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

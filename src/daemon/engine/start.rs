@@ -5,12 +5,14 @@
 //!
 //! The history is a file, and restore never trusts it more than any other
 //! input: a ban nftban would never make (an address no ban may touch,
-//! one overlapping the jail's `ignoreip`, one running past the maximum
-//! bantime, a prefix with host bits set) is not restored but lifted, in
-//! the kernel and in the history, and said once in the log with a count.
-//! Those records come from a hand edit, a forgery (the pending file was
-//! once world-writable under a loose umask) or damage; a forged
-//! `0.0.0.0/0` used to ban the whole world for a day at start.
+//! one overlapping the jail's `ignoreip` unless `nftban ban --force` put
+//! it there, one running past the maximum bantime, a prefix with host bits
+//! set) is not restored but lifted, in the kernel and in the history, and
+//! said once in the log with a count. Those records come from a hand edit,
+//! a forgery (the pending file was once world-writable under a loose
+//! umask) or damage; a forged `0.0.0.0/0` used to ban the whole world for
+//! a day at start. A ban inside `ignoreip` comes, far more often, from an
+//! `ignoreip` widened since: it is lifted too, and said so plainly.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc;
@@ -19,6 +21,7 @@ use std::time::{Duration, SystemTime};
 use ipnet::IpNet;
 
 use super::jail::JailState;
+use super::manual::FORCED;
 use super::share::Share;
 use super::Engine;
 use crate::address::{never_banned, show as show_net};
@@ -311,7 +314,7 @@ impl Restoring {
             if left.is_zero() {
                 continue;
             }
-            if let Some(why) = distrust(jail, &ban.net, left) {
+            if let Some(why) = distrust(jail, &ban, left) {
                 self.refused
                     .note(why, || format!("{} in jail {}", show_net(&ban.net), ban.jail));
                 self.lift.entry(ban.jail.to_string()).or_default().push(ban.net);
@@ -443,12 +446,15 @@ const AHEAD: &str = "dated more than a day ahead of the clock";
 
 /// Why a ban of `net`, with `left` to run, is not to be restored in `jail`, if it
 /// is not: the bans nftban itself would never make.
-fn distrust(jail: &JailState, net: &IpNet, left: Duration) -> Option<&'static str> {
+/// A ban by hand forced past `ignoreip` is restored although it overlaps it.
+fn distrust(jail: &JailState, ban: &RunningBan, left: Duration) -> Option<&'static str> {
+    let net = &ban.net;
+    let forced = ban.origin == Some(Origin::Manual) && ban.reason.as_deref() == Some(FORCED);
     if net.trunc() != *net {
         Some(MALFORMED)
     } else if never_banned(net).is_some() {
         Some(NEVER)
-    } else if jail.tracker.is_ignored(net) {
+    } else if jail.tracker.is_ignored(net) && !forced {
         Some(IGNORED)
     } else if left > MAX_DURATION.saturating_add(CLOCK_SLACK) {
         Some(TOO_LONG)
@@ -469,13 +475,17 @@ impl Refusals {
     }
 
     fn log(&self) {
-        if self.0.is_empty() {
+        // An `ignoreip` widened since the ban (the way to lift bans and
+        // keep them lifted, docs/troubleshooting.md) is no sign of damage.
+        if let Some((n, example)) = self.0.get(IGNORED) {
+            tracing::info!("{n} ban(s) lifted at start, in the kernel and the history: now inside their jail's ignoreip (e.g. {example})");
+        }
+        let others = || self.0.iter().filter(|(why, _)| **why != IGNORED);
+        if others().next().is_none() {
             return;
         }
-        let total: usize = self.0.values().map(|(n, _)| n).sum();
-        let each: Vec<String> = self
-            .0
-            .iter()
+        let total: usize = others().map(|(_, (n, _))| n).sum();
+        let each: Vec<String> = others()
             .map(|(why, (n, example))| format!("{n} {why} (e.g. {example})"))
             .collect();
         tracing::warn!(
@@ -492,6 +502,7 @@ mod tests {
 
     use ipnet::IpNet;
 
+    use super::super::held::Chunk;
     use super::super::Engine;
     use crate::address::show as show_net;
     use crate::config::Config;
@@ -571,6 +582,39 @@ jails:
         let mut s = Store::open(&db).unwrap();
         let active: Vec<IpNet> = s.active(now).unwrap().into_iter().map(|b| b.net).collect();
         assert_eq!(active, ["198.51.100.7/32".parse::<IpNet>().unwrap()]);
+    }
+
+    /// A ban forced past `ignoreip` by hand runs to its end across a
+    /// restart, with its reason; a record of another address inside
+    /// `ignoreip` that does not say it was forced is lifted as before.
+    #[test]
+    fn a_ban_forced_past_ignoreip_is_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("nftban.db");
+        let now = SystemTime::now();
+        let config = config();
+        {
+            let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(Store::open(&db).unwrap());
+            e.start(&config).unwrap();
+            let addrs = ["192.0.2.9".to_string(), "198.51.100.3".to_string()];
+            let r = e.ban_with(&addrs, None, None, true, Chunk::Last, now).unwrap();
+            let mut banned: Vec<&str> = r.banned.iter().map(|b| b.ip.as_str()).collect();
+            banned.sort();
+            assert_eq!(banned, ["192.0.2.9", "198.51.100.3"], "{r:?}");
+        }
+        let mut stale = record("manual", "192.0.2.10/32", now, now + Duration::from_secs(3600));
+        stale.origin = Origin::Manual;
+        Store::open(&db).unwrap().record_bans(&[stale]).unwrap();
+        let mut e = Engine::new(&config, Box::new(Memory::new())).with_store(Store::open(&db).unwrap());
+        e.start(&config).unwrap();
+        let mut held = kernel(e.firewall.as_mut(), "manual");
+        held.sort();
+        assert_eq!(held, ["192.0.2.9", "198.51.100.3"]);
+        let st = e.jail_status("manual", now, false).unwrap();
+        let forced = st.banned.iter().find(|b| b.ip == "192.0.2.9").unwrap();
+        assert_eq!(forced.reason.as_deref(), Some(super::FORCED));
+        let other = st.banned.iter().find(|b| b.ip == "198.51.100.3").unwrap();
+        assert_eq!(other.reason, None);
     }
 
     /// A restore streams the history into the kernel in chunks, one
