@@ -138,10 +138,27 @@ fn compile_rule(re: &str) -> Result<meta::Regex, String> {
                 .hybrid_cache_capacity(RULE_CACHE),
         )
         .build(re)
-        .map_err(|e| match e.size_limit() {
-            Some(limit) => format!("compiles to more than {} MiB; {TOO_BIG}", limit >> 20),
-            None => e.to_string(),
+        .map_err(|e| match (e.size_limit(), e.syntax_error()) {
+            (Some(limit), _) => format!("compiles to more than {} MiB; {TOO_BIG}", limit >> 20),
+            (None, Some(syntax)) => syntax_reason(&syntax.to_string()),
+            (None, None) => e.to_string(),
         })
+}
+
+/// What is wrong with a regex, from the parser's message, which quotes
+/// the whole pattern with a caret under the fault: the pattern is the
+/// rule with its tags expanded (hundreds of characters for `<HOST>`), so
+/// only the last line, the fault itself, is kept (`unclosed group`), and
+/// what Rust's regex lacks is said as such.
+fn syntax_reason(message: &str) -> String {
+    if message.contains("look-around") {
+        "look-around is not supported by Rust's regex".into()
+    } else if message.contains("backreferences") {
+        "backreferences are not supported by Rust's regex".into()
+    } else {
+        let last = message.lines().last().unwrap_or("").trim();
+        last.strip_prefix("error: ").unwrap_or(last).to_string()
+    }
 }
 
 /// Per jail, what its rules share on one line, and the jail's fail2ban

@@ -111,6 +111,29 @@ fn bad_rules_are_named() {
     assert!(err.contains("failregex[0]"), "{err}");
 }
 
+/// A rule that does not parse says what is wrong with it, not only that
+/// it is wrong ("error parsing pattern 0"), and not by quoting the rule
+/// with its tags expanded.
+#[test]
+fn a_bad_rule_says_what_is_wrong() {
+    for (rule, want) in [
+        ("Bad (thing from <HOST>", "failregex[0]: unclosed group"),
+        (
+            "Login (?!x)failed from <HOST>",
+            "failregex[0]: look-around is not supported by Rust's regex",
+        ),
+        (
+            r"(a)\1 from <HOST>",
+            "failregex[0]: backreferences are not supported by Rust's regex",
+        ),
+        ("a{2,1} from <HOST>", "failregex[0]: invalid repetition count range"),
+    ] {
+        let err = Matcher::new(&Ruleset::from_regex(rule)).unwrap_err().to_string();
+        assert!(err.contains(want), "{rule}: {err}");
+        assert!(!err.contains('\n') && err.len() < 200, "{rule}: {err}");
+    }
+}
+
 /// A bad regex in a ruleset file is reported at its file, line and column.
 #[test]
 fn bad_rule_in_a_file_has_line_and_column() {

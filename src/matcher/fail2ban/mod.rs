@@ -338,14 +338,7 @@ fn check(re: &str, need_address: bool) -> Result<(), Unrunnable> {
 }
 
 fn short(e: &regex::Error) -> String {
-    let s = e.to_string();
-    if s.contains("look-around") {
-        "look-around is not supported by Rust's regex".into()
-    } else if s.contains("backreferences") {
-        "backreferences are not supported by Rust's regex".into()
-    } else {
-        s.lines().last().unwrap_or("").trim().to_string()
-    }
+    super::syntax_reason(&e.to_string())
 }
 
 /// The spellings of Python's `re` that Rust writes differently: `\Z`
