@@ -246,15 +246,22 @@ fn start_sources(
     for (i, jail) in config.jails.iter().enumerate() {
         tracing::info!(
             jail = %jail.name,
-            "jail {}: ruleset {}, files {:?}{}, ban after {} failures within {} for {}",
+            "jail {}: ruleset {}, files {:?}{}{}, ban after {} failures within {} for {}",
             jail.name,
             jail.ruleset,
             jail.files,
+            match jail.journal.is_empty() {
+                true => String::new(),
+                false => format!(", journal {:?}", jail.journal),
+            },
             if jail.stdin { ", stdin" } else { "" },
             jail.maxretry,
             format_duration(jail.findtime),
             format_duration(jail.bantime)
         );
+        for (what, why) in &jail.rules.left_out {
+            tracing::warn!(jail = %jail.name, "jail {}: {}: left out, nftban cannot run it: `{what}`: {why}", jail.name, jail.rules.origin);
+        }
         engine.attach_names(i, names.stats[i].clone(), jail.usedns.resolves());
         if jail.usedns.resolves() {
             tracing::info!(jail = %jail.name, "jail {}: host names in its lines are resolved (usedns: yes)", jail.name);

@@ -115,6 +115,12 @@ pub struct Ruleset {
     /// Where each failregex came from (`failregex[0]`, `modes.aggressive.failregex[1]`).
     #[serde(skip)]
     pub rule_keys: Vec<RuleKey>,
+    /// What an imported fail2ban filter holds that nftban cannot run, left
+    /// out: (the rule or setting, why). `nftban check` warns of each and
+    /// the daemon logs them at start: a typo in a hand-edited filter must
+    /// not quietly stop a rule.
+    #[serde(skip)]
+    pub left_out: Vec<(String, String)>,
 }
 
 /// A regex a line's date follows (fail2ban's `datepattern = ^REGEX{DATE}`).

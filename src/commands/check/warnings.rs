@@ -106,6 +106,13 @@ pub fn of(config: &Config) -> Vec<Warning> {
         }
     }
     for j in &config.jails {
+        for (what, why) in &j.rules.left_out {
+            out.push(Warning {
+                key: format!("jails.{}.ruleset", j.name),
+                path: j.rules.origin.clone(),
+                message: format!("left out, nftban cannot run it: `{what}`: {why}"),
+            });
+        }
         let key = format!("jails.{}.files", j.name);
         for f in &j.files {
             let message = if crate::sources::glob::is_pattern(f) {
@@ -306,6 +313,31 @@ fn unprivileged_port_start() -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rule of a fail2ban filter that nftban cannot run (a typo in a
+    /// hand-edited filter) is left out, as fail2ban would refuse the
+    /// file: `check` says so, naming the jail, the filter and the rule.
+    #[test]
+    fn a_filter_rule_left_out_is_warned_of() {
+        let dir = tempfile::tempdir().unwrap();
+        let filter = "[Definition]\nfailregex = ^Login failed from <HOST>$\n            ^Bad (thing from <HOST>$\n";
+        std::fs::write(dir.path().join("badf.conf"), filter).unwrap();
+        let text = "jails:\n  myapp:\n    ruleset: badf.conf\n    files: [/var/log/myapp.log]\n";
+        let config = Config::from_text(&dir.path().join("nftban.yaml"), text).unwrap();
+        let left: Vec<Warning> = of(&config)
+            .into_iter()
+            .filter(|w| w.key == "jails.myapp.ruleset")
+            .collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(left[0].path, dir.path().join("badf.conf").display().to_string());
+        assert!(
+            left[0]
+                .message
+                .starts_with("left out, nftban cannot run it: `^Bad (thing from <HOST>$`: unclosed group"),
+            "{}",
+            left[0].message
+        );
+    }
 
     /// A feed polled faster than its source allows: the warning names the
     /// key, the source and the interval used instead.

@@ -174,6 +174,7 @@ pub fn load_with(path: &Path, options: &[(String, String)]) -> Result<Imported, 
         rule_keys,
         datepattern,
         date_lead: date_lead.ok().flatten(),
+        left_out: skipped.clone(),
         ..Default::default()
     };
     Ok(Imported { ruleset, skipped })
