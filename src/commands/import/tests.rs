@@ -131,6 +131,44 @@ fn undefined_references_name_section_and_key() {
 
 /// Values that name themselves, or grow tenfold at each of ten levels,
 /// are refused with the section and key, not expanded for ever.
+/// A jail.local line fail2ban refuses (a key without `=`, a header
+/// without `]`, a key given twice) is refused with its file and line,
+/// as `fail2ban-client -t` refuses it: before, `maxretry 4` was passed
+/// over and the jail kept jail.conf's value.
+#[test]
+fn lines_fail2ban_refuses_are_refused_with_their_line() {
+    let jail = "[svc]\nenabled = true\nfilter = svc\nlogpath = /var/log/a.log\nmaxretry = 3\n";
+    for (local, want) in [
+        (
+            "[svc]\nmaxretry 4\n",
+            "jail.local: line 2: `maxretry 4` is neither a [section], a `key = value` nor an indented continuation",
+        ),
+        ("[svc\nmaxretry = 4\n", "jail.local: line 1: `[svc` is neither"),
+        (
+            "[svc]\nmaxretry = 4\nmaxretry = 5\n",
+            "jail.local: line 3: `maxretry` given twice in [svc] (first on line 2)",
+        ),
+        (
+            "[svc]\nmaxretry = 4\n[svc]\n",
+            "jail.local: line 3: section [svc] given twice in this file (first on line 1)",
+        ),
+    ] {
+        let dir = tree(&[("jail.conf", jail), ("jail.local", local)]);
+        let e = import(dir.path(), &dir.path().join("out"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(want) && e.contains("fail2ban refuses this file too"),
+            "{local:?}: {e}"
+        );
+    }
+    // Indented lines continue the key above; comments and blank lines
+    // are no faults.
+    let local = "# mine\n[svc]\n\nlogpath = /var/log/a.log\n  /var/log/b.log\n; end\n";
+    let dir = tree(&[("jail.conf", jail), ("jail.local", local)]);
+    assert!(import(dir.path(), &dir.path().join("out"), false).is_ok());
+}
+
 #[test]
 fn loops_and_growth_are_refused() {
     let dir = tree(&[("jail.conf", "[DEFAULT]\nbantime = %(bantime)s\n")]);

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::matcher::fail2ban::ini::parse_ini;
+use crate::matcher::fail2ban::ini::{parse_ini_checked, IniFault};
 
 /// One section's keys (lower case) and raw values.
 type Keys = BTreeMap<String, String>;
@@ -30,6 +30,10 @@ pub enum TreeError {
     /// A file cannot be read.
     #[error("{path}: {why}")]
     Read { path: PathBuf, why: String },
+    /// A line fail2ban refuses too (a key without `=`, a header without
+    /// `]`, a key given twice in a section).
+    #[error("{}: {}; fail2ban refuses this file too (`fail2ban-client -t`)", .path.display(), crate::matcher::fail2ban::ini::show_faults(.faults))]
+    Syntax { path: PathBuf, faults: Vec<IniFault> },
     /// `%(name)s` names nothing, loops, or nests too deep.
     #[error("[{section}] {key}: {why}")]
     Interpolation { section: String, key: String, why: String },
@@ -104,7 +108,13 @@ impl Tree {
             path: path.to_path_buf(),
             why: e.to_string(),
         })?;
-        let parsed = parse_ini(&text);
+        let (parsed, faults) = parse_ini_checked(&text);
+        if !faults.is_empty() {
+            return Err(TreeError::Syntax {
+                path: path.to_path_buf(),
+                faults,
+            });
+        }
         let dir = path.parent().unwrap_or(Path::new("."));
         let includes = |key: &str| -> Vec<PathBuf> {
             parsed

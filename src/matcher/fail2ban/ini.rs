@@ -104,7 +104,17 @@ fn read_with_includes(path: &Path, sections: &mut Sections, depth: usize) -> Res
         return Err(error(path, "[INCLUDES] nest too deep".into()));
     }
     let text = crate::regular::read_text(path).map_err(|e| error(path, format!("cannot read fail2ban filter: {e}")))?;
-    let own = parse_ini(&text);
+    let (own, faults) = parse_ini_checked(&text);
+    if let Some(first) = faults.first() {
+        return Err(RulesetError {
+            origin: path.display().to_string(),
+            at: Some((first.line, 1)),
+            message: format!(
+                "not a fail2ban filter file fail2ban would read: {}",
+                show_faults(&faults)
+            ),
+        });
+    }
     let dir = path.parent().unwrap_or(Path::new("."));
     let includes = own.get("INCLUDES").cloned().unwrap_or_default();
     let list = |key: &str| -> Vec<String> {
@@ -128,12 +138,47 @@ fn read_with_includes(path: &Path, sections: &mut Sections, depth: usize) -> Res
     Ok(())
 }
 
-/// Python configparser's format, as far as filters use it.
+/// Python configparser's format, as far as filters use it; what it would
+/// refuse is passed over (see [`parse_ini_checked`]).
 pub fn parse_ini(text: &str) -> Sections {
+    parse_ini_checked(text).0
+}
+
+/// A line Python's configparser refuses (fail2ban refuses the file): its
+/// number (from 1) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IniFault {
+    pub line: usize,
+    pub why: String,
+}
+
+impl std::fmt::Display for IniFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.why)
+    }
+}
+
+/// The faults' text, for an error naming their file: `line 4: ...; line 9: ...`.
+pub fn show_faults(faults: &[IniFault]) -> String {
+    let all: Vec<String> = faults.iter().map(ToString::to_string).collect();
+    all.join("; ")
+}
+
+/// Python configparser's format, and the lines it would refuse: a line
+/// that is neither a `[section]`, a `key = value` (or `key: value`) nor an
+/// indented continuation of the key above (a key without its `=`, a header
+/// without its `]`), and a key or section given twice in the same file.
+/// Without this, `maxretry 4` in a jail.local was passed over in silence
+/// and the jail kept jail.conf's value.
+pub fn parse_ini_checked(text: &str) -> (Sections, Vec<IniFault>) {
     let mut out = Sections::new();
+    let mut faults = Vec::new();
     let mut section = String::from("DEFAULT");
     let mut key: Option<String> = None;
-    for raw in text.lines() {
+    // Where each section and key was first given in this text.
+    let mut headers: BTreeMap<String, usize> = BTreeMap::new();
+    let mut keys: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (n, raw) in text.lines().enumerate() {
         let line = raw.trim_end_matches('\r');
         let trimmed = line.trim();
         if trimmed.starts_with('#') || trimmed.starts_with(';') {
@@ -147,23 +192,52 @@ pub fn parse_ini(text: &str) -> Sections {
                 let v = out.entry(section.clone()).or_default().entry(k.clone()).or_default();
                 v.push('\n');
                 v.push_str(trimmed);
+                continue;
+            }
+        }
+        // configparser's header: `[`, then anything up to the last `]`.
+        if let Some(end) = trimmed.strip_prefix('[').and_then(|r| r.rfind(']')) {
+            section = trimmed[1..end + 1].trim().to_string();
+            key = None;
+            if let Some(first) = headers.insert(section.clone(), n + 1) {
+                faults.push(IniFault {
+                    line: n + 1,
+                    why: format!("section [{section}] given twice in this file (first on line {first})"),
+                });
             }
             continue;
         }
-        if trimmed.starts_with('[') && trimmed.ends_with(']') {
-            section = trimmed[1..trimmed.len() - 1].trim().to_string();
+        let Some(i) = trimmed.find(['=', ':']) else {
+            faults.push(IniFault {
+                line: n + 1,
+                why: format!(
+                    "`{}` is neither a [section], a `key = value` nor an indented continuation",
+                    shorten(trimmed)
+                ),
+            });
             key = None;
             continue;
+        };
+        let k = trimmed[..i].trim().to_string();
+        let v = trimmed[i + 1..].trim().to_string();
+        if let Some(first) = keys.insert((section.clone(), k.clone()), n + 1) {
+            faults.push(IniFault {
+                line: n + 1,
+                why: format!("`{k}` given twice in [{section}] (first on line {first})"),
+            });
         }
-        let split = trimmed.find(['=', ':']);
-        if let Some(i) = split {
-            let k = trimmed[..i].trim().to_string();
-            let v = trimmed[i + 1..].trim().to_string();
-            out.entry(section.clone()).or_default().insert(k.clone(), v);
-            key = Some(k);
-        }
+        out.entry(section.clone()).or_default().insert(k.clone(), v);
+        key = Some(k);
     }
-    out
+    (out, faults)
+}
+
+/// At most 60 characters of a line, for a message.
+fn shorten(line: &str) -> String {
+    match line.char_indices().nth(60) {
+        Some((at, _)) => format!("{}...", &line[..at]),
+        None => line.to_string(),
+    }
 }
 
 /// Look `name` (or `section/name`, or `known/name`) up for the

@@ -496,6 +496,23 @@ mod tests {
         assert_eq!(python_to_rust(r"\<W\> [\<]"), r"<W> [<]");
     }
 
+    /// A filter file fail2ban would refuse (here a rule's continuation
+    /// line that lost its indentation) is refused with its file and line,
+    /// not read without that line.
+    #[test]
+    fn a_filter_fail2ban_refuses_is_refused_at_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mine.conf");
+        std::fs::write(&path, "[Definition]\nfailregex = ^a <HOST>$\n^b <HOST>$\n").unwrap();
+        let e = load(&path).unwrap_err();
+        assert_eq!(e.at, Some((3, 1)));
+        let text = e.to_string();
+        assert!(
+            text.contains("line 3: `^b <HOST>$` is neither a [section], a `key = value` nor an indented continuation"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn ini_and_substitution() {
         let text = "[INCLUDES]\nbefore = x.conf\n[DEFAULT]\nlogtype = file\n_daemon = \\S*\np = <lt_<logtype>/pl>\n\
