@@ -94,6 +94,51 @@ impl Store {
         Ok(row.is_none() && !self.has_pending())
     }
 
+    /// The running ban of `net` in `jail` that ends last among those not
+    /// of origin `except`: what still holds the address once a fleet peer
+    /// lifts the ban of its own that had lengthened it.
+    pub fn running_beside(
+        &mut self,
+        jail: &str,
+        net: &IpNet,
+        except: Origin,
+        now: SystemTime,
+    ) -> Result<Option<ActiveBan>> {
+        let waiting = self.sync_for_read()?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT expires_at, reason, origin, banned_at FROM bans
+                 WHERE net = ?1 AND jail = ?2 AND unbanned_at IS NULL AND expires_at > ?3
+                 AND (origin IS NULL OR origin != ?4) ORDER BY expires_at DESC",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![net.to_string(), jail, secs(now), except.as_str()], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        for row in rows {
+            let (expires, reason, origin, banned_at) = row.map_err(|e| self.sql(e))?;
+            if waiting.lifted(jail, net, time(banned_at)) {
+                continue;
+            }
+            return Ok(Some(ActiveBan {
+                jail: jail.to_string(),
+                net: *net,
+                expires: time(expires),
+                reason,
+                origin: origin.as_deref().and_then(Origin::parse),
+            }));
+        }
+        Ok(None)
+    }
+
     /// How many times `net` was banned in `jail` before (for the bantime
     /// increment of repeat offenders).
     pub fn ban_count(&mut self, jail: &str, net: &IpNet) -> Result<u64> {

@@ -57,7 +57,12 @@ impl Engine {
                 continue;
             }
             let why = match how {
-                Some(how) => how.to_string(),
+                // A peer's reason is kept as `fleet:<node>: <theirs>`; the
+                // event gives the origin on its own.
+                Some(how) => match how.strip_prefix(origin.as_str()).and_then(|r| r.strip_prefix(": ")) {
+                    Some(theirs) if origin.is_fleet() => theirs.to_string(),
+                    _ => how.to_string(),
+                },
                 None => match &rule {
                     Some((jail, why)) if *jail == ban.jail => why.clone(),
                     _ => {
@@ -78,16 +83,25 @@ impl Engine {
         }
     }
 
-    /// `net`'s ban in `jail`, which ran until `until`, lifted by hand
-    /// (a function of the hub alone: the jail is borrowed meanwhile).
-    pub(super) fn announce_unban(events: &Hub, jail: &str, net: &IpNet, until: SystemTime, now: SystemTime) {
+    /// `net`'s ban in `jail`, which ran until `until`, lifted by `origin`
+    /// (by hand, or a fleet peer) for `reason` (a function of the hub
+    /// alone: the jail is borrowed meanwhile).
+    pub(super) fn announce_unban(
+        events: &Hub,
+        jail: &str,
+        net: &IpNet,
+        until: SystemTime,
+        now: SystemTime,
+        origin: &str,
+        reason: &str,
+    ) {
         if !events.listened() {
             return;
         }
         let left = until.duration_since(now).unwrap_or_default().as_secs();
         let event = Event::new(Kind::Unban, jail, show_net(net), now)
-            .origin(Origin::Manual.as_str())
-            .reason("by hand")
+            .origin(origin)
+            .reason(reason)
             .expires_in(left);
         events.publish(event);
     }
@@ -176,6 +190,20 @@ jails:
         };
         e.decided(meter, now).unwrap();
         e.unban(&["198.51.100.7".into()], None, now).unwrap();
+        // A fleet peer's ban, lifted by that peer: told too (it was not).
+        let peer = Origin::Fleet(crate::store::Peer::of("pbx-b").unwrap());
+        let learnt = Decision {
+            jail: "sshd".into(),
+            nets: vec!["198.51.100.9/32".parse().unwrap()],
+            bantime: Some(Duration::from_secs(900)),
+            origin: peer,
+            reason: Some("auto".into()),
+        };
+        e.decided(learnt, now).unwrap();
+        assert_eq!(
+            e.lift_learnt("sshd", &["198.51.100.9/32".parse().unwrap()], peer, now),
+            1
+        );
         assert_eq!(
             told(&mut sub),
             [
@@ -183,6 +211,8 @@ jails:
                 "Ban manual 203.0.113.0/24 manual (by hand) 60",
                 "Ban sshd 192.0.2.5 kernel meter (over 20/s) 600",
                 "Unban sshd 198.51.100.7 manual (by hand) 3600",
+                "Ban sshd 198.51.100.9 fleet:pbx-b (auto) 900",
+                "Unban sshd 198.51.100.9 fleet:pbx-b (lifted by the peer) 900",
             ]
         );
         e.expire(now + Duration::from_secs(601));

@@ -361,6 +361,25 @@ impl History {
             .unwrap_or_default()
     }
 
+    /// See [`crate::store::Store::running_beside`]; `None` without a
+    /// history, or when it cannot be read (logged).
+    pub(super) fn running_beside(
+        &mut self,
+        jail: &str,
+        net: &IpNet,
+        except: Origin,
+        now: SystemTime,
+    ) -> Option<crate::store::ActiveBan> {
+        let store = self.store.as_mut()?;
+        match store.running_beside(jail, net, except, now) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(jail, error = %e, "cannot read the history for the bans under a peer's");
+                None
+            }
+        }
+    }
+
     /// How many times `net` was banned in `jail` before; `None` without a
     /// history (or when it cannot be read), so the caller counts itself.
     pub(super) fn ban_count(&mut self, jail: &str, net: &IpNet) -> Option<u32> {

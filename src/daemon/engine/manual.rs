@@ -429,7 +429,7 @@ impl Engine {
                         }
                     })?;
                     for (net, until) in &lifted {
-                        Engine::announce_unban(&e.events, &name, net, *until, now);
+                        Engine::announce_unban(&e.events, &name, net, *until, now, Origin::Manual.as_str(), "by hand");
                     }
                 }
                 Ok(())

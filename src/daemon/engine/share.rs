@@ -11,10 +11,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
 
+use super::held::Chunk;
+use super::told::{Kind, Told};
 use super::Engine;
+use crate::address::show as show_net;
+use crate::config::format_duration;
 use crate::firewall::Ban;
 use crate::status::FleetStatus;
-use crate::store::Origin;
+use crate::store::{ActiveBan, Origin};
 
 /// One decision of this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,8 +177,10 @@ impl Engine {
     /// A peer lifted its ban (`origin`: `fleet:<node>`): lifted here in
     /// `jail` only where the running ban is that peer's. A ban of this
     /// node's own, or another peer's, stays (it may run longer), and so
-    /// does one this node lengthened since. Not told to the listener.
-    /// Returns how many were lifted.
+    /// does one this node lengthened since. One the peer's had lengthened
+    /// comes back for what is left of it (the history still holds it): a
+    /// peer lifts its own bans, never this node's nor another peer's.
+    /// Not told to the listener. Returns how many were lifted.
     pub fn lift_learnt(&mut self, jail: &str, nets: &[IpNet], origin: Origin, now: SystemTime) -> usize {
         self.request(now, |e| {
             let Ok(i) = e.jail_index(jail) else { return 0 };
@@ -193,27 +199,86 @@ impl Engine {
             if theirs.is_empty() {
                 return 0;
             }
+            let under: Vec<ActiveBan> = theirs
+                .iter()
+                .filter_map(|n| e.history.running_beside(jail, n, origin, now))
+                .collect();
             if let Err(err) = e.history.unban(Some(jail), &theirs, now) {
                 tracing::warn!(jail, error = %err, "cannot record the fleet's unbans in the history; kept as they are");
                 return 0;
             }
-            if let Err(err) = e.firewall.delete(jail, &theirs) {
+            let lifted: Vec<IpNet> = theirs
+                .iter()
+                .filter(|n| !under.iter().any(|b| b.net == **n))
+                .copied()
+                .collect();
+            if let Err(err) = e.firewall.delete(jail, &lifted) {
                 e.kernel_errors += 1;
-                tracing::warn!(jail, error = %err, "the kernel refused to lift {} ban(s) of {from}", theirs.len());
+                tracing::warn!(jail, error = %err, "the kernel refused to lift {} ban(s) of {from}", lifted.len());
             }
-            let j = &mut e.jails[i];
-            for n in &theirs {
-                j.bans.remove(n);
+            let how = format!("{from} lifted it");
+            let mut told = Told::new(Kind::Unban, jail, &how);
+            for n in &lifted {
+                let j = &mut e.jails[i];
+                let until = j.bans.remove(n).unwrap_or(now);
                 j.reasons.remove(n);
                 j.total_unbanned += 1;
+                told.add_with(|| {
+                    let ip = show_net(n);
+                    let line = format!("Unban {ip} ({how})");
+                    (ip, line)
+                });
+                Engine::announce_unban(&e.events, jail, n, until, now, from, "lifted by the peer");
             }
-            tracing::info!(
-                jail,
-                "Unban {} address(es) and prefix(es) ({from} lifted them)",
-                theirs.len()
-            );
+            e.held.tell(told, Chunk::Last, now);
+            e.restore_under(i, under, from, now);
             theirs.len()
         })
+    }
+
+    /// The bans that ran under a peer's it lifted: back in the history (as
+    /// they were: origin, reason, end), the record and the kernel, whose
+    /// element the peer's had lengthened (added again with the shorter
+    /// timeout, which the kernel takes from 6.10 on, docs/firewall.md).
+    fn restore_under(&mut self, i: usize, under: Vec<ActiveBan>, from: &str, now: SystemTime) {
+        let name = self.jails[i].name.clone();
+        for b in under {
+            let Ok(left) = b.expires.duration_since(now) else {
+                continue;
+            };
+            let ban = Ban {
+                jail: name.clone(),
+                net: b.net,
+                timeout: left,
+            };
+            let origin = b.origin.unwrap_or(Origin::Manual);
+            self.history
+                .record(std::slice::from_ref(&ban), origin, b.reason.as_deref(), now);
+            match self.firewall.add(std::slice::from_ref(&ban)) {
+                Ok(refused) if refused.is_empty() => {}
+                Ok(refused) => {
+                    self.kernel_errors += 1;
+                    tracing::warn!(jail = %name, "the kernel refused {}: {}", show_net(&b.net), refused[0].error);
+                }
+                Err(err) => {
+                    self.kernel_errors += 1;
+                    tracing::warn!(jail = %name, error = %err, "the kernel refused {}", show_net(&b.net));
+                }
+            }
+            let j = &mut self.jails[i];
+            j.bans.insert(b.net, b.expires);
+            match &b.reason {
+                Some(why) => _ = j.reasons.insert(b.net, why.as_str().into()),
+                None => _ = j.reasons.remove(&b.net),
+            }
+            tracing::info!(
+                jail = %name,
+                "{} stays banned for {} ({from} lifted its own ban, which had lengthened this one of {})",
+                show_net(&b.net),
+                format_duration(left),
+                origin.as_str()
+            );
+        }
     }
 }
 
@@ -410,6 +475,42 @@ jails:
                 ("198.51.100.3".to_string(), Origin::Auto),
             ]
         );
+    }
+
+    /// A peer's ban lengthened this node's own; the peer lifts it: the
+    /// node's own ban runs on for what was left of it, in the kernel, the
+    /// record and the history (a restart restores it). Before,
+    /// the peer's unban lifted the node's own ban too.
+    #[test]
+    fn a_peers_unban_leaves_the_ban_its_own_had_lengthened() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        let (mut e, _, _) = engine(&db);
+        let now = SystemTime::now();
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        e.ban(&["198.51.100.7".into()], Some("sshd"), Some(hours(2)), now)
+            .unwrap();
+        e.decided(peer_ban("pbx-b", "198.51.100.7", 3 * 3600), now).unwrap();
+        let shown = |e: &mut Engine| {
+            let st = e.jail_status("sshd", now, false).unwrap();
+            let b = st.banned.iter().find(|b| b.ip == "198.51.100.7").cloned();
+            b.map(|b| (b.expires_in, b.reason))
+        };
+        assert_eq!(shown(&mut e), Some((3 * 3600, Some("fleet:pbx-b: auto".into()))));
+        let net: IpNet = "198.51.100.7/32".parse().unwrap();
+        let b = Origin::Fleet(Peer::of("pbx-b").unwrap());
+        assert_eq!(e.lift_learnt("sshd", &[net], b, now), 1);
+        // The history keeps whole seconds.
+        let own = |e: &mut Engine| shown(e).map(|(left, why)| (left <= 2 * 3600 && left > 2 * 3600 - 60, why));
+        assert_eq!(own(&mut e), Some((true, None)));
+        let kernel = e.firewall.list("sshd").unwrap();
+        assert_eq!(kernel.len(), 1);
+        assert!(kernel[0]
+            .expires_in
+            .is_some_and(|t| t <= hours(2) && t > hours(2) - Duration::from_secs(60)));
+        drop(e);
+        let (mut e, _, _) = engine(&db);
+        assert_eq!(own(&mut e), Some((true, None)));
     }
 
     #[test]
