@@ -90,6 +90,47 @@ impl What {
     }
 }
 
+/// The most characters of a peer's `origin` or `reason` kept: they go
+/// into every log line, event, `status` and history row of the ban.
+pub const SAID_MOST: usize = 200;
+
+impl What {
+    /// The ban's words as a peer said them, made harmless: control
+    /// characters (a CR/LF that starts a forged log line, an ESC that
+    /// repaints a terminal) and the bidirectional overrides written as
+    /// escapes (`\u{1b}`), and cut at [`SAID_MOST`] characters.
+    fn tamed(self) -> What {
+        match self {
+            What::Ban {
+                expires,
+                origin,
+                reason,
+            } => What::Ban {
+                expires,
+                origin: tame(&origin),
+                reason: reason.as_deref().map(tame),
+            },
+            unban => unban,
+        }
+    }
+}
+
+fn tame(said: &str) -> String {
+    let unsafe_char = |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let mut out = String::with_capacity(said.len().min(SAID_MOST));
+    for (n, c) in said.chars().enumerate() {
+        if n == SAID_MOST {
+            out.push_str("...");
+            break;
+        }
+        match unsafe_char(c) {
+            true => out.extend(c.escape_default()),
+            false => out.push(c),
+        }
+    }
+    out
+}
+
 /// Whole seconds since the epoch (what the history stores).
 pub fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -340,7 +381,7 @@ pub fn read(prefix: &str, subject: &str, payload: &[u8]) -> Result<Read, String>
         return Ok(Read {
             node: m.node,
             jail: m.jail,
-            items: vec![Ok((net, m.what))],
+            items: vec![Ok((net, m.what.tamed()))],
         });
     }
     if v.v != BATCH_VERSION {
@@ -358,7 +399,7 @@ pub fn read(prefix: &str, subject: &str, payload: &[u8]) -> Result<Read, String>
         .groups
         .into_iter()
         .flat_map(|g| {
-            let what = g.what;
+            let what = g.what.tamed();
             g.nets.into_iter().map(move |n| {
                 parse_net(&n)
                     .map(|net| (net, what.clone()))
@@ -390,6 +431,39 @@ mod tests {
         let (back, n) = Message::read("nftban", "nftban.pbx-a.sshd", &json).unwrap();
         assert_eq!((back, n), (m.clone(), net));
         assert_eq!(m.id(), "pbx-a/sshd/198.51.100.7/b1800000000");
+    }
+
+    /// A peer's words reach logs, terminals (`status`, `events`) and the
+    /// history: control characters come out as escapes, so a CR/LF cannot
+    /// start a forged log line nor an ESC repaint a terminal, and a
+    /// reason of 900,000 characters is cut, in both versions.
+    #[test]
+    fn a_peers_words_are_made_harmless() {
+        let long = "x".repeat(900_000);
+        let evil = "\u{1b}[31mRED\u{1b}[0m\r\nfake line\u{202e}";
+        for (origin, reason) in [("auto", evil), ("auto\nforged", long.as_str())] {
+            let v1 = serde_json::json!({"v": 1, "node": "a", "jail": "sshd", "net": "192.0.2.1",
+                "kind": "ban", "expires": 1, "origin": origin, "reason": reason});
+            let v2 = serde_json::json!({"v": 2, "node": "a", "jail": "sshd", "groups": [
+                {"kind": "ban", "expires": 1, "origin": origin, "reason": reason, "nets": ["192.0.2.1"]}]});
+            for payload in [v1, v2] {
+                let r = read("p", "p.a.sshd", &serde_json::to_vec(&payload).unwrap()).unwrap();
+                let What::Ban { origin, reason, .. } = r.items[0].clone().unwrap().1 else {
+                    panic!("not a ban")
+                };
+                let reason = reason.unwrap();
+                for said in [&origin, &reason] {
+                    assert!(!said.chars().any(|c| c.is_control() || c == '\u{202e}'), "{said:?}");
+                    assert!(said.chars().count() <= SAID_MOST + 3, "{}", said.len());
+                }
+                if reason.starts_with('\\') {
+                    assert_eq!(reason, r"\u{1b}[31mRED\u{1b}[0m\r\nfake line\u{202e}");
+                } else {
+                    assert_eq!(origin, r"auto\nforged");
+                    assert!(reason.ends_with("x..."));
+                }
+            }
+        }
     }
 
     #[test]
