@@ -3,6 +3,7 @@
 //! limits on peers' bans; every value checked at its key.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use super::*;
 
@@ -106,6 +107,37 @@ fn host_node() -> String {
 
 fn valid_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl FleetSpec {
+    /// The addresses of `servers`, as they resolve now.
+    pub fn server_addresses(&self) -> Vec<IpAddr> {
+        self.servers.iter().flat_map(|s| server_addresses(s)).collect()
+    }
+
+    /// Each of `servers` with its addresses, as they resolve now.
+    pub fn each_server(&self) -> impl Iterator<Item = (&str, Vec<IpAddr>)> {
+        self.servers.iter().map(|s| (s.as_str(), server_addresses(s)))
+    }
+}
+
+/// The addresses of one of `fleet.servers` (`nats://host:4222`,
+/// `tls://user:pass@[2001:db8::1]:4222`, `host`): its address, or what its
+/// name resolves to now (nothing if it does not).
+fn server_addresses(url: &str) -> Vec<IpAddr> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let rest = rest.split('/').next().unwrap_or(rest);
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => rest.rsplit_once(':').map_or(rest, |(h, _)| h),
+    };
+    match host.parse::<IpAddr>() {
+        Ok(a) => vec![a],
+        Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(host, 4222))
+            .map(|found| found.map(|s| s.ip()).collect())
+            .unwrap_or_default(),
+    }
 }
 
 pub(super) fn build_fleet(
@@ -246,4 +278,23 @@ pub(super) fn build_fleet(
         rate,
         burst,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_servers_address_is_read_from_its_url() {
+        assert_eq!(
+            server_addresses("nats://10.77.0.1:4222"),
+            ["10.77.0.1".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(server_addresses("10.77.0.1"), ["10.77.0.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            server_addresses("tls://a:b@[2001:db8::4]:4222"),
+            ["2001:db8::4".parse::<IpAddr>().unwrap()]
+        );
+        assert!(server_addresses("nats://no-such-host.invalid:4222").is_empty());
+    }
 }

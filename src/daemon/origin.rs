@@ -12,6 +12,7 @@
 mod feed;
 pub mod fleet;
 mod meter;
+pub(crate) mod own;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;

@@ -105,6 +105,9 @@ pub fn of(config: &Config) -> Vec<Warning> {
             });
         }
     }
+    if let Some(fleet) = &config.fleet {
+        out.extend(fleet_servers(config, fleet));
+    }
     for j in &config.jails {
         for (what, why) in &j.rules.left_out {
             out.push(Warning {
@@ -127,6 +130,35 @@ pub fn of(config: &Config) -> Vec<Warning> {
                     message,
                 });
             }
+        }
+    }
+    out
+}
+
+/// A NATS server of the fleet that a jail could ban: one ban of its address
+/// (a scan from it, a peer's ban, which this node refuses, is another
+/// matter) leaves this node deaf to the fleet for the ban's time.
+fn fleet_servers(config: &Config, fleet: &crate::config::FleetSpec) -> Vec<Warning> {
+    let mut out = Vec::new();
+    for (url, addrs) in fleet.each_server() {
+        for addr in addrs {
+            let open: Vec<&str> = config
+                .jails
+                .iter()
+                .filter(|j| !j.ignoreip.iter().any(|n| n.contains(&addr)))
+                .map(|j| j.name.as_str())
+                .collect();
+            if open.is_empty() {
+                continue;
+            }
+            out.push(Warning {
+                key: "fleet.servers".into(),
+                path: url.to_string(),
+                message: format!(
+                    "{addr} is not in the ignoreip of jail(s) {}: a ban of it there would leave this node deaf to the fleet for the ban's time; add it to defaults.ignoreip",
+                    open.join(", ")
+                ),
+            });
         }
     }
     out
@@ -337,6 +369,30 @@ mod tests {
             "{}",
             left[0].message
         );
+    }
+
+    /// The fleet's NATS server outside a jail's `ignoreip`: one ban of it
+    /// there leaves the node deaf to the fleet; `check` says so, naming
+    /// the jails. Inside every jail's `ignoreip`: nothing to say.
+    #[test]
+    fn a_fleet_server_a_jail_could_ban_is_warned_of() {
+        let text = |ignoreip: &str| {
+            format!("defaults: {{ignoreip: [{ignoreip}]}}\nfleet: {{node: a, servers: ['nats://10.77.0.1:4222']}}\njails:\n  sshd: {{ruleset: sshd, files: [/var/log/auth.log]}}\n")
+        };
+        let warned = |ignoreip: &str| -> Vec<Warning> {
+            let config = Config::from_text(Path::new("/etc/nftban/nftban.yaml"), &text(ignoreip)).unwrap();
+            of(&config).into_iter().filter(|w| w.key == "fleet.servers").collect()
+        };
+        let w = warned("192.0.2.0/24");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].path, "nats://10.77.0.1:4222");
+        assert!(
+            w[0].message.starts_with("10.77.0.1 is not in the ignoreip of jail(s) "),
+            "{}",
+            w[0].message
+        );
+        assert!(w[0].message.contains("sshd"), "{}", w[0].message);
+        assert!(warned("10.77.0.0/24").is_empty());
     }
 
     /// A feed polled faster than its source allows: the warning names the

@@ -112,7 +112,7 @@ impl Feed {
         let filter = Filter {
             ignoreip: self.spec.ignoreip.clone(),
             trusted_private: self.spec.trusted_private,
-            own: filter::own_addresses(),
+            own: super::own::own_addresses(),
         };
         let judged = filter.judge(entries);
         let result = decisions.feed(&self.spec.sets, judged.kept)?;

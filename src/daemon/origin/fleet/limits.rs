@@ -1,10 +1,14 @@
 //! What a peer may make this node ban: only in a jail that accepts the
 //! fleet's bans, never what the jail's `ignoreip` or the never-ban list
-//! holds, no prefix wider than the limit (the world least of all), and no
-//! more than a rate per peer. Each refusal has a name, counted in
-//! `status` and the metrics.
+//! holds, no prefix wider than the limit (the world least of all), none
+//! holding this host's own addresses or the fleet's NATS servers (one ban
+//! of the server's address would leave the node deaf to the fleet for the
+//! ban's time), and no more than a rate per peer. Each refusal has a
+//! name, counted in `status` and the metrics.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
@@ -19,6 +23,10 @@ pub enum Refusal {
     NeverBanned,
     TooWide,
     Ignoreip,
+    /// One of this host's own addresses.
+    Own,
+    /// The address of a NATS server of `fleet.servers`.
+    Server,
     Rate,
     Malformed,
 }
@@ -30,6 +38,8 @@ impl Refusal {
             Refusal::NeverBanned => "never banned",
             Refusal::TooWide => "too wide",
             Refusal::Ignoreip => "ignoreip",
+            Refusal::Own => "own address",
+            Refusal::Server => "fleet server",
             Refusal::Rate => "rate",
             Refusal::Malformed => "malformed",
         }
@@ -54,7 +64,14 @@ pub struct Limits {
     per_second: f64,
     burst: f64,
     buckets: HashMap<String, Bucket>,
+    /// This host's addresses, and when they were read.
+    own: (Vec<IpAddr>, Option<Instant>),
+    /// The addresses of `fleet.servers`, as they resolved at start.
+    servers: Vec<IpAddr>,
 }
+
+/// How long the host's own addresses are taken as read.
+const OWN_FOR: Duration = Duration::from_secs(60);
 
 impl Limits {
     pub fn new(spec: &FleetSpec) -> Limits {
@@ -75,6 +92,8 @@ impl Limits {
             per_second,
             burst: f64::from(spec.burst),
             buckets: HashMap::new(),
+            own: (Vec::new(), None),
+            servers: spec.server_addresses(),
         }
     }
 
@@ -97,7 +116,21 @@ impl Limits {
         if ignoreip.iter().any(|n| n.contains(net) || net.contains(n)) {
             return Err(Refusal::Ignoreip);
         }
+        if self.servers.iter().any(|a| net.contains(a)) {
+            return Err(Refusal::Server);
+        }
+        if self.own().iter().any(|a| net.contains(a)) {
+            return Err(Refusal::Own);
+        }
         self.take(node, published)
+    }
+
+    /// This host's addresses, read again once [`OWN_FOR`] old.
+    fn own(&mut self) -> &[IpAddr] {
+        if self.own.1.is_none_or(|at| at.elapsed() >= OWN_FOR) {
+            self.own = (crate::daemon::origin::own::own_addresses(), Some(Instant::now()));
+        }
+        &self.own.0
     }
 
     /// One token of `node`'s bucket, if it has one.
@@ -165,6 +198,33 @@ mod tests {
         assert_eq!(judge(&mut l, "sshd", "192.0.2.9/32"), Err(Refusal::Ignoreip));
         assert_eq!(judge(&mut l, "sshd", "127.0.0.1/32"), Err(Refusal::NeverBanned));
         assert_eq!(judge(&mut l, "asterisk", "198.51.100.7/32"), Err(Refusal::Jail));
+    }
+
+    /// A peer's ban of the fleet's NATS server, or of one of this host's
+    /// own addresses (or a prefix holding one), is refused: either would
+    /// cut this node off.
+    #[test]
+    fn the_fleets_servers_and_this_hosts_addresses_are_refused() {
+        let mut s = spec("100/second", 10);
+        s.servers = vec!["nats://198.51.100.1:4222".into(), "tls://u:p@[2001:db8::4]:4222".into()];
+        let mut l = Limits::new(&s);
+        let judge = |l: &mut Limits, n| l.judge("a", "sshd", &net(n), 0);
+        assert_eq!(judge(&mut l, "198.51.100.1/32"), Err(Refusal::Server));
+        assert_eq!(judge(&mut l, "198.51.100.0/24"), Err(Refusal::Server));
+        assert_eq!(judge(&mut l, "2001:db8::4/128"), Err(Refusal::Server));
+        assert_eq!(judge(&mut l, "198.51.100.2/32"), Ok(()));
+        // The host's own: whatever interface address it has that the
+        // checks before refuse for another reason (loopback, link-local,
+        // inside the jail's `ignoreip`), if any.
+        let ignoreip: IpNet = "192.0.2.0/24".parse().unwrap();
+        let own = crate::daemon::origin::own::own_addresses().into_iter().find(|a| {
+            !a.is_loopback()
+                && !ignoreip.contains(a)
+                && !matches!(a, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
+        });
+        if let Some(a) = own {
+            assert_eq!(l.judge("a", "sshd", &IpNet::from(a), 0), Err(Refusal::Own), "{a}");
+        }
     }
 
     #[test]
