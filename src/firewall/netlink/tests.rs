@@ -1162,3 +1162,45 @@ fn trusted_sources_are_never_metered() {
     assert!(nft_elements("sip_caught_v4").is_empty());
     assert!(nft_elements("sip_meter_v4").is_empty());
 }
+
+/// A feed's prefix that widens, then splits, between two refreshes: an
+/// interval set takes no prefix overlapping one it holds, so the old one
+/// must leave before, in the same transaction. Before, the add came first
+/// and every refresh after such a change failed with EEXIST.
+#[test]
+fn a_feeds_prefix_may_widen_narrow_or_split() {
+    let Some(mut fw) = private_netns() else { return };
+    fw.setup(&spec(&["feed_mine"], Action::Drop)).unwrap();
+    let listed = |fw: &mut Netlink| -> Vec<String> {
+        let mut all: Vec<String> = fw
+            .list("feed_mine")
+            .unwrap()
+            .iter()
+            .map(|e| crate::address::show(&e.net))
+            .collect();
+        all.sort();
+        all
+    };
+    fw.apply_diff("feed_mine", &[net("45.9.0.0/22")], &[]).unwrap();
+    fw.apply_diff(
+        "feed_mine",
+        &[net("45.9.0.0/21"), net("77.1.1.1")],
+        &[net("45.9.0.0/22")],
+    )
+    .unwrap();
+    assert_eq!(listed(&mut fw), ["45.9.0.0/21", "77.1.1.1"]);
+    fw.apply_diff(
+        "feed_mine",
+        &[net("45.9.0.0/23"), net("45.9.2.0/23")],
+        &[net("45.9.0.0/21")],
+    )
+    .unwrap();
+    assert_eq!(listed(&mut fw), ["45.9.0.0/23", "45.9.2.0/23", "77.1.1.1"]);
+    fw.apply_diff(
+        "feed_mine",
+        &[net("45.9.0.0/22")],
+        &[net("45.9.0.0/23"), net("45.9.2.0/23")],
+    )
+    .unwrap();
+    assert_eq!(listed(&mut fw), ["45.9.0.0/22", "77.1.1.1"]);
+}
