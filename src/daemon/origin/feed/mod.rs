@@ -140,6 +140,9 @@ impl Feed {
             }
         };
         let entries: Vec<IpNet> = saved.entries.keys().copied().collect();
+        // Kept from another source: put back (a list is better than none
+        // until the new source answers), but not counted as fetched.
+        let same_source = saved.source.as_deref().is_none_or(|s| s == self.spec.source_text());
         self.saved = saved;
         match self.apply(entries, decisions)? {
             Ok(a) => {
@@ -149,6 +152,10 @@ impl Feed {
                 tracing::error!(feed = %self.spec.name, "feed {}: the saved list could not be put back: {e}", self.spec.name);
                 self.update(|st| st.last_error = Some(e));
             }
+        }
+        if !same_source {
+            tracing::info!(feed = %self.spec.name, "feed {}: the list kept was fetched from another source; fetching {} now", self.spec.name, self.spec.source_text());
+            return None;
         }
         std::fs::metadata(&self.spec.state).and_then(|m| m.modified()).ok()
     }
@@ -179,6 +186,7 @@ impl Feed {
         Ok(Some(Saved {
             entries: entries.into_iter().map(|n| (n.trunc(), at)).collect(),
             cursor: None,
+            source: Some(self.spec.source_text()),
         }))
     }
 
@@ -213,6 +221,7 @@ impl Feed {
         }
         let oldest = at.saturating_sub(APIBAN_KEEP.as_secs());
         saved.entries.retain(|_, &mut seen| seen >= oldest);
+        saved.source = Some(self.spec.source_text());
         Ok(saved)
     }
 
@@ -221,9 +230,23 @@ impl Feed {
         let now = SystemTime::now();
         let fetched = match self.fetch(now) {
             Ok(Some(s)) => s,
-            Ok(None) => return Some(Ok(Outcome::Unchanged)),
+            // The same list: applied again all the same, for what else
+            // may have changed (the host's own addresses), and its time
+            // kept, which a restart's politeness waits on.
+            Ok(None) => self.saved.clone(),
             Err(e) => return Some(Err(e)),
         };
+        // An empty list where there was one is far more often a broken
+        // source (an empty answer, a file being rewritten, a cut
+        // download) than a list that emptied: it would lift every entry.
+        if fetched.entries.is_empty() && !self.saved.entries.is_empty() && self.spec.format != FeedFormat::Apiban {
+            self.validators = Validators::default();
+            return Some(Err(format!(
+                "feed {}: the list came back empty ({} entries before); the previous list stays (take the feed out of the config to lift it)",
+                self.spec.name,
+                self.saved.entries.len()
+            )));
+        }
         let entries: Vec<IpNet> = fetched.entries.keys().copied().collect();
         let applied = match self.apply(entries, decisions)? {
             Ok(a) => a,

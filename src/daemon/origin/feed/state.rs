@@ -23,6 +23,11 @@ pub struct Saved {
     pub entries: BTreeMap<IpNet, u64>,
     /// APIBAN's `ID` cursor.
     pub cursor: Option<String>,
+    /// The source the list came from (`status`'s text of it): a list
+    /// kept from another source (the feed's `url` changed) does not
+    /// count as fetched, and the new source is fetched at once. `None`
+    /// in a file of an older nftban.
+    pub source: Option<String>,
 }
 
 const HEADER: &str = "# nftban feed list: the last good list of the feed, read at start";
@@ -37,6 +42,9 @@ pub fn write(path: &Path, saved: &Saved) -> std::io::Result<()> {
     text.push('\n');
     if let Some(c) = &saved.cursor {
         text.push_str(&format!("#cursor {c}\n"));
+    }
+    if let Some(source) = &saved.source {
+        text.push_str(&format!("#source {source}\n"));
     }
     for (net, at) in &saved.entries {
         text.push_str(&format!("{} {at}\n", show(net)));
@@ -63,6 +71,10 @@ pub fn read(path: &Path) -> Result<Option<Saved>, String> {
             saved.cursor = Some(c.trim().to_string());
             continue;
         }
+        if let Some(source) = line.strip_prefix("#source ") {
+            saved.source = Some(source.trim().to_string());
+            continue;
+        }
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
         }
@@ -87,6 +99,7 @@ mod tests {
         let mut saved = Saved {
             entries: BTreeMap::new(),
             cursor: Some("1701890000".into()),
+            source: Some("https://apiban.org/api/<key>/banned".into()),
         };
         saved.entries.insert("192.0.2.1/32".parse().unwrap(), 1_700_000_000);
         saved.entries.insert("2001:db8::/32".parse().unwrap(), 1_700_000_001);
@@ -96,6 +109,7 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         saved.entries.clear();
         saved.cursor = None;
+        saved.source = None;
         write(&path, &saved).unwrap();
         assert_eq!(read(&path).unwrap(), Some(saved));
         // No temporary file left beside it.

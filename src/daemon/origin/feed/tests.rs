@@ -321,3 +321,85 @@ fn http_errors_keep_the_list_and_say_why() {
     assert!(st.last_error.as_deref().unwrap().contains("HTTP 404"), "{st:?}");
     assert_eq!(*held.lock().unwrap(), nets(&["192.0.2.5/32"]));
 }
+
+/// An empty list where there was one (an empty answer, a file being
+/// rewritten) keeps the previous list and says why: before, it lifted
+/// every entry.
+#[test]
+fn an_empty_list_keeps_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, "203.0.113.1\n203.0.113.2\n").unwrap();
+    let config = config_with(
+        dir.path(),
+        &format!("mine: {{file: {}, format: plain, refresh: 1s}}", list.display()),
+    );
+    let mut feed = feeds(&config).pop().unwrap();
+    let (decisions, held) = engine();
+    let outcome = feed.refresh(&decisions).unwrap();
+    feed.record(outcome);
+    for empty in ["", "# nothing listed today\n"] {
+        std::fs::write(&list, empty).unwrap();
+        let outcome = feed.refresh(&decisions).unwrap();
+        feed.record(outcome);
+        assert_eq!(*held.lock().unwrap(), nets(&["203.0.113.1/32", "203.0.113.2/32"]));
+        let st = feed.stats.lock().unwrap().clone();
+        assert_eq!(st.state, "failing");
+        let e = st.last_error.unwrap();
+        assert!(e.contains("the list came back empty (2 entries before)"), "{e}");
+    }
+}
+
+/// A 304 keeps the list and its time on disk moves on (a restart right
+/// after waits the rest of the interval, as after a 200); a list kept
+/// from another source (the `url` changed) is put back but fetched anew
+/// at once.
+#[test]
+fn a_304_counts_as_a_fetch_and_a_new_source_is_fetched_at_once() {
+    let (base, asked) = serve(vec![
+        ("/list", 200, "192.0.2.5\n".into()),
+        ("/same", 304, String::new()),
+        ("/other", 200, "192.0.2.6\n".into()),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let feed_text = |path: &str| format!("web: {{url: '{base}{path}', format: plain, refresh: 1h}}");
+    let config = config_with(dir.path(), &feed_text("/list"));
+    let mut feed = feeds(&config).pop().unwrap();
+    let (decisions, held) = engine();
+    let outcome = feed.refresh(&decisions).unwrap();
+    feed.record(outcome);
+    let kept = dir.path().join("feeds/web");
+    let old = SystemTime::now() - Duration::from_secs(600);
+    std::fs::File::options()
+        .write(true)
+        .open(&kept)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    // The source says nothing changed (a 304; the URL is swapped in
+    // place, the kept list's source stays the feed's).
+    if let FeedSource::Url { url, .. } = &mut feed.spec.source {
+        *url = format!("{base}/same");
+    }
+    let outcome = feed.refresh(&decisions).unwrap();
+    if let FeedSource::Url { url, .. } = &mut feed.spec.source {
+        *url = format!("{base}/list");
+    }
+    assert!(matches!(outcome, Ok(Outcome::Unchanged)));
+    let at = std::fs::metadata(&kept).unwrap().modified().unwrap();
+    assert!(at > old + Duration::from_secs(300), "the kept list's time moved on");
+    // Restarted with the same source: waits for the rest of the hour.
+    let mut same = feeds(&config).pop().unwrap();
+    let kept_at = same.restore(&decisions);
+    assert!(same.first_wait(kept_at, SystemTime::now()) > Duration::from_secs(3000));
+    // With another source: the old list back, and a fetch at once.
+    let config = config_with(dir.path(), &feed_text("/other"));
+    let mut moved = feeds(&config).pop().unwrap();
+    let kept_at = moved.restore(&decisions);
+    assert_eq!(*held.lock().unwrap(), nets(&["192.0.2.5/32"]));
+    assert_eq!(moved.first_wait(kept_at, SystemTime::now()), Duration::ZERO);
+    let outcome = moved.refresh(&decisions).unwrap();
+    moved.record(outcome);
+    assert_eq!(*held.lock().unwrap(), nets(&["192.0.2.6/32"]));
+    assert!(asked.lock().unwrap().iter().any(|r| r.starts_with("GET /other")));
+}
