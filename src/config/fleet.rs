@@ -110,6 +110,26 @@ fn valid_token(s: &str) -> bool {
 }
 
 impl FleetSpec {
+    /// The files the daemon reads to connect (credentials, TLS), each
+    /// with its key: `check` warns of one it cannot read.
+    pub fn files(&self) -> Vec<(&'static str, &Path)> {
+        let mut out = Vec::new();
+        match &self.credentials {
+            Credentials::NKeyFile(p) => out.push(("fleet.auth.nkey_file", p.as_path())),
+            Credentials::CredsFile(p) => out.push(("fleet.auth.creds_file", p.as_path())),
+            _ => {}
+        }
+        if let Some(tls) = &self.tls {
+            let keyed = [
+                ("fleet.tls.ca_file", &tls.ca_file),
+                ("fleet.tls.cert_file", &tls.cert_file),
+                ("fleet.tls.key_file", &tls.key_file),
+            ];
+            out.extend(keyed.into_iter().filter_map(|(k, p)| p.as_deref().map(|p| (k, p))));
+        }
+        out
+    }
+
     /// The addresses of `servers`, as they resolve now.
     pub fn server_addresses(&self) -> Vec<IpAddr> {
         self.servers.iter().flat_map(|s| server_addresses(s)).collect()
@@ -147,6 +167,22 @@ pub(super) fn build_fleet(
 ) -> Result<FleetSpec, ConfigError> {
     if f.servers.is_empty() {
         return Err(err(&["fleet", "servers"], Problem::FleetNoServer));
+    }
+    // As the daemon's client reads them: a server it cannot take left the
+    // daemon connecting forever while `check` said OK.
+    for s in &f.servers {
+        if s.trim().is_empty() {
+            return Err(err(
+                &["fleet", "servers"],
+                Problem::FleetServer(s.clone(), "it is empty".into()),
+            ));
+        }
+        if let Err(e) = s.parse::<async_nats::ServerAddr>() {
+            return Err(err(
+                &["fleet", "servers"],
+                Problem::FleetServer(s.clone(), e.to_string()),
+            ));
+        }
     }
     let node = f.node.unwrap_or_else(host_node);
     if !crate::store::valid_node(&node) {

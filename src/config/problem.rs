@@ -141,6 +141,9 @@ pub enum Problem {
     /// `fleet.servers` is empty.
     #[error("give at least one NATS server (`nats://host:4222`)")]
     FleetNoServer,
+    /// A `fleet.servers` entry the NATS client cannot take.
+    #[error("`{0}` is not a NATS server address: {1} (give nats://host:4222, tls://host:4222 or host:port)")]
+    FleetServer(String, String),
     /// `fleet.node` (or the host name it defaults to) is no node name.
     #[error("`{0}` is not a node name: 1 to 64 letters, digits, `_`, `-` (it is a NATS subject token)")]
     FleetNode(String),

@@ -568,6 +568,18 @@ fn fleet_errors_name_the_key_and_line() {
             "fleet.subject_prefix",
             "subject prefix",
         ),
+        // As the daemon's NATS client reads them (it connected forever).
+        (
+            "fleet: {servers: ['http://10.77.0.1:4222']}\n",
+            "fleet.servers",
+            "`http://10.77.0.1:4222` is not a NATS server address: invalid scheme",
+        ),
+        (
+            "fleet: {servers: ['nats://10.77.0.1:99999']}\n",
+            "fleet.servers",
+            "is not a NATS server address",
+        ),
+        ("fleet: {servers: ['']}\n", "fleet.servers", "it is empty"),
     ];
     for (section, key, words) in cases {
         let text = format!("{SIP_BASE}{section}");

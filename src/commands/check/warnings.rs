@@ -107,6 +107,15 @@ pub fn of(config: &Config) -> Vec<Warning> {
     }
     if let Some(fleet) = &config.fleet {
         out.extend(fleet_servers(config, fleet));
+        for (key, path) in fleet.files() {
+            if let Err(e) = std::fs::File::open(path) {
+                out.push(Warning {
+                    key: key.into(),
+                    path: path.display().to_string(),
+                    message: format!("cannot be read ({e}): the daemon would not connect to the fleet (fix it, then `nftban reload`)"),
+                });
+            }
+        }
     }
     for j in &config.jails {
         for (what, why) in &j.rules.left_out {
@@ -393,6 +402,26 @@ mod tests {
         );
         assert!(w[0].message.contains("sshd"), "{}", w[0].message);
         assert!(warned("10.77.0.0/24").is_empty());
+    }
+
+    /// A fleet's credentials or TLS file that cannot be read: `check`
+    /// warns at its key (the daemon would not connect).
+    #[test]
+    fn fleet_files_and_servers_are_checked() {
+        let text = "defaults: {ignoreip: [10.77.0.1]}\nfleet: {node: a, servers: ['nats://10.77.0.1:4222'], auth: {creds_file: /nonexistent/a.creds}, tls: {ca_file: /nonexistent/ca.pem}}\njails:\n  sshd: {ruleset: sshd, files: [/var/log/auth.log]}\n";
+        let config = Config::from_text(Path::new("/etc/nftban/nftban.yaml"), text).unwrap();
+        let keys: Vec<String> = of(&config)
+            .into_iter()
+            .filter(|w| w.key.starts_with("fleet."))
+            .map(|w| format!("{}: {}", w.key, w.path))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "fleet.auth.creds_file: /nonexistent/a.creds",
+                "fleet.tls.ca_file: /nonexistent/ca.pem"
+            ]
+        );
     }
 
     /// A feed polled faster than its source allows: the warning names the
