@@ -174,13 +174,13 @@ pub(super) fn build_fleet(
         if s.trim().is_empty() {
             return Err(err(
                 &["fleet", "servers"],
-                Problem::FleetServer(s.clone(), "it is empty".into()),
+                Problem::FleetServer(format!("`{s}` is not a NATS server address: it is empty")),
             ));
         }
         if let Err(e) = s.parse::<async_nats::ServerAddr>() {
             return Err(err(
                 &["fleet", "servers"],
-                Problem::FleetServer(s.clone(), e.to_string()),
+                Problem::FleetServer(format!("`{s}` is not a NATS server address: {e}")),
             ));
         }
     }

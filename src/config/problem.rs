@@ -142,8 +142,8 @@ pub enum Problem {
     #[error("give at least one NATS server (`nats://host:4222`)")]
     FleetNoServer,
     /// A `fleet.servers` entry the NATS client cannot take.
-    #[error("`{0}` is not a NATS server address: {1} (give nats://host:4222, tls://host:4222 or host:port)")]
-    FleetServer(String, String),
+    #[error("{0} (give nats://host:4222, tls://host:4222 or host:port)")]
+    FleetServer(String),
     /// `fleet.node` (or the host name it defaults to) is no node name.
     #[error("`{0}` is not a node name: 1 to 64 letters, digits, `_`, `-` (it is a NATS subject token)")]
     FleetNode(String),
