@@ -102,7 +102,8 @@ pub enum Command {
         /// Log file, or `-` for stdin
         log: PathBuf,
         /// A regex with <HOST>, a shipped ruleset name (asterisk, sshd, sshd-aggressive, kamailio,
-        /// freeswitch, postfix, dovecot, nginx), or a ruleset YAML file
+        /// freeswitch, postfix, dovecot, nginx), a ruleset YAML file, or a fail2ban filter
+        /// (`/etc/fail2ban/filter.d/sshd.conf`, with options: `FILE.conf[mode=aggressive]`)
         rule: String,
         /// Print JSON
         #[arg(long)]

@@ -206,10 +206,10 @@ fn unit_writes(path: &Path, what: &str) -> Option<String> {
         return Some(format!(
             "is under {dir}, which the shipped unit makes private to the daemon (PrivateTmp=yes) and removes when \
              it stops: {what} would be out of reach of other processes and gone at every restart; use {} instead",
-            if what == "the control socket" {
-                "/run/nftban/"
-            } else {
-                "/var/lib/nftban/"
+            match what {
+                "the control socket" => "/run/nftban/",
+                "the log file" | "the events file" => "/var/log/nftban/",
+                _ => "/var/lib/nftban/",
             }
         ));
     }
