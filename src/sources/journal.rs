@@ -63,6 +63,20 @@ pub fn parse_match(m: &str) -> Result<(&str, &str), MatchError> {
     Ok((field, value))
 }
 
+/// The socket systemd-journald takes entries on: where it is missing, no
+/// journald runs and no entry will come.
+pub const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
+
+/// Why a `journal:` source will read nothing on this host, if it will not.
+pub fn no_journal() -> Option<String> {
+    match std::path::Path::new(JOURNALD_SOCKET).exists() {
+        true => None,
+        false => Some(format!(
+            "no systemd journal on this host ({JOURNALD_SOCKET} is missing): no entry will come; read the service's log file instead"
+        )),
+    }
+}
+
 /// A label for status and logs: `journal:FIELD=value,...`.
 pub fn label(matches: &[String]) -> String {
     format!("journal:{}", matches.join(","))

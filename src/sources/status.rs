@@ -46,6 +46,12 @@ impl SourceStats {
             _ if lines == 0 && self.path.as_os_str() == stdin::LABEL => {
                 "no line on stdin yet since nftban started".to_string()
             }
+            _ if lines == 0 && self.path.to_string_lossy().starts_with("journal:") => {
+                super::journal::no_journal().unwrap_or_else(|| {
+                    "no journal entry matching since nftban started (is the service logging to the journal under these matches?)"
+                        .to_string()
+                })
+            }
             _ if lines == 0 => "no line read yet since nftban started (nothing written to the file?)".to_string(),
             _ if matched == 0 => format!(
                 "{lines} lines read, none matched the ruleset: is the service logging the failures here, in this format?"

@@ -118,6 +118,15 @@ pub fn of(config: &Config) -> Vec<Warning> {
         }
     }
     for j in &config.jails {
+        if !j.journal.is_empty() {
+            if let Some(why) = crate::sources::journal::no_journal() {
+                out.push(Warning {
+                    key: format!("jails.{}.journal", j.name),
+                    path: crate::sources::journal::label(&j.journal),
+                    message: why,
+                });
+            }
+        }
         for (what, why) in &j.rules.left_out {
             out.push(Warning {
                 key: format!("jails.{}.ruleset", j.name),
@@ -294,7 +303,7 @@ fn log_target(target: &str) -> Option<Warning> {
             })
         }
         "journald" => {
-            const JOURNAL: &str = "/run/systemd/journal/socket";
+            const JOURNAL: &str = crate::sources::journal::JOURNALD_SOCKET;
             crate::logging::Syslog::connect(Path::new(JOURNAL)).err().map(|e| {
                 at(
                     JOURNAL,

@@ -254,6 +254,24 @@ fn silent_source_is_diagnosed() {
     );
 }
 
+/// A journal source that read nothing says why in a journal's words:
+/// on a host without journald, that no entry will ever come (before, it
+/// asked whether anything was written to "the file" and showed `reading`).
+#[test]
+fn a_silent_journal_source_says_whether_a_journal_runs() {
+    let mut e = engine();
+    let source = Arc::new(crate::sources::SourceStats::new("journal:_COMM=sshd".into()));
+    e.attach_source(0, source.clone());
+    source.set_state(SourceState::Reading);
+    let st: JailStatus = e.jail_status("asterisk", SystemTime::now(), false).unwrap();
+    let said = &st.sources[0].diagnosis;
+    assert!(!said.contains("nothing written to the file"), "{said}");
+    match std::path::Path::new(crate::sources::journal::JOURNALD_SOCKET).exists() {
+        true => assert!(said.starts_with("no journal entry matching"), "{said}"),
+        false => assert!(said.starts_with("no systemd journal on this host"), "{said}"),
+    }
+}
+
 #[test]
 fn history_is_written_before_the_kernel_and_restored_in_one_batch() {
     let dir = tempfile::tempdir().unwrap();
