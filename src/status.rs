@@ -34,6 +34,10 @@ pub struct SourceStatus {
     pub error: Option<String>,
     pub lines: u64,
     pub matched: u64,
+    /// Matched lines dated before their jail's `findtime`: not counted.
+    /// Missing from an older daemon's answer: 0.
+    #[serde(default)]
+    pub too_old: u64,
     pub truncated: u64,
     pub invalid_utf8: u64,
     /// Seconds since a line last matched.
@@ -56,6 +60,10 @@ pub struct JailStatus {
     pub journal: Vec<String>,
     pub currently_failed: u64,
     pub total_failed: u64,
+    /// Failures matched but not counted since start, by why (absent when
+    /// none, and from an older daemon's answer).
+    #[serde(default, skip_serializing_if = "NotCounted::is_empty")]
+    pub not_counted: NotCounted,
     pub currently_banned: u64,
     pub total_banned: u64,
     /// `total_banned` by origin, under the names the ban history gives
@@ -88,6 +96,24 @@ pub struct JailStatus {
     /// of them: absent when the jail has `usedns: no` and met no name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub names: Option<NameStatus>,
+}
+
+/// A jail's failures that matched but were not counted, since start: the
+/// answer to "the lines match, why is nothing banned?".
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NotCounted {
+    /// From an address of the jail's `ignoreip`.
+    pub ignoreip: u64,
+    /// From an address nftban never bans (loopback, multicast, ...).
+    pub never_banned: u64,
+    /// Lines dated before `findtime` (summed over the jail's sources).
+    pub too_old: u64,
+}
+
+impl NotCounted {
+    pub fn is_empty(&self) -> bool {
+        *self == NotCounted::default()
+    }
 }
 
 /// A jail's lines that named a host (`usedns:`, docs/config.md), since

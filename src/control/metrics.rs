@@ -478,6 +478,7 @@ mod tests {
             journal: vec![],
             currently_failed: 2,
             total_failed: 7,
+            not_counted: Default::default(),
             currently_banned: banned,
             total_banned: 3,
             bans_by_origin: Default::default(),
@@ -677,6 +678,7 @@ mod tests {
             error: None,
             lines,
             matched,
+            too_old: 0,
             truncated: 0,
             invalid_utf8: 0,
             last_match_ago: None,
@@ -694,6 +696,7 @@ mod tests {
         let sshd = JailStatus {
             currently_failed: 5,
             total_failed: 6,
+            not_counted: Default::default(),
             currently_banned: 7,
             total_banned: 8,
             total_unbanned: 9,

@@ -77,11 +77,13 @@ impl Sink for Reader {
         }
         from.note_match(at.unwrap_or(now));
         let at = line_time(at.or_else(|| self.matcher.parse_date(line, now).map(|f| f.time)), now);
+        let mut too_old = false;
         for (k, r) in self.matcher.results().iter().enumerate() {
             let jail = &self.jails[k];
             match r {
                 LineMatch::Failure { addr, .. } => {
                     if !counts(at, now, jail.findtime) {
+                        too_old = true;
                         tracing::debug!(jail = %jail.name, %addr, "failure older than findtime (line dated {}s ago); not counted",
                             now.duration_since(at).map(|d| d.as_secs()).unwrap_or(0));
                         continue;
@@ -108,6 +110,9 @@ impl Sink for Reader {
                 }
                 LineMatch::Missed | LineMatch::Ignored => {}
             }
+        }
+        if too_old {
+            from.note_too_old();
         }
     }
 

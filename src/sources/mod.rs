@@ -127,6 +127,8 @@ pub struct SourceStats {
     pub lines: AtomicU64,
     /// Lines that matched a failregex (with an address or not).
     pub matched: AtomicU64,
+    /// Matched lines dated before their jail's `findtime`: not counted.
+    pub too_old: AtomicU64,
     /// Lines longer than [`MAX_LINE`], skipped unmatched (the name is the
     /// status field's, from when such lines were cut).
     pub truncated: AtomicU64,
@@ -152,6 +154,7 @@ impl SourceStats {
             state: Mutex::new(SourceState::Starting),
             lines: AtomicU64::new(0),
             matched: AtomicU64::new(0),
+            too_old: AtomicU64::new(0),
             truncated: AtomicU64::new(0),
             invalid_utf8: AtomicU64::new(0),
             too_long_log: Mutex::new(Throttle::default()),
@@ -247,6 +250,15 @@ impl SourceStats {
         *self.last_match.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
         if let Some(p) = &self.parent {
             p.note_match(at);
+        }
+    }
+
+    /// A matched line too old to count (once per line, whatever jails
+    /// share the source).
+    pub fn note_too_old(&self) {
+        self.too_old.fetch_add(1, Ordering::Relaxed);
+        if let Some(p) = &self.parent {
+            p.note_too_old();
         }
     }
 

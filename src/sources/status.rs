@@ -22,6 +22,7 @@ impl SourceStats {
         };
         let lines = self.lines.load(Relaxed);
         let matched = self.matched.load(Relaxed);
+        let too_old = self.too_old.load(Relaxed);
         let members = self.members();
         let diagnosis = match (state, &error) {
             ("no_match", _) => format!("no file matches {} yet", self.path.display()),
@@ -56,6 +57,9 @@ impl SourceStats {
             _ if matched == 0 => format!(
                 "{lines} lines read, none matched the ruleset: is the service logging the failures here, in this format?"
             ),
+            _ if too_old == matched => format!(
+                "{lines} lines read, {matched} matched, all dated before findtime: not counted (an old log read late, or a clock off?)"
+            ),
             _ if jail_failures == 0 => {
                 format!("{matched} lines matched but none counted (all from ignoreip, or hostnames)")
             }
@@ -67,6 +71,7 @@ impl SourceStats {
             error,
             lines,
             matched,
+            too_old,
             truncated: self.truncated.load(Relaxed),
             invalid_utf8: self.invalid_utf8.load(Relaxed),
             last_match_ago: self

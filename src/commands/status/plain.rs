@@ -46,6 +46,21 @@ pub fn format_jail(st: &JailStatus) -> String {
     }
     let _ = writeln!(o, "|  |- Currently failed: {}", st.currently_failed);
     let _ = writeln!(o, "|  |- Total failed:     {}", st.total_failed);
+    // Only when some failure matched and was not counted: why nothing is
+    // banned although the lines match.
+    if !st.not_counted.is_empty() {
+        let n = &st.not_counted;
+        let why: Vec<String> = [
+            (n.ignoreip, "from ignoreip"),
+            (n.never_banned, "never banned (loopback, ...)"),
+            (n.too_old, "older than findtime"),
+        ]
+        .iter()
+        .filter(|(count, _)| *count > 0)
+        .map(|(count, what)| format!("{count} {what}"))
+        .collect();
+        let _ = writeln!(o, "|  |- Not counted:      {}", why.join(", "));
+    }
     // Only for a jail that resolves names or met some (`usedns`).
     if let Some(n) = &st.names {
         let what = match n.usedns {
@@ -262,6 +277,7 @@ mod tests {
             journal: vec![],
             currently_failed: 0,
             total_failed: 0,
+            not_counted: Default::default(),
             currently_banned: 0,
             total_banned: 0,
             bans_by_origin: Default::default(),

@@ -29,10 +29,12 @@ impl Engine {
         let j = &mut self.jails[jail];
         let bantime = match j.tracker.failure_of(net, at) {
             Verdict::NeverBanned { why } => {
+                j.never_banned += 1;
                 tracing::debug!(jail = %j.name, net = %show_net(&net), "not banned: never-ban address ({why}); not counted");
                 return;
             }
             Verdict::Ignored => {
+                j.ignored += 1;
                 tracing::debug!(jail = %j.name, net = %show_net(&net), "failure from (or overlapping) an ignoreip address; not counted");
                 return;
             }

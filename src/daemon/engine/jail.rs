@@ -28,6 +28,10 @@ pub(super) struct JailState {
     /// `total_banned` by origin (none at 0), for `status` and the metrics.
     pub(super) bans_by_origin: BTreeMap<Origin, u64>,
     pub(super) total_unbanned: u64,
+    /// Failures not counted since start: from an address of `ignoreip`,
+    /// or one nftban never bans (loopback, ...), for `status`.
+    pub(super) ignored: u64,
+    pub(super) never_banned: u64,
     /// Bans of this jail the kernel refused (a full set, say).
     pub(super) kernel_errors: u64,
     /// The sources the daemon reads for this jail, in config order (files,
@@ -64,6 +68,8 @@ impl JailState {
             total_banned: 0,
             bans_by_origin: BTreeMap::new(),
             total_unbanned: 0,
+            ignored: 0,
+            never_banned: 0,
             kernel_errors: 0,
             sources: Vec::new(),
             increment: None,

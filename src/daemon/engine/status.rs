@@ -91,6 +91,15 @@ impl Engine {
             journal: j.journal.clone(),
             currently_failed: self.unbanned_failing(i, now).count() as u64,
             total_failed: j.tracker.total_failed,
+            not_counted: crate::status::NotCounted {
+                ignoreip: j.ignored,
+                never_banned: j.never_banned,
+                too_old: j
+                    .sources
+                    .iter()
+                    .map(|s| s.too_old.load(std::sync::atomic::Ordering::Relaxed))
+                    .sum(),
+            },
             currently_banned: currently_banned as u64,
             total_banned: j.total_banned,
             bans_by_origin: j

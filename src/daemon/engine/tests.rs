@@ -254,6 +254,41 @@ fn silent_source_is_diagnosed() {
     );
 }
 
+/// Failures that matched but were not counted say why in `status`: from
+/// `ignoreip`, from an address never banned, on lines older than
+/// `findtime` (the source's count); before, only a debug log said so.
+#[test]
+fn failures_not_counted_are_counted_by_why() {
+    let mut e = engine();
+    let source = Arc::new(crate::sources::SourceStats::new("/var/log/asterisk/messages".into()));
+    e.attach_source(0, source.clone());
+    let now = SystemTime::now();
+    for _ in 0..3 {
+        e.failure(0, "192.0.2.50".parse().unwrap(), now);
+    }
+    e.failure(0, "127.0.0.1".parse().unwrap(), now);
+    for _ in 0..2 {
+        source.note_too_old();
+    }
+    let st: JailStatus = e.jail_status("asterisk", now, false).unwrap();
+    assert_eq!(
+        st.not_counted,
+        crate::status::NotCounted {
+            ignoreip: 3,
+            never_banned: 1,
+            too_old: 2
+        }
+    );
+    assert_eq!(st.currently_failed, 0);
+    let shown = crate::commands::status::plain::format_jail(&st);
+    assert!(
+        shown.contains(
+            "|  |- Not counted:      3 from ignoreip, 1 never banned (loopback, ...), 2 older than findtime\n"
+        ),
+        "{shown}"
+    );
+}
+
 /// A journal source that read nothing says why in a journal's words:
 /// on a host without journald, that no entry will ever come (before, it
 /// asked whether anything was written to "the file" and showed `reading`).
