@@ -48,6 +48,29 @@ pub(super) struct Feeds {
 }
 
 impl Engine {
+    /// The name of a feed whose entries hold `net` (an address, or a
+    /// prefix inside an entry), if one does: an unban lifts no feed entry,
+    /// and says so.
+    pub(super) fn feed_holding(&self, net: &IpNet) -> Option<String> {
+        let longest = net.prefix_len();
+        let (sets, _) = self.feeds.held.iter().find(|(_, held)| {
+            !held.is_empty()
+                && (0..=longest).any(|len| IpNet::new(net.addr(), len).is_ok_and(|n| held.contains(&n.trunc())))
+        })?;
+        let name = self
+            .feeds
+            .stats
+            .get(sets)
+            .map(|st| st.lock().unwrap_or_else(|e| e.into_inner()).name.clone());
+        Some(name.unwrap_or_else(|| sets.trim_start_matches("feed_").to_string()))
+    }
+
+    /// Whether any feed holds entries (most daemons have none: an unban
+    /// then looks for none).
+    pub(super) fn feeds_held(&self) -> bool {
+        self.feeds.held.values().any(|h| !h.is_empty())
+    }
+
     /// Show the feed whose sets are `sets` in `status`.
     pub fn attach_feed(&mut self, sets: &str, stats: FeedStats) {
         self.feeds.stats.insert(sets.to_string(), stats);
@@ -188,6 +211,34 @@ feeds:
             .collect();
         v.sort();
         v
+    }
+
+    /// An unban of an address a feed blocks lifts the jail's ban and says
+    /// that the feed still blocks it (it did not: the address kept being
+    /// dropped, and a second unban said only "not banned in any jail").
+    #[test]
+    fn an_unban_says_which_feed_still_blocks_the_address() {
+        let config = Config::from_text(Path::new("/x/nftban.yaml"), CONFIG).unwrap();
+        let mut e = Engine::new(&config, Box::new(Watched::default()));
+        e.start(&config).unwrap();
+        e.apply_feed("feed_mine", nets(&["203.0.113.0/24"])).unwrap();
+        let now = SystemTime::now();
+        e.ban(&["203.0.113.7".into()], None, None, now).unwrap();
+        let r = e.unban(&["203.0.113.7".into()], None, now).unwrap();
+        assert_eq!(r.unbanned, [("203.0.113.7".to_string(), "manual".to_string())]);
+        assert_eq!(r.not_banned.len(), 1, "{r:?}");
+        assert!(
+            r.not_banned[0].starts_with("203.0.113.7 is still blocked by feed mine, which an unban does not lift"),
+            "{r:?}"
+        );
+        let r = e
+            .unban(&["203.0.113.7".into(), "198.51.100.1".into()], None, now)
+            .unwrap();
+        assert!(
+            r.not_banned[0].starts_with("203.0.113.7 is not banned in any jail; it is blocked by feed mine"),
+            "{r:?}"
+        );
+        assert_eq!(r.not_banned[1], "198.51.100.1 is not banned in any jail");
     }
 
     #[test]

@@ -408,7 +408,20 @@ impl Engine {
                             inside.push(format!("inside banned prefix {} in jail {}", show_net(&cover), j.name));
                         }
                     }
-                    if !found {
+                    // A feed's entry is no ban: the unban leaves it, and says so.
+                    let feed = match e.feeds_held() {
+                        true => e.feed_holding(&net),
+                        false => None,
+                    };
+                    if let Some(feed) = feed {
+                        let why = format!(
+                            "blocked by feed {feed}, which an unban does not lift (take it out of the feed's list, or add it to the jail's ignoreip)"
+                        );
+                        result.not_banned.push(match found {
+                            true => format!("{} is still {why}", show_net(&net)),
+                            false => format!("{}; it is {why}", not_banned(&net, jail, &inside)),
+                        });
+                    } else if !found {
                         result.not_banned.push(not_banned(&net, jail, &inside));
                     } else if !inside.is_empty() {
                         result.not_banned.push(format!(
