@@ -120,6 +120,8 @@ impl FeedSpec {
     pub fn polite_minimum(source: &FeedSource, format: FeedFormat) -> Duration {
         let spamhaus = matches!(source, FeedSource::Url { url, .. } if host_of(url).is_some_and(|h| h == "spamhaus.org" || h.ends_with(".spamhaus.org")));
         match (source, format) {
+            // A local file (a copy a cron job mirrors, say) asks no server.
+            (FeedSource::File(_), _) => Duration::from_secs(1),
             (_, FeedFormat::Apiban) => Duration::from_secs(300),
             (_, FeedFormat::Drop) => Duration::from_secs(3600),
             _ if spamhaus => Duration::from_secs(3600),
@@ -374,6 +376,11 @@ mod tests {
         let file = FeedSource::File("/etc/nftban/list".into());
         assert_eq!(
             FeedSpec::polite_minimum(&file, FeedFormat::Plain),
+            Duration::from_secs(1)
+        );
+        // A local copy of Spamhaus's list asks nothing of Spamhaus.
+        assert_eq!(
+            FeedSpec::polite_minimum(&file, FeedFormat::Drop),
             Duration::from_secs(1)
         );
     }

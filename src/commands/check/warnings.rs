@@ -93,6 +93,27 @@ pub fn of(config: &Config) -> Vec<Warning> {
         out.extend(metrics(m.listen));
     }
     for f in config.feeds.iter() {
+        // The files a feed reads, looked at as the daemon under the unit
+        // would see them (a list under /home or /tmp it would never see).
+        let read = match &f.source {
+            crate::config::FeedSource::File(p) => Some(("file", p)),
+            crate::config::FeedSource::Url { key_file, .. } => key_file.as_ref().map(|p| ("key_file", p)),
+        };
+        if let Some((key, path)) = read {
+            let why = sandboxed(path).or_else(|| match std::fs::File::open(path) {
+                Ok(_) => None,
+                Err(e) => Some(format!(
+                    "cannot be read ({e}): the feed fails until it can (its previous list, if any, stays)"
+                )),
+            });
+            if let Some(message) = why {
+                out.push(Warning {
+                    key: format!("feeds.{}.{key}", f.name),
+                    path: path.display().to_string(),
+                    message,
+                });
+            }
+        }
         if let Some(asked) = f.raised_from {
             out.push(Warning {
                 key: format!("feeds.{}.refresh", f.name),
@@ -196,7 +217,7 @@ fn sandboxed(path: &Path) -> Option<String> {
     let (dir, setting) = SANDBOXED.iter().find(|(dir, _)| path.starts_with(dir))?;
     Some(format!(
         "is under {dir}, which the shipped unit hides from the daemon ({setting} in nftban.service): \
-         it would never see this file; log to another folder, or relax {setting} in a drop-in"
+         it would never see this file; use another folder, or relax {setting} in a drop-in"
     ))
 }
 
@@ -433,6 +454,34 @@ mod tests {
         );
     }
 
+    /// A feed's file or key file the daemon could not read (missing, or
+    /// where the unit hides it): warned of at its key, as a jail's log.
+    #[test]
+    fn a_feeds_files_are_looked_at_as_a_jails() {
+        let text = "feeds:\n  f1: {file: /nonexistent/missing.txt, format: plain}\n  f2: {file: /tmp/list.txt, format: plain}\n  f3: {url: 'https://x.org/{key}', key_file: /nonexistent/k, format: plain}\n";
+        let config = Config::from_text(Path::new("/etc/nftban/nftban.yaml"), text).unwrap();
+        let feeds: Vec<String> = of(&config)
+            .into_iter()
+            .filter(|w| w.key.starts_with("feeds."))
+            .map(|w| {
+                format!(
+                    "{}: {}: {}",
+                    w.key,
+                    w.path,
+                    w.message.split(' ').take(3).collect::<Vec<_>>().join(" ")
+                )
+            })
+            .collect();
+        assert_eq!(
+            feeds,
+            [
+                "feeds.f1.file: /nonexistent/missing.txt: cannot be read",
+                "feeds.f2.file: /tmp/list.txt: is under /tmp,",
+                "feeds.f3.key_file: /nonexistent/k: cannot be read",
+            ]
+        );
+    }
+
     /// A feed polled faster than its source allows: the warning names the
     /// key, the source and the interval used instead.
     #[test]
@@ -441,7 +490,7 @@ mod tests {
         let config = Config::from_text(Path::new("/etc/nftban/nftban.yaml"), text).unwrap();
         let feeds: Vec<Warning> = of(&config)
             .into_iter()
-            .filter(|w| w.key.starts_with("feeds."))
+            .filter(|w| w.key.starts_with("feeds.") && w.key.ends_with(".refresh"))
             .collect();
         assert_eq!(feeds.len(), 1, "{feeds:?}");
         assert_eq!(feeds[0].key, "feeds.sh.refresh");
