@@ -382,12 +382,21 @@ impl Engine {
                                 true => None,
                                 false => j.reasons.remove(&net),
                             };
-                            if sharing && !why.as_deref().is_some_and(super::share::learnt) {
+                            let learnt = why.as_deref().filter(|w| super::share::learnt(w));
+                            if sharing && learnt.is_none() {
                                 news.push(super::Local::Unban {
                                     jail: j.name.clone(),
                                     net,
                                     at: super::share::whole_secs(now),
                                 });
+                            }
+                            // A peer's ban is lifted here only: said, so
+                            // that nobody expects the fleet to follow.
+                            if let Some(peer) = learnt.and_then(|w| w.split(": ").next()) {
+                                result.not_banned.push(format!(
+                                    "{} was lifted on this node only: its ban came from {peer}, whose other peers keep it (unban it there to lift it everywhere)",
+                                    show_net(&net)
+                                ));
                             }
                             found = true;
                             gone.entry(k).or_default().push((net, until));

@@ -477,6 +477,28 @@ jails:
         );
     }
 
+    /// An unban here of a ban learnt from a peer lifts it here only, and
+    /// says so (it said "unbanned" alone, and the peers kept dropping).
+    #[test]
+    fn a_local_unban_of_a_peers_ban_says_it_is_local() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut e, heard, _) = engine(&dir.path().join("db"));
+        let now = SystemTime::now();
+        e.decided(peer_ban("pbx-c", "198.51.100.4", 600), now).unwrap();
+        let r = e.unban(&["198.51.100.4".into()], None, now).unwrap();
+        assert_eq!(r.unbanned.len(), 1);
+        assert_eq!(
+            r.not_banned,
+            ["198.51.100.4 was lifted on this node only: its ban came from fleet:pbx-c, whose other peers keep it (unban it there to lift it everywhere)"]
+        );
+        assert!(heard
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|l| !matches!(l, Local::Unban { .. })));
+    }
+
     /// A peer's ban lengthened this node's own; the peer lifts it: the
     /// node's own ban runs on for what was left of it, in the kernel, the
     /// record and the history (a restart restores it). Before,
