@@ -227,14 +227,17 @@ impl Store {
     /// the next start.
     pub fn lifted_since(&mut self, since: SystemTime, now: SystemTime) -> Result<Vec<LiftedBan>> {
         let waiting = self.sync_for_read()?;
+        // Every lifted row, not one per (jail, net) picked by SQLite: an
+        // unban lifts all the rows of its address at once (this node's own
+        // ban and a peer's that lengthened it), and the one that ran then,
+        // the latest to end, says whose ban the unban lifted.
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT jail, net, MAX(unbanned_at), origin, reason FROM bans AS b
+                "SELECT jail, net, unbanned_at, origin, reason, expires_at FROM bans AS b
                  WHERE unbanned_at >= ?1 AND expires_at > ?2
                  AND NOT EXISTS (SELECT 1 FROM bans AS r WHERE r.jail = b.jail AND r.net = b.net
-                                 AND r.unbanned_at IS NULL AND r.expires_at > ?2)
-                 GROUP BY jail, net ORDER BY 3",
+                                 AND r.unbanned_at IS NULL AND r.expires_at > ?2)",
             )
             .map_err(|e| self.sql(e))?;
         let rows = stmt
@@ -245,12 +248,28 @@ impl Store {
                     r.get::<_, i64>(2)?,
                     r.get::<_, Option<String>>(3)?,
                     r.get::<_, Option<String>>(4)?,
+                    r.get::<_, i64>(5)?,
                 ))
             })
             .map_err(|e| self.sql(e))?;
-        let mut out = Vec::new();
+        type Row = (i64, i64, Option<String>, Option<String>);
+        let mut last: std::collections::HashMap<(String, String), Row> = std::collections::HashMap::new();
         for row in rows {
-            let (jail, net, at, origin, reason) = row.map_err(|e| self.sql(e))?;
+            let (jail, net, at, origin, reason, expires) = row.map_err(|e| self.sql(e))?;
+            let this = (at, expires, origin, reason);
+            match last.entry((jail, net)) {
+                std::collections::hash_map::Entry::Occupied(mut seen) => {
+                    if (this.0, this.1) > (seen.get().0, seen.get().1) {
+                        seen.insert(this);
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(new) => {
+                    new.insert(this);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for ((jail, net), (at, _, origin, reason)) in last {
             let Ok(net) = net.parse::<IpNet>() else { continue };
             // A ban not in SQLite yet is newer than every unban there.
             if waiting
@@ -267,6 +286,7 @@ impl Store {
                 reason,
             });
         }
+        out.sort_by(|a, b| (a.at, &a.jail, a.net).cmp(&(b.at, &b.jail, b.net)));
         Ok(out)
     }
 

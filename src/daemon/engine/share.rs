@@ -499,6 +499,41 @@ jails:
             .all(|l| !matches!(l, Local::Unban { .. })));
     }
 
+    /// This node's ban, lengthened by a peer's, then lifted here: the
+    /// unban lifted the peer's running ban (not published), and a restart
+    /// does not tell it either. Before, the history's pick among the rows
+    /// lifted at once could be this node's own, and the restart published
+    /// an unban of a ban that was never this node's to lift.
+    #[test]
+    fn an_unban_of_a_peers_ban_over_an_own_one_is_not_told_at_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        let (mut e, _, _) = engine(&db);
+        let now = SystemTime::now() - Duration::from_secs(5);
+        e.ban(
+            &["198.51.100.8".into()],
+            Some("sshd"),
+            Some(Duration::from_secs(3600)),
+            now,
+        )
+        .unwrap();
+        e.decided(peer_ban("pbx-c", "198.51.100.8", 3 * 3600), now).unwrap();
+        e.unban(&["198.51.100.8".into()], None, now).unwrap();
+        drop(e);
+        let (_, heard, _) = engine(&db);
+        let told: Vec<String> = heard
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| match l {
+                Local::Unban { net, .. } => Some(crate::address::show(net)),
+                _ => None,
+            })
+            .collect();
+        assert!(told.is_empty(), "{told:?}");
+    }
+
     /// A peer's ban lengthened this node's own; the peer lifts it: the
     /// node's own ban runs on for what was left of it, in the kernel, the
     /// record and the history (a restart restores it). Before,
