@@ -108,6 +108,13 @@ impl Publisher {
             Stats::add(&self.stats.duplicates, stored as u64);
         }
         held.extend(news);
+        // Those the stream held wait no more: counted out now, even when
+        // nothing is left to send (the count stayed up until the next
+        // publish).
+        let waiting = self.queue.iter().map(Out::len).sum::<usize>() + held.len();
+        self.stats
+            .waiting
+            .store(waiting as u64, std::sync::atomic::Ordering::Relaxed);
         held
     }
 
@@ -271,12 +278,19 @@ mod tests {
             .lock()
             .unwrap()
             .insert(Message::id_of("a", &jail, &net, &what));
+        // The teller counts what it hands over as waiting.
+        p.stats.waiting.store(3, std::sync::atomic::Ordering::Relaxed);
         assert!(p.hold(vec![ban(1, true), ban(2, true)]).is_empty());
         assert!(p.hold(vec![ban(3, false)]).is_empty(), "what follows waits too");
         p.stats.caught_up.store(true, std::sync::atomic::Ordering::Relaxed);
         let out = p.hold(Vec::new());
         assert_eq!(out, [ban(2, true), ban(3, false)]);
         assert_eq!(p.stats.duplicates.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(
+            p.stats.waiting.load(std::sync::atomic::Ordering::Relaxed),
+            2,
+            "the one stored waits no more"
+        );
         assert!(p.stats.own_stored.lock().unwrap().is_empty());
         assert_eq!(p.hold(vec![ban(4, false)]), [ban(4, false)]);
     }
