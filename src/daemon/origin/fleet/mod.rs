@@ -130,6 +130,7 @@ async fn serve(spec: FleetSpec, stats: Arc<Stats>, news: UnboundedReceiver<Vec<L
             }
         }
     };
+    stats.clear_error();
     tracing::info!(
         "fleet: node {} on stream {} (subjects {}.>), publishing jails {}",
         spec.node,

@@ -152,7 +152,12 @@ impl Publisher {
                 continue;
             }
             match self.send_window(&js).await {
-                Ok(()) => backoff = Duration::from_millis(100),
+                Ok(()) => {
+                    if backoff > Duration::from_millis(100) && self.stats.clear_error() {
+                        tracing::info!("fleet: publishing again");
+                    }
+                    backoff = Duration::from_millis(100);
+                }
                 Err(e) => {
                     if self.stats.state() == State::Connected {
                         tracing::warn!(

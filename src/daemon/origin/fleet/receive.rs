@@ -150,6 +150,9 @@ impl Receiver {
             .messages()
             .await
             .map_err(|e| format!("cannot read messages: {e}"))?;
+        if self.last > 0 && self.stats.clear_error() {
+            tracing::info!("fleet: reading the stream again from sequence {}", self.last + 1);
+        }
         // The consumer's own count: a message skipped means one lost.
         let mut delivered = 0;
         loop {

@@ -55,9 +55,16 @@ impl Stats {
         }
     }
 
-    /// The last error, shown while not connected.
+    /// The last error, shown until the work it stopped goes on (connected
+    /// to a server yet unable to publish or read, a node does nothing: its
+    /// status must say why).
     pub fn set_error(&self, error: String) {
         *self.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+    }
+
+    /// The work goes on: no error to show. Whether there was one.
+    pub fn clear_error(&self) -> bool {
+        self.error.lock().unwrap_or_else(|e| e.into_inner()).take().is_some()
     }
 
     pub fn refused(&self, why: Refusal) {
@@ -85,12 +92,7 @@ impl Stats {
                 State::Disconnected => "disconnected",
             }
             .into(),
-            error: self
-                .error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
-                .filter(|_| state != State::Connected),
+            error: self.error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             stream: spec.stream.clone(),
             published: get(&self.published),
             duplicates: get(&self.duplicates),
@@ -114,5 +116,36 @@ impl Stats {
                 burst: spec.burst,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connected to a server but unable to find the stream (or publish, or
+    /// read), a node does nothing: its status says why, until the work
+    /// goes on. Before, a connected node showed no error at all.
+    #[test]
+    fn an_error_shows_while_connected_until_the_work_goes_on() {
+        let spec = crate::config::Config::from_text(
+            std::path::Path::new("/x/nftban.yaml"),
+            "fleet: {node: a, servers: ['nats://127.0.0.1:4222']}\n",
+        )
+        .unwrap()
+        .fleet
+        .unwrap();
+        let stats = Stats::default();
+        stats.set_state(State::Connected);
+        stats.set_error("cannot find or make the stream NFTBAN: replicas > 1 not supported".into());
+        let st = stats.status(&spec);
+        assert_eq!(st.state, "connected");
+        assert_eq!(
+            st.error.as_deref(),
+            Some("cannot find or make the stream NFTBAN: replicas > 1 not supported")
+        );
+        assert!(stats.clear_error());
+        assert_eq!(stats.status(&spec).error, None);
+        assert!(!stats.clear_error());
     }
 }
