@@ -27,8 +27,18 @@ use crate::config::LogConfig;
 /// The syslog socket of the system.
 pub const DEV_LOG: &str = "/dev/log";
 
+/// The level, and the NATS client's own lines at `debug` only: it logs
+/// every failed reconnect (an `INFO`, or an `ERROR` for a refused login,
+/// every second or two for as long as the server is away), which the
+/// fleet says once per change instead (origin::fleet::connect).
 fn filter(log: &LogConfig) -> EnvFilter {
-    EnvFilter::try_from_env("NFTBAN_LOG").unwrap_or_else(|_| EnvFilter::new(&log.level))
+    EnvFilter::try_from_env("NFTBAN_LOG").unwrap_or_else(|_| {
+        let quiet = match log.level.as_str() {
+            "debug" | "trace" => "",
+            _ => ",async_nats=off",
+        };
+        EnvFilter::new(format!("{}{quiet}", log.level))
+    })
 }
 
 /// Why the log target cannot be used.
@@ -213,6 +223,25 @@ impl<'a> MakeWriter<'a> for Syslog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The NATS client's own lines (a failed reconnect every second or
+    /// two, for as long as the server is away) are off unless debugging.
+    #[test]
+    fn the_nats_clients_own_lines_are_off_below_debug() {
+        let with = |level: &str| {
+            let log = LogConfig {
+                target: "stderr".into(),
+                level: level.into(),
+            };
+            std::env::var_os("NFTBAN_LOG")
+                .is_none()
+                .then(|| filter(&log).to_string())
+        };
+        if let Some(info) = with("info") {
+            assert!(info.contains("async_nats=off"), "{info}");
+            assert!(!with("debug").unwrap().contains("async_nats"));
+        }
+    }
 
     #[test]
     fn journal_stream_names_one_file() {

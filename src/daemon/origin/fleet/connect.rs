@@ -54,6 +54,7 @@ pub async fn connect(spec: &FleetSpec, stats: Arc<Stats>) -> Result<Client, Stri
         }
     }
     let events = stats.clone();
+    let servers_text = spec.servers.join(", ");
     let opts = opts
         .name(format!("nftban {}", spec.node))
         .retry_on_initial_connect()
@@ -62,6 +63,7 @@ pub async fn connect(spec: &FleetSpec, stats: Arc<Stats>) -> Result<Client, Stri
         .reconnect_delay_callback(reconnect_delay)
         .event_callback(move |event| {
             let stats = events.clone();
+            let servers = servers_text.clone();
             async move {
                 match event {
                     Event::Connected => {
@@ -73,6 +75,11 @@ pub async fn connect(spec: &FleetSpec, stats: Arc<Stats>) -> Result<Client, Stri
                         stats.set_state(State::Disconnected);
                         stats.set_error("disconnected".into());
                     }
+                    // Said once per change of error, not at every
+                    // reconnect: what is wrong (a refused login, a TLS
+                    // mismatch, a refused connection) shows in `status`.
+                    Event::ClientError(e) => stats.note_error(format!("NATS client: {e} (servers {servers})")),
+                    Event::ServerError(e) => stats.note_error(format!("NATS server: {e} (servers {servers})")),
                     other => {
                         tracing::debug!("fleet: NATS {other}");
                     }

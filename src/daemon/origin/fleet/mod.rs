@@ -115,14 +115,24 @@ async fn serve(spec: FleetSpec, stats: Arc<Stats>, news: UnboundedReceiver<Vec<L
         }
     };
     let js = connect::context(client.clone());
+    let mut said = String::new();
     let stream = loop {
         match connect::stream(&js, &spec).await {
             Ok(s) => break s,
-            Err(e) => {
-                if stats.state() != State::Disconnected {
-                    tracing::warn!("fleet: {e}; trying again");
+            // Not connected: the connection's own error says why (and
+            // stays shown); connected, the stream's, once per change.
+            Err(e) if stats.state() == State::Connected => {
+                if e != said {
+                    tracing::warn!("fleet: {e}; trying again every second");
+                    said.clone_from(&e);
                 }
                 stats.set_error(e);
+                if decisions.stopping() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(_) => {
                 if decisions.stopping() {
                     return;
                 }

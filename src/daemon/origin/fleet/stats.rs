@@ -62,6 +62,16 @@ impl Stats {
         *self.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
     }
 
+    /// An error of the connection: logged when it differs from the last
+    /// one (the client retries every second or two), and shown.
+    pub fn note_error(&self, error: String) {
+        let mut last = self.error.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_deref() != Some(error.as_str()) {
+            tracing::warn!("fleet: {error}");
+            *last = Some(error);
+        }
+    }
+
     /// The work goes on: no error to show. Whether there was one.
     pub fn clear_error(&self) -> bool {
         self.error.lock().unwrap_or_else(|e| e.into_inner()).take().is_some()
