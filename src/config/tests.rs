@@ -518,6 +518,15 @@ fn a_fleet_takes_its_defaults_from_the_jails() {
     assert_eq!(f.credentials, Credentials::None);
 }
 
+/// A key indented one level too little (`maxretry: 3` right under
+/// `jails:`) is said as such, not as the Rust type serde wanted.
+#[test]
+fn a_value_where_a_jail_should_be_says_to_look_at_the_indentation() {
+    let e = error("jails:\n  sshd: {ruleset: sshd, files: [/var/log/auth.log]}\n  maxretry: 3\n");
+    assert!(e.contains(":3:13: jails.maxretry: invalid type: integer `3`, expected the keys of a jail (a mapping) here, not a single value: is this line indented one level too little?"), "{e}");
+    assert!(!e.contains("JailConfig"), "{e}");
+}
+
 #[test]
 fn fleet_errors_name_the_key_and_line() {
     let cases = [

@@ -36,6 +36,7 @@ pub(crate) fn parse_error(text: &str, e: &serde_yaml_ng::Error) -> (String, Opti
         Some(i) => full[..i].to_string(),
         None => full.clone(),
     };
+    let message = plain_type(&message);
     let mut at = e.location().map(|l| (l.line(), l.column()));
     if at.is_none() {
         if let Some(key) = unknown_field(&message) {
@@ -48,6 +49,23 @@ pub(crate) fn parse_error(text: &str, e: &serde_yaml_ng::Error) -> (String, Opti
         }
     }
     (message, at)
+}
+
+/// serde names the Rust type it wanted (`expected struct JailConfig`),
+/// which means nothing to whoever wrote the file: said as what the key
+/// wants, with the usual cause, a value where a mapping should be (a key
+/// indented one level too little, as `maxretry: 3` right under `jails:`).
+fn plain_type(message: &str) -> String {
+    let Some(i) = message.find("expected struct ") else {
+        return message.to_string();
+    };
+    let name = &message[i + "expected struct ".len()..];
+    let name: String = name.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    let what = name.strip_suffix("Config").unwrap_or(&name).to_ascii_lowercase();
+    format!(
+        "{}expected the keys of a {what} (a mapping) here, not a single value: is this line indented one level too little?",
+        &message[..i]
+    )
 }
 
 fn unknown_field(message: &str) -> Option<&str> {
