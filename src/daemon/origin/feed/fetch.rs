@@ -34,8 +34,20 @@ pub enum FetchError {
     Key { path: String, error: std::io::Error },
     #[error("{0}")]
     Http(String),
-    #[error("the list is larger than {} MiB", MAX_BYTES >> 20)]
-    TooLarge,
+    #[error("{0}: the list is larger than {mib} MiB", mib = MAX_BYTES >> 20)]
+    TooLarge(String),
+    #[error("{0}: {1}")]
+    NotText(String, String),
+}
+
+/// The list's bytes as text: a byte that is not UTF-8 is an error that
+/// names its line (`line 12: not UTF-8 text`), as a bad entry is.
+fn text_of(bytes: Vec<u8>, what: &str) -> Result<String, FetchError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..valid].iter().filter(|b| **b == b'\n').count() + 1;
+        FetchError::NotText(what.to_string(), format!("line {line}: not UTF-8 text"))
+    })
 }
 
 /// The validators of the last good answer, sent with the next request.
@@ -69,12 +81,13 @@ pub fn read_file(path: &Path) -> Result<String, FetchError> {
         error,
     };
     let file = std::fs::File::open(path).map_err(err)?;
-    let mut text = String::new();
-    file.take(MAX_BYTES + 1).read_to_string(&mut text).map_err(err)?;
-    if text.len() as u64 > MAX_BYTES {
-        return Err(FetchError::TooLarge);
+    let mut bytes = Vec::new();
+    file.take(MAX_BYTES + 1).read_to_end(&mut bytes).map_err(err)?;
+    let shown = path.display().to_string();
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(FetchError::TooLarge(shown));
     }
-    Ok(text)
+    text_of(bytes, &shown)
 }
 
 /// The key of `key_file`, trimmed; none wanted without one.
@@ -135,20 +148,27 @@ impl Client {
                 )))
             }
             Err(ureq::Error::Transport(t)) => {
-                let detail = strip_url(&t.to_string(), &key);
+                // Its kind and message: its whole text repeats the URL
+                // and the kind ("...: Network Error: Network Error: ...").
+                let detail = match t.message() {
+                    Some(m) => format!("{}: {m}", t.kind()),
+                    None => t.to_string(),
+                };
+                let detail = strip_url(&detail, &key);
                 return Err(FetchError::Http(format!("GET {shown}: {detail}")));
             }
         };
         let etag = resp.header("ETag").map(str::to_string);
         let last_modified = resp.header("Last-Modified").map(str::to_string);
-        let mut body = String::new();
+        let mut bytes = Vec::new();
         resp.into_reader()
             .take(MAX_BYTES + 1)
-            .read_to_string(&mut body)
+            .read_to_end(&mut bytes)
             .map_err(|e| FetchError::Http(format!("GET {shown}: reading the answer: {e}")))?;
-        if body.len() as u64 > MAX_BYTES {
-            return Err(FetchError::TooLarge);
+        if bytes.len() as u64 > MAX_BYTES {
+            return Err(FetchError::TooLarge(format!("GET {shown}")));
         }
+        let body = text_of(bytes, &format!("GET {shown}"))?;
         validators.etag = etag;
         validators.last_modified = last_modified;
         Ok(Fetched::Text(body))

@@ -403,3 +403,15 @@ fn a_304_counts_as_a_fetch_and_a_new_source_is_fetched_at_once() {
     assert_eq!(*held.lock().unwrap(), nets(&["192.0.2.6/32"]));
     assert!(asked.lock().unwrap().iter().any(|r| r.starts_with("GET /other")));
 }
+
+/// A byte that is not UTF-8 (even in a comment) fails the list with its
+/// line, as a bad entry does; before, "stream did not contain valid
+/// UTF-8" named no line.
+#[test]
+fn a_list_that_is_not_text_names_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, b"203.0.113.1\n# caf\xe9\n203.0.113.2\n").unwrap();
+    let e = fetch::read_file(&list).unwrap_err().to_string();
+    assert_eq!(e, format!("{}: line 2: not UTF-8 text", list.display()));
+}
