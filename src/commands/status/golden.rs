@@ -218,6 +218,26 @@ fn the_terminal_table_of_a_quiet_host() {
     golden("overview-quiet.txt", &table::render(&st));
 }
 
+/// A jail with sources in three states: its SOURCES cell is not cut
+/// while the table has room (it was cut at 20 characters, "1 missing, 1
+/// no mat~", in a table far narrower than 80 columns).
+#[test]
+fn the_sources_column_widens_while_there_is_room() {
+    let mut st = fixture();
+    st.jails.truncate(1);
+    st.jails[0].name = "myapp".into();
+    st.jails[0].sources = vec![
+        source("/var/log/a.log", "missing", 0, 0, ""),
+        source("/var/log/b*.log", "no_match", 0, 0, ""),
+        source("/var/log/c.log", "reading", 10, 0, ""),
+    ];
+    let text = table::render(&st);
+    assert!(text.contains("1 missing, 1 no match, 1 ok "), "{text}");
+    for line in text.lines() {
+        assert!(line.chars().count() <= table::WIDTH, "wider than 80 columns: `{line}`");
+    }
+}
+
 /// docs/cli.md shows the table as it is: its example is the golden file.
 #[test]
 fn the_docs_show_the_table_as_it_is() {

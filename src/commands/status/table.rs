@@ -14,7 +14,8 @@ pub const WIDTH: usize = 80;
 
 /// Jail names longer than this are cut (with `~`) to keep the width.
 const NAME: usize = 20;
-/// The sources column.
+/// The sources column, at least: wider when a jail's sources need it
+/// and the table stays within [`WIDTH`].
 const SOURCES: usize = 20;
 /// Each figure column: up to 99999 in full, then `100k`, `1.2M`.
 const FIGURE: usize = 9;
@@ -59,17 +60,25 @@ pub fn render(st: &Status) -> String {
         .max()
         .unwrap_or(0)
         .clamp(4, NAME);
+    let room = WIDTH.saturating_sub(name + 2 + 4 * FIGURE).max(SOURCES);
+    let sources = st
+        .jails
+        .iter()
+        .map(|j| health(j).chars().count() + 1)
+        .max()
+        .unwrap_or(0)
+        .clamp(SOURCES, room);
     let _ = writeln!(
         o,
-        "\n{:<name$}  {:<SOURCES$}{:>FIGURE$}{:>FIGURE$}{:>FIGURE$}{:>FIGURE$}",
+        "\n{:<name$}  {:<sources$}{:>FIGURE$}{:>FIGURE$}{:>FIGURE$}{:>FIGURE$}",
         "JAIL", "SOURCES", "FAILED", "BANNED", "BANS", "DROPPED"
     );
     for j in &st.jails {
         let _ = writeln!(
             o,
-            "{:<name$}  {:<SOURCES$}{:>FIGURE$}{:>FIGURE$}{:>FIGURE$}{:>FIGURE$}",
+            "{:<name$}  {:<sources$}{:>FIGURE$}{:>FIGURE$}{:>FIGURE$}{:>FIGURE$}",
             cut(&j.name, name),
-            cut(&health(j), SOURCES),
+            cut(&health(j), sources),
             short(j.currently_failed),
             short(j.currently_banned),
             short(j.total_banned),
