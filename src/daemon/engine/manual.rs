@@ -85,15 +85,18 @@ impl Engine {
             // What `--force` let past the jail's `ignoreip` says so in the
             // history, whose restore would otherwise lift it as a record
             // nftban never makes (engine::start), and in `status`.
-            let (forced, nets): (Vec<IpNet>, Vec<IpNet>) = nets
+            let (mut forced, nets): (Vec<IpNet>, Vec<IpNet>) = nets
                 .into_iter()
                 .partition(|net| force && e.jails[i].tracker.is_ignored(net));
-            let mut result = e.impose(i, nets, bantime, grounds, now)?;
+            let past = Grounds {
+                reason: Some(FORCED),
+                ..grounds
+            };
+            let mut result = match (nets.is_empty(), forced.is_empty()) {
+                (true, false) => e.impose(i, std::mem::take(&mut forced), bantime, past, now)?,
+                _ => e.impose(i, nets, bantime, grounds, now)?,
+            };
             if !forced.is_empty() {
-                let past = Grounds {
-                    reason: Some(FORCED),
-                    ..grounds
-                };
                 let more = e.impose(i, forced, bantime, past, now)?;
                 result.banned.extend(more.banned);
                 result.already_covered.extend(more.already_covered);

@@ -212,7 +212,11 @@ impl Engine {
                 .filter(|n| !under.iter().any(|b| b.net == **n))
                 .copied()
                 .collect();
-            if let Err(err) = e.firewall.delete(jail, &lifted) {
+            let deleted = match lifted.is_empty() {
+                true => Ok(()),
+                false => e.firewall.delete(jail, &lifted),
+            };
+            if let Err(err) = deleted {
                 e.kernel_errors += 1;
                 tracing::warn!(jail, error = %err, "the kernel refused to lift {} ban(s) of {from}", lifted.len());
             }
