@@ -106,6 +106,7 @@ impl BanOrigin for Fleet {
 /// Connect, find the stream (retrying until it is there), then publish
 /// and receive side by side until the daemon stops.
 async fn serve(spec: FleetSpec, stats: Arc<Stats>, news: UnboundedReceiver<Vec<Local>>, decisions: Decisions) {
+    let started = std::time::SystemTime::now();
     let client = match connect::connect(&spec, stats.clone()).await {
         Ok(c) => c,
         Err(e) => {
@@ -160,7 +161,8 @@ async fn serve(spec: FleetSpec, stats: Arc<Stats>, news: UnboundedReceiver<Vec<L
         spec.subject_prefix.clone(),
         stats.clone(),
         limits::Limits::new(&spec),
-    );
+    )
+    .counting_from(started);
     let stopped = async {
         while !decisions.stopping() {
             tokio::time::sleep(Duration::from_millis(100)).await;

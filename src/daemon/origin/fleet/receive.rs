@@ -78,6 +78,12 @@ pub struct Receiver {
     count: usize,
     /// The last stream sequence read, to resume after a consumer is lost.
     last: u64,
+    /// Refusals of messages the stream stored before this time
+    /// (nanoseconds since the epoch) are neither counted nor logged but at
+    /// debug: a catch-up reads the whole stream again at every start, and
+    /// the run that read them first counted them (`refused` is a counter
+    /// to alert on: each restart raised it). 0: all are counted.
+    counted_from: i128,
 }
 
 impl Receiver {
@@ -90,7 +96,16 @@ impl Receiver {
             folded: HashMap::new(),
             count: 0,
             last: 0,
+            counted_from: 0,
         }
+    }
+
+    /// Count refusals only of messages stored from `t` on.
+    pub fn counting_from(mut self, t: std::time::SystemTime) -> Receiver {
+        self.counted_from = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        self
     }
 
     /// Read the stream until the daemon stops; a consumer that fails is
@@ -202,12 +217,17 @@ impl Receiver {
 
     /// One message: each of its decisions judged, then folded.
     fn read(&mut self, subject: &str, payload: &[u8], published: i128) {
+        let fresh = published >= self.counted_from;
         let m = match read(&self.prefix, subject, payload) {
             Ok(read) => read,
             Err(e) => {
                 Stats::add(&self.stats.received, 1);
-                self.stats.refused(Refusal::Malformed);
-                tracing::warn!("fleet: message on {subject} refused: {e}");
+                if fresh {
+                    self.stats.refused(Refusal::Malformed);
+                    tracing::warn!("fleet: message on {subject} refused: {e}");
+                } else {
+                    tracing::debug!("fleet: message on {subject} refused again: {e}");
+                }
                 return;
             }
         };
@@ -226,7 +246,7 @@ impl Receiver {
         }
         Stats::add(&self.stats.received, m.items.len() as u64);
         let Some(peer) = Peer::of(&m.node) else {
-            for _ in &m.items {
+            for _ in m.items.iter().filter(|_| fresh) {
                 self.stats.refused(Refusal::Malformed);
             }
             return;
@@ -249,8 +269,10 @@ impl Receiver {
             let (net, what) = match item {
                 Ok(decision) => decision,
                 Err(e) => {
-                    stats.refused(Refusal::Malformed);
-                    tracing::warn!("fleet: a decision on {subject} refused: {e}");
+                    if fresh {
+                        stats.refused(Refusal::Malformed);
+                        tracing::warn!("fleet: a decision on {subject} refused: {e}");
+                    }
                     continue;
                 }
             };
@@ -265,6 +287,9 @@ impl Receiver {
                 continue;
             };
             if let Err(why) = limits.judge(&m.node, jail, &net, published) {
+                if !fresh {
+                    continue;
+                }
                 stats.refused(why);
                 tracing::info!(
                     jail,
@@ -564,6 +589,50 @@ mod tests {
         assert_eq!(bans[0].nets, [net("198.51.100.1/32")]);
         assert_eq!(r.stats.expired.load(Ordering::Relaxed), 1);
         assert_eq!(r.stats.status(&spec()).refused.get("ignoreip"), Some(&1));
+    }
+
+    /// A catch-up reads the whole stream again at each start: refusals of
+    /// messages stored before this start (counted by the run that read
+    /// them first) are judged as ever but not counted again; a refusal of
+    /// a message stored since is. Before, each restart raised `refused`, a
+    /// counter the docs say to alert on.
+    #[test]
+    fn a_catch_up_does_not_count_old_refusals_again() {
+        let start = SystemTime::now();
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        let d = Decisions {
+            tx,
+            stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        };
+        let mut r = Receiver::new(
+            "b".into(),
+            "nftban".into(),
+            Arc::new(Stats::default()),
+            Limits::new(&spec()),
+        )
+        .counting_from(start);
+        let at = |t: SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i128;
+        let net = |s: &str| -> IpNet { s.parse().unwrap() };
+        let now = unix_secs(start);
+        let ignored = Out::of(
+            "a",
+            vec![(
+                "sshd".to_string(),
+                net("192.0.2.7/32"),
+                What::ban(from_unix(now + 600), "auto", None),
+            )],
+        );
+        r.read(
+            &ignored[0].subject("nftban"),
+            &ignored[0].to_json(),
+            at(start) - 1_000_000_000,
+        );
+        r.read("nftban.a.sshd", b"not json", at(start) - 1);
+        assert!(r.stats.status(&spec()).refused.is_empty());
+        r.read(&ignored[0].subject("nftban"), &ignored[0].to_json(), at(start) + 1);
+        assert_eq!(r.stats.status(&spec()).refused.get("ignoreip"), Some(&1));
+        assert!(r.hand_over(&d));
+        assert!(handed(&rx).0.is_empty(), "refused all the same");
     }
 
     /// A lost consumer is made again soon, then at most every second:
