@@ -168,9 +168,10 @@ async fn serve(spec: FleetSpec, stats: Arc<Stats>, news: UnboundedReceiver<Vec<L
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
+    let js_again = js.clone();
     tokio::select! {
         () = publisher.run(js, news) => {}
-        () = receiver.run(stream, &decisions) => {}
+        () = receiver.run(stream, || connect::stream(&js_again, &spec), &decisions) => {}
         () = stopped => {}
     }
     // What waits for acks goes out if it can, briefly.

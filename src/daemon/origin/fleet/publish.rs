@@ -121,6 +121,7 @@ impl Publisher {
     /// Run until `rx` closes (the daemon stops).
     pub async fn run(mut self, js: jetstream::Context, mut rx: UnboundedReceiver<Vec<Local>>) {
         let mut backoff = Duration::from_millis(100);
+        let mut said: Option<String> = None;
         loop {
             let mut news = Vec::new();
             if !self.held.is_empty() {
@@ -156,14 +157,17 @@ impl Publisher {
                     if backoff > Duration::from_millis(100) && self.stats.clear_error() {
                         tracing::info!("fleet: publishing again");
                     }
+                    said = None;
                     backoff = Duration::from_millis(100);
                 }
                 Err(e) => {
-                    if self.stats.state() == State::Connected {
+                    // Once per error, not at every retry (up to every 2 s).
+                    if self.stats.state() == State::Connected && said.as_deref() != Some(e.as_str()) {
                         tracing::warn!(
                             "fleet: publishing failed ({e}); {} decision(s) wait, retrying",
                             self.queue.len()
                         );
+                        said = Some(e.clone());
                     }
                     self.stats.set_error(e);
                     tokio::time::sleep(backoff).await;

@@ -109,12 +109,29 @@ impl Receiver {
     }
 
     /// Read the stream until the daemon stops; a consumer that fails is
-    /// made again from the message after the last one read.
-    pub async fn run(mut self, stream: Stream, decisions: &Decisions) {
+    /// made again from the message after the last one read. `remake`
+    /// finds the stream again (making it if it is gone: deleted by hand,
+    /// or lost with a server of no replica), so that a fleet whose stream
+    /// went away does not stay deaf until a restart.
+    pub async fn run<F, Fut>(mut self, stream: Stream, remake: F, decisions: &Decisions)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Stream, String>>,
+    {
         let mut failures = 0;
+        let mut stream = stream;
         while !decisions.stopping() {
             let last = self.last;
             if let Err(e) = self.consume(&stream, decisions).await {
+                if let Ok(mut again) = remake().await {
+                    // A stream made anew numbers from 1: read it from its start.
+                    let top = again.info().await.map_or(u64::MAX, |i| i.state.last_sequence);
+                    if top < self.last {
+                        tracing::warn!("fleet: the stream was made anew (its last message is {top}, this node had read {}): reading it from its start", self.last);
+                        self.last = 0;
+                    }
+                    stream = again;
+                }
                 if self.last != last {
                     failures = 0;
                 }
