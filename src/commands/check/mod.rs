@@ -124,14 +124,18 @@ pub fn summary(config: &Config) -> Vec<String> {
         out.push(format!("ban events: JSON lines to {}", sinks.join(" and ")));
     }
     if let Some(f) = &config.fleet {
+        let list = |names: Vec<String>| match names.is_empty() {
+            true => "nothing".to_string(),
+            false => names.join(", "),
+        };
         out.push(format!(
             "fleet: node {} on {} (stream {}, subjects {}.>); publishes {}; accepts {}; peers' prefixes up to /{} (IPv4), /{} (IPv6), at most {} bans each (burst {})",
             f.node,
             f.servers.join(", "),
             f.stream,
             f.subject_prefix,
-            f.publish.join(", "),
-            f.accept.keys().cloned().collect::<Vec<_>>().join(", "),
+            list(f.publish.clone()),
+            list(f.accept.keys().cloned().collect()),
             f.ipv4_prefix,
             f.ipv6_prefix,
             f.rate,

@@ -157,7 +157,15 @@ impl Feed {
             tracing::info!(feed = %self.spec.name, "feed {}: the list kept was fetched from another source; fetching {} now", self.spec.name, self.spec.source_text());
             return None;
         }
-        std::fs::metadata(&self.spec.state).and_then(|m| m.modified()).ok()
+        let at = std::fs::metadata(&self.spec.state).and_then(|m| m.modified()).ok();
+        // `status` says when the list put back was fetched, not "never".
+        if let Some(at) = at {
+            self.update(|st| {
+                st.last_refresh = Some(unix(at));
+                st.last_success = Some(unix(at));
+            });
+        }
+        at
     }
 
     /// Fetch and parse the list: `None` when the source says it did not

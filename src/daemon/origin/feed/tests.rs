@@ -141,6 +141,8 @@ fn a_file_feed_refreshes_keeps_its_list_on_disk_and_survives_a_bad_line() {
     assert!(again.restore(&decisions).is_some());
     assert_eq!(*held.lock().unwrap(), nets(&["192.0.2.1/32", "192.0.2.9/32"]));
     assert_eq!(again.stats.lock().unwrap().entries, 2);
+    // `status` says when the list put back was fetched, not "never".
+    assert!(again.stats.lock().unwrap().last_refresh.is_some());
 }
 
 /// After a start that put a kept list back, a URL is fetched once the
