@@ -21,6 +21,9 @@ use super::stats::{State, Stats};
 use crate::daemon::engine::Local;
 
 /// Messages in flight at once (their acks awaited together).
+/// Ids of sent messages kept to tell this node's echoes from a twin's.
+const SENT_KEPT: usize = 100_000;
+
 const WINDOW: usize = 256;
 
 /// The decisions the `i`th message of `queue` carries.
@@ -185,7 +188,16 @@ impl Publisher {
         let mut acks = Vec::with_capacity(n);
         let mut failed = None;
         for m in self.queue.iter().take(n) {
-            let publish = PublishMessage::build().payload(m.to_json().into()).message_id(m.id());
+            let id = m.id();
+            {
+                let mut sent = self.stats.sent.lock().unwrap_or_else(|e| e.into_inner());
+                // Bounded: the echo of a message comes back within a second.
+                if sent.len() >= SENT_KEPT {
+                    sent.clear();
+                }
+                sent.insert(id.clone());
+            }
+            let publish = PublishMessage::build().payload(m.to_json().into()).message_id(id);
             // Sent now; the ack is awaited below with the others.
             match js.send_publish(m.subject(&self.prefix), publish).await {
                 Ok(ack) => acks.push(ack),

@@ -213,7 +213,15 @@ impl Receiver {
                     let (seq, published) = (info.stream_sequence, info.published.unix_timestamp_nanos());
                     pending = info.pending;
                     self.last = seq;
+                    let id = message
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get("Nats-Msg-Id"))
+                        .map(|v| v.to_string());
                     self.read(message.subject.as_str(), &message.payload, published);
+                    if let Some(id) = id {
+                        self.own_echo(message.subject.as_str(), &id);
+                    }
                 }
                 if self.count >= FOLD {
                     break;
@@ -229,6 +237,33 @@ impl Receiver {
             if pending == 0 && !self.stats.caught_up.swap(true, Ordering::Relaxed) {
                 tracing::info!("fleet: caught up with the stream");
             }
+        }
+    }
+
+    /// A message of this node's name that this run did not send, once
+    /// caught up: another node uses the same `fleet.node` (cloned hosts
+    /// default to the same host name), and each ignores the other's bans.
+    /// Said once, and shown in `status`.
+    fn own_echo(&self, subject: &str, id: &str) {
+        let own = subject
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|r| r.strip_prefix('.'))
+            .and_then(|r| r.split('.').next())
+            == Some(self.node.as_str());
+        if !own || !self.stats.caught_up.load(Ordering::Relaxed) {
+            return;
+        }
+        if self.stats.sent.lock().unwrap_or_else(|e| e.into_inner()).contains(id) {
+            return;
+        }
+        let mut twin = self.stats.twin.lock().unwrap_or_else(|e| e.into_inner());
+        if twin.is_none() {
+            let why = format!(
+                "another node publishes as `{}` (message {id}): each ignores the other's bans; give each node its own fleet.node",
+                self.node
+            );
+            tracing::error!("fleet: {why}");
+            *twin = Some(why);
         }
     }
 
@@ -650,6 +685,41 @@ mod tests {
         assert_eq!(r.stats.status(&spec()).refused.get("ignoreip"), Some(&1));
         assert!(r.hand_over(&d));
         assert!(handed(&rx).0.is_empty(), "refused all the same");
+    }
+
+    /// A message under this node's name that this run did not send, once
+    /// caught up, is a twin's (cloned hosts share a host name, the default
+    /// node name): said in `status`. This run's own echoes, and the
+    /// catch-up of its earlier runs' messages, are not.
+    #[test]
+    fn a_twin_publishing_under_this_nodes_name_is_said() {
+        let r = Receiver::new(
+            "b".into(),
+            "nftban".into(),
+            Arc::new(Stats::default()),
+            Limits::new(&spec()),
+        );
+        r.own_echo("nftban.b.sshd", "b/sshd/198.51.100.1/b1");
+        r.stats.caught_up.store(true, Ordering::Relaxed);
+        r.stats.sent.lock().unwrap().insert("b/sshd/198.51.100.2/b1".into());
+        r.own_echo("nftban.b.sshd", "b/sshd/198.51.100.2/b1");
+        r.own_echo("nftban.a.sshd", "a/sshd/198.51.100.3/b1");
+        assert_eq!(r.stats.status(&spec()).error, None);
+        r.own_echo("nftban.b.sshd", "b/sshd/198.51.100.4/b1");
+        let e = r.stats.status(&spec()).error.unwrap();
+        assert!(
+            e.starts_with("another node publishes as `b` (message b/sshd/198.51.100.4/b1)"),
+            "{e}"
+        );
+        // It stays shown when other errors come and go.
+        r.stats.set_error("disconnected".into());
+        assert!(r.stats.clear_error());
+        assert!(r
+            .stats
+            .status(&spec())
+            .error
+            .unwrap()
+            .starts_with("another node publishes as `b`"));
     }
 
     /// A lost consumer is made again soon, then at most every second:

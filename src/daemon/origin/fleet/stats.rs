@@ -35,6 +35,14 @@ pub struct Stats {
     /// that are among them were published before, and are not again
     /// (publish.rs). Emptied once the publisher has used it.
     pub own_stored: Mutex<HashSet<String>>,
+    /// The ids of the messages this run sent, recorded before each is
+    /// sent (its echo may come back before its ack): a message under this
+    /// node's name that is not among them, once caught up, comes from
+    /// another node with the same name.
+    pub sent: Mutex<HashSet<String>>,
+    /// Another node publishes under this node's name: said once, and
+    /// shown in `status` for the rest of the run (it does not go away).
+    pub twin: Mutex<Option<String>>,
     refused: Mutex<BTreeMap<Refusal, u64>>,
     error: Mutex<Option<String>>,
 }
@@ -102,7 +110,12 @@ impl Stats {
                 State::Disconnected => "disconnected",
             }
             .into(),
-            error: self.error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            error: self
+                .error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .or_else(|| self.twin.lock().unwrap_or_else(|e| e.into_inner()).clone()),
             stream: spec.stream.clone(),
             published: get(&self.published),
             duplicates: get(&self.duplicates),
