@@ -115,6 +115,11 @@ impl Engine {
             .map(|(sets, nets)| (sets.as_str(), nets.iter().copied().collect()))
     }
 
+    /// How many entries the feeds hold, all together.
+    pub(super) fn feed_entry_count(&self) -> usize {
+        self.feeds.held.values().map(|h| h.len()).sum()
+    }
+
     /// One entry per feed to look up when checking the table.
     pub(super) fn feed_probes(&self) -> impl Iterator<Item = (String, IpNet)> + '_ {
         self.feeds
@@ -317,5 +322,7 @@ feeds:
             SystemTime::now(),
         );
         assert_eq!(held(&mut e), nets(&["192.0.2.1/32", "198.51.100.0/24"]));
+        // The healing line says the feeds' entries it put back too.
+        assert_eq!(e.feeds_restored(), " and 2 feed entries");
     }
 }

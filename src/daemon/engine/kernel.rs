@@ -81,9 +81,10 @@ impl Engine {
             Err(e) if no_such_table(&e) => match self.restore(now) {
                 Ok(n) => {
                     tracing::warn!(
-                        "table inet {} was gone while {} ban(s) went in ({e}): restored the table and {n} ban(s)",
+                        "table inet {} was gone while {} ban(s) went in ({e}): restored the table and {n} ban(s){}",
                         self.spec.table,
-                        bans.len()
+                        bans.len(),
+                        self.feeds_restored()
                     );
                     Ok(Vec::new())
                 }
@@ -208,6 +209,15 @@ impl Engine {
         Ok(added)
     }
 
+    /// The end of a restore's log line: the feeds' entries it put back
+    /// too, if any (it said only the bans).
+    pub(super) fn feeds_restored(&self) -> String {
+        match self.feed_entry_count() {
+            0 => String::new(),
+            n => format!(" and {n} feed entr{}", if n == 1 { "y" } else { "ies" }),
+        }
+    }
+
     /// What is missing from the kernel, checked cheaply: the table's
     /// objects, and per jail one single-address and one prefix ban (the
     /// ones with the most time left), looked up one by one.
@@ -256,7 +266,8 @@ impl Engine {
         };
         match self.restore(now) {
             Ok(n) => tracing::warn!(
-                "table inet {table} was changed by another tool: {cause}; restored the table and {n} ban(s)"
+                "table inet {table} was changed by another tool: {cause}; restored the table and {n} ban(s){}",
+                self.feeds_restored()
             ),
             Err(e) => {
                 self.kernel_errors += 1;

@@ -138,8 +138,9 @@ impl Engine {
             // it goes back with every ban of the record, as healing does.
             match self.restore(now) {
                 Ok(n) => tracing::warn!(
-                    "table inet {} was gone while the bans were restored ({e}): restored the table and {n} ban(s)",
-                    self.spec.table
+                    "table inet {} was gone while the bans were restored ({e}): restored the table and {n} ban(s){}",
+                    self.spec.table,
+                    self.feeds_restored()
                 ),
                 Err(again) => return Err(again),
             }
