@@ -67,6 +67,10 @@ fn overlaps(a: &IpNet, b: &IpNet) -> bool {
 impl Filter {
     /// Why `net` is skipped, if it is.
     fn skip(&self, net: &IpNet, loopback: &[IpNet], private: &[IpNet]) -> Option<&'static str> {
+        // The whole address space holds loopback too, but is the world.
+        if net.prefix_len() == 0 {
+            return Some("never banned");
+        }
         if loopback.iter().any(|l| overlaps(l, net)) {
             return Some("loopback");
         }
@@ -149,15 +153,18 @@ mod tests {
             "fe80::/64",
             "224.0.0.0/4",
             "2001:db8::/32",
+            "0.0.0.0/0",
+            "::/0",
         ];
         let j = filter().judge(entries.iter().map(|s| n(s)).collect());
         assert_eq!(j.kept, vec![n("192.0.2.1/32"), n("2001:db8::/32")]);
+        // The world is "never banned", not loopback (it holds that too).
         let want: BTreeMap<String, u64> = [
             ("loopback", 2),
             ("private", 3),
             ("ignoreip", 1),
             ("own address", 1),
-            ("never banned", 1),
+            ("never banned", 3),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), *v))
