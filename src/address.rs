@@ -42,6 +42,10 @@ pub enum AddressError {
     /// Bits set after the prefix length: probably a typo.
     #[error("{given} has host bits set; did you mean {meant}?")]
     HostBitsSet { given: String, meant: IpNet },
+    /// An IPv4-mapped prefix (`::ffff:a.b.c.d/len`) shorter than /96: it
+    /// reaches past the mapped range.
+    #[error("{given}: an IPv4-mapped prefix is /96 to /128 (the IPv4 prefix length plus 96)")]
+    MappedTooShort { given: String },
 }
 
 /// The address in a captured host, if it is one (brackets allowed).
@@ -61,8 +65,20 @@ pub fn parse_net(text: &str) -> Result<IpNet, AddressError> {
     let Some((addr, len)) = text.split_once('/') else {
         return parse_addr(text).map(IpNet::from).ok_or(AddressError::NotAnAddress);
     };
+    let mapped = addr
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::Ipv6Addr>()
+        .is_ok_and(|v6| v6.to_ipv4_mapped().is_some());
     let addr = parse_addr(addr).ok_or_else(|| AddressError::BadPrefixAddress(addr.into()))?;
     let len: u8 = len.parse().map_err(|_| AddressError::BadPrefixLength(len.into()))?;
+    // `::ffff:203.0.113.0/120` is 203.0.113.0/24, as the address alone is
+    // plain IPv4 (parse_addr).
+    let len = match mapped {
+        true => len
+            .checked_sub(96)
+            .ok_or_else(|| AddressError::MappedTooShort { given: text.into() })?,
+        false => len,
+    };
     let net = IpNet::new(addr, len).map_err(|_| AddressError::PrefixTooLong { addr, len })?;
     if net.trunc() != net {
         return Err(AddressError::HostBitsSet {
@@ -181,6 +197,32 @@ pub fn show(net: &IpNet) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An IPv4-mapped prefix is its IPv4 prefix, as a mapped address is its
+    /// IPv4 address: `::ffff:203.0.113.0/120` is 203.0.113.0/24 (it was
+    /// "prefix length /120 is too long for 203.0.113.0").
+    #[test]
+    fn a_mapped_prefix_is_its_ipv4_prefix() {
+        assert_eq!(
+            parse_net("::ffff:203.0.113.0/120"),
+            Ok("203.0.113.0/24".parse().unwrap())
+        );
+        assert_eq!(
+            parse_net("[::ffff:203.0.113.7]/128"),
+            Ok("203.0.113.7/32".parse().unwrap())
+        );
+        assert_eq!(
+            parse_net("::ffff:203.0.113.0/64"),
+            Err(AddressError::MappedTooShort {
+                given: "::ffff:203.0.113.0/64".into()
+            })
+        );
+        assert!(matches!(
+            parse_net("::ffff:203.0.113.1/120"),
+            Err(AddressError::HostBitsSet { .. })
+        ));
+        assert_eq!(parse_net("2001:db8::/120"), Ok("2001:db8::/120".parse().unwrap()));
+    }
 
     #[test]
     fn addresses_parse_and_mapped_v4_is_v4() {
