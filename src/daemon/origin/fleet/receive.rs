@@ -213,14 +213,14 @@ impl Receiver {
                     let (seq, published) = (info.stream_sequence, info.published.unix_timestamp_nanos());
                     pending = info.pending;
                     self.last = seq;
-                    let id = message
+                    let own = self.read(message.subject.as_str(), &message.payload, published);
+                    if let Some(id) = message
                         .headers
                         .as_ref()
                         .and_then(|h| h.get("Nats-Msg-Id"))
-                        .map(|v| v.to_string());
-                    self.read(message.subject.as_str(), &message.payload, published);
-                    if let Some(id) = id {
-                        self.own_echo(message.subject.as_str(), &id);
+                        .filter(|_| own)
+                    {
+                        self.own_echo(id.as_str());
                     }
                 }
                 if self.count >= FOLD {
@@ -243,14 +243,10 @@ impl Receiver {
     /// A message of this node's name that this run did not send, once
     /// caught up: another node uses the same `fleet.node` (cloned hosts
     /// default to the same host name), and each ignores the other's bans.
-    /// Said once, and shown in `status`.
-    fn own_echo(&self, subject: &str, id: &str) {
-        let own = subject
-            .strip_prefix(self.prefix.as_str())
-            .and_then(|r| r.strip_prefix('.'))
-            .and_then(|r| r.split('.').next())
-            == Some(self.node.as_str());
-        if !own || !self.stats.caught_up.load(Ordering::Relaxed) {
+    /// Said once, and shown in `status`. `id`: the `Nats-Msg-Id` of a
+    /// message [`Receiver::read`] found to be of this node's name.
+    fn own_echo(&self, id: &str) {
+        if !self.stats.caught_up.load(Ordering::Relaxed) {
             return;
         }
         if self.stats.sent.lock().unwrap_or_else(|e| e.into_inner()).contains(id) {
@@ -267,8 +263,10 @@ impl Receiver {
         }
     }
 
-    /// One message: each of its decisions judged, then folded.
-    fn read(&mut self, subject: &str, payload: &[u8], published: i128) {
+    /// One message: each of its decisions judged, then folded. True for a
+    /// message of this node's own name, which is not judged (see
+    /// [`Receiver::own_echo`]).
+    fn read(&mut self, subject: &str, payload: &[u8], published: i128) -> bool {
         let fresh = published >= self.counted_from;
         let m = match read(&self.prefix, subject, payload) {
             Ok(read) => read,
@@ -280,7 +278,7 @@ impl Receiver {
                 } else {
                     tracing::debug!("fleet: message on {subject} refused again: {e}");
                 }
-                return;
+                return false;
             }
         };
         if m.node == self.node {
@@ -294,14 +292,14 @@ impl Receiver {
                     }
                 }
             }
-            return;
+            return true;
         }
         Stats::add(&self.stats.received, m.items.len() as u64);
         let Some(peer) = Peer::of(&m.node) else {
             for _ in m.items.iter().filter(|_| fresh) {
                 self.stats.refused(Refusal::Malformed);
             }
-            return;
+            return false;
         };
         let Receiver {
             folded,
@@ -374,6 +372,7 @@ impl Receiver {
             }
         }
         *count += words.len() - before;
+        false
     }
 
     /// Hand what is folded to the engine: bans grouped into decisions of
@@ -693,19 +692,25 @@ mod tests {
     /// catch-up of its earlier runs' messages, are not.
     #[test]
     fn a_twin_publishing_under_this_nodes_name_is_said() {
-        let r = Receiver::new(
+        let mut r = Receiver::new(
             "b".into(),
             "nftban".into(),
             Arc::new(Stats::default()),
             Limits::new(&spec()),
         );
-        r.own_echo("nftban.b.sshd", "b/sshd/198.51.100.1/b1");
+        r.own_echo("b/sshd/198.51.100.1/b1");
         r.stats.caught_up.store(true, Ordering::Relaxed);
         r.stats.sent.lock().unwrap().insert("b/sshd/198.51.100.2/b1".into());
-        r.own_echo("nftban.b.sshd", "b/sshd/198.51.100.2/b1");
-        r.own_echo("nftban.a.sshd", "a/sshd/198.51.100.3/b1");
+        r.own_echo("b/sshd/198.51.100.2/b1");
+        // Another node's message is judged, not taken for an echo.
+        let net: IpNet = "198.51.100.3/32".parse().unwrap();
+        let later = from_unix(unix_secs(SystemTime::now()) + 600);
+        for (node, own) in [("a", false), ("b", true)] {
+            let m = Out::of(node, vec![("sshd".to_string(), net, What::ban(later, "auto", None))]);
+            assert_eq!(r.read(&m[0].subject("nftban"), &m[0].to_json(), 0), own, "{node}");
+        }
         assert_eq!(r.stats.status(&spec()).error, None);
-        r.own_echo("nftban.b.sshd", "b/sshd/198.51.100.4/b1");
+        r.own_echo("b/sshd/198.51.100.4/b1");
         let e = r.stats.status(&spec()).error.unwrap();
         assert!(
             e.starts_with("another node publishes as `b` (message b/sshd/198.51.100.4/b1)"),
